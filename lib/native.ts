@@ -1,0 +1,122 @@
+/**
+ * Loads the native addon and describes it for TypeScript, so every call from the model into the
+ * kernels is type-checked. The loader tries each candidate location and, when all fail, lists
+ * every attempt and what to do about it.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+export type DeviceName = 'cpu' | 'cuda';
+
+/** Native float32 storage on one device, owned by the addon. */
+export interface ArenaHandle {
+  readonly numel: number;
+  readonly device: DeviceName;
+  /** CPU arenas only: a zero-copy Float32Array over the whole arena. */
+  readonly data: Float32Array;
+  read(offset: number, n?: number): Float32Array;
+  write(offset: number, src: Float32Array): void;
+  fill(value: number, offset?: number, n?: number): void;
+  copyFrom(offset: number, src: ArenaHandle, srcOffset: number, n: number): void;
+  free(): void;
+}
+
+/** A contiguous range of an arena: what kernels take on any device. */
+export interface TensorRef {
+  arena: ArenaHandle;
+  offset: number;
+  numel: number;
+}
+
+/** A float tensor argument: a view into an arena, or (CPU only) a plain Float32Array. */
+export type F = TensorRef | Float32Array;
+export type I = Int32Array;
+
+/** The kernels, with the argument order of native/include/gptune/kernels.inc. */
+export interface Kernels {
+  matmul_forward(out: F, inp: F, weight: F, bias: F | null, N: number, C: number, OC: number): void;
+  matmul_backward(dinp: F | null, dweight: F | null, dbias: F | null, dout: F, inp: F, weight: F, N: number, C: number, OC: number): void;
+  encoder_forward(out: F, tokens: I, positions: I | null, wte: F, wpe: F, B: number, T: number, C: number, posOffset: number): void;
+  encoder_backward(dwte: F | null, dwpe: F | null, dout: F, tokens: I, positions: I | null, B: number, T: number, C: number, posOffset: number): void;
+  layernorm_forward(out: F, mean: F | null, rstd: F | null, inp: F, weight: F, bias: F, N: number, C: number, eps: number): void;
+  layernorm_backward(dinp: F | null, dweight: F | null, dbias: F | null, dout: F, inp: F, weight: F, mean: F, rstd: F, N: number, C: number): void;
+  gelu_forward(out: F, inp: F, n: number): void;
+  gelu_backward(dinp: F, inp: F, dout: F, n: number): void;
+  residual_forward(out: F, a: F, b: F, n: number): void;
+  add_inplace(dst: F, src: F, n: number): void;
+  scale_inplace(x: F, s: number, n: number): void;
+  fill(x: F, value: number, n: number): void;
+  sum_squares(x: F, n: number): number;
+  attention_forward(out: F, lse: F, qkv: F, segmentIds: I | null, B: number, T: number, C: number, NH: number): void;
+  attention_backward(dqkv: F, dout: F, qkv: F, out: F, lse: F, segmentIds: I | null, B: number, T: number, C: number, NH: number): void;
+  attention_cached_forward(out: F, kcache: F, vcache: F, qkv: F, B: number, Tq: number, past: number, maxT: number, C: number, NH: number): void;
+  crossentropy_forward(losses: F, lse: F, predictions: I | null, logits: F, targets: I, N: number, V: number, ignoreIndex: number): void;
+  crossentropy_backward(dlogits: F, logits: F, lse: F, targets: I, scale: number, N: number, V: number, ignoreIndex: number): void;
+  softmax_forward(probs: F, logits: F, invTemperature: number, N: number, V: number): void;
+  adamw_update(params: F, m: F, v: F, grads: F, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, gradScale: number, step: number): void;
+}
+
+export interface CudaDevice {
+  index: number;
+  name: string;
+  totalMemory: number;
+  freeMemory: number;
+  computeCapability: string;
+}
+
+export interface CudaBindings {
+  compiled: boolean;
+  deviceCount?(): number;
+  unavailableReason?(): string;
+  devices?(): CudaDevice[];
+  setDevice?(index: number): void;
+  synchronize?(): void;
+  [extra: string]: unknown;
+}
+
+export interface Addon {
+  version: string;
+  backends: string[];
+  Arena: new (device: DeviceName, numel: number) => ArenaHandle;
+  kernels: Kernels;
+  sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F, lda: number, B: F, ldb: number, beta: number, C: F, ldc: number): void;
+  cuda: CudaBindings;
+  setNumThreads(n: number): void;
+  numThreads(): number;
+  simdLevel(): string;
+  memory(): { cpuBytes: number; cudaBytes: number; blocks: number };
+}
+
+/** Where the addon may be: an explicit GPTUNE_ADDON path first, then the build folders. */
+function candidates(): string[] {
+  const root = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
+  const list: string[] = [];
+  if (process.env.GPTUNE_ADDON) list.push(path.resolve(process.env.GPTUNE_ADDON));
+  list.push(path.join(root, 'build', 'Release', 'gptune.node'));
+  list.push(path.join(root, 'build', 'Debug', 'gptune.node'));
+  return list;
+}
+
+function load(): Addon {
+  const attempts: string[] = [];
+  for (const file of candidates()) {
+    if (!fs.existsSync(file)) {
+      attempts.push(`${file}: not found`);
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      return require(file) as Addon;
+    } catch (e) {
+      attempts.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(
+    `gptune: could not load the native addon. Tried:\n  ${attempts.join('\n  ')}\n` +
+      'Build it with `npm run build:native` (cmake-js; needs cmake and a C++17 compiler) or ' +
+      '`npm run build:gyp` (node-gyp), or point GPTUNE_ADDON at a built gptune.node.',
+  );
+}
+
+export const addon: Addon = load();
+export const kernels: Kernels = addon.kernels;

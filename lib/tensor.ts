@@ -1,0 +1,102 @@
+/**
+ * Tensors are views into native arenas: TypeScript never owns float storage, it lays out named
+ * views, allocates one arena for all of them, and hands {arena, offset, numel} to the kernels.
+ */
+import { addon, ArenaHandle, DeviceName, TensorRef } from './native';
+
+/** Offsets are rounded to 16 floats (64 bytes) so every tensor starts on a cache line. */
+const ALIGN_FLOATS = 16;
+
+export class Tensor implements TensorRef {
+  constructor(
+    readonly arena: ArenaHandle,
+    readonly offset: number,
+    readonly shape: readonly number[],
+    readonly name: string,
+  ) {
+    this.numel = shape.reduce((a, b) => a * b, 1);
+  }
+  readonly numel: number;
+
+  /** A copy of the contents on the host. */
+  read(): Float32Array {
+    return this.arena.read(this.offset, this.numel);
+  }
+
+  write(values: Float32Array): void {
+    if (values.length !== this.numel) {
+      throw new Error(`tensor ${this.name}: expected ${this.numel} values (shape [${this.shape.join(', ')}]) but received ${values.length}`);
+    }
+    this.arena.write(this.offset, values);
+  }
+
+  fill(value: number): void {
+    this.arena.fill(value, this.offset, this.numel);
+  }
+
+  /** CPU arenas only: a zero-copy view (valid while the arena lives). */
+  view(): Float32Array {
+    return this.arena.data.subarray(this.offset, this.offset + this.numel);
+  }
+
+  /** A sub-range of this tensor (same arena), e.g. the first B*T rows of an activation. */
+  slice(startElement: number, shape: readonly number[], name = this.name): Tensor {
+    const numel = shape.reduce((a, b) => a * b, 1);
+    if (startElement < 0 || startElement + numel > this.numel) {
+      throw new RangeError(`tensor ${this.name}: slice [${startElement}, ${startElement + numel}) is outside its ${this.numel} elements`);
+    }
+    return new Tensor(this.arena, this.offset + startElement, shape, name);
+  }
+}
+
+export interface TensorSpec {
+  name: string;
+  shape: readonly number[];
+}
+
+/** A set of named tensors living in one arena. */
+export class TensorArena<K extends string = string> {
+  readonly arena: ArenaHandle;
+  readonly tensors: Map<K, Tensor>;
+  /** Total floats including alignment padding. */
+  readonly numel: number;
+
+  constructor(device: DeviceName, specs: readonly TensorSpec[]) {
+    let offset = 0;
+    const offsets: number[] = [];
+    for (const spec of specs) {
+      for (const d of spec.shape) {
+        if (!Number.isInteger(d) || d < 0) throw new RangeError(`tensor ${spec.name}: bad dimension ${d} in shape [${spec.shape.join(', ')}]`);
+      }
+      offsets.push(offset);
+      const n = spec.shape.reduce((a, b) => a * b, 1);
+      offset += Math.ceil(n / ALIGN_FLOATS) * ALIGN_FLOATS;
+    }
+    this.numel = offset;
+    this.arena = new addon.Arena(device, offset);
+    this.tensors = new Map();
+    specs.forEach((spec, i) => {
+      if (this.tensors.has(spec.name as K)) throw new Error(`duplicate tensor name ${spec.name}`);
+      this.tensors.set(spec.name as K, new Tensor(this.arena, offsets[i], spec.shape, spec.name));
+    });
+  }
+
+  get(name: K): Tensor {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error(`no tensor named ${name}`);
+    return t;
+  }
+
+  /** The whole arena as one flat tensor (for global reductions such as the gradient norm). */
+  all(): Tensor {
+    return new Tensor(this.arena, 0, [this.numel], 'all');
+  }
+
+  get bytes(): number {
+    return this.numel * 4;
+  }
+
+  free(): void {
+    this.arena.free();
+  }
+}

@@ -1,0 +1,409 @@
+/**
+ * GPT-2's byte-level BPE tokenizer, built from a Hugging Face vocab.json + merges.txt pair.
+ *
+ * encode(text):
+ *   1. split out the special token "<|endoftext|>" (-> eosTokenId);
+ *   2. pre-tokenise the rest with GPT-2's regex into "words" (" hello", "'s", " 123", "\n\n", ...);
+ *   3. each word -> its UTF-8 bytes -> one symbol (token id) per byte;
+ *   4. repeatedly merge the adjacent pair with the lowest merges.txt line number (rank), all its
+ *      occurrences left to right, until no adjacent pair is in merges.txt.
+ * This is the algorithm of GPT-2's original encoder.py and HF's GPT2Tokenizer; ids match them.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { BYTE_TO_CHAR, byteLevelToBytes } from './byte_level';
+import { END_OF_TEXT, type Tokenizer } from './types';
+
+/**
+ * GPT-2's pre-tokenisation pattern, with \s spelled \p{White_Space}: JavaScript's \s also matches
+ * U+FEFF and misses U+0085, unlike the `regex` module GPT-2 and HF use (and Rust's regex crates).
+ */
+export const GPT2_PRETOKENIZE_PATTERN =
+  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\p{White_Space}\\p{L}\\p{N}]+|\\p{White_Space}+(?!\\P{White_Space})|\\p{White_Space}+";
+
+/** Token ids are packed into a pair key as left * 2^21 + right; vocabularies are far smaller. */
+const MAX_TOKEN_ID = (1 << 21) - 1;
+const PAIR_KEY_SCALE = 1 << 21;
+
+/** Words at least this long use the O(n log n) heap merge; shorter ones the simple rescan. */
+const HEAP_MERGE_MIN_SYMBOLS = 48;
+
+/** Forget the word cache when it grows past this many words (bounded memory on 100 MB corpora). */
+const WORD_CACHE_LIMIT = 500_000;
+
+const utf8Decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+
+export interface BPEFiles {
+  /** vocab.json contents: byte-level token string -> id. */
+  vocab: Record<string, number>;
+  /** merges.txt lines after the header, each [left, right] in the byte-level alphabet, rank order. */
+  merges: Array<[string, string]>;
+  /** Names used in error messages. */
+  vocabName?: string;
+  mergesName?: string;
+  /** Shown by Tokenizer.name. */
+  name?: string;
+}
+
+/** Line number (1-based) of the first occurrence of `needle` in `text`, or undefined. */
+function lineOf(text: string, needle: string): number | undefined {
+  const at = text.indexOf(needle);
+  if (at < 0) return undefined;
+  let line = 1;
+  for (let i = 0; i < at; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+/** Parse vocab.json text, reporting problems with the file name and (where found) the line. */
+export function parseVocabJSON(text: string, fileName: string): Record<string, number> {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    const message = (err as Error).message.split('\n')[0];
+    const position = /at position (\d+)/.exec(message);
+    const where = position ? ` line ${lineOf(text.slice(0, Number(position[1])) + '\u0000', '\u0000')}` : '';
+    throw new Error(`${fileName}${where}: not valid JSON (${message})`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new Error(`${fileName}: expected a JSON object mapping token strings to ids`);
+  }
+  const vocab = json as Record<string, unknown>;
+  for (const [token, id] of Object.entries(vocab)) {
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0 || id > MAX_TOKEN_ID) {
+      const line = lineOf(text, JSON.stringify(token));
+      throw new Error(`${fileName}${line ? ` line ${line}` : ''}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}; expected an integer in [0, ${MAX_TOKEN_ID}]`);
+    }
+  }
+  return vocab as Record<string, number>;
+}
+
+/** Parse merges.txt text: an optional "#version" first line, then one "left right" pair per line. */
+export function parseMergesTxt(text: string, fileName: string): Array<[string, string]> {
+  const lines = text.split('\n');
+  // A final newline leaves one empty string; trailing blank lines carry no merges.
+  while (lines.length > 0 && lines[lines.length - 1].replace(/\r$/, '') === '') lines.pop();
+  const merges: Array<[string, string]> = [];
+  lines.forEach((rawLine, index) => {
+    const line = rawLine.endsWith('\r') ? rawLine.slice(0, -1) : rawLine;
+    if (index === 0 && line.startsWith('#version')) return;
+    const parts = line.split(' ');
+    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
+      throw new Error(`${fileName} line ${index + 1}: expected two tokens separated by one space but received ${JSON.stringify(line.length > 60 ? line.slice(0, 57) + '...' : line)}`);
+    }
+    merges.push([parts[0], parts[1]]);
+  });
+  return merges;
+}
+
+/** A binary min-heap of (rank, position) pairs, ordered by rank then position. */
+class PairHeap {
+  private ranks: number[] = [];
+  private positions: number[] = [];
+
+  get size(): number { return this.ranks.length; }
+  topRank(): number { return this.ranks[0]; }
+
+  private less(a: number, b: number): boolean {
+    return this.ranks[a] < this.ranks[b] || (this.ranks[a] === this.ranks[b] && this.positions[a] < this.positions[b]);
+  }
+  private swap(a: number, b: number): void {
+    [this.ranks[a], this.ranks[b]] = [this.ranks[b], this.ranks[a]];
+    [this.positions[a], this.positions[b]] = [this.positions[b], this.positions[a]];
+  }
+
+  push(rank: number, position: number): void {
+    this.ranks.push(rank);
+    this.positions.push(position);
+    let child = this.ranks.length - 1;
+    while (child > 0) {
+      const parent = (child - 1) >> 1;
+      if (!this.less(child, parent)) break;
+      this.swap(child, parent);
+      child = parent;
+    }
+  }
+
+  /** Remove the smallest entry and return its position (read topRank() first for its rank). */
+  pop(): number {
+    const position = this.positions[0];
+    const lastRank = this.ranks.pop()!;
+    const lastPosition = this.positions.pop()!;
+    if (this.ranks.length > 0) {
+      this.ranks[0] = lastRank;
+      this.positions[0] = lastPosition;
+      let parent = 0;
+      for (;;) {
+        const left = 2 * parent + 1;
+        const right = left + 1;
+        let smallest = parent;
+        if (left < this.ranks.length && this.less(left, smallest)) smallest = left;
+        if (right < this.ranks.length && this.less(right, smallest)) smallest = right;
+        if (smallest === parent) break;
+        this.swap(parent, smallest);
+        parent = smallest;
+      }
+    }
+    return position;
+  }
+}
+
+export class BPETokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly eosTokenId: number;
+  readonly name: string;
+
+  /** byte -> id of the single-byte token. */
+  private readonly byteTokenIds = new Int32Array(256);
+  /** (left id, right id) pair key -> merge rank (its line index in merges.txt). */
+  private readonly pairRank = new Map<number, number>();
+  /** rank -> left id, right id, merged id. */
+  private readonly mergeLeft: Int32Array;
+  private readonly mergeRight: Int32Array;
+  private readonly mergeResult: Int32Array;
+  /** id -> the bytes it stands for (undefined for ids vocab.json does not use). */
+  private readonly tokenBytes: Array<Uint8Array | undefined>;
+  /** Special token text -> id; found in the input text before pre-tokenisation. */
+  private readonly specialTokens: Map<string, number>;
+  private readonly pretokenizer = new RegExp(GPT2_PRETOKENIZE_PATTERN, 'gu');
+  private readonly wordCache = new Map<string, number[]>();
+
+  constructor(files: BPEFiles) {
+    const vocabName = files.vocabName ?? 'vocab.json';
+    const mergesName = files.mergesName ?? 'merges.txt';
+    this.name = files.name ?? `bpe (${vocabName})`;
+
+    // A Map, not the object: vocab["constructor"] on a plain object finds Object.prototype's.
+    const vocab = new Map(Object.entries(files.vocab));
+    // id -> token, rejecting two tokens with one id (decode would be ambiguous).
+    const idToToken: string[] = [];
+    let maxId = -1;
+    for (const [token, id] of vocab) {
+      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0 || id > MAX_TOKEN_ID) {
+        throw new Error(`${vocabName}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}; expected an integer in [0, ${MAX_TOKEN_ID}]`);
+      }
+      if (idToToken[id] !== undefined) {
+        throw new Error(`${vocabName}: tokens ${JSON.stringify(idToToken[id])} and ${JSON.stringify(token)} both have id ${id}`);
+      }
+      idToToken[id] = token;
+      if (id > maxId) maxId = id;
+    }
+    this.vocabSize = maxId + 1;
+
+    for (let byte = 0; byte < 256; byte++) {
+      const id = vocab.get(BYTE_TO_CHAR[byte]);
+      if (id === undefined) {
+        throw new Error(`${vocabName}: missing the byte-level token ${JSON.stringify(BYTE_TO_CHAR[byte])} for byte 0x${byte.toString(16).padStart(2, '0')}; a GPT-2 byte-level vocabulary needs all 256`);
+      }
+      this.byteTokenIds[byte] = id;
+    }
+
+    const eos = vocab.get(END_OF_TEXT);
+    if (eos === undefined) throw new Error(`${vocabName}: missing the token ${END_OF_TEXT}, which gptune uses to separate documents`);
+    this.eosTokenId = eos;
+    this.specialTokens = new Map([[END_OF_TEXT, eos]]);
+
+    this.tokenBytes = idToToken.map((token) => (token === undefined ? undefined : byteLevelToBytes(token) ?? new Uint8Array(Buffer.from(token, 'utf8'))));
+
+    const mergeCount = files.merges.length;
+    this.mergeLeft = new Int32Array(mergeCount);
+    this.mergeRight = new Int32Array(mergeCount);
+    this.mergeResult = new Int32Array(mergeCount);
+    // Line numbers in messages assume the usual "#version" header line before the first merge.
+    const lineNumber = (rank: number) => rank + 2;
+    files.merges.forEach(([left, right], rank) => {
+      const where = `${mergesName} line ${lineNumber(rank)} ("${left} ${right}")`;
+      const leftId = vocab.get(left);
+      const rightId = vocab.get(right);
+      const mergedId = vocab.get(left + right);
+      if (leftId === undefined) throw new Error(`${where}: token ${JSON.stringify(left)} is not in ${vocabName}`);
+      if (rightId === undefined) throw new Error(`${where}: token ${JSON.stringify(right)} is not in ${vocabName}`);
+      if (mergedId === undefined) throw new Error(`${where}: merged token ${JSON.stringify(left + right)} is not in ${vocabName}`);
+      const key = leftId * PAIR_KEY_SCALE + rightId;
+      const earlier = this.pairRank.get(key);
+      if (earlier !== undefined) throw new Error(`${where}: duplicate of line ${lineNumber(earlier)}`);
+      this.pairRank.set(key, rank);
+      this.mergeLeft[rank] = leftId;
+      this.mergeRight[rank] = rightId;
+      this.mergeResult[rank] = mergedId;
+    });
+  }
+
+  /** Build from a folder's vocab.json and merges.txt (Hugging Face's GPT-2 tokenizer files). */
+  static fromFolder(dir: string): BPETokenizer {
+    const vocabPath = path.join(dir, 'vocab.json');
+    const mergesPath = path.join(dir, 'merges.txt');
+    return new BPETokenizer({
+      vocab: parseVocabJSON(readText(vocabPath), vocabPath),
+      merges: parseMergesTxt(readText(mergesPath), mergesPath),
+      vocabName: vocabPath,
+      mergesName: mergesPath,
+      name: `bpe:${dir}`,
+    });
+  }
+
+  encode(text: string): number[] {
+    const ids: number[] = [];
+    let start = 0;
+    for (;;) {
+      // The next special token, if any; text between special tokens is encoded as ordinary text.
+      let nextAt = -1;
+      let nextToken = '';
+      for (const token of this.specialTokens.keys()) {
+        const at = text.indexOf(token, start);
+        if (at >= 0 && (nextAt < 0 || at < nextAt)) { nextAt = at; nextToken = token; }
+      }
+      const end = nextAt < 0 ? text.length : nextAt;
+      if (end > start) this.encodeOrdinary(text.slice(start, end), ids);
+      if (nextAt < 0) return ids;
+      ids.push(this.specialTokens.get(nextToken)!);
+      start = nextAt + nextToken.length;
+    }
+  }
+
+  /** Encode text that contains no special tokens, appending to `out`. */
+  private encodeOrdinary(text: string, out: number[]): void {
+    const pattern = this.pretokenizer;
+    pattern.lastIndex = 0;
+    let match: RegExpExecArray | null;
+    while ((match = pattern.exec(text)) !== null) {
+      const word = match[0];
+      let ids = this.wordCache.get(word);
+      if (ids === undefined) {
+        ids = this.encodeWord(word);
+        if (this.wordCache.size >= WORD_CACHE_LIMIT) this.wordCache.clear();
+        this.wordCache.set(word, ids);
+      }
+      for (let i = 0; i < ids.length; i++) out.push(ids[i]);
+    }
+  }
+
+  /** One pre-tokenised word -> token ids. */
+  encodeWord(word: string): number[] {
+    const symbols = this.initialSymbols(word);
+    if (symbols.length < 2) return symbols;
+    return symbols.length >= HEAP_MERGE_MIN_SYMBOLS ? this.mergeWithHeap(symbols) : this.mergeByRescan(symbols);
+  }
+
+  /** The word's UTF-8 bytes as single-byte token ids. */
+  private initialSymbols(word: string): number[] {
+    const symbols: number[] = [];
+    let ascii = true;
+    for (let i = 0; i < word.length; i++) {
+      const code = word.charCodeAt(i);
+      if (code >= 0x80) { ascii = false; break; }
+      symbols.push(this.byteTokenIds[code]);
+    }
+    if (ascii) return symbols;
+    // Lone surrogates (invalid UTF-16) become U+FFFD's bytes, as in any UTF-8 encoder.
+    const bytes = Buffer.from(word, 'utf8');
+    symbols.length = 0;
+    for (let i = 0; i < bytes.length; i++) symbols.push(this.byteTokenIds[bytes[i]]);
+    return symbols;
+  }
+
+  private rankOf(left: number, right: number): number | undefined {
+    return this.pairRank.get(left * PAIR_KEY_SCALE + right);
+  }
+
+  /**
+   * Reference merge, exactly GPT-2's encoder.py: find the lowest-ranked adjacent pair, merge every
+   * occurrence of it left to right, repeat. O(n^2) map lookups for an n-byte word, fine for words.
+   */
+  mergeByRescan(initial: readonly number[]): number[] {
+    let symbols = initial.slice();
+    while (symbols.length > 1) {
+      let bestRank = Infinity;
+      for (let i = 0; i + 1 < symbols.length; i++) {
+        const rank = this.rankOf(symbols[i], symbols[i + 1]);
+        if (rank !== undefined && rank < bestRank) bestRank = rank;
+      }
+      if (bestRank === Infinity) break;
+      const left = this.mergeLeft[bestRank];
+      const right = this.mergeRight[bestRank];
+      const merged: number[] = [];
+      for (let i = 0; i < symbols.length; i++) {
+        if (i + 1 < symbols.length && symbols[i] === left && symbols[i + 1] === right) {
+          merged.push(this.mergeResult[bestRank]);
+          i++;
+        } else {
+          merged.push(symbols[i]);
+        }
+      }
+      symbols = merged;
+    }
+    return symbols;
+  }
+
+  /**
+   * The same result in O(n log n) for long words (a 1 MB run of letters would take hours above):
+   * symbols form a linked list, candidate pairs sit in a heap ordered by (rank, position). All
+   * occurrences of one rank are merged before pairs they create are pushed, which keeps the result
+   * identical to mergeByRescan even for merges.txt files whose ranks are not in creation order.
+   */
+  mergeWithHeap(initial: readonly number[]): number[] {
+    const n = initial.length;
+    const symbol = Int32Array.from(initial); // -1 once merged into its left neighbour
+    const next = new Int32Array(n);
+    const prev = new Int32Array(n);
+    for (let i = 0; i < n; i++) { next[i] = i + 1 < n ? i + 1 : -1; prev[i] = i - 1; }
+
+    const heap = new PairHeap();
+    for (let i = 0; i + 1 < n; i++) {
+      const rank = this.rankOf(symbol[i], symbol[i + 1]);
+      if (rank !== undefined) heap.push(rank, i);
+    }
+    const createdAt: number[] = []; // positions whose pairs changed during the current rank
+    while (heap.size > 0) {
+      const rank = heap.topRank();
+      createdAt.length = 0;
+      while (heap.size > 0 && heap.topRank() === rank) {
+        const i = heap.pop();
+        const j = symbol[i] < 0 ? -1 : next[i];
+        // Stale entries: the left symbol was absorbed, or the pair at i is no longer this merge.
+        if (j < 0 || symbol[i] !== this.mergeLeft[rank] || symbol[j] !== this.mergeRight[rank]) continue;
+        symbol[i] = this.mergeResult[rank];
+        symbol[j] = -1;
+        next[i] = next[j];
+        if (next[j] >= 0) prev[next[j]] = i;
+        if (prev[i] >= 0) createdAt.push(prev[i]);
+        createdAt.push(i);
+      }
+      for (const i of createdAt) {
+        if (symbol[i] < 0 || next[i] < 0) continue;
+        const newRank = this.rankOf(symbol[i], symbol[next[i]]);
+        if (newRank !== undefined) heap.push(newRank, i);
+      }
+    }
+    const out: number[] = [];
+    for (let i = 0; i >= 0; i = next[i]) out.push(symbol[i]);
+    return out;
+  }
+
+  decode(ids: number[]): string {
+    let length = 0;
+    for (const id of ids) {
+      const bytes = Number.isInteger(id) ? this.tokenBytes[id] : undefined;
+      if (bytes === undefined) {
+        throw new Error(`${this.name}: cannot decode token id ${id}; expected an id in ${this.name}'s vocabulary (0..${this.vocabSize - 1})`);
+      }
+      length += bytes.length;
+    }
+    const all = new Uint8Array(length);
+    let offset = 0;
+    for (const id of ids) {
+      const bytes = this.tokenBytes[id]!;
+      all.set(bytes, offset);
+      offset += bytes.length;
+    }
+    return utf8Decoder.decode(all);
+  }
+}
+
+function readText(filePath: string): string {
+  try {
+    return fs.readFileSync(filePath, 'utf8');
+  } catch (err) {
+    throw new Error(`${filePath}: cannot read tokenizer file (${(err as Error).message})`);
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * AdamW with PyTorch's semantics (torch.optim.AdamW): decoupled weight decay, bias correction,
+ * moments in float32 laid out like the parameters. Weight decay applies to tensors with 2+
+ * dimensions only (embeddings, linear weights), which parameterSpecs() places first in the arena,
+ * so an update is two kernel calls: the decayed region and the rest.
+ */
+import { kernels } from '../native';
+import { GPT2, parameterSpecs } from '../model/gpt2';
+import { TensorArena } from '../tensor';
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const ADAMW_DEFAULTS: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+
+export class AdamW {
+  readonly m: TensorArena;
+  readonly v: TensorArena;
+  /** Number of updates applied so far (bias correction uses step + 1 on the next update). */
+  step = 0;
+  private readonly decayEnd: number;
+
+  constructor(readonly model: GPT2, readonly options: AdamWOptions = ADAMW_DEFAULTS) {
+    const specs = parameterSpecs(model.config).specs;
+    this.m = new TensorArena(model.device, specs);
+    this.v = new TensorArena(model.device, specs);
+    const firstVector = model.params.get(specs[model.decayCount].name);
+    this.decayEnd = firstVector.offset;
+  }
+
+  /** Applies one update with learning rate lr; gradients are multiplied by gradScale first. */
+  update(lr: number, gradScale = 1): void {
+    const grads = this.model.grads;
+    if (!grads) throw new Error('AdamW.update: the model has no gradients');
+    this.step += 1;
+    const { beta1, beta2, eps, weightDecay } = this.options;
+    const p = this.model.params.arena, n = this.model.params.numel, d = this.decayEnd;
+    const view = (arena: TensorArena['arena'], offset: number, numel: number) => ({ arena, offset, numel });
+    kernels.adamw_update(view(p, 0, d), view(this.m.arena, 0, d), view(this.v.arena, 0, d), view(grads.arena, 0, d),
+      d, lr, beta1, beta2, eps, weightDecay, gradScale, this.step);
+    kernels.adamw_update(view(p, d, n - d), view(this.m.arena, d, n - d), view(this.v.arena, d, n - d), view(grads.arena, d, n - d),
+      n - d, lr, beta1, beta2, eps, 0, gradScale, this.step);
+  }
+
+  free(): void {
+    this.m.free();
+    this.v.free();
+  }
+}
+
+/** Global-norm clipping factor, as torch.nn.utils.clip_grad_norm_ computes it (0 = no clipping). */
+export function clipScale(gradNorm: number, maxNorm: number): number {
+  if (!(maxNorm > 0)) return 1;
+  const coef = maxNorm / (gradNorm + 1e-6);
+  return coef < 1 ? coef : 1;
+}

@@ -1,0 +1,555 @@
+// Causal multi-head self-attention on the CPU, flash-attention style (declarations in kernels.inc).
+//
+// The (T,T) score matrix never exists: each (b, h) is cut into query tiles of kQueryTile rows, and
+// each query tile walks the key tiles of kKeyTile keys up to the diagonal with an online softmax
+// (running max and running sum per query), so the scratch per thread is O(tile).
+//
+// Layout. Every tile product is C (R,N) = A (R,K) . B (K,N) where B's rows are contiguous vectors and
+// A is read one scalar at a time (broadcast), so K and V tiles are used straight from qkv without
+// being transposed. Scores are kept transposed, St (keys, queries): St = K_tile (nk,hs) . Qt (hs,nq),
+// where Qt is the query tile packed once per tile, transposed and pre-scaled by 1/sqrt(hs). The
+// per-query softmax statistics are then vectors along St's rows, so the online softmax vectorises
+// across queries without horizontal reductions.
+//   forward, per query tile:  St = K.Qt;  online softmax over St's columns;  O = diag(alpha) O + P.V
+//   backward, per query tile: St = K.Qt;  dPt = V.dOt;  P = exp(St - lse);  dS = P (dP - D) / sqrt(hs)
+//                             dV += P^T.dO;  dK += dS^T.Q;  dQ += dS.K      with D_i = dO_i . O_i
+// The three tile primitives (product, online softmax step, softmax backward) come in a portable
+// version here and an AVX-512 version in attention_avx512.cc, chosen at run time.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_features.h"
+#include "cpu/parallel.h"
+#include "gptune/kernels.h"
+
+namespace gptune::cpu {
+
+// The SIMD-specific inner loops. Shapes use the tile letters: nk keys, nq queries, hs head size.
+struct AttentionTileOps {
+  // C (R,N) with row stride ldc  =  A (R,K) . B (K,N) with B's row stride ldb, where element (r,k) of A
+  // is A[r*a_row + k*a_col] (so A may be a transposed view). With accumulate, C += A.B instead, or
+  // C = row_scale[r] * C + A.B when row_scale is non-null.
+  void (*product)(float* C, int64_t ldc, const float* A, int64_t a_row, int64_t a_col,
+                  const float* B, int64_t ldb, int R, int N, int K, bool accumulate,
+                  const float* row_scale);
+  // One online-softmax step over a transposed score tile St (nk,nq) with row stride ld: per query i,
+  // new_max = max(row_max[i], St[:,i]); St[j,i] becomes exp(St[j,i] - new_max) (0 where it was -inf);
+  // rescale[i] = exp(row_max[i] - new_max); row_sum[i] = row_sum[i] * rescale[i] + sum_j St[j,i].
+  void (*online_softmax)(float* St, int64_t ld, int nk, int nq, float* row_max, float* row_sum,
+                         float* rescale);
+  // Softmax backward over a tile: St (nk,nq) of scores becomes P = exp(St - lse[i]) and dPt (nk,nq)
+  // becomes scale * P * (dPt - D[i]); both with row stride ld.
+  void (*softmax_backward)(float* St, float* dPt, int64_t ld, int nk, int nq, const float* lse,
+                           const float* D, float scale);
+};
+
+#if defined(GPTUNE_X86)
+// attention_avx512.cc (compiled with AVX-512 flags; only called after cpu_has_avx512()).
+void attention_product_avx512(float* C, int64_t ldc, const float* A, int64_t a_row, int64_t a_col,
+                              const float* B, int64_t ldb, int R, int N, int K, bool accumulate,
+                              const float* row_scale);
+void attention_online_softmax_avx512(float* St, int64_t ld, int nk, int nq, float* row_max,
+                                     float* row_sum, float* rescale);
+void attention_softmax_backward_avx512(float* St, float* dPt, int64_t ld, int nk, int nq,
+                                       const float* lse, const float* D, float scale);
+#endif
+
+namespace {
+
+constexpr int kQueryTile = 64;  // St's row length: 4 AVX-512 vectors of queries
+constexpr int kKeyTile = 64;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// ---- portable tile primitives (baseline x86-64; the compiler vectorises the inner loops) ----
+
+void product_portable(float* C, int64_t ldc, const float* A, int64_t a_row, int64_t a_col,
+                      const float* B, int64_t ldb, int R, int N, int K, bool accumulate,
+                      const float* row_scale) {
+  for (int r = 0; r < R; ++r) {
+    float* c = C + r * ldc;
+    if (!accumulate) {
+      std::fill(c, c + N, 0.0f);
+    } else if (row_scale) {
+      for (int n = 0; n < N; ++n) c[n] *= row_scale[r];
+    }
+    for (int k = 0; k < K; ++k) {
+      const float a = A[r * a_row + k * a_col];
+      const float* b = B + k * ldb;
+      for (int n = 0; n < N; ++n) c[n] += a * b[n];
+    }
+  }
+}
+
+void online_softmax_portable(float* St, int64_t ld, int nk, int nq, float* row_max,
+                             float* row_sum, float* rescale) {
+  for (int i = 0; i < nq; ++i) {
+    float new_max = row_max[i];
+    for (int j = 0; j < nk; ++j) new_max = std::max(new_max, St[j * ld + i]);
+    // A query with every key so far masked keeps max -inf; subtracting 0 instead of -inf keeps
+    // exp(-inf - base) = 0 rather than NaN.
+    const float base = new_max == kNegInf ? 0.0f : new_max;
+    const float alpha = std::exp(row_max[i] - base);
+    float sum = row_sum[i] * alpha;
+    for (int j = 0; j < nk; ++j) {
+      const float p = std::exp(St[j * ld + i] - base);
+      St[j * ld + i] = p;
+      sum += p;
+    }
+    row_max[i] = new_max;
+    row_sum[i] = sum;
+    rescale[i] = alpha;
+  }
+}
+
+void softmax_backward_portable(float* St, float* dPt, int64_t ld, int nk, int nq,
+                               const float* lse, const float* D, float scale) {
+  for (int j = 0; j < nk; ++j) {
+    float* s = St + j * ld;
+    float* dp = dPt + j * ld;
+    for (int i = 0; i < nq; ++i) {
+      const float p = std::exp(s[i] - lse[i]);
+      s[i] = p;
+      dp[i] = scale * p * (dp[i] - D[i]);
+    }
+  }
+}
+
+const AttentionTileOps& tile_ops_portable() {
+  static const AttentionTileOps ops{product_portable, online_softmax_portable,
+                                    softmax_backward_portable};
+  return ops;
+}
+
+bool force_portable = false;  // test hook, see attention_use_portable_path
+
+const AttentionTileOps& tile_ops() {
+#if defined(GPTUNE_X86)
+  static const AttentionTileOps avx512{attention_product_avx512, attention_online_softmax_avx512,
+                                       attention_softmax_backward_avx512};
+  if (!force_portable && cpu_has_avx512()) return avx512;
+#endif
+  return tile_ops_portable();
+}
+
+// ---- masking shared by the forward and backward ----
+
+// Which (key, query) pairs of a tile may attend: keys [k0, k0+nk) at positions k0.., queries
+// [q0, q0+nq) at positions qpos0... Segments (only in non-cached attention, where positions are
+// indices) additionally require equal ids.
+enum class TileVisibility { kNone, kAll, kSome };
+
+bool uniform(const int* ids, int begin, int n) {
+  for (int i = 1; i < n; ++i)
+    if (ids[begin + i] != ids[begin]) return false;
+  return true;
+}
+
+TileVisibility classify_tile(const int* segments, int k0, int nk, int q0, int qpos0, int nq) {
+  if (k0 > qpos0 + nq - 1) return TileVisibility::kNone;  // wholly above the diagonal
+  const bool causal_all = k0 + nk - 1 <= qpos0;
+  if (!segments) return causal_all ? TileVisibility::kAll : TileVisibility::kSome;
+  if (uniform(segments, q0, nq) && uniform(segments, k0, nk)) {
+    if (segments[q0] != segments[k0]) return TileVisibility::kNone;
+    return causal_all ? TileVisibility::kAll : TileVisibility::kSome;
+  }
+  // A tile straddling a segment boundary: look for any visible pair (tiles like this are few).
+  for (int i = 0; i < nq; ++i)
+    for (int j = 0; j < nk && k0 + j <= qpos0 + i; ++j)
+      if (segments[k0 + j] == segments[q0 + i]) return TileVisibility::kSome;
+  return TileVisibility::kNone;
+}
+
+// Sets the scores of invisible pairs in St (nk,nq) to -inf.
+void mask_tile(float* St, int64_t ld, const int* segments, int k0, int nk, int q0, int qpos0,
+               int nq) {
+  for (int j = 0; j < nk; ++j) {
+    float* s = St + j * ld;
+    for (int i = 0; i < nq; ++i) {
+      const bool visible =
+          k0 + j <= qpos0 + i && (!segments || segments[k0 + j] == segments[q0 + i]);
+      if (!visible) s[i] = kNegInf;
+    }
+  }
+}
+
+// ---- scratch ----
+
+// 64-byte aligned float scratch owned by one thread for one kernel call.
+class Scratch {
+ public:
+  explicit Scratch(size_t n) : storage_(n + 16) {
+    auto address = reinterpret_cast<uintptr_t>(storage_.data());
+    base_ = storage_.data() + ((64 - address % 64) % 64) / sizeof(float);
+  }
+  float* base() { return base_; }
+
+ private:
+  std::vector<float> storage_;
+  float* base_;
+};
+
+size_t round_up16(size_t n) { return (n + 15) / 16 * 16; }
+
+// Packs rows [q0, q0+nq) of a (rows, hs) matrix with row stride ld into Mt (hs, kQueryTile), scaled.
+void pack_transposed(float* Mt, const float* M, int64_t ld, int q0, int nq, int hs, float scale) {
+  for (int i = 0; i < nq; ++i) {
+    const float* row = M + (q0 + i) * ld;
+    for (int d = 0; d < hs; ++d) Mt[d * kQueryTile + i] = row[d] * scale;
+  }
+}
+
+// Runs fn(unit, thread) for units [0, n) on every pool thread, handing units out one at a time so
+// uneven units (causal query tiles) balance.
+template <typename Fn>
+void for_each_unit_dynamic(int64_t n, Fn&& fn) {
+  std::atomic<int64_t> next{0};
+  parallel_run([&](int thread) {
+    for (int64_t unit = next.fetch_add(1); unit < n; unit = next.fetch_add(1)) fn(unit, thread);
+  });
+}
+
+// ---- forward ----
+
+// One (b, h) of a forward problem. Query t sits at absolute position first_query_pos + t; the keys
+// are positions 0 .. first_query_pos + num_queries - 1.
+struct ForwardHead {
+  const float* q;
+  int64_t q_stride;  // row t of this head's q: q + t * q_stride (hs floats)
+  const float* k;
+  const float* v;
+  int64_t kv_stride;
+  float* out;
+  int64_t out_stride;
+  float* lse;           // (num_queries) or null
+  const int* segments;  // (num_queries) or null; only when first_query_pos == 0
+  int num_queries;
+  int first_query_pos;
+};
+
+struct ForwardScratch {
+  explicit ForwardScratch(int hs)
+      : o_stride(round_up16(hs)),
+        buffer(round_up16(size_t(hs) * kQueryTile) + size_t(kKeyTile) * kQueryTile +
+               size_t(kQueryTile) * o_stride + 3 * kQueryTile) {
+    qt = buffer.base();
+    st = qt + round_up16(size_t(hs) * kQueryTile);
+    o = st + size_t(kKeyTile) * kQueryTile;
+    row_max = o + size_t(kQueryTile) * o_stride;
+    row_sum = row_max + kQueryTile;
+    rescale = row_sum + kQueryTile;
+  }
+  int64_t o_stride;
+  Scratch buffer;
+  float* qt;       // (hs, kQueryTile) scaled queries, transposed
+  float* st;       // (kKeyTile, kQueryTile) scores, then probabilities
+  float* o;        // (kQueryTile, o_stride) unnormalised output accumulator
+  float* row_max;  // (kQueryTile)
+  float* row_sum;  // (kQueryTile)
+  float* rescale;  // (kQueryTile)
+};
+
+void forward_query_tile(const AttentionTileOps& ops, const ForwardHead& head, int hs, int q0,
+                        ForwardScratch& s) {
+  const int nq = std::min(kQueryTile, head.num_queries - q0);
+  const int qpos0 = head.first_query_pos + q0;
+  const float scale = 1.0f / std::sqrt(float(hs));
+  pack_transposed(s.qt, head.q, head.q_stride, q0, nq, hs, scale);
+  std::fill(s.row_max, s.row_max + nq, kNegInf);
+  std::fill(s.row_sum, s.row_sum + nq, 0.0f);
+  std::fill(s.o, s.o + nq * s.o_stride, 0.0f);
+
+  const int num_keys = qpos0 + nq;  // the last query sees keys up to its own position
+  for (int k0 = 0; k0 < num_keys; k0 += kKeyTile) {
+    const int nk = std::min(kKeyTile, num_keys - k0);
+    const TileVisibility visibility = classify_tile(head.segments, k0, nk, q0, qpos0, nq);
+    if (visibility == TileVisibility::kNone) continue;
+    ops.product(s.st, kQueryTile, head.k + k0 * head.kv_stride, head.kv_stride, 1, s.qt,
+                kQueryTile, nk, nq, hs, false, nullptr);
+    if (visibility == TileVisibility::kSome)
+      mask_tile(s.st, kQueryTile, head.segments, k0, nk, q0, qpos0, nq);
+    ops.online_softmax(s.st, kQueryTile, nk, nq, s.row_max, s.row_sum, s.rescale);
+    // O (nq,hs) = diag(rescale) O + P (nq,nk) . V (nk,hs), P read through St's transpose.
+    ops.product(s.o, s.o_stride, s.st, 1, kQueryTile, head.v + k0 * head.kv_stride, head.kv_stride,
+                nq, hs, nk, true, s.rescale);
+  }
+
+  for (int i = 0; i < nq; ++i) {
+    const float inv_sum = 1.0f / s.row_sum[i];
+    float* out_row = head.out + (q0 + i) * head.out_stride;
+    const float* o_row = s.o + i * s.o_stride;
+    for (int d = 0; d < hs; ++d) out_row[d] = o_row[d] * inv_sum;
+    if (head.lse) head.lse[q0 + i] = s.row_max[i] + std::log(s.row_sum[i]);
+  }
+}
+
+// Runs every query tile of num_heads heads; make_head(bh) describes head bh.
+template <typename MakeHead>
+void forward_heads(int64_t num_heads, int num_queries, int hs, MakeHead&& make_head) {
+  const AttentionTileOps& ops = tile_ops();
+  const int64_t tiles_per_head = (num_queries + kQueryTile - 1) / kQueryTile;
+  const int threads = num_threads();
+  std::vector<std::unique_ptr<ForwardScratch>> scratch(threads);
+  // The most expensive (last, longest-causal) query tiles go first so the tail is cheap tiles.
+  for_each_unit_dynamic(num_heads * tiles_per_head, [&](int64_t unit, int thread) {
+    if (!scratch[thread]) scratch[thread] = std::make_unique<ForwardScratch>(hs);
+    const int64_t tile = tiles_per_head - 1 - unit / num_heads;
+    forward_query_tile(ops, make_head(unit % num_heads), hs, int(tile * kQueryTile),
+                       *scratch[thread]);
+  });
+}
+
+void check_heads(const char* kernel, int C, int NH) {
+  if (NH <= 0 || C <= 0 || C % NH != 0)
+    throw Error(std::string(kernel) + ": expected C divisible by NH with both positive, got C=" +
+                std::to_string(C) + ", NH=" + std::to_string(NH));
+}
+
+// ---- backward ----
+
+struct BackwardScratch {
+  explicit BackwardScratch(int hs)
+      : buffer(2 * round_up16(size_t(hs) * kQueryTile) + 2 * size_t(kKeyTile) * kQueryTile +
+               2 * kQueryTile) {
+    qt = buffer.base();
+    dot = qt + round_up16(size_t(hs) * kQueryTile);
+    st = dot + round_up16(size_t(hs) * kQueryTile);
+    dpt = st + size_t(kKeyTile) * kQueryTile;
+    lse = dpt + size_t(kKeyTile) * kQueryTile;
+    D = lse + kQueryTile;
+  }
+  Scratch buffer;
+  float* qt;   // (hs, kQueryTile) scaled queries, transposed
+  float* dot;  // (hs, kQueryTile) dout, transposed
+  float* st;   // (kKeyTile, kQueryTile) scores, then probabilities
+  float* dpt;  // (kKeyTile, kQueryTile) dP, then dS scaled by 1/sqrt(hs)
+  float* lse;  // (kQueryTile)
+  float* D;    // (kQueryTile) dO_i . O_i
+};
+
+// All query tiles of one (b, h); the calling thread owns this head's dq, dk, dv channels.
+void backward_head(const AttentionTileOps& ops, float* dqkv, const float* dout, const float* qkv,
+                   const float* out, const float* lse, const int* segments, int T, int C, int hs,
+                   BackwardScratch& s) {
+  const int64_t C3 = 3LL * C;
+  const float* q = qkv;
+  const float* k = qkv + C;
+  const float* v = qkv + 2 * C;
+  float* dq = dqkv;
+  float* dk = dqkv + C;
+  float* dv = dqkv + 2 * C;
+  const float scale = 1.0f / std::sqrt(float(hs));
+  for (int q0 = 0; q0 < T; q0 += kQueryTile) {
+    const int nq = std::min(kQueryTile, T - q0);
+    pack_transposed(s.qt, q, C3, q0, nq, hs, scale);
+    pack_transposed(s.dot, dout, C, q0, nq, hs, 1.0f);
+    for (int i = 0; i < nq; ++i) {
+      const float* dout_row = dout + (q0 + i) * int64_t(C);
+      const float* out_row = out + (q0 + i) * int64_t(C);
+      float dot = 0.0f;
+      for (int d = 0; d < hs; ++d) dot += dout_row[d] * out_row[d];
+      s.D[i] = dot;
+      s.lse[i] = lse[q0 + i];
+    }
+    for (int k0 = 0; k0 < q0 + nq; k0 += kKeyTile) {
+      const int nk = std::min(kKeyTile, q0 + nq - k0);
+      const TileVisibility visibility = classify_tile(segments, k0, nk, q0, q0, nq);
+      if (visibility == TileVisibility::kNone) continue;
+      const float* k_tile = k + k0 * C3;
+      const float* v_tile = v + k0 * C3;
+      ops.product(s.st, kQueryTile, k_tile, C3, 1, s.qt, kQueryTile, nk, nq, hs, false, nullptr);
+      ops.product(s.dpt, kQueryTile, v_tile, C3, 1, s.dot, kQueryTile, nk, nq, hs, false, nullptr);
+      if (visibility == TileVisibility::kSome)
+        mask_tile(s.st, kQueryTile, segments, k0, nk, q0, q0, nq);
+      ops.softmax_backward(s.st, s.dpt, kQueryTile, nk, nq, s.lse, s.D, scale);
+      // dV (nk,hs) += P^T (nk,nq) . dO (nq,hs);  dK (nk,hs) += dS^T . Q;  dQ (nq,hs) += dS . K
+      ops.product(dv + k0 * C3, C3, s.st, kQueryTile, 1, dout + q0 * int64_t(C), C, nk, hs, nq,
+                  true, nullptr);
+      ops.product(dk + k0 * C3, C3, s.dpt, kQueryTile, 1, q + q0 * C3, C3, nk, hs, nq, true,
+                  nullptr);
+      ops.product(dq + q0 * C3, C3, s.dpt, 1, kQueryTile, k_tile, C3, nq, hs, nk, true, nullptr);
+    }
+  }
+}
+
+}  // namespace
+
+// Test hook for the standalone harness: run the portable tile primitives even on AVX-512 CPUs.
+void attention_use_portable_path(bool portable) { force_portable = portable; }
+
+void attention_forward(float* out, float* lse, const float* qkv, const int* segment_ids, int B,
+                       int T, int C, int NH) {
+  check_heads("attention_forward", C, NH);
+  if (B <= 0 || T <= 0) return;
+  const int hs = C / NH;
+  const int64_t C3 = 3LL * C;
+  forward_heads(int64_t(B) * NH, T, hs, [&](int64_t bh) {
+    const int64_t b = bh / NH, h = bh % NH;
+    const float* q = qkv + b * T * C3 + h * hs;
+    return ForwardHead{q, C3, q + C, q + 2 * C, C3, out + b * T * C + h * hs, C,
+                       lse ? lse + bh * T : nullptr, segment_ids ? segment_ids + b * T : nullptr,
+                       T, 0};
+  });
+}
+
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                        const float* lse, const int* segment_ids, int B, int T, int C, int NH) {
+  check_heads("attention_backward", C, NH);
+  if (!dqkv || B <= 0 || T <= 0) return;
+  const AttentionTileOps& ops = tile_ops();
+  const int hs = C / NH;
+  const int64_t C3 = 3LL * C;
+  std::vector<std::unique_ptr<BackwardScratch>> scratch(num_threads());
+  // One unit per (b, h): its dq/dk/dv channels belong to it alone, so accumulation never races.
+  for_each_unit_dynamic(int64_t(B) * NH, [&](int64_t bh, int thread) {
+    if (!scratch[thread]) scratch[thread] = std::make_unique<BackwardScratch>(hs);
+    const int64_t b = bh / NH, h = bh % NH;
+    const int64_t qkv_offset = b * T * C3 + h * hs, out_offset = b * T * C + h * hs;
+    backward_head(ops, dqkv + qkv_offset, dout + out_offset, qkv + qkv_offset, out + out_offset,
+                  lse + bh * T, segment_ids ? segment_ids + b * T : nullptr, T, C, hs,
+                  *scratch[thread]);
+  });
+}
+
+void attention_cached_forward(float* out, float* kcache, float* vcache, const float* qkv, int B,
+                              int Tq, int past, int maxT, int C, int NH) {
+  check_heads("attention_cached_forward", C, NH);
+  if (B <= 0 || Tq <= 0) return;
+  const int hs = C / NH;
+  const int64_t C3 = 3LL * C;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < Tq; ++t) {
+      const float* row = qkv + (b * Tq + t) * C3;
+      std::memcpy(kcache + (b * maxT + past + t) * C, row + C, sizeof(float) * C);
+      std::memcpy(vcache + (b * maxT + past + t) * C, row + 2 * C, sizeof(float) * C);
+    }
+  forward_heads(int64_t(B) * NH, Tq, hs, [&](int64_t bh) {
+    const int64_t b = bh / NH, h = bh % NH;
+    return ForwardHead{qkv + b * Tq * C3 + h * hs, C3,
+                       kcache + b * maxT * C + h * hs, vcache + b * maxT * C + h * hs, C,
+                       out + b * Tq * C + h * hs, C, nullptr, nullptr, Tq, past};
+  });
+}
+
+// ---- naive references: one full softmax per query row, accumulated in double ----
+
+namespace {
+
+// out_row (hs) and the returned log-sum-exp for one query attending keys j in [0, num_keys) where
+// visible(j); key j's rows are k + j*kv_stride and v + j*kv_stride.
+template <typename Visible>
+double reference_row(float* out_row, const float* q_row, const float* k, const float* v,
+                     int64_t kv_stride, int num_keys, int hs, Visible&& visible) {
+  const double scale = 1.0 / std::sqrt(double(hs));
+  std::vector<double> scores(num_keys, -std::numeric_limits<double>::infinity());
+  double max_score = -std::numeric_limits<double>::infinity();
+  for (int j = 0; j < num_keys; ++j) {
+    if (!visible(j)) continue;
+    double dot = 0.0;
+    for (int d = 0; d < hs; ++d) dot += double(q_row[d]) * k[j * kv_stride + d];
+    scores[j] = dot * scale;
+    max_score = std::max(max_score, scores[j]);
+  }
+  double sum = 0.0;
+  std::vector<double> acc(hs, 0.0);
+  for (int j = 0; j < num_keys; ++j) {
+    if (!visible(j)) continue;
+    const double p = std::exp(scores[j] - max_score);
+    sum += p;
+    for (int d = 0; d < hs; ++d) acc[d] += p * v[j * kv_stride + d];
+  }
+  for (int d = 0; d < hs; ++d) out_row[d] = float(acc[d] / sum);
+  return max_score + std::log(sum);
+}
+
+}  // namespace
+
+void attention_forward_reference(float* out, float* lse, const float* qkv, const int* segment_ids,
+                                 int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  const int64_t C3 = 3LL * C;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < NH; ++h)
+      for (int t = 0; t < T; ++t) {
+        const float* base = qkv + b * T * C3 + h * hs;
+        const int* seg = segment_ids ? segment_ids + b * T : nullptr;
+        const double row_lse = reference_row(
+            out + (b * T + t) * C + h * hs, base + t * C3, base + C, base + 2 * C, C3, t + 1, hs,
+            [&](int j) { return !seg || seg[j] == seg[t]; });
+        if (lse) lse[(b * NH + h) * T + t] = float(row_lse);
+      }
+}
+
+void attention_backward_reference(float* dqkv, const float* dout, const float* qkv,
+                                  const int* segment_ids, int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  const int64_t C3 = 3LL * C;
+  const double scale = 1.0 / std::sqrt(double(hs));
+  std::vector<double> p(T), dp(T);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < NH; ++h)
+      for (int t = 0; t < T; ++t) {
+        const int64_t head = b * T * C3 + h * hs;
+        const float* q = qkv + head + t * C3;
+        const float* dout_row = dout + (b * T + t) * C + h * hs;
+        const int* seg = segment_ids ? segment_ids + b * T : nullptr;
+        auto visible = [&](int j) { return !seg || seg[j] == seg[t]; };
+        // probabilities of row t, recomputed from scratch (the reference needs no lse or out)
+        double max_score = -std::numeric_limits<double>::infinity();
+        for (int j = 0; j <= t; ++j) {
+          if (!visible(j)) continue;
+          double dot = 0.0;
+          for (int d = 0; d < hs; ++d) dot += double(q[d]) * qkv[head + j * C3 + C + d];
+          p[j] = dot * scale;
+          max_score = std::max(max_score, p[j]);
+        }
+        double sum = 0.0;
+        for (int j = 0; j <= t; ++j) sum += visible(j) ? (p[j] = std::exp(p[j] - max_score)) : 0.0;
+        double p_dot_dp = 0.0;
+        for (int j = 0; j <= t; ++j) {
+          if (!visible(j)) continue;
+          p[j] /= sum;
+          dp[j] = 0.0;
+          for (int d = 0; d < hs; ++d) dp[j] += double(dout_row[d]) * qkv[head + j * C3 + 2 * C + d];
+          p_dot_dp += p[j] * dp[j];
+        }
+        for (int j = 0; j <= t; ++j) {
+          if (!visible(j)) continue;
+          const double ds = p[j] * (dp[j] - p_dot_dp) * scale;  // d loss / d (q.k) for pair (t, j)
+          float* dq = dqkv + head + t * C3;
+          float* dk = dqkv + head + j * C3 + C;
+          float* dv = dqkv + head + j * C3 + 2 * C;
+          for (int d = 0; d < hs; ++d) {
+            dq[d] += float(ds * qkv[head + j * C3 + C + d]);
+            dk[d] += float(ds * q[d]);
+            dv[d] += float(p[j] * dout_row[d]);
+          }
+        }
+      }
+}
+
+void attention_cached_forward_reference(float* out, float* kcache, float* vcache, const float* qkv,
+                                        int B, int Tq, int past, int maxT, int C, int NH) {
+  const int hs = C / NH;
+  const int64_t C3 = 3LL * C;
+  for (int64_t b = 0; b < B; ++b)
+    for (int t = 0; t < Tq; ++t)
+      for (int c = 0; c < C; ++c) {
+        kcache[(b * maxT + past + t) * C + c] = qkv[(b * Tq + t) * C3 + C + c];
+        vcache[(b * maxT + past + t) * C + c] = qkv[(b * Tq + t) * C3 + 2 * C + c];
+      }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < NH; ++h)
+      for (int t = 0; t < Tq; ++t)
+        reference_row(out + (b * Tq + t) * C + h * hs, qkv + (b * Tq + t) * C3 + h * hs,
+                      kcache + b * maxT * C + h * hs, vcache + b * maxT * C + h * hs, C,
+                      past + t + 1, hs, [](int) { return true; });
+}
+
+}  // namespace gptune::cpu

@@ -1,0 +1,20 @@
+// A small persistent thread pool shared by all CPU kernels. Workers sleep on a condition variable
+// between jobs; parallel_for splits [0, n) into contiguous chunks, one per thread, and the calling
+// thread takes a chunk too, so threads == 1 runs inline with no synchronisation at all.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace gptune::cpu {
+
+// Runs fn(begin, end, thread_index) over a partition of [0, n) into at most num_threads() chunks
+// (fewer when n is small or min_chunk would be violated). Blocks until every chunk is done.
+// Not re-entrant: a kernel running inside parallel_for must not call parallel_for again.
+void parallel_for(int64_t n, int64_t min_chunk,
+                  const std::function<void(int64_t begin, int64_t end, int thread)>& fn);
+
+// Runs fn(thread_index) once on each of num_threads() threads (for kernels that partition work
+// themselves, e.g. a GEMM splitting its macro-tiles).
+void parallel_run(const std::function<void(int thread)>& fn);
+
+}  // namespace gptune::cpu

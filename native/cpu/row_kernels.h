@@ -1,0 +1,69 @@
+// Internals of the elementwise, LayerNorm, GELU and cross-entropy kernels: the single-threaded
+// building blocks that encoder.cc, layernorm.cc, gelu.cc, elementwise.cc and crossentropy.cc split
+// across threads. Each comes twice: a naive portable loop (namespace portable: the reference the
+// fast path is checked against, and the fallback on CPUs without AVX-512) and an AVX-512 version
+// (namespace avx512, *_avx512.cc; call only when cpu_has_avx512()). Only declarations live here,
+// so no inline code compiled with AVX-512 flags can leak into a baseline translation unit.
+#pragma once
+#include <cstdint>
+
+#include "cpu_features.h"
+
+namespace gptune::cpu {
+
+// Below this many floats of work a kernel runs on the calling thread: waking the pool costs a few
+// microseconds, about what streaming 32K floats through one core costs.
+constexpr int64_t kMinFloatsPerThread = int64_t{1} << 15;
+
+// min_chunk for parallel_for over items that each cost `floats_per_item` floats of work.
+inline int64_t min_items_per_thread(int64_t floats_per_item) {
+  int64_t per_item = floats_per_item < 1 ? 1 : floats_per_item;
+  int64_t items = kMinFloatsPerThread / per_item;
+  return items < 1 ? 1 : items;
+}
+
+// sqrt(2/pi) and the cubic coefficient of GPT-2's tanh-approximated GELU.
+constexpr float kGeluScale = 0.7978845608028654f;
+constexpr float kGeluCubic = 0.044715f;
+
+#define GPTUNE_ROW_KERNELS                                                                        \
+  /* out[i] = gelu(inp[i]), i < n */                                                              \
+  void gelu_forward(float* out, const float* inp, int64_t n);                                     \
+  /* dinp[i] += dout[i] * gelu'(inp[i]) */                                                        \
+  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n);                \
+  /* rows consecutive rows of width C; mean, rstd (rows) may be null */                           \
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,                  \
+                         const float* weight, const float* bias, int64_t rows, int C, float eps); \
+  /* dinp (rows,C) += ...; dweight_sum, dbias_sum (C) += this block's contributions; */           \
+  /* any of dinp, dweight_sum, dbias_sum may be null */                                           \
+  void layernorm_backward(float* dinp, float* dweight_sum, float* dbias_sum, const float* dout,   \
+                          const float* inp, const float* weight, const float* mean,               \
+                          const float* rstd, int64_t rows, int C);                                \
+  /* log-sum-exp of logits (V); *argmax (may be null) = index of the first maximum */             \
+  float logsumexp(const float* logits, int V, int* argmax);                                       \
+  /* out[i] = scale * exp(logits[i] - shift); out may alias logits */                             \
+  void scaled_exp(float* out, const float* logits, float shift, float scale, int V);              \
+  /* probs (V) = softmax(logits * inv_temperature); probs may alias logits */                     \
+  void softmax(float* probs, const float* logits, float inv_temperature, int V);                  \
+  /* sum of x[i]^2 for i < n, in double */                                                        \
+  double sum_squares(const float* x, int64_t n);
+
+namespace portable {
+GPTUNE_ROW_KERNELS
+}  // namespace portable
+
+namespace avx512 {
+GPTUNE_ROW_KERNELS
+}  // namespace avx512
+
+#undef GPTUNE_ROW_KERNELS
+
+// The row kernel to call: the AVX-512 one when it is compiled in (x86-64 builds) and this CPU
+// supports it, else the portable one. Usage: GPTUNE_ROW_KERNEL(gelu_forward)(out, inp, n).
+#if defined(GPTUNE_X86)
+#define GPTUNE_ROW_KERNEL(name) (cpu_has_avx512() ? avx512::name : portable::name)
+#else
+#define GPTUNE_ROW_KERNEL(name) portable::name
+#endif
+
+}  // namespace gptune::cpu

@@ -1,0 +1,116 @@
+// Shared plumbing for the CUDA backend: error checking that throws gptune::Error (never exits), the
+// backend's stream, backend-owned scratch buffers, the kernel launcher, and warp/block reductions.
+// With -DGPTUNE_CUDA_EMULATE the same kernels compile for the CPU emulator (emulator.cuh).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "gptune/kernels.h"
+
+#ifdef GPTUNE_CUDA_EMULATE
+#include "emulator.cuh"
+#else
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#endif
+
+namespace gptune::cuda {
+
+// Throws gptune::Error naming the failed call, its location and CUDA's description.
+[[noreturn]] void throw_cuda_error(cudaError_t error, const char* expression, const char* file, int line);
+
+#define CUDA_CHECK(expression)                                                                  \
+  do {                                                                                          \
+    cudaError_t cuda_check_error_ = (expression);                                               \
+    if (cuda_check_error_ != cudaSuccess)                                                       \
+      ::gptune::cuda::throw_cuda_error(cuda_check_error_, #expression, __FILE__, __LINE__);     \
+  } while (0)
+
+// The backend's one stream on the current device (non-blocking, created on first use). Every
+// kernel and copy of the backend is issued on it, so they run in call order.
+cudaStream_t stream();
+int multiprocessor_count();
+
+// Backend-owned device buffers that grow on demand and are reused across calls: one per purpose,
+// so buffers needed by the same kernel call never alias. Contents are not preserved on growth.
+enum class Scratch : int {
+  MatmulOperandA,   // bf16 copies of GEMM operands
+  MatmulOperandB,
+  MatmulOperandC,
+  Reduction,        // per-block partial sums (sum_squares, column sums)
+  Attention,        // per-row dot(dout, out) for the attention backward
+  OptimizerTable,   // AdamW multi-tensor descriptors
+  Count
+};
+void* scratch(Scratch which, size_t bytes);
+
+// Launches kernel<<<grid, block, smem, stream()>>>(args...) and checks the launch; an empty grid is
+// a no-op (CUDA rejects it).
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes, Args... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+#ifdef GPTUNE_CUDA_EMULATE
+  std::function<void()> body = [&] { kernel(static_cast<Params>(args)...); };
+  emu::run_grid(grid, block, smem_bytes, body);
+#else
+  kernel<<<grid, block, smem_bytes, stream()>>>(static_cast<Params>(args)...);
+  CUDA_CHECK(cudaGetLastError());
+#endif
+}
+
+// Kernels that need more than 48 KiB of dynamic shared memory must opt in once per kernel.
+template <typename... Params>
+void allow_dynamic_smem(void (*kernel)(Params...), size_t bytes) {
+  if (bytes > 48 * 1024)
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+// sums (C) += column sums of values (N,C); weighted_sums (C) += column sums of values * xhat, where
+// xhat = (inp - mean[row]) * rstd[row] (LayerNorm's dweight). Deterministic; either output may be
+// null. Implemented in layernorm.cu.
+void column_sums(float* sums, float* weighted_sums, const float* values, const float* inp, const float* mean,
+                 const float* rstd, int N, int C);
+
+inline long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
+// Grid size for a grid-stride loop over n items with `threads` per block: enough blocks to fill
+// the GPU a few times over, never more than the work needs.
+inline unsigned grid_for(long long n, int threads) {
+  long long wanted = ceil_div(n, threads);
+  long long cap = static_cast<long long>(multiprocessor_count()) * 16;
+  return static_cast<unsigned>(wanted < cap ? wanted : cap);
+}
+
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+// `shared` holds 32 values; the function may be called repeatedly with the same buffer.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = warp_sum(v);
+  __syncthreads();  // the previous call's readers are done with `shared`
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  T total = lane < warps ? shared[lane] : T(0);
+  return warp_sum(total);
+}
+
+}  // namespace gptune::cuda

@@ -1,0 +1,8 @@
+#pragma once
+#include <napi.h>
+
+namespace gptune::napi {
+Napi::Object KernelBindings(Napi::Env env);  // kernels.cc
+Napi::Function SgemmBinding(Napi::Env env);  // kernels.cc
+Napi::Object CudaBindings(Napi::Env env);    // addon.cc
+}  // namespace gptune::napi

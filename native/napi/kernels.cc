@@ -1,0 +1,424 @@
+// The kernel bindings: one function per declaration in kernels.inc, same name and argument order.
+// Each validates its arguments (napi/args.h), resolves tensors to pointers on one device and calls
+// the backend. Kernels run synchronously on the calling thread: each is short (milliseconds) and
+// the TypeScript model calls them in sequence, so a worker hop per kernel would only add latency;
+// long jobs (a training run) yield to the event loop between steps instead.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gptune/device.h"
+#include "gptune/kernels.h"
+#include "napi/args.h"
+#include "napi/bindings.h"
+
+namespace gptune::napi {
+namespace {
+
+#ifdef GPTUNE_WITH_CUDA
+#define GPTUNE_DISPATCH(args, fn, ...) \
+  ((args).device() == Device::Cpu ? cpu::fn(__VA_ARGS__) : cuda::fn(__VA_ARGS__))
+#else
+#define GPTUNE_DISPATCH(args, fn, ...) cpu::fn(__VA_ARGS__)
+#endif
+
+// Int arguments arrive as host Int32Arrays. On CUDA they are staged through device scratch
+// buffers that grow as needed and are reused across calls (one slot per argument position).
+class IntStaging {
+ public:
+  const int* in(Args& args, int slot, const IntArg& a) { return stage(args, slot, a, true); }
+  int* out(Args& args, int slot, const IntArg& a) { return stage(args, slot, a, false); }
+  void copy_back(Args& args, int slot, const IntArg& a) {
+#ifdef GPTUNE_WITH_CUDA
+    if (args.device() == Device::Cuda && a.ptr)
+      cuda::copy_to_host(a.ptr, slots_[slot].ptr, static_cast<size_t>(a.numel) * sizeof(int32_t));
+#endif
+  }
+
+ private:
+  int* stage(Args& args, int slot, const IntArg& a, bool upload) {
+    if (!a.ptr || args.device() == Device::Cpu) return a.ptr;
+#ifdef GPTUNE_WITH_CUDA
+    Slot& s = slots_[slot];
+    size_t bytes = static_cast<size_t>(a.numel) * sizeof(int32_t);
+    if (bytes > s.capacity) {
+      if (s.ptr) cuda::free_device(s.ptr);
+      s.ptr = nullptr;
+      s.capacity = 0;
+      s.ptr = cuda::malloc_device(bytes);
+      s.capacity = bytes;
+    }
+    if (upload) cuda::copy_to_device(s.ptr, a.ptr, bytes);
+    return static_cast<int*>(s.ptr);
+#else
+    return a.ptr;
+#endif
+  }
+  struct Slot {
+    void* ptr = nullptr;
+    size_t capacity = 0;
+  };
+  Slot slots_[4];
+};
+
+IntStaging& staging() {
+  static IntStaging s;
+  return s;
+}
+
+// Element counts for the elementwise kernels: whole numbers in [0, 2^53).
+int64_t count(Args& args, const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const Napi::Value& v = info[i];
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && std::floor(d) == d && d < 9007199254740992.0)) args.fail_type(i, name, "a whole number >= 0");
+  return static_cast<int64_t>(d);
+}
+
+int whole_int(Args& args, const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const Napi::Value& v = info[i];
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0.5;
+  if (!(std::floor(d) == d && std::fabs(d) < 2147483648.0)) args.fail_type(i, name, "a whole number");
+  return static_cast<int>(d);
+}
+
+void check_ids(Args& args, const IntArg& ids, int64_t n, int64_t limit, const char* name, const char* what,
+               bool allow_ignore = false, int ignore_index = -100) {
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t id = ids.ptr[i];
+    if (allow_ignore && id == ignore_index) continue;
+    if (id < 0 || id >= limit)
+      args.fail_range(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(id) + " is outside [0, " +
+                      std::to_string(limit) + ") (" + what + ")");
+  }
+}
+
+Napi::Value MatmulForward(const Napi::CallbackInfo& info) {
+  Args a(info, "matmul_forward", 7);
+  int N = a.dim(4, "N"), C = a.dim(5, "C"), OC = a.dim(6, "OC");
+  auto out = a.floats(0, "out", a.product({N, OC}));
+  auto inp = a.floats(1, "inp", a.product({N, C}));
+  auto weight = a.floats(2, "weight", a.product({OC, C}));
+  auto bias = a.floats_opt(3, "bias", OC);
+  GPTUNE_DISPATCH(a, matmul_forward, out.ptr, inp.ptr, weight.ptr, bias.ptr, N, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "matmul_backward", 9);
+  int N = a.dim(6, "N"), C = a.dim(7, "C"), OC = a.dim(8, "OC");
+  auto dinp = a.floats_opt(0, "dinp", a.product({N, C}));
+  auto dweight = a.floats_opt(1, "dweight", a.product({OC, C}));
+  auto dbias = a.floats_opt(2, "dbias", OC);
+  auto dout = a.floats(3, "dout", a.product({N, OC}));
+  auto inp = a.floats(4, "inp", a.product({N, C}));
+  auto weight = a.floats(5, "weight", a.product({OC, C}));
+  GPTUNE_DISPATCH(a, matmul_backward, dinp.ptr, dweight.ptr, dbias.ptr, dout.ptr, inp.ptr, weight.ptr, N, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value EncoderForward(const Napi::CallbackInfo& info) {
+  Args a(info, "encoder_forward", 9);
+  int B = a.dim(5, "B"), T = a.dim(6, "T"), C = a.dim(7, "C"), pos_offset = a.dim(8, "pos_offset", 0);
+  int64_t BT = a.product({B, T});
+  auto out = a.floats(0, "out", a.product({BT, C}));
+  auto tokens = a.ints(1, "tokens", BT);
+  auto positions = a.ints_opt(2, "positions", BT);
+  auto wte = a.floats(3, "wte", C);
+  auto wpe = a.floats(4, "wpe", C);
+  check_ids(a, tokens, BT, wte.numel / C, "tokens", "token ids must be below the vocabulary size");
+  int64_t max_pos = wpe.numel / C;
+  if (positions.ptr) check_ids(a, positions, BT, max_pos, "positions", "positions must be below n_positions");
+  else if (int64_t{pos_offset} + T > max_pos)
+    a.fail_range("pos_offset + T = " + std::to_string(int64_t{pos_offset} + T) + " exceeds n_positions = " + std::to_string(max_pos));
+  auto& st = staging();
+  GPTUNE_DISPATCH(a, encoder_forward, out.ptr, st.in(a, 0, tokens), st.in(a, 1, positions), wte.ptr, wpe.ptr, B, T, C, pos_offset);
+  return info.Env().Undefined();
+}
+
+Napi::Value EncoderBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "encoder_backward", 9);
+  int B = a.dim(5, "B"), T = a.dim(6, "T"), C = a.dim(7, "C"), pos_offset = a.dim(8, "pos_offset", 0);
+  int64_t BT = a.product({B, T});
+  auto dwte = a.floats_opt(0, "dwte", C);
+  auto dwpe = a.floats_opt(1, "dwpe", C);
+  auto dout = a.floats(2, "dout", a.product({BT, C}));
+  auto tokens = a.ints(3, "tokens", BT);
+  auto positions = a.ints_opt(4, "positions", BT);
+  if (dwte.ptr) check_ids(a, tokens, BT, dwte.numel / C, "tokens", "token ids must be below the vocabulary size");
+  if (dwpe.ptr) {
+    int64_t max_pos = dwpe.numel / C;
+    if (positions.ptr) check_ids(a, positions, BT, max_pos, "positions", "positions must be below n_positions");
+    else if (int64_t{pos_offset} + T > max_pos)
+      a.fail_range("pos_offset + T = " + std::to_string(int64_t{pos_offset} + T) + " exceeds n_positions = " + std::to_string(max_pos));
+  }
+  auto& st = staging();
+  GPTUNE_DISPATCH(a, encoder_backward, dwte.ptr, dwpe.ptr, dout.ptr, st.in(a, 0, tokens), st.in(a, 1, positions), B, T, C, pos_offset);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
+  Args a(info, "layernorm_forward", 9);
+  int N = a.dim(6, "N"), C = a.dim(7, "C");
+  double eps = a.number(8, "eps");
+  if (!(eps > 0)) a.fail_type(8, "eps", "a positive number");
+  auto out = a.floats(0, "out", a.product({N, C}));
+  auto mean = a.floats_opt(1, "mean", N);
+  auto rstd = a.floats_opt(2, "rstd", N);
+  auto inp = a.floats(3, "inp", a.product({N, C}));
+  auto weight = a.floats(4, "weight", C);
+  auto bias = a.floats(5, "bias", C);
+  GPTUNE_DISPATCH(a, layernorm_forward, out.ptr, mean.ptr, rstd.ptr, inp.ptr, weight.ptr, bias.ptr, N, C, static_cast<float>(eps));
+  return info.Env().Undefined();
+}
+
+Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "layernorm_backward", 10);
+  int N = a.dim(8, "N"), C = a.dim(9, "C");
+  auto dinp = a.floats_opt(0, "dinp", a.product({N, C}));
+  auto dweight = a.floats_opt(1, "dweight", C);
+  auto dbias = a.floats_opt(2, "dbias", C);
+  auto dout = a.floats(3, "dout", a.product({N, C}));
+  auto inp = a.floats(4, "inp", a.product({N, C}));
+  auto weight = a.floats(5, "weight", C);
+  auto mean = a.floats(6, "mean", N);
+  auto rstd = a.floats(7, "rstd", N);
+  GPTUNE_DISPATCH(a, layernorm_backward, dinp.ptr, dweight.ptr, dbias.ptr, dout.ptr, inp.ptr, weight.ptr, mean.ptr, rstd.ptr, N, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value GeluForward(const Napi::CallbackInfo& info) {
+  Args a(info, "gelu_forward", 3);
+  int64_t n = count(a, info, 2, "n");
+  auto out = a.floats(0, "out", n);
+  auto inp = a.floats(1, "inp", n);
+  GPTUNE_DISPATCH(a, gelu_forward, out.ptr, inp.ptr, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "gelu_backward", 4);
+  int64_t n = count(a, info, 3, "n");
+  auto dinp = a.floats(0, "dinp", n);
+  auto inp = a.floats(1, "inp", n);
+  auto dout = a.floats(2, "dout", n);
+  GPTUNE_DISPATCH(a, gelu_backward, dinp.ptr, inp.ptr, dout.ptr, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value ResidualForward(const Napi::CallbackInfo& info) {
+  Args a(info, "residual_forward", 4);
+  int64_t n = count(a, info, 3, "n");
+  auto out = a.floats(0, "out", n);
+  auto x = a.floats(1, "a", n);
+  auto y = a.floats(2, "b", n);
+  GPTUNE_DISPATCH(a, residual_forward, out.ptr, x.ptr, y.ptr, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value AddInplace(const Napi::CallbackInfo& info) {
+  Args a(info, "add_inplace", 3);
+  int64_t n = count(a, info, 2, "n");
+  auto dst = a.floats(0, "dst", n);
+  auto src = a.floats(1, "src", n);
+  GPTUNE_DISPATCH(a, add_inplace, dst.ptr, src.ptr, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value ScaleInplace(const Napi::CallbackInfo& info) {
+  Args a(info, "scale_inplace", 3);
+  int64_t n = count(a, info, 2, "n");
+  auto x = a.floats(0, "x", n);
+  double s = a.number(1, "s");
+  GPTUNE_DISPATCH(a, scale_inplace, x.ptr, static_cast<float>(s), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  Args a(info, "fill", 3);
+  int64_t n = count(a, info, 2, "n");
+  auto x = a.floats(0, "x", n);
+  if (!info[1].IsNumber()) a.fail_type(1, "value", "a number");
+  float value = info[1].As<Napi::Number>().FloatValue();
+  GPTUNE_DISPATCH(a, fill, x.ptr, value, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  Args a(info, "sum_squares", 2);
+  int64_t n = count(a, info, 1, "n");
+  auto x = a.floats(0, "x", n);
+  double s = GPTUNE_DISPATCH(a, sum_squares, x.ptr, n);
+  return Napi::Number::New(info.Env(), s);
+}
+
+void check_heads(Args& a, int C, int NH) {
+  if (C % NH != 0) a.fail_range("C (" + std::to_string(C) + ") must be divisible by NH (" + std::to_string(NH) + ")");
+}
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  Args a(info, "attention_forward", 8);
+  int B = a.dim(4, "B"), T = a.dim(5, "T"), C = a.dim(6, "C"), NH = a.dim(7, "NH");
+  check_heads(a, C, NH);
+  auto out = a.floats(0, "out", a.product({B, T, C}));
+  auto lse = a.floats(1, "lse", a.product({B, NH, T}));
+  auto qkv = a.floats(2, "qkv", a.product({B, T, 3, C}));
+  auto seg = a.ints_opt(3, "segment_ids", a.product({B, T}));
+  GPTUNE_DISPATCH(a, attention_forward, out.ptr, lse.ptr, qkv.ptr, staging().in(a, 0, seg), B, T, C, NH);
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "attention_backward", 10);
+  int B = a.dim(6, "B"), T = a.dim(7, "T"), C = a.dim(8, "C"), NH = a.dim(9, "NH");
+  check_heads(a, C, NH);
+  auto dqkv = a.floats(0, "dqkv", a.product({B, T, 3, C}));
+  auto dout = a.floats(1, "dout", a.product({B, T, C}));
+  auto qkv = a.floats(2, "qkv", a.product({B, T, 3, C}));
+  auto out = a.floats(3, "out", a.product({B, T, C}));
+  auto lse = a.floats(4, "lse", a.product({B, NH, T}));
+  auto seg = a.ints_opt(5, "segment_ids", a.product({B, T}));
+  GPTUNE_DISPATCH(a, attention_backward, dqkv.ptr, dout.ptr, qkv.ptr, out.ptr, lse.ptr, staging().in(a, 0, seg), B, T, C, NH);
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionCachedForward(const Napi::CallbackInfo& info) {
+  Args a(info, "attention_cached_forward", 10);
+  int B = a.dim(4, "B"), Tq = a.dim(5, "Tq"), past = a.dim(6, "past", 0), maxT = a.dim(7, "maxT");
+  int C = a.dim(8, "C"), NH = a.dim(9, "NH");
+  check_heads(a, C, NH);
+  if (int64_t{past} + Tq > maxT)
+    a.fail_range("past + Tq = " + std::to_string(int64_t{past} + Tq) + " exceeds the cache length maxT = " + std::to_string(maxT));
+  auto out = a.floats(0, "out", a.product({B, Tq, C}));
+  auto kcache = a.floats(1, "kcache", a.product({B, maxT, C}));
+  auto vcache = a.floats(2, "vcache", a.product({B, maxT, C}));
+  auto qkv = a.floats(3, "qkv", a.product({B, Tq, 3, C}));
+  GPTUNE_DISPATCH(a, attention_cached_forward, out.ptr, kcache.ptr, vcache.ptr, qkv.ptr, B, Tq, past, maxT, C, NH);
+  return info.Env().Undefined();
+}
+
+Napi::Value CrossentropyForward(const Napi::CallbackInfo& info) {
+  Args a(info, "crossentropy_forward", 8);
+  int N = a.dim(5, "N"), V = a.dim(6, "V");
+  int ignore_index = whole_int(a, info, 7, "ignore_index");
+  auto losses = a.floats(0, "losses", N);
+  auto lse = a.floats(1, "lse", N);
+  auto predictions = a.ints_opt(2, "predictions", N);
+  auto logits = a.floats(3, "logits", a.product({N, V}));
+  auto targets = a.ints(4, "targets", N);
+  check_ids(a, targets, N, V, "targets", "targets must be token ids below V or the ignore index", true, ignore_index);
+  auto& st = staging();
+  GPTUNE_DISPATCH(a, crossentropy_forward, losses.ptr, lse.ptr, st.out(a, 1, predictions), logits.ptr,
+                  st.in(a, 0, targets), N, V, ignore_index);
+  st.copy_back(a, 1, predictions);
+  return info.Env().Undefined();
+}
+
+Napi::Value CrossentropyBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "crossentropy_backward", 8);
+  int N = a.dim(5, "N"), V = a.dim(6, "V");
+  int ignore_index = whole_int(a, info, 7, "ignore_index");
+  double scale = a.number(4, "scale");
+  auto dlogits = a.floats(0, "dlogits", a.product({N, V}));
+  auto logits = a.floats(1, "logits", a.product({N, V}));
+  auto lse = a.floats(2, "lse", N);
+  auto targets = a.ints(3, "targets", N);
+  check_ids(a, targets, N, V, "targets", "targets must be token ids below V or the ignore index", true, ignore_index);
+  GPTUNE_DISPATCH(a, crossentropy_backward, dlogits.ptr, logits.ptr, lse.ptr, staging().in(a, 0, targets),
+                  static_cast<float>(scale), N, V, ignore_index);
+  return info.Env().Undefined();
+}
+
+Napi::Value SoftmaxForward(const Napi::CallbackInfo& info) {
+  Args a(info, "softmax_forward", 5);
+  int N = a.dim(3, "N"), V = a.dim(4, "V");
+  double inv_t = a.number(2, "inv_temperature");
+  if (!(inv_t > 0)) a.fail_type(2, "inv_temperature", "a positive number");
+  auto probs = a.floats(0, "probs", a.product({N, V}));
+  auto logits = a.floats(1, "logits", a.product({N, V}));
+  GPTUNE_DISPATCH(a, softmax_forward, probs.ptr, logits.ptr, static_cast<float>(inv_t), N, V);
+  return info.Env().Undefined();
+}
+
+Napi::Value AdamwUpdate(const Napi::CallbackInfo& info) {
+  Args a(info, "adamw_update", 12);
+  int64_t n = count(a, info, 4, "n");
+  double lr = a.number(5, "lr"), beta1 = a.number(6, "beta1"), beta2 = a.number(7, "beta2");
+  double eps = a.number(8, "eps"), wd = a.number(9, "weight_decay"), grad_scale = a.number(10, "grad_scale");
+  int step = a.dim(11, "step", 1);
+  if (!(beta1 >= 0 && beta1 < 1)) a.fail_type(6, "beta1", "a number in [0, 1)");
+  if (!(beta2 >= 0 && beta2 < 1)) a.fail_type(7, "beta2", "a number in [0, 1)");
+  if (!(eps > 0)) a.fail_type(8, "eps", "a positive number");
+  if (!(lr >= 0)) a.fail_type(5, "lr", "a number >= 0");
+  if (!(wd >= 0)) a.fail_type(9, "weight_decay", "a number >= 0");
+  auto params = a.floats(0, "params", n);
+  auto m = a.floats(1, "m", n);
+  auto v = a.floats(2, "v", n);
+  auto grads = a.floats(3, "grads", n);
+  GPTUNE_DISPATCH(a, adamw_update, params.ptr, m.ptr, v.ptr, grads.ptr, n, static_cast<float>(lr), static_cast<float>(beta1),
+                  static_cast<float>(beta2), static_cast<float>(eps), static_cast<float>(wd), static_cast<float>(grad_scale), step);
+  return info.Env().Undefined();
+}
+
+Napi::Value Sgemm(const Napi::CallbackInfo& info) {
+  Args a(info, "sgemm", 13);
+  bool ta = a.boolean(0, "transA"), tb = a.boolean(1, "transB");
+  int M = a.dim(2, "M"), N = a.dim(3, "N"), K = a.dim(4, "K");
+  double alpha = a.number(5, "alpha"), beta = a.number(10, "beta");
+  int lda = a.dim(7, "lda"), ldb = a.dim(9, "ldb"), ldc = a.dim(12, "ldc");
+  // Row-major op(A) is (M,K): stored A is (K,M) when transposed. Each stored row must fit in its
+  // leading dimension, and the last row must end inside the buffer.
+  int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+  int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+  if (lda < a_cols) a.fail_range("lda (" + std::to_string(lda) + ") must be at least " + std::to_string(a_cols));
+  if (ldb < b_cols) a.fail_range("ldb (" + std::to_string(ldb) + ") must be at least " + std::to_string(b_cols));
+  if (ldc < N) a.fail_range("ldc (" + std::to_string(ldc) + ") must be at least N (" + std::to_string(N) + ")");
+  auto A = a.floats(6, "A", a.product({a_rows - 1, lda}) + a_cols);
+  auto Bm = a.floats(8, "B", a.product({b_rows - 1, ldb}) + b_cols);
+  auto Cm = a.floats(11, "C", a.product({M - 1, ldc}) + N);
+  if (a.device() != Device::Cpu) a.fail_range("sgemm is exposed for CPU tensors only");
+  cpu::sgemm(ta, tb, M, N, K, static_cast<float>(alpha), A.ptr, lda, Bm.ptr, ldb, static_cast<float>(beta), Cm.ptr, ldc);
+  return info.Env().Undefined();
+}
+
+// Backend failures (CUDA errors, out of memory) surface as JS Errors naming the kernel.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+
+}  // namespace
+
+Napi::Object KernelBindings(Napi::Env env) {
+  Napi::Object k = Napi::Object::New(env);
+  k.Set("matmul_forward", Napi::Function::New<Guarded<MatmulForward>>(env, "matmul_forward"));
+  k.Set("matmul_backward", Napi::Function::New<Guarded<MatmulBackward>>(env, "matmul_backward"));
+  k.Set("encoder_forward", Napi::Function::New<Guarded<EncoderForward>>(env, "encoder_forward"));
+  k.Set("encoder_backward", Napi::Function::New<Guarded<EncoderBackward>>(env, "encoder_backward"));
+  k.Set("layernorm_forward", Napi::Function::New<Guarded<LayernormForward>>(env, "layernorm_forward"));
+  k.Set("layernorm_backward", Napi::Function::New<Guarded<LayernormBackward>>(env, "layernorm_backward"));
+  k.Set("gelu_forward", Napi::Function::New<Guarded<GeluForward>>(env, "gelu_forward"));
+  k.Set("gelu_backward", Napi::Function::New<Guarded<GeluBackward>>(env, "gelu_backward"));
+  k.Set("residual_forward", Napi::Function::New<Guarded<ResidualForward>>(env, "residual_forward"));
+  k.Set("add_inplace", Napi::Function::New<Guarded<AddInplace>>(env, "add_inplace"));
+  k.Set("scale_inplace", Napi::Function::New<Guarded<ScaleInplace>>(env, "scale_inplace"));
+  k.Set("fill", Napi::Function::New<Guarded<Fill>>(env, "fill"));
+  k.Set("sum_squares", Napi::Function::New<Guarded<SumSquares>>(env, "sum_squares"));
+  k.Set("attention_forward", Napi::Function::New<Guarded<AttentionForward>>(env, "attention_forward"));
+  k.Set("attention_backward", Napi::Function::New<Guarded<AttentionBackward>>(env, "attention_backward"));
+  k.Set("attention_cached_forward", Napi::Function::New<Guarded<AttentionCachedForward>>(env, "attention_cached_forward"));
+  k.Set("crossentropy_forward", Napi::Function::New<Guarded<CrossentropyForward>>(env, "crossentropy_forward"));
+  k.Set("crossentropy_backward", Napi::Function::New<Guarded<CrossentropyBackward>>(env, "crossentropy_backward"));
+  k.Set("softmax_forward", Napi::Function::New<Guarded<SoftmaxForward>>(env, "softmax_forward"));
+  k.Set("adamw_update", Napi::Function::New<Guarded<AdamwUpdate>>(env, "adamw_update"));
+  return k;
+}
+
+Napi::Function SgemmBinding(Napi::Env env) { return Napi::Function::New<Guarded<Sgemm>>(env, "sgemm"); }
+
+}  // namespace gptune::napi

@@ -1,0 +1,500 @@
+// Standalone check and timing harness for the CPU encoder, LayerNorm, GELU, elementwise,
+// cross-entropy and AdamW kernels, usable without the N-API binding. Every kernel is compared with a
+// float64 reference written here; the row kernels are checked on both paths (portable and, when
+// the CPU has it, AVX-512) as well as through the public multithreaded entry point. Then it times
+// the hot kernels at GPT-2 124M shapes on 1 and 2 threads.
+//
+// Build and run from the repository root:
+//   g++ -std=gnu++17 -O3 -fno-math-errno -DGPTUNE_X86=1 -Inative/include -Inative -c \
+//       native/cpu/{encoder,layernorm,gelu,elementwise,crossentropy,adamw,parallel}.cc test/native/kernels_harness.cc
+//   g++ -std=gnu++17 -O3 -fno-math-errno -DGPTUNE_X86=1 -Inative/include -Inative \
+//       -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2 -c native/cpu/{layernorm,gelu,elementwise,crossentropy}_avx512.cc
+//   g++ *.o -o kernels_harness -lpthread && ./kernels_harness        (scripts/kernels_harness.sh does this)
+// Exit status 0 when every check passes. `--no-timing` skips the timings.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_features.h"
+#include "cpu/row_kernels.h"
+#include "gptune/kernels.h"
+
+using namespace gptune;
+
+namespace {
+
+int failures = 0;
+
+// Records one comparison: every element must satisfy |got - want| <= rel * |want| + abs; prints
+// the worst ratio |got - want| / (rel * |want| + abs), which must be <= 1.
+void expect_close(const std::string& what, const float* got, const double* want, size_t n, double rel,
+                  double abs) {
+  double worst = 0.0;
+  size_t worst_at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double ratio = std::fabs(got[i] - want[i]) / (rel * std::fabs(want[i]) + abs);
+    if (!(ratio <= worst)) {  // also catches NaN
+      worst = std::isnan(ratio) ? INFINITY : ratio;
+      worst_at = i;
+    }
+  }
+  bool ok = worst <= 1.0;
+  if (!ok) ++failures;
+  char detail[160] = "";
+  if (!ok) std::snprintf(detail, sizeof detail, " at %zu: got %.9g want %.9g", worst_at, got[worst_at], want[worst_at]);
+  std::printf("%-4s %-58s %5.2f of tol (rel %.0e, abs %.0e)%s\n", ok ? "ok" : "FAIL", what.c_str(), worst, rel, abs,
+              detail);
+}
+
+void expect_true(const std::string& what, bool ok) {
+  if (!ok) ++failures;
+  std::printf("%-4s %s\n", ok ? "ok" : "FAIL", what.c_str());
+}
+
+std::mt19937_64 rng(20240611);
+
+std::vector<float> random_floats(size_t n, float lo, float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<int> random_ints(size_t n, int lo, int hi_inclusive) {
+  std::uniform_int_distribution<int> dist(lo, hi_inclusive);
+  std::vector<int> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<double> widen(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+// ---- float64 references ----
+
+double gelu_ref(double x) {
+  const double k = std::sqrt(2.0 / M_PI);
+  return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
+}
+
+double gelu_grad_ref(double x) {
+  const double k = std::sqrt(2.0 / M_PI);
+  double t = std::tanh(k * (x + 0.044715 * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+struct RowKernelSet {
+  const char* name;
+  void (*gelu_forward)(float*, const float*, int64_t);
+  void (*gelu_backward)(float*, const float*, const float*, int64_t);
+  void (*layernorm_forward)(float*, float*, float*, const float*, const float*, const float*, int64_t, int, float);
+  void (*layernorm_backward)(float*, float*, float*, const float*, const float*, const float*, const float*,
+                             const float*, int64_t, int);
+  float (*logsumexp)(const float*, int, int*);
+  void (*scaled_exp)(float*, const float*, float, float, int);
+  void (*softmax)(float*, const float*, float, int);
+  double (*sum_squares)(const float*, int64_t);
+};
+
+std::vector<RowKernelSet> row_kernel_sets() {
+  std::vector<RowKernelSet> sets;
+  sets.push_back({"portable", cpu::portable::gelu_forward, cpu::portable::gelu_backward,
+                  cpu::portable::layernorm_forward, cpu::portable::layernorm_backward,
+                  cpu::portable::logsumexp, cpu::portable::scaled_exp, cpu::portable::softmax,
+                  cpu::portable::sum_squares});
+  if (cpu::cpu_has_avx512())
+    sets.push_back({"avx512", cpu::avx512::gelu_forward, cpu::avx512::gelu_backward,
+                    cpu::avx512::layernorm_forward, cpu::avx512::layernorm_backward,
+                    cpu::avx512::logsumexp, cpu::avx512::scaled_exp, cpu::avx512::softmax,
+                    cpu::avx512::sum_squares});
+  return sets;
+}
+
+// ---- checks ----
+
+void check_exp_accuracy(const RowKernelSet& k) {
+  // exp through scaled_exp(shift 0, scale 1) on a dense sweep of [-87, 88], in float ulps of the
+  // correctly rounded result.
+  const int n = 1 << 20;
+  std::vector<float> x(n), y(n);
+  for (int i = 0; i < n; ++i) x[i] = -87.0f + 175.0f * i / n;
+  k.scaled_exp(y.data(), x.data(), 0.0f, 1.0f, n);
+  double worst_ulps = 0.0;
+  for (int i = 0; i < n; ++i) {
+    double want = std::exp(static_cast<double>(x[i]));
+    float rounded = static_cast<float>(want);
+    double ulp = std::nextafter(rounded, INFINITY) - rounded;
+    worst_ulps = std::max(worst_ulps, std::fabs(y[i] - want) / ulp);
+  }
+  bool ok = worst_ulps <= 4.0;  // float expf is within 1 ulp; 4 leaves room for the polynomial
+  if (!ok) ++failures;
+  std::printf("%-4s %-58s %.2f ulp\n", ok ? "ok" : "FAIL", (std::string(k.name) + " exp max error [-87,88]").c_str(),
+              worst_ulps);
+  // Special values: -inf -> 0, large -> inf, NaN -> NaN.
+  float specials[3] = {-INFINITY, 100.0f, NAN}, out[3];
+  k.scaled_exp(out, specials, 0.0f, 1.0f, 3);
+  expect_true(std::string(k.name) + " exp(-inf)=0, exp(100)=inf, exp(NaN)=NaN",
+              out[0] == 0.0f && std::isinf(out[1]) && std::isnan(out[2]));
+}
+
+void check_gelu(const RowKernelSet& k) {
+  for (int64_t n : {1, 7, 33, 1000}) {
+    auto x = random_floats(n, -6.0f, 6.0f);
+    auto dout = random_floats(n, -1.0f, 1.0f);
+    auto dinp = random_floats(n, -1.0f, 1.0f);
+    std::vector<float> out(n);
+    std::vector<double> want(n), want_dinp(n);
+    for (int64_t i = 0; i < n; ++i) {
+      want[i] = gelu_ref(x[i]);
+      want_dinp[i] = dinp[i] + dout[i] * gelu_grad_ref(x[i]);
+    }
+    k.gelu_forward(out.data(), x.data(), n);
+    k.gelu_backward(dinp.data(), x.data(), dout.data(), n);
+    // floor 1: error relative to max(|gelu|, 1); a few float ulps of the O(1) inputs.
+    expect_close(std::string(k.name) + " gelu_forward n=" + std::to_string(n), out.data(), want.data(), n, 1e-6);
+    expect_close(std::string(k.name) + " gelu_backward (accumulating) n=" + std::to_string(n), dinp.data(),
+                 want_dinp.data(), n, 1e-6);
+  }
+  // Relative error on a dense sweep of [-10, 10], where the tanh form loses relative accuracy to
+  // cancellation in 1 + tanh(u) for x < -3 (portable) and the sigmoid form does not (avx512).
+  const int n = 200001;
+  std::vector<float> x(n), y(n), g(n, 0.0f), ones(n, 1.0f);
+  for (int i = 0; i < n; ++i) x[i] = -10.0f + 20.0f * i / (n - 1);
+  k.gelu_forward(y.data(), x.data(), n);
+  k.gelu_backward(g.data(), x.data(), ones.data(), n);
+  double worst_rel_core = 0, worst_rel_tail = 0, worst_abs = 0, worst_grad = 0;
+  for (int i = 0; i < n; ++i) {
+    double want = gelu_ref(x[i]);
+    double rel = want == 0 ? std::fabs(y[i]) : std::fabs(y[i] - want) / std::fabs(want);
+    double& worst_rel = std::fabs(x[i]) <= 3.0f ? worst_rel_core : worst_rel_tail;
+    worst_rel = std::max(worst_rel, rel);
+    worst_abs = std::max(worst_abs, std::fabs(y[i] - want));
+    worst_grad = std::max(worst_grad, std::fabs(g[i] - gelu_grad_ref(x[i])));
+  }
+  std::printf("     %-58s rel %.2e (|x|<=3), rel %.2e (3<|x|<=10), abs %.2e, grad abs %.2e\n",
+              (std::string(k.name) + " gelu sweep [-10,10]").c_str(), worst_rel_core, worst_rel_tail, worst_abs,
+              worst_grad);
+  bool ok = worst_abs <= 1e-6 && worst_grad <= 1e-6;
+  if (!ok) ++failures;
+}
+
+void check_layernorm(const RowKernelSet& k) {
+  const float eps = 1e-5f;
+  for (int N : {1, 3, 37})
+    for (int C : {1, 7, 33, 768}) {
+      // An offset per row, as on the residual stream, so the two-pass variance matters.
+      auto inp = random_floats(static_cast<size_t>(N) * C, -2.0f, 2.0f);
+      for (int r = 0; r < N; ++r)
+        for (int c = 0; c < C; ++c) inp[static_cast<size_t>(r) * C + c] += 10.0f * r;
+      auto weight = random_floats(C, 0.5f, 1.5f), bias = random_floats(C, -0.5f, 0.5f);
+      auto dout = random_floats(static_cast<size_t>(N) * C, -1.0f, 1.0f);
+      auto dinp = random_floats(static_cast<size_t>(N) * C, -1.0f, 1.0f);
+      auto dweight = random_floats(C, -1.0f, 1.0f), dbias = random_floats(C, -1.0f, 1.0f);
+      std::vector<double> want_out(static_cast<size_t>(N) * C), want_mean(N), want_rstd(N);
+      std::vector<double> want_dinp = widen(dinp), want_dweight = widen(dweight), want_dbias = widen(dbias);
+      for (int r = 0; r < N; ++r) {
+        const float* x = &inp[static_cast<size_t>(r) * C];
+        double mean = 0, var = 0;
+        for (int c = 0; c < C; ++c) mean += x[c];
+        mean /= C;
+        for (int c = 0; c < C; ++c) var += (x[c] - mean) * (x[c] - mean);
+        var /= C;
+        double rstd = 1.0 / std::sqrt(var + eps);
+        want_mean[r] = mean;
+        want_rstd[r] = rstd;
+        double g_mean = 0, gx_mean = 0;
+        for (int c = 0; c < C; ++c) {
+          double xhat = (x[c] - mean) * rstd;
+          want_out[static_cast<size_t>(r) * C + c] = xhat * weight[c] + bias[c];
+          double g = static_cast<double>(dout[static_cast<size_t>(r) * C + c]) * weight[c];
+          g_mean += g / C;
+          gx_mean += g * xhat / C;
+          want_dweight[c] += dout[static_cast<size_t>(r) * C + c] * xhat;
+          want_dbias[c] += dout[static_cast<size_t>(r) * C + c];
+        }
+        for (int c = 0; c < C; ++c) {
+          double xhat = (x[c] - mean) * rstd;
+          double g = static_cast<double>(dout[static_cast<size_t>(r) * C + c]) * weight[c];
+          want_dinp[static_cast<size_t>(r) * C + c] += rstd * (g - g_mean - xhat * gx_mean);
+        }
+      }
+      std::string shape = " N=" + std::to_string(N) + " C=" + std::to_string(C);
+      std::vector<float> out(static_cast<size_t>(N) * C), mean(N), rstd(N);
+      // Through the row kernel, and through the public threaded kernel (which picks one of them).
+      for (int pass = 0; pass < 2; ++pass) {
+        std::string who = pass == 0 ? std::string(k.name) : std::string("public");
+        if (pass == 1 && std::string(k.name) != "portable") continue;  // public once per size
+        std::vector<float> d_inp = dinp, d_w = dweight, d_b = dbias;
+        if (pass == 0) {
+          k.layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(), bias.data(), N, C, eps);
+          k.layernorm_backward(d_inp.data(), d_w.data(), d_b.data(), dout.data(), inp.data(), weight.data(),
+                               mean.data(), rstd.data(), N, C);
+        } else {
+          cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(), bias.data(), N, C, eps);
+          cpu::layernorm_backward(d_inp.data(), d_w.data(), d_b.data(), dout.data(), inp.data(), weight.data(),
+                                  mean.data(), rstd.data(), N, C);
+        }
+        // Outputs are O(1) after normalisation; float sums over C <= 768 terms stay within 1e-5.
+        expect_close(who + " layernorm_forward out" + shape, out.data(), want_out.data(), out.size(), 1e-5);
+        expect_close(who + " layernorm_forward mean" + shape, mean.data(), want_mean.data(), N, 1e-6);
+        expect_close(who + " layernorm_forward rstd" + shape, rstd.data(), want_rstd.data(), N, 1e-5);
+        expect_close(who + " layernorm_backward dinp" + shape, d_inp.data(), want_dinp.data(), d_inp.size(), 1e-4);
+        expect_close(who + " layernorm_backward dweight" + shape, d_w.data(), want_dweight.data(), C, 1e-5);
+        expect_close(who + " layernorm_backward dbias" + shape, d_b.data(), want_dbias.data(), C, 1e-5);
+      }
+    }
+}
+
+void check_crossentropy(const RowKernelSet& k) {
+  for (int V : {1, 5, 33, 50257}) {
+    const int N = V > 1000 ? 3 : 37;
+    auto logits = random_floats(static_cast<size_t>(N) * V, -8.0f, 8.0f);
+    // A tie for the maximum in row 0 (the first one must win) when the row has room.
+    if (V >= 5) logits[1] = logits[V - 2] = 20.0f;
+    std::vector<double> want_lse(N);
+    std::vector<int> want_argmax(N);
+    for (int r = 0; r < N; ++r) {
+      const float* x = &logits[static_cast<size_t>(r) * V];
+      double m = -INFINITY;
+      int arg = 0;
+      for (int i = 0; i < V; ++i)
+        if (x[i] > m) m = x[i], arg = i;
+      double s = 0;
+      for (int i = 0; i < V; ++i) s += std::exp(x[i] - m);
+      want_lse[r] = m + std::log(s);
+      want_argmax[r] = arg;
+    }
+    std::string shape = " N=" + std::to_string(N) + " V=" + std::to_string(V);
+    std::vector<float> lse(N);
+    std::vector<int> argmax(N, -1);
+    for (int r = 0; r < N; ++r)
+      lse[r] = k.logsumexp(&logits[static_cast<size_t>(r) * V], V, r % 2 ? nullptr : &argmax[r]);
+    // lse is O(10); float rounding of the sum and the log stay within a few ulps.
+    expect_close(std::string(k.name) + " logsumexp" + shape, lse.data(), want_lse.data(), N, 1e-6);
+    bool argmax_ok = true;
+    for (int r = 0; r < N; r += 2) argmax_ok &= argmax[r] == want_argmax[r];
+    expect_true(std::string(k.name) + " argmax is the first maximum" + shape, argmax_ok);
+
+    // Public forward and backward (in place and out of place), with ignored rows.
+    const int ignore_index = -100;
+    std::vector<int> targets = random_ints(N, 0, V - 1);
+    targets[N / 2] = ignore_index;
+    std::vector<float> losses(N), lse_pub(N), dlogits(logits.size()), inplace = logits;
+    std::vector<int> predictions(N);
+    cpu::crossentropy_forward(losses.data(), lse_pub.data(), predictions.data(), logits.data(), targets.data(), N,
+                              V, ignore_index);
+    std::vector<double> want_losses(N);
+    for (int r = 0; r < N; ++r)
+      want_losses[r] = targets[r] == ignore_index ? 0.0 : want_lse[r] - logits[static_cast<size_t>(r) * V + targets[r]];
+    expect_close("public crossentropy_forward losses" + shape, losses.data(), want_losses.data(), N, 1e-6);
+    expect_true("public crossentropy_forward predictions" + shape, predictions == want_argmax);
+    const float scale = 1.0f / 7.0f;
+    cpu::crossentropy_backward(dlogits.data(), logits.data(), lse_pub.data(), targets.data(), scale, N, V,
+                               ignore_index);
+    cpu::crossentropy_backward(inplace.data(), inplace.data(), lse_pub.data(), targets.data(), scale, N, V,
+                               ignore_index);
+    std::vector<double> want_d(logits.size());
+    for (int r = 0; r < N; ++r)
+      for (int i = 0; i < V; ++i) {
+        size_t at = static_cast<size_t>(r) * V + i;
+        want_d[at] = targets[r] == ignore_index
+                         ? 0.0
+                         : scale * (std::exp(logits[at] - want_lse[r]) - (i == targets[r] ? 1.0 : 0.0));
+      }
+    // dlogits are probabilities times scale; errors of a few ulps of scale * p, floor 1e-3 * scale.
+    expect_close("public crossentropy_backward" + shape, dlogits.data(), want_d.data(), want_d.size(), 1e-5, 1e-3 * scale);
+    expect_true("public crossentropy_backward in place equals out of place" + shape, inplace == dlogits);
+  }
+}
+
+void check_softmax(const RowKernelSet& k) {
+  for (int V : {1, 5, 33, 50257}) {
+    for (float inv_temperature : {1.0f, 1.0f / 0.7f}) {
+      auto logits = random_floats(V, -8.0f, 8.0f);
+      if (V > 1) logits[0] = -INFINITY;  // a masked logit gets probability 0
+      std::vector<double> want(V);
+      double m = -INFINITY, s = 0;
+      for (float x : logits) m = std::max(m, static_cast<double>(x) * inv_temperature);
+      for (int i = 0; i < V; ++i) s += want[i] = std::exp(logits[i] * static_cast<double>(inv_temperature) - m);
+      for (auto& p : want) p /= s;
+      std::vector<float> probs(V);
+      k.softmax(probs.data(), logits.data(), inv_temperature, V);
+      expect_close(std::string(k.name) + " softmax V=" + std::to_string(V) + " invT=" + std::to_string(inv_temperature),
+                   probs.data(), want.data(), V, 1e-5, 1e-6);
+    }
+  }
+}
+
+void check_sum_squares(const RowKernelSet& k) {
+  for (int64_t n : {1, 7, 33, 1000003}) {
+    auto x = random_floats(n, -3.0f, 3.0f);
+    long double want = 0;
+    for (float v : x) want += static_cast<long double>(v) * v;
+    double got = k.sum_squares(x.data(), n), got_public = cpu::sum_squares(x.data(), n);
+    double rel = std::fabs(got - static_cast<double>(want)) / static_cast<double>(want);
+    double rel_public = std::fabs(got_public - static_cast<double>(want)) / static_cast<double>(want);
+    // Double accumulation of exact squares: ~n * 1e-16 at worst.
+    expect_true(std::string(k.name) + " sum_squares n=" + std::to_string(n) + " rel err " + std::to_string(rel),
+                rel <= 1e-12 && rel_public <= 1e-12);
+  }
+}
+
+void check_encoder() {
+  const int B = 3, T = 5, C = 37, V = 4, maxT = 20, pos_offset = 7;
+  auto wte = random_floats(static_cast<size_t>(V) * C, -1, 1), wpe = random_floats(static_cast<size_t>(maxT) * C, -1, 1);
+  auto tokens = random_ints(B * T, 0, V - 1);  // V = 4 < B*T: token ids repeat
+  auto positions = random_ints(B * T, 0, maxT - 1);
+  auto dout = random_floats(static_cast<size_t>(B) * T * C, -1, 1);
+  for (int with_positions = 0; with_positions < 2; ++with_positions) {
+    const int* pos_ptr = with_positions ? positions.data() : nullptr;
+    std::vector<float> out(static_cast<size_t>(B) * T * C);
+    cpu::encoder_forward(out.data(), tokens.data(), pos_ptr, wte.data(), wpe.data(), B, T, C, pos_offset);
+    std::vector<double> want(out.size());
+    auto dwte = random_floats(wte.size(), -1, 1), dwpe = random_floats(wpe.size(), -1, 1);
+    std::vector<double> want_dwte = widen(dwte), want_dwpe = widen(dwpe);
+    for (int b = 0; b < B; ++b)
+      for (int t = 0; t < T; ++t) {
+        int row = b * T + t, pos = with_positions ? positions[row] : pos_offset + t;
+        for (int c = 0; c < C; ++c) {
+          want[static_cast<size_t>(row) * C + c] = static_cast<double>(wte[tokens[row] * C + c]) + wpe[pos * C + c];
+          want_dwte[tokens[row] * C + c] += dout[static_cast<size_t>(row) * C + c];
+          want_dwpe[pos * C + c] += dout[static_cast<size_t>(row) * C + c];
+        }
+      }
+    cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), pos_ptr, B, T, C, pos_offset);
+    std::string how = with_positions ? " (positions)" : " (pos_offset)";
+    expect_close("encoder_forward" + how, out.data(), want.data(), out.size(), 6e-8);  // one rounding
+    expect_close("encoder_backward dwte" + how, dwte.data(), want_dwte.data(), dwte.size(), 1e-6);
+    expect_close("encoder_backward dwpe" + how, dwpe.data(), want_dwpe.data(), dwpe.size(), 1e-6);
+  }
+}
+
+void check_adamw() {
+  const int64_t n = 1001;
+  auto params = random_floats(n, -1, 1);
+  std::vector<float> m(n, 0.0f), v(n, 0.0f);
+  std::vector<double> p_ref = widen(params), m_ref(n, 0.0), v_ref(n, 0.0);
+  const float lr = 3e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f, grad_scale = 0.5f;
+  for (int step = 1; step <= 5; ++step) {
+    auto grads = random_floats(n, -1, 1);
+    cpu::adamw_update(params.data(), m.data(), v.data(), grads.data(), n, lr, beta1, beta2, eps, wd, grad_scale, step);
+    double bc1 = 1 - std::pow(static_cast<double>(beta1), step), bc2 = 1 - std::pow(static_cast<double>(beta2), step);
+    for (int64_t i = 0; i < n; ++i) {
+      double g = static_cast<double>(grads[i]) * grad_scale;
+      p_ref[i] *= 1 - static_cast<double>(lr) * wd;
+      m_ref[i] = beta1 * m_ref[i] + (1 - static_cast<double>(beta1)) * g;
+      v_ref[i] = beta2 * v_ref[i] + (1 - static_cast<double>(beta2)) * g * g;
+      p_ref[i] -= lr / bc1 * m_ref[i] / (std::sqrt(v_ref[i]) / std::sqrt(bc2) + eps);
+    }
+  }
+  // Each step moves p by ~lr; float rounding of m/denom (~1e-7 relative) times lr, over 5 steps.
+  expect_close("adamw_update params, 5 steps", params.data(), p_ref.data(), n, 1e-6);
+}
+
+void check_elementwise() {
+  const int64_t n = 100003;
+  auto a = random_floats(n, -1, 1), b = random_floats(n, -1, 1);
+  std::vector<float> out(n);
+  std::vector<double> want(n);
+  cpu::residual_forward(out.data(), a.data(), b.data(), n);
+  for (int64_t i = 0; i < n; ++i) want[i] = static_cast<double>(a[i]) + b[i];
+  expect_close("residual_forward", out.data(), want.data(), n, 6e-8);
+  cpu::add_inplace(out.data(), a.data(), n);
+  for (int64_t i = 0; i < n; ++i) want[i] = static_cast<float>(want[i]) + static_cast<double>(a[i]);
+  expect_close("add_inplace", out.data(), want.data(), n, 6e-8);
+  cpu::scale_inplace(out.data(), 0.3f, n);
+  for (int64_t i = 0; i < n; ++i) want[i] = static_cast<float>(want[i]) * 0.3;
+  expect_close("scale_inplace", out.data(), want.data(), n, 6e-8);
+  cpu::fill(out.data(), 2.5f, n);
+  expect_true("fill", std::all_of(out.begin(), out.end(), [](float x) { return x == 2.5f; }));
+}
+
+// ---- timing ----
+
+double time_ms(const std::function<void()>& fn) {
+  fn();  // warm up (page faults, pool start)
+  double best = INFINITY;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    auto t1 = std::chrono::steady_clock::now();
+    best = std::min(best, std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  return best;
+}
+
+void run_timings() {
+  // GPT-2 124M: C = 768, 4C = 3072; N = B*T = 4*1024 rows for LayerNorm and GELU, and the
+  // cross-entropy of 1024 rows over the 50257-token vocabulary.
+  const int N = 4096, C = 768, V = 50257, NV = 1024;
+  const int64_t gelu_n = static_cast<int64_t>(N) * 4 * C;
+  auto ln_in = random_floats(static_cast<size_t>(N) * C, -2, 2), ln_dout = random_floats(ln_in.size(), -1, 1);
+  auto w = random_floats(C, 0.5f, 1.5f), bvec = random_floats(C, -0.5f, 0.5f);
+  std::vector<float> ln_out(ln_in.size()), ln_dinp(ln_in.size()), mean(N), rstd(N), dw(C), db(C);
+  auto g_in = random_floats(gelu_n, -4, 4), g_dout = random_floats(gelu_n, -1, 1);
+  std::vector<float> g_out(gelu_n), g_dinp(gelu_n);
+  auto logits = random_floats(static_cast<size_t>(NV) * V, -8, 8);
+  auto targets = random_ints(NV, 0, V - 1);
+  std::vector<float> losses(NV), lse(NV);
+  std::vector<int> predictions(NV);
+
+  std::printf("\n%-40s %10s %10s\n", "kernel (GPT-2 124M shapes)", "1 thread", "2 threads");
+  struct Row {
+    const char* name;
+    std::function<void()> fn;
+  };
+  std::vector<Row> rows = {
+      {"layernorm_forward N=4096 C=768", [&] {
+         cpu::layernorm_forward(ln_out.data(), mean.data(), rstd.data(), ln_in.data(), w.data(), bvec.data(), N, C, 1e-5f);
+       }},
+      {"layernorm_backward N=4096 C=768", [&] {
+         cpu::layernorm_backward(ln_dinp.data(), dw.data(), db.data(), ln_dout.data(), ln_in.data(), w.data(),
+                                 mean.data(), rstd.data(), N, C);
+       }},
+      {"gelu_forward n=4096*3072", [&] { cpu::gelu_forward(g_out.data(), g_in.data(), gelu_n); }},
+      {"gelu_backward n=4096*3072", [&] { cpu::gelu_backward(g_dinp.data(), g_in.data(), g_dout.data(), gelu_n); }},
+      {"crossentropy_forward N=1024 V=50257", [&] {
+         cpu::crossentropy_forward(losses.data(), lse.data(), predictions.data(), logits.data(), targets.data(), NV, V,
+                                   -100);
+       }},
+      {"crossentropy_backward N=1024 V=50257", [&] {
+         // In place, as in training; the values stay finite (they are just scaled probabilities).
+         cpu::crossentropy_backward(logits.data(), logits.data(), lse.data(), targets.data(), 1.0f / NV, NV, V, -100);
+       }},
+  };
+  for (auto& row : rows) {
+    double ms[2];
+    for (int threads = 1; threads <= 2; ++threads) {
+      cpu::set_num_threads(threads);
+      ms[threads - 1] = time_ms(row.fn);
+    }
+    std::printf("%-40s %8.2f ms %8.2f ms\n", row.name, ms[0], ms[1]);
+  }
+  cpu::set_num_threads(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool timing = !(argc > 1 && std::strcmp(argv[1], "--no-timing") == 0);
+  std::printf("simd: %s, threads: %d\n", cpu::cpu_has_avx512() ? "avx512" : "portable", cpu::num_threads());
+  for (const auto& k : row_kernel_sets()) {
+    check_exp_accuracy(k);
+    check_gelu(k);
+    check_layernorm(k);
+    check_crossentropy(k);
+    check_softmax(k);
+    check_sum_squares(k);
+  }
+  check_encoder();
+  check_adamw();
+  check_elementwise();
+  std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
+  if (timing) run_timings();
+  return failures ? 1 : 0;
+}
