@@ -388,7 +388,7 @@ export function encodeSafetensors(tensors: readonly Float32TensorToWrite[], meta
     if (!Array.isArray(tensor.shape) || !tensor.shape.every(isNonNegativeInteger)) {
       throw new Error(`${where}: shape must be an array of non-negative integers but received ${describe(tensor.shape)}`);
     }
-    if (!(tensor.data instanceof Float32Array)) throw new Error(`${where}: expected data as a Float32Array`);
+    if (Object.prototype.toString.call(tensor.data) !== "[object Float32Array]") throw new Error(`${where}: expected data as a Float32Array`);
     const count = elementCount(tensor.shape, where);
     if (tensor.data.length !== count) {
       throw new Error(`${where}: shape ${shapeText(tensor.shape)} needs ${count} values but data has ${tensor.data.length}`);

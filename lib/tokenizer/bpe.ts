@@ -12,18 +12,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { BYTE_TO_CHAR, byteLevelToBytes } from './byte_level';
+import { forEachPretoken } from './pretokenize';
 import { END_OF_TEXT, type Tokenizer } from './types';
 
-/**
- * GPT-2's pre-tokenisation pattern, with \s spelled \p{White_Space}: JavaScript's \s also matches
- * U+FEFF and misses U+0085, unlike the `regex` module GPT-2 and HF use (and Rust's regex crates).
- */
-export const GPT2_PRETOKENIZE_PATTERN =
-  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\p{White_Space}\\p{L}\\p{N}]+|\\p{White_Space}+(?!\\P{White_Space})|\\p{White_Space}+";
-
-/** Token ids are packed into a pair key as left * 2^21 + right; vocabularies are far smaller. */
-const MAX_TOKEN_ID = (1 << 21) - 1;
-const PAIR_KEY_SCALE = 1 << 21;
+/** Largest token id accepted; real vocabularies are far smaller (GPT-2: 50256). */
+const MAX_TOKEN_ID = (1 << 24) - 1;
 
 /** Words at least this long use the O(n log n) heap merge; shorter ones the simple rescan. */
 const HEAP_MERGE_MIN_SYMBOLS = 48;
@@ -96,6 +89,50 @@ export function parseMergesTxt(text: string, fileName: string): Array<[string, s
   return merges;
 }
 
+/**
+ * (left id, right id) -> merge rank, as an open-addressing hash table in typed arrays. A Map keyed
+ * by left * 2^21 + right works too but is 2-3x slower: such keys are heap numbers, not small ints.
+ */
+class PairRankTable {
+  private readonly mask: number;
+  private readonly lefts: Int32Array; // -1 marks an empty slot
+  private readonly rights: Int32Array;
+  private readonly ranks: Int32Array;
+
+  constructor(expectedEntries: number) {
+    let capacity = 16;
+    while (capacity < expectedEntries * 2) capacity *= 2; // load factor <= 1/2 keeps probes short
+    this.mask = capacity - 1;
+    this.lefts = new Int32Array(capacity).fill(-1);
+    this.rights = new Int32Array(capacity);
+    this.ranks = new Int32Array(capacity);
+  }
+
+  private slotOf(left: number, right: number): number {
+    return (Math.imul(left, 0x9e3779b1) ^ Math.imul(right + 0x7f4a7c15, 0x85ebca77)) >>> 0;
+  }
+
+  /** The rank of (left, right), or -1 if the pair is not a merge. */
+  get(left: number, right: number): number {
+    for (let slot = this.slotOf(left, right) & this.mask; ; slot = (slot + 1) & this.mask) {
+      const l = this.lefts[slot];
+      if (l === -1) return -1;
+      if (l === left && this.rights[slot] === right) return this.ranks[slot];
+    }
+  }
+
+  set(left: number, right: number, rank: number): void {
+    for (let slot = this.slotOf(left, right) & this.mask; ; slot = (slot + 1) & this.mask) {
+      if (this.lefts[slot] === -1 || (this.lefts[slot] === left && this.rights[slot] === right)) {
+        this.lefts[slot] = left;
+        this.rights[slot] = right;
+        this.ranks[slot] = rank;
+        return;
+      }
+    }
+  }
+}
+
 /** A binary min-heap of (rank, position) pairs, ordered by rank then position. */
 class PairHeap {
   private ranks: number[] = [];
@@ -155,8 +192,8 @@ export class BPETokenizer implements Tokenizer {
 
   /** byte -> id of the single-byte token. */
   private readonly byteTokenIds = new Int32Array(256);
-  /** (left id, right id) pair key -> merge rank (its line index in merges.txt). */
-  private readonly pairRank = new Map<number, number>();
+  /** (left id, right id) -> merge rank (its line index in merges.txt). */
+  private readonly pairRank: PairRankTable;
   /** rank -> left id, right id, merged id. */
   private readonly mergeLeft: Int32Array;
   private readonly mergeRight: Int32Array;
@@ -165,7 +202,6 @@ export class BPETokenizer implements Tokenizer {
   private readonly tokenBytes: Array<Uint8Array | undefined>;
   /** Special token text -> id; found in the input text before pre-tokenisation. */
   private readonly specialTokens: Map<string, number>;
-  private readonly pretokenizer = new RegExp(GPT2_PRETOKENIZE_PATTERN, 'gu');
   private readonly wordCache = new Map<string, number[]>();
 
   constructor(files: BPEFiles) {
@@ -206,6 +242,7 @@ export class BPETokenizer implements Tokenizer {
     this.tokenBytes = idToToken.map((token) => (token === undefined ? undefined : byteLevelToBytes(token) ?? new Uint8Array(Buffer.from(token, 'utf8'))));
 
     const mergeCount = files.merges.length;
+    this.pairRank = new PairRankTable(mergeCount);
     this.mergeLeft = new Int32Array(mergeCount);
     this.mergeRight = new Int32Array(mergeCount);
     this.mergeResult = new Int32Array(mergeCount);
@@ -219,10 +256,9 @@ export class BPETokenizer implements Tokenizer {
       if (leftId === undefined) throw new Error(`${where}: token ${JSON.stringify(left)} is not in ${vocabName}`);
       if (rightId === undefined) throw new Error(`${where}: token ${JSON.stringify(right)} is not in ${vocabName}`);
       if (mergedId === undefined) throw new Error(`${where}: merged token ${JSON.stringify(left + right)} is not in ${vocabName}`);
-      const key = leftId * PAIR_KEY_SCALE + rightId;
-      const earlier = this.pairRank.get(key);
-      if (earlier !== undefined) throw new Error(`${where}: duplicate of line ${lineNumber(earlier)}`);
-      this.pairRank.set(key, rank);
+      const earlier = this.pairRank.get(leftId, rightId);
+      if (earlier >= 0) throw new Error(`${where}: duplicate of line ${lineNumber(earlier)}`);
+      this.pairRank.set(leftId, rightId, rank);
       this.mergeLeft[rank] = leftId;
       this.mergeRight[rank] = rightId;
       this.mergeResult[rank] = mergedId;
@@ -263,19 +299,17 @@ export class BPETokenizer implements Tokenizer {
 
   /** Encode text that contains no special tokens, appending to `out`. */
   private encodeOrdinary(text: string, out: number[]): void {
-    const pattern = this.pretokenizer;
-    pattern.lastIndex = 0;
-    let match: RegExpExecArray | null;
-    while ((match = pattern.exec(text)) !== null) {
-      const word = match[0];
-      let ids = this.wordCache.get(word);
+    const cache = this.wordCache;
+    forEachPretoken(text, (start, end) => {
+      const word = text.slice(start, end);
+      let ids = cache.get(word);
       if (ids === undefined) {
         ids = this.encodeWord(word);
-        if (this.wordCache.size >= WORD_CACHE_LIMIT) this.wordCache.clear();
-        this.wordCache.set(word, ids);
+        if (cache.size >= WORD_CACHE_LIMIT) cache.clear();
+        cache.set(word, ids);
       }
       for (let i = 0; i < ids.length; i++) out.push(ids[i]);
-    }
+    });
   }
 
   /** One pre-tokenised word -> token ids. */
@@ -302,9 +336,6 @@ export class BPETokenizer implements Tokenizer {
     return symbols;
   }
 
-  private rankOf(left: number, right: number): number | undefined {
-    return this.pairRank.get(left * PAIR_KEY_SCALE + right);
-  }
 
   /**
    * Reference merge, exactly GPT-2's encoder.py: find the lowest-ranked adjacent pair, merge every
@@ -315,8 +346,8 @@ export class BPETokenizer implements Tokenizer {
     while (symbols.length > 1) {
       let bestRank = Infinity;
       for (let i = 0; i + 1 < symbols.length; i++) {
-        const rank = this.rankOf(symbols[i], symbols[i + 1]);
-        if (rank !== undefined && rank < bestRank) bestRank = rank;
+        const rank = this.pairRank.get(symbols[i], symbols[i + 1]);
+        if (rank >= 0 && rank < bestRank) bestRank = rank;
       }
       if (bestRank === Infinity) break;
       const left = this.mergeLeft[bestRank];
@@ -350,8 +381,8 @@ export class BPETokenizer implements Tokenizer {
 
     const heap = new PairHeap();
     for (let i = 0; i + 1 < n; i++) {
-      const rank = this.rankOf(symbol[i], symbol[i + 1]);
-      if (rank !== undefined) heap.push(rank, i);
+      const rank = this.pairRank.get(symbol[i], symbol[i + 1]);
+      if (rank >= 0) heap.push(rank, i);
     }
     const createdAt: number[] = []; // positions whose pairs changed during the current rank
     while (heap.size > 0) {
@@ -371,8 +402,8 @@ export class BPETokenizer implements Tokenizer {
       }
       for (const i of createdAt) {
         if (symbol[i] < 0 || next[i] < 0) continue;
-        const newRank = this.rankOf(symbol[i], symbol[next[i]]);
-        if (newRank !== undefined) heap.push(newRank, i);
+        const newRank = this.pairRank.get(symbol[i], symbol[next[i]]);
+        if (newRank >= 0) heap.push(newRank, i);
       }
     }
     const out: number[] = [];
@@ -392,9 +423,9 @@ export class BPETokenizer implements Tokenizer {
     const all = new Uint8Array(length);
     let offset = 0;
     for (const id of ids) {
+      // A plain loop: tokens are a few bytes, too short for set() to pay off.
       const bytes = this.tokenBytes[id]!;
-      all.set(bytes, offset);
-      offset += bytes.length;
+      for (let k = 0; k < bytes.length; k++) all[offset++] = bytes[k];
     }
     return utf8Decoder.decode(all);
   }

@@ -2,11 +2,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { BPETokenizer } from './bpe';
-import { TiktokenGPT2Tokenizer } from './tiktoken';
+import { gpt2Tokenizer } from './tiktoken';
 import type { Tokenizer } from './types';
 
-export { BPETokenizer, parseMergesTxt, parseVocabJSON, GPT2_PRETOKENIZE_PATTERN } from './bpe';
-export { TiktokenGPT2Tokenizer } from './tiktoken';
+export { BPETokenizer, parseMergesTxt, parseVocabJSON } from './bpe';
+export { GPT2_PRETOKENIZE_PATTERN, pretokenizeWithRegex, forEachPretoken } from './pretokenize';
+export { TiktokenGPT2Tokenizer, gpt2Tokenizer, gpt2FilesFromTiktoken, deriveMergesFromRanks } from './tiktoken';
 export { END_OF_TEXT, type Tokenizer } from './types';
 
 /**
@@ -16,7 +17,7 @@ export { END_OF_TEXT, type Tokenizer } from './types';
  * silently falling back to GPT-2's vocabulary could feed a model the wrong ids.
  */
 export function loadTokenizer(dir?: string): Tokenizer {
-  if (dir === undefined) return new TiktokenGPT2Tokenizer();
+  if (dir === undefined) return gpt2Tokenizer();
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new Error(`tokenizer: expected a folder but ${dir} ${fs.existsSync(dir) ? 'is a file' : 'does not exist'}`);
   }
@@ -29,5 +30,5 @@ export function loadTokenizer(dir?: string): Tokenizer {
   if (fs.existsSync(path.join(dir, 'tokenizer.json'))) {
     throw new Error(`${dir}: has tokenizer.json but no vocab.json + merges.txt; gptune reads GPT-2 tokenizers from vocab.json + merges.txt (save them with tokenizer.save_pretrained from transformers' GPT2Tokenizer)`);
   }
-  return new TiktokenGPT2Tokenizer();
+  return gpt2Tokenizer();
 }

@@ -171,38 +171,50 @@ void mask_tile(float* St, int64_t ld, const int* segments, int k0, int nk, int q
                int nq) {
   for (int j = 0; j < nk; ++j) {
     float* s = St + j * ld;
-    for (int i = 0; i < nq; ++i) {
-      const bool visible =
-          k0 + j <= qpos0 + i && (!segments || segments[k0 + j] == segments[q0 + i]);
-      if (!visible) s[i] = kNegInf;
-    }
+    // causal: key k0+j is hidden from the queries before it, i < k0 + j - qpos0
+    std::fill(s, s + std::clamp(k0 + j - qpos0, 0, nq), kNegInf);
+    if (segments)
+      for (int i = 0; i < nq; ++i)
+        if (segments[k0 + j] != segments[q0 + i]) s[i] = kNegInf;
   }
 }
 
-// ---- scratch ----
-
-// 64-byte aligned float scratch owned by one thread for one kernel call.
-class Scratch {
- public:
-  explicit Scratch(size_t n) : storage_(n + 16) {
-    auto address = reinterpret_cast<uintptr_t>(storage_.data());
-    base_ = storage_.data() + ((64 - address % 64) % 64) / sizeof(float);
-  }
-  float* base() { return base_; }
-
- private:
-  std::vector<float> storage_;
-  float* base_;
-};
+// ---- scratch and packing ----
 
 size_t round_up16(size_t n) { return (n + 15) / 16 * 16; }
 
-// Packs rows [q0, q0+nq) of a (rows, hs) matrix with row stride ld into Mt (hs, kQueryTile), scaled.
-void pack_transposed(float* Mt, const float* M, int64_t ld, int q0, int nq, int hs, float scale) {
-  for (int i = 0; i < nq; ++i) {
-    const float* row = M + (q0 + i) * ld;
+// Float scratch owned by one thread for one kernel call, handed out in 64-byte aligned pieces.
+class Scratch {
+ public:
+  explicit Scratch(size_t capacity) : storage_(capacity + 16) {
+    const auto address = reinterpret_cast<uintptr_t>(storage_.data());
+    next_ = storage_.data() + ((64 - address % 64) % 64) / sizeof(float);
+  }
+  float* take(size_t n) {
+    float* piece = next_;
+    next_ += round_up16(n);
+    return piece;
+  }
+
+ private:
+  std::vector<float> storage_;
+  float* next_;
+};
+
+// Rows [r0, r0+n) of a matrix with row stride ld, hs floats each, times scale, packed transposed
+// into Mt (hs, kQueryTile): the B operand of the score products.
+void pack_transposed(float* Mt, const float* M, int64_t ld, int r0, int n, int hs, float scale) {
+  for (int i = 0; i < n; ++i) {
+    const float* row = M + (r0 + i) * ld;
     for (int d = 0; d < hs; ++d) Mt[d * kQueryTile + i] = row[d] * scale;
   }
+}
+
+// Rows [r0, r0+n) of a matrix with row stride ld copied into P (n, packed_stride). The heads' rows
+// in qkv are 3C floats apart, a multiple of 1 KiB for GPT-2, so a tile read in place maps onto a few
+// L1 sets and is evicted between the passes the products make over it; packed, it stays in L1.
+void pack_rows(float* P, int64_t packed_stride, const float* M, int64_t ld, int r0, int n, int hs) {
+  for (int i = 0; i < n; ++i) std::memcpy(P + i * packed_stride, M + (r0 + i) * ld, sizeof(float) * hs);
 }
 
 // Runs fn(unit, thread) for units [0, n) on every pool thread, handing units out one at a time so
@@ -235,21 +247,22 @@ struct ForwardHead {
 
 struct ForwardScratch {
   explicit ForwardScratch(int hs)
-      : o_stride(round_up16(hs)),
+      : row_stride(round_up16(hs)),
         buffer(round_up16(size_t(hs) * kQueryTile) + size_t(kKeyTile) * kQueryTile +
-               size_t(kQueryTile) * o_stride + 3 * kQueryTile) {
-    qt = buffer.base();
-    st = qt + round_up16(size_t(hs) * kQueryTile);
-    o = st + size_t(kKeyTile) * kQueryTile;
-    row_max = o + size_t(kQueryTile) * o_stride;
-    row_sum = row_max + kQueryTile;
-    rescale = row_sum + kQueryTile;
-  }
-  int64_t o_stride;
+               size_t(kQueryTile + kKeyTile) * row_stride + 3 * kQueryTile),
+        qt(buffer.take(size_t(hs) * kQueryTile)),
+        st(buffer.take(size_t(kKeyTile) * kQueryTile)),
+        o(buffer.take(size_t(kQueryTile) * row_stride)),
+        v(buffer.take(size_t(kKeyTile) * row_stride)),
+        row_max(buffer.take(kQueryTile)),
+        row_sum(buffer.take(kQueryTile)),
+        rescale(buffer.take(kQueryTile)) {}
+  int64_t row_stride;  // of o and v: hs rounded up to whole vectors
   Scratch buffer;
   float* qt;       // (hs, kQueryTile) scaled queries, transposed
   float* st;       // (kKeyTile, kQueryTile) scores, then probabilities
-  float* o;        // (kQueryTile, o_stride) unnormalised output accumulator
+  float* o;        // (kQueryTile, row_stride) unnormalised output accumulator
+  float* v;        // (kKeyTile, row_stride) the key tile's values
   float* row_max;  // (kQueryTile)
   float* row_sum;  // (kQueryTile)
   float* rescale;  // (kQueryTile)
@@ -263,7 +276,7 @@ void forward_query_tile(const AttentionTileOps& ops, const ForwardHead& head, in
   pack_transposed(s.qt, head.q, head.q_stride, q0, nq, hs, scale);
   std::fill(s.row_max, s.row_max + nq, kNegInf);
   std::fill(s.row_sum, s.row_sum + nq, 0.0f);
-  std::fill(s.o, s.o + nq * s.o_stride, 0.0f);
+  std::fill(s.o, s.o + nq * s.row_stride, 0.0f);
 
   const int num_keys = qpos0 + nq;  // the last query sees keys up to its own position
   for (int k0 = 0; k0 < num_keys; k0 += kKeyTile) {
@@ -276,14 +289,15 @@ void forward_query_tile(const AttentionTileOps& ops, const ForwardHead& head, in
       mask_tile(s.st, kQueryTile, head.segments, k0, nk, q0, qpos0, nq);
     ops.online_softmax(s.st, kQueryTile, nk, nq, s.row_max, s.row_sum, s.rescale);
     // O (nq,hs) = diag(rescale) O + P (nq,nk) . V (nk,hs), P read through St's transpose.
-    ops.product(s.o, s.o_stride, s.st, 1, kQueryTile, head.v + k0 * head.kv_stride, head.kv_stride,
-                nq, hs, nk, true, s.rescale);
+    pack_rows(s.v, s.row_stride, head.v, head.kv_stride, k0, nk, hs);
+    ops.product(s.o, s.row_stride, s.st, 1, kQueryTile, s.v, s.row_stride, nq, hs, nk, true,
+                s.rescale);
   }
 
   for (int i = 0; i < nq; ++i) {
     const float inv_sum = 1.0f / s.row_sum[i];
     float* out_row = head.out + (q0 + i) * head.out_stride;
-    const float* o_row = s.o + i * s.o_stride;
+    const float* o_row = s.o + i * s.row_stride;
     for (int d = 0; d < hs; ++d) out_row[d] = o_row[d] * inv_sum;
     if (head.lse) head.lse[q0 + i] = s.row_max[i] + std::log(s.row_sum[i]);
   }
@@ -294,8 +308,7 @@ template <typename MakeHead>
 void forward_heads(int64_t num_heads, int num_queries, int hs, MakeHead&& make_head) {
   const AttentionTileOps& ops = tile_ops();
   const int64_t tiles_per_head = (num_queries + kQueryTile - 1) / kQueryTile;
-  const int threads = num_threads();
-  std::vector<std::unique_ptr<ForwardScratch>> scratch(threads);
+  std::vector<std::unique_ptr<ForwardScratch>> scratch(num_threads());
   // The most expensive (last, longest-causal) query tiles go first so the tail is cheap tiles.
   for_each_unit_dynamic(num_heads * tiles_per_head, [&](int64_t unit, int thread) {
     if (!scratch[thread]) scratch[thread] = std::make_unique<ForwardScratch>(hs);
@@ -315,22 +328,29 @@ void check_heads(const char* kernel, int C, int NH) {
 
 struct BackwardScratch {
   explicit BackwardScratch(int hs)
-      : buffer(2 * round_up16(size_t(hs) * kQueryTile) + 2 * size_t(kKeyTile) * kQueryTile +
-               2 * kQueryTile) {
-    qt = buffer.base();
-    dot = qt + round_up16(size_t(hs) * kQueryTile);
-    st = dot + round_up16(size_t(hs) * kQueryTile);
-    dpt = st + size_t(kKeyTile) * kQueryTile;
-    lse = dpt + size_t(kKeyTile) * kQueryTile;
-    D = lse + kQueryTile;
-  }
+      : row_stride(round_up16(hs)),
+        buffer(2 * round_up16(size_t(hs) * kQueryTile) + 2 * size_t(kKeyTile) * kQueryTile +
+               size_t(2 * kQueryTile + kKeyTile) * row_stride + 2 * kQueryTile),
+        qt(buffer.take(size_t(hs) * kQueryTile)),
+        dot(buffer.take(size_t(hs) * kQueryTile)),
+        st(buffer.take(size_t(kKeyTile) * kQueryTile)),
+        dpt(buffer.take(size_t(kKeyTile) * kQueryTile)),
+        q(buffer.take(size_t(kQueryTile) * row_stride)),
+        dout(buffer.take(size_t(kQueryTile) * row_stride)),
+        k(buffer.take(size_t(kKeyTile) * row_stride)),
+        lse(buffer.take(kQueryTile)),
+        D(buffer.take(kQueryTile)) {}
+  int64_t row_stride;  // of q, dout and k: hs rounded up to whole vectors
   Scratch buffer;
-  float* qt;   // (hs, kQueryTile) scaled queries, transposed
-  float* dot;  // (hs, kQueryTile) dout, transposed
-  float* st;   // (kKeyTile, kQueryTile) scores, then probabilities
-  float* dpt;  // (kKeyTile, kQueryTile) dP, then dS scaled by 1/sqrt(hs)
-  float* lse;  // (kQueryTile)
-  float* D;    // (kQueryTile) dO_i . O_i
+  float* qt;    // (hs, kQueryTile) scaled queries, transposed
+  float* dot;   // (hs, kQueryTile) dout, transposed
+  float* st;    // (kKeyTile, kQueryTile) scores, then probabilities
+  float* dpt;   // (kKeyTile, kQueryTile) dP, then dS scaled by 1/sqrt(hs)
+  float* q;     // (kQueryTile, row_stride) the query tile
+  float* dout;  // (kQueryTile, row_stride) the query tile's dout
+  float* k;     // (kKeyTile, row_stride) the key tile
+  float* lse;   // (kQueryTile)
+  float* D;     // (kQueryTile) dO_i . O_i
 };
 
 // All query tiles of one (b, h); the calling thread owns this head's dq, dk, dv channels.
@@ -349,9 +369,11 @@ void backward_head(const AttentionTileOps& ops, float* dqkv, const float* dout, 
     const int nq = std::min(kQueryTile, T - q0);
     pack_transposed(s.qt, q, C3, q0, nq, hs, scale);
     pack_transposed(s.dot, dout, C, q0, nq, hs, 1.0f);
+    pack_rows(s.q, s.row_stride, q, C3, q0, nq, hs);
+    pack_rows(s.dout, s.row_stride, dout, C, q0, nq, hs);
     for (int i = 0; i < nq; ++i) {
-      const float* dout_row = dout + (q0 + i) * int64_t(C);
       const float* out_row = out + (q0 + i) * int64_t(C);
+      const float* dout_row = s.dout + i * s.row_stride;
       float dot = 0.0f;
       for (int d = 0; d < hs; ++d) dot += dout_row[d] * out_row[d];
       s.D[i] = dot;
@@ -361,19 +383,21 @@ void backward_head(const AttentionTileOps& ops, float* dqkv, const float* dout, 
       const int nk = std::min(kKeyTile, q0 + nq - k0);
       const TileVisibility visibility = classify_tile(segments, k0, nk, q0, q0, nq);
       if (visibility == TileVisibility::kNone) continue;
-      const float* k_tile = k + k0 * C3;
-      const float* v_tile = v + k0 * C3;
-      ops.product(s.st, kQueryTile, k_tile, C3, 1, s.qt, kQueryTile, nk, nq, hs, false, nullptr);
-      ops.product(s.dpt, kQueryTile, v_tile, C3, 1, s.dot, kQueryTile, nk, nq, hs, false, nullptr);
+      ops.product(s.st, kQueryTile, k + k0 * C3, C3, 1, s.qt, kQueryTile, nk, nq, hs, false,
+                  nullptr);
+      ops.product(s.dpt, kQueryTile, v + k0 * C3, C3, 1, s.dot, kQueryTile, nk, nq, hs, false,
+                  nullptr);
       if (visibility == TileVisibility::kSome)
         mask_tile(s.st, kQueryTile, segments, k0, nk, q0, q0, nq);
       ops.softmax_backward(s.st, s.dpt, kQueryTile, nk, nq, s.lse, s.D, scale);
       // dV (nk,hs) += P^T (nk,nq) . dO (nq,hs);  dK (nk,hs) += dS^T . Q;  dQ (nq,hs) += dS . K
-      ops.product(dv + k0 * C3, C3, s.st, kQueryTile, 1, dout + q0 * int64_t(C), C, nk, hs, nq,
-                  true, nullptr);
-      ops.product(dk + k0 * C3, C3, s.dpt, kQueryTile, 1, q + q0 * C3, C3, nk, hs, nq, true,
+      ops.product(dv + k0 * C3, C3, s.st, kQueryTile, 1, s.dout, s.row_stride, nk, hs, nq, true,
                   nullptr);
-      ops.product(dq + q0 * C3, C3, s.dpt, 1, kQueryTile, k_tile, C3, nq, hs, nk, true, nullptr);
+      ops.product(dk + k0 * C3, C3, s.dpt, kQueryTile, 1, s.q, s.row_stride, nk, hs, nq, true,
+                  nullptr);
+      pack_rows(s.k, s.row_stride, k, C3, k0, nk, hs);
+      ops.product(dq + q0 * C3, C3, s.dpt, 1, kQueryTile, s.k, s.row_stride, nq, hs, nk, true,
+                  nullptr);
     }
   }
 }

@@ -21,27 +21,33 @@ template <int R, int NC>
 void product_block(float* C, int64_t ldc, const float* A, int64_t a_row, int64_t a_col,
                    const float* B, int64_t ldb, int K, const __mmask16* lanes, bool accumulate,
                    const float* row_scale) {
+  // Fully unrolled so GCC keeps acc in registers (a rolled loop over acc spills it every step).
   __m512 acc[R][NC];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < NC; ++c) {
-      if (!accumulate) {
-        acc[r][c] = _mm512_setzero_ps();
-        continue;
-      }
-      acc[r][c] = _mm512_maskz_loadu_ps(lanes[c], C + r * ldc + 16 * c);
-      if (row_scale) acc[r][c] = _mm512_mul_ps(acc[r][c], _mm512_set1_ps(row_scale[r]));
-    }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const __m512 scale = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c)
+      acc[r][c] = accumulate
+                      ? _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes[c], C + r * ldc + 16 * c), scale)
+                      : _mm512_setzero_ps();
+  }
   for (int k = 0; k < K; ++k) {
     const float* b_row = B + k * ldb;
     __m512 b[NC];
+#pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) b[c] = _mm512_maskz_loadu_ps(lanes[c], b_row + 16 * c);
     const float* a = A + k * a_col;
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m512 a_r = _mm512_set1_ps(a[r * a_row]);
+#pragma GCC unroll 4
       for (int c = 0; c < NC; ++c) acc[r][c] = _mm512_fmadd_ps(a_r, b[c], acc[r][c]);
     }
   }
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) _mm512_mask_storeu_ps(C + r * ldc + 16 * c, lanes[c], acc[r][c]);
 }
 

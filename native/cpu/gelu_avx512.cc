@@ -1,8 +1,5 @@
-// GELU (tanh approximation) on 16 floats at a time; see gelu.cc for the formula. With
-// s = 1 / (1 + exp(-2u)) = 0.5 (1 + tanh(u)):
-//   gelu(x)  = x s
-//   gelu'(x) = s + 2 x s (1 - s) du/dx,   since 0.5 (1 - tanh^2(u)) = 2 s (1 - s),
-// and 1 - s = exp(-2u) s is formed without cancellation.
+// GELU (tanh approximation) on 16 floats at a time: the sigmoid form derived in gelu.cc, with the
+// vectorised exp of exp_avx512.h.
 #if defined(__AVX512F__)
 #include "exp_avx512.h"  // first: it silences GCC 12's false uninitialized warnings in immintrin.h
 
@@ -17,8 +14,8 @@ inline __m512 gelu_sigmoid(__m512 x, __m512* one_minus_s) {
   // -2u = -2 sqrt(2/pi) x (1 + 0.044715 x^2)
   __m512 inner = _mm512_fmadd_ps(_mm512_set1_ps(kGeluCubic), x2, _mm512_set1_ps(1.0f));
   __m512 minus_2u = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f * kGeluScale), x), inner);
-  // exp_ps clamps to [-104, 89]: exp(-2u) is +inf (s = 0, the true s < 1e-38) or 0 (s = 1) beyond,
-  // and 1 - s = inf * 0 must not happen, so clamp to 88 where exp stays finite.
+  // Beyond 88, exp overflows and 1 - s would be inf * 0; s is below 1e-38 there anyway. x goes
+  // second so NaN propagates (MINPS returns its second operand on NaN).
   __m512 e = exp_ps(_mm512_min_ps(_mm512_set1_ps(88.0f), minus_2u));
   __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
   if (one_minus_s) *one_minus_s = _mm512_mul_ps(e, s);

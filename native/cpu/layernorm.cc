@@ -16,14 +16,15 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   for (int64_t row = 0; row < rows; ++row) {
     const float* x = inp + row * C;
     float* y = out + row * C;
-    float sum = 0.0f;
+    // Sums in double: a scalar loop is no faster in float, and one float accumulator over 768
+    // terms would lose ~1e-5 of the mean. Two passes (mean first) rather than E[x^2] - mean^2,
+    // which cancels on the residual stream's large-offset channels.
+    double sum = 0.0;
     for (int c = 0; c < C; ++c) sum += x[c];
-    float row_mean = sum / C;
-    // Two passes (mean first) rather than E[x^2] - mean^2, which cancels on the residual stream's
-    // large-offset channels.
-    float sum_sq = 0.0f;
+    const float row_mean = static_cast<float>(sum / C);
+    double sum_sq = 0.0;
     for (int c = 0; c < C; ++c) sum_sq += (x[c] - row_mean) * (x[c] - row_mean);
-    float row_rstd = 1.0f / std::sqrt(sum_sq / C + eps);
+    const float row_rstd = 1.0f / std::sqrt(static_cast<float>(sum_sq / C) + eps);
     for (int c = 0; c < C; ++c) y[c] = (x[c] - row_mean) * row_rstd * weight[c] + bias[c];
     if (mean) mean[row] = row_mean;
     if (rstd) rstd[row] = row_rstd;
@@ -39,7 +40,7 @@ void layernorm_backward(float* dinp, float* dweight_sum, float* dbias_sum, const
     const float* x = inp + row * C;
     const float* dy = dout + row * C;
     const float row_mean = mean[row], row_rstd = rstd[row];
-    float g_sum = 0.0f, g_xhat_sum = 0.0f;
+    double g_sum = 0.0, g_xhat_sum = 0.0;
     for (int c = 0; c < C; ++c) {
       float xhat = (x[c] - row_mean) * row_rstd;
       float g = dy[c] * weight[c];
@@ -49,7 +50,7 @@ void layernorm_backward(float* dinp, float* dweight_sum, float* dbias_sum, const
       if (dbias_sum) dbias_sum[c] += dy[c];
     }
     if (!dinp) continue;
-    const float g_mean = g_sum / C, g_xhat_mean = g_xhat_sum / C;
+    const float g_mean = static_cast<float>(g_sum / C), g_xhat_mean = static_cast<float>(g_xhat_sum / C);
     float* dx = dinp + row * C;
     for (int c = 0; c < C; ++c) {
       float xhat = (x[c] - row_mean) * row_rstd;

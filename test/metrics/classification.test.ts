@@ -246,6 +246,24 @@ describe('binary average (hand-derived)', () => {
   });
 });
 
+describe('zero-support weighted average (hand-derived; scikit-learn >= 1.3 _nanaverage)', () => {
+  test('when no scored label has a true sample, weighted falls back to the unweighted mean', () => {
+    // labels [1]: support 0, predicted 2, tp 0 -> P 0/2 = 0, R 0/0 -> zeroDivision, F 0/(0+2) = 0.
+    // All weights are 0, so numpy.average raises ZeroDivisionError and sklearn averages unweighted.
+    const byDefault = precisionRecallF([0, 0], [1, 1], { average: 'weighted', labels: [1] });
+    expect([byDefault.precision, byDefault.recall, byDefault.f]).toEqual([0, 0, 0]);
+    expect(byDefault.zeroDivision).toEqual({ precision: false, recall: true, f: false, labels: [1] });
+    const withOne = precisionRecallF([0, 0], [1, 1], { average: 'weighted', labels: [1], zeroDivision: 1 });
+    expect([withOne.precision, withOne.recall, withOne.f]).toEqual([0, 1, 0]);
+  });
+
+  test('zeroDivision NaN leaves the undefined entries out of macro averages', () => {
+    // Per class (y_pred all 0 on y_true [0,1,2,0,1,2]): P = [1/3, NaN, NaN] -> macro P = 1/3.
+    const result = precisionRecallF([0, 1, 2, 0, 1, 2], [0, 0, 0, 0, 0, 0], { average: 'macro', zeroDivision: NaN });
+    expect(result.precision).toBeCloseTo(1 / 3, FRACTION_DIGITS);
+  });
+});
+
 describe('label order and bad input', () => {
   test('sorted union: numbers ascending, strings by code point', () => {
     expect(sortedUniqueLabels([10, 2], [-1, 2])).toEqual([-1, 2, 10]);

@@ -1,0 +1,111 @@
+/**
+ * Command-line flags: each command declares its flags with a type, a default and a help line;
+ * parsing rejects unknown flags and ill-typed values with one line naming the flag, what was
+ * expected and what was received.
+ */
+export type FlagType = 'string' | 'int' | 'number' | 'bool' | 'strings';
+
+export interface FlagSpec {
+  type: FlagType;
+  help: string;
+  default?: string | number | boolean | string[];
+  /** Allowed values for string flags. */
+  choices?: readonly string[];
+  /** Smallest allowed value for int/number flags. */
+  min?: number;
+  required?: boolean;
+  /** For bool flags: `--no-<name>` sets false; `--<name>` sets true. */
+}
+
+export type FlagValues = Record<string, string | number | boolean | string[] | undefined>;
+
+export class UsageError extends Error {}
+
+/** "--batch-size" -> "batchSize" */
+export function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function parseFlags(command: string, argv: readonly string[], specs: Record<string, FlagSpec>): { values: FlagValues; positionals: string[] } {
+  const values: FlagValues = {};
+  const positionals: string[] = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) {
+      positionals.push(arg);
+      continue;
+    }
+    let name = arg.slice(2);
+    let inline: string | undefined;
+    const eq = name.indexOf('=');
+    if (eq >= 0) {
+      inline = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    let spec = specs[name];
+    let boolValue = true;
+    if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.type === 'bool') {
+      name = name.slice(3);
+      spec = specs[name];
+      boolValue = false;
+    }
+    if (!spec) throw new UsageError(`${command}: unknown option --${name} (see gptune ${command} --help)`);
+    if (seen.has(name) && spec.type !== 'strings') throw new UsageError(`${command}: --${name} is given more than once`);
+    seen.add(name);
+    if (spec.type === 'bool') {
+      if (inline !== undefined) throw new UsageError(`${command}: --${name} takes no value (use --${name} or --no-${name})`);
+      values[name] = boolValue;
+      continue;
+    }
+    let text = inline;
+    if (text === undefined) {
+      if (i + 1 >= argv.length) throw new UsageError(`${command}: --${name} expects a value`);
+      text = argv[++i];
+    }
+    values[name] = convert(command, name, spec, text, values[name]);
+  }
+  for (const [name, spec] of Object.entries(specs)) {
+    if (values[name] === undefined) {
+      if (spec.required) throw new UsageError(`${command}: --${name} is required (${spec.help})`);
+      if (spec.default !== undefined) values[name] = spec.default;
+    }
+  }
+  return { values, positionals };
+}
+
+function convert(command: string, name: string, spec: FlagSpec, text: string, previous: FlagValues[string]): string | number | string[] {
+  const bad = (expected: string) => new UsageError(`${command}: --${name}: expected ${expected} but received '${text}'`);
+  switch (spec.type) {
+    case 'string':
+      if (spec.choices && !spec.choices.includes(text)) throw bad(`one of ${spec.choices.join(', ')}`);
+      return text;
+    case 'strings':
+      return [...((previous as string[] | undefined) ?? []), text];
+    case 'int': {
+      const v = Number(text);
+      if (!/^-?\d+$/.test(text.trim()) || !Number.isSafeInteger(v)) throw bad('a whole number');
+      if (spec.min !== undefined && v < spec.min) throw bad(`a whole number >= ${spec.min}`);
+      return v;
+    }
+    case 'number': {
+      const v = Number(text);
+      if (text.trim() === '' || !Number.isFinite(v)) throw bad('a number');
+      if (spec.min !== undefined && v < spec.min) throw bad(`a number >= ${spec.min}`);
+      return v;
+    }
+    default:
+      throw bad('a value');
+  }
+}
+
+export function formatHelp(usage: string, description: string, specs: Record<string, FlagSpec>): string {
+  const lines = [`usage: ${usage}`, '', description, '', 'options:'];
+  for (const [name, spec] of Object.entries(specs)) {
+    const flag = spec.type === 'bool' ? `--${name}` : `--${name} ${spec.type === 'int' || spec.type === 'number' ? 'N' : 'VALUE'}`;
+    const extra = [spec.required ? 'required' : '', spec.default !== undefined && spec.default !== false ? `default ${JSON.stringify(spec.default)}` : '', spec.choices ? `one of ${spec.choices.join('|')}` : '']
+      .filter(Boolean).join('; ');
+    lines.push(`  ${flag.padEnd(26)} ${spec.help}${extra ? ` (${extra})` : ''}`);
+  }
+  return lines.join('\n');
+}

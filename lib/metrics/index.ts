@@ -1,0 +1,6 @@
+/** Evaluation metrics in pure TypeScript, each reproducing a reference implementation's numbers. */
+export * from './classification';
+export * from './bleu';
+export * from './rouge';
+export * from './lm';
+export { porterStem } from './porter_stemmer';

@@ -1,0 +1,70 @@
+/** Shared test helpers: fixture paths and error measures. */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { readSafetensors, toFloat32 } from '../lib/io/safetensors';
+
+export const FIXTURES = path.join(__dirname, 'fixtures');
+export const TINY = path.join(FIXTURES, 'tiny-gpt2');
+
+export interface TinyRef {
+  B: number; T: number;
+  tokens: number[][]; targets: number[][]; targets_masked: number[][];
+  n_scored: number; n_scored_masked: number;
+  loss: number; loss_f64: number; loss_masked: number; loss_masked_f64: number;
+  variants: Record<string, { loss: number; loss_masked: number; logits_key: string }>;
+  train: {
+    lr: number; betas: [number, number]; eps: number; weight_decay: number; steps: number;
+    losses: number[]; grad_norms: number[];
+    clipped: { max_norm: number; losses: number[]; grad_norms_before_clip: number[] };
+    accumulation: { micro_batches: number; losses: number[]; micro_losses: number[][] };
+  };
+  eval: { seq_len: number; tokens: number; loss: number; perplexity: number; file_tokens: number; ids: number[] };
+  generate: { prompt_text: string; prompt: number[]; max_new_tokens: number; new_tokens: number[] };
+}
+
+export function tinyRef(): TinyRef {
+  return JSON.parse(fs.readFileSync(path.join(FIXTURES, 'tiny-gpt2-ref.json'), 'utf8')) as TinyRef;
+}
+
+/** Named float tensors of a fixture safetensors file, as Float64Arrays. */
+export function fixtureTensors(file: string): Map<string, { shape: number[]; data: Float64Array }> {
+  const st = readSafetensors(path.join(FIXTURES, file));
+  const out = new Map<string, { shape: number[]; data: Float64Array }>();
+  for (const [name, t] of st.tensors) {
+    let data: Float64Array;
+    if (t.dtype === 'F64') {
+      data = new Float64Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+    } else {
+      data = Float64Array.from(toFloat32(t));
+    }
+    out.set(name, { shape: t.shape, data });
+  }
+  return out;
+}
+
+/** max |a - b| / max |b|: error relative to the reference's scale. */
+export function relMaxError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let maxDiff = 0, maxRef = 0;
+  for (let i = 0; i < a.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+    maxRef = Math.max(maxRef, Math.abs(b[i]));
+  }
+  return maxDiff / (maxRef || 1);
+}
+
+export function relError(a: number, b: number): number {
+  return Math.abs(a - b) / Math.abs(b);
+}
+
+/** (rows, cols) row-major -> (cols, rows). */
+export function transpose(src: ArrayLike<number>, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c];
+  return out;
+}
+
+export function tempDir(prefix = 'gptune-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
