@@ -8,6 +8,7 @@ torch model in scripts/torch_gpt2.py) on random tokens, float32, CPU.
 (Debian's OpenBLAS misdetects this CPU without OPENBLAS_CORETYPE.) Prints one JSON line:
 {tokens_per_s, ms_per_step, peak_rss_mb, torch_version, ...}; ms_per_step is the median of the timed
 steps, which follow --warmup untimed steps (the first step pays for allocation and AdamW state).
+The MLP uses torch's fused tanh-GELU (same function as gelu_new), as a speed-minded torch user would.
 """
 import argparse
 import json
@@ -21,6 +22,20 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 from torch_gpt2 import GPT2, GPT2Config, decay_groups  # noqa: E402
+
+
+def loaded_blas() -> str:
+    """Path of the BLAS library this process actually mapped. Debian's torch calls whatever
+    libblas.so.3 resolves to: the netlib reference BLAS (~1 GFLOP/s) unless OpenBLAS is installed
+    (apt-get install libopenblas0-pthread) or put first on LD_LIBRARY_PATH; a baseline timed on the
+    reference BLAS is meaningless, so the result names it."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps
+                     if "/" in line and "blas" in os.path.basename(line.split()[-1]).lower()}
+    except OSError:
+        return "unknown"
+    return ",".join(sorted(os.path.realpath(p) for p in paths)) or "none mapped"
 
 
 def main():
@@ -48,7 +63,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = GPT2Config(vocab_size=args.vocab, n_positions=args.n_positions, n_embd=args.n_embd,
-                        n_layer=args.n_layer, n_head=args.n_head)
+                        n_layer=args.n_layer, n_head=args.n_head, fused_gelu=True)
     model = GPT2(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -84,6 +99,7 @@ def main():
         "step_ms": [round(t, 2) for t in times_ms],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),  # Linux: KiB
         "torch_version": torch.__version__,
+        "blas": loaded_blas(),
         "threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()),
         "config": {"n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd, "vocab": args.vocab,

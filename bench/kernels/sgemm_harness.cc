@@ -80,11 +80,22 @@ void check_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, float beta,
   if (beta == 0.0f) std::fill(C0.begin(), C0.end(), std::numeric_limits<float>::quiet_NaN());
   std::vector<double> ref, mag;
   reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, with_bias ? bias.data() : nullptr, C0, ldc, ref, mag);
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
+  // Variants: the dispatching entry point with 1 and 2 threads, the portable path (what CPUs
+  // without AVX-512 run) and the naive reference (no bias argument, so only without bias).
+  const char* variant_names[] = {"1 thread", "2 threads", "portable", "sgemm_reference"};
+  for (int variant = 0; variant < 4; ++variant) {
+    if (variant == 3 && with_bias) continue;
     std::vector<float> C = C0;
-    sgemm_bias(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, with_bias ? bias.data() : nullptr,
-               C.data(), ldc);
+    const float* bias_ptr = with_bias ? bias.data() : nullptr;
+    if (variant <= 1) {
+      set_num_threads(variant + 1);
+      sgemm_bias(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, bias_ptr, C.data(), ldc);
+    } else if (variant == 2) {
+      if (K == 0) continue;  // the paths below sgemm() require K >= 1
+      sgemm_blocked_portable({ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc, bias_ptr});
+    } else {
+      sgemm_reference(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+    }
     double worst = 0;
     int bad = 0;
     for (int i = 0; i < M; ++i)
@@ -101,8 +112,8 @@ void check_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, float beta,
       }
     if (bad) {
       ++failures;
-      std::printf("FAIL sgemm %c%c M=%d N=%d K=%d alpha=%g beta=%g bias=%d pad=%d threads=%d: %d bad, worst err/tol %.3g\n",
-                  ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, with_bias, pad, threads, bad, worst);
+      std::printf("FAIL sgemm (%s) %c%c M=%d N=%d K=%d alpha=%g beta=%g bias=%d pad=%d: %d bad, worst err/tol %.3g\n",
+                  variant_names[variant], ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, with_bias, pad, bad, worst);
     }
   }
 }
@@ -122,7 +133,8 @@ void validate() {
         check_sgemm(ta, tb, s[0], s[1], s[2], 1.0f, 1.0f, false, 1, seed + 9);
       }
   check_sgemm(false, true, 9, 11, 0, 1.0f, 0.5f, true, 0, 7);  // K = 0: C = beta * C + bias
-  std::printf("sgemm validation: %s (%d shapes x 4 transposes x 3 alpha/beta/bias/stride cases x 2 thread counts)\n",
+  std::printf("sgemm validation: %s (%d shapes x 4 transposes x 3 alpha/beta/bias/stride cases; 1 and 2 threads, "
+              "portable path, naive reference)\n",
               failures ? "FAILED" : "ok", count / 4);
 }
 

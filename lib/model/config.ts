@@ -30,9 +30,11 @@ export interface GPT2Config {
   eos_token_id: number;
   /** Std of the normal init of fresh weights (GPT-2 paper: 0.02; residual projections are scaled by 1/sqrt(2*n_layer)). */
   initializer_range: number;
-  /** Dropout probabilities, kept so that a config survives a load/save round trip; HF's default 0.1. */
+  /** Dropout on each block's residual-branch outputs (HF default 0.1); kept so a config round-trips. */
   resid_pdrop: number;
+  /** Dropout on token + position embeddings (HF default 0.1). */
   embd_pdrop: number;
+  /** Dropout on attention probabilities (HF default 0.1). */
   attn_pdrop: number;
 }
 

@@ -12,11 +12,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { BYTE_TO_CHAR, byteLevelToBytes } from './byte_level';
+import { MAX_TOKEN_ID, parseMergesTxt, parseVocabJSON } from './files';
 import { forEachPretoken } from './pretokenize';
 import { END_OF_TEXT, type Tokenizer } from './types';
-
-/** Largest token id accepted; real vocabularies are far smaller (GPT-2: 50256). */
-const MAX_TOKEN_ID = (1 << 24) - 1;
 
 /** Words at least this long use the O(n log n) heap merge; shorter ones the simple rescan. */
 const HEAP_MERGE_MIN_SYMBOLS = 48;
@@ -24,69 +22,25 @@ const HEAP_MERGE_MIN_SYMBOLS = 48;
 /** Forget the word cache when it grows past this many words (bounded memory on 100 MB corpora). */
 const WORD_CACHE_LIMIT = 500_000;
 
+// Module-level copies of globals used in hot loops: under jest's vm sandbox every global lookup
+// goes through an interceptor, which made the rescan merge 10x slower there.
+const imul = Math.imul;
+const isInteger = Number.isInteger;
+
 const utf8Decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
 export interface BPEFiles {
   /** vocab.json contents: byte-level token string -> id. */
-  vocab: Record<string, number>;
+  vocab: Map<string, number> | Record<string, number>;
   /** merges.txt lines after the header, each [left, right] in the byte-level alphabet, rank order. */
   merges: Array<[string, string]>;
+  /** Line of each merge in merges.txt, for error messages (default: rank + 2, after "#version"). */
+  mergeLineNumbers?: number[];
   /** Names used in error messages. */
   vocabName?: string;
   mergesName?: string;
   /** Shown by Tokenizer.name. */
   name?: string;
-}
-
-/** Line number (1-based) of the first occurrence of `needle` in `text`, or undefined. */
-function lineOf(text: string, needle: string): number | undefined {
-  const at = text.indexOf(needle);
-  if (at < 0) return undefined;
-  let line = 1;
-  for (let i = 0; i < at; i++) if (text.charCodeAt(i) === 10) line++;
-  return line;
-}
-
-/** Parse vocab.json text, reporting problems with the file name and (where found) the line. */
-export function parseVocabJSON(text: string, fileName: string): Record<string, number> {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    const message = (err as Error).message.split('\n')[0];
-    const position = /at position (\d+)/.exec(message);
-    const where = position ? ` line ${lineOf(text.slice(0, Number(position[1])) + '\u0000', '\u0000')}` : '';
-    throw new Error(`${fileName}${where}: not valid JSON (${message})`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new Error(`${fileName}: expected a JSON object mapping token strings to ids`);
-  }
-  const vocab = json as Record<string, unknown>;
-  for (const [token, id] of Object.entries(vocab)) {
-    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0 || id > MAX_TOKEN_ID) {
-      const line = lineOf(text, JSON.stringify(token));
-      throw new Error(`${fileName}${line ? ` line ${line}` : ''}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}; expected an integer in [0, ${MAX_TOKEN_ID}]`);
-    }
-  }
-  return vocab as Record<string, number>;
-}
-
-/** Parse merges.txt text: an optional "#version" first line, then one "left right" pair per line. */
-export function parseMergesTxt(text: string, fileName: string): Array<[string, string]> {
-  const lines = text.split('\n');
-  // A final newline leaves one empty string; trailing blank lines carry no merges.
-  while (lines.length > 0 && lines[lines.length - 1].replace(/\r$/, '') === '') lines.pop();
-  const merges: Array<[string, string]> = [];
-  lines.forEach((rawLine, index) => {
-    const line = rawLine.endsWith('\r') ? rawLine.slice(0, -1) : rawLine;
-    if (index === 0 && line.startsWith('#version')) return;
-    const parts = line.split(' ');
-    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
-      throw new Error(`${fileName} line ${index + 1}: expected two tokens separated by one space but received ${JSON.stringify(line.length > 60 ? line.slice(0, 57) + '...' : line)}`);
-    }
-    merges.push([parts[0], parts[1]]);
-  });
-  return merges;
 }
 
 /**
@@ -109,7 +63,7 @@ class PairRankTable {
   }
 
   private slotOf(left: number, right: number): number {
-    return (Math.imul(left, 0x9e3779b1) ^ Math.imul(right + 0x7f4a7c15, 0x85ebca77)) >>> 0;
+    return (imul(left, 0x9e3779b1) ^ imul(right + 0x7f4a7c15, 0x85ebca77)) >>> 0;
   }
 
   /** The rank of (left, right), or -1 if the pair is not a merge. */
@@ -209,8 +163,8 @@ export class BPETokenizer implements Tokenizer {
     const mergesName = files.mergesName ?? 'merges.txt';
     this.name = files.name ?? `bpe (${vocabName})`;
 
-    // A Map, not the object: vocab["constructor"] on a plain object finds Object.prototype's.
-    const vocab = new Map(Object.entries(files.vocab));
+    // A Map, not an object: vocab["constructor"] on a plain object finds Object.prototype's.
+    const vocab = files.vocab instanceof Map ? files.vocab : new Map(Object.entries(files.vocab));
     // id -> token, rejecting two tokens with one id (decode would be ambiguous).
     const idToToken: string[] = [];
     let maxId = -1;
@@ -246,8 +200,7 @@ export class BPETokenizer implements Tokenizer {
     this.mergeLeft = new Int32Array(mergeCount);
     this.mergeRight = new Int32Array(mergeCount);
     this.mergeResult = new Int32Array(mergeCount);
-    // Line numbers in messages assume the usual "#version" header line before the first merge.
-    const lineNumber = (rank: number) => rank + 2;
+    const lineNumber = (rank: number) => files.mergeLineNumbers?.[rank] ?? rank + 2;
     files.merges.forEach(([left, right], rank) => {
       const where = `${mergesName} line ${lineNumber(rank)} ("${left} ${right}")`;
       const leftId = vocab.get(left);
@@ -269,9 +222,11 @@ export class BPETokenizer implements Tokenizer {
   static fromFolder(dir: string): BPETokenizer {
     const vocabPath = path.join(dir, 'vocab.json');
     const mergesPath = path.join(dir, 'merges.txt');
+    const merges = parseMergesTxt(readText(mergesPath), mergesPath);
     return new BPETokenizer({
       vocab: parseVocabJSON(readText(vocabPath), vocabPath),
-      merges: parseMergesTxt(readText(mergesPath), mergesPath),
+      merges: merges.pairs,
+      mergeLineNumbers: merges.lineNumbers,
       vocabName: vocabPath,
       mergesName: mergesPath,
       name: `bpe:${dir}`,
@@ -290,15 +245,24 @@ export class BPETokenizer implements Tokenizer {
         if (at >= 0 && (nextAt < 0 || at < nextAt)) { nextAt = at; nextToken = token; }
       }
       const end = nextAt < 0 ? text.length : nextAt;
-      if (end > start) this.encodeOrdinary(text.slice(start, end), ids);
+      if (end > start) this.appendOrdinary(text.slice(start, end), ids);
       if (nextAt < 0) return ids;
       ids.push(this.specialTokens.get(nextToken)!);
       start = nextAt + nextToken.length;
     }
   }
 
-  /** Encode text that contains no special tokens, appending to `out`. */
-  private encodeOrdinary(text: string, out: number[]): void {
+  /**
+   * Encode treating "<|endoftext|>" as ordinary text (like GPT-2's encoder.py and tiktoken's
+   * encode_ordinary): for text that must not be able to inject a document boundary.
+   */
+  encodeOrdinary(text: string): number[] {
+    const ids: number[] = [];
+    this.appendOrdinary(text, ids);
+    return ids;
+  }
+
+  private appendOrdinary(text: string, out: number[]): void {
     const cache = this.wordCache;
     forEachPretoken(text, (start, end) => {
       const word = text.slice(start, end);
@@ -414,7 +378,7 @@ export class BPETokenizer implements Tokenizer {
   decode(ids: number[]): string {
     let length = 0;
     for (const id of ids) {
-      const bytes = Number.isInteger(id) ? this.tokenBytes[id] : undefined;
+      const bytes = isInteger(id) ? this.tokenBytes[id] : undefined;
       if (bytes === undefined) {
         throw new Error(`${this.name}: cannot decode token id ${id}; expected an id in ${this.name}'s vocabulary (0..${this.vocabSize - 1})`);
       }

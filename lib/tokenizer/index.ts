@@ -5,7 +5,8 @@ import { BPETokenizer } from './bpe';
 import { gpt2Tokenizer } from './tiktoken';
 import type { Tokenizer } from './types';
 
-export { BPETokenizer, parseMergesTxt, parseVocabJSON } from './bpe';
+export { BPETokenizer, type BPEFiles } from './bpe';
+export { parseMergesTxt, parseVocabJSON, type MergesFile } from './files';
 export { GPT2_PRETOKENIZE_PATTERN, pretokenizeWithRegex, forEachPretoken } from './pretokenize';
 export { TiktokenGPT2Tokenizer, gpt2Tokenizer, gpt2FilesFromTiktoken, deriveMergesFromRanks } from './tiktoken';
 export { END_OF_TEXT, type Tokenizer } from './types';

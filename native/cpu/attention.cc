@@ -65,6 +65,7 @@ namespace {
 
 constexpr int kQueryTile = 64;  // St's row length: 4 AVX-512 vectors of queries
 constexpr int kKeyTile = 64;
+constexpr int kPackMinRows = 8;  // a product re-reads its B tile once per 6 rows of A (AVX-512)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // ---- portable tile primitives (baseline x86-64; the compiler vectorises the inner loops) ----
@@ -89,22 +90,25 @@ void product_portable(float* C, int64_t ldc, const float* A, int64_t a_row, int6
 
 void online_softmax_portable(float* St, int64_t ld, int nk, int nq, float* row_max,
                              float* row_sum, float* rescale) {
+  // Row by row over St so the inner loops run along contiguous queries (nq <= kQueryTile).
+  float new_max[kQueryTile], base[kQueryTile];
+  std::copy(row_max, row_max + nq, new_max);
+  for (int j = 0; j < nk; ++j)
+    for (int i = 0; i < nq; ++i) new_max[i] = std::max(new_max[i], St[j * ld + i]);
   for (int i = 0; i < nq; ++i) {
-    float new_max = row_max[i];
-    for (int j = 0; j < nk; ++j) new_max = std::max(new_max, St[j * ld + i]);
     // A query with every key so far masked keeps max -inf; subtracting 0 instead of -inf keeps
     // exp(-inf - base) = 0 rather than NaN.
-    const float base = new_max == kNegInf ? 0.0f : new_max;
-    const float alpha = std::exp(row_max[i] - base);
-    float sum = row_sum[i] * alpha;
-    for (int j = 0; j < nk; ++j) {
-      const float p = std::exp(St[j * ld + i] - base);
-      St[j * ld + i] = p;
-      sum += p;
+    base[i] = new_max[i] == kNegInf ? 0.0f : new_max[i];
+    rescale[i] = std::exp(row_max[i] - base[i]);
+    row_sum[i] *= rescale[i];
+    row_max[i] = new_max[i];
+  }
+  for (int j = 0; j < nk; ++j) {
+    float* s = St + j * ld;
+    for (int i = 0; i < nq; ++i) {
+      s[i] = std::exp(s[i] - base[i]);
+      row_sum[i] += s[i];
     }
-    row_max[i] = new_max;
-    row_sum[i] = sum;
-    rescale[i] = alpha;
   }
 }
 
@@ -288,10 +292,12 @@ void forward_query_tile(const AttentionTileOps& ops, const ForwardHead& head, in
     if (visibility == TileVisibility::kSome)
       mask_tile(s.st, kQueryTile, head.segments, k0, nk, q0, qpos0, nq);
     ops.online_softmax(s.st, kQueryTile, nk, nq, s.row_max, s.row_sum, s.rescale);
-    // O (nq,hs) = diag(rescale) O + P (nq,nk) . V (nk,hs), P read through St's transpose.
-    pack_rows(s.v, s.row_stride, head.v, head.kv_stride, k0, nk, hs);
-    ops.product(s.o, s.row_stride, s.st, 1, kQueryTile, s.v, s.row_stride, nq, hs, nk, true,
-                s.rescale);
+    // O (nq,hs) = diag(rescale) O + P (nq,nk) . V (nk,hs), P read through St's transpose. The V tile
+    // is read once per few query rows: worth packing unless there are only a few (decoding).
+    const bool pack_v = nq >= kPackMinRows;
+    if (pack_v) pack_rows(s.v, s.row_stride, head.v, head.kv_stride, k0, nk, hs);
+    ops.product(s.o, s.row_stride, s.st, 1, kQueryTile, pack_v ? s.v : head.v + k0 * head.kv_stride,
+                pack_v ? s.row_stride : head.kv_stride, nq, hs, nk, true, s.rescale);
   }
 
   for (int i = 0; i < nq; ++i) {

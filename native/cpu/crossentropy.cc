@@ -48,8 +48,8 @@ void softmax(float* probs, const float* logits, float inv_temperature, int V) {
 
 void crossentropy_forward(float* losses, float* lse, int* predictions, const float* logits,
                           const int* targets, int N, int V, int ignore_index) {
-  // lse and predictions are computed for ignored rows too (predictions still count for accuracy
-  // metrics that mask differently); only their loss is 0.
+  // lse and predictions are filled for every row, ignored ones included (a caller may score
+  // predictions under its own mask); only an ignored row's loss is 0.
   parallel_for(N, min_items_per_thread(V), [&](int64_t begin, int64_t end, int) {
     for (int64_t row = begin; row < end; ++row) {
       const float* row_logits = logits + row * V;  // (V)

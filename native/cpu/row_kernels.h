@@ -1,9 +1,10 @@
 // Internals of the elementwise, LayerNorm, GELU and cross-entropy kernels: the single-threaded
 // building blocks that encoder.cc, layernorm.cc, gelu.cc, elementwise.cc and crossentropy.cc split
-// across threads. Each comes twice: a naive portable loop (namespace portable: the reference the
-// fast path is checked against, and the fallback on CPUs without AVX-512) and an AVX-512 version
-// (namespace avx512, *_avx512.cc; call only when cpu_has_avx512()). Only declarations live here,
-// so no inline code compiled with AVX-512 flags can leak into a baseline translation unit.
+// across threads. Each comes twice: a plain scalar loop (namespace portable: the readable version,
+// and the fallback on CPUs without AVX-512) and an AVX-512 version (namespace avx512,
+// *_avx512.cc; call only when cpu_has_avx512()). test/native/kernels_harness.cc checks both against
+// float64 references. Only declarations live here, so no inline code compiled with AVX-512 flags
+// can leak into a baseline translation unit.
 #pragma once
 #include <cstdint>
 

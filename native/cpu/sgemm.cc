@@ -39,10 +39,9 @@ void sgemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alph
   }
 }
 
-namespace {
-
 // ---- portable path: the same blocking as the AVX-512 path with a (4,16) register tile in plain
 // C++, which the compiler vectorises with whatever the baseline ISA offers ----
+namespace {
 
 constexpr int kPortableMR = 4, kPortableNR = 16, kPortableKC = 256, kPortableNC = 1024;
 
@@ -57,6 +56,8 @@ inline float op_a(const GemmProblem& p, int i, int k) {
 inline float op_b(const GemmProblem& p, int k, int j) {
   return p.trans_b ? p.B[static_cast<int64_t>(j) * p.ldb + k] : p.B[static_cast<int64_t>(k) * p.ldb + j];
 }
+
+}  // namespace
 
 void sgemm_blocked_portable(const GemmProblem& p) {
   constexpr int MR = kPortableMR, NR = kPortableNR;
@@ -97,6 +98,8 @@ void sgemm_blocked_portable(const GemmProblem& p) {
     }
   }
 }
+
+namespace {
 
 // Below this many multiply-adds, waking a second thread costs more than it saves.
 constexpr double kMinFlopsPerExtraThread = 2.0 * 96 * 96 * 96;

@@ -35,6 +35,10 @@ GemmProblem gemm_subproblem(const GemmProblem& p, int m_begin, int m_end, int n_
 void sgemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                      int lda, const float* B, int ldb, float beta, float* C, int ldc);
 
+// Portable path, single-threaded: the same blocking with a (4,16) tile in plain C++ (used when the
+// CPU lacks AVX-512; exposed so the harness can validate it on any machine). M, N, K >= 1.
+void sgemm_blocked_portable(const GemmProblem& p);
+
 // AVX-512 paths, single-threaded; call only when cpu_has_avx512(). Requires M, N, K >= 1.
 // Blocked, packed, register-tiled GEMM for any shape.
 void sgemm_blocked_avx512(const GemmProblem& p);

@@ -138,20 +138,22 @@ inline cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
   *free_bytes = emu::kTotalMemory - emu::allocated_bytes();
   return cudaSuccess;
 }
+// Allocations are 256-byte aligned like cudaMalloc's; the size sits in the header in front of the
+// returned pointer. Exact size at the end (no rounding) so AddressSanitizer flags any read past it.
+constexpr size_t kAllocHeader = 256;
 inline cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (bytes > emu::kTotalMemory - emu::allocated_bytes()) return cudaErrorMemoryAllocation;
-  // Exact size (no rounding) so AddressSanitizer flags any read past the end; 0xFF = NaN poison.
-  *p = std::malloc(bytes + sizeof(size_t));
-  if (!*p) return cudaErrorMemoryAllocation;
-  *static_cast<size_t*>(*p) = bytes;
-  *p = static_cast<char*>(*p) + sizeof(size_t);
-  std::memset(*p, 0xFF, bytes);
+  void* base = nullptr;
+  if (posix_memalign(&base, kAllocHeader, kAllocHeader + bytes) != 0) return cudaErrorMemoryAllocation;
+  *static_cast<size_t*>(base) = bytes;
+  *p = static_cast<char*>(base) + kAllocHeader;
+  std::memset(*p, 0xFF, bytes);  // NaN poison: reads of never-written memory show up in results
   emu::allocated_bytes() += bytes;
   return cudaSuccess;
 }
 inline cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
-  char* base = static_cast<char*>(p) - sizeof(size_t);
+  char* base = static_cast<char*>(p) - kAllocHeader;
   emu::allocated_bytes() -= *reinterpret_cast<size_t*>(base);
   std::free(base);
   return cudaSuccess;

@@ -75,7 +75,7 @@ constexpr int PAD = 8;                            // bf16 elements of padding pe
 constexpr int kTileKContig = BM * (BK + PAD);      // == BN * (BK + PAD)
 constexpr int kTileOther = BK * (BM + PAD);        // == BK * (BN + PAD)
 static_assert(BM == BN, "tile sizes below assume square block tiles");
-template <bool kKContig> constexpr int tile_elements() { return kKContig ? kTileKContig : kTileOther; }
+template <bool kKContig> __host__ __device__ constexpr int tile_elements() { return kKContig ? kTileKContig : kTileOther; }
 template <bool kAK, bool kBK> constexpr size_t smem_bytes() {
   return static_cast<size_t>(STAGES) * (tile_elements<kAK>() + tile_elements<kBK>()) * sizeof(__nv_bfloat16);
 }

@@ -8,9 +8,8 @@ std::string describe(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
   if (v.IsNull()) return "null";
   if (v.IsNumber()) {
-    std::ostringstream s;
-    s << "the number " << v.As<Napi::Number>().DoubleValue();
-    return s.str();
+    // Printed as JavaScript would (NaN, Infinity), since that is what the caller wrote.
+    return "the number " + v.ToString().Utf8Value();
   }
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
   if (v.IsString()) return "the string '" + v.As<Napi::String>().Utf8Value() + "'";

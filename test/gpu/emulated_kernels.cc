@@ -69,6 +69,16 @@ void check(const std::string& name, const vector<float>& got, const vector<doubl
   std::printf("%s %-58s rel %.2e (tol %.0e)%s\n", ok ? "ok  " : "FAIL", name.c_str(), rel, tolerance,
               nan ? " [NaN/size]" : "");
 }
+// For kernels that accumulate (+=) into a random initial value: compares the increments
+// (got - base) with (want - base), so the base's norm cannot hide an error in the increment.
+void check_increment(const std::string& name, const vector<float>& got, const vector<float>& base,
+                     const vector<double>& want, double tolerance) {
+  vector<float> got_delta(got.size());
+  vector<double> want_delta(want.size());
+  for (size_t i = 0; i < got.size() && i < base.size(); ++i) got_delta[i] = got[i] - base[i];
+  for (size_t i = 0; i < want.size() && i < base.size(); ++i) want_delta[i] = want[i] - base[i];
+  check(name, got_delta, want_delta, tolerance);
+}
 void check_exact(const std::string& name, const vector<int>& got, const vector<int>& want) {
   const bool ok = got == want;
   if (!ok) ++g_failures;
@@ -111,14 +121,14 @@ void test_matmul(bool bf16) {
     Dev<float> d_dout(dout), d_dinp(dinp0), d_dw(dw0), d_db(db0);
     cu::matmul_backward(d_dinp.ptr, d_dw.ptr, d_db.ptr, d_dout.ptr, d_inp.ptr, d_w.ptr, s.N, s.C, s.OC);
     std::snprintf(name, sizeof name, "matmul_backward dinp %s N=%d C=%d OC=%d", p, s.N, s.C, s.OC);
-    check(name, d_dinp.get(), ref_gemm(false, false, s.N, s.C, s.OC, 1, dout, s.OC, w, s.C, 1, dinp0, s.C, nullptr), tol);
+    check_increment(name, d_dinp.get(), dinp0, ref_gemm(false, false, s.N, s.C, s.OC, 1, dout, s.OC, w, s.C, 1, dinp0, s.C, nullptr), tol);
     std::snprintf(name, sizeof name, "matmul_backward dweight %s N=%d C=%d OC=%d", p, s.N, s.C, s.OC);
-    check(name, d_dw.get(), ref_gemm(true, false, s.OC, s.C, s.N, 1, dout, s.OC, inp, s.C, 1, dw0, s.C, nullptr), tol);
+    check_increment(name, d_dw.get(), dw0, ref_gemm(true, false, s.OC, s.C, s.N, 1, dout, s.OC, inp, s.C, 1, dw0, s.C, nullptr), tol);
     vector<double> db(db0.begin(), db0.end());
     for (int n = 0; n < s.N; ++n)
       for (int o = 0; o < s.OC; ++o) db[o] += dout[size_t(n) * s.OC + o];
     std::snprintf(name, sizeof name, "matmul_backward dbias %s N=%d OC=%d", p, s.N, s.OC);
-    check(name, d_db.get(), db, 1e-5);
+    check_increment(name, d_db.get(), db0, db, 1e-5);
   }
   // The general entry point: every transpose combination, leading dimensions wider than the rows.
   for (int ta = 0; ta < 2; ++ta)
@@ -154,7 +164,7 @@ void test_elementwise() {
       const double h = 1e-4;  // central difference in double: error ~h^2 * gelu''' ~ 1e-8
       want[i] = acc0[i] + dout[i] * (gelu_ref(x[i] + h) - gelu_ref(x[i] - h)) / (2 * h);
     }
-    check("gelu_backward n=" + std::to_string(n), dacc.get(), want, 1e-6);
+    check_increment("gelu_backward n=" + std::to_string(n), dacc.get(), acc0, want, 1e-6);
     cu::residual_forward(dout_buf.ptr, dx.ptr, dy.ptr, n);
     for (long long i = 0; i < n; ++i) want[i] = double(x[i]) + y[i];
     check("residual_forward n=" + std::to_string(n), dout_buf.get(), want, 1e-7);
@@ -215,8 +225,8 @@ void test_encoder() {
         dwte[size_t(tokens[i]) * Cv + c] += dout[size_t(i) * Cv + c];
         dwpe[size_t(pos_of(i)) * Cv + c] += dout[size_t(i) * Cv + c];
       }
-    check("encoder_backward dwte variant " + std::to_string(variant), d_dwte.get(), dwte, 1e-6);
-    check("encoder_backward dwpe variant " + std::to_string(variant), d_dwpe.get(), dwpe, 1e-6);
+    check_increment("encoder_backward dwte variant " + std::to_string(variant), d_dwte.get(), dwte0, dwte, 1e-6);
+    check_increment("encoder_backward dwpe variant " + std::to_string(variant), d_dwpe.get(), dwpe0, dwpe, 1e-6);
   }
 }
 
@@ -261,9 +271,9 @@ void test_layernorm() {
         dinp[size_t(n) * C + c] += rstd[n] * (g - sg / C - xhat * sgx / C);
       }
     }
-    check("layernorm_backward dinp" + tag, d_dinp.get(), dinp, 1e-5);
-    check("layernorm_backward dweight" + tag, d_dw.get(), dw, 1e-5);
-    check("layernorm_backward dbias" + tag, d_db.get(), db, 1e-5);
+    check_increment("layernorm_backward dinp" + tag, d_dinp.get(), dinp0, dinp, 1e-5);
+    check_increment("layernorm_backward dweight" + tag, d_dw.get(), dw0, dw, 1e-5);
+    check_increment("layernorm_backward dbias" + tag, d_db.get(), db0, db, 1e-5);
   }
   // Many rows: several row chunks in the column sums.
   const int N = 1000, C = 40;
@@ -394,7 +404,133 @@ void test_device() {
 
 }  // namespace
 
-void test_attention();  // emulated_attention.cc-style section below, kept in this file
+// ---- attention ----
+// float64 reference of causal (segment-masked) attention for one batch row: qkv (T,3C) -> out (T,C),
+// lse (NH,T), and, given dout, dqkv (T,3C) (added to the given accumulator).
+struct AttentionRef {
+  vector<double> out, lse, dqkv;
+};
+AttentionRef attention_ref(const float* qkv, const float* dout, const int* seg, int T, int C, int NH, const float* dqkv0) {
+  const int hs = C / NH;
+  const double scale = 1 / std::sqrt(double(hs));
+  AttentionRef r{vector<double>(size_t(T) * C), vector<double>(size_t(NH) * T), vector<double>(size_t(T) * 3 * C)};
+  for (size_t i = 0; dqkv0 && i < r.dqkv.size(); ++i) r.dqkv[i] = dqkv0[i];
+  auto Q = [&](int t, int h, int c) { return double(qkv[size_t(t) * 3 * C + h * hs + c]); };
+  auto K = [&](int t, int h, int c) { return double(qkv[size_t(t) * 3 * C + C + h * hs + c]); };
+  auto V = [&](int t, int h, int c) { return double(qkv[size_t(t) * 3 * C + 2 * C + h * hs + c]); };
+  for (int h = 0; h < NH; ++h)
+    for (int i = 0; i < T; ++i) {
+      vector<double> p(i + 1, 0.0);
+      double mx = -1e300;
+      for (int j = 0; j <= i; ++j) {
+        if (seg && seg[j] != seg[i]) continue;
+        double s = 0;
+        for (int c = 0; c < hs; ++c) s += Q(i, h, c) * K(j, h, c);
+        p[j] = s * scale;
+        mx = std::max(mx, p[j]);
+      }
+      double sum = 0;
+      for (int j = 0; j <= i; ++j) {
+        if (seg && seg[j] != seg[i]) { p[j] = 0; continue; }
+        p[j] = std::exp(p[j] - mx);
+        sum += p[j];
+      }
+      r.lse[size_t(h) * T + i] = mx + std::log(sum);
+      for (int j = 0; j <= i; ++j) p[j] /= sum;
+      for (int c = 0; c < hs; ++c) {
+        double o = 0;
+        for (int j = 0; j <= i; ++j) o += p[j] * V(j, h, c);
+        r.out[size_t(i) * C + h * hs + c] = o;
+      }
+      if (!dout) continue;
+      auto dO = [&](int c) { return double(dout[size_t(i) * C + h * hs + c]); };
+      vector<double> dp(i + 1, 0.0);
+      double D = 0;
+      for (int j = 0; j <= i; ++j) {
+        for (int c = 0; c < hs; ++c) dp[j] += dO(c) * V(j, h, c);
+        D += p[j] * dp[j];
+      }
+      for (int j = 0; j <= i; ++j) {
+        const double ds = p[j] * (dp[j] - D);
+        for (int c = 0; c < hs; ++c) {
+          r.dqkv[size_t(i) * 3 * C + h * hs + c] += scale * ds * K(j, h, c);
+          r.dqkv[size_t(j) * 3 * C + C + h * hs + c] += scale * ds * Q(i, h, c);
+          r.dqkv[size_t(j) * 3 * C + 2 * C + h * hs + c] += p[j] * dO(c);
+        }
+      }
+    }
+  return r;
+}
+
+void test_attention() {
+  struct Case { int B, T, C, NH; bool segments; };
+  for (Case k : {Case{2, 37, 24, 3, false}, Case{1, 130, 128, 2, false}, Case{2, 45, 15, 3, true},
+                 Case{1, 70, 256, 2, true}, Case{1, 66, 64, 2, true}, Case{1, 1, 64, 1, false}}) {
+    const int B = k.B, T = k.T, C = k.C, NH = k.NH;
+    auto qkv = random_vector(size_t(B) * T * 3 * C, -2, 2), dout = random_vector(size_t(B) * T * C);
+    auto dqkv0 = random_vector(qkv.size());
+    vector<int> seg(size_t(B) * T);
+    for (int b = 0; b < B; ++b) {
+      int id = 0;
+      for (int t = 0; t < T; ++t) {
+        if (t > 0 && (t * 7 + b) % 11 == 0) ++id;  // packed examples of uneven lengths
+        seg[size_t(b) * T + t] = id;
+      }
+    }
+    Dev<float> d_qkv(qkv), d_out(size_t(B) * T * C), d_lse(size_t(B) * NH * T), d_dout(dout), d_dqkv(dqkv0);
+    Dev<int> d_seg(seg);
+    const int* segp = k.segments ? d_seg.ptr : nullptr;
+    cu::attention_forward(d_out.ptr, d_lse.ptr, d_qkv.ptr, segp, B, T, C, NH);
+    // attention_backward reads the forward's out and lse, as in training.
+    cu::attention_backward(d_dqkv.ptr, d_dout.ptr, d_qkv.ptr, d_out.ptr, d_lse.ptr, segp, B, T, C, NH);
+    vector<double> out, lse, dqkv;
+    for (int b = 0; b < B; ++b) {
+      auto r = attention_ref(&qkv[size_t(b) * T * 3 * C], &dout[size_t(b) * T * C], k.segments ? &seg[size_t(b) * T] : nullptr,
+                             T, C, NH, &dqkv0[size_t(b) * T * 3 * C]);
+      out.insert(out.end(), r.out.begin(), r.out.end());
+      lse.insert(lse.end(), r.lse.begin(), r.lse.end());
+      dqkv.insert(dqkv.end(), r.dqkv.begin(), r.dqkv.end());
+    }
+    char tag[96];
+    std::snprintf(tag, sizeof tag, " B=%d T=%d C=%d NH=%d%s", B, T, C, NH, k.segments ? " segments" : "");
+    check(std::string("attention_forward out") + tag, d_out.get(), out, 1e-5);
+    check(std::string("attention_forward lse") + tag, d_lse.get(), lse, 1e-5);
+    check_increment(std::string("attention_backward dqkv") + tag, d_dqkv.get(), dqkv0, dqkv, 1e-5);
+  }
+  // KV-cache decoding: caches hold `past` positions; 3 new queries attend over past + themselves.
+  for (int hs : {16, 64}) {
+    const int B = 2, Tq = 3, past = 70, maxT = 80, NH = 2, C = NH * hs;
+    auto kc = random_vector(size_t(B) * maxT * C), vc = random_vector(size_t(B) * maxT * C);
+    auto qkv = random_vector(size_t(B) * Tq * 3 * C);
+    Dev<float> d_kc(kc), d_vc(vc), d_qkv(qkv), d_out(size_t(B) * Tq * C);
+    cu::attention_cached_forward(d_out.ptr, d_kc.ptr, d_vc.ptr, d_qkv.ptr, B, Tq, past, maxT, C, NH);
+    // Reference: the full sequence [cache 0..past) + new rows, through the training reference; its
+    // last Tq rows are the decoding outputs. Queries of the cached rows don't matter (set to 0).
+    const int T = past + Tq;
+    vector<double> out, kc_want(kc.begin(), kc.end()), vc_want(vc.begin(), vc.end());
+    for (int b = 0; b < B; ++b) {
+      vector<float> full(size_t(T) * 3 * C, 0.0f);
+      for (int t = 0; t < past; ++t)
+        for (int c = 0; c < C; ++c) {
+          full[size_t(t) * 3 * C + C + c] = kc[(size_t(b) * maxT + t) * C + c];
+          full[size_t(t) * 3 * C + 2 * C + c] = vc[(size_t(b) * maxT + t) * C + c];
+        }
+      for (int t = 0; t < Tq; ++t)
+        for (int c = 0; c < 3 * C; ++c) full[size_t(past + t) * 3 * C + c] = qkv[(size_t(b) * Tq + t) * 3 * C + c];
+      for (int t = 0; t < Tq; ++t)
+        for (int c = 0; c < C; ++c) {
+          kc_want[(size_t(b) * maxT + past + t) * C + c] = qkv[(size_t(b) * Tq + t) * 3 * C + C + c];
+          vc_want[(size_t(b) * maxT + past + t) * C + c] = qkv[(size_t(b) * Tq + t) * 3 * C + 2 * C + c];
+        }
+      auto r = attention_ref(full.data(), nullptr, nullptr, T, C, NH, nullptr);
+      out.insert(out.end(), r.out.begin() + size_t(past) * C, r.out.end());
+    }
+    const std::string tag = " hs=" + std::to_string(hs);
+    check("attention_cached_forward out" + tag, d_out.get(), out, 1e-5);
+    check("attention_cached_forward kcache" + tag, d_kc.get(), kc_want, 0);
+    check("attention_cached_forward vcache" + tag, d_vc.get(), vc_want, 0);
+  }
+}
 
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "";
@@ -413,5 +549,3 @@ int main(int argc, char** argv) {
   std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
   return g_failures ? 1 : 0;
 }
-
-void test_attention() {}

@@ -1,0 +1,82 @@
+/**
+ * `npm run bench`: matmul GFLOP/s at GPT-2 shapes, and the training-step throughput of GPT-2 124M
+ * (B=4, T=256) and of a small model, gptune next to PyTorch run in the same session (Debian's
+ * python3-torch at /usr/bin/python3, 2 threads, OPENBLAS_CORETYPE=SkylakeX). Prints a table and
+ * one JSON line. Options: --quick (small model only), --no-torch, --threads N, --steps N.
+ */
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
+const flag = (name: string) => process.argv.includes(`--${name}`);
+function num(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+interface StepResult { tokens_per_s: number; ms_per_step: number; peak_rss_mb: number; [k: string]: unknown }
+
+const CONFIGS = [
+  { name: 'gpt2-124M B=4 T=256', nLayer: 12, nHead: 12, nEmbd: 768, vocab: 50257, nPositions: 1024, batch: 4, seq: 256, big: true },
+  { name: 'small 6L-384 B=8 T=128', nLayer: 6, nHead: 6, nEmbd: 384, vocab: 50257, nPositions: 256, batch: 8, seq: 128, big: false },
+];
+
+function runJSON(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): StepResult | { error: string } {
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', env, maxBuffer: 1 << 24 });
+  const lines = (r.stdout || '').trim().split('\n');
+  try {
+    return JSON.parse(lines[lines.length - 1]) as StepResult;
+  } catch {
+    return { error: `${path.basename(cmd)} exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-1)[0]}` };
+  }
+}
+
+async function main(): Promise<void> {
+  const threads = num('threads', 2), steps = num('steps', 3);
+  const rows: Record<string, unknown>[] = [];
+  const summary: Record<string, unknown> = { date: new Date().toISOString(), threads };
+
+  // Kernel-level: matmul GFLOP/s (bench/matmul.ts, when built).
+  const matmulModule = path.join(__dirname, 'matmul.js');
+  if (fs.existsSync(matmulModule) || fs.existsSync(path.join(__dirname, 'matmul.ts'))) {
+    const { benchMatmul } = require('./matmul') as { benchMatmul: () => Promise<Array<{ name: string; shape: string; gflops: number; ms: number }>> };
+    const m = await benchMatmul();
+    console.log('\nmatmul (2 threads)');
+    for (const r of m) console.log(`  ${r.name.padEnd(28)} ${r.shape.padEnd(22)} ${r.gflops.toFixed(1).padStart(7)} GFLOP/s ${r.ms.toFixed(2).padStart(9)} ms`);
+    summary.matmul = m;
+  }
+
+  console.log('\ntraining step (forward + backward + clip + AdamW), float32, CPU');
+  console.log(`  ${'config'.padEnd(26)} ${'impl'.padEnd(8)} ${'tokens/s'.padStart(10)} ${'ms/step'.padStart(10)} ${'peak RSS MB'.padStart(12)}`);
+  for (const c of CONFIGS) {
+    if (flag('quick') && c.big) continue;
+    const args = ['--n-layer', c.nLayer, '--n-head', c.nHead, '--n-embd', c.nEmbd, '--vocab', c.vocab, '--n-positions', c.nPositions,
+      '--batch', c.batch, '--seq', c.seq, '--steps', steps, '--threads', threads].map(String);
+    const ours = runJSON(process.execPath, [path.join(__dirname, 'train_step.js'), ...args]);
+    let torch: StepResult | { error: string } | null = null;
+    if (!flag('no-torch')) {
+      torch = runJSON('/usr/bin/python3', [path.join(ROOT, 'bench/torch_baseline.py'), ...args],
+        { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' });
+    }
+    for (const [impl, r] of [['gptune', ours], ['pytorch', torch]] as const) {
+      if (!r) continue;
+      if ('error' in r) console.log(`  ${c.name.padEnd(26)} ${impl.padEnd(8)} ${r.error}`);
+      else console.log(`  ${c.name.padEnd(26)} ${impl.padEnd(8)} ${r.tokens_per_s.toFixed(1).padStart(10)} ${r.ms_per_step.toFixed(0).padStart(10)} ${r.peak_rss_mb.toFixed(0).padStart(12)}`);
+    }
+    const row: Record<string, unknown> = { config: c.name, gptune: ours, pytorch: torch };
+    if (torch && !('error' in torch) && !('error' in ours)) {
+      row.speed_ratio = ours.tokens_per_s / torch.tokens_per_s;
+      row.memory_ratio = ours.peak_rss_mb / torch.peak_rss_mb;
+      console.log(`  ${''.padEnd(26)} ratio    gptune/pytorch speed ${(row.speed_ratio as number).toFixed(2)}x, peak memory ${(row.memory_ratio as number).toFixed(2)}x`);
+    }
+    rows.push(row);
+  }
+  summary.train = rows;
+  console.log(JSON.stringify(summary));
+}
+
+main().catch((e) => {
+  console.error(`bench: ${(e as Error).message}`);
+  process.exitCode = 1;
+});

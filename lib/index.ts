@@ -1,0 +1,21 @@
+/** gptune's programmatic API. */
+export { addon, kernels } from './native';
+export type { Addon, ArenaHandle, DeviceName, Kernels, TensorRef } from './native';
+export { Tensor, TensorArena } from './tensor';
+export { GPT2, IGNORE_INDEX, parameterSpecs } from './model/gpt2';
+export type { ForwardOptions, ForwardResult, MemoryReport } from './model/gpt2';
+export { loadModel, saveModel, checkpointTensors } from './model/checkpoint';
+export { parseGPT2Config, loadGPT2Config, configToJSON, parseModelSpec, presetConfig, countParameters } from './model/config';
+export type { GPT2Config } from './model/config';
+export { generate, sampleToken } from './model/generate';
+export type { GenerateOptions, GenerateResult } from './model/generate';
+export { loadTokenizer, BPETokenizer } from './tokenizer';
+export type { Tokenizer } from './tokenizer';
+export { AdamW, clipScale, ADAMW_DEFAULTS } from './train/adamw';
+export { learningRate, SCHEDULES } from './train/schedule';
+export { trainLM, evalLM, windowCount } from './train/lm';
+export { readSafetensors, writeSafetensors, toFloat32 } from './io/safetensors';
+export { resolveDevice } from './device';
+export * as metrics from './metrics';
+export { Rng } from './util/rng';
+export { VERSION } from './version';

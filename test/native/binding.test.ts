@@ -1,0 +1,104 @@
+/**
+ * Nothing from JavaScript may crash the process through the addon: every bad argument is a thrown
+ * Error naming the kernel, the argument, what was expected and what was received.
+ */
+import { addon, kernels } from '../../lib/native';
+
+const f = (n: number) => new Float32Array(n).fill(0.5);
+
+describe('kernel arguments are validated', () => {
+  test('short buffers', () => {
+    expect(() => kernels.matmul_forward(f(5), f(6), f(6), null, 2, 3, 3)).toThrow(/matmul_forward: expected out to hold at least 6 floats for the given dimensions but it holds 5/);
+    expect(() => kernels.matmul_forward(f(6), f(5), f(9), null, 2, 3, 3)).toThrow(/inp to hold at least 6/);
+    expect(() => kernels.matmul_backward(f(6), f(9), f(2), f(6), f(6), f(9), 2, 3, 3)).toThrow(/dbias to hold at least 3/);
+    expect(() => kernels.attention_forward(f(2 * 4 * 8), f(2 * 2 * 4), f(2 * 4 * 24 - 1), null, 2, 4, 8, 2)).toThrow(/qkv to hold at least 192/);
+    expect(() => kernels.gelu_forward(f(3), f(2), 3)).toThrow(/gelu_forward: expected inp to hold at least 3/);
+  });
+
+  test('NaN, negative, fractional and huge dimensions', () => {
+    expect(() => kernels.matmul_forward(f(6), f(6), f(9), null, NaN, 3, 3)).toThrow(/expected a whole number .* for N \(argument 5\) but received the number NaN/);
+    expect(() => kernels.matmul_forward(f(6), f(6), f(9), null, -2, 3, 3)).toThrow(/for N \(argument 5\) but received the number -2/);
+    expect(() => kernels.matmul_forward(f(6), f(6), f(9), null, 2.5, 3, 3)).toThrow(/for N/);
+    expect(() => kernels.matmul_forward(f(6), f(6), f(9), null, 2 ** 31, 3, 3)).toThrow(/for N/);
+    expect(() => kernels.matmul_forward(f(6), f(6), f(9), null, 2 ** 30, 2 ** 30, 2 ** 30)).toThrow(/too large|at least/);
+    expect(() => kernels.gelu_forward(f(3), f(3), -1)).toThrow(/gelu_forward: expected a whole number >= 0 for n/);
+    expect(() => kernels.gelu_forward(f(3), f(3), Infinity)).toThrow(/for n/);
+  });
+
+  test('wrong types and argument counts', () => {
+    const k = kernels as unknown as Record<string, (...a: unknown[]) => unknown>;
+    expect(() => k.gelu_forward(new Float64Array(3), f(3), 3)).toThrow(/expected a Float32Array or an \{arena, offset, numel\} view for out \(argument 1\) but received a Float64Array of length 3/);
+    expect(() => k.gelu_forward([1, 2, 3], f(3), 3)).toThrow(/but received an Array of length 3/);
+    expect(() => k.gelu_forward(f(3), f(3))).toThrow(/gelu_forward: expected 3 arguments but received 2/);
+    expect(() => k.gelu_forward(f(3), 'x', 3)).toThrow(/received the string 'x'/);
+    expect(() => k.encoder_forward(f(8), new Float32Array(2), null, f(8), f(8), 1, 2, 4, 0)).toThrow(/expected an Int32Array for tokens/);
+    expect(() => k.layernorm_forward(f(6), null, null, f(6), f(3), f(3), 2, 3, 0)).toThrow(/eps/);
+    expect(() => k.adamw_update(f(3), f(3), f(3), f(3), 3, 1e-3, 1.5, 0.999, 1e-8, 0, 1, 1)).toThrow(/beta1/);
+    expect(() => k.adamw_update(f(3), f(3), f(3), f(3), 3, 1e-3, 0.9, 0.999, 1e-8, 0, 1, 0)).toThrow(/step/);
+  });
+
+  test('token ids, positions and targets out of range', () => {
+    const C = 4, V = 5;
+    expect(() => kernels.encoder_forward(f(2 * C), Int32Array.of(1, 5), null, f(V * C), f(8 * C), 1, 2, C, 0)).toThrow(/tokens\[1\] = 5 is outside \[0, 5\)/);
+    expect(() => kernels.encoder_forward(f(2 * C), Int32Array.of(1, -1), null, f(V * C), f(8 * C), 1, 2, C, 0)).toThrow(/tokens\[1\] = -1/);
+    expect(() => kernels.encoder_forward(f(2 * C), Int32Array.of(1, 2), Int32Array.of(0, 8), f(V * C), f(8 * C), 1, 2, C, 0)).toThrow(/positions\[1\] = 8 is outside \[0, 8\)/);
+    expect(() => kernels.encoder_forward(f(2 * C), Int32Array.of(1, 2), null, f(V * C), f(8 * C), 1, 2, C, 7)).toThrow(/pos_offset \+ T = 9 exceeds n_positions = 8/);
+    expect(() => kernels.crossentropy_forward(f(2), f(2), null, f(2 * V), Int32Array.of(0, 5), 2, V, -100)).toThrow(/targets\[1\] = 5/);
+    expect(() => kernels.crossentropy_forward(f(2), f(2), null, f(2 * V), Int32Array.of(0, -100), 2, V, -100)).not.toThrow();
+    expect(() => kernels.attention_cached_forward(f(8), f(16), f(16), f(24), 1, 1, 4, 4, 8, 2)).toThrow(/past \+ Tq = 5 exceeds the cache length maxT = 4/);
+    expect(() => kernels.attention_forward(f(8), f(2), f(24), null, 1, 1, 8, 3)).toThrow(/C \(8\) must be divisible by NH \(3\)/);
+  });
+
+  test('sgemm leading dimensions and buffer extents', () => {
+    expect(() => addon.sgemm(false, false, 2, 3, 4, 1, f(8), 3, f(12), 3, 0, f(6), 3)).toThrow(/lda \(3\) must be at least 4/);
+    expect(() => addon.sgemm(false, false, 2, 3, 4, 1, f(8), 4, f(11), 3, 0, f(6), 3)).toThrow(/B to hold at least 12/);
+    expect(() => addon.sgemm(true, false, 2, 3, 4, 1, f(7), 2, f(12), 3, 0, f(6), 3)).toThrow(/A to hold at least 8/);
+  });
+});
+
+describe('arena views', () => {
+  test('views must lie inside a live arena', () => {
+    const arena = new addon.Arena('cpu', 16);
+    expect(arena.numel).toBe(16);
+    expect(() => kernels.fill({ arena, offset: 10, numel: 8 }, 1, 8)).toThrow(/view \[10, 18\) lies outside its arena of 16 floats/);
+    expect(() => kernels.fill({ arena, offset: -1, numel: 4 }, 1, 4)).toThrow(/whole, non-negative offset/);
+    expect(() => kernels.fill({ arena: {} as never, offset: 0, numel: 4 }, 1, 4)).toThrow(/'arena' is a gptune Arena/);
+    expect(() => kernels.fill({ arena, offset: 0, numel: 4 }, 1, 5)).toThrow(/x to hold at least 5/);
+    kernels.fill({ arena, offset: 4, numel: 4 }, 2, 4);
+    expect(Array.from(arena.read(2, 8))).toEqual([0, 0, 2, 2, 2, 2, 0, 0]);
+    expect(() => arena.read(10, 8)).toThrow(/range \[10, 18\) is outside the arena of 16 floats/);
+    expect(() => arena.write(15, f(2))).toThrow(/outside the arena/);
+    const view = arena.data;
+    arena.free();
+    expect(() => kernels.fill({ arena, offset: 0, numel: 4 }, 1, 4)).toThrow(/freed/);
+    expect(() => arena.read(0, 1)).toThrow(/freed/);
+    // The zero-copy view keeps its memory alive after free(): reading it must not crash.
+    expect(view[4]).toBe(2);
+  });
+
+  test('bad arena construction', () => {
+    const A = addon.Arena as unknown as new (...a: unknown[]) => unknown;
+    expect(() => new A('tpu', 4)).toThrow(/expected device 'cpu' or 'cuda'/);
+    expect(() => new A('cpu', -1)).toThrow(/numel/);
+    expect(() => new A('cpu', NaN)).toThrow(/numel/);
+    if (!addon.cuda.compiled) expect(() => new A('cuda', 4)).toThrow(/built without CUDA/);
+  });
+
+  test('memory accounting returns to its baseline after free()', () => {
+    const before = addon.memory().cpuBytes;
+    const arenas = [1000, 2000, 3000].map((n) => new addon.Arena('cpu', n));
+    expect(addon.memory().cpuBytes - before).toBe(4 * 6000);
+    arenas.forEach((a) => a.free());
+    expect(addon.memory().cpuBytes).toBe(before);
+  });
+});
+
+test('thread count is validated and applied', () => {
+  const n = addon.numThreads();
+  expect(() => addon.setNumThreads(0)).toThrow(/threads/);
+  expect(() => addon.setNumThreads(1000)).toThrow(/between 1 and 256/);
+  addon.setNumThreads(1);
+  expect(addon.numThreads()).toBe(1);
+  addon.setNumThreads(n);
+  expect(addon.numThreads()).toBe(n);
+});
