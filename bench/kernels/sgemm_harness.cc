@@ -7,11 +7,16 @@
 //       -mavx512vl -mfma -mavx2 -c native/cpu/sgemm_avx512.cc -o /tmp/sgemm_avx512.o &&
 //   g++ -O3 -std=c++17 -DGPTUNE_X86=1 -Inative/include -Inative native/cpu/sgemm.cc
 //       native/cpu/parallel.cc native/cpu/matmul.cc native/cpu/simd_level.cc
-//       bench/kernels/sgemm_harness.cc /tmp/sgemm_avx512.o -lpthread -o /tmp/sgemm_harness
+//       bench/kernels/sgemm_harness.cc /tmp/sgemm_avx512.o -lpthread -ldl -o /tmp/sgemm_harness
 // (two commands, shown wrapped; each is one line).
-// Run:  /tmp/sgemm_harness [repeats=7] [--no-validate] [--only=<shape name substring>]
+// Run:  /tmp/sgemm_harness [repeats=7] [--no-validate] [--only=<layer name substring>]
+// When OpenBLAS is installed (apt-get install libopenblas0-pthread) it is dlopen()ed and timed
+// at the same shapes in the same run, as the baseline (OPENBLAS_CORETYPE=SkylakeX is set for it:
+// Debian's 0.3.21 misdetects this CPU otherwise).
 // Block sizes can be tried without editing the source: add -DGPTUNE_SGEMM_MR=14 (or _KC, _NC) to
 // the first command.
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -65,6 +70,24 @@ void reference(bool ta, bool tb, int M, int N, int K, float alpha, const std::ve
 }
 
 int failures = 0;
+
+// cblas_sgemm from OpenBLAS, if it can be loaded: the baseline in the timing table.
+using CblasSgemm = void (*)(int layout, int trans_a, int trans_b, int M, int N, int K, float alpha, const float* A,
+                            int lda, const float* B, int ldb, float beta, float* C, int ldc);
+CblasSgemm openblas_sgemm = nullptr;
+void (*openblas_set_threads)(int) = nullptr;
+
+void load_openblas() {
+  setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+  for (const char* name : {"libopenblas.so.0", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"}) {
+    if (void* lib = dlopen(name, RTLD_NOW | RTLD_LOCAL)) {
+      openblas_sgemm = reinterpret_cast<CblasSgemm>(dlsym(lib, "cblas_sgemm"));
+      openblas_set_threads = reinterpret_cast<void (*)(int)>(dlsym(lib, "openblas_set_num_threads"));
+      if (openblas_sgemm && openblas_set_threads) return;
+    }
+  }
+  openblas_sgemm = nullptr;
+}
 
 // One sgemm call at a shape, checked element by element. Tolerance: each output is a float sum of
 // K products plus the alpha/beta/bias terms, so its rounding error is at most about (K + 3) units
@@ -230,10 +253,10 @@ void benchmark(int repeats, const std::string& only) {
   const Layer layers[] = {{"qkv", 768, 2304}, {"attn_proj", 768, 768}, {"fc", 768, 3072},
                           {"fc_proj", 3072, 768}, {"lm_head", 768, 50257}};
   const int N = 1024;  // B*T rows
-  std::printf("\n%-10s %-8s %-18s | %-26s | %-26s\n", "layer", "gemm", "M x N x K", "1 thread GFLOP/s",
-              "2 threads GFLOP/s");
-  std::printf("%-10s %-8s %-18s | %8s %8s %8s | %8s %8s %8s\n", "", "", "", "best", "median", "per-core", "best",
-              "median", "per-core");
+  std::printf("\n%-10s %-8s %-18s | %-26s | %-26s | %-26s\n", "layer", "gemm", "M x N x K", "gptune, 1 thread GFLOP/s",
+              "gptune, 2 threads GFLOP/s", openblas_sgemm ? "OpenBLAS, 2 threads" : "(OpenBLAS not found)");
+  std::printf("%-10s %-8s %-18s | %8s %8s %8s | %8s %8s %8s | %8s %8s %8s\n", "", "", "", "best", "median", "per-core",
+              "best", "median", "per-core", "best", "median", "per-core");
   for (const Layer& layer : layers) {
     if (!only.empty() && std::string(layer.name).find(only) == std::string::npos) continue;
     const int C = layer.C, OC = layer.OC;
@@ -254,15 +277,26 @@ void benchmark(int repeats, const std::string& only) {
     std::snprintf(gemms[0].shape, 64, "%dx%dx%d", N, OC, C);
     std::snprintf(gemms[1].shape, 64, "%dx%dx%d", N, C, OC);
     std::snprintf(gemms[2].shape, 64, "%dx%dx%d", OC, C, N);
-    for (Gemm& g : gemms) {
-      Timing t[2];
+    // The same three gemms through OpenBLAS (row-major cblas; bias not fused, beta as in matmul).
+    std::function<void()> openblas_runs[3] = {
+        [&] { openblas_sgemm(101, 111, 112, N, OC, C, 1.0f, inp.data(), C, weight.data(), C, 0.0f, out.data(), OC); },
+        [&] { openblas_sgemm(101, 111, 111, N, C, OC, 1.0f, dout.data(), OC, weight.data(), C, 1.0f, dinp.data(), C); },
+        [&] { openblas_sgemm(101, 112, 111, OC, C, N, 1.0f, dout.data(), OC, inp.data(), C, 1.0f, dweight.data(), C); },
+    };
+    for (int gi = 0; gi < 3; ++gi) {
+      Gemm& g = gemms[gi];
+      Timing t[2], ob{0, 0, 0, 0};
       for (int threads = 1; threads <= 2; ++threads) {
         set_num_threads(threads);
         t[threads - 1] = time_gemm(flops, threads == 1 ? std::max(3, repeats / 2) : repeats, threads, g.run);
       }
-      std::printf("%-10s %-8s %-18s | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f  (%.2f ms)\n", layer.name, g.name, g.shape,
-                  t[0].best_gflops, t[0].median_gflops, t[0].per_core_gflops, t[1].best_gflops, t[1].median_gflops,
-                  t[1].per_core_gflops, t[1].best_ms);
+      if (openblas_sgemm) {
+        openblas_set_threads(2);
+        ob = time_gemm(flops, repeats, 2, openblas_runs[gi]);
+      }
+      std::printf("%-10s %-8s %-18s | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f\n", layer.name, g.name,
+                  g.shape, t[0].best_gflops, t[0].median_gflops, t[0].per_core_gflops, t[1].best_gflops,
+                  t[1].median_gflops, t[1].per_core_gflops, ob.best_gflops, ob.median_gflops, ob.per_core_gflops);
       std::fflush(stdout);
     }
   }
@@ -273,7 +307,7 @@ void benchmark(int repeats, const std::string& only) {
     std::vector<float> out(OC);
     set_num_threads(2);
     Timing t = time_gemm(2.0 * C * OC, repeats, 2, [&] { matmul_forward(out.data(), inp.data(), weight.data(), nullptr, 1, C, OC); });
-    std::printf("%-10s %-8s %-18s | %8s %8s %8s | %8.1f %8.1f %8s  (%.2f ms, %.1f GB/s of weight)\n", "lm_head", "decode",
+    std::printf("%-10s %-8s %-18s | %8s %8s %8s | %8.1f %8.1f %8s | (%.2f ms, %.1f GB/s of weight)\n", "lm_head", "decode",
                 "1x50257x768", "", "", "", t.best_gflops, t.median_gflops, "", t.best_ms,
                 4.0 * C * OC / (t.best_ms * 1e-3) * 1e-9);
   }
@@ -293,6 +327,7 @@ int main(int argc, char** argv) {
   }
   std::printf("simd level: %s, threads available: %d, micro-tile %dx%d\n", simd_level(), num_threads(),
               sgemm_avx512_tile_rows(), sgemm_avx512_tile_cols());
+  load_openblas();
   if (validate_first) {
     validate();
     for (int threads : {1, 2}) {

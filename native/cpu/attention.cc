@@ -221,13 +221,22 @@ void pack_rows(float* P, int64_t packed_stride, const float* M, int64_t ld, int 
   for (int i = 0; i < n; ++i) std::memcpy(P + i * packed_stride, M + (r0 + i) * ld, sizeof(float) * hs);
 }
 
-// Runs fn(unit, thread) for units [0, n) on every pool thread, handing units out one at a time so
-// uneven units (causal query tiles) balance.
+// The calling thread's scratch for head size hs, kept between calls (pool threads live as long as
+// the process) so decoding, with its many small calls, does not allocate each time.
+template <typename TileScratch>
+TileScratch& thread_scratch(int hs) {
+  thread_local std::unique_ptr<TileScratch> scratch;
+  if (!scratch || scratch->hs != hs) scratch = std::make_unique<TileScratch>(hs);
+  return *scratch;
+}
+
+// Runs fn(unit) for units [0, n) on every pool thread, handing units out one at a time so uneven
+// units (causal query tiles) balance.
 template <typename Fn>
 void for_each_unit_dynamic(int64_t n, Fn&& fn) {
   std::atomic<int64_t> next{0};
-  parallel_run([&](int thread) {
-    for (int64_t unit = next.fetch_add(1); unit < n; unit = next.fetch_add(1)) fn(unit, thread);
+  parallel_run([&](int) {
+    for (int64_t unit = next.fetch_add(1); unit < n; unit = next.fetch_add(1)) fn(unit);
   });
 }
 
@@ -251,7 +260,8 @@ struct ForwardHead {
 
 struct ForwardScratch {
   explicit ForwardScratch(int hs)
-      : row_stride(round_up16(hs)),
+      : hs(hs),
+        row_stride(round_up16(hs)),
         buffer(round_up16(size_t(hs) * kQueryTile) + size_t(kKeyTile) * kQueryTile +
                size_t(kQueryTile + kKeyTile) * row_stride + 3 * kQueryTile),
         qt(buffer.take(size_t(hs) * kQueryTile)),
@@ -261,6 +271,7 @@ struct ForwardScratch {
         row_max(buffer.take(kQueryTile)),
         row_sum(buffer.take(kQueryTile)),
         rescale(buffer.take(kQueryTile)) {}
+  int hs;
   int64_t row_stride;  // of o and v: hs rounded up to whole vectors
   Scratch buffer;
   float* qt;       // (hs, kQueryTile) scaled queries, transposed
@@ -314,13 +325,11 @@ template <typename MakeHead>
 void forward_heads(int64_t num_heads, int num_queries, int hs, MakeHead&& make_head) {
   const AttentionTileOps& ops = tile_ops();
   const int64_t tiles_per_head = (num_queries + kQueryTile - 1) / kQueryTile;
-  std::vector<std::unique_ptr<ForwardScratch>> scratch(num_threads());
   // The most expensive (last, longest-causal) query tiles go first so the tail is cheap tiles.
-  for_each_unit_dynamic(num_heads * tiles_per_head, [&](int64_t unit, int thread) {
-    if (!scratch[thread]) scratch[thread] = std::make_unique<ForwardScratch>(hs);
+  for_each_unit_dynamic(num_heads * tiles_per_head, [&](int64_t unit) {
     const int64_t tile = tiles_per_head - 1 - unit / num_heads;
     forward_query_tile(ops, make_head(unit % num_heads), hs, int(tile * kQueryTile),
-                       *scratch[thread]);
+                       thread_scratch<ForwardScratch>(hs));
   });
 }
 
@@ -334,7 +343,8 @@ void check_heads(const char* kernel, int C, int NH) {
 
 struct BackwardScratch {
   explicit BackwardScratch(int hs)
-      : row_stride(round_up16(hs)),
+      : hs(hs),
+        row_stride(round_up16(hs)),
         buffer(2 * round_up16(size_t(hs) * kQueryTile) + 2 * size_t(kKeyTile) * kQueryTile +
                size_t(2 * kQueryTile + kKeyTile) * row_stride + 2 * kQueryTile),
         qt(buffer.take(size_t(hs) * kQueryTile)),
@@ -346,6 +356,7 @@ struct BackwardScratch {
         k(buffer.take(size_t(kKeyTile) * row_stride)),
         lse(buffer.take(kQueryTile)),
         D(buffer.take(kQueryTile)) {}
+  int hs;
   int64_t row_stride;  // of q, dout and k: hs rounded up to whole vectors
   Scratch buffer;
   float* qt;    // (hs, kQueryTile) scaled queries, transposed
@@ -435,15 +446,13 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   const AttentionTileOps& ops = tile_ops();
   const int hs = C / NH;
   const int64_t C3 = 3LL * C;
-  std::vector<std::unique_ptr<BackwardScratch>> scratch(num_threads());
   // One unit per (b, h): its dq/dk/dv channels belong to it alone, so accumulation never races.
-  for_each_unit_dynamic(int64_t(B) * NH, [&](int64_t bh, int thread) {
-    if (!scratch[thread]) scratch[thread] = std::make_unique<BackwardScratch>(hs);
+  for_each_unit_dynamic(int64_t(B) * NH, [&](int64_t bh) {
     const int64_t b = bh / NH, h = bh % NH;
     const int64_t qkv_offset = b * T * C3 + h * hs, out_offset = b * T * C + h * hs;
     backward_head(ops, dqkv + qkv_offset, dout + out_offset, qkv + qkv_offset, out + out_offset,
                   lse + bh * T, segment_ids ? segment_ids + b * T : nullptr, T, C, hs,
-                  *scratch[thread]);
+                  thread_scratch<BackwardScratch>(hs));
   });
 }
 

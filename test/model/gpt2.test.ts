@@ -126,38 +126,32 @@ describe('AdamW training steps vs PyTorch', () => {
   });
 
   test('parameters after one step', () => {
-    // Adam's first update is lr * g / (|g| + eps) per element: about +-lr whatever |g| is. So the
-    // error is measured against lr: components whose gradient is near eps (1e-8) flip with float32
-    // rounding of g, which bounds agreement at a small fraction of lr, not of |p|.
+    // Adam's first update is lr * g / (|g| + eps) per element (plus decay), whose sensitivity to
+    // rounding in g is lr * eps / (|g| + eps)^2: negligible where |g| >= 1e-5 (1000 eps), but of
+    // order lr where |g| is near eps. So elements whose float64 reference gradient is >= 1e-5 must
+    // match to 1e-3 * lr; the rest (e.g. the key biases, whose true gradient is exactly zero since
+    // softmax ignores a constant added to a row's scores) must only move by at most lr(1 + wd).
     const model = loadModel(TINY);
     const before = new Map([...model.params.tensors].map(([n, p]) => [n, p.read()]));
     train(model, 1, 0, 1);
     const after = fixtureTensors('tiny-gpt2-ref.safetensors');
-    // The key biases (channels [C, 2C) of c_attn.bias) have an exactly zero true gradient: they add
-    // the same q.b_k to every score of a row, which softmax ignores. Their float32 gradient is
-    // rounding noise (~1e-9, in PyTorch too) that Adam's first step scales up to ~lr, so they are
-    // checked for a vanishing gradient instead of an update.
-    const C = model.config.n_embd;
-    const keyBiasGrads = fixtureTensors('tiny-gpt2-ref-grads.safetensors');
-    let worst = 0, moved = 0;
+    const refGrads = fixtureTensors('tiny-gpt2-ref-grads.safetensors');
+    const layout = (name: string, e: { shape: number[]; data: Float64Array }) =>
+      (CONV1D.test(name) ? transpose(e.data, e.shape[0], e.shape[1]) : e.data);
+    let worst = 0, conditioned = 0;
     for (const [name, p] of model.params.tensors) {
-      const e = after.get(`adamw_step1/${name}`)!;
-      expect(e).toBeDefined();
-      const want = CONV1D.test(name) ? transpose(e.data, e.shape[0], e.shape[1]) : e.data;
+      const want = layout(name, after.get(`adamw_step1/${name}`)!);
+      const g = layout(name, refGrads.get(`full_f64/${name}`)!);
       const got = p.read(), prev = before.get(name)!;
-      const isQkvBias = name.endsWith('attn.c_attn.bias');
-      if (isQkvBias) {
-        const g64 = keyBiasGrads.get(`full_f64/${name}`)!.data;
-        for (let i = C; i < 2 * C; i++) expect(Math.abs(g64[i])).toBeLessThan(1e-12);
-      }
       for (let i = 0; i < got.length; i++) {
-        if (isQkvBias && i >= C && i < 2 * C) continue;
+        expect(Math.abs(got[i] - prev[i])).toBeLessThan(t.lr * (1 + t.weight_decay) + 1e-7);
+        if (Math.abs(g[i]) < 1e-5) continue;
+        conditioned++;
         worst = Math.max(worst, Math.abs(got[i] - want[i]));
-        if (Math.abs(want[i] - prev[i]) > 0.5 * t.lr) moved++;
       }
     }
-    expect(worst).toBeLessThan(0.01 * t.lr);
-    expect(moved).toBeGreaterThan(1000); // the step really moved the parameters by ~lr
+    expect(worst).toBeLessThan(1e-3 * t.lr);
+    expect(conditioned).toBeGreaterThan(0.9 * model.numParameters);
     model.free();
   });
 

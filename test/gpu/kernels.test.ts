@@ -1,0 +1,395 @@
+/**
+ * CUDA kernels against the CPU kernels, on the same seeded random inputs at awkward sizes.
+ *
+ * Runs with node's own test runner on a GPU machine (no npm packages there):
+ *   node --test dist/test/gpu/
+ * Every float input is random (never zeros); every output buffer on the device is poisoned with NaN
+ * before the kernel runs, so an element the kernel fails to write fails the comparison. Errors are
+ * ||cuda - cpu|| / ||cpu|| over the whole tensor (for kernels that accumulate, over the increment:
+ * result minus the shared random starting value).
+ * Tolerances: 1e-5 for fp32 paths (float32 rounding in different summation orders and fast-math
+ * exp/div, ~1e-6 expected); bf16 matmuls 1e-2 on general inputs (operands rounded to 8 mantissa
+ * bits: ~3e-3 expected) and 1e-4 on inputs that are exactly representable in bf16 (then only the
+ * tensor cores' fp32 accumulation differs from the CPU's, at ~1e-6; any wrong fragment would be
+ * off by O(1)).
+ * Skips, with the reason printed, where CUDA is not compiled in or no GPU is present; under jest
+ * (the CPU test suite) it registers one skipped test. GPTUNE_GPU_TEST_DEVICE=cpu runs the whole file
+ * with CPU arenas in place of CUDA ones (CPU against CPU): a check of this file's own plumbing
+ * (shapes, argument order, views at offsets) on machines without a GPU.
+ */
+import * as assert from 'node:assert';
+import * as nodeTest from 'node:test';
+import { addon, ArenaHandle, TensorRef } from '../../lib/native';
+
+type Precision = 'bf16' | 'fp32';
+interface CudaExtras {
+  deviceCount?(): number;
+  unavailableReason?(): string;
+  devices?(): { name: string; totalMemory: number; computeCapability: string }[];
+  synchronize?(): void;
+  setMatmulPrecision?(p: Precision): void;
+  setAttentionPrecision?(p: Precision): void;
+  adamwUpdateMulti?(
+    tensors: { params: TensorRef; m: TensorRef; v: TensorRef; grads: TensorRef; weightDecay: number }[],
+    lr: number, beta1: number, beta2: number, eps: number, gradScale: number, step: number,
+  ): void;
+}
+const cuda = addon.cuda as unknown as CudaExtras & { compiled: boolean };
+const K = addon.kernels;
+
+const underJest = process.env.JEST_WORKER_ID !== undefined;
+const selfCheck = process.env.GPTUNE_GPU_TEST_DEVICE === 'cpu';
+const testDevice = selfCheck ? 'cpu' : 'cuda';
+const deviceCount = cuda.compiled && cuda.deviceCount ? cuda.deviceCount() : 0;
+const skipReason = selfCheck
+  ? undefined
+  : !cuda.compiled
+    ? 'this addon was built without CUDA'
+    : deviceCount === 0
+      ? `no usable GPU: ${cuda.unavailableReason ? cuda.unavailableReason() : 'unknown reason'}`
+      : undefined;
+
+// ---- seeded random numbers (mulberry32) ----
+let seed = 0x9e3779b9;
+function random(): number {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+function randomArray(n: number, lo = -1, hi = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * random();
+  return a;
+}
+function randomInts(n: number, below: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.floor(random() * below);
+  return a;
+}
+/** Rounds every element to the nearest bf16 (ties to even), so bf16 casts of it are exact. */
+function bf16Exact(a: Float32Array): Float32Array {
+  const out = new Float32Array(a);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) {
+    const u = bits[i];
+    bits[i] = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  }
+  return out;
+}
+
+// ---- device buffers ----
+const allocated: ArenaHandle[] = [];
+/** A CUDA tensor holding `host`, at a view offset of `offset` floats into its arena. */
+function toDevice(host: Float32Array, offset = 0): TensorRef {
+  const arena = new addon.Arena(testDevice, Math.max(1, host.length + offset));
+  allocated.push(arena);
+  arena.write(offset, host);
+  return { arena, offset, numel: host.length };
+}
+/** An output on the device, poisoned with NaN. */
+function poisoned(n: number, offset = 0): TensorRef {
+  const arena = new addon.Arena(testDevice, Math.max(1, n + offset));
+  allocated.push(arena);
+  arena.fill(NaN);
+  return { arena, offset, numel: n };
+}
+function fromDevice(t: TensorRef): Float32Array {
+  return t.arena.read(t.offset, t.numel);
+}
+function freeAll(): void {
+  while (allocated.length) allocated.pop()!.free();
+}
+
+// ---- comparisons ----
+function relL2(got: Float32Array, want: Float32Array): number {
+  assert.strictEqual(got.length, want.length, 'length mismatch');
+  let diff = 0, norm = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (!Number.isFinite(got[i]) && Number.isFinite(want[i])) return Infinity;  // NaN: unwritten or broken
+    diff += (got[i] - want[i]) ** 2;
+    norm += want[i] ** 2;
+  }
+  return Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-30);
+}
+function expectClose(name: string, got: Float32Array, want: Float32Array, tolerance: number): void {
+  const err = relL2(got, want);
+  assert.ok(err <= tolerance, `${name}: relative error ${err.toExponential(2)} exceeds ${tolerance}`);
+}
+/** For accumulating kernels: compares (got - base) with (want - base). */
+function expectIncrementClose(name: string, got: Float32Array, want: Float32Array, base: Float32Array, tolerance: number): void {
+  const g = new Float32Array(got.length), w = new Float32Array(want.length);
+  for (let i = 0; i < got.length; i++) {
+    g[i] = got[i] - base[i];
+    w[i] = want[i] - base[i];
+  }
+  expectClose(name, g, w, tolerance);
+}
+
+const FP32 = 1e-5;
+const BF16 = 1e-2;
+const BF16_EXACT_INPUTS = 1e-4;
+
+/** Without the setter only the backend's default (bf16) can be tested. */
+const canSetPrecision = typeof cuda.setMatmulPrecision === 'function';
+function setMatmulPrecision(p: Precision): void {
+  if (canSetPrecision) cuda.setMatmulPrecision!(p);
+}
+
+// ---- the tests ----
+const describe = nodeTest.describe;
+const test = nodeTest.test;
+
+if (underJest) {
+  (globalThis as unknown as { test: { skip(name: string, fn: () => void): void } }).test.skip(
+    'CUDA kernel tests run with `node --test dist/test/gpu/` on a GPU machine', () => undefined);
+} else if (skipReason) {
+  console.log(`CUDA kernel tests skipped: ${skipReason}`);
+  test('CUDA kernels match the CPU kernels', { skip: skipReason }, () => undefined);
+} else {
+  const info = !selfCheck && cuda.devices ? cuda.devices()[0] : undefined;
+  console.log(selfCheck ? 'self-check: CPU arenas stand in for CUDA ones'
+    : `CUDA device: ${info ? `${info.name} (sm ${info.computeCapability}, ${(info.totalMemory / 2 ** 30).toFixed(0)} GiB)` : '?'}`);
+
+  describe('device memory', { skip: selfCheck ? 'self-check' : undefined }, () => {
+    test('an impossible allocation throws a sized out-of-memory error, and the device keeps working', () => {
+      assert.throws(() => new addon.Arena('cuda', 2 ** 40),
+        /CUDA out of memory: tried to allocate [\d.]+ MiB with [\d.]+ MiB free of [\d.]+ MiB; lower the batch size or seq_len/);
+      const x = randomArray(1000);
+      const t = toDevice(x, 3);
+      K.scale_inplace(t, 2, x.length);
+      expectClose('scale after OOM', fromDevice(t), x.map((v) => 2 * v), 0);
+      freeAll();
+    });
+  });
+
+  describe('matmul', () => {
+    const shapes = [
+      [1, 3, 5], [37, 45, 29], [130, 64, 257], [200, 136, 9], [512, 768, 2304],
+    ];
+    for (const precision of ['fp32', 'bf16'] as Precision[]) {
+      for (const exact of precision === 'bf16' ? [false, true] : [false]) {
+        for (const [N, C, OC] of shapes) {
+          const label = `${precision}${exact ? ' bf16-exact inputs' : ''} N=${N} C=${C} OC=${OC}`;
+          const tolerance = precision === 'fp32' ? FP32 : exact ? BF16_EXACT_INPUTS : BF16;
+          const skip = precision === 'fp32' && !canSetPrecision ? 'binding lacks cuda.setMatmulPrecision' : undefined;
+          test(`forward and backward ${label}`, { skip }, () => {
+            setMatmulPrecision(precision);
+            const prep = exact ? bf16Exact : (a: Float32Array) => a;
+            const inp = prep(randomArray(N * C)), weight = prep(randomArray(OC * C)), bias = randomArray(OC);
+            const dout = prep(randomArray(N * OC));
+            const outCpu = new Float32Array(N * OC);
+            K.matmul_forward(outCpu, inp, weight, bias, N, C, OC);
+            const dInp = toDevice(inp, 1), dW = toDevice(weight), dB = toDevice(bias, 2), dOut = poisoned(N * OC);
+            K.matmul_forward(dOut, dInp, dW, dB, N, C, OC);
+            expectClose(`matmul_forward ${label}`, fromDevice(dOut), outCpu, tolerance);
+
+            const dinp0 = randomArray(N * C), dw0 = randomArray(OC * C), db0 = randomArray(OC);
+            const dinpCpu = dinp0.slice(), dwCpu = dw0.slice(), dbCpu = db0.slice();
+            K.matmul_backward(dinpCpu, dwCpu, dbCpu, dout, inp, weight, N, C, OC);
+            const gDinp = toDevice(dinp0), gDw = toDevice(dw0, 1), gDb = toDevice(db0), gDout = toDevice(dout);
+            K.matmul_backward(gDinp, gDw, gDb, gDout, dInp, dW, N, C, OC);
+            expectIncrementClose(`matmul_backward dinp ${label}`, fromDevice(gDinp), dinpCpu, dinp0, tolerance);
+            expectIncrementClose(`matmul_backward dweight ${label}`, fromDevice(gDw), dwCpu, dw0, tolerance);
+            expectIncrementClose(`matmul_backward dbias ${label}`, fromDevice(gDb), dbCpu, db0, FP32);
+            // Null gradient outputs are skipped, not written.
+            K.matmul_backward(null, gDw, null, gDout, dInp, dW, N, C, OC);
+            freeAll();
+          });
+        }
+      }
+    }
+    nodeTest.after(() => setMatmulPrecision('bf16'));
+  });
+
+  describe('attention', () => {
+    const cases: { B: number; T: number; C: number; NH: number; segments: boolean }[] = [
+      { B: 2, T: 37, C: 24, NH: 3, segments: false },   // hs 8
+      { B: 2, T: 200, C: 128, NH: 2, segments: false }, // hs 64, several tiles
+      { B: 2, T: 45, C: 15, NH: 3, segments: true },    // hs 5: scalar loads
+      { B: 1, T: 70, C: 256, NH: 2, segments: true },   // hs 128
+      { B: 3, T: 129, C: 192, NH: 3, segments: true },  // hs 64 with packed examples
+      { B: 1, T: 1, C: 64, NH: 1, segments: false },
+    ];
+    for (const { B, T, C, NH, segments } of cases) {
+      const label = `B=${B} T=${T} C=${C} NH=${NH}${segments ? ' segments' : ''}`;
+      test(`forward and backward ${label}`, () => {
+        const qkv = randomArray(B * T * 3 * C, -2, 2), dout = randomArray(B * T * C), dqkv0 = randomArray(B * T * 3 * C);
+        let seg: Int32Array | null = null;
+        if (segments) {
+          seg = new Int32Array(B * T);
+          for (let b = 0; b < B; b++) {
+            let id = 0;
+            for (let t = 0; t < T; t++) {
+              if (t > 0 && random() < 0.08) id++;  // packed examples of random lengths
+              seg[b * T + t] = id;
+            }
+          }
+        }
+        const outCpu = new Float32Array(B * T * C), lseCpu = new Float32Array(B * NH * T), dqkvCpu = dqkv0.slice();
+        K.attention_forward(outCpu, lseCpu, qkv, seg, B, T, C, NH);
+        K.attention_backward(dqkvCpu, dout, qkv, outCpu, lseCpu, seg, B, T, C, NH);
+        const gQkv = toDevice(qkv), gOut = poisoned(B * T * C), gLse = poisoned(B * NH * T, 1);
+        K.attention_forward(gOut, gLse, gQkv, seg, B, T, C, NH);
+        expectClose(`attention_forward out ${label}`, fromDevice(gOut), outCpu, FP32);
+        expectClose(`attention_forward lse ${label}`, fromDevice(gLse), lseCpu, FP32);
+        const gDout = toDevice(dout), gDqkv = toDevice(dqkv0);
+        K.attention_backward(gDqkv, gDout, gQkv, gOut, gLse, seg, B, T, C, NH);
+        expectIncrementClose(`attention_backward dqkv ${label}`, fromDevice(gDqkv), dqkvCpu, dqkv0, FP32);
+        freeAll();
+      });
+    }
+    for (const hs of [16, 64]) {
+      test(`KV-cache decoding hs=${hs}`, () => {
+        const B = 2, Tq = 3, past = 70, maxT = 80, NH = 2, C = NH * hs;
+        const kc = randomArray(B * maxT * C), vc = randomArray(B * maxT * C), qkv = randomArray(B * Tq * 3 * C);
+        const kcCpu = kc.slice(), vcCpu = vc.slice(), outCpu = new Float32Array(B * Tq * C);
+        K.attention_cached_forward(outCpu, kcCpu, vcCpu, qkv, B, Tq, past, maxT, C, NH);
+        const gKc = toDevice(kc), gVc = toDevice(vc), gQkv = toDevice(qkv), gOut = poisoned(B * Tq * C);
+        K.attention_cached_forward(gOut, gKc, gVc, gQkv, B, Tq, past, maxT, C, NH);
+        expectClose(`attention_cached_forward out hs=${hs}`, fromDevice(gOut), outCpu, FP32);
+        expectClose(`kcache hs=${hs}`, fromDevice(gKc), kcCpu, 0);
+        expectClose(`vcache hs=${hs}`, fromDevice(gVc), vcCpu, 0);
+        freeAll();
+      });
+    }
+  });
+
+  describe('layernorm', () => {
+    for (const [N, C] of [[1, 1], [19, 13], [64, 768], [33, 100]]) {
+      test(`forward and backward N=${N} C=${C}`, () => {
+        const inp = randomArray(N * C, -2, 3), w = randomArray(C), b = randomArray(C), dout = randomArray(N * C);
+        const out = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
+        K.layernorm_forward(out, mean, rstd, inp, w, b, N, C, 1e-5);
+        const gInp = toDevice(inp), gW = toDevice(w), gB = toDevice(b), gOut = poisoned(N * C), gMean = poisoned(N), gRstd = poisoned(N);
+        K.layernorm_forward(gOut, gMean, gRstd, gInp, gW, gB, N, C, 1e-5);
+        expectClose('layernorm_forward out', fromDevice(gOut), out, FP32);
+        expectClose('layernorm_forward mean', fromDevice(gMean), mean, FP32);
+        expectClose('layernorm_forward rstd', fromDevice(gRstd), rstd, FP32);
+        const dinp0 = randomArray(N * C), dw0 = randomArray(C), db0 = randomArray(C);
+        const dinp = dinp0.slice(), dw = dw0.slice(), db = db0.slice();
+        K.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+        const gDinp = toDevice(dinp0, 1), gDw = toDevice(dw0), gDb = toDevice(db0), gDout = toDevice(dout);
+        K.layernorm_backward(gDinp, gDw, gDb, gDout, gInp, gW, gMean, gRstd, N, C);
+        expectIncrementClose('layernorm_backward dinp', fromDevice(gDinp), dinp, dinp0, FP32);
+        expectIncrementClose('layernorm_backward dweight', fromDevice(gDw), dw, dw0, FP32);
+        expectIncrementClose('layernorm_backward dbias', fromDevice(gDb), db, db0, FP32);
+        freeAll();
+      });
+    }
+  });
+
+  describe('elementwise', () => {
+    for (const [n, offset] of [[1, 0], [7, 1], [1027, 0], [100003, 3]]) {
+      test(`gelu, residual, add, scale, fill, sum_squares n=${n} view offset ${offset}`, () => {
+        const x = randomArray(n, -6, 6), y = randomArray(n), dout = randomArray(n), acc0 = randomArray(n);
+        const out = new Float32Array(n);
+        K.gelu_forward(out, x, n);
+        const gX = toDevice(x, offset), gY = toDevice(y), gD = toDevice(dout, offset), gOut = poisoned(n, offset);
+        K.gelu_forward(gOut, gX, n);
+        expectClose('gelu_forward', fromDevice(gOut), out, FP32);
+        const acc = acc0.slice();
+        K.gelu_backward(acc, x, dout, n);
+        const gAcc = toDevice(acc0);
+        K.gelu_backward(gAcc, gX, gD, n);
+        expectIncrementClose('gelu_backward', fromDevice(gAcc), acc, acc0, FP32);
+        K.residual_forward(out, x, y, n);
+        K.residual_forward(gOut, gX, gY, n);
+        expectClose('residual_forward', fromDevice(gOut), out, FP32);
+        K.add_inplace(gX, gY, n);
+        expectClose('add_inplace', fromDevice(gX), out, FP32);
+        K.scale_inplace(gY, -0.75, n);
+        const scaled = y.map((v) => -0.75 * v);
+        expectClose('scale_inplace', fromDevice(gY), scaled, 0);
+        const want = K.sum_squares(scaled, n), got = K.sum_squares(gY, n);
+        assert.ok(Math.abs(got - want) <= 1e-9 * want, `sum_squares: ${got} vs ${want}`);
+        K.fill(gY, 2.5, n);
+        expectClose('fill', fromDevice(gY), new Float32Array(n).fill(2.5), 0);
+        freeAll();
+      });
+    }
+  });
+
+  describe('encoder', () => {
+    for (const [B, T, C, withPositions] of [[3, 5, 12, false], [2, 7, 13, true], [4, 64, 768, true]] as [number, number, number, boolean][]) {
+      test(`forward and backward B=${B} T=${T} C=${C}${withPositions ? ' positions' : ' pos_offset 2'}`, () => {
+        const V = 50, maxT = T + 3;
+        const wte = randomArray(V * C), wpe = randomArray(maxT * C), tokens = randomInts(B * T, V);
+        const positions = withPositions ? randomInts(B * T, T) : null;
+        const posOffset = withPositions ? 0 : 2;
+        const out = new Float32Array(B * T * C);
+        K.encoder_forward(out, tokens, positions, wte, wpe, B, T, C, posOffset);
+        const gWte = toDevice(wte), gWpe = toDevice(wpe, 1), gOut = poisoned(B * T * C);
+        K.encoder_forward(gOut, tokens, positions, gWte, gWpe, B, T, C, posOffset);
+        expectClose('encoder_forward', fromDevice(gOut), out, FP32);
+        const dout = randomArray(B * T * C), dwte0 = randomArray(V * C), dwpe0 = randomArray(maxT * C);
+        const dwte = dwte0.slice(), dwpe = dwpe0.slice();
+        K.encoder_backward(dwte, dwpe, dout, tokens, positions, B, T, C, posOffset);
+        const gDwte = toDevice(dwte0), gDwpe = toDevice(dwpe0), gDout = toDevice(dout);
+        K.encoder_backward(gDwte, gDwpe, gDout, tokens, positions, B, T, C, posOffset);
+        expectIncrementClose('encoder_backward dwte', fromDevice(gDwte), dwte, dwte0, FP32);
+        expectIncrementClose('encoder_backward dwpe', fromDevice(gDwpe), dwpe, dwpe0, FP32);
+        freeAll();
+      });
+    }
+  });
+
+  describe('crossentropy and softmax', () => {
+    for (const [N, V] of [[1, 1], [6, 5], [9, 50257]]) {
+      test(`forward, in-place backward, softmax N=${N} V=${V}`, () => {
+        const ignore = -100;
+        const logits = randomArray(N * V, -4, 4);
+        if (V > 3) logits[3] = logits[1] = 9;  // a tie for row 0's maximum: the first index wins
+        const targets = randomInts(N, V);
+        if (N > 2) targets[2] = ignore;
+        const losses = new Float32Array(N), lse = new Float32Array(N), pred = new Int32Array(N);
+        K.crossentropy_forward(losses, lse, pred, logits, targets, N, V, ignore);
+        const gLogits = toDevice(logits, 1), gLosses = poisoned(N), gLse = poisoned(N), gPred = new Int32Array(N).fill(-7);
+        K.crossentropy_forward(gLosses, gLse, gPred, gLogits, targets, N, V, ignore);
+        expectClose('crossentropy_forward losses', fromDevice(gLosses), losses, FP32);
+        expectClose('crossentropy_forward lse', fromDevice(gLse), lse, FP32);
+        assert.deepStrictEqual(Array.from(gPred), Array.from(pred), 'crossentropy_forward predictions');
+        const dl = logits.slice();
+        K.crossentropy_backward(dl, dl, lse, targets, 1 / 7, N, V, ignore);
+        K.crossentropy_backward(gLogits, gLogits, gLse, targets, 1 / 7, N, V, ignore);
+        expectClose('crossentropy_backward in place', fromDevice(gLogits), dl, FP32);
+        const probs = new Float32Array(N * V);
+        K.softmax_forward(probs, logits, 1 / 0.7, N, V);
+        const gIn = toDevice(logits), gProbs = poisoned(N * V);
+        K.softmax_forward(gProbs, gIn, 1 / 0.7, N, V);
+        expectClose('softmax_forward', fromDevice(gProbs), probs, FP32);
+        freeAll();
+      });
+    }
+  });
+
+  describe('adamw', () => {
+    test('per-tensor update n=1001, step 3, weight decay and grad scale', () => {
+      const n = 1001;
+      const p = randomArray(n), m = randomArray(n, -0.1, 0.1), v = randomArray(n, 0, 0.01), g = randomArray(n);
+      const pc = p.slice(), mc = m.slice(), vc = v.slice();
+      K.adamw_update(pc, mc, vc, g, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.5, 3);
+      const gp = toDevice(p), gm = toDevice(m, 1), gv = toDevice(v), gg = toDevice(g);
+      K.adamw_update(gp, gm, gv, gg, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.5, 3);
+      expectIncrementClose('adamw params', fromDevice(gp), pc, p, FP32);
+      expectClose('adamw m', fromDevice(gm), mc, FP32);
+      expectClose('adamw v', fromDevice(gv), vc, FP32);
+      freeAll();
+    });
+    test('multi-tensor update matches per-tensor updates', { skip: cuda.adamwUpdateMulti ? undefined : 'binding lacks cuda.adamwUpdateMulti' }, () => {
+      const sizes = [40000, 1, 77], decay = [0.1, 0, 0];
+      const tensors = sizes.map((n, i) => {
+        const p = randomArray(n), m = randomArray(n, -0.1, 0.1), v = randomArray(n, 0, 0.01), g = randomArray(n);
+        const pc = p.slice(), mc = m.slice(), vc = v.slice();
+        K.adamw_update(pc, mc, vc, g, n, 2e-3, 0.8, 0.99, 1e-6, decay[i], 0.7, 1);
+        return { p, pc, vc, ref: { params: toDevice(p), m: toDevice(m), v: toDevice(v), grads: toDevice(g), weightDecay: decay[i] } };
+      });
+      cuda.adamwUpdateMulti!(tensors.map((t) => t.ref), 2e-3, 0.8, 0.99, 1e-6, 0.7, 1);
+      tensors.forEach((t, i) => {
+        expectIncrementClose(`adamw multi params ${i}`, fromDevice(t.ref.params), t.pc, t.p, FP32);
+        expectClose(`adamw multi v ${i}`, fromDevice(t.ref.v), t.vc, FP32);
+      });
+      freeAll();
+    });
+  });
+}
