@@ -1,0 +1,121 @@
+/**
+ * The result shapes shared by `gptune score` and `gptune eval`: a classification report
+ * (accuracy, macro P/R/F1, per-class figures, confusion matrix), BLEU and ROUGE summaries, all
+ * built from lib/metrics so that every number here is the one lib/metrics' tests pin down.
+ */
+import { accuracy, BleuScore, confusionMatrix, precisionRecallF, RougeCorpusResult } from '../metrics';
+
+export interface ClassFigures {
+  precision: number;
+  recall: number;
+  f1: number;
+  /** True examples of this class. */
+  support: number;
+}
+
+export interface ClassificationReport {
+  examples: number;
+  accuracy: number;
+  /** Macro averages over `labels` (unweighted mean of the per-class figures). */
+  precision: number;
+  recall: number;
+  f1: number;
+  per_class: Record<string, ClassFigures>;
+  /** matrix[i][j] = examples of true class labels[i] predicted as labels[j]. */
+  confusion_matrix: { labels: string[]; matrix: number[][] };
+}
+
+/**
+ * Accuracy and macro P/R/F1 over `labels` (scikit-learn's conventions: a ratio with a zero
+ * denominator counts as 0). Labels that never occur still count in the macro mean, as
+ * scikit-learn does when given labels=..., so a class the model never predicts pulls F1 down.
+ */
+export function classificationReport(yTrue: readonly string[], yPred: readonly string[], labels: readonly string[]): ClassificationReport {
+  if (yTrue.length === 0) throw new Error('classificationReport: no examples to score');
+  const prf = precisionRecallF(yTrue, yPred, { average: 'macro', labels, zeroDivision: 0 });
+  const perClass: Record<string, ClassFigures> = {};
+  prf.perClass.labels.forEach((label, i) => {
+    perClass[String(label)] = {
+      precision: prf.perClass.precision[i], recall: prf.perClass.recall[i], f1: prf.perClass.f[i], support: prf.perClass.support[i],
+    };
+  });
+  const cm = confusionMatrix(yTrue, yPred, { labels });
+  return {
+    examples: yTrue.length,
+    accuracy: accuracy(yTrue, yPred),
+    precision: prf.precision,
+    recall: prf.recall,
+    f1: prf.f,
+    per_class: perClass,
+    confusion_matrix: { labels: cm.labels.map(String), matrix: cm.matrix },
+  };
+}
+
+export interface BleuReport {
+  /** Corpus BLEU, 0..100 (sacrebleu's defaults: 13a tokenisation, exp smoothing). */
+  bleu: number;
+  /** n-gram precisions in percent, orders 1..4. */
+  precisions: number[];
+  /** Brevity penalty. */
+  bp: number;
+  /** Hypothesis and (closest) reference lengths in 13a tokens. */
+  sys_len: number;
+  ref_len: number;
+}
+
+export function bleuReport(score: BleuScore): BleuReport {
+  return { bleu: score.score, precisions: score.precisions, bp: score.bp, sys_len: score.sys_len, ref_len: score.ref_len };
+}
+
+export interface PRF {
+  p: number;
+  r: number;
+  f: number;
+}
+
+export interface RougeReport {
+  rouge1: PRF;
+  rouge2: PRF;
+  rougeL: PRF;
+}
+
+/** The per-line means of rougeCorpus (precision, recall and F each averaged separately). */
+export function rougeReport(corpus: RougeCorpusResult): RougeReport {
+  const pick = (type: string): PRF => {
+    const s = corpus.mean[type];
+    return { p: s.precision, r: s.recall, f: s.fmeasure };
+  };
+  return { rouge1: pick('rouge1'), rouge2: pick('rouge2'), rougeL: pick('rougeL') };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Human-readable formatting
+
+const pct = (x: number) => (100 * x).toFixed(2);
+
+/** Right-aligned text table; the first column left-aligned. */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd()).join('\n');
+}
+
+export function formatClassificationReport(r: ClassificationReport): string {
+  const lines = [`examples ${r.examples}  accuracy ${pct(r.accuracy)}%  macro-F1 ${pct(r.f1)}%  macro-P ${pct(r.precision)}%  macro-R ${pct(r.recall)}%`, ''];
+  const classRows = [['class', 'precision', 'recall', 'f1', 'support']];
+  for (const [label, c] of Object.entries(r.per_class)) classRows.push([label, pct(c.precision), pct(c.recall), pct(c.f1), String(c.support)]);
+  lines.push(formatTable(classRows), '', 'confusion matrix (rows: true class, columns: predicted):');
+  const { labels, matrix } = r.confusion_matrix;
+  lines.push(formatTable([['', ...labels], ...matrix.map((row, i) => [labels[i], ...row.map(String)])]));
+  return lines.join('\n');
+}
+
+export function formatBleuReport(b: BleuReport): string {
+  return `BLEU ${b.bleu.toFixed(2)}  ${b.precisions.map((p) => p.toFixed(1)).join('/')}  (BP ${b.bp.toFixed(3)}, hyp_len ${b.sys_len}, ref_len ${b.ref_len})`;
+}
+
+export function formatRougeReport(r: RougeReport): string {
+  return formatTable([
+    ['', 'precision', 'recall', 'f'],
+    ...(['rouge1', 'rouge2', 'rougeL'] as const).map((k) => [k, pct(r[k].p), pct(r[k].r), pct(r[k].f)]),
+  ]);
+}
