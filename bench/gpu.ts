@@ -12,6 +12,8 @@
  * launches asynchronously on the backend's stream); the median of the batch times is reported.
  * --torch FILE reads bench/gpu_torch.py's JSON line (run first, same machine) and prints PyTorch's
  * numbers beside ours. Prints a table and one JSON line; --json FILE also writes that line to FILE.
+ * --self-check runs every call on CPU arenas at toy sizes: a check of this script's plumbing on
+ * machines without a GPU (its numbers mean nothing).
  */
 import * as fs from 'fs';
 import { addon, ArenaHandle, TensorRef } from '../lib/native';
@@ -24,6 +26,7 @@ interface CudaExtras {
   devices?(): { name: string; totalMemory: number; computeCapability: string }[];
   synchronize?(): void;
   setMatmulPrecision?(p: Precision): void;
+  setAttentionPrecision?(p: Precision): void;
 }
 const cuda = addon.cuda as unknown as CudaExtras;
 const K = addon.kernels;
@@ -33,10 +36,14 @@ const option = (name: string): string | undefined => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
-const quick = argv.includes('--quick');
+const selfCheck = argv.includes('--self-check');
+const quick = argv.includes('--quick') || selfCheck;
+const arenaDevice = selfCheck ? 'cpu' : 'cuda';
+/** Sizes: full (GPT-2 124M training), --quick (a quarter of the rows), --self-check (toys). */
+const size = (full: number, quickSize: number, toy: number): number => (selfCheck ? toy : quick ? quickSize : full);
 
 function sync(): void {
-  cuda.synchronize!();
+  if (!selfCheck) cuda.synchronize!();
 }
 
 /** Median milliseconds per call of fn: warm-up, then `batches` timed batches of `perBatch` calls. */
@@ -63,7 +70,7 @@ function random(): number {
 }
 /** A device tensor of n floats in [lo, hi): 1M random floats written once, then doubled on the device. */
 function randomTensor(n: number, lo = -1, hi = 1): TensorRef {
-  const arena = new addon.Arena('cuda', n);
+  const arena = new addon.Arena(arenaDevice, n);
   arenas.push(arena);
   const first = Math.min(n, 1 << 20);
   const host = new Float32Array(first);
@@ -83,12 +90,12 @@ function record(group: string, name: string, ms: number, rate: number, unit: str
 }
 
 function main(): void {
-  if (!cuda.compiled || !cuda.deviceCount || cuda.deviceCount() === 0) {
+  if (!selfCheck && (!cuda.compiled || !cuda.deviceCount || cuda.deviceCount() === 0)) {
     console.log(`bench/gpu: no CUDA device (${cuda.compiled ? cuda.unavailableReason?.() : 'addon built without CUDA'})`);
     console.log(JSON.stringify({ bench: 'gpu', skipped: true }));
     return;
   }
-  const device = cuda.devices ? cuda.devices()[0] : undefined;
+  const device = !selfCheck && cuda.devices ? cuda.devices()[0] : undefined;
   const torchFile = option('torch');
   const torch: Record<string, number> = torchFile && fs.existsSync(torchFile)
     ? (JSON.parse(fs.readFileSync(torchFile, 'utf8').trim().split('\n').pop()!).results ?? {})
@@ -98,9 +105,9 @@ function main(): void {
 
   // Ceiling 1: device-to-device copy, bytes read + written.
   {
-    const n = 256 << 20;  // 1 GiB
+    const n = size(256 << 20, 256 << 20, 1 << 20);  // 1 GiB
     const src = randomTensor(n);
-    const dst = new addon.Arena('cuda', n);
+    const dst = new addon.Arena(arenaDevice, n);
     arenas.push(dst);
     const ms = timeMs(() => dst.copyFrom(0, src.arena, 0, n), 5, 5);
     record('ceiling', 'device copy 1 GiB', ms, (2 * n * 4) / ms / 1e6, 'GB/s', torch['copy_gbs']);
@@ -109,7 +116,7 @@ function main(): void {
   // Ceiling 2: our bf16 matmul at a large square size.
   for (const precision of precisions) {
     cuda.setMatmulPrecision?.(precision);
-    const n = quick ? 4096 : 8192;
+    const n = size(8192, 4096, 96);
     const a = randomTensor(n * n), w = randomTensor(n * n), out = randomTensor(n * n);
     const ms = timeMs(() => K.matmul_forward(out, a, w, null, n, n, n), precision === 'bf16' ? 5 : 2, 3);
     record('ceiling', `matmul ${precision} ${n}^3`, ms, (2 * n ** 3) / ms / 1e9, 'TFLOP/s', torch[`matmul_${precision}_${n}`]);
@@ -117,7 +124,7 @@ function main(): void {
   }
 
   // GPT-2 124M linear layers at B=16, T=1024.
-  const N = quick ? 4096 : 16384;
+  const N = size(16384, 4096, 32);
   const shapes: [string, number, number][] = [
     ['attn.c_attn', 768, 2304], ['attn.c_proj', 768, 768], ['mlp.c_fc', 768, 3072], ['mlp.c_proj', 3072, 768],
     ['lm_head', 768, 50257],
@@ -141,21 +148,25 @@ function main(): void {
 
   // Attention at B=16, T=1024, NH=12, C=768 (hs 64), causal. FLOPs as flash-attention counts them:
   // forward 2 matmuls of B*NH*T*T*hs multiply-adds, halved by the mask; backward 2.5x the forward.
-  {
-    const B = quick ? 4 : 16, T = 1024, C = 768, NH = 12;
+  const attentionPrecisions: Precision[] = typeof cuda.setAttentionPrecision === 'function' ? ['fp32', 'bf16'] : ['fp32'];
+  for (const precision of attentionPrecisions) {
+    cuda.setAttentionPrecision?.(precision);
+    const B = size(16, 4, 1), T = size(1024, 1024, 64), C = 768, NH = 12;
     const qkv = randomTensor(B * T * 3 * C), out = randomTensor(B * T * C), lse = randomTensor(B * NH * T);
     const dout = randomTensor(B * T * C), dqkv = randomTensor(B * T * 3 * C);
     const fwdFlops = 2 * 2 * B * NH * T * T * (C / NH) / 2;
+    const torchKey = precision === 'bf16' ? 'sdpa' : 'sdpa_fp32';
     const fwd = timeMs(() => K.attention_forward(out, lse, qkv, null, B, T, C, NH), 5, 5);
-    record('attention fp32', `forward B=${B} T=${T} NH=${NH} C=${C}`, fwd, fwdFlops / fwd / 1e9, 'TFLOP/s', torch['sdpa_fwd_ms']);
+    record(`attention ${precision}`, `forward B=${B} T=${T} NH=${NH} C=${C}`, fwd, fwdFlops / fwd / 1e9, 'TFLOP/s', torch[`${torchKey}_fwd_ms`]);
     const bwd = timeMs(() => K.attention_backward(dqkv, dout, qkv, out, lse, null, B, T, C, NH), 3, 5);
-    record('attention fp32', 'backward', bwd, (2.5 * fwdFlops) / bwd / 1e9, 'TFLOP/s', torch['sdpa_bwd_ms']);
+    record(`attention ${precision}`, 'backward', bwd, (2.5 * fwdFlops) / bwd / 1e9, 'TFLOP/s', torch[`${torchKey}_bwd_ms`]);
     freeAll();
   }
+  cuda.setAttentionPrecision?.('fp32');
 
   // Memory-bound kernels at training shapes (GB/s over the bytes each must move).
   {
-    const rowsN = quick ? 4096 : 16384, C = 768, V = 50257;
+    const rowsN = size(16384, 4096, 16), C = 768, V = 50257;
     const x = randomTensor(rowsN * C), y = randomTensor(rowsN * C), w = randomTensor(C), b = randomTensor(C);
     const mean = randomTensor(rowsN), rstd = randomTensor(rowsN, 0.5, 1.5);
     const ln = timeMs(() => K.layernorm_forward(y, mean, rstd, x, w, b, rowsN, C, 1e-5), 20, 5);
@@ -173,7 +184,7 @@ function main(): void {
     const ceb = timeMs(() => K.crossentropy_backward(logits, logits, lse, targets, 1 / rowsN, rowsN, V, -100), 5, 5);
     record('memory', `crossentropy_backward (in place)`, ceb, (2 * rowsN * V * 4) / ceb / 1e6, 'GB/s');
     freeAll();
-    const P = 124_439_808;  // GPT-2 124M parameters
+    const P = size(124_439_808, 124_439_808, 1 << 20);  // GPT-2 124M parameters
     const p = randomTensor(P), m = randomTensor(P, -0.01, 0.01), v = randomTensor(P, 0, 1e-4), grad = randomTensor(P);
     const adam = timeMs(() => K.adamw_update(p, m, v, grad, P, 1e-4, 0.9, 0.95, 1e-8, 0.1, 1, 10), 5, 5);
     record('memory', `adamw_update ${P} params`, adam, (7 * P * 4) / adam / 1e6, 'GB/s');
@@ -183,14 +194,15 @@ function main(): void {
   }
 
   // ---- report ----
-  const title = `gptune CUDA kernels on ${device ? `${device.name} (sm ${device.computeCapability})` : 'GPU'}`;
+  const title = selfCheck ? 'self-check on CPU arenas (toy sizes; the numbers mean nothing)'
+    : `gptune CUDA kernels on ${device ? `${device.name} (sm ${device.computeCapability})` : 'GPU'}`;
   console.log(`\n${title}`);
   console.log(`${'group'.padEnd(16)} ${'kernel'.padEnd(40)} ${'ms'.padStart(9)} ${'rate'.padStart(9)} unit     ${Object.keys(torch).length ? 'pytorch' : ''}`);
   for (const r of rows) {
     const torchText = r.torch === undefined ? '' : `${r.torch.toFixed(2)}${r.unit === 'TFLOP/s' && r.group.startsWith('attention') ? ' ms' : ''}`;
     console.log(`${r.group.padEnd(16)} ${r.name.padEnd(40)} ${r.ms.toFixed(3).padStart(9)} ${r.rate.toFixed(1).padStart(9)} ${r.unit.padEnd(8)} ${torchText}`);
   }
-  const line = JSON.stringify({ bench: 'gpu', device: device?.name, date: new Date().toISOString(), quick, rows });
+  const line = JSON.stringify({ bench: 'gpu', device: selfCheck ? 'cpu self-check' : device?.name, date: new Date().toISOString(), quick, rows });
   console.log(line);
   const jsonFile = option('json');
   if (jsonFile) fs.writeFileSync(jsonFile, `${line}\n`);

@@ -21,3 +21,17 @@ export function resolveDevice(choice: DeviceChoice = 'auto'): DeviceName {
 export function setThreads(threads: number | undefined): void {
   if (threads !== undefined) addon.setNumThreads(threads);
 }
+
+export type Precision = 'fp32' | 'bf16';
+export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16'];
+
+/**
+ * Matmul and attention precision on the GPU: bf16 operands with fp32 accumulation (mixed
+ * precision; master weights, gradients and optimizer state stay fp32) or fp32 throughout. The CPU
+ * backend always computes in fp32.
+ */
+export function setPrecision(precision: Precision): void {
+  const cuda = addon.cuda as { setMatmulPrecision?(p: Precision): void; setAttentionPrecision?(p: Precision): void };
+  cuda.setMatmulPrecision?.(precision);
+  cuda.setAttentionPrecision?.(precision);
+}

@@ -1,14 +1,17 @@
 // Standalone sgemm / matmul harness: validates the fast paths against a double-precision reference
 // at awkward sizes for all four transpose combinations, then times the GPT-2 (124M) linear layers.
 //
-// Build (from the repository root; the _avx512 file gets the AVX-512 flags, the rest baseline,
-// exactly as CMakeLists.txt does):
+// Build (from the repository root; the _avx512 and _avx2 files get their SIMD flags, the rest is
+// baseline x86-64, exactly as CMakeLists.txt does):
 //   g++ -O3 -std=c++17 -DGPTUNE_X86=1 -Inative/include -Inative -mavx512f -mavx512bw -mavx512dq
 //       -mavx512vl -mfma -mavx2 -c native/cpu/sgemm_avx512.cc -o /tmp/sgemm_avx512.o &&
+//   g++ -O3 -std=c++17 -DGPTUNE_X86=1 -Inative/include -Inative -mavx2 -mfma
+//       -c native/cpu/sgemm_avx2.cc -o /tmp/sgemm_avx2.o &&
 //   g++ -O3 -std=c++17 -DGPTUNE_X86=1 -Inative/include -Inative native/cpu/sgemm.cc
 //       native/cpu/parallel.cc native/cpu/matmul.cc native/cpu/simd_level.cc
-//       bench/kernels/sgemm_harness.cc /tmp/sgemm_avx512.o -lpthread -ldl -o /tmp/sgemm_harness
-// (two commands, shown wrapped; each is one line).
+//       bench/kernels/sgemm_harness.cc /tmp/sgemm_avx512.o /tmp/sgemm_avx2.o -lpthread -ldl
+//       -o /tmp/sgemm_harness
+// (three commands, shown wrapped; each is one line).
 // Run:  /tmp/sgemm_harness [repeats=7] [--no-validate] [--only=<layer name substring>]
 // When OpenBLAS is installed (apt-get install libopenblas0-pthread) it is dlopen()ed and timed
 // at the same shapes in the same run, as the baseline (OPENBLAS_CORETYPE=SkylakeX is set for it:
@@ -30,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/cpu_features.h"
 #include "cpu/sgemm.h"
 #include "gptune/kernels.h"
 
@@ -104,18 +108,23 @@ void check_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, float beta,
   std::vector<double> ref, mag;
   reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, with_bias ? bias.data() : nullptr, C0, ldc, ref, mag);
   // Variants: the dispatching entry point with 1 and 2 threads, the portable path (what CPUs
-  // without AVX-512 run) and the naive reference (no bias argument, so only without bias).
-  const char* variant_names[] = {"1 thread", "2 threads", "portable", "sgemm_reference"};
-  for (int variant = 0; variant < 4; ++variant) {
+  // without AVX-512 run), the naive reference (no bias argument, so only without bias) and the
+  // unpacked fallback (used when packing buffers cannot be allocated).
+  const char* variant_names[] = {"1 thread", "2 threads", "portable", "sgemm_reference", "unpacked", "avx2"};
+  for (int variant = 0; variant < 6; ++variant) {
+    if (variant == 5 && !cpu_has_avx2()) continue;
     if (variant == 3 && with_bias) continue;
     std::vector<float> C = C0;
     const float* bias_ptr = with_bias ? bias.data() : nullptr;
     if (variant <= 1) {
       set_num_threads(variant + 1);
       sgemm_bias(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, bias_ptr, C.data(), ldc);
-    } else if (variant == 2) {
+    } else if (variant == 2 || variant == 4 || variant == 5) {
       if (K == 0) continue;  // the paths below sgemm() require K >= 1
-      sgemm_blocked_portable({ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc, bias_ptr});
+      const GemmProblem p{ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc, bias_ptr};
+      if (variant == 2) sgemm_blocked_portable(p);
+      else if (variant == 4) sgemm_unpacked(p);
+      else sgemm_blocked_avx2(p);
     } else {
       sgemm_reference(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
     }
@@ -145,7 +154,7 @@ void validate() {
   const int shapes[][3] = {{1, 1, 1},    {1, 7, 33},    {7, 1, 5},      {2, 50, 17},    {3, 33, 1},
                            {4, 129, 70}, {5, 31, 16},   {11, 32, 15},   {12, 33, 17},   {13, 64, 31},
                            {25, 97, 48}, {50, 37, 129}, {129, 65, 400}, {37, 1100, 800}, {1, 2100, 769},
-                           {300, 20, 9}, {2, 1031, 3},  {64, 2, 1000}};
+                           {300, 20, 9}, {2, 1031, 3},  {64, 2, 1000}, {2, 45, 2100}, {4, 7, 3000}};
   int count = 0;
   for (auto& s : shapes)
     for (int ta = 0; ta < 2; ++ta)
@@ -157,7 +166,7 @@ void validate() {
       }
   check_sgemm(false, true, 9, 11, 0, 1.0f, 0.5f, true, 0, 7);  // K = 0: C = beta * C + bias
   std::printf("sgemm validation: %s (%d shapes x 4 transposes x 3 alpha/beta/bias/stride cases; 1 and 2 threads, "
-              "portable path, naive reference)\n",
+              "AVX2 path, portable path, naive reference, unpacked fallback)\n",
               failures ? "FAILED" : "ok", count / 4);
 }
 

@@ -1,6 +1,6 @@
 /** Shared pieces of the CLI commands: common flags, output, model and data opening. */
 import * as fs from 'fs';
-import { DEVICE_CHOICES, DeviceChoice, resolveDevice } from '../device';
+import { DEVICE_CHOICES, DeviceChoice, PRECISIONS, resolveDevice } from '../device';
 import { loadModel } from '../model/checkpoint';
 import { parseModelSpec } from '../model/config';
 import { GPT2 } from '../model/gpt2';
@@ -10,6 +10,7 @@ import { FlagSpec, UsageError } from './args';
 export const COMMON: Record<string, FlagSpec> = {
   threads: { type: 'int', min: 1, help: 'CPU threads for the kernels (default: all cores)' },
   device: { type: 'string', choices: DEVICE_CHOICES, default: 'cpu', help: 'backend: cpu, cuda, or auto (cuda when a GPU is usable)' },
+  precision: { type: 'string', choices: PRECISIONS, default: 'bf16', help: 'GPU matmul/attention precision: bf16 (mixed, fp32 master weights) or fp32; the CPU always uses fp32' },
   help: { type: 'bool', help: 'show this help' },
 };
 

@@ -4,15 +4,19 @@
  * stderr as one line naming the problem, with a non-zero exit. Nothing is written to --out unless
  * the whole run succeeds (checkpoints are written atomically). Each command lives in commands/.
  */
+import { setPrecision, setThreads } from '../device';
 import { VERSION } from '../version';
 import { formatHelp, parseFlags, UsageError } from './args';
 import { Command, out } from './common';
+import { dataCommand } from './commands/data';
 import { evalCommand } from './commands/eval';
 import { generateCommand } from './commands/generate';
 import { info } from './commands/info';
+import { sampleCommand } from './commands/sample';
+import { scoreCommand } from './commands/score';
 import { trainCommand } from './commands/train';
 
-export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand };
+export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand };
 
 function mainHelp(): string {
   return [
@@ -43,6 +47,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const { values, positionals } = parseFlags(name, rest, command.flags);
+    // Backend settings shared by every command that takes them.
+    if (values.threads !== undefined) setThreads(values.threads as number);
+    if (values.precision !== undefined) setPrecision(values.precision as 'fp32' | 'bf16');
     await command.run(values, positionals);
     return 0;
   } catch (e) {

@@ -30,8 +30,8 @@ export interface ScoreCompletionsOptions {
   /** Rows per forward pass (default 16). */
   batchSize?: number;
   /**
-   * Upper bound on B*T per forward pass (default 8192): the logits buffer is B*T*vocab floats,
-   * 1.6 GB for GPT-2's vocabulary at 8192 rows.
+   * Upper bound on B*T per forward pass (default 4096): the logits buffer alone is B*T*vocab
+   * floats, 0.8 GB for GPT-2's vocabulary at 4096 positions.
    */
   maxBatchTokens?: number;
   /** Token that stands in front of an empty prompt (GPT-2 has no BOS; its EOS serves). */
@@ -67,7 +67,7 @@ function prepareRow(item: CompletionItem, index: number, nPositions: number, con
  */
 export function scoreCompletions(model: GPT2, items: readonly CompletionItem[], options: ScoreCompletionsOptions): CompletionScore[] {
   const batchSize = options.batchSize ?? 16;
-  const maxBatchTokens = options.maxBatchTokens ?? 8192;
+  const maxBatchTokens = options.maxBatchTokens ?? 4096;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`scoreCompletions: batchSize must be a whole number >= 1 but received ${batchSize}`);
   const nPositions = model.config.n_positions;
   const rows = items.map((item, i) => prepareRow(item, i, nPositions, options.contextTokenId));

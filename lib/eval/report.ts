@@ -110,7 +110,9 @@ export function formatClassificationReport(r: ClassificationReport): string {
 }
 
 export function formatBleuReport(b: BleuReport): string {
-  return `BLEU ${b.bleu.toFixed(2)}  ${b.precisions.map((p) => p.toFixed(1)).join('/')}  (BP ${b.bp.toFixed(3)}, hyp_len ${b.sys_len}, ref_len ${b.ref_len})`;
+  // sacrebleu's own summary line.
+  const ratio = b.ref_len > 0 ? b.sys_len / b.ref_len : 0;
+  return `BLEU = ${b.bleu.toFixed(2)} ${b.precisions.map((p) => p.toFixed(1)).join('/')} (BP = ${b.bp.toFixed(3)} ratio = ${ratio.toFixed(3)} hyp_len = ${b.sys_len} ref_len = ${b.ref_len})`;
 }
 
 export function formatRougeReport(r: RougeReport): string {

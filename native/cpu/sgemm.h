@@ -35,9 +35,18 @@ GemmProblem gemm_subproblem(const GemmProblem& p, int m_begin, int m_end, int n_
 void sgemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                      int lda, const float* B, int ldb, float beta, float* C, int ldc);
 
-// Portable path, single-threaded: the same blocking with a (4,16) tile in plain C++ (used when the
-// CPU lacks AVX-512; exposed so the harness can validate it on any machine). M, N, K >= 1.
+// Plain loops with no scratch memory: the fallback when a thread's packing buffers cannot be
+// allocated. M, N, K >= 1.
+void sgemm_unpacked(const GemmProblem& p);
+
+// Portable path, single-threaded: the same blocking with a (4,12) tile in portable C++ (used when the
+// CPU has neither AVX-512 nor AVX2; exposed so the harness can validate it anywhere). M, N, K >= 1.
 void sgemm_blocked_portable(const GemmProblem& p);
+
+// AVX2 + FMA blocked path with a (6,16) tile, single-threaded; call only when cpu_has_avx2().
+void sgemm_blocked_avx2(const GemmProblem& p);
+int sgemm_avx2_tile_rows();
+int sgemm_avx2_tile_cols();
 
 // AVX-512 paths, single-threaded; call only when cpu_has_avx512(). Requires M, N, K >= 1.
 // Blocked, packed, register-tiled GEMM for any shape.

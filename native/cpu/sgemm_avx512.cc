@@ -17,8 +17,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <new>
-#include <vector>
 
 #include "sgemm.h"
 
@@ -54,19 +52,22 @@ static_assert(MR >= 1 && MR <= 14, "MR rows need 2*MR accumulators + 3 more zmm 
 static_assert(NC % NR == 0, "NC must be a multiple of the 32-column panel width");
 
 // Packing buffers, one set per thread, allocated on the thread's first call and kept (the thread
-// pool's workers live as long as the process, so steady-state calls never allocate).
+// pool's workers live as long as the process, so steady-state calls never allocate). If the
+// allocation fails the pointers stay null and the caller falls back to sgemm_unpacked: a worker
+// thread has no way to report an exception, and the process must not abort.
+inline float* page_aligned_floats(size_t n) {  // aligned_alloc wants a multiple of the alignment
+  return static_cast<float*>(std::aligned_alloc(4096, (n * sizeof(float) + 4095) / 4096 * 4096));
+}
+
 struct PackBuffers {
-  float* b_block = nullptr;  // (NC/NR) panels of (KC,NR)
-  float* a_panel = nullptr;  // (KC,MR)
-  PackBuffers() {
-    b_block = static_cast<float*>(std::aligned_alloc(4096, sizeof(float) * KC * NC));
-    a_panel = static_cast<float*>(std::aligned_alloc(4096, sizeof(float) * ((KC * MR + 1023) / 1024 * 1024)));
-    if (!b_block || !a_panel) throw std::bad_alloc();
-  }
+  float* b_block = page_aligned_floats(static_cast<size_t>(KC) * NC);  // (NC/NR) panels of (KC,NR)
+  float* a_panel = page_aligned_floats(static_cast<size_t>(KC) * MR);  // (KC,MR)
   ~PackBuffers() {
     std::free(b_block);
     std::free(a_panel);
   }
+  bool ok() const { return b_block && a_panel; }
+  PackBuffers() = default;
   PackBuffers(const PackBuffers&) = delete;
   PackBuffers& operator=(const PackBuffers&) = delete;
 };
@@ -312,21 +313,26 @@ void few_rows_axpy(const GemmProblem& p) {
   }
 }
 
-// op(A) rows gathered contiguously when A is stored transposed (few_rows_dot wants rows of A).
-std::vector<float>& few_rows_scratch() {
-  thread_local std::vector<float> rows;
-  return rows;
-}
-
 template <int kRows>
 void few_rows(const GemmProblem& p) {
   if (!p.trans_b) return few_rows_axpy<kRows>(p);
   if (!p.trans_a) return few_rows_dot<kRows>(p, p.A, p.lda);
-  std::vector<float>& rows = few_rows_scratch();
-  if (rows.size() < static_cast<size_t>(kRows) * p.K) rows.resize(static_cast<size_t>(kRows) * p.K);
-  for (int k = 0; k < p.K; ++k)
-    for (int r = 0; r < kRows; ++r) rows[static_cast<size_t>(r) * p.K + k] = p.A[static_cast<int64_t>(k) * p.lda + r];
-  few_rows_dot<kRows>(p, rows.data(), p.K);
+  // A stored (K,M): gather op(A)'s rows a chunk of the reduction at a time into a stack buffer
+  // (few_rows_dot wants them contiguous); later chunks add onto the first (beta 1, no bias).
+  constexpr int kChunk = 1024;  // 16 KiB of stack at 4 rows
+  alignas(64) float rows[kRows * kChunk];
+  for (int k0 = 0; k0 < p.K; k0 += kChunk) {
+    GemmProblem chunk = p;
+    chunk.K = std::min(kChunk, p.K - k0);
+    chunk.B = p.B + k0;
+    if (k0 > 0) {
+      chunk.beta = 1.0f;
+      chunk.bias = nullptr;
+    }
+    for (int k = 0; k < chunk.K; ++k)
+      for (int r = 0; r < kRows; ++r) rows[r * kChunk + k] = p.A[static_cast<int64_t>(k0 + k) * p.lda + r];
+    few_rows_dot<kRows>(chunk, rows, kChunk);
+  }
 }
 
 }  // namespace
@@ -336,6 +342,7 @@ int sgemm_avx512_tile_cols() { return NR; }
 
 void sgemm_blocked_avx512(const GemmProblem& p) {
   PackBuffers& buffers = pack_buffers();
+  if (!buffers.ok()) return sgemm_unpacked(p);
   for (int jc = 0; jc < p.N; jc += NC) {
     const int nc = std::min(NC, p.N - jc);
     for (int pc = 0; pc < p.K; pc += KC) {

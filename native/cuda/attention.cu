@@ -13,6 +13,8 @@
 //             query sees. Probabilities are recomputed from lse in both. Two passes cost ~40% more
 //             arithmetic than one, but need no atomics: results are deterministic.
 // Head sizes up to 128 are supported (templates for 16/32/64/128; channels beyond hs are zero).
+// With set_attention_precision(true), head size 64 goes to the tensor-core kernels of
+// attention_bf16.cu instead (decoding with the KV cache always stays here).
 // Masking: key j is visible to query i when j <= i (+ the cache offset when decoding) and, with
 // segment_ids, when both carry the same segment id.
 #include <cmath>
@@ -441,6 +443,10 @@ void attention_forward(float* out, float* lse, const float* qkv, const int* segm
   if (B <= 0 || T <= 0 || C <= 0) return;
   const int hs = C / NH;
   if (template_head_size(hs) == 0) throw Error(head_size_error("attention_forward", C, NH));
+  if (g_attention_bf16 && hs == 64) {
+    attention_forward_bf16(out, lse, qkv, segment_ids, B, T, C, NH);
+    return;
+  }
   AttentionViews a{};
   a.q = qkv, a.k = qkv + C, a.v = qkv + 2 * C;
   a.q_row = a.kv_row = 3LL * C;
@@ -461,6 +467,10 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   const long long warps = static_cast<long long>(B) * T * NH;
   launch(attention_row_dot_kernel, dim3(static_cast<unsigned>(ceil_div(warps * 32, 256))), dim3(256), 0, row_dot, dout,
          out, B, T, C, NH);
+  if (g_attention_bf16 && hs == 64) {
+    attention_backward_bf16(dqkv, dout, qkv, lse, row_dot, segment_ids, B, T, C, NH);
+    return;
+  }
   BackwardViews a{dqkv, qkv, dout, lse, row_dot, segment_ids, T, C, NH, hs,
                   hs % 4 == 0 && all_aligned({dqkv, qkv, dout})};
   with_head_size<BackwardLauncher>(hs, a, B);

@@ -39,6 +39,8 @@ enum class Scratch : int {
   MatmulOperandC,
   Reduction,        // per-block partial sums (sum_squares, column sums)
   Attention,        // per-row dot(dout, out) for the attention backward
+  AttentionQKV,     // bf16 copies of the attention's inputs
+  AttentionDout,
   OptimizerTable,   // AdamW multi-tensor descriptors
   Count
 };
@@ -70,6 +72,18 @@ void allow_dynamic_smem(void (*kernel)(Params...), size_t bytes) {
 // null. Implemented in layernorm.cu.
 void column_sums(float* sums, float* weighted_sums, const float* values, const float* inp, const float* mean,
                  const float* rstd, int N, int C);
+
+// A bf16 copy of src (rows, cols; leading dimension ld_src) in a scratch slot, each row padded
+// with zeros to padded8(cols) elements (its leading dimension), so every 16-byte chunk of it is
+// wholly inside or outside the matrix. Implemented in matmul.cu.
+const __nv_bfloat16* cast_to_bf16(Scratch slot, const float* src, int rows, int cols, long long ld_src);
+inline int padded8(int n) { return (n + 7) / 8 * 8; }
+
+// bf16 tensor-core attention for head size 64 (attention_bf16.cu); same contract as the kernels.inc
+// functions, called by them when set_attention_precision(true) and C / NH == 64.
+void attention_forward_bf16(float* out, float* lse, const float* qkv, const int* segment_ids, int B, int T, int C, int NH);
+void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* row_dot,
+                             const int* segment_ids, int B, int T, int C, int NH);
 
 inline long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 // Grid size for a grid-stride loop over n items with `threads` per block: enough blocks to fill

@@ -50,20 +50,6 @@ __global__ void cast_bf16_padded_kernel(__nv_bfloat16* dst, int ld_dst, const fl
   }
 }
 
-int padded8(int n) { return (n + 7) / 8 * 8; }
-
-// A bf16 copy of src (rows, cols) with leading dimension ld_src, in the given scratch slot;
-// returns the copy, whose leading dimension is padded8(cols).
-const __nv_bfloat16* cast_to_bf16(Scratch slot, const float* src, int rows, int cols, long long ld_src) {
-  const int ld = padded8(cols);
-  auto* dst = static_cast<__nv_bfloat16*>(scratch(slot, static_cast<size_t>(rows) * ld * sizeof(__nv_bfloat16) + 16));
-  const bool vectorized = ld_src % 4 == 0 && aligned16(src);
-  const int threads = 256;
-  launch(cast_bf16_padded_kernel, dim3(grid_for(static_cast<long long>(rows) * (ld / 8), threads)), dim3(threads), 0,
-         dst, ld, src, ld_src, rows, cols, vectorized);
-  return dst;
-}
-
 // ---------------------------------------------------------------------------------------------
 // bf16 tensor-core GEMM.
 namespace tc {
@@ -378,6 +364,16 @@ void gemm_with_bias(bool trans_a, bool trans_b, int M, int N, int K, float alpha
 }
 
 }  // namespace
+
+const __nv_bfloat16* cast_to_bf16(Scratch slot, const float* src, int rows, int cols, long long ld_src) {
+  const int ld = padded8(cols);
+  auto* dst = static_cast<__nv_bfloat16*>(scratch(slot, static_cast<size_t>(rows) * ld * sizeof(__nv_bfloat16) + 16));
+  const bool vectorized = ld_src % 4 == 0 && aligned16(src);
+  const int threads = 256;
+  launch(cast_bf16_padded_kernel, dim3(grid_for(static_cast<long long>(rows) * (ld / 8), threads)), dim3(threads), 0,
+         dst, ld, src, ld_src, rows, cols, vectorized);
+  return dst;
+}
 
 void set_matmul_precision(bool bf16) { g_matmul_bf16 = bf16; }
 bool matmul_precision_bf16() { return g_matmul_bf16; }

@@ -1,7 +1,13 @@
 // Module entry: the Arena class, the kernels, backend information and CUDA device discovery.
 #include <napi.h>
 
+#include <string>
+#include <vector>
+
 #include "gptune/device.h"
+#ifdef GPTUNE_WITH_CUDA
+#include "gptune/cuda_options.h"
+#endif
 #include "gptune/kernels.h"
 #include "napi/arena.h"
 #include "napi/args.h"
@@ -69,6 +75,71 @@ Napi::Value CudaSetDevice(const Napi::CallbackInfo& info) {
   }
   return info.Env().Undefined();
 }
+// 'bf16' (tensor cores, fp32 accumulation) or 'fp32' for matmuls / attention.
+bool precision_arg(const Napi::CallbackInfo& info, const char* what) {
+  std::string p = info.Length() == 1 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (p != "bf16" && p != "fp32")
+    throw Napi::TypeError::New(info.Env(), std::string(what) + ": expected 'bf16' or 'fp32' but received " +
+                                               (info.Length() ? describe(info[0]) : std::string("nothing")));
+  return p == "bf16";
+}
+Napi::Value CudaSetMatmulPrecision(const Napi::CallbackInfo& info) {
+  cuda::set_matmul_precision(precision_arg(info, "cuda.setMatmulPrecision"));
+  return info.Env().Undefined();
+}
+Napi::Value CudaSetAttentionPrecision(const Napi::CallbackInfo& info) {
+  cuda::set_attention_precision(precision_arg(info, "cuda.setAttentionPrecision"));
+  return info.Env().Undefined();
+}
+Napi::Value CudaPrecision(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("matmul", cuda::matmul_precision_bf16() ? "bf16" : "fp32");
+  o.Set("attention", cuda::attention_precision_bf16() ? "bf16" : "fp32");
+  return o;
+}
+
+// adamwUpdateMulti([{params, m, v, grads, weightDecay}], lr, beta1, beta2, eps, gradScale, step):
+// every tensor of a model in one launch. All views must be CUDA views of equal length per entry.
+Napi::Value CudaAdamwUpdateMulti(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 7 || !info[0].IsArray())
+    throw Napi::TypeError::New(env, "cuda.adamwUpdateMulti: expected (tensors[], lr, beta1, beta2, eps, gradScale, step)");
+  Napi::Array list = info[0].As<Napi::Array>();
+  std::vector<cuda::AdamWTensor> tensors;
+  tensors.reserve(list.Length());
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    Napi::Value item = list.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(env, "cuda.adamwUpdateMulti: tensors[" + std::to_string(i) + "] is not an object");
+    Napi::Object o = item.As<Napi::Object>();
+    // Reuse the kernel-argument checks by validating each entry as a 5-argument call.
+    std::vector<napi_value> argv = {o.Get("params"), o.Get("m"), o.Get("v"), o.Get("grads"), o.Get("weightDecay")};
+    Napi::Function check = Napi::Function::New(env, [&tensors, i](const Napi::CallbackInfo& ci) -> Napi::Value {
+      std::string name = "cuda.adamwUpdateMulti tensors[" + std::to_string(i) + "]";
+      Args a(ci, name.c_str(), 5);
+      auto p = a.floats(0, "params", 0);
+      auto m = a.floats(1, "m", p.numel);
+      auto v = a.floats(2, "v", p.numel);
+      auto g = a.floats(3, "grads", p.numel);
+      double wd = a.number(4, "weightDecay");
+      if (a.device() != Device::Cuda) a.fail_range("every tensor must be a CUDA view");
+      tensors.push_back({p.ptr, m.ptr, v.ptr, g.ptr, static_cast<long long>(p.numel), static_cast<float>(wd)});
+      return ci.Env().Undefined();
+    });
+    check.Call(argv);
+  }
+  Args a(info, "cuda.adamwUpdateMulti", 7);
+  double lr = a.number(1, "lr"), beta1 = a.number(2, "beta1"), beta2 = a.number(3, "beta2"), eps = a.number(4, "eps");
+  double grad_scale = a.number(5, "gradScale");
+  int step = a.dim(6, "step", 1);
+  try {
+    cuda::adamw_update_multi(tensors.data(), static_cast<int>(tensors.size()), static_cast<float>(lr), static_cast<float>(beta1),
+                             static_cast<float>(beta2), static_cast<float>(eps), static_cast<float>(grad_scale), step);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
 Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
   try {
     cuda::synchronize();
@@ -90,6 +161,10 @@ Napi::Object CudaBindings(Napi::Env env) {
   o.Set("devices", Napi::Function::New<CudaDevices>(env, "devices"));
   o.Set("setDevice", Napi::Function::New<CudaSetDevice>(env, "setDevice"));
   o.Set("synchronize", Napi::Function::New<CudaSynchronize>(env, "synchronize"));
+  o.Set("setMatmulPrecision", Napi::Function::New<CudaSetMatmulPrecision>(env, "setMatmulPrecision"));
+  o.Set("setAttentionPrecision", Napi::Function::New<CudaSetAttentionPrecision>(env, "setAttentionPrecision"));
+  o.Set("precision", Napi::Function::New<CudaPrecision>(env, "precision"));
+  o.Set("adamwUpdateMulti", Napi::Function::New<CudaAdamwUpdateMulti>(env, "adamwUpdateMulti"));
 #else
   o.Set("compiled", false);
 #endif

@@ -132,6 +132,7 @@ const BF16_EXACT_INPUTS = 1e-4;
 
 /** Without the setter only the backend's default (bf16) can be tested. */
 const canSetPrecision = typeof cuda.setMatmulPrecision === 'function';
+const canSetAttention = typeof cuda.setAttentionPrecision === 'function';
 function setMatmulPrecision(p: Precision): void {
   if (canSetPrecision) cuda.setMatmulPrecision!(p);
 }
@@ -211,10 +212,19 @@ if (underJest) {
       { B: 3, T: 129, C: 192, NH: 3, segments: true },  // hs 64 with packed examples
       { B: 1, T: 1, C: 64, NH: 1, segments: false },
     ];
-    for (const { B, T, C, NH, segments } of cases) {
-      const label = `B=${B} T=${T} C=${C} NH=${NH}${segments ? ' segments' : ''}`;
+    // bf16 (tensor cores, head size 64 only) on bf16-exact inputs: scores and lse are then exact
+    // up to fp32 rounding (1e-5); out and dqkv carry the bf16 rounding of P and dS (2^-9 at most,
+    // ~1.5e-3 measured on the emulator): 5e-3.
+    const bf16Cases = cases.filter((c) => c.C / c.NH === 64).concat([{ B: 2, T: 300, C: 128, NH: 2, segments: true }]);
+    const runs = cases.map((c) => ({ ...c, bf16: false }))
+      .concat(canSetAttention ? bf16Cases.map((c) => ({ ...c, bf16: true })) : []);
+    for (const { B, T, C, NH, segments, bf16 } of runs) {
+      const label = `${bf16 ? 'bf16 ' : ''}B=${B} T=${T} C=${C} NH=${NH}${segments ? ' segments' : ''}`;
+      const tolerance = bf16 ? 5e-3 : FP32;
       test(`forward and backward ${label}`, () => {
-        const qkv = randomArray(B * T * 3 * C, -2, 2), dout = randomArray(B * T * C), dqkv0 = randomArray(B * T * 3 * C);
+        cuda.setAttentionPrecision?.(bf16 ? 'bf16' : 'fp32');
+        const prep = bf16 ? bf16Exact : (a: Float32Array) => a;
+        const qkv = prep(randomArray(B * T * 3 * C, -2, 2)), dout = prep(randomArray(B * T * C)), dqkv0 = randomArray(B * T * 3 * C);
         let seg: Int32Array | null = null;
         if (segments) {
           seg = new Int32Array(B * T);
@@ -231,11 +241,12 @@ if (underJest) {
         K.attention_backward(dqkvCpu, dout, qkv, outCpu, lseCpu, seg, B, T, C, NH);
         const gQkv = toDevice(qkv), gOut = poisoned(B * T * C), gLse = poisoned(B * NH * T, 1);
         K.attention_forward(gOut, gLse, gQkv, seg, B, T, C, NH);
-        expectClose(`attention_forward out ${label}`, fromDevice(gOut), outCpu, FP32);
+        expectClose(`attention_forward out ${label}`, fromDevice(gOut), outCpu, tolerance);
         expectClose(`attention_forward lse ${label}`, fromDevice(gLse), lseCpu, FP32);
         const gDout = toDevice(dout), gDqkv = toDevice(dqkv0);
         K.attention_backward(gDqkv, gDout, gQkv, gOut, gLse, seg, B, T, C, NH);
-        expectIncrementClose(`attention_backward dqkv ${label}`, fromDevice(gDqkv), dqkvCpu, dqkv0, FP32);
+        expectIncrementClose(`attention_backward dqkv ${label}`, fromDevice(gDqkv), dqkvCpu, dqkv0, tolerance);
+        cuda.setAttentionPrecision?.('fp32');
         freeAll();
       });
     }
@@ -292,7 +303,16 @@ if (underJest) {
         K.gelu_backward(acc, x, dout, n);
         const gAcc = toDevice(acc0);
         K.gelu_backward(gAcc, gX, gD, n);
-        expectIncrementClose('gelu_backward', fromDevice(gAcc), acc, acc0, FP32);
+        // The increment dout * gelu'(x) can be ~0 (gelu' crosses zero near x = -0.75): its error is
+        // measured against ||dout||, the scale of its terms (|gelu'| <= 1.13).
+        const gotAcc = fromDevice(gAcc);
+        let diff = 0, scale = 0;
+        for (let i = 0; i < n; i++) {
+          diff += ((gotAcc[i] - acc0[i]) - (acc[i] - acc0[i])) ** 2;
+          scale += dout[i] ** 2;
+        }
+        const geluErr = Number.isFinite(diff) ? Math.sqrt(diff / scale) : Infinity;
+        assert.ok(geluErr <= FP32, `gelu_backward: error ${geluErr.toExponential(2)} relative to ||dout|| exceeds ${FP32}`);
         K.residual_forward(out, x, y, n);
         K.residual_forward(gOut, gX, gY, n);
         expectClose('residual_forward', fromDevice(gOut), out, FP32);

@@ -131,7 +131,7 @@ describe.each([1, 2])('with %i thread(s)', (threads) => {
   // [M, N, K] for sgemm, run for all four transpose combinations.
   const GEMM_SHAPES: [number, number, number][] = [
     [1, 1, 1], [1, 37, 70], [2, 50, 17], [3, 33, 1], [4, 129, 70], [5, 31, 16], [12, 32, 15], [13, 33, 17],
-    [14, 64, 400], [50, 37, 129], [3, 1100, 40], [40, 1100, 390],
+    [14, 64, 400], [50, 37, 129], [3, 1100, 40], [40, 1100, 390], [2, 45, 2100],
   ];
   const GEMM_CASES: [string, number, number, number][] = [];
   for (const t of ['NN', 'NT', 'TN', 'TT']) for (const [M, N, K] of GEMM_SHAPES) GEMM_CASES.push([t, M, N, K]);

@@ -1,32 +1,224 @@
 /** gptune eval */
+import { DataRecord, DATA_KINDS, DataKind, loadRecords } from '../../data';
 import { DeviceChoice, setThreads } from '../../device';
-import { evalLM } from '../../train/lm';
+import {
+  ClassificationEvalResult, compareModels, Comparison, evaluateClassification, evaluateGeneration, evaluateLM,
+  formatBleuReport, formatClassificationReport, formatComparison, formatRougeReport, GenerationEvalResult, LabelScoring,
+} from '../../eval';
+import { writeFileAtomic } from '../../io/atomic';
 import { UsageError } from '../args';
 import { COMMON, Command, encodeFile, openModel, out } from '../common';
 
+type Values = Record<string, unknown>;
+
+const TASKS = ['lm', 'classify', 'generate'] as const;
+type Task = (typeof TASKS)[number];
+
+/** Flags that only some tasks read; giving one to another task is a usage error, not silently ignored. */
+const TASK_FLAGS: Record<string, readonly Task[]> = {
+  'seq-len': ['lm'],
+  format: ['classify', 'generate'],
+  template: ['classify', 'generate'],
+  'skip-invalid': ['classify', 'generate'],
+  'max-examples': ['classify', 'generate'],
+  predictions: ['classify', 'generate'],
+  labels: ['classify'],
+  'label-score': ['classify'],
+  'label-eos': ['classify'],
+  'max-new-tokens': ['generate'],
+  'stop-at-newline': ['generate'],
+};
+
+interface TaskRun {
+  /** The JSON result of one model (no per-example lists). */
+  result: Record<string, unknown>;
+  /** Per-example lines for --predictions. */
+  perExample: Array<Record<string, unknown>>;
+  human: string;
+}
+
+interface DataSet {
+  records: DataRecord[];
+  skipped: number;
+}
+
+function loadData(v: Values): DataSet {
+  const loaded = loadRecords(v.data as string, { format: v.format as DataKind | undefined, skipInvalid: Boolean(v['skip-invalid']) });
+  const limit = v['max-examples'] as number | undefined;
+  const records = limit !== undefined ? loaded.records.slice(0, limit) : loaded.records;
+  if (records.length === 0) throw new UsageError(`--data ${v.data}: no examples to evaluate`);
+  return { records, skipped: loaded.skipped.length };
+}
+
+function runLM(v: Values, modelDir: string): TaskRun {
+  const { model, tokenizer } = openModel(modelDir, v.device as DeviceChoice, 0);
+  try {
+    const tokens = encodeFile(tokenizer, v.data as string, '--data');
+    const T = (v['seq-len'] as number | undefined) ?? model.config.n_positions;
+    if (T > model.config.n_positions) throw new UsageError(`--seq-len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
+    const started = Date.now();
+    const r = evaluateLM(model, tokens, T, (v['batch-size'] as number | undefined) ?? 4);
+    const result = { ...r, seconds: (Date.now() - started) / 1000 };
+    const human = `loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  tokens ${r.tokens}  token accuracy ${(100 * r.token_accuracy).toFixed(2)}%`;
+    return { result, perExample: [], human };
+  } finally {
+    model.free();
+  }
+}
+
+function runClassify(v: Values, modelDir: string, data: DataSet): TaskRun {
+  const { model, tokenizer } = openModel(modelDir, v.device as DeviceChoice, 0);
+  try {
+    const labels = v.labels === undefined ? null : (v.labels as string).split(',').map((l) => l.trim()).filter((l) => l !== '');
+    if (labels !== null && labels.length < 2) throw new UsageError(`--labels: expected at least 2 comma-separated labels but received '${v.labels}'`);
+    const started = Date.now();
+    const r: ClassificationEvalResult = evaluateClassification(model, tokenizer, data.records, labels, v.template as string | undefined, {
+      labelScore: v['label-score'] as LabelScoring, labelEos: v['label-eos'] as boolean, batchSize: (v['batch-size'] as number | undefined) ?? 16,
+    });
+    const { predictions, ...report } = r;
+    const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
+    const perExample = predictions.map((p, i) => ({
+      line: data.records[i].line, label: p.label, predicted: p.predicted, scores: Object.fromEntries(r.labels.map((l, k) => [l, p.scores[k]])),
+    }));
+    const notes = [
+      `labels ${r.labels.join(', ')}  (score: ${r.label_score} of the label tokens' log-probabilities${r.label_eos ? ', <|endoftext|> included' : ''})`,
+      ...(r.truncated_examples > 0 ? [`${r.truncated_examples} prompts were cut on the left to fit the context`] : []),
+      ...(data.skipped > 0 ? [`${data.skipped} invalid lines skipped`] : []),
+    ];
+    return { result, perExample, human: `${formatClassificationReport(r)}\n${notes.join('\n')}` };
+  } finally {
+    model.free();
+  }
+}
+
+function runGenerate(v: Values, modelDir: string, data: DataSet): TaskRun {
+  const { model, tokenizer } = openModel(modelDir, v.device as DeviceChoice, 0);
+  try {
+    const started = Date.now();
+    const r: GenerationEvalResult = evaluateGeneration(model, tokenizer, data.records, {
+      template: v.template as string | undefined,
+      maxNewTokens: v['max-new-tokens'] as number | undefined,
+      stopAtNewline: v['stop-at-newline'] as boolean | undefined,
+    });
+    const { outputs, ...report } = r;
+    const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
+    const perExample = outputs.map((o, i) => ({ line: data.records[i].line, prompt: o.prompt, reference: o.reference, output: o.output, stop: o.stop }));
+    const stops = Object.entries(r.stops).filter(([, n]) => n > 0).map(([why, n]) => `${why} ${n}`).join(', ');
+    const human = [
+      `examples ${r.examples}  (greedy, at most ${r.max_new_tokens} new tokens, stop at <|endoftext|>${r.stop_at_newline ? ' or a line break' : ''}; stopped: ${stops})`,
+      formatBleuReport(r),
+      formatRougeReport(r),
+      ...(r.truncated_examples > 0 ? [`${r.truncated_examples} prompts were cut on the left to fit the context`] : []),
+      ...(data.skipped > 0 ? [`${data.skipped} invalid lines skipped`] : []),
+    ].join('\n');
+    return { result, perExample, human };
+  } finally {
+    model.free();
+  }
+}
+
+/** The fields a comparison table shows for each task. */
+function comparisonFields(task: Task, a: Record<string, unknown>): string[] {
+  switch (task) {
+    case 'lm':
+      return ['loss', 'perplexity', 'token_accuracy', 'tokens'];
+    case 'classify':
+      return ['accuracy', 'f1', 'precision', 'recall', ...Object.keys(a.per_class as object).map((label) => `per_class.${label}.f1`)];
+    case 'generate':
+      return ['bleu', 'rouge1.f', 'rouge2.f', 'rougeL.f', 'bp', 'sys_len', 'ref_len'];
+  }
+}
+
+/** Per-example lines of two runs merged: the shared fields once, each model's own under a and b. */
+function mergePerExample(a: Array<Record<string, unknown>>, b: Array<Record<string, unknown>>, own: readonly string[]): Array<Record<string, unknown>> {
+  return a.map((x, i) => {
+    const shared: Record<string, unknown> = {};
+    const pick = (r: Record<string, unknown>) => Object.fromEntries(own.map((k) => [k, r[k]]));
+    for (const [k, value] of Object.entries(x)) if (!own.includes(k)) shared[k] = value;
+    return { ...shared, a: pick(x), b: pick(b[i]) };
+  });
+}
+
+function writePredictions(file: string, lines: Array<Record<string, unknown>>): void {
+  writeFileAtomic(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+}
+
 export const evalCommand: Command = {
-  usage: 'gptune eval --model DIR --data FILE.txt [--seq-len T] [--batch-size B] [--json]',
+  usage: 'gptune eval --model DIR --data FILE [--task lm|classify|generate] [--compare DIR2] [--json]',
   description:
-    'Language-model loss on a text file: the whole file is tokenised (no BOS), cut into consecutive chunks of at most T tokens, and every token after the first of its chunk is predicted from the chunk\'s earlier tokens.',
+    'Evaluates a model on data. --task lm (default): language-model loss on a text file: the whole file is tokenised (no BOS), cut into consecutive chunks of at most T tokens, and every token after the first of its chunk is predicted from the chunk\'s earlier tokens. ' +
+    '--task classify: classification data rendered with its template; each candidate label\'s completion (" " + label by default, then <|endoftext|> unless --no-label-eos) is scored by its log-likelihood after the prompt and the most likely label is the prediction: accuracy, macro-F1, per-class figures, confusion matrix. ' +
+    '--task generate: prompt/completion (or chat) data; each prompt is continued greedily until <|endoftext|>, --max-new-tokens, or (when every reference is one line) a line break, and the outputs are scored against the completions with corpus BLEU and ROUGE-1/2/L. ' +
+    '--compare DIR2 evaluates a second model on the same data and prints both side by side with the difference (JSON: {a, b, delta}, delta = b - a).',
   flags: {
     model: { type: 'string', required: true, help: 'model folder (config.json + model.safetensors)' },
-    data: { type: 'string', required: true, help: 'text file' },
-    'seq-len': { type: 'int', min: 2, help: 'chunk length (default: n_positions)' },
-    'batch-size': { type: 'int', min: 1, default: 4, help: 'chunks per forward pass' },
+    data: { type: 'string', required: true, help: 'text file (lm) or data file (classify, generate)' },
+    task: { type: 'string', default: 'lm', choices: TASKS, help: 'what to evaluate' },
+    compare: { type: 'string', help: 'a second model folder to evaluate on the same data (e.g. the fine-tuned one against the base)' },
+    'seq-len': { type: 'int', min: 2, help: 'lm: chunk length (default: n_positions)' },
+    'batch-size': { type: 'int', min: 1, help: 'chunks (lm, default 4) or scored sequences (classify, default 16) per forward pass' },
+    format: { type: 'string', choices: DATA_KINDS, help: 'data format (default: detected from the file)' },
+    template: { type: 'string', help: 'prompt template, as in training (default: the format\'s default template)' },
+    'skip-invalid': { type: 'bool', help: 'skip invalid data lines (counted in the report) instead of stopping at the first' },
+    'max-examples': { type: 'int', min: 1, help: 'evaluate only the first N examples' },
+    labels: { type: 'string', help: 'classify: candidate labels, comma-separated (default: the labels in the data)' },
+    'label-score': { type: 'string', default: 'sum', choices: ['sum', 'mean'], help: 'classify: a label\'s score is the sum or the per-token mean of its tokens\' log-probabilities' },
+    'label-eos': { type: 'bool', default: true, help: 'classify: score <|endoftext|> after each label, as training appends it (--no-label-eos scores the label alone)' },
+    'max-new-tokens': { type: 'int', min: 1, help: 'generate: tokens per output at most (default: longest reference + max(16, 25%))' },
+    'stop-at-newline': { type: 'bool', help: 'generate: stop at a line break (default: when every reference is a single line)' },
+    predictions: { type: 'string', help: 'classify/generate: also write every example\'s prediction to this JSONL file' },
     json: { type: 'bool', help: 'print the result as one JSON line' },
     ...COMMON,
   },
   run(v) {
     setThreads(v.threads as number | undefined);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0);
-    const tokens = encodeFile(tokenizer, v.data as string, '--data');
-    const T = (v['seq-len'] as number | undefined) ?? model.config.n_positions;
-    if (T > model.config.n_positions) throw new UsageError(`--seq-len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
-    const started = Date.now();
-    const r = evalLM(model, tokens, T, v['batch-size'] as number);
-    const result = { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, token_accuracy: r.accuracy, seconds: (Date.now() - started) / 1000 };
-    if (!v.json) out(`loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  tokens ${r.tokens}  token accuracy ${(100 * r.accuracy).toFixed(2)}%`);
-    out(JSON.stringify(result));
-    model.free();
+    const task = v.task as Task;
+    for (const [flag, tasks] of Object.entries(TASK_FLAGS)) {
+      // label-eos has a default; only an explicit --no-label-eos counts as given.
+      const given = flag === 'label-eos' ? v[flag] === false : flag === 'label-score' ? v[flag] !== 'sum' : v[flag] !== undefined;
+      if (given && !tasks.includes(task)) throw new UsageError(`--${flag} applies to --task ${tasks.join('/')}, not --task ${task}`);
+    }
+    const modelA = v.model as string;
+    const modelB = v.compare as string | undefined;
+    if (task === 'lm' && modelB === undefined) {
+      // The original contract: a human line unless --json, then the JSON line.
+      const { result, human } = runLM(v, modelA);
+      if (!v.json) out(human);
+      out(JSON.stringify({ loss: result.loss, perplexity: result.perplexity, tokens: result.tokens, token_accuracy: result.token_accuracy, seconds: result.seconds }));
+      return;
+    }
+    const data = task === 'lm' ? null : loadData(v);
+    const runTask = (dir: string): TaskRun => (task === 'lm' ? runLM(v, dir) : task === 'classify' ? runClassify(v, dir, data!) : runGenerate(v, dir, data!));
+    if (modelB === undefined) {
+      const run = runTask(modelA);
+      if (v.predictions) writePredictions(v.predictions as string, run.perExample);
+      out(v.json ? JSON.stringify({ task, ...run.result }) : run.human);
+      return;
+    }
+    const runs: TaskRun[] = []; // [A, B]: compareModels evaluates A first
+    const comparison: Comparison = compareModels(modelA, modelB, (dir) => {
+      const run = runTask(dir);
+      runs.push(run);
+      return { task, model: dir, ...run.result };
+    });
+    if (v.predictions) {
+      const own = task === 'classify' ? ['predicted', 'scores'] : ['output', 'stop'];
+      writePredictions(v.predictions as string, mergePerExample(runs[0].perExample, runs[1].perExample, own));
+    }
+    if (v.json) {
+      out(JSON.stringify(comparison));
+      return;
+    }
+    out(`A = ${modelA}\nB = ${modelB}\n`);
+    out(formatComparison(comparison, ['A', 'B'], comparisonFields(task, comparison.a)));
+    if (task === 'classify') {
+      out('\nconfusion matrices (rows: true class, columns: predicted)');
+      out(`A:\n${formatConfusion(comparison.a)}\nB:\n${formatConfusion(comparison.b)}`);
+    }
   },
 };
+
+function formatConfusion(r: Record<string, unknown>): string {
+  const full = formatClassificationReport(r as unknown as ClassificationEvalResult);
+  return full.slice(full.indexOf('\n', full.indexOf('confusion matrix')) + 1);
+}

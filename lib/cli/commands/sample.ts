@@ -1,0 +1,73 @@
+/** gptune sample */
+import { DATA_KINDS, DataKind, loadRecords } from '../../data';
+import { DeviceChoice, setThreads } from '../../device';
+import { reviewEntries, reviewFormat, writeReview } from '../../eval';
+import { UsageError } from '../args';
+import { COMMON, Command, openModel, out } from '../common';
+
+/**
+ * The flag parser knows only --long flags, so `-n 5` arrives as two positionals: take it as --n.
+ * Anything else left over is a mistake worth reporting rather than ignoring.
+ */
+function takeShortN(v: Record<string, unknown>, positionals: string[]): void {
+  const rest = positionals.slice();
+  const at = rest.indexOf('-n');
+  if (at >= 0) {
+    const text = rest[at + 1];
+    if (text === undefined || !/^\d+$/.test(text) || Number(text) < 1) throw new UsageError(`sample: -n: expected a whole number >= 1 but received '${text ?? ''}'`);
+    v.n = Number(text);
+    rest.splice(at, 2);
+  }
+  if (rest.length > 0) throw new UsageError(`sample: unexpected argument '${rest[0]}' (options start with --; see gptune sample --help)`);
+}
+
+export const sampleCommand: Command = {
+  usage: 'gptune sample --model DIR --data FILE -n N --out review.md|review.jsonl [--seed S] [--temperature X --top-k K --top-p P]',
+  description:
+    'Writes prompts, model outputs and references side by side for a person to review. ' +
+    'N examples of the data are chosen with --seed and shown in file order, as ' +
+    'Markdown (one section per example) or JSONL (one object per line), by the --out extension, written atomically. ' +
+    'Outputs are greedy unless --temperature > 0; decoding stops at <|endoftext|>, --max-new-tokens, or (when every chosen reference is one line) a line break. ' +
+    'Classification examples also show the label that label likelihood picks (as eval --task classify).',
+  flags: {
+    model: { type: 'string', required: true, help: 'model folder' },
+    data: { type: 'string', required: true, help: 'data file with prompts (prompt/completion, chat or classification)' },
+    n: { type: 'int', min: 1, default: 10, help: 'how many examples (all of them when the data has fewer); -n N works too' },
+    out: { type: 'string', required: true, help: 'review file: .md or .jsonl' },
+    seed: { type: 'int', min: 0, default: 0, help: 'chooses the examples and seeds sampling' },
+    'max-new-tokens': { type: 'int', min: 1, help: 'tokens per output at most (default: longest chosen reference + max(16, 25%))' },
+    temperature: { type: 'number', min: 0, default: 0, help: 'softmax temperature (0 = greedy)' },
+    'top-k': { type: 'int', min: 0, default: 0, help: 'sample from the k most likely tokens (0 = all)' },
+    'top-p': { type: 'number', min: 0, default: 1.0, help: 'nucleus sampling threshold (1 = off)' },
+    'stop-at-newline': { type: 'bool', help: 'stop at a line break (default: when every chosen reference is a single line)' },
+    format: { type: 'string', choices: DATA_KINDS, help: 'data format (default: detected from the file)' },
+    template: { type: 'string', help: 'prompt template, as in training' },
+    'skip-invalid': { type: 'bool', help: 'skip invalid data lines instead of stopping at the first' },
+    json: { type: 'bool', help: 'print {out, examples, format} as JSON' },
+    ...COMMON,
+  },
+  run(v, positionals) {
+    setThreads(v.threads as number | undefined);
+    takeShortN(v, positionals);
+    const file = v.out as string;
+    reviewFormat(file); // a bad extension fails before any work
+    const topP = v['top-p'] as number;
+    if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p: expected a number in (0, 1] but received '${topP}'`);
+    const loaded = loadRecords(v.data as string, { format: v.format as DataKind | undefined, skipInvalid: Boolean(v['skip-invalid']) });
+    if (loaded.records.length === 0) throw new UsageError(`--data ${v.data}: no examples`);
+    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0);
+    try {
+      const entries = reviewEntries(model, tokenizer, loaded.records, {
+        n: v.n as number, seed: v.seed as number, template: v.template as string | undefined,
+        maxNewTokens: v['max-new-tokens'] as number | undefined, stopAtNewline: v['stop-at-newline'] as boolean | undefined,
+        temperature: v.temperature as number, topK: v['top-k'] as number, topP,
+      });
+      const decoding = (v.temperature as number) > 0 ? `sampled (temperature ${v.temperature}, top-k ${v['top-k']}, top-p ${topP}, seed ${v.seed})` : 'greedy';
+      writeReview(file, entries, { model: v.model as string, data: v.data as string, examples: entries.length, seed: v.seed as number, decoding });
+      const summary = { out: file, examples: entries.length, format: reviewFormat(file), skipped_lines: loaded.skipped.length };
+      out(v.json ? JSON.stringify(summary) : `wrote ${entries.length} examples to ${file}`);
+    } finally {
+      model.free();
+    }
+  },
+};

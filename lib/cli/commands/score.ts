@@ -1,0 +1,42 @@
+/** gptune score */
+import { formatBleuReport, formatClassificationReport, formatRougeReport, SCORE_METRICS, ScoreMetric, scoreFiles, ScoreResult } from '../../eval';
+import { BleuTokenizer } from '../../metrics';
+import { UsageError } from '../args';
+import { Command, out } from '../common';
+
+function formatScore(r: ScoreResult): string {
+  const head = `${r.lines} lines, ${r.references} reference${r.references === 1 ? '' : 's'} per line`;
+  switch (r.metric) {
+    case 'bleu':
+      return `${formatBleuReport(r)}\n${head}`;
+    case 'rouge':
+      return `${formatRougeReport(r)}\n${head} (per-line means; the best-F reference of each line)`;
+    default:
+      return formatClassificationReport(r);
+  }
+}
+
+export const scoreCommand: Command = {
+  usage: 'gptune score --metric bleu|rouge|accuracy|f1 --pred FILE --ref FILE [--ref FILE ...] [--json]',
+  description:
+    'Scores a predictions file against reference files with BLEU, ROUGE, accuracy or F1. One example per line (like the sacrebleu CLI): several --ref files give several references per line, and every file must have as many lines as --pred. ' +
+    'bleu: corpus BLEU as sacrebleu computes it by default (13a, exp smoothing); rouge: ROUGE-1/2/L precision/recall/F as rouge-score computes them, averaged over lines; ' +
+    'accuracy and f1: labels (surrounding whitespace ignored), with macro P/R/F1, per-class figures and the confusion matrix.',
+  flags: {
+    metric: { type: 'string', required: true, choices: SCORE_METRICS, help: 'what to compute' },
+    pred: { type: 'string', required: true, help: 'predictions (hypotheses), one per line' },
+    ref: { type: 'strings', required: true, help: 'references, one per line; repeat for several references per line' },
+    tokenize: { type: 'string', default: '13a', choices: ['13a', 'none', 'char', 'intl'], help: 'BLEU tokenizer' },
+    lowercase: { type: 'bool', help: 'BLEU: lowercase everything first' },
+    'use-stemmer': { type: 'bool', help: 'ROUGE: Porter-stem tokens (rouge-score use_stemmer)' },
+    json: { type: 'bool', help: 'print the result as one JSON line' },
+    help: { type: 'bool', help: 'show this help' },
+  },
+  run(v, positionals) {
+    if (positionals.length > 0) throw new UsageError(`score: unexpected argument '${positionals[0]}' (give files with --pred and --ref)`);
+    const result = scoreFiles(v.metric as ScoreMetric, v.pred as string, v.ref as string[], {
+      tokenize: v.tokenize as BleuTokenizer, lowercase: Boolean(v.lowercase), useStemmer: Boolean(v['use-stemmer']),
+    });
+    out(v.json ? JSON.stringify(result) : formatScore(result));
+  },
+};

@@ -1,0 +1,349 @@
+/**
+ * The fine-tuning hyperparameters: one typed TrainConfig with a documented default on every key,
+ * loaded from a JSON or YAML file (`--config FILE`) and overridden by command-line flags.
+ * Precedence, lowest first: DEFAULT_CONFIG < the checkpoint's train_config.json (when resuming from
+ * the CLI) < the config file < flags. Unknown keys and wrong types are errors that name the file (or
+ * flag), the key, the expected type and the received value. Relative paths are relative to the
+ * current directory, as for flags, not to the config file.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { parseDocument } from 'yaml';
+
+export type DataFormat = 'auto' | 'text' | 'prompt_completion' | 'chat' | 'classification';
+export const DATA_FORMATS: readonly DataFormat[] = ['auto', 'text', 'prompt_completion', 'chat', 'classification'];
+export type ScheduleChoice = 'constant' | 'linear' | 'cosine';
+export const SCHEDULE_CHOICES: readonly ScheduleChoice[] = ['constant', 'linear', 'cosine'];
+export type DeviceSetting = 'cpu' | 'cuda' | 'auto';
+export const DEVICE_SETTINGS: readonly DeviceSetting[] = ['cpu', 'cuda', 'auto'];
+export type PrecisionSetting = 'bf16' | 'fp32';
+export const PRECISION_SETTINGS: readonly PrecisionSetting[] = ['bf16', 'fp32'];
+
+export interface TrainConfig {
+  // --- what to train, on what, and where the result goes ---
+  /** Model folder (Hugging Face GPT-2) or "new:n_layer=..,n_head=..,n_embd=.." for fresh weights. Required. */
+  model: string | null;
+  /** Training data: a .txt/.jsonl/.csv file, or a folder of .txt files. Required. */
+  data: string | null;
+  /** A separate validation file. Default null: no validation unless validation_fraction > 0. */
+  validation: string | null;
+  /** Fraction of the training data held out for validation, in [0, 1): a seeded random subset of the examples, or the end of a text's token stream. Default 0. */
+  validation_fraction: number;
+  /** Data format; "auto" detects it from the file (extension and first record). Default "auto". */
+  format: DataFormat;
+  /** Prompt template overriding the format's default (see lib/data). Default null = the format's default. */
+  template: string | null;
+  /** Take the loss on prompt tokens too, not only on the completion / assistant turns. Default false. */
+  train_on_prompt: boolean;
+  /** Pack several short examples into each sequence (attention never crosses examples); false pads. Default true. */
+  packing: boolean;
+  /** Skip (and count) invalid data lines instead of stopping with an error. Default false. */
+  skip_invalid: boolean;
+  /** Output folder: at the end it holds the best model (lowest validation loss) in Hugging Face format. Required. */
+  output_dir: string | null;
+  /** Where checkpoints go (step-N, last, best). Default null = <output_dir>/checkpoints. */
+  checkpoint_dir: string | null;
+
+  // --- optimisation ---
+  /** Peak learning rate. Default 3e-4. */
+  learning_rate: number;
+  /** Sequences per micro-batch. Default 4. */
+  batch_size: number;
+  /** Micro-batches per optimizer step; the gradient is that of the mean loss over all their scored tokens. Default 1. */
+  grad_accum_steps: number;
+  /** Passes over the training data; fractional values allowed. Ignored when max_steps is set. Default 1. */
+  epochs: number;
+  /** Optimizer steps to run; overrides epochs when set (as in Hugging Face's Trainer). Default null. */
+  max_steps: number | null;
+  /** Linear warmup steps from 0 to learning_rate. Default 0. */
+  warmup_steps: number;
+  /** Warmup as a fraction of all steps (ceil(ratio * steps)); give this or warmup_steps, not both. Default 0. */
+  warmup_ratio: number;
+  /** Learning-rate schedule after warmup: constant, linear or cosine decay to min_lr. Default "constant". */
+  schedule: ScheduleChoice;
+  /** Final learning rate of the linear and cosine schedules. Default 0. */
+  min_lr: number;
+  /** AdamW decoupled weight decay, applied to 2D+ tensors only (not biases or LayerNorm). Default 0. */
+  weight_decay: number;
+  /** AdamW beta1, in [0, 1). Default 0.9. */
+  beta1: number;
+  /** AdamW beta2, in [0, 1). Default 0.999. */
+  beta2: number;
+  /** AdamW epsilon. Default 1e-8. */
+  eps: number;
+  /** Global gradient-norm clip; 0 = no clipping. Default 1.0. */
+  grad_clip: number;
+  /** Sequence length T. Default null = min(n_positions, 256). */
+  seq_len: number | null;
+  /** Seed for shuffling, the validation split and fresh weights. Default 1337. */
+  seed: number;
+  /** Shuffle the training items each epoch (false: in file order, wrapping). Default true. */
+  shuffle: boolean;
+
+  // --- evaluation, early stopping, checkpoints ---
+  /** Evaluate on the validation data every N optimizer steps; 0 = only at the end. Default 0. */
+  eval_every: number;
+  /** Evaluate after the last step (unless that step was just evaluated). Default true. */
+  eval_at_end: boolean;
+  /** Stop after this many evaluations without improvement of the validation loss; 0 = never. Default 0. */
+  early_stopping_patience: number;
+  /** An evaluation improves when val_loss < best - min_delta. Default 0. */
+  early_stopping_min_delta: number;
+  /** Write a resumable checkpoint (checkpoints/step-N) every N optimizer steps; 0 = none. Default 0. */
+  save_every: number;
+  /** Keep at most this many step-N checkpoints (oldest deleted; best and last are always kept). Default null = all. */
+  save_total_limit: number | null;
+  /** Resume from this checkpoint folder (or from the newest checkpoint inside it). Default null. */
+  resume_from: string | null;
+
+  // --- machine and logging ---
+  /** Backend: cpu, cuda, or auto (cuda when a GPU is usable). Default "cpu". */
+  device: DeviceSetting;
+  /** GPU matmul/attention precision: bf16 operands with fp32 accumulation (weights, gradients and AdamW state stay fp32), or fp32. The CPU always computes in fp32. Default "bf16". */
+  precision: PrecisionSetting;
+  /** CPU threads for the kernels. Default null = all cores. */
+  threads: number | null;
+  /** Append one JSON line per step and per evaluation to this file. Default null. */
+  log_file: string | null;
+}
+
+export type ConfigKey = keyof TrainConfig;
+
+type ValueType = 'string' | 'int' | 'number' | 'bool';
+
+/** How one key is checked and how it appears on the command line. */
+export interface KeySpec<V> {
+  type: ValueType;
+  default: V;
+  /** null is an allowed value. */
+  nullable?: boolean;
+  choices?: readonly string[];
+  min?: number;
+  /** Lower bound, exclusive. */
+  above?: number;
+  /** Upper bound, exclusive. */
+  below?: number;
+  /** Flag name on the command line (without --). */
+  flag: string;
+  /** One line of help for --help. */
+  help: string;
+}
+
+/** Every key, its check and its flag; the type makes sure no key of TrainConfig is missing here. */
+export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
+  model: { type: 'string', nullable: true, default: null, flag: 'model', help: 'model folder, or new:n_layer=2,n_head=4,n_embd=64,n_positions=128 for a fresh model (required)' },
+  data: { type: 'string', nullable: true, default: null, flag: 'data', help: 'training file (.txt, .jsonl, .csv) or folder of .txt files (required)' },
+  validation: { type: 'string', nullable: true, default: null, flag: 'validation', help: 'validation file' },
+  validation_fraction: { type: 'number', min: 0, below: 1, default: 0, flag: 'validation-fraction', help: 'fraction of the training data held out for validation' },
+  format: { type: 'string', choices: DATA_FORMATS, default: 'auto', flag: 'format', help: 'data format' },
+  template: { type: 'string', nullable: true, default: null, flag: 'template', help: "prompt template (default: the format's)" },
+  train_on_prompt: { type: 'bool', default: false, flag: 'train-on-prompt', help: 'take the loss on prompt tokens too' },
+  packing: { type: 'bool', default: true, flag: 'packing', help: 'pack short examples into full sequences (--no-packing pads)' },
+  skip_invalid: { type: 'bool', default: false, flag: 'skip-invalid', help: 'skip and count invalid data lines instead of failing' },
+  output_dir: { type: 'string', nullable: true, default: null, flag: 'out', help: 'output folder: the best model at the end (required)' },
+  checkpoint_dir: { type: 'string', nullable: true, default: null, flag: 'checkpoint-dir', help: 'checkpoint folder (default: OUT/checkpoints)' },
+  learning_rate: { type: 'number', min: 0, default: 3e-4, flag: 'lr', help: 'peak learning rate' },
+  batch_size: { type: 'int', min: 1, default: 4, flag: 'batch-size', help: 'sequences per micro-batch (B)' },
+  grad_accum_steps: { type: 'int', min: 1, default: 1, flag: 'grad-accum', help: 'micro-batches per optimizer step' },
+  epochs: { type: 'number', above: 0, default: 1, flag: 'epochs', help: 'passes over the training data (ignored with --steps)' },
+  max_steps: { type: 'int', min: 1, nullable: true, default: null, flag: 'steps', help: 'optimizer steps (overrides --epochs)' },
+  warmup_steps: { type: 'int', min: 0, default: 0, flag: 'warmup', help: 'linear warmup steps' },
+  warmup_ratio: { type: 'number', min: 0, below: 1, default: 0, flag: 'warmup-ratio', help: 'warmup as a fraction of all steps' },
+  schedule: { type: 'string', choices: SCHEDULE_CHOICES, default: 'constant', flag: 'schedule', help: 'learning-rate schedule after warmup' },
+  min_lr: { type: 'number', min: 0, default: 0, flag: 'min-lr', help: 'final learning rate of linear/cosine schedules' },
+  weight_decay: { type: 'number', min: 0, default: 0, flag: 'weight-decay', help: 'AdamW decoupled weight decay (2D+ tensors only)' },
+  beta1: { type: 'number', min: 0, below: 1, default: 0.9, flag: 'beta1', help: 'AdamW beta1' },
+  beta2: { type: 'number', min: 0, below: 1, default: 0.999, flag: 'beta2', help: 'AdamW beta2' },
+  eps: { type: 'number', min: 0, default: 1e-8, flag: 'eps', help: 'AdamW epsilon' },
+  grad_clip: { type: 'number', min: 0, default: 1.0, flag: 'grad-clip', help: 'global gradient-norm clip (0 = none)' },
+  seq_len: { type: 'int', min: 1, nullable: true, default: null, flag: 'seq-len', help: 'sequence length T (default: min(n_positions, 256))' },
+  seed: { type: 'int', min: 0, default: 1337, flag: 'seed', help: 'seed for shuffling, the validation split and fresh weights' },
+  shuffle: { type: 'bool', default: true, flag: 'shuffle', help: 'shuffle each epoch (--no-shuffle: in order, wrapping)' },
+  eval_every: { type: 'int', min: 0, default: 0, flag: 'eval-every', help: 'evaluate every N steps (0 = only at the end)' },
+  eval_at_end: { type: 'bool', default: true, flag: 'eval-at-end', help: 'evaluate after the last step' },
+  early_stopping_patience: { type: 'int', min: 0, default: 0, flag: 'early-stopping-patience', help: 'stop after N evaluations without improvement (0 = never)' },
+  early_stopping_min_delta: { type: 'number', min: 0, default: 0, flag: 'early-stopping-min-delta', help: 'smallest decrease of the validation loss that counts as improvement' },
+  save_every: { type: 'int', min: 0, default: 0, flag: 'save-every', help: 'write a resumable checkpoint every N steps (0 = none)' },
+  save_total_limit: { type: 'int', min: 1, nullable: true, default: null, flag: 'save-total-limit', help: 'keep at most N step checkpoints (default: all)' },
+  resume_from: { type: 'string', nullable: true, default: null, flag: 'resume', help: 'resume from a checkpoint folder (or the newest one inside it)' },
+  device: { type: 'string', choices: DEVICE_SETTINGS, default: 'cpu', flag: 'device', help: 'backend: cpu, cuda, or auto' },
+  precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },
+  threads: { type: 'int', min: 1, nullable: true, default: null, flag: 'threads', help: 'CPU threads for the kernels (default: all cores)' },
+  log_file: { type: 'string', nullable: true, default: null, flag: 'log', help: 'append one JSON line per step and evaluation to this file' },
+};
+
+export const CONFIG_KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
+
+export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze(
+  Object.fromEntries(CONFIG_KEYS.map((k) => [k, CONFIG_SCHEMA[k].default])) as unknown as TrainConfig,
+);
+
+export class ConfigError extends Error {}
+
+/** The source name of values that came from command-line flags: errors then name the flag. */
+export const FLAGS_SOURCE = 'command line';
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `a list (${JSON.stringify(value).slice(0, 60)})`;
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value)}`;
+  return `${typeof value} ${String(value)}`;
+}
+
+function expectedText(spec: KeySpec<unknown>): string {
+  let text: string;
+  switch (spec.type) {
+    case 'string': text = spec.choices ? `one of ${spec.choices.map((c) => JSON.stringify(c)).join(', ')}` : 'a non-empty string'; break;
+    case 'bool': text = 'true or false'; break;
+    case 'int': case 'number': {
+      const noun = spec.type === 'int' ? 'a whole number' : 'a number';
+      if (spec.min !== undefined && spec.below !== undefined) text = `${noun} in [${spec.min}, ${spec.below})`;
+      else if (spec.above !== undefined) text = `${noun} > ${spec.above}`;
+      else if (spec.min !== undefined) text = `${noun} >= ${spec.min}`;
+      else text = noun;
+      break;
+    }
+  }
+  return spec.nullable ? `${text} or null` : text;
+}
+
+/** Edit distance, for "did you mean" on unknown keys. */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
+function unknownKeyMessage(source: string, key: string): string {
+  const byFlag = CONFIG_KEYS.find((k) => CONFIG_SCHEMA[k].flag === key || CONFIG_SCHEMA[k].flag === key.replace(/_/g, '-'));
+  const closest = CONFIG_KEYS.map((k) => ({ k, d: editDistance(key, k) })).sort((x, y) => x.d - y.d)[0];
+  const hint = byFlag ? ` (did you mean '${byFlag}'?)` : closest.d <= 3 ? ` (did you mean '${closest.k}'?)` : '';
+  return `${source}: unknown key '${key}'${hint}; known keys: ${CONFIG_KEYS.join(', ')}`;
+}
+
+/** Checks one value against its key's spec. */
+export function checkValue<K extends ConfigKey>(source: string, key: K, value: unknown): TrainConfig[K] {
+  const spec = CONFIG_SCHEMA[key] as KeySpec<unknown>;
+  // Flags are named as typed (--lr); file keys with the file (config.yaml: key 'learning_rate').
+  const name = source === FLAGS_SOURCE ? `--${spec.flag}` : `${source}: key '${key}'`;
+  const fail = () => new ConfigError(`${name}: expected ${expectedText(spec)} but received ${describe(value)}`);
+  if (value === null) {
+    if (spec.nullable) return value as TrainConfig[K];
+    throw fail();
+  }
+  switch (spec.type) {
+    case 'string':
+      if (typeof value !== 'string' || value === '' || (spec.choices && !spec.choices.includes(value))) throw fail();
+      return value as TrainConfig[K];
+    case 'bool':
+      if (typeof value !== 'boolean') throw fail();
+      return value as TrainConfig[K];
+    case 'int':
+    case 'number':
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw fail();
+      if (spec.type === 'int' && !Number.isSafeInteger(value)) throw fail();
+      if (spec.min !== undefined && value < spec.min) throw fail();
+      if (spec.above !== undefined && !(value > spec.above)) throw fail();
+      if (spec.below !== undefined && !(value < spec.below)) throw fail();
+      return value as TrainConfig[K];
+  }
+}
+
+/** Validates a partial config (from a file, flags or code): every key known, every value well typed. */
+export function checkPartialConfig(source: string, raw: unknown): Partial<TrainConfig> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(`${source}: expected a mapping of config keys to values but received ${describe(raw)}`);
+  }
+  const out: Partial<TrainConfig> = {};
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    if (!(key in CONFIG_SCHEMA)) throw new ConfigError(unknownKeyMessage(source, key));
+    if (value === undefined) continue;
+    (out as Record<string, unknown>)[key] = checkValue(source, key as ConfigKey, value);
+  }
+  return out;
+}
+
+/** Reads a JSON (.json) or YAML (.yaml, .yml; anything else is tried as YAML, which includes JSON) config file. */
+export function loadConfigFile(file: string): Partial<TrainConfig> {
+  if (!fs.existsSync(file)) throw new ConfigError(`--config ${file}: file not found`);
+  if (fs.statSync(file).isDirectory()) throw new ConfigError(`--config ${file}: expected a JSON or YAML file but found a folder`);
+  const text = fs.readFileSync(file, 'utf8');
+  let raw: unknown;
+  if (path.extname(file).toLowerCase() === '.json') {
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError(`${file}: invalid JSON (${(e as Error).message})`);
+    }
+  } else {
+    const doc = parseDocument(text, { uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      const err = doc.errors[0];
+      const where = err.linePos ? ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}` : '';
+      throw new ConfigError(`${file}: invalid YAML${where} (${err.message.split('\n')[0]})`);
+    }
+    raw = doc.toJS();
+    // An empty file is an empty config, not an error.
+    if (raw === null || raw === undefined) raw = {};
+  }
+  return checkPartialConfig(file, raw);
+}
+
+/**
+ * Merges DEFAULT_CONFIG < base < fileConfig < overrides (each validated, each layer's defined keys
+ * win) and checks the keys that depend on each other. `sources` names the layers in errors.
+ */
+export function resolveConfig(
+  fileConfig: Partial<TrainConfig> = {},
+  overrides: Partial<TrainConfig> = {},
+  opts: {
+    base?: Partial<TrainConfig>;
+    sources?: { base?: string; file?: string; overrides?: string };
+    /** Keys that must end up non-empty; a program that hands the Trainer a model or data objects needs fewer. */
+    require?: readonly ('model' | 'data' | 'output_dir')[];
+  } = {},
+): TrainConfig {
+  const names = { base: 'checkpoint config', file: 'config file', overrides: 'config', ...opts.sources };
+  const config: TrainConfig = { ...DEFAULT_CONFIG };
+  for (const [layer, name] of [[opts.base ?? {}, names.base], [fileConfig, names.file], [overrides, names.overrides]] as const) {
+    Object.assign(config, checkPartialConfig(name, layer));
+  }
+  const where = names.overrides;
+  const required = new Set(opts.require ?? ['model', 'data', 'output_dir']);
+  if (required.has('model') && config.model === null) throw new ConfigError(`${where}: 'model' is required (--model DIR or "model" in the config file)`);
+  if (required.has('data') && config.data === null) throw new ConfigError(`${where}: 'data' is required (--data FILE or "data" in the config file)`);
+  if (required.has('output_dir') && config.output_dir === null) throw new ConfigError(`${where}: 'output_dir' is required (--out DIR or "output_dir" in the config file)`);
+  if (config.warmup_steps > 0 && config.warmup_ratio > 0) {
+    throw new ConfigError(`${where}: give warmup_steps (${config.warmup_steps}) or warmup_ratio (${config.warmup_ratio}), not both`);
+  }
+  if (config.validation !== null && config.validation_fraction > 0) {
+    throw new ConfigError(`${where}: give validation (${config.validation}) or validation_fraction (${config.validation_fraction}), not both`);
+  }
+  const hasValidation = config.validation !== null || config.validation_fraction > 0;
+  if (!hasValidation && (config.eval_every > 0 || config.early_stopping_patience > 0)) {
+    const key = config.eval_every > 0 ? 'eval_every' : 'early_stopping_patience';
+    throw new ConfigError(`${where}: ${key} needs validation data (validation FILE or validation_fraction > 0)`);
+  }
+  if (config.early_stopping_patience > 0 && config.eval_every === 0) {
+    throw new ConfigError(`${where}: early_stopping_patience needs eval_every > 0 (evaluations during training to compare)`);
+  }
+  if (config.min_lr > config.learning_rate) {
+    throw new ConfigError(`${where}: min_lr (${config.min_lr}) must not exceed learning_rate (${config.learning_rate})`);
+  }
+  return config;
+}
+
+/** The config as saved beside checkpoints: every key, in schema order. */
+export function configToJSON(config: TrainConfig): string {
+  const ordered = Object.fromEntries(CONFIG_KEYS.map((k) => [k, config[k]]));
+  return JSON.stringify(ordered, null, 2) + '\n';
+}

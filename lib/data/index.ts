@@ -1,0 +1,27 @@
+/**
+ * The data pipeline: data files -> validated records -> templated, tokenised, masked examples ->
+ * packed or padded (B,T) batches. See records.ts (formats and validation), templates.ts (default
+ * templates), examples.ts (masking, truncation, packing), tokens.ts (streaming plain text),
+ * sources.ts (batch order and resumption), dataset.ts (buildDatasets) and inspect.ts.
+ */
+export type { Batch, BatchSource, DataState } from './types';
+export {
+  DATA_KINDS, CHAT_ROLES, detectKind, loadRecords, parseJSONLine, parseDataKind, sortedLabels, textFilesOf,
+} from './records';
+export type {
+  DataKind, DataRecord, ChatMessage, ChatRole, TextRecord, PromptCompletionRecord, ChatRecord, ClassificationRecord,
+  LoadOptions, LoadedRecords, SkippedLine, RecordOrigin,
+} from './records';
+export { DataError, CSVParser, forEachLine, forEachTextChunk } from './read';
+export { DEFAULT_TEMPLATES, CHAT_MESSAGE_SEPARATOR, compileTemplate, renderRecord, renderSegments } from './templates';
+export type { CompiledTemplate, Segment } from './templates';
+export { tokenizeSegments, truncateExample, scoredTargets, ExampleStore, layoutRows, buildRowBatch } from './examples';
+export type { TokenizedExample } from './examples';
+export { TokenStore, TokenRange, StreamingEncoder, safeCutIndex, tokenizeTextFiles } from './tokens';
+export type { TextTokenizeStats, TokenSequence } from './tokens';
+export { ItemSampler, TextWindowSource, RowSource, textValidationBatches, rowValidationBatches } from './sources';
+export type { SamplerState } from './sources';
+export { buildDatasets, exampleKey } from './dataset';
+export type { BuildOptions, Datasets, DataReport, SplitReport } from './dataset';
+export { inspectData, lengthHistogram } from './inspect';
+export type { InspectOptions, InspectReport, HistogramBin, LengthStats } from './inspect';

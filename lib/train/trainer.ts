@@ -1,0 +1,517 @@
+/**
+ * The fine-tuning loop behind `gptune train` and the programmatic API:
+ *
+ *   const trainer = new Trainer({ model: './gpt2', data: ['train.jsonl'], validation: 'val.jsonl',
+ *                                 output_dir: './out', eval_every: 50, early_stopping_patience: 3 });
+ *   trainer.on('step', (s) => ...).on('eval', (e) => ...);
+ *   const result = await trainer.fit();
+ *
+ * One optimizer step = grad_accum_steps micro-batches from the BatchSource; the gradient is that of
+ * the mean loss over all their scored tokens. Every eval_every steps the validation batches are
+ * evaluated (loss, perplexity, token accuracy); the lowest validation loss so far is kept in
+ * checkpoints/best and early stopping counts evaluations without improvement. Resumable checkpoints
+ * go to checkpoints/step-N (every save_every steps) and checkpoints/last (at the end and on
+ * SIGINT/SIGTERM); output_dir receives the best model (or the last one without validation data).
+ * Nothing is printed unless `progress` is asked for.
+ */
+import { EventEmitter } from 'events';
+import * as fs from 'fs';
+import * as path from 'path';
+import { UsageError } from '../cli/args';
+import { OpenedModel, openModel } from '../cli/common';
+import { ConfigError, resolveConfig, TrainConfig } from '../config';
+import { buildDatasets, DataReport } from '../data';
+import type { Batch, BatchSource } from '../data/types';
+import { setPrecision, setThreads } from '../device';
+import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
+import { appendLine } from '../io/jsonl';
+import { saveModel, TOKENIZER_FILES } from '../model/checkpoint';
+import { GPT2, IGNORE_INDEX } from '../model/gpt2';
+import { Tokenizer } from '../tokenizer';
+import { AdamW, clipScale } from './adamw';
+import {
+  findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
+} from './checkpoint_state';
+import { ProgressReporter, ProgressStream } from './progress';
+import { learningRate } from './schedule';
+
+export interface EvalResult {
+  /** Mean cross-entropy (nats) over the scored tokens. */
+  loss: number;
+  perplexity: number;
+  /** Fraction of scored tokens whose argmax prediction equals the target. */
+  tokenAccuracy: number;
+  /** Scored tokens (targets other than IGNORE_INDEX). */
+  tokens: number;
+}
+
+function countCorrect(predictions: Int32Array, targets: Int32Array): number {
+  let correct = 0;
+  for (let i = 0; i < targets.length; i++) if (targets[i] !== IGNORE_INDEX && predictions[i] === targets[i]) correct++;
+  return correct;
+}
+
+/** Loss, perplexity and token-level accuracy of `model` over `batches` (no gradients). */
+export function evaluate(model: GPT2, batches: readonly Batch[]): EvalResult {
+  let lossSum = 0, tokens = 0, correct = 0;
+  for (const b of batches) {
+    const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
+    lossSum += r.lossSum;
+    tokens += r.count;
+    correct += countCorrect(r.predictions!, b.targets);
+  }
+  const loss = tokens > 0 ? lossSum / tokens : NaN;
+  return { loss, perplexity: Math.exp(loss), tokenAccuracy: tokens > 0 ? correct / tokens : NaN, tokens };
+}
+
+/** One JSON log line per optimizer step (the `gptune train` contract's fields plus a few). */
+export interface StepLog {
+  step: number;
+  /** Fractional epoch after this step: items consumed / items per epoch. */
+  epoch: number;
+  /** Mean training loss of the step's scored tokens, before the update. */
+  loss: number;
+  token_accuracy: number;
+  lr: number;
+  /** Global gradient norm before clipping. */
+  grad_norm: number;
+  ms: number;
+  /** Token positions processed per second (B*T per micro-batch). */
+  tokens_per_s: number;
+  /** Scored tokens in this step. */
+  tokens: number;
+  elapsed_s: number;
+}
+
+/** One JSON log line per evaluation; told apart from step lines by val_loss. */
+export interface EvalLog {
+  step: number;
+  epoch: number;
+  val_loss: number;
+  val_perplexity: number;
+  val_token_accuracy: number;
+  val_tokens: number;
+  /** val_loss < best - early_stopping_min_delta (the first evaluation always improves). */
+  improved: boolean;
+  best_val_loss: number;
+  best_step: number;
+  ms: number;
+  elapsed_s: number;
+}
+
+export interface CheckpointEvent {
+  step: number;
+  kind: 'step' | 'best' | 'last';
+  dir: string;
+}
+
+export interface EarlyStopEvent {
+  step: number;
+  best_step: number;
+  best_val_loss: number;
+  patience: number;
+}
+
+export interface TrainerEvents {
+  /** Once, before the first step, when the Trainer built the data from files. */
+  data: [DataReport];
+  step: [StepLog];
+  eval: [EvalLog];
+  checkpoint: [CheckpointEvent];
+  early_stop: [EarlyStopEvent];
+}
+
+export type StopReason = 'completed' | 'early_stopping' | 'interrupted';
+
+export interface FitResult {
+  reason: StopReason;
+  /** The signal that interrupted the run (reason 'interrupted' from SIGINT/SIGTERM), or 'stop()' */
+  signal?: string;
+  step: number;
+  totalSteps: number;
+  lastEval: EvalLog | null;
+  bestValLoss: number | null;
+  bestStep: number | null;
+  /** Where the final model went (null when output_dir is null or the run was interrupted). */
+  outputDir: string | null;
+  /**
+   * Which model output_dir received: 'best' (lowest validation loss) or 'last'. 'last' with a best
+   * step means the best model was not available (a resumed run whose best checkpoint was gone).
+   */
+  outputModel: 'best' | 'last' | null;
+  /** The resumable checkpoint written last (checkpoints/last), if any. */
+  lastCheckpoint: string | null;
+  /** What lib/data made of the files (null when the batches came from options.train). */
+  dataReport: DataReport | null;
+  /** The model in its final state (after the last step, not the best one); the caller frees it. */
+  model: GPT2;
+}
+
+export interface TrainerOptions {
+  /** Train this model instead of loading config.model (the caller keeps ownership). */
+  model?: GPT2;
+  /** The tokenizer and the folder its files are copied from into checkpoints (with `model`). */
+  tokenizer?: Tokenizer;
+  tokenizerDir?: string | null;
+  /** Training batches instead of building them from config.data. */
+  train?: BatchSource;
+  /** Validation batches instead of building them from config.validation / validation_fraction. */
+  validation?: Batch[];
+  /** Human-readable progress on stderr (or `progressStream`): a bar on a TTY, lines otherwise. Default false. */
+  progress?: boolean;
+  progressStream?: ProgressStream;
+  /** On SIGINT/SIGTERM finish the current step, write checkpoints/last and return reason 'interrupted'. Default false. */
+  handleSignals?: boolean;
+}
+
+interface Setup {
+  opened: OpenedModel;
+  ownsModel: boolean;
+  train: BatchSource;
+  validation: Batch[] | null;
+  /** What lib/data made of the files (null when the batches came from options.train). */
+  dataReport: DataReport | null;
+  optimizer: AdamW;
+  totalSteps: number;
+  warmup: number;
+  state: TrainerState;
+  tokenizerFiles: Record<string, Uint8Array>;
+  /** A resumed run's best model (a 'best' folder beside the resumed checkpoint, of the recorded best step). */
+  inheritedBest: string | null;
+}
+
+/** Whether `dir` is the best checkpoint that `state` refers to. */
+function isBestOf(dir: string, state: TrainerState): boolean {
+  if (state.best_step === null || !fs.existsSync(path.join(dir, STATE_FILE))) return false;
+  const best = readTrainerState(dir);
+  return best.step === state.best_step && best.best_val_loss === state.best_val_loss;
+}
+
+function readTokenizerFiles(dir: string | null): Record<string, Uint8Array> {
+  const files: Record<string, Uint8Array> = {};
+  if (!dir) return files;
+  for (const name of TOKENIZER_FILES) {
+    const file = path.join(dir, name);
+    if (fs.existsSync(file)) files[name] = fs.readFileSync(file);
+  }
+  return files;
+}
+
+const MODEL_FILES = ['config.json', 'model.safetensors', ...TOKENIZER_FILES];
+
+export class Trainer extends EventEmitter<TrainerEvents> {
+  readonly config: TrainConfig;
+  private stopRequest: string | null = null;
+  private running = false;
+
+  /**
+   * `config` is a partial TrainConfig: missing keys take their defaults, and it is validated like
+   * a config file (unknown keys and wrong types throw ConfigError).
+   */
+  constructor(config: Partial<TrainConfig> | TrainConfig, private readonly opts: TrainerOptions = {}) {
+    super();
+    const required = (['model', 'data'] as const).filter((k) => (k === 'model' ? !opts.model : !opts.train));
+    this.config = resolveConfig({}, config as Partial<TrainConfig>, { require: required, sources: { overrides: 'Trainer config' } });
+    if (opts.model && this.config.resume_from) throw new ConfigError('Trainer: resume_from loads the model from the checkpoint; do not pass options.model as well');
+    if (opts.train && !opts.validation && (this.config.validation !== null || this.config.validation_fraction > 0)) {
+      throw new ConfigError('Trainer: with options.train, give the validation batches as options.validation (config.validation / validation_fraction only apply to data built from files)');
+    }
+  }
+
+  /** Asks a running fit() to stop after the current step, writing checkpoints/last. */
+  stop(reason = 'stop()'): void {
+    this.stopRequest ??= reason;
+  }
+
+  get checkpointDir(): string | null {
+    const c = this.config;
+    if (c.checkpoint_dir) return c.checkpoint_dir;
+    return c.output_dir ? path.join(c.output_dir, 'checkpoints') : null;
+  }
+
+  async fit(): Promise<FitResult> {
+    if (this.running) throw new Error('Trainer.fit: already running');
+    this.running = true;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (this.stopRequest !== null) {
+        // A second Ctrl-C means "now": the last complete checkpoint on disk stays valid.
+        process.stderr.write(`\n${signal} again: exiting without writing a checkpoint\n`);
+        process.exit(130);
+      }
+      this.stopRequest = signal;
+    };
+    if (this.opts.handleSignals) {
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    }
+    let setup: Setup | null = null;
+    try {
+      setup = this.setup();
+      return await this.loop(setup);
+    } catch (e) {
+      if (setup?.ownsModel) setup.opened.model.free();
+      throw e;
+    } finally {
+      if (this.opts.handleSignals) {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      setup?.optimizer.free();
+      this.running = false;
+    }
+  }
+
+  private setup(): Setup {
+    const c = this.config;
+    setThreads(c.threads ?? undefined);
+    setPrecision(c.precision);
+    const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
+    let opened: OpenedModel;
+    if (this.opts.model) {
+      if (!this.opts.tokenizer && !this.opts.train) throw new ConfigError('Trainer: with options.model, give options.tokenizer (or options.train batches)');
+      opened = { model: this.opts.model, tokenizer: this.opts.tokenizer!, tokenizerDir: this.opts.tokenizerDir ?? null };
+    } else {
+      opened = openModel(resumeDir ?? c.model!, c.device, c.seed);
+    }
+    const ownsModel = !this.opts.model;
+    try {
+      const { model } = opened;
+      const T = c.seq_len ?? Math.min(model.config.n_positions, 256);
+      if (T > model.config.n_positions) throw new ConfigError(`seq_len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
+      let train = this.opts.train;
+      let validation = this.opts.validation ?? null;
+      let dataReport: DataReport | null = null;
+      if (!train) {
+        for (const [flag, file] of [['--data', c.data], ['--validation', c.validation]] as const) {
+          if (file !== null && !fs.existsSync(file)) throw new UsageError(`${flag} ${file}: file not found`);
+        }
+        const data = buildDatasets({
+          train: c.data!, validation: c.validation ?? undefined, validationFraction: c.validation_fraction > 0 ? c.validation_fraction : undefined,
+          tokenizer: opened.tokenizer, seqLen: T, batchSize: c.batch_size, packing: c.packing, trainOnPrompt: c.train_on_prompt,
+          shuffle: c.shuffle, seed: c.seed, format: c.format === 'auto' ? undefined : c.format, template: c.template ?? undefined,
+          skipInvalid: c.skip_invalid,
+        });
+        train = data.train;
+        validation = data.validation;
+        dataReport = data.report;
+      }
+      if (validation !== null && validation.length === 0) validation = null;
+      const stepsPerEpoch = train.batchesPerEpoch / c.grad_accum_steps;
+      const totalSteps = c.max_steps ?? Math.max(1, Math.ceil(c.epochs * stepsPerEpoch));
+      const warmup = c.warmup_steps > 0 ? c.warmup_steps : Math.ceil(c.warmup_ratio * totalSteps);
+      const optimizer = new AdamW(model, { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay });
+      let state: TrainerState = {
+        step: 0, epoch: 0, total_steps: totalSteps, data_state: train.getState(), best_val_loss: null, best_step: null,
+        evals_without_improvement: 0, last_eval_step: null, elapsed_s: 0, tokens_seen: 0,
+      };
+      try {
+        if (resumeDir) {
+          state = readTrainerState(resumeDir);
+          loadOptimizerState(resumeDir, optimizer);
+          train.setState(state.data_state);
+          state.total_steps = totalSteps;
+        }
+      } catch (e) {
+        optimizer.free();
+        throw e;
+      }
+      const bestBeside = resumeDir ? path.join(path.dirname(resumeDir), 'best') : null;
+      const inheritedBest = bestBeside && isBestOf(bestBeside, state) ? bestBeside : null;
+      return {
+        opened, ownsModel, train, validation, dataReport, optimizer, totalSteps, warmup, state, tokenizerFiles: readTokenizerFiles(opened.tokenizerDir), inheritedBest,
+      };
+    } catch (e) {
+      if (ownsModel) opened.model.free();
+      throw e;
+    }
+  }
+
+  private async loop(s: Setup): Promise<FitResult> {
+    const c = this.config;
+    const { model } = s.opened;
+    const { state } = s;
+    const progress = this.opts.progress ? new ProgressReporter(this.opts.progressStream ?? process.stderr, s.totalSteps) : null;
+    const checkpointDir = this.checkpointDir;
+    // Checkpoints exist when asked for (save_every), when there is a best model to keep (validation),
+    // or when this run continues one; a plain run writes only output_dir, as `gptune train` always did.
+    const checkpointing = checkpointDir !== null && (c.save_every > 0 || s.validation !== null || c.resume_from !== null);
+    // Whether checkpoints/best holds the model of state.best_step.
+    let bestSaved = false;
+    if (checkpointing && s.inheritedBest) {
+      const here = path.join(checkpointDir!, 'best');
+      if (path.resolve(here) !== path.resolve(s.inheritedBest)) copyFolderAtomic(s.inheritedBest, here);
+      bestSaved = true;
+    }
+    if (s.dataReport) {
+      const r = s.dataReport;
+      const skipped = r.skipped.length > 0 ? `; skipped ${r.skipped.length} invalid line(s), first: ${r.skipped[0].error}` : '';
+      const truncated = r.trainSplit.truncatedExamples > 0 ? `; ${r.trainSplit.truncatedExamples} example(s) truncated to ${r.seqLen} tokens` : '';
+      const validation = r.validationSplit ? `, validation ${r.validationSplit.rows} rows` : '';
+      progress?.message(`data: ${r.kind}, ${r.trainSplit.examples} example(s) in ${r.trainSplit.rows} rows of ${r.seqLen} tokens${validation}${truncated}${skipped}`);
+      this.emit('data', r);
+    }
+    const startedAt = Date.now();
+    const elapsedBefore = state.elapsed_s;
+    const elapsed = () => elapsedBefore + (Date.now() - startedAt) / 1000;
+    const log = (entry: object) => {
+      if (c.log_file) appendLine(c.log_file, JSON.stringify(entry));
+    };
+    if (c.log_file) fs.mkdirSync(path.dirname(path.resolve(c.log_file)), { recursive: true });
+    const epochOf = () => {
+      const d = s.train.getState();
+      return d.epoch + d.position / s.train.itemsPerEpoch;
+    };
+    const save = (kind: 'step' | 'best' | 'last') => {
+      if (checkpointDir === null) return null;
+      const dir = path.join(checkpointDir, kind === 'step' ? `step-${state.step}` : kind);
+      state.data_state = s.train.getState();
+      state.elapsed_s = elapsed();
+      writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: c, tokenizerFiles: s.tokenizerFiles });
+      if (kind === 'step') pruneStepCheckpoints(checkpointDir, c.save_total_limit);
+      this.emit('checkpoint', { step: state.step, kind, dir });
+      return dir;
+    };
+    let lastEval: EvalLog | null = null;
+    const runEval = (): EvalLog => {
+      const started = process.hrtime.bigint();
+      const r = evaluate(model, s.validation!);
+      const improved = state.best_val_loss === null || r.loss < state.best_val_loss - c.early_stopping_min_delta;
+      if (improved) {
+        state.best_val_loss = r.loss;
+        state.best_step = state.step;
+        state.evals_without_improvement = 0;
+      } else {
+        state.evals_without_improvement++;
+      }
+      state.last_eval_step = state.step;
+      const entry: EvalLog = {
+        step: state.step, epoch: epochOf(), val_loss: r.loss, val_perplexity: r.perplexity, val_token_accuracy: r.tokenAccuracy,
+        val_tokens: r.tokens, improved, best_val_loss: state.best_val_loss!, best_step: state.best_step!,
+        ms: Number(process.hrtime.bigint() - started) / 1e6, elapsed_s: elapsed(),
+      };
+      if (improved && checkpointing) {
+        save('best');
+        bestSaved = true;
+      }
+      log(entry);
+      progress?.eval(entry);
+      this.emit('eval', entry);
+      lastEval = entry;
+      return entry;
+    };
+
+    let reason: StopReason = 'completed';
+    while (state.step < s.totalSteps) {
+      this.trainStep(s, elapsed, epochOf, log, progress);
+      if (s.validation && c.eval_every > 0 && state.step % c.eval_every === 0) {
+        runEval();
+        if (c.early_stopping_patience > 0 && state.evals_without_improvement >= c.early_stopping_patience) {
+          reason = 'early_stopping';
+          const event: EarlyStopEvent = { step: state.step, best_step: state.best_step!, best_val_loss: state.best_val_loss!, patience: c.early_stopping_patience };
+          progress?.message(`early stopping at step ${state.step}: no improvement of the validation loss for ${c.early_stopping_patience} evaluations (best ${state.best_val_loss!.toFixed(4)} at step ${state.best_step})`);
+          this.emit('early_stop', event);
+        }
+      }
+      if (c.save_every > 0 && state.step % c.save_every === 0) save('step');
+      if (reason !== 'completed') break;
+      // Let signals, timers and I/O through between steps (the kernels run synchronously).
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.stopRequest !== null && state.step < s.totalSteps) {
+        reason = 'interrupted';
+        break;
+      }
+    }
+    progress?.finish();
+
+    if (reason === 'interrupted') {
+      const dir = save('last');
+      progress?.message(`interrupted (${this.stopRequest}) after step ${state.step}${dir ? `; checkpoint written to ${dir}` : ''}`);
+      return this.result(s, reason, lastEval, null, null, dir);
+    }
+    if (reason === 'completed' && s.validation && c.eval_at_end && state.last_eval_step !== state.step) runEval();
+    const lastDir = checkpointing ? save('last') : null;
+    const outputModel = bestSaved ? 'best' : 'last';
+    if (c.output_dir) this.publish(s, checkpointing ? path.join(checkpointDir!, outputModel) : null);
+    return this.result(s, reason, lastEval, c.output_dir, c.output_dir ? outputModel : null, lastDir);
+  }
+
+  private trainStep(
+    s: Setup, elapsed: () => number, epochOf: () => number, log: (entry: object) => void, progress: ProgressReporter | null,
+  ): void {
+    const c = this.config;
+    const { model } = s.opened;
+    const started = process.hrtime.bigint();
+    const batches: Batch[] = [];
+    for (let i = 0; i < c.grad_accum_steps; i++) batches.push(s.train.next());
+    // The gradient of the mean loss over every scored token of the step, however they are spread
+    // over micro-batches (packed or padded examples score different numbers of tokens).
+    const scored = batches.reduce((n, b) => n + b.scoredTokens, 0);
+    model.zeroGrad();
+    let lossSum = 0, count = 0, correct = 0, positions = 0;
+    for (const b of batches) {
+      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
+      if (scored > 0) model.backward(scored);
+      lossSum += r.lossSum;
+      count += r.count;
+      correct += countCorrect(r.predictions!, b.targets);
+      positions += b.B * b.T;
+    }
+    const gradNorm = model.gradNorm();
+    const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
+    s.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
+    s.state.step++;
+    s.state.tokens_seen += positions;
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const entry: StepLog = {
+      step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: count > 0 ? correct / count : NaN,
+      lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(),
+    };
+    s.state.epoch = entry.epoch;
+    log(entry);
+    progress?.step(entry);
+    this.emit('step', entry);
+  }
+
+  /**
+   * output_dir gets the best model (checkpoints/best) when there was validation, else the final one.
+   * When the checkpoints live inside output_dir the folder cannot be swapped as a whole, so each
+   * model file is replaced atomically on its own: config.json and the tokenizer files are the same
+   * for every checkpoint of a run, and model.safetensors is replaced in one rename.
+   */
+  private publish(s: Setup, source: string | null): void {
+    const outDir = this.config.output_dir!;
+    if (source === null) {
+      saveModel(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles });
+      return;
+    }
+    const files: Record<string, Buffer> = {};
+    for (const name of MODEL_FILES) {
+      const file = path.join(source, name);
+      if (fs.existsSync(file)) files[name] = fs.readFileSync(file);
+    }
+    const inside = !path.relative(path.resolve(outDir), path.resolve(source)).startsWith('..');
+    if (!inside) {
+      writeDirAtomic(outDir, files);
+      return;
+    }
+    fs.mkdirSync(outDir, { recursive: true });
+    for (const name of Object.keys(files).filter((n) => n !== 'model.safetensors')) writeFileAtomic(path.join(outDir, name), files[name]);
+    writeFileAtomic(path.join(outDir, 'model.safetensors'), files['model.safetensors']);
+  }
+
+  private result(
+    s: Setup, reason: StopReason, lastEval: EvalLog | null, outputDir: string | null, outputModel: FitResult['outputModel'], lastCheckpoint: string | null,
+  ): FitResult {
+    return {
+      reason, signal: reason === 'interrupted' ? this.stopRequest! : undefined, step: s.state.step, totalSteps: s.totalSteps,
+      lastEval, bestValLoss: s.state.best_val_loss, bestStep: s.state.best_step, outputDir, outputModel, lastCheckpoint, dataReport: s.dataReport,
+      model: s.opened.model,
+    };
+  }
+}
+
+function copyFolderAtomic(from: string, to: string): void {
+  const files: Record<string, Buffer> = {};
+  for (const name of fs.readdirSync(from)) files[name] = fs.readFileSync(path.join(from, name));
+  writeDirAtomic(to, files);
+}

@@ -1,0 +1,117 @@
+/**
+ * `gptune train` as a process: a config file with flags overriding it, validation and checkpoints
+ * from flags, config errors on one stderr line, and Ctrl-C (SIGINT/SIGTERM) writing a checkpoint
+ * that a resumed run continues exactly (same losses as an uninterrupted run, across processes).
+ */
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { readTrainerState } from '../../lib/train/checkpoint_state';
+import { FIXTURES, tempDir, TINY } from '../helpers';
+
+const ROOT = path.resolve(__dirname, '../..');
+const CLI = path.join(ROOT, 'dist/lib/cli/main.js');
+const DATA = path.join(FIXTURES, 'eval-text.txt');
+
+function gptune(...args: string[]): { code: number; stdout: string; stderr: string } {
+  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build:ts\` (npm test does it)`);
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+function logLines(file: string): Array<Record<string, number>> {
+  return fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('a YAML config with flags overriding it; validation, evaluation and checkpoints', () => {
+  const dir = tempDir('gptune-cli-train-');
+  const val = path.join(dir, 'val.txt');
+  fs.writeFileSync(val, 'The gulls counted the waves past the lighthouse at noon. '.repeat(2));
+  const out = path.join(dir, 'out'), log = path.join(dir, 'log.jsonl');
+  const config = path.join(dir, 'run.yaml');
+  fs.writeFileSync(config, [
+    `model: ${TINY}`, `data: ${DATA}`, `validation: ${val}`, `output_dir: ${out}`, `log_file: ${log}`,
+    'learning_rate: 1e-3', 'max_steps: 4', 'batch_size: 2', 'seq_len: 16', 'eval_every: 2', 'shuffle: false',
+  ].join('\n'));
+  const r = gptune('train', '--config', config, '--lr', '2e-3', '--quiet');
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  const lines = logLines(log);
+  expect(lines.map((l) => ('val_loss' in l ? `eval ${l.step}` : `step ${l.step}`))).toEqual(['step 1', 'step 2', 'eval 2', 'step 3', 'step 4', 'eval 4']);
+  expect(lines.filter((l) => !('val_loss' in l)).map((l) => l.lr)).toEqual([2e-3, 2e-3, 2e-3, 2e-3]);
+  const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  const evals = lines.filter((l) => 'val_loss' in l);
+  expect(summary).toMatchObject({ saved: out, steps: 4, reason: 'completed', val_loss: evals[1].val_loss, best_val_loss: Math.min(evals[0].val_loss, evals[1].val_loss) });
+  expect(fs.readdirSync(path.join(out, 'checkpoints')).sort()).toEqual(['best', 'last']);
+  const saved = JSON.parse(fs.readFileSync(path.join(out, 'checkpoints', 'last', 'train_config.json'), 'utf8'));
+  expect([saved.learning_rate, saved.batch_size, saved.eval_every, saved.data]).toEqual([2e-3, 2, 2, DATA]);
+  // output_dir is a model folder (best model) with the checkpoints beside it.
+  expect(fs.readdirSync(out).sort()).toEqual(['checkpoints', 'config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+  const e = gptune('eval', '--model', out, '--data', DATA, '--json');
+  expect(e.code).toBe(0);
+});
+
+test('config errors: one line naming the file and key, exit 2, nothing written', () => {
+  const dir = tempDir('gptune-cli-train-');
+  const out = path.join(dir, 'out');
+  const config = path.join(dir, 'bad.yaml');
+  fs.writeFileSync(config, `model: ${TINY}\ndata: ${DATA}\noutput_dir: ${out}\nwarmup_steps: ten\n`);
+  const r = gptune('train', '--config', config);
+  expect(r.code).toBe(2);
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  expect(r.stderr).toContain(`${config}: key 'warmup_steps': expected a whole number >= 0 but received the string "ten"`);
+  const f = gptune('train', '--model', TINY, '--data', DATA, '--out', out, '--beta2', '1');
+  expect(f.code).toBe(2);
+  expect(f.stderr.trim()).toBe('gptune train: --beta2: expected a number in [0, 1) but received number 1');
+  const v = gptune('train', '--model', TINY, '--data', DATA, '--out', out, '--eval-every', '5');
+  expect(v.stderr).toMatch(/eval_every needs validation data/);
+  expect(fs.existsSync(out)).toBe(false);
+});
+
+test('--help lists the config keys as flags with their defaults', () => {
+  const r = gptune('train', '--help');
+  expect(r.code).toBe(0);
+  for (const flag of ['--config', '--validation', '--validation-fraction', '--eval-every', '--early-stopping-patience', '--save-every', '--save-total-limit', '--resume', '--epochs', '--format', '--template', '--packing', '--warmup-ratio']) {
+    expect(r.stdout).toContain(flag);
+  }
+  expect(r.stdout).toMatch(/--lr N +peak learning rate \[default 0\.0003\]; config key learning_rate/);
+});
+
+describe.each(['SIGINT', 'SIGTERM'] as const)('%s', (signal) => {
+  test('finishes the step, writes checkpoints/last, exits non-zero; --resume continues exactly', async () => {
+    const dir = tempDir('gptune-cli-signal-');
+    const out = path.join(dir, 'out'), log = path.join(dir, 'log.jsonl');
+    const common = ['--model', TINY, '--data', DATA, '--batch-size', '2', '--seq-len', '16', '--lr', '2e-3', '--seed', '3', '--quiet'];
+    const child = spawn(process.execPath, [CLI, 'train', ...common, '--out', out, '--steps', '1000000', '--log', log], { cwd: ROOT });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Wait for a few steps, then interrupt.
+    for (let i = 0; i < 600 && !(fs.existsSync(log) && logLines(log).length >= 3); i++) await sleep(50);
+    child.kill(signal);
+    const code = await exited;
+    expect(code).toBe(1);
+    const steps = logLines(log).length;
+    const last = path.join(out, 'checkpoints', 'last');
+    expect(stderr.trim()).toBe(`gptune train: interrupted by ${signal} after step ${steps}; checkpoint written to ${last} (continue with --resume ${last})`);
+    expect(readTrainerState(last).step).toBe(steps);
+    expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(false);
+
+    // Resume with nothing but --resume and a new step count (and a new log).
+    const resumedLog = path.join(dir, 'resumed.jsonl');
+    const r = gptune('train', '--resume', out, '--steps', String(steps + 3), '--log', resumedLog, '--quiet');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const resumed = logLines(resumedLog);
+    expect(resumed.map((l) => l.step)).toEqual([steps + 1, steps + 2, steps + 3]);
+    // The uninterrupted run of the same length in another process: identical losses.
+    const fullLog = path.join(dir, 'full.jsonl');
+    const full = gptune('train', ...common, '--out', path.join(dir, 'full'), '--steps', String(steps + 3), '--log', fullLog);
+    expect(full.code).toBe(0);
+    const fullLines = logLines(fullLog);
+    expect(resumed.map((l) => l.loss)).toEqual(fullLines.slice(steps).map((l) => l.loss));
+    expect(logLines(log).map((l) => l.loss)).toEqual(fullLines.slice(0, steps).map((l) => l.loss));
+  });
+});
