@@ -265,6 +265,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const c = this.config;
     setThreads(c.threads ?? undefined);
     setPrecision(c.precision);
+    if (!this.opts.train) {
+      // Before the model loads: a typo in a path should not cost a multi-GB read first.
+      for (const [flag, file] of [['--data', c.data], ['--validation', c.validation]] as const) {
+        if (file !== null && !fs.existsSync(file)) throw new UsageError(`${flag} ${file}: file not found`);
+      }
+    }
     const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
     let opened: OpenedModel;
     if (this.opts.model) {
@@ -282,9 +288,6 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       let validation = this.opts.validation ?? null;
       let dataReport: DataReport | null = null;
       if (!train) {
-        for (const [flag, file] of [['--data', c.data], ['--validation', c.validation]] as const) {
-          if (file !== null && !fs.existsSync(file)) throw new UsageError(`${flag} ${file}: file not found`);
-        }
         const data = buildDatasets({
           train: c.data!, validation: c.validation ?? undefined, validationFraction: c.validation_fraction > 0 ? c.validation_fraction : undefined,
           tokenizer: opened.tokenizer, seqLen: T, batchSize: c.batch_size, packing: c.packing, trainOnPrompt: c.train_on_prompt,

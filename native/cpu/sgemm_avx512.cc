@@ -175,7 +175,13 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
   __m512 acc0[MR], acc1[MR];  // columns 0..15 and 16..31 of each row
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
-  for (int r = 0; r < rows; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+  // The C tile's rows (128 bytes each, up to 3 cache lines when unaligned) are needed only after
+  // the kc-step loop; fetching them now hides a DRAM miss when C is large (the lm head's logits).
+  for (int r = 0; r < rows; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + NR - 1), _MM_HINT_T0);
+  }
 #pragma GCC unroll 4
   for (int k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);

@@ -52,7 +52,8 @@ function trainSteps(model: GPT2, tokens: Int32Array, targets: Int32Array, steps:
 
 if (underJest) {
   // Registered for jest's discovery only; this file runs under `node --test` on a GPU machine.
-  (globalThis as unknown as { test: { skip: (n: string) => void } }).test.skip('GPU model tests run with node --test on a GPU machine');
+  (globalThis as unknown as { test: { skip: (n: string, f: () => void) => void } }).test.skip(
+    'GPU model tests: run `node --test dist/test/gpu/` on a GPU machine (skipped under jest)', () => undefined);
 } else {
   const ref = JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/tiny-gpt2-ref.json'), 'utf8'));
   const tokens = Int32Array.from(ref.tokens.flat() as number[]);

@@ -70,6 +70,25 @@ test('config errors: one line naming the file and key, exit 2, nothing written',
   expect(fs.existsSync(out)).toBe(false);
 });
 
+test('JSONL data through lib/data: an invalid line stops training (file:line), --skip-invalid counts it', () => {
+  const dir = tempDir('gptune-cli-train-');
+  const data = path.join(dir, 'train.jsonl');
+  const lines = Array.from({ length: 12 }, (_, i) => JSON.stringify({ prompt: `Q${i}: ${i} plus one?`, completion: ` ${i + 1}` }));
+  lines.splice(5, 0, '{"prompt": "no completion"}');
+  fs.writeFileSync(data, lines.join('\n') + '\n');
+  const out = path.join(dir, 'out');
+  const args = ['train', '--model', TINY, '--data', data, '--out', out, '--steps', '2', '--batch-size', '2', '--seq-len', '24', '--quiet'];
+  const bad = gptune(...args);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+  expect(bad.stderr).toContain(`${data}:6:`);
+  expect(fs.existsSync(out)).toBe(false);
+  const ok = gptune(...args, '--skip-invalid');
+  expect(ok.code).toBe(0);
+  const summary = JSON.parse(ok.stdout.trim().split('\n').pop()!);
+  expect(summary.data).toMatchObject({ kind: 'prompt_completion', skipped_lines: 1 });
+});
+
 test('--help lists the config keys as flags with their defaults', () => {
   const r = gptune('train', '--help');
   expect(r.code).toBe(0);

@@ -75,9 +75,14 @@ export const trainCommand: Command = {
       throw e;
     }
     const { model } = result;
+    const d = result.dataReport;
+    const data = d && {
+      kind: d.kind, train_rows: d.trainSplit.rows, validation_rows: d.validationSplit?.rows ?? 0,
+      skipped_lines: d.skipped.length, truncated_examples: d.trainSplit.truncatedExamples,
+    };
     const summary = {
       saved: result.reason === 'interrupted' ? null : outDir, steps: result.step, parameters: model.numParameters, reason: result.reason,
-      val_loss: result.lastEval?.val_loss ?? null, best_val_loss: result.bestValLoss, best_step: result.bestStep, checkpoint: result.lastCheckpoint,
+      val_loss: result.lastEval?.val_loss ?? null, best_val_loss: result.bestValLoss, best_step: result.bestStep, checkpoint: result.lastCheckpoint, data,
     };
     model.free();
     if (result.reason === 'interrupted') {
