@@ -154,31 +154,36 @@ def main():
         record(key, f"sdpa {precision} backward", ms_bwd, 2.5 * fwd_flops / ms_bwd / 1e9, "ms")
         del q, k, v, out, grad
 
-    # GPT-2 124M training step: forward + backward + AdamW, bf16 autocast.
-    model = GPT().to(dev)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
-    step_model = torch.compile(model) if args.compile else model
+    # GPT-2 training steps: forward + backward + clip + AdamW, bf16 autocast; 124M and 350M.
     Bt = 4 if args.quick else 16
-    tokens = torch.randint(0, 50257, (Bt, 1024), device=dev)
-    targets = torch.randint(0, 50257, (Bt, 1024), device=dev)
+    for size, (n_layer, n_head, n_embd) in (("124M", (12, 12, 768)), ("350M", (24, 16, 1024))):
+        model = GPT(n_layer=n_layer, n_head=n_head, n_embd=n_embd).to(dev)
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                                lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+        step_model = torch.compile(model) if args.compile else model
+        tokens = torch.randint(0, 50257, (Bt, 1024), device=dev)
+        targets = torch.randint(0, 50257, (Bt, 1024), device=dev)
 
-    def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = step_model(tokens, targets)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        def step():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = step_model(tokens, targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
 
-    ms = time_ms(step, per_batch=max(1, args.steps // 2), batches=3, warmup=3)
-    results["train_step_ms"] = ms
-    results["train_tokens_per_s"] = Bt * 1024 / ms * 1e3
-    rows.append((f"GPT-2 124M train step B={Bt} T=1024 bf16{' compiled' if args.compile else ''}", ms,
-                 Bt * 1024 / ms * 1e3, "tok/s"))
-    results["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+        torch.cuda.reset_peak_memory_stats()
+        ms = time_ms(step, per_batch=max(1, args.steps // 2), batches=3, warmup=3)
+        suffix = "" if size == "124M" else "_350m"
+        results["train_step_ms" + suffix] = ms
+        results["train_tokens_per_s" + suffix] = Bt * 1024 / ms * 1e3
+        results["peak_memory_gib" + suffix] = torch.cuda.max_memory_allocated() / 2 ** 30
+        rows.append((f"GPT-2 {size} train step B={Bt} T=1024 bf16{' compiled' if args.compile else ''}", ms,
+                     Bt * 1024 / ms * 1e3, "tok/s"))
+        del model, opt, step_model
+        torch.cuda.empty_cache()
 
     name = torch.cuda.get_device_name()
     print(f"\nPyTorch {torch.__version__} on {name}")

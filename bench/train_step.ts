@@ -2,10 +2,12 @@
  * Times gptune's training step (forward, backward, global-norm clip, AdamW) for one GPT-2 config on
  * random tokens, in its own process so peak RSS belongs to this config alone. Prints one JSON line.
  *   node dist/bench/train_step.js --n-layer 12 --n-head 12 --n-embd 768 --vocab 50257 \
- *     --n-positions 1024 --batch 4 --seq 256 --steps 3 --warmup 1 --threads 2
+ *     --n-positions 1024 --batch 4 --seq 256 --steps 3 --warmup 1 --threads 2 [--device cuda --precision bf16]
+ * On CUDA each step ends with a device synchronisation, so its wall time includes all its kernels.
  */
 import { GPT2 } from '../lib/model/gpt2';
 import { parseModelSpec } from '../lib/model/config';
+import { setPrecision } from '../lib/device';
 import { addon } from '../lib/native';
 import { AdamW, clipScale } from '../lib/train/adamw';
 import { Rng } from '../lib/util/rng';
@@ -15,13 +17,22 @@ function arg(name: string, fallback: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
+function textArg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+
 export function main(): void {
   const nLayer = arg('n-layer', 12), nHead = arg('n-head', 12), nEmbd = arg('n-embd', 768);
   const vocab = arg('vocab', 50257), nPositions = arg('n-positions', 1024);
   const B = arg('batch', 4), T = arg('seq', 256), steps = arg('steps', 3), warmup = arg('warmup', 1);
   addon.setNumThreads(arg('threads', 2));
+  const device = textArg('device', 'cpu') as 'cpu' | 'cuda';
+  const precision = textArg('precision', 'bf16') as 'bf16' | 'fp32';
+  if (device === 'cuda') setPrecision(precision);
+  const sync = () => { if (device === 'cuda') addon.cuda.synchronize?.(); };
   const config = parseModelSpec(`new:n_layer=${nLayer},n_head=${nHead},n_embd=${nEmbd},vocab_size=${vocab},n_positions=${nPositions}`);
-  const model = new GPT2(config, 'cpu');
+  const model = new GPT2(config, device);
   model.initRandom(0);
   const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 });
   const rng = new Rng(1);
@@ -35,6 +46,7 @@ export function main(): void {
     const r = model.forward(tokens, B, T, targets);
     model.backward(r.count);
     opt.update(3e-4, clipScale(model.gradNorm(), 1.0));
+    sync();
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (s >= warmup) times.push(ms);
     loss = r.loss;
@@ -43,7 +55,8 @@ export function main(): void {
   const median = times[Math.floor(times.length / 2)];
   const mem = model.memory();
   console.log(JSON.stringify({
-    impl: 'gptune', params: model.numParameters, batch: B, seq: T, threads: addon.numThreads(), simd: addon.simdLevel(),
+    impl: 'gptune', device, precision: device === 'cuda' ? precision : 'fp32', params: model.numParameters, batch: B, seq: T,
+    threads: addon.numThreads(), simd: addon.simdLevel(),
     ms_per_step: median, tokens_per_s: (B * T) / (median / 1000), peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     arena_mb: { params: mem.paramsBytes / 2 ** 20, grads: mem.gradsBytes / 2 ** 20, activations: mem.activationsBytes / 2 ** 20 },
     loss, steps,

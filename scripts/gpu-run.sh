@@ -1,20 +1,43 @@
 #!/usr/bin/env bash
-# The whole GPU check in one run on a device machine (see ../shared/gpu/README.md): CUDA kernels
-# vs the CPU backend, GPT-2 on the GPU vs the CPU and PyTorch fixtures, transformers loading what
-# gptune saves, then the GPU benchmark next to PyTorch. Everything is logged under $OUT.
-# Prepared here by scripts/prepare-gpu-run.sh; run there from the repository root with
-#   carry: [".device", "build/Release", "dist"]
+# The whole GPU check in one device run (../shared/gpu/README.md), correctness first:
+#   1. CUDA kernels vs the CPU kernels, GPT-2 on the GPU vs the CPU and the PyTorch fixtures
+#      (node --test dist/test/gpu/);
+#   2. transformers' GPT2LMHeadModel loads what gptune saves and computes the same logits;
+#   3. gptune's training step (GPT-2 124M and 350M, B=16, T=1024, bf16 and fp32) and generation;
+#   4. the PyTorch baseline on the same GPU, then the kernel benchmark printed beside it.
+# Prepare here with scripts/prepare-gpu-run.sh, then run with
+#   carry [".device", "build/Release", "dist"], command "bash scripts/gpu-run.sh"
+# Everything is logged under $OUT. SANITIZE=1 adds compute-sanitizer memcheck (minutes more).
 set -uo pipefail
 OUT=${OUT:-/tmp/gptune-gpu-out}
 mkdir -p "$OUT"
 source .device/setup.sh
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/nvidia-smi.txt"
 node dist/lib/cli/main.js info --json | tee "$OUT/info.json"
-echo "== GPU tests"
-timeout 240 node --test dist/test/gpu/ > "$OUT/gpu-tests.log" 2>&1; echo "gpu tests exit $?"
-grep -E "^# (tests|pass|fail|skipped)|^not ok|error:" "$OUT/gpu-tests.log" | head -40
-echo "== transformers compatibility"
-timeout 120 python3 scripts/hf_compat_check.py .device/hfcheck 2>&1 | tail -3 | tee "$OUT/hf-check.log"
-echo "== benchmarks"
-timeout 300 node dist/bench/gpu.js 2>&1 | tee "$OUT/bench-gpu.log" | tail -40
-timeout 240 python3 bench/gpu_torch.py 2>&1 | tee "$OUT/bench-torch.log" | tail -20
+
+echo "== 1. GPU tests (node --test dist/test/gpu/)"
+timeout 200 node --test dist/test/gpu/ > "$OUT/gpu-test.log" 2>&1
+test_rc=$?
+grep -E "^# (tests|pass|fail|skipped)|not ok|relative error|Error" "$OUT/gpu-test.log" | head -40
+if [ "${SANITIZE:-0}" = 1 ]; then
+  timeout 300 compute-sanitizer --tool memcheck --print-limit 20 node --test dist/test/gpu/kernels.test.js > "$OUT/memcheck.log" 2>&1
+  grep -E "ERROR SUMMARY" "$OUT/memcheck.log"
+fi
+
+echo "== 2. transformers compatibility"
+timeout 90 python3 scripts/hf_compat_check.py .device/hfcheck 2>&1 | tail -2 | tee "$OUT/hf-check.log"
+
+echo "== 3. gptune training step and generation on the GPU"
+for cfg in "12 12 768 bf16" "12 12 768 fp32" "24 16 1024 bf16"; do
+  set -- $cfg
+  timeout 100 node dist/bench/train_step.js --device cuda --precision "$4" --n-layer "$1" --n-head "$2" --n-embd "$3" \
+    --batch 16 --seq 1024 --steps 8 --warmup 2 2>&1 | tail -1 | tee -a "$OUT/train-step.jsonl"
+done
+timeout 60 node dist/bench/generate_speed.js --device cuda --prompt 16 --new 256 2>&1 | tail -1 | tee "$OUT/generate.json"
+
+echo "== 4. PyTorch baseline, then gptune's kernels beside it"
+timeout 150 python3 bench/gpu_torch.py --json "$OUT/torch.json" > "$OUT/torch.log" 2>&1 || tail -5 "$OUT/torch.log"
+grep -v '^{' "$OUT/torch.log" | tail -25
+timeout 150 node dist/bench/gpu.js --torch "$OUT/torch.json" --json "$OUT/gpu.json" > "$OUT/gpu.log" 2>&1 || tail -5 "$OUT/gpu.log"
+grep -v '^{' "$OUT/gpu.log" | tail -45
+echo "kernel tests: exit $test_rc ($(grep -E '^# (pass|fail)' "$OUT/gpu-test.log" | tr '\n' ' '))"

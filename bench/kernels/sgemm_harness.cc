@@ -31,6 +31,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/cpu_features.h"
@@ -302,6 +303,9 @@ void benchmark(int repeats, const std::string& only) {
       if (openblas_sgemm) {
         openblas_set_threads(2);
         ob = time_gemm(flops, repeats, 2, openblas_runs[gi]);
+        // OpenBLAS's workers spin for a while after each call; without this pause they hold a
+        // core through the next gptune timing (which then looks like a 1-core run).
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
       std::printf("%-10s %-8s %-18s | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f\n", layer.name, g.name,
                   g.shape, t[0].best_gflops, t[0].median_gflops, t[0].per_core_gflops, t[1].best_gflops,

@@ -202,14 +202,16 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
         s[jj] = ok ? s[jj] : -INFINITY;
         chunk_max = fmaxf(chunk_max, s[jj]);
       }
-      if (chunk_max == -INFINITY) continue;  // nothing visible yet; no shuffles below
-      const float correction = exp2f(running_max - chunk_max);  // 0 when running_max = -inf
+      // Nothing visible yet (max still -inf): shift by 0 so every exp2 below is exp2(-inf) = 0 and
+      // no NaN appears; no branch, so the lanes of a warp stay converged for the next shuffles.
+      const float shift = chunk_max == -INFINITY ? 0.0f : chunk_max;
+      const float correction = exp2f(running_max - shift);  // 0 when running_max = -inf
       running_sum *= correction;
 #pragma unroll
       for (int e = 0; e < kChannels; ++e) o[e] *= correction;
 #pragma unroll
       for (int jj = 0; jj < kChunk; ++jj) {
-        const float p = exp2f(s[jj] - chunk_max);  // 0 for masked keys
+        const float p = exp2f(s[jj] - shift);  // 0 for masked keys
         running_sum += p;
         if (j0 + jj < tile_keys) axpy_row<TPR, HS>(o, p, v_tile, j0 + jj, part);
       }
