@@ -42,6 +42,7 @@ enum class Scratch : int {
   AttentionQKV,     // bf16 copies of the attention's inputs
   AttentionDout,
   OptimizerTable,   // AdamW multi-tensor descriptors
+  EncoderSort,      // encoder backward: sorted (id, row) keys, then per-chunk partial sums
   Count
 };
 void* scratch(Scratch which, size_t bytes);

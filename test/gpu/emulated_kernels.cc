@@ -10,6 +10,7 @@
 // Exit status 0 when every check passes; each check prints one line.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -17,6 +18,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "gptune/cuda_options.h"
 #include "gptune/device.h"
@@ -253,6 +256,132 @@ void test_encoder() {
       }
     check_increment("encoder_backward dwte variant " + std::to_string(variant), d_dwte.get(), dwte0, dwte, 1e-6);
     check_increment("encoder_backward dwpe variant " + std::to_string(variant), d_dwpe.get(), dwpe0, dwpe, 1e-6);
+  }
+}
+
+// ---- encoder backward: repeated ids, determinism ----
+// Inputs come from their own seeded generator, so a child process (encoder_bits) rebuilds them.
+struct EncoderBackwardCase {
+  std::string name;
+  int B, T, C;
+  vector<int> tokens, positions;  // positions empty: row b*T + t is at position pos_offset + t
+  int pos_offset;
+  bool with_dwte, with_dwpe;
+  vector<float> dout, dwte0, dwpe0;
+};
+
+vector<EncoderBackwardCase> encoder_backward_cases() {
+  std::mt19937 rng(4321);
+  auto uniform_int = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+  auto floats = [&](size_t n) {
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+  };
+  vector<EncoderBackwardCase> cases;
+  auto add = [&](std::string name, int B, int T, int C, std::function<int(int)> token, std::function<int(int)> position,
+                 int pos_offset, bool with_dwte, bool with_dwpe) {
+    EncoderBackwardCase k{name, B, T, C, {}, {}, pos_offset, with_dwte, with_dwpe, {}, {}, {}};
+    for (int i = 0; i < B * T; ++i) k.tokens.push_back(token(i));
+    if (position)
+      for (int i = 0; i < B * T; ++i) k.positions.push_back(position(i));
+    const int V = *std::max_element(k.tokens.begin(), k.tokens.end()) + 1;
+    const int maxT = k.positions.empty() ? pos_offset + T : *std::max_element(k.positions.begin(), k.positions.end()) + 1;
+    k.dout = floats(size_t(B) * T * C), k.dwte0 = floats(size_t(V) * C), k.dwpe0 = floats(size_t(maxT) * C);
+    cases.push_back(std::move(k));
+  };
+  // Rows (B*T) are never a multiple of the 32-row chunk or of a power of two, except the single row.
+  add("11 token ids, B=4 T=37 C=13", 4, 37, 13, [&](int) { return uniform_int(11); }, nullptr, 3, true, true);
+  add("one token id for all rows, B=5 T=333 C=7", 5, 333, 7, [](int) { return 6; }, nullptr, 0, true, true);
+  // 45% padding id (spans ~70 chunks), packed positions restarting at random example boundaries;
+  // 5100 rows > the 4096-key sort tile, so the sort's cross-tile merge stages run.
+  int segment_start = 0;
+  add("45% padding id, packed positions, B=3 T=1700 C=3", 3, 1700, 3,
+      [&](int) { return uniform_int(100) < 45 ? 50 : uniform_int(50); },
+      [&](int i) {
+        if (i % 1700 == 0 || uniform_int(40) == 0) segment_start = i;
+        return i - segment_start;
+      },
+      0, true, true);
+  add("single row, B=1 T=1 C=5", 1, 1, 5, [](int) { return 2; }, nullptr, 4, true, true);
+  add("9 positions at random, dwte null, B=2 T=65 C=133", 2, 65, 133, [&](int) { return uniform_int(20); },
+      [&](int) { return uniform_int(9); }, 0, false, true);
+  add("3 token ids, dwpe null, B=7 T=19 C=40", 7, 19, 40, [&](int) { return uniform_int(3); }, nullptr, 1, true, false);
+  return cases;
+}
+
+// Runs encoder_backward on the case; returns dwte then dwpe (the initial values where null).
+std::pair<vector<float>, vector<float>> run_encoder_backward(const EncoderBackwardCase& k) {
+  Dev<float> d_dout(k.dout), d_dwte(k.dwte0), d_dwpe(k.dwpe0);
+  Dev<int> d_tok(k.tokens), d_pos(k.positions);
+  cu::encoder_backward(k.with_dwte ? d_dwte.ptr : nullptr, k.with_dwpe ? d_dwpe.ptr : nullptr, d_dout.ptr, d_tok.ptr,
+                       k.positions.empty() ? nullptr : d_pos.ptr, k.B, k.T, k.C, k.pos_offset);
+  return {d_dwte.get(), d_dwpe.get()};
+}
+
+// FNV-1a over the bits of every result of every case.
+uint64_t encoder_backward_bits() {
+  uint64_t h = 1469598103934665603ULL;
+  for (const auto& k : encoder_backward_cases()) {
+    const auto r = run_encoder_backward(k);
+    for (const auto* v : {&r.first, &r.second})
+      for (float x : *v) {
+        uint32_t u;
+        std::memcpy(&u, &x, 4);
+        for (int b = 0; b < 4; ++b) h = (h ^ ((u >> (8 * b)) & 0xffu)) * 1099511628211ULL;
+      }
+  }
+  return h;
+}
+
+void test_encoder_backward_repeats() {
+  const auto cases = encoder_backward_cases();
+  vector<std::pair<vector<float>, vector<float>>> first;
+  for (const auto& k : cases) {
+    const auto r = run_encoder_backward(k);
+    first.push_back(r);
+    vector<double> dwte = to_double(k.dwte0), dwpe = to_double(k.dwpe0);
+    for (int i = 0; i < k.B * k.T; ++i) {
+      const int pos = k.positions.empty() ? k.pos_offset + i % k.T : k.positions[i];
+      for (int c = 0; c < k.C; ++c) {
+        if (k.with_dwte) dwte[size_t(k.tokens[i]) * k.C + c] += k.dout[size_t(i) * k.C + c];
+        if (k.with_dwpe) dwpe[size_t(pos) * k.C + c] += k.dout[size_t(i) * k.C + c];
+      }
+    }
+    // float32 sums of up to ~2300 terms of |x| <= 1 in a fixed chunked order: rounding ~2^-24 per
+    // add, growing like sqrt(terms); measured 4e-8..2e-7. A row added to the wrong id, or a lost
+    // chunk partial, gives >= 1e-2.
+    check_increment("encoder_backward dwte " + k.name, r.first, k.dwte0, dwte, 1e-6);
+    check_increment("encoder_backward dwpe " + k.name, r.second, k.dwpe0, dwpe, 1e-6);
+  }
+  // Again in reverse case order, so the sort's scratch holds another case's keys and partials.
+  bool same = true;
+  for (size_t i = cases.size(); i-- > 0;) {
+    const auto r = run_encoder_backward(cases[i]);
+    same = same && r.first.size() == first[i].first.size() && r.second.size() == first[i].second.size() &&
+           std::memcmp(r.first.data(), first[i].first.data(), r.first.size() * 4) == 0 &&
+           std::memcmp(r.second.data(), first[i].second.data(), r.second.size() * 4) == 0;
+  }
+  check_exact("encoder_backward bit-identical on a second run (stale scratch)", {same}, {1});
+  // The same cases in child processes under both thread orders: float atomics would add repeated
+  // ids in thread order, so their bits would follow the scheduling mode.
+  char self[4096];
+  const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  const unsigned long long mine = encoder_backward_bits();
+  for (const char* order : {"default", "reverse"}) {
+    unsigned long long child = 0;
+    bool ok = len > 0;
+    if (ok) {
+      self[len] = 0;
+      const std::string command = std::string("GPTUNE_EMU_ORDER=") + order + " '" + self + "' encoder_bits";
+      FILE* pipe = popen(command.c_str(), "r");
+      ok = pipe && std::fscanf(pipe, "%llx", &child) == 1;
+      if (pipe) ok = pclose(pipe) == 0 && ok;
+    }
+    if (!ok || child != mine) ++g_failures;
+    std::printf("%s encoder_backward bits equal in a child with GPTUNE_EMU_ORDER=%s (%016llx vs %016llx)\n",
+                ok && child == mine ? "ok  " : "FAIL", order, mine, child);
   }
 }
 
@@ -588,7 +717,12 @@ int main(int argc, char** argv) {
   };
   run("device", test_device);
   run("elementwise", test_elementwise);
+  if (only == "encoder_bits") {  // for test_encoder_backward_repeats: the bits in this process's mode
+    std::printf("%016llx\n", static_cast<unsigned long long>(encoder_backward_bits()));
+    return 0;
+  }
   run("encoder", test_encoder);
+  run("encoder", test_encoder_backward_repeats);
   run("layernorm", test_layernorm);
   run("crossentropy", test_crossentropy);
   run("adamw", test_adamw);

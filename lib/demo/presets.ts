@@ -1,0 +1,122 @@
+/**
+ * The three sizes of the demo. `quick` is what `npm start` runs: it must finish in well under 10
+ * minutes on 2 CPU cores, base-model pretraining included (see docs/demo for the measured times
+ * and the tokenizer measurement behind the vocabulary size). `full` is the larger version;
+ * `tiny` is the seconds-long version the test runs end to end.
+ */
+
+export type PresetName = 'tiny' | 'quick' | 'full';
+export const PRESET_NAMES: readonly PresetName[] = ['tiny', 'quick', 'full'];
+
+export interface ModelShape {
+  n_layer: number;
+  n_head: number;
+  n_embd: number;
+  /** Context length; also the training sequence length T. */
+  n_positions: number;
+}
+
+export interface TrainingPlan {
+  /** Optimizer steps: a fixed count (pretraining) or passes over the data (fine-tuning). */
+  steps?: number;
+  epochs?: number;
+  batchSize: number;
+  learningRate: number;
+  /** Linear warmup as a fraction of the steps, then cosine decay to learningRate / 10. */
+  warmupRatio: number;
+  weightDecay: number;
+  /** Validation evaluations over the run (evenly spaced), plus one before the first step. */
+  evaluations: number;
+  /** Stop after this many evaluations without improvement (0 = never); the best model is kept either way. */
+  patience: number;
+}
+
+export interface DemoPreset {
+  name: PresetName;
+  /** Byte-level BPE vocabulary learned from the general corpus (256 bytes + merges + <|endoftext|>). */
+  vocabSize: number;
+  /** Characters of the general corpus the BPE merges are learned from (null = all of it). */
+  bpeTrainingChars: number | null;
+  model: ModelShape;
+  /** Characters of the general corpus used for pretraining (null = all of it), and the held-out fraction. */
+  corpusChars: number | null;
+  pretrainValidationFraction: number;
+  pretrain: TrainingPlan;
+  /** How many emails of each split are used (null = the whole split). */
+  trainEmails: number | null;
+  validationEmails: number | null;
+  testEmails: number | null;
+  /** Email bodies are cut to this many characters (at a word boundary), subjects to subjectChars. */
+  bodyChars: number;
+  subjectChars: number;
+  /** Task and domain fine-tuning (the same plan for every run, so runs differ only in where they start). */
+  finetune: TrainingPlan;
+  domain: TrainingPlan;
+  /** Subject-line generation: training plan, and how many test emails are decoded and scored. */
+  generation: TrainingPlan;
+  generationTestEmails: number;
+  /** Longest generated subject, in tokens. */
+  maxSubjectTokens: number;
+  /** Sample generations shown in the report. */
+  samples: number;
+}
+
+const QUICK: DemoPreset = {
+  name: 'quick',
+  vocabSize: 2048,
+  bpeTrainingChars: null,
+  model: { n_layer: 4, n_head: 4, n_embd: 128, n_positions: 128 },
+  corpusChars: null,
+  pretrainValidationFraction: 0.01,
+  pretrain: { steps: 600, batchSize: 16, learningRate: 2e-3, warmupRatio: 0.05, weightDecay: 0.1, evaluations: 10, patience: 0 },
+  trainEmails: 1200,
+  validationEmails: 200,
+  testEmails: 600,
+  bodyChars: 400,
+  subjectChars: 80,
+  finetune: { epochs: 2, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 8, patience: 3 },
+  domain: { epochs: 1, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 6, patience: 0 },
+  generation: { epochs: 2, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 6, patience: 3 },
+  generationTestEmails: 150,
+  maxSubjectTokens: 24,
+  samples: 6,
+};
+
+const FULL: DemoPreset = {
+  ...QUICK,
+  name: 'full',
+  model: { n_layer: 6, n_head: 6, n_embd: 192, n_positions: 192 },
+  pretrain: { ...QUICK.pretrain, steps: 3000, learningRate: 1.5e-3, evaluations: 20 },
+  trainEmails: null,
+  validationEmails: null,
+  testEmails: null,
+  bodyChars: 600,
+  finetune: { ...QUICK.finetune, epochs: 3, evaluations: 12 },
+  domain: { ...QUICK.domain, epochs: 2, evaluations: 8 },
+  generation: { ...QUICK.generation, epochs: 3, evaluations: 8 },
+  generationTestEmails: 400,
+  samples: 8,
+};
+
+const TINY: DemoPreset = {
+  name: 'tiny',
+  vocabSize: 300,
+  bpeTrainingChars: 200_000,
+  model: { n_layer: 1, n_head: 2, n_embd: 16, n_positions: 48 },
+  corpusChars: 40_000,
+  pretrainValidationFraction: 0.1,
+  pretrain: { steps: 6, batchSize: 4, learningRate: 3e-3, warmupRatio: 0, weightDecay: 0, evaluations: 2, patience: 0 },
+  trainEmails: 24,
+  validationEmails: 8,
+  testEmails: 12,
+  bodyChars: 80,
+  subjectChars: 40,
+  finetune: { epochs: 1, batchSize: 4, learningRate: 1e-3, warmupRatio: 0, weightDecay: 0, evaluations: 2, patience: 0 },
+  domain: { epochs: 1, batchSize: 4, learningRate: 1e-3, warmupRatio: 0, weightDecay: 0, evaluations: 2, patience: 0 },
+  generation: { epochs: 1, batchSize: 4, learningRate: 1e-3, warmupRatio: 0, weightDecay: 0, evaluations: 2, patience: 0 },
+  generationTestEmails: 4,
+  maxSubjectTokens: 6,
+  samples: 2,
+};
+
+export const PRESETS: Record<PresetName, DemoPreset> = { tiny: TINY, quick: QUICK, full: FULL };
