@@ -19,7 +19,9 @@ export interface FlagSpec {
 
 export type FlagValues = Record<string, string | number | boolean | string[] | undefined>;
 
-export class UsageError extends Error {}
+import { UsageError } from '../errors';
+
+export { UsageError };
 
 /** "--batch-size" -> "batchSize" */
 export function camel(flag: string): string {

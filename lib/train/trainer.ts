@@ -17,8 +17,8 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { UsageError } from '../cli/args';
-import { OpenedModel, openModel } from '../cli/common';
+import { UsageError } from '../errors';
+import { OpenedModel, openModel } from '../model/open';
 import { ConfigError, resolveConfig, TrainConfig } from '../config';
 import { buildDatasets, DataReport } from '../data';
 import type { Batch, BatchSource } from '../data/types';

@@ -350,10 +350,10 @@ void test_encoder_backward_repeats() {
       }
     }
     // float32 sums of up to ~2300 terms of |x| <= 1 in a fixed chunked order: rounding ~2^-24 per
-    // add, growing like sqrt(terms); measured 4e-8..2e-7. A row added to the wrong id, or a lost
+    // add, growing like sqrt(terms); measured 5e-8..3e-7. A row added to the wrong id, or a lost
     // chunk partial, gives >= 1e-2.
-    check_increment("encoder_backward dwte " + k.name, r.first, k.dwte0, dwte, 1e-6);
-    check_increment("encoder_backward dwpe " + k.name, r.second, k.dwpe0, dwpe, 1e-6);
+    if (k.with_dwte) check_increment("encoder_backward dwte " + k.name, r.first, k.dwte0, dwte, 1e-6);
+    if (k.with_dwpe) check_increment("encoder_backward dwpe " + k.name, r.second, k.dwpe0, dwpe, 1e-6);
   }
   // Again in reverse case order, so the sort's scratch holds another case's keys and partials.
   bool same = true;

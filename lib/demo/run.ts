@@ -1,0 +1,578 @@
+/**
+ * `gptune demo`: pretraining -> domain-specific -> task-specific fine-tuning on real data, measured.
+ *
+ *   base        a small GPT-2 pretrained from scratch on State of the Union addresses + Moby-Dick,
+ *               with a byte-level BPE vocabulary learned from the same text (cached by its settings)
+ *   task        base fine-tuned on labelled training emails (prompt = email, completion = label)
+ *   domain      base further pretrained on the training emails' text (no labels)
+ *   combined    domain, then the same task fine-tuning
+ *   scratch     the same task fine-tuning from random weights (what pretraining buys)
+ *   subject     base fine-tuned to write an email's Subject line from its body (BLEU / ROUGE)
+ *   baselines   zero-shot label scoring by base and domain, the majority class, naive Bayes
+ *
+ * Emails are split once (corpora.ts, fixed seed) into train / validation / test; validation picks
+ * each run's best step and early stopping, the test split is only ever scored. Every number in
+ * report.json is measured in this run (or, for a cached base model, in the run that trained it,
+ * which report.json says); report.md is rendered from report.json alone.
+ */
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { loadRecords } from '../data';
+import { setThreads } from '../device';
+import { ClassificationEvalResult, evaluateClassification, evaluateGeneration, GenerationEvalResult, classificationReport } from '../eval';
+import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
+import { loadModel, saveModel } from '../model/checkpoint';
+import { configToJSON, parseGPT2Config } from '../model/config';
+import { GPT2 } from '../model/gpt2';
+import { addon } from '../native';
+import { BPETokenizer, loadTokenizer, Tokenizer } from '../tokenizer';
+import { END_OF_TEXT } from '../tokenizer/types';
+import { Rng } from '../util/rng';
+import { VERSION } from '../version';
+import { bpeFiles, trainBPE } from './bpe_trainer';
+import { Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
+import { truncateText } from './emails';
+import { NaiveBayes } from './naive_bayes';
+import { DemoPreset, PRESETS, PresetName } from './presets';
+import { formatReport } from './report';
+import { lossCurvesSvg, Panel } from './svg';
+import { peakRssMB, RunRecord, trainRun } from './training';
+
+export interface DemoOptions {
+  outDir: string;
+  preset: PresetName;
+  seed: number;
+  /** Kernel threads (default: all cores). */
+  threads: number | null;
+  /** Reuse / store the pretrained base model in cacheDir. */
+  cache: boolean;
+  cacheDir: string;
+  /** Progress on stderr: stage lines and the Trainer's progress display. */
+  progress: boolean;
+  /** The command line, for the report. */
+  command: string;
+}
+
+export function defaultCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'gptune', 'demo');
+}
+
+/** Classification template: the prompt is the email, the completion the label. */
+export const CLASSIFICATION_TEMPLATE = 'Email: {text}\nSpam or ham? {label}';
+/** Subject generation: the prompt ends with "Subject:", the completion is " " + the subject. */
+export const SUBJECT_PROMPT_SUFFIX = '\nSubject:';
+
+export interface ClassificationRow {
+  accuracy: number;
+  f1: number;
+  precision: number;
+  recall: number;
+  spam_recall: number;
+  spam_precision: number;
+  examples: number;
+  /** rows: true ham, true spam; columns: predicted ham, predicted spam. */
+  confusion: number[][];
+  eval_s: number;
+}
+
+export interface GenerationRow {
+  bleu: number;
+  rouge1: number;
+  rouge2: number;
+  rougeL: number;
+  examples: number;
+  /** Outputs that stopped at a line break / EOS / the token limit. */
+  stops: Record<string, number>;
+  eval_s: number;
+}
+
+export interface StageCost {
+  stage: string;
+  wall_s: number;
+  train_tokens: number;
+  tokens_per_s: number;
+  peak_rss_mb: number;
+  /** True when the numbers come from the earlier run that filled the cache. */
+  cached: boolean;
+}
+
+export interface DemoReport {
+  gptune_version: string;
+  command: string;
+  preset: PresetName;
+  seed: number;
+  date: string;
+  machine: { cpu: string; cores: number; memory_gb: number; platform: string; node: string; threads: number; simd: string; load_average_start: number[]; load_average_end: number[] };
+  settings: DemoPreset & { split_seed: number; split_fractions: typeof SPLIT_FRACTIONS; classification_template: string };
+  data: {
+    general: { documents: number; chars: number; pretrain_chars: number };
+    emails: {
+      read: number; duplicates: number; conflicting: number;
+      train: { available: number; used: number; spam: number };
+      validation: { available: number; used: number; spam: number };
+      test: { available: number; used: number; spam: number };
+      generation_train: number; generation_validation: number; generation_test: number;
+    };
+  };
+  tokenizer: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number; general_chars_per_token: number; email_chars_per_token: number };
+  base: { cached: boolean; cache_key: string; trained_on: string; parameters: number; config: Record<string, unknown> };
+  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'subject', RunRecord>;
+  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch', ClassificationRow>;
+  generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
+  /** B - A differences the report states (accuracy and macro-F1; ROUGE-L and BLEU). */
+  deltas: Record<string, number>;
+  samples: {
+    generation: Array<{ body: string; reference: string; base: string; domain: string; finetuned: string }>;
+    classification: Array<{ email: string; label: string; base: string; task: string; scratch: string; naive_bayes: string }>;
+  };
+  findings: string[];
+  compute: StageCost[];
+  total_wall_s: number;
+}
+
+/** Stage messages on stderr (stdout is left for the final summary). */
+class Log {
+  constructor(private readonly enabled: boolean) {}
+  private readonly started = Date.now();
+  line(text: string): void {
+    if (this.enabled) process.stderr.write(`[demo ${((Date.now() - this.started) / 1000).toFixed(0).padStart(4)}s] ${text}\n`);
+  }
+}
+
+function emailText(e: Email, preset: DemoPreset): string {
+  const subject = truncateText(e.subject, preset.subjectChars);
+  return `Subject: ${subject}\n${truncateText(e.body, preset.bodyChars)}`.split(END_OF_TEXT).join('');
+}
+
+function subjectRecord(e: Email, preset: DemoPreset): { prompt: string; completion: string } {
+  const body = truncateText(e.body, preset.bodyChars).split(END_OF_TEXT).join('');
+  return { prompt: `${body}${SUBJECT_PROMPT_SUFFIX}`, completion: ` ${truncateText(e.subject, preset.subjectChars)}` };
+}
+
+function jsonl(rows: readonly object[]): string {
+  return rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+}
+
+function take<T>(items: readonly T[], n: number | null): T[] {
+  return n === null ? items.slice() : items.slice(0, n);
+}
+
+/** Documents in a seeded order, cut to `maxChars` characters in all (null = all). */
+function pretrainingDocuments(docs: readonly Document[], maxChars: number | null, seed: number): Document[] {
+  const order = new Rng(seed).shuffle(docs.slice());
+  if (maxChars === null) return order;
+  const out: Document[] = [];
+  let left = maxChars;
+  for (const d of order) {
+    if (left <= 0) break;
+    out.push(d.text.length <= left ? d : { name: d.name, text: d.text.slice(0, left) });
+    left -= d.text.length;
+  }
+  return out;
+}
+
+function classificationRow(r: ClassificationEvalResult, seconds: number): ClassificationRow {
+  return {
+    accuracy: r.accuracy, f1: r.f1, precision: r.precision, recall: r.recall,
+    spam_recall: r.per_class.spam?.recall ?? 0, spam_precision: r.per_class.spam?.precision ?? 0,
+    examples: r.examples, confusion: r.confusion_matrix.matrix, eval_s: seconds,
+  };
+}
+
+function generationRow(r: GenerationEvalResult, seconds: number): GenerationRow {
+  return { bleu: r.bleu, rouge1: r.rouge1.f, rouge2: r.rouge2.f, rougeL: r.rougeL.f, examples: r.examples, stops: { ...r.stops }, eval_s: seconds };
+}
+
+function timed<T>(fn: () => T): [T, number] {
+  const t0 = process.hrtime.bigint();
+  const value = fn();
+  return [value, Number(process.hrtime.bigint() - t0) / 1e9];
+}
+
+function newModel(preset: DemoPreset, tokenizer: Tokenizer, seed: number): GPT2 {
+  const config = parseGPT2Config({
+    ...preset.model, vocab_size: tokenizer.vocabSize, bos_token_id: tokenizer.eosTokenId, eos_token_id: tokenizer.eosTokenId,
+  }, `demo preset ${preset.name}`);
+  const model = new GPT2(config, 'cpu');
+  model.initRandom(seed, config.initializer_range);
+  return model;
+}
+
+/** What decides the base model: change any of it and the cache misses. */
+function baseCacheKey(preset: DemoPreset, seed: number, corpus: { documents: number; chars: number }): string {
+  const key = {
+    version: 1, vocabSize: preset.vocabSize, bpeTrainingChars: preset.bpeTrainingChars, model: preset.model, corpusChars: preset.corpusChars,
+    pretrainValidationFraction: preset.pretrainValidationFraction, pretrain: preset.pretrain, seed, corpus,
+  };
+  return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 16);
+}
+
+interface BaseModel {
+  dir: string;
+  cached: boolean;
+  cacheKey: string;
+  pretrain: RunRecord;
+  tokenizerInfo: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number };
+  pretrainChars: number;
+  trainedOn: string;
+  wallSeconds: number;
+}
+
+/** The base model folder: from the cache, or learned (tokenizer + pretraining) and stored. */
+async function obtainBase(opts: DemoOptions, preset: DemoPreset, docs: readonly Document[], workDir: string, log: Log): Promise<BaseModel> {
+  const corpus = { documents: docs.length, chars: docs.reduce((n, d) => n + d.text.length, 0) };
+  const cacheKey = baseCacheKey(preset, opts.seed, corpus);
+  const cachedDir = path.join(opts.cacheDir, `base-${preset.name}-${cacheKey}`);
+  if (opts.cache && fs.existsSync(path.join(cachedDir, 'pretrain.json')) && fs.existsSync(path.join(cachedDir, 'model.safetensors'))) {
+    const info = JSON.parse(fs.readFileSync(path.join(cachedDir, 'pretrain.json'), 'utf8'));
+    log.line(`base model: cached in ${cachedDir} (pretrained ${info.trained_on})`);
+    return { dir: cachedDir, cached: true, cacheKey, pretrain: info.pretrain, tokenizerInfo: info.tokenizer, pretrainChars: info.pretrain_chars, trainedOn: info.trained_on, wallSeconds: info.wall_s };
+  }
+  const started = Date.now();
+  const ordered = pretrainingDocuments(docs, preset.corpusChars, opts.seed);
+  const pretrainChars = ordered.reduce((n, d) => n + d.text.length, 0);
+  const bpeTexts = take(pretrainingDocuments(docs, preset.bpeTrainingChars, opts.seed).map((d) => d.text), null);
+  log.line(`tokenizer: learning ${preset.vocabSize - 257} BPE merges from ${bpeTexts.reduce((n, t) => n + t.length, 0)} characters`);
+  const [trained, bpeSeconds] = timed(() => trainBPE(bpeTexts, { vocabSize: preset.vocabSize }));
+  const files = bpeFiles(trained);
+  const tokenizer = new BPETokenizer({ vocab: trained.vocab, merges: trained.merges, name: `bpe-${trained.vocab.size} (gptune demo)` });
+  const corpusFile = path.join(workDir, 'general.txt');
+  fs.writeFileSync(corpusFile, ordered.map((d) => d.text).join(END_OF_TEXT));
+  log.line(`base model: pretraining ${preset.model.n_layer} layers x ${preset.model.n_embd} wide, vocabulary ${tokenizer.vocabSize}, on ${pretrainChars} characters for ${preset.pretrain.steps} steps`);
+  const model = newModel(preset, tokenizer, opts.seed);
+  try {
+    const { record } = await trainRun({
+      name: 'pretrain', model, tokenizer, format: 'text', trainFile: corpusFile, validation: { fraction: preset.pretrainValidationFraction },
+      plan: preset.pretrain, seed: opts.seed, threads: opts.threads, progress: opts.progress,
+    });
+    const tokenizerInfo = { vocab_size: tokenizer.vocabSize, merges: trained.merges.length, learned_from_chars: bpeTexts.reduce((n, t) => n + t.length, 0), seconds: bpeSeconds };
+    const wallSeconds = (Date.now() - started) / 1000;
+    const trainedOn = new Date().toISOString();
+    const info = { pretrain: record, tokenizer: tokenizerInfo, pretrain_chars: pretrainChars, trained_on: trainedOn, wall_s: wallSeconds, cache_key: cacheKey, gptune_version: VERSION };
+    const dir = opts.cache ? cachedDir : path.join(workDir, 'base');
+    saveModel(model, dir, { extraFiles: { ...files, 'pretrain.json': JSON.stringify(info, null, 1) + '\n' } });
+    if (opts.cache) log.line(`base model: stored in ${dir}`);
+    return { dir, cached: false, cacheKey, pretrain: record, tokenizerInfo, pretrainChars, trainedOn, wallSeconds };
+  } finally {
+    model.free();
+  }
+}
+
+function machine(threads: number): DemoReport['machine'] {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown', cores: cpus.length, memory_gb: os.totalmem() / 2 ** 30,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`, node: process.version, threads, simd: addon.simdLevel(),
+    load_average_start: os.loadavg(), load_average_end: [],
+  };
+}
+
+function charsPerToken(tokenizer: Tokenizer, texts: readonly string[]): number {
+  let chars = 0, tokens = 0;
+  for (const t of texts) {
+    chars += t.length;
+    tokens += tokenizer.encode(t).length;
+  }
+  return tokens > 0 ? chars / tokens : 0;
+}
+
+export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
+  const started = Date.now();
+  const preset = PRESETS[opts.preset];
+  const log = new Log(opts.progress);
+  if (opts.threads !== null) setThreads(opts.threads);
+  const host = machine(addon.numThreads());
+  const outDir = path.resolve(opts.outDir);
+  const workDir = path.join(outDir, '.work');
+  const dataDir = path.join(outDir, 'data');
+  const modelsDir = path.join(outDir, 'models');
+  fs.rmSync(workDir, { recursive: true, force: true });
+  fs.mkdirSync(workDir, { recursive: true });
+  fs.mkdirSync(dataDir, { recursive: true });
+  const compute: StageCost[] = [];
+  const rss = () => peakRssMB();
+
+  try {
+    // --- data ---
+    let stageStart = Date.now();
+    log.line(`reading the corpora (${opts.preset} demo; out ${outDir})`);
+    const docs = readGeneralCorpus();
+    const splits: EmailSplits = readEmailSplits();
+    const train = take(splits.train, preset.trainEmails);
+    const validation = take(splits.validation, preset.validationEmails);
+    const test = take(splits.test, preset.testEmails);
+    const spam = (xs: readonly Email[]) => xs.filter((e) => e.label === 'spam').length;
+    const withSubject = (xs: readonly Email[]) => xs.filter((e) => e.subject.trim() !== '' && e.body.trim() !== '');
+    const genTrain = withSubject(train), genValidation = withSubject(validation), genTest = withSubject(test).slice(0, preset.generationTestEmails);
+    const files = {
+      clsTrain: path.join(dataDir, 'classification-train.jsonl'),
+      clsValidation: path.join(dataDir, 'classification-validation.jsonl'),
+      clsTest: path.join(dataDir, 'classification-test.jsonl'),
+      domainTrain: path.join(dataDir, 'domain-train.txt'),
+      domainValidation: path.join(dataDir, 'domain-validation.txt'),
+      genTrain: path.join(dataDir, 'subject-train.jsonl'),
+      genValidation: path.join(dataDir, 'subject-validation.jsonl'),
+      genTest: path.join(dataDir, 'subject-test.jsonl'),
+    };
+    const clsRows = (xs: readonly Email[]) => jsonl(xs.map((e) => ({ text: emailText(e, preset), label: e.label })));
+    writeFileAtomic(files.clsTrain, clsRows(train));
+    writeFileAtomic(files.clsValidation, clsRows(validation));
+    writeFileAtomic(files.clsTest, clsRows(test));
+    writeFileAtomic(files.domainTrain, train.map((e) => emailText(e, preset)).join(END_OF_TEXT));
+    writeFileAtomic(files.domainValidation, validation.map((e) => emailText(e, preset)).join(END_OF_TEXT));
+    writeFileAtomic(files.genTrain, jsonl(genTrain.map((e) => subjectRecord(e, preset))));
+    writeFileAtomic(files.genValidation, jsonl(genValidation.map((e) => subjectRecord(e, preset))));
+    writeFileAtomic(files.genTest, jsonl(genTest.map((e) => subjectRecord(e, preset))));
+    log.line(`emails: ${splits.read} read, ${splits.duplicates} duplicates dropped; using train ${train.length}, validation ${validation.length}, test ${test.length} (subject task: test ${genTest.length})`);
+    compute.push({ stage: 'read and prepare data', wall_s: (Date.now() - stageStart) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
+
+    // --- base model ---
+    const base = await obtainBase(opts, preset, docs, workDir, log);
+    compute.push({ stage: 'tokenizer + pretraining (base)', wall_s: base.wallSeconds, train_tokens: base.pretrain.train_tokens, tokens_per_s: base.pretrain.tokens_per_s, peak_rss_mb: base.pretrain.peak_rss_mb, cached: base.cached });
+    const tokenizer = loadTokenizer(base.dir);
+    saveModelCopy(base.dir, path.join(modelsDir, 'base'));
+
+    const testRecords = loadRecords(files.clsTest, { format: 'classification' }).records;
+    const genRecords = loadRecords(files.genTest, { format: 'prompt_completion' }).records;
+    const classify = (model: GPT2) => {
+      const [r, s] = timed(() => evaluateClassification(model, tokenizer, testRecords, LABELS, CLASSIFICATION_TEMPLATE));
+      return { row: classificationRow(r, s), predictions: r.predictions.map((p) => p.predicted) };
+    };
+    const writeSubjects = (model: GPT2) => {
+      const [r, s] = timed(() => evaluateGeneration(model, tokenizer, genRecords, { maxNewTokens: preset.maxSubjectTokens }));
+      return { row: generationRow(r, s), outputs: r.outputs.map((o) => o.output.trim()) };
+    };
+    const evalStage = (stage: string, fn: () => void) => {
+      const t0 = Date.now();
+      fn();
+      compute.push({ stage, wall_s: (Date.now() - t0) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
+    };
+
+    // --- zero-shot baselines ---
+    const baseModel = loadModel(base.dir);
+    let baseCls!: ReturnType<typeof classify>, baseGen!: ReturnType<typeof writeSubjects>;
+    evalStage('evaluate base (zero-shot)', () => {
+      log.line(`base model, zero-shot: classifying ${testRecords.length} test emails and writing ${genRecords.length} subjects`);
+      baseCls = classify(baseModel);
+      baseGen = writeSubjects(baseModel);
+    });
+    baseModel.free();
+
+    const fineTune = async (name: RunName, start: GPT2, kind: 'classification' | 'text' | 'prompt_completion', title: string): Promise<RunRecord> => {
+      log.line(`${name}: ${title}`);
+      const spec = {
+        classification: { trainFile: files.clsTrain, validation: files.clsValidation, plan: preset.finetune, template: CLASSIFICATION_TEMPLATE },
+        text: { trainFile: files.domainTrain, validation: files.domainValidation, plan: preset.domain, template: undefined },
+        prompt_completion: { trainFile: files.genTrain, validation: files.genValidation, plan: preset.generation, template: undefined },
+      }[kind];
+      const { record } = await trainRun({
+        name, model: start, tokenizer, format: kind, trainFile: spec.trainFile, validation: { file: spec.validation }, template: spec.template,
+        plan: spec.plan, seed: opts.seed, threads: opts.threads, progress: opts.progress,
+      });
+      saveModel(start, path.join(modelsDir, name), { tokenizerFrom: base.dir });
+      compute.push({ stage: `${name} fine-tuning`, wall_s: record.wall_s, train_tokens: record.train_tokens, tokens_per_s: record.tokens_per_s, peak_rss_mb: record.peak_rss_mb, cached: false });
+      log.line(`${name}: validation loss ${record.initial_val_loss.toFixed(4)} -> ${record.best_val_loss.toFixed(4)} (best at step ${record.best_step} of ${record.steps}), ${record.wall_s.toFixed(1)} s`);
+      return record;
+    };
+    const withModel = async <T>(model: GPT2, fn: (m: GPT2) => Promise<T> | T): Promise<T> => {
+      try {
+        return await fn(model);
+      } finally {
+        model.free();
+      }
+    };
+
+    // --- task-specific, domain-specific, combined, from scratch ---
+    let taskCls!: ReturnType<typeof classify>, domainCls!: ReturnType<typeof classify>, combinedCls!: ReturnType<typeof classify>, scratchCls!: ReturnType<typeof classify>;
+    let domainGen!: ReturnType<typeof writeSubjects>, subjectGen!: ReturnType<typeof writeSubjects>;
+    const runs = {} as Record<RunName, RunRecord>;
+    runs.task = await withModel(loadModel(base.dir), async (m) => {
+      const r = await fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)');
+      evalStage('evaluate task', () => { taskCls = classify(m); });
+      return r;
+    });
+    runs.domain = await withModel(loadModel(base.dir), async (m) => {
+      const r = await fineTune('domain', m, 'text', 'domain-specific fine-tuning: continued pretraining on the training emails, no labels');
+      evalStage('evaluate domain (zero-shot)', () => {
+        domainCls = classify(m);
+        domainGen = writeSubjects(m);
+      });
+      return r;
+    });
+    runs.combined = await withModel(loadModel(path.join(modelsDir, 'domain')), async (m) => {
+      const r = await fineTune('combined', m, 'classification', 'combined: the domain model, then the same task fine-tuning');
+      evalStage('evaluate combined', () => { combinedCls = classify(m); });
+      return r;
+    });
+    runs.scratch = await withModel(newModel(preset, tokenizer, opts.seed + 1), async (m) => {
+      const r = await fineTune('scratch', m, 'classification', 'the same task fine-tuning from random weights (no pretraining)');
+      evalStage('evaluate scratch', () => { scratchCls = classify(m); });
+      return r;
+    });
+    runs.subject = await withModel(loadModel(base.dir), async (m) => {
+      const r = await fineTune('subject', m, 'prompt_completion', 'subject-line generation fine-tuning from the base model (prompt = body, completion = subject)');
+      evalStage('evaluate subject', () => { subjectGen = writeSubjects(m); });
+      return r;
+    });
+    runs.pretrain = base.pretrain;
+
+    // --- bag of words, majority class ---
+    const nbStart = Date.now();
+    const bayes = new NaiveBayes(train.map((e) => emailText(e, preset)), train.map((e) => e.label));
+    const nbPredictions = test.map((e) => bayes.predict(emailText(e, preset)));
+    const truth = test.map((e) => e.label);
+    const nbReport = classificationReport(truth, nbPredictions, LABELS);
+    const nbSeconds = (Date.now() - nbStart) / 1000;
+    compute.push({ stage: 'naive Bayes (train + test)', wall_s: nbSeconds, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
+    const majorityLabel = spam(train) * 2 > train.length ? 'spam' : 'ham';
+    const majority = classificationReport(truth, truth.map(() => majorityLabel), LABELS);
+    const asRow = (r: ReturnType<typeof classificationReport>, seconds: number): ClassificationRow => ({
+      accuracy: r.accuracy, f1: r.f1, precision: r.precision, recall: r.recall, spam_recall: r.per_class.spam?.recall ?? 0,
+      spam_precision: r.per_class.spam?.precision ?? 0, examples: r.examples, confusion: r.confusion_matrix.matrix, eval_s: seconds,
+    });
+
+    const classification: DemoReport['classification'] = {
+      majority: asRow(majority, 0), naive_bayes: asRow(nbReport, nbSeconds), base_zero_shot: baseCls.row, domain_zero_shot: domainCls.row,
+      task: taskCls.row, combined: combinedCls.row, scratch: scratchCls.row,
+    };
+    const generation: DemoReport['generation'] = { base: baseGen.row, domain: domainGen.row, subject: subjectGen.row };
+
+    const deltas: Record<string, number> = {};
+    const clsDelta = (b: keyof typeof classification, a: keyof typeof classification) => {
+      deltas[`${b}_vs_${a}.accuracy`] = classification[b].accuracy - classification[a].accuracy;
+      deltas[`${b}_vs_${a}.f1`] = classification[b].f1 - classification[a].f1;
+    };
+    clsDelta('task', 'base_zero_shot');
+    clsDelta('domain_zero_shot', 'base_zero_shot');
+    clsDelta('combined', 'task');
+    clsDelta('task', 'scratch');
+    clsDelta('combined', 'scratch');
+    clsDelta('naive_bayes', 'task');
+    clsDelta('naive_bayes', 'combined');
+    deltas['subject_vs_base.rougeL'] = generation.subject.rougeL - generation.base.rougeL;
+    deltas['subject_vs_base.bleu'] = generation.subject.bleu - generation.base.bleu;
+    deltas['domain_vs_base.rougeL'] = generation.domain.rougeL - generation.base.rougeL;
+
+    const nSamples = Math.min(preset.samples, genTest.length);
+    const sampleGen = genTest.slice(0, nSamples).map((e, i) => ({
+      body: truncateText(e.body, 160), reference: truncateText(e.subject, preset.subjectChars),
+      base: baseGen.outputs[i], domain: domainGen.outputs[i], finetuned: subjectGen.outputs[i],
+    }));
+    const sampleCls = test.slice(0, nSamples).map((e, i) => ({
+      email: truncateText(emailText(e, preset).replace(/\n/g, ' '), 140), label: e.label,
+      base: baseCls.predictions[i], task: taskCls.predictions[i], scratch: scratchCls.predictions[i], naive_bayes: nbPredictions[i],
+    }));
+
+    const general = { documents: docs.length, chars: docs.reduce((n, d) => n + d.text.length, 0), pretrain_chars: base.pretrainChars };
+    const host2 = { ...host, load_average_end: os.loadavg() };
+    const report: DemoReport = {
+      gptune_version: VERSION,
+      command: opts.command,
+      preset: opts.preset,
+      seed: opts.seed,
+      date: new Date().toISOString(),
+      machine: host2,
+      settings: { ...preset, split_seed: SPLIT_SEED, split_fractions: SPLIT_FRACTIONS, classification_template: CLASSIFICATION_TEMPLATE },
+      data: {
+        general,
+        emails: {
+          read: splits.read, duplicates: splits.duplicates, conflicting: splits.conflicting,
+          train: { available: splits.train.length, used: train.length, spam: spam(train) },
+          validation: { available: splits.validation.length, used: validation.length, spam: spam(validation) },
+          test: { available: splits.test.length, used: test.length, spam: spam(test) },
+          generation_train: genTrain.length, generation_validation: genValidation.length, generation_test: genTest.length,
+        },
+      },
+      tokenizer: {
+        ...base.tokenizerInfo,
+        general_chars_per_token: charsPerToken(tokenizer, docs.slice(0, 20).map((d) => d.text.slice(0, 20000))),
+        email_chars_per_token: charsPerToken(tokenizer, train.slice(0, 200).map((e) => emailText(e, preset))),
+      },
+      base: {
+        cached: base.cached, cache_key: base.cacheKey, trained_on: base.trainedOn,
+        parameters: 0, config: configToJSON(parseGPT2Config(JSON.parse(fs.readFileSync(path.join(base.dir, 'config.json'), 'utf8')), 'config.json')),
+      },
+      runs,
+      classification,
+      generation,
+      deltas,
+      samples: { generation: sampleGen, classification: sampleCls },
+      findings: [],
+      compute,
+      total_wall_s: 0,
+    };
+    report.base.parameters = countBaseParameters(base.dir);
+    report.total_wall_s = (Date.now() - started) / 1000;
+    report.findings = findings(report);
+    const markdown = formatReport(report);
+    const svg = lossCurvesSvg(curvePanels(report));
+    writeFileAtomic(path.join(outDir, 'report.json'), JSON.stringify(report, null, 1) + '\n');
+    writeFileAtomic(path.join(outDir, 'loss-curves.svg'), svg);
+    writeFileAtomic(path.join(outDir, 'report.md'), markdown);
+    log.line(`done in ${report.total_wall_s.toFixed(1)} s: ${path.join(outDir, 'report.md')}`);
+    return report;
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+type RunName = 'task' | 'domain' | 'combined' | 'scratch' | 'subject';
+
+function countBaseParameters(dir: string): number {
+  const model = loadModel(dir);
+  try {
+    return model.numParameters;
+  } finally {
+    model.free();
+  }
+}
+
+/** Copies a model folder (config, weights, tokenizer files) atomically. */
+function saveModelCopy(from: string, to: string): void {
+  const files: Record<string, Uint8Array> = {};
+  for (const name of ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt']) files[name] = fs.readFileSync(path.join(from, name));
+  writeDirAtomic(to, files);
+}
+
+function curvePanels(r: DemoReport): Panel[] {
+  const val = (run: RunRecord, name: string) => ({ name, points: run.val_curve.map((p) => [p.step, p.loss] as const) });
+  const trainLoss = (run: RunRecord, name: string) => ({ name, points: run.train_curve.map((p) => [p.step, p.loss] as const), dashed: true });
+  return [
+    { title: 'Pretraining (SOTU + Moby-Dick)', xLabel: 'step', yLabel: 'loss (nats/token)', series: [val(r.runs.pretrain, 'validation'), trainLoss(r.runs.pretrain, 'training')] },
+    { title: 'Domain: continued pretraining on emails', xLabel: 'step', yLabel: 'validation loss', series: [val(r.runs.domain, 'domain (from base)')] },
+    {
+      title: 'Spam/ham task: validation loss (label tokens)', xLabel: 'step', yLabel: 'validation loss',
+      series: [val(r.runs.task, 'task (from base)'), val(r.runs.combined, 'combined (from domain)'), val(r.runs.scratch, 'scratch (random init)')],
+    },
+    { title: 'Subject generation: validation loss', xLabel: 'step', yLabel: 'validation loss', series: [val(r.runs.subject, 'subject (from base)')] },
+  ];
+}
+
+const f4 = (x: number) => x.toFixed(4);
+const signed = (x: number) => (x > 0 ? '+' : '') + x.toFixed(4);
+
+/** Plain statements of what the numbers say, including where fine-tuning did not help. */
+export function findings(r: DemoReport): string[] {
+  const c = r.classification, g = r.generation, d = r.deltas;
+  const out: string[] = [];
+  const verdict = (delta: number, better: string, worse: string) => (delta > 0 ? better : delta < 0 ? worse : 'is no better than');
+  out.push(`Task-specific fine-tuning ${verdict(d['task_vs_base_zero_shot.f1'], 'beat', 'did NOT beat')} the base model's zero-shot label scoring: macro-F1 ${f4(c.task.f1)} vs ${f4(c.base_zero_shot.f1)} (${signed(d['task_vs_base_zero_shot.f1'])}), accuracy ${f4(c.task.accuracy)} vs ${f4(c.base_zero_shot.accuracy)} (${signed(d['task_vs_base_zero_shot.accuracy'])}).`);
+  out.push(`Domain-specific fine-tuning alone (no labels) ${d['domain_zero_shot_vs_base_zero_shot.f1'] > 0 ? 'raised' : 'did NOT raise'} zero-shot macro-F1: ${f4(c.domain_zero_shot.f1)} vs ${f4(c.base_zero_shot.f1)} (${signed(d['domain_zero_shot_vs_base_zero_shot.f1'])}).`);
+  out.push(`Combined (domain, then task) vs task-only: macro-F1 ${f4(c.combined.f1)} vs ${f4(c.task.f1)} (${signed(d['combined_vs_task.f1'])}); ${d['combined_vs_task.f1'] > 0 ? 'the extra domain step helped' : 'the extra domain step did NOT help here'}.`);
+  out.push(`Transfer learning: the same task training from random weights reached macro-F1 ${f4(c.scratch.f1)}; from the pretrained base ${f4(c.task.f1)} (${signed(d['task_vs_scratch.f1'])})${d['task_vs_scratch.f1'] > 0 ? '' : ': pretraining did NOT pay off on this task at this scale'}.`);
+  const bestGpt = Math.max(c.task.f1, c.combined.f1);
+  out.push(`The bag-of-words naive Bayes baseline reached macro-F1 ${f4(c.naive_bayes.f1)} (accuracy ${f4(c.naive_bayes.accuracy)}); it ${c.naive_bayes.f1 > bestGpt ? 'beats' : c.naive_bayes.f1 < bestGpt ? 'trails' : 'ties'} the best fine-tuned GPT (${f4(bestGpt)}), at a fraction of the compute.`);
+  out.push(`Always answering "${c.majority.confusion[0][0] + c.majority.confusion[1][0] === c.majority.examples ? 'ham' : 'spam'}" scores accuracy ${f4(c.majority.accuracy)} and macro-F1 ${f4(c.majority.f1)}: the floor any classifier must clear.`);
+  out.push(`Subject lines: fine-tuning ${d['subject_vs_base.rougeL'] > 0 ? 'improved' : 'did NOT improve'} ROUGE-L over the base model (${f4(g.subject.rougeL)} vs ${f4(g.base.rougeL)}, ${signed(d['subject_vs_base.rougeL'])}) and ${d['subject_vs_base.bleu'] > 0 ? 'improved' : 'did NOT improve'} BLEU (${g.subject.bleu.toFixed(2)} vs ${g.base.bleu.toFixed(2)}).`);
+  for (const name of ['task', 'combined', 'scratch', 'subject', 'domain'] as const) {
+    const run = r.runs[name];
+    const last = run.val_curve[run.val_curve.length - 1];
+    if (run.best_step < last.step && last.loss > run.best_val_loss) {
+      out.push(`Overfitting watch (${name}): validation loss was lowest at step ${run.best_step} (${f4(run.best_val_loss)}) and ended at ${f4(last.loss)} at step ${last.step}; the best step's weights were kept.`);
+    }
+  }
+  return out;
+}
