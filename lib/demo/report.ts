@@ -1,0 +1,131 @@
+/**
+ * report.md, rendered from report.json's object alone: every number printed is a number of the
+ * report (rounded for display), and every text quoted from the data or the machine is a string of
+ * the report, shown as a `code span`. test/demo checks both.
+ */
+import type { DemoReport, GenerationRow, ClassificationRow, StageCost } from './run';
+import type { RunRecord } from './training';
+
+const fixed = (x: number, digits: number) => x.toFixed(digits);
+const f4 = (x: number) => fixed(x, 4);
+const signed = (x: number) => (x > 0 ? '+' : '') + x.toFixed(4);
+
+/** A markdown code span holding `text` exactly (table pipes escaped), or *(empty)*. */
+export function codeSpan(text: string): string {
+  if (text === '') return '*(empty)*';
+  const longestRun = Math.max(0, ...(text.match(/`+/g) ?? []).map((r) => r.length));
+  const fence = '`'.repeat(longestRun + 1);
+  const escaped = text.replace(/\|/g, '\\|');
+  return longestRun > 0 ? `${fence} ${escaped} ${fence}` : `${fence}${escaped}${fence}`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
+const CLASSIFIERS: Array<[keyof DemoReport['classification'], string, string]> = [
+  ['majority', 'majority class', 'always the most common training label'],
+  ['naive_bayes', 'naive Bayes (bag of words)', 'word counts of the training emails'],
+  ['base_zero_shot', 'base, zero-shot', 'pretrained on general English only; label scoring'],
+  ['domain_zero_shot', 'domain, zero-shot', 'base + continued pretraining on training emails (no labels)'],
+  ['task', 'task-specific', 'base + supervised fine-tuning on labelled emails'],
+  ['combined', 'combined', 'domain model + the same supervised fine-tuning'],
+  ['scratch', 'from scratch', 'random weights + the same supervised fine-tuning'],
+];
+
+function classificationRow(name: string, how: string, r: ClassificationRow): string[] {
+  return [name, how, f4(r.accuracy), f4(r.f1), f4(r.spam_precision), f4(r.spam_recall)];
+}
+
+function generationRow(name: string, how: string, r: GenerationRow): string[] {
+  return [name, how, fixed(r.bleu, 2), f4(r.rouge1), f4(r.rouge2), f4(r.rougeL)];
+}
+
+function runRow(name: string, from: string, data: string, r: RunRecord): string[] {
+  return [
+    name, from, data, String(r.train_examples), String(r.steps), f4(r.initial_val_loss), `${f4(r.best_val_loss)} (step ${r.best_step})`,
+    f4(r.final_val_loss), r.stop_reason.replace(/_/g, ' '), fixed(r.wall_s, 1),
+  ];
+}
+
+function computeRow(c: StageCost): string[] {
+  return [
+    c.stage + (c.cached ? ' (cached: measured when the cache was filled)' : ''), fixed(c.wall_s, 1),
+    c.train_tokens > 0 ? String(c.train_tokens) : '-', c.tokens_per_s > 0 ? fixed(c.tokens_per_s, 0) : '-', fixed(c.peak_rss_mb, 0),
+  ];
+}
+
+export function formatReport(r: DemoReport): string {
+  const m = r.machine, s = r.settings, e = r.data.emails, c = r.classification, g = r.generation, runs = r.runs;
+  const out: string[] = [];
+  out.push(`# gptune demo: pretraining, domain- and task-specific fine-tuning (${r.preset})`);
+  out.push('');
+  out.push(`Command ${codeSpan(r.command)}, finished ${codeSpan(r.date)}, gptune ${codeSpan(r.gptune_version)}.`);
+  out.push(`Machine: ${codeSpan(m.cpu)}, ${m.cores} cores, ${fixed(m.memory_gb, 1)} GiB memory, ${codeSpan(m.platform)}, Node ${codeSpan(m.node)}; kernels on ${m.threads} threads (${codeSpan(m.simd)}). Load average (os.loadavg()) at the start ${m.load_average_start.map((x) => fixed(x, 2)).join(', ')}, at the end ${m.load_average_end.map((x) => fixed(x, 2)).join(', ')}: other work on the machine slows every timing below.`);
+  out.push(`Total wall time ${fixed(r.total_wall_s, 1)} s.`);
+  out.push('');
+  out.push('## Setup');
+  out.push('');
+  out.push(`- **Base model**: GPT-2 architecture, ${runs.pretrain.seq_len} positions, ${r.base.config.n_layer as number} layers, ${r.base.config.n_head as number} heads, width ${r.base.config.n_embd as number}, ${r.base.parameters} parameters; pretrained from random weights on ${r.data.general.pretrain_chars} characters of State of the Union addresses and Moby-Dick (${r.data.general.documents} documents) for ${runs.pretrain.steps} steps of ${runs.pretrain.batch_size} x ${runs.pretrain.seq_len} tokens, peak learning rate ${runs.pretrain.learning_rate}.${r.base.cached ? ` Loaded from the cache (key ${codeSpan(r.base.cache_key)}, trained ${codeSpan(r.base.trained_on)}); its numbers are those of that run.` : ''}`);
+  out.push(`- **Tokenizer**: byte-level BPE with ${r.tokenizer.vocab_size} tokens (${r.tokenizer.merges} merges learned from ${r.tokenizer.learned_from_chars} characters of the same text in ${fixed(r.tokenizer.seconds, 1)} s); ${fixed(r.tokenizer.general_chars_per_token, 2)} characters per token on that text, ${fixed(r.tokenizer.email_chars_per_token, 2)} on emails.`);
+  out.push(`- **Emails**: the SpamAssassin corpus, ${e.read} emails read, ${e.duplicates} exact duplicates dropped${e.conflicting > 0 ? ` (${e.conflicting} with conflicting labels, both copies dropped)` : ''}; split once with seed ${s.split_seed} into train ${e.train.available}, validation ${e.validation.available}, test ${e.test.available}. This run used train ${e.train.used} (${e.train.spam} spam), validation ${e.validation.used} (${e.validation.spam} spam), test ${e.test.used} (${e.test.spam} spam). Each email is its subject plus the first ${s.bodyChars} characters of its body. The test split is never trained on or used to choose a model; validation loss picks each run's best step.`);
+  out.push(`- **Fine-tuning**: every classification run uses the same plan (batch ${s.finetune.batchSize}, peak learning rate ${s.finetune.learningRate}, cosine schedule), differing only in its starting weights; the prompt is the email in the template ${codeSpan(s.classification_template)}, the completion the label, and the test emails are classified by which label the model finds more likely.`);
+  out.push('');
+  out.push('## Findings');
+  out.push('');
+  for (const f of r.findings) out.push(`- ${f}`);
+  out.push('');
+  out.push(`## Spam or ham: test accuracy and macro-F1 (${c.task.examples} test emails, ${e.test.spam} spam)`);
+  out.push('');
+  out.push(table(['model', 'trained how', 'accuracy', 'macro-F1', 'spam precision', 'spam recall'], CLASSIFIERS.map(([key, name, how]) => classificationRow(name, how, c[key]))));
+  out.push('');
+  out.push('Pretrained vs fine-tuned, and what each step adds (B - A on the test split):');
+  out.push('');
+  const deltaRows: Array<[string, string]> = [
+    ['task', 'base_zero_shot'], ['domain_zero_shot', 'base_zero_shot'], ['combined', 'task'], ['task', 'scratch'], ['combined', 'scratch'], ['naive_bayes', 'combined'],
+  ];
+  const nameOf = (key: string) => CLASSIFIERS.find(([k]) => k === key)![1];
+  out.push(table(['B', 'A', 'accuracy B - A', 'macro-F1 B - A'], deltaRows.map(([b, a]) => [nameOf(b), nameOf(a), signed(r.deltas[`${b}_vs_${a}.accuracy`]), signed(r.deltas[`${b}_vs_${a}.f1`])])));
+  out.push('');
+  out.push(`## Subject lines from the body: BLEU and ROUGE F1 (${g.subject.examples} test emails, greedy decoding)`);
+  out.push('');
+  out.push(table(['model', 'trained how', 'BLEU', 'ROUGE-1', 'ROUGE-2', 'ROUGE-L'], [
+    generationRow('base', 'pretrained only', g.base),
+    generationRow('domain', 'base + continued pretraining on emails', g.domain),
+    generationRow('fine-tuned', 'base + supervised body -> subject', g.subject),
+  ]));
+  out.push('');
+  out.push('## Training runs');
+  out.push('');
+  out.push('Validation loss is the mean cross-entropy (nats per token) on the validation split: all tokens for pretraining and domain runs, the label (or subject) tokens for task runs.');
+  out.push('');
+  out.push(table(['run', 'starts from', 'data', 'examples', 'steps', 'val loss before', 'best val loss', 'final val loss', 'stopped', 'wall s'], [
+    runRow('pretrain', 'random weights', 'SOTU + Moby-Dick text', runs.pretrain),
+    runRow('domain', 'base', 'training emails, text only', runs.domain),
+    runRow('task', 'base', 'labelled training emails', runs.task),
+    runRow('combined', 'domain', 'labelled training emails', runs.combined),
+    runRow('scratch', 'random weights', 'labelled training emails', runs.scratch),
+    runRow('subject', 'base', 'training emails: body -> subject', runs.subject),
+  ]));
+  out.push('');
+  out.push('![Loss curves](loss-curves.svg)');
+  out.push('');
+  out.push('## Compute');
+  out.push('');
+  out.push('Tokens are token positions processed by training steps (batch x sequence length); tokens/s is over step time; peak RSS is the process high-water mark (process.resourceUsage().maxRSS) after the stage, so it never decreases.');
+  out.push('');
+  out.push(table(['stage', 'wall s', 'train tokens', 'tokens/s', 'peak RSS MB'], r.compute.map(computeRow)));
+  out.push('');
+  out.push('## Sample subject lines (test emails, for human review)');
+  out.push('');
+  out.push(table(['body (start)', 'real subject', 'base', 'domain', 'fine-tuned'], r.samples.generation.map((x) => [x.body, x.reference, x.base, x.domain, x.finetuned].map(codeSpan))));
+  out.push('');
+  out.push('## Sample classifications (test emails)');
+  out.push('');
+  out.push(table(['email (start)', 'label', 'base', 'task', 'scratch', 'naive Bayes'], r.samples.classification.map((x) => [x.email, x.label, x.base, x.task, x.scratch, x.naive_bayes].map(codeSpan))));
+  out.push('');
+  out.push('The trained models are in the models folder beside this report (Hugging Face GPT-2 folders; try gptune generate --model models/subject), the prepared data in data, every number of this report in report.json.');
+  out.push('');
+  return out.join('\n');
+}
