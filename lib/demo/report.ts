@@ -10,18 +10,23 @@ const fixed = (x: number, digits: number) => x.toFixed(digits);
 const f4 = (x: number) => fixed(x, 4);
 const signed = (x: number) => (x > 0 ? '+' : '') + x.toFixed(4);
 
-/** A markdown code span holding `text` exactly (table pipes escaped), or *(empty)*. */
+/**
+ * A markdown code span holding `text` exactly, or *(empty)*. Inside it, line breaks are written
+ * as the two characters \n (a code span cannot hold a line break) and table pipes as \|.
+ */
 export function codeSpan(text: string): string {
   if (text === '') return '*(empty)*';
   const longestRun = Math.max(0, ...(text.match(/`+/g) ?? []).map((r) => r.length));
   const fence = '`'.repeat(longestRun + 1);
-  const escaped = text.replace(/\|/g, '\\|');
+  const escaped = text.replace(/\r?\n/g, '\\n').replace(/\|/g, '\\|');
   return longestRun > 0 ? `${fence} ${escaped} ${fence}` : `${fence}${escaped}${fence}`;
 }
 
+/** A markdown table; columns whose cells are all numbers (or '-') are right-aligned. */
 function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^([-+]?\d+(\.\d+)?|-)$/.test(r[i])));
+  return [line(header), line(numeric.map((n) => (n ? '---:' : '---'))), ...rows.map(line)].join('\n');
 }
 
 const CLASSIFIERS: Array<[keyof DemoReport['classification'], string, string]> = [
@@ -42,9 +47,9 @@ function generationRow(name: string, how: string, r: GenerationRow): string[] {
   return [name, how, fixed(r.bleu, 2), f4(r.rouge1), f4(r.rouge2), f4(r.rougeL)];
 }
 
-function runRow(name: string, from: string, data: string, r: RunRecord): string[] {
+function runRow(name: string, from: string, data: string, r: RunRecord, text = false): string[] {
   return [
-    name, from, data, String(r.train_examples), String(r.steps), f4(r.initial_val_loss), `${f4(r.best_val_loss)} (step ${r.best_step})`,
+    name, from, data, text ? `${r.train_rows} windows of ${r.seq_len}` : `${r.train_examples} examples`, String(r.steps), f4(r.initial_val_loss), `${f4(r.best_val_loss)} (step ${r.best_step})`,
     f4(r.final_val_loss), r.stop_reason.replace(/_/g, ' '), fixed(r.wall_s, 1),
   ];
 }
@@ -100,9 +105,9 @@ export function formatReport(r: DemoReport): string {
   out.push('');
   out.push('Validation loss is the mean cross-entropy (nats per token) on the validation split: all tokens for pretraining and domain runs, the label (or subject) tokens for task runs.');
   out.push('');
-  out.push(table(['run', 'starts from', 'data', 'examples', 'steps', 'val loss before', 'best val loss', 'final val loss', 'stopped', 'wall s'], [
-    runRow('pretrain', 'random weights', 'SOTU + Moby-Dick text', runs.pretrain),
-    runRow('domain', 'base', 'training emails, text only', runs.domain),
+  out.push(table(['run', 'starts from', 'data', 'per epoch', 'steps', 'val loss before', 'best val loss', 'final val loss', 'stopped', 'wall s'], [
+    runRow('pretrain', 'random weights', 'SOTU + Moby-Dick text', runs.pretrain, true),
+    runRow('domain', 'base', 'training emails, text only', runs.domain, true),
     runRow('task', 'base', 'labelled training emails', runs.task),
     runRow('combined', 'domain', 'labelled training emails', runs.combined),
     runRow('scratch', 'random weights', 'labelled training emails', runs.scratch),

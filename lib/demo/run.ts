@@ -390,7 +390,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     // --- task-specific, domain-specific, combined, from scratch ---
     let taskCls!: ReturnType<typeof classify>, domainCls!: ReturnType<typeof classify>, combinedCls!: ReturnType<typeof classify>, scratchCls!: ReturnType<typeof classify>;
     let domainGen!: ReturnType<typeof writeSubjects>, subjectGen!: ReturnType<typeof writeSubjects>;
-    const runs = {} as Record<RunName, RunRecord>;
+    const runs = {} as DemoReport['runs'];
     runs.task = await withModel(loadModel(base.dir), async (m) => {
       const r = await fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)');
       evalStage('evaluate task', () => { taskCls = classify(m); });

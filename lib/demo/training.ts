@@ -104,6 +104,9 @@ export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data
     max_steps: steps, batch_size: plan.batchSize, learning_rate: plan.learningRate, warmup_ratio: plan.warmupRatio,
     schedule: 'cosine', min_lr: plan.learningRate / 10, weight_decay: plan.weightDecay, seq_len: T, seed: spec.seed,
     eval_every: evalEvery, early_stopping_patience: plan.patience, threads: spec.threads, output_dir: null,
+    // The batches come from options.validation below; the Trainer's config check wants to see where
+    // validation data comes from before it allows eval_every.
+    ...('file' in spec.validation ? { validation: spec.validation.file } : { validation_fraction: spec.validation.fraction }),
   }, { require: [] });
 
   let evalSeconds = 0;

@@ -154,7 +154,6 @@ __global__ void sum_chunks_kernel(float* __restrict__ table, float* __restrict__
   // Ids never reach 2^32 - 1 (they index tables), so a padding neighbour never matches one.
   const uint32_t id_before = id_of(neighbours[0]), id_after = id_of(neighbours[1]);
   float sum = 0.0f;
-  int segment_start = 0;
   for (int k0 = 0; k0 < count; k0 += 4) {
     float g[4];  // four rows' loads in flight before the adds that need them
 #pragma unroll
@@ -167,7 +166,8 @@ __global__ void sum_chunks_kernel(float* __restrict__ table, float* __restrict__
       sum += g[u];
       const bool last = k == count - 1;
       if (!last && id_of(chunk_keys[k + 1]) == id) continue;
-      const bool began_before = segment_start == 0 && id_before == id;
+      // Keys are sorted, so only the chunk's first id can equal id_before, only its last id_after.
+      const bool began_before = id_before == id;
       const bool continues = last && id_after == id;
       if (began_before)
         partials[(chunk * 2 + 0) * C + c] = sum;
@@ -176,7 +176,6 @@ __global__ void sum_chunks_kernel(float* __restrict__ table, float* __restrict__
       else
         table[static_cast<long long>(id) * C + c] += sum;
       sum = 0.0f;
-      segment_start = k + 1;
     }
   }
 }

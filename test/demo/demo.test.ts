@@ -1,0 +1,186 @@
+/**
+ * `gptune demo --tiny` end to end (seconds: tiny models, a few dozen emails): the report's
+ * structure, that every number report.md prints is a number report.json holds (rounded as shown)
+ * and every quoted text a string it holds, that the test emails never reach training, and that the
+ * pretrained base model is cached and reused.
+ */
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+const ROOT = path.resolve(__dirname, '../..');
+const CLI = path.join(ROOT, 'dist/lib/cli/main.js');
+
+function demo(args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, 'demo', ...args], { cwd: ROOT, encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function numericLeaves(x: unknown, out: number[] = []): number[] {
+  if (typeof x === 'number') out.push(x);
+  else if (Array.isArray(x)) x.forEach((v) => numericLeaves(v, out));
+  else if (x && typeof x === 'object') Object.values(x).forEach((v) => numericLeaves(v, out));
+  return out;
+}
+
+function stringLeaves(x: unknown, out: string[] = []): string[] {
+  if (typeof x === 'string') out.push(x);
+  else if (Array.isArray(x)) x.forEach((v) => stringLeaves(v, out));
+  else if (x && typeof x === 'object') Object.values(x).forEach((v) => stringLeaves(v, out));
+  return out;
+}
+
+const CODE_SPAN = /(`+)([\s\S]*?[^`])\1(?!`)/g;
+// A number: not part of a word or a name like GPT-2 / ROUGE-1 / F1, nor a version like 0.1.0.
+const NUMBER = /(?<![\w.\-+])([-+]?)(\d+(?:\.\d+)?)(?!\w|\.\d)/g;
+
+/**
+ * Problems with `markdown` against `report`: numbers outside code spans that are no number of the
+ * report (at the precision shown), and code spans that are no string of the report (line breaks
+ * shown as \n, pipes as \|).
+ */
+function provenanceProblems(markdown: string, report: unknown): string[] {
+  const numbers = numericLeaves(report);
+  const strings = new Set(stringLeaves(report).map((s) => s.replace(/\r?\n/g, '\\n')));
+  const problems: string[] = [];
+  for (const match of markdown.matchAll(CODE_SPAN)) {
+    let text = match[2];
+    if (match[1].length > 1) text = text.replace(/^ /, '').replace(/ $/, '');
+    text = text.replace(/\\\|/g, '|');
+    if (!strings.has(text)) problems.push(`code span ${JSON.stringify(text)} is not a string of report.json`);
+  }
+  const prose = markdown.replace(CODE_SPAN, ' ');
+  for (const match of prose.matchAll(NUMBER)) {
+    const value = Number(match[1] + match[2]);
+    const decimals = match[2].includes('.') ? match[2].split('.')[1].length : 0;
+    // Half a unit in the last place shown, plus float slack for the rounding itself.
+    const tolerance = 0.5 * 10 ** -decimals * (1 + 1e-9) + 1e-12;
+    if (!numbers.some((v) => Math.abs(v - value) <= tolerance)) {
+      const at = prose.slice(Math.max(0, match.index! - 40), match.index! + 20).replace(/\n/g, ' ');
+      problems.push(`${match[0]} (in "...${at}...") is not a number of report.json`);
+    }
+  }
+  return problems;
+}
+
+describe('gptune demo --tiny', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gptune-demo-'));
+  const out = path.join(dir, 'out');
+  const cacheDir = path.join(dir, 'cache');
+  let first: ReturnType<typeof demo>;
+  let report: any;
+  let markdown: string;
+
+  beforeAll(() => {
+    first = demo(['--tiny', '--out', out, '--cache-dir', cacheDir, '--json', '--threads', '1']);
+    if (first.code === 0) {
+      report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+      markdown = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
+    }
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('runs to the end and writes the report, the plot, the models and the prepared data', () => {
+    expect(first.stderr).toContain('[demo');
+    expect(first.code).toBe(0);
+    const headline = JSON.parse(first.stdout.trim().split('\n').pop()!);
+    expect(headline).toMatchObject({ preset: 'tiny', base_cached: false });
+    expect(fs.readdirSync(out).sort()).toEqual(['data', 'loss-curves.svg', 'models', 'report.json', 'report.md']);
+    expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'domain', 'scratch', 'subject', 'task']);
+    for (const m of fs.readdirSync(path.join(out, 'models'))) {
+      expect(fs.readdirSync(path.join(out, 'models', m)).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+    }
+  });
+
+  test('report.json holds every comparison the issue asks for, with consistent figures', () => {
+    expect(Object.keys(report.runs).sort()).toEqual(['combined', 'domain', 'pretrain', 'scratch', 'subject', 'task']);
+    expect(Object.keys(report.classification).sort()).toEqual(['base_zero_shot', 'combined', 'domain_zero_shot', 'majority', 'naive_bayes', 'scratch', 'task']);
+    expect(Object.keys(report.generation).sort()).toEqual(['base', 'domain', 'subject']);
+    const testEmails = report.data.emails.test.used;
+    expect(testEmails).toBe(report.settings.testEmails);
+    for (const [name, row] of Object.entries<any>(report.classification)) {
+      const m: number[][] = row.confusion;
+      const total = m.flat().reduce((a, b) => a + b, 0);
+      expect([name, total]).toEqual([name, testEmails]);
+      expect([name, row.accuracy]).toEqual([name, (m[0][0] + m[1][1]) / total]);
+      expect(row.f1).toBeGreaterThanOrEqual(0);
+      expect(row.f1).toBeLessThanOrEqual(1);
+      // Row 1 of the confusion matrix is the true spam emails.
+      expect(m[1][0] + m[1][1]).toBe(report.data.emails.test.spam);
+    }
+    for (const [name, run] of Object.entries<any>(report.runs)) {
+      expect([name, run.val_curve[0].step]).toEqual([name, 0]);
+      expect([name, run.val_curve.length >= 2]).toEqual([name, true]);
+      expect(run.steps).toBeGreaterThan(0);
+      expect(run.tokens_per_s).toBeGreaterThan(0);
+      expect(run.best_val_loss).toBe(Math.min(...run.val_curve.slice(1).map((p: any) => p.loss)));
+    }
+    for (const row of Object.values<any>(report.generation)) expect(row.examples).toBe(report.data.emails.generation_test);
+    expect(report.machine.cores).toBe(os.cpus().length);
+    expect(report.machine.threads).toBe(1);
+    const stages = report.compute.map((c: any) => c.stage);
+    expect(stages).toEqual(expect.arrayContaining(['tokenizer + pretraining (base)', 'task fine-tuning', 'domain fine-tuning', 'combined fine-tuning', 'scratch fine-tuning', 'subject fine-tuning']));
+    expect(report.deltas['task_vs_base_zero_shot.f1']).toBeCloseTo(report.classification.task.f1 - report.classification.base_zero_shot.f1, 12);
+    expect(report.findings.length).toBeGreaterThanOrEqual(7);
+  });
+
+  test('the test emails never reach training or model selection', () => {
+    const lines = (file: string) => fs.readFileSync(path.join(out, 'data', file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const testTexts = new Set(lines('classification-test.jsonl').map((r) => r.text));
+    expect(testTexts.size).toBe(report.data.emails.test.used);
+    for (const file of ['classification-train.jsonl', 'classification-validation.jsonl']) {
+      for (const r of lines(file)) expect(testTexts.has(r.text)).toBe(false);
+    }
+    const domain = fs.readFileSync(path.join(out, 'data', 'domain-train.txt'), 'utf8').split('<|endoftext|>');
+    for (const text of domain) expect(testTexts.has(text)).toBe(false);
+    const testPrompts = new Set(lines('subject-test.jsonl').map((r) => r.prompt));
+    for (const r of lines('subject-train.jsonl')) expect(testPrompts.has(r.prompt)).toBe(false);
+  });
+
+  test('report.md has the comparison, compute and sample sections and shows the loss-curve plot', () => {
+    for (const heading of ['## Findings', '## Spam or ham: test accuracy and macro-F1', '## Subject lines from the body', '## Training runs', '## Compute', '## Sample subject lines', '## Sample classifications']) {
+      expect(markdown).toContain(heading);
+    }
+    expect(markdown).toContain('![Loss curves](loss-curves.svg)');
+    const svg = fs.readFileSync(path.join(out, 'loss-curves.svg'), 'utf8');
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+    // One line per series: pretraining validation + training, domain, three task runs, subject.
+    expect(svg.match(/<polyline /g)).toHaveLength(7);
+    expect(markdown).toContain(`| task-specific | base + supervised fine-tuning on labelled emails | ${report.classification.task.accuracy.toFixed(4)} | ${report.classification.task.f1.toFixed(4)} |`);
+  });
+
+  test('every number in report.md is a number of report.json, every quoted text a string of it', () => {
+    expect(provenanceProblems(markdown, report)).toEqual([]);
+  });
+
+  test('the provenance check catches an invented number and an altered quote (it can fail)', () => {
+    const invented = markdown.replace('## Compute', '## Compute\n\nA speedup of 123456.789 was measured.');
+    expect(provenanceProblems(invented, report)).toEqual([expect.stringMatching(/^123456\.789 .*is not a number of report\.json/)]);
+    const altered = markdown.replace(`\`${report.command}\``, '`gptune demo --made-up`');
+    expect(provenanceProblems(altered, report)).toEqual(['code span "gptune demo --made-up" is not a string of report.json']);
+  });
+
+  test('a second run reuses the cached base model and reports the numbers of the run that trained it', () => {
+    const out2 = path.join(dir, 'out2');
+    const second = demo(['--tiny', '--out', out2, '--cache-dir', cacheDir, '--json', '--quiet', '--threads', '1']);
+    expect(second.stderr).toBe('');
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout.trim())).toMatchObject({ base_cached: true });
+    const again = JSON.parse(fs.readFileSync(path.join(out2, 'report.json'), 'utf8'));
+    expect(again.base.cache_key).toBe(report.base.cache_key);
+    expect(again.runs.pretrain).toEqual(report.runs.pretrain);
+    expect(fs.readFileSync(path.join(out2, 'models', 'base', 'model.safetensors'))).toEqual(fs.readFileSync(path.join(out, 'models', 'base', 'model.safetensors')));
+    const md = fs.readFileSync(path.join(out2, 'report.md'), 'utf8');
+    expect(md).toContain('Loaded from the cache');
+    expect(provenanceProblems(md, again)).toEqual([]);
+  });
+
+  test('--full and --tiny together are a usage error', () => {
+    const r = demo(['--tiny', '--full', '--out', path.join(dir, 'never')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('gptune demo: give --full or --tiny, not both');
+    expect(fs.existsSync(path.join(dir, 'never'))).toBe(false);
+  });
+});

