@@ -13,10 +13,11 @@ OUT=${OUT:-/tmp/gptune-gpu-out}
 mkdir -p "$OUT"
 source .device/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/nvidia-smi.txt"
-node dist/lib/cli/main.js info --json | tee "$OUT/info.json"
+# (gptune info without the CLI, whose tokenizer needs npm packages that don't travel)
+node -e "const {addon}=require('./dist/lib/native');const c=addon.cuda;console.log(JSON.stringify({backends:addon.backends,simd:addon.simdLevel(),threads:addon.numThreads(),gpus:c.deviceCount()?c.devices():[],reason:c.unavailableReason()}))" | tee "$OUT/info.json"
 
 echo "== 1. GPU tests (node --test dist/test/gpu/)"
-timeout 200 node --test dist/test/gpu/ > "$OUT/gpu-test.log" 2>&1
+timeout 150 node --test dist/test/gpu/ > "$OUT/gpu-test.log" 2>&1
 test_rc=$?
 grep -E "^# (tests|pass|fail|skipped)|not ok|relative error|Error" "$OUT/gpu-test.log" | head -40
 if [ "${SANITIZE:-0}" = 1 ]; then
@@ -25,19 +26,19 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 fi
 
 echo "== 2. transformers compatibility"
-timeout 90 python3 scripts/hf_compat_check.py .device/hfcheck 2>&1 | tail -2 | tee "$OUT/hf-check.log"
+timeout 45 python3 scripts/hf_compat_check.py .device/hfcheck 2>&1 | tail -2 | tee "$OUT/hf-check.log"
 
 echo "== 3. gptune training step and generation on the GPU"
 for cfg in "12 12 768 bf16" "12 12 768 fp32" "24 16 1024 bf16"; do
   set -- $cfg
-  timeout 100 node dist/bench/train_step.js --device cuda --precision "$4" --n-layer "$1" --n-head "$2" --n-embd "$3" \
+  timeout 50 node dist/bench/train_step.js --device cuda --precision "$4" --n-layer "$1" --n-head "$2" --n-embd "$3" \
     --batch 16 --seq 1024 --steps 8 --warmup 2 2>&1 | tail -1 | tee -a "$OUT/train-step.jsonl"
 done
-timeout 60 node dist/bench/generate_speed.js --device cuda --prompt 16 --new 256 2>&1 | tail -1 | tee "$OUT/generate.json"
+timeout 30 node dist/bench/generate_speed.js --device cuda --prompt 16 --new 256 2>&1 | tail -1 | tee "$OUT/generate.json"
 
 echo "== 4. PyTorch baseline, then gptune's kernels beside it"
-timeout 150 python3 bench/gpu_torch.py --json "$OUT/torch.json" > "$OUT/torch.log" 2>&1 || tail -5 "$OUT/torch.log"
+timeout 110 python3 bench/gpu_torch.py --json "$OUT/torch.json" > "$OUT/torch.log" 2>&1 || tail -5 "$OUT/torch.log"
 grep -v '^{' "$OUT/torch.log" | tail -25
-timeout 150 node dist/bench/gpu.js --torch "$OUT/torch.json" --json "$OUT/gpu.json" > "$OUT/gpu.log" 2>&1 || tail -5 "$OUT/gpu.log"
+timeout 110 node dist/bench/gpu.js --torch "$OUT/torch.json" --json "$OUT/gpu.json" > "$OUT/gpu.log" 2>&1 || tail -5 "$OUT/gpu.log"
 grep -v '^{' "$OUT/gpu.log" | tail -45
 echo "kernel tests: exit $test_rc ($(grep -E '^# (pass|fail)' "$OUT/gpu-test.log" | tr '\n' ' '))"
