@@ -3,8 +3,12 @@
  * time with byte tokens and with BPE vocabularies of several sizes, compared by held-out loss in
  * bits per character (comparable across tokenizers, unlike loss per token) and by throughput.
  *
- *   node dist/lib/demo/tokenizer_choice.js [--seconds 60] [--vocab 257,1024,2048,4096] [--threads 2]
+ *   node dist/lib/demo/tokenizer_choice.js [--seconds 60 | --steps 400] [--vocab 257,1024,2048,4096] [--threads 2]
  *
+ * --seconds gives every vocabulary the same wall time (what the demo's budget is about, but on a
+ * shared machine the load changes from run to run); --steps gives each the same optimizer steps
+ * (the same tokens seen), so the loss comparison does not depend on the load, and the measured
+ * step time shows the cost separately.
  * Prints a markdown table and one JSON line. A vocabulary of 257 is byte-level: 256 bytes and
  * <|endoftext|>, no merges.
  */
@@ -43,7 +47,7 @@ export interface ChoiceResult {
   val_bits_per_char: number;
 }
 
-async function measure(vocabSize: number, train: string[], validationText: string, seconds: number, dir: string): Promise<ChoiceResult> {
+async function measure(vocabSize: number, train: string[], validationText: string, budget: { seconds: number } | { steps: number }, dir: string): Promise<ChoiceResult> {
   const preset = PRESETS.quick;
   const t0 = Date.now();
   const bpe = trainBPE(train, { vocabSize });
@@ -70,7 +74,7 @@ async function measure(vocabSize: number, train: string[], validationText: strin
       stepSeconds += s.ms / 1000;
       positions += s.tokens_per_s * (s.ms / 1000);
       steps = s.step;
-      if ((Date.now() - started) / 1000 >= seconds) trainer.stop('time budget');
+      if ('seconds' in budget ? (Date.now() - started) / 1000 >= budget.seconds : s.step >= budget.steps) trainer.stop('budget');
     });
     await trainer.fit();
     const r = evaluate(model, data.validation);
@@ -87,7 +91,9 @@ async function measure(vocabSize: number, train: string[], validationText: strin
 }
 
 export async function main(): Promise<void> {
+  const steps = arg('steps', '');
   const seconds = Number(arg('seconds', '60'));
+  const budget = steps ? { steps: Number(steps) } : { seconds };
   const vocabs = arg('vocab', '257,1024,2048,4096').split(',').map(Number);
   setThreads(Number(arg('threads', String(os.cpus().length))));
   const docs = new Rng(7).shuffle(readGeneralCorpus());
@@ -104,20 +110,20 @@ export async function main(): Promise<void> {
   const results: ChoiceResult[] = [];
   try {
     for (const v of vocabs) {
-      results.push(await measure(v, train, validation.join(END_OF_TEXT), seconds, dir));
+      results.push(await measure(v, train, validation.join(END_OF_TEXT), budget, dir));
       process.stderr.write(`vocab ${v}: ${JSON.stringify(results[results.length - 1])}\n`);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const preset = PRESETS.quick.model;
-  console.log(`Model ${preset.n_layer} layers x ${preset.n_embd}, T = ${preset.n_positions}, batch ${PRESETS.quick.pretrain.batchSize}, ${seconds} s of training each, ${addon.numThreads()} threads, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
+  console.log(`Model ${preset.n_layer} layers x ${preset.n_embd}, T = ${preset.n_positions}, batch ${PRESETS.quick.pretrain.batchSize}, ${'steps' in budget ? `${budget.steps} steps` : `${seconds} s`} of training each, ${addon.numThreads()} threads, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
   console.log('| vocabulary | parameters | chars/token | steps | tokens/s | chars/s | val loss (nats/token) | val bits/char |');
   console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     console.log(`| ${r.vocab_size} | ${r.parameters} | ${r.chars_per_token.toFixed(2)} | ${r.steps} | ${r.tokens_per_s.toFixed(0)} | ${r.chars_per_s.toFixed(0)} | ${r.val_loss_per_token.toFixed(4)} | ${r.val_bits_per_char.toFixed(4)} |`);
   }
-  console.log(JSON.stringify({ seconds, threads: addon.numThreads(), cpu: os.cpus()[0]?.model, load_average: os.loadavg(), results }));
+  console.log(JSON.stringify({ budget, threads: addon.numThreads(), cpu: os.cpus()[0]?.model, load_average: os.loadavg(), results }));
 }
 
 if (require.main === module) {
