@@ -4,7 +4,14 @@
  * dimensions only (embeddings, linear weights), which parameterSpecs() places first in the arena,
  * so an update is two kernel calls: the decayed region and the rest.
  */
-import { kernels } from '../native';
+import { addon, kernels, TensorRef } from '../native';
+
+interface MultiTensorAdamW {
+  adamwUpdateMulti?(
+    tensors: { params: TensorRef; m: TensorRef; v: TensorRef; grads: TensorRef; weightDecay: number }[],
+    lr: number, beta1: number, beta2: number, eps: number, gradScale: number, step: number,
+  ): void;
+}
 import { GPT2, parameterSpecs } from '../model/gpt2';
 import { TensorArena } from '../tensor';
 
@@ -40,6 +47,16 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay } = this.options;
     const p = this.model.params.arena, n = this.model.params.numel, d = this.decayEnd;
     const view = (arena: TensorArena['arena'], offset: number, numel: number) => ({ arena, offset, numel });
+    const cuda = addon.cuda as MultiTensorAdamW;
+    if (this.model.device === 'cuda' && cuda.adamwUpdateMulti) {
+      // One launch for both regions on the GPU.
+      const region = (offset: number, numel: number, weightDecay: number) => ({
+        params: view(p, offset, numel), m: view(this.m.arena, offset, numel), v: view(this.v.arena, offset, numel),
+        grads: view(grads.arena, offset, numel), weightDecay,
+      });
+      cuda.adamwUpdateMulti([region(0, d, weightDecay), region(d, n - d, 0)], lr, beta1, beta2, eps, gradScale, this.step);
+      return;
+    }
     kernels.adamw_update(view(p, 0, d), view(this.m.arena, 0, d), view(this.v.arena, 0, d), view(grads.arena, 0, d),
       d, lr, beta1, beta2, eps, weightDecay, gradScale, this.step);
     kernels.adamw_update(view(p, d, n - d), view(this.m.arena, d, n - d), view(this.v.arena, d, n - d), view(grads.arena, d, n - d),
