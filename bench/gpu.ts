@@ -5,7 +5,8 @@
  *   - the two ceilings: device-to-device copy bandwidth (GB/s, bytes read + written) and our own
  *     bf16 matmul at 8192^3 (the best our kernel does; PyTorch/cuBLAS's number comes from --torch);
  *   - matmul TFLOP/s at GPT-2 124M training shapes (B=16, T=1024 -> N=16384 rows), forward and
- *     backward, bf16 and fp32;
+ *     backward, bf16 and fp32; bf16 twice where cuBLASLt loads: our kernel ("matmul bf16") and
+ *     cuBLASLt ("matmul bf16 cublaslt"), on the same bf16 operand copies;
  *   - attention forward and backward at B=16, T=1024, NH=12, C=768;
  *   - a few memory-bound kernels at training shapes, in GB/s.
  * Timing: each kernel warms up, then runs in batches between two synchronizations (the binding
@@ -27,7 +28,10 @@ interface CudaExtras {
   synchronize?(): void;
   setMatmulPrecision?(p: Precision): void;
   setAttentionPrecision?(p: Precision): void;
+  setMatmulBackend?(b: MatmulBackend): void;
+  matmulBackend?(): { active: string; cublasLt: { loaded: boolean; path: string; version: number; reason: string } };
 }
+type MatmulBackend = 'auto' | 'native' | 'cublaslt';
 const cuda = addon.cuda as unknown as CudaExtras;
 const K = addon.kernels;
 
@@ -102,6 +106,18 @@ function main(): void {
     : {};
   const canSetPrecision = typeof cuda.setMatmulPrecision === 'function';
   const precisions: Precision[] = canSetPrecision ? ['bf16', 'fp32'] : ['bf16'];
+  // Matmul variants: each precision on our kernels, plus bf16 through cuBLASLt when it loaded.
+  const backendInfo = !selfCheck && cuda.matmulBackend ? cuda.matmulBackend() : undefined;
+  const ltLoaded = !!backendInfo?.cublasLt.loaded;
+  if (backendInfo) {
+    const lt = backendInfo.cublasLt;
+    console.log(`cuBLASLt: ${lt.loaded ? `${lt.path} (version ${lt.version})` : `not loaded (${lt.reason})`}`);
+  }
+  type Variant = { precision: Precision; backend: MatmulBackend; group: string };
+  const variants: Variant[] = precisions.flatMap((precision): Variant[] =>
+    precision === 'bf16' && ltLoaded
+      ? [{ precision, backend: 'native', group: precision }, { precision, backend: 'cublaslt', group: 'bf16 cublaslt' }]
+      : [{ precision, backend: 'native', group: precision }]);
 
   // Ceiling 1: device-to-device copy, bytes read + written.
   {
@@ -114,12 +130,13 @@ function main(): void {
     freeAll();
   }
   // Ceiling 2: our bf16 matmul at a large square size.
-  for (const precision of precisions) {
+  for (const { precision, backend, group } of variants) {
     cuda.setMatmulPrecision?.(precision);
+    cuda.setMatmulBackend?.(backend);
     const n = size(8192, 4096, 96);
     const a = randomTensor(n * n), w = randomTensor(n * n), out = randomTensor(n * n);
     const ms = timeMs(() => K.matmul_forward(out, a, w, null, n, n, n), precision === 'bf16' ? 5 : 2, 3);
-    record('ceiling', `matmul ${precision} ${n}^3`, ms, (2 * n ** 3) / ms / 1e9, 'TFLOP/s', torch[`matmul_${precision}_${n}`]);
+    record('ceiling', `matmul ${group} ${n}^3`, ms, (2 * n ** 3) / ms / 1e9, 'TFLOP/s', torch[`matmul_${precision}_${n}`]);
     freeAll();
   }
 
@@ -129,8 +146,9 @@ function main(): void {
     ['attn.c_attn', 768, 2304], ['attn.c_proj', 768, 768], ['mlp.c_fc', 768, 3072], ['mlp.c_proj', 3072, 768],
     ['lm_head', 768, 50257],
   ];
-  for (const precision of precisions) {
+  for (const { precision, backend, group } of variants) {
     cuda.setMatmulPrecision?.(precision);
+    cuda.setMatmulBackend?.(backend);
     for (const [name, C, OC] of shapes) {
       const inp = randomTensor(N * C), weight = randomTensor(OC * C), bias = randomTensor(OC);
       const out = randomTensor(N * OC), dout = randomTensor(N * OC), dinp = randomTensor(N * C), dweight = randomTensor(OC * C);
@@ -138,13 +156,14 @@ function main(): void {
       const flops = 2 * N * C * OC;
       const per = precision === 'bf16' ? 10 : 3;
       const fwd = timeMs(() => K.matmul_forward(out, inp, weight, bias, N, C, OC), per, 5);
-      record(`matmul ${precision}`, `${name} fwd ${N}x${C}->${OC}`, fwd, flops / fwd / 1e9, 'TFLOP/s', torch[`linear_${precision}_${name}_fwd`]);
+      record(`matmul ${group}`, `${name} fwd ${N}x${C}->${OC}`, fwd, flops / fwd / 1e9, 'TFLOP/s', torch[`linear_${precision}_${name}_fwd`]);
       const bwd = timeMs(() => K.matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC), per, 5);
-      record(`matmul ${precision}`, `${name} bwd`, bwd, (2 * flops) / bwd / 1e9, 'TFLOP/s', torch[`linear_${precision}_${name}_bwd`]);
+      record(`matmul ${group}`, `${name} bwd`, bwd, (2 * flops) / bwd / 1e9, 'TFLOP/s', torch[`linear_${precision}_${name}_bwd`]);
       freeAll();
     }
   }
   cuda.setMatmulPrecision?.('bf16');
+  cuda.setMatmulBackend?.('auto');
 
   // Attention at B=16, T=1024, NH=12, C=768 (hs 64), causal. FLOPs as flash-attention counts them:
   // forward 2 matmuls of B*NH*T*T*hs multiply-adds, halved by the mask; backward 2.5x the forward.
@@ -197,10 +216,10 @@ function main(): void {
   const title = selfCheck ? 'self-check on CPU arenas (toy sizes; the numbers mean nothing)'
     : `gptune CUDA kernels on ${device ? `${device.name} (sm ${device.computeCapability})` : 'GPU'}`;
   console.log(`\n${title}`);
-  console.log(`${'group'.padEnd(16)} ${'kernel'.padEnd(40)} ${'ms'.padStart(9)} ${'rate'.padStart(9)} unit     ${Object.keys(torch).length ? 'pytorch' : ''}`);
+  console.log(`${'group'.padEnd(21)} ${'kernel'.padEnd(40)} ${'ms'.padStart(9)} ${'rate'.padStart(9)} unit     ${Object.keys(torch).length ? 'pytorch' : ''}`);
   for (const r of rows) {
     const torchText = r.torch === undefined ? '' : `${r.torch.toFixed(2)}${r.unit === 'TFLOP/s' && r.group.startsWith('attention') ? ' ms' : ''}`;
-    console.log(`${r.group.padEnd(16)} ${r.name.padEnd(40)} ${r.ms.toFixed(3).padStart(9)} ${r.rate.toFixed(1).padStart(9)} ${r.unit.padEnd(8)} ${torchText}`);
+    console.log(`${r.group.padEnd(21)} ${r.name.padEnd(40)} ${r.ms.toFixed(3).padStart(9)} ${r.rate.toFixed(1).padStart(9)} ${r.unit.padEnd(8)} ${torchText}`);
   }
   const line = JSON.stringify({ bench: 'gpu', device: selfCheck ? 'cpu self-check' : device?.name, date: new Date().toISOString(), quick, rows });
   console.log(line);

@@ -12,9 +12,16 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gptune-gpu-out}
 mkdir -p "$OUT"
 source .device/setup.sh
+# cuBLASLt for the bf16 matmuls (dlopen'ed; the CUDA image has it in PyTorch's wheels, not on the
+# loader path). Without it gptune uses its own tensor-core GEMM.
+if [ -z "${GPTUNE_CUBLASLT:-}" ]; then
+  GPTUNE_CUBLASLT=$(find /opt /usr/local /usr/lib -name 'libcublasLt.so*' -type f 2>/dev/null | sort | head -1)
+  export GPTUNE_CUBLASLT
+fi
+echo "cuBLASLt: ${GPTUNE_CUBLASLT:-not found}"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/nvidia-smi.txt"
 # (gptune info without the CLI, whose tokenizer needs npm packages that don't travel)
-node -e "const {addon}=require('./dist/lib/native');const c=addon.cuda;console.log(JSON.stringify({backends:addon.backends,simd:addon.simdLevel(),threads:addon.numThreads(),gpus:c.deviceCount()?c.devices():[],reason:c.unavailableReason()}))" | tee "$OUT/info.json"
+node -e "const {addon}=require('./dist/lib/native');const c=addon.cuda;console.log(JSON.stringify({backends:addon.backends,simd:addon.simdLevel(),threads:addon.numThreads(),gpus:c.deviceCount()?c.devices():[],reason:c.unavailableReason(),matmul:c.matmulBackend?c.matmulBackend():null}))" | tee "$OUT/info.json"
 
 echo "== 1. GPU tests (node --test dist/test/gpu/)"
 timeout 150 node --test dist/test/gpu/ > "$OUT/gpu-test.log" 2>&1
@@ -29,9 +36,11 @@ echo "== 2. transformers compatibility"
 timeout 45 python3 scripts/hf_compat_check.py .device/hfcheck 2>&1 | tail -2 | tee "$OUT/hf-check.log"
 
 echo "== 3. gptune training step and generation on the GPU"
-for cfg in "12 12 768 bf16" "12 12 768 fp32" "24 16 1024 bf16"; do
+# matmul backend: auto (cuBLASLt when it loads) and native (gptune's own tensor-core GEMM).
+for cfg in "12 12 768 bf16 auto" "12 12 768 bf16 native" "24 16 1024 bf16 auto" "24 16 1024 bf16 native" "12 12 768 fp32 auto"; do
   set -- $cfg
-  timeout 50 node dist/bench/train_step.js --device cuda --precision "$4" --n-layer "$1" --n-head "$2" --n-embd "$3" \
+  echo -n "matmul=$5 "
+  GPTUNE_CUDA_MATMUL=$5 timeout 50 node dist/bench/train_step.js --device cuda --precision "$4" --n-layer "$1" --n-head "$2" --n-embd "$3" \
     --batch 16 --seq 1024 --steps 8 --warmup 2 2>&1 | tail -1 | tee -a "$OUT/train-step.jsonl"
 done
 timeout 30 node dist/bench/generate_speed.js --device cuda --prompt 16 --new 256 2>&1 | tail -1 | tee "$OUT/generate.json"

@@ -63,7 +63,7 @@ export interface DemoPreset {
 
 const QUICK: DemoPreset = {
   name: 'quick',
-  vocabSize: 2048,
+  vocabSize: 4096,
   bpeTrainingChars: null,
   model: { n_layer: 4, n_head: 4, n_embd: 128, n_positions: 128 },
   corpusChars: null,
@@ -72,7 +72,7 @@ const QUICK: DemoPreset = {
   trainEmails: 1200,
   validationEmails: 200,
   testEmails: 600,
-  bodyChars: 400,
+  bodyChars: 300,
   subjectChars: 80,
   finetune: { epochs: 2, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 8, patience: 3 },
   domain: { epochs: 1, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 6, patience: 0 },

@@ -37,6 +37,7 @@ enum class Scratch : int {
   MatmulOperandA,   // bf16 copies of GEMM operands
   MatmulOperandB,
   MatmulOperandC,
+  MatmulWorkspace,  // cuBLASLt's workspace (cublaslt.cu)
   Reduction,        // per-block partial sums (sum_squares, column sums)
   Attention,        // per-row dot(dout, out) for the attention backward
   AttentionQKV,     // bf16 copies of the attention's inputs

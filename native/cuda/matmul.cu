@@ -11,7 +11,10 @@
 // Layout vocabulary: an operand is "K-contiguous" when consecutive k are adjacent in memory:
 //   A (M,K) row-major is K-contiguous; A^T stored (K,M) is M-contiguous.
 //   B (K,N) row-major is N-contiguous; B stored (N,K) (nn.Linear's weight) is K-contiguous.
+// Either bf16 path can instead go through cuBLASLt (cublaslt.cu, set_matmul_backend()): it takes
+// the same bf16 operand copies, so the two differ only in the GEMM itself.
 #include "common.cuh"
+#include "cublaslt.h"
 #include "gptune/cuda_options.h"
 #include "mma.cuh"
 
@@ -221,6 +224,16 @@ void gemm_bf16(bool a_k_contig, bool b_k_contig, int M, int N, int K, float alph
   else launch_gemm_bf16<false, false>(C, ldc, A, lda, B, ldb, bias, M, N, K, alpha, beta);
 }
 
+// The bf16 product through cuBLASLt when the matmul backend selects it and it has an algorithm
+// for this problem, else through our kernel; same arguments as gemm_bf16.
+void gemm_bf16_any(bool a_k_contig, bool b_k_contig, int M, int N, int K, float alpha, const __nv_bfloat16* A, int lda,
+                   const __nv_bfloat16* B, int ldb, float beta, float* C, int ldc, const float* bias) {
+  if (matmul_uses_cublaslt() &&
+      cublaslt_gemm_bf16(a_k_contig, b_k_contig, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias))
+    return;
+  gemm_bf16(a_k_contig, b_k_contig, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+}
+
 // ---------------------------------------------------------------------------------------------
 // fp32 SIMT GEMM.
 namespace simt {
@@ -359,8 +372,8 @@ void gemm_with_bias(bool trans_a, bool trans_b, int M, int N, int K, float alpha
   // Stored shapes: A is (M,K) or, transposed, (K,M); B is (K,N) or, transposed, (N,K).
   const __nv_bfloat16* a16 = cast_to_bf16(Scratch::MatmulOperandA, A, trans_a ? K : M, trans_a ? M : K, lda);
   const __nv_bfloat16* b16 = cast_to_bf16(Scratch::MatmulOperandB, B, trans_b ? N : K, trans_b ? K : N, ldb);
-  gemm_bf16(a_k_contig, b_k_contig, M, N, K, alpha, a16, padded8(trans_a ? M : K), b16, padded8(trans_b ? K : N), beta,
-            C, ldc, bias);
+  gemm_bf16_any(a_k_contig, b_k_contig, M, N, K, alpha, a16, padded8(trans_a ? M : K), b16, padded8(trans_b ? K : N),
+                beta, C, ldc, bias);
 }
 
 }  // namespace
@@ -403,11 +416,11 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   const __nv_bfloat16* dout16 = cast_to_bf16(Scratch::MatmulOperandA, dout, N, OC, OC);
   if (dinp) {
     const __nv_bfloat16* weight16 = cast_to_bf16(Scratch::MatmulOperandB, weight, OC, C, C);
-    gemm_bf16(true, false, N, C, OC, 1.0f, dout16, padded8(OC), weight16, padded8(C), 1.0f, dinp, C, nullptr);
+    gemm_bf16_any(true, false, N, C, OC, 1.0f, dout16, padded8(OC), weight16, padded8(C), 1.0f, dinp, C, nullptr);
   }
   if (dweight) {
     const __nv_bfloat16* inp16 = cast_to_bf16(Scratch::MatmulOperandC, inp, N, C, C);
-    gemm_bf16(false, false, OC, C, N, 1.0f, dout16, padded8(OC), inp16, padded8(C), 1.0f, dweight, C, nullptr);
+    gemm_bf16_any(false, false, OC, C, N, 1.0f, dout16, padded8(OC), inp16, padded8(C), 1.0f, dweight, C, nullptr);
   }
 }
 

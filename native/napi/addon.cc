@@ -98,6 +98,40 @@ Napi::Value CudaPrecision(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// setMatmulBackend('auto' | 'native' | 'cublaslt'): who runs the bf16 matmuls (cuda_options.h).
+Napi::Value CudaSetMatmulBackend(const Napi::CallbackInfo& info) {
+  std::string b = info.Length() == 1 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  const int value = b == "auto" ? 0 : b == "native" ? 1 : b == "cublaslt" ? 2 : -1;
+  if (value < 0)
+    throw Napi::TypeError::New(info.Env(), "cuda.setMatmulBackend: expected 'auto', 'native' or 'cublaslt' but received " +
+                                               (info.Length() ? describe(info[0]) : std::string("nothing")));
+  try {
+    cuda::set_matmul_backend(value);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+  return info.Env().Undefined();
+}
+// matmulBackend() -> {setting, active, cublasLt: {loaded, path, version, reason}}
+Napi::Value CudaMatmulBackend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  try {
+    o.Set("setting", cuda::matmul_backend_setting());
+    o.Set("active", cuda::matmul_backend_name());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  const cuda::CublasLtInfo lt = cuda::cublaslt_info();
+  Napi::Object l = Napi::Object::New(env);
+  l.Set("loaded", lt.loaded);
+  l.Set("path", lt.path);
+  l.Set("version", static_cast<double>(lt.version));
+  l.Set("reason", lt.reason);
+  o.Set("cublasLt", l);
+  return o;
+}
+
 // adamwUpdateMulti([{params, m, v, grads, weightDecay}], lr, beta1, beta2, eps, gradScale, step):
 // every tensor of a model in one launch. All views must be CUDA views of equal length per entry.
 Napi::Value CudaAdamwUpdateMulti(const Napi::CallbackInfo& info) {
@@ -164,6 +198,8 @@ Napi::Object CudaBindings(Napi::Env env) {
   o.Set("setMatmulPrecision", Napi::Function::New<CudaSetMatmulPrecision>(env, "setMatmulPrecision"));
   o.Set("setAttentionPrecision", Napi::Function::New<CudaSetAttentionPrecision>(env, "setAttentionPrecision"));
   o.Set("precision", Napi::Function::New<CudaPrecision>(env, "precision"));
+  o.Set("setMatmulBackend", Napi::Function::New<CudaSetMatmulBackend>(env, "setMatmulBackend"));
+  o.Set("matmulBackend", Napi::Function::New<CudaMatmulBackend>(env, "matmulBackend"));
   o.Set("adamwUpdateMulti", Napi::Function::New<CudaAdamwUpdateMulti>(env, "adamwUpdateMulti"));
 #else
   o.Set("compiled", false);

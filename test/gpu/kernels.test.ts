@@ -30,6 +30,8 @@ interface CudaExtras {
   synchronize?(): void;
   setMatmulPrecision?(p: Precision): void;
   setAttentionPrecision?(p: Precision): void;
+  setMatmulBackend?(b: 'auto' | 'native' | 'cublaslt'): void;
+  matmulBackend?(): { setting: string; active: string; cublasLt: { loaded: boolean; path: string; version: number; reason: string } };
   adamwUpdateMulti?(
     tensors: { params: TensorRef; m: TensorRef; v: TensorRef; grads: TensorRef; weightDecay: number }[],
     lr: number, beta1: number, beta2: number, eps: number, gradScale: number, step: number,
@@ -178,43 +180,98 @@ if (underJest) {
     });
   });
 
+  /**
+   * matmul_forward then matmul_backward on the device against the CPU kernels. Views at odd float
+   * offsets (inp, bias, dweight) exercise unaligned pointers; the output is poisoned with NaN.
+   */
+  function checkMatmul(label: string, N: number, C: number, OC: number, exact: boolean, tolerance: number): void {
+    const prep = exact ? bf16Exact : (a: Float32Array) => a;
+    const inp = prep(randomArray(N * C)), weight = prep(randomArray(OC * C)), bias = randomArray(OC);
+    const dout = prep(randomArray(N * OC));
+    const outCpu = new Float32Array(N * OC);
+    K.matmul_forward(outCpu, inp, weight, bias, N, C, OC);
+    const dInp = toDevice(inp, 1), dW = toDevice(weight), dB = toDevice(bias, 2), dOut = poisoned(N * OC);
+    K.matmul_forward(dOut, dInp, dW, dB, N, C, OC);
+    expectClose(`matmul_forward ${label}`, fromDevice(dOut), outCpu, tolerance);
+
+    const dinp0 = randomArray(N * C), dw0 = randomArray(OC * C), db0 = randomArray(OC);
+    const dinpCpu = dinp0.slice(), dwCpu = dw0.slice(), dbCpu = db0.slice();
+    K.matmul_backward(dinpCpu, dwCpu, dbCpu, dout, inp, weight, N, C, OC);
+    const gDinp = toDevice(dinp0), gDw = toDevice(dw0, 1), gDb = toDevice(db0), gDout = toDevice(dout);
+    K.matmul_backward(gDinp, gDw, gDb, gDout, dInp, dW, N, C, OC);
+    expectIncrementClose(`matmul_backward dinp ${label}`, fromDevice(gDinp), dinpCpu, dinp0, tolerance);
+    expectIncrementClose(`matmul_backward dweight ${label}`, fromDevice(gDw), dwCpu, dw0, tolerance);
+    expectIncrementClose(`matmul_backward dbias ${label}`, fromDevice(gDb), dbCpu, db0, FP32);
+    // Null gradient outputs are skipped, not written.
+    K.matmul_backward(null, gDw, null, gDout, dInp, dW, N, C, OC);
+    freeAll();
+  }
+  const matmulShapes = [
+    [1, 3, 5], [37, 45, 29], [130, 64, 257], [200, 136, 9], [512, 768, 2304],
+  ];
+
   describe('matmul', () => {
-    const shapes = [
-      [1, 3, 5], [37, 45, 29], [130, 64, 257], [200, 136, 9], [512, 768, 2304],
-    ];
+    // Our own kernels: pinned to 'native', since 'auto' would hand bf16 to cuBLASLt where it loads.
+    nodeTest.before(() => cuda.setMatmulBackend?.('native'));
     for (const precision of ['fp32', 'bf16'] as Precision[]) {
       for (const exact of precision === 'bf16' ? [false, true] : [false]) {
-        for (const [N, C, OC] of shapes) {
+        for (const [N, C, OC] of matmulShapes) {
           const label = `${precision}${exact ? ' bf16-exact inputs' : ''} N=${N} C=${C} OC=${OC}`;
           const tolerance = precision === 'fp32' ? FP32 : exact ? BF16_EXACT_INPUTS : BF16;
           const skip = precision === 'fp32' && !canSetPrecision ? 'binding lacks cuda.setMatmulPrecision' : undefined;
           test(`forward and backward ${label}`, { skip }, () => {
             setMatmulPrecision(precision);
-            const prep = exact ? bf16Exact : (a: Float32Array) => a;
-            const inp = prep(randomArray(N * C)), weight = prep(randomArray(OC * C)), bias = randomArray(OC);
-            const dout = prep(randomArray(N * OC));
-            const outCpu = new Float32Array(N * OC);
-            K.matmul_forward(outCpu, inp, weight, bias, N, C, OC);
-            const dInp = toDevice(inp, 1), dW = toDevice(weight), dB = toDevice(bias, 2), dOut = poisoned(N * OC);
-            K.matmul_forward(dOut, dInp, dW, dB, N, C, OC);
-            expectClose(`matmul_forward ${label}`, fromDevice(dOut), outCpu, tolerance);
-
-            const dinp0 = randomArray(N * C), dw0 = randomArray(OC * C), db0 = randomArray(OC);
-            const dinpCpu = dinp0.slice(), dwCpu = dw0.slice(), dbCpu = db0.slice();
-            K.matmul_backward(dinpCpu, dwCpu, dbCpu, dout, inp, weight, N, C, OC);
-            const gDinp = toDevice(dinp0), gDw = toDevice(dw0, 1), gDb = toDevice(db0), gDout = toDevice(dout);
-            K.matmul_backward(gDinp, gDw, gDb, gDout, dInp, dW, N, C, OC);
-            expectIncrementClose(`matmul_backward dinp ${label}`, fromDevice(gDinp), dinpCpu, dinp0, tolerance);
-            expectIncrementClose(`matmul_backward dweight ${label}`, fromDevice(gDw), dwCpu, dw0, tolerance);
-            expectIncrementClose(`matmul_backward dbias ${label}`, fromDevice(gDb), dbCpu, db0, FP32);
-            // Null gradient outputs are skipped, not written.
-            K.matmul_backward(null, gDw, null, gDout, dInp, dW, N, C, OC);
-            freeAll();
+            checkMatmul(label, N, C, OC, exact, tolerance);
           });
         }
       }
     }
-    nodeTest.after(() => setMatmulPrecision('bf16'));
+    nodeTest.after(() => {
+      setMatmulPrecision('bf16');
+      cuda.setMatmulBackend?.('auto');
+    });
+  });
+
+  // The bf16 path through cuBLASLt (dlopen()ed at run time; absent on many machines): same checks
+  // and tolerances as our bf16 kernel, plus the lm head's width (OC = 50257, odd) at a few rows.
+  describe('matmul through cuBLASLt', () => {
+    const backend = cuda.compiled && cuda.matmulBackend ? cuda.matmulBackend() : undefined;
+    const ltSkip = selfCheck ? 'self-check runs on CPU arenas'
+      : !backend ? 'binding lacks cuda.matmulBackend'
+        : !backend.cublasLt.loaded ? `cuBLASLt not loaded: ${backend.cublasLt.reason}` : undefined;
+    console.log(ltSkip ? `cuBLASLt matmul tests skipped: ${ltSkip}`
+      : `cuBLASLt: ${backend!.cublasLt.path} (version ${backend!.cublasLt.version})`);
+
+    test('backend selection: auto resolves to cuBLASLt exactly when it loaded; cublaslt without it throws the reason',
+      { skip: backend ? undefined : 'binding lacks cuda.matmulBackend' }, () => {
+        const loaded = backend!.cublasLt.loaded;
+        cuda.setMatmulBackend!('auto');
+        assert.strictEqual(cuda.matmulBackend!().active, loaded ? 'cublaslt' : 'native');
+        cuda.setMatmulBackend!('native');
+        assert.strictEqual(cuda.matmulBackend!().active, 'native');
+        if (loaded) {
+          cuda.setMatmulBackend!('cublaslt');
+          assert.strictEqual(cuda.matmulBackend!().active, 'cublaslt');
+        } else {
+          assert.throws(() => cuda.setMatmulBackend!('cublaslt'), /cuBLASLt could not be loaded \(.+\)/);
+          assert.strictEqual(cuda.matmulBackend!().setting, 'native', 'a refused setting leaves the previous one');
+        }
+        assert.throws(() => cuda.setMatmulBackend!('cublas' as 'auto'), /expected 'auto', 'native' or 'cublaslt'/);
+        cuda.setMatmulBackend!('auto');
+      });
+
+    for (const exact of [false, true]) {
+      for (const [N, C, OC] of matmulShapes.concat([[3, 768, 50257]])) {
+        const label = `cuBLASLt bf16${exact ? ' bf16-exact inputs' : ''} N=${N} C=${C} OC=${OC}`;
+        test(`forward and backward ${label}`, { skip: ltSkip }, () => {
+          setMatmulPrecision('bf16');
+          cuda.setMatmulBackend!('cublaslt');
+          assert.strictEqual(cuda.matmulBackend!().active, 'cublaslt');
+          checkMatmul(label, N, C, OC, exact, exact ? BF16_EXACT_INPUTS : BF16);
+        });
+      }
+    }
+    nodeTest.after(() => cuda.setMatmulBackend?.('auto'));
   });
 
   describe('attention', () => {

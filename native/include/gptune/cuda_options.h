@@ -1,6 +1,7 @@
 // CUDA-only entry points beyond kernels.inc: backend options and fused variants that only pay off
 // on a GPU. Declared unconditionally; implemented in native/cuda/ when the addon is built with CUDA.
 #pragma once
+#include <string>
 
 namespace gptune::cuda {
 
@@ -9,6 +10,29 @@ namespace gptune::cuda {
 // on the fp32 SIMT path (false: float32 throughout, for checking and for `precision: fp32`).
 void set_matmul_precision(bool bf16);
 bool matmul_precision_bf16();
+
+// Which implementation runs the bf16 matrix products (the fp32 path is always our SIMT kernel):
+//   Auto (the default): cuBLASLt when it could be loaded, else our tensor-core kernel;
+//   Native: always our kernel;
+//   CublasLt: always cuBLASLt; throws gptune::Error naming why when it cannot be loaded.
+// cuBLASLt is never linked: it is dlopen()ed on first use ($GPTUNE_CUBLASLT, a full path, then
+// libcublasLt.so.13, .so.12, .so). The initial choice comes from the environment variable
+// GPTUNE_CUDA_MATMUL=auto|native|cublaslt (read on first use).
+enum class MatmulBackend : int { Auto = 0, Native = 1, CublasLt = 2 };
+void set_matmul_backend(int backend);  // a MatmulBackend value; others throw gptune::Error
+// "cublaslt" or "native": what the next bf16 matmul will use (Auto resolved).
+const char* matmul_backend_name();
+// "auto", "native" or "cublaslt": the setting itself.
+const char* matmul_backend_setting();
+// Whether cuBLASLt loaded (tries once, on the first call), from where, its version, and when it
+// did not load, why (every path tried, with dlopen's message).
+struct CublasLtInfo {
+  bool loaded;
+  std::string path;
+  long long version;  // cublasLtGetVersion(), e.g. 130000 for 13.0.0; 0 when not loaded
+  std::string reason;
+};
+CublasLtInfo cublaslt_info();
 
 // Attention likewise: bf16 tensor-core flash attention for head sizes 64 (true), or the fp32 SIMT
 // kernels (false, the default until the bf16 kernels have been validated on a device). Head sizes
