@@ -51,6 +51,9 @@ export interface DemoPreset {
   subjectChars: number;
   /** Task and domain fine-tuning (the same plan for every run, so runs differ only in where they start). */
   finetune: TrainingPlan;
+  /** The low-data runs: task fine-tuning on only the first fewLabelledEmails training emails. */
+  fewLabelledEmails: number;
+  fewLabelled: TrainingPlan;
   domain: TrainingPlan;
   /** Subject-line generation: training plan, and how many test emails are decoded and scored. */
   generation: TrainingPlan;
@@ -75,8 +78,10 @@ const QUICK: DemoPreset = {
   bodyChars: 300,
   subjectChars: 80,
   finetune: { epochs: 2, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 8, patience: 3 },
+  fewLabelledEmails: 100,
+  fewLabelled: { epochs: 6, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 7, patience: 3 },
   domain: { epochs: 1, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 6, patience: 0 },
-  generation: { epochs: 2, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 6, patience: 3 },
+  generation: { epochs: 3, batchSize: 16, learningRate: 5e-4, warmupRatio: 0.1, weightDecay: 0.01, evaluations: 6, patience: 3 },
   generationTestEmails: 150,
   maxSubjectTokens: 24,
   samples: 6,
@@ -92,6 +97,7 @@ const FULL: DemoPreset = {
   testEmails: null,
   bodyChars: 600,
   finetune: { ...QUICK.finetune, epochs: 3, evaluations: 12 },
+  fewLabelledEmails: 200,
   domain: { ...QUICK.domain, epochs: 2, evaluations: 8 },
   generation: { ...QUICK.generation, epochs: 3, evaluations: 8 },
   generationTestEmails: 400,
@@ -112,6 +118,8 @@ const TINY: DemoPreset = {
   bodyChars: 80,
   subjectChars: 40,
   finetune: { epochs: 1, batchSize: 4, learningRate: 1e-3, warmupRatio: 0, weightDecay: 0, evaluations: 2, patience: 0 },
+  fewLabelledEmails: 8,
+  fewLabelled: { epochs: 1, batchSize: 4, learningRate: 1e-3, warmupRatio: 0, weightDecay: 0, evaluations: 2, patience: 0 },
   domain: { epochs: 1, batchSize: 4, learningRate: 1e-3, warmupRatio: 0, weightDecay: 0, evaluations: 2, patience: 0 },
   generation: { epochs: 1, batchSize: 4, learningRate: 1e-3, warmupRatio: 0, weightDecay: 0, evaluations: 2, patience: 0 },
   generationTestEmails: 4,

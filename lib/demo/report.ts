@@ -3,7 +3,8 @@
  * report (rounded for display), and every text quoted from the data or the machine is a string of
  * the report, shown as a `code span`. test/demo checks both.
  */
-import type { DemoReport, GenerationRow, ClassificationRow, StageCost } from './run';
+import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP } from './names';
+import type { ClassificationRow, DemoReport, GenerationRow, StageCost } from './run';
 import type { RunRecord } from './training';
 
 const fixed = (x: number, digits: number) => x.toFixed(digits);
@@ -29,15 +30,22 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), line(numeric.map((n) => (n ? '---:' : '---'))), ...rows.map(line)].join('\n');
 }
 
-const CLASSIFIERS: Array<[keyof DemoReport['classification'], string, string]> = [
-  ['majority', 'majority class', 'always the most common training label'],
-  ['naive_bayes', 'naive Bayes (bag of words)', 'word counts of the training emails'],
-  ['base_zero_shot', 'base, zero-shot', 'pretrained on general English only; label scoring'],
-  ['domain_zero_shot', 'domain, zero-shot', 'base + continued pretraining on training emails (no labels)'],
-  ['task', 'task-specific', 'base + supervised fine-tuning on labelled emails'],
-  ['combined', 'combined', 'domain model + the same supervised fine-tuning'],
-  ['scratch', 'from scratch', 'random weights + the same supervised fine-tuning'],
-];
+/** The classification table's rows: key, how the model was trained. */
+function classifierRows(r: DemoReport): Array<[Classifier, string]> {
+  const all = r.data.emails.train.used, few = r.data.emails.train_few.used;
+  return [
+    ['majority', 'always the most common training label'],
+    ['naive_bayes', `word counts of ${all} training emails`],
+    ['base_zero_shot', 'pretrained on general English only; label scoring'],
+    ['domain_zero_shot', 'base + continued pretraining on the training emails (no labels)'],
+    ['task', `base + supervised fine-tuning on ${all} labelled emails`],
+    ['combined', `domain model + the same supervised fine-tuning`],
+    ['scratch', 'random weights + the same supervised fine-tuning'],
+    ['task_few', `base + supervised fine-tuning on ${few} labelled emails`],
+    ['combined_few', `domain model + fine-tuning on the same ${few}`],
+    ['scratch_few', `random weights + fine-tuning on the same ${few}`],
+  ];
+}
 
 function classificationRow(name: string, how: string, r: ClassificationRow): string[] {
   return [name, how, f4(r.accuracy), f4(r.f1), f4(r.spam_precision), f4(r.spam_recall)];
@@ -83,15 +91,14 @@ export function formatReport(r: DemoReport): string {
   out.push('');
   out.push(`## Spam or ham: test accuracy and macro-F1 (${c.task.examples} test emails, ${e.test.spam} spam)`);
   out.push('');
-  out.push(table(['model', 'trained how', 'accuracy', 'macro-F1', 'spam precision', 'spam recall'], CLASSIFIERS.map(([key, name, how]) => classificationRow(name, how, c[key]))));
+  out.push(table(['model', 'trained how', 'accuracy', 'macro-F1', 'spam precision', 'spam recall'], classifierRows(r).map(([key, how]) => classificationRow(CLASSIFIER_NAMES[key], how, c[key]))));
   out.push('');
-  out.push('Pretrained vs fine-tuned, and what each step adds (B - A on the test split):');
+  out.push(`What each step adds: B - A on the same test emails, the emails only one of the two gets right, and McNemar's exact test of the difference (p below ${r.stats.alpha}: unlikely to be chance).`);
   out.push('');
-  const deltaRows: Array<[string, string]> = [
-    ['task', 'base_zero_shot'], ['domain_zero_shot', 'base_zero_shot'], ['combined', 'task'], ['task', 'scratch'], ['combined', 'scratch'], ['naive_bayes', 'combined'],
-  ];
-  const nameOf = (key: string) => CLASSIFIERS.find(([k]) => k === key)![1];
-  out.push(table(['B', 'A', 'accuracy B - A', 'macro-F1 B - A'], deltaRows.map(([b, a]) => [nameOf(b), nameOf(a), signed(r.deltas[`${b}_vs_${a}.accuracy`]), signed(r.deltas[`${b}_vs_${a}.f1`])])));
+  out.push(table(['B', 'A', 'accuracy B - A', 'macro-F1 B - A', 'only B right', 'only A right', 'McNemar p'], CLASSIFIER_COMPARISONS.map(([b, a]) => {
+    const key = `${b}_vs_${a}`;
+    return [CLASSIFIER_NAMES[b], CLASSIFIER_NAMES[a], signed(r.deltas[`${key}.accuracy`]), signed(r.deltas[`${key}.f1`]), String(r.deltas[`${key}.only_b_right`]), String(r.deltas[`${key}.only_a_right`]), formatP(r.deltas[`${key}.mcnemar_p`]).replace(/^= /, '')];
+  })));
   out.push('');
   out.push(`## Subject lines from the body: BLEU and ROUGE F1 (${g.subject.examples} test emails, greedy decoding)`);
   out.push('');
@@ -111,6 +118,9 @@ export function formatReport(r: DemoReport): string {
     runRow('task', 'base', 'labelled training emails', runs.task),
     runRow('combined', 'domain', 'labelled training emails', runs.combined),
     runRow('scratch', 'random weights', 'labelled training emails', runs.scratch),
+    runRow('task_few', 'base', `the first ${e.train_few.used} labelled training emails`, runs.task_few),
+    runRow('combined_few', 'domain', `the first ${e.train_few.used} labelled training emails`, runs.combined_few),
+    runRow('scratch_few', 'random weights', `the first ${e.train_few.used} labelled training emails`, runs.scratch_few),
     runRow('subject', 'base', 'training emails: body -> subject', runs.subject),
   ]));
   out.push('');

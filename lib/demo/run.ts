@@ -24,7 +24,7 @@ import { setThreads } from '../device';
 import { ClassificationEvalResult, evaluateClassification, evaluateGeneration, GenerationEvalResult, classificationReport } from '../eval';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { loadModel, saveModel } from '../model/checkpoint';
-import { configToJSON, parseGPT2Config } from '../model/config';
+import { parseGPT2Config } from '../model/config';
 import { GPT2 } from '../model/gpt2';
 import { addon } from '../native';
 import { BPETokenizer, loadTokenizer, Tokenizer } from '../tokenizer';
@@ -35,7 +35,9 @@ import { bpeFiles, trainBPE } from './bpe_trainer';
 import { Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
 import { truncateText } from './emails';
 import { NaiveBayes } from './naive_bayes';
-import { DemoPreset, PRESETS, PresetName } from './presets';
+import { DemoPreset, PRESETS, PresetName, TrainingPlan } from './presets';
+import { comparePaired } from './stats';
+import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } from './names';
 import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from './svg';
 import { peakRssMB, RunRecord, trainRun } from './training';
@@ -114,6 +116,8 @@ export interface DemoReport {
       /** The label of most training emails: the majority-class baseline's constant answer. */
       majority_label: string;
       train: { available: number; used: number; spam: number };
+      /** The first emails of train, the labelled data of the low-data runs. */
+      train_few: { used: number; spam: number };
       validation: { available: number; used: number; spam: number };
       test: { available: number; used: number; spam: number };
       generation_train: number; generation_validation: number; generation_test: number;
@@ -121,16 +125,21 @@ export interface DemoReport {
   };
   tokenizer: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number; general_chars_per_token: number; email_chars_per_token: number };
   base: { cached: boolean; cache_key: string; trained_on: string; parameters: number; config: Record<string, unknown> };
-  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'subject', RunRecord>;
-  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch', ClassificationRow>;
+  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'combined_few' | 'scratch_few' | 'subject', RunRecord>;
+  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch' | 'task_few' | 'combined_few' | 'scratch_few', ClassificationRow>;
   generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
-  /** B - A differences the report states (accuracy and macro-F1; ROUGE-L and BLEU). */
+  /**
+   * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
+   * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.
+   */
   deltas: Record<string, number>;
   samples: {
     generation: Array<{ body: string; reference: string; base: string; domain: string; finetuned: string }>;
     classification: Array<{ email: string; label: string; base: string; task: string; scratch: string; naive_bayes: string }>;
   };
   findings: string[];
+  /** The significance level and p-value floor the findings use. */
+  stats: typeof STATS;
   compute: StageCost[];
   total_wall_s: number;
 }
@@ -299,11 +308,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
 
   try {
     // --- data ---
-    let stageStart = Date.now();
+    const stageStart = Date.now();
     log.line(`reading the corpora (${opts.preset} demo; out ${outDir})`);
     const docs = readGeneralCorpus();
     const splits: EmailSplits = readEmailSplits();
     const train = take(splits.train, preset.trainEmails);
+    const trainFew = train.slice(0, preset.fewLabelledEmails);
     const validation = take(splits.validation, preset.validationEmails);
     const test = take(splits.test, preset.testEmails);
     const spam = (xs: readonly Email[]) => xs.filter((e) => e.label === 'spam').length;
@@ -311,6 +321,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     const genTrain = withSubject(train), genValidation = withSubject(validation), genTest = withSubject(test).slice(0, preset.generationTestEmails);
     const files = {
       clsTrain: path.join(dataDir, 'classification-train.jsonl'),
+      clsTrainFew: path.join(dataDir, 'classification-train-few.jsonl'),
       clsValidation: path.join(dataDir, 'classification-validation.jsonl'),
       clsTest: path.join(dataDir, 'classification-test.jsonl'),
       domainTrain: path.join(dataDir, 'domain-train.txt'),
@@ -321,6 +332,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     };
     const clsRows = (xs: readonly Email[]) => jsonl(xs.map((e) => ({ text: emailText(e, preset), label: e.label })));
     writeFileAtomic(files.clsTrain, clsRows(train));
+    writeFileAtomic(files.clsTrainFew, clsRows(trainFew));
     writeFileAtomic(files.clsValidation, clsRows(validation));
     writeFileAtomic(files.clsTest, clsRows(test));
     writeFileAtomic(files.domainTrain, train.map((e) => emailText(e, preset)).join(END_OF_TEXT));
@@ -328,7 +340,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     writeFileAtomic(files.genTrain, jsonl(genTrain.map((e) => subjectRecord(e, preset))));
     writeFileAtomic(files.genValidation, jsonl(genValidation.map((e) => subjectRecord(e, preset))));
     writeFileAtomic(files.genTest, jsonl(genTest.map((e) => subjectRecord(e, preset))));
-    log.line(`emails: ${splits.read} read, ${splits.duplicates} duplicates dropped; using train ${train.length}, validation ${validation.length}, test ${test.length} (subject task: test ${genTest.length})`);
+    log.line(`emails: ${splits.read} read, ${splits.duplicates} duplicates dropped; using train ${train.length} (low-data runs: ${trainFew.length}), validation ${validation.length}, test ${test.length} (subject task: test ${genTest.length})`);
     compute.push({ stage: 'read and prepare data', wall_s: (Date.now() - stageStart) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
 
     // --- base model ---
@@ -339,121 +351,90 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
 
     const testRecords = loadRecords(files.clsTest, { format: 'classification' }).records;
     const genRecords = loadRecords(files.genTest, { format: 'prompt_completion' }).records;
-    const classify = (model: GPT2) => {
-      const [r, s] = timed(() => evaluateClassification(model, tokenizer, testRecords, LABELS, CLASSIFICATION_TEMPLATE));
-      return { row: classificationRow(r, s), predictions: r.predictions.map((p) => p.predicted) };
-    };
-    const writeSubjects = (model: GPT2) => {
-      const [r, s] = timed(() => evaluateGeneration(model, tokenizer, genRecords, { maxNewTokens: preset.maxSubjectTokens }));
-      return { row: generationRow(r, s), outputs: r.outputs.map((o) => o.output.trim()) };
-    };
-    const evalStage = (stage: string, fn: () => void) => {
+    const truth = test.map((e) => e.label);
+    const rows = {} as DemoReport['classification'];
+    const predictions = {} as Record<Classifier, string[]>;
+    const generation = {} as DemoReport['generation'];
+    const subjects = {} as Record<keyof DemoReport['generation'], string[]>;
+    const timedStage = (stage: string, fn: () => void) => {
       const t0 = Date.now();
       fn();
       compute.push({ stage, wall_s: (Date.now() - t0) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
     };
+    const classify = (key: Classifier, model: GPT2) => {
+      const [r, s] = timed(() => evaluateClassification(model, tokenizer, testRecords, LABELS, CLASSIFICATION_TEMPLATE));
+      rows[key] = classificationRow(r, s);
+      predictions[key] = r.predictions.map((p) => p.predicted);
+    };
+    const writeSubjects = (key: keyof DemoReport['generation'], model: GPT2) => {
+      const [r, s] = timed(() => evaluateGeneration(model, tokenizer, genRecords, { maxNewTokens: preset.maxSubjectTokens }));
+      generation[key] = generationRow(r, s);
+      subjects[key] = r.outputs.map((o) => o.output.trim());
+    };
 
     // --- zero-shot baselines ---
-    const baseModel = loadModel(base.dir);
-    let baseCls!: ReturnType<typeof classify>, baseGen!: ReturnType<typeof writeSubjects>;
-    evalStage('evaluate base (zero-shot)', () => {
+    await withModel(loadModel(base.dir), (m) => timedStage('evaluate base (zero-shot)', () => {
       log.line(`base model, zero-shot: classifying ${testRecords.length} test emails and writing ${genRecords.length} subjects`);
-      baseCls = classify(baseModel);
-      baseGen = writeSubjects(baseModel);
-    });
-    baseModel.free();
+      classify('base_zero_shot', m);
+      writeSubjects('base', m);
+    }));
 
-    const fineTune = async (name: RunName, start: GPT2, kind: 'classification' | 'text' | 'prompt_completion', title: string): Promise<RunRecord> => {
+    const runs = { pretrain: base.pretrain } as DemoReport['runs'];
+    const plans: Record<RunKind, { trainFile: string; validation: string; plan: TrainingPlan; format: 'classification' | 'text' | 'prompt_completion'; template?: string }> = {
+      classification: { trainFile: files.clsTrain, validation: files.clsValidation, plan: preset.finetune, format: 'classification', template: CLASSIFICATION_TEMPLATE },
+      classification_few: { trainFile: files.clsTrainFew, validation: files.clsValidation, plan: preset.fewLabelled, format: 'classification', template: CLASSIFICATION_TEMPLATE },
+      text: { trainFile: files.domainTrain, validation: files.domainValidation, plan: preset.domain, format: 'text' },
+      prompt_completion: { trainFile: files.genTrain, validation: files.genValidation, plan: preset.generation, format: 'prompt_completion' },
+    };
+    /** Fine-tunes `start` in place (best validation step kept), saves it to models/NAME, then evaluates it. */
+    const fineTune = async (name: RunName, start: GPT2, kind: RunKind, title: string, evaluate: (m: GPT2) => void) => {
       log.line(`${name}: ${title}`);
-      const spec = {
-        classification: { trainFile: files.clsTrain, validation: files.clsValidation, plan: preset.finetune, template: CLASSIFICATION_TEMPLATE },
-        text: { trainFile: files.domainTrain, validation: files.domainValidation, plan: preset.domain, template: undefined },
-        prompt_completion: { trainFile: files.genTrain, validation: files.genValidation, plan: preset.generation, template: undefined },
-      }[kind];
+      const spec = plans[kind];
       const { record } = await trainRun({
-        name, model: start, tokenizer, format: kind, trainFile: spec.trainFile, validation: { file: spec.validation }, template: spec.template,
+        name, model: start, tokenizer, format: spec.format, trainFile: spec.trainFile, validation: { file: spec.validation }, template: spec.template,
         plan: spec.plan, seed: opts.seed, threads: opts.threads, progress: opts.progress,
       });
       saveModel(start, path.join(modelsDir, name), { tokenizerFrom: base.dir });
       compute.push({ stage: `${name} fine-tuning`, wall_s: record.wall_s, train_tokens: record.train_tokens, tokens_per_s: record.tokens_per_s, peak_rss_mb: record.peak_rss_mb, cached: false });
       log.line(`${name}: validation loss ${record.initial_val_loss.toFixed(4)} -> ${record.best_val_loss.toFixed(4)} (best at step ${record.best_step} of ${record.steps}), ${record.wall_s.toFixed(1)} s`);
-      return record;
-    };
-    const withModel = async <T>(model: GPT2, fn: (m: GPT2) => Promise<T> | T): Promise<T> => {
-      try {
-        return await fn(model);
-      } finally {
-        model.free();
-      }
+      runs[name] = record;
+      timedStage(`evaluate ${name}`, () => evaluate(start));
     };
 
-    // --- task-specific, domain-specific, combined, from scratch ---
-    let taskCls!: ReturnType<typeof classify>, domainCls!: ReturnType<typeof classify>, combinedCls!: ReturnType<typeof classify>, scratchCls!: ReturnType<typeof classify>;
-    let domainGen!: ReturnType<typeof writeSubjects>, subjectGen!: ReturnType<typeof writeSubjects>;
-    const runs = {} as DemoReport['runs'];
-    runs.task = await withModel(loadModel(base.dir), async (m) => {
-      const r = await fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)');
-      evalStage('evaluate task', () => { taskCls = classify(m); });
-      return r;
-    });
-    runs.domain = await withModel(loadModel(base.dir), async (m) => {
-      const r = await fineTune('domain', m, 'text', 'domain-specific fine-tuning: continued pretraining on the training emails, no labels');
-      evalStage('evaluate domain (zero-shot)', () => {
-        domainCls = classify(m);
-        domainGen = writeSubjects(m);
-      });
-      return r;
-    });
-    runs.combined = await withModel(loadModel(path.join(modelsDir, 'domain')), async (m) => {
-      const r = await fineTune('combined', m, 'classification', 'combined: the domain model, then the same task fine-tuning');
-      evalStage('evaluate combined', () => { combinedCls = classify(m); });
-      return r;
-    });
-    runs.scratch = await withModel(newModel(preset, tokenizer, opts.seed + 1), async (m) => {
-      const r = await fineTune('scratch', m, 'classification', 'the same task fine-tuning from random weights (no pretraining)');
-      evalStage('evaluate scratch', () => { scratchCls = classify(m); });
-      return r;
-    });
-    runs.subject = await withModel(loadModel(base.dir), async (m) => {
-      const r = await fineTune('subject', m, 'prompt_completion', 'subject-line generation fine-tuning from the base model (prompt = body, completion = subject)');
-      evalStage('evaluate subject', () => { subjectGen = writeSubjects(m); });
-      return r;
-    });
-    runs.pretrain = base.pretrain;
+    // --- task-specific, domain-specific, combined, from scratch; then the same with few labels ---
+    const few = `${trainFew.length} labelled emails`;
+    await withModel(loadModel(base.dir), (m) => fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)', (x) => classify('task', x)));
+    await withModel(loadModel(base.dir), (m) => fineTune('domain', m, 'text', 'domain-specific fine-tuning: continued pretraining on the training emails, no labels', (x) => {
+      classify('domain_zero_shot', x);
+      writeSubjects('domain', x);
+    }));
+    await withModel(loadModel(path.join(modelsDir, 'domain')), (m) => fineTune('combined', m, 'classification', 'combined: the domain model, then the same task fine-tuning', (x) => classify('combined', x)));
+    await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch', m, 'classification', 'the same task fine-tuning from random weights (no pretraining)', (x) => classify('scratch', x)));
+    await withModel(loadModel(base.dir), (m) => fineTune('task_few', m, 'classification_few', `low data: task fine-tuning from the base model on only ${few}`, (x) => classify('task_few', x)));
+    await withModel(loadModel(path.join(modelsDir, 'domain')), (m) => fineTune('combined_few', m, 'classification_few', `low data: task fine-tuning from the domain model on only ${few}`, (x) => classify('combined_few', x)));
+    await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch_few', m, 'classification_few', `low data: task fine-tuning from random weights on only ${few}`, (x) => classify('scratch_few', x)));
+    await withModel(loadModel(base.dir), (m) => fineTune('subject', m, 'prompt_completion', 'subject-line generation fine-tuning from the base model (prompt = body, completion = subject)', (x) => writeSubjects('subject', x)));
 
     // --- bag of words, majority class ---
-    const nbStart = Date.now();
-    const bayes = new NaiveBayes(train.map((e) => emailText(e, preset)), train.map((e) => e.label));
-    const nbPredictions = test.map((e) => bayes.predict(emailText(e, preset)));
-    const truth = test.map((e) => e.label);
-    const nbReport = classificationReport(truth, nbPredictions, LABELS);
-    const nbSeconds = (Date.now() - nbStart) / 1000;
-    compute.push({ stage: 'naive Bayes (train + test)', wall_s: nbSeconds, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
-    const majorityLabel = spam(train) * 2 > train.length ? 'spam' : 'ham';
-    const majority = classificationReport(truth, truth.map(() => majorityLabel), LABELS);
-    const asRow = (r: ReturnType<typeof classificationReport>, seconds: number): ClassificationRow => ({
-      accuracy: r.accuracy, f1: r.f1, precision: r.precision, recall: r.recall, spam_recall: r.per_class.spam?.recall ?? 0,
-      spam_precision: r.per_class.spam?.precision ?? 0, examples: r.examples, confusion: r.confusion_matrix.matrix, eval_s: seconds,
+    timedStage('naive Bayes (train + test)', () => {
+      const t0 = process.hrtime.bigint();
+      const bayes = new NaiveBayes(train.map((e) => emailText(e, preset)), train.map((e) => e.label));
+      predictions.naive_bayes = test.map((e) => bayes.predict(emailText(e, preset)));
+      rows.naive_bayes = reportRow(classificationReport(truth, predictions.naive_bayes, LABELS), Number(process.hrtime.bigint() - t0) / 1e9);
     });
-
-    const classification: DemoReport['classification'] = {
-      majority: asRow(majority, 0), naive_bayes: asRow(nbReport, nbSeconds), base_zero_shot: baseCls.row, domain_zero_shot: domainCls.row,
-      task: taskCls.row, combined: combinedCls.row, scratch: scratchCls.row,
-    };
-    const generation: DemoReport['generation'] = { base: baseGen.row, domain: domainGen.row, subject: subjectGen.row };
+    const majorityLabel = spam(train) * 2 > train.length ? 'spam' : 'ham';
+    predictions.majority = truth.map(() => majorityLabel);
+    rows.majority = reportRow(classificationReport(truth, predictions.majority, LABELS), 0);
 
     const deltas: Record<string, number> = {};
-    const clsDelta = (b: keyof typeof classification, a: keyof typeof classification) => {
-      deltas[`${b}_vs_${a}.accuracy`] = classification[b].accuracy - classification[a].accuracy;
-      deltas[`${b}_vs_${a}.f1`] = classification[b].f1 - classification[a].f1;
-    };
-    clsDelta('task', 'base_zero_shot');
-    clsDelta('domain_zero_shot', 'base_zero_shot');
-    clsDelta('combined', 'task');
-    clsDelta('task', 'scratch');
-    clsDelta('combined', 'scratch');
-    clsDelta('naive_bayes', 'task');
-    clsDelta('naive_bayes', 'combined');
+    for (const [b, a] of CLASSIFIER_COMPARISONS) {
+      const paired = comparePaired(truth, predictions[a], predictions[b]);
+      deltas[`${b}_vs_${a}.accuracy`] = rows[b].accuracy - rows[a].accuracy;
+      deltas[`${b}_vs_${a}.f1`] = rows[b].f1 - rows[a].f1;
+      deltas[`${b}_vs_${a}.only_b_right`] = paired.onlyB;
+      deltas[`${b}_vs_${a}.only_a_right`] = paired.onlyA;
+      deltas[`${b}_vs_${a}.mcnemar_p`] = paired.p;
+    }
     deltas['subject_vs_base.rougeL'] = generation.subject.rougeL - generation.base.rougeL;
     deltas['subject_vs_base.bleu'] = generation.subject.bleu - generation.base.bleu;
     deltas['domain_vs_base.rougeL'] = generation.domain.rougeL - generation.base.rougeL;
@@ -461,28 +442,27 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     const nSamples = Math.min(preset.samples, genTest.length);
     const sampleGen = genTest.slice(0, nSamples).map((e, i) => ({
       body: truncateText(e.body, 160), reference: truncateText(e.subject, preset.subjectChars),
-      base: baseGen.outputs[i], domain: domainGen.outputs[i], finetuned: subjectGen.outputs[i],
+      base: subjects.base[i], domain: subjects.domain[i], finetuned: subjects.subject[i],
     }));
     const sampleCls = test.slice(0, nSamples).map((e, i) => ({
       email: truncateText(emailText(e, preset).replace(/\n/g, ' '), 140), label: e.label,
-      base: baseCls.predictions[i], task: taskCls.predictions[i], scratch: scratchCls.predictions[i], naive_bayes: nbPredictions[i],
+      base: predictions.base_zero_shot[i], task: predictions.task[i], scratch: predictions.scratch[i], naive_bayes: predictions.naive_bayes[i],
     }));
 
-    const general = { documents: docs.length, chars: docs.reduce((n, d) => n + d.text.length, 0), pretrain_chars: base.pretrainChars };
-    const host2 = { ...host, load_average_end: os.loadavg() };
     const report: DemoReport = {
       gptune_version: VERSION,
       command: opts.command,
       preset: opts.preset,
       seed: opts.seed,
       date: new Date().toISOString(),
-      machine: host2,
+      machine: { ...host, load_average_end: os.loadavg() },
       settings: { ...preset, split_seed: SPLIT_SEED, split_fractions: SPLIT_FRACTIONS, classification_template: CLASSIFICATION_TEMPLATE },
       data: {
-        general,
+        general: { documents: docs.length, chars: docs.reduce((n, d) => n + d.text.length, 0), pretrain_chars: base.pretrainChars },
         emails: {
           read: splits.read, duplicates: splits.duplicates, conflicting: splits.conflicting, majority_label: majorityLabel,
           train: { available: splits.train.length, used: train.length, spam: spam(train) },
+          train_few: { used: trainFew.length, spam: spam(trainFew) },
           validation: { available: splits.validation.length, used: validation.length, spam: spam(validation) },
           test: { available: splits.test.length, used: test.length, spam: spam(test) },
           generation_train: genTrain.length, generation_validation: genValidation.length, generation_test: genTest.length,
@@ -494,26 +474,24 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
         email_chars_per_token: charsPerToken(tokenizer, train.slice(0, 200).map((e) => emailText(e, preset))),
       },
       base: {
-        cached: base.cached, cache_key: base.cacheKey, trained_on: base.trainedOn,
-        parameters: 0, config: configToJSON(parseGPT2Config(JSON.parse(fs.readFileSync(path.join(base.dir, 'config.json'), 'utf8')), 'config.json')),
+        cached: base.cached, cache_key: base.cacheKey, trained_on: base.trainedOn, parameters: countParameters(base.dir),
+        config: JSON.parse(fs.readFileSync(path.join(base.dir, 'config.json'), 'utf8')) as Record<string, unknown>,
       },
       runs,
-      classification,
+      classification: rows,
       generation,
       deltas,
       samples: { generation: sampleGen, classification: sampleCls },
       findings: [],
+      stats: STATS,
       compute,
       total_wall_s: 0,
     };
-    report.base.parameters = countBaseParameters(base.dir);
     report.total_wall_s = (Date.now() - started) / 1000;
     report.findings = findings(report);
-    const markdown = formatReport(report);
-    const svg = lossCurvesSvg(curvePanels(report));
     writeFileAtomic(path.join(outDir, 'report.json'), JSON.stringify(report, null, 1) + '\n');
-    writeFileAtomic(path.join(outDir, 'loss-curves.svg'), svg);
-    writeFileAtomic(path.join(outDir, 'report.md'), markdown);
+    writeFileAtomic(path.join(outDir, 'loss-curves.svg'), lossCurvesSvg(curvePanels(report)));
+    writeFileAtomic(path.join(outDir, 'report.md'), formatReport(report));
     log.line(`done in ${report.total_wall_s.toFixed(1)} s: ${path.join(outDir, 'report.md')}`);
     return report;
   } finally {
@@ -521,9 +499,25 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   }
 }
 
-type RunName = 'task' | 'domain' | 'combined' | 'scratch' | 'subject';
+async function withModel<T>(model: GPT2, fn: (m: GPT2) => Promise<T> | T): Promise<T> {
+  try {
+    return await fn(model);
+  } finally {
+    model.free();
+  }
+}
 
-function countBaseParameters(dir: string): number {
+function reportRow(r: ReturnType<typeof classificationReport>, seconds: number): ClassificationRow {
+  return {
+    accuracy: r.accuracy, f1: r.f1, precision: r.precision, recall: r.recall, spam_recall: r.per_class.spam?.recall ?? 0,
+    spam_precision: r.per_class.spam?.precision ?? 0, examples: r.examples, confusion: r.confusion_matrix.matrix, eval_s: seconds,
+  };
+}
+
+type RunName = Exclude<keyof DemoReport['runs'], 'pretrain'>;
+type RunKind = 'classification' | 'classification_few' | 'text' | 'prompt_completion';
+
+function countParameters(dir: string): number {
   const model = loadModel(dir);
   try {
     return model.numParameters;
@@ -546,8 +540,12 @@ function curvePanels(r: DemoReport): Panel[] {
     { title: 'Pretraining (SOTU + Moby-Dick)', xLabel: 'step', yLabel: 'loss (nats/token)', series: [val(r.runs.pretrain, 'validation'), trainLoss(r.runs.pretrain, 'training')] },
     { title: 'Domain: continued pretraining on emails', xLabel: 'step', yLabel: 'validation loss', series: [val(r.runs.domain, 'domain (from base)')] },
     {
-      title: 'Spam/ham task: validation loss (label tokens)', xLabel: 'step', yLabel: 'validation loss',
+      title: `Spam/ham, ${r.data.emails.train.used} labelled emails: validation loss`, xLabel: 'step', yLabel: 'loss on label tokens',
       series: [val(r.runs.task, 'task (from base)'), val(r.runs.combined, 'combined (from domain)'), val(r.runs.scratch, 'scratch (random init)')],
+    },
+    {
+      title: `Spam/ham, ${r.data.emails.train_few.used} labelled emails: validation loss`, xLabel: 'step', yLabel: 'loss on label tokens',
+      series: [val(r.runs.task_few, 'task (from base)'), val(r.runs.combined_few, 'combined (from domain)'), val(r.runs.scratch_few, 'scratch (random init)')],
     },
     { title: 'Subject generation: validation loss', xLabel: 'step', yLabel: 'validation loss', series: [val(r.runs.subject, 'subject (from base)')] },
   ];
@@ -556,24 +554,35 @@ function curvePanels(r: DemoReport): Panel[] {
 const f4 = (x: number) => x.toFixed(4);
 const signed = (x: number) => (x > 0 ? '+' : '') + x.toFixed(4);
 
+/** "B vs A: accuracy .. vs .. (+..), macro-F1 .. vs .. (+..); McNemar p = .. on the emails only one gets right (.. vs ..): verdict." */
+function comparison(r: DemoReport, b: Classifier, a: Classifier): string {
+  const c = r.classification, d = r.deltas, key = `${b}_vs_${a}`;
+  const p = d[`${key}.mcnemar_p`], accuracyDelta = d[`${key}.accuracy`];
+  const verdict = p < STATS.alpha
+    ? (accuracyDelta > 0 ? `${CLASSIFIER_NAMES[b]} is better (significant at ${STATS.alpha})` : `${CLASSIFIER_NAMES[b]} is WORSE (significant at ${STATS.alpha})`)
+    : `no significant difference at ${STATS.alpha}`;
+  return `accuracy ${f4(c[b].accuracy)} vs ${f4(c[a].accuracy)} (${signed(accuracyDelta)}), macro-F1 ${f4(c[b].f1)} vs ${f4(c[a].f1)} (${signed(d[`${key}.f1`])}); `
+    + `of the test emails only one of them gets right, ${d[`${key}.only_b_right`]} go to ${CLASSIFIER_NAMES[b]} and ${d[`${key}.only_a_right`]} to ${CLASSIFIER_NAMES[a]} (McNemar p ${formatP(p)}): ${verdict}.`;
+}
+
 /** Plain statements of what the numbers say, including where fine-tuning did not help. */
 export function findings(r: DemoReport): string[] {
-  const c = r.classification, g = r.generation, d = r.deltas;
+  const c = r.classification, g = r.generation, d = r.deltas, e = r.data.emails;
   const out: string[] = [];
-  const verdict = (delta: number, better: string, worse: string) => (delta > 0 ? better : delta < 0 ? worse : 'is no better than');
-  out.push(`Task-specific fine-tuning ${verdict(d['task_vs_base_zero_shot.f1'], 'beat', 'did NOT beat')} the base model's zero-shot label scoring: macro-F1 ${f4(c.task.f1)} vs ${f4(c.base_zero_shot.f1)} (${signed(d['task_vs_base_zero_shot.f1'])}), accuracy ${f4(c.task.accuracy)} vs ${f4(c.base_zero_shot.accuracy)} (${signed(d['task_vs_base_zero_shot.accuracy'])}).`);
-  out.push(`Domain-specific fine-tuning alone (no labels) ${d['domain_zero_shot_vs_base_zero_shot.f1'] > 0 ? 'raised' : 'did NOT raise'} zero-shot macro-F1: ${f4(c.domain_zero_shot.f1)} vs ${f4(c.base_zero_shot.f1)} (${signed(d['domain_zero_shot_vs_base_zero_shot.f1'])}).`);
-  out.push(`Combined (domain, then task) vs task-only: macro-F1 ${f4(c.combined.f1)} vs ${f4(c.task.f1)} (${signed(d['combined_vs_task.f1'])}); ${d['combined_vs_task.f1'] > 0 ? 'the extra domain step helped' : 'the extra domain step did NOT help here'}.`);
-  out.push(`Transfer learning: the same task training from random weights reached macro-F1 ${f4(c.scratch.f1)}; from the pretrained base ${f4(c.task.f1)} (${signed(d['task_vs_scratch.f1'])})${d['task_vs_scratch.f1'] > 0 ? '' : ': pretraining did NOT pay off on this task at this scale'}.`);
-  const bestGpt = Math.max(c.task.f1, c.combined.f1);
-  out.push(`The bag-of-words naive Bayes baseline reached macro-F1 ${f4(c.naive_bayes.f1)} (accuracy ${f4(c.naive_bayes.accuracy)}); it ${c.naive_bayes.f1 > bestGpt ? 'beats' : c.naive_bayes.f1 < bestGpt ? 'trails' : 'ties'} the best fine-tuned GPT (${f4(bestGpt)}), at a fraction of the compute.`);
-  out.push(`Always answering "${r.data.emails.majority_label}" scores accuracy ${f4(c.majority.accuracy)} and macro-F1 ${f4(c.majority.f1)}: the floor any classifier must clear.`);
-  out.push(`Subject lines: fine-tuning ${d['subject_vs_base.rougeL'] > 0 ? 'improved' : 'did NOT improve'} ROUGE-L over the base model (${f4(g.subject.rougeL)} vs ${f4(g.base.rougeL)}, ${signed(d['subject_vs_base.rougeL'])}) and ${d['subject_vs_base.bleu'] > 0 ? 'improved' : 'did NOT improve'} BLEU (${g.subject.bleu.toFixed(2)} vs ${g.base.bleu.toFixed(2)}).`);
-  for (const name of ['task', 'combined', 'scratch', 'subject', 'domain'] as const) {
+  out.push(`**Fine-tuned vs pretrained.** Task-specific fine-tuning vs the base model's zero-shot label scoring: ${comparison(r, 'task', 'base_zero_shot')}`);
+  out.push(`**Domain-specific only.** Continued pretraining on the training emails (no labels), zero-shot vs the base: ${comparison(r, 'domain_zero_shot', 'base_zero_shot')}`);
+  out.push(`**Combined vs task-specific.** Domain then task vs task alone: ${comparison(r, 'combined', 'task')}`);
+  out.push(`**What pretraining buys, ${e.train.used} labelled emails.** Task fine-tuning from the base vs from random weights: ${comparison(r, 'task', 'scratch')}`);
+  out.push(`**What pretraining buys, ${e.train_few.used} labelled emails.** The same from the base vs from random weights: ${comparison(r, 'task_few', 'scratch_few')} From the domain model vs from random weights: ${comparison(r, 'combined_few', 'scratch_few')}`);
+  out.push(`**More labels.** ${e.train.used} vs ${e.train_few.used} labelled emails, both from the base: ${comparison(r, 'task', 'task_few')}`);
+  out.push(`**Bag of words.** Naive Bayes on word counts (${e.train.used} emails, trained in ${c.naive_bayes.eval_s.toFixed(2)} s with its test predictions) vs the combined GPT: ${comparison(r, 'naive_bayes', 'combined')}`);
+  out.push(`**Floor.** Always answering "${e.majority_label}" scores accuracy ${f4(c.majority.accuracy)} and macro-F1 ${f4(c.majority.f1)}.`);
+  out.push(`**Subject lines.** Fine-tuning ${d['subject_vs_base.rougeL'] > 0 ? 'improved' : 'did NOT improve'} ROUGE-L over the base model (${f4(g.subject.rougeL)} vs ${f4(g.base.rougeL)}, ${signed(d['subject_vs_base.rougeL'])}) and ${d['subject_vs_base.bleu'] > 0 ? 'improved' : 'did NOT improve'} BLEU (${g.subject.bleu.toFixed(2)} vs ${g.base.bleu.toFixed(2)}) on ${g.subject.examples} test emails; read the samples below before trusting either number.`);
+  for (const name of ['task', 'combined', 'scratch', 'task_few', 'combined_few', 'scratch_few', 'subject', 'domain'] as const) {
     const run = r.runs[name];
     const last = run.val_curve[run.val_curve.length - 1];
     if (run.best_step < last.step && last.loss > run.best_val_loss) {
-      out.push(`Overfitting watch (${name}): validation loss was lowest at step ${run.best_step} (${f4(run.best_val_loss)}) and ended at ${f4(last.loss)} at step ${last.step}; the best step's weights were kept.`);
+      out.push(`**Overfitting watch (${name}).** Validation loss was lowest at step ${run.best_step} (${f4(run.best_val_loss)}) and ended at ${f4(last.loss)} at step ${last.step}${run.stop_reason === 'early_stopping' ? ' (early stopping)' : ''}; the best step's weights were kept.`);
     }
   }
   return out;

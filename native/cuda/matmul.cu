@@ -13,6 +13,7 @@
 //   B (K,N) row-major is N-contiguous; B stored (N,K) (nn.Linear's weight) is K-contiguous.
 // Either bf16 path can instead go through cuBLASLt (cublaslt.cu, set_matmul_backend()): it takes
 // the same bf16 operand copies, so the two differ only in the GEMM itself.
+#include <cstring>
 #include "common.cuh"
 #include "cublaslt.h"
 #include "gptune/cuda_options.h"
@@ -226,9 +227,17 @@ void gemm_bf16(bool a_k_contig, bool b_k_contig, int M, int N, int K, float alph
 
 // The bf16 product through cuBLASLt when the matmul backend selects it and it has an algorithm
 // for this problem, else through our kernel; same arguments as gemm_bf16.
+// Under `auto`, shapes with a dimension that is not a multiple of 8 stay on gptune's kernel: on an
+// H200 cuBLASLt ran the tied LM head (N=16384, C=768, V=50257) at 93 / 178 TFLOP/s forward /
+// backward against 162 / 235 for ours (bench/RESULTS.md), while it won by 2-3x on every
+// multiple-of-8 layer shape. `cublaslt` (forced) uses it for every shape.
+bool prefer_native_for_shape(int M, int N, int K) {
+  return std::strcmp(matmul_backend_setting(), "auto") == 0 && (M % 8 != 0 || N % 8 != 0 || K % 8 != 0);
+}
+
 void gemm_bf16_any(bool a_k_contig, bool b_k_contig, int M, int N, int K, float alpha, const __nv_bfloat16* A, int lda,
                    const __nv_bfloat16* B, int ldb, float beta, float* C, int ldc, const float* bias) {
-  if (matmul_uses_cublaslt() &&
+  if (!prefer_native_for_shape(M, N, K) && matmul_uses_cublaslt() &&
       cublaslt_gemm_bf16(a_k_contig, b_k_contig, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias))
     return;
   gemm_bf16(a_k_contig, b_k_contig, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);

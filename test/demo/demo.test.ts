@@ -87,15 +87,15 @@ describe('gptune demo --tiny', () => {
     const headline = JSON.parse(first.stdout.trim().split('\n').pop()!);
     expect(headline).toMatchObject({ preset: 'tiny', base_cached: false });
     expect(fs.readdirSync(out).sort()).toEqual(['data', 'loss-curves.svg', 'models', 'report.json', 'report.md']);
-    expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'domain', 'scratch', 'subject', 'task']);
+    expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'combined_few', 'domain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
     for (const m of fs.readdirSync(path.join(out, 'models'))) {
       expect(fs.readdirSync(path.join(out, 'models', m)).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
     }
   });
 
   test('report.json holds every comparison the issue asks for, with consistent figures', () => {
-    expect(Object.keys(report.runs).sort()).toEqual(['combined', 'domain', 'pretrain', 'scratch', 'subject', 'task']);
-    expect(Object.keys(report.classification).sort()).toEqual(['base_zero_shot', 'combined', 'domain_zero_shot', 'majority', 'naive_bayes', 'scratch', 'task']);
+    expect(Object.keys(report.runs).sort()).toEqual(['combined', 'combined_few', 'domain', 'pretrain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
+    expect(Object.keys(report.classification).sort()).toEqual(['base_zero_shot', 'combined', 'combined_few', 'domain_zero_shot', 'majority', 'naive_bayes', 'scratch', 'scratch_few', 'task', 'task_few']);
     expect(Object.keys(report.generation).sort()).toEqual(['base', 'domain', 'subject']);
     const testEmails = report.data.emails.test.used;
     expect(testEmails).toBe(report.settings.testEmails);
@@ -122,6 +122,11 @@ describe('gptune demo --tiny', () => {
     const stages = report.compute.map((c: any) => c.stage);
     expect(stages).toEqual(expect.arrayContaining(['tokenizer + pretraining (base)', 'task fine-tuning', 'domain fine-tuning', 'combined fine-tuning', 'scratch fine-tuning', 'subject fine-tuning']));
     expect(report.deltas['task_vs_base_zero_shot.f1']).toBeCloseTo(report.classification.task.f1 - report.classification.base_zero_shot.f1, 12);
+    // The paired counts agree with the two confusion matrices: B - A in correct answers = only B - only A.
+    const correct = (k: string) => report.classification[k].accuracy * testEmails;
+    expect(report.deltas['task_vs_scratch.only_b_right'] - report.deltas['task_vs_scratch.only_a_right']).toBeCloseTo(correct('task') - correct('scratch'), 9);
+    expect(report.data.emails.train_few.used).toBe(report.settings.fewLabelledEmails);
+    expect(report.runs.task_few.train_examples).toBe(report.settings.fewLabelledEmails);
     expect(report.findings.length).toBeGreaterThanOrEqual(7);
   });
 
@@ -129,7 +134,7 @@ describe('gptune demo --tiny', () => {
     const lines = (file: string) => fs.readFileSync(path.join(out, 'data', file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
     const testTexts = new Set(lines('classification-test.jsonl').map((r) => r.text));
     expect(testTexts.size).toBe(report.data.emails.test.used);
-    for (const file of ['classification-train.jsonl', 'classification-validation.jsonl']) {
+    for (const file of ['classification-train.jsonl', 'classification-train-few.jsonl', 'classification-validation.jsonl']) {
       for (const r of lines(file)) expect(testTexts.has(r.text)).toBe(false);
     }
     const domain = fs.readFileSync(path.join(out, 'data', 'domain-train.txt'), 'utf8').split('<|endoftext|>');
@@ -146,9 +151,9 @@ describe('gptune demo --tiny', () => {
     const svg = fs.readFileSync(path.join(out, 'loss-curves.svg'), 'utf8');
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
-    // One line per series: pretraining validation + training, domain, three task runs, subject.
-    expect(svg.match(/<polyline /g)).toHaveLength(7);
-    expect(markdown).toContain(`| task-specific | base + supervised fine-tuning on labelled emails | ${report.classification.task.accuracy.toFixed(4)} | ${report.classification.task.f1.toFixed(4)} |`);
+    // One line per series: pretraining validation + training, domain, three task runs twice (all and few labels), subject.
+    expect(svg.match(/<polyline /g)).toHaveLength(10);
+    expect(markdown).toContain(`| task-specific | base + supervised fine-tuning on ${report.data.emails.train.used} labelled emails | ${report.classification.task.accuracy.toFixed(4)} | ${report.classification.task.f1.toFixed(4)} |`);
   });
 
   test('every number in report.md is a number of report.json, every quoted text a string of it', () => {

@@ -11,6 +11,7 @@ import { datasetDir } from '../../lib/demo/corpora';
 import { decodeHeaderWords, parseEmail, truncateText } from '../../lib/demo/emails';
 import { NaiveBayes } from '../../lib/demo/naive_bayes';
 import { codeSpan } from '../../lib/demo/report';
+import { comparePaired, mcnemarExactP } from '../../lib/demo/stats';
 import { niceTicks } from '../../lib/demo/svg';
 import { bucketCurve } from '../../lib/demo/training';
 import { BPETokenizer } from '../../lib/tokenizer';
@@ -113,6 +114,42 @@ describe('naive Bayes', () => {
 
   test('words never seen in training change no score; case is ignored', () => {
     expect(bayes.scores('chinese TOKYO zebra')).toEqual(bayes.scores('Chinese Tokyo'));
+  });
+});
+
+describe("McNemar's exact test", () => {
+  /** min(1, 2 P(X <= min(b, c))) for X ~ Binomial(b + c, 1/2), in exact rational arithmetic. */
+  function exactP(b: number, c: number): number {
+    const n = b + c, k = Math.min(b, c);
+    let tail = 0n, binomial = 1n;
+    for (let i = 0; i <= k; i++) {
+      tail += binomial;
+      binomial = (binomial * BigInt(n - i)) / BigInt(i + 1);
+    }
+    const scale = 10n ** 30n;
+    const p = Number((2n * tail * scale) / (1n << BigInt(n))) / 1e30;
+    return Math.min(1, p);
+  }
+
+  test.each([[0, 0], [1, 0], [5, 5], [10, 2], [2, 10], [17, 7], [40, 0], [333, 301], [700, 600]])('p(%i, %i) matches exact rational arithmetic', (b, c) => {
+    // Relative 1e-9: the log-space sum of up to ~600 terms in float64.
+    const expected = exactP(b, c);
+    const p = mcnemarExactP(b, c);
+    if (expected === 0) expect(p).toBeLessThan(1e-300);
+    else expect(Math.abs(p - expected) / expected).toBeLessThan(1e-9);
+  });
+
+  test('worked by hand: 10 vs 2 discordant pairs give 2 (1 + 12 + 66) / 4096', () => {
+    expect(mcnemarExactP(10, 2)).toBeCloseTo((2 * 79) / 4096, 15);
+  });
+
+  test('pairs are counted from correctness, not from agreement', () => {
+    const truth = ['spam', 'ham', 'ham', 'spam', 'ham'];
+    const a = ['spam', 'spam', 'ham', 'ham', 'spam'];
+    const b = ['ham', 'ham', 'ham', 'spam', 'spam'];
+    // Only A right: #0; only B right: #1, #3; both right: #2; both wrong: #4.
+    expect(comparePaired(truth, a, b)).toEqual({ onlyB: 2, onlyA: 1, p: 1 });
+    expect(() => comparePaired(truth, a, b.slice(1))).toThrow(/expected 5 predictions from each model but received 5 and 4/);
   });
 });
 
