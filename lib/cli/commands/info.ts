@@ -21,6 +21,8 @@ export const info: Command = {
       threads: addon.numThreads(),
       gpus,
       cuda: cuda.compiled ? (count > 0 ? 'available' : `compiled; unavailable: ${cuda.unavailableReason?.() ?? 'no device'}`) : 'not compiled',
+      // Which bf16 matmul path the GPU would use, and whether cuBLASLt (dlopen'ed) is there.
+      cuda_matmul: count > 0 && typeof cuda.matmulBackend === 'function' ? (cuda.matmulBackend as () => unknown)() : null,
       node: process.version,
     };
     if (v.json) return out(JSON.stringify(report));
@@ -28,6 +30,7 @@ export const info: Command = {
     out(`backends: ${report.backends.join(', ')}`);
     out(`cpu: ${report.simd}, ${report.threads} threads`);
     out(`cuda: ${report.cuda}`);
+    if (report.cuda_matmul) out(`cuda matmul: ${JSON.stringify(report.cuda_matmul)}`);
     for (const g of gpus) out(`  gpu ${g.index}: ${g.name}, ${(g.totalMemory / 2 ** 30).toFixed(1)} GiB, compute ${g.computeCapability}`);
   },
 };
