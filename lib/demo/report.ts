@@ -42,7 +42,6 @@ function classifierRows(r: DemoReport): Array<[Classifier, string]> {
     ['combined', `domain model + the same supervised fine-tuning`],
     ['scratch', 'random weights + the same supervised fine-tuning'],
     ['task_few', `base + supervised fine-tuning on ${few} labelled emails`],
-    ['combined_few', `domain model + fine-tuning on the same ${few}`],
     ['scratch_few', `random weights + fine-tuning on the same ${few}`],
   ];
 }
@@ -82,7 +81,7 @@ export function formatReport(r: DemoReport): string {
   out.push('');
   out.push(`- **Base model**: GPT-2 architecture, ${runs.pretrain.seq_len} positions, ${r.base.config.n_layer as number} layers, ${r.base.config.n_head as number} heads, width ${r.base.config.n_embd as number}, ${r.base.parameters} parameters; pretrained from random weights on ${r.data.general.pretrain_chars} characters of State of the Union addresses and Moby-Dick (${r.data.general.documents} documents) for ${runs.pretrain.steps} steps of ${runs.pretrain.batch_size} x ${runs.pretrain.seq_len} tokens, peak learning rate ${runs.pretrain.learning_rate}.${r.base.cached ? ` Loaded from the cache (key ${codeSpan(r.base.cache_key)}, trained ${codeSpan(r.base.trained_on)}); its numbers are those of that run.` : ''}`);
   out.push(`- **Tokenizer**: byte-level BPE with ${r.tokenizer.vocab_size} tokens (${r.tokenizer.merges} merges learned from ${r.tokenizer.learned_from_chars} characters of the same text in ${fixed(r.tokenizer.seconds, 1)} s); ${fixed(r.tokenizer.general_chars_per_token, 2)} characters per token on that text, ${fixed(r.tokenizer.email_chars_per_token, 2)} on emails.`);
-  out.push(`- **Emails**: the SpamAssassin corpus, ${e.read} emails read, ${e.duplicates} exact duplicates dropped${e.conflicting > 0 ? ` (${e.conflicting} with conflicting labels, both copies dropped)` : ''}; split once with seed ${s.split_seed} into train ${e.train.available}, validation ${e.validation.available}, test ${e.test.available}. This run used train ${e.train.used} (${e.train.spam} spam), validation ${e.validation.used} (${e.validation.spam} spam), test ${e.test.used} (${e.test.spam} spam). Each email is its subject plus the first ${s.bodyChars} characters of its body. The test split is never trained on or used to choose a model; validation loss picks each run's best step.`);
+  out.push(`- **Emails**: the SpamAssassin corpus, ${e.read} emails read, ${e.duplicates} exact duplicates dropped${e.conflicting > 0 ? ` (${e.conflicting} with conflicting labels, both copies dropped)` : ''}; split once with seed ${s.split_seed} into train ${e.train.available}, validation ${e.validation.available}, test ${e.test.available}. This run used train ${e.train.used} (${e.train.spam} spam), validation ${e.validation.used} (${e.validation.spam} spam), test ${e.test.used} (${e.test.spam} spam). Each email is its subject plus the first ${s.bodyChars} characters of its body, cut back further at a word boundary where needed so that every training example fits the ${runs.pretrain.seq_len}-token context. The test split is never trained on or used to choose a model; validation loss picks each run's best step.`);
   out.push(`- **Fine-tuning**: every classification run uses the same plan (batch ${s.finetune.batchSize}, peak learning rate ${s.finetune.learningRate}, cosine schedule), differing only in its starting weights; the prompt is the email in the template ${codeSpan(s.classification_template)}, the completion the label, and the test emails are classified by which label the model finds more likely.`);
   out.push('');
   out.push('## Findings');
@@ -119,7 +118,6 @@ export function formatReport(r: DemoReport): string {
     runRow('combined', 'domain', 'labelled training emails', runs.combined),
     runRow('scratch', 'random weights', 'labelled training emails', runs.scratch),
     runRow('task_few', 'base', `the first ${e.train_few.used} labelled training emails`, runs.task_few),
-    runRow('combined_few', 'domain', `the first ${e.train_few.used} labelled training emails`, runs.combined_few),
     runRow('scratch_few', 'random weights', `the first ${e.train_few.used} labelled training emails`, runs.scratch_few),
     runRow('subject', 'base', 'training emails: body -> subject', runs.subject),
   ]));

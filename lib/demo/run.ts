@@ -7,8 +7,12 @@
  *   domain      base further pretrained on the training emails' text (no labels)
  *   combined    domain, then the same task fine-tuning
  *   scratch     the same task fine-tuning from random weights (what pretraining buys)
+ *   *_few       task (from base) and scratch again with only the first few labelled emails,
+ *               each trained until its validation loss stops improving (transfer with little data)
  *   subject     base fine-tuned to write an email's Subject line from its body (BLEU / ROUGE)
  *   baselines   zero-shot label scoring by base and domain, the majority class, naive Bayes
+ *
+ * Differences between classifiers come with McNemar's exact test on the same test emails (stats.ts).
  *
  * Emails are split once (corpora.ts, fixed seed) into train / validation / test; validation picks
  * each run's best step and early stopping, the test split is only ever scored. Every number in
@@ -19,9 +23,9 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { loadRecords } from '../data';
+import { compileTemplate, loadRecords, renderRecord } from '../data';
 import { setThreads } from '../device';
-import { ClassificationEvalResult, evaluateClassification, evaluateGeneration, GenerationEvalResult, classificationReport } from '../eval';
+import { classificationReport, ClassificationReport, evaluateClassification, evaluateGeneration, GenerationEvalResult } from '../eval';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { loadModel, saveModel } from '../model/checkpoint';
 import { parseGPT2Config } from '../model/config';
@@ -125,8 +129,8 @@ export interface DemoReport {
   };
   tokenizer: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number; general_chars_per_token: number; email_chars_per_token: number };
   base: { cached: boolean; cache_key: string; trained_on: string; parameters: number; config: Record<string, unknown> };
-  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'combined_few' | 'scratch_few' | 'subject', RunRecord>;
-  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch' | 'task_few' | 'combined_few' | 'scratch_few', ClassificationRow>;
+  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'scratch_few' | 'subject', RunRecord>;
+  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch' | 'task_few' | 'scratch_few', ClassificationRow>;
   generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
   /**
    * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
@@ -153,14 +157,56 @@ class Log {
   }
 }
 
-function emailText(e: Email, preset: DemoPreset): string {
-  const subject = truncateText(e.subject, preset.subjectChars);
-  return `Subject: ${subject}\n${truncateText(e.body, preset.bodyChars)}`.split(END_OF_TEXT).join('');
-}
+/**
+ * Emails -> the demo's texts, each cut to fit the context: "Subject: <subject>\n<body>" for
+ * classification (and as the domain text), "<body>\nSubject:" -> " <subject>" for subject lines.
+ * The body starts as its first bodyChars characters and is cut back further, at word boundaries,
+ * until the whole training example (prompt, completion, <|endoftext|>) fits n_positions tokens, so
+ * the data pipeline never has to drop the start of a prompt (which would drop the subject).
+ */
+class EmailTexts {
+  private readonly classificationCache = new Map<Email, string>();
+  private readonly subjectCache = new Map<Email, { prompt: string; completion: string }>();
+  private readonly compiled = compileTemplate('classification', CLASSIFICATION_TEMPLATE);
 
-function subjectRecord(e: Email, preset: DemoPreset): { prompt: string; completion: string } {
-  const body = truncateText(e.body, preset.bodyChars).split(END_OF_TEXT).join('');
-  return { prompt: `${body}${SUBJECT_PROMPT_SUFFIX}`, completion: ` ${truncateText(e.subject, preset.subjectChars)}` };
+  constructor(private readonly preset: DemoPreset, private readonly tokenizer: Tokenizer) {}
+
+  private fit(body: string, tokensWith: (body: string) => number): string {
+    let fitted = truncateText(body, this.preset.bodyChars);
+    while (fitted.length > 0 && tokensWith(fitted) > this.preset.model.n_positions) fitted = truncateText(fitted, Math.floor(fitted.length * 0.9));
+    return fitted;
+  }
+
+  private clean(text: string): string {
+    return text.split(END_OF_TEXT).join('');
+  }
+
+  classification(e: Email): string {
+    let text = this.classificationCache.get(e);
+    if (text === undefined) {
+      const subject = this.clean(truncateText(e.subject, this.preset.subjectChars));
+      const render = (body: string) => `Subject: ${subject}\n${body}`;
+      const tokensWith = (body: string) => Math.max(...LABELS.map((label) => {
+        const r = renderRecord({ kind: 'classification', text: render(body), label, file: '', line: 0 }, this.compiled);
+        return this.tokenizer.encode(r.prompt).length + this.tokenizer.encode(r.completion).length + 1;
+      }));
+      text = render(this.fit(this.clean(e.body), tokensWith));
+      this.classificationCache.set(e, text);
+    }
+    return text;
+  }
+
+  subject(e: Email): { prompt: string; completion: string } {
+    let record = this.subjectCache.get(e);
+    if (record === undefined) {
+      const completion = ` ${this.clean(truncateText(e.subject, this.preset.subjectChars))}`;
+      const completionTokens = this.tokenizer.encode(completion).length + 1;
+      const body = this.fit(this.clean(e.body), (b) => this.tokenizer.encode(`${b}${SUBJECT_PROMPT_SUFFIX}`).length + completionTokens);
+      record = { prompt: `${body}${SUBJECT_PROMPT_SUFFIX}`, completion };
+      this.subjectCache.set(e, record);
+    }
+    return record;
+  }
 }
 
 function jsonl(rows: readonly object[]): string {
@@ -183,14 +229,6 @@ function pretrainingDocuments(docs: readonly Document[], maxChars: number | null
     left -= d.text.length;
   }
   return out;
-}
-
-function classificationRow(r: ClassificationEvalResult, seconds: number): ClassificationRow {
-  return {
-    accuracy: r.accuracy, f1: r.f1, precision: r.precision, recall: r.recall,
-    spam_recall: r.per_class.spam?.recall ?? 0, spam_precision: r.per_class.spam?.precision ?? 0,
-    examples: r.examples, confusion: r.confusion_matrix.matrix, eval_s: seconds,
-  };
 }
 
 function generationRow(r: GenerationEvalResult, seconds: number): GenerationRow {
@@ -319,6 +357,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     const spam = (xs: readonly Email[]) => xs.filter((e) => e.label === 'spam').length;
     const withSubject = (xs: readonly Email[]) => xs.filter((e) => e.subject.trim() !== '' && e.body.trim() !== '');
     const genTrain = withSubject(train), genValidation = withSubject(validation), genTest = withSubject(test).slice(0, preset.generationTestEmails);
+    log.line(`emails: ${splits.read} read, ${splits.duplicates} duplicates dropped; using train ${train.length} (low-data runs: ${trainFew.length}), validation ${validation.length}, test ${test.length} (subject task: test ${genTest.length})`);
+    compute.push({ stage: 'read the corpora', wall_s: (Date.now() - stageStart) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
+
+    // --- base model ---
+    const base = await obtainBase(opts, preset, docs, workDir, log);
+    compute.push({ stage: 'tokenizer + pretraining (base)', wall_s: base.wallSeconds, train_tokens: base.pretrain.train_tokens, tokens_per_s: base.pretrain.tokens_per_s, peak_rss_mb: base.pretrain.peak_rss_mb, cached: base.cached });
+    const tokenizer = loadTokenizer(base.dir);
+    saveModelCopy(base.dir, path.join(modelsDir, 'base'));
+
+    // --- the email data files (their texts are cut to fit the base model's context) ---
+    const preparedAt = Date.now();
+    const texts = new EmailTexts(preset, tokenizer);
     const files = {
       clsTrain: path.join(dataDir, 'classification-train.jsonl'),
       clsTrainFew: path.join(dataDir, 'classification-train-few.jsonl'),
@@ -330,24 +380,17 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       genValidation: path.join(dataDir, 'subject-validation.jsonl'),
       genTest: path.join(dataDir, 'subject-test.jsonl'),
     };
-    const clsRows = (xs: readonly Email[]) => jsonl(xs.map((e) => ({ text: emailText(e, preset), label: e.label })));
+    const clsRows = (xs: readonly Email[]) => jsonl(xs.map((e) => ({ text: texts.classification(e), label: e.label })));
     writeFileAtomic(files.clsTrain, clsRows(train));
     writeFileAtomic(files.clsTrainFew, clsRows(trainFew));
     writeFileAtomic(files.clsValidation, clsRows(validation));
     writeFileAtomic(files.clsTest, clsRows(test));
-    writeFileAtomic(files.domainTrain, train.map((e) => emailText(e, preset)).join(END_OF_TEXT));
-    writeFileAtomic(files.domainValidation, validation.map((e) => emailText(e, preset)).join(END_OF_TEXT));
-    writeFileAtomic(files.genTrain, jsonl(genTrain.map((e) => subjectRecord(e, preset))));
-    writeFileAtomic(files.genValidation, jsonl(genValidation.map((e) => subjectRecord(e, preset))));
-    writeFileAtomic(files.genTest, jsonl(genTest.map((e) => subjectRecord(e, preset))));
-    log.line(`emails: ${splits.read} read, ${splits.duplicates} duplicates dropped; using train ${train.length} (low-data runs: ${trainFew.length}), validation ${validation.length}, test ${test.length} (subject task: test ${genTest.length})`);
-    compute.push({ stage: 'read and prepare data', wall_s: (Date.now() - stageStart) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
-
-    // --- base model ---
-    const base = await obtainBase(opts, preset, docs, workDir, log);
-    compute.push({ stage: 'tokenizer + pretraining (base)', wall_s: base.wallSeconds, train_tokens: base.pretrain.train_tokens, tokens_per_s: base.pretrain.tokens_per_s, peak_rss_mb: base.pretrain.peak_rss_mb, cached: base.cached });
-    const tokenizer = loadTokenizer(base.dir);
-    saveModelCopy(base.dir, path.join(modelsDir, 'base'));
+    writeFileAtomic(files.domainTrain, train.map((e) => texts.classification(e)).join(END_OF_TEXT));
+    writeFileAtomic(files.domainValidation, validation.map((e) => texts.classification(e)).join(END_OF_TEXT));
+    writeFileAtomic(files.genTrain, jsonl(genTrain.map((e) => texts.subject(e))));
+    writeFileAtomic(files.genValidation, jsonl(genValidation.map((e) => texts.subject(e))));
+    writeFileAtomic(files.genTest, jsonl(genTest.map((e) => texts.subject(e))));
+    compute.push({ stage: 'fit email texts to the context, write data files', wall_s: (Date.now() - preparedAt) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
 
     const testRecords = loadRecords(files.clsTest, { format: 'classification' }).records;
     const genRecords = loadRecords(files.genTest, { format: 'prompt_completion' }).records;
@@ -363,7 +406,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     };
     const classify = (key: Classifier, model: GPT2) => {
       const [r, s] = timed(() => evaluateClassification(model, tokenizer, testRecords, LABELS, CLASSIFICATION_TEMPLATE));
-      rows[key] = classificationRow(r, s);
+      rows[key] = reportRow(r, s);
       predictions[key] = r.predictions.map((p) => p.predicted);
     };
     const writeSubjects = (key: keyof DemoReport['generation'], model: GPT2) => {
@@ -411,15 +454,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     await withModel(loadModel(path.join(modelsDir, 'domain')), (m) => fineTune('combined', m, 'classification', 'combined: the domain model, then the same task fine-tuning', (x) => classify('combined', x)));
     await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch', m, 'classification', 'the same task fine-tuning from random weights (no pretraining)', (x) => classify('scratch', x)));
     await withModel(loadModel(base.dir), (m) => fineTune('task_few', m, 'classification_few', `low data: task fine-tuning from the base model on only ${few}`, (x) => classify('task_few', x)));
-    await withModel(loadModel(path.join(modelsDir, 'domain')), (m) => fineTune('combined_few', m, 'classification_few', `low data: task fine-tuning from the domain model on only ${few}`, (x) => classify('combined_few', x)));
     await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch_few', m, 'classification_few', `low data: task fine-tuning from random weights on only ${few}`, (x) => classify('scratch_few', x)));
     await withModel(loadModel(base.dir), (m) => fineTune('subject', m, 'prompt_completion', 'subject-line generation fine-tuning from the base model (prompt = body, completion = subject)', (x) => writeSubjects('subject', x)));
 
     // --- bag of words, majority class ---
     timedStage('naive Bayes (train + test)', () => {
       const t0 = process.hrtime.bigint();
-      const bayes = new NaiveBayes(train.map((e) => emailText(e, preset)), train.map((e) => e.label));
-      predictions.naive_bayes = test.map((e) => bayes.predict(emailText(e, preset)));
+      const bayes = new NaiveBayes(train.map((e) => texts.classification(e)), train.map((e) => e.label));
+      predictions.naive_bayes = test.map((e) => bayes.predict(texts.classification(e)));
       rows.naive_bayes = reportRow(classificationReport(truth, predictions.naive_bayes, LABELS), Number(process.hrtime.bigint() - t0) / 1e9);
     });
     const majorityLabel = spam(train) * 2 > train.length ? 'spam' : 'ham';
@@ -445,7 +487,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       base: subjects.base[i], domain: subjects.domain[i], finetuned: subjects.subject[i],
     }));
     const sampleCls = test.slice(0, nSamples).map((e, i) => ({
-      email: truncateText(emailText(e, preset).replace(/\n/g, ' '), 140), label: e.label,
+      email: truncateText(texts.classification(e).replace(/\n/g, ' '), 140), label: e.label,
       base: predictions.base_zero_shot[i], task: predictions.task[i], scratch: predictions.scratch[i], naive_bayes: predictions.naive_bayes[i],
     }));
 
@@ -471,7 +513,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       tokenizer: {
         ...base.tokenizerInfo,
         general_chars_per_token: charsPerToken(tokenizer, docs.slice(0, 20).map((d) => d.text.slice(0, 20000))),
-        email_chars_per_token: charsPerToken(tokenizer, train.slice(0, 200).map((e) => emailText(e, preset))),
+        email_chars_per_token: charsPerToken(tokenizer, train.slice(0, 200).map((e) => texts.classification(e))),
       },
       base: {
         cached: base.cached, cache_key: base.cacheKey, trained_on: base.trainedOn, parameters: countParameters(base.dir),
@@ -507,7 +549,7 @@ async function withModel<T>(model: GPT2, fn: (m: GPT2) => Promise<T> | T): Promi
   }
 }
 
-function reportRow(r: ReturnType<typeof classificationReport>, seconds: number): ClassificationRow {
+function reportRow(r: ClassificationReport, seconds: number): ClassificationRow {
   return {
     accuracy: r.accuracy, f1: r.f1, precision: r.precision, recall: r.recall, spam_recall: r.per_class.spam?.recall ?? 0,
     spam_precision: r.per_class.spam?.precision ?? 0, examples: r.examples, confusion: r.confusion_matrix.matrix, eval_s: seconds,
@@ -545,7 +587,7 @@ function curvePanels(r: DemoReport): Panel[] {
     },
     {
       title: `Spam/ham, ${r.data.emails.train_few.used} labelled emails: validation loss`, xLabel: 'step', yLabel: 'loss on label tokens',
-      series: [val(r.runs.task_few, 'task (from base)'), val(r.runs.combined_few, 'combined (from domain)'), val(r.runs.scratch_few, 'scratch (random init)')],
+      series: [val(r.runs.task_few, 'task (from base)'), val(r.runs.scratch_few, 'scratch (random init)')],
     },
     { title: 'Subject generation: validation loss', xLabel: 'step', yLabel: 'validation loss', series: [val(r.runs.subject, 'subject (from base)')] },
   ];
@@ -562,7 +604,7 @@ function comparison(r: DemoReport, b: Classifier, a: Classifier): string {
     ? (accuracyDelta > 0 ? `${CLASSIFIER_NAMES[b]} is better (significant at ${STATS.alpha})` : `${CLASSIFIER_NAMES[b]} is WORSE (significant at ${STATS.alpha})`)
     : `no significant difference at ${STATS.alpha}`;
   return `accuracy ${f4(c[b].accuracy)} vs ${f4(c[a].accuracy)} (${signed(accuracyDelta)}), macro-F1 ${f4(c[b].f1)} vs ${f4(c[a].f1)} (${signed(d[`${key}.f1`])}); `
-    + `of the test emails only one of them gets right, ${d[`${key}.only_b_right`]} go to ${CLASSIFIER_NAMES[b]} and ${d[`${key}.only_a_right`]} to ${CLASSIFIER_NAMES[a]} (McNemar p ${formatP(p)}): ${verdict}.`;
+    + `test emails right by ${CLASSIFIER_NAMES[b]} only: ${d[`${key}.only_b_right`]}, by ${CLASSIFIER_NAMES[a]} only: ${d[`${key}.only_a_right`]} (McNemar p ${formatP(p)}): ${verdict}.`;
 }
 
 /** Plain statements of what the numbers say, including where fine-tuning did not help. */
@@ -573,12 +615,12 @@ export function findings(r: DemoReport): string[] {
   out.push(`**Domain-specific only.** Continued pretraining on the training emails (no labels), zero-shot vs the base: ${comparison(r, 'domain_zero_shot', 'base_zero_shot')}`);
   out.push(`**Combined vs task-specific.** Domain then task vs task alone: ${comparison(r, 'combined', 'task')}`);
   out.push(`**What pretraining buys, ${e.train.used} labelled emails.** Task fine-tuning from the base vs from random weights: ${comparison(r, 'task', 'scratch')}`);
-  out.push(`**What pretraining buys, ${e.train_few.used} labelled emails.** The same from the base vs from random weights: ${comparison(r, 'task_few', 'scratch_few')} From the domain model vs from random weights: ${comparison(r, 'combined_few', 'scratch_few')}`);
+  out.push(`**What pretraining buys, ${e.train_few.used} labelled emails.** The same from the base vs from random weights, each trained until its validation loss stopped improving: ${comparison(r, 'task_few', 'scratch_few')}`);
   out.push(`**More labels.** ${e.train.used} vs ${e.train_few.used} labelled emails, both from the base: ${comparison(r, 'task', 'task_few')}`);
   out.push(`**Bag of words.** Naive Bayes on word counts (${e.train.used} emails, trained in ${c.naive_bayes.eval_s.toFixed(2)} s with its test predictions) vs the combined GPT: ${comparison(r, 'naive_bayes', 'combined')}`);
   out.push(`**Floor.** Always answering "${e.majority_label}" scores accuracy ${f4(c.majority.accuracy)} and macro-F1 ${f4(c.majority.f1)}.`);
   out.push(`**Subject lines.** Fine-tuning ${d['subject_vs_base.rougeL'] > 0 ? 'improved' : 'did NOT improve'} ROUGE-L over the base model (${f4(g.subject.rougeL)} vs ${f4(g.base.rougeL)}, ${signed(d['subject_vs_base.rougeL'])}) and ${d['subject_vs_base.bleu'] > 0 ? 'improved' : 'did NOT improve'} BLEU (${g.subject.bleu.toFixed(2)} vs ${g.base.bleu.toFixed(2)}) on ${g.subject.examples} test emails; read the samples below before trusting either number.`);
-  for (const name of ['task', 'combined', 'scratch', 'task_few', 'combined_few', 'scratch_few', 'subject', 'domain'] as const) {
+  for (const name of ['task', 'combined', 'scratch', 'task_few', 'scratch_few', 'subject', 'domain'] as const) {
     const run = r.runs[name];
     const last = run.val_curve[run.val_curve.length - 1];
     if (run.best_step < last.step && last.loss > run.best_val_loss) {

@@ -87,15 +87,15 @@ describe('gptune demo --tiny', () => {
     const headline = JSON.parse(first.stdout.trim().split('\n').pop()!);
     expect(headline).toMatchObject({ preset: 'tiny', base_cached: false });
     expect(fs.readdirSync(out).sort()).toEqual(['data', 'loss-curves.svg', 'models', 'report.json', 'report.md']);
-    expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'combined_few', 'domain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
+    expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'domain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
     for (const m of fs.readdirSync(path.join(out, 'models'))) {
       expect(fs.readdirSync(path.join(out, 'models', m)).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
     }
   });
 
   test('report.json holds every comparison the issue asks for, with consistent figures', () => {
-    expect(Object.keys(report.runs).sort()).toEqual(['combined', 'combined_few', 'domain', 'pretrain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
-    expect(Object.keys(report.classification).sort()).toEqual(['base_zero_shot', 'combined', 'combined_few', 'domain_zero_shot', 'majority', 'naive_bayes', 'scratch', 'scratch_few', 'task', 'task_few']);
+    expect(Object.keys(report.runs).sort()).toEqual(['combined', 'domain', 'pretrain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
+    expect(Object.keys(report.classification).sort()).toEqual(['base_zero_shot', 'combined', 'domain_zero_shot', 'majority', 'naive_bayes', 'scratch', 'scratch_few', 'task', 'task_few']);
     expect(Object.keys(report.generation).sort()).toEqual(['base', 'domain', 'subject']);
     const testEmails = report.data.emails.test.used;
     expect(testEmails).toBe(report.settings.testEmails);
@@ -115,6 +115,8 @@ describe('gptune demo --tiny', () => {
       expect(run.steps).toBeGreaterThan(0);
       expect(run.tokens_per_s).toBeGreaterThan(0);
       expect(run.best_val_loss).toBe(Math.min(...run.val_curve.slice(1).map((p: any) => p.loss)));
+      // Email texts are cut to fit the context, so no example loses the start of its prompt (its subject).
+      expect([name, run.truncated_examples]).toEqual([name, 0]);
     }
     for (const row of Object.values<any>(report.generation)) expect(row.examples).toBe(report.data.emails.generation_test);
     expect(report.machine.cores).toBe(os.cpus().length);
@@ -151,8 +153,8 @@ describe('gptune demo --tiny', () => {
     const svg = fs.readFileSync(path.join(out, 'loss-curves.svg'), 'utf8');
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
-    // One line per series: pretraining validation + training, domain, three task runs twice (all and few labels), subject.
-    expect(svg.match(/<polyline /g)).toHaveLength(10);
+    // One line per series: pretraining validation + training, domain, three task runs, two few-label runs, subject.
+    expect(svg.match(/<polyline /g)).toHaveLength(9);
     expect(markdown).toContain(`| task-specific | base + supervised fine-tuning on ${report.data.emails.train.used} labelled emails | ${report.classification.task.accuracy.toFixed(4)} | ${report.classification.task.f1.toFixed(4)} |`);
   });
 
@@ -180,6 +182,13 @@ describe('gptune demo --tiny', () => {
     const md = fs.readFileSync(path.join(out2, 'report.md'), 'utf8');
     expect(md).toContain('Loaded from the cache');
     expect(provenanceProblems(md, again)).toEqual([]);
+  });
+
+  test('the published quick report (docs/demo) passes the same check against its report.json', () => {
+    const docs = path.join(ROOT, 'docs/demo');
+    const published = JSON.parse(fs.readFileSync(path.join(docs, 'report-quick.json'), 'utf8'));
+    expect(published.preset).toBe('quick');
+    expect(provenanceProblems(fs.readFileSync(path.join(docs, 'report-quick.md'), 'utf8'), published)).toEqual([]);
   });
 
   test('--full and --tiny together are a usage error', () => {
