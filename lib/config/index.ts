@@ -310,6 +310,8 @@ export function resolveConfig(
     sources?: { base?: string; file?: string; overrides?: string };
     /** Keys that must end up non-empty; a program that hands the Trainer a model or data objects needs fewer. */
     require?: readonly ('model' | 'data' | 'output_dir')[];
+    /** Validation batches are supplied by the program (Trainer options), not by a file or fraction. */
+    validationProvided?: boolean;
   } = {},
 ): TrainConfig {
   const names = { base: 'checkpoint config', file: 'config file', overrides: 'config', ...opts.sources };
@@ -328,7 +330,7 @@ export function resolveConfig(
   if (config.validation !== null && config.validation_fraction > 0) {
     throw new ConfigError(`${where}: give validation (${config.validation}) or validation_fraction (${config.validation_fraction}), not both`);
   }
-  const hasValidation = config.validation !== null || config.validation_fraction > 0;
+  const hasValidation = opts.validationProvided === true || config.validation !== null || config.validation_fraction > 0;
   if (!hasValidation && (config.eval_every > 0 || config.early_stopping_patience > 0)) {
     const key = config.eval_every > 0 ? 'eval_every' : 'early_stopping_patience';
     throw new ConfigError(`${where}: ${key} needs validation data (validation FILE or validation_fraction > 0)`);

@@ -211,7 +211,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   constructor(config: Partial<TrainConfig> | TrainConfig, private readonly opts: TrainerOptions = {}) {
     super();
     const required = (['model', 'data'] as const).filter((k) => (k === 'model' ? !opts.model : !opts.train));
-    this.config = resolveConfig({}, config as Partial<TrainConfig>, { require: required, sources: { overrides: 'Trainer config' } });
+    this.config = resolveConfig({}, config as Partial<TrainConfig>, {
+      require: required, sources: { overrides: 'Trainer config' }, validationProvided: opts.validation !== undefined,
+    });
     if (opts.model && this.config.resume_from) throw new ConfigError('Trainer: resume_from loads the model from the checkpoint; do not pass options.model as well');
     if (opts.train && !opts.validation && (this.config.validation !== null || this.config.validation_fraction > 0)) {
       throw new ConfigError('Trainer: with options.train, give the validation batches as options.validation (config.validation / validation_fraction only apply to data built from files)');

@@ -128,6 +128,8 @@ describe('errors name the file, the key, what was expected and what was received
       [{ learning_rate: 1e-4, min_lr: 1e-3 }, /min_lr \(0\.001\) must not exceed learning_rate \(0\.0001\)/],
     ];
     for (const [overrides, pattern] of cases) expect(() => resolveConfig({}, { ...REQUIRED, ...overrides })).toThrow(pattern);
+    // Validation batches handed to the Trainer by a program count as validation data.
+    expect(resolveConfig({}, { ...REQUIRED, eval_every: 10, early_stopping_patience: 2 }, { validationProvided: true }).eval_every).toBe(10);
     expect(() => resolveConfig({}, { data: 'x', output_dir: 'o' })).toThrow(/'model' is required/);
     expect(() => resolveConfig({}, { model: 'm', output_dir: 'o' })).toThrow(/'data' is required/);
     expect(() => resolveConfig({}, { model: 'm', data: 'x' })).toThrow(/'output_dir' is required/);
