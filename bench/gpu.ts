@@ -20,19 +20,8 @@ import * as fs from 'fs';
 import { addon, ArenaHandle, TensorRef } from '../lib/native';
 
 type Precision = 'bf16' | 'fp32';
-interface CudaExtras {
-  compiled: boolean;
-  deviceCount?(): number;
-  unavailableReason?(): string;
-  devices?(): { name: string; totalMemory: number; computeCapability: string }[];
-  synchronize?(): void;
-  setMatmulPrecision?(p: Precision): void;
-  setAttentionPrecision?(p: Precision): void;
-  setMatmulBackend?(b: MatmulBackend): void;
-  matmulBackend?(): { active: string; cublasLt: { loaded: boolean; path: string; version: number; reason: string } };
-}
 type MatmulBackend = 'auto' | 'native' | 'cublaslt';
-const cuda = addon.cuda as unknown as CudaExtras;
+const cuda = addon.cuda;
 const K = addon.kernels;
 
 const argv = process.argv.slice(2);

@@ -31,7 +31,6 @@ export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16'];
  * backend always computes in fp32.
  */
 export function setPrecision(precision: Precision): void {
-  const cuda = addon.cuda as { setMatmulPrecision?(p: Precision): void; setAttentionPrecision?(p: Precision): void };
-  cuda.setMatmulPrecision?.(precision);
-  cuda.setAttentionPrecision?.(precision);
+  addon.cuda.setMatmulPrecision?.(precision);
+  addon.cuda.setAttentionPrecision?.(precision);
 }

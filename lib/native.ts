@@ -64,14 +64,38 @@ export interface CudaDevice {
   computeCapability: string;
 }
 
+export type CudaPrecision = 'bf16' | 'fp32';
+export type CudaMatmulBackend = 'auto' | 'native' | 'cublaslt';
+
+export interface CublasLtStatus {
+  loaded: boolean;
+  path: string;
+  version: number;
+  /** Why it did not load (every path tried, with dlopen's message). */
+  reason: string;
+}
+
+/** The addon's `cuda` object; every function is absent when the addon was built without CUDA. */
 export interface CudaBindings {
   compiled: boolean;
+  /** Usable GPUs; 0 (never an exception) without a driver or a device. */
   deviceCount?(): number;
   unavailableReason?(): string;
   devices?(): CudaDevice[];
   setDevice?(index: number): void;
+  /** Waits for the backend's stream; rethrows asynchronous kernel errors. */
   synchronize?(): void;
-  [extra: string]: unknown;
+  setMatmulPrecision?(p: CudaPrecision): void;
+  setAttentionPrecision?(p: CudaPrecision): void;
+  precision?(): { matmul: CudaPrecision; attention: CudaPrecision };
+  /** auto: cuBLASLt (when it loads) for shapes whose dimensions are multiples of 8, gptune's GEMM otherwise. */
+  setMatmulBackend?(b: CudaMatmulBackend): void;
+  matmulBackend?(): { setting: CudaMatmulBackend; active: 'native' | 'cublaslt'; cublasLt: CublasLtStatus };
+  /** AdamW over several (params, m, v, grads) CUDA views in one launch. */
+  adamwUpdateMulti?(
+    tensors: { params: TensorRef; m: TensorRef; v: TensorRef; grads: TensorRef; weightDecay: number }[],
+    lr: number, beta1: number, beta2: number, eps: number, gradScale: number, step: number,
+  ): void;
 }
 
 export interface Addon {

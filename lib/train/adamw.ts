@@ -4,14 +4,8 @@
  * dimensions only (embeddings, linear weights), which parameterSpecs() places first in the arena,
  * so an update is two kernel calls: the decayed region and the rest.
  */
-import { addon, kernels, TensorRef } from '../native';
+import { addon, kernels } from '../native';
 
-interface MultiTensorAdamW {
-  adamwUpdateMulti?(
-    tensors: { params: TensorRef; m: TensorRef; v: TensorRef; grads: TensorRef; weightDecay: number }[],
-    lr: number, beta1: number, beta2: number, eps: number, gradScale: number, step: number,
-  ): void;
-}
 import { GPT2, parameterSpecs } from '../model/gpt2';
 import { TensorArena } from '../tensor';
 
@@ -47,7 +41,7 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay } = this.options;
     const p = this.model.params.arena, n = this.model.params.numel, d = this.decayEnd;
     const view = (arena: TensorArena['arena'], offset: number, numel: number) => ({ arena, offset, numel });
-    const cuda = addon.cuda as MultiTensorAdamW;
+    const cuda = addon.cuda;
     if (this.model.device === 'cuda' && cuda.adamwUpdateMulti) {
       // One launch for both regions on the GPU.
       const region = (offset: number, numel: number, weightDecay: number) => ({

@@ -23,21 +23,7 @@ import * as nodeTest from 'node:test';
 import { addon, ArenaHandle, TensorRef } from '../../lib/native';
 
 type Precision = 'bf16' | 'fp32';
-interface CudaExtras {
-  deviceCount?(): number;
-  unavailableReason?(): string;
-  devices?(): { name: string; totalMemory: number; computeCapability: string }[];
-  synchronize?(): void;
-  setMatmulPrecision?(p: Precision): void;
-  setAttentionPrecision?(p: Precision): void;
-  setMatmulBackend?(b: 'auto' | 'native' | 'cublaslt'): void;
-  matmulBackend?(): { setting: string; active: string; cublasLt: { loaded: boolean; path: string; version: number; reason: string } };
-  adamwUpdateMulti?(
-    tensors: { params: TensorRef; m: TensorRef; v: TensorRef; grads: TensorRef; weightDecay: number }[],
-    lr: number, beta1: number, beta2: number, eps: number, gradScale: number, step: number,
-  ): void;
-}
-const cuda = addon.cuda as unknown as CudaExtras & { compiled: boolean };
+const cuda = addon.cuda;
 const K = addon.kernels;
 
 const underJest = process.env.JEST_WORKER_ID !== undefined;

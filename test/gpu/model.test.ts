@@ -17,7 +17,7 @@ import { AdamW } from '../../lib/train/adamw';
 
 const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
 const TINY = path.join(ROOT, 'test/fixtures/tiny-gpt2');
-const cuda = addon.cuda as { compiled: boolean; deviceCount?(): number; unavailableReason?(): string; setMatmulPrecision?(p: string): void; setAttentionPrecision?(p: string): void };
+const cuda = addon.cuda;
 const count = cuda.compiled && cuda.deviceCount ? cuda.deviceCount() : 0;
 const skip = !cuda.compiled ? 'built without CUDA' : count === 0 ? `no GPU: ${cuda.unavailableReason?.()}` : undefined;
 const underJest = process.env.JEST_WORKER_ID !== undefined;

@@ -22,7 +22,7 @@ export const info: Command = {
       gpus,
       cuda: cuda.compiled ? (count > 0 ? 'available' : `compiled; unavailable: ${cuda.unavailableReason?.() ?? 'no device'}`) : 'not compiled',
       // Which bf16 matmul path the GPU would use, and whether cuBLASLt (dlopen'ed) is there.
-      cuda_matmul: count > 0 && typeof cuda.matmulBackend === 'function' ? (cuda.matmulBackend as () => unknown)() : null,
+      cuda_matmul: count > 0 && cuda.matmulBackend ? cuda.matmulBackend() : null,
       node: process.version,
     };
     if (v.json) return out(JSON.stringify(report));
