@@ -98,6 +98,28 @@ if (underJest) {
       gpu.free();
     });
 
+    nodeTest.it('training is bitwise reproducible on the GPU (fp32 and bf16), so --resume can be exact', () => {
+      // Repeated token ids make the embedding backward sum several rows into one: with float
+      // atomics that order (and its rounding) would change from run to run.
+      const repeated = Int32Array.from(tokens, (t, i) => (i % 3 === 0 ? 7 : t));
+      for (const precision of ['fp32', 'bf16'] as const) {
+        setPrecision(precision);
+        const runs = [0, 1].map(() => {
+          const m = loadModel(TINY, { device: 'cuda' });
+          const losses = trainSteps(m, repeated, targets, 6);
+          const params = m.params.all().read();
+          m.free();
+          return { losses, params };
+        });
+        assert.deepStrictEqual(runs[1].losses, runs[0].losses, `${precision}: losses differ between identical runs`);
+        const a = runs[0].params, b = runs[1].params;
+        let differing = 0;
+        for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++;
+        assert.strictEqual(differing, 0, `${precision}: ${differing} parameters differ between identical runs`);
+      }
+      setPrecision('fp32');
+    });
+
     nodeTest.it('asking for more GPU memory than exists is an error, not a crash', () => {
       assert.throws(() => new addon.Arena('cuda', 2 ** 39), /out of memory|allocate/i);
     });
