@@ -4,19 +4,8 @@ import {
   encodeSafetensors, halfBitsToFloat, readSafetensors, readSafetensorsHeader, toFloat32, writeSafetensors,
   type SafetensorsDtype, type SafetensorsTensor,
 } from '../../lib/io/safetensors';
-import { FIXTURES, tempDir } from '../helpers';
+import { FIXTURES, tempDir, seededRandom } from '../helpers';
 
-/** Seeded uniform [0, 1) generator (mulberry32), so failures reproduce. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A safetensors file assembled byte by byte, independently of the writer under test. */
 function rawFile(header: unknown, data: Uint8Array | number[] = [], headerLengthOverride?: bigint): Buffer {

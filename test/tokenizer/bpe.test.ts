@@ -5,19 +5,8 @@ import { BYTE_TO_CHAR } from '../../lib/tokenizer/byte_level';
 import { parseVocabJSON } from '../../lib/tokenizer/files';
 import { gpt2FilesFromTiktoken, gpt2Tokenizer, TiktokenGPT2Tokenizer } from '../../lib/tokenizer/tiktoken';
 import { getEncoding } from 'js-tiktoken';
-import { FIXTURES } from '../helpers';
+import { FIXTURES, seededRandom } from '../helpers';
 
-/** Seeded uniform [0, 1) generator (mulberry32). */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TINY_DIR = path.join(FIXTURES, 'tiny-gpt2');
 

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { forEachPretoken, pretokenizeWithRegex } from '../../lib/tokenizer/pretokenize';
-import { FIXTURES } from '../helpers';
+import { FIXTURES, seededRandom } from '../helpers';
 
 function scan(text: string): string[] {
   const words: string[] = [];
@@ -16,17 +16,6 @@ function scan(text: string): string[] {
   return words;
 }
 
-/** Seeded uniform [0, 1) generator (mulberry32). */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('GPT-2 pre-tokenisation', () => {
   test("splits like Python's `regex` module (GPT-2 encoder.py, HF), including its whitespace set", () => {
