@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const { values, positionals } = parseFlags(name, rest, command.flags);
-    // Backend settings shared by every command that takes them.
+    // Backend settings shared by every command that takes them (the commands don't repeat this).
     if (values.threads !== undefined) setThreads(values.threads as number);
     if (values.precision !== undefined) setPrecision(values.precision as 'fp32' | 'bf16');
     await command.run(values, positionals);

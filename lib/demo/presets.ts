@@ -93,7 +93,7 @@ const FULL: DemoPreset = {
   ...QUICK,
   name: 'full',
   // 3.4x the quick model's non-embedding parameters, 2.5x its pretraining steps, every email of
-  // every split: an estimated 25-30 minutes on 2 cores (docs/demo/README.md: measured step time).
+  // every split: 2043.8 s measured on 2 cores with other jobs running (docs/demo/report-full.md).
   model: { n_layer: 6, n_head: 6, n_embd: 192, n_positions: 128 },
   pretrain: { ...QUICK.pretrain, steps: 1500, learningRate: 1.5e-3, evaluations: 15 },
   trainEmails: null,

@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { FileContents, writeDirAtomic } from '../io/atomic';
-import { encodeSafetensors, Float32TensorToWrite, readSafetensors, toFloat32 } from '../io/safetensors';
+import { encodeSafetensors, Float32TensorToWrite, readSafetensors, SafetensorsTensor, toFloat32 } from '../io/safetensors';
 import type { DeviceName } from '../native';
 import { configToJSON, loadGPT2Config } from './config';
 import { GPT2 } from './gpt2';
@@ -53,8 +53,8 @@ export function loadModel(dir: string, options: LoadOptions = {}): GPT2 {
   return model;
 }
 
-function fillParameters(model: GPT2, tensors: ReturnType<typeof readSafetensors>['tensors'], file: string): void {
-  const byName = new Map<string, { name: string; tensor: typeof tensors extends Map<string, infer T> ? T : never }>();
+function fillParameters(model: GPT2, tensors: Map<string, SafetensorsTensor>, file: string): void {
+  const byName = new Map<string, { name: string; tensor: SafetensorsTensor }>();
   let lmHead: { name: string; data: Float32Array; shape: number[] } | null = null;
   for (const [rawName, tensor] of tensors) {
     const name = rawName.startsWith('transformer.') ? rawName.slice('transformer.'.length) : rawName;

@@ -1,6 +1,6 @@
 /** gptune eval */
 import { DataRecord, DATA_KINDS, DataKind, loadRecords } from '../../data';
-import { DeviceChoice, setThreads } from '../../device';
+import { DeviceChoice } from '../../device';
 import {
   ClassificationEvalResult, compareModels, Comparison, evaluateClassification, evaluateGeneration, evaluateLM,
   formatBleuReport, formatClassificationReport, formatComparison, formatRougeReport, GenerationEvalResult, LabelScoring,
@@ -171,7 +171,6 @@ export const evalCommand: Command = {
     ...COMMON,
   },
   run(v) {
-    setThreads(v.threads as number | undefined);
     const task = v.task as Task;
     for (const [flag, tasks] of Object.entries(TASK_FLAGS)) {
       // label-eos has a default; only an explicit --no-label-eos counts as given.

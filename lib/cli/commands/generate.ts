@@ -1,5 +1,5 @@
 /** gptune generate */
-import { DeviceChoice, setThreads } from '../../device';
+import { DeviceChoice } from '../../device';
 import { generate } from '../../model/generate';
 import { UsageError } from '../args';
 import { COMMON, Command, openModel, out } from '../common';
@@ -21,7 +21,6 @@ export const generateCommand: Command = {
     ...COMMON,
   },
   run(v) {
-    setThreads(v.threads as number | undefined);
     if (!((v['top-p'] as number) > 0 && (v['top-p'] as number) <= 1)) throw new UsageError(`--top-p: expected a number in (0, 1] but received '${v['top-p']}'`);
     const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0);
     const prompt = tokenizer.encode(v.prompt as string);

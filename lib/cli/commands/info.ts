@@ -1,5 +1,4 @@
 /** gptune info */
-import { setThreads } from '../../device';
 import { addon } from '../../native';
 import { VERSION } from '../../version';
 import { COMMON, Command, out } from '../common';
@@ -9,7 +8,6 @@ export const info: Command = {
   description: 'Version, compiled backends, SIMD level and threads, and the GPUs found.',
   flags: { json: { type: 'bool', help: 'print one JSON object' }, threads: COMMON.threads, help: COMMON.help },
   run(v) {
-    setThreads(v.threads as number | undefined);
     const cuda = addon.cuda;
     const count = cuda.compiled && cuda.deviceCount ? cuda.deviceCount() : 0;
     const gpus = count > 0 && cuda.devices ? cuda.devices() : [];

@@ -1,6 +1,6 @@
 /** gptune sample */
 import { DATA_KINDS, DataKind, loadRecords } from '../../data';
-import { DeviceChoice, setThreads } from '../../device';
+import { DeviceChoice } from '../../device';
 import { reviewEntries, reviewFormat, writeReview } from '../../eval';
 import { UsageError } from '../args';
 import { COMMON, Command, openModel, out } from '../common';
@@ -47,7 +47,6 @@ export const sampleCommand: Command = {
     ...COMMON,
   },
   run(v, positionals) {
-    setThreads(v.threads as number | undefined);
     takeShortN(v, positionals);
     const file = v.out as string;
     reviewFormat(file); // a bad extension fails before any work
