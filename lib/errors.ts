@@ -1,2 +1,8 @@
 /** An error in what the user asked for (a flag, a file, a config key): the CLI exits with 2. */
 export class UsageError extends Error {}
+
+/** A run would need more memory than is available (or than --max-memory allows); nothing was allocated. */
+export class MemoryBudgetError extends UsageError {}
+
+/** Non-finite numbers where finite ones are required: a model's weights, a loss. */
+export class NonFiniteError extends Error {}

@@ -9,6 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseDocument } from 'yaml';
+import { parseByteSize } from '../util/memory';
 
 export type DataFormat = 'auto' | 'text' | 'prompt_completion' | 'chat' | 'classification';
 export const DATA_FORMATS: readonly DataFormat[] = ['auto', 'text', 'prompt_completion', 'chat', 'classification'];
@@ -69,7 +70,7 @@ export interface TrainConfig {
   beta1: number;
   /** AdamW beta2, in [0, 1). Default 0.999. */
   beta2: number;
-  /** AdamW epsilon. Default 1e-8. */
+  /** AdamW epsilon, > 0. Default 1e-8. */
   eps: number;
   /** Global gradient-norm clip; 0 = no clipping. Default 1.0. */
   grad_clip: number;
@@ -95,6 +96,21 @@ export interface TrainConfig {
   save_total_limit: number | null;
   /** Resume from this checkpoint folder (or from the newest checkpoint inside it). Default null. */
   resume_from: string | null;
+
+  // --- divergence and memory guards ---
+  /**
+   * A step whose loss or gradient norm is not finite is skipped (no update); this many consecutive
+   * skipped steps stop the run as diverged (nothing published, checkpoints on disk kept). Default 5.
+   */
+  max_skipped_steps: number;
+  /**
+   * Stop the run as diverged when a step's loss is more than this many standard deviations above
+   * the mean of the previous 100 steps' losses (llm.c's outlier test; the deviation is taken at
+   * least 1% of the mean, so a flat loss does not stop on a small change); 0 = never. Default 50.
+   */
+  divergence_zscore: number;
+  /** Refuse to start when the run's memory plan exceeds this many bytes ("8GB", "512MiB"); null = the memory available. Default null. */
+  max_memory: string | null;
 
   // --- machine and logging ---
   /** Backend: cpu, cuda, or auto (cuda when a GPU is usable). Default "cpu". */
@@ -123,6 +139,8 @@ export interface KeySpec<V> {
   above?: number;
   /** Upper bound, exclusive. */
   below?: number;
+  /** A string that must read as a byte size ("8GB", "512MiB"). */
+  byteSize?: boolean;
   /** Flag name on the command line (without --). */
   flag: string;
   /** One line of help for --help. */
@@ -154,7 +172,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   weight_decay: { type: 'number', min: 0, default: 0, flag: 'weight-decay', help: 'AdamW decoupled weight decay (2D+ tensors only)' },
   beta1: { type: 'number', min: 0, below: 1, default: 0.9, flag: 'beta1', help: 'AdamW beta1' },
   beta2: { type: 'number', min: 0, below: 1, default: 0.999, flag: 'beta2', help: 'AdamW beta2' },
-  eps: { type: 'number', min: 0, default: 1e-8, flag: 'eps', help: 'AdamW epsilon' },
+  eps: { type: 'number', above: 0, default: 1e-8, flag: 'eps', help: 'AdamW epsilon' },
   grad_clip: { type: 'number', min: 0, default: 1.0, flag: 'grad-clip', help: 'global gradient-norm clip (0 = none)' },
   seq_len: { type: 'int', min: 1, nullable: true, default: null, flag: 'seq-len', help: 'sequence length T (default: min(n_positions, 256))' },
   seed: { type: 'int', min: 0, default: 1337, flag: 'seed', help: 'seed for shuffling, the validation split and fresh weights' },
@@ -166,6 +184,9 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   save_every: { type: 'int', min: 0, default: 0, flag: 'save-every', help: 'write a resumable checkpoint every N steps (0 = none)' },
   save_total_limit: { type: 'int', min: 1, nullable: true, default: null, flag: 'save-total-limit', help: 'keep at most N step checkpoints (default: all)' },
   resume_from: { type: 'string', nullable: true, default: null, flag: 'resume', help: 'resume from a checkpoint folder (or the newest one inside it)' },
+  max_skipped_steps: { type: 'int', min: 1, default: 5, flag: 'max-skipped-steps', help: 'stop as diverged after N consecutive steps with a non-finite loss or gradient norm (each is skipped)' },
+  divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },
+  max_memory: { type: 'string', nullable: true, byteSize: true, default: null, flag: 'max-memory', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },
   device: { type: 'string', choices: DEVICE_SETTINGS, default: 'cpu', flag: 'device', help: 'backend: cpu, cuda, or auto' },
   precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },
   threads: { type: 'int', min: 1, nullable: true, default: null, flag: 'threads', help: 'CPU threads for the kernels (default: all cores)' },
@@ -194,7 +215,9 @@ function describe(value: unknown): string {
 function expectedText(spec: KeySpec<unknown>): string {
   let text: string;
   switch (spec.type) {
-    case 'string': text = spec.choices ? `one of ${spec.choices.map((c) => JSON.stringify(c)).join(', ')}` : 'a non-empty string'; break;
+    case 'string':
+      text = spec.choices ? `one of ${spec.choices.map((c) => JSON.stringify(c)).join(', ')}` : spec.byteSize ? 'a size such as "8GB" or "512MiB"' : 'a non-empty string';
+      break;
     case 'bool': text = 'true or false'; break;
     case 'int': case 'number': {
       const noun = spec.type === 'int' ? 'a whole number' : 'a number';
@@ -243,6 +266,7 @@ export function checkValue<K extends ConfigKey>(source: string, key: K, value: u
   switch (spec.type) {
     case 'string':
       if (typeof value !== 'string' || value === '' || (spec.choices && !spec.choices.includes(value))) throw fail();
+      if (spec.byteSize && parseByteSize(value) === null) throw fail();
       return value as TrainConfig[K];
     case 'bool':
       if (typeof value !== 'boolean') throw fail();

@@ -8,7 +8,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { FileContents, writeDirAtomic } from '../io/atomic';
-import { encodeSafetensors, Float32TensorToWrite, readSafetensors, SafetensorsTensor, toFloat32 } from '../io/safetensors';
+import { NonFiniteError } from '../errors';
+import { encodeSafetensors, Float32TensorToWrite, readSafetensors, SafetensorsDtype, SafetensorsTensor, toFloat32 } from '../io/safetensors';
 import type { DeviceName } from '../native';
 import { configToJSON, loadGPT2Config } from './config';
 import { GPT2 } from './gpt2';
@@ -17,6 +18,8 @@ import { GPT2 } from './gpt2';
 const CONV1D = /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/;
 /** Non-parameter buffers of the original gpt2 checkpoints. */
 const IGNORED_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
+/** Weight dtypes read (converted to float32); integer tensors are refused rather than cast. */
+const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16', 'F64'];
 /** Files of the tokenizer carried along with a checkpoint. */
 export const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
@@ -59,6 +62,9 @@ function fillParameters(model: GPT2, tensors: Map<string, SafetensorsTensor>, fi
   for (const [rawName, tensor] of tensors) {
     const name = rawName.startsWith('transformer.') ? rawName.slice('transformer.'.length) : rawName;
     if (IGNORED_BUFFER.test(name)) continue;
+    if (!FLOAT_DTYPES.includes(tensor.dtype)) {
+      throw new Error(`${file}: tensor "${rawName}" has dtype ${tensor.dtype} but model weights must be floating point (${FLOAT_DTYPES.join(', ')})`);
+    }
     if (name === 'lm_head.weight') {
       lmHead = { name: rawName, data: toFloat32(tensor), shape: tensor.shape };
       continue;
@@ -83,6 +89,10 @@ function fillParameters(model: GPT2, tensors: Map<string, SafetensorsTensor>, fi
     }
     const values = toFloat32(tensor);
     target.write(conv ? transpose(values, expected[0], expected[1]) : values);
+  }
+  const nonFinite = model.nonFiniteParameter();
+  if (nonFinite !== null) {
+    throw new NonFiniteError(`${file}: tensor "${byName.get(nonFinite)!.name}" holds NaN or infinite values (a diverged run's weights?); gptune does not load non-finite weights`);
   }
   if (lmHead) {
     const wte = model.params.get('wte.weight');

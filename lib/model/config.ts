@@ -68,6 +68,16 @@ export function presetConfig(name: GPT2PresetName): GPT2Config {
   };
 }
 
+/**
+ * Upper bounds of the size keys: far beyond any published model (Llama 3.1 405B: 126 layers, width
+ * 16384, MLP 53248, vocabulary 128256, context 131072), low enough that a typo such as
+ * n_layer=100000 is named as the key it is rather than found by the memory plan or the allocator.
+ */
+const SIZE_LIMITS = {
+  vocab_size: 2 ** 24, n_positions: 2 ** 20, n_embd: 2 ** 16, n_layer: 1024, n_head: 1024, n_inner: 2 ** 18,
+} as const;
+type SizeKey = keyof typeof SIZE_LIMITS;
+
 const SUPPORTED_ACTIVATIONS: readonly string[] = ['gelu_new', 'gelu_pytorch_tanh'];
 
 /**
@@ -100,12 +110,14 @@ export function parseGPT2Config(json: unknown, sourceName: string): GPT2Config {
   }
   const raw = json as Record<string, unknown>;
 
-  const positiveInteger = (key: string, fallback?: number): number => {
-    const value = raw[key] ?? fallback;
+  const positiveInteger = (key: SizeKey): number => {
+    const value = raw[key];
+    const max = SIZE_LIMITS[key];
     if (value === undefined) throw new Error(`${sourceName}: missing required key "${key}" (a positive integer)`);
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
       throw new Error(`${sourceName}: ${key} must be a positive integer but is ${typeName(value)}`);
     }
+    if (value > max) throw new Error(`${sourceName}: ${key} must be at most ${max} but is ${value}`);
     return value;
   };
   const nonNegativeInteger = (key: string, fallback: number): number => {

@@ -8,7 +8,7 @@
  */
 import { kernels } from '../native';
 import type { DeviceName } from '../native';
-import { Tensor, TensorArena, TensorSpec } from '../tensor';
+import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
 import { Rng } from '../util/rng';
 import { countParameters, GPT2Config } from './config';
 
@@ -30,13 +30,14 @@ export function innerSize(cfg: GPT2Config): number {
  * and linear weights) first, then every bias / LayerNorm parameter. The two groups are contiguous,
  * so AdamW runs as two calls over the arena instead of one per tensor.
  */
-export function parameterSpecs(cfg: GPT2Config): { specs: TensorSpec[]; decayCount: number } {
+/** Shapes of the token and position embeddings, the tensors before the first block. */
+function embeddingSpecs(cfg: GPT2Config): TensorSpec[] {
+  return [{ name: 'wte.weight', shape: [cfg.vocab_size, cfg.n_embd] }, { name: 'wpe.weight', shape: [cfg.n_positions, cfg.n_embd] }];
+}
+
+/** Block l's parameters: its linear weights (weight decay) and its biases / LayerNorm parameters (none). */
+function blockParameterSpecs(cfg: GPT2Config, l: number): { matrices: TensorSpec[]; vectors: TensorSpec[] } {
   const C = cfg.n_embd, I = innerSize(cfg);
-  const matrices: TensorSpec[] = [
-    { name: 'wte.weight', shape: [cfg.vocab_size, C] },
-    { name: 'wpe.weight', shape: [cfg.n_positions, C] },
-  ];
-  const vectors: TensorSpec[] = [];
   const matrixShape: Record<string, number[]> = {
     'attn.c_attn.weight': [3 * C, C], 'attn.c_proj.weight': [C, C], 'mlp.c_fc.weight': [I, C], 'mlp.c_proj.weight': [C, I],
   };
@@ -44,12 +45,112 @@ export function parameterSpecs(cfg: GPT2Config): { specs: TensorSpec[]; decayCou
     'ln_1.weight': C, 'ln_1.bias': C, 'attn.c_attn.bias': 3 * C, 'attn.c_proj.bias': C,
     'ln_2.weight': C, 'ln_2.bias': C, 'mlp.c_fc.bias': I, 'mlp.c_proj.bias': C,
   };
+  return {
+    matrices: LAYER_MATRICES.map((m) => ({ name: `h.${l}.${m}`, shape: matrixShape[m] })),
+    vectors: LAYER_VECTORS.map((v) => ({ name: `h.${l}.${v}`, shape: [vectorSize[v]] })),
+  };
+}
+
+function finalParameterSpecs(cfg: GPT2Config): TensorSpec[] {
+  return [{ name: 'ln_f.weight', shape: [cfg.n_embd] }, { name: 'ln_f.bias', shape: [cfg.n_embd] }];
+}
+
+/**
+ * Parameter specs in arena order: every tensor that takes weight decay (2+ dimensions: embeddings
+ * and linear weights) first, then every bias / LayerNorm parameter. The two groups are contiguous,
+ * so AdamW runs as two calls over the arena instead of one per tensor.
+ */
+export function parameterSpecs(cfg: GPT2Config): { specs: TensorSpec[]; decayCount: number } {
+  const matrices: TensorSpec[] = embeddingSpecs(cfg);
+  const vectors: TensorSpec[] = [];
   for (let l = 0; l < cfg.n_layer; l++) {
-    for (const m of LAYER_MATRICES) matrices.push({ name: `h.${l}.${m}`, shape: matrixShape[m] });
-    for (const v of LAYER_VECTORS) vectors.push({ name: `h.${l}.${v}`, shape: [vectorSize[v]] });
+    const block = blockParameterSpecs(cfg, l);
+    matrices.push(...block.matrices);
+    vectors.push(...block.vectors);
   }
-  vectors.push({ name: 'ln_f.weight', shape: [C] }, { name: 'ln_f.bias', shape: [C] });
+  vectors.push(...finalParameterSpecs(cfg));
   return { specs: [...matrices, ...vectors], decayCount: matrices.length };
+}
+
+/** One block's forward activations for B*T rows, each (B*T, ·) unless noted. */
+function blockActivationSpecs(cfg: GPT2Config, l: number, B: number, T: number): TensorSpec[] {
+  const C = cfg.n_embd, I = innerSize(cfg), BT = B * T;
+  return [
+    { name: `${l}.ln1`, shape: [BT, C] }, { name: `${l}.ln1Mean`, shape: [BT] }, { name: `${l}.ln1Rstd`, shape: [BT] },
+    { name: `${l}.qkv`, shape: [BT, 3 * C] }, { name: `${l}.atty`, shape: [BT, C] }, { name: `${l}.attLse`, shape: [B * cfg.n_head * T] },
+    { name: `${l}.attproj`, shape: [BT, C] }, { name: `${l}.residual2`, shape: [BT, C] },
+    { name: `${l}.ln2`, shape: [BT, C] }, { name: `${l}.ln2Mean`, shape: [BT] }, { name: `${l}.ln2Rstd`, shape: [BT] },
+    { name: `${l}.fch`, shape: [BT, I] }, { name: `${l}.fchGelu`, shape: [BT, I] },
+    { name: `${l}.fcproj`, shape: [BT, C] }, { name: `${l}.residual3`, shape: [BT, C] },
+  ];
+}
+
+/**
+ * The activations outside the blocks for B*T rows: the embedding output, the final LayerNorm, the
+ * logits (B*T, V: usually the largest buffer) and the cross-entropy's, then the backward scratch
+ * (the residual-stream gradient and one buffer per intermediate width; empty without backward).
+ */
+function outerActivationSpecs(cfg: GPT2Config, B: number, T: number, withBackward: boolean): { before: TensorSpec[]; after: TensorSpec[] } {
+  const C = cfg.n_embd, I = innerSize(cfg), V = cfg.vocab_size, BT = B * T;
+  const grad = withBackward ? 1 : 0;
+  return {
+    before: [{ name: 'encoded', shape: [BT, C] }],
+    after: [
+      { name: 'lnf', shape: [BT, C] }, { name: 'lnfMean', shape: [BT] }, { name: 'lnfRstd', shape: [BT] },
+      { name: 'logits', shape: [BT, V] }, { name: 'losses', shape: [BT] }, { name: 'ceLse', shape: [BT] },
+      { name: 'dresidual', shape: [grad * BT, C] }, { name: 'dC', shape: [grad * BT, C] }, { name: 'dC2', shape: [grad * BT, C] },
+      { name: 'dqkv', shape: [grad * BT, 3 * C] }, { name: 'dI', shape: [grad * BT, I] }, { name: 'dI2', shape: [grad * BT, I] },
+    ],
+  };
+}
+
+/** The activation arena's specs for (B, T), in arena order. */
+function activationSpecs(cfg: GPT2Config, B: number, T: number, withBackward: boolean): TensorSpec[] {
+  const { before, after } = outerActivationSpecs(cfg, B, T, withBackward);
+  const specs = [...before];
+  for (let l = 0; l < cfg.n_layer; l++) specs.push(...blockActivationSpecs(cfg, l, B, T));
+  return [...specs, ...after];
+}
+
+/** What a run does with the model, for its memory plan. */
+export interface ModelUse {
+  /** Forward (and backward, when training) on batches of up to B rows of T positions; null: no batch activations (generation). */
+  batch: { B: number; T: number } | null;
+  /** Gradients and the two AdamW moments (each the size of the parameters) are needed. */
+  training: boolean;
+  /** Whether the parameters are already allocated (only what is still to come is planned). */
+  parametersAllocated?: boolean;
+}
+
+/** Bytes of native memory a run allocates, by what they hold (see planMemory). */
+export interface MemoryPlan {
+  parts: Record<string, number>;
+  total: number;
+}
+
+/**
+ * The bytes of every arena a run of this model allocates: parameters, gradients and AdamW moments
+ * (training), activations with their backward scratch for B*T rows (the logits included). The
+ * blocks are identical, so one block's activations are counted and multiplied by n_layer: a
+ * decoder with another block layout changes blockActivationSpecs / blockParameterSpecs only.
+ * The sizes come from the same spec functions the allocations use, so the plan cannot drift.
+ */
+export function planMemory(cfg: GPT2Config, use: ModelUse): MemoryPlan {
+  const bytes = (specs: readonly TensorSpec[]) => arenaBytes(specs);
+  const block = blockParameterSpecs(cfg, 0);
+  const parameters = bytes(embeddingSpecs(cfg)) + cfg.n_layer * bytes([...block.matrices, ...block.vectors]) + bytes(finalParameterSpecs(cfg));
+  const parts: Record<string, number> = {};
+  if (!use.parametersAllocated) parts.parameters = parameters;
+  if (use.training) {
+    parts.gradients = parameters;
+    parts['AdamW moments'] = 2 * parameters;
+  }
+  if (use.batch) {
+    const { B, T } = use.batch;
+    const outer = outerActivationSpecs(cfg, B, T, use.training);
+    parts.activations = bytes(outer.before) + cfg.n_layer * bytes(blockActivationSpecs(cfg, 0, B, T)) + bytes(outer.after);
+  }
+  return { parts, total: Object.values(parts).reduce((a, b) => a + b, 0) };
 }
 
 interface LayerParams {
@@ -87,27 +188,7 @@ class Activations {
   readonly dresidual: Tensor; dC: Tensor; dC2: Tensor; dqkv: Tensor; dI: Tensor; dI2: Tensor;
 
   constructor(device: DeviceName, cfg: GPT2Config, readonly B: number, readonly T: number, withBackward: boolean) {
-    const C = cfg.n_embd, I = innerSize(cfg), V = cfg.vocab_size, NH = cfg.n_head, BT = B * T;
-    const specs: TensorSpec[] = [{ name: 'encoded', shape: [BT, C] }];
-    for (let l = 0; l < cfg.n_layer; l++) {
-      specs.push(
-        { name: `${l}.ln1`, shape: [BT, C] }, { name: `${l}.ln1Mean`, shape: [BT] }, { name: `${l}.ln1Rstd`, shape: [BT] },
-        { name: `${l}.qkv`, shape: [BT, 3 * C] }, { name: `${l}.atty`, shape: [BT, C] }, { name: `${l}.attLse`, shape: [B * NH * T] },
-        { name: `${l}.attproj`, shape: [BT, C] }, { name: `${l}.residual2`, shape: [BT, C] },
-        { name: `${l}.ln2`, shape: [BT, C] }, { name: `${l}.ln2Mean`, shape: [BT] }, { name: `${l}.ln2Rstd`, shape: [BT] },
-        { name: `${l}.fch`, shape: [BT, I] }, { name: `${l}.fchGelu`, shape: [BT, I] },
-        { name: `${l}.fcproj`, shape: [BT, C] }, { name: `${l}.residual3`, shape: [BT, C] },
-      );
-    }
-    specs.push(
-      { name: 'lnf', shape: [BT, C] }, { name: 'lnfMean', shape: [BT] }, { name: 'lnfRstd', shape: [BT] },
-      { name: 'logits', shape: [BT, V] }, { name: 'losses', shape: [BT] }, { name: 'ceLse', shape: [BT] },
-    );
-    const grad = withBackward ? 1 : 0;
-    specs.push(
-      { name: 'dresidual', shape: [grad * BT, C] }, { name: 'dC', shape: [grad * BT, C] }, { name: 'dC2', shape: [grad * BT, C] },
-      { name: 'dqkv', shape: [grad * BT, 3 * C] }, { name: 'dI', shape: [grad * BT, I] }, { name: 'dI2', shape: [grad * BT, I] },
-    );
+    const specs = activationSpecs(cfg, B, T, withBackward);
     this.arena = new TensorArena(device, specs);
     const g = (n: string) => this.arena.get(n);
     this.encoded = g('encoded');
@@ -362,6 +443,17 @@ export class GPT2 {
     k.encoder_backward(g.get('wte.weight'), g.get('wpe.weight'), dres, tokens, positions, B, T, C, 0);
     // The logits were overwritten: a second backward of the same forward would be wrong.
     this.lastBatch = null;
+  }
+
+  /**
+   * The first parameter tensor holding a NaN or an infinity, or null when all are finite. One
+   * reduction over the arena (a sum of squares in float64 is finite exactly when every value is);
+   * the tensors are searched only when it is not.
+   */
+  nonFiniteParameter(): string | null {
+    if (Number.isFinite(kernels.sum_squares(this.params.all(), this.params.numel))) return null;
+    for (const [name, t] of this.params.tensors) if (!Number.isFinite(kernels.sum_squares(t, t.numel))) return name;
+    return null;
   }
 
   /** Global L2 norm of the gradients (padding between tensors is zero, so one reduction). */

@@ -56,6 +56,13 @@ export const trainCommand: Command = {
         const dir = findResumableCheckpoint(resume);
         baseName = path.join(dir, CONFIG_FILE);
         base = readCheckpointConfig(dir) as Partial<TrainConfig>;
+        // The checkpoint's own weights are what a resumed run trains; a different --model would be ignored.
+        const model = (overrides.model ?? fileConfig.model) as string | undefined;
+        const trained = base.model;
+        if (model !== undefined && (typeof trained !== 'string' || path.resolve(model) !== path.resolve(trained))) {
+          const given = overrides.model !== undefined ? `--model ${model}` : `${v.config}: key 'model' (${model})`;
+          throw new UsageError(`${given} conflicts with --resume ${resume}: that checkpoint continues a run of ${trained ?? 'another model'} and resuming loads its weights; drop ${overrides.model !== undefined ? '--model' : "'model'"}, or train ${model} without --resume`);
+        }
       }
       config = resolveConfig(fileConfig, overrides as Partial<TrainConfig>, {
         base, sources: { base: baseName, file: (v.config as string | undefined) ?? 'config file', overrides: FLAGS_SOURCE },
@@ -67,6 +74,8 @@ export const trainCommand: Command = {
     const outDir = config.output_dir!;
     if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new UsageError(`--out ${outDir}: exists and is not a folder`);
     const trainer = new Trainer(config, { progress: !v.quiet, handleSignals: true });
+    // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
+    if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
     let result;
     try {
       result = await trainer.fit();
@@ -81,10 +90,14 @@ export const trainCommand: Command = {
       skipped_lines: d.skipped.length, truncated_examples: d.trainSplit.truncatedExamples,
     };
     const summary = {
-      saved: result.reason === 'interrupted' ? null : outDir, steps: result.step, parameters: model.numParameters, reason: result.reason,
+      saved: result.reason === 'interrupted' || result.reason === 'diverged' ? null : outDir, steps: result.step, parameters: model.numParameters, reason: result.reason,
       val_loss: result.lastEval?.val_loss ?? null, best_val_loss: result.bestValLoss, best_step: result.bestStep, checkpoint: result.lastCheckpoint, data,
     };
     model.free();
+    if (result.reason === 'diverged') {
+      const good = result.lastGoodCheckpoint ? `; the last good checkpoint is ${result.lastGoodCheckpoint} (continue with --resume ${result.lastGoodCheckpoint} and a lower --lr)` : '';
+      throw new Error(`training diverged: ${result.divergence}; nothing was written to ${outDir}${good}`);
+    }
     if (result.reason === 'interrupted') {
       const where = result.lastCheckpoint ? `; checkpoint written to ${result.lastCheckpoint} (continue with --resume ${result.lastCheckpoint})` : '';
       throw new Error(`interrupted by ${result.signal} after step ${result.step}${where}`);
