@@ -9,6 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseDocument } from 'yaml';
+import { describeValue } from '../util/check';
 import { parseByteSize } from '../util/memory';
 
 export type DataFormat = 'auto' | 'text' | 'prompt_completion' | 'chat' | 'classification';
@@ -204,13 +205,6 @@ export class ConfigError extends Error {}
 /** The source name of values that came from command-line flags: errors then name the flag. */
 export const FLAGS_SOURCE = 'command line';
 
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return `a list (${JSON.stringify(value).slice(0, 60)})`;
-  if (typeof value === 'object') return 'an object';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value)}`;
-  return `${typeof value} ${String(value)}`;
-}
 
 function expectedText(spec: KeySpec<unknown>): string {
   let text: string;
@@ -258,7 +252,7 @@ export function checkValue<K extends ConfigKey>(source: string, key: K, value: u
   const spec = CONFIG_SCHEMA[key] as KeySpec<unknown>;
   // Flags are named as typed (--lr); file keys with the file (config.yaml: key 'learning_rate').
   const name = source === FLAGS_SOURCE ? `--${spec.flag}` : `${source}: key '${key}'`;
-  const fail = () => new ConfigError(`${name}: expected ${expectedText(spec)} but received ${describe(value)}`);
+  const fail = () => new ConfigError(`${name}: expected ${expectedText(spec)} but received ${describeValue(value)}`);
   if (value === null) {
     if (spec.nullable) return value as TrainConfig[K];
     throw fail();
@@ -285,7 +279,7 @@ export function checkValue<K extends ConfigKey>(source: string, key: K, value: u
 /** Validates a partial config (from a file, flags or code): every key known, every value well typed. */
 export function checkPartialConfig(source: string, raw: unknown): Partial<TrainConfig> {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(`${source}: expected a mapping of config keys to values but received ${describe(raw)}`);
+    throw new ConfigError(`${source}: expected a mapping of config keys to values but received ${describeValue(raw)}`);
   }
   const out: Partial<TrainConfig> = {};
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {

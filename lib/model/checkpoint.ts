@@ -11,6 +11,7 @@ import { FileContents, writeDirAtomic } from '../io/atomic';
 import { NonFiniteError } from '../errors';
 import { encodeSafetensors, Float32TensorToWrite, readSafetensors, SafetensorsDtype, SafetensorsTensor, toFloat32 } from '../io/safetensors';
 import type { DeviceName } from '../native';
+import { checkInstance, checkOptions, describeValue } from '../util/check';
 import { configToJSON, loadGPT2Config } from './config';
 import { GPT2 } from './gpt2';
 
@@ -38,6 +39,8 @@ export interface LoadOptions {
 
 /** Loads config.json + model.safetensors from dir into a new GPT2 on the given device. */
 export function loadModel(dir: string, options: LoadOptions = {}): GPT2 {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`loadModel: expected dir to be a folder path but received ${describeValue(dir)}`);
+  checkOptions('loadModel', 'options', options);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${dir}: model folder not found`);
   const config = loadGPT2Config(dir);
   const file = path.join(dir, 'model.safetensors');
@@ -131,6 +134,9 @@ export interface SaveOptions {
 
 /** Writes dir/{config.json, model.safetensors, tokenizer files} atomically (all or nothing). */
 export function saveModel(model: GPT2, dir: string, options: SaveOptions = {}): void {
+  checkInstance('saveModel', 'model', model, GPT2, 'a GPT2 model');
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: expected dir to be a folder path but received ${describeValue(dir)}`);
+  checkOptions('saveModel', 'options', options);
   const files: Record<string, FileContents> = {};
   files['config.json'] = JSON.stringify(configToJSON(model.config), null, 2) + '\n';
   // transformers refuses safetensors files whose metadata lacks format = "pt".

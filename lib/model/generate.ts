@@ -4,9 +4,11 @@
  * sequence's. Sampling follows Hugging Face's order: temperature, then top-k, then top-p.
  */
 import { kernels } from '../native';
-import { Tensor, TensorArena, TensorSpec } from '../tensor';
+import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
+import { checkInstance, checkOptions, checkSeed, describeValue } from '../util/check';
 import { Rng } from '../util/rng';
-import { GPT2, innerSize } from './gpt2';
+import type { GPT2Config } from './config';
+import { GPT2, innerSize, planMemory } from './gpt2';
 
 export interface GenerateOptions {
   maxNewTokens?: number;
@@ -31,6 +33,11 @@ export interface GenerateResult {
 }
 
 function validateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'onToken' | 'eosTokenId'>> & { eosTokenId: number | null } {
+  if (o.seed !== undefined) checkSeed('generate', 'options.seed', o.seed);
+  if (o.onToken !== undefined && typeof o.onToken !== 'function') throw new TypeError(`generate: expected options.onToken to be a function but received ${describeValue(o.onToken)}`);
+  if (o.eosTokenId !== undefined && o.eosTokenId !== null && !Number.isInteger(o.eosTokenId)) {
+    throw new TypeError(`generate: expected options.eosTokenId to be a token id or null but received ${describeValue(o.eosTokenId)}`);
+  }
   const maxNewTokens = o.maxNewTokens ?? 50;
   const temperature = o.temperature ?? 1;
   const topK = o.topK ?? 0;
@@ -82,6 +89,23 @@ export function sampleToken(logits: Float32Array, o: { greedy: boolean; temperat
   return ids[ids.length - 1];
 }
 
+/** The decode state's arena: per-layer K/V caches (B, maxT, C) and one step's activations. */
+function decodeStateSpecs(cfg: GPT2Config, B: number, maxT: number): TensorSpec[] {
+  const C = cfg.n_embd, I = innerSize(cfg), rows = B * maxT;
+  const specs: TensorSpec[] = [];
+  for (let l = 0; l < cfg.n_layer; l++) specs.push({ name: `k${l}`, shape: [B, maxT, C] }, { name: `v${l}`, shape: [B, maxT, C] });
+  for (const [name, width] of [['x', C], ['ln', C], ['qkv', 3 * C], ['atty', C], ['proj', C], ['fch', I], ['fchGelu', I], ['x2', C]] as const) {
+    specs.push({ name, shape: [rows, width] });
+  }
+  specs.push({ name: 'lnLast', shape: [B, C] }, { name: 'logits', shape: [B, cfg.vocab_size] });
+  return specs;
+}
+
+/** The memory plan of generation: the parameters and generate()'s decode state for up to maxT positions. */
+export function planGenerationMemory(cfg: GPT2Config, maxT = cfg.n_positions): Record<string, number> {
+  return { ...planMemory(cfg, { batch: null, training: false }).parts, 'KV cache': arenaBytes(decodeStateSpecs(cfg, 1, maxT)) };
+}
+
 /** Per-layer K/V caches and the decode-time activations, for batch B and up to maxT positions. */
 class DecodeState {
   readonly arena: TensorArena;
@@ -91,14 +115,8 @@ class DecodeState {
   length = 0;
 
   constructor(model: GPT2, readonly B: number, readonly maxT: number) {
-    const cfg = model.config, C = cfg.n_embd, I = innerSize(cfg), rows = B * maxT;
-    const specs: TensorSpec[] = [];
-    for (let l = 0; l < cfg.n_layer; l++) specs.push({ name: `k${l}`, shape: [B, maxT, C] }, { name: `v${l}`, shape: [B, maxT, C] });
-    for (const [name, width] of [['x', C], ['ln', C], ['qkv', 3 * C], ['atty', C], ['proj', C], ['fch', I], ['fchGelu', I], ['x2', C]] as const) {
-      specs.push({ name, shape: [rows, width] });
-    }
-    specs.push({ name: 'lnLast', shape: [B, C] }, { name: 'logits', shape: [B, cfg.vocab_size] });
-    this.arena = new TensorArena(model.device, specs);
+    const cfg = model.config;
+    this.arena = new TensorArena(model.device, decodeStateSpecs(cfg, B, maxT));
     for (let l = 0; l < cfg.n_layer; l++) {
       this.k.push(this.arena.get(`k${l}`));
       this.v.push(this.arena.get(`v${l}`));
@@ -141,6 +159,9 @@ function decodeStep(model: GPT2, s: DecodeState, tokens: Int32Array, Tq: number)
 
 /** Continues one prompt (token ids). */
 export function generate(model: GPT2, prompt: readonly number[], options: GenerateOptions = {}): GenerateResult {
+  checkInstance('generate', 'model', model, GPT2, 'a GPT2 model');
+  if (!Array.isArray(prompt) && !ArrayBuffer.isView(prompt)) throw new TypeError(`generate: expected prompt to be an array of token ids but received ${describeValue(prompt)}`);
+  checkOptions('generate', 'options', options);
   const o = validateOptions(options);
   const cfg = model.config;
   if (prompt.length === 0) throw new RangeError('generate: the prompt is empty (give at least one token)');

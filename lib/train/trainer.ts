@@ -29,6 +29,7 @@ import { saveModel, TOKENIZER_FILES } from '../model/checkpoint';
 import { GPT2, IGNORE_INDEX, planMemory } from '../model/gpt2';
 import type { GPT2Config } from '../model/config';
 import { Tokenizer } from '../tokenizer';
+import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { AdamW, clipScale } from './adamw';
 import {
@@ -236,6 +237,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    */
   constructor(config: Partial<TrainConfig> | TrainConfig, private readonly opts: TrainerOptions = {}) {
     super();
+    checkOptions('Trainer', 'options', opts);
+    if (opts.model !== undefined) checkInstance('Trainer', 'options.model', opts.model, GPT2, 'a GPT2 model');
     const required = (['model', 'data'] as const).filter((k) => (k === 'model' ? !opts.model : !opts.train));
     this.config = resolveConfig({}, config as Partial<TrainConfig>, {
       require: required, sources: { overrides: 'Trainer config' }, validationProvided: opts.validation !== undefined,
