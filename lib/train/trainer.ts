@@ -33,7 +33,7 @@ import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { AdamW, clipScale } from './adamw';
 import {
-  findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
+  findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
 } from './checkpoint_state';
 import { AnomalyKind, DivergenceMonitor } from './divergence';
 import { ProgressReporter, ProgressStream } from './progress';
@@ -226,6 +226,17 @@ function readTokenizerFiles(dir: string | null): Record<string, Uint8Array> {
 
 const MODEL_FILES = ['config.json', 'model.safetensors', ...TOKENIZER_FILES];
 
+/**
+ * The model a resumed run is told to train when it is not the one the checkpoint's run trained
+ * (resuming loads the checkpoint's own weights, so `model` would be ignored): that run's model
+ * (or null when unrecorded), else undefined when there is no conflict.
+ */
+export function resumeModelConflict(resumeDir: string, model: string): string | null | undefined {
+  const trained = (readCheckpointConfig(resumeDir) as { model?: unknown }).model;
+  if (typeof trained === 'string' && path.resolve(trained) === path.resolve(model)) return undefined;
+  return typeof trained === 'string' ? trained : null;
+}
+
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly config: TrainConfig;
   private stopRequest: string | null = null;
@@ -303,6 +314,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       }
     }
     const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
+    if (resumeDir && c.model !== null) {
+      const trained = resumeModelConflict(resumeDir, c.model);
+      if (trained !== undefined) {
+        throw new ConfigError(`model ${c.model} conflicts with resume_from ${c.resume_from}: that checkpoint continues a run of ${trained ?? 'another model'} and resuming loads its weights; leave model unset or equal to it`);
+      }
+    }
     // Training needs parameters, gradients, two AdamW moments and the activations of one
     // micro-batch; checked before anything is allocated (or, with options.model, before the rest).
     const maxBytes = c.max_memory === null ? null : parseByteSize(c.max_memory);

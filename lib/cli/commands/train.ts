@@ -5,7 +5,7 @@ import {
   CONFIG_KEYS, CONFIG_SCHEMA, ConfigError, ConfigKey, FLAGS_SOURCE, loadConfigFile, resolveConfig, TrainConfig,
 } from '../../config';
 import { CONFIG_FILE, findResumableCheckpoint, readCheckpointConfig } from '../../train/checkpoint_state';
-import { Trainer } from '../../train/trainer';
+import { resumeModelConflict, Trainer } from '../../train/trainer';
 import { FlagSpec, UsageError } from '../args';
 import { Command, out } from '../common';
 
@@ -58,8 +58,8 @@ export const trainCommand: Command = {
         base = readCheckpointConfig(dir) as Partial<TrainConfig>;
         // The checkpoint's own weights are what a resumed run trains; a different --model would be ignored.
         const model = (overrides.model ?? fileConfig.model) as string | undefined;
-        const trained = base.model;
-        if (model !== undefined && (typeof trained !== 'string' || path.resolve(model) !== path.resolve(trained))) {
+        const trained = model === undefined ? undefined : resumeModelConflict(dir, model);
+        if (trained !== undefined) {
           const given = overrides.model !== undefined ? `--model ${model}` : `${v.config}: key 'model' (${model})`;
           throw new UsageError(`${given} conflicts with --resume ${resume}: that checkpoint continues a run of ${trained ?? 'another model'} and resuming loads its weights; drop ${overrides.model !== undefined ? '--model' : "'model'"}, or train ${model} without --resume`);
         }
