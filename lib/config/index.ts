@@ -173,7 +173,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   weight_decay: { type: 'number', min: 0, default: 0, flag: 'weight-decay', help: 'AdamW decoupled weight decay (2D+ tensors only)' },
   beta1: { type: 'number', min: 0, below: 1, default: 0.9, flag: 'beta1', help: 'AdamW beta1' },
   beta2: { type: 'number', min: 0, below: 1, default: 0.999, flag: 'beta2', help: 'AdamW beta2' },
-  eps: { type: 'number', above: 0, default: 1e-8, flag: 'eps', help: 'AdamW epsilon' },
+  eps: { type: 'number', above: 0, default: 1e-8, flag: 'eps', help: 'AdamW epsilon (> 0)' },
   grad_clip: { type: 'number', min: 0, default: 1.0, flag: 'grad-clip', help: 'global gradient-norm clip (0 = none)' },
   seq_len: { type: 'int', min: 1, nullable: true, default: null, flag: 'seq-len', help: 'sequence length T (default: min(n_positions, 256))' },
   seed: { type: 'int', min: 0, default: 1337, flag: 'seed', help: 'seed for shuffling, the validation split and fresh weights' },

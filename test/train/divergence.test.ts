@@ -83,6 +83,28 @@ describe('non-finite steps', () => {
   });
 });
 
+test('a non-finite validation loss stops the run as diverged', async () => {
+  const model = loadModel(TINY);
+  const { result, steps } = await run({ max_steps: 5, eval_every: 1, validation: DATA }, { model, tokenizer: loadTokenizer(TINY), tokenizerDir: TINY }, (s) => {
+    if (s.step === 2) scaleTensor(model, 'ln_f.weight', 1e38); // finite weights whose logits overflow
+  });
+  expect(result.reason).toBe('diverged');
+  expect(steps).toHaveLength(2);
+  expect(result.divergence).toMatch(/^the validation loss after step 2 is (NaN|-?Infinity)$/);
+  model.free();
+});
+
+test('resume_from with a different model is an error naming both', async () => {
+  const out = path.join(tempDir('gptune-diverge-'), 'out');
+  const first = await run({ model: TINY, output_dir: out, max_steps: 1, save_every: 1 });
+  first.result.model.free();
+  const other = 'new:n_layer=1,n_head=2,n_embd=8,n_positions=32';
+  const checkpoints = path.join(out, 'checkpoints');
+  await expect(new Trainer({ model: other, data: DATA, resume_from: checkpoints, max_steps: 2 }).fit()).rejects.toThrow(
+    `model ${other} conflicts with resume_from ${checkpoints}: that checkpoint continues a run of ${TINY} and resuming loads its weights; leave model unset or equal to it`,
+  );
+});
+
 describe('loss spikes', () => {
   test('a loss far above the last 100 steps stops the run; with divergence_zscore 0 it only warns', async () => {
     const spikeAfter = LOSS_WINDOW + 5;
