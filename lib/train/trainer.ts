@@ -461,7 +461,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         val_tokens: r.tokens, improved, best_val_loss: state.best_val_loss!, best_step: state.best_step!,
         ms: Number(process.hrtime.bigint() - started) / 1e6, elapsed_s: elapsed(),
       };
-      if (improved && checkpointing && parametersFinite()) {
+      if (improved && checkpointing) {
+        if (!parametersFinite()) return null;
         save('best');
         bestSaved = true;
       }
