@@ -51,6 +51,19 @@ describe('getters that change memory while arguments are read', () => {
     expectCaught(o, /^RangeError: matmul_forward: out refers to an arena that was freed$/);
   });
 
+  test('a block pinned by a call is released when the call ends (no leak)', () => {
+    // free() during a call leaves the block alive only until the call returns or throws.
+    const o = runChild(`
+      const before = addon.memory().cpuBytes;
+      const a = new addon.Arena('cpu', 1024), b = new addon.Arena('cpu', 1024);
+      const x = { arena: a, offset: 0, numel: 1024 };
+      const y = { arena: b, offset: 0, get numel() { a.free(); b.free(); return 1024; } };
+      try { k.add_inplace(x, y, 1024); } catch (e) { console.log(e.message); }
+      console.log(addon.memory().cpuBytes - before);`);
+    expect(o.signal).toBeNull();
+    expect(o.stdout.trim().split('\n')).toEqual(['add_inplace: dst refers to an arena that was freed', '0']);
+  });
+
   test('an arena freed by the offset getter of its own view is refused', () => {
     const o = runChild(`${attempt}
       const arena = new addon.Arena('cpu', 1 << 16);
