@@ -121,7 +121,7 @@ function candidates(): string[] {
   return list;
 }
 
-function load(): Addon {
+function load(): { addon: Addon; file: string } {
   const attempts: string[] = [];
   for (const file of candidates()) {
     if (!fs.existsSync(file)) {
@@ -130,7 +130,7 @@ function load(): Addon {
     }
     try {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
-      return require(file) as Addon;
+      return { addon: require(file) as Addon, file };
     } catch (e) {
       attempts.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
     }
@@ -142,5 +142,8 @@ function load(): Addon {
   );
 }
 
-export const addon: Addon = load();
+const loaded = load();
+export const addon: Addon = loaded.addon;
+/** The gptune.node file that was loaded (for child processes that must load the same build). */
+export const addonPath: string = loaded.file;
 export const kernels: Kernels = addon.kernels;

@@ -309,7 +309,12 @@ export function loadConfigFile(file: string): Partial<TrainConfig> {
       const where = err.linePos ? ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}` : '';
       throw new ConfigError(`${file}: invalid YAML${where} (${err.message.split('\n')[0]})`);
     }
-    raw = doc.toJS();
+    try {
+      // Resolving aliases can still fail after a clean parse (an undefined alias, an alias bomb).
+      raw = doc.toJS();
+    } catch (e) {
+      throw new ConfigError(`${file}: invalid YAML (${(e as Error).message.split('\n')[0]})`);
+    }
     // An empty file is an empty config, not an error.
     if (raw === null || raw === undefined) raw = {};
   }

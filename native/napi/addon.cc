@@ -11,6 +11,7 @@
 #include "gptune/kernels.h"
 #include "napi/arena.h"
 #include "napi/args.h"
+#include "napi/binding.h"
 #include "napi/bindings.h"
 
 #ifndef GPTUNE_VERSION
@@ -49,39 +50,27 @@ Napi::Value CudaDevices(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array out = Napi::Array::New(env);
   if (cuda::device_count() == 0) return out;
-  try {
-    auto list = cuda::devices();
-    for (size_t i = 0; i < list.size(); ++i) {
-      Napi::Object d = Napi::Object::New(env);
-      d.Set("index", list[i].index);
-      d.Set("name", list[i].name);
-      d.Set("totalMemory", static_cast<double>(list[i].total_memory));
-      d.Set("freeMemory", static_cast<double>(list[i].free_memory));
-      d.Set("computeCapability", std::to_string(list[i].major) + "." + std::to_string(list[i].minor));
-      out.Set(static_cast<uint32_t>(i), d);
-    }
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+  auto list = cuda::devices();
+  for (size_t i = 0; i < list.size(); ++i) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("index", list[i].index);
+    d.Set("name", list[i].name);
+    d.Set("totalMemory", static_cast<double>(list[i].total_memory));
+    d.Set("freeMemory", static_cast<double>(list[i].free_memory));
+    d.Set("computeCapability", std::to_string(list[i].major) + "." + std::to_string(list[i].minor));
+    out.Set(static_cast<uint32_t>(i), d);
   }
   return out;
 }
 Napi::Value CudaSetDevice(const Napi::CallbackInfo& info) {
   Args a(info, "cuda.setDevice", 1);
-  int index = a.dim(0, "index", 0);
-  try {
-    cuda::set_device(index);
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), e.what());
-  }
+  cuda::set_device(a.dim(0, "index", 0));
   return info.Env().Undefined();
 }
 // 'bf16' (tensor cores, fp32 accumulation) or 'fp32' for matmuls / attention.
 bool precision_arg(const Napi::CallbackInfo& info, const char* what) {
-  std::string p = info.Length() == 1 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (p != "bf16" && p != "fp32")
-    throw Napi::TypeError::New(info.Env(), std::string(what) + ": expected 'bf16' or 'fp32' but received " +
-                                               (info.Length() ? describe(info[0]) : std::string("nothing")));
-  return p == "bf16";
+  Args a(info, what, 1);
+  return a.choice(0, "precision", {"bf16", "fp32"}) == "bf16";
 }
 Napi::Value CudaSetMatmulPrecision(const Napi::CallbackInfo& info) {
   cuda::set_matmul_precision(precision_arg(info, "cuda.setMatmulPrecision"));
@@ -100,28 +89,17 @@ Napi::Value CudaPrecision(const Napi::CallbackInfo& info) {
 
 // setMatmulBackend('auto' | 'native' | 'cublaslt'): who runs the bf16 matmuls (cuda_options.h).
 Napi::Value CudaSetMatmulBackend(const Napi::CallbackInfo& info) {
-  std::string b = info.Length() == 1 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  const int value = b == "auto" ? 0 : b == "native" ? 1 : b == "cublaslt" ? 2 : -1;
-  if (value < 0)
-    throw Napi::TypeError::New(info.Env(), "cuda.setMatmulBackend: expected 'auto', 'native' or 'cublaslt' but received " +
-                                               (info.Length() ? describe(info[0]) : std::string("nothing")));
-  try {
-    cuda::set_matmul_backend(value);
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), e.what());
-  }
+  Args a(info, "cuda.setMatmulBackend", 1);
+  const std::string b = a.choice(0, "backend", {"auto", "native", "cublaslt"});
+  cuda::set_matmul_backend(b == "auto" ? 0 : b == "native" ? 1 : 2);
   return info.Env().Undefined();
 }
 // matmulBackend() -> {setting, active, cublasLt: {loaded, path, version, reason}}
 Napi::Value CudaMatmulBackend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  try {
-    o.Set("setting", cuda::matmul_backend_setting());
-    o.Set("active", cuda::matmul_backend_name());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
+  o.Set("setting", cuda::matmul_backend_setting());
+  o.Set("active", cuda::matmul_backend_name());
   const cuda::CublasLtInfo lt = cuda::cublaslt_info();
   Napi::Object l = Napi::Object::New(env);
   l.Set("loaded", lt.loaded);
@@ -134,52 +112,45 @@ Napi::Value CudaMatmulBackend(const Napi::CallbackInfo& info) {
 
 // adamwUpdateMulti([{params, m, v, grads, weightDecay}], lr, beta1, beta2, eps, gradScale, step):
 // every tensor of a model in one launch. All views must be CUDA views of equal length per entry.
+// Phase 1 (napi/args.h) covers the whole list: every entry and every view is read before any
+// pointer is taken, so a getter in entry 7 cannot free the arena of entry 2.
 Napi::Value CudaAdamwUpdateMulti(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 7 || !info[0].IsArray())
-    throw Napi::TypeError::New(env, "cuda.adamwUpdateMulti: expected (tensors[], lr, beta1, beta2, eps, gradScale, step)");
-  Napi::Array list = info[0].As<Napi::Array>();
-  std::vector<cuda::AdamWTensor> tensors;
-  tensors.reserve(list.Length());
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    Napi::Value item = list.Get(i);
-    if (!item.IsObject()) throw Napi::TypeError::New(env, "cuda.adamwUpdateMulti: tensors[" + std::to_string(i) + "] is not an object");
-    Napi::Object o = item.As<Napi::Object>();
-    // Reuse the kernel-argument checks by validating each entry as a 5-argument call.
-    std::vector<napi_value> argv = {o.Get("params"), o.Get("m"), o.Get("v"), o.Get("grads"), o.Get("weightDecay")};
-    Napi::Function check = Napi::Function::New(env, [&tensors, i](const Napi::CallbackInfo& ci) -> Napi::Value {
-      std::string name = "cuda.adamwUpdateMulti tensors[" + std::to_string(i) + "]";
-      Args a(ci, name.c_str(), 5);
-      auto p = a.floats(0, "params", 0);
-      auto m = a.floats(1, "m", p.numel);
-      auto v = a.floats(2, "v", p.numel);
-      auto g = a.floats(3, "grads", p.numel);
-      double wd = a.number(4, "weightDecay");
-      if (a.device() != Device::Cuda) a.fail_range("every tensor must be a CUDA view");
-      tensors.push_back({p.ptr, m.ptr, v.ptr, g.ptr, static_cast<long long>(p.numel), static_cast<float>(wd)});
-      return ci.Env().Undefined();
-    });
-    check.Call(argv);
-  }
   Args a(info, "cuda.adamwUpdateMulti", 7);
+  if (!info[0].IsArray()) a.fail_type(0, "tensors", "an Array of {params, m, v, grads, weightDecay}");
+  Napi::Array list = info[0].As<Napi::Array>();
+  const uint32_t count = list.Length();  // read once: a getter may grow the array
+  std::vector<Args> entries;
+  entries.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    Napi::Value item = list.Get(i);
+    std::string name = "cuda.adamwUpdateMulti tensors[" + std::to_string(i) + "]";
+    if (!item.IsObject()) throw Napi::TypeError::New(env, name + ": expected an object but received " + describe(item));
+    Napi::Object o = item.As<Napi::Object>();
+    entries.emplace_back(env, name, std::vector<Napi::Value>{o.Get("params"), o.Get("m"), o.Get("v"), o.Get("grads"), o.Get("weightDecay")});
+  }
+  // Phase 2: no JavaScript runs from here to the launch.
   double lr = a.number(1, "lr"), beta1 = a.number(2, "beta1"), beta2 = a.number(3, "beta2"), eps = a.number(4, "eps");
   double grad_scale = a.number(5, "gradScale");
   int step = a.dim(6, "step", 1);
-  try {
-    cuda::adamw_update_multi(tensors.data(), static_cast<int>(tensors.size()), static_cast<float>(lr), static_cast<float>(beta1),
-                             static_cast<float>(beta2), static_cast<float>(eps), static_cast<float>(grad_scale), step);
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+  std::vector<cuda::AdamWTensor> tensors;
+  tensors.reserve(entries.size());
+  for (Args& e : entries) {
+    auto p = e.floats(0, "params", 0);
+    auto m = e.floats(1, "m", p.numel);
+    auto v = e.floats(2, "v", p.numel);
+    auto g = e.floats(3, "grads", p.numel);
+    double wd = e.number(4, "weightDecay");
+    if (e.device() != Device::Cuda) e.fail_range("every tensor must be a CUDA view");
+    tensors.push_back({p.ptr, m.ptr, v.ptr, g.ptr, static_cast<long long>(p.numel), static_cast<float>(wd)});
   }
+  cuda::adamw_update_multi(tensors.data(), static_cast<int>(tensors.size()), static_cast<float>(lr), static_cast<float>(beta1),
+                           static_cast<float>(beta2), static_cast<float>(eps), static_cast<float>(grad_scale), step);
   return env.Undefined();
 }
 
 Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
-  try {
-    cuda::synchronize();
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), e.what());
-  }
+  cuda::synchronize();
   return info.Env().Undefined();
 }
 #endif
@@ -190,17 +161,17 @@ Napi::Object CudaBindings(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
 #ifdef GPTUNE_WITH_CUDA
   o.Set("compiled", true);
-  o.Set("deviceCount", Napi::Function::New<CudaDeviceCount>(env, "deviceCount"));
-  o.Set("unavailableReason", Napi::Function::New<CudaUnavailableReason>(env, "unavailableReason"));
-  o.Set("devices", Napi::Function::New<CudaDevices>(env, "devices"));
-  o.Set("setDevice", Napi::Function::New<CudaSetDevice>(env, "setDevice"));
-  o.Set("synchronize", Napi::Function::New<CudaSynchronize>(env, "synchronize"));
-  o.Set("setMatmulPrecision", Napi::Function::New<CudaSetMatmulPrecision>(env, "setMatmulPrecision"));
-  o.Set("setAttentionPrecision", Napi::Function::New<CudaSetAttentionPrecision>(env, "setAttentionPrecision"));
-  o.Set("precision", Napi::Function::New<CudaPrecision>(env, "precision"));
-  o.Set("setMatmulBackend", Napi::Function::New<CudaSetMatmulBackend>(env, "setMatmulBackend"));
-  o.Set("matmulBackend", Napi::Function::New<CudaMatmulBackend>(env, "matmulBackend"));
-  o.Set("adamwUpdateMulti", Napi::Function::New<CudaAdamwUpdateMulti>(env, "adamwUpdateMulti"));
+  o.Set("deviceCount", function<CudaDeviceCount>(env, "cuda.deviceCount"));
+  o.Set("unavailableReason", function<CudaUnavailableReason>(env, "cuda.unavailableReason"));
+  o.Set("devices", function<CudaDevices>(env, "cuda.devices"));
+  o.Set("setDevice", function<CudaSetDevice>(env, "cuda.setDevice"));
+  o.Set("synchronize", function<CudaSynchronize>(env, "cuda.synchronize"));
+  o.Set("setMatmulPrecision", function<CudaSetMatmulPrecision>(env, "cuda.setMatmulPrecision"));
+  o.Set("setAttentionPrecision", function<CudaSetAttentionPrecision>(env, "cuda.setAttentionPrecision"));
+  o.Set("precision", function<CudaPrecision>(env, "cuda.precision"));
+  o.Set("setMatmulBackend", function<CudaSetMatmulBackend>(env, "cuda.setMatmulBackend"));
+  o.Set("matmulBackend", function<CudaMatmulBackend>(env, "cuda.matmulBackend"));
+  o.Set("adamwUpdateMulti", function<CudaAdamwUpdateMulti>(env, "cuda.adamwUpdateMulti"));
 #else
   o.Set("compiled", false);
 #endif
@@ -208,9 +179,8 @@ Napi::Object CudaBindings(Napi::Env env) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function arena = Arena::Init(env);
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(arena)));
-  exports.Set("Arena", arena);
+  init_buffer_checks(env);
+  exports.Set("Arena", Arena::define_class(env));
   exports.Set("kernels", KernelBindings(env));
   exports.Set("sgemm", SgemmBinding(env));
   exports.Set("cuda", CudaBindings(env));
@@ -221,10 +191,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   backends.Set(1u, "cuda");
 #endif
   exports.Set("backends", backends);
-  exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
-  exports.Set("numThreads", Napi::Function::New<NumThreads>(env, "numThreads"));
-  exports.Set("simdLevel", Napi::Function::New<SimdLevel>(env, "simdLevel"));
-  exports.Set("memory", Napi::Function::New<Memory>(env, "memory"));
+  exports.Set("setNumThreads", function<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("numThreads", function<NumThreads>(env, "numThreads"));
+  exports.Set("simdLevel", function<SimdLevel>(env, "simdLevel"));
+  exports.Set("memory", function<Memory>(env, "memory"));
   return exports;
 }
 

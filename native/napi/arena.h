@@ -14,8 +14,9 @@ enum class Device { Cpu, Cuda };
 
 const char* device_name(Device d);
 
-// The allocation itself. Shared between the Arena and every zero-copy Float32Array handed to
-// JavaScript for a CPU arena, so a view outliving its Arena (or arena.free()) never dangles.
+// The allocation itself. Shared between the Arena, every zero-copy Float32Array handed to
+// JavaScript for a CPU arena, and the Args of a call in progress (its pin), so neither a view
+// outliving its Arena nor arena.free() during a call ever leaves a pointer dangling.
 struct Block {
   Block(Device device, size_t bytes);
   ~Block();
@@ -32,29 +33,35 @@ struct MemoryCounters {
 };
 MemoryCounters& memory_counters();
 
-class Arena : public Napi::ObjectWrap<Arena> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  explicit Arena(const Napi::CallbackInfo& info);
+// The largest arena: 2^40 floats (4 TiB), far beyond any machine; the bound keeps byte counts exact.
+constexpr double kMaxArenaNumel = 1099511627776.0;
 
-  // The block, or a JS error naming `what` if the arena was freed.
-  float* data(const char* what) const;
+// The native side of a JavaScript Arena object (napi_wrap'ed into it, type-tagged).
+class Arena {
+ public:
+  // The JS class; every method and accessor goes through Bind<> (napi/binding.h).
+  static Napi::Function define_class(Napi::Env env);
+  // The Arena wrapped in `v`, or nullptr when `v` is anything else (a look-alike object, an
+  // Object.create(Arena.prototype)). Decided by a type tag: no JavaScript runs.
+  static Arena* unwrap(napi_env env, napi_value v);
+
+  Arena(Device device, int64_t numel);
   Device device() const { return device_; }
   int64_t numel() const { return numel_; }
   bool freed() const { return !block_; }
+  // The block, for a caller to pin while it uses a pointer into it; null once freed.
+  const std::shared_ptr<Block>& block() const { return block_; }
 
  private:
-  Napi::Value GetNumel(const Napi::CallbackInfo& info);
-  Napi::Value GetDevice(const Napi::CallbackInfo& info);
-  Napi::Value GetData(const Napi::CallbackInfo& info);  // CPU only: zero-copy Float32Array
-  Napi::Value Read(const Napi::CallbackInfo& info);     // read(offset, n) -> Float32Array copy
-  Napi::Value Write(const Napi::CallbackInfo& info);    // write(offset, Float32Array)
-  Napi::Value Fill(const Napi::CallbackInfo& info);     // fill(value, offset?, n?)
-  Napi::Value CopyFrom(const Napi::CallbackInfo& info); // copyFrom(offset, srcArena, srcOffset, n)
-  Napi::Value Free(const Napi::CallbackInfo& info);
-
-  // Checks [offset, offset+n) lies inside the arena; `what` names the call in errors.
-  void check_range(Napi::Env env, int64_t offset, int64_t n, const char* what) const;
+  static Napi::Value construct(const Napi::CallbackInfo& info);  // new Arena(device, numel)
+  static Napi::Value get_numel(const Napi::CallbackInfo& info);
+  static Napi::Value get_device(const Napi::CallbackInfo& info);
+  static Napi::Value get_data(const Napi::CallbackInfo& info);  // CPU only: zero-copy Float32Array
+  static Napi::Value read(const Napi::CallbackInfo& info);      // read(offset, n?) -> Float32Array copy
+  static Napi::Value write(const Napi::CallbackInfo& info);     // write(offset, Float32Array)
+  static Napi::Value fill(const Napi::CallbackInfo& info);      // fill(value, offset?, n?)
+  static Napi::Value copy_from(const Napi::CallbackInfo& info); // copyFrom(offset, srcArena, srcOffset, n)
+  static Napi::Value free(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Block> block_;
   Device device_ = Device::Cpu;

@@ -1,12 +1,22 @@
-// Argument checking for the kernel bindings. Every public argument is validated here before a
-// kernel sees it: a wrong one throws a JavaScript TypeError/RangeError naming the kernel, the
-// argument, what was expected and what was received. Nothing from JavaScript reaches a kernel
-// unchecked, so no input can crash the process or touch memory out of bounds.
+// Argument checking for every binding. A wrong argument throws a JavaScript TypeError/RangeError
+// naming the binding, the argument, what was expected and what was received.
+//
+// Resolution runs in two phases so that no raw pointer ever survives a call into JavaScript:
+//  1. The constructor reads every JavaScript value of the call, each exactly once: the `arena`,
+//     `offset` and `numel` of each view object (getters and proxies run here, and may free arenas,
+//     shrink or transfer buffers) and whether each typed array's buffer is resizable. Nothing is
+//     validated and no pointer is taken yet.
+//  2. Every accessor (dim, number, floats, ints, ...) works on that snapshot and never runs
+//     JavaScript: it checks arenas are alive, buffers not detached and views inside their storage,
+//     and only then takes a pointer. Each arena's block is pinned (a shared_ptr held by Args) for
+//     the rest of the call, so even arena.free() cannot release memory a resolved argument points
+//     to; buffers cannot change because no JavaScript runs between resolution and the kernel.
 #pragma once
 #include <napi.h>
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,37 +41,77 @@ std::string describe(const Napi::Value& v);  // "a number (-1)", "undefined", "a
 
 class Args {
  public:
-  Args(const Napi::CallbackInfo& info, const char* kernel, size_t expected_count);
+  // Phase 1 for a call: exactly `count` arguments, or between min_count and max_count.
+  Args(const Napi::CallbackInfo& info, const char* binding, size_t count);
+  Args(const Napi::CallbackInfo& info, const char* binding, size_t min_count, size_t max_count);
+  // Phase 1 for values gathered by the binding itself (the entries of a list argument).
+  Args(Napi::Env env, const std::string& binding, const std::vector<Napi::Value>& values);
+
+  Args(const Args&) = delete;
+  Args& operator=(const Args&) = delete;
+  Args(Args&&) = default;
 
   [[noreturn]] void fail_type(size_t i, const char* name, const std::string& expected) const;
   [[noreturn]] void fail_range(const std::string& message) const;
 
+  // Whether argument i was given (and is not undefined).
+  bool has(size_t i) const;
   // A positive integer dimension (>= min_value, < 2^31).
   int dim(size_t i, const char* name, int min_value = 1) const;
-  // Any finite number.
-  double number(size_t i, const char* name) const;
+  // A whole number in [0, max_value] (element counts, offsets); max_value <= 2^53.
+  int64_t count(size_t i, const char* name, double max_value = 9007199254740991.0, const char* max_text = "2^53-1") const;
+  // Any whole number in (-2^31, 2^31) (an ignore index).
+  int integer(size_t i, const char* name) const;
+  // A finite number (or, with finite = false, any number, NaN and infinities included).
+  double number(size_t i, const char* name, bool finite = true) const;
   bool boolean(size_t i, const char* name) const;
+  // One of the given strings, e.g. {"cpu", "cuda"}.
+  std::string choice(size_t i, const char* name, std::initializer_list<const char*> choices) const;
+  // A genuine gptune Arena (identified by its type tag, not by instanceof, so no JavaScript runs).
+  Arena& arena(size_t i, const char* name);
 
   // Float tensor that must hold at least `required` elements; optional ones accept null.
   FloatArg floats(size_t i, const char* name, int64_t required);
   FloatArg floats_opt(size_t i, const char* name, int64_t required);
+  // A host Float32Array only (no arena views), e.g. the source of arena.write.
+  FloatArg host_floats(size_t i, const char* name);
   IntArg ints(size_t i, const char* name, int64_t required) const;
   IntArg ints_opt(size_t i, const char* name, int64_t required) const;
 
   // The device shared by every tensor argument seen so far (CPU when none was a view).
   Device device() const { return device_; }
-  Napi::Env env() const { return info_.Env(); }
-  const char* kernel() const { return kernel_; }
+  Napi::Env env() const { return env_; }
+  const char* binding() const { return binding_.c_str(); }
 
   // product of dims, checked against overflow (limit 2^53 so it stays exact in a JS number).
   int64_t product(std::initializer_list<int64_t> dims) const;
 
  private:
+  // What phase 1 saw of one argument.
+  struct Snapshot {
+    Napi::Value value;
+    bool is_view = false;                  // an object other than a typed array, array or Arena
+    Napi::Value arena, offset, numel;      // its properties, read once (views only)
+    bool resizable = false;                // typed arrays: buffer is resizable / growable
+  };
+  void snapshot(const Napi::Value& v);
+  const Napi::Value& value(size_t i) const;
+  // Typed array of the given type, checked for detached and resizable buffers.
+  void typed(size_t i, const char* name, napi_typedarray_type type, const char* expected, void** data, int64_t* length) const;
   FloatArg resolve(size_t i, const char* name, int64_t required);
-  const Napi::CallbackInfo& info_;
-  const char* kernel_;
+  void require(const char* name, int64_t have, int64_t required, const char* unit) const;
+
+  Napi::Env env_;
+  std::string binding_;
+  std::vector<Snapshot> args_;
+  Napi::Value undefined_;
+  std::vector<std::shared_ptr<Block>> pins_;  // every arena block a resolved view points into
   Device device_ = Device::Cpu;
   bool device_set_ = false;
 };
+
+// Captures the engine's own ArrayBuffer.prototype.resizable / SharedArrayBuffer.prototype.growable
+// getters at load time (phase 1 calls them to refuse resizable buffers).
+void init_buffer_checks(Napi::Env env);
 
 }  // namespace gptune::napi

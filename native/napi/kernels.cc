@@ -1,6 +1,8 @@
 // The kernel bindings: one function per declaration in kernels.inc, same name and argument order.
-// Each validates its arguments (napi/args.h), resolves tensors to pointers on one device and calls
-// the backend. Kernels run synchronously on the calling thread: each is short (milliseconds) and
+// Each validates its arguments (napi/args.h: every JavaScript value is read first, then pointers are
+// taken with no JavaScript in between), resolves tensors to pointers on one device and calls the
+// backend; each is registered through function<> (napi/binding.h), which turns backend failures
+// into JS Errors naming the kernel and never lets a C++ exception reach V8. Kernels run synchronously on the calling thread: each is short (milliseconds) and
 // the TypeScript model calls them in sequence, so a worker hop per kernel would only add latency;
 // long jobs (a training run) yield to the event loop between steps instead.
 #include <cstring>
@@ -10,6 +12,7 @@
 #include "gptune/device.h"
 #include "gptune/kernels.h"
 #include "napi/args.h"
+#include "napi/binding.h"
 #include "napi/bindings.h"
 
 namespace gptune::napi {
@@ -64,21 +67,6 @@ class IntStaging {
 IntStaging& staging() {
   static IntStaging s;
   return s;
-}
-
-// Element counts for the elementwise kernels: whole numbers in [0, 2^53).
-int64_t count(Args& args, const Napi::CallbackInfo& info, size_t i, const char* name) {
-  const Napi::Value& v = info[i];
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-  if (!(d >= 0 && std::floor(d) == d && d < 9007199254740992.0)) args.fail_type(i, name, "a whole number >= 0");
-  return static_cast<int64_t>(d);
-}
-
-int whole_int(Args& args, const Napi::CallbackInfo& info, size_t i, const char* name) {
-  const Napi::Value& v = info[i];
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0.5;
-  if (!(std::floor(d) == d && std::fabs(d) < 2147483648.0)) args.fail_type(i, name, "a whole number");
-  return static_cast<int>(d);
 }
 
 void check_ids(Args& args, const IntArg& ids, int64_t n, int64_t limit, const char* name, const char* what,
@@ -188,7 +176,7 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
 
 Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   Args a(info, "gelu_forward", 3);
-  int64_t n = count(a, info, 2, "n");
+  int64_t n = a.count(2, "n");
   auto out = a.floats(0, "out", n);
   auto inp = a.floats(1, "inp", n);
   GPTUNE_DISPATCH(a, gelu_forward, out.ptr, inp.ptr, n);
@@ -197,7 +185,7 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
 
 Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   Args a(info, "gelu_backward", 4);
-  int64_t n = count(a, info, 3, "n");
+  int64_t n = a.count(3, "n");
   auto dinp = a.floats(0, "dinp", n);
   auto inp = a.floats(1, "inp", n);
   auto dout = a.floats(2, "dout", n);
@@ -207,7 +195,7 @@ Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
 
 Napi::Value ResidualForward(const Napi::CallbackInfo& info) {
   Args a(info, "residual_forward", 4);
-  int64_t n = count(a, info, 3, "n");
+  int64_t n = a.count(3, "n");
   auto out = a.floats(0, "out", n);
   auto x = a.floats(1, "a", n);
   auto y = a.floats(2, "b", n);
@@ -217,7 +205,7 @@ Napi::Value ResidualForward(const Napi::CallbackInfo& info) {
 
 Napi::Value AddInplace(const Napi::CallbackInfo& info) {
   Args a(info, "add_inplace", 3);
-  int64_t n = count(a, info, 2, "n");
+  int64_t n = a.count(2, "n");
   auto dst = a.floats(0, "dst", n);
   auto src = a.floats(1, "src", n);
   GPTUNE_DISPATCH(a, add_inplace, dst.ptr, src.ptr, n);
@@ -226,7 +214,7 @@ Napi::Value AddInplace(const Napi::CallbackInfo& info) {
 
 Napi::Value ScaleInplace(const Napi::CallbackInfo& info) {
   Args a(info, "scale_inplace", 3);
-  int64_t n = count(a, info, 2, "n");
+  int64_t n = a.count(2, "n");
   auto x = a.floats(0, "x", n);
   double s = a.number(1, "s");
   GPTUNE_DISPATCH(a, scale_inplace, x.ptr, static_cast<float>(s), n);
@@ -235,17 +223,16 @@ Napi::Value ScaleInplace(const Napi::CallbackInfo& info) {
 
 Napi::Value Fill(const Napi::CallbackInfo& info) {
   Args a(info, "fill", 3);
-  int64_t n = count(a, info, 2, "n");
+  int64_t n = a.count(2, "n");
   auto x = a.floats(0, "x", n);
-  if (!info[1].IsNumber()) a.fail_type(1, "value", "a number");
-  float value = info[1].As<Napi::Number>().FloatValue();
+  float value = static_cast<float>(a.number(1, "value", false));
   GPTUNE_DISPATCH(a, fill, x.ptr, value, n);
   return info.Env().Undefined();
 }
 
 Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   Args a(info, "sum_squares", 2);
-  int64_t n = count(a, info, 1, "n");
+  int64_t n = a.count(1, "n");
   auto x = a.floats(0, "x", n);
   double s = GPTUNE_DISPATCH(a, sum_squares, x.ptr, n);
   return Napi::Number::New(info.Env(), s);
@@ -299,7 +286,7 @@ Napi::Value AttentionCachedForward(const Napi::CallbackInfo& info) {
 Napi::Value CrossentropyForward(const Napi::CallbackInfo& info) {
   Args a(info, "crossentropy_forward", 8);
   int N = a.dim(5, "N"), V = a.dim(6, "V");
-  int ignore_index = whole_int(a, info, 7, "ignore_index");
+  int ignore_index = a.integer(7, "ignore_index");
   auto losses = a.floats(0, "losses", N);
   auto lse = a.floats(1, "lse", N);
   auto predictions = a.ints_opt(2, "predictions", N);
@@ -316,7 +303,7 @@ Napi::Value CrossentropyForward(const Napi::CallbackInfo& info) {
 Napi::Value CrossentropyBackward(const Napi::CallbackInfo& info) {
   Args a(info, "crossentropy_backward", 8);
   int N = a.dim(5, "N"), V = a.dim(6, "V");
-  int ignore_index = whole_int(a, info, 7, "ignore_index");
+  int ignore_index = a.integer(7, "ignore_index");
   double scale = a.number(4, "scale");
   auto dlogits = a.floats(0, "dlogits", a.product({N, V}));
   auto logits = a.floats(1, "logits", a.product({N, V}));
@@ -341,7 +328,7 @@ Napi::Value SoftmaxForward(const Napi::CallbackInfo& info) {
 
 Napi::Value AdamwUpdate(const Napi::CallbackInfo& info) {
   Args a(info, "adamw_update", 12);
-  int64_t n = count(a, info, 4, "n");
+  int64_t n = a.count(4, "n");
   double lr = a.number(5, "lr"), beta1 = a.number(6, "beta1"), beta2 = a.number(7, "beta2");
   double eps = a.number(8, "eps"), wd = a.number(9, "weight_decay"), grad_scale = a.number(10, "grad_scale");
   int step = a.dim(11, "step", 1);
@@ -380,45 +367,33 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Backend failures (CUDA errors, out of memory) surface as JS Errors naming the kernel.
-template <Napi::Value (*F)(const Napi::CallbackInfo&)>
-Napi::Value Guarded(const Napi::CallbackInfo& info) {
-  try {
-    return F(info);
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), e.what());
-  }
-}
-
 }  // namespace
 
 Napi::Object KernelBindings(Napi::Env env) {
   Napi::Object k = Napi::Object::New(env);
-  k.Set("matmul_forward", Napi::Function::New<Guarded<MatmulForward>>(env, "matmul_forward"));
-  k.Set("matmul_backward", Napi::Function::New<Guarded<MatmulBackward>>(env, "matmul_backward"));
-  k.Set("encoder_forward", Napi::Function::New<Guarded<EncoderForward>>(env, "encoder_forward"));
-  k.Set("encoder_backward", Napi::Function::New<Guarded<EncoderBackward>>(env, "encoder_backward"));
-  k.Set("layernorm_forward", Napi::Function::New<Guarded<LayernormForward>>(env, "layernorm_forward"));
-  k.Set("layernorm_backward", Napi::Function::New<Guarded<LayernormBackward>>(env, "layernorm_backward"));
-  k.Set("gelu_forward", Napi::Function::New<Guarded<GeluForward>>(env, "gelu_forward"));
-  k.Set("gelu_backward", Napi::Function::New<Guarded<GeluBackward>>(env, "gelu_backward"));
-  k.Set("residual_forward", Napi::Function::New<Guarded<ResidualForward>>(env, "residual_forward"));
-  k.Set("add_inplace", Napi::Function::New<Guarded<AddInplace>>(env, "add_inplace"));
-  k.Set("scale_inplace", Napi::Function::New<Guarded<ScaleInplace>>(env, "scale_inplace"));
-  k.Set("fill", Napi::Function::New<Guarded<Fill>>(env, "fill"));
-  k.Set("sum_squares", Napi::Function::New<Guarded<SumSquares>>(env, "sum_squares"));
-  k.Set("attention_forward", Napi::Function::New<Guarded<AttentionForward>>(env, "attention_forward"));
-  k.Set("attention_backward", Napi::Function::New<Guarded<AttentionBackward>>(env, "attention_backward"));
-  k.Set("attention_cached_forward", Napi::Function::New<Guarded<AttentionCachedForward>>(env, "attention_cached_forward"));
-  k.Set("crossentropy_forward", Napi::Function::New<Guarded<CrossentropyForward>>(env, "crossentropy_forward"));
-  k.Set("crossentropy_backward", Napi::Function::New<Guarded<CrossentropyBackward>>(env, "crossentropy_backward"));
-  k.Set("softmax_forward", Napi::Function::New<Guarded<SoftmaxForward>>(env, "softmax_forward"));
-  k.Set("adamw_update", Napi::Function::New<Guarded<AdamwUpdate>>(env, "adamw_update"));
+  k.Set("matmul_forward", function<MatmulForward>(env, "matmul_forward"));
+  k.Set("matmul_backward", function<MatmulBackward>(env, "matmul_backward"));
+  k.Set("encoder_forward", function<EncoderForward>(env, "encoder_forward"));
+  k.Set("encoder_backward", function<EncoderBackward>(env, "encoder_backward"));
+  k.Set("layernorm_forward", function<LayernormForward>(env, "layernorm_forward"));
+  k.Set("layernorm_backward", function<LayernormBackward>(env, "layernorm_backward"));
+  k.Set("gelu_forward", function<GeluForward>(env, "gelu_forward"));
+  k.Set("gelu_backward", function<GeluBackward>(env, "gelu_backward"));
+  k.Set("residual_forward", function<ResidualForward>(env, "residual_forward"));
+  k.Set("add_inplace", function<AddInplace>(env, "add_inplace"));
+  k.Set("scale_inplace", function<ScaleInplace>(env, "scale_inplace"));
+  k.Set("fill", function<Fill>(env, "fill"));
+  k.Set("sum_squares", function<SumSquares>(env, "sum_squares"));
+  k.Set("attention_forward", function<AttentionForward>(env, "attention_forward"));
+  k.Set("attention_backward", function<AttentionBackward>(env, "attention_backward"));
+  k.Set("attention_cached_forward", function<AttentionCachedForward>(env, "attention_cached_forward"));
+  k.Set("crossentropy_forward", function<CrossentropyForward>(env, "crossentropy_forward"));
+  k.Set("crossentropy_backward", function<CrossentropyBackward>(env, "crossentropy_backward"));
+  k.Set("softmax_forward", function<SoftmaxForward>(env, "softmax_forward"));
+  k.Set("adamw_update", function<AdamwUpdate>(env, "adamw_update"));
   return k;
 }
 
-Napi::Function SgemmBinding(Napi::Env env) { return Napi::Function::New<Guarded<Sgemm>>(env, "sgemm"); }
+Napi::Function SgemmBinding(Napi::Env env) { return function<Sgemm>(env, "sgemm"); }
 
 }  // namespace gptune::napi

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  CONFIG_KEYS, CONFIG_SCHEMA, checkPartialConfig, configToJSON, DEFAULT_CONFIG, FLAGS_SOURCE, loadConfigFile, resolveConfig, TrainConfig,
+  CONFIG_KEYS, CONFIG_SCHEMA, checkPartialConfig, ConfigError, configToJSON, DEFAULT_CONFIG, FLAGS_SOURCE, loadConfigFile, resolveConfig, TrainConfig,
 } from '../../lib/config';
 import { tempDir } from '../helpers';
 
@@ -108,6 +108,17 @@ describe('errors name the file, the key, what was expected and what was received
   test.each(cases)('%s', (name, text, pattern) => {
     const file = write(name, text);
     expect(() => loadConfigFile(file)).toThrow(pattern);
+  });
+
+  test('YAML that parses but cannot be resolved (undefined alias, alias bomb) is a ConfigError', () => {
+    // Found by scripts/fuzz.ts: the yaml package throws a ReferenceError from toJS() for these.
+    const alias = write('alias.yaml', 'schedule: *constant\n');
+    expect(() => loadConfigFile(alias)).toThrow(ConfigError);
+    expect(() => loadConfigFile(alias)).toThrow(/^.*alias\.yaml: invalid YAML \(Unresolved alias/);
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (let i = 0; i < 8; i++) bomb.push(`${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill('*' + String.fromCharCode(97 + i)).join(', ')}]`);
+    const file = write('bomb.yaml', bomb.join('\n') + '\n');
+    expect(() => loadConfigFile(file)).toThrow(ConfigError);
   });
 
   test('a missing file and a folder', () => {
