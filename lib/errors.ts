@@ -1,2 +1,8 @@
 /** An error in what the user asked for (a flag, a file, a config key): the CLI exits with 2. */
 export class UsageError extends Error {}
+
+/**
+ * gptune cannot write where it was asked to (a read-only or full disk, a failed save): the message
+ * names the folder or file, the reason, and where anything already computed was kept.
+ */
+export class OutputError extends Error {}

@@ -17,20 +17,21 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { UsageError } from '../errors';
+import { OutputError, UsageError } from '../errors';
 import { OpenedModel, openModel } from '../model/open';
 import { ConfigError, resolveConfig, TrainConfig } from '../config';
 import { buildDatasets, DataReport } from '../data';
 import type { Batch, BatchSource } from '../data/types';
 import { setPrecision, setThreads } from '../device';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
+import { removeStaleTemporaries } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
-import { saveModel, TOKENIZER_FILES } from '../model/checkpoint';
+import { checkSpace, claimOutputFolder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
+import { copyModelFilesInto, copyModelFolder, MODEL_FILES, modelFolderFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
 import { GPT2, IGNORE_INDEX } from '../model/gpt2';
 import { Tokenizer } from '../tokenizer';
 import { AdamW, clipScale } from './adamw';
 import {
-  findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
+  CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
 } from './checkpoint_state';
 import { ProgressReporter, ProgressStream } from './progress';
 import { learningRate } from './schedule';
@@ -178,6 +179,27 @@ interface Setup {
   tokenizerFiles: Record<string, Uint8Array>;
   /** A resumed run's best model (a 'best' folder beside the resumed checkpoint, of the recorded best step). */
   inheritedBest: string | null;
+  /** A checkpoint folder outside output_dir, claimed as its own gptune output (step-N names are recorded as they are written). */
+  checkpointFolder: OutputFolder | null;
+}
+
+/** Bytes of the F32 weights of a model with `parameters` parameters (what saveModel writes), plus the small JSON and tokenizer files. */
+function modelBytes(parameters: number, tokenizerFiles: Record<string, Uint8Array>): number {
+  const headerAndConfig = 64 * 1024;
+  return parameters * Float32Array.BYTES_PER_ELEMENT + Object.values(tokenizerFiles).reduce((n, f) => n + f.byteLength, headerAndConfig);
+}
+
+/**
+ * Bytes the checkpoints of a run need at most: a resumable checkpoint holds the weights and AdamW's
+ * two moments (3x a model), a best checkpoint the weights only. Kept at once: last, best, the
+ * step-N ones save_total_limit keeps (or every one the run writes), and one more being written
+ * (writeDirAtomic builds the new folder before it removes the old one).
+ */
+function checkpointBytes(c: TrainConfig, model: number, totalSteps: number, startStep: number, validation: boolean): number {
+  const resumable = 3 * model;
+  const written = c.save_every > 0 ? Math.floor(totalSteps / c.save_every) - Math.floor(startStep / c.save_every) : 0;
+  const kept = c.save_total_limit === null ? written : Math.min(written, c.save_total_limit);
+  return resumable * (1 + kept + 1) + (validation ? model : 0);
 }
 
 /** Whether `dir` is the best checkpoint that `state` refers to. */
@@ -196,8 +218,6 @@ function readTokenizerFiles(dir: string | null): Record<string, Uint8Array> {
   }
   return files;
 }
-
-const MODEL_FILES = ['config.json', 'model.safetensors', ...TOKENIZER_FILES];
 
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly config: TrainConfig;
@@ -271,9 +291,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       // Before the model loads: a typo in a path should not cost a multi-GB read first.
       for (const [flag, file] of [['--data', c.data], ['--validation', c.validation]] as const) {
         if (file !== null && !fs.existsSync(file)) throw new UsageError(`${flag} ${file}: file not found`);
+        // A folder is read as its .txt files (format text); every other format reads one file.
+        if (file !== null && fs.statSync(file).isDirectory() && c.format !== 'auto' && c.format !== 'text') {
+          throw new UsageError(`${flag} ${file}: is a folder; format ${c.format} reads one file (a folder is read as .txt files with format text)`);
+        }
       }
     }
+    if (c.log_file && fs.existsSync(c.log_file) && fs.statSync(c.log_file).isDirectory()) throw new UsageError(`--log ${c.log_file}: is a folder; expected a file to append JSON lines to`);
     const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
+    const outputs = this.planOutputs();
     let opened: OpenedModel;
     if (this.opts.model) {
       if (!this.opts.tokenizer && !this.opts.train) throw new ConfigError('Trainer: with options.model, give options.tokenizer (or options.train batches)');
@@ -322,13 +348,77 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       }
       const bestBeside = resumeDir ? path.join(path.dirname(resumeDir), 'best') : null;
       const inheritedBest = bestBeside && isBestOf(bestBeside, state) ? bestBeside : null;
+      const tokenizerFiles = readTokenizerFiles(opened.tokenizerDir);
+      let checkpointFolder: OutputFolder | null;
+      try {
+        checkpointFolder = this.claimOutputs(outputs, modelBytes(model.numParameters, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir);
+      } catch (e) {
+        optimizer.free();
+        throw e;
+      }
       return {
-        opened, ownsModel, train, validation, dataReport, optimizer, totalSteps, warmup, state, tokenizerFiles: readTokenizerFiles(opened.tokenizerDir), inheritedBest,
+        opened, ownsModel, train, validation, dataReport, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest, checkpointFolder,
       };
     } catch (e) {
       if (ownsModel) opened.model.free();
       throw e;
     }
+  }
+
+  /**
+   * Checks, before anything loads, that output_dir (and a checkpoint_dir outside it) may be written:
+   * new, empty, or gptune's own previous output (replaced with overwrite, continued by a resumed
+   * run). Nothing is changed yet.
+   */
+  private planOutputs(): { out: OutputPlan | null; checkpoints: OutputPlan | null } {
+    const c = this.config;
+    const mode = c.resume_from ? 'continue' : c.overwrite ? 'replace' : 'new';
+    const checkpointDir = this.checkpointDir;
+    const inside = (dir: string | null, p: string | null): string | null => {
+      if (dir === null || p === null) return null;
+      const rel = path.relative(path.resolve(dir), path.resolve(p));
+      return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel.split(path.sep)[0] : null;
+    };
+    let out: OutputPlan | null = null;
+    if (c.output_dir) {
+      const entries = [...MODEL_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
+      out = planOutputFolder(c.output_dir, {
+        label: '--out', writer: 'gptune train', mode, entries,
+        replaceHint: 'add --overwrite (config key overwrite) to replace it, or --resume to continue it',
+      });
+    }
+    let checkpoints: OutputPlan | null = null;
+    if (checkpointDir !== null && inside(c.output_dir, checkpointDir) === null) {
+      checkpoints = planOutputFolder(checkpointDir, {
+        label: '--checkpoint-dir', writer: 'gptune train', mode, entries: ['best', 'last'],
+        replaceHint: 'add --overwrite (config key overwrite) to replace them, or --resume to continue',
+      });
+    }
+    return { out, checkpoints };
+  }
+
+  /**
+   * Before the first step: checks free space for the model and the checkpoints this run will write,
+   * then claims the output folders (removing a replaced previous output) and removes the temporary
+   * folders that killed runs left in the checkpoint folders. Returns the checkpoint folder to record
+   * step-N names in when it lies outside output_dir.
+   */
+  private claimOutputs(
+    plans: { out: OutputPlan | null; checkpoints: OutputPlan | null }, model: number, totalSteps: number, startStep: number, validation: boolean, resumeDir: string | null,
+  ): OutputFolder | null {
+    const c = this.config;
+    const checkpointDir = this.checkpointDir;
+    const checkpointing = checkpointDir !== null && (c.save_every > 0 || validation || c.resume_from !== null);
+    const needs = [];
+    if (c.output_dir) needs.push({ target: c.output_dir, label: '--out', bytes: model });
+    if (checkpointing) needs.push({ target: checkpointDir!, label: checkpointDir === path.join(c.output_dir ?? '', 'checkpoints') ? '--out' : '--checkpoint-dir', bytes: checkpointBytes(c, model, totalSteps, startStep, validation) });
+    checkSpace(needs);
+    if (plans.out) claimOutputFolder(plans.out);
+    const checkpointFolder = plans.checkpoints ? claimOutputFolder(plans.checkpoints) : null;
+    // A run killed while saving leaves .<name>.gptune-tmp-<pid>-* folders of a checkpoint's size.
+    if (checkpointDir !== null) removeStaleTemporaries(checkpointDir);
+    if (resumeDir !== null) removeStaleTemporaries(path.dirname(resumeDir));
+    return checkpointFolder;
   }
 
   private async loop(s: Setup): Promise<FitResult> {
@@ -344,7 +434,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     let bestSaved = false;
     if (checkpointing && s.inheritedBest) {
       const here = path.join(checkpointDir!, 'best');
-      if (path.resolve(here) !== path.resolve(s.inheritedBest)) copyFolderAtomic(s.inheritedBest, here);
+      if (path.resolve(here) !== path.resolve(s.inheritedBest)) copyModelFolder(s.inheritedBest, here, [STATE_FILE, CONFIG_FILE]);
       bestSaved = true;
     }
     if (s.dataReport) {
@@ -371,6 +461,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const dir = path.join(checkpointDir, kind === 'step' ? `step-${state.step}` : kind);
       state.data_state = s.train.getState();
       state.elapsed_s = elapsed();
+      s.checkpointFolder?.record([path.basename(dir)]);
       writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: c, tokenizerFiles: s.tokenizerFiles });
       if (kind === 'step') pruneStepCheckpoints(checkpointDir, c.save_total_limit);
       this.emit('checkpoint', { step: state.step, kind, dir });
@@ -434,9 +525,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       return this.result(s, reason, lastEval, null, null, dir);
     }
     if (reason === 'completed' && s.validation && c.eval_at_end && state.last_eval_step !== state.step) runEval();
-    const lastDir = checkpointing ? save('last') : null;
     const outputModel = bestSaved ? 'best' : 'last';
-    if (c.output_dir) this.publish(s, checkpointing ? path.join(checkpointDir!, outputModel) : null);
+    const lastDir = this.saveFinal(s, checkpointing ? () => save('last') : null, checkpointing ? path.join(checkpointDir!, outputModel) : null);
     return this.result(s, reason, lastEval, c.output_dir, c.output_dir ? outputModel : null, lastDir);
   }
 
@@ -478,30 +568,57 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /**
+   * The end of a run: checkpoints/last (when checkpointing), then the model into output_dir. A
+   * failure names the file and where the trained weights are: checkpoints/last when it was written,
+   * else a checkpoints/last written now as a fallback (a plain run writes no checkpoints), else that
+   * they could not be kept. Returns checkpoints/last or null.
+   */
+  private saveFinal(s: Setup, saveLast: (() => string | null) | null, source: string | null): string | null {
+    const c = this.config;
+    let lastDir: string | null = null;
+    try {
+      if (saveLast) lastDir = saveLast();
+    } catch (e) {
+      throw new OutputError(`${(e as Error).message}; the final checkpoint was not saved${this.newestCheckpointNote()}`);
+    }
+    if (!c.output_dir) return lastDir;
+    try {
+      this.publish(s, source);
+    } catch (e) {
+      const message = (e as Error).message;
+      if (lastDir !== null) throw new OutputError(`${message}; the trained model is kept in ${lastDir} (a model folder; --resume ${lastDir} continues the run)`);
+      const fallback = this.checkpointDir === null ? null : path.join(this.checkpointDir, 'last');
+      if (fallback !== null) {
+        try {
+          writeCheckpoint(fallback, { model: s.opened.model, optimizer: s.optimizer, state: s.state, config: c, tokenizerFiles: s.tokenizerFiles });
+          throw new OutputError(`${message}; the trained model was saved to ${fallback} instead (a model folder; --resume ${fallback} continues the run)`);
+        } catch (fallbackError) {
+          if (fallbackError instanceof OutputError) throw fallbackError;
+          throw new OutputError(`${message}; the trained weights could not be kept (saving ${fallback} failed too: ${(fallbackError as Error).message})`);
+        }
+      }
+      throw new OutputError(`${message}; the trained weights could not be kept`);
+    }
+    return lastDir;
+  }
+
+  /** "; the newest checkpoint on disk is DIR" when the checkpoint folder holds a step-N one. */
+  private newestCheckpointNote(): string {
+    const dir = this.checkpointDir;
+    if (dir === null || !fs.existsSync(dir)) return '';
+    const names = fs.readdirSync(dir).filter((n) => /^step-\d+$/.test(n)).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+    return names.length > 0 ? `; the newest checkpoint on disk is ${path.join(dir, names[names.length - 1])}` : '';
+  }
+
+  /**
    * output_dir gets the best model (checkpoints/best) when there was validation, else the final one.
-   * When the checkpoints live inside output_dir the folder cannot be swapped as a whole, so each
-   * model file is replaced atomically on its own: config.json and the tokenizer files are the same
-   * for every checkpoint of a run, and model.safetensors is replaced in one rename.
+   * Each model file is replaced atomically on its own (writeModelFiles): output_dir is never
+   * swapped as a whole, since it holds the checkpoints and may hold the log beside the model.
    */
   private publish(s: Setup, source: string | null): void {
     const outDir = this.config.output_dir!;
-    if (source === null) {
-      saveModel(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles });
-      return;
-    }
-    const files: Record<string, Buffer> = {};
-    for (const name of MODEL_FILES) {
-      const file = path.join(source, name);
-      if (fs.existsSync(file)) files[name] = fs.readFileSync(file);
-    }
-    const inside = !path.relative(path.resolve(outDir), path.resolve(source)).startsWith('..');
-    if (!inside) {
-      writeDirAtomic(outDir, files);
-      return;
-    }
-    fs.mkdirSync(outDir, { recursive: true });
-    for (const name of Object.keys(files).filter((n) => n !== 'model.safetensors')) writeFileAtomic(path.join(outDir, name), files[name]);
-    writeFileAtomic(path.join(outDir, 'model.safetensors'), files['model.safetensors']);
+    if (source === null) writeModelFiles(outDir, modelFolderFiles(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles }));
+    else copyModelFilesInto(source, outDir);
   }
 
   private result(
@@ -513,10 +630,4 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       model: s.opened.model,
     };
   }
-}
-
-function copyFolderAtomic(from: string, to: string): void {
-  const files: Record<string, Buffer> = {};
-  for (const name of fs.readdirSync(from)) files[name] = fs.readFileSync(path.join(from, name));
-  writeDirAtomic(to, files);
 }
