@@ -40,6 +40,13 @@ interface Manifest {
   entries: string[];
 }
 
+/** The top-level entry of folder `dir` that path `p` is or lies under, or null when `p` is not inside `dir`. */
+export function entryUnder(dir: string, p: string): string | null {
+  const rel = path.relative(path.resolve(dir), path.resolve(p));
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return null;
+  return rel.split(path.sep)[0];
+}
+
 /** Lists at most `n` names, then how many more. */
 function someNames(names: readonly string[], n = 5): string {
   const shown = names.slice(0, n).join(', ');
@@ -82,13 +89,6 @@ export class OutputFolder {
       this.entries.add(name);
     }
     if (this.entries.size !== before || !fs.existsSync(path.join(this.dir, OUTPUT_MANIFEST))) this.writeManifest();
-  }
-
-  /** The top-level name inside this folder that `p` is or lies under, or null when `p` is outside it. */
-  entryOf(p: string): string | null {
-    const rel = path.relative(this.dir, path.resolve(p));
-    if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return null;
-    return rel.split(path.sep)[0];
   }
 
   private writeManifest(): void {

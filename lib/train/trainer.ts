@@ -25,7 +25,7 @@ import type { Batch, BatchSource } from '../data/types';
 import { setPrecision, setThreads } from '../device';
 import { removeStaleTemporaries } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
-import { checkSpace, claimOutputFolder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
+import { checkSpace, claimOutputFolder, entryUnder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
 import { copyModelFilesInto, copyModelFolder, MODEL_FILES, modelFolderFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
 import { GPT2, IGNORE_INDEX } from '../model/gpt2';
 import { Tokenizer } from '../tokenizer';
@@ -374,11 +374,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const c = this.config;
     const mode = c.resume_from ? 'continue' : c.overwrite ? 'replace' : 'new';
     const checkpointDir = this.checkpointDir;
-    const inside = (dir: string | null, p: string | null): string | null => {
-      if (dir === null || p === null) return null;
-      const rel = path.relative(path.resolve(dir), path.resolve(p));
-      return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel.split(path.sep)[0] : null;
-    };
+    const inside = (dir: string | null, p: string | null): string | null => (dir === null || p === null ? null : entryUnder(dir, p));
     let out: OutputPlan | null = null;
     if (c.output_dir) {
       const entries = [...MODEL_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);

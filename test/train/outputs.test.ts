@@ -5,10 +5,11 @@
  * trained weights are; temporary folders of killed runs are removed; a checkpoint resumes from any
  * working directory; folders given for files are one-line errors naming the flag.
  */
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { OutputError } from '../../lib/errors';
+import { isAtomicTemporary } from '../../lib/io/atomic';
 import { Trainer } from '../../lib/train/trainer';
 import { FIXTURES, tempDir, TINY } from '../helpers';
 
@@ -190,6 +191,25 @@ describe('resuming', () => {
     expect(fs.existsSync(live)).toBe(true);
     expect(fs.existsSync(lookalike)).toBe(true);
   });
+});
+
+test('kill -9 while checkpointing every step: the resumed run leaves no temporary folders behind', async () => {
+  const out = path.join(tempDir('gptune-kill9-'), 'out');
+  const checkpoints = path.join(out, 'checkpoints');
+  const child = spawn(process.execPath, [CLI, 'train', '--model', TINY, '--data', DATA, '--out', out, '--steps', '100000', '--batch-size', '1', '--seq-len', '16', '--save-every', '1', '--quiet'], { cwd: ROOT, stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const steps = () => (fs.existsSync(checkpoints) ? fs.readdirSync(checkpoints).filter((n) => n.startsWith('step-')).length : 0);
+  // A checkpoint is written every step, so most moments are inside a write; whether this one is or
+  // not, what the resumed run leaves must hold no temporary.
+  for (let i = 0; i < 600 && steps() < 3; i++) await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGKILL');
+  await exited;
+  const temporaries = () => [out, checkpoints].flatMap((d) => fs.readdirSync(d).filter(isAtomicTemporary));
+  const newest = Math.max(...fs.readdirSync(checkpoints).filter((n) => /^step-\d+$/.test(n)).map((n) => Number(n.slice(5))));
+  const resumed = gptune(['train', '--resume', out, '--steps', String(newest + 1), '--quiet']);
+  expect(resumed.stderr).toBe('');
+  expect(resumed.code).toBe(0);
+  expect(temporaries()).toEqual([]);
 });
 
 /** Mounts a tmpfs at a new folder, or returns why it cannot (then the tests that need it are skipped, saying so). */
