@@ -32,6 +32,12 @@ export interface OutputFolderOptions {
   replaceHint: string;
   /** Top-level entries the writer is going to create (listed before they are written, so a killed run's files stay its own). */
   entries: readonly string[];
+  /**
+   * Mode 'continue' only: a folder without a manifest (written by a gptune from before manifests)
+   * is taken as gptune's when this is true and it holds nothing but `entries`; the caller says so
+   * when it has other evidence (the checkpoint being resumed lies inside the folder).
+   */
+  adoptUnlisted?: boolean;
 }
 
 interface Manifest {
@@ -123,6 +129,9 @@ export function planOutputFolder(dir: string, o: OutputFolderOptions): OutputPla
   const names = fs.readdirSync(abs).sort();
   const manifest = readManifest(abs, o.label);
   const listed = new Set(manifest?.entries ?? []);
+  if (!manifest && o.mode === 'continue' && o.adoptUnlisted && names.every((n) => o.entries.includes(n) || isAtomicTemporary(n))) {
+    for (const n of names) if (!isAtomicTemporary(n)) listed.add(n);
+  }
   const foreign = names.filter((n) => n !== OUTPUT_MANIFEST && !listed.has(n) && !isAtomicTemporary(n));
   if (foreign.length > 0) {
     const clashes = foreign.filter((n) => o.entries.includes(n));

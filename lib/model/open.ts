@@ -31,6 +31,7 @@ export function openModel(spec: string, device: DeviceChoice, seed: number): Ope
     return { model, tokenizer, tokenizerDir: null };
   }
   if (!fs.existsSync(spec)) throw new UsageError(`--model ${spec}: folder not found (give a Hugging Face GPT-2 folder or new:n_layer=...,n_head=...,n_embd=...)`);
+  if (!fs.statSync(spec).isDirectory()) throw new UsageError(`--model ${spec}: is a file; expected a model folder (config.json + model.safetensors) or new:n_layer=...`);
   const tokenizer = loadTokenizer(spec);
   const model = loadModel(spec, { device: dev });
   if (tokenizer.vocabSize > model.config.vocab_size) {

@@ -31,7 +31,8 @@ import { GPT2, IGNORE_INDEX } from '../model/gpt2';
 import { Tokenizer } from '../tokenizer';
 import { AdamW, clipScale } from './adamw';
 import {
-  CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
+  CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readTrainerState, STATE_FILE, stepCheckpoints, TrainerState,
+  writeCheckpoint,
 } from './checkpoint_state';
 import { ProgressReporter, ProgressStream } from './progress';
 import { learningRate } from './schedule';
@@ -299,7 +300,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }
     if (c.log_file && fs.existsSync(c.log_file) && fs.statSync(c.log_file).isDirectory()) throw new UsageError(`--log ${c.log_file}: is a folder; expected a file to append JSON lines to`);
     const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
-    const outputs = this.planOutputs();
+    const outputs = this.planOutputs(resumeDir);
     let opened: OpenedModel;
     if (this.opts.model) {
       if (!this.opts.tokenizer && !this.opts.train) throw new ConfigError('Trainer: with options.model, give options.tokenizer (or options.train batches)');
@@ -370,7 +371,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * new, empty, or gptune's own previous output (replaced with overwrite, continued by a resumed
    * run). Nothing is changed yet.
    */
-  private planOutputs(): { out: OutputPlan | null; checkpoints: OutputPlan | null } {
+  private planOutputs(resumeDir: string | null): { out: OutputPlan | null; checkpoints: OutputPlan | null } {
     const c = this.config;
     const mode = c.resume_from ? 'continue' : c.overwrite ? 'replace' : 'new';
     const checkpointDir = this.checkpointDir;
@@ -379,14 +380,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (c.output_dir) {
       const entries = [...MODEL_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
       out = planOutputFolder(c.output_dir, {
-        label: '--out', writer: 'gptune train', mode, entries,
+        label: '--out', writer: 'gptune train', mode, entries, adoptUnlisted: resumeDir !== null && inside(c.output_dir, resumeDir) !== null,
         replaceHint: 'add --overwrite (config key overwrite) to replace it, or --resume to continue it',
       });
     }
     let checkpoints: OutputPlan | null = null;
     if (checkpointDir !== null && inside(c.output_dir, checkpointDir) === null) {
       checkpoints = planOutputFolder(checkpointDir, {
-        label: '--checkpoint-dir', writer: 'gptune train', mode, entries: ['best', 'last'],
+        label: '--checkpoint-dir', writer: 'gptune train', mode, entries: ['best', 'last'], adoptUnlisted: false,
         replaceHint: 'add --overwrite (config key overwrite) to replace them, or --resume to continue',
       });
     }
@@ -565,9 +566,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /**
    * The end of a run: checkpoints/last (when checkpointing), then the model into output_dir. A
-   * failure names the file and where the trained weights are: checkpoints/last when it was written,
-   * else a checkpoints/last written now as a fallback (a plain run writes no checkpoints), else that
-   * they could not be kept. Returns checkpoints/last or null.
+   * failure names the file and where the trained weights are: output_dir when only checkpoints/last
+   * failed; checkpoints/last when only output_dir failed, or a checkpoints/last written now as a
+   * fallback (a plain run writes no checkpoints); else the newest checkpoint on disk, or that they
+   * could not be kept. Returns checkpoints/last or null.
    */
   private saveFinal(s: Setup, saveLast: (() => string | null) | null, source: string | null): string | null {
     const c = this.config;
@@ -575,7 +577,17 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     try {
       if (saveLast) lastDir = saveLast();
     } catch (e) {
-      throw new OutputError(`${(e as Error).message}; the final checkpoint was not saved${this.newestCheckpointNote()}`);
+      // The weights are still in memory: output_dir can still receive them (from the best checkpoint, or these).
+      let kept = `the final checkpoint was not saved${this.newestCheckpointNote()}`;
+      if (c.output_dir) {
+        try {
+          this.publish(s, source !== null && path.basename(source) === 'best' ? source : null);
+          kept += `; the model is in ${c.output_dir}`;
+        } catch (publishError) {
+          kept += `; writing ${c.output_dir} failed too (${(publishError as Error).message})`;
+        }
+      }
+      throw new OutputError(`${(e as Error).message}; ${kept}`);
     }
     if (!c.output_dir) return lastDir;
     try {
@@ -584,26 +596,24 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const message = (e as Error).message;
       if (lastDir !== null) throw new OutputError(`${message}; the trained model is kept in ${lastDir} (a model folder; --resume ${lastDir} continues the run)`);
       const fallback = this.checkpointDir === null ? null : path.join(this.checkpointDir, 'last');
+      let kept = 'the trained weights could not be kept';
       if (fallback !== null) {
         try {
           writeCheckpoint(fallback, { model: s.opened.model, optimizer: s.optimizer, state: s.state, config: c, tokenizerFiles: s.tokenizerFiles });
-          throw new OutputError(`${message}; the trained model was saved to ${fallback} instead (a model folder; --resume ${fallback} continues the run)`);
+          kept = `the trained model was saved to ${fallback} instead (a model folder; --resume ${fallback} continues the run)`;
         } catch (fallbackError) {
-          if (fallbackError instanceof OutputError) throw fallbackError;
-          throw new OutputError(`${message}; the trained weights could not be kept (saving ${fallback} failed too: ${(fallbackError as Error).message})`);
+          kept += ` (saving ${fallback} failed too: ${(fallbackError as Error).message})`;
         }
       }
-      throw new OutputError(`${message}; the trained weights could not be kept`);
+      throw new OutputError(`${message}; ${kept}`);
     }
     return lastDir;
   }
 
   /** "; the newest checkpoint on disk is DIR" when the checkpoint folder holds a step-N one. */
   private newestCheckpointNote(): string {
-    const dir = this.checkpointDir;
-    if (dir === null || !fs.existsSync(dir)) return '';
-    const names = fs.readdirSync(dir).filter((n) => /^step-\d+$/.test(n)).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
-    return names.length > 0 ? `; the newest checkpoint on disk is ${path.join(dir, names[names.length - 1])}` : '';
+    const steps = this.checkpointDir === null ? [] : stepCheckpoints(this.checkpointDir);
+    return steps.length > 0 ? `; the newest checkpoint on disk is ${steps[steps.length - 1].dir}` : '';
   }
 
   /**

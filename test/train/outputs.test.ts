@@ -145,6 +145,11 @@ describe('paths of the wrong kind are one-line errors naming the flag', () => {
     expectOneLineError(r, /--data .*: is a folder; format prompt_completion reads one file/);
   });
 
+  test('--model is a file', () => {
+    const file = path.join(TINY, 'model.safetensors');
+    expectOneLineError(gptune(['train', '--model', file, '--data', DATA, '--out', path.join(tempDir(), 'out'), ...SMALL]), /--model .*model\.safetensors: is a file; expected a model folder/);
+  });
+
   test('--out below a file', () => {
     const file = path.join(tempDir(), 'a-file');
     fs.writeFileSync(file, 'x');
@@ -164,6 +169,20 @@ describe('resuming', () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({ steps: 3, saved: path.join(dir, 'out') });
     expect(fs.readdirSync(elsewhere)).toEqual([]);
+  });
+
+  test('an output written before manifests existed resumes, unless it holds something gptune does not write', () => {
+    const out = path.join(tempDir('gptune-legacy-'), 'out');
+    expect(gptune(['train', '--model', TINY, '--data', DATA, '--out', out, ...SMALL, '--save-every', '1']).code).toBe(0);
+    fs.rmSync(path.join(out, '.gptune-output.json'));
+    fs.writeFileSync(path.join(out, 'notes.txt'), 'mine');
+    const refused = gptune(['train', '--resume', path.join(out, 'checkpoints', 'last'), '--steps', '3', '--quiet']);
+    expectOneLineError(refused, /--out .*: is not empty and is not a gptune output \(checkpoints, .*notes\.txt/);
+    fs.rmSync(path.join(out, 'notes.txt'));
+    const r = gptune(['train', '--resume', path.join(out, 'checkpoints', 'last'), '--steps', '3', '--quiet']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(out, '.gptune-output.json'), 'utf8')).entries).toEqual(expect.arrayContaining(['checkpoints', 'config.json', 'model.safetensors']));
   });
 
   test('removes the temporary folders a killed run left (gptune\'s pattern, dead pid only)', () => {
@@ -252,13 +271,17 @@ describe('a read-only or full --out fails before training', () => {
     }
   });
 
+  /** Takes every free byte of the file system at `dir`, as another program might. */
+  function fill(dir: string): void {
+    const st = fs.statfsSync(dir);
+    fs.writeFileSync(path.join(dir, 'filler'), Buffer.alloc(Number(st.bavail * st.bsize)));
+  }
+
   /** A Trainer whose disk (the tmpfs at `full`) is filled by another program after step 1, when the checks have passed. */
   function trainerFillingDisk(full: string, config: ConstructorParameters<typeof Trainer>[0]): Trainer {
     const trainer = new Trainer({ model: TINY, data: DATA, max_steps: 2, batch_size: 1, seq_len: 16, ...config });
     trainer.on('step', (s) => {
-      if (s.step !== 1) return;
-      const st = fs.statfsSync(full);
-      fs.writeFileSync(path.join(full, 'filler'), Buffer.alloc(Number(st.bavail * st.bsize)));
+      if (s.step === 1) fill(full);
     });
     return trainer;
   }
@@ -271,6 +294,22 @@ describe('a read-only or full --out fails before training', () => {
       await expect(failure).rejects.toThrow(OutputError);
       await expect(failure).rejects.toThrow(new RegExp(`${out}/\\S+: ENOSPC.*; the trained model is kept in ${checkpoints}/last`));
       expect(fs.existsSync(path.join(checkpoints, 'last', 'model.safetensors'))).toBe(true);
+    } finally {
+      m.unmount();
+    }
+  });
+
+  withMount('a checkpoint disk that fills before the final checkpoint: the model still reaches --out, and the error says so', async () => {
+    const m = tmpfs('size=4m') as { dir: string; unmount: () => void };
+    try {
+      const out = path.join(tempDir(), 'out'), checkpoints = path.join(m.dir, 'checkpoints');
+      const trainer = new Trainer({ model: TINY, data: DATA, max_steps: 2, batch_size: 1, seq_len: 16, output_dir: out, checkpoint_dir: checkpoints, save_every: 2 });
+      trainer.on('checkpoint', (e) => {
+        if (e.kind === 'step') fill(m.dir);
+      });
+      const failure = trainer.fit();
+      await expect(failure).rejects.toThrow(new RegExp(`${checkpoints}/last/\\S+: ENOSPC.*; the final checkpoint was not saved; the newest checkpoint on disk is ${checkpoints}/step-2; the model is in ${out}`));
+      expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
     } finally {
       m.unmount();
     }
