@@ -107,7 +107,6 @@ export class OutputFolder {
 export interface OutputPlan {
   dir: string;
   options: OutputFolderOptions;
-  exists: boolean;
   /** Entries of a previous gptune output present in the folder (removed in mode 'replace'). */
   previous: string[];
   /** What the folder's manifest lists now. */
@@ -123,7 +122,7 @@ export function planOutputFolder(dir: string, o: OutputFolderOptions): OutputPla
   const abs = path.resolve(dir);
   if (!fs.existsSync(abs)) {
     checkWritable(abs, o.label, 0);
-    return { dir: abs, options: o, exists: false, previous: [], listed: [] };
+    return { dir: abs, options: o, previous: [], listed: [] };
   }
   if (!fs.statSync(abs).isDirectory()) throw new UsageError(`${o.label} ${dir}: exists and is a file; expected a folder (new or empty)`);
   const names = fs.readdirSync(abs).sort();
@@ -144,7 +143,7 @@ export function planOutputFolder(dir: string, o: OutputFolderOptions): OutputPla
     throw new UsageError(`${o.label} ${dir}: holds a previous gptune output (${someNames(previous)}); ${o.replaceHint}`);
   }
   checkWritable(abs, o.label, 0);
-  return { dir: abs, options: o, exists: true, previous, listed: [...listed] };
+  return { dir: abs, options: o, previous, listed: [...listed] };
 }
 
 /**
