@@ -6,3 +6,9 @@ export class MemoryBudgetError extends UsageError {}
 
 /** Non-finite numbers where finite ones are required: a model's weights, a loss. */
 export class NonFiniteError extends Error {}
+
+/**
+ * gptune cannot write where it was asked to (a read-only or full disk, a failed save): the message
+ * names the folder or file, the reason, and where anything already computed was kept.
+ */
+export class OutputError extends Error {}

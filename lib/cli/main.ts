@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * gptune's command line. Results go to stdout (the last line is JSON with --json); errors go to
- * stderr as one line naming the problem, with a non-zero exit. Nothing is written to --out unless
- * the whole run succeeds (checkpoints are written atomically). Each command lives in commands/.
+ * stderr as one line naming the problem, with a non-zero exit. Bad input fails before anything is
+ * written; --out receives the model only when the whole run succeeds (before that it holds gptune's
+ * manifest and the checkpoints, each written atomically). Each command lives in commands/.
  */
 import { setPrecision, setThreads } from '../device';
 import { VERSION } from '../version';

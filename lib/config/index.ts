@@ -45,6 +45,8 @@ export interface TrainConfig {
   output_dir: string | null;
   /** Where checkpoints go (step-N, last, best). Default null = <output_dir>/checkpoints. */
   checkpoint_dir: string | null;
+  /** Replace a previous gptune output in output_dir (only the files gptune listed in its manifest; anything else there is refused). Default false: output_dir must be new or empty. */
+  overwrite: boolean;
 
   // --- optimisation ---
   /** Peak learning rate. Default 3e-4. */
@@ -161,6 +163,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   skip_invalid: { type: 'bool', default: false, flag: 'skip-invalid', help: 'skip and count invalid data lines instead of failing' },
   output_dir: { type: 'string', nullable: true, default: null, flag: 'out', help: 'output folder: the best model at the end (required)' },
   checkpoint_dir: { type: 'string', nullable: true, default: null, flag: 'checkpoint-dir', help: 'checkpoint folder (default: OUT/checkpoints)' },
+  overwrite: { type: 'bool', default: false, flag: 'overwrite', help: 'replace a previous gptune output in --out (only the files gptune wrote there; a folder holding anything else is refused)' },
   learning_rate: { type: 'number', min: 0, default: 3e-4, flag: 'lr', help: 'peak learning rate' },
   batch_size: { type: 'int', min: 1, default: 4, flag: 'batch-size', help: 'sequences per micro-batch (B)' },
   grad_accum_steps: { type: 'int', min: 1, default: 1, flag: 'grad-accum', help: 'micro-batches per optimizer step' },

@@ -26,8 +26,9 @@ import * as path from 'path';
 import { compileTemplate, loadRecords, renderRecord } from '../data';
 import { setThreads } from '../device';
 import { classificationReport, ClassificationReport, evaluateClassification, evaluateGeneration, GenerationEvalResult } from '../eval';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
-import { loadModel, saveModel } from '../model/checkpoint';
+import { writeFileAtomic } from '../io/atomic';
+import { prepareOutputFolder } from '../io/output';
+import { copyModelFolder, loadModel, saveModel } from '../model/checkpoint';
 import { parseGPT2Config } from '../model/config';
 import { GPT2 } from '../model/gpt2';
 import { addon } from '../native';
@@ -328,6 +329,18 @@ function charsPerToken(tokenizer: Tokenizer, texts: readonly string[]): number {
   return tokens > 0 ? chars / tokens : 0;
 }
 
+/** What the demo writes into --out (top level); `.work` holds the run's scratch files and is removed at the end. */
+const DEMO_OUTPUT_ENTRIES = ['.work', 'data', 'models', 'report.json', 'report.md', 'loss-curves.svg'];
+
+/**
+ * Claims the demo's --out: a new or empty folder, or the demo's own previous output, which is
+ * replaced (npm start runs the demo into demo-out/ again and again); a folder holding anything
+ * else is refused, naming it.
+ */
+export function prepareDemoOutput(outDir: string): void {
+  prepareOutputFolder(outDir, { label: '--out', writer: 'gptune demo', mode: 'replace', entries: DEMO_OUTPUT_ENTRIES, replaceHint: '' });
+}
+
 export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   const started = Date.now();
   const preset = PRESETS[opts.preset];
@@ -338,7 +351,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   const workDir = path.join(outDir, '.work');
   const dataDir = path.join(outDir, 'data');
   const modelsDir = path.join(outDir, 'models');
-  fs.rmSync(workDir, { recursive: true, force: true });
+  prepareDemoOutput(outDir);
   fs.mkdirSync(workDir, { recursive: true });
   fs.mkdirSync(dataDir, { recursive: true });
   const compute: StageCost[] = [];
@@ -364,7 +377,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     const base = await obtainBase(opts, preset, docs, workDir, log);
     compute.push({ stage: 'tokenizer + pretraining (base)', wall_s: base.wallSeconds, train_tokens: base.pretrain.train_tokens, tokens_per_s: base.pretrain.tokens_per_s, peak_rss_mb: base.pretrain.peak_rss_mb, cached: base.cached });
     const tokenizer = loadTokenizer(base.dir);
-    saveModelCopy(base.dir, path.join(modelsDir, 'base'));
+    copyModelFolder(base.dir, path.join(modelsDir, 'base'));
 
     // --- the email data files (their texts are cut to fit the base model's context) ---
     const preparedAt = Date.now();
@@ -566,13 +579,6 @@ function countParameters(dir: string): number {
   } finally {
     model.free();
   }
-}
-
-/** Copies a model folder (config, weights, tokenizer files) atomically. */
-function saveModelCopy(from: string, to: string): void {
-  const files: Record<string, Uint8Array> = {};
-  for (const name of ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt']) files[name] = fs.readFileSync(path.join(from, name));
-  writeDirAtomic(to, files);
 }
 
 function curvePanels(r: DemoReport): Panel[] {

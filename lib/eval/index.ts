@@ -20,5 +20,5 @@ export { scoreLines, scoreFiles, readLines, SCORE_METRICS } from './score';
 export type { ScoreMetric, ScoreOptions, ScoreResult } from './score';
 export { classificationReport, bleuReport, rougeReport, formatClassificationReport, formatBleuReport, formatRougeReport, formatTable } from './report';
 export type { ClassificationReport, ClassFigures, BleuReport, RougeReport, PRF } from './report';
-export { chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat } from './review';
+export { chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat, isReviewFile } from './review';
 export type { ReviewEntry, ReviewFormat } from './review';

@@ -4,6 +4,7 @@
  */
 import * as path from 'path';
 import { writeFileAtomic } from '../io/atomic';
+import { firstLineHasKeys } from '../io/output';
 import { Rng } from '../util/rng';
 
 export interface ReviewEntry {
@@ -44,8 +45,15 @@ function fenced(text: string): string {
   return `${fence}text\n${text}\n${fence}`;
 }
 
+const REVIEW_TITLE = '# gptune sample review';
+
+/** Whether a file starting with `head` is a review that writeReview wrote (and may replace). */
+export function isReviewFile(head: string): boolean {
+  return head.startsWith(REVIEW_TITLE + '\n') || firstLineHasKeys(head, ['index', 'prompt', 'output', 'reference']);
+}
+
 export function formatReviewMarkdown(entries: readonly ReviewEntry[], header: Record<string, string | number>): string {
-  const parts = ['# gptune sample review', ''];
+  const parts = [REVIEW_TITLE, ''];
   for (const [key, value] of Object.entries(header)) parts.push(`- ${key}: ${value}`);
   for (const e of entries) {
     parts.push('', `## Example ${e.index + 1}${e.line !== undefined ? ` (line ${e.line})` : ''}`, '');

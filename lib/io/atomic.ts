@@ -6,6 +6,11 @@
  * Files: write to a temporary sibling, fsync it, rename over the target (atomic on POSIX within one
  * file system, hence "sibling"), fsync the directory so the rename itself survives a power cut.
  * Folders: build the whole folder as a temporary sibling, then swap it in with two renames.
+ *
+ * Temporary siblings are named `.<name>.gptune-tmp-<pid>-<12 hex>` (or `gptune-old-`), so that a run
+ * killed with SIGKILL leaves leftovers that removeStaleTemporaries can recognise as gptune's own and
+ * as abandoned (the pid no longer runs) without touching anything else.
+ * Errors name the file: Node's write/fsync errors ("ENOSPC: no space left on device, write") do not.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -20,13 +25,70 @@ export type FileContents = string | Uint8Array | readonly Uint8Array[];
 /** Largest single write; Node's fs.writeSync rejects lengths above 2 GiB - 1. */
 const MAX_WRITE_BYTES = 1 << 30;
 
+type TemporaryKind = 'tmp' | 'old';
+
+/** `.<target name>.gptune-<kind>-<pid>-<12 hex>`: what temporarySiblingPath makes, nothing else. */
+const TEMPORARY_NAME = /^\.(.+)\.gptune-(tmp|old)-(\d+)-[0-9a-f]{12}$/;
+
 /** A name for a temporary sibling of `target` that no other writer (process or call) will pick. */
-function temporarySiblingPath(target: string, kind: string): string {
+function temporarySiblingPath(target: string, kind: TemporaryKind): string {
   const dir = path.dirname(target);
   const base = path.basename(target);
   const unique = `${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
   // Leading dot: hidden from casual `ls`, and never mistaken for a checkpoint by a glob on the name.
-  return path.join(dir, `.${base}.${kind}-${unique}`);
+  return path.join(dir, `.${base}.gptune-${kind}-${unique}`);
+}
+
+/** Whether `name` is a temporary sibling that writeFileAtomic / writeDirAtomic create. */
+export function isAtomicTemporary(name: string): boolean {
+  return TEMPORARY_NAME.test(name);
+}
+
+/** Whether a process with this id runs (on this machine); EPERM means it runs as another user. */
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary siblings in `dir` left by writers that no longer run (a run killed with
+ * SIGKILL while it saved a checkpoint leaves a `.gptune-tmp-` folder of the checkpoint's size).
+ * Only gptune's own pattern is touched, and only when its pid is not a live process: a concurrent
+ * writer's temporaries stay. An abandoned `.gptune-old-` folder whose target is missing (a kill
+ * between the two renames of writeDirAtomic) is the complete previous version: it is renamed back.
+ * Returns the paths removed or restored.
+ */
+export function removeStaleTemporaries(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const handled: string[] = [];
+  for (const name of names) {
+    const m = TEMPORARY_NAME.exec(name);
+    if (!m || processAlive(Number(m[3]))) continue;
+    const stale = path.join(dir, name);
+    const target = path.join(dir, m[1]);
+    if (m[2] === 'old' && !fs.existsSync(target)) fs.renameSync(stale, target);
+    else fs.rmSync(stale, { recursive: true, force: true });
+    handled.push(stale);
+  }
+  return handled;
+}
+
+/** The error of a failed write, with the file it was writing in the message (the code is kept). */
+function naming(err: unknown, file: string): Error {
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.message !== 'string' || e.message.startsWith(file)) return e;
+  return Object.assign(new Error(`${file}: ${e.message}`), { code: e.code, errno: e.errno, syscall: e.syscall, path: file });
 }
 
 function writeAllToFd(fd: number, contents: FileContents, filePath: string): void {
@@ -62,13 +124,15 @@ function fsyncDirectory(dir: string): void {
   }
 }
 
-/** Write, fsync and close one new file (which must not exist yet). */
-function writeNewFileDurably(filePath: string, contents: FileContents): void {
+/** Write, fsync and close one new file (which must not exist yet); errors name `shownAs`. */
+function writeNewFileDurably(filePath: string, contents: FileContents, shownAs: string): void {
   // 'wx': fail rather than write into a file someone else created with the same temporary name.
   const fd = fs.openSync(filePath, 'wx', 0o644);
   try {
     writeAllToFd(fd, contents, filePath);
     fs.fsyncSync(fd);
+  } catch (err) {
+    throw naming(err, shownAs);
   } finally {
     fs.closeSync(fd);
   }
@@ -90,11 +154,11 @@ export function writeFileAtomic(filePath: string, contents: FileContents): void 
   const target = path.resolve(filePath);
   const tempPath = temporarySiblingPath(target, 'tmp');
   try {
-    writeNewFileDurably(tempPath, contents);
+    writeNewFileDurably(tempPath, contents, target);
     fs.renameSync(tempPath, target);
   } catch (err) {
     removeQuietly(tempPath);
-    throw err;
+    throw naming(err, target);
   }
   fsyncDirectory(path.dirname(target));
 }
@@ -114,8 +178,8 @@ function checkPlainFileName(dir: string, name: string): void {
  *
  * Crash windows: before the first rename, `dir` is the old folder; after the second, it is the new
  * one. A crash exactly between the two renames leaves no `dir` but a complete old folder named
- * `.<name>.old-*` beside it (POSIX has no atomic directory exchange that Node exposes); a crash while
- * building leaves a `.<name>.tmp-*` sibling that can be deleted. An error (as opposed to a crash)
+ * `.<name>.gptune-old-*` beside it (POSIX has no atomic directory exchange that Node exposes); a crash while
+ * building leaves a `.<name>.gptune-tmp-*` sibling (removeStaleTemporaries deals with both). An error (as opposed to a crash)
  * always leaves the old folder in place and no temporary siblings.
  */
 export function writeDirAtomic(dir: string, files: Record<string, FileContents>): void {
@@ -131,12 +195,12 @@ export function writeDirAtomic(dir: string, files: Record<string, FileContents>)
   try {
     fs.mkdirSync(tempDir);
     for (const [name, contents] of Object.entries(files)) {
-      writeNewFileDurably(path.join(tempDir, name), contents);
+      writeNewFileDurably(path.join(tempDir, name), contents, path.join(target, name));
     }
     fsyncDirectory(tempDir);
   } catch (err) {
     removeQuietly(tempDir);
-    throw err;
+    throw naming(err, target);
   }
 
   let oldDir: string | undefined;
@@ -152,7 +216,7 @@ export function writeDirAtomic(dir: string, files: Record<string, FileContents>)
       try { fs.renameSync(oldDir, target); } catch { /* keep the original error */ }
     }
     removeQuietly(tempDir);
-    throw err;
+    throw naming(err, target);
   }
   fsyncDirectory(parent);
   if (oldDir !== undefined) removeQuietly(oldDir);

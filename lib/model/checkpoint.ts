@@ -7,8 +7,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { FileContents, writeDirAtomic } from '../io/atomic';
 import { NonFiniteError } from '../errors';
+import { FileContents, writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { encodeSafetensors, Float32TensorToWrite, readSafetensors, SafetensorsDtype, SafetensorsTensor, toFloat32 } from '../io/safetensors';
 import type { DeviceName } from '../native';
 import { checkInstance, checkOptions, describeValue } from '../util/check';
@@ -23,6 +23,8 @@ const IGNORED_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
 const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16', 'F64'];
 /** Files of the tokenizer carried along with a checkpoint. */
 export const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+/** The files that make a model folder: what copyModelFolder carries and a model output holds. */
+export const MODEL_FILES = ['config.json', 'model.safetensors', ...TOKENIZER_FILES];
 
 function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(src.length);
@@ -134,6 +136,11 @@ export interface SaveOptions {
 
 /** Writes dir/{config.json, model.safetensors, tokenizer files} atomically (all or nothing). */
 export function saveModel(model: GPT2, dir: string, options: SaveOptions = {}): void {
+  writeDirAtomic(dir, modelFolderFiles(model, dir, options));
+}
+
+/** The files saveModel writes into `dir` (file name -> contents). */
+export function modelFolderFiles(model: GPT2, dir: string, options: SaveOptions = {}): Record<string, FileContents> {
   checkInstance('saveModel', 'model', model, GPT2, 'a GPT2 model');
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: expected dir to be a folder path but received ${describeValue(dir)}`);
   checkOptions('saveModel', 'options', options);
@@ -148,5 +155,41 @@ export function saveModel(model: GPT2, dir: string, options: SaveOptions = {}): 
     }
   }
   Object.assign(files, options.extraFiles ?? {});
-  writeDirAtomic(dir, files);
+  return files;
+}
+
+/** The model files of `from` (MODEL_FILES that exist there, plus `extraNames` that do), read into memory. */
+function readModelFiles(from: string, extraNames: readonly string[]): Record<string, Buffer> {
+  const files: Record<string, Buffer> = {};
+  for (const name of [...MODEL_FILES, ...extraNames]) {
+    const file = path.join(from, name);
+    if (fs.existsSync(file)) files[name] = fs.readFileSync(file);
+  }
+  if (!files['model.safetensors']) throw new Error(`${path.join(from, 'model.safetensors')}: not found (copying a model folder)`);
+  return files;
+}
+
+/**
+ * Copies a model folder (config, weights, tokenizer files, and `extraNames` such as a checkpoint's
+ * trainer_state.json when present) to `to`, replacing the folder `to` as a whole atomically.
+ */
+export function copyModelFolder(from: string, to: string, extraNames: readonly string[] = []): void {
+  writeDirAtomic(to, readModelFiles(from, extraNames));
+}
+
+/**
+ * Writes model files into `dir` one by one, each atomically, the weights last; the folder itself
+ * and anything else in it are left alone (a training output holds its checkpoints beside the model,
+ * and is never swapped as a whole). A reader sees the old weights or the new ones, never a mix
+ * within one file; config.json and the tokenizer files are the same for every checkpoint of a run.
+ */
+export function writeModelFiles(dir: string, files: Record<string, FileContents>): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const name of Object.keys(files).filter((n) => n !== 'model.safetensors')) writeFileAtomic(path.join(dir, name), files[name]);
+  if (files['model.safetensors'] !== undefined) writeFileAtomic(path.join(dir, 'model.safetensors'), files['model.safetensors']);
+}
+
+/** Copies the model files of `from` into the folder `dir` with writeModelFiles (nothing else in `dir` is touched). */
+export function copyModelFilesInto(from: string, dir: string): void {
+  writeModelFiles(dir, readModelFiles(from, []));
 }

@@ -53,7 +53,8 @@ export function openModel(spec: string, device: DeviceChoice, seed: number, memo
     return { model, tokenizer, tokenizerDir: null };
   }
   if (!fs.existsSync(spec)) throw new UsageError(`${flag} ${spec}: folder not found (give a Hugging Face GPT-2 folder or new:n_layer=...,n_head=...,n_embd=...)`);
-  if (fs.statSync(spec).isDirectory() && fs.existsSync(path.join(spec, 'config.json'))) checkMemory(loadGPT2Config(spec));
+  if (!fs.statSync(spec).isDirectory()) throw new UsageError(`${flag} ${spec}: is a file; expected a model folder (config.json + model.safetensors) or new:n_layer=...`);
+  if (fs.existsSync(path.join(spec, 'config.json'))) checkMemory(loadGPT2Config(spec));
   const tokenizer = loadTokenizer(spec);
   const model = loadModel(spec, { device: dev });
   if (tokenizer.vocabSize > model.config.vocab_size) {

@@ -60,12 +60,29 @@ function optimizerFile(optimizer: AdamW, file: string): FileContents {
   return encodeSafetensors(tensors, { step: String(optimizer.step) }, file);
 }
 
+/** Config keys that hold file or folder paths ("new:..." in model is a model spec, not a path). */
+const PATH_KEYS = ['model', 'data', 'validation', 'output_dir', 'checkpoint_dir', 'resume_from', 'log_file'] as const;
+
+/**
+ * The config with every path made absolute (against the working directory of the run that writes
+ * it), so that `--resume` works from any directory: the checkpoint's config is the resumed run's
+ * base layer.
+ */
+export function withAbsolutePaths(config: TrainConfig): TrainConfig {
+  const out = { ...config };
+  for (const key of PATH_KEYS) {
+    const value = out[key];
+    if (typeof value === 'string' && !(key === 'model' && value.startsWith('new:'))) out[key] = path.resolve(value);
+  }
+  return out;
+}
+
 /** Writes one checkpoint folder atomically. */
 export function writeCheckpoint(dir: string, c: CheckpointContents): void {
   const extraFiles: Record<string, FileContents> = { ...c.tokenizerFiles };
   if (c.optimizer) extraFiles[OPTIMIZER_FILE] = optimizerFile(c.optimizer, path.join(dir, OPTIMIZER_FILE));
   extraFiles[STATE_FILE] = JSON.stringify(c.state, null, 2) + '\n';
-  extraFiles[CONFIG_FILE] = configToJSON(c.config);
+  extraFiles[CONFIG_FILE] = configToJSON(withAbsolutePaths(c.config));
   saveModel(c.model, dir, { tokenizerFrom: null, extraFiles });
 }
 

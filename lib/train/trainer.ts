@@ -17,23 +17,25 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { UsageError } from '../errors';
+import { OutputError, UsageError } from '../errors';
 import { OpenedModel, openModel } from '../model/open';
 import { ConfigError, resolveConfig, TrainConfig } from '../config';
 import { buildDatasets, DataReport } from '../data';
 import type { Batch, BatchSource } from '../data/types';
 import { setPrecision, setThreads } from '../device';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
+import { removeStaleTemporaries } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
-import { saveModel, TOKENIZER_FILES } from '../model/checkpoint';
-import { GPT2, IGNORE_INDEX, planMemory } from '../model/gpt2';
+import { checkSpace, claimOutputFolder, entryUnder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
+import { copyModelFilesInto, copyModelFolder, MODEL_FILES, modelFolderFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
 import type { GPT2Config } from '../model/config';
+import { GPT2, IGNORE_INDEX, planMemory } from '../model/gpt2';
 import { Tokenizer } from '../tokenizer';
 import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { AdamW, clipScale } from './adamw';
 import {
-  findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
+  CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
+  TrainerState, writeCheckpoint,
 } from './checkpoint_state';
 import { AnomalyKind, DivergenceMonitor } from './divergence';
 import { ProgressReporter, ProgressStream } from './progress';
@@ -205,6 +207,29 @@ interface Setup {
   tokenizerFiles: Record<string, Uint8Array>;
   /** A resumed run's best model (a 'best' folder beside the resumed checkpoint, of the recorded best step). */
   inheritedBest: string | null;
+  /** A checkpoint folder outside output_dir, claimed as its own gptune output (step-N names are recorded as they are written). */
+  checkpointFolder: OutputFolder | null;
+  /** output_dir as claimed for this run (null without one). */
+  outFolder: OutputFolder | null;
+}
+
+/** Bytes of the F32 weights of a model with `parameters` parameters (what saveModel writes), plus the small JSON and tokenizer files. */
+function modelBytes(parameters: number, tokenizerFiles: Record<string, Uint8Array>): number {
+  const headerAndConfig = 64 * 1024;
+  return parameters * Float32Array.BYTES_PER_ELEMENT + Object.values(tokenizerFiles).reduce((n, f) => n + f.byteLength, headerAndConfig);
+}
+
+/**
+ * Bytes the checkpoints of a run need at most: a resumable checkpoint holds the weights and AdamW's
+ * two moments (3x a model), a best checkpoint the weights only. Kept at once: last, best, the
+ * step-N ones save_total_limit keeps (or every one the run writes), and one more being written
+ * (writeDirAtomic builds the new folder before it removes the old one).
+ */
+function checkpointBytes(c: TrainConfig, model: number, totalSteps: number, startStep: number, validation: boolean): number {
+  const resumable = 3 * model;
+  const written = c.save_every > 0 ? Math.floor(totalSteps / c.save_every) - Math.floor(startStep / c.save_every) : 0;
+  const kept = c.save_total_limit === null ? written : Math.min(written, c.save_total_limit);
+  return resumable * (1 + kept + 1) + (validation ? model : 0);
 }
 
 /** Whether `dir` is the best checkpoint that `state` refers to. */
@@ -223,8 +248,6 @@ function readTokenizerFiles(dir: string | null): Record<string, Uint8Array> {
   }
   return files;
 }
-
-const MODEL_FILES = ['config.json', 'model.safetensors', ...TOKENIZER_FILES];
 
 /**
  * The model a resumed run is told to train when it is not the one the checkpoint's run trained
@@ -311,8 +334,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       // Before the model loads: a typo in a path should not cost a multi-GB read first.
       for (const [flag, file] of [['--data', c.data], ['--validation', c.validation]] as const) {
         if (file !== null && !fs.existsSync(file)) throw new UsageError(`${flag} ${file}: file not found`);
+        // A folder is read as its .txt files (format text); every other format reads one file.
+        if (file !== null && fs.statSync(file).isDirectory() && c.format !== 'auto' && c.format !== 'text') {
+          throw new UsageError(`${flag} ${file}: is a folder; format ${c.format} reads one file (a folder is read as .txt files with format text)`);
+        }
       }
     }
+    if (c.log_file && fs.existsSync(c.log_file) && fs.statSync(c.log_file).isDirectory()) throw new UsageError(`--log ${c.log_file}: is a folder; expected a file to append JSON lines to`);
     const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
     if (resumeDir && c.model !== null) {
       const trained = resumeModelConflict(resumeDir, c.model);
@@ -320,6 +348,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         throw new ConfigError(`model ${c.model} conflicts with resume_from ${c.resume_from}: that checkpoint continues a run of ${trained ?? 'another model'} and resuming loads its weights; leave model unset or equal to it`);
       }
     }
+    const outputs = this.planOutputs(resumeDir);
     // Training needs parameters, gradients, two AdamW moments and the activations of one
     // micro-batch; checked before anything is allocated (or, with options.model, before the rest).
     const maxBytes = c.max_memory === null ? null : parseByteSize(c.max_memory);
@@ -375,13 +404,74 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       }
       const bestBeside = resumeDir ? path.join(path.dirname(resumeDir), 'best') : null;
       const inheritedBest = bestBeside && isBestOf(bestBeside, state) ? bestBeside : null;
+      const tokenizerFiles = readTokenizerFiles(opened.tokenizerDir);
+      let folders: { out: OutputFolder | null; checkpoints: OutputFolder | null };
+      try {
+        folders = this.claimOutputs(outputs, modelBytes(model.numParameters, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir);
+      } catch (e) {
+        optimizer.free();
+        throw e;
+      }
       return {
-        opened, ownsModel, train, validation, dataReport, optimizer, totalSteps, warmup, state, tokenizerFiles: readTokenizerFiles(opened.tokenizerDir), inheritedBest,
+        opened, ownsModel, train, validation, dataReport, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest,
+        checkpointFolder: folders.checkpoints, outFolder: folders.out,
       };
     } catch (e) {
       if (ownsModel) opened.model.free();
       throw e;
     }
+  }
+
+  /**
+   * Checks, before anything loads, that output_dir (and a checkpoint_dir outside it) may be written:
+   * new, empty, or gptune's own previous output (replaced with overwrite, continued by a resumed
+   * run). Nothing is changed yet.
+   */
+  private planOutputs(resumeDir: string | null): { out: OutputPlan | null; checkpoints: OutputPlan | null } {
+    const c = this.config;
+    const mode = c.resume_from ? 'continue' : c.overwrite ? 'replace' : 'new';
+    const checkpointDir = this.checkpointDir;
+    const inside = (dir: string | null, p: string | null): string | null => (dir === null || p === null ? null : entryUnder(dir, p));
+    let out: OutputPlan | null = null;
+    if (c.output_dir) {
+      const entries = [...MODEL_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
+      out = planOutputFolder(c.output_dir, {
+        label: '--out', writer: 'gptune train', mode, entries, adoptUnlisted: resumeDir !== null && inside(c.output_dir, resumeDir) !== null,
+        replaceHint: 'add --overwrite (config key overwrite) to replace it, or --resume to continue it',
+      });
+    }
+    let checkpoints: OutputPlan | null = null;
+    if (checkpointDir !== null && inside(c.output_dir, checkpointDir) === null) {
+      checkpoints = planOutputFolder(checkpointDir, {
+        label: '--checkpoint-dir', writer: 'gptune train', mode, entries: ['best', 'last'], adoptUnlisted: false,
+        replaceHint: 'add --overwrite (config key overwrite) to replace them, or --resume to continue',
+      });
+    }
+    return { out, checkpoints };
+  }
+
+  /**
+   * Before the first step: checks free space for the model and the checkpoints this run will write,
+   * then claims the output folders (removing a replaced previous output) and removes the temporary
+   * folders that killed runs left in the checkpoint folders. Returns output_dir's folder and the
+   * checkpoint folder to record step-N names in when it lies outside output_dir.
+   */
+  private claimOutputs(
+    plans: { out: OutputPlan | null; checkpoints: OutputPlan | null }, model: number, totalSteps: number, startStep: number, validation: boolean, resumeDir: string | null,
+  ): { out: OutputFolder | null; checkpoints: OutputFolder | null } {
+    const c = this.config;
+    const checkpointDir = this.checkpointDir;
+    const checkpointing = checkpointDir !== null && (c.save_every > 0 || validation || c.resume_from !== null);
+    const needs = [];
+    if (c.output_dir) needs.push({ target: c.output_dir, label: '--out', bytes: model });
+    if (checkpointing) needs.push({ target: checkpointDir!, label: checkpointDir === path.join(c.output_dir ?? '', 'checkpoints') ? '--out' : '--checkpoint-dir', bytes: checkpointBytes(c, model, totalSteps, startStep, validation) });
+    checkSpace(needs);
+    const out = plans.out ? claimOutputFolder(plans.out) : null;
+    const checkpointFolder = plans.checkpoints ? claimOutputFolder(plans.checkpoints) : null;
+    // A run killed while saving leaves .<name>.gptune-tmp-<pid>-* folders of a checkpoint's size.
+    if (checkpointDir !== null) removeStaleTemporaries(checkpointDir);
+    if (resumeDir !== null) removeStaleTemporaries(path.dirname(resumeDir));
+    return { out, checkpoints: checkpointFolder };
   }
 
   private async loop(s: Setup): Promise<FitResult> {
@@ -397,7 +487,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     let bestSaved = false;
     if (checkpointing && s.inheritedBest) {
       const here = path.join(checkpointDir!, 'best');
-      if (path.resolve(here) !== path.resolve(s.inheritedBest)) copyFolderAtomic(s.inheritedBest, here);
+      if (path.resolve(here) !== path.resolve(s.inheritedBest)) copyModelFolder(s.inheritedBest, here, [STATE_FILE, CONFIG_FILE]);
       bestSaved = true;
     }
     if (s.dataReport) {
@@ -433,6 +523,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const dir = path.join(checkpointDir, kind === 'step' ? `step-${state.step}` : kind);
       state.data_state = s.train.getState();
       state.elapsed_s = elapsed();
+      s.checkpointFolder?.record([path.basename(dir)]);
       writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: c, tokenizerFiles: s.tokenizerFiles });
       if (kind === 'step') pruneStepCheckpoints(checkpointDir, c.save_total_limit);
       this.emit('checkpoint', { step: state.step, kind, dir });
@@ -504,6 +595,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (divergence === null && reason === 'completed' && s.validation && c.eval_at_end && state.last_eval_step !== state.step) runEval();
     if (divergence === null) parametersFinite();
     if (divergence !== null) {
+      // Nothing is published: a folder that holds only the manifest this run wrote goes back to how it was.
+      s.outFolder?.releaseIfUnused();
+      s.checkpointFolder?.releaseIfUnused();
       return this.result(s, 'diverged', lastEval, null, null, null, divergence, lastGood);
     }
     if (reason === 'interrupted') {
@@ -511,9 +605,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       progress?.message(`interrupted (${this.stopRequest}) after step ${state.step}${dir ? `; checkpoint written to ${dir}` : ''}`);
       return this.result(s, reason, lastEval, null, null, dir);
     }
-    const lastDir = checkpointing ? save('last') : null;
     const outputModel = bestSaved ? 'best' : 'last';
-    if (c.output_dir) this.publish(s, checkpointing ? path.join(checkpointDir!, outputModel) : null);
+    const lastDir = this.saveFinal(s, checkpointing ? () => save('last') : null, checkpointing ? path.join(checkpointDir!, outputModel) : null);
     return this.result(s, reason, lastEval, c.output_dir, c.output_dir ? outputModel : null, lastDir);
   }
 
@@ -568,30 +661,66 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /**
+   * The end of a run: checkpoints/last (when checkpointing), then the model into output_dir. A
+   * failure names the file and where the trained weights are: output_dir when only checkpoints/last
+   * failed; checkpoints/last when only output_dir failed, or a checkpoints/last written now as a
+   * fallback (a plain run writes no checkpoints); else the newest checkpoint on disk, or that they
+   * could not be kept. Returns checkpoints/last or null.
+   */
+  private saveFinal(s: Setup, saveLast: (() => string | null) | null, source: string | null): string | null {
+    const c = this.config;
+    let lastDir: string | null = null;
+    try {
+      if (saveLast) lastDir = saveLast();
+    } catch (e) {
+      // The weights are still in memory: output_dir can still receive them (from the best checkpoint, or these).
+      let kept = `the final checkpoint was not saved${this.newestCheckpointNote()}`;
+      if (c.output_dir) {
+        try {
+          this.publish(s, source !== null && path.basename(source) === 'best' ? source : null);
+          kept += `; the model is in ${c.output_dir}`;
+        } catch (publishError) {
+          kept += `; writing ${c.output_dir} failed too (${(publishError as Error).message})`;
+        }
+      }
+      throw new OutputError(`${(e as Error).message}; ${kept}`);
+    }
+    if (!c.output_dir) return lastDir;
+    try {
+      this.publish(s, source);
+    } catch (e) {
+      const message = (e as Error).message;
+      if (lastDir !== null) throw new OutputError(`${message}; the trained model is kept in ${lastDir} (a model folder; --resume ${lastDir} continues the run)`);
+      const fallback = this.checkpointDir === null ? null : path.join(this.checkpointDir, 'last');
+      let kept = 'the trained weights could not be kept';
+      if (fallback !== null) {
+        try {
+          writeCheckpoint(fallback, { model: s.opened.model, optimizer: s.optimizer, state: s.state, config: c, tokenizerFiles: s.tokenizerFiles });
+          kept = `the trained model was saved to ${fallback} instead (a model folder; --resume ${fallback} continues the run)`;
+        } catch (fallbackError) {
+          kept += ` (saving ${fallback} failed too: ${(fallbackError as Error).message})`;
+        }
+      }
+      throw new OutputError(`${message}; ${kept}`);
+    }
+    return lastDir;
+  }
+
+  /** "; the newest checkpoint on disk is DIR" when the checkpoint folder holds a step-N one. */
+  private newestCheckpointNote(): string {
+    const steps = this.checkpointDir === null ? [] : stepCheckpoints(this.checkpointDir);
+    return steps.length > 0 ? `; the newest checkpoint on disk is ${steps[steps.length - 1].dir}` : '';
+  }
+
+  /**
    * output_dir gets the best model (checkpoints/best) when there was validation, else the final one.
-   * When the checkpoints live inside output_dir the folder cannot be swapped as a whole, so each
-   * model file is replaced atomically on its own: config.json and the tokenizer files are the same
-   * for every checkpoint of a run, and model.safetensors is replaced in one rename.
+   * Each model file is replaced atomically on its own (writeModelFiles): output_dir is never
+   * swapped as a whole, since it holds the checkpoints and may hold the log beside the model.
    */
   private publish(s: Setup, source: string | null): void {
     const outDir = this.config.output_dir!;
-    if (source === null) {
-      saveModel(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles });
-      return;
-    }
-    const files: Record<string, Buffer> = {};
-    for (const name of MODEL_FILES) {
-      const file = path.join(source, name);
-      if (fs.existsSync(file)) files[name] = fs.readFileSync(file);
-    }
-    const inside = !path.relative(path.resolve(outDir), path.resolve(source)).startsWith('..');
-    if (!inside) {
-      writeDirAtomic(outDir, files);
-      return;
-    }
-    fs.mkdirSync(outDir, { recursive: true });
-    for (const name of Object.keys(files).filter((n) => n !== 'model.safetensors')) writeFileAtomic(path.join(outDir, name), files[name]);
-    writeFileAtomic(path.join(outDir, 'model.safetensors'), files['model.safetensors']);
+    if (source === null) writeModelFiles(outDir, modelFolderFiles(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles }));
+    else copyModelFilesInto(source, outDir);
   }
 
   private result(
@@ -604,10 +733,4 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       dataReport: s.dataReport, model: s.opened.model,
     };
   }
-}
-
-function copyFolderAtomic(from: string, to: string): void {
-  const files: Record<string, Buffer> = {};
-  for (const name of fs.readdirSync(from)) files[name] = fs.readFileSync(path.join(from, name));
-  writeDirAtomic(to, files);
 }

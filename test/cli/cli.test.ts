@@ -51,7 +51,7 @@ test('train --no-shuffle logs every step, lowers the loss, and saves a loadable 
   }
   // The first step trains on windows 0 and 1 (no shuffle); its loss is that of the reference model.
   expect(steps[29].loss).toBeLessThan(steps[0].loss - 1);
-  expect(fs.readdirSync(out).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+  expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
   const e = gptune('eval', '--model', out, '--data', path.join(FIXTURES, 'eval-text.txt'), '--seq-len', '16', '--json');
   expect(lastJSON(e.stdout).loss as number).toBeLessThan(ref.eval.loss - 1);
 });
@@ -182,5 +182,46 @@ describe('bad input: one line on stderr, non-zero exit, nothing written to --out
     expectCleanFailure(['eval', '--model', TINY, '--data', data, '--bogus', '1'], /unknown option --bogus/);
     expectCleanFailure(['frobnicate'], /unknown command 'frobnicate'/);
     expectCleanFailure(['train', '--model', TINY, '--data', data, '--out', '/tmp/x', '--steps', '0'], /--steps: expected a whole number >= 1/);
+  });
+});
+
+describe('single output files: replaced only when gptune wrote them or --overwrite says so', () => {
+  const GEN_DATA = path.join(FIXTURES, 'eval', 'generate.jsonl');
+  const CLASSIFY_DATA = path.join(FIXTURES, 'data', 'classification.jsonl');
+
+  test('sample --out: a review is replaced, a file of the user\'s is not (unless --overwrite), the data never', () => {
+    const dir = tempDir();
+    const review = path.join(dir, 'review.md');
+    expect(gptune('sample', '--model', TINY, '--data', GEN_DATA, '-n', '2', '--out', review).code).toBe(0);
+    expect(gptune('sample', '--model', TINY, '--data', GEN_DATA, '-n', '2', '--out', review, '--seed', '3').code).toBe(0);
+    const mine = path.join(dir, 'mine.md');
+    fs.writeFileSync(mine, '# my notes\n');
+    const r = gptune('sample', '--model', TINY, '--data', GEN_DATA, '-n', '2', '--out', mine);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--out .*mine\.md: exists and was not written by gptune; add --overwrite/);
+    expect(fs.readFileSync(mine, 'utf8')).toBe('# my notes\n');
+    expect(gptune('sample', '--model', TINY, '--data', GEN_DATA, '-n', '2', '--out', mine, '--overwrite').code).toBe(0);
+    expect(fs.readFileSync(mine, 'utf8')).toMatch(/^# gptune sample review\n/);
+    const data = path.join(dir, 'data.jsonl');
+    fs.copyFileSync(GEN_DATA, data);
+    const same = gptune('sample', '--model', TINY, '--data', data, '-n', '2', '--out', data, '--overwrite');
+    expect(same.stderr).toMatch(/--out .*data\.jsonl: is the --data file/);
+    expect(fs.readFileSync(data, 'utf8')).toBe(fs.readFileSync(GEN_DATA, 'utf8'));
+  });
+
+  test('eval --predictions: a folder or a file of the user\'s is a one-line error before any work', () => {
+    const dir = tempDir();
+    const folder = gptune('eval', '--task', 'classify', '--model', TINY, '--data', CLASSIFY_DATA, '--predictions', dir);
+    expect(folder.code).toBe(2);
+    expect(folder.stderr).toMatch(/--predictions .*: is a folder; expected a file name/);
+    const mine = path.join(dir, 'p.jsonl');
+    fs.writeFileSync(mine, '{"my": "data"}\n');
+    const r = gptune('eval', '--task', 'classify', '--model', TINY, '--data', CLASSIFY_DATA, '--predictions', mine);
+    expect(r.stderr).toMatch(/--predictions .*p\.jsonl: exists and was not written by gptune/);
+    expect(fs.readFileSync(mine, 'utf8')).toBe('{"my": "data"}\n');
+    const own = path.join(dir, 'own.jsonl');
+    expect(gptune('eval', '--task', 'classify', '--model', TINY, '--data', CLASSIFY_DATA, '--predictions', own).code).toBe(0);
+    expect(gptune('eval', '--task', 'classify', '--model', TINY, '--data', CLASSIFY_DATA, '--predictions', own).code).toBe(0);
   });
 });

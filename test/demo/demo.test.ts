@@ -86,7 +86,7 @@ describe('gptune demo --tiny', () => {
     expect(first.code).toBe(0);
     const headline = JSON.parse(first.stdout.trim().split('\n').pop()!);
     expect(headline).toMatchObject({ preset: 'tiny', base_cached: false });
-    expect(fs.readdirSync(out).sort()).toEqual(['data', 'loss-curves.svg', 'models', 'report.json', 'report.md']);
+    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'data', 'loss-curves.svg', 'models', 'report.json', 'report.md']);
     expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'domain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
     for (const m of fs.readdirSync(path.join(out, 'models'))) {
       expect(fs.readdirSync(path.join(out, 'models', m)).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);

@@ -1,6 +1,7 @@
 import fs = require('fs');
 import * as path from 'path';
-import { writeDirAtomic, writeFileAtomic } from '../../lib/io/atomic';
+import { spawnSync } from 'child_process';
+import { isAtomicTemporary, removeStaleTemporaries, writeDirAtomic, writeFileAtomic } from '../../lib/io/atomic';
 import { tempDir } from '../helpers';
 
 /** Make the `failOnCall`-th fs.writeSync call (1-based) fail as a full disk would. */
@@ -99,3 +100,73 @@ describe('writeDirAtomic', () => {
     expect(fs.readdirSync(parent)).toEqual(['plain-file']);
   });
 });
+
+describe('errors name the file', () => {
+  let dir: string;
+  beforeEach(() => { dir = tempDir('gptune-atomic-'); });
+  afterEach(() => { jest.restoreAllMocks(); fs.rmSync(dir, { recursive: true, force: true }); });
+
+  test('a full disk while writing a file or a folder names the file being written, and keeps the error code', () => {
+    failWriteOnCall(1);
+    const file = path.join(dir, 'model.safetensors');
+    let caught: NodeJS.ErrnoException | undefined;
+    try { writeFileAtomic(file, 'weights'); } catch (e) { caught = e as NodeJS.ErrnoException; }
+    expect(caught?.message).toBe(`${file}: ENOSPC: no space left on device, write`);
+    expect(caught?.code).toBe('ENOSPC');
+    jest.restoreAllMocks();
+    failWriteOnCall(2);
+    const folder = path.join(dir, 'step-7');
+    expect(() => writeDirAtomic(folder, { 'config.json': '{}', 'optimizer.safetensors': 'moments' }))
+      .toThrow(`${path.join(folder, 'optimizer.safetensors')}: ENOSPC: no space left on device, write`);
+  });
+});
+
+describe('temporaries of killed writers', () => {
+  let dir: string;
+  beforeEach(() => { dir = tempDir('gptune-stale-'); });
+  afterEach(() => { jest.restoreAllMocks(); fs.rmSync(dir, { recursive: true, force: true }); });
+
+  /** A pid that ran and exited (the test's own child). */
+  const deadPid = () => spawnSync(process.execPath, ['-e', '']).pid!;
+
+  test('temporary names are recognisable as gptune\'s and carry the writer\'s pid', () => {
+    const seen: string[] = [];
+    const realRename = fs.renameSync;
+    jest.spyOn(fs, 'renameSync').mockImplementation((from, to) => {
+      seen.push(...[from, to].map((p) => path.basename(String(p))).filter((n) => n.startsWith('.')));
+      realRename(from, to);
+    });
+    writeFileAtomic(path.join(dir, 'a.json'), '1');
+    writeDirAtomic(path.join(dir, 'last'), { 'x.txt': '1' });
+    writeDirAtomic(path.join(dir, 'last'), { 'x.txt': '2' });
+    expect(seen).toHaveLength(4); // file, folder, folder + the old folder moved aside
+    for (const name of seen) {
+      expect(isAtomicTemporary(name)).toBe(true);
+      expect(name).toMatch(new RegExp(`^\\.(a\\.json|last)\\.gptune-(tmp|old)-${process.pid}-[0-9a-f]{12}$`));
+    }
+    expect(isAtomicTemporary('.last.tmp-12-0123456789ab')).toBe(false);
+    expect(isAtomicTemporary('last')).toBe(false);
+  });
+
+  test('removes a dead writer\'s temporaries, restores an orphaned old folder, keeps a live writer\'s and everything else', () => {
+    const dead = deadPid();
+    fs.mkdirSync(path.join(dir, `.step-5.gptune-tmp-${dead}-0123456789ab`));
+    fs.writeFileSync(path.join(dir, `.step-5.gptune-tmp-${dead}-0123456789ab`, 'model.safetensors'), 'partial');
+    fs.writeFileSync(path.join(dir, `.config.json.gptune-tmp-${dead}-abcdefabcdef`), 'partial');
+    // Killed between the two renames of writeDirAtomic: `last` is gone, its complete old version is here.
+    fs.mkdirSync(path.join(dir, `.last.gptune-old-${dead}-0123456789ab`));
+    fs.writeFileSync(path.join(dir, `.last.gptune-old-${dead}-0123456789ab`, 'model.safetensors'), 'complete');
+    // Killed after the second rename: `best` is in place, the old one is garbage.
+    fs.mkdirSync(path.join(dir, 'best'));
+    fs.mkdirSync(path.join(dir, `.best.gptune-old-${dead}-0123456789ab`));
+    const live = `.step-6.gptune-tmp-${process.pid}-0123456789ab`;
+    fs.mkdirSync(path.join(dir, live));
+    fs.writeFileSync(path.join(dir, '.step-5.tmp-1-0123456789ab'), 'not ours');
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'not ours');
+    expect(removeStaleTemporaries(dir)).toHaveLength(4);
+    expect(fs.readdirSync(dir).sort()).toEqual([live, '.step-5.tmp-1-0123456789ab', 'best', 'last', 'notes.txt'].sort());
+    expect(fs.readFileSync(path.join(dir, 'last', 'model.safetensors'), 'utf8')).toBe('complete');
+    expect(removeStaleTemporaries(path.join(dir, 'missing'))).toEqual([]);
+  });
+});
+

@@ -54,7 +54,7 @@ describe('non-finite steps', () => {
       expect(sha(path.join(ckpt(n), 'optimizer.safetensors'))).toBe(sha(path.join(ckpt(1), 'optimizer.safetensors')));
     }
     // Nothing published: no model in --out, no checkpoints/last; the last good checkpoint is named.
-    expect(fs.readdirSync(out)).toEqual(['checkpoints']);
+    expect(fs.readdirSync(out)).toEqual(['.gptune-output.json', 'checkpoints']);
     expect(fs.existsSync(path.join(out, 'checkpoints', 'last'))).toBe(false);
     expect(result.lastGoodCheckpoint).toBe(ckpt(5));
     expect(result.outputDir).toBeNull();

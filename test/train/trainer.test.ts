@@ -121,7 +121,7 @@ describe('plain text keeps the `gptune train` contract', () => {
     expect(r.steps.map((s) => s.lr)).toEqual(reference.map((s) => s.lr));
     expect(weightsOf(path.join(f.dir, 'out'))).toEqual(referenceWeights);
     // A plain run (no validation, no save_every) writes exactly the model folder, as before.
-    expect(fs.readdirSync(path.join(f.dir, 'out')).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+    expect(fs.readdirSync(path.join(f.dir, 'out')).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
     freeResult(r);
   });
 
@@ -335,7 +335,7 @@ describe('checkpoints and resumption', () => {
     expect(result.lastCheckpoint).toBe(path.join(out, 'checkpoints', 'last'));
     expect(readTrainerState(result.lastCheckpoint!).step).toBe(2);
     // Interrupted: output_dir holds no model, only the checkpoints.
-    expect(fs.readdirSync(out)).toEqual(['checkpoints']);
+    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'checkpoints']);
     result.model.free();
   });
 });
@@ -441,7 +441,7 @@ describe('iterative fine-tuning', () => {
     expect(r2.steps[0].loss).not.toBe(base.forward(b.inputs, 2, 16, b.targets).loss);
     tuned.free();
     base.free();
-    expect(fs.readdirSync(second).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+    expect(fs.readdirSync(second).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
     expect(fs.readFileSync(path.join(second, 'vocab.json'))).toEqual(fs.readFileSync(path.join(TINY, 'vocab.json')));
     freeResult(r2);
   });

@@ -1,4 +1,6 @@
 /** gptune eval */
+import * as fs from 'fs';
+import * as path from 'path';
 import { DataRecord, DATA_KINDS, DataKind, loadRecords } from '../../data';
 import { DeviceChoice } from '../../device';
 import {
@@ -6,8 +8,8 @@ import {
   formatBleuReport, formatClassificationReport, formatComparison, formatRougeReport, GenerationEvalResult, LabelScoring,
 } from '../../eval';
 import { writeFileAtomic } from '../../io/atomic';
+import { checkOutputFile, firstLineHasKeys } from '../../io/output';
 import { UsageError } from '../args';
-import * as fs from 'fs';
 import { maxScoringRows } from '../../eval/likelihood';
 import type { GPT2Config } from '../../model/config';
 import { planGenerationMemory } from '../../model/generate';
@@ -28,6 +30,7 @@ const TASK_FLAGS: Record<string, readonly Task[]> = {
   'skip-invalid': ['classify', 'generate'],
   'max-examples': ['classify', 'generate'],
   predictions: ['classify', 'generate'],
+  overwrite: ['classify', 'generate'],
   labels: ['classify'],
   'label-score': ['classify'],
   'label-eos': ['classify'],
@@ -153,6 +156,11 @@ function mergePerExample(a: Array<Record<string, unknown>>, b: Array<Record<stri
   });
 }
 
+/** Whether a file starting with `head` is one writePredictions wrote: classify, generate, or a --compare merge. */
+function isPredictionsFile(head: string): boolean {
+  return [['line', 'label', 'predicted'], ['line', 'prompt', 'reference', 'output'], ['line', 'a', 'b']].some((keys) => firstLineHasKeys(head, keys));
+}
+
 function writePredictions(file: string, lines: Array<Record<string, unknown>>): void {
   writeFileAtomic(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
 }
@@ -181,6 +189,7 @@ export const evalCommand: Command = {
     'max-new-tokens': { type: 'int', min: 1, help: 'generate: tokens per output at most (default: longest reference + max(16, 25%))' },
     'stop-at-newline': { type: 'bool', help: 'generate: stop at a line break (default: when every reference is a single line)' },
     predictions: { type: 'string', help: 'classify/generate: also write every example\'s prediction to this JSONL file' },
+    overwrite: { type: 'bool', help: 'replace --predictions when it exists and is not a predictions file gptune wrote' },
     json: { type: 'bool', help: 'print the result as one JSON line' },
     ...MAX_MEMORY_FLAG,
     ...COMMON,
@@ -197,6 +206,11 @@ export const evalCommand: Command = {
     // Both folders before either model is evaluated: a typo in --compare should not cost a whole evaluation.
     for (const [flag, dir] of [['--model', modelA], ['--compare', modelB]] as const) {
       if (dir !== undefined && !dir.startsWith('new:') && !fs.existsSync(dir)) throw new UsageError(`${flag} ${dir}: folder not found`);
+    }
+    if (v.predictions !== undefined) {
+      const file = v.predictions as string;
+      if (path.resolve(file) === path.resolve(v.data as string)) throw new UsageError(`--predictions ${file}: is the --data file; choose another name`);
+      checkOutputFile(file, '--predictions', { overwrite: Boolean(v.overwrite), isOwn: isPredictionsFile });
     }
     if (task === 'lm' && modelB === undefined) {
       // The original contract: a human line unless --json, then the JSON line.

@@ -1,7 +1,9 @@
 /** gptune sample */
+import * as path from 'path';
 import { DATA_KINDS, DataKind, loadRecords } from '../../data';
 import { DeviceChoice } from '../../device';
-import { reviewEntries, reviewFormat, writeReview } from '../../eval';
+import { isReviewFile, reviewEntries, reviewFormat, writeReview } from '../../eval';
+import { checkOutputFile } from '../../io/output';
 import { UsageError } from '../args';
 import { planGenerationMemory } from '../../model/generate';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
@@ -45,6 +47,7 @@ export const sampleCommand: Command = {
     format: { type: 'string', choices: DATA_KINDS, help: 'data format (default: detected from the file)' },
     template: { type: 'string', help: 'prompt template, as in training' },
     'skip-invalid': { type: 'bool', help: 'skip invalid data lines instead of stopping at the first' },
+    overwrite: { type: 'bool', help: 'replace --out when it exists and is not a review gptune wrote (a previous review is replaced without it)' },
     json: { type: 'bool', help: 'print {out, examples, format} as JSON' },
     ...MAX_MEMORY_FLAG,
     ...COMMON,
@@ -53,6 +56,8 @@ export const sampleCommand: Command = {
     takeShortN(v, positionals);
     const file = v.out as string;
     reviewFormat(file); // a bad extension fails before any work
+    if (path.resolve(file) === path.resolve(v.data as string)) throw new UsageError(`--out ${file}: is the --data file; choose another name`);
+    checkOutputFile(file, '--out', { overwrite: Boolean(v.overwrite), isOwn: isReviewFile });
     const topP = v['top-p'] as number;
     if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p: expected a number in (0, 1] but received '${topP}'`);
     const loaded = loadRecords(v.data as string, { format: v.format as DataKind | undefined, skipInvalid: Boolean(v['skip-invalid']) });

@@ -1,5 +1,4 @@
 /** gptune train: the Trainer (lib/train/trainer.ts) driven by a config file and flags. */
-import * as fs from 'fs';
 import * as path from 'path';
 import {
   CONFIG_KEYS, CONFIG_SCHEMA, ConfigError, ConfigKey, FLAGS_SOURCE, loadConfigFile, resolveConfig, TrainConfig,
@@ -31,6 +30,8 @@ export const trainCommand: Command = {
     'resumable checkpoints in OUT/checkpoints (step-N, best, last; --resume DIR continues exactly). ' +
     'Every key of the config file has a flag; flags override the file. Logs one JSON line per step and evaluation to --log; ' +
     'OUT holds the best model (lowest validation loss; the last one without validation) in Hugging Face format at the end. ' +
+    'OUT must be new or empty, or a previous gptune output (listed in its .gptune-output.json) that --overwrite replaces or --resume continues; ' +
+    'a folder holding anything else is refused, and writability and free space are checked before training. ' +
     'Ctrl-C finishes the current step, writes OUT/checkpoints/last and exits with status 1. ' +
     'A step whose loss or gradient norm is not finite is skipped (no update; a warning); --max-skipped-steps such steps in a row, ' +
     'or a loss more than --divergence-zscore standard deviations above the mean of the last 100 steps, stop the run as diverged: ' +
@@ -77,7 +78,6 @@ export const trainCommand: Command = {
       throw e;
     }
     const outDir = config.output_dir!;
-    if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new UsageError(`--out ${outDir}: exists and is not a folder`);
     const trainer = new Trainer(config, { progress: !v.quiet, handleSignals: true });
     // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
     if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
