@@ -21,7 +21,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
-from torch_gpt2 import GPT2, GPT2Config, decay_groups  # noqa: E402
+from reference_training import decay_groups  # noqa: E402
+from torch_gpt2 import GPT2, GPT2Config  # noqa: E402
 
 
 def loaded_blas() -> str:
