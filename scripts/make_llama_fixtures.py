@@ -176,17 +176,21 @@ def make_batch(config: LlamaConfig, T: int, seed: int):
 
 def hf_shards(state: "dict[str, torch.Tensor]", max_shard_bytes: int):
     """huggingface_hub's split (what save_pretrained uses): walk the state dict in order, start a new shard
-    when the next tensor would push the current one past max_shard_bytes. Returns (shards as lists of names,
-    total_size = sum of tensor bytes)."""
+    when the next tensor would push the current one past max_shard_bytes; a tensor larger than that gets a
+    shard of its own at once. Returns (shards as lists of names, total_size = sum of tensor bytes)."""
     shards, current, current_bytes = [], [], 0
     for name, t in state.items():
         size = t.numel() * t.element_size()
-        if current and current_bytes + size > max_shard_bytes:
+        if size > max_shard_bytes:
+            shards.append([name])
+            continue
+        if current_bytes + size > max_shard_bytes:
             shards.append(current)
             current, current_bytes = [], 0
         current.append(name)
         current_bytes += size
-    shards.append(current)
+    if current:
+        shards.append(current)
     return shards, sum(t.numel() * t.element_size() for t in state.values())
 
 
