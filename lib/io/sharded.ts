@@ -16,7 +16,7 @@ import * as path from 'path';
 import { CheckpointError } from '../errors';
 import { FileContents } from './atomic';
 import {
-  encodeSafetensors, Float32TensorToWrite, readSafetensors, readSafetensorsHeader, SafetensorsTensor,
+  describe, encodeSafetensors, Float32TensorToWrite, readSafetensors, readSafetensorsHeader, SafetensorsTensor,
 } from './safetensors';
 
 export const SINGLE_FILE = 'model.safetensors';
@@ -52,11 +52,6 @@ export interface ShardIndex {
   weightMap: Map<string, string>;
   /** metadata.total_size when present (transformers writes it; it does not need it to load). */
   totalSize: number | undefined;
-}
-
-function describe(value: unknown): string {
-  const text = JSON.stringify(value);
-  return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -181,7 +181,7 @@ describe('bad sharded checkpoints: one line naming the file and the key', () => 
 
   test.each([
     ['not JSON', () => '{"weight_map": ', /: not valid JSON \(/],
-    ['no weight_map', () => ({ metadata: { total_size: 1 } }), /: key "weight_map": expected an object of tensor name -> shard file but found undefined/],
+    ['no weight_map', () => ({ metadata: { total_size: 1 } }), /: key "weight_map": expected an object of tensor name -> shard file but found nothing/],
     ['weight_map an array', () => ({ weight_map: [SHARD1] }), /: key "weight_map": expected an object/],
     ['empty weight_map', () => ({ weight_map: {} }), /: key "weight_map" is empty/],
     ['a shard outside the folder', () => ({ weight_map: { 'a.weight': `../${SHARD1}` } }),
