@@ -12,3 +12,6 @@ export class NonFiniteError extends Error {}
  * names the folder or file, the reason, and where anything already computed was kept.
  */
 export class OutputError extends Error {}
+
+/** A model folder that cannot be read as a checkpoint: a missing or contradictory file, index entry or tensor. */
+export class CheckpointError extends UsageError {}
