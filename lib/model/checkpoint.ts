@@ -17,8 +17,8 @@ import { GPT2 } from './gpt2';
 const CONV1D = /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/;
 /** Non-parameter buffers of the original gpt2 checkpoints. */
 const IGNORED_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
-/** Files of the tokenizer carried along with a checkpoint. */
-export const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+/** Files of the tokenizer (and generation_config.json, its sampling defaults and stop tokens) carried along with a checkpoint. */
+export const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'generation_config.json'];
 
 function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(src.length);
