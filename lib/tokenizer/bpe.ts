@@ -144,6 +144,7 @@ export class BPETokenizer implements Tokenizer {
   readonly eosTokenId: number;
   readonly bosTokenId: number | null;
   readonly addBosToken: boolean;
+  readonly stopTokenIds: readonly number[];
   readonly chatTemplate: string | null;
   readonly specialTokenText: SpecialTokenText;
   readonly name: string;
@@ -195,7 +196,7 @@ export class BPETokenizer implements Tokenizer {
     const eos = vocab.get(END_OF_TEXT);
     if (eos === undefined) throw new Error(`${vocabName}: missing the token ${END_OF_TEXT}, which gptune uses to separate documents`);
     this.eosTokenId = eos;
-    ({ bosTokenId: this.bosTokenId, addBosToken: this.addBosToken, chatTemplate: this.chatTemplate, specialTokenText: this.specialTokenText } = gpt2SpecialTokens(eos));
+    ({ stopTokenIds: this.stopTokenIds, bosTokenId: this.bosTokenId, addBosToken: this.addBosToken, chatTemplate: this.chatTemplate, specialTokenText: this.specialTokenText } = gpt2SpecialTokens(eos));
     this.specialTokens = new Map([[END_OF_TEXT, eos]]);
 
     this.tokenBytes = idToToken.map((token) => (token === undefined ? undefined : byteLevelToBytes(token) ?? new Uint8Array(Buffer.from(token, 'utf8'))));

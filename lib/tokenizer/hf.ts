@@ -9,7 +9,8 @@
  *    pre-tokenizers, post-processors and decoders those use. Anything else is a one-line
  *    FileFormatError naming the file and key, never a silently different tokenization;
  *  - the special tokens, add_bos_token and chat_template from tokenizer_config.json, as transformers
- *    resolves them (chat_template.jinja wins over the config's chat_template);
+ *    resolves them (chat_template.jinja wins over the config's chat_template), and the stop tokens
+ *    from generation_config.json;
  *  - a vocabulary that can encode every text (byte-level, byte fallback or an unk_token), and ids
  *    checked on decode.
  *
@@ -20,6 +21,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ByteFallbackDecoder, SequenceDecoder, Tokenizer as LibraryTokenizer } from '@huggingface/tokenizers';
 import { FileFormatError } from '../errors';
+import { GENERATION_CONFIG_FILE, readGenerationConfig } from '../io/generation_config';
+import { readJSONFile } from '../io/json';
 import { BYTE_TO_CHAR } from './byte_level';
 import { GPT2_PRETOKENIZE_PATTERN } from './pretokenize';
 import type { SpecialTokenText, Tokenizer } from './types';
@@ -45,24 +48,6 @@ type JSONObject = Record<string, unknown>;
 
 function isObject(value: unknown): value is JSONObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** JSON.parse with the error naming the file and line (JSON.parse itself gives a character position at best). */
-export function readJSONFile(file: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new FileFormatError(`${file}: cannot read (${(err as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    const message = (err as Error).message.split('\n')[0];
-    const at = /position (\d+)/.exec(message);
-    const line = at ? text.slice(0, Number(at[1])).split('\n').length : null;
-    throw new FileFormatError(`${file}: not valid JSON${line !== null && !/line \d+/.test(message) ? ` (line ${line})` : ''}: ${message}`);
-  }
 }
 
 function fail(file: string, key: string, problem: string): never {
@@ -264,6 +249,7 @@ export class HFTokenizer implements Tokenizer {
   readonly name: string;
   readonly vocabSize: number;
   readonly eosTokenId: number;
+  readonly stopTokenIds: readonly number[];
   readonly bosTokenId: number | null;
   readonly addBosToken: boolean;
   /** add_eos_token from tokenizer_config.json. gptune's examples always end with EOS; recorded for callers that ask. */
@@ -283,6 +269,7 @@ export class HFTokenizer implements Tokenizer {
     const configFile = optional('tokenizer_config.json');
     const mapFile = optional('special_tokens_map.json');
     const templateFile = optional('chat_template.jinja');
+    const generation = readGenerationConfig(dir);
     const config = configFile === null ? {} : readJSONFile(configFile);
     if (!isObject(config)) fail(configFile!, '', 'must hold a JSON object');
     const map = mapFile === null ? {} : readJSONFile(mapFile);
@@ -292,6 +279,7 @@ export class HFTokenizer implements Tokenizer {
       config, configFile: configFile ?? path.join(dir, 'tokenizer_config.json'),
       specialTokensMap: map, mapFile: mapFile ?? path.join(dir, 'special_tokens_map.json'),
       chatTemplate: templateFile === null ? undefined : fs.readFileSync(templateFile, 'utf8'),
+      generationEosIds: generation?.eosTokenIds ?? undefined, generationFile: path.join(dir, GENERATION_CONFIG_FILE),
       name: `tokenizer.json:${dir}`,
     });
   }
@@ -302,6 +290,8 @@ export class HFTokenizer implements Tokenizer {
     specialTokensMap?: JSONObject; mapFile?: string;
     /** chat_template.jinja's contents; it replaces the config's chat_template. */
     chatTemplate?: string;
+    /** generation_config.json's eos_token_id(s). */
+    generationEosIds?: readonly number[]; generationFile?: string;
     name: string;
   }) {
     const file = o.jsonFile;
@@ -366,6 +356,10 @@ export class HFTokenizer implements Tokenizer {
     }
     this.modelMaxLength = typeof maxLength === 'number' && maxLength < UNSET_MAX_LENGTH ? maxLength : null;
     this.chatTemplate = o.chatTemplate ?? configChatTemplate(o.configFile, o.config.chat_template);
+    for (const id of o.generationEosIds ?? []) {
+      if (id >= this.vocabSize || this.known[id] === 0) fail(o.generationFile ?? 'generation_config.json', 'eos_token_id', `${id} is not a token of ${file}`);
+    }
+    this.stopTokenIds = [...new Set([...(o.generationEosIds ?? []), this.eosTokenId])];
   }
 
   encode(text: string): number[] {

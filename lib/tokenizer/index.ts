@@ -10,7 +10,7 @@ import { gpt2Tokenizer } from './tiktoken';
 import type { Tokenizer } from './types';
 
 export { BPETokenizer, type BPEFiles } from './bpe';
-export { HFTokenizer, readJSONFile } from './hf';
+export { HFTokenizer } from './hf';
 export { DecodeStream } from './stream';
 export { parseMergesTxt, parseVocabJSON, type MergesFile } from './files';
 export { GPT2_PRETOKENIZE_PATTERN, pretokenizeWithRegex, forEachPretoken } from './pretokenize';

@@ -12,6 +12,11 @@ export interface Tokenizer {
   vocabSize: number;
   /** The end-of-sequence token: the document separator and the default stop token (50256 for GPT-2). */
   eosTokenId: number;
+  /**
+   * Tokens that end a generated reply: generation_config.json's eos_token_id (one or a list) and
+   * eosTokenId. Generation stops at them, and chat training trains each assistant turn up to the first.
+   */
+  stopTokenIds: readonly number[];
   /** The beginning-of-sequence token, or null when the tokenizer has none (Qwen). */
   bosTokenId: number | null;
   /** Whether a whole sequence starts with bosTokenId (Llama, Mistral: true; GPT-2, Qwen: false). */
@@ -35,8 +40,9 @@ export interface SpecialTokenText {
 export const END_OF_TEXT = '<|endoftext|>';
 
 /** GPT-2-style tokenizers (vocab.json + merges.txt): <|endoftext|> is every special token, no BOS is added, no chat template. */
-export function gpt2SpecialTokens(eosTokenId: number): Pick<Tokenizer, 'bosTokenId' | 'addBosToken' | 'chatTemplate' | 'specialTokenText'> {
+export function gpt2SpecialTokens(eosTokenId: number): Pick<Tokenizer, 'stopTokenIds' | 'bosTokenId' | 'addBosToken' | 'chatTemplate' | 'specialTokenText'> {
   return {
+    stopTokenIds: [eosTokenId],
     bosTokenId: eosTokenId,
     addBosToken: false,
     chatTemplate: null,
