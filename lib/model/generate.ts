@@ -19,6 +19,8 @@ export interface GenerateOptions {
   topP?: number;
   /** Stop when this token is produced (it is not included in the output). null = never. */
   eosTokenId?: number | null;
+  /** Stop when any of these is produced too (generation_config.json's eos_token_id list); not included in the output. */
+  stopTokenIds?: readonly number[];
   seed?: number;
   /** Called with each new token as it is produced (streaming). */
   onToken?: (token: number) => void;
@@ -30,7 +32,7 @@ export interface GenerateResult {
   stop: 'eos' | 'max_new_tokens' | 'context_full';
 }
 
-function validateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'onToken' | 'eosTokenId'>> & { eosTokenId: number | null } {
+function validateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'onToken' | 'eosTokenId' | 'stopTokenIds'>> & { eosTokenId: number | null } {
   const maxNewTokens = o.maxNewTokens ?? 50;
   const temperature = o.temperature ?? 1;
   const topK = o.topK ?? 0;
@@ -154,12 +156,14 @@ export function generate(model: GPT2, prompt: readonly number[], options: Genera
   const state = new DecodeState(model, 1, maxT);
   const rng = new Rng(o.seed);
   const out: number[] = [];
+  const stops = new Set(options.stopTokenIds ?? []);
+  if (o.eosTokenId !== null) stops.add(o.eosTokenId);
   try {
     if (o.maxNewTokens === 0) return { tokens: out, stop: 'max_new_tokens' };
     let logits = decodeStep(model, state, Int32Array.from(prompt), prompt.length);
     for (;;) {
       const next = sampleToken(logits, o, rng);
-      if (o.eosTokenId !== null && next === o.eosTokenId) return { tokens: out, stop: 'eos' };
+      if (stops.has(next)) return { tokens: out, stop: 'eos' };
       out.push(next);
       options.onToken?.(next);
       if (out.length >= o.maxNewTokens) return { tokens: out, stop: 'max_new_tokens' };

@@ -54,3 +54,14 @@ export function chatTemplateOf(tokenizer: Tokenizer): ChatTemplate | null {
   if (template === undefined) parsed.set(tokenizer, (template = new ChatTemplate(tokenizer.chatTemplate, tokenizer)));
   return template;
 }
+
+/**
+ * A conversation as the model reads it: rendered by the tokenizer's chat template and encoded with
+ * nothing added (the template writes BOS itself where the model expects one, as transformers'
+ * apply_chat_template(tokenize=True) does).
+ */
+export function encodeChat(tokenizer: Tokenizer, messages: readonly ChatTurn[], addGenerationPrompt: boolean): number[] {
+  const template = chatTemplateOf(tokenizer);
+  if (template === null) throw new ChatTemplateError(`${tokenizer.name}: the tokenizer has no chat template (chat_template in tokenizer_config.json, or chat_template.jinja)`);
+  return tokenizer.encode(template.render(messages, addGenerationPrompt));
+}
