@@ -11,7 +11,7 @@
 import { corpusBleu, rougeCorpus } from '../metrics';
 import { generate } from '../model/generate';
 import { GPT2 } from '../model/gpt2';
-import { Tokenizer } from '../tokenizer';
+import { encodeSequence, Tokenizer } from '../tokenizer';
 import { BleuReport, bleuReport, RougeReport, rougeReport } from './report';
 
 export interface GenerationExample {
@@ -100,7 +100,7 @@ export function generateOutputs(model: GPT2, tokenizer: Tokenizer, examples: rea
   // Which single tokens contain a line break (most do not, so the full decode below is rare).
   const breaksLine = new Map<number, boolean>();
   const outputs = examples.map((example, i): GeneratedOutput => {
-    let prompt = tokenizer.encode(example.prompt);
+    let prompt = encodeSequence(tokenizer, example.prompt);
     if (prompt.length === 0) prompt = [tokenizer.eosTokenId];
     const truncated = Math.max(0, prompt.length - promptBudget);
     if (truncated > 0) prompt = prompt.slice(truncated);
@@ -109,7 +109,7 @@ export function generateOutputs(model: GPT2, tokenizer: Tokenizer, examples: rea
     try {
       stop = generate(model, prompt, {
         maxNewTokens, temperature, greedy: temperature === 0, topK: options.topK ?? 0, topP: options.topP ?? 1,
-        seed: (options.seed ?? 0) + i, eosTokenId: tokenizer.eosTokenId,
+        seed: (options.seed ?? 0) + i, eosTokenId: tokenizer.eosTokenId, stopTokenIds: tokenizer.stopTokenIds,
         onToken: (token) => {
           produced.push(token);
           if (!stopAtNewline) return;
