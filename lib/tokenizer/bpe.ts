@@ -145,6 +145,7 @@ export class BPETokenizer implements Tokenizer {
   readonly bosTokenId: number | null;
   readonly addBosToken: boolean;
   readonly stopTokenIds: readonly number[];
+  readonly encodesInPieces: boolean;
   readonly chatTemplate: string | null;
   readonly specialTokenText: SpecialTokenText;
   readonly name: string;
@@ -196,7 +197,7 @@ export class BPETokenizer implements Tokenizer {
     const eos = vocab.get(END_OF_TEXT);
     if (eos === undefined) throw new Error(`${vocabName}: missing the token ${END_OF_TEXT}, which gptune uses to separate documents`);
     this.eosTokenId = eos;
-    ({ stopTokenIds: this.stopTokenIds, bosTokenId: this.bosTokenId, addBosToken: this.addBosToken, chatTemplate: this.chatTemplate, specialTokenText: this.specialTokenText } = gpt2SpecialTokens(eos));
+    ({ encodesInPieces: this.encodesInPieces, stopTokenIds: this.stopTokenIds, bosTokenId: this.bosTokenId, addBosToken: this.addBosToken, chatTemplate: this.chatTemplate, specialTokenText: this.specialTokenText } = gpt2SpecialTokens(eos));
     this.specialTokens = new Map([[END_OF_TEXT, eos]]);
 
     this.tokenBytes = idToToken.map((token) => (token === undefined ? undefined : byteLevelToBytes(token) ?? new Uint8Array(Buffer.from(token, 'utf8'))));

@@ -250,6 +250,7 @@ export class HFTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosTokenId: number;
   readonly stopTokenIds: readonly number[];
+  readonly encodesInPieces: boolean;
   readonly bosTokenId: number | null;
   readonly addBosToken: boolean;
   /** add_eos_token from tokenizer_config.json. gptune's examples always end with EOS; recorded for callers that ask. */
@@ -312,6 +313,11 @@ export class HFTokenizer implements Tokenizer {
     // slow tokenizer's options such as remove_space), and decode() gets its options explicitly.
     this.library = new LibraryTokenizer(normalized, {});
     useHFByteFallback(this.library.decoder);
+    // Only GPT-2's own pre-tokenization is known to allow lib/data/tokens.ts's cuts (an added token
+    // with whitespace in it could be cut too).
+    const preTokenizer = json.pre_tokenizer;
+    this.encodesInPieces = isObject(preTokenizer) && preTokenizer.type === 'ByteLevel' && preTokenizer.use_regex !== false
+      && (json.normalizer === null || json.normalizer === undefined) && added.every((t) => !/\p{White_Space}/u.test(t.content));
 
     const vocab = (json.model as JSONObject).vocab as Record<string, number>;
     let maxId = -1;

@@ -27,12 +27,13 @@ export class TiktokenGPT2Tokenizer implements Tokenizer {
   readonly bosTokenId: number | null;
   readonly addBosToken: boolean;
   readonly stopTokenIds: readonly number[];
+  readonly encodesInPieces: boolean;
   readonly chatTemplate: string | null;
   readonly specialTokenText: SpecialTokenText;
   private readonly encoding: Tiktoken = getEncoding('gpt2');
 
   constructor() {
-    ({ stopTokenIds: this.stopTokenIds, bosTokenId: this.bosTokenId, addBosToken: this.addBosToken, chatTemplate: this.chatTemplate, specialTokenText: this.specialTokenText } = gpt2SpecialTokens(GPT2_END_OF_TEXT_ID));
+    ({ encodesInPieces: this.encodesInPieces, stopTokenIds: this.stopTokenIds, bosTokenId: this.bosTokenId, addBosToken: this.addBosToken, chatTemplate: this.chatTemplate, specialTokenText: this.specialTokenText } = gpt2SpecialTokens(GPT2_END_OF_TEXT_ID));
   }
 
   encode(text: string): number[] {

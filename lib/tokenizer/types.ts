@@ -25,6 +25,13 @@ export interface Tokenizer {
   chatTemplate: string | null;
   /** The special tokens' text, as a chat template sees them (bos_token, eos_token, ...); null when absent. */
   specialTokenText: SpecialTokenText;
+  /**
+   * Whether a text cut before a whitespace character that follows a non-whitespace one encodes, piece
+   * by piece, to the ids of the whole (lib/data/tokens.ts streams long files so): true for GPT-2's
+   * pre-tokenizer. Others (Llama 3's regex joins punctuation to the newlines after it; SentencePiece
+   * puts "▁" before each text) are given whole documents.
+   */
+  encodesInPieces: boolean;
   /** Where the tokenizer came from, for logs: "gpt2", "bpe:<folder>" or "tokenizer.json:<folder>". */
   name: string;
 }
@@ -39,9 +46,10 @@ export interface SpecialTokenText {
 /** GPT-2's end-of-text marker, the only special token in its vocabulary. */
 export const END_OF_TEXT = '<|endoftext|>';
 
-/** GPT-2-style tokenizers (vocab.json + merges.txt): <|endoftext|> is every special token, no BOS is added, no chat template. */
-export function gpt2SpecialTokens(eosTokenId: number): Pick<Tokenizer, 'stopTokenIds' | 'bosTokenId' | 'addBosToken' | 'chatTemplate' | 'specialTokenText'> {
+/** GPT-2-style tokenizers (vocab.json + merges.txt): <|endoftext|> is every special token, no BOS is added, no chat template, GPT-2's pre-tokenizer. */
+export function gpt2SpecialTokens(eosTokenId: number): Pick<Tokenizer, 'stopTokenIds' | 'bosTokenId' | 'addBosToken' | 'chatTemplate' | 'specialTokenText' | 'encodesInPieces'> {
   return {
+    encodesInPieces: true,
     stopTokenIds: [eosTokenId],
     bosTokenId: eosTokenId,
     addBosToken: false,

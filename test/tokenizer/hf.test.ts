@@ -99,6 +99,10 @@ describe('what tokenizer_config.json, special_tokens_map.json and chat_template.
     expect(t.decode([3 + 0xef, 3 + 0xbb, 3 + 0xbf])).toBe('\uFEFF');
   });
 
+  test('only the GPT-2-regex tokenizer is encoded in pieces when streaming text (the others get whole documents)', () => {
+    expect(NAMES.map((name) => loadTokenizer(path.join(FIXTURES, name)).encodesInPieces)).toEqual([true, false, false, false]);
+  });
+
   test('decode rejects ids outside the vocabulary; the empty list decodes to ""', () => {
     const t = loadTokenizer(path.join(FIXTURES, 'bytelevel-chatml'));
     expect(t.decode([])).toBe('');
