@@ -103,6 +103,26 @@ test('chat with piped stdin: one reply per line, the conversation kept between t
   expect(text.stdout).toBe(`${first.reply}\n${second.reply}\n`);
 });
 
+test('data inspect and train read chat JSONL through the chat template; the trained model keeps the tokenizer files', () => {
+  const dir = tempDir('gptune-chat-train-');
+  const data = path.join(dir, 'chat.jsonl');
+  const conversation = [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'the the' }];
+  fs.writeFileSync(data, `${JSON.stringify({ messages: conversation })}\n`.repeat(4));
+  const inspect = gptune(['data', 'inspect', data, '--model', modelDir, '--seq-len', '64', '--json']);
+  expect(inspect.stderr).toBe('');
+  const report = lines(inspect.stdout).pop();
+  // Trained per example: the assistant's content and <|im_end|> (not the "\n" after it), as the tokenizer encodes them.
+  expect(report.trainedTokens).toBe(4 * tokenizer.encode('the the<|im_end|>').length);
+  expect(report.tokenizer).toBe(`tokenizer.json:${modelDir}`);
+  const out = path.join(dir, 'out');
+  const train = gptune(['train', '--model', modelDir, '--data', data, '--out', out, '--steps', '2', '--batch-size', '2', '--seq-len', '64']);
+  expect(train.code).toBe(0);
+  for (const file of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+    expect(fs.readFileSync(path.join(out, file), 'utf8')).toBe(fs.readFileSync(path.join(CHATML, file), 'utf8'));
+  }
+  expect(loadTokenizer(out).chatTemplate).toBe(tokenizer.chatTemplate);
+});
+
 test('a model without a chat template: chat and generate --chat are usage errors on one line', () => {
   for (const args of [['chat', '--model', TINY], ['generate', '--model', TINY, '--chat', '--prompt', 'Hi']]) {
     const r = gptune(args, 'Hi\n');
