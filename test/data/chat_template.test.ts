@@ -8,6 +8,8 @@ import * as path from 'path';
 import { buildDatasets, compileTemplate, DataError, MODEL_CHAT_TEMPLATE, tokenizeRecord, type ChatMessage, type DataRecord } from '../../lib/data';
 import { loadTokenizer, type Tokenizer } from '../../lib/tokenizer';
 import { ChatTemplate, chatTemplateOf } from '../../lib/tokenizer/chat_template';
+import { generationExamples } from '../../lib/eval';
+import { promptIds } from '../../lib/eval/generation';
 import { FIXTURES, tempDir } from '../helpers';
 
 const TOKENIZERS = path.join(FIXTURES, 'tokenizers');
@@ -147,6 +149,27 @@ describe('chat training data through the chat template: the loss is on the assis
     expect(explicit.report.template).toBe('<|{role}|>\n{content}');
     const gpt2 = buildDatasets({ ...common, tokenizer: loadTokenizer(path.join(FIXTURES, 'tiny-gpt2')) });
     expect(gpt2.report.template).toBe('<|{role}|>\n{content}');
+  });
+});
+
+describe('evaluation and review prompts of chat data use the chat template too', () => {
+  test('the prompt is the conversation before the last assistant message with the generation prompt; encoded without another BOS', () => {
+    const tokenizer = loadTokenizer(path.join(TOKENIZERS, 'bytelevel-llama3'));
+    const [example] = generationExamples([record(CONVERSATION)], undefined, tokenizer);
+    expect(example).toEqual({
+      prompt: '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a concise assistant.<|eot_id|>' +
+        '<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>' +
+        '<|start_header_id|>assistant<|end_header_id|>\n\n2+2 is 4.<|eot_id|>' +
+        '<|start_header_id|>user<|end_header_id|>\n\nAnd in words?<|eot_id|>' +
+        '<|start_header_id|>assistant<|end_header_id|>\n\n',
+      reference: 'Four.',
+      chat: true,
+    });
+    const ids = promptIds(tokenizer, example);
+    expect(ids.filter((id) => id === 556)).toEqual([556]); // one <|begin_of_text|>, the template's
+    // Other prompts get the tokenizer's BOS; an explicit --template keeps the <|role|> rendering.
+    expect(promptIds(tokenizer, { prompt: 'Q:', reference: ' A' })).toEqual([556, ...tokenizer.encode('Q:')]);
+    expect(generationExamples([record(CONVERSATION)], '<|{role}|>\n{content}', tokenizer)[0].chat).toBeUndefined();
   });
 });
 
