@@ -10,8 +10,9 @@ The definitions implemented here (facts of the formats, as HF tokenizers applies
 
   * added tokens are split out of the text first, leftmost match first and the longest at a position;
     the text between them is tokenized on its own (normalizer and pre-tokenizer apply per piece);
-  * byte-level BPE (GPT-2, Llama 3, Qwen): a piece is cut into words by a regex (GPT-2's, or Llama 3's
-    through a Split pre-tokenizer with behavior Isolated: matches and the gaps between them are words);
+  * byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM2): a piece is cut into words by a regex (GPT-2's, or
+    Llama 3's through a Split pre-tokenizer with behavior Isolated: matches and the gaps between them
+    are words; SmolLM2 first isolates every numeric character, Unicode categories Nd, Nl and No);
     each word's UTF-8 bytes become characters by GPT-2's byte-to-unicode table; with ignore_merges a
     word that is itself a token is that token; otherwise its characters are merged, repeatedly taking
     the adjacent pair with the lowest merge rank (leftmost occurrence first) until none is a merge;
@@ -41,6 +42,7 @@ OUT = os.path.join(HERE, "..", "test", "fixtures", "tokenizers")
 LLAMA3_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 METASPACE = "\u2581"
+DIGIT = regex.compile(r"\p{N}")
 
 
 def split_added(text: str, added: Sequence[str]) -> List[Tuple[str, bool]]:
@@ -99,20 +101,25 @@ class ReferenceBPE:
 
     def __init__(self, style: str, vocab: Dict[str, int], merges: List[Tuple[str, str]], added: Dict[str, int],
                  ignore_merges: bool = False):
-        assert style in ("gpt2", "llama3", "sp_prepend", "sp_metaspace_first")
+        assert style in ("gpt2", "gpt2_digits", "llama3", "sp_prepend", "sp_metaspace_first")
         self.style = style
         self.vocab = dict(vocab)
         self.rank = {pair: r for r, pair in enumerate(merges)}
         self.added = dict(added)
         self.ignore_merges = ignore_merges
         self.id_to_token = {i: t for t, i in {**self.vocab, **self.added}.items()}
-        self.pattern = regex.compile(GPT2_SPLIT_PATTERN if style == "gpt2" else LLAMA3_SPLIT_PATTERN)
+        self.pattern = regex.compile(LLAMA3_SPLIT_PATTERN if style == "llama3" else GPT2_SPLIT_PATTERN)
 
     def encode(self, text: str) -> List[int]:
         ids: List[int] = []
         for index, (piece, is_added) in enumerate(split_added(text, list(self.added))):
             if is_added:
                 ids.append(self.added[piece])
+            elif self.style == "gpt2_digits":
+                # SmolLM2's Digits(individual_digits) pre-tokenizer first: every numeric character
+                # (Unicode categories Nd, Nl, No, as Rust's char::is_numeric) is a piece of its own.
+                for part in regex_words(DIGIT, piece):
+                    ids.extend(self._encode_bytelevel(part))
             elif self.style in ("gpt2", "llama3"):
                 ids.extend(self._encode_bytelevel(piece))
             else:
@@ -148,7 +155,7 @@ class ReferenceBPE:
         return ids
 
     def decode(self, ids: List[int]) -> str:
-        if self.style in ("gpt2", "llama3"):
+        if self.style in ("gpt2", "gpt2_digits", "llama3"):
             out, run = [], bytearray()
             for i in ids:
                 token = self.id_to_token[i]
@@ -215,6 +222,7 @@ def texts_for(specials: List[str]) -> List[str]:
         "\n",
         "control \x00\x01\x7f chars",
         "two  \ufeffspaces and a \u0085b",
+        "digits ٣٤ and ５６ and ½ and 2023",
     ]
 
 
@@ -242,17 +250,20 @@ BYTELEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": Tru
 
 
 def bytelevel_fixture(style: str, n_merges: int, specials: List[str], non_special: List[str], text: str):
-    pattern = regex.compile(GPT2_SPLIT_PATTERN if style == "gpt2" else LLAMA3_SPLIT_PATTERN)
-    words = Counter(tuple(BYTE_TO_CHAR[b] for b in w.encode("utf-8")) for w in regex_words(pattern, text))
+    pattern = regex.compile(LLAMA3_SPLIT_PATTERN if style == "llama3" else GPT2_SPLIT_PATTERN)
+    pieces = regex_words(DIGIT, text) if style == "gpt2_digits" else [text]
+    words = Counter(tuple(BYTE_TO_CHAR[b] for b in w.encode("utf-8")) for p in pieces for w in regex_words(pattern, p))
     merges = train_merges(words, set(BYTE_TO_CHAR.values()), n_merges)
     tokens = [BYTE_TO_CHAR[b] for b in BYTE_ORDER] + [a + b for a, b in merges]
     vocab = {t: i for i, t in enumerate(tokens)}
     added = {t: len(tokens) + k for k, t in enumerate(specials + non_special)}
     ref = ReferenceBPE(style, vocab, merges, added, ignore_merges=(style == "llama3"))
     added_json = [added_token_json(t, added[t], t in specials) for t in specials + non_special]
-    if style == "gpt2":
+    if style in ("gpt2", "gpt2_digits"):
         tokenizer = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added_json,
-                     "normalizer": None, "pre_tokenizer": BYTELEVEL,
+                     "normalizer": None,
+                     "pre_tokenizer": BYTELEVEL if style == "gpt2" else {"type": "Sequence", "pretokenizers": [
+                         {"type": "Digits", "individual_digits": True}, BYTELEVEL]},
                      "post_processor": {**BYTELEVEL, "trim_offsets": False}, "decoder": BYTELEVEL,
                      "model": bpe_model_json(vocab, merges, pair_merges=True)}
     else:
@@ -366,6 +377,16 @@ def main() -> None:
                    "clean_up_tokenization_spaces": False, "tokenizer_class": "Qwen2Tokenizer"},
                   {"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.8,
                    "eos_token_id": [added["<|im_end|>"], added["<|endoftext|>"]], "pad_token_id": added["<|endoftext|>"]},
+                  specials)
+
+    # SmolLM2-like: digits one by one, then GPT-2's byte-level BPE. Fullwidth words give merges " " + 0xEF 0xBC, the
+    # first bytes of fullwidth digits too, so "Digits" must split those off by their Unicode category.
+    specials = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+    ref, tok, added = bytelevel_fixture("gpt2_digits", 300, specials, [], text + "in 1999 and 2024, 365 days\n" * 4 + " ＡＢＣ ＸＹＺ ＡＢＣ\n" * 30)
+    write_fixture("bytelevel-digits", ref, tok,
+                  {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>",
+                   "model_max_length": 8192, "chat_template": CHATML_TEMPLATE, "tokenizer_class": "GPT2Tokenizer"},
+                  {"bos_token_id": added["<|im_start|>"], "eos_token_id": added["<|im_end|>"]},
                   specials)
 
     specials = ["<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"]

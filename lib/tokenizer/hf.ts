@@ -201,24 +201,28 @@ function configChatTemplate(file: string, value: unknown): string | null {
 }
 
 /**
- * The library's ByteLevel pre-tokenizer splits with GPT-2's regex written with JavaScript's \s, which
- * matches U+FEFF and misses U+0085, unlike HF's regex engines (White_Space): "two  \uFEFFx" gets other
- * words and other ids. Its Split pre-tokenizer translates \s correctly, so a ByteLevel that splits is
- * given to it as Split(GPT-2's pattern, Isolated) followed by a ByteLevel that does not.
+ * Two pre-tokenizers of the library split differently from HF tokenizers, and are given to it as the
+ * Split pre-tokenizer that does what HF's do (the library's Split translates regexes faithfully):
+ *  - ByteLevel splits with GPT-2's regex written with JavaScript's \s, which matches U+FEFF and misses
+ *    U+0085, unlike HF's regex engines (White_Space): "two  \uFEFFx" gets other words and other ids.
+ *    It becomes Split(GPT-2's pattern, Isolated) followed by a ByteLevel that does not split;
+ *  - Digits tests JavaScript's \d (ASCII 0-9) where HF tests char::is_numeric (Unicode Nd, Nl, No:
+ *    "５", "٣", "½"). It becomes Split(\p{N} one by one, or runs of them, Isolated).
  */
-function splitWithWhiteSpaceRegex(preTokenizer: unknown): unknown {
+function withHFSplitting(preTokenizer: unknown): unknown {
   if (!isObject(preTokenizer)) return preTokenizer;
-  if (preTokenizer.type === 'Sequence') {
-    return { ...preTokenizer, pretokenizers: (preTokenizer.pretokenizers as unknown[]).map(splitWithWhiteSpaceRegex) };
+  const split = (regex: string) => ({ type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false });
+  switch (preTokenizer.type) {
+    case 'Sequence':
+      return { ...preTokenizer, pretokenizers: (preTokenizer.pretokenizers as unknown[]).map(withHFSplitting) };
+    case 'ByteLevel':
+      if (preTokenizer.use_regex === false) return preTokenizer;
+      return { type: 'Sequence', pretokenizers: [split(GPT2_PRETOKENIZE_PATTERN), { ...preTokenizer, use_regex: false }] };
+    case 'Digits':
+      return split(preTokenizer.individual_digits === true ? '\\p{N}' : '\\p{N}+');
+    default:
+      return preTokenizer;
   }
-  if (preTokenizer.type !== 'ByteLevel' || preTokenizer.use_regex === false) return preTokenizer;
-  return {
-    type: 'Sequence',
-    pretokenizers: [
-      { type: 'Split', pattern: { Regex: GPT2_PRETOKENIZE_PATTERN }, behavior: 'Isolated', invert: false },
-      { ...preTokenizer, use_regex: false },
-    ],
-  };
 }
 
 const strictUTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -308,10 +312,15 @@ export class HFTokenizer implements Tokenizer {
     // Every component key present (the library requires them), added_tokens a list.
     const normalized: JSONObject = { ...json, added_tokens: json.added_tokens ?? [] };
     for (const component of Object.keys(SUPPORTED_TYPES)) normalized[component] = json[component] ?? null;
-    normalized.pre_tokenizer = splitWithWhiteSpaceRegex(normalized.pre_tokenizer);
+    normalized.pre_tokenizer = withHFSplitting(normalized.pre_tokenizer);
     // An empty config: the fast tokenizer is defined by tokenizer.json alone (transformers ignores the
     // slow tokenizer's options such as remove_space), and decode() gets its options explicitly.
-    this.library = new LibraryTokenizer(normalized, {});
+    try {
+      this.library = new LibraryTokenizer(normalized, {});
+    } catch (err) {
+      // What the checks above let through but the library rejects, e.g. a Split regex it cannot translate.
+      throw new FileFormatError(`${file}: @huggingface/tokenizers cannot read it: ${(err as Error).message.split('\n')[0]}`);
+    }
     useHFByteFallback(this.library.decoder);
     // Only GPT-2's own pre-tokenization is known to allow lib/data/tokens.ts's cuts (an added token
     // with whitespace in it could be cut too).

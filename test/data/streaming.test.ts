@@ -16,7 +16,7 @@ const tiny = loadTokenizer(TINY);
 // tokenizer.json tokenizers (test/fixtures/tokenizers): the GPT-2-regex one encodes in pieces like
 // GPT-2; the others (Llama 3's regex joins punctuation to the newlines after it, SentencePiece puts "▁"
 // before every encoded text) must give the same ids by other means.
-const hf = ['bytelevel-chatml', 'bytelevel-llama3', 'sentencepiece-llama2', 'sentencepiece-mistral'].map((name) => loadTokenizer(path.join(FIXTURES, 'tokenizers', name)));
+const hf = ['bytelevel-chatml', 'bytelevel-digits', 'bytelevel-llama3', 'sentencepiece-llama2', 'sentencepiece-mistral'].map((name) => loadTokenizer(path.join(FIXTURES, 'tokenizers', name)));
 let tmp: string;
 beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gptune-stream-')); });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

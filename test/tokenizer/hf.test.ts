@@ -10,7 +10,7 @@ import { DecodeStream, encodeSequence, HFTokenizer, loadTokenizer } from '../../
 import { tempDir } from '../helpers';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'tokenizers');
-const NAMES = ['bytelevel-chatml', 'bytelevel-llama3', 'sentencepiece-llama2', 'sentencepiece-mistral'];
+const NAMES = ['bytelevel-chatml', 'bytelevel-digits', 'bytelevel-llama3', 'sentencepiece-llama2', 'sentencepiece-mistral'];
 
 interface Cases { style: string; vocab_size: number; cases: Array<{ text: string; ids: number[]; decoded: string }> }
 const casesOf = (name: string): Cases => JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'cases.json'), 'utf8'));
@@ -100,7 +100,7 @@ describe('what tokenizer_config.json, special_tokens_map.json and chat_template.
   });
 
   test('only the GPT-2-regex tokenizer is encoded in pieces when streaming text (the others get whole documents)', () => {
-    expect(NAMES.map((name) => loadTokenizer(path.join(FIXTURES, name)).encodesInPieces)).toEqual([true, false, false, false]);
+    expect(NAMES.map((name) => loadTokenizer(path.join(FIXTURES, name)).encodesInPieces)).toEqual([true, false, false, false, false]);
   });
 
   test('decode rejects ids outside the vocabulary; the empty list decodes to ""', () => {
@@ -136,6 +136,8 @@ describe('bad tokenizer files: one line naming the file and key', () => {
       /tokenizer\.json: pre_tokenizer\.pretokenizers\[0\]\.behavior "MergedWithPrevious" is not supported/],
     ['Metaspace that splits', 'sentencepiece-mistral', { 'tokenizer.json': tokenizerJSON((j) => { j.pre_tokenizer.split = true; }) },
       /tokenizer\.json: pre_tokenizer\.split true is not supported/],
+    ['a Split regex that does not compile', 'bytelevel-llama3', { 'tokenizer.json': tokenizerJSON((j) => { j.pre_tokenizer.pretokenizers[0].pattern = { Regex: '(ab' }; }) },
+      /tokenizer\.json: @huggingface\/tokenizers cannot read it: .*regular expression/i],
     ['unsupported decoder', 'bytelevel-chatml', { 'tokenizer.json': tokenizerJSON((j) => { j.decoder = { type: 'WordPiece' }; }) },
       /tokenizer\.json: decoder\.type "WordPiece" is not supported/],
     ['no decoder', 'bytelevel-chatml', { 'tokenizer.json': tokenizerJSON((j) => { j.decoder = null; }) },
