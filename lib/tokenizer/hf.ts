@@ -85,6 +85,10 @@ function checkComponent(file: string, component: Component, key: string, value: 
   if (component === 'pre_tokenizer' && type === 'ByteLevel' && value.add_prefix_space === true) {
     fail(file, `${key}.add_prefix_space`, 'true is not supported (gptune reads ByteLevel pre-tokenizers without a prefix space, as GPT-2, Llama 3 and Qwen)');
   }
+  if (component === 'decoder' && type === 'Metaspace' && !['always', 'first'].includes(value.prepend_scheme as string)) {
+    // The library strips the first space whatever the scheme; HF does not with "never".
+    fail(file, `${key}.prepend_scheme`, `${JSON.stringify(value.prepend_scheme)} is not supported (gptune reads Metaspace decoders with "always" or "first")`);
+  }
   if ((type === 'Split' || type === 'Replace') && !(isObject(value.pattern) && (typeof value.pattern.String === 'string' || typeof value.pattern.Regex === 'string'))) {
     fail(file, `${key}.pattern`, 'must be {"String": ...} or {"Regex": ...}');
   }

@@ -138,6 +138,8 @@ describe('bad tokenizer files: one line naming the file and key', () => {
       /tokenizer\.json: pre_tokenizer\.split true is not supported/],
     ['a Split regex that does not compile', 'bytelevel-llama3', { 'tokenizer.json': tokenizerJSON((j) => { j.pre_tokenizer.pretokenizers[0].pattern = { Regex: '(ab' }; }) },
       /tokenizer\.json: @huggingface\/tokenizers cannot read it: .*regular expression/i],
+    ['a Metaspace decoder that keeps the first space', 'sentencepiece-mistral', { 'tokenizer.json': tokenizerJSON((j) => { j.decoder.decoders[1].prepend_scheme = 'never'; }) },
+      /tokenizer\.json: decoder\.decoders\[1\]\.prepend_scheme "never" is not supported/],
     ['unsupported decoder', 'bytelevel-chatml', { 'tokenizer.json': tokenizerJSON((j) => { j.decoder = { type: 'WordPiece' }; }) },
       /tokenizer\.json: decoder\.type "WordPiece" is not supported/],
     ['no decoder', 'bytelevel-chatml', { 'tokenizer.json': tokenizerJSON((j) => { j.decoder = null; }) },
