@@ -15,3 +15,6 @@ export class OutputError extends Error {}
 
 /** A model folder that cannot be read as a checkpoint: a missing or contradictory file, index entry or tensor. */
 export class CheckpointError extends UsageError {}
+
+/** A file's contents are not what gptune reads (bad JSON, a missing or unsupported key); the message names the file and key. */
+export class FileFormatError extends Error {}

@@ -10,7 +10,7 @@ export { parseGPT2Config, loadGPT2Config, configToJSON, parseModelSpec, presetCo
 export type { GPT2Config } from './model/config';
 export { generate, planGenerationMemory, sampleToken } from './model/generate';
 export type { GenerateOptions, GenerateResult } from './model/generate';
-export { loadTokenizer, BPETokenizer } from './tokenizer';
+export { loadTokenizer, BPETokenizer, HFTokenizer, DecodeStream, encodeSequence } from './tokenizer';
 export type { Tokenizer } from './tokenizer';
 export { AdamW, clipScale, ADAMW_DEFAULTS } from './train/adamw';
 export { learningRate, SCHEDULES } from './train/schedule';

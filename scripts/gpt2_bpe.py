@@ -62,12 +62,12 @@ def apply_merge(symbols: Tuple[str, ...], first: str, second: str) -> Tuple[str,
     return tuple(out)
 
 
-def train_bpe(text: str, n_merges: int) -> List[Tuple[str, str]]:
-    """Greedy BPE training: merge the most frequent adjacent pair (weighted by piece frequency);
-    ties go to the lexicographically smallest pair so the result is deterministic. A pair whose
-    concatenation is already a token is skipped so every vocabulary string stays unique."""
-    words = Counter(tuple(p) for p in pieces(text))
-    vocab = set(BYTE_TO_CHAR.values())
+def train_merges(words: Counter, alphabet: set, n_merges: int) -> List[Tuple[str, str]]:
+    """Greedy BPE training on words (tuples of symbols -> frequency): merge the most frequent adjacent
+    pair (weighted by word frequency); ties go to the lexicographically smallest pair so the result is
+    deterministic. A pair whose concatenation is already a token (in `alphabet` or merged before) is
+    skipped so every vocabulary string stays unique."""
+    vocab = set(alphabet)
     merges: List[Tuple[str, str]] = []
     while len(merges) < n_merges:
         pair_counts: Counter = Counter()
@@ -85,6 +85,11 @@ def train_bpe(text: str, n_merges: int) -> List[Tuple[str, str]]:
             merged[apply_merge(word, *best)] += freq
         words = merged
     return merges
+
+
+def train_bpe(text: str, n_merges: int) -> List[Tuple[str, str]]:
+    """Byte-level BPE training on GPT-2's pre-tokenised pieces of text (see train_merges)."""
+    return train_merges(Counter(tuple(p) for p in pieces(text)), set(BYTE_TO_CHAR.values()), n_merges)
 
 
 class GPT2Tokenizer:

@@ -9,6 +9,7 @@ import { setPrecision, setThreads } from '../device';
 import { VERSION } from '../version';
 import { formatHelp, parseFlags, UsageError } from './args';
 import { Command, out } from './common';
+import { chatCommand } from './commands/chat';
 import { dataCommand } from './commands/data';
 import { demoCommand } from './commands/demo';
 import { evalCommand } from './commands/eval';
@@ -18,7 +19,7 @@ import { sampleCommand } from './commands/sample';
 import { scoreCommand } from './commands/score';
 import { trainCommand } from './commands/train';
 
-export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, demo: demoCommand };
+export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, demo: demoCommand };
 
 function mainHelp(): string {
   return [

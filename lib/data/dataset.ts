@@ -16,10 +16,10 @@
 import * as fs from 'fs';
 import type { Tokenizer } from '../tokenizer';
 import { Rng } from '../util/rng';
-import { ExampleStore, layoutRows, scoredTargets, tokenizeSegments, truncateExample } from './examples';
+import { ExampleStore, layoutRows, scoredTargets, tokenizeRecord, truncateExample } from './examples';
 import { DataKind, DataRecord, detectKind, loadRecords, SkippedLine, sortedLabels, textFilesOf } from './records';
 import { RowSource, rowValidationBatches, TextWindowSource, textValidationBatches } from './sources';
-import { compileTemplate, CompiledTemplate, renderRecord, renderSegments } from './templates';
+import { chatTemplateFor, compileTemplate, CompiledTemplate, MODEL_CHAT_TEMPLATE, renderRecord } from './templates';
 import { TokenRange, TokenSequence, TokenStore, tokenizeTextFiles } from './tokens';
 import type { Batch, BatchSource } from './types';
 
@@ -205,9 +205,10 @@ interface TokenizedSplit {
 function tokenizeSplit(records: readonly DataRecord[], template: CompiledTemplate, o: BuildOptions, timing: { seconds: number; tokens: number }): TokenizedSplit {
   const store = new ExampleStore();
   const report = emptySplit();
+  const chatTemplate = chatTemplateFor(template.kind, o.template, o.tokenizer);
   for (const record of records) {
     const started = process.hrtime.bigint();
-    const full = tokenizeSegments(renderSegments(record, template), o.tokenizer, o.trainOnPrompt);
+    const full = tokenizeRecord(record, template, o.tokenizer, o.trainOnPrompt, chatTemplate);
     timing.seconds += Number(process.hrtime.bigint() - started) / 1e9;
     timing.tokens += full.tokens.length;
     const { example, removed } = truncateExample(full, o.seqLen);
@@ -232,7 +233,7 @@ function finishLayout(split: TokenizedSplit, order: number[], o: BuildOptions): 
 
 function buildExampleDatasets(o: BuildOptions, kind: DataKind): Datasets {
   const template = compileTemplate(kind, o.template);
-  const report = baseReport(o, kind, template.source);
+  const report = baseReport(o, kind, chatTemplateFor(kind, o.template, o.tokenizer) ? MODEL_CHAT_TEMPLATE : template.source);
   const loaded = loadRecords(o.train, { format: kind, skipInvalid: o.skipInvalid });
   report.skipped.push(...loaded.skipped);
   report.blankLines += loaded.blankLines;

@@ -1,7 +1,9 @@
 /**
  * Examples as tokens, their loss masks, truncation, and how they are laid out in (B,T) rows.
  *
- * An example's tokens are its segments encoded one by one (see templates.ts), then EOS. Each token
+ * An example's tokens are BOS when the tokenizer starts sequences with one, its segments encoded one
+ * by one (see templates.ts), then EOS; chat records through the model's own chat template are the
+ * whole rendering encoded at once instead (see chat.ts). Each token
  * carries a `trained` flag: completion tokens and the EOS are trained, prompt tokens are not (all
  * are with trainOnPrompt). Targets are shifted: at position i the target is token i+1 if that
  * token is trained, else IGNORE_INDEX (-100). The last token of an example predicts nothing: the
@@ -15,8 +17,12 @@
  * example, which causal attention never lets the example see, so no segments are needed).
  */
 import type { Tokenizer } from '../tokenizer';
+import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat_template';
+import { tokenizeChat } from './chat';
+import { DataError } from './read';
+import type { DataRecord } from './records';
 import type { Batch } from './types';
-import type { Segment } from './templates';
+import { CompiledTemplate, renderSegments, type Segment } from './templates';
 
 /**
  * The target of positions without a loss: GPT2's IGNORE_INDEX (lib/model/gpt2.ts), spelled out here
@@ -31,10 +37,17 @@ export interface TokenizedExample {
   trained: Uint8Array;
 }
 
-/** Encodes segments one by one and appends EOS (trained). */
+/**
+ * Encodes segments one by one and appends EOS (trained). Tokenizers that start every sequence with
+ * BOS (Llama's, Mistral's: addBosToken) get it first, untrained.
+ */
 export function tokenizeSegments(segments: readonly Segment[], tokenizer: Tokenizer, trainOnPrompt: boolean): TokenizedExample {
   const tokens: number[] = [];
   const trained: number[] = [];
+  if (tokenizer.addBosToken && tokenizer.bosTokenId !== null) {
+    tokens.push(tokenizer.bosTokenId);
+    trained.push(trainOnPrompt ? 1 : 0);
+  }
   for (const s of segments) {
     const ids = tokenizer.encode(s.text);
     for (const id of ids) {
@@ -45,6 +58,20 @@ export function tokenizeSegments(segments: readonly Segment[], tokenizer: Tokeni
   tokens.push(tokenizer.eosTokenId);
   trained.push(1);
   return { tokens: Int32Array.from(tokens), trained: Uint8Array.from(trained) };
+}
+
+/**
+ * One record as tokens: chat records through the model's chat template when there is one (lib/data/chat.ts;
+ * the template writes BOS and end-of-turn tokens itself), everything else through `template`.
+ */
+export function tokenizeRecord(record: DataRecord, template: CompiledTemplate, tokenizer: Tokenizer, trainOnPrompt: boolean, chatTemplate: ChatTemplate | null): TokenizedExample {
+  if (record.kind !== 'chat' || chatTemplate === null) return tokenizeSegments(renderSegments(record, template), tokenizer, trainOnPrompt);
+  try {
+    return tokenizeChat(record.messages, tokenizer, chatTemplate, trainOnPrompt);
+  } catch (err) {
+    if (err instanceof ChatTemplateError) throw new DataError(record.file, record.line, err.message);
+    throw err;
+  }
 }
 
 /** Targets a token's example gives: count of i in [0, n-1) with trained[i+1]. */

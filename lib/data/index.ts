@@ -13,14 +13,15 @@ export type {
   LoadOptions, LoadedRecords, SkippedLine, RecordOrigin,
 } from './records';
 export { DataError, CSVParser, forEachLine, forEachTextChunk } from './read';
-export { DEFAULT_TEMPLATES, CHAT_MESSAGE_SEPARATOR, compileTemplate, renderRecord, renderSegments } from './templates';
+export { DEFAULT_TEMPLATES, CHAT_MESSAGE_SEPARATOR, MODEL_CHAT_TEMPLATE, chatTemplateFor, compileTemplate, renderRecord, renderSegments } from './templates';
 export type { CompiledTemplate, Segment } from './templates';
-export { tokenizeSegments, truncateExample, scoredTargets, ExampleStore, layoutRows, buildRowBatch } from './examples';
+export { tokenizeSegments, tokenizeRecord, truncateExample, scoredTargets, ExampleStore, layoutRows, buildRowBatch } from './examples';
 export type { TokenizedExample } from './examples';
 export { TokenStore, TokenRange, StreamingEncoder, safeCutIndex, tokenizeTextFiles } from './tokens';
 export type { TextTokenizeStats, TokenSequence } from './tokens';
 export { ItemSampler, TextWindowSource, RowSource, textValidationBatches, rowValidationBatches } from './sources';
 export type { SamplerState } from './sources';
+export { assistantTurnSpans, tokenizeChat } from './chat';
 export { buildDatasets, exampleKey } from './dataset';
 export type { BuildOptions, Datasets, DataReport, SplitReport } from './dataset';
 export { inspectData, lengthHistogram } from './inspect';

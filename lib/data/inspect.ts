@@ -7,10 +7,10 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import type { Tokenizer } from '../tokenizer';
 import { exampleKey } from './dataset';
-import { scoredTargets, tokenizeSegments } from './examples';
+import { scoredTargets, tokenizeRecord } from './examples';
 import { forEachTextChunk } from './read';
 import { DataKind, DataRecord, detectKind, loadRecords, SkippedLine, sortedLabels, textFilesOf } from './records';
-import { compileTemplate, renderSegments } from './templates';
+import { chatTemplateFor, compileTemplate } from './templates';
 import { StreamingEncoder } from './tokens';
 
 export interface InspectOptions {
@@ -128,6 +128,7 @@ function fileBytes(file: string): number {
 
 function inspectExamples(file: string, kind: DataKind, o: InspectOptions): InspectReport {
   const template = compileTemplate(kind, o.template);
+  const chatTemplate = chatTemplateFor(kind, o.template, o.tokenizer);
   const loaded = loadRecords(file, { format: kind, skipInvalid: o.skipInvalid });
   const lengths: number[] = [];
   let tokens = 0, trainedTokens = 0, truncatedExamples = 0, truncatedTokens = 0, encodeSeconds = 0;
@@ -135,7 +136,7 @@ function inspectExamples(file: string, kind: DataKind, o: InspectOptions): Inspe
   let duplicates = 0;
   for (const record of loaded.records) {
     const t0 = process.hrtime.bigint();
-    const ex = tokenizeSegments(renderSegments(record, template), o.tokenizer, o.trainOnPrompt ?? false);
+    const ex = tokenizeRecord(record, template, o.tokenizer, o.trainOnPrompt ?? false, chatTemplate);
     encodeSeconds += Number(process.hrtime.bigint() - t0) / 1e9;
     const n = ex.tokens.length;
     lengths.push(n);

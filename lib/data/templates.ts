@@ -30,7 +30,13 @@
  *
  * The example's EOS token (<|endoftext|>) follows the completion and is trained on too, so the model
  * learns where to stop.
+ *
+ * When the model's tokenizer has a chat template (tokenizer_config.json's chat_template or
+ * chat_template.jinja) and no --template is given, chat records are rendered by that template instead
+ * (lib/data/chat.ts), as the model was trained to read conversations.
  */
+import type { Tokenizer } from '../tokenizer';
+import { ChatTemplate, chatTemplateOf } from '../tokenizer/chat_template';
 import type { ChatMessage, DataKind, DataRecord } from './records';
 
 export const DEFAULT_TEMPLATES: Record<DataKind, string> = {
@@ -39,6 +45,17 @@ export const DEFAULT_TEMPLATES: Record<DataKind, string> = {
   classification: 'Text: {text}\nLabel: {label}',
   chat: '<|{role}|>\n{content}',
 };
+
+/** What reports show as the template of chat data rendered by the model's own chat template. */
+export const MODEL_CHAT_TEMPLATE = "the model's chat_template";
+
+/**
+ * The model's chat template for chat data, unless a --template was given (which wins) or the model
+ * has none (then DEFAULT_TEMPLATES.chat applies).
+ */
+export function chatTemplateFor(kind: DataKind, userTemplate: string | undefined, tokenizer: Tokenizer): ChatTemplate | null {
+  return kind === 'chat' && userTemplate === undefined ? chatTemplateOf(tokenizer) : null;
+}
 
 /** Between chat messages (part of the next message's prompt). */
 export const CHAT_MESSAGE_SEPARATOR = '\n';

@@ -11,7 +11,9 @@
  * pre-tokeniser: no pre-token crosses it (letters/digits/punctuation runs stop at whitespace; a
  * whitespace run starts there whatever came before; the optional leading space of " word" is
  * after the cut) and the special token <|endoftext|> holds no whitespace. BPE merges never cross a
- * pre-token, so the ids on both sides are unchanged. Tested against whole-file encoding.
+ * pre-token, so the ids on both sides are unchanged. Tested against whole-file encoding. Tokenizers
+ * without this property (tokenizer.encodesInPieces false: Llama 3's regex, SentencePiece) are given
+ * each document whole.
  */
 import * as fs from 'fs';
 import type { Tokenizer } from '../tokenizer';
@@ -138,6 +140,10 @@ export class StreamingEncoder {
   constructor(private readonly tokenizer: Tokenizer, private readonly onIds: (ids: number[]) => void) {}
 
   write(piece: string): void {
+    if (!this.tokenizer.encodesInPieces) {
+      this.carry += piece; // the whole document is encoded at end()
+      return;
+    }
     const text = this.carry + piece;
     // The carry has no safe cut of its own, so only cuts in the new piece need looking for.
     const cut = safeCutIndex(text, this.carry.length);

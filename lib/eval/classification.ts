@@ -10,7 +10,7 @@
  * is exactly what fine-tuning taught the model to produce (an example ends with EOS).
  */
 import { GPT2 } from '../model/gpt2';
-import { Tokenizer } from '../tokenizer';
+import { encodeSequence, Tokenizer } from '../tokenizer';
 import { CompletionItem, scoreCompletions } from './likelihood';
 import { ClassificationReport, classificationReport } from './report';
 
@@ -82,7 +82,7 @@ export function classifyExamples(
     if (!labels.includes(example.label)) {
       throw new RangeError(`classification: example ${i}'s label ${JSON.stringify(example.label)} is not among the candidate labels ${JSON.stringify(labels)}`);
     }
-    const prompt = tokenizer.encode(example.prompt);
+    const prompt = encodeSequence(tokenizer, example.prompt);
     for (const candidate of example.candidates) {
       const completion = tokenizer.encode(candidate);
       if (labelEos) completion.push(tokenizer.eosTokenId);

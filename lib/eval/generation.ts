@@ -11,13 +11,20 @@
 import { corpusBleu, rougeCorpus } from '../metrics';
 import { generate } from '../model/generate';
 import { GPT2 } from '../model/gpt2';
-import { Tokenizer } from '../tokenizer';
+import { encodeSequence, Tokenizer } from '../tokenizer';
 import { BleuReport, bleuReport, RougeReport, rougeReport } from './report';
 
 export interface GenerationExample {
   prompt: string;
   /** The reference completion. */
   reference: string;
+  /** The prompt was rendered by the model's chat template, which writes BOS itself: encode it as it is. */
+  chat?: boolean;
+}
+
+/** The prompt's ids: BOS first when the tokenizer adds one, unless a chat template wrote the prompt. */
+export function promptIds(tokenizer: Tokenizer, example: GenerationExample): number[] {
+  return example.chat ? tokenizer.encode(example.prompt) : encodeSequence(tokenizer, example.prompt);
 }
 
 export interface DecodeOptions {
@@ -100,7 +107,7 @@ export function generateOutputs(model: GPT2, tokenizer: Tokenizer, examples: rea
   // Which single tokens contain a line break (most do not, so the full decode below is rare).
   const breaksLine = new Map<number, boolean>();
   const outputs = examples.map((example, i): GeneratedOutput => {
-    let prompt = tokenizer.encode(example.prompt);
+    let prompt = promptIds(tokenizer, example);
     if (prompt.length === 0) prompt = [tokenizer.eosTokenId];
     const truncated = Math.max(0, prompt.length - promptBudget);
     if (truncated > 0) prompt = prompt.slice(truncated);
@@ -109,7 +116,7 @@ export function generateOutputs(model: GPT2, tokenizer: Tokenizer, examples: rea
     try {
       stop = generate(model, prompt, {
         maxNewTokens, temperature, greedy: temperature === 0, topK: options.topK ?? 0, topP: options.topP ?? 1,
-        seed: (options.seed ?? 0) + i, eosTokenId: tokenizer.eosTokenId,
+        seed: (options.seed ?? 0) + i, eosTokenId: tokenizer.eosTokenId, stopTokenIds: tokenizer.stopTokenIds,
         onToken: (token) => {
           produced.push(token);
           if (!stopAtNewline) return;

@@ -6,7 +6,7 @@
  *   classify  label likelihood after the prompt (classification.ts)
  *   generate  greedy decoding scored with BLEU and ROUGE (generation.ts)
  */
-import { compileTemplate, DataRecord, renderRecord, sortedLabels } from '../data';
+import { chatTemplateFor, compileTemplate, DataRecord, renderRecord, sortedLabels } from '../data';
 import { GPT2 } from '../model/gpt2';
 import { Tokenizer } from '../tokenizer';
 import { evalLM } from '../train/lm';
@@ -72,11 +72,20 @@ export function evaluateClassification(
   return classifyExamples(model, tokenizer, classificationExamples(records, candidates, template), candidates, options);
 }
 
-/** Records with a prompt -> (prompt, reference completion) pairs. Plain text has no prompt to continue. */
-export function generationExamples(records: readonly DataRecord[], template?: string): GenerationExample[] {
+/**
+ * Records with a prompt -> (prompt, reference completion) pairs. Plain text has no prompt to continue.
+ * Chat records for a tokenizer with a chat template (and no --template) are rendered by it, as in
+ * training: the messages before the last assistant message with the generation prompt, and that message.
+ */
+export function generationExamples(records: readonly DataRecord[], template?: string, tokenizer?: Tokenizer): GenerationExample[] {
   const templates = new Map<string, ReturnType<typeof compileTemplate>>();
+  const chatTemplate = tokenizer === undefined ? null : chatTemplateFor('chat', template, tokenizer);
   return records.map((record) => {
     if (record.kind === 'text') throw new Error(`${where(record)}: generation needs records with a prompt (prompt_completion, chat or classification data) but this is plain text`);
+    if (record.kind === 'chat' && chatTemplate !== null) {
+      const last = record.messages.map((m) => m.role).lastIndexOf('assistant');
+      return { prompt: chatTemplate.render(record.messages.slice(0, last), true), reference: record.messages[last].content, chat: true };
+    }
     let compiled = templates.get(record.kind);
     if (!compiled) templates.set(record.kind, (compiled = compileTemplate(record.kind, template)));
     const { prompt, completion } = renderRecord(record, compiled);
@@ -92,7 +101,7 @@ export interface GenerationTaskOptions extends DecodeOptions {
 export function evaluateGeneration(model: GPT2, tokenizer: Tokenizer, records: readonly DataRecord[], options: GenerationTaskOptions = {}): GenerationEvalResult {
   checkOptions('evaluateGeneration', 'options', options);
   const { template, ...decode } = options;
-  return evaluateGenerationExamples(model, tokenizer, generationExamples(records, template), decode);
+  return evaluateGenerationExamples(model, tokenizer, generationExamples(records, template, tokenizer), decode);
 }
 
 export interface ReviewOptions extends GenerationTaskOptions {
@@ -112,7 +121,7 @@ export function reviewEntries(model: GPT2, tokenizer: Tokenizer, records: readon
   const { n, seed = 0, template, ...decode } = options;
   const indices = chooseExamples(records.length, n, seed);
   const chosen = indices.map((i) => records[i]);
-  const run = generateOutputs(model, tokenizer, generationExamples(chosen, template), { ...decode, seed });
+  const run = generateOutputs(model, tokenizer, generationExamples(chosen, template, tokenizer), { ...decode, seed });
   let predicted: string[] | null = null;
   if (chosen.length > 0 && chosen.every((r) => r.kind === 'classification')) {
     const labels = candidateLabels(records);

@@ -21,8 +21,8 @@ const CONV1D = /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weig
 const IGNORED_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
 /** Weight dtypes read (converted to float32); integer tensors are refused rather than cast. */
 const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16', 'F64'];
-/** Files of the tokenizer carried along with a checkpoint. */
-export const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+/** Files of the tokenizer (and generation_config.json, its sampling defaults and stop tokens) carried along with a checkpoint. */
+export const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'generation_config.json'];
 /** The files that make a model folder: what copyModelFolder carries and a model output holds. */
 export const MODEL_FILES = ['config.json', 'model.safetensors', ...TOKENIZER_FILES];
 

@@ -21,6 +21,8 @@ export interface GenerateOptions {
   topP?: number;
   /** Stop when this token is produced (it is not included in the output). null = never. */
   eosTokenId?: number | null;
+  /** Stop when any of these is produced too (generation_config.json's eos_token_id list); not included in the output. */
+  stopTokenIds?: readonly number[];
   seed?: number;
   /** Called with each new token as it is produced (streaming). */
   onToken?: (token: number) => void;
@@ -32,11 +34,14 @@ export interface GenerateResult {
   stop: 'eos' | 'max_new_tokens' | 'context_full';
 }
 
-function validateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'onToken' | 'eosTokenId'>> & { eosTokenId: number | null } {
+function validateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'onToken' | 'eosTokenId' | 'stopTokenIds'>> & { eosTokenId: number | null } {
   if (o.seed !== undefined) checkSeed('generate', 'options.seed', o.seed);
   if (o.onToken !== undefined && typeof o.onToken !== 'function') throw new TypeError(`generate: expected options.onToken to be a function but received ${describeValue(o.onToken)}`);
   if (o.eosTokenId !== undefined && o.eosTokenId !== null && !Number.isInteger(o.eosTokenId)) {
     throw new TypeError(`generate: expected options.eosTokenId to be a token id or null but received ${describeValue(o.eosTokenId)}`);
+  }
+  if (o.stopTokenIds !== undefined && !(Array.isArray(o.stopTokenIds) && o.stopTokenIds.every((id) => Number.isInteger(id)))) {
+    throw new TypeError(`generate: expected options.stopTokenIds to be an array of token ids but received ${describeValue(o.stopTokenIds)}`);
   }
   const maxNewTokens = o.maxNewTokens ?? 50;
   const temperature = o.temperature ?? 1;
@@ -175,12 +180,14 @@ export function generate(model: GPT2, prompt: readonly number[], options: Genera
   const state = new DecodeState(model, 1, maxT);
   const rng = new Rng(o.seed);
   const out: number[] = [];
+  const stops = new Set(options.stopTokenIds ?? []);
+  if (o.eosTokenId !== null) stops.add(o.eosTokenId);
   try {
     if (o.maxNewTokens === 0) return { tokens: out, stop: 'max_new_tokens' };
     let logits = decodeStep(model, state, Int32Array.from(prompt), prompt.length);
     for (;;) {
       const next = sampleToken(logits, o, rng);
-      if (o.eosTokenId !== null && next === o.eosTokenId) return { tokens: out, stop: 'eos' };
+      if (stops.has(next)) return { tokens: out, stop: 'eos' };
       out.push(next);
       options.onToken?.(next);
       if (out.length >= o.maxNewTokens) return { tokens: out, stop: 'max_new_tokens' };

@@ -14,7 +14,7 @@ import * as path from 'path';
 import { BYTE_TO_CHAR, byteLevelToBytes } from './byte_level';
 import { MAX_TOKEN_ID, parseMergesTxt, parseVocabJSON } from './files';
 import { forEachPretoken } from './pretokenize';
-import { END_OF_TEXT, type Tokenizer } from './types';
+import { END_OF_TEXT, gpt2SpecialTokens, type SpecialTokenText, type Tokenizer } from './types';
 
 /** Words at least this long use the O(n log n) heap merge; shorter ones the simple rescan. */
 const HEAP_MERGE_MIN_SYMBOLS = 48;
@@ -142,6 +142,12 @@ class PairHeap {
 export class BPETokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosTokenId: number;
+  readonly bosTokenId: number | null;
+  readonly addBosToken: boolean;
+  readonly stopTokenIds: readonly number[];
+  readonly encodesInPieces: boolean;
+  readonly chatTemplate: string | null;
+  readonly specialTokenText: SpecialTokenText;
   readonly name: string;
 
   /** byte -> id of the single-byte token. */
@@ -191,6 +197,7 @@ export class BPETokenizer implements Tokenizer {
     const eos = vocab.get(END_OF_TEXT);
     if (eos === undefined) throw new Error(`${vocabName}: missing the token ${END_OF_TEXT}, which gptune uses to separate documents`);
     this.eosTokenId = eos;
+    ({ encodesInPieces: this.encodesInPieces, stopTokenIds: this.stopTokenIds, bosTokenId: this.bosTokenId, addBosToken: this.addBosToken, chatTemplate: this.chatTemplate, specialTokenText: this.specialTokenText } = gpt2SpecialTokens(eos));
     this.specialTokens = new Map([[END_OF_TEXT, eos]]);
 
     this.tokenBytes = idToToken.map((token) => (token === undefined ? undefined : byteLevelToBytes(token) ?? new Uint8Array(Buffer.from(token, 'utf8'))));

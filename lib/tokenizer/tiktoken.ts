@@ -13,7 +13,7 @@
 import { getEncoding, type Tiktoken } from 'js-tiktoken';
 import { BPETokenizer } from './bpe';
 import { bytesToByteLevel } from './byte_level';
-import { END_OF_TEXT, type Tokenizer } from './types';
+import { END_OF_TEXT, gpt2SpecialTokens, type SpecialTokenText, type Tokenizer } from './types';
 
 const GPT2_VOCAB_SIZE = 50257;
 const GPT2_END_OF_TEXT_ID = 50256;
@@ -24,7 +24,17 @@ export class TiktokenGPT2Tokenizer implements Tokenizer {
   readonly vocabSize = GPT2_VOCAB_SIZE;
   readonly eosTokenId = GPT2_END_OF_TEXT_ID;
   readonly name = 'gpt2 (js-tiktoken encoder)';
+  readonly bosTokenId: number | null;
+  readonly addBosToken: boolean;
+  readonly stopTokenIds: readonly number[];
+  readonly encodesInPieces: boolean;
+  readonly chatTemplate: string | null;
+  readonly specialTokenText: SpecialTokenText;
   private readonly encoding: Tiktoken = getEncoding('gpt2');
+
+  constructor() {
+    ({ encodesInPieces: this.encodesInPieces, stopTokenIds: this.stopTokenIds, bosTokenId: this.bosTokenId, addBosToken: this.addBosToken, chatTemplate: this.chatTemplate, specialTokenText: this.specialTokenText } = gpt2SpecialTokens(GPT2_END_OF_TEXT_ID));
+  }
 
   encode(text: string): number[] {
     // Allow <|endoftext|> in the text: documents in training data are separated by it.

@@ -37,12 +37,12 @@ describe('loadTokenizer', () => {
     }
   });
 
-  test('a folder with only one of the two files, or only tokenizer.json, or no folder at all, is an error', () => {
+  test('a folder with only one of the two files, or a tokenizer.json without a model, or no folder at all, is an error', () => {
     fs.writeFileSync(path.join(dir, 'vocab.json'), '{}');
     expect(() => loadTokenizer(dir)).toThrow(`${dir}: has vocab.json but not merges.txt; a GPT-2 BPE tokenizer needs both`);
     fs.rmSync(path.join(dir, 'vocab.json'));
     fs.writeFileSync(path.join(dir, 'tokenizer.json'), '{}');
-    expect(() => loadTokenizer(dir)).toThrow(`${dir}: has tokenizer.json but no vocab.json + merges.txt`);
+    expect(() => loadTokenizer(dir)).toThrow(`${path.join(dir, 'tokenizer.json')}: model must be an object`);
     expect(() => loadTokenizer(path.join(dir, 'missing'))).toThrow(`tokenizer: expected a folder but ${path.join(dir, 'missing')} does not exist`);
   });
 

@@ -1,41 +1,43 @@
 /** gptune generate */
 import { DeviceChoice } from '../../device';
 import { generate, planGenerationMemory } from '../../model/generate';
+import { encodeSequence } from '../../tokenizer';
+import { encodeChat } from '../../tokenizer/chat_template';
 import { UsageError } from '../args';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
+import { resolveSampling, SAMPLING_FLAGS } from '../sampling';
 
 export const generateCommand: Command = {
-  usage: 'gptune generate --model DIR --prompt TEXT [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
+  usage: 'gptune generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
   description: 'Continues a prompt with a KV cache and prints the continuation. --temperature 0 (or --greedy) picks the most likely token.',
   flags: {
     model: { type: 'string', required: true, help: 'model folder' },
     prompt: { type: 'string', required: true, help: 'text to continue' },
     'max-new-tokens': { type: 'int', min: 0, default: 50, help: 'tokens to generate at most' },
-    temperature: { type: 'number', min: 0, default: 1.0, help: 'softmax temperature (0 = greedy)' },
-    greedy: { type: 'bool', help: 'always pick the most likely token' },
-    'top-k': { type: 'int', min: 0, default: 0, help: 'sample from the k most likely tokens (0 = all)' },
-    'top-p': { type: 'number', min: 0, default: 1.0, help: 'nucleus sampling threshold (1 = off)' },
+    ...SAMPLING_FLAGS,
+    chat: { type: 'bool', help: "the prompt is a user message, rendered with the model's chat template and its generation prompt" },
     seed: { type: 'int', min: 0, default: 0, help: 'sampling seed' },
-    'no-eos-stop': { type: 'bool', help: 'keep going past <|endoftext|>' },
+    'no-eos-stop': { type: 'bool', help: "keep going past the end-of-sequence token (and generation_config.json's eos_token_id)" },
     json: { type: 'bool', help: 'print {text, tokens, stop} as JSON' },
     ...MAX_MEMORY_FLAG,
     ...COMMON,
   },
   run(v) {
-    if (!((v['top-p'] as number) > 0 && (v['top-p'] as number) <= 1)) throw new UsageError(`--top-p: expected a number in (0, 1] but received '${v['top-p']}'`);
+    const sampling = resolveSampling(v, v.model as string);
     const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'generation', (cfg) => planGenerationMemory(cfg), 'the model size'));
-    const prompt = tokenizer.encode(v.prompt as string);
+    if (v.chat && tokenizer.chatTemplate === null) throw new UsageError(`--chat: ${v.model} has no chat template (chat_template in tokenizer_config.json, or chat_template.jinja)`);
+    const prompt = v.chat ? encodeChat(tokenizer, [{ role: 'user', content: v.prompt as string }], true) : encodeSequence(tokenizer, v.prompt as string);
     if (prompt.length === 0) throw new UsageError('--prompt: the prompt is empty');
     if (prompt.length > model.config.n_positions) {
       throw new UsageError(`--prompt: ${prompt.length} tokens is longer than the model's context of ${model.config.n_positions} (n_positions)`);
     }
     const r = generate(model, prompt, {
-      maxNewTokens: v['max-new-tokens'] as number, temperature: v.temperature as number, greedy: Boolean(v.greedy),
-      topK: v['top-k'] as number, topP: v['top-p'] as number, seed: v.seed as number,
+      maxNewTokens: v['max-new-tokens'] as number, ...sampling, seed: v.seed as number,
       eosTokenId: v['no-eos-stop'] ? null : tokenizer.eosTokenId,
+      stopTokenIds: v['no-eos-stop'] ? [] : tokenizer.stopTokenIds,
     });
     const text = tokenizer.decode(r.tokens);
-    if (v.json) out(JSON.stringify({ text, tokens: r.tokens, stop: r.stop }));
+    if (v.json) out(JSON.stringify({ text, tokens: r.tokens, stop: r.stop, prompt_tokens: prompt.length }));
     else out(text);
     model.free();
   },
