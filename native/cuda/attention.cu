@@ -1,4 +1,5 @@
-// Causal multi-head self-attention, flash style, fp32 on the SIMT cores.
+// Causal grouped-query self-attention, flash style, fp32 on the SIMT cores. qkv rows are
+// (NH+2*NKV)*hs wide (kernels.inc); query head h reads kv head h / (NH/NKV).
 //
 // Work split (all three kernels): a block owns 64 rows (queries, or keys in the dK/dV kernel) of
 // one (batch, head); each row is handled by TPR = HS_MAX/16 adjacent threads, each owning 16 of the
@@ -9,8 +10,9 @@
 //   forward:  online softmax over key tiles (in base 2: scores are pre-multiplied by log2(e)),
 //             writes out and lse = log-sum-exp of the scaled scores (natural log).
 //   backward: D_i = dot(dout_i, out_i) first; then a key-major kernel accumulates dK, dV over the
-//             queries that see each key, and a query-major kernel accumulates dQ over the keys each
-//             query sees. Probabilities are recomputed from lse in both. Two passes cost ~40% more
+//             queries that see each key (a block owns keys of one kv head and walks the queries of
+//             every query head of its group, so dK/dV need no atomics), and a query-major kernel
+//             accumulates dQ over the keys each query sees. Probabilities are recomputed from lse in both. Two passes cost ~40% more
 //             arithmetic than one, but need no atomics: results are deterministic.
 // Head sizes up to 128 are supported (templates for 16/32/64/128; channels beyond hs are zero).
 // With set_attention_precision(true), head size 64 goes to the tensor-core kernels of
@@ -43,7 +45,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 // Where the q, k, v rows of one (batch, head) live. Row r of q for batch b and head h starts at
-// q + b * q_batch + r * q_row + h * hs; likewise k and v with kv_batch / kv_row.
+// q + b * q_batch + r * q_row + h * hs; k and v likewise with kv_batch / kv_row and kv head
+// h / group in place of h.
 struct AttentionViews {
   const float* q;
   const float* k;
@@ -55,7 +58,7 @@ struct AttentionViews {
   const int* segment_ids;  // (B, T) or null; only when keys and queries are the same positions
   int Tq, Tk;              // query and key counts
   int query_offset;        // query r sits at position r + query_offset (the KV-cache length)
-  int NH, hs;
+  int NH, group, hs;       // group = NH / NKV query heads per kv head
   bool vectorized;         // every row start 16-byte aligned and hs % 4 == 0
 };
 
@@ -175,8 +178,8 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
   for (int e = 0; e < kChannels; ++e) o[e] = 0.0f;
   float running_max = -INFINITY, running_sum = 0.0f;  // base-2 units
 
-  const float* k_base = a.k + b * a.kv_batch + h * a.hs;
-  const float* v_base = a.v + b * a.kv_batch + h * a.hs;
+  const float* k_base = a.k + b * a.kv_batch + (h / a.group) * a.hs;
+  const float* v_base = a.v + b * a.kv_batch + (h / a.group) * a.hs;
   // Keys up to the last query position of this block (causal), at most Tk.
   const int last_query = imin(a.Tq, static_cast<int>(blockIdx.x + 1) * kRows) - 1;
   const int key_end = imin(a.Tk, last_query + a.query_offset + 1);
@@ -226,16 +229,17 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
 }
 
 // ---- backward ----
-// D (B, NH, T): dot(dout, out) per query row and head; one warp per (row, head).
-__global__ void attention_row_dot_kernel(float* D, const float* dout, const float* out, int B, int T, int C, int NH) {
+// D (B, NH, T): dot(dout, out) per query row and head, dout and out (B,T,NH*hs); one warp per
+// (row, head).
+__global__ void attention_row_dot_kernel(float* D, const float* dout, const float* out, int B, int T, int NH, int hs) {
   const long long warp = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (warp >= static_cast<long long>(B) * T * NH) return;
   const int h = static_cast<int>(warp % NH);
   const long long row = warp / NH;  // b * T + t
-  const int hs = C / NH;
-  const float* d = dout + row * C + h * hs;
-  const float* o = out + row * C + h * hs;
+  const long long width = static_cast<long long>(NH) * hs;
+  const float* d = dout + row * width + h * hs;
+  const float* o = out + row * width + h * hs;
   float s = 0.0f;
   for (int c = lane; c < hs; c += 32) s += d[c] * o[c];
   s = warp_sum(s);
@@ -252,11 +256,18 @@ struct BackwardViews {
   const float* lse;       // (B, NH, T)
   const float* row_dot;   // D (B, NH, T)
   const int* segment_ids; // (B, T) or null
-  int T, C, NH, hs;
+  int T, NH, NKV, hs;
   bool vectorized;
+  // Floats per qkv row and per out row; channel offsets of query head h and of kv head g's k, v.
+  __host__ __device__ long long qkv_width() const { return static_cast<long long>(NH + 2 * NKV) * hs; }
+  __host__ __device__ long long out_width() const { return static_cast<long long>(NH) * hs; }
+  __host__ __device__ long long q_at(int h) const { return static_cast<long long>(h) * hs; }
+  __host__ __device__ long long k_at(int g) const { return static_cast<long long>(NH + g) * hs; }
+  __host__ __device__ long long v_at(int g) const { return static_cast<long long>(NH + NKV + g) * hs; }
 };
 
-// dK, dV for 64 keys of one (b, h), over every query that sees them.
+// dK, dV for 64 keys of one (b, kv head), over every query of every query head of its group that
+// sees them.
 //   p = exp(q.k * scale - lse_q), dv += p dout_q, ds = p (dout_q.v - D_q), dk += ds * scale * q.
 template <int HS>
 __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
@@ -267,57 +278,59 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
   __shared__ __align__(16) float dout_tile[kTile * HS];
   __shared__ float lse_tile[kTile], dot_tile[kTile];
   __shared__ int segment_tile[kTile];
-  const int b = blockIdx.y / a.NH, h = blockIdx.y % a.NH;
+  const int b = blockIdx.y / a.NKV, g = blockIdx.y % a.NKV, group = a.NH / a.NKV;
   const int part = threadIdx.x % TPR;
   const int key = blockIdx.x * kRows + threadIdx.x / TPR;
   const bool active = key < a.T;
-  const long long row_stride = 3LL * a.C;
+  const long long row_stride = a.qkv_width(), out_stride = a.out_width();
   const float* qkv_b = a.qkv + static_cast<long long>(b) * a.T * row_stride;
   const int* segments = a.segment_ids ? a.segment_ids + static_cast<long long>(b) * a.T : nullptr;
   const int key_segment = segments && active ? segments[key] : 0;
 
   float k[kChannels], v[kChannels], dk[kChannels], dv[kChannels];
   const long long key_row = static_cast<long long>(active ? key : 0) * row_stride;
-  load_row<TPR>(k, qkv_b + key_row + a.C + h * a.hs, part, a.hs, a.vectorized, scale * kLog2e);
-  load_row<TPR>(v, qkv_b + key_row + 2 * a.C + h * a.hs, part, a.hs, a.vectorized, 1.0f);
+  load_row<TPR>(k, qkv_b + key_row + a.k_at(g), part, a.hs, a.vectorized, scale * kLog2e);
+  load_row<TPR>(v, qkv_b + key_row + a.v_at(g), part, a.hs, a.vectorized, 1.0f);
 #pragma unroll
   for (int e = 0; e < kChannels; ++e) dk[e] = dv[e] = 0.0f;
 
-  const float* lse_bh = a.lse + (static_cast<long long>(b) * a.NH + h) * a.T;
-  const float* dot_bh = a.row_dot + (static_cast<long long>(b) * a.NH + h) * a.T;
-  // Queries from this block's first key on (earlier queries see none of its keys).
-  for (int tile_start = blockIdx.x * kRows; tile_start < a.T; tile_start += kTile) {
-    __syncthreads();
-    load_tile<HS>(q_tile, qkv_b + tile_start * row_stride + h * a.hs, row_stride, 0, a.T - tile_start, a.hs, a.vectorized);
-    load_tile<HS>(dout_tile, a.dout + (static_cast<long long>(b) * a.T + tile_start) * a.C + h * a.hs, a.C, 0,
-                  a.T - tile_start, a.hs, a.vectorized);
-    for (int i = threadIdx.x; i < kTile; i += blockDim.x) {
-      const bool in = tile_start + i < a.T;
-      lse_tile[i] = in ? lse_bh[tile_start + i] * kLog2e : 0.0f;
-      dot_tile[i] = in ? dot_bh[tile_start + i] : 0.0f;
-      segment_tile[i] = in && segments ? segments[tile_start + i] : -1;
-    }
-    __syncthreads();
-    const int tile_queries = imin(kTile, a.T - tile_start);
-#pragma unroll 2
-    for (int i = 0; i < tile_queries; ++i) {
-      // One query at a time: the row's 64 accumulators leave no registers for a batch of
-      // speculatively loaded q/dout rows.
-      const float s = row_sum<TPR>(partial_dot<TPR, HS>(k, q_tile, i, part));
-      const float dp = row_sum<TPR>(partial_dot<TPR, HS>(v, dout_tile, i, part));
-      const int query = tile_start + i;
-      const bool ok = active && key <= query && (!segments || segment_tile[i] == key_segment);
-      if (ok) {
-        const float p = exp2f(s - lse_tile[i]);
-        axpy_row<TPR, HS>(dv, p, dout_tile, i, part);
-        axpy_row<TPR, HS>(dk, p * (dp - dot_tile[i]), q_tile, i, part);
+  for (int h = g * group; h < (g + 1) * group; ++h) {
+    const float* lse_bh = a.lse + (static_cast<long long>(b) * a.NH + h) * a.T;
+    const float* dot_bh = a.row_dot + (static_cast<long long>(b) * a.NH + h) * a.T;
+    // Queries from this block's first key on (earlier queries see none of its keys).
+    for (int tile_start = blockIdx.x * kRows; tile_start < a.T; tile_start += kTile) {
+      __syncthreads();
+      load_tile<HS>(q_tile, qkv_b + tile_start * row_stride + a.q_at(h), row_stride, 0, a.T - tile_start, a.hs, a.vectorized);
+      load_tile<HS>(dout_tile, a.dout + (static_cast<long long>(b) * a.T + tile_start) * out_stride + h * a.hs, out_stride, 0,
+                    a.T - tile_start, a.hs, a.vectorized);
+      for (int i = threadIdx.x; i < kTile; i += blockDim.x) {
+        const bool in = tile_start + i < a.T;
+        lse_tile[i] = in ? lse_bh[tile_start + i] * kLog2e : 0.0f;
+        dot_tile[i] = in ? dot_bh[tile_start + i] : 0.0f;
+        segment_tile[i] = in && segments ? segments[tile_start + i] : -1;
+      }
+      __syncthreads();
+      const int tile_queries = imin(kTile, a.T - tile_start);
+  #pragma unroll 2
+      for (int i = 0; i < tile_queries; ++i) {
+        // One query at a time: the row's 64 accumulators leave no registers for a batch of
+        // speculatively loaded q/dout rows.
+        const float s = row_sum<TPR>(partial_dot<TPR, HS>(k, q_tile, i, part));
+        const float dp = row_sum<TPR>(partial_dot<TPR, HS>(v, dout_tile, i, part));
+        const int query = tile_start + i;
+        const bool ok = active && key <= query && (!segments || segment_tile[i] == key_segment);
+        if (ok) {
+          const float p = exp2f(s - lse_tile[i]);
+          axpy_row<TPR, HS>(dv, p, dout_tile, i, part);
+          axpy_row<TPR, HS>(dk, p * (dp - dot_tile[i]), q_tile, i, part);
+        }
       }
     }
-  }
+  }  // query heads of the group
   if (!active) return;
-  float* dqkv_row = a.dqkv + (static_cast<long long>(b) * a.T + key) * row_stride + h * a.hs;
-  store_row<TPR>(dqkv_row + a.C, dk, part, a.hs, scale, true);
-  store_row<TPR>(dqkv_row + 2 * a.C, dv, part, a.hs, 1.0f, true);
+  float* dqkv_row = a.dqkv + (static_cast<long long>(b) * a.T + key) * row_stride;
+  store_row<TPR>(dqkv_row + a.k_at(g), dk, part, a.hs, scale, true);
+  store_row<TPR>(dqkv_row + a.v_at(g), dv, part, a.hs, 1.0f, true);
 }
 
 // dQ for 64 queries of one (b, h), over every key they see: dq += ds * scale * k.
@@ -329,19 +342,19 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
   __shared__ __align__(16) float k_tile[kTile * HS];
   __shared__ __align__(16) float v_tile[kTile * HS];
   __shared__ int segment_tile[kTile];
-  const int b = blockIdx.y / a.NH, h = blockIdx.y % a.NH;
+  const int b = blockIdx.y / a.NH, h = blockIdx.y % a.NH, g = h / (a.NH / a.NKV);
   const int part = threadIdx.x % TPR;
   const int query = blockIdx.x * kRows + threadIdx.x / TPR;
   const bool active = query < a.T;
-  const long long row_stride = 3LL * a.C;
+  const long long row_stride = a.qkv_width(), out_stride = a.out_width();
   const float* qkv_b = a.qkv + static_cast<long long>(b) * a.T * row_stride;
   const int* segments = a.segment_ids ? a.segment_ids + static_cast<long long>(b) * a.T : nullptr;
   const int query_segment = segments && active ? segments[query] : 0;
 
   float q[kChannels], d_out[kChannels], dq[kChannels];
   const long long query_row = static_cast<long long>(active ? query : 0);
-  load_row<TPR>(q, qkv_b + query_row * row_stride + h * a.hs, part, a.hs, a.vectorized, scale * kLog2e);
-  load_row<TPR>(d_out, a.dout + (static_cast<long long>(b) * a.T + query_row) * a.C + h * a.hs, part, a.hs,
+  load_row<TPR>(q, qkv_b + query_row * row_stride + a.q_at(h), part, a.hs, a.vectorized, scale * kLog2e);
+  load_row<TPR>(d_out, a.dout + (static_cast<long long>(b) * a.T + query_row) * out_stride + h * a.hs, part, a.hs,
                 a.vectorized, 1.0f);
 #pragma unroll
   for (int e = 0; e < kChannels; ++e) dq[e] = 0.0f;
@@ -353,10 +366,10 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
   const int key_end = last_query + 1;
   for (int tile_start = 0; tile_start < key_end; tile_start += kTile) {
     __syncthreads();
-    load_tile<HS>(k_tile, qkv_b + tile_start * row_stride + a.C + h * a.hs, row_stride, 0, key_end - tile_start, a.hs,
+    load_tile<HS>(k_tile, qkv_b + tile_start * row_stride + a.k_at(g), row_stride, 0, key_end - tile_start, a.hs,
                   a.vectorized);
-    load_tile<HS>(v_tile, qkv_b + tile_start * row_stride + 2 * a.C + h * a.hs, row_stride, 0, key_end - tile_start,
-                  a.hs, a.vectorized);
+    load_tile<HS>(v_tile, qkv_b + tile_start * row_stride + a.v_at(g), row_stride, 0, key_end - tile_start, a.hs,
+                  a.vectorized);
     if (segments)
       for (int i = threadIdx.x; i < kTile; i += blockDim.x) segment_tile[i] = tile_start + i < a.T ? segments[tile_start + i] : -1;
     __syncthreads();
@@ -377,13 +390,18 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
     }
   }
   if (!active) return;
-  store_row<TPR>(a.dqkv + (static_cast<long long>(b) * a.T + query) * row_stride + h * a.hs, dq, part, a.hs, scale, true);
+  store_row<TPR>(a.dqkv + (static_cast<long long>(b) * a.T + query) * row_stride + a.q_at(h), dq, part, a.hs, scale, true);
 }
 
 // ---- dispatch ----
-std::string head_size_error(const char* kernel, int C, int NH) {
-  return std::string(kernel) + ": the CUDA backend supports head sizes C/NH up to 128, received C=" + std::to_string(C) +
-         " NH=" + std::to_string(NH) + " (head size " + std::to_string(NH > 0 ? C / NH : 0) + ")";
+// Head sizes beyond 128, or heads that do not group (checked by the binding too).
+void check_heads(const char* kernel, int NH, int NKV, int hs) {
+  if (NH <= 0 || NKV <= 0 || NH % NKV != 0)
+    throw Error(std::string(kernel) + ": expected positive NH and NKV with NH divisible by NKV, received NH=" +
+                std::to_string(NH) + " NKV=" + std::to_string(NKV));
+  if (hs <= 0 || hs > 128)
+    throw Error(std::string(kernel) + ": the CUDA backend supports head sizes HS from 1 to 128, received HS=" +
+                std::to_string(hs));
 }
 
 // Smallest supported template head size >= hs.
@@ -411,9 +429,10 @@ template <int HS>
 struct BackwardLauncher {
   static void run(const BackwardViews& a, int B) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(a.hs));
-    const dim3 grid(static_cast<unsigned>(ceil_div(a.T, kRows)), B * a.NH), block(kRows * HS / kChannels);
-    launch(attention_backward_kv_kernel<HS>, grid, block, 0, a, scale);
-    launch(attention_backward_q_kernel<HS>, grid, block, 0, a, scale);
+    const unsigned row_blocks = static_cast<unsigned>(ceil_div(a.T, kRows));
+    const dim3 block(kRows * HS / kChannels);
+    launch(attention_backward_kv_kernel<HS>, dim3(row_blocks, B * a.NKV), block, 0, a, scale);
+    launch(attention_backward_q_kernel<HS>, dim3(row_blocks, B * a.NH), block, 0, a, scale);
   }
 };
 
@@ -423,16 +442,18 @@ bool all_aligned(std::initializer_list<const void*> pointers) {
   return true;
 }
 
-__global__ void kv_cache_write_kernel(float* kcache, float* vcache, const float* qkv, int Tq, int past, int maxT, int C,
-                                      long long total) {
+// Copies the k and v heads of qkv (B,Tq,W) rows, kv_width = NKV*hs floats each starting at
+// channel k_offset (v right after), into cache rows [past, past+Tq) of kcache, vcache (B,maxT,kv_width).
+__global__ void kv_cache_write_kernel(float* kcache, float* vcache, const float* qkv, int Tq, int past, int maxT,
+                                      long long W, long long k_offset, int kv_width, long long total) {
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
-    const int c = static_cast<int>(i % C);
-    const long long bt = i / C;  // b * Tq + t
+    const int c = static_cast<int>(i % kv_width);
+    const long long bt = i / kv_width;  // b * Tq + t
     const long long b = bt / Tq, t = bt % Tq;
-    const long long cache_row = (b * maxT + past + t) * C;
-    kcache[cache_row + c] = qkv[bt * 3 * C + C + c];
-    vcache[cache_row + c] = qkv[bt * 3 * C + 2 * C + c];
+    const long long cache_row = (b * maxT + past + t) * kv_width;
+    kcache[cache_row + c] = qkv[bt * W + k_offset + c];
+    vcache[cache_row + c] = qkv[bt * W + k_offset + kv_width + c];
   }
 }
 
@@ -441,59 +462,61 @@ __global__ void kv_cache_write_kernel(float* kcache, float* vcache, const float*
 void set_attention_precision(bool bf16) { g_attention_bf16 = bf16; }
 bool attention_precision_bf16() { return g_attention_bf16; }
 
-void attention_forward(float* out, float* lse, const float* qkv, const int* segment_ids, int B, int T, int C, int NH) {
-  if (B <= 0 || T <= 0 || C <= 0) return;
-  const int hs = C / NH;
-  if (template_head_size(hs) == 0) throw Error(head_size_error("attention_forward", C, NH));
-  if (g_attention_bf16 && hs == 64) {
-    attention_forward_bf16(out, lse, qkv, segment_ids, B, T, C, NH);
+void attention_forward(float* out, float* lse, const float* qkv, const int* segment_ids, int B, int T, int NH, int NKV,
+                       int HS) {
+  check_heads("attention_forward", NH, NKV, HS);
+  if (B <= 0 || T <= 0) return;
+  if (g_attention_bf16 && HS == 64) {
+    attention_forward_bf16(out, lse, qkv, segment_ids, B, T, NH, NKV);
     return;
   }
+  const long long W = static_cast<long long>(NH + 2 * NKV) * HS, out_width = static_cast<long long>(NH) * HS;
   AttentionViews a{};
-  a.q = qkv, a.k = qkv + C, a.v = qkv + 2 * C;
-  a.q_row = a.kv_row = 3LL * C;
-  a.q_batch = a.kv_batch = 3LL * C * T;
-  a.out = out, a.out_row = C, a.out_batch = static_cast<long long>(C) * T;
+  a.q = qkv, a.k = qkv + static_cast<long long>(NH) * HS, a.v = qkv + static_cast<long long>(NH + NKV) * HS;
+  a.q_row = a.kv_row = W;
+  a.q_batch = a.kv_batch = W * T;
+  a.out = out, a.out_row = out_width, a.out_batch = out_width * T;
   a.lse = lse, a.segment_ids = segment_ids;
-  a.Tq = a.Tk = T, a.query_offset = 0, a.NH = NH, a.hs = hs;
-  a.vectorized = hs % 4 == 0 && all_aligned({qkv, out});
-  with_head_size<ForwardLauncher>(hs, a, B);
+  a.Tq = a.Tk = T, a.query_offset = 0, a.NH = NH, a.group = NH / NKV, a.hs = HS;
+  a.vectorized = HS % 4 == 0 && all_aligned({qkv, out});
+  with_head_size<ForwardLauncher>(HS, a, B);
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                        const int* segment_ids, int B, int T, int C, int NH) {
-  if (B <= 0 || T <= 0 || C <= 0 || !dqkv) return;
-  const int hs = C / NH;
-  if (template_head_size(hs) == 0) throw Error(head_size_error("attention_backward", C, NH));
+                        const int* segment_ids, int B, int T, int NH, int NKV, int HS) {
+  check_heads("attention_backward", NH, NKV, HS);
+  if (B <= 0 || T <= 0 || !dqkv) return;
   float* row_dot = static_cast<float*>(scratch(Scratch::Attention, static_cast<size_t>(B) * NH * T * sizeof(float)));
   const long long warps = static_cast<long long>(B) * T * NH;
   launch(attention_row_dot_kernel, dim3(static_cast<unsigned>(ceil_div(warps * 32, 256))), dim3(256), 0, row_dot, dout,
-         out, B, T, C, NH);
-  if (g_attention_bf16 && hs == 64) {
-    attention_backward_bf16(dqkv, dout, qkv, lse, row_dot, segment_ids, B, T, C, NH);
+         out, B, T, NH, HS);
+  if (g_attention_bf16 && HS == 64) {
+    attention_backward_bf16(dqkv, dout, qkv, lse, row_dot, segment_ids, B, T, NH, NKV);
     return;
   }
-  BackwardViews a{dqkv, qkv, dout, lse, row_dot, segment_ids, T, C, NH, hs,
-                  hs % 4 == 0 && all_aligned({dqkv, qkv, dout})};
-  with_head_size<BackwardLauncher>(hs, a, B);
+  BackwardViews a{dqkv, qkv, dout, lse, row_dot, segment_ids, T, NH, NKV, HS,
+                  HS % 4 == 0 && all_aligned({dqkv, qkv, dout})};
+  with_head_size<BackwardLauncher>(HS, a, B);
 }
 
 void attention_cached_forward(float* out, float* kcache, float* vcache, const float* qkv, int B, int Tq, int past,
-                              int maxT, int C, int NH) {
-  if (B <= 0 || Tq <= 0 || C <= 0) return;
-  const int hs = C / NH;
-  if (template_head_size(hs) == 0) throw Error(head_size_error("attention_cached_forward", C, NH));
-  const long long total = static_cast<long long>(B) * Tq * C;
-  launch(kv_cache_write_kernel, dim3(grid_for(total, 256)), dim3(256), 0, kcache, vcache, qkv, Tq, past, maxT, C, total);
+                              int maxT, int NH, int NKV, int HS) {
+  check_heads("attention_cached_forward", NH, NKV, HS);
+  if (B <= 0 || Tq <= 0) return;
+  const long long W = static_cast<long long>(NH + 2 * NKV) * HS, out_width = static_cast<long long>(NH) * HS;
+  const int kv_width = NKV * HS;
+  const long long total = static_cast<long long>(B) * Tq * kv_width;
+  launch(kv_cache_write_kernel, dim3(grid_for(total, 256)), dim3(256), 0, kcache, vcache, qkv, Tq, past, maxT, W,
+         static_cast<long long>(NH) * HS, kv_width, total);
   AttentionViews a{};
   a.q = qkv, a.k = kcache, a.v = vcache;
-  a.q_row = 3LL * C, a.q_batch = 3LL * C * Tq;
-  a.kv_row = C, a.kv_batch = static_cast<long long>(C) * maxT;
-  a.out = out, a.out_row = C, a.out_batch = static_cast<long long>(C) * Tq;
+  a.q_row = W, a.q_batch = W * Tq;
+  a.kv_row = kv_width, a.kv_batch = static_cast<long long>(kv_width) * maxT;
+  a.out = out, a.out_row = out_width, a.out_batch = out_width * Tq;
   a.lse = nullptr, a.segment_ids = nullptr;
-  a.Tq = Tq, a.Tk = past + Tq, a.query_offset = past, a.NH = NH, a.hs = hs;
-  a.vectorized = hs % 4 == 0 && all_aligned({qkv, out, kcache, vcache});
-  with_head_size<ForwardLauncher>(hs, a, B);
+  a.Tq = Tq, a.Tk = past + Tq, a.query_offset = past, a.NH = NH, a.group = NH / NKV, a.hs = HS;
+  a.vectorized = HS % 4 == 0 && all_aligned({qkv, out, kcache, vcache});
+  with_head_size<ForwardLauncher>(HS, a, B);
 }
 
 }  // namespace gptune::cuda

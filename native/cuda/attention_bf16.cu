@@ -1,5 +1,6 @@
-// Causal self-attention on tensor cores for head size 64 (every GPT-2 size): bf16 operands, fp32
-// accumulation, mma.sync m16n8k16, FlashAttention-2 style. Same contract as attention.cu's fp32
+// Causal grouped-query self-attention on tensor cores for head size 64 (every GPT-2 size, SmolLM2,
+// Llama 3.2): bf16 operands, fp32 accumulation, mma.sync m16n8k16, FlashAttention-2 style. qkv rows
+// hold NH q heads, then NKV k heads, then NKV v heads; query head h reads kv head h / (NH/NKV). Same contract as attention.cu's fp32
 // kernels (which stay the reference and the path for other head sizes); chosen by
 // set_attention_precision(true).
 //
@@ -10,8 +11,8 @@
 //   forward: S = Q K^T per tile, online softmax in base 2 on the accumulator fragments, the
 //            probabilities re-packed in registers as the A operand of O += P V.
 //   backward: like attention.cu, a dQ kernel (per query: S, P from lse, dP = dO V^T, dS, dQ += dS K)
-//            and a dK/dV kernel (per key: S^T = K Q^T, P^T, dP^T = V dO^T, dV += P^T dO,
-//            dK += dS^T Q), so no atomics. P and dS are rounded to bf16 for their products.
+//            and a dK/dV kernel (per key of one kv head, over the queries of every query head of its
+//            group: S^T = K Q^T, P^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q), so no atomics. P and dS are rounded to bf16 for their products.
 // Fragment bookkeeping (PTX ISA, mma.m16n8k16): lane = 4 g + t; an accumulator tile (16 x 8) holds
 // rows g and g + 8, columns 2t and 2t + 1; two adjacent accumulator tiles (columns 16k .. 16k + 15)
 // re-pack into one A fragment for the k-step k.
@@ -132,22 +133,24 @@ __device__ __forceinline__ void add_rows(float* dst, long long ld, const float (
 
 // ---- forward ----
 __global__ void __launch_bounds__(kThreads)
-    attention_forward_bf16_kernel(float* out, float* lse, const bf16* qkv, int ld, const int* segment_ids, int T, int C,
-                                  int NH, float scale_log2) {
+    attention_forward_bf16_kernel(float* out, float* lse, const bf16* qkv, int ld, const int* segment_ids, int T, int NH,
+                                  int NKV, float scale_log2) {
   bf16* q_tile = dynamic_tiles();
   bf16* k_tiles = q_tile + kTileElements;        // 2 stages
   bf16* v_tiles = k_tiles + 2 * kTileElements;   // 2 stages
-  const int b = blockIdx.y / NH, h = blockIdx.y % NH;
+  const int b = blockIdx.y / NH, h = blockIdx.y % NH, kv = h / (NH / NKV);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int q0 = blockIdx.x * kRows;
   const bf16* base = qkv + static_cast<long long>(b) * T * ld + h * D;
+  const bf16* k_base = qkv + static_cast<long long>(b) * T * ld + (NH + kv) * D;
+  const bf16* v_base = k_base + NKV * D;
   const int* segments = segment_ids ? segment_ids + static_cast<long long>(b) * T : nullptr;
   const int key_end = imin(T, q0 + kRows);
   const int tiles = (key_end + kTile - 1) / kTile;
 
   load_tile(q_tile, base, ld, q0, T);
-  load_tile(k_tiles, base + C, ld, 0, key_end);
-  load_tile(v_tiles, base + 2 * C, ld, 0, key_end);
+  load_tile(k_tiles, k_base, ld, 0, key_end);
+  load_tile(v_tiles, v_base, ld, 0, key_end);
   cp_async_commit();
 
   const int row_g = q0 + warp * 16 + g;  // this thread's rows: row_g and row_g + 8
@@ -166,8 +169,8 @@ __global__ void __launch_bounds__(kThreads)
     if (kt == 0) load_a_fragments(q_frag, q_tile, warp * 16, lane);
     if (kt + 1 < tiles) {
       const int stage = (kt + 1) % 2;
-      load_tile(k_tiles + stage * kTileElements, base + C, ld, (kt + 1) * kTile, key_end);
-      load_tile(v_tiles + stage * kTileElements, base + 2 * C, ld, (kt + 1) * kTile, key_end);
+      load_tile(k_tiles + stage * kTileElements, k_base, ld, (kt + 1) * kTile, key_end);
+      load_tile(v_tiles + stage * kTileElements, v_base, ld, (kt + 1) * kTile, key_end);
     }
     cp_async_commit();
     const bf16* k_tile = k_tiles + (kt % 2) * kTileElements;
@@ -220,7 +223,8 @@ __global__ void __launch_bounds__(kThreads)
     running_sum[half] += __shfl_xor_sync(0xffffffffu, running_sum[half], 1);
     running_sum[half] += __shfl_xor_sync(0xffffffffu, running_sum[half], 2);
   }
-  float* out_bh = out + static_cast<long long>(b) * T * C + h * D;
+  const long long out_width = static_cast<long long>(NH) * D;
+  float* out_bh = out + static_cast<long long>(b) * T * out_width + h * D;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int row = row_g + half * 8;
@@ -229,7 +233,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) out_bh[static_cast<long long>(row) * C + j * 8 + 2 * t + e] = o[j][half * 2 + e] * inv;
+      for (int e = 0; e < 2; ++e) out_bh[row * out_width + j * 8 + 2 * t + e] = o[j][half * 2 + e] * inv;
     if (lse && t == 0)
       lse[(static_cast<long long>(b) * NH + h) * T + row] = running_max[half] * kLn2 + logf(running_sum[half]);
   }
@@ -238,16 +242,18 @@ __global__ void __launch_bounds__(kThreads)
 // ---- backward: dQ ----
 __global__ void __launch_bounds__(kThreads)
     attention_backward_q_bf16_kernel(float* dqkv, const bf16* qkv, int ld, const bf16* dout, int ld_dout,
-                                     const float* lse, const float* row_dot, const int* segment_ids, int T, int C, int NH,
-                                     float scale, float scale_log2) {
+                                     const float* lse, const float* row_dot, const int* segment_ids, int T, int NH,
+                                     int NKV, float scale, float scale_log2) {
   bf16* q_tile = dynamic_tiles();
   bf16* dout_tile = q_tile + kTileElements;
   bf16* k_tiles = dout_tile + kTileElements;     // 2 stages
   bf16* v_tiles = k_tiles + 2 * kTileElements;   // 2 stages
-  const int b = blockIdx.y / NH, h = blockIdx.y % NH;
+  const int b = blockIdx.y / NH, h = blockIdx.y % NH, kv = h / (NH / NKV);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int q0 = blockIdx.x * kRows;
   const bf16* base = qkv + static_cast<long long>(b) * T * ld + h * D;
+  const bf16* k_base = qkv + static_cast<long long>(b) * T * ld + (NH + kv) * D;
+  const bf16* v_base = k_base + NKV * D;
   const bf16* dout_base = dout + static_cast<long long>(b) * T * ld_dout + h * D;
   const int* segments = segment_ids ? segment_ids + static_cast<long long>(b) * T : nullptr;
   const int key_end = imin(T, q0 + kRows);
@@ -255,8 +261,8 @@ __global__ void __launch_bounds__(kThreads)
 
   load_tile(q_tile, base, ld, q0, T);
   load_tile(dout_tile, dout_base, ld_dout, q0, T);
-  load_tile(k_tiles, base + C, ld, 0, key_end);
-  load_tile(v_tiles, base + 2 * C, ld, 0, key_end);
+  load_tile(k_tiles, k_base, ld, 0, key_end);
+  load_tile(v_tiles, v_base, ld, 0, key_end);
   cp_async_commit();
 
   const int row_g = q0 + warp * 16 + g;
@@ -284,8 +290,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     if (kt + 1 < tiles) {
       const int stage = (kt + 1) % 2;
-      load_tile(k_tiles + stage * kTileElements, base + C, ld, (kt + 1) * kTile, key_end);
-      load_tile(v_tiles + stage * kTileElements, base + 2 * C, ld, (kt + 1) * kTile, key_end);
+      load_tile(k_tiles + stage * kTileElements, k_base, ld, (kt + 1) * kTile, key_end);
+      load_tile(v_tiles + stage * kTileElements, v_base, ld, (kt + 1) * kTile, key_end);
     }
     cp_async_commit();
     const bf16* k_tile = k_tiles + (kt % 2) * kTileElements;
@@ -309,34 +315,41 @@ __global__ void __launch_bounds__(kThreads)
     pack_a_fragments(ds_frag, s);
     mma_p_by_tile(dq, ds_frag, k_tile, lane);  // dQ += dS K
   }
-  add_rows(dqkv + static_cast<long long>(b) * T * 3 * C + h * D, 3LL * C, dq, row_g, T, t, scale, true);
+  const long long width = static_cast<long long>(NH + 2 * NKV) * D;  // of a dqkv row (fp32)
+  add_rows(dqkv + static_cast<long long>(b) * T * width + h * D, width, dq, row_g, T, t, scale, true);
 }
 
 // ---- backward: dK, dV ----
+// A block owns 64 keys of one (b, kv head) and walks, for each query head of the kv head's group,
+// the query tiles from its first key on; dK and dV accumulate over all of them in registers.
 __global__ void __launch_bounds__(kThreads)
     attention_backward_kv_bf16_kernel(float* dqkv, const bf16* qkv, int ld, const bf16* dout, int ld_dout,
-                                      const float* lse, const float* row_dot, const int* segment_ids, int T, int C,
-                                      int NH, float scale, float scale_log2) {
+                                      const float* lse, const float* row_dot, const int* segment_ids, int T, int NH,
+                                      int NKV, float scale, float scale_log2) {
   bf16* k_tile = dynamic_tiles();
   bf16* v_tile = k_tile + kTileElements;
   bf16* q_tiles = v_tile + kTileElements;         // 2 stages
   bf16* dout_tiles = q_tiles + 2 * kTileElements;  // 2 stages
-  const int b = blockIdx.y / NH, h = blockIdx.y % NH;
+  const int b = blockIdx.y / NKV, kv = blockIdx.y % NKV, group = NH / NKV;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int k0 = blockIdx.x * kRows;
-  const bf16* base = qkv + static_cast<long long>(b) * T * ld + h * D;
-  const bf16* dout_base = dout + static_cast<long long>(b) * T * ld_dout + h * D;
+  const bf16* qkv_b = qkv + static_cast<long long>(b) * T * ld;
+  const bf16* k_base = qkv_b + (NH + kv) * D;
+  const bf16* v_base = k_base + NKV * D;
   const int* segments = segment_ids ? segment_ids + static_cast<long long>(b) * T : nullptr;
-  const long long bh = static_cast<long long>(b) * NH + h;
-  const float* lse_bh = lse + bh * T;
-  const float* dot_bh = row_dot + bh * T;
-  // Queries from this block's first key on: earlier ones see none of its keys.
-  const int first_tile = k0 / kTile, tiles = (T + kTile - 1) / kTile;
+  // Queries from this block's first key on: earlier ones see none of its keys. Step i covers query
+  // tile first_tile + i % per_head of query head kv * group + i / per_head.
+  const int first_tile = k0 / kTile, per_head = (T + kTile - 1) / kTile - first_tile, steps = group * per_head;
+  auto q_base = [&](int step) { return qkv_b + (kv * group + step / per_head) * D; };
+  auto dout_base = [&](int step) {
+    return dout + static_cast<long long>(b) * T * ld_dout + (kv * group + step / per_head) * D;
+  };
+  auto tile_of = [&](int step) { return first_tile + step % per_head; };
 
-  load_tile(k_tile, base + C, ld, k0, T);
-  load_tile(v_tile, base + 2 * C, ld, k0, T);
-  load_tile(q_tiles, base, ld, first_tile * kTile, T);
-  load_tile(dout_tiles, dout_base, ld_dout, first_tile * kTile, T);
+  load_tile(k_tile, k_base, ld, k0, T);
+  load_tile(v_tile, v_base, ld, k0, T);
+  load_tile(q_tiles, q_base(0), ld, tile_of(0) * kTile, T);
+  load_tile(dout_tiles, dout_base(0), ld_dout, tile_of(0) * kTile, T);
   cp_async_commit();
 
   const int key_g = k0 + warp * 16 + g;  // this thread's keys: key_g and key_g + 8
@@ -348,22 +361,25 @@ __global__ void __launch_bounds__(kThreads)
   float dk[8][4], dv[8][4];
   zero(dk);
   zero(dv);
-  for (int qt = first_tile; qt < tiles; ++qt) {
-    const int i = qt - first_tile;
+  for (int i = 0; i < steps; ++i) {
+    const int qt = tile_of(i), h = kv * group + i / per_head;
     cp_async_wait<0>();
     __syncthreads();
     if (i == 0) {
       load_a_fragments(k_frag, k_tile, warp * 16, lane);
       load_a_fragments(v_frag, v_tile, warp * 16, lane);
     }
-    if (qt + 1 < tiles) {
+    if (i + 1 < steps) {
       const int stage = (i + 1) % 2;
-      load_tile(q_tiles + stage * kTileElements, base, ld, (qt + 1) * kTile, T);
-      load_tile(dout_tiles + stage * kTileElements, dout_base, ld_dout, (qt + 1) * kTile, T);
+      load_tile(q_tiles + stage * kTileElements, q_base(i + 1), ld, tile_of(i + 1) * kTile, T);
+      load_tile(dout_tiles + stage * kTileElements, dout_base(i + 1), ld_dout, tile_of(i + 1) * kTile, T);
     }
     cp_async_commit();
     const bf16* q_tile = q_tiles + (i % 2) * kTileElements;
     const bf16* dout_tile = dout_tiles + (i % 2) * kTileElements;
+    const long long bh = static_cast<long long>(b) * NH + h;
+    const float* lse_bh = lse + bh * T;
+    const float* dot_bh = row_dot + bh * T;
 
     float s[8][4], dp[8][4];  // transposed: rows = keys, columns = queries
     zero(s);
@@ -394,9 +410,10 @@ __global__ void __launch_bounds__(kThreads)
     mma_p_by_tile(dv, p_frag, dout_tile, lane);  // dV += P^T dO
     mma_p_by_tile(dk, ds_frag, q_tile, lane);    // dK += dS^T Q
   }
-  float* dqkv_bh = dqkv + static_cast<long long>(b) * T * 3 * C + h * D;
-  add_rows(dqkv_bh + C, 3LL * C, dk, key_g, T, t, scale, true);
-  add_rows(dqkv_bh + 2 * C, 3LL * C, dv, key_g, T, t, 1.0f, true);
+  const long long width = static_cast<long long>(NH + 2 * NKV) * D;  // of a dqkv row (fp32)
+  float* dqkv_b = dqkv + static_cast<long long>(b) * T * width;
+  add_rows(dqkv_b + (NH + kv) * D, width, dk, key_g, T, t, scale, true);
+  add_rows(dqkv_b + (NH + NKV + kv) * D, width, dv, key_g, T, t, 1.0f, true);
 }
 
 constexpr size_t kForwardSmem = 5 * kTileElements * sizeof(bf16);
@@ -404,8 +421,10 @@ constexpr size_t kBackwardSmem = 6 * kTileElements * sizeof(bf16);
 
 }  // namespace
 
-void attention_forward_bf16(float* out, float* lse, const float* qkv, const int* segment_ids, int B, int T, int C, int NH) {
-  const bf16* qkv16 = cast_to_bf16(Scratch::AttentionQKV, qkv, B * T, 3 * C, 3LL * C);
+void attention_forward_bf16(float* out, float* lse, const float* qkv, const int* segment_ids, int B, int T, int NH,
+                            int NKV) {
+  const int W = (NH + 2 * NKV) * D;
+  const bf16* qkv16 = cast_to_bf16(Scratch::AttentionQKV, qkv, B * T, W, W);
   static bool attribute_set = false;
   if (!attribute_set) {
     allow_dynamic_smem(attention_forward_bf16_kernel, kForwardSmem);
@@ -413,13 +432,14 @@ void attention_forward_bf16(float* out, float* lse, const float* qkv, const int*
   }
   const float scale_log2 = kLog2e / std::sqrt(static_cast<float>(D));
   launch(attention_forward_bf16_kernel, dim3(static_cast<unsigned>(ceil_div(T, kRows)), B * NH), dim3(kThreads),
-         kForwardSmem, out, lse, qkv16, padded8(3 * C), segment_ids, T, C, NH, scale_log2);
+         kForwardSmem, out, lse, qkv16, padded8(W), segment_ids, T, NH, NKV, scale_log2);
 }
 
 void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* row_dot,
-                             const int* segment_ids, int B, int T, int C, int NH) {
-  const bf16* qkv16 = cast_to_bf16(Scratch::AttentionQKV, qkv, B * T, 3 * C, 3LL * C);
-  const bf16* dout16 = cast_to_bf16(Scratch::AttentionDout, dout, B * T, C, C);
+                             const int* segment_ids, int B, int T, int NH, int NKV) {
+  const int W = (NH + 2 * NKV) * D, out_width = NH * D;
+  const bf16* qkv16 = cast_to_bf16(Scratch::AttentionQKV, qkv, B * T, W, W);
+  const bf16* dout16 = cast_to_bf16(Scratch::AttentionDout, dout, B * T, out_width, out_width);
   static bool attribute_set = false;
   if (!attribute_set) {
     allow_dynamic_smem(attention_backward_q_bf16_kernel, kBackwardSmem);
@@ -427,11 +447,11 @@ void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, c
     attribute_set = true;
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const dim3 grid(static_cast<unsigned>(ceil_div(T, kRows)), B * NH);
-  launch(attention_backward_kv_bf16_kernel, grid, dim3(kThreads), kBackwardSmem, dqkv, qkv16, padded8(3 * C), dout16,
-         padded8(C), lse, row_dot, segment_ids, T, C, NH, scale, scale * kLog2e);
-  launch(attention_backward_q_bf16_kernel, grid, dim3(kThreads), kBackwardSmem, dqkv, qkv16, padded8(3 * C), dout16,
-         padded8(C), lse, row_dot, segment_ids, T, C, NH, scale, scale * kLog2e);
+  const unsigned row_blocks = static_cast<unsigned>(ceil_div(T, kRows));
+  launch(attention_backward_kv_bf16_kernel, dim3(row_blocks, B * NKV), dim3(kThreads), kBackwardSmem, dqkv, qkv16,
+         padded8(W), dout16, padded8(out_width), lse, row_dot, segment_ids, T, NH, NKV, scale, scale * kLog2e);
+  launch(attention_backward_q_bf16_kernel, dim3(row_blocks, B * NH), dim3(kThreads), kBackwardSmem, dqkv, qkv16,
+         padded8(W), dout16, padded8(out_width), lse, row_dot, segment_ids, T, NH, NKV, scale, scale * kLog2e);
 }
 
 }  // namespace gptune::cuda

@@ -82,10 +82,11 @@ const __nv_bfloat16* cast_to_bf16(Scratch slot, const float* src, int rows, int 
 inline int padded8(int n) { return (n + 7) / 8 * 8; }
 
 // bf16 tensor-core attention for head size 64 (attention_bf16.cu); same contract as the kernels.inc
-// functions, called by them when set_attention_precision(true) and C / NH == 64.
-void attention_forward_bf16(float* out, float* lse, const float* qkv, const int* segment_ids, int B, int T, int C, int NH);
+// functions with HS = 64, called by them when set_attention_precision(true) and HS == 64.
+void attention_forward_bf16(float* out, float* lse, const float* qkv, const int* segment_ids, int B, int T, int NH,
+                            int NKV);
 void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* row_dot,
-                             const int* segment_ids, int B, int T, int C, int NH);
+                             const int* segment_ids, int B, int T, int NH, int NKV);
 
 inline long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 // Grid size for a grid-stride loop over n items with `threads` per block: enough blocks to fill

@@ -23,8 +23,8 @@ __device__ __forceinline__ int position_of(const int* positions, int pos_offset,
   return positions ? positions[row] : pos_offset + static_cast<int>(row % T);
 }
 
-// out (B,T,C) = wte[tokens] + wpe[positions]; `vectorized` handles 4 channels per step (C % 4 == 0
-// and all pointers 16-byte aligned).
+// out (B,T,C) = wte[tokens] + wpe[positions] (wte[tokens] alone when wpe is null); `vectorized`
+// handles 4 channels per step (C % 4 == 0 and all pointers 16-byte aligned).
 __global__ void encoder_forward_kernel(float* out, const int* tokens, const int* positions, const float* wte,
                                        const float* wpe, long long rows, int T, int C, int pos_offset, bool vectorized) {
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
@@ -35,7 +35,8 @@ __global__ void encoder_forward_kernel(float* out, const int* tokens, const int*
       const long long row = i / C4;
       const int c4 = static_cast<int>(i % C4);
       const float4 a = reinterpret_cast<const float4*>(wte + static_cast<long long>(tokens[row]) * C)[c4];
-      const float4 b = reinterpret_cast<const float4*>(wpe + static_cast<long long>(position_of(positions, pos_offset, row, T)) * C)[c4];
+      const float4 b = wpe ? reinterpret_cast<const float4*>(wpe + static_cast<long long>(position_of(positions, pos_offset, row, T)) * C)[c4]
+                           : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       reinterpret_cast<float4*>(out + row * C)[c4] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
     }
   } else {
@@ -43,7 +44,7 @@ __global__ void encoder_forward_kernel(float* out, const int* tokens, const int*
       const long long row = i / C;
       const int c = static_cast<int>(i % C);
       out[i] = wte[static_cast<long long>(tokens[row]) * C + c] +
-               wpe[static_cast<long long>(position_of(positions, pos_offset, row, T)) * C + c];
+               (wpe ? wpe[static_cast<long long>(position_of(positions, pos_offset, row, T)) * C + c] : 0.0f);
     }
   }
 }

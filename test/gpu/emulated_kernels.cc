@@ -560,19 +560,24 @@ void test_device() {
 }  // namespace
 
 // ---- attention ----
-// float64 reference of causal (segment-masked) attention for one batch row: qkv (T,3C) -> out (T,C),
-// lse (NH,T), and, given dout, dqkv (T,3C) (added to the given accumulator).
+// float64 reference of causal (segment-masked) grouped-query attention for one batch row: qkv
+// (T,W), W = (NH+2*NKV)*hs -> out (T,NH*hs), lse (NH,T), and, given dout, dqkv (T,W) (added to the
+// given accumulator). Query head h reads kv head h / (NH/NKV).
 struct AttentionRef {
   vector<double> out, lse, dqkv;
 };
-AttentionRef attention_ref(const float* qkv, const float* dout, const int* seg, int T, int C, int NH, const float* dqkv0) {
-  const int hs = C / NH;
+AttentionRef attention_ref(const float* qkv, const float* dout, const int* seg, int T, int NH, int NKV, int hs,
+                           const float* dqkv0) {
+  const int W = (NH + 2 * NKV) * hs, C = NH * hs, group = NH / NKV;
   const double scale = 1 / std::sqrt(double(hs));
-  AttentionRef r{vector<double>(size_t(T) * C), vector<double>(size_t(NH) * T), vector<double>(size_t(T) * 3 * C)};
+  AttentionRef r{vector<double>(size_t(T) * C), vector<double>(size_t(NH) * T), vector<double>(size_t(T) * W)};
   for (size_t i = 0; dqkv0 && i < r.dqkv.size(); ++i) r.dqkv[i] = dqkv0[i];
-  auto Q = [&](int t, int h, int c) { return double(qkv[size_t(t) * 3 * C + h * hs + c]); };
-  auto K = [&](int t, int h, int c) { return double(qkv[size_t(t) * 3 * C + C + h * hs + c]); };
-  auto V = [&](int t, int h, int c) { return double(qkv[size_t(t) * 3 * C + 2 * C + h * hs + c]); };
+  auto q_at = [&](int t, int h) { return size_t(t) * W + h * hs; };
+  auto k_at = [&](int t, int h) { return size_t(t) * W + (NH + h / group) * hs; };
+  auto v_at = [&](int t, int h) { return size_t(t) * W + (NH + NKV + h / group) * hs; };
+  auto Q = [&](int t, int h, int c) { return double(qkv[q_at(t, h) + c]); };
+  auto K = [&](int t, int h, int c) { return double(qkv[k_at(t, h) + c]); };
+  auto V = [&](int t, int h, int c) { return double(qkv[v_at(t, h) + c]); };
   for (int h = 0; h < NH; ++h)
     for (int i = 0; i < T; ++i) {
       vector<double> p(i + 1, 0.0);
@@ -608,22 +613,25 @@ AttentionRef attention_ref(const float* qkv, const float* dout, const int* seg, 
       for (int j = 0; j <= i; ++j) {
         const double ds = p[j] * (dp[j] - D);
         for (int c = 0; c < hs; ++c) {
-          r.dqkv[size_t(i) * 3 * C + h * hs + c] += scale * ds * K(j, h, c);
-          r.dqkv[size_t(j) * 3 * C + C + h * hs + c] += scale * ds * Q(i, h, c);
-          r.dqkv[size_t(j) * 3 * C + 2 * C + h * hs + c] += p[j] * dO(c);
+          r.dqkv[q_at(i, h) + c] += scale * ds * K(j, h, c);
+          r.dqkv[k_at(j, h) + c] += scale * ds * Q(i, h, c);
+          r.dqkv[v_at(j, h) + c] += p[j] * dO(c);
         }
       }
     }
   return r;
 }
 
-struct AttentionCase { int B, T, C, NH; bool segments; };
+struct AttentionCase { int B, T, NH, NKV, hs; bool segments; };
 void test_attention_cached();
 void run_attention_cases(const vector<AttentionCase>& cases, bool bf16);
 
 void test_attention() {
-  run_attention_cases({{2, 37, 24, 3, false}, {1, 130, 128, 2, false}, {2, 45, 15, 3, true},
-                       {1, 70, 256, 2, true}, {1, 66, 64, 2, true}, {1, 1, 64, 1, false}}, false);
+  run_attention_cases({{2, 37, 3, 3, 8, false}, {1, 130, 2, 2, 64, false}, {2, 45, 3, 3, 5, true},
+                       {1, 70, 2, 2, 128, true}, {1, 66, 2, 2, 32, true}, {1, 1, 1, 1, 64, false},
+                       // grouped-query: ratios 2, 3, 4 (one kv head), odd head sizes
+                       {2, 37, 4, 2, 10, true}, {1, 70, 6, 2, 64, false}, {2, 45, 4, 1, 6, true},
+                       {1, 130, 9, 3, 64, true}}, false);
   test_attention_cached();
 }
 
@@ -631,8 +639,10 @@ void test_attention() {
 // out/dqkv carry only the bf16 rounding of P and dS for their products (~3e-3 relative).
 void test_attention_bf16() {
   cu::set_attention_precision(true);
-  run_attention_cases({{2, 37, 128, 2, false}, {1, 130, 64, 1, false}, {2, 66, 128, 2, true},
-                       {1, 1, 64, 1, false}, {1, 200, 64, 1, true}}, true);
+  run_attention_cases({{2, 37, 2, 2, 64, false}, {1, 130, 1, 1, 64, false}, {2, 66, 2, 2, 64, true},
+                       {1, 1, 1, 1, 64, false}, {1, 200, 1, 1, 64, true},
+                       // grouped-query: SmolLM2's 9/3 heads, one kv head, ratio 2
+                       {1, 130, 9, 3, 64, true}, {2, 66, 4, 1, 64, false}, {1, 70, 4, 2, 64, true}}, true);
   cu::set_attention_precision(false);
 }
 
@@ -640,8 +650,8 @@ void run_attention_cases(const vector<AttentionCase>& cases, bool bf16) {
   const double tol = bf16 ? 5e-3 : 1e-5;  // bf16: P, dS rounded to 8 mantissa bits (2^-9 max, ~1e-3 typical)
   const char* p = bf16 ? " bf16" : "";
   for (AttentionCase k : cases) {
-    const int B = k.B, T = k.T, C = k.C, NH = k.NH;
-    auto qkv = random_vector(size_t(B) * T * 3 * C, -2, 2), dout = random_vector(size_t(B) * T * C);
+    const int B = k.B, T = k.T, NH = k.NH, NKV = k.NKV, hs = k.hs, C = NH * hs, W = (NH + 2 * NKV) * hs;
+    auto qkv = random_vector(size_t(B) * T * W, -2, 2), dout = random_vector(size_t(B) * T * C);
     if (bf16) qkv = bf16_exact(qkv), dout = bf16_exact(dout);
     auto dqkv0 = random_vector(qkv.size());
     vector<int> seg(size_t(B) * T);
@@ -655,19 +665,19 @@ void run_attention_cases(const vector<AttentionCase>& cases, bool bf16) {
     Dev<float> d_qkv(qkv), d_out(size_t(B) * T * C), d_lse(size_t(B) * NH * T), d_dout(dout), d_dqkv(dqkv0);
     Dev<int> d_seg(seg);
     const int* segp = k.segments ? d_seg.ptr : nullptr;
-    cu::attention_forward(d_out.ptr, d_lse.ptr, d_qkv.ptr, segp, B, T, C, NH);
+    cu::attention_forward(d_out.ptr, d_lse.ptr, d_qkv.ptr, segp, B, T, NH, NKV, hs);
     // attention_backward reads the forward's out and lse, as in training.
-    cu::attention_backward(d_dqkv.ptr, d_dout.ptr, d_qkv.ptr, d_out.ptr, d_lse.ptr, segp, B, T, C, NH);
+    cu::attention_backward(d_dqkv.ptr, d_dout.ptr, d_qkv.ptr, d_out.ptr, d_lse.ptr, segp, B, T, NH, NKV, hs);
     vector<double> out, lse, dqkv;
     for (int b = 0; b < B; ++b) {
-      auto r = attention_ref(&qkv[size_t(b) * T * 3 * C], &dout[size_t(b) * T * C], k.segments ? &seg[size_t(b) * T] : nullptr,
-                             T, C, NH, &dqkv0[size_t(b) * T * 3 * C]);
+      auto r = attention_ref(&qkv[size_t(b) * T * W], &dout[size_t(b) * T * C], k.segments ? &seg[size_t(b) * T] : nullptr,
+                             T, NH, NKV, hs, &dqkv0[size_t(b) * T * W]);
       out.insert(out.end(), r.out.begin(), r.out.end());
       lse.insert(lse.end(), r.lse.begin(), r.lse.end());
       dqkv.insert(dqkv.end(), r.dqkv.begin(), r.dqkv.end());
     }
     char tag[96];
-    std::snprintf(tag, sizeof tag, "%s B=%d T=%d C=%d NH=%d%s", p, B, T, C, NH, k.segments ? " segments" : "");
+    std::snprintf(tag, sizeof tag, "%s B=%d T=%d NH=%d NKV=%d hs=%d%s", p, B, T, NH, NKV, hs, k.segments ? " segments" : "");
     check(std::string("attention_forward out") + tag, d_out.get(), out, tol);
     check(std::string("attention_forward lse") + tag, d_lse.get(), lse, 1e-5);
     check_increment(std::string("attention_backward dqkv") + tag, d_dqkv.get(), dqkv0, dqkv, tol);
@@ -675,38 +685,176 @@ void run_attention_cases(const vector<AttentionCase>& cases, bool bf16) {
 }
 
 void test_attention_cached() {
-  // KV-cache decoding: caches hold `past` positions; 3 new queries attend over past + themselves.
-  for (int hs : {16, 64}) {
-    const int B = 2, Tq = 3, past = 70, maxT = 80, NH = 2, C = NH * hs;
-    auto kc = random_vector(size_t(B) * maxT * C), vc = random_vector(size_t(B) * maxT * C);
-    auto qkv = random_vector(size_t(B) * Tq * 3 * C);
+  // KV-cache decoding: caches hold `past` positions of the NKV kv heads; 3 new queries attend over
+  // past + themselves.
+  struct CachedCase { int NH, NKV, hs; };
+  for (const CachedCase k : {CachedCase{2, 2, 16}, CachedCase{2, 2, 64}, CachedCase{6, 2, 10}, CachedCase{4, 1, 64}}) {
+    const int B = 2, Tq = 3, past = 70, maxT = 80, NH = k.NH, NKV = k.NKV, hs = k.hs;
+    const int C = NH * hs, KV = NKV * hs, W = (NH + 2 * NKV) * hs;
+    auto kc = random_vector(size_t(B) * maxT * KV), vc = random_vector(size_t(B) * maxT * KV);
+    auto qkv = random_vector(size_t(B) * Tq * W);
     Dev<float> d_kc(kc), d_vc(vc), d_qkv(qkv), d_out(size_t(B) * Tq * C);
-    cu::attention_cached_forward(d_out.ptr, d_kc.ptr, d_vc.ptr, d_qkv.ptr, B, Tq, past, maxT, C, NH);
+    cu::attention_cached_forward(d_out.ptr, d_kc.ptr, d_vc.ptr, d_qkv.ptr, B, Tq, past, maxT, NH, NKV, hs);
     // Reference: the full sequence [cache 0..past) + new rows, through the training reference; its
     // last Tq rows are the decoding outputs. Queries of the cached rows don't matter (set to 0).
     const int T = past + Tq;
     vector<double> out, kc_want(kc.begin(), kc.end()), vc_want(vc.begin(), vc.end());
     for (int b = 0; b < B; ++b) {
-      vector<float> full(size_t(T) * 3 * C, 0.0f);
+      vector<float> full(size_t(T) * W, 0.0f);
       for (int t = 0; t < past; ++t)
-        for (int c = 0; c < C; ++c) {
-          full[size_t(t) * 3 * C + C + c] = kc[(size_t(b) * maxT + t) * C + c];
-          full[size_t(t) * 3 * C + 2 * C + c] = vc[(size_t(b) * maxT + t) * C + c];
+        for (int c = 0; c < KV; ++c) {
+          full[size_t(t) * W + C + c] = kc[(size_t(b) * maxT + t) * KV + c];
+          full[size_t(t) * W + C + KV + c] = vc[(size_t(b) * maxT + t) * KV + c];
         }
       for (int t = 0; t < Tq; ++t)
-        for (int c = 0; c < 3 * C; ++c) full[size_t(past + t) * 3 * C + c] = qkv[(size_t(b) * Tq + t) * 3 * C + c];
+        for (int c = 0; c < W; ++c) full[size_t(past + t) * W + c] = qkv[(size_t(b) * Tq + t) * W + c];
       for (int t = 0; t < Tq; ++t)
-        for (int c = 0; c < C; ++c) {
-          kc_want[(size_t(b) * maxT + past + t) * C + c] = qkv[(size_t(b) * Tq + t) * 3 * C + C + c];
-          vc_want[(size_t(b) * maxT + past + t) * C + c] = qkv[(size_t(b) * Tq + t) * 3 * C + 2 * C + c];
+        for (int c = 0; c < KV; ++c) {
+          kc_want[(size_t(b) * maxT + past + t) * KV + c] = qkv[(size_t(b) * Tq + t) * W + C + c];
+          vc_want[(size_t(b) * maxT + past + t) * KV + c] = qkv[(size_t(b) * Tq + t) * W + C + KV + c];
         }
-      auto r = attention_ref(full.data(), nullptr, nullptr, T, C, NH, nullptr);
+      auto r = attention_ref(full.data(), nullptr, nullptr, T, NH, NKV, hs, nullptr);
       out.insert(out.end(), r.out.begin() + size_t(past) * C, r.out.end());
     }
-    const std::string tag = " hs=" + std::to_string(hs);
+    const std::string tag = " NH=" + std::to_string(NH) + " NKV=" + std::to_string(NKV) + " hs=" + std::to_string(hs);
     check("attention_cached_forward out" + tag, d_out.get(), out, 1e-5);
     check("attention_cached_forward kcache" + tag, d_kc.get(), kc_want, 0);
     check("attention_cached_forward vcache" + tag, d_vc.get(), vc_want, 0);
+  }
+}
+
+// ---- Llama-family kernels: RMSNorm, QK-norm, RoPE, SwiGLU, encoder without wpe ----
+// float64 RMSNorm of rows (HS) at x + r's offset: out, rstd, and (given dout) dinp += ..., dw += ...
+struct RmsRef { vector<double> out, rstd, dinp, dw; };
+void rms_ref_row(RmsRef& r, const vector<float>& x, const vector<float>& dout, const vector<float>& w, size_t at,
+                 size_t stat, int HS, double eps, size_t w_at) {
+  double ms = 0;
+  for (int c = 0; c < HS; ++c) ms += double(x[at + c]) * x[at + c];
+  const double s = 1 / std::sqrt(ms / HS + eps);
+  r.rstd[stat] = s;
+  double gx = 0;
+  for (int c = 0; c < HS; ++c) {
+    r.out[at + c] = x[at + c] * s * w[c];
+    gx += double(dout[at + c]) * w[c] * x[at + c] * s / HS;
+    r.dw[w_at + c] += double(dout[at + c]) * x[at + c] * s;
+  }
+  for (int c = 0; c < HS; ++c) r.dinp[at + c] += s * (double(dout[at + c]) * w[c] - x[at + c] * s * gx);
+}
+
+void test_llama_kernels() {
+  const float eps = 1e-6f;
+  for (int C : {1, 13, 64, 576}) {  // RMSNorm; N = 300 rows gives several weight-gradient chunks
+    const int N = 300;
+    auto x = random_vector(size_t(N) * C, -2, 2), w = random_vector(C, 0.5f, 1.5f), dout = random_vector(size_t(N) * C);
+    auto dinp0 = random_vector(x.size()), dw0 = random_vector(C);
+    RmsRef r{vector<double>(x.size()), vector<double>(N), to_double(dinp0), to_double(dw0)};
+    for (int n = 0; n < N; ++n) rms_ref_row(r, x, dout, w, size_t(n) * C, n, C, eps, 0);
+    Dev<float> d_x(x), d_w(w), d_out(x.size()), d_rstd(N), d_dout(dout), d_dinp(dinp0), d_dw(dw0);
+    cu::rmsnorm_forward(d_out.ptr, d_rstd.ptr, d_x.ptr, d_w.ptr, N, C, eps);
+    cu::rmsnorm_backward(d_dinp.ptr, d_dw.ptr, d_dout.ptr, d_x.ptr, d_w.ptr, d_rstd.ptr, N, C);
+    const std::string tag = " C=" + std::to_string(C);
+    check("rmsnorm_forward out" + tag, d_out.get(), r.out, 1e-6);
+    check("rmsnorm_forward rstd" + tag, d_rstd.get(), r.rstd, 1e-6);
+    check_increment("rmsnorm_backward dinp" + tag, d_dinp.get(), dinp0, r.dinp, 1e-5);
+    check_increment("rmsnorm_backward dweight" + tag, d_dw.get(), dw0, r.dw, 1e-5);
+  }
+  struct Heads { int N, NH, NKV, HS; };
+  for (const Heads k : {Heads{7, 4, 2, 10}, Heads{33, 6, 1, 64}, Heads{5, 2, 2, 6}}) {  // QK-norm
+    const int N = k.N, NH = k.NH, NKV = k.NKV, HS = k.HS, W = (NH + 2 * NKV) * HS, stats = NH + NKV;
+    auto x = random_vector(size_t(N) * W, -2, 2), qw = random_vector(HS, 0.5f, 1.5f), kw = random_vector(HS, 0.5f, 1.5f);
+    auto dout = random_vector(x.size()), dinp0 = random_vector(x.size()), dqw0 = random_vector(HS), dkw0 = random_vector(HS);
+    vector<float> both_w0(dqw0);
+    both_w0.insert(both_w0.end(), dkw0.begin(), dkw0.end());
+    RmsRef r{vector<double>(x.size()), vector<double>(size_t(N) * stats), to_double(dinp0), to_double(both_w0)};
+    for (int n = 0; n < N; ++n) {
+      for (int h = 0; h < NH; ++h) rms_ref_row(r, x, dout, qw, size_t(n) * W + h * HS, size_t(n) * stats + h, HS, eps, 0);
+      for (int h = 0; h < NKV; ++h)
+        rms_ref_row(r, x, dout, kw, size_t(n) * W + (NH + h) * HS, size_t(n) * stats + NH + h, HS, eps, HS);
+      for (int c = (NH + NKV) * HS; c < W; ++c) {
+        r.out[size_t(n) * W + c] = x[size_t(n) * W + c];
+        r.dinp[size_t(n) * W + c] += dout[size_t(n) * W + c];
+      }
+    }
+    Dev<float> d_x(x), d_qw(qw), d_kw(kw), d_out(x.size()), d_rstd(size_t(N) * stats), d_dout(dout), d_dinp(dinp0),
+        d_dqw(dqw0), d_dkw(dkw0);
+    cu::qknorm_forward(d_out.ptr, d_rstd.ptr, d_x.ptr, d_qw.ptr, d_kw.ptr, N, NH, NKV, HS, eps);
+    cu::qknorm_backward(d_dinp.ptr, d_dqw.ptr, d_dkw.ptr, d_dout.ptr, d_x.ptr, d_qw.ptr, d_kw.ptr, d_rstd.ptr, N, NH, NKV, HS);
+    char tag[64];
+    std::snprintf(tag, sizeof tag, " N=%d NH=%d NKV=%d HS=%d", N, NH, NKV, HS);
+    check(std::string("qknorm_forward out") + tag, d_out.get(), r.out, 1e-6);
+    check(std::string("qknorm_forward rstd") + tag, d_rstd.get(), r.rstd, 1e-6);
+    check_increment(std::string("qknorm_backward dinp") + tag, d_dinp.get(), dinp0, r.dinp, 1e-5);
+    check_increment(std::string("qknorm_backward dq_weight") + tag, d_dqw.get(), dqw0,
+                    vector<double>(r.dw.begin(), r.dw.begin() + HS), 1e-5);
+    check_increment(std::string("qknorm_backward dk_weight") + tag, d_dkw.get(), dkw0,
+                    vector<double>(r.dw.begin() + HS, r.dw.end()), 1e-5);
+  }
+  for (const Heads k : {Heads{0, 4, 2, 10}, Heads{0, 9, 3, 64}, Heads{0, 1, 1, 2}}) {  // RoPE
+    const int B = 2, T = 19, NH = k.NH, NKV = k.NKV, HS = k.HS, half = HS / 2, W = (NH + 2 * NKV) * HS, max_pos = 40;
+    vector<float> cos(size_t(max_pos) * half), sin(cos.size());
+    for (int p = 0; p < max_pos; ++p)
+      for (int i = 0; i < half; ++i) {
+        const double angle = p * std::pow(10000.0, -2.0 * i / HS);
+        cos[size_t(p) * half + i] = float(std::cos(angle)), sin[size_t(p) * half + i] = float(std::sin(angle));
+      }
+    vector<int> positions(size_t(B) * T);
+    for (int i = 0; i < B * T; ++i) positions[i] = (i * 7) % max_pos;
+    auto x = random_vector(size_t(B) * T * W, -2, 2);
+    for (int variant = 0; variant < 2; ++variant) {  // positions array; pos_offset
+      const int pos_offset = variant ? max_pos - T : 0;
+      vector<double> want = to_double(x), back = to_double(x);
+      for (int row = 0; row < B * T; ++row) {
+        const int p = variant ? pos_offset + row % T : positions[row];
+        for (int h = 0; h < NH + NKV; ++h)
+          for (int i = 0; i < half; ++i) {
+            const size_t a = size_t(row) * W + h * HS + i;
+            const double c = cos[size_t(p) * half + i], s = sin[size_t(p) * half + i];
+            want[a] = x[a] * c - x[a + half] * s, want[a + half] = x[a + half] * c + x[a] * s;
+            back[a] = x[a] * c + x[a + half] * s, back[a + half] = x[a + half] * c - x[a] * s;
+          }
+      }
+      Dev<float> d_x(x), d_dx(x), d_cos(cos), d_sin(sin);
+      Dev<int> d_pos(positions);
+      cu::rope_forward(d_x.ptr, d_cos.ptr, d_sin.ptr, variant ? nullptr : d_pos.ptr, B, T, NH, NKV, HS, max_pos, pos_offset);
+      cu::rope_backward(d_dx.ptr, d_cos.ptr, d_sin.ptr, variant ? nullptr : d_pos.ptr, B, T, NH, NKV, HS, max_pos, pos_offset);
+      char tag[80];
+      std::snprintf(tag, sizeof tag, " NH=%d NKV=%d HS=%d%s", NH, NKV, HS, variant ? " pos_offset" : " positions");
+      check(std::string("rope_forward") + tag, d_x.get(), want, 1e-6);
+      check(std::string("rope_backward") + tag, d_dx.get(), back, 1e-6);
+    }
+  }
+  for (int H : {1, 7, 64, 1536}) {  // SwiGLU, gates over [-8, 8) plus the far tails
+    const int N = 9;
+    auto x = random_vector(size_t(N) * 2 * H, -8, 8), dout = random_vector(size_t(N) * H), dinp0 = random_vector(x.size());
+    const float tails[] = {-1000.0f, -104.0f, 88.0f, 1000.0f};
+    for (int i = 0; i < 4 && i < H; ++i) x[i] = tails[i];
+    vector<double> out(size_t(N) * H), dinp = to_double(dinp0);
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < H; ++i) {
+        const size_t g_at = size_t(n) * 2 * H + i;
+        const double g = x[g_at], u = x[g_at + H], dy = dout[size_t(n) * H + i], s = 1 / (1 + std::exp(-g));
+        out[size_t(n) * H + i] = g * s * u;
+        dinp[g_at] += dy * u * s * (1 + g * (1 - s));
+        dinp[g_at + H] += dy * g * s;
+      }
+    Dev<float> d_x(x), d_out(out.size()), d_dout(dout), d_dinp(dinp0);
+    cu::swiglu_forward(d_out.ptr, d_x.ptr, N, H);
+    cu::swiglu_backward(d_dinp.ptr, d_dout.ptr, d_x.ptr, N, H);
+    check("swiglu_forward H=" + std::to_string(H), d_out.get(), out, 1e-6);
+    check_increment("swiglu_backward H=" + std::to_string(H), d_dinp.get(), dinp0, dinp, 1e-6);
+  }
+  {  // encoder without a position table: out = wte[token]
+    const int B = 2, T = 5, C = 12, V = 7;
+    vector<int> tokens(size_t(B) * T);
+    for (int i = 0; i < B * T; ++i) tokens[i] = (i * 3) % V;
+    auto wte = random_vector(size_t(V) * C);
+    vector<double> want(size_t(B) * T * C);
+    for (int row = 0; row < B * T; ++row)
+      for (int c = 0; c < C; ++c) want[size_t(row) * C + c] = wte[size_t(tokens[row]) * C + c];
+    Dev<float> d_wte(wte), d_out(want.size());
+    Dev<int> d_tok(tokens);
+    cu::encoder_forward(d_out.ptr, d_tok.ptr, nullptr, d_wte.ptr, nullptr, B, T, C, 1000);
+    check("encoder_forward with a null wpe", d_out.get(), want, 0);
   }
 }
 
@@ -733,6 +881,7 @@ int main(int argc, char** argv) {
   });
   run("attention", test_attention);
   run("attention_bf16", test_attention_bf16);
+  run("llama", test_llama_kernels);
   std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
   return g_failures ? 1 : 0;
 }

@@ -261,27 +261,33 @@ if (underJest) {
   });
 
   describe('attention', () => {
-    const cases: { B: number; T: number; C: number; NH: number; segments: boolean }[] = [
-      { B: 2, T: 37, C: 24, NH: 3, segments: false },   // hs 8
-      { B: 2, T: 200, C: 128, NH: 2, segments: false }, // hs 64, several tiles
-      { B: 2, T: 45, C: 15, NH: 3, segments: true },    // hs 5: scalar loads
-      { B: 1, T: 70, C: 256, NH: 2, segments: true },   // hs 128
-      { B: 3, T: 129, C: 192, NH: 3, segments: true },  // hs 64 with packed examples
-      { B: 1, T: 1, C: 64, NH: 1, segments: false },
+    // NKV = NH is GPT-2's multi-head case; the others share kv heads (ratios 2, 3, 4; one kv head).
+    const cases: { B: number; T: number; NH: number; NKV: number; HS: number; segments: boolean }[] = [
+      { B: 2, T: 37, NH: 3, NKV: 3, HS: 8, segments: false },
+      { B: 2, T: 200, NH: 2, NKV: 2, HS: 64, segments: false }, // several tiles
+      { B: 2, T: 45, NH: 3, NKV: 3, HS: 5, segments: true },    // scalar loads
+      { B: 1, T: 70, NH: 2, NKV: 2, HS: 128, segments: true },
+      { B: 3, T: 129, NH: 3, NKV: 3, HS: 64, segments: true },  // packed examples
+      { B: 1, T: 1, NH: 1, NKV: 1, HS: 64, segments: false },
+      { B: 2, T: 37, NH: 4, NKV: 2, HS: 10, segments: true },
+      { B: 2, T: 129, NH: 9, NKV: 3, HS: 64, segments: true },  // SmolLM2's heads
+      { B: 1, T: 70, NH: 4, NKV: 1, HS: 64, segments: false },
+      { B: 2, T: 45, NH: 6, NKV: 2, HS: 6, segments: false },
     ];
     // bf16 (tensor cores, head size 64 only) on bf16-exact inputs: scores and lse are then exact
     // up to fp32 rounding (1e-5); out and dqkv carry the bf16 rounding of P and dS (2^-9 at most,
     // ~1.5e-3 measured on the emulator): 5e-3.
-    const bf16Cases = cases.filter((c) => c.C / c.NH === 64).concat([{ B: 2, T: 300, C: 128, NH: 2, segments: true }]);
+    const bf16Cases = cases.filter((c) => c.HS === 64).concat([{ B: 2, T: 300, NH: 2, NKV: 2, HS: 64, segments: true }]);
     const runs = cases.map((c) => ({ ...c, bf16: false }))
       .concat(canSetAttention ? bf16Cases.map((c) => ({ ...c, bf16: true })) : []);
-    for (const { B, T, C, NH, segments, bf16 } of runs) {
-      const label = `${bf16 ? 'bf16 ' : ''}B=${B} T=${T} C=${C} NH=${NH}${segments ? ' segments' : ''}`;
+    for (const { B, T, NH, NKV, HS, segments, bf16 } of runs) {
+      const label = `${bf16 ? 'bf16 ' : ''}B=${B} T=${T} NH=${NH} NKV=${NKV} HS=${HS}${segments ? ' segments' : ''}`;
       const tolerance = bf16 ? 5e-3 : FP32;
+      const W = (NH + 2 * NKV) * HS, O = NH * HS;
       test(`forward and backward ${label}`, () => {
         cuda.setAttentionPrecision?.(bf16 ? 'bf16' : 'fp32');
         const prep = bf16 ? bf16Exact : (a: Float32Array) => a;
-        const qkv = prep(randomArray(B * T * 3 * C, -2, 2)), dout = prep(randomArray(B * T * C)), dqkv0 = randomArray(B * T * 3 * C);
+        const qkv = prep(randomArray(B * T * W, -2, 2)), dout = prep(randomArray(B * T * O)), dqkv0 = randomArray(B * T * W);
         let seg: Int32Array | null = null;
         if (segments) {
           seg = new Int32Array(B * T);
@@ -293,34 +299,127 @@ if (underJest) {
             }
           }
         }
-        const outCpu = new Float32Array(B * T * C), lseCpu = new Float32Array(B * NH * T), dqkvCpu = dqkv0.slice();
-        K.attention_forward(outCpu, lseCpu, qkv, seg, B, T, C, NH);
-        K.attention_backward(dqkvCpu, dout, qkv, outCpu, lseCpu, seg, B, T, C, NH);
-        const gQkv = toDevice(qkv), gOut = poisoned(B * T * C), gLse = poisoned(B * NH * T, 1);
-        K.attention_forward(gOut, gLse, gQkv, seg, B, T, C, NH);
+        const outCpu = new Float32Array(B * T * O), lseCpu = new Float32Array(B * NH * T), dqkvCpu = dqkv0.slice();
+        K.attention_forward(outCpu, lseCpu, qkv, seg, B, T, NH, NKV, HS);
+        K.attention_backward(dqkvCpu, dout, qkv, outCpu, lseCpu, seg, B, T, NH, NKV, HS);
+        const gQkv = toDevice(qkv), gOut = poisoned(B * T * O), gLse = poisoned(B * NH * T, 1);
+        K.attention_forward(gOut, gLse, gQkv, seg, B, T, NH, NKV, HS);
         expectClose(`attention_forward out ${label}`, fromDevice(gOut), outCpu, tolerance);
         expectClose(`attention_forward lse ${label}`, fromDevice(gLse), lseCpu, FP32);
         const gDout = toDevice(dout), gDqkv = toDevice(dqkv0);
-        K.attention_backward(gDqkv, gDout, gQkv, gOut, gLse, seg, B, T, C, NH);
+        K.attention_backward(gDqkv, gDout, gQkv, gOut, gLse, seg, B, T, NH, NKV, HS);
         expectIncrementClose(`attention_backward dqkv ${label}`, fromDevice(gDqkv), dqkvCpu, dqkv0, tolerance);
         cuda.setAttentionPrecision?.('fp32');
         freeAll();
       });
     }
-    for (const hs of [16, 64]) {
-      test(`KV-cache decoding hs=${hs}`, () => {
-        const B = 2, Tq = 3, past = 70, maxT = 80, NH = 2, C = NH * hs;
-        const kc = randomArray(B * maxT * C), vc = randomArray(B * maxT * C), qkv = randomArray(B * Tq * 3 * C);
-        const kcCpu = kc.slice(), vcCpu = vc.slice(), outCpu = new Float32Array(B * Tq * C);
-        K.attention_cached_forward(outCpu, kcCpu, vcCpu, qkv, B, Tq, past, maxT, C, NH);
-        const gKc = toDevice(kc), gVc = toDevice(vc), gQkv = toDevice(qkv), gOut = poisoned(B * Tq * C);
-        K.attention_cached_forward(gOut, gKc, gVc, gQkv, B, Tq, past, maxT, C, NH);
-        expectClose(`attention_cached_forward out hs=${hs}`, fromDevice(gOut), outCpu, FP32);
-        expectClose(`kcache hs=${hs}`, fromDevice(gKc), kcCpu, 0);
-        expectClose(`vcache hs=${hs}`, fromDevice(gVc), vcCpu, 0);
+    for (const [NH, NKV, HS] of [[2, 2, 16], [2, 2, 64], [9, 3, 64], [4, 1, 10]]) {
+      test(`KV-cache decoding NH=${NH} NKV=${NKV} HS=${HS}`, () => {
+        const B = 2, Tq = 3, past = 70, maxT = 80, KV = NKV * HS, W = (NH + 2 * NKV) * HS, O = NH * HS;
+        const kc = randomArray(B * maxT * KV), vc = randomArray(B * maxT * KV), qkv = randomArray(B * Tq * W);
+        const kcCpu = kc.slice(), vcCpu = vc.slice(), outCpu = new Float32Array(B * Tq * O);
+        K.attention_cached_forward(outCpu, kcCpu, vcCpu, qkv, B, Tq, past, maxT, NH, NKV, HS);
+        const gKc = toDevice(kc), gVc = toDevice(vc), gQkv = toDevice(qkv), gOut = poisoned(B * Tq * O);
+        K.attention_cached_forward(gOut, gKc, gVc, gQkv, B, Tq, past, maxT, NH, NKV, HS);
+        expectClose(`attention_cached_forward out NH=${NH} NKV=${NKV} HS=${HS}`, fromDevice(gOut), outCpu, FP32);
+        expectClose('kcache', fromDevice(gKc), kcCpu, 0);
+        expectClose('vcache', fromDevice(gVc), vcCpu, 0);
         freeAll();
       });
     }
+  });
+
+  describe('Llama-family kernels', () => {
+    for (const [N, C] of [[1, 1], [37, 13], [300, 576]]) {
+      test(`rmsnorm forward and backward N=${N} C=${C}`, () => {
+        const inp = randomArray(N * C, -2, 2), w = randomArray(C, 0.5, 1.5), dout = randomArray(N * C);
+        const out = new Float32Array(N * C), rstd = new Float32Array(N);
+        K.rmsnorm_forward(out, rstd, inp, w, N, C, 1e-6);
+        const gInp = toDevice(inp, 3), gW = toDevice(w), gOut = poisoned(N * C), gRstd = poisoned(N, 2);
+        K.rmsnorm_forward(gOut, gRstd, gInp, gW, N, C, 1e-6);
+        expectClose('rmsnorm_forward out', fromDevice(gOut), out, FP32);
+        expectClose('rmsnorm_forward rstd', fromDevice(gRstd), rstd, FP32);
+        const dinp0 = randomArray(N * C), dw0 = randomArray(C), dinp = dinp0.slice(), dw = dw0.slice();
+        K.rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
+        const gDinp = toDevice(dinp0), gDw = toDevice(dw0);
+        K.rmsnorm_backward(gDinp, gDw, toDevice(dout), gInp, gW, gRstd, N, C);
+        expectIncrementClose('rmsnorm_backward dinp', fromDevice(gDinp), dinp, dinp0, FP32);
+        expectIncrementClose('rmsnorm_backward dweight', fromDevice(gDw), dw, dw0, FP32);
+        freeAll();
+      });
+    }
+    for (const [N, NH, NKV, HS] of [[7, 4, 2, 10], [64, 16, 8, 128]]) {
+      test(`qknorm forward and backward N=${N} NH=${NH} NKV=${NKV} HS=${HS}`, () => {
+        const W = (NH + 2 * NKV) * HS, S = N * (NH + NKV);
+        const inp = randomArray(N * W, -2, 2), qw = randomArray(HS, 0.5, 1.5), kw = randomArray(HS, 0.5, 1.5), dout = randomArray(N * W);
+        const out = new Float32Array(N * W), rstd = new Float32Array(S);
+        K.qknorm_forward(out, rstd, inp, qw, kw, N, NH, NKV, HS, 1e-6);
+        const gInp = toDevice(inp), gQw = toDevice(qw), gKw = toDevice(kw), gOut = poisoned(N * W), gRstd = poisoned(S);
+        K.qknorm_forward(gOut, gRstd, gInp, gQw, gKw, N, NH, NKV, HS, 1e-6);
+        expectClose('qknorm_forward out', fromDevice(gOut), out, FP32);
+        expectClose('qknorm_forward rstd', fromDevice(gRstd), rstd, FP32);
+        const dinp0 = randomArray(N * W), dqw0 = randomArray(HS), dkw0 = randomArray(HS);
+        const dinp = dinp0.slice(), dqw = dqw0.slice(), dkw = dkw0.slice();
+        K.qknorm_backward(dinp, dqw, dkw, dout, inp, qw, kw, rstd, N, NH, NKV, HS);
+        const gDinp = toDevice(dinp0), gDqw = toDevice(dqw0), gDkw = toDevice(dkw0);
+        K.qknorm_backward(gDinp, gDqw, gDkw, toDevice(dout), gInp, gQw, gKw, gRstd, N, NH, NKV, HS);
+        expectIncrementClose('qknorm_backward dinp', fromDevice(gDinp), dinp, dinp0, FP32);
+        expectIncrementClose('qknorm_backward dq_weight', fromDevice(gDqw), dqw, dqw0, FP32);
+        expectIncrementClose('qknorm_backward dk_weight', fromDevice(gDkw), dkw, dkw0, FP32);
+        freeAll();
+      });
+    }
+    for (const [NH, NKV, HS, withPositions] of [[4, 2, 10, true], [9, 3, 64, false], [1, 1, 2, true]] as [number, number, number, boolean][]) {
+      test(`rope forward and backward NH=${NH} NKV=${NKV} HS=${HS}${withPositions ? ' positions' : ' pos_offset'}`, () => {
+        const B = 2, T = 19, maxPos = 40, half = HS / 2, W = (NH + 2 * NKV) * HS;
+        const cos = new Float32Array(maxPos * half), sin = new Float32Array(maxPos * half);
+        for (let p = 0; p < maxPos; p++)
+          for (let i = 0; i < half; i++) {
+            const angle = p * 10000 ** (-(2 * i) / HS);
+            cos[p * half + i] = Math.cos(angle);
+            sin[p * half + i] = Math.sin(angle);
+          }
+        const positions = withPositions ? randomInts(B * T, maxPos) : null, posOffset = withPositions ? 0 : maxPos - T;
+        const qkv = randomArray(B * T * W, -2, 2);
+        const cpu = qkv.slice(), cpuBack = qkv.slice();
+        K.rope_forward(cpu, cos, sin, positions, B, T, NH, NKV, HS, maxPos, posOffset);
+        K.rope_backward(cpuBack, cos, sin, positions, B, T, NH, NKV, HS, maxPos, posOffset);
+        const gCos = toDevice(cos), gSin = toDevice(sin, 5), gQkv = toDevice(qkv), gBack = toDevice(qkv, 1);
+        K.rope_forward(gQkv, gCos, gSin, positions, B, T, NH, NKV, HS, maxPos, posOffset);
+        K.rope_backward(gBack, gCos, gSin, positions, B, T, NH, NKV, HS, maxPos, posOffset);
+        expectClose('rope_forward', fromDevice(gQkv), cpu, FP32);
+        expectClose('rope_backward', fromDevice(gBack), cpuBack, FP32);
+        freeAll();
+      });
+    }
+    for (const [N, H] of [[1, 1], [9, 7], [64, 1536]]) {
+      test(`swiglu forward and backward N=${N} H=${H}`, () => {
+        const inp = randomArray(N * 2 * H, -8, 8), dout = randomArray(N * H), dinp0 = randomArray(N * 2 * H);
+        const out = new Float32Array(N * H), dinp = dinp0.slice();
+        K.swiglu_forward(out, inp, N, H);
+        K.swiglu_backward(dinp, dout, inp, N, H);
+        const gInp = toDevice(inp, 1), gOut = poisoned(N * H), gDinp = toDevice(dinp0);
+        K.swiglu_forward(gOut, gInp, N, H);
+        K.swiglu_backward(gDinp, toDevice(dout), gInp, N, H);
+        expectClose('swiglu_forward', fromDevice(gOut), out, FP32);
+        expectIncrementClose('swiglu_backward', fromDevice(gDinp), dinp, dinp0, FP32);
+        freeAll();
+      });
+    }
+    test('encoder without a position table', () => {
+      const B = 3, T = 5, C = 12, V = 50;
+      const wte = randomArray(V * C), tokens = randomInts(B * T, V), out = new Float32Array(B * T * C);
+      K.encoder_forward(out, tokens, null, wte, null, B, T, C, 0);
+      const gOut = poisoned(B * T * C);
+      K.encoder_forward(gOut, tokens, null, toDevice(wte), null, B, T, C, 0);
+      expectClose('encoder_forward (wpe null)', fromDevice(gOut), out, 0);
+      const dout = randomArray(B * T * C), dwte0 = randomArray(V * C), dwte = dwte0.slice();
+      K.encoder_backward(dwte, null, dout, tokens, null, B, T, C, 0);
+      const gDwte = toDevice(dwte0);
+      K.encoder_backward(gDwte, null, toDevice(dout), tokens, null, B, T, C, 0);
+      expectIncrementClose('encoder_backward dwte (dwpe null)', fromDevice(gDwte), dwte, dwte0, FP32);
+      freeAll();
+    });
   });
 
   describe('layernorm', () => {
