@@ -21,7 +21,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
-from torch_gpt2 import GPT2, GPT2Config, decay_groups  # noqa: E402
+from reference_training import decay_groups  # noqa: E402
+from torch_gpt2 import GPT2, GPT2Config  # noqa: E402
 
 
 def loaded_blas() -> str:
@@ -36,6 +37,26 @@ def loaded_blas() -> str:
     except OSError:
         return "unknown"
     return ",".join(sorted(os.path.realpath(p) for p in paths)) or "none mapped"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def time_training_steps(step, tokens_per_step: int, warmup: int, steps: int) -> dict:
+    """Runs step() (one training step returning its loss) `warmup` times untimed (the first pays for
+    allocation and AdamW state), then `steps` times timed. ms_per_step is the median timed step."""
+    for _ in range(warmup):
+        step()
+    times_ms, losses = [], []
+    for _ in range(steps):
+        start = time.perf_counter()
+        losses.append(step())
+        times_ms.append((time.perf_counter() - start) * 1000.0)
+    ms = statistics.median(times_ms)
+    return {"tokens_per_s": round(tokens_per_step / (ms / 1000.0), 2), "ms_per_step": round(ms, 2),
+            "step_ms": [round(t, 2) for t in times_ms], "losses": [round(x, 4) for x in losses]}
 
 
 def main():
@@ -85,26 +106,19 @@ def main():
         optimizer.step()
         return loss.item()
 
-    for _ in range(args.warmup):
-        step()
-    times_ms, losses = [], []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        losses.append(step())
-        times_ms.append((time.perf_counter() - start) * 1000.0)
-    ms = statistics.median(times_ms)
+    timed = time_training_steps(step, args.batch * args.seq, args.warmup, args.steps)
     print(json.dumps({
-        "tokens_per_s": round(args.batch * args.seq / (ms / 1000.0), 2),
-        "ms_per_step": round(ms, 2),
-        "step_ms": [round(t, 2) for t in times_ms],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),  # Linux: KiB
+        "tokens_per_s": timed["tokens_per_s"],
+        "ms_per_step": timed["ms_per_step"],
+        "step_ms": timed["step_ms"],
+        "peak_rss_mb": peak_rss_mb(),
         "torch_version": torch.__version__,
         "blas": loaded_blas(),
         "threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()),
         "config": {"n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd, "vocab": args.vocab,
                    "n_positions": args.n_positions, "batch": args.batch, "seq": args.seq},
-        "losses": [round(x, 4) for x in losses],
+        "losses": timed["losses"],
     }))
 
 

@@ -1,5 +1,7 @@
 /** An error in what the user asked for (a flag, a file, a config key): the CLI exits with 2. */
 export class UsageError extends Error {}
-
-/** A model folder that is not what it claims: config.json keys, safetensors shards, the shard index. */
-export class ModelFormatError extends Error {}
+/**
+ * A model folder (or "new:" spec) that cannot be read as a checkpoint: a missing or contradictory file,
+ * config.json key, index entry or tensor.
+ */
+export class CheckpointError extends UsageError {}

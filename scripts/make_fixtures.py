@@ -22,13 +22,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpt2_bpe import END_OF_TEXT, GPT2_SPLIT_PATTERN, GPT2Tokenizer, train_bpe  # noqa: E402
 from safetensors_io import load_safetensors, save_safetensors  # noqa: E402
-from torch_gpt2 import GPT2, GPT2Config, decay_groups  # noqa: E402
+from reference_training import ADAMW, f17, loss_and_grads, train  # noqa: E402
+from torch_gpt2 import GPT2, GPT2Config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_MERGES = 93          # 256 byte tokens + 93 merges + <|endoftext|> = 350 ids (not a multiple of 8/16)
 B, T = 2, 16
 TRAIN_STEPS = 8
-ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
 CLIP_MAX_NORM = 0.5
 EVAL_SEQ_LEN = 16
 GENERATE_NEW_TOKENS = 10
@@ -67,11 +67,6 @@ TOKENIZER_CASES = [
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def f17(x: float) -> float:
-    # json writes Python floats with repr (shortest round-trip, up to 17 significant digits): exact
-    return float(x)
-
 
 def hf_config(config: GPT2Config, eot_id: int, torch_dtype: str) -> dict:
     return {
@@ -163,38 +158,6 @@ def numpy_forward_f64(state: dict, config: GPT2Config, tokens: np.ndarray) -> np
         x = x + h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
     x = layer_norm(x, w["ln_f.weight"], w["ln_f.bias"])
     return x @ w["wte.weight"].T
-
-
-def loss_and_grads(model: GPT2, tokens, targets):
-    model.zero_grad(set_to_none=True)
-    logits, loss = model(tokens, targets)
-    loss.backward()
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    return logits.detach(), loss.item(), grads
-
-
-def train(model: GPT2, tokens, targets, steps: int, clip: float = None, micro_batches: int = 1):
-    """AdamW on one fixed batch. Returns per step: loss before the update (for micro_batches > 1 the
-    mean of the micro-batch losses), the global gradient norm before clipping, and the micro losses."""
-    model = copy.deepcopy(model)
-    opt = torch.optim.AdamW(decay_groups(model, ADAMW["weight_decay"]), lr=ADAMW["lr"], betas=ADAMW["betas"],
-                            eps=ADAMW["eps"])
-    losses, norms, micro = [], [], []
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        step_losses = []
-        for chunk_tokens, chunk_targets in zip(tokens.chunk(micro_batches), targets.chunk(micro_batches)):
-            _, loss = model(chunk_tokens, chunk_targets)
-            (loss / micro_batches).backward()
-            step_losses.append(loss.item())
-        norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())).item()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        losses.append(sum(step_losses) / micro_batches)
-        norms.append(norm)
-        micro.append(step_losses)
-    return losses, norms, micro, model
 
 
 def eval_file(model: GPT2, ids, seq_len: int):

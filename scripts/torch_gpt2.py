@@ -177,10 +177,3 @@ class GPT2(nn.Module):
         if missing:
             raise KeyError(f"missing tensors: {sorted(missing)}")
 
-
-def decay_groups(model: GPT2, weight_decay: float):
-    """nanoGPT/gptune rule: decay tensors with 2+ dims (matrices, embeddings; wte doubles as lm_head),
-    never biases or LayerNorm parameters."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -3,7 +3,7 @@
  * model_type "gpt2", so that checkpoints move between gptune and transformers unchanged.
  */
 import * as path from 'path';
-import { ModelFormatError } from '../errors';
+import { CheckpointError } from '../errors';
 import {
   attentionWidth, ConfigKeys, DecoderConfig, describeValue, ffnInputWidth, MODEL_TYPES, qkvWidth, readConfigJSON,
 } from './decoder_config';
@@ -97,7 +97,7 @@ const REQUIRED_DEFAULTS: Record<string, unknown> = {
  */
 export function parseGPT2Config(json: unknown, sourceName: string): GPT2Config {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new ModelFormatError(`${sourceName}: expected a JSON object with GPT-2 settings but received ${describeValue(json)}`);
+    throw new CheckpointError(`${sourceName}: expected a JSON object with GPT-2 settings but received ${describeValue(json)}`);
   }
   const raw = json as Record<string, unknown>;
   const k = new ConfigKeys(raw, sourceName);
@@ -194,7 +194,7 @@ type SpecKind = 'integer' | 'number' | 'boolean' | 'string';
 
 /** One "key=value" of a spec, parsed as `kind`; errors name the spec, the key and the text. */
 function specValue(spec: string, key: string, kind: SpecKind, text: string): unknown {
-  const bad = (expected: string) => new ModelFormatError(`model spec "${spec}": ${key} must be ${expected} but received "${text}"`);
+  const bad = (expected: string) => new CheckpointError(`model spec "${spec}": ${key} must be ${expected} but received "${text}"`);
   switch (kind) {
     case 'integer': {
       const value = Number(text);
@@ -221,7 +221,7 @@ function specValue(spec: string, key: string, kind: SpecKind, text: string): unk
 function splitSpec(spec: string, isPreset: (name: string) => boolean, presetNames: readonly string[]): { preset: string | null; pairs: Array<[string, string]> } {
   const prefix = 'new:';
   if (typeof spec !== 'string' || !spec.startsWith(prefix)) {
-    throw new ModelFormatError(`model spec: expected "new:key=value,..." (e.g. "new:n_layer=2,n_head=4,n_embd=64") but received ${JSON.stringify(spec)}`);
+    throw new CheckpointError(`model spec: expected "new:key=value,..." (e.g. "new:n_layer=2,n_head=4,n_embd=64") but received ${JSON.stringify(spec)}`);
   }
   const items = spec.slice(prefix.length).split(',').map((s) => s.trim()).filter((s) => s !== '');
   let preset: string | null = null;
@@ -233,7 +233,7 @@ function splitSpec(spec: string, isPreset: (name: string) => boolean, presetName
         preset = item;
         return;
       }
-      throw new ModelFormatError(`model spec "${spec}": expected key=value or a preset name (${presetNames.join(', ')}) as the first item but received "${item}"`);
+      throw new CheckpointError(`model spec "${spec}": expected key=value or a preset name (${presetNames.join(', ')}) as the first item but received "${item}"`);
     }
     pairs.push([item.slice(0, eq).trim(), item.slice(eq + 1).trim()]);
   });
@@ -258,9 +258,9 @@ export function parseModelSpec(spec: string): GPT2Config {
   for (const key of SPEC_STRING_KEYS) kinds[key] = 'string';
   const overrides: Record<string, unknown> = {};
   for (const [key, text] of pairs) {
-    if (isOwnKey(overrides, key)) throw new ModelFormatError(`model spec "${spec}": key "${key}" is given twice`);
+    if (isOwnKey(overrides, key)) throw new CheckpointError(`model spec "${spec}": key "${key}" is given twice`);
     if (!isOwnKey(kinds, key)) {
-      throw new ModelFormatError(`model spec "${spec}": unknown key "${key}" (known keys: ${Object.keys(kinds).join(', ')}, arch)`);
+      throw new CheckpointError(`model spec "${spec}": unknown key "${key}" (known keys: ${Object.keys(kinds).join(', ')}, arch)`);
     }
     overrides[key] = specValue(spec, key, kinds[key], text);
   }
@@ -284,17 +284,17 @@ function parseLlamaSpec(spec: string): DecoderConfig {
   const overrides: Record<string, unknown> = {};
   for (const [given, text] of pairs) {
     const key = LLAMA_SPEC_ALIASES[given] ?? given;
-    if (isOwnKey(overrides, key)) throw new ModelFormatError(`model spec "${spec}": key "${key}" is given twice`);
+    if (isOwnKey(overrides, key)) throw new CheckpointError(`model spec "${spec}": key "${key}" is given twice`);
     if (!isOwnKey(kinds, key)) {
       const known = [...Object.keys(kinds), ...Object.keys(LLAMA_SPEC_ALIASES)].join(', ');
-      throw new ModelFormatError(`model spec "${spec}": unknown key "${given}" (known keys: ${known})`);
+      throw new CheckpointError(`model spec "${spec}": unknown key "${given}" (known keys: ${known})`);
     }
     overrides[key] = specValue(spec, given, kinds[key], text);
   }
   const { arch, ...sizes } = overrides;
   const presetValues = preset !== null ? LLAMA_PRESETS[preset] : null;
   const modelType = arch ?? presetValues?.model_type;
-  if (!isLlamaType(modelType)) throw new ModelFormatError(`model spec "${spec}": arch must be one of ${MODEL_TYPES.join(', ')} but received ${JSON.stringify(modelType)}`);
+  if (!isLlamaType(modelType)) throw new CheckpointError(`model spec "${spec}": arch must be one of ${MODEL_TYPES.join(', ')} but received ${JSON.stringify(modelType)}`);
   const base = presetValues ?? llamaSpecBase(modelType);
   const merged: Record<string, unknown> = { ...base, ...sizes, model_type: modelType };
   if (presetValues === null && sizes.intermediate_size === undefined) merged.intermediate_size = 4 * (merged.hidden_size as number);
@@ -352,12 +352,12 @@ export function decoderConfigFromGPT2(cfg: GPT2Config): DecoderConfig {
 /** A parsed config.json of any supported model_type (absent: GPT-2, as early GPT-2 configs omit it). */
 export function parseModelConfig(json: unknown, source: string): DecoderConfig {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new ModelFormatError(`${source}: expected a JSON object with model settings but received ${describeValue(json)}`);
+    throw new CheckpointError(`${source}: expected a JSON object with model settings but received ${describeValue(json)}`);
   }
   const raw = json as Record<string, unknown>;
   if (raw.model_type === undefined || raw.model_type === 'gpt2') return decoderConfigFromGPT2(parseGPT2Config(raw, source));
   if (isLlamaType(raw.model_type)) return parseLlamaConfig(raw, source);
-  throw new ModelFormatError(`${source}: model_type = ${describeValue(raw.model_type)} is not supported (expected one of ${MODEL_TYPES.join(', ')})`);
+  throw new CheckpointError(`${source}: model_type = ${describeValue(raw.model_type)} is not supported (expected one of ${MODEL_TYPES.join(', ')})`);
 }
 
 /** Read and validate `<dir>/config.json` of any supported model. */

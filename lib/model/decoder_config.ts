@@ -5,7 +5,7 @@
  * Hugging Face's key names again, except to write config.json back when it saves.
  */
 import * as fs from 'fs';
-import { ModelFormatError } from '../errors';
+import { CheckpointError } from '../errors';
 
 export const MODEL_TYPES = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
@@ -94,7 +94,7 @@ export class ConfigKeys {
   constructor(readonly raw: Record<string, unknown>, readonly source: string) {}
 
   fail(message: string): never {
-    throw new ModelFormatError(`${this.source}: ${message}`);
+    throw new CheckpointError(`${this.source}: ${message}`);
   }
 
   has(key: string): boolean {
@@ -152,13 +152,13 @@ export function readConfigJSON(file: string): unknown {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ModelFormatError(`${file}: cannot read the model config (${(err as Error).message})`);
+    throw new CheckpointError(`${file}: cannot read the model config (${(err as Error).message})`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ModelFormatError(`${file}: not valid JSON (${(err as Error).message})`);
+    throw new CheckpointError(`${file}: not valid JSON (${(err as Error).message})`);
   }
   return json;
 }
