@@ -164,9 +164,9 @@ function main(): void {
     const dout = randomTensor(B * T * C), dqkv = randomTensor(B * T * 3 * C);
     const fwdFlops = 2 * 2 * B * NH * T * T * (C / NH) / 2;
     const torchKey = precision === 'bf16' ? 'sdpa' : 'sdpa_fp32';
-    const fwd = timeMs(() => K.attention_forward(out, lse, qkv, null, B, T, C, NH), 5, 5);
+    const fwd = timeMs(() => K.attention_forward(out, lse, qkv, null, B, T, NH, NH, C / NH), 5, 5);
     record(`attention ${precision}`, `forward B=${B} T=${T} NH=${NH} C=${C}`, fwd, fwdFlops / fwd / 1e9, 'TFLOP/s', torch[`${torchKey}_fwd_ms`]);
-    const bwd = timeMs(() => K.attention_backward(dqkv, dout, qkv, out, lse, null, B, T, C, NH), 3, 5);
+    const bwd = timeMs(() => K.attention_backward(dqkv, dout, qkv, out, lse, null, B, T, NH, NH, C / NH), 3, 5);
     record(`attention ${precision}`, 'backward', bwd, (2.5 * fwdFlops) / bwd / 1e9, 'TFLOP/s', torch[`${torchKey}_bwd_ms`]);
     freeAll();
   }

@@ -36,7 +36,8 @@ export type I = Int32Array;
 export interface Kernels {
   matmul_forward(out: F, inp: F, weight: F, bias: F | null, N: number, C: number, OC: number): void;
   matmul_backward(dinp: F | null, dweight: F | null, dbias: F | null, dout: F, inp: F, weight: F, N: number, C: number, OC: number): void;
-  encoder_forward(out: F, tokens: I, positions: I | null, wte: F, wpe: F, B: number, T: number, C: number, posOffset: number): void;
+  /** wpe null: no learned position table (Llama family), out = wte[token]. */
+  encoder_forward(out: F, tokens: I, positions: I | null, wte: F, wpe: F | null, B: number, T: number, C: number, posOffset: number): void;
   encoder_backward(dwte: F | null, dwpe: F | null, dout: F, tokens: I, positions: I | null, B: number, T: number, C: number, posOffset: number): void;
   layernorm_forward(out: F, mean: F | null, rstd: F | null, inp: F, weight: F, bias: F, N: number, C: number, eps: number): void;
   layernorm_backward(dinp: F | null, dweight: F | null, dbias: F | null, dout: F, inp: F, weight: F, mean: F, rstd: F, N: number, C: number): void;
@@ -47,9 +48,22 @@ export interface Kernels {
   scale_inplace(x: F, s: number, n: number): void;
   fill(x: F, value: number, n: number): void;
   sum_squares(x: F, n: number): number;
-  attention_forward(out: F, lse: F, qkv: F, segmentIds: I | null, B: number, T: number, C: number, NH: number): void;
-  attention_backward(dqkv: F, dout: F, qkv: F, out: F, lse: F, segmentIds: I | null, B: number, T: number, C: number, NH: number): void;
-  attention_cached_forward(out: F, kcache: F, vcache: F, qkv: F, B: number, Tq: number, past: number, maxT: number, C: number, NH: number): void;
+  /** Grouped-query attention: qkv (B,T,(NH+2*NKV)*HS), out (B,T,NH*HS), lse (B,NH,T); GPT-2 is NKV = NH, HS = C/NH. */
+  attention_forward(out: F, lse: F, qkv: F, segmentIds: I | null, B: number, T: number, NH: number, NKV: number, HS: number): void;
+  attention_backward(dqkv: F, dout: F, qkv: F, out: F, lse: F, segmentIds: I | null, B: number, T: number, NH: number, NKV: number, HS: number): void;
+  /** kcache, vcache (B,maxT,NKV*HS): the cache holds the NKV kv heads only. */
+  attention_cached_forward(out: F, kcache: F, vcache: F, qkv: F, B: number, Tq: number, past: number, maxT: number, NH: number, NKV: number, HS: number): void;
+  rmsnorm_forward(out: F, rstd: F | null, inp: F, weight: F, N: number, C: number, eps: number): void;
+  rmsnorm_backward(dinp: F | null, dweight: F | null, dout: F, inp: F, weight: F, rstd: F, N: number, C: number): void;
+  /** Qwen3's per-head q_norm/k_norm on packed qkv (N,(NH+2*NKV)*HS); rstd (N,NH+NKV). */
+  qknorm_forward(out: F, rstd: F | null, inp: F, qWeight: F, kWeight: F, N: number, NH: number, NKV: number, HS: number, eps: number): void;
+  qknorm_backward(dinp: F | null, dqWeight: F | null, dkWeight: F | null, dout: F, inp: F, qWeight: F, kWeight: F, rstd: F, N: number, NH: number, NKV: number, HS: number): void;
+  /** In place on the q and k heads of qkv; cos, sin (maxPos, HS/2); position positions[b*T+t] or posOffset + t. */
+  rope_forward(qkv: F, cos: F, sin: F, positions: I | null, B: number, T: number, NH: number, NKV: number, HS: number, maxPos: number, posOffset: number): void;
+  rope_backward(dqkv: F, cos: F, sin: F, positions: I | null, B: number, T: number, NH: number, NKV: number, HS: number, maxPos: number, posOffset: number): void;
+  /** inp (N,2H) = [gate | up] per row; out (N,H) = silu(gate) * up. */
+  swiglu_forward(out: F, inp: F, N: number, H: number): void;
+  swiglu_backward(dinp: F, dout: F, inp: F, N: number, H: number): void;
   crossentropy_forward(losses: F, lse: F, predictions: I | null, logits: F, targets: I, N: number, V: number, ignoreIndex: number): void;
   crossentropy_backward(dlogits: F, logits: F, lse: F, targets: I, scale: number, N: number, V: number, ignoreIndex: number): void;
   softmax_forward(probs: F, logits: F, invTemperature: number, N: number, V: number): void;

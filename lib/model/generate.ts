@@ -120,7 +120,7 @@ function decodeStep(model: GPT2, s: DecodeState, tokens: Int32Array, Tq: number)
     const w = (name: string) => p.get(`h.${l}.${name}`);
     k.layernorm_forward(t.ln, null, null, t.x, w('ln_1.weight'), w('ln_1.bias'), rows, C, eps);
     k.matmul_forward(t.qkv, t.ln, w('attn.c_attn.weight'), w('attn.c_attn.bias'), rows, C, 3 * C);
-    k.attention_cached_forward(t.atty, s.k[l], s.v[l], t.qkv, B, Tq, s.length, s.maxT, C, NH);
+    k.attention_cached_forward(t.atty, s.k[l], s.v[l], t.qkv, B, Tq, s.length, s.maxT, NH, NH, C / NH);
     k.matmul_forward(t.proj, t.atty, w('attn.c_proj.weight'), w('attn.c_proj.bias'), rows, C, C);
     k.residual_forward(t.x2, t.x, t.proj, rows * C);
     k.layernorm_forward(t.ln, null, null, t.x2, w('ln_2.weight'), w('ln_2.bias'), rows, C, eps);

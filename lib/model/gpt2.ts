@@ -268,7 +268,7 @@ export class GPT2 {
       const w = layerViews(p, l), a = acts.layers[l];
       k.layernorm_forward(a.ln1, a.ln1Mean, a.ln1Rstd, residual, w.ln1w, w.ln1b, BT, C, eps);
       k.matmul_forward(a.qkv, a.ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
-      k.attention_forward(a.atty, a.attLse, a.qkv, segmentIds, B, T, C, NH);
+      k.attention_forward(a.atty, a.attLse, a.qkv, segmentIds, B, T, NH, NH, C / NH);
       k.matmul_forward(a.attproj, a.atty, w.attprojw, w.attprojb, BT, C, C);
       k.residual_forward(a.residual2, residual, a.attproj, BT * C);
       k.layernorm_forward(a.ln2, a.ln2Mean, a.ln2Rstd, a.residual2, w.ln2w, w.ln2b, BT, C, eps);
@@ -352,7 +352,7 @@ export class GPT2 {
       k.fill(datty, 0, BT * C);
       k.matmul_backward(datty, dw.attprojw, dw.attprojb, dres, a.atty, w.attprojw, BT, C, C);
       k.fill(acts.dqkv, 0, BT * 3 * C);
-      k.attention_backward(acts.dqkv, datty, a.qkv, a.atty, a.attLse, segmentIds, B, T, C, NH);
+      k.attention_backward(acts.dqkv, datty, a.qkv, a.atty, a.attLse, segmentIds, B, T, NH, NH, C / NH);
       const dln1 = acts.dC;
       k.fill(dln1, 0, BT * C);
       k.matmul_backward(dln1, dw.qkvw, dw.qkvb, acts.dqkv, a.ln1, w.qkvw, BT, C, 3 * C);

@@ -1,4 +1,4 @@
-// Causal multi-head self-attention on the CPU, flash-attention style (declarations in kernels.inc).
+// Causal grouped-query self-attention on the CPU, flash-attention style (declarations in kernels.inc).
 //
 // The (T,T) score matrix never exists: each (b, h) is cut into query tiles of kQueryTile rows, and
 // each query tile walks the key tiles of kKeyTile keys up to the diagonal with an online softmax
@@ -15,6 +15,11 @@
 //                             dV += P^T.dO;  dK += dS^T.Q;  dQ += dS.K      with D_i = dO_i . O_i
 // The three tile primitives (product, online softmax step, softmax backward) come in a portable
 // version here and an AVX-512 version in attention_avx512.cc, chosen at run time.
+//
+// Grouped-query heads change only which rows a query head reads: query head h takes its keys and
+// values from kv head h / (NH/NKV), so the tile loops are those of multi-head attention. In the
+// backward the query heads of one group add into the same dk and dv, so a work unit is a whole
+// group (b, kv head) rather than one (b, h): its heads run one after another on one thread.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -240,6 +245,20 @@ void for_each_unit_dynamic(int64_t n, Fn&& fn) {
   });
 }
 
+// Channel layout of one packed qkv row (B,T,(NH+2*NKV)*HS) and of one out row (B,T,NH*HS).
+struct QkvLayout {
+  QkvLayout(int NH, int NKV, int HS)
+      : NH(NH), NKV(NKV), HS(HS), group(NH / NKV), row(int64_t(NH + 2 * NKV) * HS),
+        out_row(int64_t(NH) * HS), kv_row(int64_t(NKV) * HS) {}
+  int64_t q(int64_t h) const { return h * HS; }                             // query head h
+  int64_t k(int64_t h) const { return (NH + h / group) * int64_t(HS); }        // its kv head's k
+  int64_t v(int64_t h) const { return (NH + NKV + h / group) * int64_t(HS); }  // and v
+  int NH, NKV, HS, group;
+  int64_t row;      // floats per qkv row
+  int64_t out_row;  // floats per out row
+  int64_t kv_row;   // floats per k (or v) part of a row, and per KV-cache row
+};
+
 // ---- forward ----
 
 // One (b, h) of a forward problem. Query t sits at absolute position first_query_pos + t; the keys
@@ -333,10 +352,10 @@ void forward_heads(int64_t num_heads, int num_queries, int hs, MakeHead&& make_h
   });
 }
 
-void check_heads(const char* kernel, int C, int NH) {
-  if (NH <= 0 || C <= 0 || C % NH != 0)
-    throw Error(std::string(kernel) + ": expected C divisible by NH with both positive, got C=" +
-                std::to_string(C) + ", NH=" + std::to_string(NH));
+void check_heads(const char* kernel, int NH, int NKV, int HS) {
+  if (NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV != 0)
+    throw Error(std::string(kernel) + ": expected positive NH, NKV, HS with NH divisible by NKV, got NH=" +
+                std::to_string(NH) + ", NKV=" + std::to_string(NKV) + ", HS=" + std::to_string(HS));
 }
 
 // ---- backward ----
@@ -370,50 +389,62 @@ struct BackwardScratch {
   float* D;     // (kQueryTile) dO_i . O_i
 };
 
-// All query tiles of one (b, h); the calling thread owns this head's dq, dk, dv channels.
-void backward_head(const AttentionTileOps& ops, float* dqkv, const float* dout, const float* qkv,
-                   const float* out, const float* lse, const int* segments, int T, int C, int hs,
-                   BackwardScratch& s) {
-  const int64_t C3 = 3LL * C;
-  const float* q = qkv;
-  const float* k = qkv + C;
-  const float* v = qkv + 2 * C;
-  float* dq = dqkv;
-  float* dk = dqkv + C;
-  float* dv = dqkv + 2 * C;
+// One (b, h) of a backward problem: row t of q, k, v, dq, dk, dv is base + t * qkv_stride (hs
+// floats), of out and dout base + t * out_stride.
+struct BackwardHead {
+  const float* q;
+  const float* k;
+  const float* v;
+  float* dq;
+  float* dk;
+  float* dv;
+  int64_t qkv_stride;
+  const float* out;
+  const float* dout;
+  int64_t out_stride;
+  const float* lse;     // (T)
+  const int* segments;  // (T) or null
+  int T;
+};
+
+// All query tiles of one (b, h); the calling thread owns this head's dq and its kv head's dk, dv.
+void backward_head(const AttentionTileOps& ops, const BackwardHead& head, int hs, BackwardScratch& s) {
+  const int64_t ld = head.qkv_stride, out_ld = head.out_stride;
+  const int T = head.T;
+  const int* segments = head.segments;
   const float scale = 1.0f / std::sqrt(float(hs));
   for (int q0 = 0; q0 < T; q0 += kQueryTile) {
     const int nq = std::min(kQueryTile, T - q0);
-    pack_transposed(s.qt, q, C3, q0, nq, hs, scale);
-    pack_transposed(s.dot, dout, C, q0, nq, hs, 1.0f);
-    pack_rows(s.q, s.row_stride, q, C3, q0, nq, hs);
-    pack_rows(s.dout, s.row_stride, dout, C, q0, nq, hs);
+    pack_transposed(s.qt, head.q, ld, q0, nq, hs, scale);
+    pack_transposed(s.dot, head.dout, out_ld, q0, nq, hs, 1.0f);
+    pack_rows(s.q, s.row_stride, head.q, ld, q0, nq, hs);
+    pack_rows(s.dout, s.row_stride, head.dout, out_ld, q0, nq, hs);
     for (int i = 0; i < nq; ++i) {
-      const float* out_row = out + (q0 + i) * int64_t(C);
+      const float* out_row = head.out + (q0 + i) * out_ld;
       const float* dout_row = s.dout + i * s.row_stride;
       float dot = 0.0f;
       for (int d = 0; d < hs; ++d) dot += dout_row[d] * out_row[d];
       s.D[i] = dot;
-      s.lse[i] = lse[q0 + i];
+      s.lse[i] = head.lse[q0 + i];
     }
     for (int k0 = 0; k0 < q0 + nq; k0 += kKeyTile) {
       const int nk = std::min(kKeyTile, q0 + nq - k0);
       const TileVisibility visibility = classify_tile(segments, k0, nk, q0, q0, nq);
       if (visibility == TileVisibility::kNone) continue;
-      ops.product(s.st, kQueryTile, k + k0 * C3, C3, 1, s.qt, kQueryTile, nk, nq, hs, false,
+      ops.product(s.st, kQueryTile, head.k + k0 * ld, ld, 1, s.qt, kQueryTile, nk, nq, hs, false,
                   nullptr);
-      ops.product(s.dpt, kQueryTile, v + k0 * C3, C3, 1, s.dot, kQueryTile, nk, nq, hs, false,
+      ops.product(s.dpt, kQueryTile, head.v + k0 * ld, ld, 1, s.dot, kQueryTile, nk, nq, hs, false,
                   nullptr);
       if (visibility == TileVisibility::kSome)
         mask_tile(s.st, kQueryTile, segments, k0, nk, q0, q0, nq);
       ops.softmax_backward(s.st, s.dpt, kQueryTile, nk, nq, s.lse, s.D, scale);
       // dV (nk,hs) += P^T (nk,nq) . dO (nq,hs);  dK (nk,hs) += dS^T . Q;  dQ (nq,hs) += dS . K
-      ops.product(dv + k0 * C3, C3, s.st, kQueryTile, 1, s.dout, s.row_stride, nk, hs, nq, true,
+      ops.product(head.dv + k0 * ld, ld, s.st, kQueryTile, 1, s.dout, s.row_stride, nk, hs, nq, true,
                   nullptr);
-      ops.product(dk + k0 * C3, C3, s.dpt, kQueryTile, 1, s.q, s.row_stride, nk, hs, nq, true,
+      ops.product(head.dk + k0 * ld, ld, s.dpt, kQueryTile, 1, s.q, s.row_stride, nk, hs, nq, true,
                   nullptr);
-      pack_rows(s.k, s.row_stride, k, C3, k0, nk, hs);
-      ops.product(dq + q0 * C3, C3, s.dpt, 1, kQueryTile, s.k, s.row_stride, nq, hs, nk, true,
+      pack_rows(s.k, s.row_stride, head.k, ld, k0, nk, hs);
+      ops.product(head.dq + q0 * ld, ld, s.dpt, 1, kQueryTile, s.k, s.row_stride, nq, hs, nk, true,
                   nullptr);
     }
   }
@@ -425,54 +456,63 @@ void backward_head(const AttentionTileOps& ops, float* dqkv, const float* dout, 
 void attention_use_portable_path(bool portable) { force_portable = portable; }
 
 void attention_forward(float* out, float* lse, const float* qkv, const int* segment_ids, int B,
-                       int T, int C, int NH) {
-  check_heads("attention_forward", C, NH);
+                       int T, int NH, int NKV, int HS) {
+  check_heads("attention_forward", NH, NKV, HS);
   if (B <= 0 || T <= 0) return;
-  const int hs = C / NH;
-  const int64_t C3 = 3LL * C;
-  forward_heads(int64_t(B) * NH, T, hs, [&](int64_t bh) {
+  const QkvLayout L(NH, NKV, HS);
+  forward_heads(int64_t(B) * NH, T, HS, [&](int64_t bh) {
     const int64_t b = bh / NH, h = bh % NH;
-    const float* q = qkv + b * T * C3 + h * hs;
-    return ForwardHead{q, C3, q + C, q + 2 * C, C3, out + b * T * C + h * hs, C,
+    const float* rows = qkv + b * T * L.row;
+    return ForwardHead{rows + L.q(h), L.row, rows + L.k(h), rows + L.v(h), L.row,
+                       out + b * T * L.out_row + h * HS, L.out_row,
                        lse ? lse + bh * T : nullptr, segment_ids ? segment_ids + b * T : nullptr,
                        T, 0};
   });
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, const int* segment_ids, int B, int T, int C, int NH) {
-  check_heads("attention_backward", C, NH);
+                        const float* lse, const int* segment_ids, int B, int T, int NH, int NKV,
+                        int HS) {
+  check_heads("attention_backward", NH, NKV, HS);
   if (!dqkv || B <= 0 || T <= 0) return;
   const AttentionTileOps& ops = tile_ops();
-  const int hs = C / NH;
-  const int64_t C3 = 3LL * C;
-  // One unit per (b, h): its dq/dk/dv channels belong to it alone, so accumulation never races.
-  for_each_unit_dynamic(int64_t(B) * NH, [&](int64_t bh) {
-    const int64_t b = bh / NH, h = bh % NH;
-    const int64_t qkv_offset = b * T * C3 + h * hs, out_offset = b * T * C + h * hs;
-    backward_head(ops, dqkv + qkv_offset, dout + out_offset, qkv + qkv_offset, out + out_offset,
-                  lse + bh * T, segment_ids ? segment_ids + b * T : nullptr, T, C, hs,
-                  thread_scratch<BackwardScratch>(hs));
+  const QkvLayout L(NH, NKV, HS);
+  // One unit per (b, kv head): the group's dq channels and its shared dk/dv channels belong to it
+  // alone, so accumulation never races, and the group's heads add into dk/dv in a fixed order.
+  for_each_unit_dynamic(int64_t(B) * NKV, [&](int64_t bg) {
+    const int64_t b = bg / NKV, g = bg % NKV;
+    const float* rows = qkv + b * T * L.row;
+    float* drows = dqkv + b * T * L.row;
+    BackwardScratch& scratch = thread_scratch<BackwardScratch>(HS);
+    for (int64_t h = g * L.group; h < (g + 1) * L.group; ++h) {
+      const int64_t out_offset = b * T * L.out_row + h * HS;
+      const BackwardHead head{rows + L.q(h), rows + L.k(h), rows + L.v(h),
+                              drows + L.q(h), drows + L.k(h), drows + L.v(h), L.row,
+                              out + out_offset, dout + out_offset, L.out_row,
+                              lse + (b * NH + h) * T, segment_ids ? segment_ids + b * T : nullptr, T};
+      backward_head(ops, head, HS, scratch);
+    }
   });
 }
 
 void attention_cached_forward(float* out, float* kcache, float* vcache, const float* qkv, int B,
-                              int Tq, int past, int maxT, int C, int NH) {
-  check_heads("attention_cached_forward", C, NH);
+                              int Tq, int past, int maxT, int NH, int NKV, int HS) {
+  check_heads("attention_cached_forward", NH, NKV, HS);
   if (B <= 0 || Tq <= 0) return;
-  const int hs = C / NH;
-  const int64_t C3 = 3LL * C;
+  const QkvLayout L(NH, NKV, HS);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < Tq; ++t) {
-      const float* row = qkv + (b * Tq + t) * C3;
-      std::memcpy(kcache + (b * maxT + past + t) * C, row + C, sizeof(float) * C);
-      std::memcpy(vcache + (b * maxT + past + t) * C, row + 2 * C, sizeof(float) * C);
+      const float* row = qkv + (b * Tq + t) * L.row;
+      std::memcpy(kcache + (b * maxT + past + t) * L.kv_row, row + L.k(0), sizeof(float) * L.kv_row);
+      std::memcpy(vcache + (b * maxT + past + t) * L.kv_row, row + L.v(0), sizeof(float) * L.kv_row);
     }
-  forward_heads(int64_t(B) * NH, Tq, hs, [&](int64_t bh) {
+  forward_heads(int64_t(B) * NH, Tq, HS, [&](int64_t bh) {
     const int64_t b = bh / NH, h = bh % NH;
-    return ForwardHead{qkv + b * Tq * C3 + h * hs, C3,
-                       kcache + b * maxT * C + h * hs, vcache + b * maxT * C + h * hs, C,
-                       out + b * Tq * C + h * hs, C, nullptr, nullptr, Tq, past};
+    const int64_t kv_head = (h / L.group) * HS;
+    return ForwardHead{qkv + b * Tq * L.row + L.q(h), L.row,
+                       kcache + b * maxT * L.kv_row + kv_head, vcache + b * maxT * L.kv_row + kv_head,
+                       L.kv_row, out + b * Tq * L.out_row + h * HS, L.out_row, nullptr, nullptr, Tq,
+                       past};
   });
 }
 
@@ -510,33 +550,33 @@ double reference_row(float* out_row, const float* q_row, const float* k, const f
 }  // namespace
 
 void attention_forward_reference(float* out, float* lse, const float* qkv, const int* segment_ids,
-                                 int B, int T, int C, int NH) {
-  const int hs = C / NH;
-  const int64_t C3 = 3LL * C;
+                                 int B, int T, int NH, int NKV, int HS) {
+  const QkvLayout L(NH, NKV, HS);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < NH; ++h)
       for (int t = 0; t < T; ++t) {
-        const float* base = qkv + b * T * C3 + h * hs;
+        const float* rows = qkv + b * T * L.row;
         const int* seg = segment_ids ? segment_ids + b * T : nullptr;
         const double row_lse = reference_row(
-            out + (b * T + t) * C + h * hs, base + t * C3, base + C, base + 2 * C, C3, t + 1, hs,
-            [&](int j) { return !seg || seg[j] == seg[t]; });
+            out + (b * T + t) * L.out_row + h * HS, rows + t * L.row + L.q(h), rows + L.k(h),
+            rows + L.v(h), L.row, t + 1, HS, [&](int j) { return !seg || seg[j] == seg[t]; });
         if (lse) lse[(b * NH + h) * T + t] = float(row_lse);
       }
 }
 
 void attention_backward_reference(float* dqkv, const float* dout, const float* qkv,
-                                  const int* segment_ids, int B, int T, int C, int NH) {
-  const int hs = C / NH;
-  const int64_t C3 = 3LL * C;
-  const double scale = 1.0 / std::sqrt(double(hs));
+                                  const int* segment_ids, int B, int T, int NH, int NKV, int HS) {
+  const QkvLayout L(NH, NKV, HS);
+  const double scale = 1.0 / std::sqrt(double(HS));
   std::vector<double> p(T), dp(T);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < NH; ++h)
       for (int t = 0; t < T; ++t) {
-        const int64_t head = b * T * C3 + h * hs;
-        const float* q = qkv + head + t * C3;
-        const float* dout_row = dout + (b * T + t) * C + h * hs;
+        const int64_t rows = b * T * L.row;
+        const float* q = qkv + rows + t * L.row + L.q(h);
+        const float* dout_row = dout + (b * T + t) * L.out_row + h * HS;
+        auto key = [&](int j) { return qkv + rows + j * L.row + L.k(h); };
+        auto value = [&](int j) { return qkv + rows + j * L.row + L.v(h); };
         const int* seg = segment_ids ? segment_ids + b * T : nullptr;
         auto visible = [&](int j) { return !seg || seg[j] == seg[t]; };
         // probabilities of row t, recomputed from scratch (the reference needs no lse or out)
@@ -544,7 +584,7 @@ void attention_backward_reference(float* dqkv, const float* dout, const float* q
         for (int j = 0; j <= t; ++j) {
           if (!visible(j)) continue;
           double dot = 0.0;
-          for (int d = 0; d < hs; ++d) dot += double(q[d]) * qkv[head + j * C3 + C + d];
+          for (int d = 0; d < HS; ++d) dot += double(q[d]) * key(j)[d];
           p[j] = dot * scale;
           max_score = std::max(max_score, p[j]);
         }
@@ -555,17 +595,17 @@ void attention_backward_reference(float* dqkv, const float* dout, const float* q
           if (!visible(j)) continue;
           p[j] /= sum;
           dp[j] = 0.0;
-          for (int d = 0; d < hs; ++d) dp[j] += double(dout_row[d]) * qkv[head + j * C3 + 2 * C + d];
+          for (int d = 0; d < HS; ++d) dp[j] += double(dout_row[d]) * value(j)[d];
           p_dot_dp += p[j] * dp[j];
         }
         for (int j = 0; j <= t; ++j) {
           if (!visible(j)) continue;
           const double ds = p[j] * (dp[j] - p_dot_dp) * scale;  // d loss / d (q.k) for pair (t, j)
-          float* dq = dqkv + head + t * C3;
-          float* dk = dqkv + head + j * C3 + C;
-          float* dv = dqkv + head + j * C3 + 2 * C;
-          for (int d = 0; d < hs; ++d) {
-            dq[d] += float(ds * qkv[head + j * C3 + C + d]);
+          float* dq = dqkv + rows + t * L.row + L.q(h);
+          float* dk = dqkv + rows + j * L.row + L.k(h);
+          float* dv = dqkv + rows + j * L.row + L.v(h);
+          for (int d = 0; d < HS; ++d) {
+            dq[d] += float(ds * key(j)[d]);
             dk[d] += float(ds * q[d]);
             dv[d] += float(p[j] * dout_row[d]);
           }
@@ -574,21 +614,22 @@ void attention_backward_reference(float* dqkv, const float* dout, const float* q
 }
 
 void attention_cached_forward_reference(float* out, float* kcache, float* vcache, const float* qkv,
-                                        int B, int Tq, int past, int maxT, int C, int NH) {
-  const int hs = C / NH;
-  const int64_t C3 = 3LL * C;
+                                        int B, int Tq, int past, int maxT, int NH, int NKV, int HS) {
+  const QkvLayout L(NH, NKV, HS);
   for (int64_t b = 0; b < B; ++b)
     for (int t = 0; t < Tq; ++t)
-      for (int c = 0; c < C; ++c) {
-        kcache[(b * maxT + past + t) * C + c] = qkv[(b * Tq + t) * C3 + C + c];
-        vcache[(b * maxT + past + t) * C + c] = qkv[(b * Tq + t) * C3 + 2 * C + c];
+      for (int64_t c = 0; c < L.kv_row; ++c) {
+        kcache[(b * maxT + past + t) * L.kv_row + c] = qkv[(b * Tq + t) * L.row + L.k(0) + c];
+        vcache[(b * maxT + past + t) * L.kv_row + c] = qkv[(b * Tq + t) * L.row + L.v(0) + c];
       }
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < NH; ++h)
-      for (int t = 0; t < Tq; ++t)
-        reference_row(out + (b * Tq + t) * C + h * hs, qkv + (b * Tq + t) * C3 + h * hs,
-                      kcache + b * maxT * C + h * hs, vcache + b * maxT * C + h * hs, C,
-                      past + t + 1, hs, [](int) { return true; });
+      for (int t = 0; t < Tq; ++t) {
+        const int64_t kv_head = (h / L.group) * HS;
+        reference_row(out + (b * Tq + t) * L.out_row + h * HS, qkv + (b * Tq + t) * L.row + L.q(h),
+                      kcache + b * maxT * L.kv_row + kv_head, vcache + b * maxT * L.kv_row + kv_head,
+                      L.kv_row, past + t + 1, HS, [](int) { return true; });
+      }
 }
 
 }  // namespace gptune::cpu

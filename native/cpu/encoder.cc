@@ -1,5 +1,6 @@
 // Token + position embeddings: out[b,t,:] = wte[tokens[b,t],:] + wpe[pos,:], with
 // pos = positions[b,t] (packed examples restart their positions) or pos_offset + t (decoding).
+// A null wpe (Llama family) leaves out = wte[tokens[b,t],:].
 #include <algorithm>
 
 #include "gptune/kernels.h"
@@ -24,8 +25,12 @@ void encoder_forward(float* out, const int* tokens, const int* positions, const 
   parallel_for(static_cast<int64_t>(B) * T, min_items_per_thread(C), [&](int64_t begin, int64_t end, int) {
     for (int64_t row = begin; row < end; ++row) {
       const float* __restrict token_row = wte + static_cast<int64_t>(tokens[row]) * C;  // (C)
-      const float* __restrict pos_row = wpe + static_cast<int64_t>(position_of(positions, row, T, pos_offset)) * C;
       float* __restrict out_row = out + row * C;
+      if (!wpe) {  // no learned position table: a plain embedding lookup
+        std::copy(token_row, token_row + C, out_row);
+        continue;
+      }
+      const float* __restrict pos_row = wpe + static_cast<int64_t>(position_of(positions, row, T, pos_offset)) * C;
       for (int c = 0; c < C; ++c) out_row[c] = token_row[c] + pos_row[c];
     }
   });

@@ -1,8 +1,9 @@
-// Internals of the elementwise, LayerNorm, GELU and cross-entropy kernels: the single-threaded
-// building blocks that encoder.cc, layernorm.cc, gelu.cc, elementwise.cc and crossentropy.cc split
-// across threads. Each comes twice: a plain scalar loop (namespace portable: the readable version,
-// and the fallback on CPUs without AVX-512) and an AVX-512 version (namespace avx512,
-// *_avx512.cc; call only when cpu_has_avx512()). test/native/kernels_harness.cc checks both against
+// Internals of the elementwise, LayerNorm, RMSNorm, RoPE, SwiGLU, GELU and cross-entropy kernels:
+// the single-threaded building blocks that encoder.cc, layernorm.cc, rmsnorm.cc, rope.cc,
+// swiglu.cc, gelu.cc, elementwise.cc and crossentropy.cc split across threads. Each comes twice:
+// a plain scalar loop (namespace portable: the readable version, and the fallback on CPUs without
+// AVX-512) and an AVX-512 version (namespace avx512, *_avx512.cc; call only when
+// cpu_has_avx512()). test/native/kernels_harness.cc checks both against
 // float64 references. Only declarations live here, so no inline code compiled with AVX-512 flags
 // can leak into a baseline translation unit.
 #pragma once
@@ -47,7 +48,21 @@ constexpr float kGeluCubic = 0.044715f;
   /* probs (V) = softmax(logits * inv_temperature); probs may alias logits */                     \
   void softmax(float* probs, const float* logits, float inv_temperature, int V);                  \
   /* sum of x[i]^2 for i < n, in double */                                                        \
-  double sum_squares(const float* x, int64_t n);
+  double sum_squares(const float* x, int64_t n);                                                  \
+  /* rows consecutive rows of width C, each scaled by the same weight (C); rstd (rows) may be */  \
+  /* null */                                                                                      \
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,            \
+                       int64_t rows, int C, float eps);                                           \
+  /* dinp (rows,C) += ...; dweight_sum (C) += this block's contributions; either may be null */   \
+  void rmsnorm_backward(float* dinp, float* dweight_sum, const float* dout, const float* inp,     \
+                        const float* weight, const float* rstd, int64_t rows, int C);             \
+  /* heads consecutive head vectors x (heads,HS) rotated in place by one position's angles, */    \
+  /* cos, sin (HS/2), in the rotate-half layout; inverse rotates by -angle (the backward) */      \
+  void rope_rotate(float* x, const float* cos, const float* sin, int heads, int HS, bool inverse); \
+  /* rows of inp (rows,2H) = [gate | up]: out (rows,H) = silu(gate) * up */                       \
+  void swiglu_forward(float* out, const float* inp, int64_t rows, int H);                         \
+  /* dinp (rows,2H) += the gradient of sum(out * dout), dout (rows,H) */                          \
+  void swiglu_backward(float* dinp, const float* dout, const float* inp, int64_t rows, int H);
 
 namespace portable {
 GPTUNE_ROW_KERNELS

@@ -124,12 +124,14 @@ Napi::Value EncoderForward(const Napi::CallbackInfo& info) {
   auto tokens = a.ints(1, "tokens", BT);
   auto positions = a.ints_opt(2, "positions", BT);
   auto wte = a.floats(3, "wte", C);
-  auto wpe = a.floats(4, "wpe", C);
+  auto wpe = a.floats_opt(4, "wpe", C);  // null: no learned position table (Llama family)
   check_ids(a, tokens, BT, wte.numel / C, "tokens", "token ids must be below the vocabulary size");
-  int64_t max_pos = wpe.numel / C;
-  if (positions.ptr) check_ids(a, positions, BT, max_pos, "positions", "positions must be below n_positions");
-  else if (int64_t{pos_offset} + T > max_pos)
-    a.fail_range("pos_offset + T = " + std::to_string(int64_t{pos_offset} + T) + " exceeds n_positions = " + std::to_string(max_pos));
+  if (wpe.ptr) {
+    int64_t max_pos = wpe.numel / C;
+    if (positions.ptr) check_ids(a, positions, BT, max_pos, "positions", "positions must be below n_positions");
+    else if (int64_t{pos_offset} + T > max_pos)
+      a.fail_range("pos_offset + T = " + std::to_string(int64_t{pos_offset} + T) + " exceeds n_positions = " + std::to_string(max_pos));
+  }
   auto& st = staging();
   GPTUNE_DISPATCH(a, encoder_forward, out.ptr, st.in(a, 0, tokens), st.in(a, 1, positions), wte.ptr, wpe.ptr, B, T, C, pos_offset);
   return info.Env().Undefined();
@@ -251,48 +253,158 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), s);
 }
 
-void check_heads(Args& a, int C, int NH) {
-  if (C % NH != 0) a.fail_range("C (" + std::to_string(C) + ") must be divisible by NH (" + std::to_string(NH) + ")");
+// Grouped-query heads: NH query heads share NKV key/value heads, NH a multiple of NKV.
+void check_heads(Args& a, int NH, int NKV) {
+  if (NH % NKV != 0) a.fail_range("NH (" + std::to_string(NH) + ") must be divisible by NKV (" + std::to_string(NKV) + ")");
 }
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  Args a(info, "attention_forward", 8);
-  int B = a.dim(4, "B"), T = a.dim(5, "T"), C = a.dim(6, "C"), NH = a.dim(7, "NH");
-  check_heads(a, C, NH);
-  auto out = a.floats(0, "out", a.product({B, T, C}));
+  Args a(info, "attention_forward", 9);
+  int B = a.dim(4, "B"), T = a.dim(5, "T"), NH = a.dim(6, "NH"), NKV = a.dim(7, "NKV"), HS = a.dim(8, "HS");
+  check_heads(a, NH, NKV);
+  auto out = a.floats(0, "out", a.product({B, T, NH, HS}));
   auto lse = a.floats(1, "lse", a.product({B, NH, T}));
-  auto qkv = a.floats(2, "qkv", a.product({B, T, 3, C}));
+  auto qkv = a.floats(2, "qkv", a.product({B, T, NH + 2 * int64_t{NKV}, HS}));
   auto seg = a.ints_opt(3, "segment_ids", a.product({B, T}));
-  GPTUNE_DISPATCH(a, attention_forward, out.ptr, lse.ptr, qkv.ptr, staging().in(a, 0, seg), B, T, C, NH);
+  GPTUNE_DISPATCH(a, attention_forward, out.ptr, lse.ptr, qkv.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS);
   return info.Env().Undefined();
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "attention_backward", 10);
-  int B = a.dim(6, "B"), T = a.dim(7, "T"), C = a.dim(8, "C"), NH = a.dim(9, "NH");
-  check_heads(a, C, NH);
-  auto dqkv = a.floats(0, "dqkv", a.product({B, T, 3, C}));
-  auto dout = a.floats(1, "dout", a.product({B, T, C}));
-  auto qkv = a.floats(2, "qkv", a.product({B, T, 3, C}));
-  auto out = a.floats(3, "out", a.product({B, T, C}));
+  Args a(info, "attention_backward", 11);
+  int B = a.dim(6, "B"), T = a.dim(7, "T"), NH = a.dim(8, "NH"), NKV = a.dim(9, "NKV"), HS = a.dim(10, "HS");
+  check_heads(a, NH, NKV);
+  const int64_t qkv_size = a.product({B, T, NH + 2 * int64_t{NKV}, HS}), out_size = a.product({B, T, NH, HS});
+  auto dqkv = a.floats(0, "dqkv", qkv_size);
+  auto dout = a.floats(1, "dout", out_size);
+  auto qkv = a.floats(2, "qkv", qkv_size);
+  auto out = a.floats(3, "out", out_size);
   auto lse = a.floats(4, "lse", a.product({B, NH, T}));
   auto seg = a.ints_opt(5, "segment_ids", a.product({B, T}));
-  GPTUNE_DISPATCH(a, attention_backward, dqkv.ptr, dout.ptr, qkv.ptr, out.ptr, lse.ptr, staging().in(a, 0, seg), B, T, C, NH);
+  GPTUNE_DISPATCH(a, attention_backward, dqkv.ptr, dout.ptr, qkv.ptr, out.ptr, lse.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS);
   return info.Env().Undefined();
 }
 
 Napi::Value AttentionCachedForward(const Napi::CallbackInfo& info) {
-  Args a(info, "attention_cached_forward", 10);
+  Args a(info, "attention_cached_forward", 11);
   int B = a.dim(4, "B"), Tq = a.dim(5, "Tq"), past = a.dim(6, "past", 0), maxT = a.dim(7, "maxT");
-  int C = a.dim(8, "C"), NH = a.dim(9, "NH");
-  check_heads(a, C, NH);
+  int NH = a.dim(8, "NH"), NKV = a.dim(9, "NKV"), HS = a.dim(10, "HS");
+  check_heads(a, NH, NKV);
   if (int64_t{past} + Tq > maxT)
     a.fail_range("past + Tq = " + std::to_string(int64_t{past} + Tq) + " exceeds the cache length maxT = " + std::to_string(maxT));
-  auto out = a.floats(0, "out", a.product({B, Tq, C}));
-  auto kcache = a.floats(1, "kcache", a.product({B, maxT, C}));
-  auto vcache = a.floats(2, "vcache", a.product({B, maxT, C}));
-  auto qkv = a.floats(3, "qkv", a.product({B, Tq, 3, C}));
-  GPTUNE_DISPATCH(a, attention_cached_forward, out.ptr, kcache.ptr, vcache.ptr, qkv.ptr, B, Tq, past, maxT, C, NH);
+  auto out = a.floats(0, "out", a.product({B, Tq, NH, HS}));
+  auto kcache = a.floats(1, "kcache", a.product({B, maxT, NKV, HS}));
+  auto vcache = a.floats(2, "vcache", a.product({B, maxT, NKV, HS}));
+  auto qkv = a.floats(3, "qkv", a.product({B, Tq, NH + 2 * int64_t{NKV}, HS}));
+  GPTUNE_DISPATCH(a, attention_cached_forward, out.ptr, kcache.ptr, vcache.ptr, qkv.ptr, B, Tq, past, maxT, NH, NKV, HS);
+  return info.Env().Undefined();
+}
+
+// ---- Llama-family kernels (RMSNorm, QK-norm, RoPE, SwiGLU) ----
+
+double positive_eps(Args& a, size_t i) {
+  double eps = a.number(i, "eps");
+  if (!(eps > 0)) a.fail_type(i, "eps", "a positive number");
+  return eps;
+}
+
+Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
+  Args a(info, "rmsnorm_forward", 7);
+  int N = a.dim(4, "N"), C = a.dim(5, "C");
+  double eps = positive_eps(a, 6);
+  auto out = a.floats(0, "out", a.product({N, C}));
+  auto rstd = a.floats_opt(1, "rstd", N);
+  auto inp = a.floats(2, "inp", a.product({N, C}));
+  auto weight = a.floats(3, "weight", C);
+  GPTUNE_DISPATCH(a, rmsnorm_forward, out.ptr, rstd.ptr, inp.ptr, weight.ptr, N, C, static_cast<float>(eps));
+  return info.Env().Undefined();
+}
+
+Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "rmsnorm_backward", 8);
+  int N = a.dim(6, "N"), C = a.dim(7, "C");
+  auto dinp = a.floats_opt(0, "dinp", a.product({N, C}));
+  auto dweight = a.floats_opt(1, "dweight", C);
+  auto dout = a.floats(2, "dout", a.product({N, C}));
+  auto inp = a.floats(3, "inp", a.product({N, C}));
+  auto weight = a.floats(4, "weight", C);
+  auto rstd = a.floats(5, "rstd", N);
+  GPTUNE_DISPATCH(a, rmsnorm_backward, dinp.ptr, dweight.ptr, dout.ptr, inp.ptr, weight.ptr, rstd.ptr, N, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value QknormForward(const Napi::CallbackInfo& info) {
+  Args a(info, "qknorm_forward", 10);
+  int N = a.dim(5, "N"), NH = a.dim(6, "NH"), NKV = a.dim(7, "NKV"), HS = a.dim(8, "HS");
+  double eps = positive_eps(a, 9);
+  check_heads(a, NH, NKV);
+  const int64_t qkv_size = a.product({N, NH + 2 * int64_t{NKV}, HS});
+  auto out = a.floats(0, "out", qkv_size);
+  auto rstd = a.floats_opt(1, "rstd", a.product({N, NH + int64_t{NKV}}));
+  auto inp = a.floats(2, "inp", qkv_size);
+  auto q_weight = a.floats(3, "q_weight", HS);
+  auto k_weight = a.floats(4, "k_weight", HS);
+  GPTUNE_DISPATCH(a, qknorm_forward, out.ptr, rstd.ptr, inp.ptr, q_weight.ptr, k_weight.ptr, N, NH, NKV, HS, static_cast<float>(eps));
+  return info.Env().Undefined();
+}
+
+Napi::Value QknormBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "qknorm_backward", 12);
+  int N = a.dim(8, "N"), NH = a.dim(9, "NH"), NKV = a.dim(10, "NKV"), HS = a.dim(11, "HS");
+  check_heads(a, NH, NKV);
+  const int64_t qkv_size = a.product({N, NH + 2 * int64_t{NKV}, HS});
+  auto dinp = a.floats_opt(0, "dinp", qkv_size);
+  auto dq_weight = a.floats_opt(1, "dq_weight", HS);
+  auto dk_weight = a.floats_opt(2, "dk_weight", HS);
+  auto dout = a.floats(3, "dout", qkv_size);
+  auto inp = a.floats(4, "inp", qkv_size);
+  auto q_weight = a.floats(5, "q_weight", HS);
+  auto k_weight = a.floats(6, "k_weight", HS);
+  auto rstd = a.floats(7, "rstd", a.product({N, NH + int64_t{NKV}}));
+  GPTUNE_DISPATCH(a, qknorm_backward, dinp.ptr, dq_weight.ptr, dk_weight.ptr, dout.ptr, inp.ptr, q_weight.ptr, k_weight.ptr,
+                  rstd.ptr, N, NH, NKV, HS);
+  return info.Env().Undefined();
+}
+
+// rope_forward and rope_backward share their arguments: (qkv|dqkv, cos, sin, positions, B, T, NH, NKV, HS, max_pos, pos_offset).
+template <bool Backward>
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  const char* kernel = Backward ? "rope_backward" : "rope_forward";
+  Args a(info, kernel, 11);
+  int B = a.dim(4, "B"), T = a.dim(5, "T"), NH = a.dim(6, "NH"), NKV = a.dim(7, "NKV"), HS = a.dim(8, "HS");
+  int max_pos = a.dim(9, "max_pos"), pos_offset = a.dim(10, "pos_offset", 0);
+  check_heads(a, NH, NKV);
+  if (HS % 2 != 0) a.fail_range("HS (" + std::to_string(HS) + ") must be even: RoPE rotates pairs of channels");
+  const int64_t BT = a.product({B, T});
+  auto qkv = a.floats(0, Backward ? "dqkv" : "qkv", a.product({BT, NH + 2 * int64_t{NKV}, HS}));
+  auto cos = a.floats(1, "cos", a.product({max_pos, HS / 2}));
+  auto sin = a.floats(2, "sin", a.product({max_pos, HS / 2}));
+  auto positions = a.ints_opt(3, "positions", BT);
+  if (positions.ptr) check_ids(a, positions, BT, max_pos, "positions", "positions must be below max_pos");
+  else if (int64_t{pos_offset} + T > max_pos)
+    a.fail_range("pos_offset + T = " + std::to_string(int64_t{pos_offset} + T) + " exceeds max_pos = " + std::to_string(max_pos));
+  const int* pos = staging().in(a, 0, positions);
+  if (Backward) GPTUNE_DISPATCH(a, rope_backward, qkv.ptr, cos.ptr, sin.ptr, pos, B, T, NH, NKV, HS, max_pos, pos_offset);
+  else GPTUNE_DISPATCH(a, rope_forward, qkv.ptr, cos.ptr, sin.ptr, pos, B, T, NH, NKV, HS, max_pos, pos_offset);
+  return info.Env().Undefined();
+}
+
+Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
+  Args a(info, "swiglu_forward", 4);
+  int N = a.dim(2, "N"), H = a.dim(3, "H");
+  auto out = a.floats(0, "out", a.product({N, H}));
+  auto inp = a.floats(1, "inp", a.product({N, 2, H}));
+  GPTUNE_DISPATCH(a, swiglu_forward, out.ptr, inp.ptr, N, H);
+  return info.Env().Undefined();
+}
+
+Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "swiglu_backward", 5);
+  int N = a.dim(3, "N"), H = a.dim(4, "H");
+  auto dinp = a.floats(0, "dinp", a.product({N, 2, H}));
+  auto dout = a.floats(1, "dout", a.product({N, H}));
+  auto inp = a.floats(2, "inp", a.product({N, 2, H}));
+  GPTUNE_DISPATCH(a, swiglu_backward, dinp.ptr, dout.ptr, inp.ptr, N, H);
   return info.Env().Undefined();
 }
 
@@ -412,6 +524,14 @@ Napi::Object KernelBindings(Napi::Env env) {
   k.Set("attention_forward", Napi::Function::New<Guarded<AttentionForward>>(env, "attention_forward"));
   k.Set("attention_backward", Napi::Function::New<Guarded<AttentionBackward>>(env, "attention_backward"));
   k.Set("attention_cached_forward", Napi::Function::New<Guarded<AttentionCachedForward>>(env, "attention_cached_forward"));
+  k.Set("rmsnorm_forward", Napi::Function::New<Guarded<RmsnormForward>>(env, "rmsnorm_forward"));
+  k.Set("rmsnorm_backward", Napi::Function::New<Guarded<RmsnormBackward>>(env, "rmsnorm_backward"));
+  k.Set("qknorm_forward", Napi::Function::New<Guarded<QknormForward>>(env, "qknorm_forward"));
+  k.Set("qknorm_backward", Napi::Function::New<Guarded<QknormBackward>>(env, "qknorm_backward"));
+  k.Set("rope_forward", Napi::Function::New<Guarded<Rope<false>>>(env, "rope_forward"));
+  k.Set("rope_backward", Napi::Function::New<Guarded<Rope<true>>>(env, "rope_backward"));
+  k.Set("swiglu_forward", Napi::Function::New<Guarded<SwigluForward>>(env, "swiglu_forward"));
+  k.Set("swiglu_backward", Napi::Function::New<Guarded<SwigluBackward>>(env, "swiglu_backward"));
   k.Set("crossentropy_forward", Napi::Function::New<Guarded<CrossentropyForward>>(env, "crossentropy_forward"));
   k.Set("crossentropy_backward", Napi::Function::New<Guarded<CrossentropyBackward>>(env, "crossentropy_backward"));
   k.Set("softmax_forward", Napi::Function::New<Guarded<SoftmaxForward>>(env, "softmax_forward"));

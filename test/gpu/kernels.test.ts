@@ -294,14 +294,14 @@ if (underJest) {
           }
         }
         const outCpu = new Float32Array(B * T * C), lseCpu = new Float32Array(B * NH * T), dqkvCpu = dqkv0.slice();
-        K.attention_forward(outCpu, lseCpu, qkv, seg, B, T, C, NH);
-        K.attention_backward(dqkvCpu, dout, qkv, outCpu, lseCpu, seg, B, T, C, NH);
+        K.attention_forward(outCpu, lseCpu, qkv, seg, B, T, NH, NH, C / NH);
+        K.attention_backward(dqkvCpu, dout, qkv, outCpu, lseCpu, seg, B, T, NH, NH, C / NH);
         const gQkv = toDevice(qkv), gOut = poisoned(B * T * C), gLse = poisoned(B * NH * T, 1);
-        K.attention_forward(gOut, gLse, gQkv, seg, B, T, C, NH);
+        K.attention_forward(gOut, gLse, gQkv, seg, B, T, NH, NH, C / NH);
         expectClose(`attention_forward out ${label}`, fromDevice(gOut), outCpu, tolerance);
         expectClose(`attention_forward lse ${label}`, fromDevice(gLse), lseCpu, FP32);
         const gDout = toDevice(dout), gDqkv = toDevice(dqkv0);
-        K.attention_backward(gDqkv, gDout, gQkv, gOut, gLse, seg, B, T, C, NH);
+        K.attention_backward(gDqkv, gDout, gQkv, gOut, gLse, seg, B, T, NH, NH, C / NH);
         expectIncrementClose(`attention_backward dqkv ${label}`, fromDevice(gDqkv), dqkvCpu, dqkv0, tolerance);
         cuda.setAttentionPrecision?.('fp32');
         freeAll();
@@ -312,9 +312,9 @@ if (underJest) {
         const B = 2, Tq = 3, past = 70, maxT = 80, NH = 2, C = NH * hs;
         const kc = randomArray(B * maxT * C), vc = randomArray(B * maxT * C), qkv = randomArray(B * Tq * 3 * C);
         const kcCpu = kc.slice(), vcCpu = vc.slice(), outCpu = new Float32Array(B * Tq * C);
-        K.attention_cached_forward(outCpu, kcCpu, vcCpu, qkv, B, Tq, past, maxT, C, NH);
+        K.attention_cached_forward(outCpu, kcCpu, vcCpu, qkv, B, Tq, past, maxT, NH, NH, hs);
         const gKc = toDevice(kc), gVc = toDevice(vc), gQkv = toDevice(qkv), gOut = poisoned(B * Tq * C);
-        K.attention_cached_forward(gOut, gKc, gVc, gQkv, B, Tq, past, maxT, C, NH);
+        K.attention_cached_forward(gOut, gKc, gVc, gQkv, B, Tq, past, maxT, NH, NH, hs);
         expectClose(`attention_cached_forward out hs=${hs}`, fromDevice(gOut), outCpu, FP32);
         expectClose(`kcache hs=${hs}`, fromDevice(gKc), kcCpu, 0);
         expectClose(`vcache hs=${hs}`, fromDevice(gVc), vcCpu, 0);

@@ -1,12 +1,13 @@
 /**
- * attention_forward / attention_backward / attention_cached_forward (flash-style CPU kernels) against
- * the float64 reference in test/reference/attention_ref.ts, whose gradient is itself checked by
- * central differences. Sizes are chosen around the kernels' 64-row query and key tiles (T = 67 and
- * 130 span two and three tiles with ragged ends) and head sizes that are not multiples of the
- * 16-float vector (8, 16, 17, 64).
+ * attention_forward / attention_backward / attention_cached_forward (flash-style CPU kernels with
+ * grouped-query heads) against the float64 reference in test/reference/attention_ref.ts, whose
+ * gradient is itself checked by central differences. Sizes are chosen around the kernels' 64-row
+ * query and key tiles (T = 67 and 130 span two and three tiles with ragged ends), head sizes that
+ * are not multiples of the 16-float vector (6, 8, 10, 17, 64), and query/kv head ratios 1, 2, 3, 4
+ * with NKV = 1 and NKV = NH among them.
  */
 import { addon } from '../../lib/native';
-import { attentionBackward, attentionForward } from '../reference/attention_ref';
+import { attentionBackward, attentionForward, Heads } from '../reference/attention_ref';
 import { expectClose } from '../reference/compare';
 import { centralDifferences, dot } from '../reference/finite_difference';
 import { SeededRandom } from '../reference/random';
@@ -27,13 +28,17 @@ const GRAD_TOL = { rel: 0, abs: 1e-5 };
 // order of float32 additions differs.
 const RETILED_TOL = { rel: 1e-5, abs: 2e-6 };
 
-interface Shape { B: number; T: number; C: number; NH: number }
-const label = ({ B, T, C, NH }: Shape) => `B=${B} T=${T} C=${C} NH=${NH} hs=${C / NH}`;
+interface Shape extends Heads { B: number; T: number }
+const label = ({ B, T, NH, NKV, HS }: Shape) => `B=${B} T=${T} NH=${NH} NKV=${NKV} HS=${HS}`;
+/** Floats per qkv row and per out row. */
+const qkvWidth = ({ NH, NKV, HS }: Heads) => (NH + 2 * NKV) * HS;
+const outWidth = ({ NH, HS }: Heads) => NH * HS;
 
 /** qkv in [-2, 2): scores q.k/sqrt(hs) then have a spread of ~1.3, so softmax rows are far from uniform. */
-function makeInputs({ B, T, C }: Shape, seed: number) {
+function makeInputs(shape: Shape, seed: number) {
   const rng = new SeededRandom(seed);
-  return { qkv: rng.floats(B * T * 3 * C, -2, 2), dout: rng.floats(B * T * C, -1, 1) };
+  const { B, T } = shape;
+  return { qkv: rng.floats(B * T * qkvWidth(shape), -2, 2), dout: rng.floats(B * T * outWidth(shape), -1, 1) };
 }
 
 /**
@@ -57,30 +62,35 @@ function makeSegments(B: number, T: number, seed: number): Int32Array {
   return ids;
 }
 
-function runForward(qkv: Float32Array, segmentIds: Int32Array | null, { B, T, C, NH }: Shape) {
-  const out = new Float32Array(B * T * C).fill(NaN), lse = new Float32Array(B * NH * T).fill(NaN);
-  kernels.attention_forward(out, lse, qkv, segmentIds, B, T, C, NH);
+function runForward(qkv: Float32Array, segmentIds: Int32Array | null, shape: Shape) {
+  const { B, T, NH, NKV, HS } = shape;
+  const out = new Float32Array(B * T * outWidth(shape)).fill(NaN), lse = new Float32Array(B * NH * T).fill(NaN);
+  kernels.attention_forward(out, lse, qkv, segmentIds, B, T, NH, NKV, HS);
   return { out, lse };
 }
 
 /** The kernel's gradient accumulated onto start (a copy is returned; start is untouched). */
 function runBackward(start: Float32Array, dout: Float32Array, qkv: Float32Array, segmentIds: Int32Array | null, shape: Shape) {
-  const { B, T, C, NH } = shape;
+  const { B, T, NH, NKV, HS } = shape;
   const { out, lse } = runForward(qkv, segmentIds, shape);
   const dqkv = Float32Array.from(start);
-  kernels.attention_backward(dqkv, dout, qkv, out, lse, segmentIds, B, T, C, NH);
+  kernels.attention_backward(dqkv, dout, qkv, out, lse, segmentIds, B, T, NH, NKV, HS);
   return dqkv;
 }
 
 describe('float64 reference', () => {
-  test.each([false, true])('its gradient matches central differences of its forward (segments: %s)', (segmented) => {
-    const shape = { B: 2, T: 6, C: 6, NH: 2 };
-    const { B, T, C, NH } = shape;
+  test.each([
+    [false, { B: 2, T: 6, NH: 2, NKV: 2, HS: 3 }],
+    [true, { B: 2, T: 6, NH: 2, NKV: 2, HS: 3 }],
+    [true, { B: 2, T: 6, NH: 4, NKV: 2, HS: 2 }],
+    [false, { B: 1, T: 5, NH: 3, NKV: 1, HS: 2 }],
+  ] as const)('its gradient matches central differences of its forward (segments: %s, %o)', (segmented, shape) => {
+    const { B, T } = shape;
     const { qkv, dout } = makeInputs(shape, 5);
     const segmentIds = segmented ? Int32Array.from([0, 0, 1, 1, 1, 0, 3, 4, 4, 3, 4, 4]) : null;
     const x = Float64Array.from(qkv);
-    const grads = attentionBackward(dout, x, segmentIds, B, T, C, NH);
-    const fd = centralDifferences((v) => dot(attentionForward(v, segmentIds, B, T, C, NH).out, dout), x);
+    const grads = attentionBackward(dout, x, segmentIds, B, T, shape);
+    const fd = centralDifferences((v) => dot(attentionForward(v, segmentIds, B, T, shape).out, dout), x);
     // h = 1e-5 on O(1) functions: truncation and rounding are both ~1e-10.
     expectClose('dqkv vs central differences', grads, [...fd.values()], { rel: 1e-6, abs: 1e-8 });
   });
@@ -88,7 +98,7 @@ describe('float64 reference', () => {
   test('lse is the log-sum-exp of the scaled scores and out the softmax-weighted values (T=2 by hand)', () => {
     // One head, hs = 1: q1 = 2, k0 = 1, k1 = 3, v0 = 5, v1 = -1; row 1 scores are 2 and 6.
     const qkv = Float64Array.from([0, 1, 5, 2, 3, -1]);
-    const { out, lse } = attentionForward(qkv, null, 1, 2, 1, 1);
+    const { out, lse } = attentionForward(qkv, null, 1, 2, { NH: 1, NKV: 1, HS: 1 });
     const p0 = Math.exp(2) / (Math.exp(2) + Math.exp(6));
     expect(out[0]).toBe(5);
     expect(lse[0]).toBe(0); // one key: score 0 * 1, logsumexp = 0
@@ -98,48 +108,55 @@ describe('float64 reference', () => {
 });
 
 const shapes: Shape[] = [
-  { B: 1, T: 1, C: 8, NH: 1 },
-  { B: 2, T: 5, C: 48, NH: 3 },
-  { B: 3, T: 67, C: 68, NH: 4 },
-  { B: 1, T: 130, C: 24, NH: 3 },
-  { B: 2, T: 130, C: 51, NH: 3 },
-  { B: 1, T: 67, C: 64, NH: 1 },
+  // multi-head (GPT-2: NKV = NH)
+  { B: 1, T: 1, NH: 1, NKV: 1, HS: 8 },
+  { B: 2, T: 5, NH: 3, NKV: 3, HS: 16 },
+  { B: 3, T: 67, NH: 4, NKV: 4, HS: 17 },
+  { B: 1, T: 130, NH: 3, NKV: 3, HS: 8 },
+  { B: 2, T: 130, NH: 3, NKV: 3, HS: 17 },
+  { B: 1, T: 67, NH: 1, NKV: 1, HS: 64 },
+  // grouped-query: ratios 2, 3, 4, with one kv head (multi-query) among them
+  { B: 1, T: 1, NH: 2, NKV: 1, HS: 10 },
+  { B: 2, T: 5, NH: 4, NKV: 1, HS: 6 },
+  { B: 3, T: 67, NH: 4, NKV: 2, HS: 10 },
+  { B: 1, T: 130, NH: 6, NKV: 2, HS: 17 },
+  { B: 2, T: 70, NH: 9, NKV: 3, HS: 64 },
 ];
 
 describe.each([1, 2])('with %i thread(s)', (threads) => {
   beforeAll(() => addon.setNumThreads(threads));
 
   test.each(shapes.map((s) => [label(s), s] as const))('forward matches the reference, %s', (_, shape) => {
-    const { B, T, C, NH } = shape;
-    const { qkv } = makeInputs(shape, B * 1000 + T + C);
+    const { B, T, NH, NKV, HS } = shape;
+    const { qkv } = makeInputs(shape, B * 1000 + T + NH * 10 + NKV + HS);
     const got = runForward(qkv, null, shape);
-    const want = attentionForward(qkv, null, B, T, C, NH);
+    const want = attentionForward(qkv, null, B, T, shape);
     expectClose('out', got.out, want.out, OUT_TOL);
     expectClose('lse', got.lse, want.lse, LSE_TOL);
   });
 
   test.each(shapes.map((s) => [label(s), s] as const))('backward accumulates the reference gradient, %s', (_, shape) => {
-    const { B, T, C, NH } = shape;
-    const { qkv, dout } = makeInputs(shape, B * 1000 + T + C + 1);
+    const { B, T, NH, NKV, HS } = shape;
+    const { qkv, dout } = makeInputs(shape, B * 1000 + T + NH * 10 + NKV + HS + 1);
     // dqkv starts non-zero: the kernel must add to it.
-    const start = new SeededRandom(T).floats(B * T * 3 * C);
+    const start = new SeededRandom(T).floats(B * T * qkvWidth(shape));
     const got = runBackward(start, dout, qkv, null, shape);
-    const want = attentionBackward(dout, qkv, null, B, T, C, NH).map((g, i) => g + start[i]);
+    const want = attentionBackward(dout, qkv, null, B, T, shape).map((g, i) => g + start[i]);
     expectClose('dqkv', got, want, GRAD_TOL);
   });
 
   test.each(shapes.filter((s) => s.T > 1).map((s) => [label(s), s] as const))(
     'segment ids restrict attention to equal ids (forward and backward), %s',
     (_, shape) => {
-      const { B, T, C, NH } = shape;
-      const { qkv, dout } = makeInputs(shape, B * 1000 + T + C + 2);
-      const segmentIds = makeSegments(B, T, T + C);
+      const { B, T, NH, NKV, HS } = shape;
+      const { qkv, dout } = makeInputs(shape, B * 1000 + T + NH * 10 + NKV + HS + 2);
+      const segmentIds = makeSegments(B, T, T + NH + HS);
       const got = runForward(qkv, segmentIds, shape);
-      const want = attentionForward(qkv, segmentIds, B, T, C, NH);
+      const want = attentionForward(qkv, segmentIds, B, T, shape);
       expectClose('out', got.out, want.out, OUT_TOL);
       expectClose('lse', got.lse, want.lse, LSE_TOL);
-      const dqkv = runBackward(new Float32Array(B * T * 3 * C), dout, qkv, segmentIds, shape);
-      expectClose('dqkv', dqkv, attentionBackward(dout, qkv, segmentIds, B, T, C, NH), GRAD_TOL);
+      const dqkv = runBackward(new Float32Array(B * T * qkvWidth(shape)), dout, qkv, segmentIds, shape);
+      expectClose('dqkv', dqkv, attentionBackward(dout, qkv, segmentIds, B, T, shape), GRAD_TOL);
       // The mask must change the result for this test to mean anything.
       const unmasked = runForward(qkv, null, shape).out;
       let change = 0;
@@ -151,10 +168,11 @@ describe.each([1, 2])('with %i thread(s)', (threads) => {
 
 test('packed examples give the outputs and gradients of each example run on its own', () => {
   // Two rows of T = 150 packed with examples of lengths crossing the 64-row tiles at odd places.
-  const C = 51, NH = 3, T = 150;
+  const heads = { NH: 6, NKV: 2, HS: 17 }, T = 150;
+  const W = qkvWidth(heads), O = outWidth(heads), NH = heads.NH;
   const lengths = [[20, 1, 45, 84], [64, 64, 22]];
   const B = lengths.length;
-  const shape = { B, T, C, NH };
+  const shape = { B, T, ...heads };
   const { qkv, dout } = makeInputs(shape, 42);
   const segmentIds = new Int32Array(B * T);
   lengths.forEach((row, b) => {
@@ -162,17 +180,17 @@ test('packed examples give the outputs and gradients of each example run on its 
     row.forEach((len, id) => segmentIds.fill(id, b * T + t, b * T + (t += len)));
   });
   const packed = runForward(qkv, segmentIds, shape);
-  const packedGrad = runBackward(new Float32Array(B * T * 3 * C), dout, qkv, segmentIds, shape);
+  const packedGrad = runBackward(new Float32Array(B * T * W), dout, qkv, segmentIds, shape);
   lengths.forEach((row, b) => {
     let t0 = 0;
     for (const len of row) {
-      const one = { B: 1, T: len, C, NH };
+      const one = { B: 1, T: len, ...heads };
       const rows = (x: Float32Array, width: number) => x.slice((b * T + t0) * width, (b * T + t0 + len) * width);
-      const alone = runForward(rows(qkv, 3 * C), null, one);
-      const aloneGrad = runBackward(new Float32Array(len * 3 * C), rows(dout, C), rows(qkv, 3 * C), null, one);
+      const alone = runForward(rows(qkv, W), null, one);
+      const aloneGrad = runBackward(new Float32Array(len * W), rows(dout, O), rows(qkv, W), null, one);
       const what = `row ${b}, example at ${t0} of length ${len}`;
-      expectClose(`${what}: out`, rows(packed.out, C), alone.out, RETILED_TOL);
-      expectClose(`${what}: dqkv`, rows(packedGrad, 3 * C), aloneGrad, RETILED_TOL);
+      expectClose(`${what}: out`, rows(packed.out, O), alone.out, RETILED_TOL);
+      expectClose(`${what}: dqkv`, rows(packedGrad, W), aloneGrad, RETILED_TOL);
       for (let h = 0; h < NH; h++) {
         const packedLse = packed.lse.slice((b * NH + h) * T + t0, (b * NH + h) * T + t0 + len);
         expectClose(`${what}: lse of head ${h}`, packedLse, alone.lse.slice(h * len, (h + 1) * len), RETILED_TOL);
@@ -185,54 +203,99 @@ test('packed examples give the outputs and gradients of each example run on its 
 describe('attention_cached_forward', () => {
   // chunks: how many new positions each call feeds (cycled), e.g. a prompt then single tokens.
   test.each([
-    ['3 then single tokens', { B: 2, T: 70, C: 51, NH: 3 }, [3, 1]],
-    ['a 67-token prompt (two query tiles) then single tokens', { B: 1, T: 133, C: 64, NH: 2 }, [67, 1]],
-    ['mixed chunks crossing tile edges', { B: 3, T: 140, C: 24, NH: 3 }, [5, 1, 1, 64, 2]],
-    ['the whole sequence at once', { B: 2, T: 9, C: 8, NH: 1 }, [9]],
+    ['3 then single tokens', { B: 2, T: 70, NH: 3, NKV: 3, HS: 17 }, [3, 1]],
+    ['a 67-token prompt (two query tiles) then single tokens', { B: 1, T: 133, NH: 2, NKV: 2, HS: 32 }, [67, 1]],
+    ['mixed chunks crossing tile edges', { B: 3, T: 140, NH: 3, NKV: 3, HS: 8 }, [5, 1, 1, 64, 2]],
+    ['the whole sequence at once', { B: 2, T: 9, NH: 1, NKV: 1, HS: 8 }, [9]],
+    ['3 then single tokens, grouped-query 9/3 heads', { B: 2, T: 70, NH: 9, NKV: 3, HS: 64 }, [3, 1]],
+    ['a 67-token prompt then single tokens, one kv head', { B: 1, T: 100, NH: 4, NKV: 1, HS: 10 }, [67, 1]],
+    ['mixed chunks, grouped-query 4/2 heads', { B: 3, T: 140, NH: 4, NKV: 2, HS: 6 }, [5, 1, 1, 64, 2]],
   ] as const)('feeding %s reproduces the full forward', (_, shape, chunks) => {
-    const { B, T, C, NH } = shape;
+    const { B, T, NH, NKV, HS } = shape;
+    const W = qkvWidth(shape), O = outWidth(shape), KV = NKV * HS;
     const maxT = T + 5; // cache rows past the sequence must stay untouched
-    const { qkv } = makeInputs(shape, T * 7 + C);
-    const want = attentionForward(qkv, null, B, T, C, NH).out;
+    const { qkv } = makeInputs(shape, T * 7 + NH * 10 + NKV + HS);
+    const want = attentionForward(qkv, null, B, T, shape).out;
     const rng = new SeededRandom(3);
-    const kcache = rng.floats(B * maxT * C, 10, 11), vcache = rng.floats(B * maxT * C, 10, 11);
+    // The caches hold the NKV kv heads only.
+    const kcache = rng.floats(B * maxT * KV, 10, 11), vcache = rng.floats(B * maxT * KV, 10, 11);
     const kcacheStart = Float32Array.from(kcache), vcacheStart = Float32Array.from(vcache);
     let past = 0;
     for (let call = 0; past < T; call++) {
       const Tq = Math.min(chunks[call % chunks.length], T - past);
-      const chunk = new Float32Array(B * Tq * 3 * C);
-      for (let b = 0; b < B; b++) chunk.set(qkv.subarray((b * T + past) * 3 * C, (b * T + past + Tq) * 3 * C), b * Tq * 3 * C);
-      const out = new Float32Array(B * Tq * C).fill(NaN);
-      kernels.attention_cached_forward(out, kcache, vcache, chunk, B, Tq, past, maxT, C, NH);
-      const wantChunk = new Float64Array(B * Tq * C);
-      for (let b = 0; b < B; b++) wantChunk.set(want.subarray((b * T + past) * C, (b * T + past + Tq) * C), b * Tq * C);
+      const chunk = new Float32Array(B * Tq * W);
+      for (let b = 0; b < B; b++) chunk.set(qkv.subarray((b * T + past) * W, (b * T + past + Tq) * W), b * Tq * W);
+      const out = new Float32Array(B * Tq * O).fill(NaN);
+      kernels.attention_cached_forward(out, kcache, vcache, chunk, B, Tq, past, maxT, NH, NKV, HS);
+      const wantChunk = new Float64Array(B * Tq * O);
+      for (let b = 0; b < B; b++) wantChunk.set(want.subarray((b * T + past) * O, (b * T + past + Tq) * O), b * Tq * O);
       expectClose(`out of positions [${past}, ${past + Tq})`, out, wantChunk, OUT_TOL);
       past += Tq;
     }
     for (let b = 0; b < B; b++)
       for (let t = 0; t < maxT; t++) {
-        const row = (b * maxT + t) * C, src = (b * T + t) * 3 * C;
-        const wantK = t < T ? qkv.subarray(src + C, src + 2 * C) : kcacheStart.subarray(row, row + C);
-        const wantV = t < T ? qkv.subarray(src + 2 * C, src + 3 * C) : vcacheStart.subarray(row, row + C);
-        expect(kcache.subarray(row, row + C)).toEqual(wantK);
-        expect(vcache.subarray(row, row + C)).toEqual(wantV);
+        const row = (b * maxT + t) * KV, src = (b * T + t) * W + NH * HS;
+        const wantK = t < T ? qkv.subarray(src, src + KV) : kcacheStart.subarray(row, row + KV);
+        const wantV = t < T ? qkv.subarray(src + KV, src + 2 * KV) : vcacheStart.subarray(row, row + KV);
+        expect(kcache.subarray(row, row + KV)).toEqual(wantK);
+        expect(vcache.subarray(row, row + KV)).toEqual(wantV);
       }
   });
 });
 
+test('grouped-query attention equals multi-head attention with each kv head repeated for its query heads', () => {
+  // Hugging Face's repeat_kv: expanding the NKV kv heads to NH copies must give the same out and
+  // lse bit for bit (the same tiles in the same order), and the gradient of a kv head must be the
+  // sum of its copies' gradients.
+  const gqa = { B: 2, T: 70, NH: 6, NKV: 2, HS: 10 };
+  const mha = { ...gqa, NKV: gqa.NH };
+  const { B, T, NH, NKV, HS } = gqa, group = NH / NKV;
+  const { qkv, dout } = makeInputs(gqa, 91);
+  const W = qkvWidth(gqa), Wm = qkvWidth(mha);
+  const expanded = new Float32Array(B * T * Wm);
+  for (let r = 0; r < B * T; r++) {
+    expanded.set(qkv.subarray(r * W, r * W + NH * HS), r * Wm);
+    for (let h = 0; h < NH; h++) {
+      const kv = Math.floor(h / group);
+      for (const part of [0, 1]) {
+        const src = r * W + (NH + part * NKV + kv) * HS, dst = r * Wm + (NH + part * NH + h) * HS;
+        expanded.set(qkv.subarray(src, src + HS), dst);
+      }
+    }
+  }
+  const segmentIds = makeSegments(B, T, 92);
+  const got = runForward(qkv, segmentIds, gqa), wantMha = runForward(expanded, segmentIds, mha);
+  expect(got.out).toEqual(wantMha.out);
+  expect(got.lse).toEqual(wantMha.lse);
+  const dGqa = runBackward(new Float32Array(B * T * W), dout, qkv, segmentIds, gqa);
+  const dMha = runBackward(new Float32Array(B * T * Wm), dout, expanded, segmentIds, mha);
+  const folded = new Float64Array(B * T * W);
+  for (let r = 0; r < B * T; r++) {
+    for (let c = 0; c < NH * HS; c++) folded[r * W + c] = dMha[r * Wm + c];
+    for (let h = 0; h < NH; h++) {
+      const kv = Math.floor(h / group);
+      for (const part of [0, 1])
+        for (let d = 0; d < HS; d++) folded[r * W + (NH + part * NKV + kv) * HS + d] += dMha[r * Wm + (NH + part * NH + h) * HS + d];
+    }
+  }
+  // Only the order of the float32 additions into a kv head differs (the copies' sums are added
+  // after the fact here, inside the kernel as they come).
+  expectClose('dqkv of GQA vs folded MHA', dGqa, folded, RETILED_TOL);
+});
+
 test('1 and 2 threads give bit-identical results (each head and tile is computed by one thread)', () => {
-  const shape = { B: 2, T: 130, C: 48, NH: 3 };
-  const { B, T, C, NH } = shape;
+  const shape = { B: 2, T: 130, NH: 6, NKV: 2, HS: 16 };
+  const { B, T, NH, NKV, HS } = shape;
   const { qkv, dout } = makeInputs(shape, 77);
   const segmentIds = makeSegments(B, T, 78);
   const results = [1, 2].map((threads) => {
     addon.setNumThreads(threads);
     const plain = runForward(qkv, null, shape);
     const masked = runForward(qkv, segmentIds, shape);
-    const grad = runBackward(new Float32Array(B * T * 3 * C), dout, qkv, segmentIds, shape);
-    const kcache = new Float32Array(B * T * C), vcache = new Float32Array(B * T * C);
-    const cached = new Float32Array(B * T * C);
-    kernels.attention_cached_forward(cached, kcache, vcache, qkv, B, T, 0, T, C, NH);
+    const grad = runBackward(new Float32Array(B * T * qkvWidth(shape)), dout, qkv, segmentIds, shape);
+    const kcache = new Float32Array(B * T * NKV * HS), vcache = new Float32Array(B * T * NKV * HS);
+    const cached = new Float32Array(B * T * outWidth(shape));
+    kernels.attention_cached_forward(cached, kcache, vcache, qkv, B, T, 0, T, NH, NKV, HS);
     return { plain, masked, grad, cached };
   });
   expect(results[1]).toEqual(results[0]);

@@ -85,3 +85,18 @@ test('encoder_backward with a null dwte or dwpe updates only the other', () => {
   expectClose('dwte alone', dwte, wantDwte, tol);
   expectClose('dwpe alone', dwpe, wantDwpe, tol);
 });
+
+test('a null wpe (no learned position table, Llama family) gives out = wte[token] and only dwte', () => {
+  // Large positions and offsets must not matter: without a table there is nothing to index.
+  const B = 3, T = 7, C = 33, V = 11, maxT = 8;
+  const { tokens, dout } = makeInputs(B, T, C, V, maxT, 5);
+  const wte = new SeededRandom(6).floats(V * C);
+  const out = new Float32Array(B * T * C).fill(NaN);
+  kernels.encoder_forward(out, tokens, null, wte, null, B, T, C, 1_000_000);
+  for (let row = 0; row < B * T; row++) expect(out.subarray(row * C, (row + 1) * C)).toEqual(wte.subarray(tokens[row] * C, (tokens[row] + 1) * C));
+  const wantDwte = new Float64Array(V * C);
+  encoderBackward(wantDwte, new Float64Array(maxT * C), dout, tokens, null, B, T, C, 0);
+  const dwte = new Float32Array(V * C);
+  kernels.encoder_backward(dwte, null, dout, tokens, Int32Array.from(tokens, () => 1 << 30), B, T, C, 0);
+  expectClose('dwte', dwte, wantDwte, { rel: 0, abs: B * T * U * 4 });
+});

@@ -23,11 +23,11 @@
 namespace gptune::cpu {
 // attention.cc: the naive references and the test hook (not part of kernels.inc).
 void attention_forward_reference(float* out, float* lse, const float* qkv, const int* segment_ids,
-                                 int B, int T, int C, int NH);
+                                 int B, int T, int NH, int NKV, int HS);
 void attention_backward_reference(float* dqkv, const float* dout, const float* qkv,
-                                  const int* segment_ids, int B, int T, int C, int NH);
+                                  const int* segment_ids, int B, int T, int NH, int NKV, int HS);
 void attention_cached_forward_reference(float* out, float* kcache, float* vcache, const float* qkv,
-                                        int B, int Tq, int past, int maxT, int C, int NH);
+                                        int B, int Tq, int past, int maxT, int NH, int NKV, int HS);
 void attention_use_portable_path(bool portable);
 }  // namespace gptune::cpu
 
@@ -96,19 +96,22 @@ std::vector<int> random_segments(int B, int T, uint64_t seed) {
 }
 
 struct Shape {
-  int B, T, C, NH;
+  int B, T, NH, NKV, HS;
+  size_t qkv_row() const { return size_t(NH + 2 * NKV) * HS; }  // floats per qkv row
+  size_t out_row() const { return size_t(NH) * HS; }             // floats per out row
+  size_t kv_row() const { return size_t(NKV) * HS; }             // floats per KV-cache row
 };
 
 std::string name(const char* what, const Shape& s, bool segments) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%s B=%d T=%d C=%d NH=%d%s", what, s.B, s.T, s.C, s.NH,
-                segments ? " segments" : "");
+  std::snprintf(buf, sizeof buf, "%s B=%d T=%d NH=%d NKV=%d HS=%d%s", what, s.B, s.T, s.NH, s.NKV,
+                s.HS, segments ? " segments" : "");
   return buf;
 }
 
 // Forward (out, lse) and backward (dqkv, accumulated onto a random start) vs the references.
 void check_against_reference(const Shape& s, bool segments, uint64_t seed) {
-  const size_t nqkv = size_t(s.B) * s.T * 3 * s.C, nout = size_t(s.B) * s.T * s.C;
+  const size_t nqkv = size_t(s.B) * s.T * s.qkv_row(), nout = size_t(s.B) * s.T * s.out_row();
   const std::vector<float> qkv = random_vector(nqkv, seed, 2.0f);
   const std::vector<float> dout = random_vector(nout, seed + 1, 1.0f);
   const std::vector<float> dqkv_start = random_vector(nqkv, seed + 2, 1.0f);
@@ -116,18 +119,18 @@ void check_against_reference(const Shape& s, bool segments, uint64_t seed) {
   const int* seg_ptr = segments ? seg.data() : nullptr;
 
   std::vector<float> out(nout), lse(size_t(s.B) * s.NH * s.T), out_ref(nout), lse_ref(lse.size());
-  attention_forward(out.data(), lse.data(), qkv.data(), seg_ptr, s.B, s.T, s.C, s.NH);
-  attention_forward_reference(out_ref.data(), lse_ref.data(), qkv.data(), seg_ptr, s.B, s.T, s.C,
-                              s.NH);
+  attention_forward(out.data(), lse.data(), qkv.data(), seg_ptr, s.B, s.T, s.NH, s.NKV, s.HS);
+  attention_forward_reference(out_ref.data(), lse_ref.data(), qkv.data(), seg_ptr, s.B, s.T, s.NH,
+                              s.NKV, s.HS);
   // float32 tiles vs a float64 reference: a few ulps of the scores and sums, 1e-5 leaves room.
   check_close(out, out_ref, 1e-5, name("forward out", s, segments));
   check_close(lse, lse_ref, 1e-5, name("forward lse", s, segments));
 
   std::vector<float> dqkv = dqkv_start, dqkv_ref = dqkv_start;
   attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), seg_ptr, s.B,
-                     s.T, s.C, s.NH);
-  attention_backward_reference(dqkv_ref.data(), dout.data(), qkv.data(), seg_ptr, s.B, s.T, s.C,
-                               s.NH);
+                     s.T, s.NH, s.NKV, s.HS);
+  attention_backward_reference(dqkv_ref.data(), dout.data(), qkv.data(), seg_ptr, s.B, s.T, s.NH,
+                               s.NKV, s.HS);
   for (size_t i = 0; i < nqkv; ++i) {  // compare the increments, not the random start
     dqkv[i] -= dqkv_start[i];
     dqkv_ref[i] -= dqkv_start[i];
@@ -138,29 +141,28 @@ void check_against_reference(const Shape& s, bool segments, uint64_t seed) {
 // Feeding a sequence through the KV cache in chunks reproduces the full forward.
 void check_cached(const Shape& s, const std::vector<int>& chunks, uint64_t seed) {
   const int maxT = s.T + 3;  // cache longer than the sequence: unused tail rows must not matter
-  const size_t nqkv = size_t(s.B) * s.T * 3 * s.C;
+  const size_t nqkv = size_t(s.B) * s.T * s.qkv_row();
   const std::vector<float> qkv = random_vector(nqkv, seed, 2.0f);
-  std::vector<float> out_full(size_t(s.B) * s.T * s.C), lse(size_t(s.B) * s.NH * s.T);
-  attention_forward_reference(out_full.data(), lse.data(), qkv.data(), nullptr, s.B, s.T, s.C,
-                              s.NH);
-  std::vector<float> kcache = random_vector(size_t(s.B) * maxT * s.C, seed + 5, 1.0f);
+  std::vector<float> out_full(size_t(s.B) * s.T * s.out_row()), lse(size_t(s.B) * s.NH * s.T);
+  attention_forward_reference(out_full.data(), lse.data(), qkv.data(), nullptr, s.B, s.T, s.NH,
+                              s.NKV, s.HS);
+  std::vector<float> kcache = random_vector(size_t(s.B) * maxT * s.kv_row(), seed + 5, 1.0f);
   std::vector<float> vcache = random_vector(kcache.size(), seed + 6, 1.0f);
   std::vector<float> kcache_ref = kcache, vcache_ref = vcache;
   int past = 0;
   for (size_t c = 0; past < s.T; ++c) {
     const int Tq = std::min(chunks[c % chunks.size()], s.T - past);
-    std::vector<float> chunk(size_t(s.B) * Tq * 3 * s.C);
+    const size_t W = s.qkv_row(), O = s.out_row();
+    std::vector<float> chunk(size_t(s.B) * Tq * W);
     for (int b = 0; b < s.B; ++b)
-      std::memcpy(&chunk[size_t(b) * Tq * 3 * s.C], &qkv[(size_t(b) * s.T + past) * 3 * s.C],
-                  sizeof(float) * Tq * 3 * s.C);
-    std::vector<float> out(size_t(s.B) * Tq * s.C), out_ref(out.size()), want(out.size());
+      std::memcpy(&chunk[size_t(b) * Tq * W], &qkv[(size_t(b) * s.T + past) * W], sizeof(float) * Tq * W);
+    std::vector<float> out(size_t(s.B) * Tq * O), out_ref(out.size()), want(out.size());
     attention_cached_forward(out.data(), kcache.data(), vcache.data(), chunk.data(), s.B, Tq, past,
-                             maxT, s.C, s.NH);
+                             maxT, s.NH, s.NKV, s.HS);
     attention_cached_forward_reference(out_ref.data(), kcache_ref.data(), vcache_ref.data(),
-                                       chunk.data(), s.B, Tq, past, maxT, s.C, s.NH);
+                                       chunk.data(), s.B, Tq, past, maxT, s.NH, s.NKV, s.HS);
     for (int b = 0; b < s.B; ++b)
-      std::memcpy(&want[size_t(b) * Tq * s.C], &out_full[(size_t(b) * s.T + past) * s.C],
-                  sizeof(float) * Tq * s.C);
+      std::memcpy(&want[size_t(b) * Tq * O], &out_full[(size_t(b) * s.T + past) * O], sizeof(float) * Tq * O);
     check_close(out, want, 1e-5, name("cached vs full", s, false) + " past=" + std::to_string(past));
     check_close(out_ref, want, 1e-6, name("cached reference vs full", s, false));
     past += Tq;
@@ -170,7 +172,7 @@ void check_cached(const Shape& s, const std::vector<int>& chunks, uint64_t seed)
 
 // Units never change with the thread that runs them, so 1 and 2 threads agree bit for bit.
 void check_threads(const Shape& s, uint64_t seed) {
-  const size_t nqkv = size_t(s.B) * s.T * 3 * s.C, nout = size_t(s.B) * s.T * s.C;
+  const size_t nqkv = size_t(s.B) * s.T * s.qkv_row(), nout = size_t(s.B) * s.T * s.out_row();
   const std::vector<float> qkv = random_vector(nqkv, seed, 2.0f);
   const std::vector<float> dout = random_vector(nout, seed + 1, 1.0f);
   std::vector<float> out[2], lse[2], dqkv[2];
@@ -182,9 +184,9 @@ void check_threads(const Shape& s, uint64_t seed) {
     o.assign(nout, 0.0f);
     l.assign(size_t(s.B) * s.NH * s.T, 0.0f);
     d.assign(nqkv, 0.0f);
-    attention_forward(o.data(), l.data(), qkv.data(), nullptr, s.B, s.T, s.C, s.NH);
+    attention_forward(o.data(), l.data(), qkv.data(), nullptr, s.B, s.T, s.NH, s.NKV, s.HS);
     attention_backward(d.data(), dout.data(), qkv.data(), o.data(), l.data(), nullptr, s.B, s.T,
-                       s.C, s.NH);
+                       s.NH, s.NKV, s.HS);
   }
   check(out[0] == out[1] && lse[0] == lse[1] && dqkv[0] == dqkv[1], name("threads 1 vs 2", s, false));
 }
@@ -224,27 +226,29 @@ __attribute__((target("avx512f,fma"))) double fma_peak_gflops() {
   return steps * 12 * 32 / seconds * 1e-9;
 }
 
-void bench(int B, int T, int C, int NH) {
-  const size_t nqkv = size_t(B) * T * 3 * C, nout = size_t(B) * T * C;
+// Per query head, grouped-query attention does the work of multi-head attention: compare the two
+// at the same NH to see that sharing kv heads costs nothing.
+void bench(const Shape& s) {
+  const size_t nqkv = size_t(s.B) * s.T * s.qkv_row(), nout = size_t(s.B) * s.T * s.out_row();
   const std::vector<float> qkv = random_vector(nqkv, 11, 2.0f);
   const std::vector<float> dout = random_vector(nout, 12, 1.0f);
-  std::vector<float> out(nout), lse(size_t(B) * NH * T), dqkv(nqkv, 0.0f);
+  std::vector<float> out(nout), lse(size_t(s.B) * s.NH * s.T), dqkv(nqkv, 0.0f);
   // causal attention: 2 products of T(T+1)/2 * hs multiply-adds forward, 5 backward
-  const double pairs = double(B) * NH * T * (T + 1) / 2.0, hs = double(C) / NH;
+  const double pairs = double(s.B) * s.NH * s.T * (s.T + 1) / 2.0, hs = s.HS;
   for (bool portable : {false, true}) {
     attention_use_portable_path(portable);
     for (int threads = 1; threads <= 2; ++threads) {
       set_num_threads(threads);
       const double fwd = seconds_per_call([&] {
-        attention_forward(out.data(), lse.data(), qkv.data(), nullptr, B, T, C, NH);
+        attention_forward(out.data(), lse.data(), qkv.data(), nullptr, s.B, s.T, s.NH, s.NKV, s.HS);
       });
       const double bwd = seconds_per_call([&] {
         attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), nullptr,
-                           B, T, C, NH);
+                           s.B, s.T, s.NH, s.NKV, s.HS);
       });
-      std::printf("%-9s B=%d T=%-4d C=%d NH=%d threads=%d  forward %8.2f ms (%5.1f GFLOP/s)  "
+      std::printf("%-9s B=%d T=%-4d NH=%-2d NKV=%-2d HS=%d threads=%d  forward %8.2f ms (%5.1f GFLOP/s)  "
                   "backward %8.2f ms (%5.1f GFLOP/s)\n",
-                  portable ? "portable" : "avx512", B, T, C, NH, threads, fwd * 1e3,
+                  portable ? "portable" : "avx512", s.B, s.T, s.NH, s.NKV, s.HS, threads, fwd * 1e3,
                   4 * pairs * hs / fwd * 1e-9, bwd * 1e3, 10 * pairs * hs / bwd * 1e-9);
     }
   }
@@ -256,8 +260,12 @@ void bench(int B, int T, int C, int NH) {
 int main(int argc, char** argv) {
   const bool run_bench = !(argc > 1 && std::string(argv[1]) == "--no-bench");
   std::printf("cpu has avx512: %s\n", cpu_has_avx512() ? "yes" : "no");
-  const Shape shapes[] = {{1, 1, 8, 1},    {2, 5, 24, 3},   {1, 67, 68, 4},  {3, 130, 48, 3},
-                          {2, 130, 51, 3}, {1, 200, 128, 2}, {2, 64, 36, 3}, {1, 129, 64, 1}};
+  const Shape shapes[] = {
+      // multi-head (NKV = NH)
+      {1, 1, 1, 1, 8}, {2, 5, 3, 3, 8}, {1, 67, 4, 4, 17}, {3, 130, 3, 3, 16}, {2, 130, 3, 3, 17},
+      {1, 200, 2, 2, 64}, {2, 64, 3, 3, 12}, {1, 129, 1, 1, 64},
+      // grouped-query, including one kv head
+      {1, 1, 2, 1, 10}, {2, 5, 4, 1, 6}, {1, 67, 4, 2, 17}, {2, 130, 6, 2, 10}, {2, 70, 9, 3, 64}};
   for (bool portable : {false, true}) {
     attention_use_portable_path(portable);
     for (int threads = 1; threads <= 2; ++threads) {
@@ -267,19 +275,24 @@ int main(int argc, char** argv) {
         check_against_reference(s, false, seed++);
         check_against_reference(s, true, seed++);
       }
-      check_cached({2, 70, 24, 3}, {3, 1, 1, 5, 64}, seed++);
-      check_cached({1, 140, 51, 3}, {1}, seed++);
-      check_cached({1, 9, 8, 1}, {9}, seed++);
-      check_cached({1, 6, 600, 2}, {1}, seed++);  // hs = 300: decoding dot products in pieces
+      check_cached({2, 70, 3, 3, 8}, {3, 1, 1, 5, 64}, seed++);
+      check_cached({1, 140, 3, 3, 17}, {1}, seed++);
+      check_cached({1, 9, 1, 1, 8}, {9}, seed++);
+      check_cached({1, 6, 2, 2, 300}, {1}, seed++);  // hs = 300: decoding dot products in pieces
+      check_cached({2, 70, 9, 3, 64}, {3, 1, 1, 5, 64}, seed++);
+      check_cached({1, 40, 4, 1, 10}, {1}, seed++);
     }
-    check_threads({2, 130, 48, 3}, 99);
+    check_threads({2, 130, 3, 3, 16}, 99);
+    check_threads({2, 130, 6, 2, 16}, 100);
     std::printf("%s path: %s\n", portable ? "portable" : "avx512", failures ? "FAILED" : "ok");
   }
   attention_use_portable_path(false);
   if (run_bench && failures == 0) {
     if (cpu_has_avx512()) std::printf("AVX-512 FMA peak of one core now: %.1f GFLOP/s\n", fma_peak_gflops());
-    bench(4, 256, 768, 12);
-    bench(4, 1024, 768, 12);
+    bench({4, 256, 12, 12, 64});
+    bench({4, 1024, 12, 12, 64});
+    bench({4, 256, 9, 9, 64});  // SmolLM2-135M's 9 query heads, as multi-head ...
+    bench({4, 256, 9, 3, 64});  // ... and as it is, sharing 3 kv heads
   }
   std::printf("%s\n", failures ? "FAILED" : "all checks passed");
   return failures ? 1 : 0;

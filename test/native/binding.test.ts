@@ -11,7 +11,7 @@ describe('kernel arguments are validated', () => {
     expect(() => kernels.matmul_forward(f(5), f(6), f(6), null, 2, 3, 3)).toThrow(/matmul_forward: expected out to hold at least 6 floats for the given dimensions but it holds 5/);
     expect(() => kernels.matmul_forward(f(6), f(5), f(9), null, 2, 3, 3)).toThrow(/inp to hold at least 6/);
     expect(() => kernels.matmul_backward(f(6), f(9), f(2), f(6), f(6), f(9), 2, 3, 3)).toThrow(/dbias to hold at least 3/);
-    expect(() => kernels.attention_forward(f(2 * 4 * 8), f(2 * 2 * 4), f(2 * 4 * 24 - 1), null, 2, 4, 8, 2)).toThrow(/qkv to hold at least 192/);
+    expect(() => kernels.attention_forward(f(2 * 4 * 8), f(2 * 2 * 4), f(2 * 4 * 24 - 1), null, 2, 4, 2, 2, 4)).toThrow(/qkv to hold at least 192/);
     expect(() => kernels.gelu_forward(f(3), f(2), 3)).toThrow(/gelu_forward: expected inp to hold at least 3/);
   });
 
@@ -45,14 +45,79 @@ describe('kernel arguments are validated', () => {
     expect(() => kernels.encoder_forward(f(2 * C), Int32Array.of(1, 2), null, f(V * C), f(8 * C), 1, 2, C, 7)).toThrow(/pos_offset \+ T = 9 exceeds n_positions = 8/);
     expect(() => kernels.crossentropy_forward(f(2), f(2), null, f(2 * V), Int32Array.of(0, 5), 2, V, -100)).toThrow(/targets\[1\] = 5/);
     expect(() => kernels.crossentropy_forward(f(2), f(2), null, f(2 * V), Int32Array.of(0, -100), 2, V, -100)).not.toThrow();
-    expect(() => kernels.attention_cached_forward(f(8), f(16), f(16), f(24), 1, 1, 4, 4, 8, 2)).toThrow(/past \+ Tq = 5 exceeds the cache length maxT = 4/);
-    expect(() => kernels.attention_forward(f(8), f(2), f(24), null, 1, 1, 8, 3)).toThrow(/C \(8\) must be divisible by NH \(3\)/);
+    expect(() => kernels.attention_cached_forward(f(8), f(16), f(16), f(24), 1, 1, 4, 4, 2, 2, 4)).toThrow(/past \+ Tq = 5 exceeds the cache length maxT = 4/);
   });
 
   test('sgemm leading dimensions and buffer extents', () => {
     expect(() => addon.sgemm(false, false, 2, 3, 4, 1, f(8), 3, f(12), 3, 0, f(6), 3)).toThrow(/lda \(3\) must be at least 4/);
     expect(() => addon.sgemm(false, false, 2, 3, 4, 1, f(8), 4, f(11), 3, 0, f(6), 3)).toThrow(/B to hold at least 12/);
     expect(() => addon.sgemm(true, false, 2, 3, 4, 1, f(7), 2, f(12), 3, 0, f(6), 3)).toThrow(/A to hold at least 8/);
+  });
+});
+
+describe('grouped-query attention and the Llama-family kernels validate their arguments', () => {
+  const i32 = (n: number) => new Int32Array(n);
+
+  test('attention: NH must be a multiple of NKV; buffers sized by NH, NKV and HS', () => {
+    // B=1 T=2 NH=4 NKV=2 HS=3: qkv (1,2,(4+4)*3) = 48, out 24, lse 8, caches (1,maxT=4,2*3) = 24
+    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 3, 3)).toThrow(/attention_forward: NH \(4\) must be divisible by NKV \(3\)/);
+    expect(() => kernels.attention_backward(f(48), f(24), f(48), f(24), f(8), null, 1, 2, 3, 2, 3)).toThrow(/attention_backward: NH \(3\) must be divisible by NKV \(2\)/);
+    expect(() => kernels.attention_cached_forward(f(24), f(24), f(24), f(48), 1, 2, 0, 4, 2, 4, 3)).toThrow(/NH \(2\) must be divisible by NKV \(4\)/);
+    expect(() => kernels.attention_forward(f(24), f(8), f(47), null, 1, 2, 4, 2, 3)).toThrow(/qkv to hold at least 48/);
+    expect(() => kernels.attention_forward(f(23), f(8), f(48), null, 1, 2, 4, 2, 3)).toThrow(/out to hold at least 24/);
+    expect(() => kernels.attention_backward(f(47), f(24), f(48), f(24), f(8), null, 1, 2, 4, 2, 3)).toThrow(/dqkv to hold at least 48/);
+    expect(() => kernels.attention_cached_forward(f(24), f(23), f(24), f(48), 1, 2, 0, 4, 4, 2, 3)).toThrow(/kcache to hold at least 24/);
+    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 0, 3)).toThrow(/for NKV \(argument 8\)/);
+    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 2, 0)).toThrow(/for HS \(argument 9\)/);
+    // the cache holds NKV heads only: 24 floats suffice for maxT=4 where NH heads would need 48
+    expect(() => kernels.attention_cached_forward(f(24), f(24), f(24), f(48), 1, 2, 0, 4, 4, 2, 3)).not.toThrow();
+  });
+
+  test('rmsnorm and qknorm', () => {
+    expect(() => kernels.rmsnorm_forward(f(6), null, f(6), f(2), 2, 3, 1e-6)).toThrow(/rmsnorm_forward: expected weight to hold at least 3/);
+    expect(() => kernels.rmsnorm_forward(f(6), f(1), f(6), f(3), 2, 3, 1e-6)).toThrow(/rstd to hold at least 2/);
+    expect(() => kernels.rmsnorm_forward(f(6), null, f(6), f(3), 2, 3, 0)).toThrow(/a positive number for eps/);
+    expect(() => kernels.rmsnorm_backward(f(6), f(3), f(6), f(6), f(3), f(1), 2, 3)).toThrow(/rmsnorm_backward: expected rstd to hold at least 2/);
+    expect(() => kernels.rmsnorm_backward(null, null, f(5), f(6), f(3), f(2), 2, 3)).toThrow(/dout to hold at least 6/);
+    // N=2 NH=2 NKV=1 HS=4: qkv (2,(2+2)*4) = 32, rstd (2,3) = 6
+    expect(() => kernels.qknorm_forward(f(32), f(6), f(32), f(4), f(4), 2, 2, 3, 4, 1e-6)).toThrow(/qknorm_forward: NH \(2\) must be divisible by NKV \(3\)/);
+    expect(() => kernels.qknorm_forward(f(32), f(5), f(32), f(4), f(4), 2, 2, 1, 4, 1e-6)).toThrow(/rstd to hold at least 6/);
+    expect(() => kernels.qknorm_forward(f(32), null, f(32), f(4), f(3), 2, 2, 1, 4, 1e-6)).toThrow(/k_weight to hold at least 4/);
+    expect(() => kernels.qknorm_forward(f(32), null, f(32), f(4), f(4), 2, 2, 1, 4, -1)).toThrow(/eps/);
+    expect(() => kernels.qknorm_backward(f(32), null, null, f(32), f(31), f(4), f(4), f(6), 2, 2, 1, 4)).toThrow(/qknorm_backward: expected inp to hold at least 32/);
+    expect(() => kernels.qknorm_backward(f(32), f(3), null, f(32), f(32), f(4), f(4), f(6), 2, 2, 1, 4)).toThrow(/dq_weight to hold at least 4/);
+  });
+
+  test('rope: positions below max_pos, even HS, tables of max_pos * HS/2', () => {
+    // B=1 T=2 NH=2 NKV=1 HS=4 max_pos=3: qkv (1,2,(2+2)*4) = 32, cos/sin (3,2) = 6
+    const k = kernels;
+    expect(() => k.rope_forward(f(32), f(6), f(6), Int32Array.of(0, 3), 1, 2, 2, 1, 4, 3, 0)).toThrow(/rope_forward: positions\[1\] = 3 is outside \[0, 3\)/);
+    expect(() => k.rope_backward(f(32), f(6), f(6), Int32Array.of(-1, 0), 1, 2, 2, 1, 4, 3, 0)).toThrow(/rope_backward: positions\[0\] = -1/);
+    expect(() => k.rope_forward(f(32), f(6), f(6), null, 1, 2, 2, 1, 4, 3, 2)).toThrow(/pos_offset \+ T = 4 exceeds max_pos = 3/);
+    expect(() => k.rope_forward(f(40), f(6), f(6), null, 1, 2, 2, 1, 5, 3, 0)).toThrow(/HS \(5\) must be even/);
+    expect(() => k.rope_forward(f(32), f(6), f(6), null, 1, 2, 3, 2, 4, 3, 0)).toThrow(/NH \(3\) must be divisible by NKV \(2\)/);
+    expect(() => k.rope_forward(f(32), f(5), f(6), null, 1, 2, 2, 1, 4, 3, 0)).toThrow(/cos to hold at least 6/);
+    expect(() => k.rope_forward(f(32), f(6), f(5), null, 1, 2, 2, 1, 4, 3, 0)).toThrow(/sin to hold at least 6/);
+    expect(() => k.rope_forward(f(31), f(6), f(6), null, 1, 2, 2, 1, 4, 3, 0)).toThrow(/qkv to hold at least 32/);
+    expect(() => k.rope_backward(f(31), f(6), f(6), null, 1, 2, 2, 1, 4, 3, 0)).toThrow(/dqkv to hold at least 32/);
+    expect(() => k.rope_forward(f(32), f(6), f(6), i32(1), 1, 2, 2, 1, 4, 3, 0)).toThrow(/positions to hold at least 2/);
+    expect(() => k.rope_forward(f(32), f(6), f(6), null, 1, 2, 2, 1, 4, 3, -1)).toThrow(/pos_offset/);
+    const loose = k as unknown as Record<string, (...a: unknown[]) => unknown>;
+    expect(() => loose.rope_forward(f(32), f(6), f(6), new Float32Array(2), 1, 2, 2, 1, 4, 3, 0)).toThrow(/expected an Int32Array for positions/);
+    expect(() => loose.rope_forward(f(32), f(6), f(6), null, 1, 2, 2, 1, 4, 3)).toThrow(/rope_forward: expected 11 arguments but received 10/);
+    expect(() => k.rope_forward(f(32), f(6), f(6), Int32Array.of(2, 0), 1, 2, 2, 1, 4, 3, 0)).not.toThrow();
+  });
+
+  test('swiglu and the encoder without a position table', () => {
+    expect(() => kernels.swiglu_forward(f(6), f(11), 2, 3)).toThrow(/swiglu_forward: expected inp to hold at least 12/);
+    expect(() => kernels.swiglu_forward(f(5), f(12), 2, 3)).toThrow(/out to hold at least 6/);
+    expect(() => kernels.swiglu_backward(f(11), f(6), f(12), 2, 3)).toThrow(/swiglu_backward: expected dinp to hold at least 12/);
+    expect(() => kernels.swiglu_backward(f(12), f(6), f(12), 2, 0)).toThrow(/for H/);
+    const loose = kernels as unknown as Record<string, (...a: unknown[]) => unknown>;
+    expect(() => loose.swiglu_backward(null, f(6), f(12), 2, 3)).toThrow(/for dinp/);
+    // wpe null: token ids are still checked; positions are not looked at
+    expect(() => kernels.encoder_forward(f(8), Int32Array.of(0, 5), null, f(20), null, 1, 2, 4, 0)).toThrow(/tokens\[1\] = 5 is outside \[0, 5\)/);
+    expect(() => kernels.encoder_forward(f(8), Int32Array.of(0, 4), Int32Array.of(0, 99), f(20), null, 1, 2, 4, 0)).not.toThrow();
   });
 });
 

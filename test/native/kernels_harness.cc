@@ -1,8 +1,8 @@
 // Standalone check and timing harness for the CPU encoder, LayerNorm, GELU, elementwise,
-// cross-entropy and AdamW kernels, usable without the N-API binding. Every kernel is compared with a
+// cross-entropy, AdamW, RMSNorm, RoPE and SwiGLU kernels, usable without the N-API binding. Every kernel is compared with a
 // float64 reference written here; the row kernels are checked on both paths (portable and, when
 // the CPU has it, AVX-512) as well as through the public multithreaded entry point. Then it times
-// the hot kernels at GPT-2 124M shapes on 1 and 2 threads.
+// the hot kernels at GPT-2 124M and SmolLM2-135M shapes on 1 and 2 threads.
 //
 // Build and run from the repository root with scripts/kernels_harness.sh: it compiles the kernel
 // sources at baseline x86-64, the *_avx512.cc ones with AVX-512 flags, links them with this file.
@@ -102,6 +102,11 @@ struct RowKernelSet {
   void (*scaled_exp)(float*, const float*, float, float, int);
   void (*softmax)(float*, const float*, float, int);
   double (*sum_squares)(const float*, int64_t);
+  void (*rmsnorm_forward)(float*, float*, const float*, const float*, int64_t, int, float);
+  void (*rmsnorm_backward)(float*, float*, const float*, const float*, const float*, const float*, int64_t, int);
+  void (*rope_rotate)(float*, const float*, const float*, int, int, bool);
+  void (*swiglu_forward)(float*, const float*, int64_t, int);
+  void (*swiglu_backward)(float*, const float*, const float*, int64_t, int);
 };
 
 std::vector<RowKernelSet> row_kernel_sets() {
@@ -109,12 +114,14 @@ std::vector<RowKernelSet> row_kernel_sets() {
   sets.push_back({"portable", cpu::portable::gelu_forward, cpu::portable::gelu_backward,
                   cpu::portable::layernorm_forward, cpu::portable::layernorm_backward,
                   cpu::portable::logsumexp, cpu::portable::scaled_exp, cpu::portable::softmax,
-                  cpu::portable::sum_squares});
+                  cpu::portable::sum_squares, cpu::portable::rmsnorm_forward, cpu::portable::rmsnorm_backward,
+                  cpu::portable::rope_rotate, cpu::portable::swiglu_forward, cpu::portable::swiglu_backward});
   if (cpu::cpu_has_avx512())
     sets.push_back({"avx512", cpu::avx512::gelu_forward, cpu::avx512::gelu_backward,
                     cpu::avx512::layernorm_forward, cpu::avx512::layernorm_backward,
                     cpu::avx512::logsumexp, cpu::avx512::scaled_exp, cpu::avx512::softmax,
-                    cpu::avx512::sum_squares});
+                    cpu::avx512::sum_squares, cpu::avx512::rmsnorm_forward, cpu::avx512::rmsnorm_backward,
+                    cpu::avx512::rope_rotate, cpu::avx512::swiglu_forward, cpu::avx512::swiglu_backward});
   return sets;
 }
 
@@ -255,6 +262,108 @@ void check_layernorm(const RowKernelSet& k) {
         expect_close(who + " layernorm_backward dweight" + shape, d_w.data(), want_dweight.data(), C, 0, 3e-5);
         expect_close(who + " layernorm_backward dbias" + shape, d_b.data(), want_dbias.data(), C, 0, 5e-6);
       }
+    }
+}
+
+// RMSNorm rows vs float64: out = x rstd w, rstd = 1/sqrt(mean(x^2) + eps); the backward
+// dx += rstd (g - xhat mean(g xhat)), g = dout w, dweight += dout xhat. Rows of RMS 0.05 to 3.
+void check_rmsnorm(const RowKernelSet& k) {
+  const float eps = 1e-6f;
+  for (int N : {1, 3, 37})
+    for (int C : {1, 6, 33, 64, 576}) {
+      auto inp = random_floats(static_cast<size_t>(N) * C, -2.0f, 2.0f);
+      for (int r = 0; r < N; ++r)
+        for (int c = 0; c < C; ++c) inp[static_cast<size_t>(r) * C + c] *= (r % 3 == 0) ? 0.05f : (r % 3 == 1 ? 1.0f : 3.0f);
+      auto weight = random_floats(C, 0.5f, 1.5f), dout = random_floats(static_cast<size_t>(N) * C, -1.0f, 1.0f);
+      auto dinp = random_floats(static_cast<size_t>(N) * C, -1.0f, 1.0f), dweight = random_floats(C, -1.0f, 1.0f);
+      std::vector<double> want_out(inp.size()), want_rstd(N), want_dinp = widen(dinp), want_dweight = widen(dweight);
+      for (int r = 0; r < N; ++r) {
+        const float* x = &inp[static_cast<size_t>(r) * C];
+        const float* dy = &dout[static_cast<size_t>(r) * C];
+        double ms = 0;
+        for (int c = 0; c < C; ++c) ms += double(x[c]) * x[c];
+        const double rstd = 1.0 / std::sqrt(ms / C + eps);
+        want_rstd[r] = rstd;
+        double gx_mean = 0;
+        for (int c = 0; c < C; ++c) {
+          want_out[static_cast<size_t>(r) * C + c] = x[c] * rstd * weight[c];
+          gx_mean += double(dy[c]) * weight[c] * x[c] * rstd / C;
+          want_dweight[c] += double(dy[c]) * x[c] * rstd;
+        }
+        for (int c = 0; c < C; ++c)
+          want_dinp[static_cast<size_t>(r) * C + c] += rstd * (double(dy[c]) * weight[c] - x[c] * rstd * gx_mean);
+      }
+      std::string shape = " N=" + std::to_string(N) + " C=" + std::to_string(C);
+      std::vector<float> out(inp.size()), rstd(N), d_inp = dinp, d_w = dweight;
+      k.rmsnorm_forward(out.data(), rstd.data(), inp.data(), weight.data(), N, C, eps);
+      k.rmsnorm_backward(d_inp.data(), d_w.data(), dout.data(), inp.data(), weight.data(), rstd.data(), N, C);
+      // rstd: a float sum of C squares, halved by the sqrt: a few ulps (1e-6 relative). out is
+      // |x rstd w| <= 3: rel 2e-6 + abs 1e-6. dinp is O(rstd), up to 20 on the 0.05-RMS rows:
+      // abs 2e-5 (~3 ulps of 20 = 6e-6 plus the sums); dweight sums N rows.
+      expect_close(std::string(k.name) + " rmsnorm_forward out" + shape, out.data(), want_out.data(), out.size(), 2e-6, 1e-6);
+      expect_close(std::string(k.name) + " rmsnorm_forward rstd" + shape, rstd.data(), want_rstd.data(), N, 1e-6, 0);
+      expect_close(std::string(k.name) + " rmsnorm_backward dinp" + shape, d_inp.data(), want_dinp.data(), d_inp.size(), 2e-6, 2e-5);
+      expect_close(std::string(k.name) + " rmsnorm_backward dweight" + shape, d_w.data(), want_dweight.data(), C, 2e-6,
+                   2e-6 * std::sqrt(double(N)));
+    }
+}
+
+// RoPE pairs (x[i], x[i+HS/2]) rotated by the angle whose cos/sin a float table gives; the inverse
+// rotation must undo it.
+void check_rope(const RowKernelSet& k) {
+  for (int HS : {2, 6, 10, 34, 64, 128})
+    for (int heads : {1, 3, 12}) {
+      const int half = HS / 2;
+      auto x = random_floats(static_cast<size_t>(heads) * HS, -2.0f, 2.0f);
+      std::vector<float> cos(half), sin(half);
+      for (int i = 0; i < half; ++i) {
+        const double angle = 37.0 * std::pow(10000.0, -2.0 * i / HS);
+        cos[i] = float(std::cos(angle));
+        sin[i] = float(std::sin(angle));
+      }
+      std::vector<double> want(x.size());
+      for (int h = 0; h < heads; ++h)
+        for (int i = 0; i < half; ++i) {
+          const double a = x[size_t(h) * HS + i], b = x[size_t(h) * HS + half + i];
+          want[size_t(h) * HS + i] = a * cos[i] - b * sin[i];
+          want[size_t(h) * HS + half + i] = b * cos[i] + a * sin[i];
+        }
+      std::string shape = " heads=" + std::to_string(heads) + " HS=" + std::to_string(HS);
+      std::vector<float> y = x;
+      k.rope_rotate(y.data(), cos.data(), sin.data(), heads, HS, false);
+      // a*c - b*s with |a|, |b| < 2: one FMA and one product, ~2 ulp of 2
+      expect_close(std::string(k.name) + " rope_rotate" + shape, y.data(), want.data(), y.size(), 0, 1e-6);
+      k.rope_rotate(y.data(), cos.data(), sin.data(), heads, HS, true);
+      expect_close(std::string(k.name) + " rope_rotate inverse undoes it" + shape, y.data(), widen(x).data(), y.size(), 0, 1e-6);
+    }
+}
+
+// SwiGLU rows [gate | up] vs float64, gate over [-8, 8) plus the far tails where exp overflows.
+void check_swiglu(const RowKernelSet& k) {
+  for (int N : {1, 3, 37})
+    for (int H : {1, 7, 33, 1536}) {
+      auto inp = random_floats(static_cast<size_t>(N) * 2 * H, -8.0f, 8.0f);
+      const float tails[] = {-1000.0f, -104.0f, -89.0f, 88.0f, 1000.0f};
+      for (int i = 0; i < 5 && i < H; ++i) inp[i] = tails[i];  // row 0's first gates
+      auto dout = random_floats(static_cast<size_t>(N) * H, -1.0f, 1.0f);
+      auto dinp = random_floats(inp.size(), -1.0f, 1.0f);
+      std::vector<double> want_out(static_cast<size_t>(N) * H), want_dinp = widen(dinp);
+      for (int r = 0; r < N; ++r)
+        for (int i = 0; i < H; ++i) {
+          const double g = inp[size_t(r) * 2 * H + i], u = inp[size_t(r) * 2 * H + H + i], dy = dout[size_t(r) * H + i];
+          const double s = 1.0 / (1.0 + std::exp(-g));
+          want_out[size_t(r) * H + i] = g * s * u;
+          want_dinp[size_t(r) * 2 * H + i] += dy * u * s * (1.0 + g * (1.0 - s));
+          want_dinp[size_t(r) * 2 * H + H + i] += dy * g * s;
+        }
+      std::string shape = " N=" + std::to_string(N) + " H=" + std::to_string(H);
+      std::vector<float> out(want_out.size()), d_inp = dinp;
+      k.swiglu_forward(out.data(), inp.data(), N, H);
+      k.swiglu_backward(d_inp.data(), dout.data(), inp.data(), N, H);
+      // sigmoid from an exp good to ~2 ulp and a division: ~5 ulp relative (2e-6 rel); |out| and
+      // |dinp| reach 1000 * 8 on the tails, so abs covers only the zero crossings' cancellation.
+      expect_close(std::string(k.name) + " swiglu_forward" + shape, out.data(), want_out.data(), out.size(), 2e-6, 1e-7);
+      expect_close(std::string(k.name) + " swiglu_backward" + shape, d_inp.data(), want_dinp.data(), d_inp.size(), 2e-6, 1e-6);
     }
 }
 
@@ -474,7 +583,22 @@ void run_timings() {
   std::vector<float> losses(NV), lse(NV);
   std::vector<int> predictions(NV);
 
-  std::printf("\n%-38s %22s %22s\n", "kernel (GPT-2 124M shapes)", "1 thread: wall (cpu)", "2 threads: wall (cpu)");
+  // SmolLM2-135M at B=4, T=256: C = 576, FFN 1536, 9 query heads and 3 kv heads of 64.
+  const int LN = 1024, LC = 576, LH = 1536, NH = 9, NKV = 3, HS = 64, LW = (NH + 2 * NKV) * HS;
+  auto rms_in = random_floats(static_cast<size_t>(LN) * LC, -2, 2), rms_dout = random_floats(rms_in.size(), -1, 1);
+  auto rms_w = random_floats(LC, 0.5f, 1.5f);
+  std::vector<float> rms_out(rms_in.size()), rms_dinp(rms_in.size()), rms_rstd(LN), rms_dw(LC);
+  auto qkv = random_floats(static_cast<size_t>(LN) * LW, -2, 2);
+  std::vector<float> rope_cos(256 * HS / 2), rope_sin(rope_cos.size());
+  for (size_t i = 0; i < rope_cos.size(); ++i) {
+    rope_cos[i] = float(std::cos(0.01 * i));
+    rope_sin[i] = float(std::sin(0.01 * i));
+  }
+  auto sw_in = random_floats(static_cast<size_t>(LN) * 2 * LH, -4, 4), sw_dout = random_floats(static_cast<size_t>(LN) * LH, -1, 1);
+  std::vector<float> sw_out(static_cast<size_t>(LN) * LH), sw_dinp(sw_in.size());
+
+  std::printf("\n%-38s %22s %22s\n", "kernel (GPT-2 124M, SmolLM2-135M shapes)", "1 thread: wall (cpu)",
+              "2 threads: wall (cpu)");
   struct Row {
     const char* name;
     std::function<void()> fn;
@@ -496,6 +620,26 @@ void run_timings() {
       {"crossentropy_backward N=1024 V=50257", [&] {
          // In place, as in training; the values stay finite (they are just scaled probabilities).
          cpu::crossentropy_backward(logits.data(), logits.data(), lse.data(), targets.data(), 1.0f / NV, NV, V, -100);
+       }},
+      // Bytes moved (the GB/s a memory-bound kernel should approach): rmsnorm forward 2 N C floats,
+      // backward 4 N C (dinp read and written); rope 2 * (NH+NKV) HS per row; swiglu 3 N H forward,
+      // 7 N H backward (dinp read and written).
+      {"rmsnorm_forward N=1024 C=576", [&] {
+         cpu::rmsnorm_forward(rms_out.data(), rms_rstd.data(), rms_in.data(), rms_w.data(), LN, LC, 1e-6f);
+       }},
+      {"rmsnorm_backward N=1024 C=576", [&] {
+         cpu::rmsnorm_backward(rms_dinp.data(), rms_dw.data(), rms_dout.data(), rms_in.data(), rms_w.data(),
+                               rms_rstd.data(), LN, LC);
+       }},
+      {"rope_forward B=4 T=256 NH=9 NKV=3 HS=64", [&] {
+         cpu::rope_forward(qkv.data(), rope_cos.data(), rope_sin.data(), nullptr, 4, 256, NH, NKV, HS, 256, 0);
+       }},
+      {"rope_backward B=4 T=256 NH=9 NKV=3 HS=64", [&] {
+         cpu::rope_backward(qkv.data(), rope_cos.data(), rope_sin.data(), nullptr, 4, 256, NH, NKV, HS, 256, 0);
+       }},
+      {"swiglu_forward N=1024 H=1536", [&] { cpu::swiglu_forward(sw_out.data(), sw_in.data(), LN, LH); }},
+      {"swiglu_backward N=1024 H=1536", [&] {
+         cpu::swiglu_backward(sw_dinp.data(), sw_dout.data(), sw_in.data(), LN, LH);
        }},
   };
   for (auto& row : rows) {
@@ -527,6 +671,9 @@ int main(int argc, char** argv) {
     check_crossentropy(k);
     check_softmax(k);
     check_sum_squares(k);
+    check_rmsnorm(k);
+    check_rope(k);
+    check_swiglu(k);
   }
   check_encoder();
   check_adamw();

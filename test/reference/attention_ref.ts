@@ -1,12 +1,26 @@
 /**
- * Float64 reference of GPT-2's causal multi-head self-attention, one full softmax per query row.
- * qkv (B,T,3C): q at channels [0,C), k at [C,2C), v at [2C,3C); head h owns [h*hs, (h+1)*hs) of each,
- * hs = C/NH. Query t attends keys j <= t, and with segmentIds (B,T) only keys of its own segment.
+ * Float64 reference of causal grouped-query self-attention, one full softmax per query row.
+ * qkv (B,T,(NH+2*NKV)*HS): q heads at channels [0, NH*HS), k heads at [NH*HS, (NH+NKV)*HS), v heads at
+ * [(NH+NKV)*HS, (NH+2*NKV)*HS), each head HS consecutive channels; query head h reads kv head
+ * floor(h / (NH/NKV)). GPT-2 is NKV = NH, HS = C/NH. Query t attends keys j <= t, and with
+ * segmentIds (B,T) only keys of its own segment.
  */
 
+export interface Heads {
+  NH: number; // query heads
+  NKV: number; // key/value heads, NH % NKV === 0
+  HS: number; // head size
+}
+
 export interface AttentionForward {
-  out: Float64Array; // (B,T,C)
+  out: Float64Array; // (B,T,NH*HS)
   lse: Float64Array; // (B,NH,T) log-sum-exp of each query row's scaled, masked scores
+}
+
+/** Offsets of query head h's q, k and v inside a qkv row, and the row widths. */
+function layout({ NH, NKV, HS }: Heads, h: number) {
+  const kv = Math.floor(h / (NH / NKV));
+  return { q: h * HS, k: (NH + kv) * HS, v: (NH + NKV + kv) * HS, row: (NH + 2 * NKV) * HS, outRow: NH * HS };
 }
 
 /** Whether query t of batch row b may attend key j <= t. */
@@ -16,17 +30,18 @@ function visible(segmentIds: ArrayLike<number> | null, b: number, T: number, t: 
 
 /** p (T): the softmax probabilities of query (b, h, t) over keys 0..t (0 where masked); returns lse. */
 function rowProbabilities(
-  p: Float64Array, qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null,
-  b: number, h: number, t: number, T: number, C: number, hs: number,
+  p: Float64Array, qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null, heads: Heads,
+  b: number, h: number, t: number, T: number,
 ): number {
-  const scale = 1 / Math.sqrt(hs);
-  const q = (b * T + t) * 3 * C + h * hs;
+  const L = layout(heads, h), HS = heads.HS;
+  const scale = 1 / Math.sqrt(HS);
+  const q = (b * T + t) * L.row + L.q;
   let max = -Infinity;
   for (let j = 0; j <= t; j++) {
     if (!visible(segmentIds, b, T, t, j)) continue;
-    const k = (b * T + j) * 3 * C + C + h * hs;
+    const k = (b * T + j) * L.row + L.k;
     let s = 0;
-    for (let d = 0; d < hs; d++) s += qkv[q + d] * qkv[k + d];
+    for (let d = 0; d < HS; d++) s += qkv[q + d] * qkv[k + d];
     p[j] = s * scale;
     max = Math.max(max, p[j]);
   }
@@ -40,60 +55,63 @@ function rowProbabilities(
 }
 
 export function attentionForward(
-  qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null, B: number, T: number, C: number, NH: number,
+  qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null, B: number, T: number, heads: Heads,
 ): AttentionForward {
-  const hs = C / NH;
-  const out = new Float64Array(B * T * C), lse = new Float64Array(B * NH * T);
+  const { NH, HS } = heads;
+  const out = new Float64Array(B * T * NH * HS), lse = new Float64Array(B * NH * T);
   const p = new Float64Array(T);
   for (let b = 0; b < B; b++)
-    for (let h = 0; h < NH; h++)
+    for (let h = 0; h < NH; h++) {
+      const L = layout(heads, h);
       for (let t = 0; t < T; t++) {
-        lse[(b * NH + h) * T + t] = rowProbabilities(p, qkv, segmentIds, b, h, t, T, C, hs);
-        const o = (b * T + t) * C + h * hs;
+        lse[(b * NH + h) * T + t] = rowProbabilities(p, qkv, segmentIds, heads, b, h, t, T);
+        const o = (b * T + t) * L.outRow + h * HS;
         for (let j = 0; j <= t; j++) {
-          const v = (b * T + j) * 3 * C + 2 * C + h * hs;
-          for (let d = 0; d < hs; d++) out[o + d] += p[j] * qkv[v + d];
+          const v = (b * T + j) * L.row + L.v;
+          for (let d = 0; d < HS; d++) out[o + d] += p[j] * qkv[v + d];
         }
       }
+    }
   return { out, lse };
 }
 
 /**
- * dqkv (B,T,3C): the gradient of sum(out * dout). Per query row, with dp_j = dout . v_j and
- * ds_j = p_j (dp_j - sum_k p_k dp_k) (the softmax Jacobian): dq = ds . k / sqrt(hs),
- * dk_j = ds_j q / sqrt(hs), dv_j = p_j dout.
+ * dqkv (B,T,(NH+2*NKV)*HS): the gradient of sum(out * dout). Per query row, with dp_j = dout . v_j
+ * and ds_j = p_j (dp_j - sum_k p_k dp_k) (the softmax Jacobian): dq = ds . k / sqrt(HS),
+ * dk_j = ds_j q / sqrt(HS), dv_j = p_j dout; a kv head sums the contributions of its query heads.
  */
 export function attentionBackward(
-  dout: ArrayLike<number>, qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null,
-  B: number, T: number, C: number, NH: number,
+  dout: ArrayLike<number>, qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null, B: number, T: number, heads: Heads,
 ): Float64Array {
-  const hs = C / NH, scale = 1 / Math.sqrt(hs);
-  const dqkv = new Float64Array(B * T * 3 * C);
+  const { NH, NKV, HS } = heads, scale = 1 / Math.sqrt(HS);
+  const dqkv = new Float64Array(B * T * (NH + 2 * NKV) * HS);
   const p = new Float64Array(T), dp = new Float64Array(T);
   for (let b = 0; b < B; b++)
-    for (let h = 0; h < NH; h++)
+    for (let h = 0; h < NH; h++) {
+      const L = layout(heads, h);
       for (let t = 0; t < T; t++) {
-        rowProbabilities(p, qkv, segmentIds, b, h, t, T, C, hs);
-        const o = (b * T + t) * C + h * hs;
-        const q = (b * T + t) * 3 * C + h * hs;
+        rowProbabilities(p, qkv, segmentIds, heads, b, h, t, T);
+        const o = (b * T + t) * L.outRow + h * HS;
+        const q = (b * T + t) * L.row + L.q;
         let pDotDp = 0;
         for (let j = 0; j <= t; j++) {
-          const v = (b * T + j) * 3 * C + 2 * C + h * hs;
+          const v = (b * T + j) * L.row + L.v;
           let s = 0;
-          for (let d = 0; d < hs; d++) s += dout[o + d] * qkv[v + d];
+          for (let d = 0; d < HS; d++) s += dout[o + d] * qkv[v + d];
           dp[j] = s;
           pDotDp += p[j] * s;
         }
         for (let j = 0; j <= t; j++) {
           if (p[j] === 0) continue;
           const ds = p[j] * (dp[j] - pDotDp) * scale;
-          const k = (b * T + j) * 3 * C + C + h * hs;
-          for (let d = 0; d < hs; d++) {
+          const k = (b * T + j) * L.row + L.k, v = (b * T + j) * L.row + L.v;
+          for (let d = 0; d < HS; d++) {
             dqkv[q + d] += ds * qkv[k + d];
             dqkv[k + d] += ds * qkv[q + d];
-            dqkv[k + C + d] += p[j] * dout[o + d];
+            dqkv[v + d] += p[j] * dout[o + d];
           }
         }
       }
+    }
   return dqkv;
 }
