@@ -6,7 +6,7 @@
 import { setPrecision } from '../lib/device';
 import { parseModelSpec } from '../lib/model/config';
 import { generate } from '../lib/model/generate';
-import { GPT2 } from '../lib/model/gpt2';
+import { Decoder } from '../lib/model/decoder';
 import { addon } from '../lib/native';
 
 function arg(name: string, fallback: string): string {
@@ -18,7 +18,7 @@ const device = arg('device', 'cpu') as 'cpu' | 'cuda';
 if (device === 'cuda') setPrecision(arg('precision', 'bf16') as 'bf16' | 'fp32');
 if (arg('threads', '') !== '') addon.setNumThreads(Number(arg('threads', '2')));
 const config = parseModelSpec(`new:n_layer=${arg('n-layer', '12')},n_head=${arg('n-head', '12')},n_embd=${arg('n-embd', '768')}`);
-const model = new GPT2(config, device);
+const model = new Decoder(config, device);
 model.initRandom(0);
 const P = Number(arg('prompt', '16')), N = Number(arg('new', '128'));
 const prompt = Array.from({ length: P }, (_, i) => (i * 7919) % config.vocab_size);

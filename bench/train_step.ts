@@ -5,7 +5,7 @@
  *     --n-positions 1024 --batch 4 --seq 256 --steps 3 --warmup 1 --threads 2 [--device cuda --precision bf16]
  * On CUDA each step ends with a device synchronisation, so its wall time includes all its kernels.
  */
-import { GPT2 } from '../lib/model/gpt2';
+import { Decoder } from '../lib/model/decoder';
 import { parseModelSpec } from '../lib/model/config';
 import { setPrecision } from '../lib/device';
 import { addon } from '../lib/native';
@@ -32,7 +32,7 @@ export function main(): void {
   if (device === 'cuda') setPrecision(precision);
   const sync = () => { if (device === 'cuda') addon.cuda.synchronize?.(); };
   const config = parseModelSpec(`new:n_layer=${nLayer},n_head=${nHead},n_embd=${nEmbd},vocab_size=${vocab},n_positions=${nPositions}`);
-  const model = new GPT2(config, device);
+  const model = new Decoder(config, device);
   model.initRandom(0);
   const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 });
   const rng = new Rng(1);

@@ -2,11 +2,17 @@
 export { addon, kernels } from './native';
 export type { Addon, ArenaHandle, DeviceName, Kernels, TensorRef } from './native';
 export { Tensor, TensorArena } from './tensor';
-export { GPT2, IGNORE_INDEX, parameterSpecs } from './model/gpt2';
-export type { ForwardOptions, ForwardResult, MemoryReport } from './model/gpt2';
+export { Decoder, IGNORE_INDEX, parameterSpecs } from './model/decoder';
+/** The model class's name before the Llama family joined; the same class. */
+export { Decoder as GPT2 } from './model/decoder';
+export type { ForwardOptions, ForwardResult, MemoryReport } from './model/decoder';
 export { loadModel, saveModel, checkpointTensors } from './model/checkpoint';
-export { parseGPT2Config, loadGPT2Config, configToJSON, parseModelSpec, presetConfig, countParameters } from './model/config';
-export type { GPT2Config } from './model/config';
+export type { SaveOptions, SaveDtype } from './model/checkpoint';
+export {
+  parseGPT2Config, loadGPT2Config, configToJSON, parseModelSpec, presetConfig, countParameters,
+  parseModelConfig, loadModelConfig, parseDecoderSpec, decoderConfigFromGPT2,
+} from './model/config';
+export type { GPT2Config, DecoderConfig, ModelType, RopeScaling } from './model/config';
 export { generate, sampleToken } from './model/generate';
 export type { GenerateOptions, GenerateResult } from './model/generate';
 export { loadTokenizer, BPETokenizer } from './tokenizer';

@@ -95,6 +95,10 @@ export interface TrainConfig {
   save_total_limit: number | null;
   /** Resume from this checkpoint folder (or from the newest checkpoint inside it). Default null. */
   resume_from: string | null;
+  /** Dtype of the weights in output_dir: f32, or bf16 (rounded; checkpoints stay f32 for exact resuming). Default "f32". */
+  save_dtype: 'f32' | 'bf16';
+  /** Shard output_dir's weights above this size, as save_pretrained's max_shard_size ("5GB", "500MB", bytes). Default "5GB". */
+  max_shard_size: string;
 
   // --- machine and logging ---
   /** Backend: cpu, cuda, or auto (cuda when a GPU is usable). Default "cpu". */
@@ -166,6 +170,8 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   save_every: { type: 'int', min: 0, default: 0, flag: 'save-every', help: 'write a resumable checkpoint every N steps (0 = none)' },
   save_total_limit: { type: 'int', min: 1, nullable: true, default: null, flag: 'save-total-limit', help: 'keep at most N step checkpoints (default: all)' },
   resume_from: { type: 'string', nullable: true, default: null, flag: 'resume', help: 'resume from a checkpoint folder (or the newest one inside it)' },
+  save_dtype: { type: 'string', choices: ['f32', 'bf16'] as const, default: 'f32', flag: 'save-dtype', help: "dtype of the output model's weights (checkpoints stay f32)" },
+  max_shard_size: { type: 'string', default: '5GB', flag: 'max-shard-size', help: 'shard the output weights above this size (5GB, 500MB, or bytes), as save_pretrained' },
   device: { type: 'string', choices: DEVICE_SETTINGS, default: 'cpu', flag: 'device', help: 'backend: cpu, cuda, or auto' },
   precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },
   threads: { type: 'int', min: 1, nullable: true, default: null, flag: 'threads', help: 'CPU threads for the kernels (default: all cores)' },

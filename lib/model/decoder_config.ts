@@ -63,6 +63,15 @@ export interface DecoderConfig {
   json: Record<string, unknown>;
 }
 
+/**
+ * The longest sequence the model computes exactly: its positions, or Mistral's sliding window when
+ * that is shorter (full causal attention equals sliding-window attention only while every query
+ * sees at most the window).
+ */
+export function contextLength(cfg: DecoderConfig): number {
+  return cfg.slidingWindow !== null && cfg.slidingWindow < cfg.maxPositions ? cfg.slidingWindow : cfg.maxPositions;
+}
+
 /** Width of the packed q/k/v projection: (NH + 2 NKV) * HS (GPT-2: 3C). */
 export function qkvWidth(cfg: DecoderConfig): number {
   return (cfg.heads + 2 * cfg.kvHeads) * cfg.headDim;

@@ -7,11 +7,11 @@ import { DeviceChoice, resolveDevice } from '../device';
 import { UsageError } from '../errors';
 import { loadTokenizer, Tokenizer } from '../tokenizer';
 import { loadModel } from './checkpoint';
-import { parseModelSpec } from './config';
-import { GPT2 } from './gpt2';
+import { parseDecoderSpec } from './config';
+import { Decoder } from './decoder';
 
 export interface OpenedModel {
-  model: GPT2;
+  model: Decoder;
   tokenizer: Tokenizer;
   /** The folder the tokenizer came from (copied into saved checkpoints), null for new: models. */
   tokenizerDir: string | null;
@@ -21,21 +21,21 @@ export interface OpenedModel {
 export function openModel(spec: string, device: DeviceChoice, seed: number): OpenedModel {
   const dev = resolveDevice(device);
   if (spec.startsWith('new:')) {
-    const config = parseModelSpec(spec);
+    const config = parseDecoderSpec(spec);
     const tokenizer = loadTokenizer();
-    if (config.vocab_size < tokenizer.vocabSize) {
-      throw new UsageError(`--model ${spec}: vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tokenizer.vocabSize} (${tokenizer.name})`);
+    if (config.vocabSize < tokenizer.vocabSize) {
+      throw new UsageError(`--model ${spec}: vocab_size ${config.vocabSize} is smaller than the tokenizer's ${tokenizer.vocabSize} (${tokenizer.name})`);
     }
-    const model = new GPT2(config, dev);
-    model.initRandom(seed, config.initializer_range);
+    const model = new Decoder(config, dev);
+    model.initRandom(seed);
     return { model, tokenizer, tokenizerDir: null };
   }
-  if (!fs.existsSync(spec)) throw new UsageError(`--model ${spec}: folder not found (give a Hugging Face GPT-2 folder or new:n_layer=...,n_head=...,n_embd=...)`);
+  if (!fs.existsSync(spec)) throw new UsageError(`--model ${spec}: folder not found (give a Hugging Face model folder (GPT-2, Llama, Mistral, Qwen2, Qwen3) or new:n_layer=...,n_head=...,n_embd=...)`);
   const tokenizer = loadTokenizer(spec);
   const model = loadModel(spec, { device: dev });
-  if (tokenizer.vocabSize > model.config.vocab_size) {
+  if (tokenizer.vocabSize > model.config.vocabSize) {
     model.free();
-    throw new Error(`${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`);
+    throw new Error(`${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocabSize}`);
   }
   return { model, tokenizer, tokenizerDir: spec };
 }

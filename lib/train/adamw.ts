@@ -6,7 +6,7 @@
  */
 import { addon, kernels } from '../native';
 
-import { GPT2, parameterSpecs } from '../model/gpt2';
+import { Decoder, parameterSpecs } from '../model/decoder';
 import { TensorArena } from '../tensor';
 
 export interface AdamWOptions {
@@ -25,7 +25,7 @@ export class AdamW {
   step = 0;
   private readonly decayEnd: number;
 
-  constructor(readonly model: GPT2, readonly options: AdamWOptions = ADAMW_DEFAULTS) {
+  constructor(readonly model: Decoder, readonly options: AdamWOptions = ADAMW_DEFAULTS) {
     const specs = parameterSpecs(model.config).specs;
     this.m = new TensorArena(model.device, specs);
     this.v = new TensorArena(model.device, specs);

@@ -2,7 +2,7 @@
  * Language-model training and evaluation on a token stream: the semantics of `gptune train` and
  * `gptune eval` (README "The CLI contract").
  */
-import { GPT2, IGNORE_INDEX } from '../model/gpt2';
+import { Decoder, IGNORE_INDEX } from '../model/decoder';
 import { Rng } from '../util/rng';
 import { AdamW, AdamWOptions, clipScale } from './adamw';
 import { learningRate, ScheduleName } from './schedule';
@@ -82,7 +82,7 @@ export interface StepLog {
 }
 
 /** Trains on a token stream; onStep is awaited after every optimizer step (logging, yielding). */
-export async function trainLM(model: GPT2, tokens: Int32Array, o: LMTrainOptions, onStep: (log: StepLog) => void | Promise<void>): Promise<void> {
+export async function trainLM(model: Decoder, tokens: Int32Array, o: LMTrainOptions, onStep: (log: StepLog) => void | Promise<void>): Promise<void> {
   const T = o.seqLen, B = o.batchSize;
   const count = windowCount(tokens.length, T);
   if (count < 1) throw new RangeError(`the data has ${tokens.length} tokens, fewer than seq_len + 1 = ${T + 1} needed for one training window`);
@@ -130,8 +130,8 @@ export interface LMEvalResult {
  * Splits tokens into consecutive chunks of at most T tokens (no overlap); in each chunk every token
  * after the first is predicted from the chunk's earlier tokens. Full chunks run B at a time.
  */
-export function evalLM(model: GPT2, tokens: Int32Array, T: number, batchSize = 1): LMEvalResult {
-  if (T > model.config.n_positions) throw new RangeError(`--seq-len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
+export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1): LMEvalResult {
+  if (T > model.contextLength) throw new RangeError(`--seq-len ${T} exceeds ${model.contextLimit}`);
   let lossSum = 0, count = 0, correct = 0;
   const fullChunks = Math.floor(tokens.length / T);
   const run = (starts: number[], len: number) => {

@@ -25,8 +25,9 @@ import type { Batch, BatchSource } from '../data/types';
 import { setPrecision, setThreads } from '../device';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
-import { saveModel, TOKENIZER_FILES } from '../model/checkpoint';
-import { GPT2, IGNORE_INDEX } from '../model/gpt2';
+import { parseShardSize } from '../io/sharded';
+import { modelFolderFiles, saveModel, TOKENIZER_FILES } from '../model/checkpoint';
+import { Decoder, IGNORE_INDEX } from '../model/decoder';
 import { Tokenizer } from '../tokenizer';
 import { AdamW, clipScale } from './adamw';
 import {
@@ -52,7 +53,7 @@ function countCorrect(predictions: Int32Array, targets: Int32Array): number {
 }
 
 /** Loss, perplexity and token-level accuracy of `model` over `batches` (no gradients). */
-export function evaluate(model: GPT2, batches: readonly Batch[]): EvalResult {
+export function evaluate(model: Decoder, batches: readonly Batch[]): EvalResult {
   let lossSum = 0, tokens = 0, correct = 0;
   for (const b of batches) {
     const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
@@ -144,12 +145,12 @@ export interface FitResult {
   /** What lib/data made of the files (null when the batches came from options.train). */
   dataReport: DataReport | null;
   /** The model in its final state (after the last step, not the best one); the caller frees it. */
-  model: GPT2;
+  model: Decoder;
 }
 
 export interface TrainerOptions {
   /** Train this model instead of loading config.model (the caller keeps ownership). */
-  model?: GPT2;
+  model?: Decoder;
   /** The tokenizer and the folder its files are copied from into checkpoints (with `model`). */
   tokenizer?: Tokenizer;
   tokenizerDir?: string | null;
@@ -197,8 +198,6 @@ function readTokenizerFiles(dir: string | null): Record<string, Uint8Array> {
   return files;
 }
 
-const MODEL_FILES = ['config.json', 'model.safetensors', ...TOKENIZER_FILES];
-
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly config: TrainConfig;
   private stopRequest: string | null = null;
@@ -215,6 +214,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       require: required, sources: { overrides: 'Trainer config' }, validationProvided: opts.validation !== undefined,
     });
     if (opts.model && this.config.resume_from) throw new ConfigError('Trainer: resume_from loads the model from the checkpoint; do not pass options.model as well');
+    parseShardSize(this.config.max_shard_size, 'max_shard_size');
     if (opts.train && !opts.validation && (this.config.validation !== null || this.config.validation_fraction > 0)) {
       throw new ConfigError('Trainer: with options.train, give the validation batches as options.validation (config.validation / validation_fraction only apply to data built from files)');
     }
@@ -284,8 +284,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const ownsModel = !this.opts.model;
     try {
       const { model } = opened;
-      const T = c.seq_len ?? Math.min(model.config.n_positions, 256);
-      if (T > model.config.n_positions) throw new ConfigError(`seq_len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
+      const T = c.seq_len ?? Math.min(model.contextLength, 256);
+      if (T > model.contextLength) throw new ConfigError(`seq_len ${T} exceeds ${model.contextLimit}`);
       let train = this.opts.train;
       let validation = this.opts.validation ?? null;
       let dataReport: DataReport | null = null;
@@ -479,29 +479,27 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /**
    * output_dir gets the best model (checkpoints/best) when there was validation, else the final one.
-   * When the checkpoints live inside output_dir the folder cannot be swapped as a whole, so each
-   * model file is replaced atomically on its own: config.json and the tokenizer files are the same
-   * for every checkpoint of a run, and model.safetensors is replaced in one rename.
+   * The weights are written as save_dtype, sharded above max_shard_size (checkpoints are always
+   * f32 in one file, for exact resuming). When the checkpoints live inside output_dir the folder
+   * cannot be swapped as a whole, so each model file is replaced atomically on its own: config.json
+   * and the tokenizer files are the same for every checkpoint of a run, and the weights' single
+   * file (or the shard index, after the shards) is replaced in one rename.
    */
   private publish(s: Setup, source: string | null): void {
-    const outDir = this.config.output_dir!;
+    const c = this.config, outDir = c.output_dir!;
+    const saveOptions = { dtype: c.save_dtype, maxShardSize: c.max_shard_size };
     if (source === null) {
-      saveModel(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles });
+      saveModel(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles, ...saveOptions });
       return;
     }
-    const files: Record<string, Buffer> = {};
-    for (const name of MODEL_FILES) {
-      const file = path.join(source, name);
-      if (fs.existsSync(file)) files[name] = fs.readFileSync(file);
-    }
+    const files = modelFolderFiles(source, saveOptions);
     const inside = !path.relative(path.resolve(outDir), path.resolve(source)).startsWith('..');
     if (!inside) {
       writeDirAtomic(outDir, files);
       return;
     }
     fs.mkdirSync(outDir, { recursive: true });
-    for (const name of Object.keys(files).filter((n) => n !== 'model.safetensors')) writeFileAtomic(path.join(outDir, name), files[name]);
-    writeFileAtomic(path.join(outDir, 'model.safetensors'), files['model.safetensors']);
+    for (const name of Object.keys(files)) writeFileAtomic(path.join(outDir, name), files[name]);
   }
 
   private result(

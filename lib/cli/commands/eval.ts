@@ -54,8 +54,8 @@ function runLM(v: Values, modelDir: string): TaskRun {
   const { model, tokenizer } = openModel(modelDir, v.device as DeviceChoice, 0);
   try {
     const tokens = encodeFile(tokenizer, v.data as string, '--data');
-    const T = (v['seq-len'] as number | undefined) ?? model.config.n_positions;
-    if (T > model.config.n_positions) throw new UsageError(`--seq-len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
+    const T = (v['seq-len'] as number | undefined) ?? model.contextLength;
+    if (T > model.contextLength) throw new UsageError(`--seq-len ${T} exceeds ${model.contextLimit}`);
     const started = Date.now();
     const r = evaluateLM(model, tokens, T, (v['batch-size'] as number | undefined) ?? 4);
     const result = { ...r, seconds: (Date.now() - started) / 1000 };

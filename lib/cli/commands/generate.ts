@@ -25,8 +25,8 @@ export const generateCommand: Command = {
     const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0);
     const prompt = tokenizer.encode(v.prompt as string);
     if (prompt.length === 0) throw new UsageError('--prompt: the prompt is empty');
-    if (prompt.length > model.config.n_positions) {
-      throw new UsageError(`--prompt: ${prompt.length} tokens is longer than the model's context of ${model.config.n_positions} (n_positions)`);
+    if (prompt.length > model.contextLength) {
+      throw new UsageError(`--prompt: ${prompt.length} tokens is longer than the model's context of ${model.contextLength} (${model.contextLimit})`);
     }
     const r = generate(model, prompt, {
       maxNewTokens: v['max-new-tokens'] as number, temperature: v.temperature as number, greedy: Boolean(v.greedy),
