@@ -3,25 +3,10 @@
  * and output folder, generate's determinism, and one-line errors for bad input with nothing
  * written to --out.
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { FIXTURES, relError, tempDir, TINY, tinyRef } from '../helpers';
-
-const ROOT = path.resolve(__dirname, '../..');
-// `npm test` compiles first (tsc), so the CLI runs exactly as the installed `gptune` bin does.
-const CLI = path.join(ROOT, 'dist/lib/cli/main.js');
-
-function gptune(...args: string[]): { code: number; stdout: string; stderr: string } {
-  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build:ts\` (npm test does it)`);
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function lastJSON(stdout: string): Record<string, unknown> {
-  const lines = stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
+import { gptune, lastJSON } from './run';
 
 const ref = tinyRef();
 

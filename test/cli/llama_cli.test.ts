@@ -6,7 +6,6 @@
  * model's own numbers are checked against PyTorch in test/model/llama_reference.test.ts; here the
  * CLI must agree with the library's forward pass on the same folder.
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { readSafetensorsHeader } from '../../lib/io/safetensors';
@@ -15,21 +14,9 @@ import { generate } from '../../lib/model/generate';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { FIXTURES, relError, tempDir } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
+import { gptune, lastJSON } from './run';
 
-const ROOT = path.resolve(__dirname, '../..');
-const CLI = path.join(ROOT, 'dist/lib/cli/main.js');
 const TEXT = path.join(FIXTURES, 'eval-text.txt');
-
-function gptune(...args: string[]): { code: number; stdout: string; stderr: string } {
-  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build:ts\` (npm test does it)`);
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function lastJSON(stdout: string): Record<string, unknown> {
-  const lines = stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
 
 function logLines(file: string): Array<Record<string, number>> {
   return fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
