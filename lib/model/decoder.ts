@@ -181,6 +181,29 @@ export function blockBuffers(arena: TensorArena, prefix: string): BlockBuffers {
   };
 }
 
+/**
+ * The activation arena's specs for (B, T), in arena order: the embedding output, every block's
+ * buffers (blockBufferSpecs), the final norm, the logits (B*T, V: usually the largest buffer) and
+ * the cross-entropy's, then the backward scratch (the residual-stream gradient and one buffer per
+ * intermediate width; empty without backward). A memory plan sizes activations from this.
+ */
+export function activationSpecs(cfg: DecoderConfig, B: number, T: number, withBackward: boolean): TensorSpec[] {
+  const C = cfg.width, V = cfg.vocabSize, BT = B * T;
+  const specs: TensorSpec[] = [{ name: 'encoded', shape: [BT, C] }];
+  for (let l = 0; l < cfg.layers; l++) specs.push(...blockBufferSpecs(cfg, `${l}.`, BT, B, T, true));
+  specs.push(
+    { name: 'lnf', shape: [BT, C] }, { name: 'lnfMean', shape: [cfg.norm === 'layernorm' ? BT : 0] }, { name: 'lnfRstd', shape: [BT] },
+    { name: 'logits', shape: [BT, V] }, { name: 'losses', shape: [BT] }, { name: 'ceLse', shape: [BT] },
+  );
+  const grad = withBackward ? BT : 0;
+  specs.push(
+    { name: 'dresidual', shape: [grad, C] }, { name: 'dC', shape: [grad, C] }, { name: 'dAtt', shape: [grad, attentionWidth(cfg)] },
+    { name: 'dqkv', shape: [grad, qkvWidth(cfg)] }, { name: 'dqkvRaw', shape: [cfg.qkNorm ? grad : 0, qkvWidth(cfg)] },
+    { name: 'dH', shape: [grad, cfg.ffnWidth] }, { name: 'dFI', shape: [grad, ffnInputWidth(cfg)] },
+  );
+  return specs;
+}
+
 /** Activations and backward scratch for up to (B, T); reused for any smaller batch. */
 class Activations {
   readonly arena: TensorArena;
@@ -191,20 +214,7 @@ class Activations {
   readonly dresidual: Tensor; dC: Tensor; dAtt: Tensor; dqkv: Tensor; dqkvRaw: Tensor; dH: Tensor; dFI: Tensor;
 
   constructor(device: DeviceName, cfg: DecoderConfig, readonly B: number, readonly T: number, withBackward: boolean) {
-    const C = cfg.width, V = cfg.vocabSize, BT = B * T;
-    const specs: TensorSpec[] = [{ name: 'encoded', shape: [BT, C] }];
-    for (let l = 0; l < cfg.layers; l++) specs.push(...blockBufferSpecs(cfg, `${l}.`, BT, B, T, true));
-    specs.push(
-      { name: 'lnf', shape: [BT, C] }, { name: 'lnfMean', shape: [cfg.norm === 'layernorm' ? BT : 0] }, { name: 'lnfRstd', shape: [BT] },
-      { name: 'logits', shape: [BT, V] }, { name: 'losses', shape: [BT] }, { name: 'ceLse', shape: [BT] },
-    );
-    const grad = withBackward ? BT : 0;
-    specs.push(
-      { name: 'dresidual', shape: [grad, C] }, { name: 'dC', shape: [grad, C] }, { name: 'dAtt', shape: [grad, attentionWidth(cfg)] },
-      { name: 'dqkv', shape: [grad, qkvWidth(cfg)] }, { name: 'dqkvRaw', shape: [cfg.qkNorm ? grad : 0, qkvWidth(cfg)] },
-      { name: 'dH', shape: [grad, cfg.ffnWidth] }, { name: 'dFI', shape: [grad, ffnInputWidth(cfg)] },
-    );
-    this.arena = new TensorArena(device, specs);
+    this.arena = new TensorArena(device, activationSpecs(cfg, B, T, withBackward));
     const g = (n: string) => this.arena.get(n);
     this.encoded = g('encoded');
     for (let l = 0; l < cfg.layers; l++) this.layers.push(blockBuffers(this.arena, `${l}.`));

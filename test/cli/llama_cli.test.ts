@@ -136,7 +136,7 @@ test('generate: greedy equals the library\'s generate(), and a seed makes sampli
   expect(sample('7')).not.toEqual(sample('8'));
 });
 
-test('eval --task classify and --task generate, and data inspect, run on a Llama folder', () => {
+test('eval --task classify and --task generate, sample and data inspect, run on a Llama folder', () => {
   const c = gptune('eval', '--task', 'classify', '--model', LLAMA, '--data', path.join(FIXTURES, 'data', 'classification.jsonl'), '--json');
   expect(c.stderr).toBe('');
   expect(c.code).toBe(0);
@@ -144,6 +144,11 @@ test('eval --task classify and --task generate, and data inspect, run on a Llama
   const g = gptune('eval', '--task', 'generate', '--model', LLAMA, '--data', path.join(FIXTURES, 'eval', 'generate.jsonl'), '--json');
   expect(g.code).toBe(0);
   expect(typeof lastJSON(g.stdout).bleu).toBe('number');
+  const review = path.join(tempDir(), 'review.jsonl');
+  const s = gptune('sample', '--model', LLAMA, '--data', path.join(FIXTURES, 'eval', 'generate.jsonl'), '-n', '2', '--out', review);
+  expect(s.stderr).toBe('');
+  expect(s.code).toBe(0);
+  expect(fs.readFileSync(review, 'utf8').trim().split('\n')).toHaveLength(2);
   const d = gptune('data', 'inspect', path.join(FIXTURES, 'data', 'classification.jsonl'), '--model', LLAMA, '--json');
   expect(d.code).toBe(0);
   expect(lastJSON(d.stdout).seqLen).toBe(64);
