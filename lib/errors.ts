@@ -5,3 +5,9 @@ export class UsageError extends Error {}
  * config.json key, index entry or tensor.
  */
 export class CheckpointError extends UsageError {}
+
+/** A run would need more memory than is available (or than --max-memory allows); nothing was allocated. */
+export class MemoryBudgetError extends UsageError {}
+
+/** Non-finite numbers where finite ones are required: a model's weights, a loss. */
+export class NonFiniteError extends Error {}

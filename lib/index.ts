@@ -2,10 +2,11 @@
 export { addon, kernels } from './native';
 export type { Addon, ArenaHandle, DeviceName, Kernels, TensorRef } from './native';
 export { Tensor, TensorArena } from './tensor';
-export { Decoder, IGNORE_INDEX, parameterSpecs } from './model/decoder';
+export { Decoder, IGNORE_INDEX, parameterSpecs, planMemory } from './model/decoder';
 /** The model class's name before the Llama family joined; the same class. */
 export { Decoder as GPT2 } from './model/decoder';
-export type { ForwardOptions, ForwardResult, MemoryReport } from './model/decoder';
+export type { ForwardOptions, ForwardResult, MemoryPlan, MemoryReport, ModelUse } from './model/decoder';
+export { CheckpointError, MemoryBudgetError, NonFiniteError, UsageError } from './errors';
 export { loadModel, saveModel, checkpointTensors } from './model/checkpoint';
 export type { SaveOptions, SaveDtype } from './model/checkpoint';
 export {
@@ -13,7 +14,7 @@ export {
   parseModelConfig, loadModelConfig, parseDecoderSpec, decoderConfigFromGPT2,
 } from './model/config';
 export type { GPT2Config, DecoderConfig, ModelType, RopeScaling } from './model/config';
-export { generate, sampleToken } from './model/generate';
+export { generate, planGenerationMemory, sampleToken } from './model/generate';
 export type { GenerateOptions, GenerateResult } from './model/generate';
 export { loadTokenizer, BPETokenizer } from './tokenizer';
 export type { Tokenizer } from './tokenizer';
@@ -28,6 +29,6 @@ export { VERSION } from './version';
 export * as data from './data';
 export * as evaluation from './eval';
 export { Trainer, evaluate } from './train/trainer';
-export type { EvalResult, FitResult, StepLog, EvalLog, TrainerOptions, TrainerEvents } from './train/trainer';
+export type { EvalResult, FitResult, StepLog, EvalLog, TrainerOptions, TrainerEvents, TrainingWarning, StopReason } from './train/trainer';
 export * as config from './config';
 export type { TrainConfig } from './config';

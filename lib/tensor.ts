@@ -54,6 +54,26 @@ export interface TensorSpec {
   shape: readonly number[];
 }
 
+/** Float offsets of each spec in an arena (16-float aligned) and the arena's total floats. */
+function arenaLayout(specs: readonly TensorSpec[]): { offsets: number[]; numel: number } {
+  let offset = 0;
+  const offsets: number[] = [];
+  for (const spec of specs) {
+    for (const d of spec.shape) {
+      if (!Number.isInteger(d) || d < 0) throw new RangeError(`tensor ${spec.name}: bad dimension ${d} in shape [${spec.shape.join(', ')}]`);
+    }
+    offsets.push(offset);
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    offset += Math.ceil(n / ALIGN_FLOATS) * ALIGN_FLOATS;
+  }
+  return { offsets, numel: offset };
+}
+
+/** Bytes of the arena that TensorArena would allocate for these specs (padding included). */
+export function arenaBytes(specs: readonly TensorSpec[]): number {
+  return arenaLayout(specs).numel * 4;
+}
+
 /** A set of named tensors living in one arena. */
 export class TensorArena<K extends string = string> {
   readonly arena: ArenaHandle;
@@ -62,18 +82,9 @@ export class TensorArena<K extends string = string> {
   readonly numel: number;
 
   constructor(device: DeviceName, specs: readonly TensorSpec[]) {
-    let offset = 0;
-    const offsets: number[] = [];
-    for (const spec of specs) {
-      for (const d of spec.shape) {
-        if (!Number.isInteger(d) || d < 0) throw new RangeError(`tensor ${spec.name}: bad dimension ${d} in shape [${spec.shape.join(', ')}]`);
-      }
-      offsets.push(offset);
-      const n = spec.shape.reduce((a, b) => a * b, 1);
-      offset += Math.ceil(n / ALIGN_FLOATS) * ALIGN_FLOATS;
-    }
-    this.numel = offset;
-    this.arena = new addon.Arena(device, offset);
+    const { offsets, numel } = arenaLayout(specs);
+    this.numel = numel;
+    this.arena = new addon.Arena(device, numel);
     this.tensors = new Map();
     specs.forEach((spec, i) => {
       if (this.tensors.has(spec.name as K)) throw new Error(`duplicate tensor name ${spec.name}`);

@@ -2,6 +2,8 @@
 import * as fs from 'fs';
 import { DEVICE_CHOICES, PRECISIONS } from '../device';
 import type { Tokenizer } from '../tokenizer';
+import type { MemoryCheck } from '../model/open';
+import { parseByteSize } from '../util/memory';
 import { FlagSpec, UsageError } from './args';
 
 export const COMMON: Record<string, FlagSpec> = {
@@ -11,10 +13,27 @@ export const COMMON: Record<string, FlagSpec> = {
   help: { type: 'bool', help: 'show this help' },
 };
 
+export const MAX_MEMORY_FLAG: Record<string, FlagSpec> = {
+  'max-memory': { type: 'string', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },
+};
+
+/**
+ * The memory check of a command's run: its plan once the model's config is known (before anything
+ * is allocated), against --max-memory or what the machine has.
+ */
+export function memoryCheck(v: Record<string, unknown>, what: string, plan: MemoryCheck['plan'], lower: string): MemoryCheck {
+  const text = v['max-memory'] as string | undefined;
+  const maxBytes = text === undefined ? null : parseByteSize(text);
+  if (maxBytes === null && text !== undefined) throw new UsageError(`--max-memory: expected a size such as 8GB or 512MiB but received '${text}'`);
+  return { what, plan, maxBytes, lower };
+}
+
 export interface Command {
   usage: string;
   description: string;
   flags: Record<string, FlagSpec>;
+  /** Whether the command reads positional arguments (it checks them); otherwise any is an error. */
+  positionals?: boolean;
   run(values: Record<string, unknown>, positionals: string[]): Promise<void> | void;
 }
 

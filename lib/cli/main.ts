@@ -48,6 +48,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const { values, positionals } = parseFlags(name, rest, command.flags);
+    if (positionals.length > 0 && !command.positionals) {
+      throw new UsageError(`unexpected argument '${positionals[0]}' (options start with --; see gptune ${name} --help)`);
+    }
     // Backend settings shared by every command that takes them (the commands don't repeat this).
     if (values.threads !== undefined) setThreads(values.threads as number);
     if (values.precision !== undefined) setPrecision(values.precision as 'fp32' | 'bf16');

@@ -9,6 +9,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseDocument } from 'yaml';
+import { describeValue } from '../util/check';
+import { parseByteSize } from '../util/memory';
 
 export type DataFormat = 'auto' | 'text' | 'prompt_completion' | 'chat' | 'classification';
 export const DATA_FORMATS: readonly DataFormat[] = ['auto', 'text', 'prompt_completion', 'chat', 'classification'];
@@ -69,7 +71,7 @@ export interface TrainConfig {
   beta1: number;
   /** AdamW beta2, in [0, 1). Default 0.999. */
   beta2: number;
-  /** AdamW epsilon. Default 1e-8. */
+  /** AdamW epsilon, > 0. Default 1e-8. */
   eps: number;
   /** Global gradient-norm clip; 0 = no clipping. Default 1.0. */
   grad_clip: number;
@@ -100,6 +102,21 @@ export interface TrainConfig {
   /** Shard output_dir's weights above this size, as save_pretrained's max_shard_size ("5GB", "500MB", bytes). Default "5GB". */
   max_shard_size: string;
 
+  // --- divergence and memory guards ---
+  /**
+   * A step whose loss or gradient norm is not finite is skipped (no update); this many consecutive
+   * skipped steps stop the run as diverged (nothing published, checkpoints on disk kept). Default 5.
+   */
+  max_skipped_steps: number;
+  /**
+   * Stop the run as diverged when a step's loss is more than this many standard deviations above
+   * the mean of the previous 100 steps' losses (llm.c's outlier test; the deviation is taken at
+   * least 1% of the mean, so a flat loss does not stop on a small change); 0 = never. Default 50.
+   */
+  divergence_zscore: number;
+  /** Refuse to start when the run's memory plan exceeds this many bytes ("8GB", "512MiB"); null = the memory available. Default null. */
+  max_memory: string | null;
+
   // --- machine and logging ---
   /** Backend: cpu, cuda, or auto (cuda when a GPU is usable). Default "cpu". */
   device: DeviceSetting;
@@ -127,6 +144,8 @@ export interface KeySpec<V> {
   above?: number;
   /** Upper bound, exclusive. */
   below?: number;
+  /** A string that must read as a byte size ("8GB", "512MiB"). */
+  byteSize?: boolean;
   /** Flag name on the command line (without --). */
   flag: string;
   /** One line of help for --help. */
@@ -158,7 +177,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   weight_decay: { type: 'number', min: 0, default: 0, flag: 'weight-decay', help: 'AdamW decoupled weight decay (2D+ tensors only)' },
   beta1: { type: 'number', min: 0, below: 1, default: 0.9, flag: 'beta1', help: 'AdamW beta1' },
   beta2: { type: 'number', min: 0, below: 1, default: 0.999, flag: 'beta2', help: 'AdamW beta2' },
-  eps: { type: 'number', min: 0, default: 1e-8, flag: 'eps', help: 'AdamW epsilon' },
+  eps: { type: 'number', above: 0, default: 1e-8, flag: 'eps', help: 'AdamW epsilon (> 0)' },
   grad_clip: { type: 'number', min: 0, default: 1.0, flag: 'grad-clip', help: 'global gradient-norm clip (0 = none)' },
   seq_len: { type: 'int', min: 1, nullable: true, default: null, flag: 'seq-len', help: 'sequence length T (default: min(n_positions, 256))' },
   seed: { type: 'int', min: 0, default: 1337, flag: 'seed', help: 'seed for shuffling, the validation split and fresh weights' },
@@ -172,6 +191,9 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   resume_from: { type: 'string', nullable: true, default: null, flag: 'resume', help: 'resume from a checkpoint folder (or the newest one inside it)' },
   save_dtype: { type: 'string', choices: ['f32', 'bf16'] as const, default: 'f32', flag: 'save-dtype', help: "dtype of the output model's weights (checkpoints stay f32)" },
   max_shard_size: { type: 'string', default: '5GB', flag: 'max-shard-size', help: 'shard the output weights above this size (5GB, 500MB, or bytes), as save_pretrained' },
+  max_skipped_steps: { type: 'int', min: 1, default: 5, flag: 'max-skipped-steps', help: 'stop as diverged after N consecutive steps with a non-finite loss or gradient norm (each is skipped)' },
+  divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },
+  max_memory: { type: 'string', nullable: true, byteSize: true, default: null, flag: 'max-memory', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },
   device: { type: 'string', choices: DEVICE_SETTINGS, default: 'cpu', flag: 'device', help: 'backend: cpu, cuda, or auto' },
   precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },
   threads: { type: 'int', min: 1, nullable: true, default: null, flag: 'threads', help: 'CPU threads for the kernels (default: all cores)' },
@@ -189,18 +211,13 @@ export class ConfigError extends Error {}
 /** The source name of values that came from command-line flags: errors then name the flag. */
 export const FLAGS_SOURCE = 'command line';
 
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return `a list (${JSON.stringify(value).slice(0, 60)})`;
-  if (typeof value === 'object') return 'an object';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value)}`;
-  return `${typeof value} ${String(value)}`;
-}
 
 function expectedText(spec: KeySpec<unknown>): string {
   let text: string;
   switch (spec.type) {
-    case 'string': text = spec.choices ? `one of ${spec.choices.map((c) => JSON.stringify(c)).join(', ')}` : 'a non-empty string'; break;
+    case 'string':
+      text = spec.choices ? `one of ${spec.choices.map((c) => JSON.stringify(c)).join(', ')}` : spec.byteSize ? 'a size such as "8GB" or "512MiB"' : 'a non-empty string';
+      break;
     case 'bool': text = 'true or false'; break;
     case 'int': case 'number': {
       const noun = spec.type === 'int' ? 'a whole number' : 'a number';
@@ -241,7 +258,7 @@ export function checkValue<K extends ConfigKey>(source: string, key: K, value: u
   const spec = CONFIG_SCHEMA[key] as KeySpec<unknown>;
   // Flags are named as typed (--lr); file keys with the file (config.yaml: key 'learning_rate').
   const name = source === FLAGS_SOURCE ? `--${spec.flag}` : `${source}: key '${key}'`;
-  const fail = () => new ConfigError(`${name}: expected ${expectedText(spec)} but received ${describe(value)}`);
+  const fail = () => new ConfigError(`${name}: expected ${expectedText(spec)} but received ${describeValue(value)}`);
   if (value === null) {
     if (spec.nullable) return value as TrainConfig[K];
     throw fail();
@@ -249,6 +266,7 @@ export function checkValue<K extends ConfigKey>(source: string, key: K, value: u
   switch (spec.type) {
     case 'string':
       if (typeof value !== 'string' || value === '' || (spec.choices && !spec.choices.includes(value))) throw fail();
+      if (spec.byteSize && parseByteSize(value) === null) throw fail();
       return value as TrainConfig[K];
     case 'bool':
       if (typeof value !== 'boolean') throw fail();
@@ -267,7 +285,7 @@ export function checkValue<K extends ConfigKey>(source: string, key: K, value: u
 /** Validates a partial config (from a file, flags or code): every key known, every value well typed. */
 export function checkPartialConfig(source: string, raw: unknown): Partial<TrainConfig> {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(`${source}: expected a mapping of config keys to values but received ${describe(raw)}`);
+    throw new ConfigError(`${source}: expected a mapping of config keys to values but received ${describeValue(raw)}`);
   }
   const out: Partial<TrainConfig> = {};
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {

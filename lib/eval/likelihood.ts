@@ -26,6 +26,17 @@ export interface CompletionScore {
   truncatedPromptTokens: number;
 }
 
+/** The default bound on B*T per forward pass of scoreCompletions. */
+export const DEFAULT_MAX_BATCH_TOKENS = 4096;
+
+/**
+ * The most rows (B*T) one forward pass of scoreCompletions takes: B*T stays within maxBatchTokens
+ * unless a single row (at most n_positions) is longer; memory plans size activations with it.
+ */
+export function maxScoringRows(nPositions: number, batchSize: number, maxBatchTokens = DEFAULT_MAX_BATCH_TOKENS): number {
+  return Math.min(batchSize * nPositions, Math.max(maxBatchTokens, nPositions));
+}
+
 export interface ScoreCompletionsOptions {
   /** Rows per forward pass (default 16). */
   batchSize?: number;
@@ -67,7 +78,7 @@ function prepareRow(item: CompletionItem, index: number, nPositions: number, con
  */
 export function scoreCompletions(model: Decoder, items: readonly CompletionItem[], options: ScoreCompletionsOptions): CompletionScore[] {
   const batchSize = options.batchSize ?? 16;
-  const maxBatchTokens = options.maxBatchTokens ?? 4096;
+  const maxBatchTokens = options.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`scoreCompletions: batchSize must be a whole number >= 1 but received ${batchSize}`);
   const nPositions = model.contextLength;
   const rows = items.map((item, i) => prepareRow(item, i, nPositions, options.contextTokenId));

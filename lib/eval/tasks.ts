@@ -10,6 +10,7 @@ import { compileTemplate, DataRecord, renderRecord, sortedLabels } from '../data
 import { Decoder } from '../model/decoder';
 import { Tokenizer } from '../tokenizer';
 import { evalLM } from '../train/lm';
+import { checkOptions, describeValue } from '../util/check';
 import { ClassificationEvalResult, ClassificationExample, ClassificationOptions, classifyExamples } from './classification';
 import { DecodeOptions, evaluateGenerationExamples, GenerationEvalResult, GenerationExample, generateOutputs } from './generation';
 import { chooseExamples, ReviewEntry } from './review';
@@ -66,6 +67,7 @@ export function evaluateClassification(
   template?: string,
   options: ClassificationOptions = {},
 ): ClassificationEvalResult {
+  checkOptions('evaluateClassification', 'options', options);
   const candidates = candidateLabels(records, labels);
   return classifyExamples(model, tokenizer, classificationExamples(records, candidates, template), candidates, options);
 }
@@ -88,6 +90,7 @@ export interface GenerationTaskOptions extends DecodeOptions {
 
 /** Greedy decoding of every record's prompt, scored with corpus BLEU and ROUGE-1/2/L against the completions. */
 export function evaluateGeneration(model: Decoder, tokenizer: Tokenizer, records: readonly DataRecord[], options: GenerationTaskOptions = {}): GenerationEvalResult {
+  checkOptions('evaluateGeneration', 'options', options);
   const { template, ...decode } = options;
   return evaluateGenerationExamples(model, tokenizer, generationExamples(records, template), decode);
 }
@@ -105,6 +108,7 @@ export interface ReviewOptions extends GenerationTaskOptions {
  * labels seen in all the records.
  */
 export function reviewEntries(model: Decoder, tokenizer: Tokenizer, records: readonly DataRecord[], options: ReviewOptions): ReviewEntry[] {
+  if (options === null || typeof options !== 'object') throw new TypeError(`reviewEntries: expected options to be an object {n, ...} but received ${describeValue(options)}`);
   const { n, seed = 0, template, ...decode } = options;
   const indices = chooseExamples(records.length, n, seed);
   const chosen = indices.map((i) => records[i]);

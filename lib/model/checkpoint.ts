@@ -17,10 +17,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CheckpointError } from '../errors';
 import { FileContents, writeDirAtomic } from '../io/atomic';
-import { Float32TensorToWrite, toFloat32 } from '../io/safetensors';
+import { NonFiniteError } from '../errors';
+import { Float32TensorToWrite, SafetensorsDtype, toFloat32 } from '../io/safetensors';
 import { checkpointFiles, CheckpointTensor, DEFAULT_MAX_SHARD_SIZE, INDEX_FILE, readCheckpointTensors, SINGLE_FILE } from '../io/sharded';
 import type { DeviceName } from '../native';
 import type { TensorArena } from '../tensor';
+import { checkInstance, checkOptions, describeValue } from '../util/check';
 import { loadModelConfig } from './config';
 import { Decoder, globalParamName, parameterSpecs } from './decoder';
 import { DecoderConfig } from './decoder_config';
@@ -34,6 +36,8 @@ export const TOKENIZER_FILES = [
   'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja',
   'generation_config.json',
 ];
+/** Weight dtypes read (converted to float32); integer tensors are refused rather than cast. */
+const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16', 'F64'];
 /** Matches the packed Llama-family parameters, captures (layer prefix, packed name, weight|bias). */
 const PACKED = /^(model\.layers\.\d+\.)(self_attn\.qkv_proj|mlp\.gate_up_proj)\.(weight|bias)$/;
 
@@ -89,6 +93,8 @@ export interface LoadOptions {
 
 /** Loads config.json and the weights (single file or shards) from dir into a new model. */
 export function loadModel(dir: string, options: LoadOptions = {}): Decoder {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`loadModel: expected dir to be a folder path but received ${describeValue(dir)}`);
+  checkOptions('loadModel', 'options', options);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new CheckpointError(`${dir}: model folder not found`);
   const config = loadModelConfig(dir);
   if (!fs.existsSync(path.join(dir, SINGLE_FILE)) && !fs.existsSync(path.join(dir, INDEX_FILE)) && fs.existsSync(path.join(dir, 'pytorch_model.bin'))) {
@@ -120,6 +126,9 @@ function fillParameters(model: Decoder, stored: Map<string, CheckpointTensor>, s
   for (const [rawName, tensor] of stored) {
     const name = canonicalName(cfg, rawName);
     if (IGNORED_BUFFER.test(name)) continue;
+    if (!FLOAT_DTYPES.includes(tensor.dtype)) {
+      throw new CheckpointError(`${tensor.file}: tensor "${rawName}" has dtype ${tensor.dtype} but model weights must be floating point (${FLOAT_DTYPES.join(', ')})`);
+    }
     if (name === tiedHeadName) {
       tiedHead = { name: rawName, tensor };
       continue;
@@ -151,6 +160,11 @@ function fillParameters(model: Decoder, stored: Map<string, CheckpointTensor>, s
       }
     }
     if (values !== null) target.write(values);
+  }
+  const nonFinite = model.nonFiniteParameter();
+  if (nonFinite !== null) {
+    const parts = mappings.find((m) => m.param === nonFinite)!.parts.map((p) => byName.get(p.name)!);
+    throw new NonFiniteError(`${parts[0].tensor.file}: tensor "${parts.map((p) => p.name).join('" or "')}" holds NaN or infinite values (a diverged run's weights?); gptune does not load non-finite weights`);
   }
   if (tiedHead) checkTiedHead(model, tiedHead.name, tiedHead.tensor);
 }
@@ -236,6 +250,9 @@ export function modelFolderFiles(dir: string, options: Pick<SaveOptions, 'dtype'
 
 /** Writes dir/{config.json, weights, tokenizer files} atomically (all or nothing). */
 export function saveModel(model: Decoder, dir: string, options: SaveOptions = {}): void {
+  checkInstance('saveModel', 'model', model, Decoder, 'a Decoder model');
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: expected dir to be a folder path but received ${describeValue(dir)}`);
+  checkOptions('saveModel', 'options', options);
   const dtype = options.dtype ?? 'f32';
   const files: Record<string, FileContents> = {};
   files['config.json'] = JSON.stringify(savedConfigJSON(model.config, dtype), null, 2) + '\n';

@@ -349,6 +349,11 @@ export function decoderConfigFromGPT2(cfg: GPT2Config): DecoderConfig {
   };
 }
 
+/** A DecoderConfig as is, or a GPT2Config (parseGPT2Config, parseModelSpec) as the GPT-2 configuration. */
+export function asDecoderConfig(config: DecoderConfig | GPT2Config): DecoderConfig {
+  return 'n_embd' in config ? decoderConfigFromGPT2(config) : config;
+}
+
 /** A parsed config.json of any supported model_type (absent: GPT-2, as early GPT-2 configs omit it). */
 export function parseModelConfig(json: unknown, source: string): DecoderConfig {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
@@ -368,7 +373,7 @@ export function loadModelConfig(dir: string): DecoderConfig {
 
 /** Number of trainable parameters (a tied LM head counted once with the embedding). */
 export function countParameters(config: GPT2Config | DecoderConfig): number {
-  const cfg = 'n_embd' in config ? decoderConfigFromGPT2(config) : config;
+  const cfg = asDecoderConfig(config);
   const C = cfg.width, H = cfg.ffnWidth, norm = cfg.norm === 'layernorm' ? 2 * C : C;
   const qkv = qkvWidth(cfg), att = attentionWidth(cfg), ffnIn = ffnInputWidth(cfg);
   const perLayer =

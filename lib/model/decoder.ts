@@ -17,9 +17,9 @@
  */
 import { kernels } from '../native';
 import type { DeviceName } from '../native';
-import { Tensor, TensorArena, TensorSpec } from '../tensor';
+import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
 import { Rng } from '../util/rng';
-import { countParameters, decoderConfigFromGPT2, GPT2Config } from './config';
+import { asDecoderConfig, countParameters, GPT2Config } from './config';
 import { attentionWidth, contextLength, DecoderConfig, ffnInputWidth, qkvWidth } from './decoder_config';
 import { ropeTables } from './rope';
 
@@ -204,6 +204,50 @@ export function activationSpecs(cfg: DecoderConfig, B: number, T: number, withBa
   return specs;
 }
 
+/** What a run does with the model, for its memory plan. */
+export interface ModelUse {
+  /** Forward (and backward, when training) on batches of up to B rows of T positions; null: no batch activations (generation). */
+  batch: { B: number; T: number } | null;
+  /** Gradients and the two AdamW moments (each the size of the parameters) are needed. */
+  training: boolean;
+  /** Whether the parameters are already allocated (only what is still to come is planned). */
+  parametersAllocated?: boolean;
+}
+
+/** Bytes of native memory a run allocates, by what they hold (see planMemory). */
+export interface MemoryPlan {
+  parts: Record<string, number>;
+  total: number;
+}
+
+/**
+ * The bytes of every arena a run of this model allocates: parameters, gradients and AdamW moments
+ * (training), activations with their backward scratch for B*T rows (the logits included), and the
+ * RoPE tables. The sizes come from the same spec functions the allocations use (parameterSpecs,
+ * activationSpecs), so the plan cannot drift from them.
+ */
+export function planMemory(config: DecoderConfig | GPT2Config, use: ModelUse): MemoryPlan {
+  const cfg = asDecoderConfig(config);
+  const parameters = arenaBytes(parameterSpecs(cfg).specs);
+  const parts: Record<string, number> = {};
+  if (!use.parametersAllocated) {
+    parts.parameters = parameters;
+    if (cfg.positions === 'rope') parts['RoPE tables'] = arenaBytes(ropeTableSpecs(cfg));
+  }
+  if (use.training) {
+    parts.gradients = parameters;
+    parts['AdamW moments'] = 2 * parameters;
+  }
+  if (use.batch) parts.activations = arenaBytes(activationSpecs(cfg, use.batch.B, use.batch.T, use.training));
+  return { parts, total: Object.values(parts).reduce((a, b) => a + b, 0) };
+}
+
+/** The RoPE cos/sin tables (maxPositions, HS/2) each. */
+function ropeTableSpecs(cfg: DecoderConfig): TensorSpec[] {
+  const shape = [cfg.maxPositions, cfg.headDim / 2];
+  return [{ name: 'cos', shape }, { name: 'sin', shape }];
+}
+
 /** Activations and backward scratch for up to (B, T); reused for any smaller batch. */
 class Activations {
   readonly arena: TensorArena;
@@ -278,7 +322,7 @@ export class Decoder {
 
   /** A GPT2Config (from parseGPT2Config / parseModelSpec) is taken as the GPT-2 configuration. */
   constructor(config: DecoderConfig | GPT2Config, readonly device: DeviceName = 'cpu') {
-    this.config = 'n_embd' in config ? decoderConfigFromGPT2(config) : config;
+    this.config = asDecoderConfig(config);
     const { specs, decayCount } = parameterSpecs(this.config);
     this.decayCount = decayCount;
     this.params = new TensorArena(device, specs);
@@ -363,9 +407,9 @@ export class Decoder {
    */
   ropeTables(): { cos: Tensor; sin: Tensor; positions: number } {
     if (!this.rope) {
-      const cfg = this.config, half = cfg.headDim / 2, n = cfg.maxPositions;
+      const cfg = this.config, n = cfg.maxPositions;
       const { cos, sin } = ropeTables(cfg, n);
-      const arena = new TensorArena(this.device, [{ name: 'cos', shape: [n, half] }, { name: 'sin', shape: [n, half] }]);
+      const arena = new TensorArena(this.device, ropeTableSpecs(cfg));
       arena.get('cos').write(cos);
       arena.get('sin').write(sin);
       this.rope = { arena, cos: arena.get('cos'), sin: arena.get('sin'), positions: n };
@@ -570,6 +614,17 @@ export class Decoder {
     k.encoder_backward(gp('embed'), learned ? gp('positions') : null, dres, tokens, learned ? positions : null, B, T, C, 0);
     // The logits were overwritten: a second backward of the same forward would be wrong.
     this.lastBatch = null;
+  }
+
+  /**
+   * The first parameter tensor holding a NaN or an infinity, or null when all are finite. One
+   * reduction over the arena (a sum of squares in float64 is finite exactly when every value is);
+   * the tensors are searched only when it is not.
+   */
+  nonFiniteParameter(): string | null {
+    if (Number.isFinite(kernels.sum_squares(this.params.all(), this.params.numel))) return null;
+    for (const [name, t] of this.params.tensors) if (!Number.isFinite(kernels.sum_squares(t, t.numel))) return name;
+    return null;
   }
 
   /** Global L2 norm of the gradients (padding between tensors is zero, so one reduction). */

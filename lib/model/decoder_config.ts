@@ -96,6 +96,17 @@ export function describeValue(value: unknown): string {
 }
 
 /**
+ * Upper bounds of the size keys of both families: far beyond any published model (Llama 3.1 405B: 126
+ * layers, width 16384, MLP 53248, vocabulary 128256, context 131072), low enough that a typo such as
+ * n_layer=100000 is named as the key it is rather than found by the memory plan or the allocator.
+ */
+const SIZE_LIMITS: Record<string, number> = {
+  vocab_size: 2 ** 24, n_positions: 2 ** 20, n_embd: 2 ** 16, n_layer: 1024, n_head: 1024, n_inner: 2 ** 18,
+  max_position_embeddings: 2 ** 20, hidden_size: 2 ** 16, num_hidden_layers: 1024, num_attention_heads: 1024,
+  num_key_value_heads: 1024, head_dim: 2 ** 12, intermediate_size: 2 ** 18,
+};
+
+/**
  * Typed reads of config.json keys, each failing with one line naming the source and the key.
  * `fallback` is used when the key is absent (or null); without one a missing key is an error.
  */
@@ -121,6 +132,8 @@ export class ConfigKeys {
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
       this.fail(`${key} must be a positive integer but is ${describeValue(value)}`);
     }
+    const max = SIZE_LIMITS[key];
+    if (max !== undefined && value > max) this.fail(`${key} must be at most ${max} but is ${value}`);
     return value;
   }
 

@@ -4,9 +4,12 @@
  * sequence's. Sampling follows Hugging Face's order: temperature, then top-k, then top-p.
  */
 import { kernels } from '../native';
-import { Tensor, TensorArena, TensorSpec } from '../tensor';
+import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
+import { checkInstance, checkOptions, checkSeed, describeValue } from '../util/check';
 import { Rng } from '../util/rng';
-import { BlockBuffers, blockBuffers, blockBufferSpecs, Decoder, globalParamName, maxPositionsKey } from './decoder';
+import { BlockBuffers, blockBuffers, blockBufferSpecs, Decoder, globalParamName, maxPositionsKey, planMemory } from './decoder';
+import { asDecoderConfig, GPT2Config } from './config';
+import { contextLength, DecoderConfig } from './decoder_config';
 
 export interface GenerateOptions {
   maxNewTokens?: number;
@@ -31,6 +34,11 @@ export interface GenerateResult {
 }
 
 function validateOptions(o: GenerateOptions): Required<Omit<GenerateOptions, 'onToken' | 'eosTokenId'>> & { eosTokenId: number | null } {
+  if (o.seed !== undefined) checkSeed('generate', 'options.seed', o.seed);
+  if (o.onToken !== undefined && typeof o.onToken !== 'function') throw new TypeError(`generate: expected options.onToken to be a function but received ${describeValue(o.onToken)}`);
+  if (o.eosTokenId !== undefined && o.eosTokenId !== null && !Number.isInteger(o.eosTokenId)) {
+    throw new TypeError(`generate: expected options.eosTokenId to be a token id or null but received ${describeValue(o.eosTokenId)}`);
+  }
   const maxNewTokens = o.maxNewTokens ?? 50;
   const temperature = o.temperature ?? 1;
   const topK = o.topK ?? 0;
@@ -83,9 +91,29 @@ export function sampleToken(logits: Float32Array, o: { greedy: boolean; temperat
 }
 
 /**
- * Per-layer K/V caches (B, maxT, NKV*HS): only the key/value heads are cached, so grouped-query
- * models cache NH/NKV times less), and one set of decode-time block buffers shared by the layers.
+ * The decode state's arena: per-layer K/V caches (B, maxT, NKV*HS; only the key/value heads are
+ * cached, so grouped-query models cache NH/NKV times less) and one set of block buffers shared by
+ * the layers, for up to `rows` positions at once (the prompt's prefill; each later step is one).
  */
+function decodeStateSpecs(cfg: DecoderConfig, B: number, maxT: number, rows: number): TensorSpec[] {
+  const kv = cfg.kvHeads * cfg.headDim;
+  const specs: TensorSpec[] = [];
+  for (let l = 0; l < cfg.layers; l++) specs.push({ name: `k${l}`, shape: [B, maxT, kv] }, { name: `v${l}`, shape: [B, maxT, kv] });
+  specs.push(...blockBufferSpecs(cfg, 'block.', B * rows, B, rows, false));
+  specs.push({ name: 'lnLast', shape: [B, cfg.width] }, { name: 'logits', shape: [B, cfg.vocabSize] });
+  return specs;
+}
+
+/**
+ * The memory plan of generation: the parameters and generate()'s decode state for up to maxT
+ * positions, of which at most promptTokens are the prompt (default: maxT).
+ */
+export function planGenerationMemory(config: DecoderConfig | GPT2Config, maxT = contextLength(asDecoderConfig(config)), promptTokens = maxT): Record<string, number> {
+  const cfg = asDecoderConfig(config);
+  return { ...planMemory(cfg, { batch: null, training: false }).parts, 'KV cache': arenaBytes(decodeStateSpecs(cfg, 1, maxT, Math.min(promptTokens, maxT))) };
+}
+
+/** Per-layer K/V caches and the decode-time block buffers, for batch B and up to maxT positions. */
 class DecodeState {
   readonly arena: TensorArena;
   readonly k: Tensor[] = [];
@@ -94,13 +122,10 @@ class DecodeState {
   readonly x: Tensor; lnLast: Tensor; logits: Tensor; // (B*maxT,C), (B,C), (B,V)
   length = 0;
 
-  constructor(model: Decoder, readonly B: number, readonly maxT: number) {
-    const cfg = model.config, C = cfg.width, kv = cfg.kvHeads * cfg.headDim, rows = B * maxT;
-    const specs: TensorSpec[] = [];
-    for (let l = 0; l < cfg.layers; l++) specs.push({ name: `k${l}`, shape: [B, maxT, kv] }, { name: `v${l}`, shape: [B, maxT, kv] });
-    specs.push(...blockBufferSpecs(cfg, 'block.', rows, B, maxT, false));
-    specs.push({ name: 'lnLast', shape: [B, C] }, { name: 'logits', shape: [B, cfg.vocabSize] });
-    this.arena = new TensorArena(model.device, specs);
+  /** maxRows: the most positions one decodeStep runs (the prompt). */
+  constructor(model: Decoder, readonly B: number, readonly maxT: number, readonly maxRows: number) {
+    const cfg = model.config;
+    this.arena = new TensorArena(model.device, decodeStateSpecs(cfg, B, maxT, maxRows));
     for (let l = 0; l < cfg.layers; l++) {
       this.k.push(this.arena.get(`k${l}`));
       this.v.push(this.arena.get(`v${l}`));
@@ -121,6 +146,7 @@ function decodeStep(model: Decoder, s: DecodeState, tokens: Int32Array, Tq: numb
   const cfg = model.config, C = cfg.width, V = cfg.vocabSize;
   const B = s.B, p = model.params, k = kernels;
   if (s.length + Tq > s.maxT) throw new RangeError(`generate: ${s.length + Tq} positions exceed the cache's ${s.maxT}`);
+  if (Tq > s.maxRows) throw new RangeError(`generate: ${Tq} positions in one step exceed the decode buffers' ${s.maxRows}`);
   const at = { positions: null, offset: s.length };
   model.embed(s.x, tokens, B, Tq, at);
   for (let l = 0; l < cfg.layers; l++) {
@@ -140,6 +166,9 @@ function decodeStep(model: Decoder, s: DecodeState, tokens: Int32Array, Tq: numb
 
 /** Continues one prompt (token ids). */
 export function generate(model: Decoder, prompt: readonly number[], options: GenerateOptions = {}): GenerateResult {
+  checkInstance('generate', 'model', model, Decoder, 'a Decoder model');
+  if (!Array.isArray(prompt) && !ArrayBuffer.isView(prompt)) throw new TypeError(`generate: expected prompt to be an array of token ids but received ${describeValue(prompt)}`);
+  checkOptions('generate', 'options', options);
   const o = validateOptions(options);
   const cfg = model.config;
   if (prompt.length === 0) throw new RangeError('generate: the prompt is empty (give at least one token)');
@@ -152,7 +181,7 @@ export function generate(model: Decoder, prompt: readonly number[], options: Gen
   const maxT = Math.min(cfg.maxPositions, prompt.length + o.maxNewTokens);
   // Every position the run may reach must be inside Mistral's sliding window (exact attention).
   model.checkSequenceLength(maxT, 'generate (prompt + max new tokens)');
-  const state = new DecodeState(model, 1, maxT);
+  const state = new DecodeState(model, 1, maxT, prompt.length);
   const rng = new Rng(o.seed);
   const out: number[] = [];
   try {

@@ -3,12 +3,15 @@
  * initialised model with GPT-2's tokenizer. Used by the CLI and by the Trainer.
  */
 import * as fs from 'fs';
+import * as path from 'path';
 import { DeviceChoice, resolveDevice } from '../device';
 import { UsageError } from '../errors';
 import { loadTokenizer, Tokenizer } from '../tokenizer';
+import { checkMemoryBudget } from '../util/memory';
 import { loadModel } from './checkpoint';
-import { parseDecoderSpec } from './config';
+import { loadModelConfig, parseDecoderSpec } from './config';
 import { Decoder } from './decoder';
+import type { DecoderConfig } from './decoder_config';
 
 export interface OpenedModel {
   model: Decoder;
@@ -17,20 +20,41 @@ export interface OpenedModel {
   tokenizerDir: string | null;
 }
 
-/** A model folder, or "new:..." for a freshly initialised model. */
-export function openModel(spec: string, device: DeviceChoice, seed: number): OpenedModel {
+/** The memory a run will allocate, checked against the host's budget before the model is allocated. */
+export interface MemoryCheck {
+  /** What is planned (e.g. "training"), to start the message. */
+  what: string;
+  /** The run's memory plan by part, once the model's config is known (lib/model/decoder.ts planMemory). */
+  plan: (config: DecoderConfig) => Record<string, number>;
+  /** The user's cap (max_memory / --max-memory), or null for what the machine has. */
+  maxBytes: number | null;
+  /** What to lower when it does not fit, e.g. "batch_size (--batch-size) or seq_len (--seq-len)". */
+  lower: string;
+}
+
+/**
+ * A model folder, or "new:..." for a freshly initialised model. With `memory`, the run's plan is
+ * checked on the CPU (host arenas) before any arena is allocated; GPU arenas report their own
+ * out-of-memory errors, naming the size.
+ */
+export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = '--model'): OpenedModel {
   const dev = resolveDevice(device);
+  const checkMemory = (config: DecoderConfig) => {
+    if (memory && dev === 'cpu') checkMemoryBudget(memory.what, memory.plan(config), memory.maxBytes, memory.lower);
+  };
   if (spec.startsWith('new:')) {
     const config = parseDecoderSpec(spec);
+    checkMemory(config);
     const tokenizer = loadTokenizer();
     if (config.vocabSize < tokenizer.vocabSize) {
-      throw new UsageError(`--model ${spec}: vocab_size ${config.vocabSize} is smaller than the tokenizer's ${tokenizer.vocabSize} (${tokenizer.name})`);
+      throw new UsageError(`${flag} ${spec}: vocab_size ${config.vocabSize} is smaller than the tokenizer's ${tokenizer.vocabSize} (${tokenizer.name})`);
     }
     const model = new Decoder(config, dev);
     model.initRandom(seed);
     return { model, tokenizer, tokenizerDir: null };
   }
-  if (!fs.existsSync(spec)) throw new UsageError(`--model ${spec}: folder not found (give a Hugging Face model folder (GPT-2, Llama, Mistral, Qwen2, Qwen3) or new:n_layer=...,n_head=...,n_embd=...)`);
+  if (!fs.existsSync(spec)) throw new UsageError(`${flag} ${spec}: folder not found (give a Hugging Face model folder (GPT-2, Llama, Mistral, Qwen2, Qwen3) or new:n_layer=...,n_head=...,n_embd=...)`);
+  if (fs.statSync(spec).isDirectory() && fs.existsSync(path.join(spec, 'config.json'))) checkMemory(loadModelConfig(spec));
   const tokenizer = loadTokenizer(spec);
   const model = loadModel(spec, { device: dev });
   if (tokenizer.vocabSize > model.config.vocabSize) {

@@ -8,6 +8,7 @@ import { addon, kernels } from '../native';
 
 import { Decoder, parameterSpecs } from '../model/decoder';
 import { TensorArena } from '../tensor';
+import { checkInstance, checkNumber, checkOptions } from '../util/check';
 
 export interface AdamWOptions {
   beta1: number;
@@ -26,6 +27,14 @@ export class AdamW {
   private readonly decayEnd: number;
 
   constructor(readonly model: Decoder, readonly options: AdamWOptions = ADAMW_DEFAULTS) {
+    checkInstance('AdamW', 'model', model, Decoder, 'a Decoder model');
+    checkOptions('AdamW', 'options', options);
+    // Checked here, not by the kernel at the first update after a whole forward and backward pass.
+    const { beta1, beta2, eps, weightDecay } = options;
+    checkNumber('AdamW', 'options.beta1', beta1, { min: 0, below: 1 });
+    checkNumber('AdamW', 'options.beta2', beta2, { min: 0, below: 1 });
+    checkNumber('AdamW', 'options.eps', eps, { above: 0 });
+    checkNumber('AdamW', 'options.weightDecay', weightDecay, { min: 0 });
     const specs = parameterSpecs(model.config).specs;
     this.m = new TensorArena(model.device, specs);
     this.v = new TensorArena(model.device, specs);
@@ -35,6 +44,8 @@ export class AdamW {
 
   /** Applies one update with learning rate lr; gradients are multiplied by gradScale first. */
   update(lr: number, gradScale = 1): void {
+    checkNumber('AdamW.update', 'lr', lr, { min: 0 });
+    checkNumber('AdamW.update', 'gradScale', gradScale, { min: 0 });
     const grads = this.model.grads;
     if (!grads) throw new Error('AdamW.update: the model has no gradients');
     this.step += 1;

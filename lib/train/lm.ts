@@ -3,6 +3,8 @@
  * `gptune eval` (README "The CLI contract").
  */
 import { Decoder, IGNORE_INDEX } from '../model/decoder';
+import { NonFiniteError } from '../errors';
+import { checkInstance, checkSeed, describeValue } from '../util/check';
 import { Rng } from '../util/rng';
 import { AdamW, AdamWOptions, clipScale } from './adamw';
 import { learningRate, ScheduleName } from './schedule';
@@ -83,6 +85,10 @@ export interface StepLog {
 
 /** Trains on a token stream; onStep is awaited after every optimizer step (logging, yielding). */
 export async function trainLM(model: Decoder, tokens: Int32Array, o: LMTrainOptions, onStep: (log: StepLog) => void | Promise<void>): Promise<void> {
+  checkInstance('trainLM', 'model', model, Decoder, 'a Decoder model');
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`trainLM: expected options to be an object but received ${describeValue(o)}`);
+  checkSeed('trainLM', 'options.seed', o.seed);
+  if (typeof onStep !== 'function') throw new TypeError(`trainLM: expected onStep to be a function but received ${describeValue(onStep)}`);
   const T = o.seqLen, B = o.batchSize;
   const count = windowCount(tokens.length, T);
   if (count < 1) throw new RangeError(`the data has ${tokens.length} tokens, fewer than seq_len + 1 = ${T + 1} needed for one training window`);
@@ -131,6 +137,7 @@ export interface LMEvalResult {
  * after the first is predicted from the chunk's earlier tokens. Full chunks run B at a time.
  */
 export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1): LMEvalResult {
+  checkInstance('evalLM', 'model', model, Decoder, 'a Decoder model');
   if (T > model.contextLength) throw new RangeError(`--seq-len ${T} exceeds ${model.contextLimit}`);
   let lossSum = 0, count = 0, correct = 0;
   const fullChunks = Math.floor(tokens.length / T);
@@ -154,5 +161,8 @@ export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize 
   const rest = tokens.length - fullChunks * T;
   if (rest > 1) run([fullChunks * T], rest);
   const loss = count > 0 ? lossSum / count : NaN;
+  if (count > 0 && !Number.isFinite(loss)) {
+    throw new NonFiniteError(`evaluation: the loss over ${count} tokens is ${loss}: the model's outputs are not finite (weights that overflow?)`);
+  }
   return { loss, perplexity: Math.exp(loss), tokens: count, accuracy: count > 0 ? correct / count : NaN };
 }

@@ -27,12 +27,16 @@ import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
 import { parseShardSize } from '../io/sharded';
 import { modelFolderFiles, saveModel, TOKENIZER_FILES } from '../model/checkpoint';
-import { Decoder, IGNORE_INDEX } from '../model/decoder';
+import { Decoder, IGNORE_INDEX, planMemory } from '../model/decoder';
+import { contextLength, DecoderConfig } from '../model/decoder_config';
 import { Tokenizer } from '../tokenizer';
+import { checkInstance, checkOptions } from '../util/check';
+import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { AdamW, clipScale } from './adamw';
 import {
-  findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
+  findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, TrainerState, writeCheckpoint,
 } from './checkpoint_state';
+import { AnomalyKind, DivergenceMonitor } from './divergence';
 import { ProgressReporter, ProgressStream } from './progress';
 import { learningRate } from './schedule';
 
@@ -82,6 +86,8 @@ export interface StepLog {
   /** Scored tokens in this step. */
   tokens: number;
   elapsed_s: number;
+  /** Present (true) when the step's loss or gradient norm was not finite and its update was skipped. */
+  skipped?: true;
 }
 
 /** One JSON log line per evaluation; told apart from step lines by val_loss. */
@@ -113,6 +119,14 @@ export interface EarlyStopEvent {
   patience: number;
 }
 
+/** Something in a step that a person should see: a skipped update, a loss spike, a very high loss. */
+export interface TrainingWarning {
+  step: number;
+  kind: AnomalyKind;
+  /** One line, without a "warning:" prefix. */
+  message: string;
+}
+
 export interface TrainerEvents {
   /** Once, before the first step, when the Trainer built the data from files. */
   data: [DataReport];
@@ -120,9 +134,15 @@ export interface TrainerEvents {
   eval: [EvalLog];
   checkpoint: [CheckpointEvent];
   early_stop: [EarlyStopEvent];
+  warning: [TrainingWarning];
 }
 
-export type StopReason = 'completed' | 'early_stopping' | 'interrupted';
+/**
+ * 'diverged': non-finite losses or gradient norms for max_skipped_steps steps in a row, a loss
+ * spike beyond divergence_zscore, a non-finite validation loss, or parameters that became
+ * non-finite; nothing was written to output_dir and no checkpoint was written after the divergence.
+ */
+export type StopReason = 'completed' | 'early_stopping' | 'interrupted' | 'diverged';
 
 export interface FitResult {
   reason: StopReason;
@@ -142,6 +162,13 @@ export interface FitResult {
   outputModel: 'best' | 'last' | null;
   /** The resumable checkpoint written last (checkpoints/last), if any. */
   lastCheckpoint: string | null;
+  /** Why the run diverged (reason 'diverged'), one line. */
+  divergence: string | null;
+  /**
+   * Reason 'diverged': the newest checkpoint from before the divergence (written by this run, or
+   * the one it resumed from), null when there is none.
+   */
+  lastGoodCheckpoint: string | null;
   /** What lib/data made of the files (null when the batches came from options.train). */
   dataReport: DataReport | null;
   /** The model in its final state (after the last step, not the best one); the caller frees it. */
@@ -198,6 +225,17 @@ function readTokenizerFiles(dir: string | null): Record<string, Uint8Array> {
   return files;
 }
 
+/**
+ * The model a resumed run is told to train when it is not the one the checkpoint's run trained
+ * (resuming loads the checkpoint's own weights, so `model` would be ignored): that run's model
+ * (or null when unrecorded), else undefined when there is no conflict.
+ */
+export function resumeModelConflict(resumeDir: string, model: string): string | null | undefined {
+  const trained = (readCheckpointConfig(resumeDir) as { model?: unknown }).model;
+  if (typeof trained === 'string' && path.resolve(trained) === path.resolve(model)) return undefined;
+  return typeof trained === 'string' ? trained : null;
+}
+
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly config: TrainConfig;
   private stopRequest: string | null = null;
@@ -209,6 +247,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    */
   constructor(config: Partial<TrainConfig> | TrainConfig, private readonly opts: TrainerOptions = {}) {
     super();
+    checkOptions('Trainer', 'options', opts);
+    if (opts.model !== undefined) checkInstance('Trainer', 'options.model', opts.model, Decoder, 'a Decoder model');
     const required = (['model', 'data'] as const).filter((k) => (k === 'model' ? !opts.model : !opts.train));
     this.config = resolveConfig({}, config as Partial<TrainConfig>, {
       require: required, sources: { overrides: 'Trainer config' }, validationProvided: opts.validation !== undefined,
@@ -274,12 +314,25 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       }
     }
     const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
+    if (resumeDir && c.model !== null) {
+      const trained = resumeModelConflict(resumeDir, c.model);
+      if (trained !== undefined) {
+        throw new ConfigError(`model ${c.model} conflicts with resume_from ${c.resume_from}: that checkpoint continues a run of ${trained ?? 'another model'} and resuming loads its weights; leave model unset or equal to it`);
+      }
+    }
+    // Training needs parameters, gradients, two AdamW moments and the activations of one
+    // micro-batch; checked before anything is allocated (or, with options.model, before the rest).
+    const maxBytes = c.max_memory === null ? null : parseByteSize(c.max_memory);
+    const plan = (config: DecoderConfig, parametersAllocated: boolean) =>
+      planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) }, training: true, parametersAllocated }).parts;
+    const lower = 'batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)';
     let opened: OpenedModel;
     if (this.opts.model) {
       if (!this.opts.tokenizer && !this.opts.train) throw new ConfigError('Trainer: with options.model, give options.tokenizer (or options.train batches)');
+      if (this.opts.model.device === 'cpu') checkMemoryBudget('training', plan(this.opts.model.config, true), maxBytes, lower);
       opened = { model: this.opts.model, tokenizer: this.opts.tokenizer!, tokenizerDir: this.opts.tokenizerDir ?? null };
     } else {
-      opened = openModel(resumeDir ?? c.model!, c.device, c.seed);
+      opened = openModel(resumeDir ?? c.model!, c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower });
     }
     const ownsModel = !this.opts.model;
     try {
@@ -366,6 +419,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const d = s.train.getState();
       return d.epoch + d.position / s.train.itemsPerEpoch;
     };
+    // The newest checkpoint holding finite weights from before any divergence.
+    let lastGood: string | null = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
+    let divergence: string | null = null;
+    // Every save is preceded by this check, so no checkpoint and no output holds non-finite weights.
+    const parametersFinite = (): boolean => {
+      const bad = model.nonFiniteParameter();
+      if (bad !== null) divergence = `after step ${state.step} the parameter tensor ${bad} holds NaN or infinite values`;
+      return bad === null;
+    };
     const save = (kind: 'step' | 'best' | 'last') => {
       if (checkpointDir === null) return null;
       const dir = path.join(checkpointDir, kind === 'step' ? `step-${state.step}` : kind);
@@ -374,12 +436,17 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: c, tokenizerFiles: s.tokenizerFiles });
       if (kind === 'step') pruneStepCheckpoints(checkpointDir, c.save_total_limit);
       this.emit('checkpoint', { step: state.step, kind, dir });
+      lastGood = dir;
       return dir;
     };
     let lastEval: EvalLog | null = null;
-    const runEval = (): EvalLog => {
+    const runEval = (): EvalLog | null => {
       const started = process.hrtime.bigint();
       const r = evaluate(model, s.validation!);
+      if (r.tokens > 0 && !Number.isFinite(r.loss)) {
+        divergence = `the validation loss after step ${state.step} is ${r.loss}`;
+        return null;
+      }
       const improved = state.best_val_loss === null || r.loss < state.best_val_loss - c.early_stopping_min_delta;
       if (improved) {
         state.best_val_loss = r.loss;
@@ -395,6 +462,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         ms: Number(process.hrtime.bigint() - started) / 1e6, elapsed_s: elapsed(),
       };
       if (improved && checkpointing) {
+        if (!parametersFinite()) return null;
         save('best');
         bestSaved = true;
       }
@@ -405,11 +473,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       return entry;
     };
 
+    const monitor = new DivergenceMonitor({ maxSkippedSteps: c.max_skipped_steps, divergenceZscore: c.divergence_zscore, vocabSize: model.config.vocabSize });
     let reason: StopReason = 'completed';
     while (state.step < s.totalSteps) {
-      this.trainStep(s, elapsed, epochOf, log, progress);
+      divergence = this.trainStep(s, monitor, elapsed, epochOf, log, progress);
+      if (divergence !== null) break;
       if (s.validation && c.eval_every > 0 && state.step % c.eval_every === 0) {
-        runEval();
+        if (runEval() === null) break;
         if (c.early_stopping_patience > 0 && state.evals_without_improvement >= c.early_stopping_patience) {
           reason = 'early_stopping';
           const event: EarlyStopEvent = { step: state.step, best_step: state.best_step!, best_val_loss: state.best_val_loss!, patience: c.early_stopping_patience };
@@ -417,7 +487,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           this.emit('early_stop', event);
         }
       }
-      if (c.save_every > 0 && state.step % c.save_every === 0) save('step');
+      if (c.save_every > 0 && state.step % c.save_every === 0) {
+        if (!parametersFinite()) break;
+        save('step');
+      }
       if (reason !== 'completed') break;
       // Let signals, timers and I/O through between steps (the kernels run synchronously).
       await new Promise((resolve) => setImmediate(resolve));
@@ -428,21 +501,30 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }
     progress?.finish();
 
+    if (divergence === null && reason === 'completed' && s.validation && c.eval_at_end && state.last_eval_step !== state.step) runEval();
+    if (divergence === null) parametersFinite();
+    if (divergence !== null) {
+      return this.result(s, 'diverged', lastEval, null, null, null, divergence, lastGood);
+    }
     if (reason === 'interrupted') {
       const dir = save('last');
       progress?.message(`interrupted (${this.stopRequest}) after step ${state.step}${dir ? `; checkpoint written to ${dir}` : ''}`);
       return this.result(s, reason, lastEval, null, null, dir);
     }
-    if (reason === 'completed' && s.validation && c.eval_at_end && state.last_eval_step !== state.step) runEval();
     const lastDir = checkpointing ? save('last') : null;
     const outputModel = bestSaved ? 'best' : 'last';
     if (c.output_dir) this.publish(s, checkpointing ? path.join(checkpointDir!, outputModel) : null);
     return this.result(s, reason, lastEval, c.output_dir, c.output_dir ? outputModel : null, lastDir);
   }
 
+  /**
+   * One optimizer step. A non-finite loss or gradient norm skips the update (parameters and AdamW
+   * moments untouched; the step still counts and its data is consumed); returns why the run
+   * diverged when the monitor says so, else null.
+   */
   private trainStep(
-    s: Setup, elapsed: () => number, epochOf: () => number, log: (entry: object) => void, progress: ProgressReporter | null,
-  ): void {
+    s: Setup, monitor: DivergenceMonitor, elapsed: () => number, epochOf: () => number, log: (entry: object) => void, progress: ProgressReporter | null,
+  ): string | null {
     const c = this.config;
     const { model } = s.opened;
     const started = process.hrtime.bigint();
@@ -463,18 +545,26 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }
     const gradNorm = model.gradNorm();
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
-    s.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
+    const verdict = monitor.check(s.state.step + 1, count > 0 ? lossSum / count : null, gradNorm);
+    if (verdict.action === 'stop') return verdict.stopMessage;
+    if (verdict.action === 'update') s.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
     s.state.step++;
     s.state.tokens_seen += positions;
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const entry: StepLog = {
       step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: count > 0 ? correct / count : NaN,
       lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(),
+      ...(verdict.action === 'skip' ? { skipped: true as const } : {}),
     };
     s.state.epoch = entry.epoch;
     log(entry);
     progress?.step(entry);
     this.emit('step', entry);
+    if (verdict.warning) {
+      progress?.message(`warning: ${verdict.warning.message}`);
+      this.emit('warning', { step: entry.step, ...verdict.warning });
+    }
+    return null;
   }
 
   /**
@@ -504,11 +594,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   private result(
     s: Setup, reason: StopReason, lastEval: EvalLog | null, outputDir: string | null, outputModel: FitResult['outputModel'], lastCheckpoint: string | null,
+    divergence: string | null = null, lastGoodCheckpoint: string | null = null,
   ): FitResult {
     return {
       reason, signal: reason === 'interrupted' ? this.stopRequest! : undefined, step: s.state.step, totalSteps: s.totalSteps,
-      lastEval, bestValLoss: s.state.best_val_loss, bestStep: s.state.best_step, outputDir, outputModel, lastCheckpoint, dataReport: s.dataReport,
-      model: s.opened.model,
+      lastEval, bestValLoss: s.state.best_val_loss, bestStep: s.state.best_step, outputDir, outputModel, lastCheckpoint, divergence, lastGoodCheckpoint,
+      dataReport: s.dataReport, model: s.opened.model,
     };
   }
 }

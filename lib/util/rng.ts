@@ -7,6 +7,8 @@ export class Rng {
   private spareNormal: number | null = null;
 
   constructor(seed: number) {
+    // NaN or a string would silently seed the same stream as 0.
+    if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new TypeError(`Rng: expected a finite number as the seed but received ${typeof seed === 'string' ? JSON.stringify(seed) : String(seed)}`);
     this.state = (Math.floor(seed) >>> 0) ^ 0x9e3779b9;
   }
 

@@ -7,7 +7,13 @@ import {
 } from '../../eval';
 import { writeFileAtomic } from '../../io/atomic';
 import { UsageError } from '../args';
-import { COMMON, Command, encodeFile, openModel, out } from '../common';
+import * as fs from 'fs';
+import { maxScoringRows } from '../../eval/likelihood';
+import { planGenerationMemory } from '../../model/generate';
+import { planMemory } from '../../model/decoder';
+import { contextLength, DecoderConfig } from '../../model/decoder_config';
+import type { MemoryCheck } from '../../model/open';
+import { COMMON, Command, encodeFile, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
 
 type Values = Record<string, unknown>;
 
@@ -50,14 +56,21 @@ function loadData(v: Values): DataSet {
   return { records, skipped: loaded.skipped.length };
 }
 
-function runLM(v: Values, modelDir: string): TaskRun {
-  const { model, tokenizer } = openModel(modelDir, v.device as DeviceChoice, 0);
+/** Opens a model for evaluation; `flag` names where the folder came from (--model or --compare). */
+function openForEval(v: Values, modelDir: string, flag: string, plan: MemoryCheck['plan'], lower: string) {
+  return openModel(modelDir, v.device as DeviceChoice, 0, memoryCheck(v, 'evaluation', plan, lower), flag);
+}
+
+function runLM(v: Values, modelDir: string, flag: string): TaskRun {
+  const B = (v['batch-size'] as number | undefined) ?? 4;
+  const seqLen = (cfg: DecoderConfig) => Math.min((v['seq-len'] as number | undefined) ?? contextLength(cfg), contextLength(cfg));
+  const { model, tokenizer } = openForEval(v, modelDir, flag, (cfg) => planMemory(cfg, { batch: { B, T: seqLen(cfg) }, training: false }).parts, '--batch-size or --seq-len');
   try {
     const tokens = encodeFile(tokenizer, v.data as string, '--data');
     const T = (v['seq-len'] as number | undefined) ?? model.contextLength;
     if (T > model.contextLength) throw new UsageError(`--seq-len ${T} exceeds ${model.contextLimit}`);
     const started = Date.now();
-    const r = evaluateLM(model, tokens, T, (v['batch-size'] as number | undefined) ?? 4);
+    const r = evaluateLM(model, tokens, T, B);
     const result = { ...r, seconds: (Date.now() - started) / 1000 };
     const human = `loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  tokens ${r.tokens}  token accuracy ${(100 * r.token_accuracy).toFixed(2)}%`;
     return { result, perExample: [], human };
@@ -66,14 +79,15 @@ function runLM(v: Values, modelDir: string): TaskRun {
   }
 }
 
-function runClassify(v: Values, modelDir: string, data: DataSet): TaskRun {
-  const { model, tokenizer } = openModel(modelDir, v.device as DeviceChoice, 0);
+function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): TaskRun {
+  const B = (v['batch-size'] as number | undefined) ?? 16;
+  const { model, tokenizer } = openForEval(v, modelDir, flag, (cfg) => planMemory(cfg, { batch: { B: 1, T: maxScoringRows(contextLength(cfg), B) }, training: false }).parts, '--batch-size');
   try {
     const labels = v.labels === undefined ? null : (v.labels as string).split(',').map((l) => l.trim()).filter((l) => l !== '');
     if (labels !== null && labels.length < 2) throw new UsageError(`--labels: expected at least 2 comma-separated labels but received '${v.labels}'`);
     const started = Date.now();
     const r: ClassificationEvalResult = evaluateClassification(model, tokenizer, data.records, labels, v.template as string | undefined, {
-      labelScore: v['label-score'] as LabelScoring, labelEos: v['label-eos'] as boolean, batchSize: (v['batch-size'] as number | undefined) ?? 16,
+      labelScore: v['label-score'] as LabelScoring, labelEos: v['label-eos'] as boolean, batchSize: B,
     });
     const { predictions, ...report } = r;
     const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
@@ -91,8 +105,8 @@ function runClassify(v: Values, modelDir: string, data: DataSet): TaskRun {
   }
 }
 
-function runGenerate(v: Values, modelDir: string, data: DataSet): TaskRun {
-  const { model, tokenizer } = openModel(modelDir, v.device as DeviceChoice, 0);
+function runGenerate(v: Values, modelDir: string, flag: string, data: DataSet): TaskRun {
+  const { model, tokenizer } = openForEval(v, modelDir, flag, (cfg) => planGenerationMemory(cfg), 'the model size');
   try {
     const started = Date.now();
     const r: GenerationEvalResult = evaluateGeneration(model, tokenizer, data.records, {
@@ -168,6 +182,7 @@ export const evalCommand: Command = {
     'stop-at-newline': { type: 'bool', help: 'generate: stop at a line break (default: when every reference is a single line)' },
     predictions: { type: 'string', help: 'classify/generate: also write every example\'s prediction to this JSONL file' },
     json: { type: 'bool', help: 'print the result as one JSON line' },
+    ...MAX_MEMORY_FLAG,
     ...COMMON,
   },
   run(v) {
@@ -179,15 +194,22 @@ export const evalCommand: Command = {
     }
     const modelA = v.model as string;
     const modelB = v.compare as string | undefined;
+    // Both folders before either model is evaluated: a typo in --compare should not cost a whole evaluation.
+    for (const [flag, dir] of [['--model', modelA], ['--compare', modelB]] as const) {
+      if (dir !== undefined && !dir.startsWith('new:') && !fs.existsSync(dir)) throw new UsageError(`${flag} ${dir}: folder not found`);
+    }
     if (task === 'lm' && modelB === undefined) {
       // The original contract: a human line unless --json, then the JSON line.
-      const { result, human } = runLM(v, modelA);
+      const { result, human } = runLM(v, modelA, '--model');
       if (!v.json) out(human);
       out(JSON.stringify({ loss: result.loss, perplexity: result.perplexity, tokens: result.tokens, token_accuracy: result.token_accuracy, seconds: result.seconds }));
       return;
     }
     const data = task === 'lm' ? null : loadData(v);
-    const runTask = (dir: string): TaskRun => (task === 'lm' ? runLM(v, dir) : task === 'classify' ? runClassify(v, dir, data!) : runGenerate(v, dir, data!));
+    const runTask = (dir: string): TaskRun => {
+      const flag = dir === modelA ? '--model' : '--compare';
+      return task === 'lm' ? runLM(v, dir, flag) : task === 'classify' ? runClassify(v, dir, flag, data!) : runGenerate(v, dir, flag, data!);
+    };
     if (modelB === undefined) {
       const run = runTask(modelA);
       if (v.predictions) writePredictions(v.predictions as string, run.perExample);

@@ -1,8 +1,9 @@
 /** gptune generate */
 import { DeviceChoice } from '../../device';
-import { generate } from '../../model/generate';
+import { generate, planGenerationMemory } from '../../model/generate';
+import { contextLength } from '../../model/decoder_config';
 import { UsageError } from '../args';
-import { COMMON, Command, openModel, out } from '../common';
+import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
 
 export const generateCommand: Command = {
   usage: 'gptune generate --model DIR --prompt TEXT [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
@@ -18,11 +19,17 @@ export const generateCommand: Command = {
     seed: { type: 'int', min: 0, default: 0, help: 'sampling seed' },
     'no-eos-stop': { type: 'bool', help: 'keep going past <|endoftext|>' },
     json: { type: 'bool', help: 'print {text, tokens, stop} as JSON' },
+    ...MAX_MEMORY_FLAG,
     ...COMMON,
   },
   run(v) {
     if (!((v['top-p'] as number) > 0 && (v['top-p'] as number) <= 1)) throw new UsageError(`--top-p: expected a number in (0, 1] but received '${v['top-p']}'`);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0);
+    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'generation', (cfg) => {
+      // The prompt is tokenized after the model opens: every token is at least one UTF-8 byte (byte-level BPE,
+      // SentencePiece's byte fallback), plus the BOS/EOS a tokenizer may add.
+      const promptBound = Buffer.byteLength(v.prompt as string) + 2;
+      return planGenerationMemory(cfg, Math.min(contextLength(cfg), promptBound + (v['max-new-tokens'] as number)), promptBound);
+    }, 'the model size'));
     const prompt = tokenizer.encode(v.prompt as string);
     if (prompt.length === 0) throw new UsageError('--prompt: the prompt is empty');
     if (prompt.length > model.contextLength) {

@@ -3,7 +3,8 @@ import { DATA_KINDS, DataKind, loadRecords } from '../../data';
 import { DeviceChoice } from '../../device';
 import { reviewEntries, reviewFormat, writeReview } from '../../eval';
 import { UsageError } from '../args';
-import { COMMON, Command, openModel, out } from '../common';
+import { planGenerationMemory } from '../../model/generate';
+import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
 
 /**
  * The flag parser knows only --long flags, so `-n 5` arrives as two positionals: take it as --n.
@@ -22,6 +23,7 @@ function takeShortN(v: Record<string, unknown>, positionals: string[]): void {
 }
 
 export const sampleCommand: Command = {
+  positionals: true,
   usage: 'gptune sample --model DIR --data FILE -n N --out review.md|review.jsonl [--seed S] [--temperature X --top-k K --top-p P]',
   description:
     'Writes prompts, model outputs and references side by side for a person to review. ' +
@@ -44,6 +46,7 @@ export const sampleCommand: Command = {
     template: { type: 'string', help: 'prompt template, as in training' },
     'skip-invalid': { type: 'bool', help: 'skip invalid data lines instead of stopping at the first' },
     json: { type: 'bool', help: 'print {out, examples, format} as JSON' },
+    ...MAX_MEMORY_FLAG,
     ...COMMON,
   },
   run(v, positionals) {
@@ -54,7 +57,7 @@ export const sampleCommand: Command = {
     if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p: expected a number in (0, 1] but received '${topP}'`);
     const loaded = loadRecords(v.data as string, { format: v.format as DataKind | undefined, skipInvalid: Boolean(v['skip-invalid']) });
     if (loaded.records.length === 0) throw new UsageError(`--data ${v.data}: no examples`);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0);
+    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'sampling', (cfg) => planGenerationMemory(cfg), 'the model size'));
     try {
       const entries = reviewEntries(model, tokenizer, loaded.records, {
         n: v.n as number, seed: v.seed as number, template: v.template as string | undefined,

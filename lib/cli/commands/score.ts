@@ -17,6 +17,7 @@ function formatScore(r: ScoreResult): string {
 }
 
 export const scoreCommand: Command = {
+  positionals: true,
   usage: 'gptune score --metric bleu|rouge|accuracy|f1 --pred FILE --ref FILE [--ref FILE ...] [--json]',
   description:
     'Scores a predictions file against reference files with BLEU, ROUGE, accuracy or F1. One example per line (like the sacrebleu CLI): several --ref files give several references per line, and every file must have as many lines as --pred. ' +

@@ -5,7 +5,7 @@ import {
   CONFIG_KEYS, CONFIG_SCHEMA, ConfigError, ConfigKey, FLAGS_SOURCE, loadConfigFile, resolveConfig, TrainConfig,
 } from '../../config';
 import { CONFIG_FILE, findResumableCheckpoint, readCheckpointConfig } from '../../train/checkpoint_state';
-import { Trainer } from '../../train/trainer';
+import { resumeModelConflict, Trainer } from '../../train/trainer';
 import { FlagSpec, UsageError } from '../args';
 import { Command, out } from '../common';
 
@@ -31,7 +31,12 @@ export const trainCommand: Command = {
     'resumable checkpoints in OUT/checkpoints (step-N, best, last; --resume DIR continues exactly). ' +
     'Every key of the config file has a flag; flags override the file. Logs one JSON line per step and evaluation to --log; ' +
     'OUT holds the best model (lowest validation loss; the last one without validation) in Hugging Face format at the end. ' +
-    'Ctrl-C finishes the current step, writes OUT/checkpoints/last and exits with status 1.',
+    'Ctrl-C finishes the current step, writes OUT/checkpoints/last and exits with status 1. ' +
+    'A step whose loss or gradient norm is not finite is skipped (no update; a warning); --max-skipped-steps such steps in a row, ' +
+    'or a loss more than --divergence-zscore standard deviations above the mean of the last 100 steps, stop the run as diverged: ' +
+    'exit 1, nothing written to OUT, the last good checkpoint named. A loss above 3 x ln(vocab_size) or 6 standard deviations warns. ' +
+    'Before anything is allocated the run\'s memory (parameters, gradients, AdamW moments, activations and logits of one micro-batch) ' +
+    'is checked against the memory available (MemAvailable, the cgroup limit) or --max-memory.',
   flags: {
     config: { type: 'string', help: 'JSON or YAML file of config keys (see lib/config); flags override it' },
     ...configFlags(),
@@ -56,6 +61,13 @@ export const trainCommand: Command = {
         const dir = findResumableCheckpoint(resume);
         baseName = path.join(dir, CONFIG_FILE);
         base = readCheckpointConfig(dir) as Partial<TrainConfig>;
+        // The checkpoint's own weights are what a resumed run trains; a different --model would be ignored.
+        const model = (overrides.model ?? fileConfig.model) as string | undefined;
+        const trained = model === undefined ? undefined : resumeModelConflict(dir, model);
+        if (trained !== undefined) {
+          const given = overrides.model !== undefined ? `--model ${model}` : `${v.config}: key 'model' (${model})`;
+          throw new UsageError(`${given} conflicts with --resume ${resume}: that checkpoint continues a run of ${trained ?? 'another model'} and resuming loads its weights; drop ${overrides.model !== undefined ? '--model' : "'model'"}, or train ${model} without --resume`);
+        }
       }
       config = resolveConfig(fileConfig, overrides as Partial<TrainConfig>, {
         base, sources: { base: baseName, file: (v.config as string | undefined) ?? 'config file', overrides: FLAGS_SOURCE },
@@ -67,6 +79,8 @@ export const trainCommand: Command = {
     const outDir = config.output_dir!;
     if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new UsageError(`--out ${outDir}: exists and is not a folder`);
     const trainer = new Trainer(config, { progress: !v.quiet, handleSignals: true });
+    // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
+    if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
     let result;
     try {
       result = await trainer.fit();
@@ -81,10 +95,14 @@ export const trainCommand: Command = {
       skipped_lines: d.skipped.length, truncated_examples: d.trainSplit.truncatedExamples,
     };
     const summary = {
-      saved: result.reason === 'interrupted' ? null : outDir, steps: result.step, parameters: model.numParameters, reason: result.reason,
+      saved: result.reason === 'interrupted' || result.reason === 'diverged' ? null : outDir, steps: result.step, parameters: model.numParameters, reason: result.reason,
       val_loss: result.lastEval?.val_loss ?? null, best_val_loss: result.bestValLoss, best_step: result.bestStep, checkpoint: result.lastCheckpoint, data,
     };
     model.free();
+    if (result.reason === 'diverged') {
+      const good = result.lastGoodCheckpoint ? `; the last good checkpoint is ${result.lastGoodCheckpoint} (continue with --resume ${result.lastGoodCheckpoint} and a lower --lr)` : '';
+      throw new Error(`training diverged: ${result.divergence}; nothing was written to ${outDir}${good}`);
+    }
     if (result.reason === 'interrupted') {
       const where = result.lastCheckpoint ? `; checkpoint written to ${result.lastCheckpoint} (continue with --resume ${result.lastCheckpoint})` : '';
       throw new Error(`interrupted by ${result.signal} after step ${result.step}${where}`);
