@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { FIXTURES, relError, tempDir, TINY, tinyRef } from '../helpers';
-import { gptune, lastJSON } from './run';
+import { brokenModel as brokenCopy, expectCleanFailure, gptune, lastJSON } from './run';
 
 const ref = tinyRef();
 
@@ -97,22 +97,8 @@ test('info --json lists the compiled backends', () => {
 });
 
 describe('bad input: one line on stderr, non-zero exit, nothing written to --out', () => {
-  function expectCleanFailure(args: string[], pattern: RegExp, out?: string) {
-    const r = gptune(...args);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(pattern);
-    if (out) expect(fs.existsSync(out)).toBe(false);
-  }
   const data = path.join(FIXTURES, 'eval-text.txt');
-
-  function brokenModel(mutate: (dir: string) => void): string {
-    const dir = path.join(tempDir(), 'model');
-    fs.mkdirSync(dir);
-    for (const f of fs.readdirSync(TINY)) fs.copyFileSync(path.join(TINY, f), path.join(dir, f));
-    mutate(dir);
-    return dir;
-  }
+  const brokenModel = (mutate: (dir: string) => void) => brokenCopy(TINY, mutate);
 
   test('--lr abc', () => {
     const out = path.join(tempDir(), 'out');

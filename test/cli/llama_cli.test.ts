@@ -14,7 +14,7 @@ import { generate } from '../../lib/model/generate';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { FIXTURES, relError, tempDir } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
-import { gptune, lastJSON } from './run';
+import { brokenModel, expectCleanFailure, gptune, lastJSON } from './run';
 
 const TEXT = path.join(FIXTURES, 'eval-text.txt');
 
@@ -155,21 +155,7 @@ test('eval --task classify and --task generate, sample and data inspect, run on 
 });
 
 describe('bad input: one line naming the problem, nothing written', () => {
-  function expectCleanFailure(args: string[], pattern: RegExp, out?: string) {
-    const r = gptune(...args);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(pattern);
-    if (out) expect(fs.existsSync(out)).toBe(false);
-  }
-
-  function broken(mutate: (dir: string) => void): string {
-    const dir = path.join(tempDir(), 'model');
-    fs.mkdirSync(dir);
-    for (const f of fs.readdirSync(LLAMA)) fs.copyFileSync(path.join(LLAMA, f), path.join(dir, f));
-    mutate(dir);
-    return dir;
-  }
+  const broken = (mutate: (dir: string) => void) => brokenModel(LLAMA, mutate);
 
   test('kv heads not dividing heads', () => {
     const model = broken((d) => {

@@ -2,6 +2,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { tempDir } from '../helpers';
 
 export const ROOT = path.resolve(__dirname, '../..');
 // `npm test` compiles first (tsc), so the CLI runs exactly as the installed `gptune` bin does.
@@ -17,4 +18,22 @@ export function gptune(...args: string[]): { code: number; stdout: string; stder
 export function lastJSON(stdout: string): Record<string, unknown> {
   const lines = stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]);
+}
+
+/** A command that must fail cleanly: non-zero exit, one stderr line matching `pattern`, nothing at `out`. */
+export function expectCleanFailure(args: string[], pattern: RegExp, out?: string): void {
+  const r = gptune(...args);
+  expect(r.code).not.toBe(0);
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(pattern);
+  if (out) expect(fs.existsSync(out)).toBe(false);
+}
+
+/** A copy of the model folder `from` in a fresh temp folder, changed by `mutate`. */
+export function brokenModel(from: string, mutate: (dir: string) => void): string {
+  const dir = path.join(tempDir(), 'model');
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(from)) fs.copyFileSync(path.join(from, f), path.join(dir, f));
+  mutate(dir);
+  return dir;
 }
