@@ -231,7 +231,7 @@ export function savedConfigJSON(cfg: DecoderConfig, dtype: SaveDtype = 'f32'): R
  * re-encoded as `dtype` and re-sharded at maxShardBytes; the single file or the index comes last,
  * so a reader never sees an index naming shards not yet written.
  */
-export function modelFolderFiles(dir: string, options: Pick<SaveOptions, 'dtype' | 'maxShardSize'> = {}): Record<string, FileContents> {
+export function reencodedModelFiles(dir: string, options: Pick<SaveOptions, 'dtype' | 'maxShardSize'> = {}): Record<string, FileContents> {
   const dtype = options.dtype ?? 'f32';
   const files: Record<string, FileContents> = {};
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -253,6 +253,14 @@ export function saveModel(model: Decoder, dir: string, options: SaveOptions = {}
   checkInstance('saveModel', 'model', model, Decoder, 'a Decoder model');
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: expected dir to be a folder path but received ${describeValue(dir)}`);
   checkOptions('saveModel', 'options', options);
+  writeDirAtomic(dir, modelFolderFiles(model, dir, options));
+}
+
+/**
+ * The files saveModel writes into `dir` (file name -> contents): config.json, the weights (one
+ * file, or shards and their index), the tokenizer files, options.extraFiles.
+ */
+export function modelFolderFiles(model: Decoder, dir: string, options: SaveOptions = {}): Record<string, FileContents> {
   const dtype = options.dtype ?? 'f32';
   const files: Record<string, FileContents> = {};
   files['config.json'] = JSON.stringify(savedConfigJSON(model.config, dtype), null, 2) + '\n';
@@ -264,5 +272,5 @@ export function saveModel(model: Decoder, dir: string, options: SaveOptions = {}
     }
   }
   Object.assign(files, options.extraFiles ?? {});
-  writeDirAtomic(dir, files);
+  return files;
 }

@@ -26,7 +26,7 @@ import { setPrecision, setThreads } from '../device';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
 import { parseShardSize } from '../io/sharded';
-import { modelFolderFiles, saveModel, TOKENIZER_FILES } from '../model/checkpoint';
+import { reencodedModelFiles, saveModel, TOKENIZER_FILES } from '../model/checkpoint';
 import { Decoder, IGNORE_INDEX, planMemory } from '../model/decoder';
 import { contextLength, DecoderConfig } from '../model/decoder_config';
 import { Tokenizer } from '../tokenizer';
@@ -582,7 +582,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       saveModel(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles, ...saveOptions });
       return;
     }
-    const files = modelFolderFiles(source, saveOptions);
+    const files = reencodedModelFiles(source, saveOptions);
     const inside = !path.relative(path.resolve(outDir), path.resolve(source)).startsWith('..');
     if (!inside) {
       writeDirAtomic(outDir, files);
