@@ -2,7 +2,8 @@
  * `npm run bench`: matmul GFLOP/s at GPT-2 shapes, and the training-step throughput of GPT-2 124M
  * (B=4, T=256) and of a small model, gptune next to PyTorch run in the same session (Debian's
  * python3-torch at /usr/bin/python3, 2 threads, OPENBLAS_CORETYPE=SkylakeX). Prints a table and
- * one JSON line. Options: --quick (small model only), --no-torch, --threads N, --steps N.
+ * one JSON line. Then the Llama family (benchLlama). Options: --quick (small model only), --no-torch,
+ * --no-llama, --threads N, --steps N.
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -73,7 +74,47 @@ async function main(): Promise<void> {
     rows.push(row);
   }
   summary.train = rows;
+  if (!flag('quick') && !flag('no-llama')) summary.llama = benchLlama(threads, steps, summary.matmul as Array<{ gflops: number }> | undefined);
   console.log(JSON.stringify(summary));
+}
+
+/**
+ * The Llama family: a SmolLM2-135M-shaped training step (B=4, T=256) and batch-1 generation beside
+ * bench/torch_llama_baseline.py (scripts/torch_llama.py) in the same run, the training step's model
+ * FLOPs against the best matmul rate measured above, and the peak RSS of one Qwen2.5-0.5B-shaped
+ * training step at B=1, T=512 (gptune only: the memory target of issue 11).
+ */
+function benchLlama(threads: number, steps: number, matmul: Array<{ gflops: number }> | undefined): Record<string, unknown> {
+  const env = { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' };
+  const peak = matmul && matmul.length > 0 ? Math.max(...matmul.map((m) => m.gflops)) : null;
+  const out: Record<string, unknown> = { sgemm_peak_gflops: peak };
+  const common = ['--threads', String(threads)];
+  console.log(`\nLlama family, float32, CPU (${threads} threads)`);
+  const train = ['--batch', '4', '--seq', '256', '--steps', String(steps), ...common];
+  const ours = runJSON(process.execPath, [path.join(__dirname, 'train_step.js'), '--spec', 'new:smollm2-135m', ...train]);
+  const torch = flag('no-torch') ? null : runJSON('/usr/bin/python3', [path.join(ROOT, 'bench/torch_llama_baseline.py'), '--mode', 'train', ...train], env);
+  for (const [impl, r] of [['gptune', ours], ['pytorch', torch]] as const) {
+    if (!r) continue;
+    if ('error' in r) { console.log(`  SmolLM2-135M step B=4 T=256 ${impl.padEnd(8)} ${r.error}`); continue; }
+    const gflops = r.model_gflops_per_s as number;
+    const mfu = peak ? ` MFU ${(100 * gflops / peak).toFixed(0)}% of ${peak.toFixed(0)} GFLOP/s` : '';
+    console.log(`  SmolLM2-135M step B=4 T=256 ${impl.padEnd(8)} ${r.tokens_per_s.toFixed(1).padStart(8)} tokens/s ${r.ms_per_step.toFixed(0).padStart(7)} ms ${r.peak_rss_mb.toFixed(0).padStart(6)} MB peak RSS ${gflops.toFixed(1)} model GFLOP/s${mfu}`);
+  }
+  out.smollm2_train = { gptune: ours, pytorch: torch };
+  const gen = ['--prompt', '16', '--new', '128', ...common];
+  const oursGen = runJSON(process.execPath, [path.join(__dirname, 'generate_speed.js'), '--spec', 'new:smollm2-135m', ...gen]);
+  const torchGen = flag('no-torch') ? null : runJSON('/usr/bin/python3', [path.join(ROOT, 'bench/torch_llama_baseline.py'), '--mode', 'generate', ...gen], env);
+  for (const [impl, r] of [['gptune', oursGen], ['pytorch', torchGen]] as const) {
+    if (!r) continue;
+    if ('error' in r) console.log(`  SmolLM2-135M generate B=1    ${impl.padEnd(8)} ${r.error}`);
+    else console.log(`  SmolLM2-135M generate B=1    ${impl.padEnd(8)} ${(r.decode_tokens_per_s as number).toFixed(1).padStart(8)} tokens/s, prefill of 16 tokens ${(r.prefill_ms as number).toFixed(0)} ms`);
+  }
+  out.smollm2_generate = { gptune: oursGen, pytorch: torchGen };
+  const qwen = runJSON(process.execPath, [path.join(__dirname, 'train_step.js'), '--spec', 'new:qwen2.5-0.5b', '--batch', '1', '--seq', '512', '--steps', '1', '--warmup', '0', ...common]);
+  if ('error' in qwen) console.log(`  Qwen2.5-0.5B step B=1 T=512 gptune   ${qwen.error}`);
+  else console.log(`  Qwen2.5-0.5B step B=1 T=512 gptune   ${qwen.tokens_per_s.toFixed(1).padStart(8)} tokens/s ${qwen.ms_per_step.toFixed(0).padStart(7)} ms ${qwen.peak_rss_mb.toFixed(0).padStart(6)} MB peak RSS`);
+  out.qwen25_05b_memory = qwen;
+  return out;
 }
 
 main().catch((e) => {

@@ -1,12 +1,16 @@
 /**
- * Times gptune's training step (forward, backward, global-norm clip, AdamW) for one GPT-2 config on
+ * Times gptune's training step (forward, backward, global-norm clip, AdamW) for one model config on
  * random tokens, in its own process so peak RSS belongs to this config alone. Prints one JSON line.
  *   node dist/bench/train_step.js --n-layer 12 --n-head 12 --n-embd 768 --vocab 50257 \
  *     --n-positions 1024 --batch 4 --seq 256 --steps 3 --warmup 1 --threads 2 [--device cuda --precision bf16]
+ *   node dist/bench/train_step.js --spec new:smollm2-135m --batch 4 --seq 256 ...   (any "new:" model spec)
  * On CUDA each step ends with a device synchronisation, so its wall time includes all its kernels.
+ * model_flops_per_token is 6N + 12 L T (NH HS) (N every parameter, a tied embedding once, as the
+ * PyTorch baselines count it).
  */
-import { GPT2 } from '../lib/model/gpt2';
-import { parseModelSpec } from '../lib/model/config';
+import { Decoder } from '../lib/model/decoder';
+import { parseDecoderSpec } from '../lib/model/config';
+import { attentionWidth } from '../lib/model/decoder_config';
 import { setPrecision } from '../lib/device';
 import { addon } from '../lib/native';
 import { AdamW, clipScale } from '../lib/train/adamw';
@@ -31,13 +35,15 @@ export function main(): void {
   const precision = textArg('precision', 'bf16') as 'bf16' | 'fp32';
   if (device === 'cuda') setPrecision(precision);
   const sync = () => { if (device === 'cuda') addon.cuda.synchronize?.(); };
-  const config = parseModelSpec(`new:n_layer=${nLayer},n_head=${nHead},n_embd=${nEmbd},vocab_size=${vocab},n_positions=${nPositions}`);
-  const model = new GPT2(config, device);
+  const spec = textArg('spec', `new:n_layer=${nLayer},n_head=${nHead},n_embd=${nEmbd},vocab_size=${vocab},n_positions=${nPositions}`);
+  const config = parseDecoderSpec(spec);
+  const model = new Decoder(config, device);
   model.initRandom(0);
   const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 });
   const rng = new Rng(1);
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(vocab));
-  const targets = Int32Array.from({ length: B * T }, () => rng.int(vocab));
+  const V = config.vocabSize;
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(V));
+  const targets = Int32Array.from({ length: B * T }, () => rng.int(V));
   const times: number[] = [];
   let loss = NaN;
   for (let s = 0; s < warmup + steps; s++) {
@@ -54,10 +60,12 @@ export function main(): void {
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)];
   const mem = model.memory();
+  const flopsPerToken = 6 * model.numParameters + 12 * config.layers * T * attentionWidth(config);
   console.log(JSON.stringify({
-    impl: 'gptune', device, precision: device === 'cuda' ? precision : 'fp32', params: model.numParameters, batch: B, seq: T,
+    impl: 'gptune', spec, model_type: config.modelType, device, precision: device === 'cuda' ? precision : 'fp32', params: model.numParameters, batch: B, seq: T,
     threads: addon.numThreads(), simd: addon.simdLevel(),
     ms_per_step: median, tokens_per_s: (B * T) / (median / 1000), peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    model_flops_per_token: flopsPerToken, model_gflops_per_s: ((B * T) / (median / 1000)) * flopsPerToken / 1e9,
     arena_mb: { params: mem.paramsBytes / 2 ** 20, grads: mem.gradsBytes / 2 ** 20, activations: mem.activationsBytes / 2 ** 20 },
     loss, steps,
   }));

@@ -1,6 +1,12 @@
 /** An error in what the user asked for (a flag, a file, a config key): the CLI exits with 2. */
 export class UsageError extends Error {}
 
+/**
+ * A model folder (or "new:" spec) that cannot be read as a checkpoint: a missing or contradictory file,
+ * config.json key, index entry or tensor.
+ */
+export class CheckpointError extends UsageError {}
+
 /** A run would need more memory than is available (or than --max-memory allows); nothing was allocated. */
 export class MemoryBudgetError extends UsageError {}
 
@@ -12,9 +18,6 @@ export class NonFiniteError extends Error {}
  * names the folder or file, the reason, and where anything already computed was kept.
  */
 export class OutputError extends Error {}
-
-/** A model folder that cannot be read as a checkpoint: a missing or contradictory file, index entry or tensor. */
-export class CheckpointError extends UsageError {}
 
 /** A file's contents are not what gptune reads (bad JSON, a missing or unsupported key); the message names the file and key. */
 export class FileFormatError extends Error {}

@@ -2,12 +2,18 @@
 export { addon, kernels } from './native';
 export type { Addon, ArenaHandle, DeviceName, Kernels, TensorRef } from './native';
 export { Tensor, TensorArena } from './tensor';
-export { GPT2, IGNORE_INDEX, parameterSpecs, planMemory } from './model/gpt2';
-export type { ForwardOptions, ForwardResult, MemoryPlan, MemoryReport, ModelUse } from './model/gpt2';
-export { MemoryBudgetError, NonFiniteError, UsageError } from './errors';
+export { Decoder, IGNORE_INDEX, parameterSpecs, planMemory } from './model/decoder';
+/** The model class's name before the Llama family joined; the same class. */
+export { Decoder as GPT2 } from './model/decoder';
+export type { ForwardOptions, ForwardResult, MemoryPlan, MemoryReport, ModelUse } from './model/decoder';
+export { CheckpointError, MemoryBudgetError, NonFiniteError, UsageError } from './errors';
 export { loadModel, saveModel, checkpointTensors } from './model/checkpoint';
-export { parseGPT2Config, loadGPT2Config, configToJSON, parseModelSpec, presetConfig, countParameters } from './model/config';
-export type { GPT2Config } from './model/config';
+export type { SaveOptions, SaveDtype } from './model/checkpoint';
+export {
+  parseGPT2Config, loadGPT2Config, configToJSON, parseModelSpec, presetConfig, countParameters,
+  parseModelConfig, loadModelConfig, parseDecoderSpec, decoderConfigFromGPT2,
+} from './model/config';
+export type { GPT2Config, DecoderConfig, ModelType, RopeScaling } from './model/config';
 export { generate, planGenerationMemory, sampleToken } from './model/generate';
 export type { GenerateOptions, GenerateResult } from './model/generate';
 export { loadTokenizer, BPETokenizer, HFTokenizer, DecodeStream, encodeSequence } from './tokenizer';

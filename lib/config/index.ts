@@ -99,6 +99,10 @@ export interface TrainConfig {
   save_total_limit: number | null;
   /** Resume from this checkpoint folder (or from the newest checkpoint inside it). Default null. */
   resume_from: string | null;
+  /** Dtype of the weights in output_dir: f32, or bf16 (rounded; checkpoints stay f32 for exact resuming). Default "f32". */
+  save_dtype: 'f32' | 'bf16';
+  /** Shard output_dir's weights above this size, as save_pretrained's max_shard_size ("5GB", "500MB", bytes). Default "5GB". */
+  max_shard_size: string;
 
   // --- divergence and memory guards ---
   /**
@@ -188,6 +192,8 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   save_every: { type: 'int', min: 0, default: 0, flag: 'save-every', help: 'write a resumable checkpoint every N steps (0 = none)' },
   save_total_limit: { type: 'int', min: 1, nullable: true, default: null, flag: 'save-total-limit', help: 'keep at most N step checkpoints (default: all)' },
   resume_from: { type: 'string', nullable: true, default: null, flag: 'resume', help: 'resume from a checkpoint folder (or the newest one inside it)' },
+  save_dtype: { type: 'string', choices: ['f32', 'bf16'] as const, default: 'f32', flag: 'save-dtype', help: "dtype of the output model's weights (checkpoints stay f32)" },
+  max_shard_size: { type: 'string', default: '5GB', flag: 'max-shard-size', help: 'shard the output weights above this size (5GB, 500MB, or bytes), as save_pretrained' },
   max_skipped_steps: { type: 'int', min: 1, default: 5, flag: 'max-skipped-steps', help: 'stop as diverged after N consecutive steps with a non-finite loss or gradient norm (each is skipped)' },
   divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },
   max_memory: { type: 'string', nullable: true, byteSize: true, default: null, flag: 'max-memory', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },

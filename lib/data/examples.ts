@@ -25,7 +25,7 @@ import type { Batch } from './types';
 import { CompiledTemplate, renderSegments, type Segment } from './templates';
 
 /**
- * The target of positions without a loss: GPT2's IGNORE_INDEX (lib/model/gpt2.ts), spelled out here
+ * The target of positions without a loss: the model's IGNORE_INDEX (lib/model/decoder.ts), spelled out here
  * so the data pipeline (and `gptune data inspect`) loads without the native addon. The masking
  * tests compare against the model's constant.
  */

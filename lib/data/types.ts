@@ -4,7 +4,7 @@
  * and never looks at files.
  */
 
-/** A batch ready for GPT2.forward: (B,T) arrays, row-major. */
+/** A batch ready for Decoder.forward: (B,T) arrays, row-major. */
 export interface Batch {
   B: number;
   T: number;

@@ -30,7 +30,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { prepareOutputFolder } from '../io/output';
 import { copyModelFolder, loadModel, saveModel } from '../model/checkpoint';
 import { parseGPT2Config } from '../model/config';
-import { GPT2 } from '../model/gpt2';
+import { Decoder } from '../model/decoder';
 import { addon } from '../native';
 import { BPETokenizer, loadTokenizer, Tokenizer } from '../tokenizer';
 import { END_OF_TEXT } from '../tokenizer/types';
@@ -242,11 +242,11 @@ function timed<T>(fn: () => T): [T, number] {
   return [value, Number(process.hrtime.bigint() - t0) / 1e9];
 }
 
-function newModel(preset: DemoPreset, tokenizer: Tokenizer, seed: number): GPT2 {
+function newModel(preset: DemoPreset, tokenizer: Tokenizer, seed: number): Decoder {
   const config = parseGPT2Config({
     ...preset.model, vocab_size: tokenizer.vocabSize, bos_token_id: tokenizer.eosTokenId, eos_token_id: tokenizer.eosTokenId,
   }, `demo preset ${preset.name}`);
-  const model = new GPT2(config, 'cpu');
+  const model = new Decoder(config, 'cpu');
   model.initRandom(seed, config.initializer_range);
   return model;
 }
@@ -417,12 +417,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       fn();
       compute.push({ stage, wall_s: (Date.now() - t0) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
     };
-    const classify = (key: Classifier, model: GPT2) => {
+    const classify = (key: Classifier, model: Decoder) => {
       const [r, s] = timed(() => evaluateClassification(model, tokenizer, testRecords, LABELS, CLASSIFICATION_TEMPLATE));
       rows[key] = reportRow(r, s);
       predictions[key] = r.predictions.map((p) => p.predicted);
     };
-    const writeSubjects = (key: keyof DemoReport['generation'], model: GPT2) => {
+    const writeSubjects = (key: keyof DemoReport['generation'], model: Decoder) => {
       const [r, s] = timed(() => evaluateGeneration(model, tokenizer, genRecords, { maxNewTokens: preset.maxSubjectTokens }));
       generation[key] = generationRow(r, s);
       subjects[key] = r.outputs.map((o) => o.output.trim());
@@ -443,7 +443,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       prompt_completion: { trainFile: files.genTrain, validation: files.genValidation, plan: preset.generation, format: 'prompt_completion' },
     };
     /** Fine-tunes `start` in place (best validation step kept), saves it to models/NAME, then evaluates it. */
-    const fineTune = async (name: RunName, start: GPT2, kind: RunKind, title: string, evaluate: (m: GPT2) => void) => {
+    const fineTune = async (name: RunName, start: Decoder, kind: RunKind, title: string, evaluate: (m: Decoder) => void) => {
       log.line(`${name}: ${title}`);
       const spec = plans[kind];
       const { record } = await trainRun({
@@ -554,7 +554,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   }
 }
 
-async function withModel<T>(model: GPT2, fn: (m: GPT2) => Promise<T> | T): Promise<T> {
+async function withModel<T>(model: Decoder, fn: (m: Decoder) => Promise<T> | T): Promise<T> {
   try {
     return await fn(model);
   } finally {

@@ -19,7 +19,7 @@ import { resolveConfig } from '../config';
 import { buildDatasets } from '../data';
 import { setThreads } from '../device';
 import { parseGPT2Config } from '../model/config';
-import { GPT2 } from '../model/gpt2';
+import { Decoder } from '../model/decoder';
 import { addon } from '../native';
 import { BPETokenizer } from '../tokenizer';
 import { END_OF_TEXT } from '../tokenizer/types';
@@ -59,7 +59,7 @@ async function measure(vocabSize: number, train: string[], validationText: strin
   const T = preset.model.n_positions, B = preset.pretrain.batchSize;
   const data = buildDatasets({ train: trainFile, validation: validationFile, tokenizer, seqLen: T, batchSize: B, packing: true, trainOnPrompt: false, shuffle: true, seed: 1, format: 'text' });
   const config = parseGPT2Config({ ...preset.model, vocab_size: tokenizer.vocabSize, bos_token_id: tokenizer.eosTokenId, eos_token_id: tokenizer.eosTokenId }, 'tokenizer choice');
-  const model = new GPT2(config, 'cpu');
+  const model = new Decoder(config, 'cpu');
   model.initRandom(1, config.initializer_range);
   try {
     // The step count only sets the schedule's length; the run stops at the time budget.

@@ -5,7 +5,7 @@
  */
 import { resolveConfig } from '../config';
 import { Batch, buildDatasets, DataKind, DataReport } from '../data';
-import { GPT2 } from '../model/gpt2';
+import { Decoder } from '../model/decoder';
 import { Tokenizer } from '../tokenizer';
 import { evaluate, Trainer } from '../train/trainer';
 import { TrainingPlan } from './presets';
@@ -53,7 +53,7 @@ export interface RunRecord {
 export interface RunSpec {
   name: string;
   /** Trained in place; on return it holds the best weights. */
-  model: GPT2;
+  model: Decoder;
   tokenizer: Tokenizer;
   format: DataKind;
   trainFile: string;
@@ -91,7 +91,7 @@ function positions(batches: readonly Batch[]): number {
 export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data: DataReport }> {
   const started = Date.now();
   const { model, plan } = spec;
-  const T = model.config.n_positions;
+  const T = model.contextLength;
   const datasets = buildDatasets({
     train: spec.trainFile,
     ...('file' in spec.validation ? { validation: spec.validation.file } : { validationFraction: spec.validation.fraction }),

@@ -9,7 +9,7 @@
  * another (say "pos" and "positive") is not favoured just for being shorter, and the scored text
  * is exactly what fine-tuning taught the model to produce (an example ends with EOS).
  */
-import { GPT2 } from '../model/gpt2';
+import { Decoder } from '../model/decoder';
 import { encodeSequence, Tokenizer } from '../tokenizer';
 import { CompletionItem, scoreCompletions } from './likelihood';
 import { ClassificationReport, classificationReport } from './report';
@@ -63,7 +63,7 @@ export function argmax(scores: readonly number[]): number {
  * concatenated, as the training pipeline does, so the label tokens are the ones trained on.
  */
 export function classifyExamples(
-  model: GPT2,
+  model: Decoder,
   tokenizer: Tokenizer,
   examples: readonly ClassificationExample[],
   labels: readonly string[],

@@ -10,7 +10,7 @@
  */
 import { corpusBleu, rougeCorpus } from '../metrics';
 import { generate } from '../model/generate';
-import { GPT2 } from '../model/gpt2';
+import { Decoder } from '../model/decoder';
 import { encodeSequence, Tokenizer } from '../tokenizer';
 import { BleuReport, bleuReport, RougeReport, rougeReport } from './report';
 
@@ -98,11 +98,11 @@ class LineBreakStop extends Error {}
  * leaving maxNewTokens positions for the output (but never less than half the context for the
  * prompt); an empty prompt starts from <|endoftext|>, GPT-2's document boundary.
  */
-export function generateOutputs(model: GPT2, tokenizer: Tokenizer, examples: readonly GenerationExample[], options: DecodeOptions = {}): GenerationRun {
+export function generateOutputs(model: Decoder, tokenizer: Tokenizer, examples: readonly GenerationExample[], options: DecodeOptions = {}): GenerationRun {
   const maxNewTokens = options.maxNewTokens ?? defaultMaxNewTokens(tokenizer, examples.map((e) => e.reference));
   const stopAtNewline = options.stopAtNewline ?? examples.every((e) => !isMultiLine(e.reference));
   const temperature = options.temperature ?? 0;
-  const nPositions = model.config.n_positions;
+  const nPositions = model.contextLength;
   const promptBudget = Math.max(Math.ceil(nPositions / 2), nPositions - maxNewTokens);
   // Which single tokens contain a line break (most do not, so the full decode below is rare).
   const breaksLine = new Map<number, boolean>();
@@ -144,7 +144,7 @@ export function scoreGenerations(outputs: readonly GeneratedOutput[]): BleuRepor
 }
 
 /** Greedy decoding (unless options sample) of every example, scored with BLEU and ROUGE. */
-export function evaluateGenerationExamples(model: GPT2, tokenizer: Tokenizer, examples: readonly GenerationExample[], options: DecodeOptions = {}): GenerationEvalResult {
+export function evaluateGenerationExamples(model: Decoder, tokenizer: Tokenizer, examples: readonly GenerationExample[], options: DecodeOptions = {}): GenerationEvalResult {
   if (examples.length === 0) throw new RangeError('generation: no examples to evaluate');
   const run = generateOutputs(model, tokenizer, examples, options);
   const stops: Record<StopReason, number> = { eos: 0, newline: 0, max_new_tokens: 0, context_full: 0 };

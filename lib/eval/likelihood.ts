@@ -8,7 +8,7 @@
  * time, right-padded to the longest row of their batch: attention is causal, so padding after a
  * row's end cannot change any of its real positions, and padded targets are ignored.
  */
-import { GPT2, IGNORE_INDEX } from '../model/gpt2';
+import { Decoder, IGNORE_INDEX } from '../model/decoder';
 
 export interface CompletionItem {
   /** Prompt token ids (may be empty: then `contextTokenId` is the only context). */
@@ -76,11 +76,11 @@ function prepareRow(item: CompletionItem, index: number, nPositions: number, con
  * log p(completion | prompt) for every item, from batched forward passes. Results are in the
  * items' order. Rows are sorted by length before batching so that padding stays small.
  */
-export function scoreCompletions(model: GPT2, items: readonly CompletionItem[], options: ScoreCompletionsOptions): CompletionScore[] {
+export function scoreCompletions(model: Decoder, items: readonly CompletionItem[], options: ScoreCompletionsOptions): CompletionScore[] {
   const batchSize = options.batchSize ?? 16;
   const maxBatchTokens = options.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`scoreCompletions: batchSize must be a whole number >= 1 but received ${batchSize}`);
-  const nPositions = model.config.n_positions;
+  const nPositions = model.contextLength;
   const rows = items.map((item, i) => prepareRow(item, i, nPositions, options.contextTokenId));
   const order = rows.slice().sort((a, b) => b.full.length - a.full.length || a.index - b.index);
   const results: CompletionScore[] = new Array(items.length);

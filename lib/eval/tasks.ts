@@ -7,7 +7,7 @@
  *   generate  greedy decoding scored with BLEU and ROUGE (generation.ts)
  */
 import { chatTemplateFor, compileTemplate, DataRecord, renderRecord, sortedLabels } from '../data';
-import { GPT2 } from '../model/gpt2';
+import { Decoder } from '../model/decoder';
 import { Tokenizer } from '../tokenizer';
 import { evalLM } from '../train/lm';
 import { checkOptions, describeValue } from '../util/check';
@@ -23,7 +23,7 @@ export interface LMEvalReport {
 }
 
 /** Loss, perplexity and token accuracy over consecutive chunks of at most T tokens (README's contract). */
-export function evaluateLM(model: GPT2, tokens: Int32Array, seqLen: number, batchSize = 4): LMEvalReport {
+export function evaluateLM(model: Decoder, tokens: Int32Array, seqLen: number, batchSize = 4): LMEvalReport {
   const r = evalLM(model, tokens, seqLen, batchSize);
   return { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, token_accuracy: r.accuracy };
 }
@@ -60,7 +60,7 @@ export function classificationExamples(records: readonly DataRecord[], labels: r
  * classifier. `labels` defaults to the labels seen in the records.
  */
 export function evaluateClassification(
-  model: GPT2,
+  model: Decoder,
   tokenizer: Tokenizer,
   records: readonly DataRecord[],
   labels?: readonly string[] | null,
@@ -98,7 +98,7 @@ export interface GenerationTaskOptions extends DecodeOptions {
 }
 
 /** Greedy decoding of every record's prompt, scored with corpus BLEU and ROUGE-1/2/L against the completions. */
-export function evaluateGeneration(model: GPT2, tokenizer: Tokenizer, records: readonly DataRecord[], options: GenerationTaskOptions = {}): GenerationEvalResult {
+export function evaluateGeneration(model: Decoder, tokenizer: Tokenizer, records: readonly DataRecord[], options: GenerationTaskOptions = {}): GenerationEvalResult {
   checkOptions('evaluateGeneration', 'options', options);
   const { template, ...decode } = options;
   return evaluateGenerationExamples(model, tokenizer, generationExamples(records, template, tokenizer), decode);
@@ -116,7 +116,7 @@ export interface ReviewOptions extends GenerationTaskOptions {
  * reference. Classification records also get the label that label likelihood picks among the
  * labels seen in all the records.
  */
-export function reviewEntries(model: GPT2, tokenizer: Tokenizer, records: readonly DataRecord[], options: ReviewOptions): ReviewEntry[] {
+export function reviewEntries(model: Decoder, tokenizer: Tokenizer, records: readonly DataRecord[], options: ReviewOptions): ReviewEntry[] {
   if (options === null || typeof options !== 'object') throw new TypeError(`reviewEntries: expected options to be an object {n, ...} but received ${describeValue(options)}`);
   const { n, seed = 0, template, ...decode } = options;
   const indices = chooseExamples(records.length, n, seed);

@@ -362,13 +362,39 @@ export interface Float32TensorToWrite {
   data: Float32Array;
 }
 
+/** The dtypes gptune writes: float32 as is, or rounded to bfloat16. */
+export type WriteDtype = 'F32' | 'BF16';
+
 /**
- * Serialize F32 tensors to safetensors as a list of chunks (header, then each tensor's bytes viewed
- * in place, no copies), ready for writeFileAtomic or writeDirAtomic. Tensors are stored in the
- * given order. The header is padded with spaces so the data buffer starts at a multiple of 8.
- * `fileName` is used in error messages only.
+ * float32 -> bfloat16 bits, rounding to nearest with ties to even (as torch's .to(torch.bfloat16));
+ * NaNs stay NaN (quiet), infinities and overflow to infinity behave as in the cast.
  */
-export function encodeSafetensors(tensors: readonly Float32TensorToWrite[], metadata: Record<string, string> = {}, fileName = 'safetensors'): Uint8Array[] {
+export function float32ToBF16(values: Float32Array): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    if ((x & 0x7f800000) === 0x7f800000 && (x & 0x007fffff) !== 0) {
+      out[i] = (x >>> 16) | 0x0040;
+      continue;
+    }
+    out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** Bytes a tensor of `numel` elements takes when written as `dtype`. */
+export function writtenBytes(numel: number, dtype: WriteDtype): number {
+  return numel * (dtype === 'F32' ? 4 : 2);
+}
+
+/**
+ * Serialize float32 tensors to safetensors as a list of chunks (header, then each tensor's bytes:
+ * F32 viewed in place, no copies; BF16 rounded into a new array), ready for writeFileAtomic or
+ * writeDirAtomic. Tensors are stored in the given order. The header is padded with spaces so the
+ * data buffer starts at a multiple of 8. `fileName` is used in error messages only.
+ */
+export function encodeSafetensors(tensors: readonly Float32TensorToWrite[], metadata: Record<string, string> = {}, fileName = 'safetensors', dtype: WriteDtype = 'F32'): Uint8Array[] {
   checkLittleEndianHost();
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) {
@@ -394,8 +420,8 @@ export function encodeSafetensors(tensors: readonly Float32TensorToWrite[], meta
     if (tensor.data.length !== count) {
       throw new Error(`${where}: shape ${shapeText(tensor.shape)} needs ${count} values but data has ${tensor.data.length}`);
     }
-    header[tensor.name] = { dtype: 'F32', shape: tensor.shape.slice(), data_offsets: [offset, offset + count * 4] };
-    offset += count * 4;
+    header[tensor.name] = { dtype, shape: tensor.shape.slice(), data_offsets: [offset, offset + writtenBytes(count, dtype)] };
+    offset += writtenBytes(count, dtype);
   }
   const json = JSON.stringify(header);
   const jsonBytes = Buffer.byteLength(json, 'utf8');
@@ -405,7 +431,8 @@ export function encodeSafetensors(tensors: readonly Float32TensorToWrite[], meta
   headerChunk.write(json, HEADER_PREFIX_BYTES, 'utf8');
   const chunks: Uint8Array[] = [headerChunk];
   for (const tensor of tensors) {
-    chunks.push(new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
+    const data = dtype === 'F32' ? tensor.data : float32ToBF16(tensor.data);
+    chunks.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
   return chunks;
 }

@@ -16,7 +16,7 @@ import * as path from 'path';
 import { CheckpointError } from '../errors';
 import { FileContents } from './atomic';
 import {
-  describe, encodeSafetensors, Float32TensorToWrite, readSafetensors, readSafetensorsHeader, SafetensorsTensor,
+  describe, encodeSafetensors, Float32TensorToWrite, readSafetensors, readSafetensorsHeader, SafetensorsTensor, WriteDtype, writtenBytes,
 } from './safetensors';
 
 export const SINGLE_FILE = 'model.safetensors';
@@ -206,15 +206,16 @@ function sortedJson(value: unknown): string {
 /**
  * The files of a checkpoint holding `tensors` (in the given order), ready for writeDirAtomic beside config.json
  * and the tokenizer: a single model.safetensors when everything fits under maxShardSize (default "5GB"), else
- * the shards and model.safetensors.index.json, as save_pretrained writes them. `dir` is used in messages only.
+ * the shards and model.safetensors.index.json, as save_pretrained writes them, stored as `dtype` (sizes are
+ * those of the stored bytes). `dir` is used in messages only.
  */
 export function checkpointFiles(tensors: readonly Float32TensorToWrite[], dir: string,
-  maxShardSize: string | number = DEFAULT_MAX_SHARD_SIZE): Record<string, FileContents> {
+  maxShardSize: string | number = DEFAULT_MAX_SHARD_SIZE, dtype: WriteDtype = 'F32'): Record<string, FileContents> {
   const maxBytes = parseShardSize(maxShardSize);
-  const plan = planShards(tensors.map((t) => t.data.byteLength), maxBytes);
+  const plan = planShards(tensors.map((t) => writtenBytes(t.data.length, dtype)), maxBytes);
   const metadata = { format: 'pt' };
   if (plan.length === 1) {
-    return { [SINGLE_FILE]: encodeSafetensors(tensors, metadata, path.join(dir, SINGLE_FILE)) };
+    return { [SINGLE_FILE]: encodeSafetensors(tensors, metadata, path.join(dir, SINGLE_FILE), dtype) };
   }
   const files: Record<string, FileContents> = {};
   const weightMap: Record<string, string> = {};
@@ -222,10 +223,10 @@ export function checkpointFiles(tensors: readonly Float32TensorToWrite[], dir: s
   plan.forEach((members, i) => {
     const name = shardFileName(i, plan.length);
     const shardTensors = members.map((m) => tensors[m]);
-    files[name] = encodeSafetensors(shardTensors, metadata, path.join(dir, name));
+    files[name] = encodeSafetensors(shardTensors, metadata, path.join(dir, name), dtype);
     for (const t of shardTensors) {
       weightMap[t.name] = name;
-      totalSize += t.data.byteLength;
+      totalSize += writtenBytes(t.data.length, dtype);
     }
   });
   files[INDEX_FILE] = `${sortedJson({ metadata: { total_size: totalSize }, weight_map: weightMap })}\n`;

@@ -2,8 +2,17 @@
  * GPT-2 hyperparameters, named and interpreted exactly as in Hugging Face's config.json for
  * model_type "gpt2", so that checkpoints move between gptune and transformers unchanged.
  */
-import * as fs from 'fs';
 import * as path from 'path';
+import { CheckpointError } from '../errors';
+import {
+  attentionWidth, ConfigKeys, DecoderConfig, describeValue, ffnInputWidth, MODEL_TYPES, qkvWidth, readConfigJSON,
+} from './decoder_config';
+import {
+  isLlamaType, LLAMA_PRESETS, LLAMA_SPEC_ALIASES, LLAMA_SPEC_BOOLEAN_KEYS, LLAMA_SPEC_INTEGER_KEYS, LLAMA_SPEC_NUMBER_KEYS,
+  llamaJSON, llamaSpecBase, parseLlamaConfig,
+} from './llama_config';
+
+export type { DecoderConfig, ModelType, RopeScaling } from './decoder_config';
 
 export type GPT2Activation = 'gelu_new' | 'gelu_pytorch_tanh';
 
@@ -68,16 +77,6 @@ export function presetConfig(name: GPT2PresetName): GPT2Config {
   };
 }
 
-/**
- * Upper bounds of the size keys: far beyond any published model (Llama 3.1 405B: 126 layers, width
- * 16384, MLP 53248, vocabulary 128256, context 131072), low enough that a typo such as
- * n_layer=100000 is named as the key it is rather than found by the memory plan or the allocator.
- */
-const SIZE_LIMITS = {
-  vocab_size: 2 ** 24, n_positions: 2 ** 20, n_embd: 2 ** 16, n_layer: 1024, n_head: 1024, n_inner: 2 ** 18,
-} as const;
-type SizeKey = keyof typeof SIZE_LIMITS;
-
 const SUPPORTED_ACTIVATIONS: readonly string[] = ['gelu_new', 'gelu_pytorch_tanh'];
 
 /**
@@ -92,73 +91,36 @@ const REQUIRED_DEFAULTS: Record<string, unknown> = {
   add_cross_attention: false,
 };
 
-function typeName(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
-  if (typeof value === 'object') return 'an object';
-  return String(value);
-}
-
 /**
  * Validate a parsed config.json (or any object with its keys). `sourceName` (e.g. "config.json" or
  * a path) starts every error message. Unknown keys are ignored, as transformers ignores them.
  */
 export function parseGPT2Config(json: unknown, sourceName: string): GPT2Config {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new Error(`${sourceName}: expected a JSON object with GPT-2 settings but received ${typeName(json)}`);
+    throw new CheckpointError(`${sourceName}: expected a JSON object with GPT-2 settings but received ${describeValue(json)}`);
   }
   const raw = json as Record<string, unknown>;
-
-  const positiveInteger = (key: SizeKey): number => {
-    const value = raw[key];
-    const max = SIZE_LIMITS[key];
-    if (value === undefined) throw new Error(`${sourceName}: missing required key "${key}" (a positive integer)`);
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-      throw new Error(`${sourceName}: ${key} must be a positive integer but is ${typeName(value)}`);
-    }
-    if (value > max) throw new Error(`${sourceName}: ${key} must be at most ${max} but is ${value}`);
-    return value;
-  };
-  const nonNegativeInteger = (key: string, fallback: number): number => {
-    const value = raw[key] ?? fallback;
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-      throw new Error(`${sourceName}: ${key} must be a non-negative integer but is ${typeName(value)}`);
-    }
-    return value;
-  };
-  const numberIn = (key: string, fallback: number, min: number, max: number, minInclusive: boolean): number => {
-    const value = raw[key] ?? fallback;
-    const ok = typeof value === 'number' && Number.isFinite(value) && (minInclusive ? value >= min : value > min) && value <= max;
-    if (!ok) {
-      throw new Error(`${sourceName}: ${key} must be a number in ${minInclusive ? '[' : '('}${min}, ${max}] but is ${typeName(value)}`);
-    }
-    return value as number;
-  };
+  const k = new ConfigKeys(raw, sourceName);
 
   if (raw.model_type !== undefined && raw.model_type !== 'gpt2') {
-    throw new Error(`${sourceName}: model_type must be "gpt2" but is ${typeName(raw.model_type)}`);
+    k.fail(`model_type must be "gpt2" but is ${describeValue(raw.model_type)}`);
   }
   for (const [key, expected] of Object.entries(REQUIRED_DEFAULTS)) {
-    if (raw[key] !== undefined && raw[key] !== expected) {
-      throw new Error(`${sourceName}: ${key} = ${typeName(raw[key])} is not supported (gptune implements only ${key} = ${expected})`);
-    }
+    k.requireValue(key, expected, `gptune implements only ${key} = ${expected}`);
   }
 
-  const vocab_size = positiveInteger('vocab_size');
-  const n_positions = positiveInteger('n_positions');
-  const n_embd = positiveInteger('n_embd');
-  const n_layer = positiveInteger('n_layer');
-  const n_head = positiveInteger('n_head');
-  if (n_embd % n_head !== 0) {
-    throw new Error(`${sourceName}: n_embd (${n_embd}) must be divisible by n_head (${n_head})`);
-  }
+  const vocab_size = k.positiveInteger('vocab_size');
+  const n_positions = k.positiveInteger('n_positions');
+  const n_embd = k.positiveInteger('n_embd');
+  const n_layer = k.positiveInteger('n_layer');
+  const n_head = k.positiveInteger('n_head');
+  if (n_embd % n_head !== 0) k.fail(`n_embd (${n_embd}) must be divisible by n_head (${n_head})`);
   // null and absent both mean the GPT-2 default of 4 * n_embd.
-  const n_inner = raw.n_inner === null || raw.n_inner === undefined ? 4 * n_embd : positiveInteger('n_inner');
+  const n_inner = raw.n_inner === null || raw.n_inner === undefined ? 4 * n_embd : k.positiveInteger('n_inner');
 
   const activation = raw.activation_function ?? 'gelu_new';
   if (typeof activation !== 'string' || !SUPPORTED_ACTIVATIONS.includes(activation)) {
-    throw new Error(`${sourceName}: activation_function ${typeName(activation)} is not supported (expected one of ${SUPPORTED_ACTIVATIONS.join(', ')}, the tanh approximation of GELU)`);
+    k.fail(`activation_function ${describeValue(activation)} is not supported (expected one of ${SUPPORTED_ACTIVATIONS.join(', ')}, the tanh approximation of GELU)`);
   }
 
   return {
@@ -168,33 +130,21 @@ export function parseGPT2Config(json: unknown, sourceName: string): GPT2Config {
     n_layer,
     n_head,
     n_inner,
-    layer_norm_epsilon: numberIn('layer_norm_epsilon', 1e-5, 0, 1, false),
+    layer_norm_epsilon: k.numberIn('layer_norm_epsilon', 1e-5, 0, 1, false),
     activation_function: activation as GPT2Activation,
-    bos_token_id: nonNegativeInteger('bos_token_id', 50256),
-    eos_token_id: nonNegativeInteger('eos_token_id', 50256),
-    initializer_range: numberIn('initializer_range', 0.02, 0, 10, false),
-    resid_pdrop: numberIn('resid_pdrop', 0.1, 0, 1, true),
-    embd_pdrop: numberIn('embd_pdrop', 0.1, 0, 1, true),
-    attn_pdrop: numberIn('attn_pdrop', 0.1, 0, 1, true),
+    bos_token_id: k.nonNegativeInteger('bos_token_id', 50256),
+    eos_token_id: k.nonNegativeInteger('eos_token_id', 50256),
+    initializer_range: k.numberIn('initializer_range', 0.02, 0, 10, false),
+    resid_pdrop: k.numberIn('resid_pdrop', 0.1, 0, 1, true),
+    embd_pdrop: k.numberIn('embd_pdrop', 0.1, 0, 1, true),
+    attn_pdrop: k.numberIn('attn_pdrop', 0.1, 0, 1, true),
   };
 }
 
 /** Read and validate `<dir>/config.json`. */
 export function loadGPT2Config(dir: string): GPT2Config {
   const file = path.join(dir, 'config.json');
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`${file}: cannot read the model config (${(err as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
-  }
-  return parseGPT2Config(json, file);
+  return parseGPT2Config(readConfigJSON(file), file);
 }
 
 /**
@@ -240,64 +190,198 @@ const SPEC_INTEGER_KEYS = ['vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_
 const SPEC_NUMBER_KEYS = ['layer_norm_epsilon', 'initializer_range', 'resid_pdrop', 'embd_pdrop', 'attn_pdrop'] as const;
 const SPEC_STRING_KEYS = ['activation_function'] as const;
 
+type SpecKind = 'integer' | 'number' | 'boolean' | 'string';
+
+/** One "key=value" of a spec, parsed as `kind`; errors name the spec, the key and the text. */
+function specValue(spec: string, key: string, kind: SpecKind, text: string): unknown {
+  const bad = (expected: string) => new CheckpointError(`model spec "${spec}": ${key} must be ${expected} but received "${text}"`);
+  switch (kind) {
+    case 'integer': {
+      const value = Number(text);
+      if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value)) throw bad('a non-negative integer');
+      return value;
+    }
+    case 'number': {
+      const value = Number(text);
+      if (text === '' || !Number.isFinite(value)) throw bad('a number');
+      return value;
+    }
+    case 'boolean':
+      if (text !== 'true' && text !== 'false') throw bad('true or false');
+      return text === 'true';
+    case 'string':
+      return text;
+  }
+}
+
 /**
- * Parse a fresh-model spec such as "new:n_layer=2,n_head=4,n_embd=64,n_positions=128" or
+ * Splits "new:[preset,]key=value,..." into its optional leading preset name and its pairs, in
+ * order. `isPreset` says which bare first items are presets; `presetNames` lists them in errors.
+ */
+function splitSpec(spec: string, isPreset: (name: string) => boolean, presetNames: readonly string[]): { preset: string | null; pairs: Array<[string, string]> } {
+  const prefix = 'new:';
+  if (typeof spec !== 'string' || !spec.startsWith(prefix)) {
+    throw new CheckpointError(`model spec: expected "new:key=value,..." (e.g. "new:n_layer=2,n_head=4,n_embd=64") but received ${JSON.stringify(spec)}`);
+  }
+  const items = spec.slice(prefix.length).split(',').map((s) => s.trim()).filter((s) => s !== '');
+  let preset: string | null = null;
+  const pairs: Array<[string, string]> = [];
+  items.forEach((item, index) => {
+    const eq = item.indexOf('=');
+    if (eq < 0) {
+      if (index === 0 && isPreset(item)) {
+        preset = item;
+        return;
+      }
+      throw new CheckpointError(`model spec "${spec}": expected key=value or a preset name (${presetNames.join(', ')}) as the first item but received "${item}"`);
+    }
+    pairs.push([item.slice(0, eq).trim(), item.slice(eq + 1).trim()]);
+  });
+  return { preset, pairs };
+}
+
+function isOwnKey(object: object, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(object, key);
+}
+
+/**
+ * Parse a fresh GPT-2 spec such as "new:n_layer=2,n_head=4,n_embd=64,n_positions=128" or
  * "new:gpt2-medium,n_layer=4". Unset keys take the preset's values (GPT-2 124M when no preset is
  * named). The result is validated like a config.json.
  */
 export function parseModelSpec(spec: string): GPT2Config {
-  const prefix = 'new:';
-  if (typeof spec !== 'string' || !spec.startsWith(prefix)) {
-    throw new Error(`model spec: expected "new:key=value,..." (e.g. "new:n_layer=2,n_head=4,n_embd=64") but received ${JSON.stringify(spec)}`);
-  }
-  const items = spec.slice(prefix.length).split(',').map((s) => s.trim()).filter((s) => s !== '');
-  let base: GPT2Config = presetConfig('gpt2');
+  const { preset, pairs } = splitSpec(spec, (name) => isOwnKey(GPT2_PRESETS, name), Object.keys(GPT2_PRESETS));
+  const base: GPT2Config = presetConfig((preset ?? 'gpt2') as GPT2PresetName);
+  const kinds: Record<string, SpecKind> = {};
+  for (const key of SPEC_INTEGER_KEYS) kinds[key] = 'integer';
+  for (const key of SPEC_NUMBER_KEYS) kinds[key] = 'number';
+  for (const key of SPEC_STRING_KEYS) kinds[key] = 'string';
   const overrides: Record<string, unknown> = {};
-  items.forEach((item, index) => {
-    const eq = item.indexOf('=');
-    if (eq < 0) {
-      if (index === 0 && Object.prototype.hasOwnProperty.call(GPT2_PRESETS, item)) {
-        base = presetConfig(item as GPT2PresetName);
-        return;
-      }
-      throw new Error(`model spec "${spec}": expected key=value or a preset name (${Object.keys(GPT2_PRESETS).join(', ')}) as the first item but received "${item}"`);
+  for (const [key, text] of pairs) {
+    if (isOwnKey(overrides, key)) throw new CheckpointError(`model spec "${spec}": key "${key}" is given twice`);
+    if (!isOwnKey(kinds, key)) {
+      throw new CheckpointError(`model spec "${spec}": unknown key "${key}" (known keys: ${Object.keys(kinds).join(', ')}, arch)`);
     }
-    const key = item.slice(0, eq).trim();
-    const valueText = item.slice(eq + 1).trim();
-    if (Object.prototype.hasOwnProperty.call(overrides, key)) throw new Error(`model spec "${spec}": key "${key}" is given twice`);
-    if ((SPEC_INTEGER_KEYS as readonly string[]).includes(key)) {
-      const value = Number(valueText);
-      if (!/^[0-9]+$/.test(valueText) || !Number.isSafeInteger(value)) {
-        throw new Error(`model spec "${spec}": ${key} must be a non-negative integer but received "${valueText}"`);
-      }
-      overrides[key] = value;
-    } else if ((SPEC_NUMBER_KEYS as readonly string[]).includes(key)) {
-      const value = Number(valueText);
-      if (valueText === '' || !Number.isFinite(value)) {
-        throw new Error(`model spec "${spec}": ${key} must be a number but received "${valueText}"`);
-      }
-      overrides[key] = value;
-    } else if ((SPEC_STRING_KEYS as readonly string[]).includes(key)) {
-      overrides[key] = valueText;
-    } else {
-      const known = [...SPEC_INTEGER_KEYS, ...SPEC_NUMBER_KEYS, ...SPEC_STRING_KEYS].join(', ');
-      throw new Error(`model spec "${spec}": unknown key "${key}" (known keys: ${known})`);
-    }
-  });
+    overrides[key] = specValue(spec, key, kinds[key], text);
+  }
   // n_inner follows n_embd unless set explicitly, so "new:n_embd=64" gets a 256-wide MLP.
   const merged: Record<string, unknown> = { ...base, n_inner: null, ...overrides };
   return parseGPT2Config(merged, `model spec "${spec}"`);
 }
 
-/** Number of trainable parameters (weights tied between wte and the LM head, counted once). */
-export function countParameters(cfg: GPT2Config): number {
-  const C = cfg.n_embd;
+/**
+ * A Llama-family spec: "new:arch=llama,n_layer=2,n_head=4,n_kv_head=2,n_embd=64" or
+ * "new:smollm2-135m,num_hidden_layers=4". Keys are the family's config.json keys, or the GPT-2
+ * spec's names for the same sizes (LLAMA_SPEC_ALIASES). Without a preset, unset keys take GPT-2
+ * 124M's sizes (llamaSpecBase) and intermediate_size follows hidden_size (4x), as n_inner does.
+ */
+function parseLlamaSpec(spec: string): DecoderConfig {
+  const { preset, pairs } = splitSpec(spec, (name) => isOwnKey(LLAMA_PRESETS, name), [...Object.keys(GPT2_PRESETS), ...Object.keys(LLAMA_PRESETS)]);
+  const kinds: Record<string, SpecKind> = { arch: 'string' };
+  for (const key of LLAMA_SPEC_INTEGER_KEYS) kinds[key] = 'integer';
+  for (const key of LLAMA_SPEC_NUMBER_KEYS) kinds[key] = 'number';
+  for (const key of LLAMA_SPEC_BOOLEAN_KEYS) kinds[key] = 'boolean';
+  const overrides: Record<string, unknown> = {};
+  for (const [given, text] of pairs) {
+    const key = LLAMA_SPEC_ALIASES[given] ?? given;
+    if (isOwnKey(overrides, key)) throw new CheckpointError(`model spec "${spec}": key "${key}" is given twice`);
+    if (!isOwnKey(kinds, key)) {
+      const known = [...Object.keys(kinds), ...Object.keys(LLAMA_SPEC_ALIASES)].join(', ');
+      throw new CheckpointError(`model spec "${spec}": unknown key "${given}" (known keys: ${known})`);
+    }
+    overrides[key] = specValue(spec, given, kinds[key], text);
+  }
+  const { arch, ...sizes } = overrides;
+  const presetValues = preset !== null ? LLAMA_PRESETS[preset] : null;
+  const modelType = arch ?? presetValues?.model_type;
+  if (!isLlamaType(modelType)) throw new CheckpointError(`model spec "${spec}": arch must be one of ${MODEL_TYPES.join(', ')} but received ${JSON.stringify(modelType)}`);
+  const base = presetValues ?? llamaSpecBase(modelType);
+  const merged: Record<string, unknown> = { ...base, ...sizes, model_type: modelType };
+  if (presetValues === null && sizes.intermediate_size === undefined) merged.intermediate_size = 4 * (merged.hidden_size as number);
+  return parseLlamaConfig(llamaJSON(merged), `model spec "${spec}"`);
+}
+
+/** The "arch" a spec names (its value), or its leading Llama-family preset's model_type, else null. */
+function specArch(spec: string): string | null {
+  const items = spec.slice('new:'.length).split(',').map((s) => s.trim());
+  if (isOwnKey(LLAMA_PRESETS, items[0] ?? '')) return LLAMA_PRESETS[items[0]].model_type as string;
+  const arch = items.find((item) => /^arch\s*=/.test(item));
+  return arch === undefined ? null : arch.slice(arch.indexOf('=') + 1).trim();
+}
+
+/**
+ * Any fresh-model spec ("new:..."): GPT-2 unless it names a Llama-family preset or an arch other
+ * than gpt2 (see parseModelSpec and parseLlamaSpec).
+ */
+export function parseDecoderSpec(spec: string): DecoderConfig {
+  const arch = typeof spec === 'string' && spec.startsWith('new:') ? specArch(spec) : null;
+  if (arch === null) return decoderConfigFromGPT2(parseModelSpec(spec));
+  if (arch === 'gpt2') return decoderConfigFromGPT2(parseModelSpec(spec.replace(/(^new:|,)\s*arch\s*=\s*gpt2\s*(,|$)/, '$1')));
+  return parseLlamaSpec(spec);
+}
+
+/** GPT-2 as one configuration of the decoder: LayerNorm, learned positions, GELU MLP, biases, tied head. */
+export function decoderConfigFromGPT2(cfg: GPT2Config): DecoderConfig {
+  return {
+    modelType: 'gpt2',
+    vocabSize: cfg.vocab_size,
+    maxPositions: cfg.n_positions,
+    width: cfg.n_embd,
+    layers: cfg.n_layer,
+    heads: cfg.n_head,
+    kvHeads: cfg.n_head,
+    headDim: cfg.n_embd / cfg.n_head,
+    ffnWidth: cfg.n_inner,
+    norm: 'layernorm',
+    normEps: cfg.layer_norm_epsilon,
+    positions: 'learned',
+    ropeTheta: 0,
+    ropeScaling: null,
+    mlp: 'gelu',
+    qkvBias: true,
+    outBias: true,
+    mlpBias: true,
+    qkNorm: false,
+    tiedHead: true,
+    slidingWindow: null,
+    initializerRange: cfg.initializer_range,
+    json: configToJSON(cfg),
+  };
+}
+
+/** A DecoderConfig as is, or a GPT2Config (parseGPT2Config, parseModelSpec) as the GPT-2 configuration. */
+export function asDecoderConfig(config: DecoderConfig | GPT2Config): DecoderConfig {
+  return 'n_embd' in config ? decoderConfigFromGPT2(config) : config;
+}
+
+/** A parsed config.json of any supported model_type (absent: GPT-2, as early GPT-2 configs omit it). */
+export function parseModelConfig(json: unknown, source: string): DecoderConfig {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new CheckpointError(`${source}: expected a JSON object with model settings but received ${describeValue(json)}`);
+  }
+  const raw = json as Record<string, unknown>;
+  if (raw.model_type === undefined || raw.model_type === 'gpt2') return decoderConfigFromGPT2(parseGPT2Config(raw, source));
+  if (isLlamaType(raw.model_type)) return parseLlamaConfig(raw, source);
+  throw new CheckpointError(`${source}: model_type = ${describeValue(raw.model_type)} is not supported (expected one of ${MODEL_TYPES.join(', ')})`);
+}
+
+/** Read and validate `<dir>/config.json` of any supported model. */
+export function loadModelConfig(dir: string): DecoderConfig {
+  const file = path.join(dir, 'config.json');
+  return parseModelConfig(readConfigJSON(file), file);
+}
+
+/** Number of trainable parameters (a tied LM head counted once with the embedding). */
+export function countParameters(config: GPT2Config | DecoderConfig): number {
+  const cfg = asDecoderConfig(config);
+  const C = cfg.width, H = cfg.ffnWidth, norm = cfg.norm === 'layernorm' ? 2 * C : C;
+  const qkv = qkvWidth(cfg), att = attentionWidth(cfg), ffnIn = ffnInputWidth(cfg);
   const perLayer =
-    2 * C + // ln_1 weight + bias
-    C * 3 * C + 3 * C + // attn.c_attn
-    C * C + C + // attn.c_proj
-    2 * C + // ln_2
-    C * cfg.n_inner + cfg.n_inner + // mlp.c_fc
-    cfg.n_inner * C + C; // mlp.c_proj
-  return cfg.vocab_size * C + cfg.n_positions * C + cfg.n_layer * perLayer + 2 * C /* ln_f */;
+    2 * norm +
+    C * qkv + (cfg.qkvBias ? qkv : 0) +
+    att * C + (cfg.outBias ? C : 0) +
+    (cfg.qkNorm ? 2 * cfg.headDim : 0) +
+    C * ffnIn + H * C + (cfg.mlpBias ? ffnIn + C : 0);
+  const embeddings = cfg.vocabSize * C * (cfg.tiedHead ? 1 : 2) + (cfg.positions === 'learned' ? cfg.maxPositions * C : 0);
+  return embeddings + cfg.layers * perLayer + norm;
 }

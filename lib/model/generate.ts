@@ -7,8 +7,9 @@ import { kernels } from '../native';
 import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
 import { checkInstance, checkOptions, checkSeed, describeValue } from '../util/check';
 import { Rng } from '../util/rng';
-import type { GPT2Config } from './config';
-import { GPT2, innerSize, planMemory } from './gpt2';
+import { BlockBuffers, blockBuffers, blockBufferSpecs, Decoder, globalParamName, maxPositionsKey, planMemory } from './decoder';
+import { asDecoderConfig, GPT2Config } from './config';
+import { contextLength, DecoderConfig } from './decoder_config';
 
 export interface GenerateOptions {
   maxNewTokens?: number;
@@ -94,39 +95,51 @@ export function sampleToken(logits: Float32Array, o: { greedy: boolean; temperat
   return ids[ids.length - 1];
 }
 
-/** The decode state's arena: per-layer K/V caches (B, maxT, C) and one step's activations. */
-function decodeStateSpecs(cfg: GPT2Config, B: number, maxT: number): TensorSpec[] {
-  const C = cfg.n_embd, I = innerSize(cfg), rows = B * maxT;
+/**
+ * The decode state's arena: per-layer K/V caches (B, maxT, NKV*HS; only the key/value heads are
+ * cached, so grouped-query models cache NH/NKV times less) and one set of block buffers shared by
+ * the layers, for up to `rows` positions at once (the prompt's prefill; each later step is one).
+ */
+function decodeStateSpecs(cfg: DecoderConfig, B: number, maxT: number, rows: number): TensorSpec[] {
+  const kv = cfg.kvHeads * cfg.headDim;
   const specs: TensorSpec[] = [];
-  for (let l = 0; l < cfg.n_layer; l++) specs.push({ name: `k${l}`, shape: [B, maxT, C] }, { name: `v${l}`, shape: [B, maxT, C] });
-  for (const [name, width] of [['x', C], ['ln', C], ['qkv', 3 * C], ['atty', C], ['proj', C], ['fch', I], ['fchGelu', I], ['x2', C]] as const) {
-    specs.push({ name, shape: [rows, width] });
-  }
-  specs.push({ name: 'lnLast', shape: [B, C] }, { name: 'logits', shape: [B, cfg.vocab_size] });
+  for (let l = 0; l < cfg.layers; l++) specs.push({ name: `k${l}`, shape: [B, maxT, kv] }, { name: `v${l}`, shape: [B, maxT, kv] });
+  specs.push(...blockBufferSpecs(cfg, 'block.', B * rows, B, rows, false));
+  specs.push({ name: 'lnLast', shape: [B, cfg.width] }, { name: 'logits', shape: [B, cfg.vocabSize] });
   return specs;
 }
 
-/** The memory plan of generation: the parameters and generate()'s decode state for up to maxT positions. */
-export function planGenerationMemory(cfg: GPT2Config, maxT = cfg.n_positions): Record<string, number> {
-  return { ...planMemory(cfg, { batch: null, training: false }).parts, 'KV cache': arenaBytes(decodeStateSpecs(cfg, 1, maxT)) };
+/**
+ * The memory plan of generation: the parameters and generate()'s decode state for up to maxT
+ * positions, of which at most promptTokens are the prompt (default: maxT).
+ */
+export function planGenerationMemory(config: DecoderConfig | GPT2Config, maxT = contextLength(asDecoderConfig(config)), promptTokens = maxT): Record<string, number> {
+  const cfg = asDecoderConfig(config);
+  return { ...planMemory(cfg, { batch: null, training: false }).parts, 'KV cache': arenaBytes(decodeStateSpecs(cfg, 1, maxT, Math.min(promptTokens, maxT))) };
 }
 
-/** Per-layer K/V caches and the decode-time activations, for batch B and up to maxT positions. */
+/** Per-layer K/V caches and the decode-time block buffers, for batch B and up to maxT positions. */
 class DecodeState {
   readonly arena: TensorArena;
   readonly k: Tensor[] = [];
   readonly v: Tensor[] = [];
-  readonly t: Record<string, Tensor> = {};
+  readonly block: BlockBuffers;
+  readonly x: Tensor; lnLast: Tensor; logits: Tensor; // (B*maxT,C), (B,C), (B,V)
   length = 0;
 
-  constructor(model: GPT2, readonly B: number, readonly maxT: number) {
+  /** maxRows: the most positions one decodeStep runs (the prompt). */
+  constructor(model: Decoder, readonly B: number, readonly maxT: number, readonly maxRows: number) {
     const cfg = model.config;
-    this.arena = new TensorArena(model.device, decodeStateSpecs(cfg, B, maxT));
-    for (let l = 0; l < cfg.n_layer; l++) {
+    this.arena = new TensorArena(model.device, decodeStateSpecs(cfg, B, maxT, maxRows));
+    for (let l = 0; l < cfg.layers; l++) {
       this.k.push(this.arena.get(`k${l}`));
       this.v.push(this.arena.get(`v${l}`));
     }
-    for (const name of ['x', 'ln', 'qkv', 'atty', 'proj', 'fch', 'fchGelu', 'x2', 'lnLast', 'logits']) this.t[name] = this.arena.get(name);
+    this.block = blockBuffers(this.arena, 'block.');
+    // The block's output buffer doubles as the next block's input (the residual stream).
+    this.x = this.block.residual3;
+    this.lnLast = this.arena.get('lnLast');
+    this.logits = this.arena.get('logits');
   }
 }
 
@@ -134,50 +147,46 @@ class DecodeState {
  * Runs tokens (B, Tq) at positions [past, past + Tq) through the model, appending to the caches,
  * and returns the logits of each row's last position, (B, V).
  */
-function decodeStep(model: GPT2, s: DecodeState, tokens: Int32Array, Tq: number): Float32Array {
-  const cfg = model.config, C = cfg.n_embd, NH = cfg.n_head, I = innerSize(cfg), V = cfg.vocab_size;
-  const B = s.B, rows = B * Tq, eps = cfg.layer_norm_epsilon, p = model.params, k = kernels, t = s.t;
+function decodeStep(model: Decoder, s: DecodeState, tokens: Int32Array, Tq: number): Float32Array {
+  const cfg = model.config, C = cfg.width, V = cfg.vocabSize;
+  const B = s.B, p = model.params, k = kernels;
   if (s.length + Tq > s.maxT) throw new RangeError(`generate: ${s.length + Tq} positions exceed the cache's ${s.maxT}`);
-  k.encoder_forward(t.x, tokens, null, p.get('wte.weight'), p.get('wpe.weight'), B, Tq, C, s.length);
-  for (let l = 0; l < cfg.n_layer; l++) {
-    const w = (name: string) => p.get(`h.${l}.${name}`);
-    k.layernorm_forward(t.ln, null, null, t.x, w('ln_1.weight'), w('ln_1.bias'), rows, C, eps);
-    k.matmul_forward(t.qkv, t.ln, w('attn.c_attn.weight'), w('attn.c_attn.bias'), rows, C, 3 * C);
-    k.attention_cached_forward(t.atty, s.k[l], s.v[l], t.qkv, B, Tq, s.length, s.maxT, NH, NH, C / NH);
-    k.matmul_forward(t.proj, t.atty, w('attn.c_proj.weight'), w('attn.c_proj.bias'), rows, C, C);
-    k.residual_forward(t.x2, t.x, t.proj, rows * C);
-    k.layernorm_forward(t.ln, null, null, t.x2, w('ln_2.weight'), w('ln_2.bias'), rows, C, eps);
-    k.matmul_forward(t.fch, t.ln, w('mlp.c_fc.weight'), w('mlp.c_fc.bias'), rows, C, I);
-    k.gelu_forward(t.fchGelu, t.fch, rows * I);
-    k.matmul_forward(t.proj, t.fchGelu, w('mlp.c_proj.weight'), w('mlp.c_proj.bias'), rows, I, C);
-    k.residual_forward(t.x, t.x2, t.proj, rows * C);
+  if (Tq > s.maxRows) throw new RangeError(`generate: ${Tq} positions in one step exceed the decode buffers' ${s.maxRows}`);
+  const at = { positions: null, offset: s.length };
+  model.embed(s.x, tokens, B, Tq, at);
+  for (let l = 0; l < cfg.layers; l++) {
+    model.blockForward(l, s.block, s.x, B, Tq, at, (a) =>
+      k.attention_cached_forward(a.atty, s.k[l], s.v[l], a.qkv, B, Tq, s.length, s.maxT, cfg.heads, cfg.kvHeads, cfg.headDim));
   }
   // Only each row's last position feeds the LM head.
+  const normw = p.get(globalParamName(cfg, 'normw')), normb = p.tensors.get(globalParamName(cfg, 'normb')) ?? null;
   for (let b = 0; b < B; b++) {
-    const last = t.x.slice((b * Tq + Tq - 1) * C, [1, C]);
-    k.layernorm_forward(t.lnLast.slice(b * C, [1, C]), null, null, last, p.get('ln_f.weight'), p.get('ln_f.bias'), 1, C, eps);
+    const last = s.x.slice((b * Tq + Tq - 1) * C, [1, C]);
+    model.normForward(s.lnLast.slice(b * C, [1, C]), null, null, last, normw, normb, 1);
   }
-  k.matmul_forward(t.logits, t.lnLast, p.get('wte.weight'), null, B, C, V);
+  k.matmul_forward(s.logits, s.lnLast, model.headWeight(), null, B, C, V);
   s.length += Tq;
-  return t.logits.slice(0, [B, V]).read();
+  return s.logits.slice(0, [B, V]).read();
 }
 
 /** Continues one prompt (token ids). */
-export function generate(model: GPT2, prompt: readonly number[], options: GenerateOptions = {}): GenerateResult {
-  checkInstance('generate', 'model', model, GPT2, 'a GPT2 model');
+export function generate(model: Decoder, prompt: readonly number[], options: GenerateOptions = {}): GenerateResult {
+  checkInstance('generate', 'model', model, Decoder, 'a Decoder model');
   if (!Array.isArray(prompt) && !ArrayBuffer.isView(prompt)) throw new TypeError(`generate: expected prompt to be an array of token ids but received ${describeValue(prompt)}`);
   checkOptions('generate', 'options', options);
   const o = validateOptions(options);
   const cfg = model.config;
   if (prompt.length === 0) throw new RangeError('generate: the prompt is empty (give at least one token)');
-  if (prompt.length > cfg.n_positions) {
-    throw new RangeError(`generate: the prompt has ${prompt.length} tokens but the model's context (n_positions) is ${cfg.n_positions}`);
+  if (prompt.length > cfg.maxPositions) {
+    throw new RangeError(`generate: the prompt has ${prompt.length} tokens but the model's context (${maxPositionsKey(cfg)}) is ${cfg.maxPositions}`);
   }
   for (const id of prompt) {
-    if (!Number.isInteger(id) || id < 0 || id >= cfg.vocab_size) throw new RangeError(`generate: prompt token ${id} is outside [0, ${cfg.vocab_size})`);
+    if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) throw new RangeError(`generate: prompt token ${id} is outside [0, ${cfg.vocabSize})`);
   }
-  const maxT = Math.min(cfg.n_positions, prompt.length + o.maxNewTokens);
-  const state = new DecodeState(model, 1, maxT);
+  const maxT = Math.min(cfg.maxPositions, prompt.length + o.maxNewTokens);
+  // Every position the run may reach must be inside Mistral's sliding window (exact attention).
+  model.checkSequenceLength(maxT, 'generate (prompt + max new tokens)');
+  const state = new DecodeState(model, 1, maxT, prompt.length);
   const rng = new Rng(o.seed);
   const out: number[] = [];
   const stops = new Set(options.stopTokenIds ?? []);
@@ -191,7 +200,7 @@ export function generate(model: GPT2, prompt: readonly number[], options: Genera
       out.push(next);
       options.onToken?.(next);
       if (out.length >= o.maxNewTokens) return { tokens: out, stop: 'max_new_tokens' };
-      if (state.length >= cfg.n_positions) return { tokens: out, stop: 'context_full' };
+      if (state.length >= cfg.maxPositions) return { tokens: out, stop: 'context_full' };
       logits = decodeStep(model, state, Int32Array.of(next), 1);
     }
   } finally {

@@ -9,11 +9,12 @@ import { UsageError } from '../errors';
 import { loadTokenizer, Tokenizer } from '../tokenizer';
 import { checkMemoryBudget } from '../util/memory';
 import { loadModel } from './checkpoint';
-import { GPT2Config, loadGPT2Config, parseModelSpec } from './config';
-import { GPT2 } from './gpt2';
+import { loadModelConfig, parseDecoderSpec } from './config';
+import { Decoder } from './decoder';
+import type { DecoderConfig } from './decoder_config';
 
 export interface OpenedModel {
-  model: GPT2;
+  model: Decoder;
   tokenizer: Tokenizer;
   /** The folder the tokenizer came from (copied into saved checkpoints), null for new: models. */
   tokenizerDir: string | null;
@@ -23,8 +24,8 @@ export interface OpenedModel {
 export interface MemoryCheck {
   /** What is planned (e.g. "training"), to start the message. */
   what: string;
-  /** The run's memory plan by part, once the model's config is known (lib/model/gpt2.ts planMemory). */
-  plan: (config: GPT2Config) => Record<string, number>;
+  /** The run's memory plan by part, once the model's config is known (lib/model/decoder.ts planMemory). */
+  plan: (config: DecoderConfig) => Record<string, number>;
   /** The user's cap (max_memory / --max-memory), or null for what the machine has. */
   maxBytes: number | null;
   /** What to lower when it does not fit, e.g. "batch_size (--batch-size) or seq_len (--seq-len)". */
@@ -38,28 +39,28 @@ export interface MemoryCheck {
  */
 export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = '--model'): OpenedModel {
   const dev = resolveDevice(device);
-  const checkMemory = (config: GPT2Config) => {
+  const checkMemory = (config: DecoderConfig) => {
     if (memory && dev === 'cpu') checkMemoryBudget(memory.what, memory.plan(config), memory.maxBytes, memory.lower);
   };
   if (spec.startsWith('new:')) {
-    const config = parseModelSpec(spec);
+    const config = parseDecoderSpec(spec);
     checkMemory(config);
     const tokenizer = loadTokenizer();
-    if (config.vocab_size < tokenizer.vocabSize) {
-      throw new UsageError(`${flag} ${spec}: vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tokenizer.vocabSize} (${tokenizer.name})`);
+    if (config.vocabSize < tokenizer.vocabSize) {
+      throw new UsageError(`${flag} ${spec}: vocab_size ${config.vocabSize} is smaller than the tokenizer's ${tokenizer.vocabSize} (${tokenizer.name})`);
     }
-    const model = new GPT2(config, dev);
-    model.initRandom(seed, config.initializer_range);
+    const model = new Decoder(config, dev);
+    model.initRandom(seed);
     return { model, tokenizer, tokenizerDir: null };
   }
-  if (!fs.existsSync(spec)) throw new UsageError(`${flag} ${spec}: folder not found (give a Hugging Face GPT-2 folder or new:n_layer=...,n_head=...,n_embd=...)`);
+  if (!fs.existsSync(spec)) throw new UsageError(`${flag} ${spec}: folder not found (give a Hugging Face model folder (GPT-2, Llama, Mistral, Qwen2, Qwen3) or new:n_layer=...,n_head=...,n_embd=...)`);
   if (!fs.statSync(spec).isDirectory()) throw new UsageError(`${flag} ${spec}: is a file; expected a model folder (config.json + model.safetensors) or new:n_layer=...`);
-  if (fs.existsSync(path.join(spec, 'config.json'))) checkMemory(loadGPT2Config(spec));
+  if (fs.existsSync(path.join(spec, 'config.json'))) checkMemory(loadModelConfig(spec));
   const tokenizer = loadTokenizer(spec);
   const model = loadModel(spec, { device: dev });
-  if (tokenizer.vocabSize > model.config.vocab_size) {
+  if (tokenizer.vocabSize > model.config.vocabSize) {
     model.free();
-    throw new Error(`${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`);
+    throw new Error(`${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocabSize}`);
   }
   return { model, tokenizer, tokenizerDir: spec };
 }

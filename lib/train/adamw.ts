@@ -6,7 +6,7 @@
  */
 import { addon, kernels } from '../native';
 
-import { GPT2, parameterSpecs } from '../model/gpt2';
+import { Decoder, parameterSpecs } from '../model/decoder';
 import { TensorArena } from '../tensor';
 import { checkInstance, checkNumber, checkOptions } from '../util/check';
 
@@ -26,8 +26,8 @@ export class AdamW {
   step = 0;
   private readonly decayEnd: number;
 
-  constructor(readonly model: GPT2, readonly options: AdamWOptions = ADAMW_DEFAULTS) {
-    checkInstance('AdamW', 'model', model, GPT2, 'a GPT2 model');
+  constructor(readonly model: Decoder, readonly options: AdamWOptions = ADAMW_DEFAULTS) {
+    checkInstance('AdamW', 'model', model, Decoder, 'a Decoder model');
     checkOptions('AdamW', 'options', options);
     // Checked here, not by the kernel at the first update after a whole forward and backward pass.
     const { beta1, beta2, eps, weightDecay } = options;

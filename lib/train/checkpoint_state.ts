@@ -15,7 +15,7 @@ import type { DataState } from '../data/types';
 import { FileContents } from '../io/atomic';
 import { encodeSafetensors, readSafetensors, toFloat32 } from '../io/safetensors';
 import { saveModel } from '../model/checkpoint';
-import { GPT2 } from '../model/gpt2';
+import { Decoder } from '../model/decoder';
 import { AdamW } from './adamw';
 
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -42,7 +42,7 @@ export interface TrainerState {
 }
 
 export interface CheckpointContents {
-  model: GPT2;
+  model: Decoder;
   /** null: a model-only checkpoint (best), not resumable. */
   optimizer: AdamW | null;
   state: TrainerState;

@@ -2,7 +2,7 @@
  * Language-model training and evaluation on a token stream: the semantics of `gptune train` and
  * `gptune eval` (README "The CLI contract").
  */
-import { GPT2, IGNORE_INDEX } from '../model/gpt2';
+import { Decoder, IGNORE_INDEX } from '../model/decoder';
 import { NonFiniteError } from '../errors';
 import { checkInstance, checkSeed, describeValue } from '../util/check';
 import { Rng } from '../util/rng';
@@ -84,8 +84,8 @@ export interface StepLog {
 }
 
 /** Trains on a token stream; onStep is awaited after every optimizer step (logging, yielding). */
-export async function trainLM(model: GPT2, tokens: Int32Array, o: LMTrainOptions, onStep: (log: StepLog) => void | Promise<void>): Promise<void> {
-  checkInstance('trainLM', 'model', model, GPT2, 'a GPT2 model');
+export async function trainLM(model: Decoder, tokens: Int32Array, o: LMTrainOptions, onStep: (log: StepLog) => void | Promise<void>): Promise<void> {
+  checkInstance('trainLM', 'model', model, Decoder, 'a Decoder model');
   if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`trainLM: expected options to be an object but received ${describeValue(o)}`);
   checkSeed('trainLM', 'options.seed', o.seed);
   if (typeof onStep !== 'function') throw new TypeError(`trainLM: expected onStep to be a function but received ${describeValue(onStep)}`);
@@ -136,9 +136,9 @@ export interface LMEvalResult {
  * Splits tokens into consecutive chunks of at most T tokens (no overlap); in each chunk every token
  * after the first is predicted from the chunk's earlier tokens. Full chunks run B at a time.
  */
-export function evalLM(model: GPT2, tokens: Int32Array, T: number, batchSize = 1): LMEvalResult {
-  checkInstance('evalLM', 'model', model, GPT2, 'a GPT2 model');
-  if (T > model.config.n_positions) throw new RangeError(`--seq-len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
+export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1): LMEvalResult {
+  checkInstance('evalLM', 'model', model, Decoder, 'a Decoder model');
+  if (T > model.contextLength) throw new RangeError(`--seq-len ${T} exceeds ${model.contextLimit}`);
   let lossSum = 0, count = 0, correct = 0;
   const fullChunks = Math.floor(tokens.length / T);
   const run = (starts: number[], len: number) => {

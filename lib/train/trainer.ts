@@ -26,9 +26,10 @@ import { setPrecision, setThreads } from '../device';
 import { removeStaleTemporaries } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
 import { checkSpace, claimOutputFolder, entryUnder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
-import { copyModelFilesInto, copyModelFolder, MODEL_FILES, modelFolderFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
-import type { GPT2Config } from '../model/config';
-import { GPT2, IGNORE_INDEX, planMemory } from '../model/gpt2';
+import { parseShardSize } from '../io/sharded';
+import { copyModelFolder, MODEL_FILES, modelFolderFiles, reencodedModelFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
+import { Decoder, IGNORE_INDEX, planMemory } from '../model/decoder';
+import { contextLength, DecoderConfig } from '../model/decoder_config';
 import { Tokenizer } from '../tokenizer';
 import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
@@ -58,7 +59,7 @@ function countCorrect(predictions: Int32Array, targets: Int32Array): number {
 }
 
 /** Loss, perplexity and token-level accuracy of `model` over `batches` (no gradients). */
-export function evaluate(model: GPT2, batches: readonly Batch[]): EvalResult {
+export function evaluate(model: Decoder, batches: readonly Batch[]): EvalResult {
   let lossSum = 0, tokens = 0, correct = 0;
   for (const b of batches) {
     const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
@@ -173,12 +174,12 @@ export interface FitResult {
   /** What lib/data made of the files (null when the batches came from options.train). */
   dataReport: DataReport | null;
   /** The model in its final state (after the last step, not the best one); the caller frees it. */
-  model: GPT2;
+  model: Decoder;
 }
 
 export interface TrainerOptions {
   /** Train this model instead of loading config.model (the caller keeps ownership). */
-  model?: GPT2;
+  model?: Decoder;
   /** The tokenizer and the folder its files are copied from into checkpoints (with `model`). */
   tokenizer?: Tokenizer;
   tokenizerDir?: string | null;
@@ -272,12 +273,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   constructor(config: Partial<TrainConfig> | TrainConfig, private readonly opts: TrainerOptions = {}) {
     super();
     checkOptions('Trainer', 'options', opts);
-    if (opts.model !== undefined) checkInstance('Trainer', 'options.model', opts.model, GPT2, 'a GPT2 model');
+    if (opts.model !== undefined) checkInstance('Trainer', 'options.model', opts.model, Decoder, 'a Decoder model');
     const required = (['model', 'data'] as const).filter((k) => (k === 'model' ? !opts.model : !opts.train));
     this.config = resolveConfig({}, config as Partial<TrainConfig>, {
       require: required, sources: { overrides: 'Trainer config' }, validationProvided: opts.validation !== undefined,
     });
     if (opts.model && this.config.resume_from) throw new ConfigError('Trainer: resume_from loads the model from the checkpoint; do not pass options.model as well');
+    parseShardSize(this.config.max_shard_size, 'max_shard_size');
     if (opts.train && !opts.validation && (this.config.validation !== null || this.config.validation_fraction > 0)) {
       throw new ConfigError('Trainer: with options.train, give the validation batches as options.validation (config.validation / validation_fraction only apply to data built from files)');
     }
@@ -352,8 +354,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // Training needs parameters, gradients, two AdamW moments and the activations of one
     // micro-batch; checked before anything is allocated (or, with options.model, before the rest).
     const maxBytes = c.max_memory === null ? null : parseByteSize(c.max_memory);
-    const plan = (config: GPT2Config, parametersAllocated: boolean) =>
-      planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(config.n_positions, 256) }, training: true, parametersAllocated }).parts;
+    const plan = (config: DecoderConfig, parametersAllocated: boolean) =>
+      planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) }, training: true, parametersAllocated }).parts;
     const lower = 'batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)';
     let opened: OpenedModel;
     if (this.opts.model) {
@@ -366,8 +368,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const ownsModel = !this.opts.model;
     try {
       const { model } = opened;
-      const T = c.seq_len ?? Math.min(model.config.n_positions, 256);
-      if (T > model.config.n_positions) throw new ConfigError(`seq_len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
+      const T = c.seq_len ?? Math.min(model.contextLength, 256);
+      if (T > model.contextLength) throw new ConfigError(`seq_len ${T} exceeds ${model.contextLimit}`);
       let train = this.opts.train;
       let validation = this.opts.validation ?? null;
       let dataReport: DataReport | null = null;
@@ -564,7 +566,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       return entry;
     };
 
-    const monitor = new DivergenceMonitor({ maxSkippedSteps: c.max_skipped_steps, divergenceZscore: c.divergence_zscore, vocabSize: model.config.vocab_size });
+    const monitor = new DivergenceMonitor({ maxSkippedSteps: c.max_skipped_steps, divergenceZscore: c.divergence_zscore, vocabSize: model.config.vocabSize });
     let reason: StopReason = 'completed';
     while (state.step < s.totalSteps) {
       divergence = this.trainStep(s, monitor, elapsed, epochOf, log, progress);
@@ -714,13 +716,20 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /**
    * output_dir gets the best model (checkpoints/best) when there was validation, else the final one.
-   * Each model file is replaced atomically on its own (writeModelFiles): output_dir is never
-   * swapped as a whole, since it holds the checkpoints and may hold the log beside the model.
+   * The weights are written as save_dtype, sharded above max_shard_size (checkpoints are always
+   * f32 in one file, for exact resuming). Each model file is replaced atomically on its own
+   * (writeModelFiles, the weights' single file or the shard index last): output_dir is never swapped
+   * as a whole, since it holds the checkpoints and may hold the log beside the model. The files are
+   * listed in the output manifest before they are written.
    */
   private publish(s: Setup, source: string | null): void {
-    const outDir = this.config.output_dir!;
-    if (source === null) writeModelFiles(outDir, modelFolderFiles(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles }));
-    else copyModelFilesInto(source, outDir);
+    const c = this.config, outDir = c.output_dir!;
+    const saveOptions = { dtype: c.save_dtype, maxShardSize: c.max_shard_size };
+    const files = source === null
+      ? modelFolderFiles(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles, ...saveOptions })
+      : reencodedModelFiles(source, saveOptions);
+    s.outFolder?.record(Object.keys(files));
+    writeModelFiles(outDir, files);
   }
 
   private result(

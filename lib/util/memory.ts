@@ -1,6 +1,6 @@
 /**
  * Memory budgets: how many bytes this process may still allocate, and byte sizes as people write
- * them ("8GB", "512MiB"). A run compares its memory plan (lib/model/gpt2.ts planMemory) against
+ * them ("8GB", "512MiB"). A run compares its memory plan (lib/model/decoder.ts planMemory) against
  * the budget before allocating anything, so an impossible size fails in milliseconds, not after
  * minutes of swapping or at the hands of the OOM killer.
  */

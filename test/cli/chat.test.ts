@@ -15,7 +15,7 @@ import * as path from 'path';
 import { resolveSampling } from '../../lib/cli/sampling';
 import { saveModel } from '../../lib/model/checkpoint';
 import { parseModelSpec } from '../../lib/model/config';
-import { GPT2 } from '../../lib/model/gpt2';
+import { Decoder } from '../../lib/model/decoder';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { FIXTURES, tempDir, TINY } from '../helpers';
 
@@ -36,9 +36,9 @@ let modelDir = '';
 
 beforeAll(() => {
   expect(THE).toHaveLength(1);
-  const model = new GPT2(parseModelSpec(`new:n_layer=1,n_head=2,n_embd=16,n_positions=128,vocab_size=${tokenizer.vocabSize}`));
+  const model = new Decoder(parseModelSpec(`new:n_layer=1,n_head=2,n_embd=16,n_positions=128,vocab_size=${tokenizer.vocabSize}`));
   model.initRandom(1);
-  const C = model.config.n_embd;
+  const C = model.config.width;
   const wte = model.params.get('wte.weight').read();
   for (let v = 0; v < tokenizer.vocabSize; v++) wte[v * C] = v === THE[0] || v === END_OF_TEXT ? 1 : 0;
   model.params.get('wte.weight').write(wte);

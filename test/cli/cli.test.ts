@@ -3,25 +3,10 @@
  * and output folder, generate's determinism, and one-line errors for bad input with nothing
  * written to --out.
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { FIXTURES, relError, tempDir, TINY, tinyRef } from '../helpers';
-
-const ROOT = path.resolve(__dirname, '../..');
-// `npm test` compiles first (tsc), so the CLI runs exactly as the installed `gptune` bin does.
-const CLI = path.join(ROOT, 'dist/lib/cli/main.js');
-
-function gptune(...args: string[]): { code: number; stdout: string; stderr: string } {
-  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build:ts\` (npm test does it)`);
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function lastJSON(stdout: string): Record<string, unknown> {
-  const lines = stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
+import { brokenModel as brokenCopy, expectCleanFailure, gptune, lastJSON } from './run';
 
 const ref = tinyRef();
 
@@ -112,22 +97,8 @@ test('info --json lists the compiled backends', () => {
 });
 
 describe('bad input: one line on stderr, non-zero exit, nothing written to --out', () => {
-  function expectCleanFailure(args: string[], pattern: RegExp, out?: string) {
-    const r = gptune(...args);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(pattern);
-    if (out) expect(fs.existsSync(out)).toBe(false);
-  }
   const data = path.join(FIXTURES, 'eval-text.txt');
-
-  function brokenModel(mutate: (dir: string) => void): string {
-    const dir = path.join(tempDir(), 'model');
-    fs.mkdirSync(dir);
-    for (const f of fs.readdirSync(TINY)) fs.copyFileSync(path.join(TINY, f), path.join(dir, f));
-    mutate(dir);
-    return dir;
-  }
+  const brokenModel = (mutate: (dir: string) => void) => brokenCopy(TINY, mutate);
 
   test('--lr abc', () => {
     const out = path.join(tempDir(), 'out');

@@ -6,7 +6,7 @@
 import { buildRowBatch, ExampleStore, layoutRows, renderSegments, scoredTargets, tokenizeSegments, truncateExample } from '../../lib/data';
 import type { Batch, DataRecord, TokenizedExample } from '../../lib/data';
 import { loadModel } from '../../lib/model/checkpoint';
-import { IGNORE_INDEX } from '../../lib/model/gpt2';
+import { IGNORE_INDEX } from '../../lib/model/decoder';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { Rng } from '../../lib/util/rng';
 import { TINY } from '../helpers';

@@ -7,7 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { buildDatasets, ItemSampler, loadRecords, TextWindowSource, TokenStore } from '../../lib/data';
 import type { Batch, BuildOptions } from '../../lib/data';
-import { IGNORE_INDEX } from '../../lib/model/gpt2';
+import { IGNORE_INDEX } from '../../lib/model/decoder';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { fillWindows, WindowSampler } from '../../lib/train/lm';
 import { Rng } from '../../lib/util/rng';

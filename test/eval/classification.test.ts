@@ -32,7 +32,7 @@ function randomTokens(rng: SeededRandom, n: number, vocab: number): number[] {
 describe('scoreCompletions', () => {
   const model = loadModel(TINY);
   afterAll(() => model.free());
-  const V = model.config.vocab_size, N = model.config.n_positions;
+  const V = model.config.vocabSize, N = model.contextLength;
   const rng = new SeededRandom(11);
   // Awkward sizes: 1-token prompts and completions, an empty prompt, odd lengths, a row exactly at
   // the context limit, and one whose prompt must be cut from the left.

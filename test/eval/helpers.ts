@@ -1,5 +1,5 @@
 /** Shared pieces of the evaluation tests: an independent log-likelihood reference and a tiny trained classifier. */
-import { GPT2 } from '../../lib/model/gpt2';
+import { Decoder } from '../../lib/model/decoder';
 import { loadModel } from '../../lib/model/checkpoint';
 import { Tokenizer } from '../../lib/tokenizer';
 import { trainLM } from '../../lib/train/lm';
@@ -11,10 +11,10 @@ import { TINY } from '../helpers';
  * log-probabilities summed. Prompts longer than the context keep their last tokens, as the
  * evaluator documents; an empty prompt is replaced by the context token.
  */
-export function bruteForceLogProb(model: GPT2, prompt: readonly number[], completion: readonly number[], contextToken: number): number {
-  const V = model.config.vocab_size;
+export function bruteForceLogProb(model: Decoder, prompt: readonly number[], completion: readonly number[], contextToken: number): number {
+  const V = model.config.vocabSize;
   let context = prompt.length > 0 ? prompt.slice() : [contextToken];
-  const maxContext = model.config.n_positions + 1 - completion.length;
+  const maxContext = model.contextLength + 1 - completion.length;
   if (context.length > maxContext) context = context.slice(context.length - maxContext);
   const full = [...context, ...completion];
   const T = full.length - 1;
@@ -75,7 +75,7 @@ export const toyPrompt = (text: string) => `Text: ${text}\nLabel:`;
  * them instead and stays near chance). With endOfExample '\n' the examples follow one another
  * without EOS, so the model goes on after the label with a line break and a new example.
  */
-export async function trainedToyClassifier(tokenizer: Tokenizer, endOfExample = '<|endoftext|>', steps = 200): Promise<GPT2> {
+export async function trainedToyClassifier(tokenizer: Tokenizer, endOfExample = '<|endoftext|>', steps = 200): Promise<Decoder> {
   const model = loadModel(TINY);
   const train = toyExamples(600, 7).map((e) => `${toyPrompt(e.text)} ${e.label}${endOfExample}`).join('');
   const tokens = Int32Array.from(tokenizer.encode(train));

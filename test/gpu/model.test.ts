@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import * as nodeTest from 'node:test';
 import { loadModel } from '../../lib/model/checkpoint';
 import { generate } from '../../lib/model/generate';
-import { GPT2 } from '../../lib/model/gpt2';
+import { Decoder } from '../../lib/model/decoder';
 import { addon } from '../../lib/native';
 import { AdamW } from '../../lib/train/adamw';
 
@@ -36,7 +36,7 @@ function relMax(a: Float32Array, b: Float32Array): number {
   return d / (m || 1);
 }
 
-function trainSteps(model: GPT2, tokens: Int32Array, targets: Int32Array, steps: number): number[] {
+function trainSteps(model: Decoder, tokens: Int32Array, targets: Int32Array, steps: number): number[] {
   const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 });
   const losses: number[] = [];
   for (let s = 0; s < steps; s++) {

@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadModel, saveModel } from '../../lib/model/checkpoint';
-import { GPT2 } from '../../lib/model/gpt2';
+import { Decoder } from '../../lib/model/decoder';
 import { AdamW, clipScale } from '../../lib/train/adamw';
 import { fixtureTensors, FIXTURES, relError, relMaxError, tempDir, TINY, tinyRef, transpose } from '../helpers';
 
@@ -95,7 +95,7 @@ describe('GPT-2 backward vs PyTorch', () => {
 
 describe('AdamW training steps vs PyTorch', () => {
   const t = ref.train;
-  function train(model: GPT2, steps: number, maxNorm: number, micro: number): { losses: number[]; norms: number[] } {
+  function train(model: Decoder, steps: number, maxNorm: number, micro: number): { losses: number[]; norms: number[] } {
     const opt = new AdamW(model, { beta1: t.betas[0], beta2: t.betas[1], eps: t.eps, weightDecay: t.weight_decay });
     const losses: number[] = [], norms: number[] = [];
     const rows = ref.B / micro;

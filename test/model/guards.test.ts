@@ -12,7 +12,7 @@ import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors';
 import { loadModel, saveModel } from '../../lib/model/checkpoint';
 import { countParameters, parseGPT2Config, parseModelSpec } from '../../lib/model/config';
 import { generate, planGenerationMemory } from '../../lib/model/generate';
-import { GPT2, planMemory } from '../../lib/model/gpt2';
+import { Decoder, planMemory } from '../../lib/model/decoder';
 import { AdamW } from '../../lib/train/adamw';
 import { evalLM, trainLM } from '../../lib/train/lm';
 import { Trainer } from '../../lib/train/trainer';
@@ -77,7 +77,7 @@ describe('memory plan', () => {
 
   test('the plan is what a training step then allocates', () => {
     const B = 3, T = 7;
-    const model = new GPT2(cfg);
+    const model = new Decoder(cfg);
     model.initRandom(1);
     const optimizer = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
     model.zeroGrad();
@@ -95,11 +95,11 @@ describe('memory plan', () => {
     model.free();
   });
 
-  test('generation plans the parameters, a KV cache of 2 x n_layer x n_positions x n_embd floats and one step\'s buffers', () => {
+  test('generation plans the parameters, a KV cache of 2 x n_layer x n_positions x n_embd floats and one step\'s buffers (10 C-wide, 2 I-wide)', () => {
     const parts = planGenerationMemory(cfg);
     expect(parts.parameters).toBe(planMemory(cfg, { batch: null, training: false }).total);
     expect(parts['KV cache']).toBeGreaterThanOrEqual(4 * 2 * 3 * 24 * 40);
-    expect(parts['KV cache']).toBeLessThanOrEqual(4 * (2 * 3 * 24 * 40 + 24 * (8 * 40 + 2 * 160) + 40 + 300 + 15 * 16));
+    expect(parts['KV cache']).toBeLessThanOrEqual(4 * (2 * 3 * 24 * 40 + 24 * (10 * 40 + 2 * 160) + 40 + 300 + 15 * 16));
   });
 
   test('a Trainer whose plan exceeds max_memory refuses before allocating, naming the bytes and what to lower', async () => {
@@ -175,7 +175,7 @@ describe('the public API checks its arguments', () => {
     expect(() => generate(model, [1, 2], null as never)).toThrow(new TypeError('generate: expected options to be an object (or omitted) but received null'));
     expect(() => generate(model, [1, 2], { seed: NaN })).toThrow(new TypeError('generate: expected options.seed to be a whole number >= 0 but received number NaN'));
     expect(() => generate(model, [1, 2], { seed: '7' as never })).toThrow(new TypeError('generate: expected options.seed to be a whole number >= 0 but received the string "7"'));
-    expect(() => generate({} as never, [1, 2])).toThrow(new TypeError('generate: expected model to be a GPT2 model but received an object'));
+    expect(() => generate({} as never, [1, 2])).toThrow(new TypeError('generate: expected model to be a Decoder model but received an object'));
     expect(() => generate(model, null as never)).toThrow(new TypeError('generate: expected prompt to be an array of token ids but received null'));
     expect(generate(model, [1, 2], { maxNewTokens: 2, seed: 3 }).tokens).toHaveLength(2);
     model.free();
@@ -194,13 +194,13 @@ describe('the public API checks its arguments', () => {
 
   test('loadModel, saveModel, trainLM, Trainer and Rng', async () => {
     expect(() => loadModel(TINY, null as never)).toThrow(new TypeError('loadModel: expected options to be an object (or omitted) but received null'));
-    expect(() => saveModel(null as never, tempDir())).toThrow(new TypeError('saveModel: expected model to be a GPT2 model but received null'));
+    expect(() => saveModel(null as never, tempDir())).toThrow(new TypeError('saveModel: expected model to be a Decoder model but received null'));
     const model = loadModel(TINY);
     const o = { steps: 1, batchSize: 1, seqLen: 8, gradAccum: 1, lr: 1e-3, minLr: 0, warmup: 0, schedule: 'constant' as const, gradClip: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, shuffle: true };
     const tokens = Int32Array.from({ length: 40 }, (_, i) => i % 300);
     await expect(trainLM(model, tokens, { ...o, seed: NaN }, () => undefined)).rejects.toThrow(new TypeError('trainLM: expected options.seed to be a whole number >= 0 but received number NaN'));
     await expect(trainLM(model, tokens, { ...o, seed: 1 }, null as never)).rejects.toThrow(new TypeError('trainLM: expected onStep to be a function but received null'));
-    expect(() => new Trainer({ data: DATA }, { model: {} as never })).toThrow(new TypeError('Trainer: expected options.model to be a GPT2 model but received an object'));
+    expect(() => new Trainer({ data: DATA }, { model: {} as never })).toThrow(new TypeError('Trainer: expected options.model to be a Decoder model but received an object'));
     expect(() => new Trainer({ model: TINY, data: DATA, seed: NaN })).toThrow(new ConfigError('Trainer config: key \'seed\': expected a whole number >= 0 but received number NaN'));
     expect(() => new Trainer({ model: TINY, data: DATA, seed: 'x' as never })).toThrow(new ConfigError('Trainer config: key \'seed\': expected a whole number >= 0 but received the string "x"'));
     expect(() => new Rng(NaN)).toThrow(new TypeError('Rng: expected a finite number as the seed but received NaN'));

@@ -7,7 +7,7 @@ import * as path from 'path';
 import { loadModel, saveModel } from '../../lib/model/checkpoint';
 import { parseModelSpec } from '../../lib/model/config';
 import { generate } from '../../lib/model/generate';
-import { GPT2 } from '../../lib/model/gpt2';
+import { Decoder } from '../../lib/model/decoder';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { evalLM, trainLM } from '../../lib/train/lm';
 import { FIXTURES, tempDir, TINY } from '../helpers';
@@ -18,7 +18,7 @@ test('a fresh tiny model trained for 300 steps reaches a loss far below its star
   const tokenizer = loadTokenizer(TINY);
   const tokens = Int32Array.from(tokenizer.encode(text));
   const config = parseModelSpec('new:n_layer=2,n_head=2,n_embd=32,n_positions=64,vocab_size=350');
-  const model = new GPT2(config);
+  const model = new Decoder(config);
   model.initRandom(42);
   const start = evalLM(model, tokens, 32).loss;
   expect(start).toBeGreaterThan(Math.log(350) - 0.5); // a fresh model is near-uniform: ln V = 5.86

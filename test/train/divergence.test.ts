@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { TrainConfig } from '../../lib/config';
 import { loadModel } from '../../lib/model/checkpoint';
-import { GPT2 } from '../../lib/model/gpt2';
+import { Decoder } from '../../lib/model/decoder';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { DivergenceMonitor, LOSS_WINDOW } from '../../lib/train/divergence';
 import { StepLog, Trainer, TrainingWarning } from '../../lib/train/trainer';
@@ -30,7 +30,7 @@ function sha(file: string): string {
   return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
-function scaleTensor(model: GPT2, name: string, factor: number): void {
+function scaleTensor(model: Decoder, name: string, factor: number): void {
   const t = model.params.get(name);
   const v = t.read();
   for (let i = 0; i < v.length; i++) v[i] *= factor;
@@ -108,7 +108,7 @@ test('resume_from with a different model is an error naming both', async () => {
 describe('loss spikes', () => {
   test('a loss far above the last 100 steps stops the run; with divergence_zscore 0 it only warns', async () => {
     const spikeAfter = LOSS_WINDOW + 5;
-    const inject = (s: StepLog, model: GPT2) => {
+    const inject = (s: StepLog, model: Decoder) => {
       if (s.step === spikeAfter) scaleTensor(model, 'wte.weight', 1e3);
     };
     const model = loadModel(TINY);

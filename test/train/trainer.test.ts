@@ -10,7 +10,7 @@ import * as path from 'path';
 import { TrainConfig } from '../../lib/config';
 import type { Batch, BatchSource, DataState } from '../../lib/data/types';
 import { loadModel } from '../../lib/model/checkpoint';
-import { GPT2, IGNORE_INDEX } from '../../lib/model/gpt2';
+import { Decoder, IGNORE_INDEX } from '../../lib/model/decoder';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { readTrainerState, stepCheckpoints } from '../../lib/train/checkpoint_state';
 import { StepLog as LMStepLog, trainLM } from '../../lib/train/lm';
@@ -434,7 +434,7 @@ describe('iterative fine-tuning', () => {
     freeResult(r1);
     const r2 = await run({ model: first, data: f['task.txt'], output_dir: second, max_steps: 3, batch_size: 2, seq_len: 16, learning_rate: 3e-3, shuffle: false });
     // Step 1 of the second run trains on task windows 0 and 1; its loss is the first run's model's loss on them.
-    const tuned: GPT2 = loadModel(first);
+    const tuned: Decoder = loadModel(first);
     const b = windowBatch(tokenizer.encode(fs.readFileSync(f['task.txt'], 'utf8')), 16, [0, 1]);
     expect(r2.steps[0].loss).toBe(tuned.forward(b.inputs, 2, 16, b.targets).loss);
     const base = loadModel(TINY);

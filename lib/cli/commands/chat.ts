@@ -41,8 +41,8 @@ export const chatCommand: Command = {
         }
         messages.push({ role: 'user', content: line });
         const prompt = encodeChat(tokenizer, messages, true);
-        if (prompt.length >= model.config.n_positions) {
-          throw new UsageError(`chat: the conversation is ${prompt.length} tokens, which leaves no room for a reply in the model's context of ${model.config.n_positions} (n_positions)`);
+        if (prompt.length >= model.contextLength) {
+          throw new UsageError(`chat: the conversation is ${prompt.length} tokens, which leaves no room for a reply in the model's context of ${model.contextLength} (${model.contextLimit})`);
         }
         const stream = new DecodeStream(tokenizer);
         const r = generate(model, prompt, {

@@ -3,7 +3,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { DATA_KINDS, inspectData, parseDataKind } from '../../data';
 import type { InspectReport } from '../../data';
-import { loadGPT2Config } from '../../model/config';
+import { loadModelConfig } from '../../model/config';
+import { contextLength } from '../../model/decoder_config';
 import { loadTokenizer } from '../../tokenizer';
 import { UsageError } from '../args';
 import { Command, out } from '../common';
@@ -36,7 +37,7 @@ export const dataCommand: Command = {
     const modelDir = v.model as string | undefined;
     if (modelDir !== undefined && !fs.existsSync(path.join(modelDir, 'config.json'))) throw new UsageError(`--model ${modelDir}: no config.json there (expected a model folder)`);
     const tokenizer = loadTokenizer(modelDir);
-    const seqLen = (v['seq-len'] as number | undefined) ?? (modelDir !== undefined ? loadGPT2Config(modelDir).n_positions : DEFAULT_SEQ_LEN);
+    const seqLen = (v['seq-len'] as number | undefined) ?? (modelDir !== undefined ? contextLength(loadModelConfig(modelDir)) : DEFAULT_SEQ_LEN);
     const report = inspectData(file, {
       tokenizer, seqLen,
       validation: v.validation as string | undefined,

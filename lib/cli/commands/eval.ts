@@ -11,9 +11,9 @@ import { writeFileAtomic } from '../../io/atomic';
 import { checkOutputFile, firstLineHasKeys } from '../../io/output';
 import { UsageError } from '../args';
 import { maxScoringRows } from '../../eval/likelihood';
-import type { GPT2Config } from '../../model/config';
 import { planGenerationMemory } from '../../model/generate';
-import { planMemory } from '../../model/gpt2';
+import { planMemory } from '../../model/decoder';
+import { contextLength, DecoderConfig } from '../../model/decoder_config';
 import type { MemoryCheck } from '../../model/open';
 import { COMMON, Command, encodeFile, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
 
@@ -66,12 +66,12 @@ function openForEval(v: Values, modelDir: string, flag: string, plan: MemoryChec
 
 function runLM(v: Values, modelDir: string, flag: string): TaskRun {
   const B = (v['batch-size'] as number | undefined) ?? 4;
-  const seqLen = (cfg: GPT2Config) => Math.min((v['seq-len'] as number | undefined) ?? cfg.n_positions, cfg.n_positions);
+  const seqLen = (cfg: DecoderConfig) => Math.min((v['seq-len'] as number | undefined) ?? contextLength(cfg), contextLength(cfg));
   const { model, tokenizer } = openForEval(v, modelDir, flag, (cfg) => planMemory(cfg, { batch: { B, T: seqLen(cfg) }, training: false }).parts, '--batch-size or --seq-len');
   try {
     const tokens = encodeFile(tokenizer, v.data as string, '--data');
-    const T = (v['seq-len'] as number | undefined) ?? model.config.n_positions;
-    if (T > model.config.n_positions) throw new UsageError(`--seq-len ${T} exceeds the model's n_positions (${model.config.n_positions})`);
+    const T = (v['seq-len'] as number | undefined) ?? model.contextLength;
+    if (T > model.contextLength) throw new UsageError(`--seq-len ${T} exceeds ${model.contextLimit}`);
     const started = Date.now();
     const r = evaluateLM(model, tokens, T, B);
     const result = { ...r, seconds: (Date.now() - started) / 1000 };
@@ -84,7 +84,7 @@ function runLM(v: Values, modelDir: string, flag: string): TaskRun {
 
 function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): TaskRun {
   const B = (v['batch-size'] as number | undefined) ?? 16;
-  const { model, tokenizer } = openForEval(v, modelDir, flag, (cfg) => planMemory(cfg, { batch: { B: 1, T: maxScoringRows(cfg.n_positions, B) }, training: false }).parts, '--batch-size');
+  const { model, tokenizer } = openForEval(v, modelDir, flag, (cfg) => planMemory(cfg, { batch: { B: 1, T: maxScoringRows(contextLength(cfg), B) }, training: false }).parts, '--batch-size');
   try {
     const labels = v.labels === undefined ? null : (v.labels as string).split(',').map((l) => l.trim()).filter((l) => l !== '');
     if (labels !== null && labels.length < 2) throw new UsageError(`--labels: expected at least 2 comma-separated labels but received '${v.labels}'`);

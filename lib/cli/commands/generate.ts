@@ -1,6 +1,7 @@
 /** gptune generate */
 import { DeviceChoice } from '../../device';
 import { generate, planGenerationMemory } from '../../model/generate';
+import { contextLength } from '../../model/decoder_config';
 import { encodeSequence } from '../../tokenizer';
 import { encodeChat } from '../../tokenizer/chat_template';
 import { UsageError } from '../args';
@@ -24,12 +25,19 @@ export const generateCommand: Command = {
   },
   run(v) {
     const sampling = resolveSampling(v, v.model as string);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'generation', (cfg) => planGenerationMemory(cfg), 'the model size'));
+    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'generation', (cfg) => {
+      // The prompt is tokenized after the model opens: every token is at least one UTF-8 byte (byte-level BPE,
+      // SentencePiece's byte fallback), plus the BOS/EOS a tokenizer may add. A chat prompt is bounded by the
+      // rendered template, which is not known yet: plan for the whole context then.
+      if (v.chat) return planGenerationMemory(cfg);
+      const promptBound = Buffer.byteLength(v.prompt as string) + 2;
+      return planGenerationMemory(cfg, Math.min(contextLength(cfg), promptBound + (v['max-new-tokens'] as number)), promptBound);
+    }, 'the model size'));
     if (v.chat && tokenizer.chatTemplate === null) throw new UsageError(`--chat: ${v.model} has no chat template (chat_template in tokenizer_config.json, or chat_template.jinja)`);
     const prompt = v.chat ? encodeChat(tokenizer, [{ role: 'user', content: v.prompt as string }], true) : encodeSequence(tokenizer, v.prompt as string);
     if (prompt.length === 0) throw new UsageError('--prompt: the prompt is empty');
-    if (prompt.length > model.config.n_positions) {
-      throw new UsageError(`--prompt: ${prompt.length} tokens is longer than the model's context of ${model.config.n_positions} (n_positions)`);
+    if (prompt.length > model.contextLength) {
+      throw new UsageError(`--prompt: ${prompt.length} tokens is longer than the model's context of ${model.contextLength} (${model.contextLimit})`);
     }
     const r = generate(model, prompt, {
       maxNewTokens: v['max-new-tokens'] as number, ...sampling, seed: v.seed as number,

@@ -1,0 +1,635 @@
+/**
+ * The decoder-only transformer over the native kernels, one model whose blocks the config chooses:
+ *   norm        LayerNorm (GPT-2) | RMSNorm (Llama family)
+ *   positions   learned table added to the embedding (GPT-2) | RoPE on q and k (Llama family)
+ *   attention   NH query heads, NKV key/value heads of size HS, packed q/k/v ((NH+2NKV)*HS, C)
+ *               with optional biases and Qwen3's per-head q/k RMSNorm
+ *   MLP         c_fc -> GELU -> c_proj (GPT-2) | [gate|up] -> silu(gate)*up -> down (SwiGLU)
+ *   LM head     tied to the token embedding, or a separate (V, C) lm_head
+ * GPT-2 is the configuration (layernorm, learned, NKV = NH, gelu, biases, tied); one forward,
+ * one backward and one block function serve every family (and generation, lib/model/generate.ts).
+ *
+ * Memory: params / grads (same layout) allocated once; activations sized for the largest (B, T)
+ * seen and reused for any smaller batch; AdamW moments live with the optimizer (lib/train/adamw.ts)
+ * in the params layout. The (B*T, V) logits exist once: backward overwrites them with dlogits.
+ * Linear weights are stored like nn.Linear, (out, in); lib/model/checkpoint.ts maps each family's
+ * checkpoint names and layouts (GPT-2's Conv1D (in, out), Llama's separate q/k/v and gate/up).
+ */
+import { kernels } from '../native';
+import type { DeviceName } from '../native';
+import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
+import { Rng } from '../util/rng';
+import { asDecoderConfig, countParameters, GPT2Config } from './config';
+import { attentionWidth, contextLength, DecoderConfig, ffnInputWidth, qkvWidth } from './decoder_config';
+import { ropeTables } from './rope';
+
+export const IGNORE_INDEX = -100;
+
+/** What a block's parameters are, whatever a family calls them. */
+export type LayerRole =
+  | 'norm1w' | 'norm1b' | 'qkvw' | 'qkvb' | 'qnorm' | 'knorm' | 'outw' | 'outb'
+  | 'norm2w' | 'norm2b' | 'fcw' | 'fcb' | 'projw' | 'projb';
+export type GlobalRole = 'embed' | 'positions' | 'head' | 'normw' | 'normb';
+
+/**
+ * Arena names of each role. GPT-2's are its checkpoint names (without `transformer.`); the Llama
+ * family's are its checkpoint names too, except the packed q/k/v (`qkv_proj`, rows q, then k, then
+ * v) and [gate | up] (`gate_up_proj`) that checkpoint.ts splits on save.
+ */
+const NAMES: Record<'gpt2' | 'llama', { global: Record<GlobalRole, string>; layer: (l: number) => Record<LayerRole, string> }> = {
+  gpt2: {
+    global: { embed: 'wte.weight', positions: 'wpe.weight', head: 'lm_head.weight', normw: 'ln_f.weight', normb: 'ln_f.bias' },
+    layer: (l) => {
+      const h = `h.${l}.`;
+      return {
+        norm1w: `${h}ln_1.weight`, norm1b: `${h}ln_1.bias`, qkvw: `${h}attn.c_attn.weight`, qkvb: `${h}attn.c_attn.bias`,
+        qnorm: `${h}attn.q_norm.weight`, knorm: `${h}attn.k_norm.weight`, outw: `${h}attn.c_proj.weight`, outb: `${h}attn.c_proj.bias`,
+        norm2w: `${h}ln_2.weight`, norm2b: `${h}ln_2.bias`, fcw: `${h}mlp.c_fc.weight`, fcb: `${h}mlp.c_fc.bias`,
+        projw: `${h}mlp.c_proj.weight`, projb: `${h}mlp.c_proj.bias`,
+      };
+    },
+  },
+  llama: {
+    global: { embed: 'model.embed_tokens.weight', positions: 'model.embed_positions.weight', head: 'lm_head.weight', normw: 'model.norm.weight', normb: 'model.norm.bias' },
+    layer: (l) => {
+      const h = `model.layers.${l}.`;
+      return {
+        norm1w: `${h}input_layernorm.weight`, norm1b: `${h}input_layernorm.bias`,
+        qkvw: `${h}self_attn.qkv_proj.weight`, qkvb: `${h}self_attn.qkv_proj.bias`,
+        qnorm: `${h}self_attn.q_norm.weight`, knorm: `${h}self_attn.k_norm.weight`,
+        outw: `${h}self_attn.o_proj.weight`, outb: `${h}self_attn.o_proj.bias`,
+        norm2w: `${h}post_attention_layernorm.weight`, norm2b: `${h}post_attention_layernorm.bias`,
+        fcw: `${h}mlp.gate_up_proj.weight`, fcb: `${h}mlp.gate_up_proj.bias`, projw: `${h}mlp.down_proj.weight`, projb: `${h}mlp.down_proj.bias`,
+      };
+    },
+  },
+};
+
+function naming(cfg: DecoderConfig) {
+  return NAMES[cfg.modelType === 'gpt2' ? 'gpt2' : 'llama'];
+}
+
+export function globalParamName(cfg: DecoderConfig, role: GlobalRole): string {
+  return naming(cfg).global[role];
+}
+
+export function layerParamName(cfg: DecoderConfig, l: number, role: LayerRole): string {
+  return naming(cfg).layer(l)[role];
+}
+
+/** How a fresh parameter is initialised (initRandom). */
+export type ParamInit = 'normal' | 'residual' | 'one' | 'zero';
+export interface ParamSpec extends TensorSpec {
+  init: ParamInit;
+}
+
+/**
+ * Parameter specs in arena order: every tensor that takes weight decay (2+ dimensions: embeddings
+ * and linear weights) first, then every bias and norm weight. The two groups are contiguous, so
+ * AdamW runs as two calls over the arena instead of one per tensor.
+ */
+export function parameterSpecs(cfg: DecoderConfig): { specs: ParamSpec[]; decayCount: number } {
+  const C = cfg.width, QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
+  const layerNorm = cfg.norm === 'layernorm';
+  const global = naming(cfg).global;
+  // GPT-2 scales its residual projections' init by 1/sqrt(2L); the Llama family does not.
+  const residual: ParamInit = cfg.modelType === 'gpt2' ? 'residual' : 'normal';
+  const matrices: ParamSpec[] = [{ name: global.embed, shape: [cfg.vocabSize, C], init: 'normal' }];
+  if (cfg.positions === 'learned') matrices.push({ name: global.positions, shape: [cfg.maxPositions, C], init: 'normal' });
+  if (!cfg.tiedHead) matrices.push({ name: global.head, shape: [cfg.vocabSize, C], init: 'normal' });
+  const vectors: ParamSpec[] = [];
+  for (let l = 0; l < cfg.layers; l++) {
+    const n = naming(cfg).layer(l);
+    matrices.push(
+      { name: n.qkvw, shape: [QKV, C], init: 'normal' }, { name: n.outw, shape: [C, AW], init: residual },
+      { name: n.fcw, shape: [FI, C], init: 'normal' }, { name: n.projw, shape: [C, H], init: residual },
+    );
+    const v = (name: string, size: number, init: ParamInit) => vectors.push({ name, shape: [size], init });
+    v(n.norm1w, C, 'one');
+    if (layerNorm) v(n.norm1b, C, 'zero');
+    if (cfg.qkvBias) v(n.qkvb, QKV, 'zero');
+    if (cfg.qkNorm) {
+      v(n.qnorm, cfg.headDim, 'one');
+      v(n.knorm, cfg.headDim, 'one');
+    }
+    if (cfg.outBias) v(n.outb, C, 'zero');
+    v(n.norm2w, C, 'one');
+    if (layerNorm) v(n.norm2b, C, 'zero');
+    if (cfg.mlpBias) {
+      v(n.fcb, FI, 'zero');
+      v(n.projb, C, 'zero');
+    }
+  }
+  vectors.push({ name: global.normw, shape: [C], init: 'one' });
+  if (layerNorm) vectors.push({ name: global.normb, shape: [C], init: 'zero' });
+  return { specs: [...matrices, ...vectors], decayCount: matrices.length };
+}
+
+/** One block's parameters (or gradients): null where the config has no such tensor. */
+export type LayerParams = Record<LayerRole, Tensor | null>;
+
+export function layerViews(arena: TensorArena, cfg: DecoderConfig, l: number): LayerParams {
+  const names = naming(cfg).layer(l);
+  const views = {} as LayerParams;
+  for (const role of Object.keys(names) as LayerRole[]) views[role] = arena.tensors.get(names[role]) ?? null;
+  return views;
+}
+
+/**
+ * Buffers one block writes, each (rows, ·): per layer in training (kept for backward), one shared
+ * set in generation. Statistics the backward pass needs are null where nothing will read them.
+ */
+export interface BlockBuffers {
+  ln1: Tensor; ln1Mean: Tensor | null; ln1Rstd: Tensor | null; // (N,C), (N), (N)
+  qkvRaw: Tensor | null; // (N,QKV) before the q/k norms (Qwen3), null otherwise
+  qkv: Tensor; qkRstd: Tensor | null; // (N,QKV) after q/k norm and RoPE, (N,NH+NKV)
+  atty: Tensor; attLse: Tensor | null; // (N,NH*HS), (B,NH,T)
+  attproj: Tensor; residual2: Tensor; // (N,C)
+  ln2: Tensor; ln2Mean: Tensor | null; ln2Rstd: Tensor | null;
+  fch: Tensor; fchAct: Tensor; // (N,I) or (N,2H); (N,I) or (N,H)
+  fcproj: Tensor; residual3: Tensor; // (N,C)
+}
+
+/** Buffer shapes of one block for `rows` token positions (B*T) and batch B. */
+export function blockBufferSpecs(cfg: DecoderConfig, prefix: string, rows: number, B: number, T: number, withStats: boolean): TensorSpec[] {
+  const C = cfg.width, QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
+  const stats = withStats ? rows : 0, mean = withStats && cfg.norm === 'layernorm' ? rows : 0;
+  const qk = cfg.qkNorm ? rows : 0;
+  return [
+    { name: `${prefix}ln1`, shape: [rows, C] }, { name: `${prefix}ln1Mean`, shape: [mean] }, { name: `${prefix}ln1Rstd`, shape: [stats] },
+    { name: `${prefix}qkvRaw`, shape: [qk, QKV] }, { name: `${prefix}qkv`, shape: [rows, QKV] }, { name: `${prefix}qkRstd`, shape: [qk, cfg.heads + cfg.kvHeads] },
+    { name: `${prefix}atty`, shape: [rows, AW] }, { name: `${prefix}attLse`, shape: [withStats ? B * cfg.heads * T : 0] },
+    { name: `${prefix}attproj`, shape: [rows, C] }, { name: `${prefix}residual2`, shape: [rows, C] },
+    { name: `${prefix}ln2`, shape: [rows, C] }, { name: `${prefix}ln2Mean`, shape: [mean] }, { name: `${prefix}ln2Rstd`, shape: [stats] },
+    { name: `${prefix}fch`, shape: [rows, FI] }, { name: `${prefix}fchAct`, shape: [rows, H] },
+    { name: `${prefix}fcproj`, shape: [rows, C] }, { name: `${prefix}residual3`, shape: [rows, C] },
+  ];
+}
+
+/** Views of the buffers blockBufferSpecs laid out; empty tensors become null. */
+export function blockBuffers(arena: TensorArena, prefix: string): BlockBuffers {
+  const g = (n: string) => arena.get(`${prefix}${n}`);
+  const opt = (n: string) => {
+    const t = g(n);
+    return t.numel > 0 ? t : null;
+  };
+  return {
+    ln1: g('ln1'), ln1Mean: opt('ln1Mean'), ln1Rstd: opt('ln1Rstd'), qkvRaw: opt('qkvRaw'), qkv: g('qkv'), qkRstd: opt('qkRstd'),
+    atty: g('atty'), attLse: opt('attLse'), attproj: g('attproj'), residual2: g('residual2'),
+    ln2: g('ln2'), ln2Mean: opt('ln2Mean'), ln2Rstd: opt('ln2Rstd'), fch: g('fch'), fchAct: g('fchAct'),
+    fcproj: g('fcproj'), residual3: g('residual3'),
+  };
+}
+
+/**
+ * The activation arena's specs for (B, T), in arena order: the embedding output, every block's
+ * buffers (blockBufferSpecs), the final norm, the logits (B*T, V: usually the largest buffer) and
+ * the cross-entropy's, then the backward scratch (the residual-stream gradient and one buffer per
+ * intermediate width; empty without backward). A memory plan sizes activations from this.
+ */
+export function activationSpecs(cfg: DecoderConfig, B: number, T: number, withBackward: boolean): TensorSpec[] {
+  const C = cfg.width, V = cfg.vocabSize, BT = B * T;
+  const specs: TensorSpec[] = [{ name: 'encoded', shape: [BT, C] }];
+  for (let l = 0; l < cfg.layers; l++) specs.push(...blockBufferSpecs(cfg, `${l}.`, BT, B, T, true));
+  specs.push(
+    { name: 'lnf', shape: [BT, C] }, { name: 'lnfMean', shape: [cfg.norm === 'layernorm' ? BT : 0] }, { name: 'lnfRstd', shape: [BT] },
+    { name: 'logits', shape: [BT, V] }, { name: 'losses', shape: [BT] }, { name: 'ceLse', shape: [BT] },
+  );
+  const grad = withBackward ? BT : 0;
+  specs.push(
+    { name: 'dresidual', shape: [grad, C] }, { name: 'dC', shape: [grad, C] }, { name: 'dAtt', shape: [grad, attentionWidth(cfg)] },
+    { name: 'dqkv', shape: [grad, qkvWidth(cfg)] }, { name: 'dqkvRaw', shape: [cfg.qkNorm ? grad : 0, qkvWidth(cfg)] },
+    { name: 'dH', shape: [grad, cfg.ffnWidth] }, { name: 'dFI', shape: [grad, ffnInputWidth(cfg)] },
+  );
+  return specs;
+}
+
+/** What a run does with the model, for its memory plan. */
+export interface ModelUse {
+  /** Forward (and backward, when training) on batches of up to B rows of T positions; null: no batch activations (generation). */
+  batch: { B: number; T: number } | null;
+  /** Gradients and the two AdamW moments (each the size of the parameters) are needed. */
+  training: boolean;
+  /** Whether the parameters are already allocated (only what is still to come is planned). */
+  parametersAllocated?: boolean;
+}
+
+/** Bytes of native memory a run allocates, by what they hold (see planMemory). */
+export interface MemoryPlan {
+  parts: Record<string, number>;
+  total: number;
+}
+
+/**
+ * The bytes of every arena a run of this model allocates: parameters, gradients and AdamW moments
+ * (training), activations with their backward scratch for B*T rows (the logits included), and the
+ * RoPE tables. The sizes come from the same spec functions the allocations use (parameterSpecs,
+ * activationSpecs), so the plan cannot drift from them.
+ */
+export function planMemory(config: DecoderConfig | GPT2Config, use: ModelUse): MemoryPlan {
+  const cfg = asDecoderConfig(config);
+  const parameters = arenaBytes(parameterSpecs(cfg).specs);
+  const parts: Record<string, number> = {};
+  if (!use.parametersAllocated) {
+    parts.parameters = parameters;
+    if (cfg.positions === 'rope') parts['RoPE tables'] = arenaBytes(ropeTableSpecs(cfg));
+  }
+  if (use.training) {
+    parts.gradients = parameters;
+    parts['AdamW moments'] = 2 * parameters;
+  }
+  if (use.batch) parts.activations = arenaBytes(activationSpecs(cfg, use.batch.B, use.batch.T, use.training));
+  return { parts, total: Object.values(parts).reduce((a, b) => a + b, 0) };
+}
+
+/** The RoPE cos/sin tables (maxPositions, HS/2) each. */
+function ropeTableSpecs(cfg: DecoderConfig): TensorSpec[] {
+  const shape = [cfg.maxPositions, cfg.headDim / 2];
+  return [{ name: 'cos', shape }, { name: 'sin', shape }];
+}
+
+/** Activations and backward scratch for up to (B, T); reused for any smaller batch. */
+class Activations {
+  readonly arena: TensorArena;
+  readonly layers: BlockBuffers[] = [];
+  readonly encoded: Tensor; lnf: Tensor; lnfMean: Tensor | null; lnfRstd: Tensor; // (N,C), (N), (N)
+  readonly logits: Tensor; losses: Tensor; ceLse: Tensor; // (N,V), (N), (N)
+  // Backward scratch: the residual-stream gradient and one buffer per intermediate width.
+  readonly dresidual: Tensor; dC: Tensor; dAtt: Tensor; dqkv: Tensor; dqkvRaw: Tensor; dH: Tensor; dFI: Tensor;
+
+  constructor(device: DeviceName, cfg: DecoderConfig, readonly B: number, readonly T: number, withBackward: boolean) {
+    this.arena = new TensorArena(device, activationSpecs(cfg, B, T, withBackward));
+    const g = (n: string) => this.arena.get(n);
+    this.encoded = g('encoded');
+    for (let l = 0; l < cfg.layers; l++) this.layers.push(blockBuffers(this.arena, `${l}.`));
+    this.lnf = g('lnf'); this.lnfMean = cfg.norm === 'layernorm' ? g('lnfMean') : null; this.lnfRstd = g('lnfRstd');
+    this.logits = g('logits'); this.losses = g('losses'); this.ceLse = g('ceLse');
+    this.dresidual = g('dresidual'); this.dC = g('dC'); this.dAtt = g('dAtt'); this.dqkv = g('dqkv'); this.dqkvRaw = g('dqkvRaw');
+    this.dH = g('dH'); this.dFI = g('dFI');
+  }
+
+  get withBackward(): boolean {
+    return this.dresidual.numel > 0;
+  }
+}
+
+export interface ForwardOptions {
+  /** (B,T) position ids; default 0..T-1 per row. Packed examples restart at 0. */
+  positions?: Int32Array | null;
+  /** (B,T) segment ids; attention never crosses segments (packed examples). */
+  segmentIds?: Int32Array | null;
+  /** Also compute the per-position argmax (token-level accuracy). */
+  predictions?: boolean;
+}
+
+export interface ForwardResult {
+  /** Mean loss over positions whose target is not IGNORE_INDEX (NaN when there are none). */
+  loss: number;
+  /** Sum of the per-position losses, and how many positions had a target. */
+  lossSum: number;
+  count: number;
+  /** Per-position losses (B*T), 0 where ignored. */
+  losses: Float32Array;
+  /** Per-position argmax of the logits, when asked for. */
+  predictions?: Int32Array;
+}
+
+export interface MemoryReport {
+  paramsBytes: number;
+  gradsBytes: number;
+  activationsBytes: number;
+}
+
+/** Where a block's positions come from: per-token ids (packed examples) or offset + t. */
+export interface BlockPositions {
+  positions: Int32Array | null;
+  offset: number;
+}
+
+/** The config.json key that bounds the sequence length, for messages. */
+export function maxPositionsKey(cfg: DecoderConfig): string {
+  return cfg.modelType === 'gpt2' ? 'n_positions' : 'max_position_embeddings';
+}
+
+export class Decoder {
+  readonly config: DecoderConfig;
+  readonly params: TensorArena;
+  grads: TensorArena | null = null;
+  readonly decayCount: number;
+  private acts: Activations | null = null;
+  private rope: { arena: TensorArena; cos: Tensor; sin: Tensor; positions: number } | null = null;
+  private lastBatch: { B: number; T: number; tokens: Int32Array; targets: Int32Array; positions: Int32Array | null; segmentIds: Int32Array | null } | null = null;
+
+  /** A GPT2Config (from parseGPT2Config / parseModelSpec) is taken as the GPT-2 configuration. */
+  constructor(config: DecoderConfig | GPT2Config, readonly device: DeviceName = 'cpu') {
+    this.config = asDecoderConfig(config);
+    const { specs, decayCount } = parameterSpecs(this.config);
+    this.decayCount = decayCount;
+    this.params = new TensorArena(device, specs);
+  }
+
+  get numParameters(): number {
+    return countParameters(this.config);
+  }
+
+  /** Parameter names in arena order. */
+  get parameterNames(): string[] {
+    return [...this.params.tensors.keys()];
+  }
+
+  /** The LM head's weight (V, C): the token embedding when tied. */
+  headWeight(arena: TensorArena = this.params): Tensor {
+    return arena.get(globalParamName(this.config, this.config.tiedHead ? 'embed' : 'head'));
+  }
+
+  /**
+   * Fresh weights: N(0, std) for embeddings and linear weights (GPT-2 scales its residual
+   * projections by 1/sqrt(2 * n_layer)), zero biases, norm weights 1.
+   */
+  initRandom(seed: number, std = this.config.initializerRange): void {
+    const rng = new Rng(seed);
+    const residualStd = std / Math.sqrt(2 * this.config.layers);
+    for (const spec of parameterSpecs(this.config).specs) {
+      const values = new Float32Array(this.params.get(spec.name).numel);
+      if (spec.init === 'normal' || spec.init === 'residual') {
+        const s = spec.init === 'residual' ? residualStd : std;
+        for (let i = 0; i < values.length; i++) values[i] = rng.normal() * s;
+      } else if (spec.init === 'one') {
+        values.fill(1);
+      }
+      this.params.get(spec.name).write(values);
+    }
+  }
+
+  memory(): MemoryReport {
+    return {
+      paramsBytes: this.params.bytes,
+      gradsBytes: this.grads ? this.grads.bytes : 0,
+      activationsBytes: this.acts ? this.acts.arena.bytes : 0,
+    };
+  }
+
+  /** Frees native memory now rather than at garbage collection. */
+  free(): void {
+    this.params.free();
+    this.grads?.free();
+    this.acts?.arena.free();
+    this.rope?.arena.free();
+    this.grads = null;
+    this.acts = null;
+    this.rope = null;
+  }
+
+  private ensureActivations(B: number, T: number, withBackward: boolean): Activations {
+    // Every activation is used as a prefix of its buffer, so any (B, T) with B*T rows fits.
+    const a = this.acts;
+    const needBackward = withBackward || (a?.withBackward ?? false);
+    if (a && a.B * a.T >= B * T && (a.withBackward || !withBackward)) return a;
+    a?.arena.free();
+    this.acts = new Activations(this.device, this.config, B, T, needBackward);
+    return this.acts;
+  }
+
+  /** Allocates gradient storage (same layout as the parameters). */
+  ensureGrads(): TensorArena {
+    if (!this.grads) this.grads = new TensorArena(this.device, parameterSpecs(this.config).specs);
+    return this.grads;
+  }
+
+  zeroGrad(): void {
+    const g = this.ensureGrads();
+    kernels.fill(g.all(), 0, g.numel);
+  }
+
+  /**
+   * The RoPE cos/sin tables (maxPositions, HS/2) on the model's device, built on first use
+   * (lib/model/rope.ts: float64, rounded once).
+   */
+  ropeTables(): { cos: Tensor; sin: Tensor; positions: number } {
+    if (!this.rope) {
+      const cfg = this.config, n = cfg.maxPositions;
+      const { cos, sin } = ropeTables(cfg, n);
+      const arena = new TensorArena(this.device, ropeTableSpecs(cfg));
+      arena.get('cos').write(cos);
+      arena.get('sin').write(sin);
+      this.rope = { arena, cos: arena.get('cos'), sin: arena.get('sin'), positions: n };
+    }
+    return this.rope;
+  }
+
+  /** The longest sequence the model computes exactly (decoder_config.ts contextLength). */
+  get contextLength(): number {
+    return contextLength(this.config);
+  }
+
+  /**
+   * What bounds contextLength, for messages: "the model's n_positions (1024)", or "the model's
+   * sliding_window (4096) ..." for Mistral.
+   */
+  get contextLimit(): string {
+    const cfg = this.config;
+    return this.contextLength === cfg.maxPositions
+      ? `the model's ${maxPositionsKey(cfg)} (${cfg.maxPositions})`
+      : `the model's sliding_window (${cfg.slidingWindow}, config.json; gptune's attention is exact only up to the window)`;
+  }
+
+  checkSequenceLength(T: number, what: string): void {
+    if (T > this.contextLength) throw new RangeError(`${what}: sequence length ${T} exceeds ${this.contextLimit}`);
+  }
+
+  private checkBatch(tokens: Int32Array, B: number, T: number, targets: Int32Array | null, opts: ForwardOptions): void {
+    if (!Number.isInteger(B) || B < 1) throw new RangeError(`forward: expected batch size B >= 1 but received ${B}`);
+    if (!Number.isInteger(T) || T < 1) throw new RangeError(`forward: expected sequence length T >= 1 but received ${T}`);
+    this.checkSequenceLength(T, 'forward');
+    if (tokens.length !== B * T) throw new RangeError(`forward: expected ${B * T} tokens (B=${B} x T=${T}) but received ${tokens.length}`);
+    if (targets && targets.length !== B * T) throw new RangeError(`forward: expected ${B * T} targets but received ${targets.length}`);
+    if (opts.positions && opts.positions.length !== B * T) throw new RangeError(`forward: expected ${B * T} positions but received ${opts.positions.length}`);
+    if (opts.segmentIds && opts.segmentIds.length !== B * T) throw new RangeError(`forward: expected ${B * T} segment ids but received ${opts.segmentIds.length}`);
+  }
+
+  /** out = norm(inp) with the config's norm; mean/rstd saved when given. */
+  normForward(out: Tensor, mean: Tensor | null, rstd: Tensor | null, inp: Tensor, w: Tensor, b: Tensor | null, N: number): void {
+    const cfg = this.config;
+    if (cfg.norm === 'layernorm') kernels.layernorm_forward(out, mean, rstd, inp, w, b!, N, cfg.width, cfg.normEps);
+    else kernels.rmsnorm_forward(out, rstd, inp, w, N, cfg.width, cfg.normEps);
+  }
+
+  private normBackward(dinp: Tensor, dw: Tensor | null, db: Tensor | null, dout: Tensor, inp: Tensor, w: Tensor, mean: Tensor | null, rstd: Tensor | null, N: number): void {
+    const C = this.config.width;
+    if (this.config.norm === 'layernorm') kernels.layernorm_backward(dinp, dw, db, dout, inp, w, mean!, rstd!, N, C);
+    else kernels.rmsnorm_backward(dinp, dw, dout, inp, w, rstd!, N, C);
+  }
+
+  /**
+   * The token embedding (B,T,C) into `out`: wte[token], plus the learned position table at
+   * `at` (GPT-2); RoPE models add no positions here.
+   */
+  embed(out: Tensor, tokens: Int32Array, B: number, T: number, at: BlockPositions): void {
+    const cfg = this.config, p = this.params;
+    const wpe = cfg.positions === 'learned' ? p.get(globalParamName(cfg, 'positions')) : null;
+    kernels.encoder_forward(out, tokens, wpe ? at.positions : null, p.get(globalParamName(cfg, 'embed')), wpe, B, T, cfg.width, at.offset);
+  }
+
+  /**
+   * One transformer block on rows = B*T positions: input -> a.residual3. `attend` computes
+   * a.atty from a.qkv (full causal attention in training, the KV cache in generation).
+   */
+  blockForward(l: number, a: BlockBuffers, input: Tensor, B: number, T: number, at: BlockPositions, attend: (a: BlockBuffers) => void): void {
+    const cfg = this.config, k = kernels, w = layerViews(this.params, cfg, l);
+    const rows = B * T, C = cfg.width, QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
+    const NH = cfg.heads, NKV = cfg.kvHeads, HS = cfg.headDim;
+    this.normForward(a.ln1, a.ln1Mean, a.ln1Rstd, input, w.norm1w!, w.norm1b, rows);
+    k.matmul_forward(a.qkvRaw ?? a.qkv, a.ln1, w.qkvw!, w.qkvb, rows, C, QKV);
+    if (cfg.qkNorm) k.qknorm_forward(a.qkv, a.qkRstd!, a.qkvRaw!, w.qnorm!, w.knorm!, rows, NH, NKV, HS, cfg.normEps);
+    if (cfg.positions === 'rope') {
+      const rope = this.ropeTables();
+      k.rope_forward(a.qkv, rope.cos, rope.sin, at.positions, B, T, NH, NKV, HS, rope.positions, at.offset);
+    }
+    attend(a);
+    k.matmul_forward(a.attproj, a.atty, w.outw!, w.outb, rows, AW, C);
+    k.residual_forward(a.residual2, input, a.attproj, rows * C);
+    this.normForward(a.ln2, a.ln2Mean, a.ln2Rstd, a.residual2, w.norm2w!, w.norm2b, rows);
+    k.matmul_forward(a.fch, a.ln2, w.fcw!, w.fcb, rows, C, FI);
+    if (cfg.mlp === 'swiglu') k.swiglu_forward(a.fchAct, a.fch, rows, H);
+    else k.gelu_forward(a.fchAct, a.fch, rows * H);
+    k.matmul_forward(a.fcproj, a.fchAct, w.projw!, w.projb, rows, H, C);
+    k.residual_forward(a.residual3, a.residual2, a.fcproj, rows * C);
+  }
+
+  /**
+   * Runs the model on tokens (B,T). With targets (B,T; IGNORE_INDEX where nothing is predicted)
+   * the loss is computed and the batch is remembered for backward(). Logits stay in the activation
+   * arena (see logitsRows()).
+   */
+  forward(tokens: Int32Array, B: number, T: number, targets: Int32Array | null = null, opts: ForwardOptions = {}): ForwardResult {
+    this.checkBatch(tokens, B, T, targets, opts);
+    const cfg = this.config, C = cfg.width, V = cfg.vocabSize, BT = B * T;
+    const acts = this.ensureActivations(B, T, targets !== null && this.grads !== null);
+    const p = this.params, k = kernels;
+    const positions = opts.positions ?? null, segmentIds = opts.segmentIds ?? null;
+    const at = { positions, offset: 0 };
+
+    this.embed(acts.encoded, tokens, B, T, at);
+    let residual = acts.encoded;
+    const attend = (a: BlockBuffers) => k.attention_forward(a.atty, a.attLse!, a.qkv, segmentIds, B, T, cfg.heads, cfg.kvHeads, cfg.headDim);
+    for (let l = 0; l < cfg.layers; l++) {
+      this.blockForward(l, acts.layers[l], residual, B, T, at, attend);
+      residual = acts.layers[l].residual3;
+    }
+    this.normForward(acts.lnf, acts.lnfMean, acts.lnfRstd, residual, p.get(globalParamName(cfg, 'normw')), p.tensors.get(globalParamName(cfg, 'normb')) ?? null, BT);
+    k.matmul_forward(acts.logits, acts.lnf, this.headWeight(), null, BT, C, V);
+
+    if (!targets) {
+      this.lastBatch = null;
+      return { loss: NaN, lossSum: 0, count: 0, losses: new Float32Array(0) };
+    }
+    const predictions = opts.predictions ? new Int32Array(BT) : null;
+    k.crossentropy_forward(acts.losses, acts.ceLse, predictions, acts.logits, targets, BT, V, IGNORE_INDEX);
+    const losses = acts.losses.slice(0, [BT]).read();
+    let lossSum = 0, count = 0;
+    for (let i = 0; i < BT; i++) {
+      if (targets[i] !== IGNORE_INDEX) {
+        lossSum += losses[i];
+        count++;
+      }
+    }
+    this.lastBatch = { B, T, tokens, targets, positions, segmentIds };
+    return { loss: count > 0 ? lossSum / count : NaN, lossSum, count, losses, predictions: predictions ?? undefined };
+  }
+
+  /** Host copy of logits rows [row, row + n) of the last forward (each row has V floats). */
+  logitsRows(row: number, n = 1): Float32Array {
+    if (!this.acts) throw new Error('logitsRows: no forward pass has run');
+    const V = this.config.vocabSize;
+    return this.acts.logits.slice(row * V, [n, V]).read();
+  }
+
+  /**
+   * Backpropagates the last forward's loss and ACCUMULATES into model.grads. The gradient is that
+   * of sum(per-position losses) / lossDenominator: pass the forward's count for this batch's mean
+   * loss, or the token count of a whole accumulated batch so micro-batches sum to its mean.
+   */
+  backward(lossDenominator: number): void {
+    const batch = this.lastBatch;
+    if (!batch) throw new Error('backward: call forward() with targets first');
+    if (!this.grads) throw new Error('backward: gradients are not allocated; call zeroGrad() before forward()');
+    const acts = this.acts!;
+    if (!acts.withBackward) throw new Error('backward: activations were allocated without backward buffers; call zeroGrad() before forward()');
+    if (!(lossDenominator > 0)) throw new RangeError(`backward: lossDenominator must be > 0, received ${lossDenominator}`);
+    const { B, T, tokens, targets, positions, segmentIds } = batch;
+    const cfg = this.config, C = cfg.width, V = cfg.vocabSize, BT = B * T;
+    const QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
+    const NH = cfg.heads, NKV = cfg.kvHeads, HS = cfg.headDim;
+    const p = this.params, g = this.grads, k = kernels;
+    const gp = (role: GlobalRole) => g.tensors.get(globalParamName(cfg, role)) ?? null;
+
+    // dlogits overwrite the logits in place: the (B*T, V) buffer is the largest in the model.
+    k.crossentropy_backward(acts.logits, acts.logits, acts.ceLse, targets, 1 / lossDenominator, BT, V, IGNORE_INDEX);
+    const dlnf = acts.dC;
+    k.fill(dlnf, 0, BT * C);
+    k.matmul_backward(dlnf, this.headWeight(g), null, acts.logits, acts.lnf, this.headWeight(), BT, C, V);
+    const lastResidual = cfg.layers > 0 ? acts.layers[cfg.layers - 1].residual3 : acts.encoded;
+    const dres = acts.dresidual;
+    k.fill(dres, 0, BT * C);
+    this.normBackward(dres, gp('normw'), gp('normb'), dlnf, lastResidual, p.get(globalParamName(cfg, 'normw')), acts.lnfMean, acts.lnfRstd, BT);
+
+    for (let l = cfg.layers - 1; l >= 0; l--) {
+      const w = layerViews(p, cfg, l), dw = layerViews(g, cfg, l), a = acts.layers[l];
+      const layerInput = l === 0 ? acts.encoded : acts.layers[l - 1].residual3;
+      // MLP branch: dres holds d(residual3); its copy into the branch is implicit (same buffer).
+      const dfchAct = acts.dH, dfch = acts.dFI;
+      k.fill(dfchAct, 0, BT * H);
+      k.matmul_backward(dfchAct, dw.projw, dw.projb, dres, a.fchAct, w.projw!, BT, H, C);
+      k.fill(dfch, 0, BT * FI);
+      if (cfg.mlp === 'swiglu') k.swiglu_backward(dfch, dfchAct, a.fch, BT, H);
+      else k.gelu_backward(dfch, a.fch, dfchAct, BT * H);
+      const dln2 = acts.dC;
+      k.fill(dln2, 0, BT * C);
+      k.matmul_backward(dln2, dw.fcw, dw.fcb, dfch, a.ln2, w.fcw!, BT, C, FI);
+      // dres becomes d(residual2) = d(residual3) + the norm's input gradient.
+      this.normBackward(dres, dw.norm2w, dw.norm2b, dln2, a.residual2, w.norm2w!, a.ln2Mean, a.ln2Rstd, BT);
+      // Attention branch.
+      const datty = acts.dAtt;
+      k.fill(datty, 0, BT * AW);
+      k.matmul_backward(datty, dw.outw, dw.outb, dres, a.atty, w.outw!, BT, AW, C);
+      k.fill(acts.dqkv, 0, BT * QKV);
+      k.attention_backward(acts.dqkv, datty, a.qkv, a.atty, a.attLse!, segmentIds, B, T, NH, NKV, HS);
+      if (cfg.positions === 'rope') {
+        const rope = this.ropeTables();
+        k.rope_backward(acts.dqkv, rope.cos, rope.sin, positions, B, T, NH, NKV, HS, rope.positions, 0);
+      }
+      let dqkvProjected = acts.dqkv;
+      if (cfg.qkNorm) {
+        k.fill(acts.dqkvRaw, 0, BT * QKV);
+        k.qknorm_backward(acts.dqkvRaw, dw.qnorm, dw.knorm, acts.dqkv, a.qkvRaw!, w.qnorm!, w.knorm!, a.qkRstd!, BT, NH, NKV, HS);
+        dqkvProjected = acts.dqkvRaw;
+      }
+      const dln1 = acts.dC;
+      k.fill(dln1, 0, BT * C);
+      k.matmul_backward(dln1, dw.qkvw, dw.qkvb, dqkvProjected, a.ln1, w.qkvw!, BT, C, QKV);
+      // dres becomes d(layer input).
+      this.normBackward(dres, dw.norm1w, dw.norm1b, dln1, layerInput, w.norm1w!, a.ln1Mean, a.ln1Rstd, BT);
+    }
+    const learned = cfg.positions === 'learned';
+    k.encoder_backward(gp('embed'), learned ? gp('positions') : null, dres, tokens, learned ? positions : null, B, T, C, 0);
+    // The logits were overwritten: a second backward of the same forward would be wrong.
+    this.lastBatch = null;
+  }
+
+  /**
+   * The first parameter tensor holding a NaN or an infinity, or null when all are finite. One
+   * reduction over the arena (a sum of squares in float64 is finite exactly when every value is);
+   * the tensors are searched only when it is not.
+   */
+  nonFiniteParameter(): string | null {
+    if (Number.isFinite(kernels.sum_squares(this.params.all(), this.params.numel))) return null;
+    for (const [name, t] of this.params.tensors) if (!Number.isFinite(kernels.sum_squares(t, t.numel))) return name;
+    return null;
+  }
+
+  /** Global L2 norm of the gradients (padding between tensors is zero, so one reduction). */
+  gradNorm(): number {
+    if (!this.grads) throw new Error('gradNorm: no gradients');
+    return Math.sqrt(kernels.sum_squares(this.grads.all(), this.grads.numel));
+  }
+}
