@@ -4,7 +4,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { readSafetensors, toFloat32 } from '../lib/io/safetensors';
 
-export const FIXTURES = path.join(__dirname, 'fixtures');
+// Compiled copies (dist/test/, for the GPU suite run with plain node) read the source tree's fixtures.
+const compiled = path.basename(path.dirname(__dirname)) === 'dist';
+export const FIXTURES = path.resolve(__dirname, compiled ? '../../test/fixtures' : 'fixtures');
 export const TINY = path.join(FIXTURES, 'tiny-gpt2');
 
 export interface TinyRef {

@@ -1,9 +1,42 @@
-/** A tiny Llama-family model folder with a real tokenizer, for the pipeline and CLI tests. */
+/**
+ * Llama-family test helpers: the float64 PyTorch reference fixtures (test/model/llama_reference.test.ts
+ * on the CPU, test/gpu/llama.test.ts on CUDA) and a tiny model folder with a real tokenizer (pipeline
+ * and CLI tests).
+ */
+import * as fs from 'fs';
 import * as path from 'path';
 import { saveModel } from '../lib/model/checkpoint';
 import { parseDecoderSpec } from '../lib/model/config';
 import { Decoder } from '../lib/model/decoder';
-import { tempDir, TINY } from './helpers';
+import { FIXTURES, tempDir, TINY } from './helpers';
+
+/** What scripts/make_llama_fixtures.py writes into test/fixtures/<name>-ref.json. */
+export interface LlamaRef {
+  B: number; T: number; tokens: number[][]; targets: number[][]; n_scored: number;
+  loss: number; loss_f64: number; rope_inv_freq: number[];
+  train: {
+    lr: number; betas: [number, number]; eps: number; weight_decay: number; steps: number; decayed: string[];
+    losses_f64: number[]; grad_norms_f64: number[];
+  };
+  generate: { prompt: number[]; max_new_tokens: number; new_tokens: number[]; min_top2_logit_margin: number };
+}
+
+/**
+ * The tiny reference configs: GQA + llama3 scaling, MHA + linear scaling + all biases + tied, Qwen2
+ * biases, Qwen3 q/k norms with NH*HS != C, Mistral's window.
+ */
+export const LLAMA_FIXTURES = ['tiny-llama', 'tiny-llama-mha', 'tiny-qwen2', 'tiny-qwen3', 'tiny-mistral'];
+
+export function llamaRef(name: string): LlamaRef {
+  return JSON.parse(fs.readFileSync(path.join(FIXTURES, `${name}-ref.json`), 'utf8')) as LlamaRef;
+}
+
+/** The index of the largest value (ties: the lowest index), as torch.argmax. */
+export function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
 
 /**
  * GQA (4 heads on 2 KV heads), untied head, RoPE, SwiGLU, over tiny-gpt2's 350-token BPE tokenizer

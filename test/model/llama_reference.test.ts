@@ -8,7 +8,6 @@
  * (float32 against float64; torch's own float32 model is ~1e-7 away), gradients 1e-3 of the tensor's
  * largest entry, AdamW step losses and gradient norms 1e-4.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import { checkpointTensors, loadModel } from '../../lib/model/checkpoint';
 import { Decoder } from '../../lib/model/decoder';
@@ -16,29 +15,7 @@ import { generate } from '../../lib/model/generate';
 import { ropeInverseFrequencies } from '../../lib/model/rope';
 import { AdamW, clipScale } from '../../lib/train/adamw';
 import { fixtureTensors, FIXTURES, relError, relMaxError } from '../helpers';
-
-interface LlamaRef {
-  B: number; T: number; tokens: number[][]; targets: number[][]; n_scored: number;
-  loss: number; loss_f64: number; rope_inv_freq: number[];
-  train: {
-    lr: number; betas: [number, number]; eps: number; weight_decay: number; steps: number; decayed: string[];
-    losses_f64: number[]; grad_norms_f64: number[];
-  };
-  generate: { prompt: number[]; max_new_tokens: number; new_tokens: number[]; min_top2_logit_margin: number };
-}
-
-export const LLAMA_FIXTURES = ['tiny-llama', 'tiny-llama-mha', 'tiny-qwen2', 'tiny-qwen3', 'tiny-mistral'];
-
-function llamaRef(name: string): LlamaRef {
-  return JSON.parse(fs.readFileSync(path.join(FIXTURES, `${name}-ref.json`), 'utf8')) as LlamaRef;
-}
-
-/** The index of the largest value (ties: the lowest index), as torch.argmax. */
-function argmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-  return best;
-}
+import { argmax, LLAMA_FIXTURES, llamaRef } from '../llama_helpers';
 
 describe.each(LLAMA_FIXTURES)('%s vs the float64 PyTorch reference', (name) => {
   const ref = llamaRef(name);
