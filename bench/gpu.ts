@@ -8,6 +8,8 @@
  *     backward, bf16 and fp32; bf16 twice where cuBLASLt loads: our kernel ("matmul bf16") and
  *     cuBLASLt ("matmul bf16 cublaslt"), on the same bf16 operand copies;
  *   - attention forward and backward at B=16, T=1024, NH=12, C=768;
+ *   - the Llama family's kernels at SmolLM2-135M's shapes: grouped-query attention (9 heads on 3 KV
+ *     heads), RMSNorm, RoPE, SwiGLU;
  *   - a few memory-bound kernels at training shapes, in GB/s.
  * Timing: each kernel warms up, then runs in batches between two synchronizations (the binding
  * launches asynchronously on the backend's stream); the median of the batch times is reported.
@@ -171,6 +173,40 @@ function main(): void {
     freeAll();
   }
   cuda.setAttentionPrecision?.('fp32');
+
+  // The Llama family's kernels at SmolLM2-135M's training shapes (B=16, T=1024: N=16384 rows, C=576,
+  // NH=9 query heads on NKV=3 KV heads of HS=64, SwiGLU hidden H=1536): grouped-query attention in bf16
+  // (PyTorch's number: SDPA on the K/V heads repeated to 9, transformers' sdpa path), RMSNorm, RoPE
+  // (in place on q and k) and SwiGLU, in GB/s over the bytes each must move.
+  {
+    const B = size(16, 4, 1), T = size(1024, 1024, 64), NH = 9, NKV = 3, HS = 64, C = 576, H = 1536;
+    const N = B * T, QKV = (NH + 2 * NKV) * HS;
+    cuda.setAttentionPrecision?.('bf16');
+    const qkv = randomTensor(N * QKV), out = randomTensor(N * NH * HS), lse = randomTensor(B * NH * T);
+    const dout = randomTensor(N * NH * HS), dqkv = randomTensor(N * QKV);
+    const fwdFlops = 2 * 2 * B * NH * T * T * HS / 2;
+    const fwd = timeMs(() => K.attention_forward(out, lse, qkv, null, B, T, NH, NKV, HS), 5, 5);
+    record('llama (smollm2-135m)', `GQA attention bf16 fwd NH=${NH} NKV=${NKV}`, fwd, fwdFlops / fwd / 1e9, 'TFLOP/s', torch['llama_sdpa_fwd_ms']);
+    const bwd = timeMs(() => K.attention_backward(dqkv, dout, qkv, out, lse, null, B, T, NH, NKV, HS), 3, 5);
+    record('llama (smollm2-135m)', 'GQA attention bf16 bwd', bwd, (2.5 * fwdFlops) / bwd / 1e9, 'TFLOP/s', torch['llama_sdpa_bwd_ms']);
+    cuda.setAttentionPrecision?.('fp32');
+    const { cos, sin } = { cos: randomTensor(T * HS / 2), sin: randomTensor(T * HS / 2) };
+    const rope = timeMs(() => K.rope_forward(qkv, cos, sin, null, B, T, NH, NKV, HS, T, 0), 20, 5);
+    record('llama (smollm2-135m)', `rope_forward ${N}x(${NH}+${NKV})x${HS}`, rope, (2 * N * (NH + NKV) * HS * 4) / rope / 1e6, 'GB/s');
+    freeAll();
+    const x = randomTensor(N * C), y = randomTensor(N * C), w = randomTensor(C), rstd = randomTensor(N, 0.5, 1.5), dx = randomTensor(N * C), dw = randomTensor(C);
+    const rms = timeMs(() => K.rmsnorm_forward(y, rstd, x, w, N, C, 1e-5), 20, 5);
+    record('llama (smollm2-135m)', `rmsnorm_forward ${N}x${C}`, rms, (2 * N * C * 4) / rms / 1e6, 'GB/s');
+    const rmsb = timeMs(() => K.rmsnorm_backward(dx, dw, y, x, w, rstd, N, C), 20, 5);
+    record('llama (smollm2-135m)', `rmsnorm_backward ${N}x${C}`, rmsb, (3 * N * C * 4) / rmsb / 1e6, 'GB/s');
+    freeAll();
+    const gateUp = randomTensor(N * 2 * H), act = randomTensor(N * H), dgateUp = randomTensor(N * 2 * H);
+    const sw = timeMs(() => K.swiglu_forward(act, gateUp, N, H), 20, 5);
+    record('llama (smollm2-135m)', `swiglu_forward ${N}x${H}`, sw, (3 * N * H * 4) / sw / 1e6, 'GB/s');
+    const swb = timeMs(() => K.swiglu_backward(dgateUp, act, gateUp, N, H), 20, 5);
+    record('llama (smollm2-135m)', `swiglu_backward ${N}x${H}`, swb, (5 * N * H * 4) / swb / 1e6, 'GB/s');
+    freeAll();
+  }
 
   // Memory-bound kernels at training shapes (GB/s over the bytes each must move).
   {

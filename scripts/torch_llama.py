@@ -49,6 +49,10 @@ class LlamaConfig:
     qk_norm: bool = False                  # Qwen3: RMSNorm over HS on every q and k head before RoPE
     tie_word_embeddings: bool = True       # lm_head shares embed_tokens.weight
     sliding_window: Optional[int] = None   # Mistral: key j is visible from query i when 0 <= i - j < window
+    # "eager": the explicit masked softmax (the fixtures); "sdpa": F.scaled_dot_product_attention on the
+    # repeated K/V heads, as transformers' sdpa path, for the GPU benchmark (bench/gpu_torch.py). Without a
+    # cache only, and only where the window does not bind; elsewhere the eager path runs.
+    attn_implementation: str = "eager"
 
     @property
     def hs(self) -> int:
@@ -109,9 +113,10 @@ def rope_inv_freq(config: LlamaConfig) -> torch.Tensor:
 def rope_cos_sin(config: LlamaConfig, positions: torch.Tensor, dtype: torch.dtype):
     """cos, sin (T, HS) for integer positions (T,): angles in float64 then rounded to dtype; both halves of
     a head use the same angle table (Hugging Face's rotate-half layout)."""
-    angles = positions.to(torch.float64)[:, None] * rope_inv_freq(config)[None, :]   # (T, HS/2)
-    angles = torch.cat([angles, angles], dim=-1)                                        # (T, HS)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    angles = positions.cpu().to(torch.float64)[:, None] * rope_inv_freq(config)[None, :]   # (T, HS/2)
+    angles = torch.cat([angles, angles], dim=-1)                                              # (T, HS)
+    return (angles.cos().to(device=positions.device, dtype=dtype),
+            angles.sin().to(device=positions.device, dtype=dtype))
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -180,9 +185,13 @@ class Attention(nn.Module):
         group = NH // NKV
         k = k.repeat_interleave(group, dim=1)                                  # (B,NH,past+T,HS)
         v = v.repeat_interleave(group, dim=1)
+        window_binds = c.sliding_window is not None and c.sliding_window < past + T
+        if c.attn_implementation == "sdpa" and cache is None and not window_binds:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)          # (B,NH,T,HS)
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, NH * HS))
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(HS)                     # (B,NH,T,past+T)
-        query_pos = torch.arange(past, past + T)[:, None]
-        key_pos = torch.arange(past + T)[None, :]
+        query_pos = torch.arange(past, past + T, device=x.device)[:, None]
+        key_pos = torch.arange(past + T, device=x.device)[None, :]
         visible = key_pos <= query_pos
         if c.sliding_window is not None:
             visible = visible & (query_pos - key_pos < c.sliding_window)
@@ -249,7 +258,7 @@ class LlamaForCausalLM(nn.Module):
             raise ValueError(f"position {past + T - 1} exceeds max_position_embeddings "
                              f"{self.config.max_position_embeddings}")
         x = self.model.embed_tokens(tokens)                                    # (B,T,C)
-        cos, sin = rope_cos_sin(self.config, torch.arange(past, past + T), x.dtype)
+        cos, sin = rope_cos_sin(self.config, torch.arange(past, past + T, device=tokens.device), x.dtype)
         for layer in self.model.layers:
             x = layer(x, cos, sin, cache)
         if cache is not None:
