@@ -15,6 +15,8 @@
  *   - greedy generation with the KV cache equals the reference tokens (fp32; the fixtures' smallest
  *     top-2 logit margin, 0.02 for qwen3, is far above fp32 rounding);
  *   - two identical runs (fp32 and bf16) give bitwise-identical losses and parameters.
+ * The fixtures' head sizes (8-16) keep attention on the fp32 kernels even in bf16 mode, so a seeded
+ * GQA model with head size 64 checks the bf16 tensor-core attention against the CPU in fp32.
  * And the sharded copy of tiny-llama loads onto the GPU with exactly the single file's parameters.
  * Skips, with the reason printed, where CUDA is not compiled in or no GPU is present; under jest it
  * registers one skipped test. GPTUNE_GPU_TEST_DEVICE=cpu runs the same tests on the CPU backend (bf16
@@ -25,12 +27,12 @@ import * as path from 'node:path';
 import * as nodeTest from 'node:test';
 import { cudaDeviceCount, setPrecision, type Precision } from '../../lib/device';
 import { checkpointTensors, loadModel } from '../../lib/model/checkpoint';
-import { loadModelConfig } from '../../lib/model/config';
+import { loadModelConfig, parseDecoderSpec } from '../../lib/model/config';
 import { Decoder } from '../../lib/model/decoder';
 import { generate } from '../../lib/model/generate';
 import { addon, type DeviceName } from '../../lib/native';
 import { AdamW, clipScale } from '../../lib/train/adamw';
-import { fixtureTensors, FIXTURES, relError, relMaxError } from '../helpers';
+import { fixtureTensors, FIXTURES, relError, relMaxError, seededRandom } from '../helpers';
 import { LLAMA_FIXTURES, LlamaRef, llamaRef } from '../llama_helpers';
 
 const underJest = process.env.JEST_WORKER_ID !== undefined;
@@ -175,6 +177,48 @@ if (underJest) {
         });
       });
     }
+
+    nodeTest.it('bf16 grouped-query attention on the tensor-core path (head size 64) against the CPU in fp32', () => {
+      // The fixtures' head sizes (8-16) take the fp32 attention kernels even in bf16 mode; the bf16
+      // tensor-core attention runs for HS = 64 only. A seeded model with HS = 64, 4 query heads on 2 KV
+      // heads, T = 80 (not a multiple of the 64-row tiles): the CPU's fp32 forward, itself checked
+      // against the float64 fixtures, is the reference. Logits within 4e-2 of their largest entry:
+      // rounding the weights alone to bf16 moves them 8e-3 on the CPU, rounding activations as well
+      // at most doubles that, while attention's share of the logits is 1.4x that scale (zeroing it),
+      // so a wrong head mapping or mask lands far outside. Loss within 1e-2, and 5 AdamW steps within
+      // 2e-2 of the CPU's and falling, as for the fixtures.
+      const config = parseDecoderSpec('new:arch=llama,n_layer=2,n_head=4,n_kv_head=2,n_embd=256,n_inner=512,n_positions=128,vocab_size=350');
+      const B = 2, T = 80, random = seededRandom(11);
+      const tokens = Int32Array.from({ length: B * T }, () => Math.floor(random() * config.vocabSize));
+      const targets = Int32Array.from({ length: B * T }, () => Math.floor(random() * config.vocabSize));
+      const ref = { B, T, train: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.1, steps: 5 } } as unknown as LlamaRef;
+      const fresh = (on: DeviceName) => {
+        const model = new Decoder(config, on);
+        const seeded = new Decoder(config);
+        seeded.initRandom(3, 0.05);
+        model.params.all().write(seeded.params.all().read());
+        seeded.free();
+        return model;
+      };
+      const cpu = fresh('cpu');
+      const rc = cpu.forward(tokens, B, T, targets);
+      const cpuLogits = cpu.logitsRows(0, B * T);
+      const cpuSteps = trainSteps(cpu, ref, tokens, targets).losses;
+      cpu.free();
+      withPrecision('bf16', () => {
+        const gpu = fresh(device);
+        const rg = gpu.forward(tokens, B, T, targets);
+        const logitsErr = relMaxError(gpu.logitsRows(0, B * T), cpuLogits);
+        check(logitsErr < 4e-2, `bf16 logits: relative error ${logitsErr}`);
+        check(relError(rg.loss, rc.loss) < 1e-2, `bf16 loss ${rg.loss} vs fp32 CPU ${rc.loss}`);
+        const steps = trainSteps(gpu, ref, tokens, targets).losses;
+        steps.forEach((l, s) => {
+          check(relError(l, cpuSteps[s]) < 2e-2, `bf16 step ${s} loss ${l} vs fp32 CPU ${cpuSteps[s]}`);
+          if (s > 0) check(l < steps[s - 1], `bf16 step ${s} loss ${l} did not fall below ${steps[s - 1]}`);
+        });
+        gpu.free();
+      });
+    });
 
     nodeTest.it('a sharded checkpoint loads onto the device with exactly the single file\'s parameters and loss', () => {
       setPrecision('fp32');
