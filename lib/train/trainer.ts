@@ -28,12 +28,14 @@ import { appendLine } from '../io/jsonl';
 import { checkSpace, claimOutputFolder, entryUnder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
 import { parseShardSize } from '../io/sharded';
 import { copyModelFolder, MODEL_FILES, modelFolderFiles, reencodedModelFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
-import { Decoder, IGNORE_INDEX, planMemory } from '../model/decoder';
+import { tokenAccuracy } from '../metrics/lm';
+import { Decoder, planMemory } from '../model/decoder';
 import { contextLength, DecoderConfig } from '../model/decoder_config';
 import { Tokenizer } from '../tokenizer';
 import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { AdamW, clipScale } from './adamw';
+import { evaluate } from './lm';
 import {
   CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
   TrainerState, writeCheckpoint,
@@ -41,35 +43,6 @@ import {
 import { AnomalyKind, DivergenceMonitor } from './divergence';
 import { ProgressReporter, ProgressStream } from './progress';
 import { learningRate } from './schedule';
-
-export interface EvalResult {
-  /** Mean cross-entropy (nats) over the scored tokens. */
-  loss: number;
-  perplexity: number;
-  /** Fraction of scored tokens whose argmax prediction equals the target. */
-  tokenAccuracy: number;
-  /** Scored tokens (targets other than IGNORE_INDEX). */
-  tokens: number;
-}
-
-function countCorrect(predictions: Int32Array, targets: Int32Array): number {
-  let correct = 0;
-  for (let i = 0; i < targets.length; i++) if (targets[i] !== IGNORE_INDEX && predictions[i] === targets[i]) correct++;
-  return correct;
-}
-
-/** Loss, perplexity and token-level accuracy of `model` over `batches` (no gradients). */
-export function evaluate(model: Decoder, batches: readonly Batch[]): EvalResult {
-  let lossSum = 0, tokens = 0, correct = 0;
-  for (const b of batches) {
-    const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
-    lossSum += r.lossSum;
-    tokens += r.count;
-    correct += countCorrect(r.predictions!, b.targets);
-  }
-  const loss = tokens > 0 ? lossSum / tokens : NaN;
-  return { loss, perplexity: Math.exp(loss), tokenAccuracy: tokens > 0 ? correct / tokens : NaN, tokens };
-}
 
 /** One JSON log line per optimizer step (the `gptune train` contract's fields plus a few). */
 export interface StepLog {
@@ -635,7 +608,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (scored > 0) model.backward(scored);
       lossSum += r.lossSum;
       count += r.count;
-      correct += countCorrect(r.predictions!, b.targets);
+      correct += tokenAccuracy(r.predictions!, b.targets).correct;
       positions += b.B * b.T;
     }
     const gradNorm = model.gradNorm();

@@ -14,7 +14,8 @@ import { Decoder, IGNORE_INDEX } from '../../lib/model/decoder';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { readTrainerState, stepCheckpoints } from '../../lib/train/checkpoint_state';
 import { StepLog as LMStepLog, trainLM } from '../../lib/train/lm';
-import { EvalLog, evaluate, FitResult, StepLog, Trainer } from '../../lib/train/trainer';
+import { evaluate } from '../../lib/train/lm';
+import { EvalLog, FitResult, StepLog, Trainer } from '../../lib/train/trainer';
 import { Rng } from '../../lib/util/rng';
 import { FIXTURES, tempDir, TINY } from '../helpers';
 
