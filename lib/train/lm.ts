@@ -186,7 +186,7 @@ function* chunkBatches(tokens: Int32Array, T: number, batchSize: number): Genera
  */
 export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1): EvalResult {
   checkInstance('evalLM', 'model', model, Decoder, 'a Decoder model');
-  if (T > model.contextLength) throw new RangeError(`--seq-len ${T} exceeds ${model.contextLimit}`);
+  if (T > model.contextLength) throw new RangeError(`evalLM: T = ${T} exceeds ${model.contextLimit}`);
   const r = evaluate(model, chunkBatches(tokens, T, batchSize));
   if (r.tokens > 0 && !Number.isFinite(r.loss)) {
     throw new NonFiniteError(`evaluation: the loss over ${r.tokens} tokens is ${r.loss}: the model's outputs are not finite (weights that overflow?)`);
