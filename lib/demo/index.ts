@@ -4,7 +4,7 @@
  * located when the demo runs, never when this module loads.
  */
 export { runDemo, defaultCacheDir, findings, CLASSIFICATION_TEMPLATE, SUBJECT_PROMPT_SUFFIX } from './run';
-export type { DemoOptions, DemoReport, ClassificationRow, GenerationRow, StageCost } from './run';
+export type { DemoOptions, DemoReport, ClassificationRow, GenerationRow, StageCost } from './types';
 export { PRESETS, PRESET_NAMES } from './presets';
 export type { DemoPreset, PresetName, TrainingPlan, ModelShape } from './presets';
 export { trainBPE, trainBPENaive, bpeFiles, countWords } from './bpe_trainer';

@@ -40,27 +40,13 @@ import { bpeFiles, trainBPE } from './bpe_trainer';
 import { Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
 import { truncateText } from './emails';
 import { NaiveBayes } from './naive_bayes';
-import { DemoPreset, PRESETS, PresetName, TrainingPlan } from './presets';
+import { DemoPreset, PRESETS, TrainingPlan } from './presets';
 import { comparePaired } from './stats';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } from './names';
+import type { ClassificationRow, DemoOptions, DemoReport, GenerationRow, StageCost } from './types';
 import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from './svg';
 import { peakRssMB, RunRecord, trainRun } from './training';
-
-export interface DemoOptions {
-  outDir: string;
-  preset: PresetName;
-  seed: number;
-  /** Kernel threads (default: all cores). */
-  threads: number | null;
-  /** Reuse / store the pretrained base model in cacheDir. */
-  cache: boolean;
-  cacheDir: string;
-  /** Progress on stderr: stage lines and the Trainer's progress display. */
-  progress: boolean;
-  /** The command line, for the report. */
-  command: string;
-}
 
 export function defaultCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
@@ -71,83 +57,6 @@ export function defaultCacheDir(): string {
 export const CLASSIFICATION_TEMPLATE = 'Email: {text}\nSpam or ham? {label}';
 /** Subject generation: the prompt ends with "Subject:", the completion is " " + the subject. */
 export const SUBJECT_PROMPT_SUFFIX = '\nSubject:';
-
-export interface ClassificationRow {
-  accuracy: number;
-  f1: number;
-  precision: number;
-  recall: number;
-  spam_recall: number;
-  spam_precision: number;
-  examples: number;
-  /** rows: true ham, true spam; columns: predicted ham, predicted spam. */
-  confusion: number[][];
-  eval_s: number;
-}
-
-export interface GenerationRow {
-  bleu: number;
-  rouge1: number;
-  rouge2: number;
-  rougeL: number;
-  examples: number;
-  /** Outputs that stopped at a line break / EOS / the token limit. */
-  stops: Record<string, number>;
-  eval_s: number;
-}
-
-export interface StageCost {
-  stage: string;
-  wall_s: number;
-  train_tokens: number;
-  tokens_per_s: number;
-  peak_rss_mb: number;
-  /** True when the numbers come from the earlier run that filled the cache. */
-  cached: boolean;
-}
-
-export interface DemoReport {
-  gptune_version: string;
-  command: string;
-  preset: PresetName;
-  seed: number;
-  date: string;
-  machine: { cpu: string; cores: number; memory_gb: number; platform: string; node: string; threads: number; simd: string; load_average_start: number[]; load_average_end: number[] };
-  settings: DemoPreset & { split_seed: number; split_fractions: typeof SPLIT_FRACTIONS; classification_template: string };
-  data: {
-    general: { documents: number; chars: number; pretrain_chars: number };
-    emails: {
-      read: number; duplicates: number; conflicting: number;
-      /** The label of most training emails: the majority-class baseline's constant answer. */
-      majority_label: string;
-      train: { available: number; used: number; spam: number };
-      /** The first emails of train, the labelled data of the low-data runs. */
-      train_few: { used: number; spam: number };
-      validation: { available: number; used: number; spam: number };
-      test: { available: number; used: number; spam: number };
-      generation_train: number; generation_validation: number; generation_test: number;
-    };
-  };
-  tokenizer: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number; general_chars_per_token: number; email_chars_per_token: number };
-  base: { cached: boolean; cache_key: string; trained_on: string; parameters: number; config: Record<string, unknown> };
-  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'scratch_few' | 'subject', RunRecord>;
-  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch' | 'task_few' | 'scratch_few', ClassificationRow>;
-  generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
-  /**
-   * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
-   * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.
-   */
-  deltas: Record<string, number>;
-  samples: {
-    generation: Array<{ body: string; reference: string; base: string; domain: string; finetuned: string }>;
-    classification: Array<{ email: string; label: string; base: string; task: string; scratch: string; naive_bayes: string }>;
-  };
-  findings: string[];
-  /** The significance level and p-value floor the findings use. */
-  stats: typeof STATS;
-  compute: StageCost[];
-  total_wall_s: number;
-}
 
 /** Stage messages on stderr (stdout is left for the final summary). */
 class Log {
