@@ -22,11 +22,11 @@ import { parseGPT2Config } from '../model/config';
 import { Decoder } from '../model/decoder';
 import { addon } from '../native';
 import { BPETokenizer } from '../tokenizer';
+import { trainBPE } from '../tokenizer/bpe_trainer';
 import { END_OF_TEXT } from '../tokenizer/types';
 import { evaluate } from '../train/lm';
 import { Trainer } from '../train/trainer';
 import { Rng } from '../util/rng';
-import { trainBPE } from './bpe_trainer';
 import { readGeneralCorpus } from './corpora';
 import { PRESETS } from './presets';
 

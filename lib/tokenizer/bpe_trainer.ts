@@ -4,16 +4,16 @@
  * bytes, and the most frequent adjacent pair of symbols (counted over all words, weighted by how
  * often each word occurs) is merged into a new symbol, again and again, until the vocabulary has
  * the size asked for. The merges, in the order they were learned, are merges.txt; the symbols are
- * vocab.json (256 bytes, then the merged symbols, then <|endoftext|>), the files lib/tokenizer's
- * BPETokenizer reads.
+ * vocab.json (256 bytes, then the merged symbols, then <|endoftext|>), the files BPETokenizer
+ * (bpe.ts) reads. The demo trains its tokenizer with it.
  *
  * Ties (pairs with the same count) go to the smaller (left id, right id), so the result does not
  * depend on Map iteration order. trainBPENaive recounts every pair before each merge: the
  * reference the incremental trainBPE is tested against.
  */
-import { BYTE_TO_CHAR } from '../tokenizer/byte_level';
-import { forEachPretoken } from '../tokenizer/pretokenize';
-import { END_OF_TEXT } from '../tokenizer/types';
+import { BYTE_TO_CHAR } from './byte_level';
+import { forEachPretoken } from './pretokenize';
+import { END_OF_TEXT } from './types';
 
 export interface BPETrainOptions {
   /** Size of the vocabulary: 256 bytes + merged symbols + <|endoftext|>. At least 257. */
