@@ -55,7 +55,7 @@ export const sampleCommand: Command = {
   run(v, positionals) {
     takeShortN(v, positionals);
     const file = v.out as string;
-    reviewFormat(file); // a bad extension fails before any work
+    reviewFormat(file, '--out'); // a bad extension fails before any work
     if (path.resolve(file) === path.resolve(v.data as string)) throw new UsageError(`--out ${file}: is the --data file; choose another name`);
     checkOutputFile(file, '--out', { overwrite: Boolean(v.overwrite), isOwn: isReviewFile });
     const topP = v['top-p'] as number;
