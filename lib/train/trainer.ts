@@ -11,8 +11,9 @@
  * evaluated (loss, perplexity, token accuracy); the lowest validation loss so far is kept in
  * checkpoints/best and early stopping counts evaluations without improvement. Resumable checkpoints
  * go to checkpoints/step-N (every save_every steps) and checkpoints/last (at the end and after
- * stop(), which the CLI calls on SIGINT/SIGTERM); output_dir receives the best model (or the last one without validation data).
- * Nothing is printed unless `progress` is asked for.
+ * stop(), which the CLI calls on SIGINT/SIGTERM); output_dir receives the best model (or the last
+ * one without validation data). Nothing is printed unless `progress` is asked for; messages name
+ * config keys (options.nameKey renames them, as the CLI does with its flags).
  */
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
