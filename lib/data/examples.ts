@@ -16,6 +16,9 @@
  * packing every example has a row of its own, padded the same way (padding comes after the
  * example, which causal attention never lets the example see, so no segments are needed).
  */
+// IGNORE_INDEX comes from lib/metrics, which loads without the native addon, as the data pipeline (and
+// `gptune data inspect`) must.
+import { IGNORE_INDEX } from '../metrics/lm';
 import type { Tokenizer } from '../tokenizer';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat_template';
 import { tokenizeChat } from './chat';
@@ -24,12 +27,6 @@ import type { DataRecord } from './records';
 import type { Batch } from './types';
 import { CompiledTemplate, renderSegments, type Segment } from './templates';
 
-/**
- * The target of positions without a loss: the model's IGNORE_INDEX (lib/model/decoder.ts), spelled out here
- * so the data pipeline (and `gptune data inspect`) loads without the native addon. The masking
- * tests compare against the model's constant.
- */
-export const IGNORE_INDEX = -100;
 
 export interface TokenizedExample {
   tokens: Int32Array;

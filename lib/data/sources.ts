@@ -6,8 +6,9 @@
  * out; with shuffle a fresh permutation each epoch from one Rng(seed). A batch always has B rows;
  * the last batch of an epoch takes its missing rows from the next epoch.
  */
+import { IGNORE_INDEX } from '../metrics/lm';
 import { Rng } from '../util/rng';
-import { buildRowBatch, ExampleStore, IGNORE_INDEX } from './examples';
+import { buildRowBatch, ExampleStore } from './examples';
 import type { TokenSequence } from './tokens';
 import type { Batch, BatchSource, DataState } from './types';
 

@@ -4,11 +4,9 @@
  * located when the demo runs, never when this module loads.
  */
 export { runDemo, defaultCacheDir, findings, CLASSIFICATION_TEMPLATE, SUBJECT_PROMPT_SUFFIX } from './run';
-export type { DemoOptions, DemoReport, ClassificationRow, GenerationRow, StageCost } from './run';
+export type { DemoOptions, DemoReport, ClassificationRow, GenerationRow, StageCost } from './types';
 export { PRESETS, PRESET_NAMES } from './presets';
 export type { DemoPreset, PresetName, TrainingPlan, ModelShape } from './presets';
-export { trainBPE, trainBPENaive, bpeFiles, countWords } from './bpe_trainer';
-export type { TrainedBPE, BPETrainOptions } from './bpe_trainer';
 export { NaiveBayes, words } from './naive_bayes';
 export { parseEmail, htmlToText, decodeHeaderWords, truncateText, collapseWhitespace } from './emails';
 export { readEmailSplits, readGeneralCorpus, datasetDir, DATASET_PACKAGES, SPLIT_SEED, SPLIT_FRACTIONS, LABELS } from './corpora';

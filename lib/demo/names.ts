@@ -2,7 +2,7 @@
  * The classifiers of the demo by report key, their display names, the comparisons the report
  * makes between them, and how it prints p-values.
  */
-import type { DemoReport } from './run';
+import type { DemoReport } from './types';
 
 export type Classifier = keyof DemoReport['classification'];
 

@@ -4,7 +4,7 @@
  * the report, shown as a `code span`. test/demo checks both.
  */
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP } from './names';
-import type { ClassificationRow, DemoReport, GenerationRow, StageCost } from './run';
+import type { ClassificationRow, DemoReport, GenerationRow, StageCost } from './types';
 import type { RunRecord } from './training';
 
 const fixed = (x: number, digits: number) => x.toFixed(digits);

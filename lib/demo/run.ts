@@ -23,7 +23,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { compileTemplate, loadRecords, renderRecord } from '../data';
+import { compileTemplate, DataRecord, loadRecords, renderRecord } from '../data';
 import { setThreads } from '../device';
 import { classificationReport, ClassificationReport, evaluateClassification, evaluateGeneration, GenerationEvalResult } from '../eval';
 import { writeFileAtomic } from '../io/atomic';
@@ -33,34 +33,20 @@ import { parseGPT2Config } from '../model/config';
 import { Decoder } from '../model/decoder';
 import { addon } from '../native';
 import { BPETokenizer, loadTokenizer, Tokenizer } from '../tokenizer';
+import { bpeFiles, trainBPE } from '../tokenizer/bpe_trainer';
 import { END_OF_TEXT } from '../tokenizer/types';
 import { Rng } from '../util/rng';
 import { VERSION } from '../version';
-import { bpeFiles, trainBPE } from './bpe_trainer';
 import { Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
 import { truncateText } from './emails';
 import { NaiveBayes } from './naive_bayes';
-import { DemoPreset, PRESETS, PresetName, TrainingPlan } from './presets';
+import { DemoPreset, PRESETS, TrainingPlan } from './presets';
 import { comparePaired } from './stats';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } from './names';
+import type { ClassificationRow, DemoOptions, DemoReport, GenerationRow, StageCost } from './types';
 import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from './svg';
 import { peakRssMB, RunRecord, trainRun } from './training';
-
-export interface DemoOptions {
-  outDir: string;
-  preset: PresetName;
-  seed: number;
-  /** Kernel threads (default: all cores). */
-  threads: number | null;
-  /** Reuse / store the pretrained base model in cacheDir. */
-  cache: boolean;
-  cacheDir: string;
-  /** Progress on stderr: stage lines and the Trainer's progress display. */
-  progress: boolean;
-  /** The command line, for the report. */
-  command: string;
-}
 
 export function defaultCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
@@ -71,83 +57,6 @@ export function defaultCacheDir(): string {
 export const CLASSIFICATION_TEMPLATE = 'Email: {text}\nSpam or ham? {label}';
 /** Subject generation: the prompt ends with "Subject:", the completion is " " + the subject. */
 export const SUBJECT_PROMPT_SUFFIX = '\nSubject:';
-
-export interface ClassificationRow {
-  accuracy: number;
-  f1: number;
-  precision: number;
-  recall: number;
-  spam_recall: number;
-  spam_precision: number;
-  examples: number;
-  /** rows: true ham, true spam; columns: predicted ham, predicted spam. */
-  confusion: number[][];
-  eval_s: number;
-}
-
-export interface GenerationRow {
-  bleu: number;
-  rouge1: number;
-  rouge2: number;
-  rougeL: number;
-  examples: number;
-  /** Outputs that stopped at a line break / EOS / the token limit. */
-  stops: Record<string, number>;
-  eval_s: number;
-}
-
-export interface StageCost {
-  stage: string;
-  wall_s: number;
-  train_tokens: number;
-  tokens_per_s: number;
-  peak_rss_mb: number;
-  /** True when the numbers come from the earlier run that filled the cache. */
-  cached: boolean;
-}
-
-export interface DemoReport {
-  gptune_version: string;
-  command: string;
-  preset: PresetName;
-  seed: number;
-  date: string;
-  machine: { cpu: string; cores: number; memory_gb: number; platform: string; node: string; threads: number; simd: string; load_average_start: number[]; load_average_end: number[] };
-  settings: DemoPreset & { split_seed: number; split_fractions: typeof SPLIT_FRACTIONS; classification_template: string };
-  data: {
-    general: { documents: number; chars: number; pretrain_chars: number };
-    emails: {
-      read: number; duplicates: number; conflicting: number;
-      /** The label of most training emails: the majority-class baseline's constant answer. */
-      majority_label: string;
-      train: { available: number; used: number; spam: number };
-      /** The first emails of train, the labelled data of the low-data runs. */
-      train_few: { used: number; spam: number };
-      validation: { available: number; used: number; spam: number };
-      test: { available: number; used: number; spam: number };
-      generation_train: number; generation_validation: number; generation_test: number;
-    };
-  };
-  tokenizer: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number; general_chars_per_token: number; email_chars_per_token: number };
-  base: { cached: boolean; cache_key: string; trained_on: string; parameters: number; config: Record<string, unknown> };
-  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'scratch_few' | 'subject', RunRecord>;
-  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch' | 'task_few' | 'scratch_few', ClassificationRow>;
-  generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
-  /**
-   * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
-   * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.
-   */
-  deltas: Record<string, number>;
-  samples: {
-    generation: Array<{ body: string; reference: string; base: string; domain: string; finetuned: string }>;
-    classification: Array<{ email: string; label: string; base: string; task: string; scratch: string; naive_bayes: string }>;
-  };
-  findings: string[];
-  /** The significance level and p-value floor the findings use. */
-  stats: typeof STATS;
-  compute: StageCost[];
-  total_wall_s: number;
-}
 
 /** Stage messages on stderr (stdout is left for the final summary). */
 class Log {
@@ -341,6 +250,224 @@ export function prepareDemoOutput(outDir: string): void {
   prepareOutputFolder(outDir, { label: '--out', writer: 'gptune demo', mode: 'replace', entries: DEMO_OUTPUT_ENTRIES, replaceHint: '' });
 }
 
+/** The emails each part of the demo uses: the splits cut to the preset's sizes. */
+interface EmailSets {
+  splits: EmailSplits;
+  train: Email[];
+  /** The first emails of train: the labelled data of the low-data runs. */
+  trainFew: Email[];
+  validation: Email[];
+  test: Email[];
+  /** The emails of train / validation / test with a subject and a body (subject-line generation). */
+  genTrain: Email[];
+  genValidation: Email[];
+  genTest: Email[];
+}
+
+function chooseEmails(splits: EmailSplits, preset: DemoPreset): EmailSets {
+  const train = take(splits.train, preset.trainEmails);
+  const validation = take(splits.validation, preset.validationEmails);
+  const test = take(splits.test, preset.testEmails);
+  const withSubject = (xs: readonly Email[]) => xs.filter((e) => e.subject.trim() !== '' && e.body.trim() !== '');
+  return {
+    splits, train, trainFew: train.slice(0, preset.fewLabelledEmails), validation, test,
+    genTrain: withSubject(train), genValidation: withSubject(validation), genTest: withSubject(test).slice(0, preset.generationTestEmails),
+  };
+}
+
+function countSpam(xs: readonly Email[]): number {
+  return xs.filter((e) => e.label === 'spam').length;
+}
+
+type DataFile = 'clsTrain' | 'clsTrainFew' | 'clsValidation' | 'clsTest' | 'domainTrain' | 'domainValidation' | 'genTrain' | 'genValidation' | 'genTest';
+
+/** The email data files in dataDir: classification (JSONL), domain text, subject lines (prompt_completion JSONL). */
+function writeDataFiles(dataDir: string, texts: EmailTexts, e: EmailSets): Record<DataFile, string> {
+  const files = {
+    clsTrain: path.join(dataDir, 'classification-train.jsonl'),
+    clsTrainFew: path.join(dataDir, 'classification-train-few.jsonl'),
+    clsValidation: path.join(dataDir, 'classification-validation.jsonl'),
+    clsTest: path.join(dataDir, 'classification-test.jsonl'),
+    domainTrain: path.join(dataDir, 'domain-train.txt'),
+    domainValidation: path.join(dataDir, 'domain-validation.txt'),
+    genTrain: path.join(dataDir, 'subject-train.jsonl'),
+    genValidation: path.join(dataDir, 'subject-validation.jsonl'),
+    genTest: path.join(dataDir, 'subject-test.jsonl'),
+  };
+  const clsRows = (xs: readonly Email[]) => jsonl(xs.map((m) => ({ text: texts.classification(m), label: m.label })));
+  writeFileAtomic(files.clsTrain, clsRows(e.train));
+  writeFileAtomic(files.clsTrainFew, clsRows(e.trainFew));
+  writeFileAtomic(files.clsValidation, clsRows(e.validation));
+  writeFileAtomic(files.clsTest, clsRows(e.test));
+  writeFileAtomic(files.domainTrain, e.train.map((m) => texts.classification(m)).join(END_OF_TEXT));
+  writeFileAtomic(files.domainValidation, e.validation.map((m) => texts.classification(m)).join(END_OF_TEXT));
+  writeFileAtomic(files.genTrain, jsonl(e.genTrain.map((m) => texts.subject(m))));
+  writeFileAtomic(files.genValidation, jsonl(e.genValidation.map((m) => texts.subject(m))));
+  writeFileAtomic(files.genTest, jsonl(e.genTest.map((m) => texts.subject(m))));
+  return files;
+}
+
+/** The report's compute table: one row per stage, in the order the stages ran. */
+class Stages {
+  readonly costs: StageCost[] = [];
+
+  /** A stage that trains nothing: its wall time and the peak RSS so far. */
+  add(stage: string, wallSeconds: number): void {
+    this.costs.push({ stage, wall_s: wallSeconds, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: peakRssMB(), cached: false });
+  }
+
+  time(stage: string, fn: () => void): void {
+    const t0 = Date.now();
+    fn();
+    this.add(stage, (Date.now() - t0) / 1000);
+  }
+
+  /** A training stage: the run's own figures (wallSeconds may include more than the run, e.g. the tokenizer). */
+  addTraining(stage: string, wallSeconds: number, run: RunRecord, cached: boolean): void {
+    this.costs.push({ stage, wall_s: wallSeconds, train_tokens: run.train_tokens, tokens_per_s: run.tokens_per_s, peak_rss_mb: run.peak_rss_mb, cached });
+  }
+}
+
+/** Every classifier's and subject writer's results on the test emails. */
+class TestResults {
+  readonly rows = {} as DemoReport['classification'];
+  readonly predictions = {} as Record<Classifier, string[]>;
+  readonly generation = {} as DemoReport['generation'];
+  readonly subjects = {} as Record<keyof DemoReport['generation'], string[]>;
+  readonly testRecords: DataRecord[];
+  readonly genRecords: DataRecord[];
+
+  constructor(files: Record<DataFile, string>, private readonly tokenizer: Tokenizer, private readonly maxSubjectTokens: number) {
+    this.testRecords = loadRecords(files.clsTest, { format: 'classification' }).records;
+    this.genRecords = loadRecords(files.genTest, { format: 'prompt_completion' }).records;
+  }
+
+  classify(key: Classifier, model: Decoder): void {
+    const [r, s] = timed(() => evaluateClassification(model, this.tokenizer, this.testRecords, LABELS, CLASSIFICATION_TEMPLATE));
+    this.rows[key] = reportRow(r, s);
+    this.predictions[key] = r.predictions.map((p) => p.predicted);
+  }
+
+  writeSubjects(key: keyof DemoReport['generation'], model: Decoder): void {
+    const [r, s] = timed(() => evaluateGeneration(model, this.tokenizer, this.genRecords, { maxNewTokens: this.maxSubjectTokens }));
+    this.generation[key] = generationRow(r, s);
+    this.subjects[key] = r.outputs.map((o) => o.output.trim());
+  }
+}
+
+/** What the fine-tuning runs share. */
+interface FineTuning {
+  opts: DemoOptions;
+  preset: DemoPreset;
+  log: Log;
+  stages: Stages;
+  base: BaseModel;
+  tokenizer: Tokenizer;
+  modelsDir: string;
+  files: Record<DataFile, string>;
+  results: TestResults;
+}
+
+/**
+ * The fine-tuning runs: task-specific, domain-specific, combined, from scratch; then the same
+ * with few labels; then subject lines. Each model is saved to models/NAME and evaluated.
+ */
+async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<Omit<DemoReport['runs'], 'pretrain'>> {
+  const { opts, preset, log, stages, base, tokenizer, modelsDir, files, results } = ft;
+  const runs = {} as DemoReport['runs'];
+  const plans: Record<RunKind, { trainFile: string; validation: string; plan: TrainingPlan; format: 'classification' | 'text' | 'prompt_completion'; template?: string }> = {
+    classification: { trainFile: files.clsTrain, validation: files.clsValidation, plan: preset.finetune, format: 'classification', template: CLASSIFICATION_TEMPLATE },
+    classification_few: { trainFile: files.clsTrainFew, validation: files.clsValidation, plan: preset.fewLabelled, format: 'classification', template: CLASSIFICATION_TEMPLATE },
+    text: { trainFile: files.domainTrain, validation: files.domainValidation, plan: preset.domain, format: 'text' },
+    prompt_completion: { trainFile: files.genTrain, validation: files.genValidation, plan: preset.generation, format: 'prompt_completion' },
+  };
+  /** Fine-tunes `start` in place (best validation step kept), saves it to models/NAME, then evaluates it. */
+  const fineTune = async (name: RunName, start: Decoder, kind: RunKind, title: string, evaluate: (m: Decoder) => void) => {
+    log.line(`${name}: ${title}`);
+    const spec = plans[kind];
+    const { record } = await trainRun({
+      name, model: start, tokenizer, format: spec.format, trainFile: spec.trainFile, validation: { file: spec.validation }, template: spec.template,
+      plan: spec.plan, seed: opts.seed, threads: opts.threads, progress: opts.progress,
+    });
+    saveModel(start, path.join(modelsDir, name), { tokenizerFrom: base.dir });
+    stages.addTraining(`${name} fine-tuning`, record.wall_s, record, false);
+    log.line(`${name}: validation loss ${record.initial_val_loss.toFixed(4)} -> ${record.best_val_loss.toFixed(4)} (best at step ${record.best_step} of ${record.steps}), ${record.wall_s.toFixed(1)} s`);
+    runs[name] = record;
+    stages.time(`evaluate ${name}`, () => evaluate(start));
+  };
+
+  const few = `${fewLabelled} labelled emails`;
+  await withModel(loadModel(base.dir), (m) => fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)', (x) => results.classify('task', x)));
+  await withModel(loadModel(base.dir), (m) => fineTune('domain', m, 'text', 'domain-specific fine-tuning: continued pretraining on the training emails, no labels', (x) => {
+    results.classify('domain_zero_shot', x);
+    results.writeSubjects('domain', x);
+  }));
+  await withModel(loadModel(path.join(modelsDir, 'domain')), (m) => fineTune('combined', m, 'classification', 'combined: the domain model, then the same task fine-tuning', (x) => results.classify('combined', x)));
+  await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch', m, 'classification', 'the same task fine-tuning from random weights (no pretraining)', (x) => results.classify('scratch', x)));
+  await withModel(loadModel(base.dir), (m) => fineTune('task_few', m, 'classification_few', `low data: task fine-tuning from the base model on only ${few}`, (x) => results.classify('task_few', x)));
+  await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch_few', m, 'classification_few', `low data: task fine-tuning from random weights on only ${few}`, (x) => results.classify('scratch_few', x)));
+  await withModel(loadModel(base.dir), (m) => fineTune('subject', m, 'prompt_completion', 'subject-line generation fine-tuning from the base model (prompt = body, completion = subject)', (x) => results.writeSubjects('subject', x)));
+  return runs;
+}
+
+/** The B - A differences the report states (see DemoReport.deltas). */
+function comparisons(truth: readonly string[], results: TestResults): Record<string, number> {
+  const { rows, predictions, generation } = results;
+  const deltas: Record<string, number> = {};
+  for (const [b, a] of CLASSIFIER_COMPARISONS) {
+    const paired = comparePaired(truth, predictions[a], predictions[b]);
+    deltas[`${b}_vs_${a}.accuracy`] = rows[b].accuracy - rows[a].accuracy;
+    deltas[`${b}_vs_${a}.f1`] = rows[b].f1 - rows[a].f1;
+    deltas[`${b}_vs_${a}.only_b_right`] = paired.onlyB;
+    deltas[`${b}_vs_${a}.only_a_right`] = paired.onlyA;
+    deltas[`${b}_vs_${a}.mcnemar_p`] = paired.p;
+  }
+  deltas['subject_vs_base.rougeL'] = generation.subject.rougeL - generation.base.rougeL;
+  deltas['subject_vs_base.bleu'] = generation.subject.bleu - generation.base.bleu;
+  deltas['domain_vs_base.rougeL'] = generation.domain.rougeL - generation.base.rougeL;
+  return deltas;
+}
+
+/** The first test emails side by side: subjects of each subject writer, labels of a few classifiers. */
+function reportSamples(preset: DemoPreset, e: EmailSets, texts: EmailTexts, results: TestResults): DemoReport['samples'] {
+  const { subjects, predictions } = results;
+  const nSamples = Math.min(preset.samples, e.genTest.length);
+  const generation = e.genTest.slice(0, nSamples).map((m, i) => ({
+    body: truncateText(m.body, 160), reference: truncateText(m.subject, preset.subjectChars),
+    base: subjects.base[i], domain: subjects.domain[i], finetuned: subjects.subject[i],
+  }));
+  const classification = e.test.slice(0, nSamples).map((m, i) => ({
+    email: truncateText(texts.classification(m).replace(/\n/g, ' '), 140), label: m.label,
+    base: predictions.base_zero_shot[i], task: predictions.task[i], scratch: predictions.scratch[i], naive_bayes: predictions.naive_bayes[i],
+  }));
+  return { generation, classification };
+}
+
+/** What the emails were: how many were read, dropped, used, and how many of them are spam. */
+function emailFigures(e: EmailSets, majorityLabel: string): DemoReport['data']['emails'] {
+  const { splits } = e;
+  return {
+    read: splits.read, duplicates: splits.duplicates, conflicting: splits.conflicting, majority_label: majorityLabel,
+    train: { available: splits.train.length, used: e.train.length, spam: countSpam(e.train) },
+    train_few: { used: e.trainFew.length, spam: countSpam(e.trainFew) },
+    validation: { available: splits.validation.length, used: e.validation.length, spam: countSpam(e.validation) },
+    test: { available: splits.test.length, used: e.test.length, spam: countSpam(e.test) },
+    generation_train: e.genTrain.length, generation_validation: e.genValidation.length, generation_test: e.genTest.length,
+  };
+}
+
+/** report.json, loss-curves.svg and report.md into outDir. */
+function writeReportFiles(outDir: string, report: DemoReport): void {
+  writeFileAtomic(path.join(outDir, 'report.json'), JSON.stringify(report, null, 1) + '\n');
+  writeFileAtomic(path.join(outDir, 'loss-curves.svg'), lossCurvesSvg(curvePanels(report)));
+  writeFileAtomic(path.join(outDir, 'report.md'), formatReport(report));
+}
+
+/**
+ * The whole demo: read the corpora, obtain the base model (cache or pretraining), write the email
+ * data files, evaluate the base zero-shot, fine-tune every way, add the bag-of-words and majority
+ * baselines, compare, and write the report into opts.outDir.
+ */
 export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   const started = Date.now();
   const preset = PRESETS[opts.preset];
@@ -354,155 +481,47 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   prepareDemoOutput(outDir);
   fs.mkdirSync(workDir, { recursive: true });
   fs.mkdirSync(dataDir, { recursive: true });
-  const compute: StageCost[] = [];
-  const rss = () => peakRssMB();
+  const stages = new Stages();
 
   try {
-    // --- data ---
-    const stageStart = Date.now();
+    const readStart = Date.now();
     log.line(`reading the corpora (${opts.preset} demo; out ${outDir})`);
     const docs = readGeneralCorpus();
-    const splits: EmailSplits = readEmailSplits();
-    const train = take(splits.train, preset.trainEmails);
-    const trainFew = train.slice(0, preset.fewLabelledEmails);
-    const validation = take(splits.validation, preset.validationEmails);
-    const test = take(splits.test, preset.testEmails);
-    const spam = (xs: readonly Email[]) => xs.filter((e) => e.label === 'spam').length;
-    const withSubject = (xs: readonly Email[]) => xs.filter((e) => e.subject.trim() !== '' && e.body.trim() !== '');
-    const genTrain = withSubject(train), genValidation = withSubject(validation), genTest = withSubject(test).slice(0, preset.generationTestEmails);
+    const emails = chooseEmails(readEmailSplits(), preset);
+    const { splits, train, trainFew, validation, test, genTest } = emails;
     log.line(`emails: ${splits.read} read, ${splits.duplicates} duplicates dropped; using train ${train.length} (low-data runs: ${trainFew.length}), validation ${validation.length}, test ${test.length} (subject task: test ${genTest.length})`);
-    compute.push({ stage: 'read the corpora', wall_s: (Date.now() - stageStart) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
+    stages.add('read the corpora', (Date.now() - readStart) / 1000);
 
-    // --- base model ---
     const base = await obtainBase(opts, preset, docs, workDir, log);
-    compute.push({ stage: 'tokenizer + pretraining (base)', wall_s: base.wallSeconds, train_tokens: base.pretrain.train_tokens, tokens_per_s: base.pretrain.tokens_per_s, peak_rss_mb: base.pretrain.peak_rss_mb, cached: base.cached });
+    stages.addTraining('tokenizer + pretraining (base)', base.wallSeconds, base.pretrain, base.cached);
     const tokenizer = loadTokenizer(base.dir);
     copyModelFolder(base.dir, path.join(modelsDir, 'base'));
 
-    // --- the email data files (their texts are cut to fit the base model's context) ---
+    // The email texts are cut to fit the base model's context.
     const preparedAt = Date.now();
     const texts = new EmailTexts(preset, tokenizer);
-    const files = {
-      clsTrain: path.join(dataDir, 'classification-train.jsonl'),
-      clsTrainFew: path.join(dataDir, 'classification-train-few.jsonl'),
-      clsValidation: path.join(dataDir, 'classification-validation.jsonl'),
-      clsTest: path.join(dataDir, 'classification-test.jsonl'),
-      domainTrain: path.join(dataDir, 'domain-train.txt'),
-      domainValidation: path.join(dataDir, 'domain-validation.txt'),
-      genTrain: path.join(dataDir, 'subject-train.jsonl'),
-      genValidation: path.join(dataDir, 'subject-validation.jsonl'),
-      genTest: path.join(dataDir, 'subject-test.jsonl'),
-    };
-    const clsRows = (xs: readonly Email[]) => jsonl(xs.map((e) => ({ text: texts.classification(e), label: e.label })));
-    writeFileAtomic(files.clsTrain, clsRows(train));
-    writeFileAtomic(files.clsTrainFew, clsRows(trainFew));
-    writeFileAtomic(files.clsValidation, clsRows(validation));
-    writeFileAtomic(files.clsTest, clsRows(test));
-    writeFileAtomic(files.domainTrain, train.map((e) => texts.classification(e)).join(END_OF_TEXT));
-    writeFileAtomic(files.domainValidation, validation.map((e) => texts.classification(e)).join(END_OF_TEXT));
-    writeFileAtomic(files.genTrain, jsonl(genTrain.map((e) => texts.subject(e))));
-    writeFileAtomic(files.genValidation, jsonl(genValidation.map((e) => texts.subject(e))));
-    writeFileAtomic(files.genTest, jsonl(genTest.map((e) => texts.subject(e))));
-    compute.push({ stage: 'fit email texts to the context, write data files', wall_s: (Date.now() - preparedAt) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
+    const files = writeDataFiles(dataDir, texts, emails);
+    stages.add('fit email texts to the context, write data files', (Date.now() - preparedAt) / 1000);
 
-    const testRecords = loadRecords(files.clsTest, { format: 'classification' }).records;
-    const genRecords = loadRecords(files.genTest, { format: 'prompt_completion' }).records;
+    const results = new TestResults(files, tokenizer, preset.maxSubjectTokens);
+    await withModel(loadModel(base.dir), (m) => stages.time('evaluate base (zero-shot)', () => {
+      log.line(`base model, zero-shot: classifying ${results.testRecords.length} test emails and writing ${results.genRecords.length} subjects`);
+      results.classify('base_zero_shot', m);
+      results.writeSubjects('base', m);
+    }));
+    const runs: DemoReport['runs'] = { pretrain: base.pretrain, ...await fineTuneAll({ opts, preset, log, stages, base, tokenizer, modelsDir, files, results }, trainFew.length) };
+
     const truth = test.map((e) => e.label);
-    const rows = {} as DemoReport['classification'];
-    const predictions = {} as Record<Classifier, string[]>;
-    const generation = {} as DemoReport['generation'];
-    const subjects = {} as Record<keyof DemoReport['generation'], string[]>;
-    const timedStage = (stage: string, fn: () => void) => {
-      const t0 = Date.now();
-      fn();
-      compute.push({ stage, wall_s: (Date.now() - t0) / 1000, train_tokens: 0, tokens_per_s: 0, peak_rss_mb: rss(), cached: false });
-    };
-    const classify = (key: Classifier, model: Decoder) => {
-      const [r, s] = timed(() => evaluateClassification(model, tokenizer, testRecords, LABELS, CLASSIFICATION_TEMPLATE));
-      rows[key] = reportRow(r, s);
-      predictions[key] = r.predictions.map((p) => p.predicted);
-    };
-    const writeSubjects = (key: keyof DemoReport['generation'], model: Decoder) => {
-      const [r, s] = timed(() => evaluateGeneration(model, tokenizer, genRecords, { maxNewTokens: preset.maxSubjectTokens }));
-      generation[key] = generationRow(r, s);
-      subjects[key] = r.outputs.map((o) => o.output.trim());
-    };
-
-    // --- zero-shot baselines ---
-    await withModel(loadModel(base.dir), (m) => timedStage('evaluate base (zero-shot)', () => {
-      log.line(`base model, zero-shot: classifying ${testRecords.length} test emails and writing ${genRecords.length} subjects`);
-      classify('base_zero_shot', m);
-      writeSubjects('base', m);
-    }));
-
-    const runs = { pretrain: base.pretrain } as DemoReport['runs'];
-    const plans: Record<RunKind, { trainFile: string; validation: string; plan: TrainingPlan; format: 'classification' | 'text' | 'prompt_completion'; template?: string }> = {
-      classification: { trainFile: files.clsTrain, validation: files.clsValidation, plan: preset.finetune, format: 'classification', template: CLASSIFICATION_TEMPLATE },
-      classification_few: { trainFile: files.clsTrainFew, validation: files.clsValidation, plan: preset.fewLabelled, format: 'classification', template: CLASSIFICATION_TEMPLATE },
-      text: { trainFile: files.domainTrain, validation: files.domainValidation, plan: preset.domain, format: 'text' },
-      prompt_completion: { trainFile: files.genTrain, validation: files.genValidation, plan: preset.generation, format: 'prompt_completion' },
-    };
-    /** Fine-tunes `start` in place (best validation step kept), saves it to models/NAME, then evaluates it. */
-    const fineTune = async (name: RunName, start: Decoder, kind: RunKind, title: string, evaluate: (m: Decoder) => void) => {
-      log.line(`${name}: ${title}`);
-      const spec = plans[kind];
-      const { record } = await trainRun({
-        name, model: start, tokenizer, format: spec.format, trainFile: spec.trainFile, validation: { file: spec.validation }, template: spec.template,
-        plan: spec.plan, seed: opts.seed, threads: opts.threads, progress: opts.progress,
-      });
-      saveModel(start, path.join(modelsDir, name), { tokenizerFrom: base.dir });
-      compute.push({ stage: `${name} fine-tuning`, wall_s: record.wall_s, train_tokens: record.train_tokens, tokens_per_s: record.tokens_per_s, peak_rss_mb: record.peak_rss_mb, cached: false });
-      log.line(`${name}: validation loss ${record.initial_val_loss.toFixed(4)} -> ${record.best_val_loss.toFixed(4)} (best at step ${record.best_step} of ${record.steps}), ${record.wall_s.toFixed(1)} s`);
-      runs[name] = record;
-      timedStage(`evaluate ${name}`, () => evaluate(start));
-    };
-
-    // --- task-specific, domain-specific, combined, from scratch; then the same with few labels ---
-    const few = `${trainFew.length} labelled emails`;
-    await withModel(loadModel(base.dir), (m) => fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)', (x) => classify('task', x)));
-    await withModel(loadModel(base.dir), (m) => fineTune('domain', m, 'text', 'domain-specific fine-tuning: continued pretraining on the training emails, no labels', (x) => {
-      classify('domain_zero_shot', x);
-      writeSubjects('domain', x);
-    }));
-    await withModel(loadModel(path.join(modelsDir, 'domain')), (m) => fineTune('combined', m, 'classification', 'combined: the domain model, then the same task fine-tuning', (x) => classify('combined', x)));
-    await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch', m, 'classification', 'the same task fine-tuning from random weights (no pretraining)', (x) => classify('scratch', x)));
-    await withModel(loadModel(base.dir), (m) => fineTune('task_few', m, 'classification_few', `low data: task fine-tuning from the base model on only ${few}`, (x) => classify('task_few', x)));
-    await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch_few', m, 'classification_few', `low data: task fine-tuning from random weights on only ${few}`, (x) => classify('scratch_few', x)));
-    await withModel(loadModel(base.dir), (m) => fineTune('subject', m, 'prompt_completion', 'subject-line generation fine-tuning from the base model (prompt = body, completion = subject)', (x) => writeSubjects('subject', x)));
-
-    // --- bag of words, majority class ---
-    timedStage('naive Bayes (train + test)', () => {
+    const { rows, predictions } = results;
+    stages.time('naive Bayes (train + test)', () => {
       const t0 = process.hrtime.bigint();
       const bayes = new NaiveBayes(train.map((e) => texts.classification(e)), train.map((e) => e.label));
       predictions.naive_bayes = test.map((e) => bayes.predict(texts.classification(e)));
       rows.naive_bayes = reportRow(classificationReport(truth, predictions.naive_bayes, LABELS), Number(process.hrtime.bigint() - t0) / 1e9);
     });
-    const majorityLabel = spam(train) * 2 > train.length ? 'spam' : 'ham';
+    const majorityLabel = countSpam(train) * 2 > train.length ? 'spam' : 'ham';
     predictions.majority = truth.map(() => majorityLabel);
     rows.majority = reportRow(classificationReport(truth, predictions.majority, LABELS), 0);
-
-    const deltas: Record<string, number> = {};
-    for (const [b, a] of CLASSIFIER_COMPARISONS) {
-      const paired = comparePaired(truth, predictions[a], predictions[b]);
-      deltas[`${b}_vs_${a}.accuracy`] = rows[b].accuracy - rows[a].accuracy;
-      deltas[`${b}_vs_${a}.f1`] = rows[b].f1 - rows[a].f1;
-      deltas[`${b}_vs_${a}.only_b_right`] = paired.onlyB;
-      deltas[`${b}_vs_${a}.only_a_right`] = paired.onlyA;
-      deltas[`${b}_vs_${a}.mcnemar_p`] = paired.p;
-    }
-    deltas['subject_vs_base.rougeL'] = generation.subject.rougeL - generation.base.rougeL;
-    deltas['subject_vs_base.bleu'] = generation.subject.bleu - generation.base.bleu;
-    deltas['domain_vs_base.rougeL'] = generation.domain.rougeL - generation.base.rougeL;
-
-    const nSamples = Math.min(preset.samples, genTest.length);
-    const sampleGen = genTest.slice(0, nSamples).map((e, i) => ({
-      body: truncateText(e.body, 160), reference: truncateText(e.subject, preset.subjectChars),
-      base: subjects.base[i], domain: subjects.domain[i], finetuned: subjects.subject[i],
-    }));
-    const sampleCls = test.slice(0, nSamples).map((e, i) => ({
-      email: truncateText(texts.classification(e).replace(/\n/g, ' '), 140), label: e.label,
-      base: predictions.base_zero_shot[i], task: predictions.task[i], scratch: predictions.scratch[i], naive_bayes: predictions.naive_bayes[i],
-    }));
 
     const report: DemoReport = {
       gptune_version: VERSION,
@@ -514,14 +533,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       settings: { ...preset, split_seed: SPLIT_SEED, split_fractions: SPLIT_FRACTIONS, classification_template: CLASSIFICATION_TEMPLATE },
       data: {
         general: { documents: docs.length, chars: docs.reduce((n, d) => n + d.text.length, 0), pretrain_chars: base.pretrainChars },
-        emails: {
-          read: splits.read, duplicates: splits.duplicates, conflicting: splits.conflicting, majority_label: majorityLabel,
-          train: { available: splits.train.length, used: train.length, spam: spam(train) },
-          train_few: { used: trainFew.length, spam: spam(trainFew) },
-          validation: { available: splits.validation.length, used: validation.length, spam: spam(validation) },
-          test: { available: splits.test.length, used: test.length, spam: spam(test) },
-          generation_train: genTrain.length, generation_validation: genValidation.length, generation_test: genTest.length,
-        },
+        emails: emailFigures(emails, majorityLabel),
       },
       tokenizer: {
         ...base.tokenizerInfo,
@@ -533,20 +545,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
         config: JSON.parse(fs.readFileSync(path.join(base.dir, 'config.json'), 'utf8')) as Record<string, unknown>,
       },
       runs,
-      classification: rows,
-      generation,
-      deltas,
-      samples: { generation: sampleGen, classification: sampleCls },
+      classification: results.rows,
+      generation: results.generation,
+      deltas: comparisons(truth, results),
+      samples: reportSamples(preset, emails, texts, results),
       findings: [],
       stats: STATS,
-      compute,
+      compute: stages.costs,
       total_wall_s: 0,
     };
     report.total_wall_s = (Date.now() - started) / 1000;
     report.findings = findings(report);
-    writeFileAtomic(path.join(outDir, 'report.json'), JSON.stringify(report, null, 1) + '\n');
-    writeFileAtomic(path.join(outDir, 'loss-curves.svg'), lossCurvesSvg(curvePanels(report)));
-    writeFileAtomic(path.join(outDir, 'report.md'), formatReport(report));
+    writeReportFiles(outDir, report);
     log.line(`done in ${report.total_wall_s.toFixed(1)} s: ${path.join(outDir, 'report.md')}`);
     return report;
   } finally {

@@ -7,7 +7,8 @@ import { resolveConfig } from '../config';
 import { Batch, buildDatasets, DataKind, DataReport } from '../data';
 import { Decoder } from '../model/decoder';
 import { Tokenizer } from '../tokenizer';
-import { evaluate, Trainer } from '../train/trainer';
+import { evaluate } from '../train/lm';
+import { Trainer } from '../train/trainer';
 import { TrainingPlan } from './presets';
 
 export interface CurvePoint {

@@ -17,7 +17,7 @@ export type { LMEvalReport, GenerationTaskOptions, ReviewOptions } from './tasks
 export { compareModels, numericDelta, numericFields, formatComparison } from './compare';
 export type { Comparison } from './compare';
 export { scoreLines, scoreFiles, readLines, SCORE_METRICS } from './score';
-export type { ScoreMetric, ScoreOptions, ScoreResult } from './score';
+export type { ScoreFileLabels, ScoreMetric, ScoreOptions, ScoreResult } from './score';
 export { classificationReport, bleuReport, rougeReport, formatClassificationReport, formatBleuReport, formatRougeReport, formatTable } from './report';
 export type { ClassificationReport, ClassFigures, BleuReport, RougeReport, PRF } from './report';
 export { chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat, isReviewFile } from './review';

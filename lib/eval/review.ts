@@ -31,11 +31,12 @@ export function chooseExamples(count: number, n: number, seed: number): number[]
 
 export type ReviewFormat = 'md' | 'jsonl';
 
-export function reviewFormat(file: string): ReviewFormat {
+/** The format a review file's name asks for; `label` names the file in the message (the CLI passes its flag). */
+export function reviewFormat(file: string, label = 'review file'): ReviewFormat {
   const ext = path.extname(file).toLowerCase();
   if (ext === '.md' || ext === '.markdown') return 'md';
   if (ext === '.jsonl') return 'jsonl';
-  throw new Error(`--out ${file}: expected a .md or .jsonl file name but received extension '${ext || '(none)'}'`);
+  throw new Error(`${label} ${file}: expected a .md or .jsonl file name but received extension '${ext || '(none)'}'`);
 }
 
 /** A fenced block that no backtick run inside `text` can close early. */

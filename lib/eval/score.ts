@@ -60,7 +60,7 @@ export function scoreLines(metric: ScoreMetric, predictions: readonly string[], 
     }
     case 'accuracy':
     case 'f1': {
-      if (referenceStreams.length !== 1) throw new Error(`score: --metric ${metric} takes exactly one reference file (one label per line) but received ${referenceStreams.length}`);
+      if (referenceStreams.length !== 1) throw new Error(`score: metric ${metric} takes exactly one reference stream (one label per line) but received ${referenceStreams.length}`);
       const yTrue = referenceStreams[0].map((l) => l.trim());
       const yPred = predictions.map((l) => l.trim());
       const labels = sortedUniqueLabels(yTrue, yPred) as string[];
@@ -71,14 +71,23 @@ export function scoreLines(metric: ScoreMetric, predictions: readonly string[], 
   }
 }
 
+/** How scoreFiles names the files in messages (the CLI names its flags). */
+export interface ScoreFileLabels {
+  pred: string;
+  ref: string;
+}
+
 /** scoreLines on files; a line-count mismatch names both files and their counts. */
-export function scoreFiles(metric: ScoreMetric, predFile: string, refFiles: readonly string[], options: ScoreOptions = {}): ScoreResult {
-  if (refFiles.length === 0) throw new Error('--ref: give at least one reference file');
-  const predictions = readLines(predFile, '--pred');
+export function scoreFiles(
+  metric: ScoreMetric, predFile: string, refFiles: readonly string[], options: ScoreOptions = {},
+  labels: ScoreFileLabels = { pred: 'predictions', ref: 'references' },
+): ScoreResult {
+  if (refFiles.length === 0) throw new Error(`${labels.ref}: give at least one reference file`);
+  const predictions = readLines(predFile, labels.pred);
   const referenceStreams = refFiles.map((file) => {
-    const lines = readLines(file, '--ref');
+    const lines = readLines(file, labels.ref);
     if (lines.length !== predictions.length) {
-      throw new Error(`--ref ${file} has ${lines.length} lines but --pred ${predFile} has ${predictions.length}; every file needs one line per example`);
+      throw new Error(`${labels.ref} ${file} has ${lines.length} lines but ${labels.pred} ${predFile} has ${predictions.length}; every file needs one line per example`);
     }
     return lines;
   });

@@ -15,6 +15,7 @@ import { ClassificationEvalResult, ClassificationExample, ClassificationOptions,
 import { DecodeOptions, evaluateGenerationExamples, GenerationEvalResult, GenerationExample, generateOutputs } from './generation';
 import { chooseExamples, ReviewEntry } from './review';
 
+/** evalLM's result as `gptune eval --task lm` writes it in JSON (snake_case, as every eval report here). */
 export interface LMEvalReport {
   loss: number;
   perplexity: number;
@@ -25,7 +26,7 @@ export interface LMEvalReport {
 /** Loss, perplexity and token accuracy over consecutive chunks of at most T tokens (README's contract). */
 export function evaluateLM(model: Decoder, tokens: Int32Array, seqLen: number, batchSize = 4): LMEvalReport {
   const r = evalLM(model, tokens, seqLen, batchSize);
-  return { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, token_accuracy: r.accuracy };
+  return { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, token_accuracy: r.tokenAccuracy };
 }
 
 function where(record: DataRecord): string {

@@ -15,6 +15,7 @@
  * Linear weights are stored like nn.Linear, (out, in); lib/model/checkpoint.ts maps each family's
  * checkpoint names and layouts (GPT-2's Conv1D (in, out), Llama's separate q/k/v and gate/up).
  */
+import { IGNORE_INDEX } from '../metrics/lm';
 import { kernels } from '../native';
 import type { DeviceName } from '../native';
 import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
@@ -23,7 +24,8 @@ import { asDecoderConfig, countParameters, GPT2Config } from './config';
 import { attentionWidth, contextLength, DecoderConfig, ffnInputWidth, qkvWidth } from './decoder_config';
 import { ropeTables } from './rope';
 
-export const IGNORE_INDEX = -100;
+/** The model's targets follow PyTorch's ignore_index: one constant for the whole library (lib/metrics/lm.ts). */
+export { IGNORE_INDEX };
 
 /** What a block's parameters are, whatever a family calls them. */
 export type LayerRole =

@@ -35,9 +35,10 @@ export interface MemoryCheck {
 /**
  * A model folder, or "new:..." for a freshly initialised model. With `memory`, the run's plan is
  * checked on the CPU (host arenas) before any arena is allocated; GPU arenas report their own
- * out-of-memory errors, naming the size.
+ * out-of-memory errors, naming the size. `flag` names `spec` in messages (the config key by
+ * default; the CLI passes its flag).
  */
-export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = '--model'): OpenedModel {
+export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = 'model'): OpenedModel {
   const dev = resolveDevice(device);
   const checkMemory = (config: DecoderConfig) => {
     if (memory && dev === 'cpu') checkMemoryBudget(memory.what, memory.plan(config), memory.maxBytes, memory.lower);

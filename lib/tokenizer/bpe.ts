@@ -13,6 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { BYTE_TO_CHAR, byteLevelToBytes } from './byte_level';
 import { MAX_TOKEN_ID, parseMergesTxt, parseVocabJSON } from './files';
+import { PairHeap } from './pair_heap';
 import { forEachPretoken } from './pretokenize';
 import { END_OF_TEXT, gpt2SpecialTokens, type SpecialTokenText, type Tokenizer } from './types';
 
@@ -87,56 +88,9 @@ class PairRankTable {
   }
 }
 
-/** A binary min-heap of (rank, position) pairs, ordered by rank then position. */
-class PairHeap {
-  private ranks: number[] = [];
-  private positions: number[] = [];
-
-  get size(): number { return this.ranks.length; }
-  topRank(): number { return this.ranks[0]; }
-
-  private less(a: number, b: number): boolean {
-    return this.ranks[a] < this.ranks[b] || (this.ranks[a] === this.ranks[b] && this.positions[a] < this.positions[b]);
-  }
-  private swap(a: number, b: number): void {
-    [this.ranks[a], this.ranks[b]] = [this.ranks[b], this.ranks[a]];
-    [this.positions[a], this.positions[b]] = [this.positions[b], this.positions[a]];
-  }
-
-  push(rank: number, position: number): void {
-    this.ranks.push(rank);
-    this.positions.push(position);
-    let child = this.ranks.length - 1;
-    while (child > 0) {
-      const parent = (child - 1) >> 1;
-      if (!this.less(child, parent)) break;
-      this.swap(child, parent);
-      child = parent;
-    }
-  }
-
-  /** Remove the smallest entry and return its position (read topRank() first for its rank). */
-  pop(): number {
-    const position = this.positions[0];
-    const lastRank = this.ranks.pop()!;
-    const lastPosition = this.positions.pop()!;
-    if (this.ranks.length > 0) {
-      this.ranks[0] = lastRank;
-      this.positions[0] = lastPosition;
-      let parent = 0;
-      for (;;) {
-        const left = 2 * parent + 1;
-        const right = left + 1;
-        let smallest = parent;
-        if (left < this.ranks.length && this.less(left, smallest)) smallest = left;
-        if (right < this.ranks.length && this.less(right, smallest)) smallest = right;
-        if (smallest === parent) break;
-        this.swap(parent, smallest);
-        parent = smallest;
-      }
-    }
-    return position;
-  }
+/** (rank, position) pairs come out by rank, then position: merges of one rank left to right. */
+function lowerRankFirst(rankA: number, positionA: number, rankB: number, positionB: number): boolean {
+  return rankA < rankB || (rankA === rankB && positionA < positionB);
 }
 
 export class BPETokenizer implements Tokenizer {
@@ -350,17 +304,18 @@ export class BPETokenizer implements Tokenizer {
     const prev = new Int32Array(n);
     for (let i = 0; i < n; i++) { next[i] = i + 1 < n ? i + 1 : -1; prev[i] = i - 1; }
 
-    const heap = new PairHeap();
+    const heap = new PairHeap(lowerRankFirst);
     for (let i = 0; i + 1 < n; i++) {
       const rank = this.pairRank.get(symbol[i], symbol[i + 1]);
       if (rank >= 0) heap.push(rank, i);
     }
     const createdAt: number[] = []; // positions whose pairs changed during the current rank
     while (heap.size > 0) {
-      const rank = heap.topRank();
+      const rank = heap.topA();
       createdAt.length = 0;
-      while (heap.size > 0 && heap.topRank() === rank) {
-        const i = heap.pop();
+      while (heap.size > 0 && heap.topA() === rank) {
+        const i = heap.topB();
+        heap.pop();
         const j = symbol[i] < 0 ? -1 : next[i];
         // Stale entries: the left symbol was absorbed, or the pair at i is no longer this merge.
         if (j < 0 || symbol[i] !== this.mergeLeft[rank] || symbol[j] !== this.mergeRight[rank]) continue;

@@ -10,6 +10,7 @@ import { gpt2Tokenizer } from './tiktoken';
 import type { Tokenizer } from './types';
 
 export { BPETokenizer, type BPEFiles } from './bpe';
+export { trainBPE, trainBPENaive, bpeFiles, countWords, type TrainedBPE, type BPETrainOptions } from './bpe_trainer';
 export { HFTokenizer } from './hf';
 export { DecodeStream } from './stream';
 export { parseMergesTxt, parseVocabJSON, type MergesFile } from './files';

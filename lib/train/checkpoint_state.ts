@@ -153,10 +153,11 @@ export function pruneStepCheckpoints(checkpointDir: string, limit: number | null
 
 /**
  * The checkpoint to resume from: `dir` itself when it is one, otherwise the resumable checkpoint
- * inside it (or inside its checkpoints/ folder) with the highest step.
+ * inside it (or inside its checkpoints/ folder) with the highest step. `label` names `dir` in messages
+ * (the config key resume_from, or the CLI's flag).
  */
-export function findResumableCheckpoint(dir: string): string {
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`--resume ${dir}: folder not found`);
+export function findResumableCheckpoint(dir: string, label = 'resume_from'): string {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${label} ${dir}: folder not found`);
   if (isResumable(dir)) return dir;
   const candidates: Array<{ step: number; dir: string }> = [];
   for (const parent of [dir, path.join(dir, 'checkpoints')]) {
@@ -167,7 +168,7 @@ export function findResumableCheckpoint(dir: string): string {
     }
   }
   if (candidates.length === 0) {
-    throw new Error(`--resume ${dir}: not a training checkpoint (no ${STATE_FILE} + ${OPTIMIZER_FILE} in it or in its sub-folders)`);
+    throw new Error(`${label} ${dir}: not a training checkpoint (no ${STATE_FILE} + ${OPTIMIZER_FILE} in it or in its sub-folders)`);
   }
   // On a tie (last written at the same step as step-N) either is the same state.
   candidates.sort((a, b) => b.step - a.step);

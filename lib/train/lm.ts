@@ -1,7 +1,10 @@
 /**
  * Language-model training and evaluation on a token stream: the semantics of `gptune train` and
- * `gptune eval` (README "The CLI contract").
+ * `gptune eval` (README "The CLI contract"); `evaluate` is gptune's one LM evaluation, over any
+ * batches (the Trainer's validation batches, evalLM's chunks, the demo's).
  */
+import type { Batch } from '../data/types';
+import { tokenAccuracy } from '../metrics/lm';
 import { Decoder, IGNORE_INDEX } from '../model/decoder';
 import { NonFiniteError } from '../errors';
 import { checkInstance, checkSeed, describeValue } from '../util/check';
@@ -124,45 +127,69 @@ export async function trainLM(model: Decoder, tokens: Int32Array, o: LMTrainOpti
   }
 }
 
-export interface LMEvalResult {
+/** What an evaluation reports: the one shape of LM evaluation in gptune (JSON outputs spell the accuracy token_accuracy). */
+export interface EvalResult {
+  /** Mean cross-entropy (nats) over the scored tokens. */
   loss: number;
   perplexity: number;
+  /** Fraction of scored tokens whose argmax prediction equals the target (NaN when none is scored). */
+  tokenAccuracy: number;
+  /** Scored tokens (targets other than IGNORE_INDEX). */
   tokens: number;
-  /** Token-level accuracy: how often the argmax equals the next token. */
-  accuracy: number;
 }
 
 /**
- * Splits tokens into consecutive chunks of at most T tokens (no overlap); in each chunk every token
- * after the first is predicted from the chunk's earlier tokens. Full chunks run B at a time.
+ * Loss, perplexity and token-level accuracy of `model` over `batches` (no gradients): the token-weighted
+ * mean over all batches, as one pass over all their scored tokens would give. Batches are run as they
+ * come, so a generator keeps one batch in memory at a time.
  */
-export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1): LMEvalResult {
-  checkInstance('evalLM', 'model', model, Decoder, 'a Decoder model');
-  if (T > model.contextLength) throw new RangeError(`--seq-len ${T} exceeds ${model.contextLimit}`);
-  let lossSum = 0, count = 0, correct = 0;
-  const fullChunks = Math.floor(tokens.length / T);
-  const run = (starts: number[], len: number) => {
+export function evaluate(model: Decoder, batches: Iterable<Batch>): EvalResult {
+  let lossSum = 0, tokens = 0, correct = 0;
+  for (const b of batches) {
+    const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
+    lossSum += r.lossSum;
+    tokens += r.count;
+    correct += tokenAccuracy(r.predictions!, b.targets).correct;
+  }
+  const loss = tokens > 0 ? lossSum / tokens : NaN;
+  return { loss, perplexity: Math.exp(loss), tokenAccuracy: tokens > 0 ? correct / tokens : NaN, tokens };
+}
+
+/**
+ * The batches of evalLM: consecutive chunks of at most T tokens (no overlap); in each chunk every token
+ * after the first is predicted from the chunk's earlier tokens. Full chunks come B at a time, then
+ * the shorter rest (when it has a token to predict) alone.
+ */
+function* chunkBatches(tokens: Int32Array, T: number, batchSize: number): Generator<Batch> {
+  const batch = (starts: number[], len: number): Batch => {
     const B = starts.length;
     const inputs = new Int32Array(B * len), targets = new Int32Array(B * len).fill(IGNORE_INDEX);
     starts.forEach((s, b) => {
       inputs.set(tokens.subarray(s, s + len), b * len);
       targets.set(tokens.subarray(s + 1, s + len), b * len); // the chunk's last position predicts nothing
     });
-    const r = model.forward(inputs, B, len, targets, { predictions: true });
-    lossSum += r.lossSum;
-    count += r.count;
-    for (let i = 0; i < targets.length; i++) if (targets[i] !== IGNORE_INDEX && r.predictions![i] === targets[i]) correct++;
+    return { B, T: len, inputs, targets, positions: null, segmentIds: null, scoredTokens: B * (len - 1) };
   };
+  const fullChunks = Math.floor(tokens.length / T);
   for (let c = 0; c < fullChunks; c += batchSize) {
     const starts: number[] = [];
     for (let b = c; b < Math.min(fullChunks, c + batchSize); b++) starts.push(b * T);
-    run(starts, T);
+    yield batch(starts, T);
   }
   const rest = tokens.length - fullChunks * T;
-  if (rest > 1) run([fullChunks * T], rest);
-  const loss = count > 0 ? lossSum / count : NaN;
-  if (count > 0 && !Number.isFinite(loss)) {
-    throw new NonFiniteError(`evaluation: the loss over ${count} tokens is ${loss}: the model's outputs are not finite (weights that overflow?)`);
+  if (rest > 1) yield batch([fullChunks * T], rest);
+}
+
+/**
+ * evaluate() over a token stream split into consecutive chunks of at most T tokens, B full chunks per
+ * forward pass (see chunkBatches). A non-finite loss is an error here: the stream has tokens to score.
+ */
+export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1): EvalResult {
+  checkInstance('evalLM', 'model', model, Decoder, 'a Decoder model');
+  if (T > model.contextLength) throw new RangeError(`evalLM: T = ${T} exceeds ${model.contextLimit}`);
+  const r = evaluate(model, chunkBatches(tokens, T, batchSize));
+  if (r.tokens > 0 && !Number.isFinite(r.loss)) {
+    throw new NonFiniteError(`evaluation: the loss over ${r.tokens} tokens is ${r.loss}: the model's outputs are not finite (weights that overflow?)`);
   }
-  return { loss, perplexity: Math.exp(loss), tokens: count, accuracy: count > 0 ? correct / count : NaN };
+  return r;
 }

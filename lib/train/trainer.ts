@@ -10,16 +10,17 @@
  * the mean loss over all their scored tokens. Every eval_every steps the validation batches are
  * evaluated (loss, perplexity, token accuracy); the lowest validation loss so far is kept in
  * checkpoints/best and early stopping counts evaluations without improvement. Resumable checkpoints
- * go to checkpoints/step-N (every save_every steps) and checkpoints/last (at the end and on
- * SIGINT/SIGTERM); output_dir receives the best model (or the last one without validation data).
- * Nothing is printed unless `progress` is asked for.
+ * go to checkpoints/step-N (every save_every steps) and checkpoints/last (at the end and after
+ * stop(), which the CLI calls on SIGINT/SIGTERM); output_dir receives the best model (or the last
+ * one without validation data). Nothing is printed unless `progress` is asked for; messages name
+ * config keys (options.nameKey renames them, as the CLI does with its flags).
  */
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
 import { OutputError, UsageError } from '../errors';
 import { OpenedModel, openModel } from '../model/open';
-import { ConfigError, resolveConfig, TrainConfig } from '../config';
+import { ConfigError, ConfigKey, resolveConfig, TrainConfig } from '../config';
 import { buildDatasets, DataReport } from '../data';
 import type { Batch, BatchSource } from '../data/types';
 import { setPrecision, setThreads } from '../device';
@@ -28,12 +29,14 @@ import { appendLine } from '../io/jsonl';
 import { checkSpace, claimOutputFolder, entryUnder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
 import { parseShardSize } from '../io/sharded';
 import { copyModelFolder, MODEL_FILES, modelFolderFiles, reencodedModelFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
-import { Decoder, IGNORE_INDEX, planMemory } from '../model/decoder';
+import { tokenAccuracy } from '../metrics/lm';
+import { Decoder, planMemory } from '../model/decoder';
 import { contextLength, DecoderConfig } from '../model/decoder_config';
 import { Tokenizer } from '../tokenizer';
 import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { AdamW, clipScale } from './adamw';
+import { evaluate } from './lm';
 import {
   CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
   TrainerState, writeCheckpoint,
@@ -41,35 +44,6 @@ import {
 import { AnomalyKind, DivergenceMonitor } from './divergence';
 import { ProgressReporter, ProgressStream } from './progress';
 import { learningRate } from './schedule';
-
-export interface EvalResult {
-  /** Mean cross-entropy (nats) over the scored tokens. */
-  loss: number;
-  perplexity: number;
-  /** Fraction of scored tokens whose argmax prediction equals the target. */
-  tokenAccuracy: number;
-  /** Scored tokens (targets other than IGNORE_INDEX). */
-  tokens: number;
-}
-
-function countCorrect(predictions: Int32Array, targets: Int32Array): number {
-  let correct = 0;
-  for (let i = 0; i < targets.length; i++) if (targets[i] !== IGNORE_INDEX && predictions[i] === targets[i]) correct++;
-  return correct;
-}
-
-/** Loss, perplexity and token-level accuracy of `model` over `batches` (no gradients). */
-export function evaluate(model: Decoder, batches: readonly Batch[]): EvalResult {
-  let lossSum = 0, tokens = 0, correct = 0;
-  for (const b of batches) {
-    const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
-    lossSum += r.lossSum;
-    tokens += r.count;
-    correct += countCorrect(r.predictions!, b.targets);
-  }
-  const loss = tokens > 0 ? lossSum / tokens : NaN;
-  return { loss, perplexity: Math.exp(loss), tokenAccuracy: tokens > 0 ? correct / tokens : NaN, tokens };
-}
 
 /** One JSON log line per optimizer step (the `gptune train` contract's fields plus a few). */
 export interface StepLog {
@@ -148,7 +122,7 @@ export type StopReason = 'completed' | 'early_stopping' | 'interrupted' | 'diver
 
 export interface FitResult {
   reason: StopReason;
-  /** The signal that interrupted the run (reason 'interrupted' from SIGINT/SIGTERM), or 'stop()' */
+  /** Why the run was interrupted: stop()'s reason (the signal's name when the CLI stopped it on SIGINT/SIGTERM), 'stop()' by default. */
   signal?: string;
   step: number;
   totalSteps: number;
@@ -190,8 +164,11 @@ export interface TrainerOptions {
   /** Human-readable progress on stderr (or `progressStream`): a bar on a TTY, lines otherwise. Default false. */
   progress?: boolean;
   progressStream?: ProgressStream;
-  /** On SIGINT/SIGTERM finish the current step, write checkpoints/last and return reason 'interrupted'. Default false. */
-  handleSignals?: boolean;
+  /**
+   * How messages name a config key, e.g. "output_dir" (the default: the key itself); the CLI names
+   * its flag instead ("--out"), so the library never assumes a command line.
+   */
+  nameKey?: (key: ConfigKey) => string;
 }
 
 interface Setup {
@@ -285,7 +262,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }
   }
 
-  /** Asks a running fit() to stop after the current step, writing checkpoints/last. */
+  /** How messages name a config key: options.nameKey, else the key itself. */
+  private nameKey(key: ConfigKey): string {
+    return this.opts.nameKey ? this.opts.nameKey(key) : key;
+  }
+
+  /** Asks a running fit() to stop after the current step, writing checkpoints/last (the CLI calls it on SIGINT/SIGTERM). */
   stop(reason = 'stop()'): void {
     this.stopRequest ??= reason;
   }
@@ -299,18 +281,6 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   async fit(): Promise<FitResult> {
     if (this.running) throw new Error('Trainer.fit: already running');
     this.running = true;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (this.stopRequest !== null) {
-        // A second Ctrl-C means "now": the last complete checkpoint on disk stays valid.
-        process.stderr.write(`\n${signal} again: exiting without writing a checkpoint\n`);
-        process.exit(130);
-      }
-      this.stopRequest = signal;
-    };
-    if (this.opts.handleSignals) {
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-    }
     let setup: Setup | null = null;
     try {
       setup = this.setup();
@@ -319,10 +289,6 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (setup?.ownsModel) setup.opened.model.free();
       throw e;
     } finally {
-      if (this.opts.handleSignals) {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-      }
       setup?.optimizer.free();
       this.running = false;
     }
@@ -334,16 +300,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     setPrecision(c.precision);
     if (!this.opts.train) {
       // Before the model loads: a typo in a path should not cost a multi-GB read first.
-      for (const [flag, file] of [['--data', c.data], ['--validation', c.validation]] as const) {
-        if (file !== null && !fs.existsSync(file)) throw new UsageError(`${flag} ${file}: file not found`);
+      for (const key of ['data', 'validation'] as const) {
+        const file = c[key];
+        if (file !== null && !fs.existsSync(file)) throw new UsageError(`${this.nameKey(key)} ${file}: file not found`);
         // A folder is read as its .txt files (format text); every other format reads one file.
         if (file !== null && fs.statSync(file).isDirectory() && c.format !== 'auto' && c.format !== 'text') {
-          throw new UsageError(`${flag} ${file}: is a folder; format ${c.format} reads one file (a folder is read as .txt files with format text)`);
+          throw new UsageError(`${this.nameKey(key)} ${file}: is a folder; format ${c.format} reads one file (a folder is read as .txt files with format text)`);
         }
       }
     }
-    if (c.log_file && fs.existsSync(c.log_file) && fs.statSync(c.log_file).isDirectory()) throw new UsageError(`--log ${c.log_file}: is a folder; expected a file to append JSON lines to`);
-    const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
+    if (c.log_file && fs.existsSync(c.log_file) && fs.statSync(c.log_file).isDirectory()) {
+      throw new UsageError(`${this.nameKey('log_file')} ${c.log_file}: is a folder; expected a file to append JSON lines to`);
+    }
+    const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from, this.nameKey('resume_from')) : null;
     if (resumeDir && c.model !== null) {
       const trained = resumeModelConflict(resumeDir, c.model);
       if (trained !== undefined) {
@@ -363,7 +332,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (this.opts.model.device === 'cpu') checkMemoryBudget('training', plan(this.opts.model.config, true), maxBytes, lower);
       opened = { model: this.opts.model, tokenizer: this.opts.tokenizer!, tokenizerDir: this.opts.tokenizerDir ?? null };
     } else {
-      opened = openModel(resumeDir ?? c.model!, c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower });
+      opened = openModel(resumeDir ?? c.model!, c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower }, this.nameKey(resumeDir ? 'resume_from' : 'model'));
     }
     const ownsModel = !this.opts.model;
     try {
@@ -438,14 +407,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (c.output_dir) {
       const entries = [...MODEL_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
       out = planOutputFolder(c.output_dir, {
-        label: '--out', writer: 'gptune train', mode, entries, adoptUnlisted: resumeDir !== null && inside(c.output_dir, resumeDir) !== null,
+        label: this.nameKey('output_dir'), writer: 'gptune train', mode, entries, adoptUnlisted: resumeDir !== null && inside(c.output_dir, resumeDir) !== null,
         replaceHint: 'add --overwrite (config key overwrite) to replace it, or --resume to continue it',
       });
     }
     let checkpoints: OutputPlan | null = null;
     if (checkpointDir !== null && inside(c.output_dir, checkpointDir) === null) {
       checkpoints = planOutputFolder(checkpointDir, {
-        label: '--checkpoint-dir', writer: 'gptune train', mode, entries: ['best', 'last'], adoptUnlisted: false,
+        label: this.nameKey('checkpoint_dir'), writer: 'gptune train', mode, entries: ['best', 'last'], adoptUnlisted: false,
         replaceHint: 'add --overwrite (config key overwrite) to replace them, or --resume to continue',
       });
     }
@@ -465,8 +434,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const checkpointDir = this.checkpointDir;
     const checkpointing = checkpointDir !== null && (c.save_every > 0 || validation || c.resume_from !== null);
     const needs = [];
-    if (c.output_dir) needs.push({ target: c.output_dir, label: '--out', bytes: model });
-    if (checkpointing) needs.push({ target: checkpointDir!, label: checkpointDir === path.join(c.output_dir ?? '', 'checkpoints') ? '--out' : '--checkpoint-dir', bytes: checkpointBytes(c, model, totalSteps, startStep, validation) });
+    if (c.output_dir) needs.push({ target: c.output_dir, label: this.nameKey('output_dir'), bytes: model });
+    const checkpointKey = checkpointDir === path.join(c.output_dir ?? '', 'checkpoints') ? 'output_dir' : 'checkpoint_dir';
+    if (checkpointing) needs.push({ target: checkpointDir!, label: this.nameKey(checkpointKey), bytes: checkpointBytes(c, model, totalSteps, startStep, validation) });
     checkSpace(needs);
     const out = plans.out ? claimOutputFolder(plans.out) : null;
     const checkpointFolder = plans.checkpoints ? claimOutputFolder(plans.checkpoints) : null;
@@ -512,7 +482,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       return d.epoch + d.position / s.train.itemsPerEpoch;
     };
     // The newest checkpoint holding finite weights from before any divergence.
-    let lastGood: string | null = c.resume_from ? findResumableCheckpoint(c.resume_from) : null;
+    let lastGood: string | null = c.resume_from ? findResumableCheckpoint(c.resume_from, this.nameKey('resume_from')) : null;
     let divergence: string | null = null;
     // Every save is preceded by this check, so no checkpoint and no output holds non-finite weights.
     const parametersFinite = (): boolean => {
@@ -635,7 +605,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (scored > 0) model.backward(scored);
       lossSum += r.lossSum;
       count += r.count;
-      correct += countCorrect(r.predictions!, b.targets);
+      correct += tokenAccuracy(r.predictions!, b.targets).correct;
       positions += b.B * b.T;
     }
     const gradNorm = model.gradNorm();
@@ -692,13 +662,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       this.publish(s, source);
     } catch (e) {
       const message = (e as Error).message;
-      if (lastDir !== null) throw new OutputError(`${message}; the trained model is kept in ${lastDir} (a model folder; --resume ${lastDir} continues the run)`);
+      if (lastDir !== null) throw new OutputError(`${message}; the trained model is kept in ${lastDir} (a model folder; ${this.nameKey('resume_from')} ${lastDir} continues the run)`);
       const fallback = this.checkpointDir === null ? null : path.join(this.checkpointDir, 'last');
       let kept = 'the trained weights could not be kept';
       if (fallback !== null) {
         try {
           writeCheckpoint(fallback, { model: s.opened.model, optimizer: s.optimizer, state: s.state, config: c, tokenizerFiles: s.tokenizerFiles });
-          kept = `the trained model was saved to ${fallback} instead (a model folder; --resume ${fallback} continues the run)`;
+          kept = `the trained model was saved to ${fallback} instead (a model folder; ${this.nameKey('resume_from')} ${fallback} continues the run)`;
         } catch (fallbackError) {
           kept += ` (saving ${fallback} failed too: ${(fallbackError as Error).message})`;
         }

@@ -1,13 +1,13 @@
 /**
  * attention_forward / attention_backward / attention_cached_forward (flash-style CPU kernels with
- * grouped-query heads) against the float64 reference in test/reference/attention_ref.ts, whose
+ * grouped-query heads) against the float64 reference in test/reference/attention.ts, whose
  * gradient is itself checked by central differences. Sizes are chosen around the kernels' 64-row
  * query and key tiles (T = 67 and 130 span two and three tiles with ragged ends), head sizes that
  * are not multiples of the 16-float vector (6, 8, 10, 17, 64), and query/kv head ratios 1, 2, 3, 4
  * with NKV = 1 and NKV = NH among them.
  */
 import { addon } from '../../lib/native';
-import { attentionBackward, attentionForward, Heads } from '../reference/attention_ref';
+import { attentionBackward, attentionForward, Heads } from '../reference/attention';
 import { expectClose } from '../reference/compare';
 import { centralDifferences, dot } from '../reference/finite_difference';
 import { SeededRandom } from '../reference/random';

@@ -1,6 +1,6 @@
 /**
  * matmul_forward / matmul_backward and the sgemm under them, against the float64 references in
- * test/reference/matmul_ref.ts (whose gradients are checked by central differences here too).
+ * test/reference/matmul.ts (whose gradients are checked by central differences here too).
  *
  * Tolerance: every output element is a float32 sum of K products (K = the reduction length) plus
  * at most three alpha/beta/bias/accumulation terms, so its rounding error is bounded by
@@ -12,7 +12,7 @@
  */
 import { addon } from '../../lib/native';
 import { centralDifferences, dot } from '../reference/finite_difference';
-import { float32SumTolerance, matmulBackwardRef, matmulForwardRef, sgemmRef } from '../reference/matmul_ref';
+import { float32SumTolerance, matmulBackwardRef, matmulForwardRef, sgemmRef } from '../reference/matmul';
 import { SeededRandom } from '../reference/random';
 
 const { kernels } = addon;

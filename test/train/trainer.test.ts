@@ -13,8 +13,8 @@ import { loadModel } from '../../lib/model/checkpoint';
 import { Decoder, IGNORE_INDEX } from '../../lib/model/decoder';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { readTrainerState, stepCheckpoints } from '../../lib/train/checkpoint_state';
-import { StepLog as LMStepLog, trainLM } from '../../lib/train/lm';
-import { EvalLog, evaluate, FitResult, StepLog, Trainer } from '../../lib/train/trainer';
+import { evaluate, StepLog as LMStepLog, trainLM } from '../../lib/train/lm';
+import { EvalLog, FitResult, StepLog, Trainer } from '../../lib/train/trainer';
 import { Rng } from '../../lib/util/rng';
 import { FIXTURES, tempDir, TINY } from '../helpers';
 
@@ -423,6 +423,20 @@ describe('programmatic use', () => {
     expect(() => new Trainer({ validation: 'v.txt' }, { model, train: new RandomBatches(1) })).toThrow(/options.validation/);
     expect(() => new Trainer({ output_dir: 'x' })).toThrow(/'model' is required/);
     model.free();
+  });
+
+  test('the library names config keys in its messages; options.nameKey renames them (the CLI names its flags)', async () => {
+    const out = tempDir();
+    try {
+      const config = { model: TINY, data: path.join(out, 'missing.txt'), output_dir: path.join(out, 'run'), max_steps: 1 };
+      await expect(new Trainer(config).fit()).rejects.toThrow(/^data \S*missing\.txt: file not found$/);
+      await expect(new Trainer(config, { nameKey: (key) => `<${key}>` }).fit()).rejects.toThrow(/^<data> \S*missing\.txt: file not found$/);
+      fs.mkdirSync(path.join(out, 'log'));
+      const logIsFolder = { ...config, data: path.join(FIXTURES, 'eval-text.txt'), log_file: path.join(out, 'log') };
+      await expect(new Trainer(logIsFolder).fit()).rejects.toThrow(/^log_file \S*log: is a folder; expected a file to append JSON lines to$/);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
   });
 });
 

@@ -26,7 +26,7 @@ export const chatCommand: Command = {
   },
   async run(v) {
     const sampling = resolveSampling(v, v.model as string);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'chat', (cfg) => planGenerationMemory(cfg), 'the model size'));
+    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'chat', (cfg) => planGenerationMemory(cfg), 'the model size'), '--model');
     try {
       if (tokenizer.chatTemplate === null) throw new UsageError(`--model ${v.model}: has no chat template (chat_template in tokenizer_config.json, or chat_template.jinja); use gptune generate`);
       const messages: ChatTurn[] = v.system === undefined ? [] : [{ role: 'system', content: v.system as string }];

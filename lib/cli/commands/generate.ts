@@ -32,7 +32,7 @@ export const generateCommand: Command = {
       if (v.chat) return planGenerationMemory(cfg);
       const promptBound = Buffer.byteLength(v.prompt as string) + 2;
       return planGenerationMemory(cfg, Math.min(contextLength(cfg), promptBound + (v['max-new-tokens'] as number)), promptBound);
-    }, 'the model size'));
+    }, 'the model size'), '--model');
     if (v.chat && tokenizer.chatTemplate === null) throw new UsageError(`--chat: ${v.model} has no chat template (chat_template in tokenizer_config.json, or chat_template.jinja)`);
     const prompt = v.chat ? encodeChat(tokenizer, [{ role: 'user', content: v.prompt as string }], true) : encodeSequence(tokenizer, v.prompt as string);
     if (prompt.length === 0) throw new UsageError('--prompt: the prompt is empty');

@@ -55,14 +55,14 @@ export const sampleCommand: Command = {
   run(v, positionals) {
     takeShortN(v, positionals);
     const file = v.out as string;
-    reviewFormat(file); // a bad extension fails before any work
+    reviewFormat(file, '--out'); // a bad extension fails before any work
     if (path.resolve(file) === path.resolve(v.data as string)) throw new UsageError(`--out ${file}: is the --data file; choose another name`);
     checkOutputFile(file, '--out', { overwrite: Boolean(v.overwrite), isOwn: isReviewFile });
     const topP = v['top-p'] as number;
     if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p: expected a number in (0, 1] but received '${topP}'`);
     const loaded = loadRecords(v.data as string, { format: v.format as DataKind | undefined, skipInvalid: Boolean(v['skip-invalid']) });
     if (loaded.records.length === 0) throw new UsageError(`--data ${v.data}: no examples`);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'sampling', (cfg) => planGenerationMemory(cfg), 'the model size'));
+    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'sampling', (cfg) => planGenerationMemory(cfg), 'the model size'), '--model');
     try {
       const entries = reviewEntries(model, tokenizer, loaded.records, {
         n: v.n as number, seed: v.seed as number, template: v.template as string | undefined,

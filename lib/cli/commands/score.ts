@@ -35,9 +35,13 @@ export const scoreCommand: Command = {
   },
   run(v, positionals) {
     if (positionals.length > 0) throw new UsageError(`score: unexpected argument '${positionals[0]}' (give files with --pred and --ref)`);
-    const result = scoreFiles(v.metric as ScoreMetric, v.pred as string, v.ref as string[], {
+    const metric = v.metric as ScoreMetric, refs = v.ref as string[];
+    if ((metric === 'accuracy' || metric === 'f1') && refs.length !== 1) {
+      throw new Error(`score: --metric ${metric} takes exactly one reference file (one label per line) but received ${refs.length}`);
+    }
+    const result = scoreFiles(metric, v.pred as string, refs, {
       tokenize: v.tokenize as BleuTokenizer, lowercase: Boolean(v.lowercase), useStemmer: Boolean(v['use-stemmer']),
-    });
+    }, { pred: '--pred', ref: '--ref' });
     out(v.json ? JSON.stringify(result) : formatScore(result));
   },
 };

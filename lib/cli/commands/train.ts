@@ -20,6 +20,31 @@ function configFlags(): Record<string, FlagSpec> {
   return flags;
 }
 
+/**
+ * SIGINT/SIGTERM during fit(): the first finishes the current step and writes checkpoints/last
+ * (the run ends 'interrupted'); a second one means "now": exit 130 at once, the last complete
+ * checkpoint on disk stays valid.
+ */
+function stopOnFirstSignal(trainer: Trainer): { remove(): void } {
+  let received: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (received !== null) {
+      process.stderr.write(`\n${signal} again: exiting without writing a checkpoint\n`);
+      process.exit(130);
+    }
+    received = signal;
+    trainer.stop(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    remove() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
 const FLAG_TO_KEY = new Map<string, ConfigKey>(CONFIG_KEYS.map((k) => [CONFIG_SCHEMA[k].flag, k]));
 
 export const trainCommand: Command = {
@@ -59,7 +84,7 @@ export const trainCommand: Command = {
       let base: Partial<TrainConfig> = {};
       let baseName = 'checkpoint config';
       if (resume) {
-        const dir = findResumableCheckpoint(resume);
+        const dir = findResumableCheckpoint(resume, '--resume');
         baseName = path.join(dir, CONFIG_FILE);
         base = readCheckpointConfig(dir) as Partial<TrainConfig>;
         // The checkpoint's own weights are what a resumed run trains; a different --model would be ignored.
@@ -78,15 +103,18 @@ export const trainCommand: Command = {
       throw e;
     }
     const outDir = config.output_dir!;
-    const trainer = new Trainer(config, { progress: !v.quiet, handleSignals: true });
+    const trainer = new Trainer(config, { progress: !v.quiet, nameKey: (key) => `--${CONFIG_SCHEMA[key].flag}` });
     // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
     if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
     let result;
+    const stopOnSignal = stopOnFirstSignal(trainer);
     try {
       result = await trainer.fit();
     } catch (e) {
       if (e instanceof ConfigError) throw new UsageError(e.message);
       throw e;
+    } finally {
+      stopOnSignal.remove();
     }
     const { model } = result;
     const d = result.dataReport;

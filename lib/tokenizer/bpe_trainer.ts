@@ -4,16 +4,17 @@
  * bytes, and the most frequent adjacent pair of symbols (counted over all words, weighted by how
  * often each word occurs) is merged into a new symbol, again and again, until the vocabulary has
  * the size asked for. The merges, in the order they were learned, are merges.txt; the symbols are
- * vocab.json (256 bytes, then the merged symbols, then <|endoftext|>), the files lib/tokenizer's
- * BPETokenizer reads.
+ * vocab.json (256 bytes, then the merged symbols, then <|endoftext|>), the files BPETokenizer
+ * (bpe.ts) reads. The demo trains its tokenizer with it.
  *
  * Ties (pairs with the same count) go to the smaller (left id, right id), so the result does not
  * depend on Map iteration order. trainBPENaive recounts every pair before each merge: the
  * reference the incremental trainBPE is tested against.
  */
-import { BYTE_TO_CHAR } from '../tokenizer/byte_level';
-import { forEachPretoken } from '../tokenizer/pretokenize';
-import { END_OF_TEXT } from '../tokenizer/types';
+import { BYTE_TO_CHAR } from './byte_level';
+import { PairHeap } from './pair_heap';
+import { forEachPretoken } from './pretokenize';
+import { END_OF_TEXT } from './types';
 
 export interface BPETrainOptions {
   /** Size of the vocabulary: 256 bytes + merged symbols + <|endoftext|>. At least 257. */
@@ -147,58 +148,6 @@ export function trainBPENaive(texts: Iterable<string>, options: BPETrainOptions)
   return table.result(words.length, freqs.reduce((a, b) => a + b, 0));
 }
 
-/** A max-heap of (count, pair key) with lazy deletion: entries whose count is out of date are skipped. */
-class PairHeap {
-  private counts: number[] = [];
-  private keys: number[] = [];
-
-  get size(): number {
-    return this.counts.length;
-  }
-
-  private above(a: number, b: number): boolean {
-    return better(this.counts[a], this.keys[a], this.counts[b], this.keys[b]);
-  }
-
-  private swap(a: number, b: number): void {
-    [this.counts[a], this.counts[b]] = [this.counts[b], this.counts[a]];
-    [this.keys[a], this.keys[b]] = [this.keys[b], this.keys[a]];
-  }
-
-  push(count: number, key: number): void {
-    this.counts.push(count);
-    this.keys.push(key);
-    let child = this.counts.length - 1;
-    while (child > 0) {
-      const parent = (child - 1) >> 1;
-      if (!this.above(child, parent)) break;
-      this.swap(child, parent);
-      child = parent;
-    }
-  }
-
-  /** Removes the top entry and returns [count, key]. */
-  pop(): [number, number] {
-    const top: [number, number] = [this.counts[0], this.keys[0]];
-    const lastCount = this.counts.pop()!, lastKey = this.keys.pop()!;
-    if (this.counts.length > 0) {
-      this.counts[0] = lastCount;
-      this.keys[0] = lastKey;
-      let parent = 0;
-      for (;;) {
-        const l = 2 * parent + 1, r = l + 1;
-        let best = parent;
-        if (l < this.counts.length && this.above(l, best)) best = l;
-        if (r < this.counts.length && this.above(r, best)) best = r;
-        if (best === parent) break;
-        this.swap(best, parent);
-        parent = best;
-      }
-    }
-    return top;
-  }
-}
-
 /**
  * The incremental trainer: pair counts and, for each pair, the words it occurs in are kept up to
  * date, so a merge touches only the words holding the merged pair. Same merges as trainBPENaive.
@@ -227,12 +176,14 @@ export function trainBPE(texts: Iterable<string>, options: BPETrainOptions): Tra
     }
   };
   for (let w = 0; w < words.length; w++) addPairs(w, 1, null);
-  const heap = new PairHeap();
+  // Lazy deletion: a pair's count changes by pushing the new count; entries out of date are skipped.
+  const heap = new PairHeap(better);
   for (const [key, count] of pairCounts) heap.push(count, key);
 
   const table = new SymbolTable();
   while (table.size < options.vocabSize - 1 && heap.size > 0) {
-    const [count, key] = heap.pop();
+    const count = heap.topA(), key = heap.topB();
+    heap.pop();
     if (pairCounts.get(key) !== count) continue; // stale entry: the current count was pushed too
     if (count < minPairCount) break;
     const left = Math.floor(key / PAIR_SHIFT), right = key % PAIR_SHIFT;

@@ -3,7 +3,7 @@
  * time with byte tokens and with BPE vocabularies of several sizes, compared by held-out loss in
  * bits per character (comparable across tokenizers, unlike loss per token) and by throughput.
  *
- *   node dist/lib/demo/tokenizer_choice.js [--seconds 60 | --steps 400] [--vocab 257,1024,2048,4096] [--threads 2]
+ *   node dist/bench/tokenizer_choice.js [--seconds 60 | --steps 400] [--vocab 257,1024,2048,4096] [--threads 2]
  *
  * --seconds gives every vocabulary the same wall time (what the demo's budget is about, but on a
  * shared machine the load changes from run to run); --steps gives each the same optimizer steps
@@ -15,19 +15,20 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { resolveConfig } from '../config';
-import { buildDatasets } from '../data';
-import { setThreads } from '../device';
-import { parseGPT2Config } from '../model/config';
-import { Decoder } from '../model/decoder';
-import { addon } from '../native';
-import { BPETokenizer } from '../tokenizer';
-import { END_OF_TEXT } from '../tokenizer/types';
-import { evaluate, Trainer } from '../train/trainer';
-import { Rng } from '../util/rng';
-import { trainBPE } from './bpe_trainer';
-import { readGeneralCorpus } from './corpora';
-import { PRESETS } from './presets';
+import { resolveConfig } from '../lib/config';
+import { buildDatasets } from '../lib/data';
+import { setThreads } from '../lib/device';
+import { parseGPT2Config } from '../lib/model/config';
+import { Decoder } from '../lib/model/decoder';
+import { addon } from '../lib/native';
+import { BPETokenizer } from '../lib/tokenizer';
+import { trainBPE } from '../lib/tokenizer/bpe_trainer';
+import { END_OF_TEXT } from '../lib/tokenizer/types';
+import { evaluate } from '../lib/train/lm';
+import { Trainer } from '../lib/train/trainer';
+import { Rng } from '../lib/util/rng';
+import { readGeneralCorpus } from '../lib/demo/corpora';
+import { PRESETS } from '../lib/demo/presets';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

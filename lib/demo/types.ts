@@ -1,0 +1,99 @@
+/**
+ * The demo's shared types: its options and the report (report.json) that run.ts fills and
+ * report.ts / names.ts read. A module of its own so that those read it without importing run.ts.
+ */
+import type { SPLIT_FRACTIONS } from './corpora';
+import type { DemoPreset, PresetName } from './presets';
+import type { RunRecord } from './training';
+
+export interface DemoOptions {
+  outDir: string;
+  preset: PresetName;
+  seed: number;
+  /** Kernel threads (default: all cores). */
+  threads: number | null;
+  /** Reuse / store the pretrained base model in cacheDir. */
+  cache: boolean;
+  cacheDir: string;
+  /** Progress on stderr: stage lines and the Trainer's progress display. */
+  progress: boolean;
+  /** The command line, for the report. */
+  command: string;
+}
+
+export interface ClassificationRow {
+  accuracy: number;
+  f1: number;
+  precision: number;
+  recall: number;
+  spam_recall: number;
+  spam_precision: number;
+  examples: number;
+  /** rows: true ham, true spam; columns: predicted ham, predicted spam. */
+  confusion: number[][];
+  eval_s: number;
+}
+
+export interface GenerationRow {
+  bleu: number;
+  rouge1: number;
+  rouge2: number;
+  rougeL: number;
+  examples: number;
+  /** Outputs that stopped at a line break / EOS / the token limit. */
+  stops: Record<string, number>;
+  eval_s: number;
+}
+
+export interface StageCost {
+  stage: string;
+  wall_s: number;
+  train_tokens: number;
+  tokens_per_s: number;
+  peak_rss_mb: number;
+  /** True when the numbers come from the earlier run that filled the cache. */
+  cached: boolean;
+}
+
+export interface DemoReport {
+  gptune_version: string;
+  command: string;
+  preset: PresetName;
+  seed: number;
+  date: string;
+  machine: { cpu: string; cores: number; memory_gb: number; platform: string; node: string; threads: number; simd: string; load_average_start: number[]; load_average_end: number[] };
+  settings: DemoPreset & { split_seed: number; split_fractions: typeof SPLIT_FRACTIONS; classification_template: string };
+  data: {
+    general: { documents: number; chars: number; pretrain_chars: number };
+    emails: {
+      read: number; duplicates: number; conflicting: number;
+      /** The label of most training emails: the majority-class baseline's constant answer. */
+      majority_label: string;
+      train: { available: number; used: number; spam: number };
+      /** The first emails of train, the labelled data of the low-data runs. */
+      train_few: { used: number; spam: number };
+      validation: { available: number; used: number; spam: number };
+      test: { available: number; used: number; spam: number };
+      generation_train: number; generation_validation: number; generation_test: number;
+    };
+  };
+  tokenizer: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number; general_chars_per_token: number; email_chars_per_token: number };
+  base: { cached: boolean; cache_key: string; trained_on: string; parameters: number; config: Record<string, unknown> };
+  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'scratch_few' | 'subject', RunRecord>;
+  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch' | 'task_few' | 'scratch_few', ClassificationRow>;
+  generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
+  /**
+   * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
+   * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.
+   */
+  deltas: Record<string, number>;
+  samples: {
+    generation: Array<{ body: string; reference: string; base: string; domain: string; finetuned: string }>;
+    classification: Array<{ email: string; label: string; base: string; task: string; scratch: string; naive_bayes: string }>;
+  };
+  findings: string[];
+  /** The significance level and p-value floor the findings use. */
+  stats: { readonly alpha: number; readonly p_floor: number };
+  compute: StageCost[];
+  total_wall_s: number;
+}
