@@ -59,7 +59,11 @@ export function summarize(out: string): string[] {
     for (const m of testLog.matchAll(/^ok \d+ - (.*?) # SKIP (.*)$/gm)) rows.push([`  SKIPPED: ${m[1]}`, m[2].slice(0, 60), '', '']);
   }
   const hf = lastJson(readText(path.join(out, 'hf-check.log')));
-  rows.push(['transformers loads gptune\'s GPT-2 (same logits)', hf ? (hf.ok ? 'ok' : 'DIFFERENT') : 'did not run', '', '']);
+  rows.push(['transformers loads gptune\'s saves (same logits)', hf ? (hf.ok ? 'ok' : 'DIFFERENT') : 'did not run', '', '']);
+  for (const [name, m] of Object.entries((hf?.models ?? {}) as Record<string, Json>)) {
+    const detail = typeof m.error === 'string' ? m.error.slice(0, 60) : `max |logit diff| ${Number(m.max_abs_logit_diff).toExponential(1)}, tied ${m.tied}`;
+    rows.push([`  ${name}`, m.ok ? 'ok' : 'FAILED', detail, '']);
+  }
 
   const torch: Json = {
     ...((lastJson(readText(path.join(out, 'torch.json')))?.results ?? {}) as Json),
