@@ -23,7 +23,7 @@ export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, trai
 
 function mainHelp(): string {
   return [
-    `gptune ${VERSION}: fine-tune GPT-2 models on Node.js with native kernels`,
+    `gptune ${VERSION}: fine-tune GPT-2 and Llama-family (Llama, Mistral, Qwen2/3, SmolLM2) models on Node.js with native kernels`,
     '',
     'commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.description.split('. ')[0]}`),

@@ -110,7 +110,11 @@ export function generateOutputs(model: Decoder, tokenizer: Tokenizer, examples: 
     let prompt = promptIds(tokenizer, example);
     if (prompt.length === 0) prompt = [tokenizer.eosTokenId];
     const truncated = Math.max(0, prompt.length - promptBudget);
-    if (truncated > 0) prompt = prompt.slice(truncated);
+    // Truncated from the start, but a leading BOS (Llama, Mistral) stays: the model expects it first.
+    if (truncated > 0) {
+      const keepsBos = tokenizer.addBosToken && tokenizer.bosTokenId !== null && prompt[0] === tokenizer.bosTokenId;
+      prompt = keepsBos ? [prompt[0], ...prompt.slice(truncated + 1)] : prompt.slice(truncated);
+    }
     const produced: number[] = [];
     let stop: StopReason;
     try {

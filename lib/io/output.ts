@@ -101,6 +101,11 @@ export class OutputFolder {
     if (this.created && fs.readdirSync(this.dir).length === 0) fs.rmdirSync(this.dir);
   }
 
+  /** Whether the manifest lists this top-level name (gptune wrote it here). */
+  lists(name: string): boolean {
+    return this.entries.has(name);
+  }
+
   /** Adds top-level names to the manifest (written atomically; a no-op when all are listed). */
   record(names: Iterable<string>): void {
     const before = this.entries.size;

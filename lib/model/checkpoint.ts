@@ -306,20 +306,28 @@ export function copyModelFolder(from: string, to: string, extraNames: readonly s
   writeDirAtomic(to, readModelFiles(from, extraNames));
 }
 
+/** A weight file of a model folder: the single model.safetensors, the shard index, or a shard. */
+export function isWeightFile(name: string): boolean {
+  return name === SINGLE_FILE || name === INDEX_FILE || /^model-\d{5}-of-\d{5}\.safetensors$/.test(name);
+}
+
 /**
  * Writes model files into `dir` one by one, each atomically: the shards, then model.safetensors or the
  * index last, so a reader never meets an index naming shards not yet written. The folder itself and
  * anything else in it are left alone (a training output holds its checkpoints beside the model, and is
  * never swapped as a whole); config.json and the tokenizer files are the same for every checkpoint of a run.
+ * Weight files of an earlier save in another layout (one file vs shards, another shard count) would
+ * shadow or outlive this one: those that `ownsStale` says this writer created are removed before the
+ * new single file or index is written, so a reader in between finds no weights (an error), never the old ones.
  */
-export function writeModelFiles(dir: string, files: Record<string, FileContents>): void {
+export function writeModelFiles(dir: string, files: Record<string, FileContents>, options: { ownsStale?: (name: string) => boolean } = {}): void {
   fs.mkdirSync(dir, { recursive: true });
   const last = [SINGLE_FILE, INDEX_FILE];
   for (const name of Object.keys(files).filter((n) => !last.includes(n))) writeFileAtomic(path.join(dir, name), files[name]);
+  if (options.ownsStale) {
+    for (const name of fs.readdirSync(dir)) {
+      if (isWeightFile(name) && files[name] === undefined && options.ownsStale(name)) fs.rmSync(path.join(dir, name));
+    }
+  }
   for (const name of last) if (files[name] !== undefined) writeFileAtomic(path.join(dir, name), files[name]);
-}
-
-/** Copies the model files of `from` into the folder `dir` with writeModelFiles (nothing else in `dir` is touched). */
-export function copyModelFilesInto(from: string, dir: string): void {
-  writeModelFiles(dir, readModelFiles(from, []));
 }

@@ -690,7 +690,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * f32 in one file, for exact resuming). Each model file is replaced atomically on its own
    * (writeModelFiles, the weights' single file or the shard index last): output_dir is never swapped
    * as a whole, since it holds the checkpoints and may hold the log beside the model. The files are
-   * listed in the output manifest before they are written.
+   * listed in the output manifest before they are written, and weight files of an earlier save in
+   * another layout that the manifest lists are removed (a resumed run with another max_shard_size).
    */
   private publish(s: Setup, source: string | null): void {
     const c = this.config, outDir = c.output_dir!;
@@ -699,7 +700,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       ? modelFolderFiles(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles, ...saveOptions })
       : reencodedModelFiles(source, saveOptions);
     s.outFolder?.record(Object.keys(files));
-    writeModelFiles(outDir, files);
+    writeModelFiles(outDir, files, { ownsStale: (name) => s.outFolder?.lists(name) ?? false });
   }
 
   private result(

@@ -191,3 +191,23 @@ describe('bad input: one line naming the problem, nothing written', () => {
     expectCleanFailure(['generate', '--model', model, '--prompt', 'The sea', '--max-new-tokens', '20'], /exceeds the model's sliding_window \(16/);
   });
 });
+
+test('a resumed run that saves in another layout leaves only the new weights in --out (no stale model.safetensors shadowing the shards)', () => {
+  const dir = tempDir();
+  const out = path.join(dir, 'out');
+  const common = ['--model', LLAMA, '--data', TEXT, '--out', out, '--batch-size', '1', '--seq-len', '16', '--save-every', '1', '--quiet'];
+  expect(gptune('train', ...common, '--steps', '2').code).toBe(0);
+  expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
+  const resumed = gptune('train', '--resume', path.join(out, 'checkpoints'), '--data', TEXT, '--out', out, '--batch-size', '1', '--seq-len', '16',
+    '--save-every', '1', '--steps', '4', '--max-shard-size', '20KB', '--quiet');
+  expect(resumed.stderr).toBe('');
+  expect(resumed.code).toBe(0);
+  const weights = fs.readdirSync(out).filter((f) => f.endsWith('.safetensors') || f.endsWith('.index.json'));
+  expect(weights).not.toContain('model.safetensors');
+  expect(weights).toContain('model.safetensors.index.json');
+  // The published model is step 4's (checkpoints/last), not step 2's.
+  const published = loadModel(out), last = loadModel(path.join(out, 'checkpoints', 'last'));
+  expect(Buffer.from(published.params.arena.read(0, published.params.numel).buffer).equals(Buffer.from(last.params.arena.read(0, last.params.numel).buffer))).toBe(true);
+  published.free();
+  last.free();
+});

@@ -10,6 +10,7 @@ import {
 } from '../../lib/eval';
 import { corpusBleu, rougeCorpus } from '../../lib/metrics';
 import { loadModel } from '../../lib/model/checkpoint';
+import * as generation from '../../lib/model/generate';
 import { generate } from '../../lib/model/generate';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { FIXTURES, TINY } from '../helpers';
@@ -118,6 +119,24 @@ describe('evaluateGeneration on prompt/completion data', () => {
     expect(r.outputs[0].truncated_prompt_tokens).toBe(tokenizer.encode(long).length - (64 - 4));
     expect(r.truncated_examples).toBe(1);
     model.free();
+  });
+
+  test('a long prompt keeps a leading BOS when the tokenizer adds one (Llama, Mistral)', () => {
+    const model = loadModel(TINY);
+    const BOS = 7;
+    const withBos = Object.assign(Object.create(tokenizer), { bosTokenId: BOS, addBosToken: true }) as typeof tokenizer;
+    const long = 'word '.repeat(200);
+    const spy = jest.spyOn(generation, 'generate');
+    try {
+      const r = evaluateGenerationExamples(model, withBos, [{ prompt: long, reference: 'x' }], { maxNewTokens: 4 });
+      const ids = tokenizer.encode(long);
+      // Budget 64 - 4 = 60 positions: BOS, then the prompt's last 59 tokens.
+      expect(r.outputs[0].truncated_prompt_tokens).toBe(ids.length + 1 - 60);
+      expect(Array.from(spy.mock.calls[0][1])).toEqual([BOS, ...ids.slice(ids.length - 59)]);
+    } finally {
+      spy.mockRestore();
+      model.free();
+    }
   });
 
   test('plain text records have no prompt to continue', () => {

@@ -50,7 +50,7 @@ const FLAG_TO_KEY = new Map<string, ConfigKey>(CONFIG_KEYS.map((k) => [CONFIG_SC
 export const trainCommand: Command = {
   usage: 'gptune train --model DIR|new:... --data FILE --out DIR2 [--steps N | --epochs E] [--config FILE.yaml] [options]',
   description:
-    'Fine-tunes a GPT-2 on text (windows of T+1 tokens at stride T) or on the data formats of lib/data. ' +
+    'Fine-tunes a GPT-2 or Llama-family model on text (windows of T+1 tokens at stride T) or on the data formats of lib/data. ' +
     'AdamW with weight decay on 2D+ tensors only; optional validation every --eval-every steps with early stopping; ' +
     'resumable checkpoints in OUT/checkpoints (step-N, best, last; --resume DIR continues exactly). ' +
     'Every key of the config file has a flag; flags override the file. Logs one JSON line per step and evaluation to --log; ' +
