@@ -578,7 +578,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       return this.result(s, reason, lastEval, null, null, dir);
     }
     const outputModel = bestSaved ? 'best' : 'last';
-    const lastDir = this.saveFinal(s, checkpointing ? () => save('last') : null, checkpointing ? path.join(checkpointDir!, outputModel) : null);
+    // The best checkpoint is published from its folder; the final weights are in memory already, so
+    // they are encoded from the model rather than read back from checkpoints/last.
+    const lastDir = this.saveFinal(s, checkpointing ? () => save('last') : null, checkpointing && bestSaved ? path.join(checkpointDir!, 'best') : null);
     return this.result(s, reason, lastEval, c.output_dir, c.output_dir ? outputModel : null, lastDir);
   }
 
