@@ -270,4 +270,22 @@ IntArg Args::ints_opt(size_t i, const char* name, int64_t required) const {
   return ints(i, name, required);
 }
 
+ByteArg<int8_t> Args::int8s(size_t i, const char* name, int64_t required) const {
+  ByteArg<int8_t> out;
+  void* data = nullptr;
+  typed(i, name, napi_int8_array, "an Int8Array", &data, &out.numel);
+  out.ptr = static_cast<int8_t*>(data);
+  require(name, out.numel, required, "bytes");
+  return out;
+}
+
+ByteArg<uint8_t> Args::uint8s(size_t i, const char* name, int64_t required) const {
+  ByteArg<uint8_t> out;
+  void* data = nullptr;
+  typed(i, name, napi_uint8_array, "a Uint8Array", &data, &out.numel);
+  out.ptr = static_cast<uint8_t*>(data);
+  require(name, out.numel, required, "bytes");
+  return out;
+}
+
 }  // namespace gptune::napi
