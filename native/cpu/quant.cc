@@ -10,6 +10,7 @@
 
 #include "gptune/kernels.h"
 #include "parallel.h"
+#include "sgemm.h"
 
 namespace gptune::cpu {
 namespace {
@@ -116,19 +117,27 @@ struct Nf4Weight {
     float a = dynamic_code()[qabsmax[block]] * absmax2[block / kStatsBlock];
     return a + offset;
   }
-  // The flat elements [first, first+count) of the weight, into d.
+  // The flat elements [first, first+count) of the weight, into d: one absmax per block, and whole
+  // bytes (two codes) at a time where the range is byte-aligned.
   void span(float* d, int64_t first, int64_t count) const {
-    int64_t block = -1;
-    float absmax = 0.0f;
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t i = first + j;
-      if (i / kNf4Block != block) {
-        block = i / kNf4Block;
-        absmax = block_absmax(block);
+    const int64_t stop = first + count;
+    for (int64_t i = first; i < stop;) {
+      const int64_t block_end = std::min<int64_t>((i / kNf4Block + 1) * kNf4Block, stop);
+      const float absmax = block_absmax(i / kNf4Block);
+      if (i & 1) {
+        *d++ = kNf4[packed[i >> 1] & 15] * absmax;
+        ++i;
       }
-      const uint8_t byte = packed[i >> 1];
-      const int code = (i & 1) ? (byte & 15) : (byte >> 4);
-      d[j] = kNf4[code] * absmax;
+      for (; i + 1 < block_end; i += 2) {
+        const uint8_t byte = packed[i >> 1];
+        d[0] = kNf4[byte >> 4] * absmax;
+        d[1] = kNf4[byte & 15] * absmax;
+        d += 2;
+      }
+      if (i < block_end) {
+        *d++ = kNf4[packed[i >> 1] >> 4] * absmax;
+        ++i;
+      }
     }
   }
   void tile(float* dst, int o0, int rows, int c0, int cols) const {
@@ -151,10 +160,40 @@ float dot(const float* __restrict a, const float* __restrict b, int n) {
   return s;
 }
 
-// out (N,OC) = inp (N,C) @ W^T + bias: threads own tiles of kTileRows output channels; each tile of
-// W is dequantized once and used for every input row.
+// From this many input rows on, the matmuls dequantize a slab of W (about kSlabFloats floats, whole
+// rows) at a time and run the fp32 sgemm on it: the dequantization is then paid once per slab for
+// all N rows, and the sgemm's packing and register tiling do the rest. Below it (decoding), the
+// direct loops read the quantized bytes once (8 or 4 bits a weight instead of 32).
+constexpr int kSlabMinRows = 16;
+constexpr int64_t kSlabFloats = int64_t{1} << 16;  // 256 KiB: a few L2-sized row panels
+
+int slab_rows(int C, int OC) {
+  const int64_t rows = std::max<int64_t>(kTileRows, kSlabFloats / C / kTileRows * kTileRows);
+  return static_cast<int>(std::min<int64_t>(rows, OC));
+}
+
+// Rows [o0, o0+rows) of W, dequantized into slab (rows,C) by all threads.
+template <class W>
+void dequantize_slab(float* slab, const W& w, int o0, int rows, int C) {
+  parallel_for(rows, 4, [&](int64_t begin, int64_t end, int) {
+    w.tile(slab + begin * C, o0 + static_cast<int>(begin), static_cast<int>(end - begin), 0, C);
+  });
+}
+
+// out (N,OC) = inp (N,C) @ W^T + bias. Many rows: slab by slab through sgemm. Few rows: threads own
+// tiles of kTileRows output channels; each tile of W is dequantized once and used for every row.
 template <class W>
 void quant_matmul_forward(float* out, const float* inp, const W& w, const float* bias, int N, int C, int OC) {
+  if (N >= kSlabMinRows) {
+    const int S = slab_rows(C, OC);
+    std::vector<float> slab(static_cast<size_t>(S) * C);
+    for (int o0 = 0; o0 < OC; o0 += S) {
+      const int rows = std::min(S, OC - o0);
+      dequantize_slab(slab.data(), w, o0, rows, C);
+      sgemm_bias(false, true, N, rows, C, 1.0f, inp, C, slab.data(), C, 0.0f, bias ? bias + o0 : nullptr, out + o0, OC);
+    }
+    return;
+  }
   const int64_t tiles = (OC + kTileRows - 1) / kTileRows;
   parallel_for(tiles, 1, [&](int64_t begin, int64_t end, int) {
     std::vector<float> tile(static_cast<size_t>(kTileRows) * C);
@@ -175,6 +214,17 @@ void quant_matmul_forward(float* out, const float* inp, const W& w, const float*
 // same dinp element); a (kTileRows, kTileCols) tile of W feeds contiguous axpys into dinp rows.
 template <class W>
 void quant_matmul_backward(float* dinp, const float* dout, const W& w, int N, int C, int OC) {
+  if (N >= kSlabMinRows) {
+    // dinp (N,C) += dout[:, o0:o0+rows] (N,rows) @ slab (rows,C), slab by slab.
+    const int S = slab_rows(C, OC);
+    std::vector<float> slab(static_cast<size_t>(S) * C);
+    for (int o0 = 0; o0 < OC; o0 += S) {
+      const int rows = std::min(S, OC - o0);
+      dequantize_slab(slab.data(), w, o0, rows, C);
+      sgemm(false, false, N, C, rows, 1.0f, dout + o0, OC, slab.data(), C, 1.0f, dinp, C);
+    }
+    return;
+  }
   const int64_t col_tiles = (C + kTileCols - 1) / kTileCols;
   parallel_for(col_tiles, 1, [&](int64_t begin, int64_t end, int) {
     float tile[kTileRows * kTileCols];

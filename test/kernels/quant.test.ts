@@ -177,8 +177,12 @@ describe('NF4 with double-quantized block absmax', () => {
 });
 
 // [N, C, OC]: N = 1 (decoding); C not a multiple of 64, so NF4 blocks straddle rows of W; OC odd and
-// past the 16-row tile; C past the backward's 256-column tile.
-const SHAPES: [number, number, number][] = [[1, 1, 1], [1, 70, 3], [2, 64, 17], [5, 130, 33], [3, 300, 7], [9, 257, 40]];
+// past the 16-row tile; C past the backward's 256-column tile. N >= 16 takes the slab + sgemm path:
+// 208-row slabs at C = 300 (two, the last partial), 928-row slabs at C = 70.
+const SHAPES: [number, number, number][] = [
+  [1, 1, 1], [1, 70, 3], [2, 64, 17], [5, 130, 33], [3, 300, 7], [9, 257, 40], [15, 65, 19],
+  [16, 300, 231], [40, 70, 1001], [17, 1, 5],
+];
 
 describe.each([1, 3])('quantized matmul with %i thread(s)', (threads) => {
   beforeAll(() => addon.setNumThreads(threads));
