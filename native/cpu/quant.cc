@@ -180,18 +180,26 @@ void dequantize_slab(float* slab, const W& w, int o0, int rows, int C) {
   });
 }
 
+// Calls use(slab, o0, rows) for consecutive slabs of W: rows [o0, o0+rows) dequantized into slab (rows,C).
+template <class W, class Use>
+void for_each_slab(const W& w, int C, int OC, Use&& use) {
+  const int S = slab_rows(C, OC);
+  std::vector<float> slab(static_cast<size_t>(S) * C);
+  for (int o0 = 0; o0 < OC; o0 += S) {
+    const int rows = std::min(S, OC - o0);
+    dequantize_slab(slab.data(), w, o0, rows, C);
+    use(slab.data(), o0, rows);
+  }
+}
+
 // out (N,OC) = inp (N,C) @ W^T + bias. Many rows: slab by slab through sgemm. Few rows: threads own
 // tiles of kTileRows output channels; each tile of W is dequantized once and used for every row.
 template <class W>
 void quant_matmul_forward(float* out, const float* inp, const W& w, const float* bias, int N, int C, int OC) {
   if (N >= kSlabMinRows) {
-    const int S = slab_rows(C, OC);
-    std::vector<float> slab(static_cast<size_t>(S) * C);
-    for (int o0 = 0; o0 < OC; o0 += S) {
-      const int rows = std::min(S, OC - o0);
-      dequantize_slab(slab.data(), w, o0, rows, C);
-      sgemm_bias(false, true, N, rows, C, 1.0f, inp, C, slab.data(), C, 0.0f, bias ? bias + o0 : nullptr, out + o0, OC);
-    }
+    for_each_slab(w, C, OC, [&](const float* slab, int o0, int rows) {
+      sgemm_bias(false, true, N, rows, C, 1.0f, inp, C, slab, C, 0.0f, bias ? bias + o0 : nullptr, out + o0, OC);
+    });
     return;
   }
   const int64_t tiles = (OC + kTileRows - 1) / kTileRows;
@@ -216,13 +224,9 @@ template <class W>
 void quant_matmul_backward(float* dinp, const float* dout, const W& w, int N, int C, int OC) {
   if (N >= kSlabMinRows) {
     // dinp (N,C) += dout[:, o0:o0+rows] (N,rows) @ slab (rows,C), slab by slab.
-    const int S = slab_rows(C, OC);
-    std::vector<float> slab(static_cast<size_t>(S) * C);
-    for (int o0 = 0; o0 < OC; o0 += S) {
-      const int rows = std::min(S, OC - o0);
-      dequantize_slab(slab.data(), w, o0, rows, C);
-      sgemm(false, false, N, C, rows, 1.0f, dout + o0, OC, slab.data(), C, 1.0f, dinp, C);
-    }
+    for_each_slab(w, C, OC, [&](const float* slab, int o0, int rows) {
+      sgemm(false, false, N, C, rows, 1.0f, dout + o0, OC, slab, C, 1.0f, dinp, C);
+    });
     return;
   }
   const int64_t col_tiles = (C + kTileCols - 1) / kTileCols;

@@ -109,6 +109,8 @@ class Args {
   // Typed array of the given type, checked for detached and resizable buffers.
   void typed(size_t i, const char* name, napi_typedarray_type type, const char* expected, void** data, int64_t* length) const;
   FloatArg resolve(size_t i, const char* name, int64_t required);
+  // A byte typed array of the given type holding at least `required` bytes: its data, length in *numel.
+  void* bytes(size_t i, const char* name, napi_typedarray_type type, const char* expected, int64_t required, int64_t* numel) const;
   void require(const char* name, int64_t have, int64_t required, const char* unit) const;
 
   Napi::Env env_;
