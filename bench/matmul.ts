@@ -27,7 +27,7 @@ export const GPT2_LINEAR_LAYERS: [string, number, number][] = [
   ['lm head', 768, 50257],
 ];
 
-function randomFloats(n: number, seed: number): Float32Array {
+export function randomFloats(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
   let x = (seed * 2654435761) >>> 0 || 1;
   for (let i = 0; i < n; i++) {
@@ -41,7 +41,7 @@ function randomFloats(n: number, seed: number): Float32Array {
 }
 
 /** Median and minimum wall time in ms of `repeats` runs after one untimed warm-up run. */
-async function timeRuns(fn: () => void, repeats: number): Promise<{ median: number; best: number }> {
+export async function timeRuns(fn: () => void, repeats: number): Promise<{ median: number; best: number }> {
   fn();
   const times: number[] = [];
   for (let r = 0; r < repeats; r++) {

@@ -36,6 +36,20 @@ export type I = Int32Array;
 export interface Kernels {
   matmul_forward(out: F, inp: F, weight: F, bias: F | null, N: number, C: number, OC: number): void;
   matmul_backward(dinp: F | null, dweight: F | null, dbias: F | null, dout: F, inp: F, weight: F, N: number, C: number, OC: number): void;
+  /** int8 weight-only, per output channel: q (OC,C), scale (OC) = absmax/127 (kernels.inc). */
+  quantize_int8(q: Int8Array, scale: F, weight: F, OC: number, C: number): void;
+  dequantize_int8(weight: F, q: Int8Array, scale: F, OC: number, C: number): void;
+  matmul_int8_forward(out: F, inp: F, q: Int8Array, scale: F, bias: F | null, N: number, C: number, OC: number): void;
+  /** Input gradient only (a frozen base): dinp (N,C) += dout (N,OC) @ dequant(W). */
+  matmul_int8_backward(dinp: F | null, dout: F, q: Int8Array, scale: F, N: number, C: number, OC: number): void;
+  /**
+   * NF4 (QLoRA) over n weights: packed (ceil(n/2)) two codes a byte, earlier element high; qabsmax
+   * (ceil(n/64)) double-quantized block absmax; absmax2 (ceil(ceil(n/64)/256)); offset (1).
+   */
+  quantize_nf4(packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, weight: F, n: number): void;
+  dequantize_nf4(weight: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, n: number): void;
+  matmul_nf4_forward(out: F, inp: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, bias: F | null, N: number, C: number, OC: number): void;
+  matmul_nf4_backward(dinp: F | null, dout: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, N: number, C: number, OC: number): void;
   /** wpe null: no learned position table (Llama family), out = wte[token]. */
   encoder_forward(out: F, tokens: I, positions: I | null, wte: F, wpe: F | null, B: number, T: number, C: number, posOffset: number): void;
   encoder_backward(dwte: F | null, dwpe: F | null, dout: F, tokens: I, positions: I | null, B: number, T: number, C: number, posOffset: number): void;

@@ -270,4 +270,24 @@ IntArg Args::ints_opt(size_t i, const char* name, int64_t required) const {
   return ints(i, name, required);
 }
 
+void* Args::bytes(size_t i, const char* name, napi_typedarray_type type, const char* expected, int64_t required,
+                  int64_t* numel) const {
+  void* data = nullptr;
+  typed(i, name, type, expected, &data, numel);
+  require(name, *numel, required, "bytes");
+  return data;
+}
+
+ByteArg<int8_t> Args::int8s(size_t i, const char* name, int64_t required) const {
+  ByteArg<int8_t> out;
+  out.ptr = static_cast<int8_t*>(bytes(i, name, napi_int8_array, "an Int8Array", required, &out.numel));
+  return out;
+}
+
+ByteArg<uint8_t> Args::uint8s(size_t i, const char* name, int64_t required) const {
+  ByteArg<uint8_t> out;
+  out.ptr = static_cast<uint8_t*>(bytes(i, name, napi_uint8_array, "a Uint8Array", required, &out.numel));
+  return out;
+}
+
 }  // namespace gptune::napi

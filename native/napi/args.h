@@ -37,6 +37,14 @@ struct IntArg {
   int64_t numel = 0;
 };
 
+// A host byte argument: quantized weights, an Int8Array (int8 codes) or a Uint8Array (packed NF4
+// codes, 8-bit block scales). Host only: quantized weights never live in float arenas.
+template <class T>
+struct ByteArg {
+  T* ptr = nullptr;
+  int64_t numel = 0;
+};
+
 std::string describe(const Napi::Value& v);  // "a number (-1)", "undefined", "a Float32Array of length 3"
 
 class Args {
@@ -77,6 +85,8 @@ class Args {
   FloatArg host_floats(size_t i, const char* name);
   IntArg ints(size_t i, const char* name, int64_t required) const;
   IntArg ints_opt(size_t i, const char* name, int64_t required) const;
+  ByteArg<int8_t> int8s(size_t i, const char* name, int64_t required) const;   // an Int8Array
+  ByteArg<uint8_t> uint8s(size_t i, const char* name, int64_t required) const;  // a Uint8Array
 
   // The device shared by every tensor argument seen so far (CPU when none was a view).
   Device device() const { return device_; }
@@ -99,6 +109,8 @@ class Args {
   // Typed array of the given type, checked for detached and resizable buffers.
   void typed(size_t i, const char* name, napi_typedarray_type type, const char* expected, void** data, int64_t* length) const;
   FloatArg resolve(size_t i, const char* name, int64_t required);
+  // A byte typed array of the given type holding at least `required` bytes: its data, length in *numel.
+  void* bytes(size_t i, const char* name, napi_typedarray_type type, const char* expected, int64_t required, int64_t* numel) const;
   void require(const char* name, int64_t have, int64_t required, const char* unit) const;
 
   Napi::Env env_;

@@ -104,6 +104,112 @@ Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// NF4 storage of n weights (kernels.inc): packed codes, 8-bit block absmax, their float32 scales and
+// the mean offset, each checked to hold what n needs.
+struct Nf4Args {
+  ByteArg<uint8_t> packed, qabsmax;
+  FloatArg absmax2, offset;
+};
+Nf4Args nf4_args(Args& a, size_t first, int64_t n) {
+  const int64_t blocks = (n + 63) / 64;
+  Nf4Args w;
+  w.packed = a.uint8s(first, "packed", (n + 1) / 2);
+  w.qabsmax = a.uint8s(first + 1, "qabsmax", blocks);
+  w.absmax2 = a.floats(first + 2, "absmax2", (blocks + 255) / 256);
+  w.offset = a.floats(first + 3, "offset", 1);
+  return w;
+}
+
+Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) {
+  Args a(info, "quantize_int8", 5);
+  int OC = a.dim(3, "OC"), C = a.dim(4, "C");
+  auto q = a.int8s(0, "q", a.product({OC, C}));
+  auto scale = a.floats(1, "scale", OC);
+  auto weight = a.floats(2, "weight", a.product({OC, C}));
+  GPTUNE_DISPATCH(a, quantize_int8, q.ptr, scale.ptr, weight.ptr, OC, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value DequantizeInt8(const Napi::CallbackInfo& info) {
+  Args a(info, "dequantize_int8", 5);
+  int OC = a.dim(3, "OC"), C = a.dim(4, "C");
+  auto weight = a.floats(0, "weight", a.product({OC, C}));
+  auto q = a.int8s(1, "q", a.product({OC, C}));
+  auto scale = a.floats(2, "scale", OC);
+  GPTUNE_DISPATCH(a, dequantize_int8, weight.ptr, q.ptr, scale.ptr, OC, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value MatmulInt8Forward(const Napi::CallbackInfo& info) {
+  Args a(info, "matmul_int8_forward", 8);
+  int N = a.dim(5, "N"), C = a.dim(6, "C"), OC = a.dim(7, "OC");
+  auto out = a.floats(0, "out", a.product({N, OC}));
+  auto inp = a.floats(1, "inp", a.product({N, C}));
+  auto q = a.int8s(2, "q", a.product({OC, C}));
+  auto scale = a.floats(3, "scale", OC);
+  auto bias = a.floats_opt(4, "bias", OC);
+  GPTUNE_DISPATCH(a, matmul_int8_forward, out.ptr, inp.ptr, q.ptr, scale.ptr, bias.ptr, N, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value MatmulInt8Backward(const Napi::CallbackInfo& info) {
+  Args a(info, "matmul_int8_backward", 7);
+  int N = a.dim(4, "N"), C = a.dim(5, "C"), OC = a.dim(6, "OC");
+  auto dinp = a.floats_opt(0, "dinp", a.product({N, C}));
+  auto dout = a.floats(1, "dout", a.product({N, OC}));
+  auto q = a.int8s(2, "q", a.product({OC, C}));
+  auto scale = a.floats(3, "scale", OC);
+  GPTUNE_DISPATCH(a, matmul_int8_backward, dinp.ptr, dout.ptr, q.ptr, scale.ptr, N, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value QuantizeNf4(const Napi::CallbackInfo& info) {
+  Args a(info, "quantize_nf4", 6);
+  int64_t n = a.count(5, "n");
+  if (n < 1) a.fail_range("n must be at least 1 (the number of weights to quantize) but it is 0");
+  const int64_t blocks = (n + 63) / 64;
+  auto packed = a.uint8s(0, "packed", (n + 1) / 2);
+  auto qabsmax = a.uint8s(1, "qabsmax", blocks);
+  auto absmax2 = a.floats(2, "absmax2", (blocks + 255) / 256);
+  auto offset = a.floats(3, "offset", 1);
+  auto weight = a.floats(4, "weight", n);
+  GPTUNE_DISPATCH(a, quantize_nf4, packed.ptr, qabsmax.ptr, absmax2.ptr, offset.ptr, weight.ptr, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value DequantizeNf4(const Napi::CallbackInfo& info) {
+  Args a(info, "dequantize_nf4", 6);
+  int64_t n = a.count(5, "n");
+  if (n < 1) a.fail_range("n must be at least 1 (the number of weights to dequantize) but it is 0");
+  auto weight = a.floats(0, "weight", n);
+  Nf4Args w = nf4_args(a, 1, n);
+  GPTUNE_DISPATCH(a, dequantize_nf4, weight.ptr, w.packed.ptr, w.qabsmax.ptr, w.absmax2.ptr, w.offset.ptr, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value MatmulNf4Forward(const Napi::CallbackInfo& info) {
+  Args a(info, "matmul_nf4_forward", 10);
+  int N = a.dim(7, "N"), C = a.dim(8, "C"), OC = a.dim(9, "OC");
+  auto out = a.floats(0, "out", a.product({N, OC}));
+  auto inp = a.floats(1, "inp", a.product({N, C}));
+  Nf4Args w = nf4_args(a, 2, a.product({OC, C}));
+  auto bias = a.floats_opt(6, "bias", OC);
+  GPTUNE_DISPATCH(a, matmul_nf4_forward, out.ptr, inp.ptr, w.packed.ptr, w.qabsmax.ptr, w.absmax2.ptr, w.offset.ptr, bias.ptr,
+                  N, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value MatmulNf4Backward(const Napi::CallbackInfo& info) {
+  Args a(info, "matmul_nf4_backward", 9);
+  int N = a.dim(6, "N"), C = a.dim(7, "C"), OC = a.dim(8, "OC");
+  auto dinp = a.floats_opt(0, "dinp", a.product({N, C}));
+  auto dout = a.floats(1, "dout", a.product({N, OC}));
+  Nf4Args w = nf4_args(a, 2, a.product({OC, C}));
+  GPTUNE_DISPATCH(a, matmul_nf4_backward, dinp.ptr, dout.ptr, w.packed.ptr, w.qabsmax.ptr, w.absmax2.ptr, w.offset.ptr, N, C,
+                  OC);
+  return info.Env().Undefined();
+}
+
 Napi::Value EncoderForward(const Napi::CallbackInfo& info) {
   Args a(info, "encoder_forward", 9);
   int B = a.dim(5, "B"), T = a.dim(6, "T"), C = a.dim(7, "C"), pos_offset = a.dim(8, "pos_offset", 0);
@@ -485,6 +591,14 @@ Napi::Object KernelBindings(Napi::Env env) {
   Napi::Object k = Napi::Object::New(env);
   k.Set("matmul_forward", function<MatmulForward>(env, "matmul_forward"));
   k.Set("matmul_backward", function<MatmulBackward>(env, "matmul_backward"));
+  k.Set("quantize_int8", function<QuantizeInt8>(env, "quantize_int8"));
+  k.Set("dequantize_int8", function<DequantizeInt8>(env, "dequantize_int8"));
+  k.Set("matmul_int8_forward", function<MatmulInt8Forward>(env, "matmul_int8_forward"));
+  k.Set("matmul_int8_backward", function<MatmulInt8Backward>(env, "matmul_int8_backward"));
+  k.Set("quantize_nf4", function<QuantizeNf4>(env, "quantize_nf4"));
+  k.Set("dequantize_nf4", function<DequantizeNf4>(env, "dequantize_nf4"));
+  k.Set("matmul_nf4_forward", function<MatmulNf4Forward>(env, "matmul_nf4_forward"));
+  k.Set("matmul_nf4_backward", function<MatmulNf4Backward>(env, "matmul_nf4_backward"));
   k.Set("encoder_forward", function<EncoderForward>(env, "encoder_forward"));
   k.Set("encoder_backward", function<EncoderBackward>(env, "encoder_backward"));
   k.Set("layernorm_forward", function<LayernormForward>(env, "layernorm_forward"));

@@ -570,4 +570,25 @@ if (underJest) {
       freeAll();
     });
   });
+
+  // native/cuda/quant.cu: the quantized-base kernels are CPU-only for now, and a CUDA call must say
+  // so by name (a JS Error, never a crash or a silent wrong result).
+  describe('quantized weights', () => {
+    test('every quantized-weight kernel names itself as not implemented on CUDA yet', { skip: selfCheck ? 'CUDA-only behaviour' : undefined }, () => {
+      const N = 2, C = 64, OC = 3, n = OC * C;
+      const q = new Int8Array(n), packed = new Uint8Array(n / 2), qabsmax = new Uint8Array(3);
+      const calls: [string, () => void][] = [
+        ['quantize_int8', () => K.quantize_int8(q, poisoned(OC), toDevice(randomArray(n)), OC, C)],
+        ['dequantize_int8', () => K.dequantize_int8(poisoned(n), q, toDevice(randomArray(OC)), OC, C)],
+        ['matmul_int8_forward', () => K.matmul_int8_forward(poisoned(N * OC), toDevice(randomArray(N * C)), q, toDevice(randomArray(OC)), null, N, C, OC)],
+        ['matmul_int8_backward', () => K.matmul_int8_backward(toDevice(randomArray(N * C)), toDevice(randomArray(N * OC)), q, toDevice(randomArray(OC)), N, C, OC)],
+        ['quantize_nf4', () => K.quantize_nf4(packed, qabsmax, poisoned(1), poisoned(1), toDevice(randomArray(n)), n)],
+        ['dequantize_nf4', () => K.dequantize_nf4(poisoned(n), packed, qabsmax, toDevice(randomArray(1)), toDevice(randomArray(1)), n)],
+        ['matmul_nf4_forward', () => K.matmul_nf4_forward(poisoned(N * OC), toDevice(randomArray(N * C)), packed, qabsmax, toDevice(randomArray(1)), toDevice(randomArray(1)), null, N, C, OC)],
+        ['matmul_nf4_backward', () => K.matmul_nf4_backward(toDevice(randomArray(N * C)), toDevice(randomArray(N * OC)), packed, qabsmax, toDevice(randomArray(1)), toDevice(randomArray(1)), N, C, OC)],
+      ];
+      for (const [name, call] of calls) assert.throws(call, new RegExp(`${name} is not implemented on CUDA yet`));
+      freeAll();
+    });
+  });
 }

@@ -12,35 +12,12 @@
  */
 import { addon } from '../../lib/native';
 import { centralDifferences, dot } from '../reference/finite_difference';
-import { float32SumTolerance, matmulBackwardRef, matmulForwardRef, sgemmRef } from '../reference/matmul';
+import { expectWithinRounding, matmulBackwardRef, matmulForwardRef, sgemmRef } from '../reference/matmul';
 import { SeededRandom } from '../reference/random';
 
 const { kernels } = addon;
 const initialThreads = addon.numThreads();
 afterAll(() => addon.setNumThreads(initialThreads));
-
-/** Throws unless |got[i] - want[i]| <= float32SumTolerance(terms, magnitude[i]) + abs for all i. */
-function expectWithinRounding(
-  what: string, got: ArrayLike<number>, want: ArrayLike<number>, magnitude: ArrayLike<number>, terms: number, abs = 0,
-): void {
-  expect(got.length).toBe(want.length);
-  let worst = -1, worstRatio = 0;
-  for (let i = 0; i < got.length; i++) {
-    const tol = float32SumTolerance(terms, magnitude[i]) + abs + 1e-30;
-    const diff = Math.abs(got[i] - want[i]);
-    const ratio = Number.isNaN(diff) ? Infinity : diff / tol;
-    if (ratio > worstRatio || worst < 0) {
-      worstRatio = ratio;
-      worst = i;
-    }
-  }
-  if (worstRatio > 1) {
-    throw new Error(
-      `${what}: element ${worst} is ${got[worst]} but the reference is ${want[worst]} ` +
-        `(${worstRatio.toFixed(2)}x the float32 rounding bound for ${terms} terms of total magnitude ${magnitude[worst]})`,
-    );
-  }
-}
 
 /** Seeded (N,C) input, (OC,C) weight, (OC) bias and (N,OC) upstream gradient. */
 function makeLayer(N: number, C: number, OC: number, seed: number) {

@@ -23,6 +23,29 @@ export function float32SumTolerance(terms: number, magnitude: number): number {
   return (2 * nu / (1 - nu)) * magnitude;
 }
 
+/** Throws unless |got[i] - want[i]| <= float32SumTolerance(terms, magnitude[i]) + abs for all i. */
+export function expectWithinRounding(
+  what: string, got: ArrayLike<number>, want: ArrayLike<number>, magnitude: ArrayLike<number>, terms: number, abs = 0,
+): void {
+  expect(got.length).toBe(want.length);
+  let worst = -1, worstRatio = 0;
+  for (let i = 0; i < got.length; i++) {
+    const tol = float32SumTolerance(terms, magnitude[i]) + abs + 1e-30;
+    const diff = Math.abs(got[i] - want[i]);
+    const ratio = Number.isNaN(diff) ? Infinity : diff / tol;
+    if (ratio > worstRatio || worst < 0) {
+      worstRatio = ratio;
+      worst = i;
+    }
+  }
+  if (worstRatio > 1) {
+    throw new Error(
+      `${what}: element ${worst} is ${got[worst]} but the reference is ${want[worst]} ` +
+        `(${worstRatio.toFixed(2)}x the float32 rounding bound for ${terms} terms of total magnitude ${magnitude[worst]})`,
+    );
+  }
+}
+
 /** out (N,OC) = inp (N,C) @ weight^T + bias, with |inp| @ |weight|^T + |bias| as magnitude. */
 export function matmulForwardRef(inp: Arr, weight: Arr, bias: Arr | null, N: number, C: number, OC: number) {
   const out = new Float64Array(N * OC);

@@ -1,6 +1,7 @@
 // One declaration per kernel (kernels.inc), one implementation per backend:
 // native/cpu/*.cc implement gptune::cpu, native/cuda/*.cu implement gptune::cuda.
 #pragma once
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 

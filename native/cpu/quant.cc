@@ -1,0 +1,349 @@
+// Quantized frozen weights (int8 per output channel, NF4 with double-quantized block scales) and the
+// linear layer that reads them directly. The formats are those of bitsandbytes (see kernels.inc);
+// the matmuls dequantize one tile of W at a time into a per-thread buffer (at most kTileRows rows
+// of W, or kTileRows x kTileCols in the backward), never a full-size fp32 copy of W.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "gptune/kernels.h"
+#include "parallel.h"
+#include "sgemm.h"
+
+namespace gptune::cpu {
+namespace {
+
+// The 16 NormalFloat4 values of QLoRA (Dettmers et al. 2023, appendix E) as bitsandbytes lists them
+// (functional.py get_4bit_type("nf4") and the dDequantizeNF4 table of its CUDA kernels).
+constexpr float kNf4[16] = {-1.0f,
+                            -0.6961928009986877f,
+                            -0.5250730514526367f,
+                            -0.39491748809814453f,
+                            -0.28444138169288635f,
+                            -0.18477343022823334f,
+                            -0.09105003625154495f,
+                            0.0f,
+                            0.07958029955625534f,
+                            0.16093020141124725f,
+                            0.24611230194568634f,
+                            0.33791524171829224f,
+                            0.44070982933044434f,
+                            0.5626170039176941f,
+                            0.7229568362236023f,
+                            1.0f};
+constexpr int kNf4Block = 64;      // weights per absmax
+constexpr int kStatsBlock = 256;   // absmax values per second-level scale
+
+// bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): for i in 0..6,
+// the midpoints of torch.linspace(0.1, 1, 2^i + 1) (float32, ATen's two-sided formula) times
+// +-10^(i-6), plus 0 and 1, sorted: 256 increasing values in [-0.993, 1].
+std::array<float, 256> make_dynamic_code() {
+  static const double kPowers[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0};
+  std::vector<float> values;
+  for (int i = 0; i < 7; ++i) {
+    const int items = (1 << i) + 1;
+    const float start = 0.1f, end = 1.0f;
+    const float step = (end - start) / static_cast<float>(items - 1);
+    std::vector<float> bounds(items);
+    for (int j = 0; j < items; ++j)
+      bounds[j] = j < items / 2 ? start + step * static_cast<float>(j) : end - step * static_cast<float>(items - 1 - j);
+    const float power = static_cast<float>(kPowers[i]);
+    for (int j = 0; j + 1 < items; ++j) {
+      const float mean = (bounds[j] + bounds[j + 1]) / 2.0f;
+      values.push_back(power * mean);
+      values.push_back(-power * mean);
+    }
+  }
+  values.push_back(0.0f);
+  values.push_back(1.0f);
+  std::sort(values.begin(), values.end());
+  std::array<float, 256> code{};
+  std::copy(values.begin(), values.end(), code.begin());
+  return code;
+}
+
+const std::array<float, 256>& dynamic_code() {
+  static const std::array<float, 256> code = make_dynamic_code();
+  return code;
+}
+
+// Index of the dynamic-code value nearest x (ties to the lower value).
+int nearest_dynamic(float x) {
+  const auto& code = dynamic_code();
+  int hi = static_cast<int>(std::upper_bound(code.begin(), code.end(), x) - code.begin());  // first > x
+  if (hi == 0) return 0;
+  if (hi == 256) return 255;
+  return (code[hi] - x) < (x - code[hi - 1]) ? hi : hi - 1;
+}
+
+// NF4 code of x in [-1, 1]: the upper code wins when x is strictly above the float midpoint of two
+// neighbours, the thresholds of bitsandbytes' dQuantizeNF4 decision tree.
+int nf4_code(float x) {
+  static const std::array<float, 15> midpoints = [] {
+    std::array<float, 15> m{};
+    for (int i = 0; i < 15; ++i) m[i] = static_cast<float>((double{kNf4[i]} + double{kNf4[i + 1]}) / 2.0);
+    return m;
+  }();
+  int code = 0;
+  while (code < 15 && x > midpoints[code]) ++code;
+  return code;
+}
+
+// Dequantizes rows [o0, o0+rows) and columns [c0, c0+cols) of a quantized (OC,C) weight into
+// tile (rows,cols), row stride cols.
+struct Int8Weight {
+  const int8_t* q;
+  const float* scale;
+  int C;
+  void tile(float* dst, int o0, int rows, int c0, int cols) const {
+    for (int r = 0; r < rows; ++r) {
+      const int8_t* src = q + int64_t{o0 + r} * C + c0;
+      const float s = scale[o0 + r];
+      float* d = dst + int64_t{r} * cols;
+      for (int j = 0; j < cols; ++j) d[j] = static_cast<float>(src[j]) * s;
+    }
+  }
+};
+
+struct Nf4Weight {
+  const uint8_t* packed;
+  const uint8_t* qabsmax;
+  const float* absmax2;
+  float offset;
+  int C;
+  float block_absmax(int64_t block) const {
+    float a = dynamic_code()[qabsmax[block]] * absmax2[block / kStatsBlock];
+    return a + offset;
+  }
+  // The flat elements [first, first+count) of the weight, into d: one absmax per block, and whole
+  // bytes (two codes) at a time where the range is byte-aligned.
+  void span(float* d, int64_t first, int64_t count) const {
+    const int64_t stop = first + count;
+    for (int64_t i = first; i < stop;) {
+      const int64_t block_end = std::min<int64_t>((i / kNf4Block + 1) * kNf4Block, stop);
+      const float absmax = block_absmax(i / kNf4Block);
+      if (i & 1) {
+        *d++ = kNf4[packed[i >> 1] & 15] * absmax;
+        ++i;
+      }
+      for (; i + 1 < block_end; i += 2) {
+        const uint8_t byte = packed[i >> 1];
+        d[0] = kNf4[byte >> 4] * absmax;
+        d[1] = kNf4[byte & 15] * absmax;
+        d += 2;
+      }
+      if (i < block_end) {
+        *d++ = kNf4[packed[i >> 1] >> 4] * absmax;
+        ++i;
+      }
+    }
+  }
+  void tile(float* dst, int o0, int rows, int c0, int cols) const {
+    for (int r = 0; r < rows; ++r) span(dst + int64_t{r} * cols, int64_t{o0 + r} * C + c0, cols);
+  }
+};
+
+constexpr int kTileRows = 16;   // rows of W dequantized at once
+constexpr int kTileCols = 256;  // backward: columns of W per tile (each thread owns a column range)
+
+// 16 independent partial sums so the compiler vectorises the reduction without reassociation flags.
+float dot(const float* __restrict a, const float* __restrict b, int n) {
+  float acc[16] = {};
+  int c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int k = 0; k < 16; ++k) acc[k] += a[c + k] * b[c + k];
+  float s = 0.0f;
+  for (int k = 0; k < 16; ++k) s += acc[k];
+  for (; c < n; ++c) s += a[c] * b[c];
+  return s;
+}
+
+// From this many input rows on, the matmuls dequantize a slab of W (about kSlabFloats floats, whole
+// rows) at a time and run the fp32 sgemm on it: the dequantization is then paid once per slab for
+// all N rows, and the sgemm's packing and register tiling do the rest. Below it (decoding), the
+// direct loops read the quantized bytes once (8 or 4 bits a weight instead of 32).
+constexpr int kSlabMinRows = 16;
+constexpr int64_t kSlabFloats = int64_t{1} << 16;  // 256 KiB: a few L2-sized row panels
+
+int slab_rows(int C, int OC) {
+  const int64_t rows = std::max<int64_t>(kTileRows, kSlabFloats / C / kTileRows * kTileRows);
+  return static_cast<int>(std::min<int64_t>(rows, OC));
+}
+
+// Rows [o0, o0+rows) of W, dequantized into slab (rows,C) by all threads.
+template <class W>
+void dequantize_slab(float* slab, const W& w, int o0, int rows, int C) {
+  parallel_for(rows, 4, [&](int64_t begin, int64_t end, int) {
+    w.tile(slab + begin * C, o0 + static_cast<int>(begin), static_cast<int>(end - begin), 0, C);
+  });
+}
+
+// Calls use(slab, o0, rows) for consecutive slabs of W: rows [o0, o0+rows) dequantized into slab (rows,C).
+template <class W, class Use>
+void for_each_slab(const W& w, int C, int OC, Use&& use) {
+  const int S = slab_rows(C, OC);
+  std::vector<float> slab(static_cast<size_t>(S) * C);
+  for (int o0 = 0; o0 < OC; o0 += S) {
+    const int rows = std::min(S, OC - o0);
+    dequantize_slab(slab.data(), w, o0, rows, C);
+    use(slab.data(), o0, rows);
+  }
+}
+
+// out (N,OC) = inp (N,C) @ W^T + bias. Many rows: slab by slab through sgemm. Few rows: threads own
+// tiles of kTileRows output channels; each tile of W is dequantized once and used for every row.
+template <class W>
+void quant_matmul_forward(float* out, const float* inp, const W& w, const float* bias, int N, int C, int OC) {
+  if (N >= kSlabMinRows) {
+    for_each_slab(w, C, OC, [&](const float* slab, int o0, int rows) {
+      sgemm_bias(false, true, N, rows, C, 1.0f, inp, C, slab, C, 0.0f, bias ? bias + o0 : nullptr, out + o0, OC);
+    });
+    return;
+  }
+  const int64_t tiles = (OC + kTileRows - 1) / kTileRows;
+  parallel_for(tiles, 1, [&](int64_t begin, int64_t end, int) {
+    std::vector<float> tile(static_cast<size_t>(kTileRows) * C);
+    for (int64_t t = begin; t < end; ++t) {
+      const int o0 = static_cast<int>(t * kTileRows);
+      const int rows = std::min(kTileRows, OC - o0);
+      w.tile(tile.data(), o0, rows, 0, C);
+      for (int n = 0; n < N; ++n) {
+        const float* x = inp + int64_t{n} * C;
+        float* y = out + int64_t{n} * OC + o0;
+        for (int r = 0; r < rows; ++r) y[r] = dot(x, tile.data() + int64_t{r} * C, C) + (bias ? bias[o0 + r] : 0.0f);
+      }
+    }
+  });
+}
+
+// dinp (N,C) += dout (N,OC) @ W: threads own ranges of kTileCols input channels (so no two write the
+// same dinp element); a (kTileRows, kTileCols) tile of W feeds contiguous axpys into dinp rows.
+template <class W>
+void quant_matmul_backward(float* dinp, const float* dout, const W& w, int N, int C, int OC) {
+  if (N >= kSlabMinRows) {
+    // dinp (N,C) += dout[:, o0:o0+rows] (N,rows) @ slab (rows,C), slab by slab.
+    for_each_slab(w, C, OC, [&](const float* slab, int o0, int rows) {
+      sgemm(false, false, N, C, rows, 1.0f, dout + o0, OC, slab, C, 1.0f, dinp, C);
+    });
+    return;
+  }
+  const int64_t col_tiles = (C + kTileCols - 1) / kTileCols;
+  parallel_for(col_tiles, 1, [&](int64_t begin, int64_t end, int) {
+    float tile[kTileRows * kTileCols];
+    for (int64_t t = begin; t < end; ++t) {
+      const int c0 = static_cast<int>(t * kTileCols);
+      const int cols = std::min(kTileCols, C - c0);
+      for (int o0 = 0; o0 < OC; o0 += kTileRows) {
+        const int rows = std::min(kTileRows, OC - o0);
+        w.tile(tile, o0, rows, c0, cols);
+        for (int n = 0; n < N; ++n) {
+          float* __restrict dx = dinp + int64_t{n} * C + c0;
+          const float* dy = dout + int64_t{n} * OC + o0;
+          for (int r = 0; r < rows; ++r) {
+            const float g = dy[r];
+            const float* __restrict wr = tile + r * cols;
+            for (int j = 0; j < cols; ++j) dx[j] += g * wr[j];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void quantize_int8(int8_t* q, float* scale, const float* weight, int OC, int C) {
+  parallel_for(OC, 16, [&](int64_t begin, int64_t end, int) {
+    for (int64_t o = begin; o < end; ++o) {
+      const float* w = weight + o * C;
+      float absmax = 0.0f;
+      for (int c = 0; c < C; ++c) absmax = std::max(absmax, std::fabs(w[c]));
+      scale[o] = absmax / 127.0f;
+      // bitsandbytes' int8_vectorwise_quant: round(w * (127 / absmax)), torch.round = half to even
+      // (std::nearbyint in the default rounding mode).
+      const float factor = absmax > 0.0f ? 127.0f / absmax : 0.0f;
+      int8_t* qo = q + o * C;
+      // The clamp only matters for non-finite weights (NaN becomes 0), where the cast would be undefined.
+      for (int c = 0; c < C; ++c) {
+        const float v = std::nearbyint(w[c] * factor);
+        qo[c] = static_cast<int8_t>(v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? static_cast<int>(v) : 0);
+      }
+    }
+  });
+}
+
+void dequantize_int8(float* weight, const int8_t* q, const float* scale, int OC, int C) {
+  const Int8Weight w{q, scale, C};
+  parallel_for(OC, 16, [&](int64_t begin, int64_t end, int) {
+    for (int64_t o = begin; o < end; ++o) w.tile(weight + o * C, static_cast<int>(o), 1, 0, C);
+  });
+}
+
+void matmul_int8_forward(float* out, const float* inp, const int8_t* q, const float* scale,
+                         const float* bias, int N, int C, int OC) {
+  quant_matmul_forward(out, inp, Int8Weight{q, scale, C}, bias, N, C, OC);
+}
+
+void matmul_int8_backward(float* dinp, const float* dout, const int8_t* q, const float* scale,
+                          int N, int C, int OC) {
+  if (dinp) quant_matmul_backward(dinp, dout, Int8Weight{q, scale, C}, N, C, OC);
+}
+
+void quantize_nf4(uint8_t* packed, uint8_t* qabsmax, float* absmax2, float* offset,
+                  const float* weight, long long n) {
+  const int64_t blocks = (n + kNf4Block - 1) / kNf4Block;
+  std::vector<float> absmax(static_cast<size_t>(blocks));
+  parallel_for(blocks, 64, [&](int64_t begin, int64_t end, int) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t first = b * kNf4Block, last = std::min<int64_t>(first + kNf4Block, n);
+      float m = 0.0f;
+      for (int64_t i = first; i < last; ++i) m = std::max(m, std::fabs(weight[i]));
+      absmax[b] = m;
+      // bitsandbytes multiplies by the reciprocal; an all-zero block (where it would form 0 * inf)
+      // maps every element to the code of 0.0.
+      const float inv = m > 0.0f ? 1.0f / m : 0.0f;
+      for (int64_t i = first; i < last; i += 2) {
+        const int hi = nf4_code(weight[i] * inv);
+        const int lo = i + 1 < last ? nf4_code(weight[i + 1] * inv) : 0;
+        packed[i >> 1] = static_cast<uint8_t>((hi << 4) | lo);
+      }
+    }
+  });
+  // Double quantization (compress_statistics): subtract the mean, then 8-bit blockwise with the
+  // dynamic code. The mean is accumulated in double and rounded once.
+  double sum = 0.0;
+  for (float a : absmax) sum += a;
+  const float mean = static_cast<float>(sum / static_cast<double>(blocks));
+  *offset = mean;
+  const int64_t stat_blocks = (blocks + kStatsBlock - 1) / kStatsBlock;
+  for (int64_t s = 0; s < stat_blocks; ++s) {
+    const int64_t first = s * kStatsBlock, last = std::min<int64_t>(first + kStatsBlock, blocks);
+    float m = 0.0f;
+    for (int64_t b = first; b < last; ++b) m = std::max(m, std::fabs(absmax[b] - mean));
+    absmax2[s] = m;
+    const float inv = m > 0.0f ? 1.0f / m : 0.0f;
+    for (int64_t b = first; b < last; ++b) qabsmax[b] = static_cast<uint8_t>(nearest_dynamic((absmax[b] - mean) * inv));
+  }
+}
+
+void dequantize_nf4(float* weight, const uint8_t* packed, const uint8_t* qabsmax,
+                    const float* absmax2, const float* offset, long long n) {
+  const Nf4Weight w{packed, qabsmax, absmax2, *offset, 0};
+  parallel_for(n, 4096, [&](int64_t begin, int64_t end, int) { w.span(weight + begin, begin, end - begin); });
+}
+
+void matmul_nf4_forward(float* out, const float* inp, const uint8_t* packed, const uint8_t* qabsmax,
+                        const float* absmax2, const float* offset, const float* bias, int N, int C,
+                        int OC) {
+  quant_matmul_forward(out, inp, Nf4Weight{packed, qabsmax, absmax2, *offset, C}, bias, N, C, OC);
+}
+
+void matmul_nf4_backward(float* dinp, const float* dout, const uint8_t* packed,
+                         const uint8_t* qabsmax, const float* absmax2, const float* offset, int N,
+                         int C, int OC) {
+  if (dinp) quant_matmul_backward(dinp, dout, Nf4Weight{packed, qabsmax, absmax2, *offset, C}, N, C, OC);
+}
+
+}  // namespace gptune::cpu
