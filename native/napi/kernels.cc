@@ -252,11 +252,17 @@ Napi::Value EncoderBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A normalisation's eps: a positive number (0 would divide by zero on a zero row).
+double positive_eps(Args& a, size_t i) {
+  double eps = a.number(i, "eps");
+  if (!(eps > 0)) a.fail_type(i, "eps", "a positive number");
+  return eps;
+}
+
 Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
   Args a(info, "layernorm_forward", 9);
   int N = a.dim(6, "N"), C = a.dim(7, "C");
-  double eps = a.number(8, "eps");
-  if (!(eps > 0)) a.fail_type(8, "eps", "a positive number");
+  double eps = positive_eps(a, 8);
   auto out = a.floats(0, "out", a.product({N, C}));
   auto mean = a.floats_opt(1, "mean", N);
   auto rstd = a.floats_opt(2, "rstd", N);
@@ -395,11 +401,6 @@ Napi::Value AttentionCachedForward(const Napi::CallbackInfo& info) {
 
 // ---- Llama-family kernels (RMSNorm, QK-norm, RoPE, SwiGLU) ----
 
-double positive_eps(Args& a, size_t i) {
-  double eps = a.number(i, "eps");
-  if (!(eps > 0)) a.fail_type(i, "eps", "a positive number");
-  return eps;
-}
 
 Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
   Args a(info, "rmsnorm_forward", 7);
