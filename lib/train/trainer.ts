@@ -323,8 +323,17 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // Training needs parameters, gradients, two AdamW moments and the activations of one
     // micro-batch; checked before anything is allocated (or, with options.model, before the rest).
     const maxBytes = c.max_memory === null ? null : parseByteSize(c.max_memory);
-    const plan = (config: DecoderConfig, parametersAllocated: boolean) =>
-      planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) }, training: true, parametersAllocated }).parts;
+    // Saving copies the weights to the host and encodes them: a checkpoint reads the parameters and
+    // both AdamW moments and encodes them (up to 4x the parameter bytes held at once), publishing
+    // output_dir a copy of the parameters and its encoding (2x).
+    const validationGiven = this.opts.validation != null || c.validation !== null || c.validation_fraction > 0;
+    const checkpointing = this.checkpointDir !== null && (c.save_every > 0 || validationGiven || c.resume_from !== null);
+    const saveCopies = checkpointing ? 4 : c.output_dir ? 2 : 0;
+    const plan = (config: DecoderConfig, parametersAllocated: boolean) => {
+      const parts = planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) }, training: true, parametersAllocated }).parts;
+      if (saveCopies > 0) parts['checkpoint writing'] = saveCopies * planMemory(config, { batch: null, training: false }).parts.parameters;
+      return parts;
+    };
     const lower = 'batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)';
     let opened: OpenedModel;
     if (this.opts.model) {

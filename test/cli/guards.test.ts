@@ -85,7 +85,7 @@ describe('sizes that cannot fit', () => {
     const out = path.join(tempDir('gptune-cli-guard-'), 'out');
     const r = gptune('train', '--model', TINY, '--data', DATA, '--out', out, '--batch-size', '100000000');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^gptune train: training needs [\d.]+ TB \(parameters [\d.]+ KB, gradients [\d.]+ KB, AdamW moments [\d.]+ KB, activations [\d.]+ TB\) but [\d.]+ [KMGT]?B is (available \(MemAvailable\)|free \(os\.freemem\)|left under the cgroup memory limit); lower batch_size \(--batch-size\), seq_len \(--seq-len\) or the model size/);
+    expect(r.stderr).toMatch(/^gptune train: training needs [\d.]+ TB \(parameters [\d.]+ KB, gradients [\d.]+ KB, AdamW moments [\d.]+ KB, activations [\d.]+ TB, checkpoint writing [\d.]+ KB\) but [\d.]+ [KMGT]?B is (available \(MemAvailable\)|free \(os\.freemem\)|left under the cgroup memory limit); lower batch_size \(--batch-size\), seq_len \(--seq-len\) or the model size/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.ms).toBeLessThan(20000);
     expect(fs.existsSync(out)).toBe(false);

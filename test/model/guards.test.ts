@@ -10,7 +10,7 @@ import { ConfigError } from '../../lib/config';
 import { MemoryBudgetError, NonFiniteError } from '../../lib/errors';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors';
 import { loadModel, saveModel } from '../../lib/model/checkpoint';
-import { countParameters, parseGPT2Config, parseModelSpec } from '../../lib/model/config';
+import { countParameters, loadModelConfig, parseGPT2Config, parseModelSpec } from '../../lib/model/config';
 import { generate, planGenerationMemory } from '../../lib/model/generate';
 import { Decoder, planMemory } from '../../lib/model/decoder';
 import { AdamW } from '../../lib/train/adamw';
@@ -108,6 +108,18 @@ describe('memory plan', () => {
     await expect(new Trainer({ model: TINY, data: DATA, max_memory: '1MB', batch_size: 4, seq_len: 16 }).fit()).rejects.toThrow(
       /^training needs [\d.]+ MB \(parameters [\d.]+ KB, gradients [\d.]+ KB, AdamW moments [\d.]+ KB, activations [\d.]+ KB\) but 1.00 MB is allowed by max_memory \(--max-memory\); lower batch_size \(--batch-size\), seq_len \(--seq-len\) or the model size/,
     );
+    // Saving is planned too: a checkpointing run holds the parameters and both AdamW moments read back
+    // and encoded (4x the parameter bytes), a run that only publishes output_dir a copy and its encoding (2x).
+    const params = planMemory(loadModelConfig(TINY), { batch: null, training: false }).parts.parameters;
+    const saving = async (config: object) => {
+      const error = await new Trainer({ model: TINY, data: DATA, max_memory: '1MB', batch_size: 4, seq_len: 16, ...config }).fit().catch((e: Error) => e);
+      const m = /checkpoint writing ([\d.]+) KB/.exec((error as Error).message);
+      return m === null ? null : Number(m[1]);
+    };
+    const kb = (bytes: number) => Number((bytes / 1000).toPrecision(3));
+    expect(await saving({})).toBeNull();
+    expect(await saving({ output_dir: path.join(tempDir(), 'out') })).toBe(kb(2 * params));
+    expect(await saving({ output_dir: path.join(tempDir(), 'out'), save_every: 5 })).toBe(kb(4 * params));
     // A batch size no machine holds is refused at once, before the data is built.
     const started = Date.now();
     await expect(new Trainer({ model: TINY, data: DATA, batch_size: 100000000 }).fit()).rejects.toThrow(/^training needs [\d.]+ TB .* lower batch_size/);

@@ -61,7 +61,7 @@ export const trainCommand: Command = {
     'A step whose loss or gradient norm is not finite is skipped (no update; a warning); --max-skipped-steps such steps in a row, ' +
     'or a loss more than --divergence-zscore standard deviations above the mean of the last 100 steps, stop the run as diverged: ' +
     'exit 1, nothing written to OUT, the last good checkpoint named. A loss above 3 x ln(vocab_size) or 6 standard deviations warns. ' +
-    'Before anything is allocated the run\'s memory (parameters, gradients, AdamW moments, activations and logits of one micro-batch) ' +
+    'Before anything is allocated the run\'s memory (parameters, gradients, AdamW moments, activations and logits of one micro-batch, the host copies a save makes) ' +
     'is checked against the memory available (MemAvailable, the cgroup limit) or --max-memory.',
   flags: {
     config: { type: 'string', help: 'JSON or YAML file of config keys (see lib/config); flags override it' },
