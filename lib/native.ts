@@ -50,6 +50,15 @@ export interface Kernels {
   dequantize_nf4(weight: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, n: number): void;
   matmul_nf4_forward(out: F, inp: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, bias: F | null, N: number, C: number, OC: number): void;
   matmul_nf4_backward(dinp: F | null, dout: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, N: number, C: number, OC: number): void;
+  /** bfloat16 frozen weights: w (OC,C) bf16 bit patterns, read directly (kernels.inc). */
+  matmul_bf16_forward(out: F, inp: F, w: Uint16Array, bias: F | null, N: number, C: number, OC: number): void;
+  matmul_bf16_backward(dinp: F | null, dout: F, w: Uint16Array, N: number, C: number, OC: number): void;
+  /**
+   * LoRA on a linear layer's output (kernels.inc): u (N,R) = dropout(inp) @ A^T; out[:, offset:offset+OC]
+   * (rows of stride ld) += scaling * u @ B^T. The dropout mask is a function of (seed, element).
+   */
+  lora_forward(out: F, u: F, inp: F, A: F, B: F, N: number, C: number, R: number, OC: number, ld: number, offset: number, scaling: number, dropout: number, seed: number): void;
+  lora_backward(dinp: F | null, dA: F | null, dB: F | null, du: F, dout: F, u: F, inp: F, A: F, B: F, N: number, C: number, R: number, OC: number, ld: number, offset: number, scaling: number, dropout: number, seed: number): void;
   /** wpe null: no learned position table (Llama family), out = wte[token]. */
   encoder_forward(out: F, tokens: I, positions: I | null, wte: F, wpe: F | null, B: number, T: number, C: number, posOffset: number): void;
   encoder_backward(dwte: F | null, dwpe: F | null, dout: F, tokens: I, positions: I | null, B: number, T: number, C: number, posOffset: number): void;

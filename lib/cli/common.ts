@@ -1,6 +1,9 @@
 /** Shared pieces of the CLI commands: common flags, output, model and data opening. */
 import * as fs from 'fs';
-import { DEVICE_CHOICES, PRECISIONS } from '../device';
+import { DEVICE_CHOICES, DeviceChoice, PRECISIONS } from '../device';
+import { loadAdapter, parseAdapterSpec } from '../lora/apply';
+import { BASE_DTYPES, BaseDtype } from '../model/frozen_base';
+import { openModel, OpenedModel } from '../model/open';
 import type { Tokenizer } from '../tokenizer';
 import type { MemoryCheck } from '../model/open';
 import { parseByteSize } from '../util/memory';
@@ -47,8 +50,29 @@ export function readTextFile(file: string, flag: string): string {
   return fs.readFileSync(file, 'utf8');
 }
 
-export { openModel } from '../model/open';
-export type { OpenedModel } from '../model/open';
+export { openModel };
+export type { OpenedModel };
+
+/** --adapter and --base-dtype: PEFT LoRA adapters applied on the loaded base (eval, generate, sample, chat). */
+export const ADAPTER_FLAGS: Record<string, FlagSpec> = {
+  adapter: { type: 'strings', help: 'apply a PEFT LoRA adapter folder on the model: DIR, or DIR:WEIGHT to scale it; repeat to apply several at once' },
+  'base-dtype': { type: 'string', choices: BASE_DTYPES, default: 'f32', help: "store the base's linear weights as f32, bf16, int8 or nf4 (QLoRA inference)" },
+};
+
+/** openModel with the command's --base-dtype, then every --adapter applied in order. */
+export function openWithAdapters(v: Record<string, unknown>, spec: string, memory: MemoryCheck, flag: string): OpenedModel {
+  const opened = openModel(spec, v.device as DeviceChoice, 0, memory, flag, { baseDtype: (v['base-dtype'] as BaseDtype | undefined) ?? 'f32' });
+  try {
+    for (const value of (v.adapter as string[] | undefined) ?? []) {
+      const { dir, weight } = parseAdapterSpec(value);
+      loadAdapter(opened.model, dir, { weight, label: '--adapter' });
+    }
+  } catch (e) {
+    opened.model.free();
+    throw e;
+  }
+  return opened;
+}
 
 export function encodeFile(tokenizer: Tokenizer, file: string, flag: string): Int32Array {
   return Int32Array.from(tokenizer.encode(readTextFile(file, flag)));

@@ -15,11 +15,12 @@ import { demoCommand } from './commands/demo';
 import { evalCommand } from './commands/eval';
 import { generateCommand } from './commands/generate';
 import { info } from './commands/info';
+import { mergeCommand } from './commands/merge';
 import { sampleCommand } from './commands/sample';
 import { scoreCommand } from './commands/score';
 import { trainCommand } from './commands/train';
 
-export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, demo: demoCommand };
+export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, demo: demoCommand };
 
 function mainHelp(): string {
   return [

@@ -104,6 +104,26 @@ export interface TrainConfig {
   /** Shard output_dir's weights above this size, as save_pretrained's max_shard_size ("5GB", "500MB", bytes). Default "5GB". */
   max_shard_size: string;
 
+  // --- LoRA / QLoRA (lib/lora; PEFT's LoraConfig) ---
+  /** Train a LoRA adapter on the frozen base instead of every weight. Default false. */
+  lora: boolean;
+  /** LoRA rank r (>= 1). Default 8. */
+  lora_r: number;
+  /** LoRA alpha: the update is scaled by alpha / r (alpha / sqrt(r) with use_rslora). Default 16. */
+  lora_alpha: number;
+  /** Dropout on the adapter's input, in [0, 1). Default 0.05. */
+  lora_dropout: number;
+  /** Modules to adapt, comma-separated as PEFT matches them (a name matches a module equal to it or ending in ".name"), or all-linear. Default null: GPT-2 c_attn, the Llama family q_proj,v_proj. */
+  lora_targets: string | null;
+  /** rsLoRA: scale by alpha / sqrt(r). Default false. */
+  use_rslora: boolean;
+  /** Modules trained in full and saved with the adapter, comma-separated (lm_head, embed_tokens / wte). Default null. */
+  lora_modules_to_save: string | null;
+  /** How the frozen base's linear weights are stored: f32, bf16, int8 (per-channel absmax) or nf4 (QLoRA); anything but f32 needs lora. Default "f32". */
+  base_dtype: 'f32' | 'bf16' | 'int8' | 'nf4';
+  /** Continue training this PEFT adapter folder (its config sets r, alpha, targets; implies lora). Default null. */
+  adapter: string | null;
+
   // --- divergence and memory guards ---
   /**
    * A step whose loss or gradient norm is not finite is skipped (no update); this many consecutive
@@ -194,6 +214,15 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   resume_from: { type: 'string', nullable: true, default: null, flag: 'resume', help: 'resume from a checkpoint folder (or the newest one inside it)' },
   save_dtype: { type: 'string', choices: ['f32', 'bf16'] as const, default: 'f32', flag: 'save-dtype', help: "dtype of the output model's weights (checkpoints stay f32)" },
   max_shard_size: { type: 'string', default: '5GB', flag: 'max-shard-size', help: 'shard the output weights above this size (5GB, 500MB, or bytes), as save_pretrained' },
+  lora: { type: 'bool', default: false, flag: 'lora', help: 'train a LoRA adapter on the frozen base (PEFT-compatible adapter_config.json + adapter_model.safetensors in --out)' },
+  lora_r: { type: 'int', min: 1, default: 8, flag: 'lora-r', help: 'LoRA rank r' },
+  lora_alpha: { type: 'number', above: 0, default: 16, flag: 'lora-alpha', help: 'LoRA alpha (scaling alpha / r)' },
+  lora_dropout: { type: 'number', min: 0, below: 1, default: 0.05, flag: 'lora-dropout', help: "dropout on the adapter's input" },
+  lora_targets: { type: 'string', nullable: true, default: null, flag: 'lora-targets', help: 'modules to adapt, comma-separated (PEFT matching), or all-linear (default: GPT-2 c_attn; Llama family q_proj,v_proj)' },
+  use_rslora: { type: 'bool', default: false, flag: 'use-rslora', help: 'rsLoRA scaling alpha / sqrt(r)' },
+  lora_modules_to_save: { type: 'string', nullable: true, default: null, flag: 'lora-modules-to-save', help: 'modules trained in full with the adapter, comma-separated (lm_head, embed_tokens / wte)' },
+  base_dtype: { type: 'string', choices: ['f32', 'bf16', 'int8', 'nf4'] as const, default: 'f32', flag: 'base-dtype', help: "storage of the frozen base's linear weights (anything but f32 needs --lora; nf4 is QLoRA)" },
+  adapter: { type: 'string', nullable: true, default: null, flag: 'adapter', help: 'continue training this PEFT adapter folder (implies --lora; r, alpha and targets come from it)' },
   max_skipped_steps: { type: 'int', min: 1, default: 5, flag: 'max-skipped-steps', help: 'stop as diverged after N consecutive steps with a non-finite loss or gradient norm (each is skipped)' },
   divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },
   max_memory: { type: 'string', nullable: true, byteSize: true, default: null, flag: 'max-memory', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },
@@ -373,7 +402,19 @@ export function resolveConfig(
   if (config.min_lr > config.learning_rate) {
     throw new ConfigError(`${where}: min_lr (${config.min_lr}) must not exceed learning_rate (${config.learning_rate})`);
   }
+  if (!config.lora && config.adapter === null) {
+    // A LoRA setting without LoRA would be silently ignored: a forgotten --lora.
+    const loraKeys = (['lora_r', 'lora_alpha', 'lora_dropout', 'lora_targets', 'use_rslora', 'lora_modules_to_save'] as const)
+      .filter((k) => config[k] !== CONFIG_SCHEMA[k].default);
+    if (loraKeys.length > 0) throw new ConfigError(`${where}: ${loraKeys[0]} needs lora (--lora)`);
+    if (config.base_dtype !== 'f32') throw new ConfigError(`${where}: base_dtype ${config.base_dtype} needs lora (--lora): a ${config.base_dtype} base is frozen and only an adapter trains on it`);
+  }
   return config;
+}
+
+/** A comma-separated list setting ("q_proj, v_proj") as names. */
+export function listSetting(value: string): string[] {
+  return value.split(',').map((x) => x.trim()).filter((x) => x !== '');
 }
 
 /** The config as saved beside checkpoints: every key, in schema order. */

@@ -146,6 +146,13 @@ function removeQuietly(p: string): void {
   }
 }
 
+/** Bytes `contents` takes on disk. */
+export function contentsBytes(contents: FileContents): number {
+  if (typeof contents === 'string') return Buffer.byteLength(contents);
+  if (contents instanceof Uint8Array) return contents.byteLength;
+  return contents.reduce((n, chunk) => n + chunk.byteLength, 0);
+}
+
 /**
  * Atomically replace (or create) the file at `filePath` with `contents`. On any error the old file
  * is untouched, no temporary file is left behind, and the error is rethrown.

@@ -27,6 +27,7 @@ import { checkInstance, checkOptions, describeValue } from '../util/check';
 import { loadModelConfig } from './config';
 import { Decoder, globalParamName, parameterSpecs } from './decoder';
 import { DecoderConfig } from './decoder_config';
+import type { BaseDtype } from './frozen_base';
 
 /** Hugging Face's Conv1D stores (in, out); gptune's linear weights are (out, in). */
 const CONV1D = /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/;
@@ -96,6 +97,8 @@ function savedName(cfg: DecoderConfig, name: string): string {
 
 export interface LoadOptions {
   device?: DeviceName;
+  /** How the blocks' linear weights are kept (a frozen LoRA base may be bf16, int8 or nf4); default f32. */
+  baseDtype?: BaseDtype;
 }
 
 /** Loads config.json and the weights (single file or shards) from dir into a new model. */
@@ -109,7 +112,7 @@ export function loadModel(dir: string, options: LoadOptions = {}): Decoder {
   }
   const tensors = readCheckpointTensors(dir);
   const source = path.join(dir, fs.existsSync(path.join(dir, SINGLE_FILE)) ? SINGLE_FILE : INDEX_FILE);
-  const model = new Decoder(config, options.device ?? 'cpu');
+  const model = new Decoder(config, options.device ?? 'cpu', { baseDtype: options.baseDtype });
   try {
     fillParameters(model, tensors, source);
     return model;
@@ -148,9 +151,18 @@ function fillParameters(model: Decoder, stored: Map<string, CheckpointTensor>, s
   if (missing.length > 0) {
     throw new CheckpointError(`${source}: missing ${missing.length} tensor(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
   }
+  // A low-precision base checks its weights as it stores them (nonFiniteParameter sees only the arena).
+  const store = (m: Mapping, data: Float32Array) => {
+    try {
+      model.setParameter(m.param, data);
+    } catch (e) {
+      if (!(e instanceof NonFiniteError)) throw e;
+      const part = byName.get(m.parts[0].name)!;
+      throw new NonFiniteError(`${part.tensor.file}: tensor "${m.parts.map((p) => byName.get(p.name)!.name).join('" or "')}" holds NaN or infinite values (a diverged run's weights?); gptune does not load non-finite weights`);
+    }
+  };
   for (const m of mappings) {
-    const target = model.params.get(m.param);
-    const values = m.parts.length === 1 ? null : new Float32Array(target.numel);
+    const values = m.parts.length === 1 ? null : new Float32Array(m.parts.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0));
     let offset = 0;
     for (const part of m.parts) {
       const { name: rawName, tensor } = byName.get(part.name)!;
@@ -160,13 +172,13 @@ function fillParameters(model: Decoder, stored: Map<string, CheckpointTensor>, s
       let data = toFloat32(tensor);
       if (m.transposed) data = transpose(data, part.shape[0], part.shape[1]);
       if (values === null) {
-        target.write(data);
+        store(m, data);
       } else {
         values.set(data, offset);
         offset += data.length;
       }
     }
-    if (values !== null) target.write(values);
+    if (values !== null) store(m, values);
   }
   const nonFinite = model.nonFiniteParameter();
   if (nonFinite !== null) {
@@ -198,7 +210,7 @@ export function checkpointTensors(model: Decoder, arena: TensorArena = model.par
   const cfg = model.config;
   const out: Float32TensorToWrite[] = [];
   for (const m of checkpointMappings(cfg)) {
-    const values = arena.get(m.param).read();
+    const values = arena === model.params ? model.readParameter(m.param) : arena.get(m.param).read();
     let offset = 0;
     for (const part of m.parts) {
       const numel = part.shape.reduce((a, b) => a * b, 1);
@@ -291,6 +303,11 @@ function readModelFiles(from: string, extraNames: readonly string[]): Record<str
   for (const name of ['config.json', ...TOKENIZER_FILES, ...extraNames]) {
     const file = path.join(from, name);
     if (fs.existsSync(file)) files[name] = fs.readFileSync(file);
+  }
+  // A LoRA checkpoint holds an adapter (lib/lora/files.ts) instead of weights.
+  if (fs.existsSync(path.join(from, 'adapter_config.json'))) {
+    for (const name of ['adapter_config.json', 'adapter_model.safetensors']) files[name] = fs.readFileSync(path.join(from, name));
+    return files;
   }
   const weights = findCheckpointFiles(from);
   for (const file of weights.files) files[path.basename(file)] = fs.readFileSync(file);

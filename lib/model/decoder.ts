@@ -15,6 +15,9 @@
  * Linear weights are stored like nn.Linear, (out, in); lib/model/checkpoint.ts maps each family's
  * checkpoint names and layouts (GPT-2's Conv1D (in, out), Llama's separate q/k/v and gate/up).
  */
+import { NonFiniteError, UsageError } from '../errors';
+import { AdapterShape, adapterSpecs, LoraAdapter } from '../lora/adapter';
+import { LinearRole, LoraSettings } from '../lora/modules';
 import { IGNORE_INDEX } from '../metrics/lm';
 import { kernels } from '../native';
 import type { DeviceName } from '../native';
@@ -22,6 +25,7 @@ import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
 import { Rng } from '../util/rng';
 import { asDecoderConfig, countParameters, GPT2Config } from './config';
 import { attentionWidth, contextLength, DecoderConfig, ffnInputWidth, qkvWidth } from './decoder_config';
+import { BaseDtype, FrozenLinears, storedWeightBytes } from './frozen_base';
 import { ropeTables } from './rope';
 
 /** The model's targets follow PyTorch's ignore_index: one constant for the whole library (lib/metrics/lm.ts). */
@@ -150,10 +154,12 @@ export interface BlockBuffers {
   ln2: Tensor; ln2Mean: Tensor | null; ln2Rstd: Tensor | null;
   fch: Tensor; fchAct: Tensor; // (N,I) or (N,2H); (N,I) or (N,H)
   fcproj: Tensor; residual3: Tensor; // (N,C)
+  /** LoRA: u (N,r) = dropout(x) @ A^T of each adapter's modules in this block, [adapter][slot]. */
+  loraU: Tensor[][];
 }
 
 /** Buffer shapes of one block for `rows` token positions (B*T) and batch B. */
-export function blockBufferSpecs(cfg: DecoderConfig, prefix: string, rows: number, B: number, T: number, withStats: boolean): TensorSpec[] {
+export function blockBufferSpecs(cfg: DecoderConfig, prefix: string, rows: number, B: number, T: number, withStats: boolean, lora: readonly AdapterShape[] = []): TensorSpec[] {
   const C = cfg.width, QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
   const stats = withStats ? rows : 0, mean = withStats && cfg.norm === 'layernorm' ? rows : 0;
   const qk = cfg.qkNorm ? rows : 0;
@@ -165,11 +171,12 @@ export function blockBufferSpecs(cfg: DecoderConfig, prefix: string, rows: numbe
     { name: `${prefix}ln2`, shape: [rows, C] }, { name: `${prefix}ln2Mean`, shape: [mean] }, { name: `${prefix}ln2Rstd`, shape: [stats] },
     { name: `${prefix}fch`, shape: [rows, FI] }, { name: `${prefix}fchAct`, shape: [rows, H] },
     { name: `${prefix}fcproj`, shape: [rows, C] }, { name: `${prefix}residual3`, shape: [rows, C] },
+    ...lora.flatMap((a, i) => Array.from({ length: a.perLayer }, (_, j) => ({ name: `${prefix}lora${i}.${j}`, shape: [rows, a.r] }))),
   ];
 }
 
 /** Views of the buffers blockBufferSpecs laid out; empty tensors become null. */
-export function blockBuffers(arena: TensorArena, prefix: string): BlockBuffers {
+export function blockBuffers(arena: TensorArena, prefix: string, lora: readonly AdapterShape[] = []): BlockBuffers {
   const g = (n: string) => arena.get(`${prefix}${n}`);
   const opt = (n: string) => {
     const t = g(n);
@@ -180,6 +187,7 @@ export function blockBuffers(arena: TensorArena, prefix: string): BlockBuffers {
     atty: g('atty'), attLse: opt('attLse'), attproj: g('attproj'), residual2: g('residual2'),
     ln2: g('ln2'), ln2Mean: opt('ln2Mean'), ln2Rstd: opt('ln2Rstd'), fch: g('fch'), fchAct: g('fchAct'),
     fcproj: g('fcproj'), residual3: g('residual3'),
+    loraU: lora.map((a, i) => Array.from({ length: a.perLayer }, (_, j) => g(`lora${i}.${j}`))),
   };
 }
 
@@ -189,10 +197,10 @@ export function blockBuffers(arena: TensorArena, prefix: string): BlockBuffers {
  * the cross-entropy's, then the backward scratch (the residual-stream gradient and one buffer per
  * intermediate width; empty without backward). A memory plan sizes activations from this.
  */
-export function activationSpecs(cfg: DecoderConfig, B: number, T: number, withBackward: boolean): TensorSpec[] {
+export function activationSpecs(cfg: DecoderConfig, B: number, T: number, withBackward: boolean, lora: readonly AdapterShape[] = []): TensorSpec[] {
   const C = cfg.width, V = cfg.vocabSize, BT = B * T;
   const specs: TensorSpec[] = [{ name: 'encoded', shape: [BT, C] }];
-  for (let l = 0; l < cfg.layers; l++) specs.push(...blockBufferSpecs(cfg, `${l}.`, BT, B, T, true));
+  for (let l = 0; l < cfg.layers; l++) specs.push(...blockBufferSpecs(cfg, `${l}.`, BT, B, T, true, lora));
   specs.push(
     { name: 'lnf', shape: [BT, C] }, { name: 'lnfMean', shape: [cfg.norm === 'layernorm' ? BT : 0] }, { name: 'lnfRstd', shape: [BT] },
     { name: 'logits', shape: [BT, V] }, { name: 'losses', shape: [BT] }, { name: 'ceLse', shape: [BT] },
@@ -202,6 +210,7 @@ export function activationSpecs(cfg: DecoderConfig, B: number, T: number, withBa
     { name: 'dresidual', shape: [grad, C] }, { name: 'dC', shape: [grad, C] }, { name: 'dAtt', shape: [grad, attentionWidth(cfg)] },
     { name: 'dqkv', shape: [grad, qkvWidth(cfg)] }, { name: 'dqkvRaw', shape: [cfg.qkNorm ? grad : 0, qkvWidth(cfg)] },
     { name: 'dH', shape: [grad, cfg.ffnWidth] }, { name: 'dFI', shape: [grad, ffnInputWidth(cfg)] },
+    { name: 'loraDu', shape: [grad, Math.max(0, ...lora.map((a) => a.r))] },
   );
   return specs;
 }
@@ -214,6 +223,10 @@ export interface ModelUse {
   training: boolean;
   /** Whether the parameters are already allocated (only what is still to come is planned). */
   parametersAllocated?: boolean;
+  /** LoRA: the adapter applied (and trained, when training: the base then takes no gradients or moments). */
+  lora?: LoraSettings | null;
+  /** How the base's linear weights are stored (lib/model/frozen_base.ts); default f32. */
+  baseDtype?: BaseDtype;
 }
 
 /** Bytes of native memory a run allocates, by what they hold (see planMemory). */
@@ -230,18 +243,34 @@ export interface MemoryPlan {
  */
 export function planMemory(config: DecoderConfig | GPT2Config, use: ModelUse): MemoryPlan {
   const cfg = asDecoderConfig(config);
-  const parameters = arenaBytes(parameterSpecs(cfg).specs);
+  const baseDtype = use.baseDtype ?? 'f32';
+  const { specs } = parameterSpecs(cfg);
+  const stored = baseDtype === 'f32' ? new Set<string>() : new Set(linearWeightNames(cfg));
+  let parameters = arenaBytes(specs.filter((x) => !stored.has(x.name)));
+  for (const x of specs) if (stored.has(x.name)) parameters += storedWeightBytes(baseDtype, x.shape[0], x.shape[1]);
+  const adapter = use.lora ? adapterSpecs(cfg, use.lora) : null;
+  const adapterBytes = adapter ? arenaBytes(adapter.specs) : 0;
+  const trainableBytes = adapter ? adapterBytes : parameters;
   const parts: Record<string, number> = {};
   if (!use.parametersAllocated) {
     parts.parameters = parameters;
+    if (adapter) parts['LoRA adapter'] = adapterBytes;
     if (cfg.positions === 'rope') parts['RoPE tables'] = arenaBytes(ropeTableSpecs(cfg));
   }
   if (use.training) {
-    parts.gradients = parameters;
-    parts['AdamW moments'] = 2 * parameters;
+    parts.gradients = trainableBytes;
+    parts['AdamW moments'] = 2 * trainableBytes;
   }
-  if (use.batch) parts.activations = arenaBytes(activationSpecs(cfg, use.batch.B, use.batch.T, use.training));
+  const shapes: AdapterShape[] = adapter ? [{ r: use.lora!.r, perLayer: cfg.layers > 0 ? adapter.modules.filter((m) => m.layer === 0).length : 0 }] : [];
+  if (use.batch) parts.activations = arenaBytes(activationSpecs(cfg, use.batch.B, use.batch.T, use.training, shapes));
   return { parts, total: Object.values(parts).reduce((a, b) => a + b, 0) };
+}
+
+/** The four linear weights of every block: what a low-precision frozen base stores (frozen_base.ts). */
+export function linearWeightNames(cfg: DecoderConfig): string[] {
+  const names: string[] = [];
+  for (let l = 0; l < cfg.layers; l++) for (const role of ['qkvw', 'outw', 'fcw', 'projw'] as const) names.push(layerParamName(cfg, l, role));
+  return names;
 }
 
 /** The RoPE cos/sin tables (maxPositions, HS/2) each. */
@@ -258,16 +287,17 @@ class Activations {
   readonly logits: Tensor; losses: Tensor; ceLse: Tensor; // (N,V), (N), (N)
   // Backward scratch: the residual-stream gradient and one buffer per intermediate width.
   readonly dresidual: Tensor; dC: Tensor; dAtt: Tensor; dqkv: Tensor; dqkvRaw: Tensor; dH: Tensor; dFI: Tensor;
+  readonly loraDu: Tensor; // (N, largest adapter rank): lora_backward's scratch
 
-  constructor(device: DeviceName, cfg: DecoderConfig, readonly B: number, readonly T: number, withBackward: boolean) {
-    this.arena = new TensorArena(device, activationSpecs(cfg, B, T, withBackward));
+  constructor(device: DeviceName, cfg: DecoderConfig, readonly B: number, readonly T: number, withBackward: boolean, lora: readonly AdapterShape[]) {
+    this.arena = new TensorArena(device, activationSpecs(cfg, B, T, withBackward, lora));
     const g = (n: string) => this.arena.get(n);
     this.encoded = g('encoded');
-    for (let l = 0; l < cfg.layers; l++) this.layers.push(blockBuffers(this.arena, `${l}.`));
+    for (let l = 0; l < cfg.layers; l++) this.layers.push(blockBuffers(this.arena, `${l}.`, lora));
     this.lnf = g('lnf'); this.lnfMean = cfg.norm === 'layernorm' ? g('lnfMean') : null; this.lnfRstd = g('lnfRstd');
     this.logits = g('logits'); this.losses = g('losses'); this.ceLse = g('ceLse');
     this.dresidual = g('dresidual'); this.dC = g('dC'); this.dAtt = g('dAtt'); this.dqkv = g('dqkv'); this.dqkvRaw = g('dqkvRaw');
-    this.dH = g('dH'); this.dFI = g('dFI');
+    this.dH = g('dH'); this.dFI = g('dFI'); this.loraDu = g('loraDu');
   }
 
   get withBackward(): boolean {
@@ -282,6 +312,12 @@ export interface ForwardOptions {
   segmentIds?: Int32Array | null;
   /** Also compute the per-position argmax (token-level accuracy). */
   predictions?: boolean;
+  /**
+   * Training: the trainable LoRA adapter's dropout is applied with masks drawn from this seed (an
+   * integer in [0, 2^53); the trainer derives it from the run's seed and step, so a resumed run draws
+   * the same masks). Absent: no dropout (evaluation).
+   */
+  dropoutSeed?: number | null;
 }
 
 export interface ForwardResult {
@@ -313,21 +349,172 @@ export function maxPositionsKey(cfg: DecoderConfig): string {
   return cfg.modelType === 'gpt2' ? 'n_positions' : 'max_position_embeddings';
 }
 
+/** What a Decoder is built with besides its config. */
+export interface DecoderOptions {
+  /**
+   * How the blocks' linear weights are stored: f32 (default; trainable), or bf16 / int8 / nf4 for a
+   * frozen base that only LoRA adapters train on (lib/model/frozen_base.ts).
+   */
+  baseDtype?: BaseDtype;
+}
+
+/** Mixes a forward's dropout seed with an adapter module's index: an integer in [0, 2^53). */
+function moduleSeed(seed: number, index: number): number {
+  let h = Math.imul((seed % 4294967296) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16), 0x27d4eb2f) >>> 0;
+  const high = (Math.floor(seed / 4294967296) ^ Math.imul(index + 1, 0x165667b1)) & 0x1fffff;
+  return high * 4294967296 + h;
+}
+
+const BIAS_OF: Record<LinearRole, LayerRole> = { qkvw: 'qkvb', outw: 'outb', fcw: 'fcb', projw: 'projb' };
+
 export class Decoder {
   readonly config: DecoderConfig;
+  /** Float32 parameters: all of them, or, with a low-precision base, all but the blocks' linear weights. */
   readonly params: TensorArena;
+  /** Gradients, laid out like trainableSpecs() (the parameters, or the trainable LoRA adapter). */
   grads: TensorArena | null = null;
+  /** Parameters of the params arena that take weight decay (they come first). */
   readonly decayCount: number;
+  readonly baseDtype: BaseDtype;
+  /** The blocks' linear weights when baseDtype is not f32. */
+  private readonly frozen: FrozenLinears | null;
+  /** LoRA adapters applied on top of the base, in order; at most one is trainable. */
+  readonly adapters: LoraAdapter[] = [];
+  private trainableAdapter: LoraAdapter | null = null;
   private acts: Activations | null = null;
   private rope: { arena: TensorArena; cos: Tensor; sin: Tensor; positions: number } | null = null;
-  private lastBatch: { B: number; T: number; tokens: Int32Array; targets: Int32Array; positions: Int32Array | null; segmentIds: Int32Array | null } | null = null;
+  private lastBatch: {
+    B: number; T: number; tokens: Int32Array; targets: Int32Array; positions: Int32Array | null; segmentIds: Int32Array | null; dropoutSeed: number | null;
+  } | null = null;
 
   /** A GPT2Config (from parseGPT2Config / parseModelSpec) is taken as the GPT-2 configuration. */
-  constructor(config: DecoderConfig | GPT2Config, readonly device: DeviceName = 'cpu') {
+  constructor(config: DecoderConfig | GPT2Config, readonly device: DeviceName = 'cpu', options: DecoderOptions = {}) {
     this.config = asDecoderConfig(config);
+    this.baseDtype = options.baseDtype ?? 'f32';
     const { specs, decayCount } = parameterSpecs(this.config);
-    this.decayCount = decayCount;
-    this.params = new TensorArena(device, specs);
+    const stored = this.baseDtype === 'f32' ? new Set<string>() : new Set(linearWeightNames(this.config));
+    this.frozen = this.baseDtype === 'f32' ? null : new FrozenLinears(this.baseDtype, device);
+    this.decayCount = decayCount - specs.slice(0, decayCount).filter((x) => stored.has(x.name)).length;
+    this.params = new TensorArena(device, specs.filter((x) => !stored.has(x.name)));
+  }
+
+  /** Writes parameter `name` (a parameterSpecs name) from float32 values, storing it in the base's format. */
+  setParameter(name: string, values: Float32Array): void {
+    const t = this.params.tensors.get(name);
+    if (t) {
+      t.write(values);
+      return;
+    }
+    const spec = parameterSpecs(this.config).specs.find((x) => x.name === name);
+    if (!spec || !this.frozen) throw new Error(`no parameter named ${name}`);
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) throw new NonFiniteError(`parameter ${name} holds NaN or infinite values; gptune does not load non-finite weights`);
+    }
+    this.frozen.set(name, spec.shape[0], spec.shape[1], values);
+  }
+
+  /** Parameter `name` as float32 (a low-precision base weight dequantized). */
+  readParameter(name: string): Float32Array {
+    const t = this.params.tensors.get(name);
+    if (t) return t.read();
+    if (!this.frozen?.has(name)) throw new Error(`no parameter named ${name}`);
+    return this.frozen.read(name);
+  }
+
+  /**
+   * Applies a LoRA adapter on top of the model (PEFT semantics, lib/lora/). A trainable adapter
+   * (at most one) becomes what the optimizer trains and the base is frozen; its modules to save
+   * start as copies of the base's embedding / head, and its lora_A/B as PEFT initialises them when
+   * `seed` is given (otherwise the caller writes them, e.g. from adapter_model.safetensors).
+   */
+  addAdapter(settings: LoraSettings, options: { trainable?: boolean; seed?: number; labels?: { targets?: string; modulesToSave?: string } } = {}): LoraAdapter {
+    if (options.trainable && this.trainableAdapter) throw new UsageError('only one LoRA adapter can be trained at a time');
+    const adapter = new LoraAdapter(this.config, settings, this.device, options.labels);
+    for (const [which, t] of adapter.saved) t.write(which === 'embed' ? this.embedTensor().read() : this.headWeight().read());
+    if (options.seed !== undefined) adapter.initPeft(options.seed);
+    this.adapters.push(adapter);
+    if (options.trainable) {
+      this.trainableAdapter = adapter;
+      this.grads?.free();
+      this.grads = null;
+    }
+    // The per-block buffers depend on the adapters.
+    this.acts?.arena.free();
+    this.acts = null;
+    return adapter;
+  }
+
+  /** Frees every adapter: the model is its base again. */
+  removeAdapters(): void {
+    for (const a of this.adapters) a.free();
+    this.adapters.length = 0;
+    this.trainableAdapter = null;
+    this.grads?.free();
+    this.grads = null;
+    this.acts?.arena.free();
+    this.acts = null;
+  }
+
+  /** The adapter being trained, or null (full fine-tuning, or inference). */
+  get trainingAdapter(): LoraAdapter | null {
+    return this.trainableAdapter;
+  }
+
+  /** Tensor specs of what the optimizer trains (and the gradients' layout) with the decayed ones first, and how many decay. */
+  trainableSpecs(): { specs: TensorSpec[]; decayCount: number } {
+    if (this.trainableAdapter) {
+      const specs = [...this.trainableAdapter.arena.tensors.values()].map((t) => ({ name: t.name, shape: t.shape }));
+      return { specs, decayCount: specs.length };
+    }
+    if (this.frozen) {
+      throw new UsageError(`a ${this.baseDtype} base is frozen: train it with LoRA (--lora), or load it with --base-dtype f32 for full fine-tuning`);
+    }
+    const specs = [...this.params.tensors.values()].map((t) => ({ name: t.name, shape: t.shape }));
+    return { specs, decayCount: this.decayCount };
+  }
+
+  /** What the optimizer updates: the parameters, or the trainable adapter. */
+  get trainable(): TensorArena {
+    if (this.trainableAdapter) return this.trainableAdapter.arena;
+    this.trainableSpecs();
+    return this.params;
+  }
+
+  /** The per-block buffer shapes the applied adapters need (blockBufferSpecs' lora). */
+  adapterShapes(): AdapterShape[] {
+    return this.adapters.map((a) => a.shape);
+  }
+
+  /** The token embedding the forward uses: the last adapter's trained copy, or the base's. */
+  embedTensor(): Tensor {
+    for (let i = this.adapters.length - 1; i >= 0; i--) {
+      const t = this.adapters[i].saved.get('embed');
+      if (t) return t;
+    }
+    return this.params.get(globalParamName(this.config, 'embed'));
+  }
+
+  /** The embedding's gradient, or null when it is frozen. */
+  private embedGrad(): Tensor | null {
+    const g = this.grads;
+    if (!g) return null;
+    if (this.trainableAdapter) {
+      const t = this.trainableAdapter.saved.get('embed');
+      return t ? g.get(t.name) : null;
+    }
+    return g.get(globalParamName(this.config, 'embed'));
+  }
+
+  /** The LM head's gradient (the embedding's when tied), or null when it is frozen. */
+  private headGrad(): Tensor | null {
+    const g = this.grads;
+    if (!g) return null;
+    if (this.trainableAdapter) {
+      const t = this.trainableAdapter.saved.get('head');
+      return t ? g.get(t.name) : null;
+    }
+    return g.get(globalParamName(this.config, this.config.tiedHead ? 'embed' : 'head'));
   }
 
   get numParameters(): number {
@@ -339,9 +526,13 @@ export class Decoder {
     return [...this.params.tensors.keys()];
   }
 
-  /** The LM head's weight (V, C): the token embedding when tied. */
-  headWeight(arena: TensorArena = this.params): Tensor {
-    return arena.get(globalParamName(this.config, this.config.tiedHead ? 'embed' : 'head'));
+  /** The LM head's weight (V, C): an adapter's trained copy, or the base's (the token embedding when tied). */
+  headWeight(): Tensor {
+    for (let i = this.adapters.length - 1; i >= 0; i--) {
+      const t = this.adapters[i].saved.get('head');
+      if (t) return t;
+    }
+    return this.params.get(globalParamName(this.config, this.config.tiedHead ? 'embed' : 'head'));
   }
 
   /**
@@ -352,20 +543,20 @@ export class Decoder {
     const rng = new Rng(seed);
     const residualStd = std / Math.sqrt(2 * this.config.layers);
     for (const spec of parameterSpecs(this.config).specs) {
-      const values = new Float32Array(this.params.get(spec.name).numel);
+      const values = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));
       if (spec.init === 'normal' || spec.init === 'residual') {
         const s = spec.init === 'residual' ? residualStd : std;
         for (let i = 0; i < values.length; i++) values[i] = rng.normal() * s;
       } else if (spec.init === 'one') {
         values.fill(1);
       }
-      this.params.get(spec.name).write(values);
+      this.setParameter(spec.name, values);
     }
   }
 
   memory(): MemoryReport {
     return {
-      paramsBytes: this.params.bytes,
+      paramsBytes: this.params.bytes + (this.frozen?.bytes ?? 0) + this.adapters.reduce((n, a) => n + a.arena.bytes, 0),
       gradsBytes: this.grads ? this.grads.bytes : 0,
       activationsBytes: this.acts ? this.acts.arena.bytes : 0,
     };
@@ -374,6 +565,8 @@ export class Decoder {
   /** Frees native memory now rather than at garbage collection. */
   free(): void {
     this.params.free();
+    this.frozen?.free();
+    for (const a of this.adapters) a.free();
     this.grads?.free();
     this.acts?.arena.free();
     this.rope?.arena.free();
@@ -388,13 +581,13 @@ export class Decoder {
     const needBackward = withBackward || (a?.withBackward ?? false);
     if (a && a.B * a.T >= B * T && (a.withBackward || !withBackward)) return a;
     a?.arena.free();
-    this.acts = new Activations(this.device, this.config, B, T, needBackward);
+    this.acts = new Activations(this.device, this.config, B, T, needBackward, this.adapterShapes());
     return this.acts;
   }
 
   /** Allocates gradient storage (same layout as the parameters). */
   ensureGrads(): TensorArena {
-    if (!this.grads) this.grads = new TensorArena(this.device, parameterSpecs(this.config).specs);
+    if (!this.grads) this.grads = new TensorArena(this.device, this.trainableSpecs().specs);
     return this.grads;
   }
 
@@ -447,6 +640,8 @@ export class Decoder {
     if (targets && targets.length !== B * T) throw new RangeError(`forward: expected ${B * T} targets but received ${targets.length}`);
     if (opts.positions && opts.positions.length !== B * T) throw new RangeError(`forward: expected ${B * T} positions but received ${opts.positions.length}`);
     if (opts.segmentIds && opts.segmentIds.length !== B * T) throw new RangeError(`forward: expected ${B * T} segment ids but received ${opts.segmentIds.length}`);
+    const seed = opts.dropoutSeed;
+    if (seed != null && !(Number.isSafeInteger(seed) && seed >= 0)) throw new RangeError(`forward: expected dropoutSeed to be an integer in [0, 2^53) but received ${seed}`);
   }
 
   /** out = norm(inp) with the config's norm; mean/rstd saved when given. */
@@ -469,33 +664,84 @@ export class Decoder {
   embed(out: Tensor, tokens: Int32Array, B: number, T: number, at: BlockPositions): void {
     const cfg = this.config, p = this.params;
     const wpe = cfg.positions === 'learned' ? p.get(globalParamName(cfg, 'positions')) : null;
-    kernels.encoder_forward(out, tokens, wpe ? at.positions : null, p.get(globalParamName(cfg, 'embed')), wpe, B, T, cfg.width, at.offset);
+    kernels.encoder_forward(out, tokens, wpe ? at.positions : null, this.embedTensor(), wpe, B, T, cfg.width, at.offset);
   }
 
   /**
    * One transformer block on rows = B*T positions: input -> a.residual3. `attend` computes
    * a.atty from a.qkv (full causal attention in training, the KV cache in generation).
    */
-  blockForward(l: number, a: BlockBuffers, input: Tensor, B: number, T: number, at: BlockPositions, attend: (a: BlockBuffers) => void): void {
+  blockForward(l: number, a: BlockBuffers, input: Tensor, B: number, T: number, at: BlockPositions, attend: (a: BlockBuffers) => void, dropoutSeed: number | null = null): void {
     const cfg = this.config, k = kernels, w = layerViews(this.params, cfg, l);
-    const rows = B * T, C = cfg.width, QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
+    const rows = B * T, C = cfg.width;
     const NH = cfg.heads, NKV = cfg.kvHeads, HS = cfg.headDim;
+    const linear = (role: LinearRole, out: Tensor, inp: Tensor) => this.linearForward(l, role, w, a, out, inp, rows, dropoutSeed);
     this.normForward(a.ln1, a.ln1Mean, a.ln1Rstd, input, w.norm1w!, w.norm1b, rows);
-    k.matmul_forward(a.qkvRaw ?? a.qkv, a.ln1, w.qkvw!, w.qkvb, rows, C, QKV);
+    linear('qkvw', a.qkvRaw ?? a.qkv, a.ln1);
     if (cfg.qkNorm) k.qknorm_forward(a.qkv, a.qkRstd!, a.qkvRaw!, w.qnorm!, w.knorm!, rows, NH, NKV, HS, cfg.normEps);
     if (cfg.positions === 'rope') {
       const rope = this.ropeTables();
       k.rope_forward(a.qkv, rope.cos, rope.sin, at.positions, B, T, NH, NKV, HS, rope.positions, at.offset);
     }
     attend(a);
-    k.matmul_forward(a.attproj, a.atty, w.outw!, w.outb, rows, AW, C);
+    linear('outw', a.attproj, a.atty);
     k.residual_forward(a.residual2, input, a.attproj, rows * C);
     this.normForward(a.ln2, a.ln2Mean, a.ln2Rstd, a.residual2, w.norm2w!, w.norm2b, rows);
-    k.matmul_forward(a.fch, a.ln2, w.fcw!, w.fcb, rows, C, FI);
-    if (cfg.mlp === 'swiglu') k.swiglu_forward(a.fchAct, a.fch, rows, H);
-    else k.gelu_forward(a.fchAct, a.fch, rows * H);
-    k.matmul_forward(a.fcproj, a.fchAct, w.projw!, w.projb, rows, H, C);
+    linear('fcw', a.fch, a.ln2);
+    if (cfg.mlp === 'swiglu') k.swiglu_forward(a.fchAct, a.fch, rows, cfg.ffnWidth);
+    else k.gelu_forward(a.fchAct, a.fch, rows * cfg.ffnWidth);
+    linear('projw', a.fcproj, a.fchAct);
     k.residual_forward(a.residual3, a.residual2, a.fcproj, rows * C);
+  }
+
+  /** The dropout probability of adapter i in a forward with this seed (only the trained adapter drops, only in training). */
+  private dropoutOf(adapter: LoraAdapter, dropoutSeed: number | null): number {
+    return dropoutSeed !== null && adapter === this.trainableAdapter ? adapter.settings.dropout : 0;
+  }
+
+  /**
+   * One of block l's linear layers, out (rows, OUT) = inp (rows, IN) @ W^T + b, from the float32 or
+   * the low-precision base, plus every adapter's update on its modules (column slices of out).
+   */
+  private linearForward(l: number, role: LinearRole, w: LayerParams, a: BlockBuffers, out: Tensor, inp: Tensor, rows: number, dropoutSeed: number | null): void {
+    const name = layerParamName(this.config, l, role), bias = w[BIAS_OF[role]];
+    if (this.frozen?.has(name)) {
+      this.frozen.forward(name, out, inp, bias, rows);
+    } else {
+      const weight = w[role]!;
+      kernels.matmul_forward(out, inp, weight, bias, rows, weight.shape[1], weight.shape[0]);
+    }
+    this.adapters.forEach((adapter, i) => {
+      const p = this.dropoutOf(adapter, dropoutSeed);
+      for (const m of adapter.on(l, role)) {
+        kernels.lora_forward(out, a.loraU[i][m.slot], inp, m.A, m.B, rows, m.inFeatures, adapter.settings.r, m.outFeatures, m.rowWidth, m.offset,
+          adapter.scaling * adapter.weight, p, p > 0 ? moduleSeed(dropoutSeed!, m.index) : 0);
+      }
+    });
+  }
+
+  /**
+   * The backward of linearForward: dinp (rows, IN) += dout @ W (+ each adapter's path); the weight
+   * and bias gradients when the base trains; the trainable adapter's dA, dB.
+   */
+  private linearBackward(
+    l: number, role: LinearRole, w: LayerParams, dw: LayerParams, a: BlockBuffers, dinp: Tensor, dout: Tensor, inp: Tensor, rows: number, dropoutSeed: number | null,
+  ): void {
+    const name = layerParamName(this.config, l, role);
+    if (this.frozen?.has(name)) {
+      this.frozen.backward(name, dinp, dout, rows);
+    } else {
+      const weight = w[role]!;
+      kernels.matmul_backward(dinp, dw[role], dw[BIAS_OF[role]], dout, inp, weight, rows, weight.shape[1], weight.shape[0]);
+    }
+    const g = this.grads!, du = this.acts!.loraDu;
+    this.adapters.forEach((adapter, i) => {
+      const p = this.dropoutOf(adapter, dropoutSeed), trained = adapter === this.trainableAdapter;
+      for (const m of adapter.on(l, role)) {
+        kernels.lora_backward(dinp, trained ? g.get(m.A.name) : null, trained ? g.get(m.B.name) : null, du, dout, a.loraU[i][m.slot], inp, m.A, m.B,
+          rows, m.inFeatures, adapter.settings.r, m.outFeatures, m.rowWidth, m.offset, adapter.scaling * adapter.weight, p, p > 0 ? moduleSeed(dropoutSeed!, m.index) : 0);
+      }
+    });
   }
 
   /**
@@ -508,14 +754,14 @@ export class Decoder {
     const cfg = this.config, C = cfg.width, V = cfg.vocabSize, BT = B * T;
     const acts = this.ensureActivations(B, T, targets !== null && this.grads !== null);
     const p = this.params, k = kernels;
-    const positions = opts.positions ?? null, segmentIds = opts.segmentIds ?? null;
+    const positions = opts.positions ?? null, segmentIds = opts.segmentIds ?? null, dropoutSeed = opts.dropoutSeed ?? null;
     const at = { positions, offset: 0 };
 
     this.embed(acts.encoded, tokens, B, T, at);
     let residual = acts.encoded;
     const attend = (a: BlockBuffers) => k.attention_forward(a.atty, a.attLse!, a.qkv, segmentIds, B, T, cfg.heads, cfg.kvHeads, cfg.headDim);
     for (let l = 0; l < cfg.layers; l++) {
-      this.blockForward(l, acts.layers[l], residual, B, T, at, attend);
+      this.blockForward(l, acts.layers[l], residual, B, T, at, attend, dropoutSeed);
       residual = acts.layers[l].residual3;
     }
     this.normForward(acts.lnf, acts.lnfMean, acts.lnfRstd, residual, p.get(globalParamName(cfg, 'normw')), p.tensors.get(globalParamName(cfg, 'normb')) ?? null, BT);
@@ -535,7 +781,7 @@ export class Decoder {
         count++;
       }
     }
-    this.lastBatch = { B, T, tokens, targets, positions, segmentIds };
+    this.lastBatch = { B, T, tokens, targets, positions, segmentIds, dropoutSeed };
     return { loss: count > 0 ? lossSum / count : NaN, lossSum, count, losses, predictions: predictions ?? undefined };
   }
 
@@ -558,7 +804,7 @@ export class Decoder {
     const acts = this.acts!;
     if (!acts.withBackward) throw new Error('backward: activations were allocated without backward buffers; call zeroGrad() before forward()');
     if (!(lossDenominator > 0)) throw new RangeError(`backward: lossDenominator must be > 0, received ${lossDenominator}`);
-    const { B, T, tokens, targets, positions, segmentIds } = batch;
+    const { B, T, tokens, targets, positions, segmentIds, dropoutSeed } = batch;
     const cfg = this.config, C = cfg.width, V = cfg.vocabSize, BT = B * T;
     const QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
     const NH = cfg.heads, NKV = cfg.kvHeads, HS = cfg.headDim;
@@ -569,7 +815,7 @@ export class Decoder {
     k.crossentropy_backward(acts.logits, acts.logits, acts.ceLse, targets, 1 / lossDenominator, BT, V, IGNORE_INDEX);
     const dlnf = acts.dC;
     k.fill(dlnf, 0, BT * C);
-    k.matmul_backward(dlnf, this.headWeight(g), null, acts.logits, acts.lnf, this.headWeight(), BT, C, V);
+    k.matmul_backward(dlnf, this.headGrad(), null, acts.logits, acts.lnf, this.headWeight(), BT, C, V);
     const lastResidual = cfg.layers > 0 ? acts.layers[cfg.layers - 1].residual3 : acts.encoded;
     const dres = acts.dresidual;
     k.fill(dres, 0, BT * C);
@@ -577,23 +823,24 @@ export class Decoder {
 
     for (let l = cfg.layers - 1; l >= 0; l--) {
       const w = layerViews(p, cfg, l), dw = layerViews(g, cfg, l), a = acts.layers[l];
+      const linearBackward = (role: LinearRole, dinp: Tensor, dout: Tensor, inp: Tensor) => this.linearBackward(l, role, w, dw, a, dinp, dout, inp, BT, dropoutSeed);
       const layerInput = l === 0 ? acts.encoded : acts.layers[l - 1].residual3;
       // MLP branch: dres holds d(residual3); its copy into the branch is implicit (same buffer).
       const dfchAct = acts.dH, dfch = acts.dFI;
       k.fill(dfchAct, 0, BT * H);
-      k.matmul_backward(dfchAct, dw.projw, dw.projb, dres, a.fchAct, w.projw!, BT, H, C);
+      linearBackward('projw', dfchAct, dres, a.fchAct);
       k.fill(dfch, 0, BT * FI);
       if (cfg.mlp === 'swiglu') k.swiglu_backward(dfch, dfchAct, a.fch, BT, H);
       else k.gelu_backward(dfch, a.fch, dfchAct, BT * H);
       const dln2 = acts.dC;
       k.fill(dln2, 0, BT * C);
-      k.matmul_backward(dln2, dw.fcw, dw.fcb, dfch, a.ln2, w.fcw!, BT, C, FI);
+      linearBackward('fcw', dln2, dfch, a.ln2);
       // dres becomes d(residual2) = d(residual3) + the norm's input gradient.
       this.normBackward(dres, dw.norm2w, dw.norm2b, dln2, a.residual2, w.norm2w!, a.ln2Mean, a.ln2Rstd, BT);
       // Attention branch.
       const datty = acts.dAtt;
       k.fill(datty, 0, BT * AW);
-      k.matmul_backward(datty, dw.outw, dw.outb, dres, a.atty, w.outw!, BT, AW, C);
+      linearBackward('outw', datty, dres, a.atty);
       k.fill(acts.dqkv, 0, BT * QKV);
       k.attention_backward(acts.dqkv, datty, a.qkv, a.atty, a.attLse!, segmentIds, B, T, NH, NKV, HS);
       if (cfg.positions === 'rope') {
@@ -608,12 +855,13 @@ export class Decoder {
       }
       const dln1 = acts.dC;
       k.fill(dln1, 0, BT * C);
-      k.matmul_backward(dln1, dw.qkvw, dw.qkvb, dqkvProjected, a.ln1, w.qkvw!, BT, C, QKV);
+      linearBackward('qkvw', dln1, dqkvProjected, a.ln1);
       // dres becomes d(layer input).
       this.normBackward(dres, dw.norm1w, dw.norm1b, dln1, layerInput, w.norm1w!, a.ln1Mean, a.ln1Rstd, BT);
     }
     const learned = cfg.positions === 'learned';
-    k.encoder_backward(gp('embed'), learned ? gp('positions') : null, dres, tokens, learned ? positions : null, B, T, C, 0);
+    const dwte = this.embedGrad(), dwpe = learned && !this.trainableAdapter ? gp('positions') : null;
+    if (dwte || dwpe) k.encoder_backward(dwte, dwpe, dres, tokens, learned ? positions : null, B, T, C, 0);
     // The logits were overwritten: a second backward of the same forward would be wrong.
     this.lastBatch = null;
   }
@@ -624,8 +872,10 @@ export class Decoder {
    * the tensors are searched only when it is not.
    */
   nonFiniteParameter(): string | null {
-    if (Number.isFinite(kernels.sum_squares(this.params.all(), this.params.numel))) return null;
-    for (const [name, t] of this.params.tensors) if (!Number.isFinite(kernels.sum_squares(t, t.numel))) return name;
+    for (const arena of [this.params, ...this.adapters.map((a) => a.arena)]) {
+      if (Number.isFinite(kernels.sum_squares(arena.all(), arena.numel))) continue;
+      for (const [name, t] of arena.tensors) if (!Number.isFinite(kernels.sum_squares(t, t.numel))) return name;
+    }
     return null;
   }
 

@@ -7,6 +7,7 @@ import { kernels } from '../native';
 import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
 import { checkInstance, checkOptions, checkSeed, describeValue } from '../util/check';
 import { Rng } from '../util/rng';
+import type { AdapterShape } from '../lora/adapter';
 import { BlockBuffers, blockBuffers, blockBufferSpecs, Decoder, globalParamName, maxPositionsKey, planMemory } from './decoder';
 import { asDecoderConfig, GPT2Config } from './config';
 import { contextLength, DecoderConfig } from './decoder_config';
@@ -100,11 +101,11 @@ export function sampleToken(logits: Float32Array, o: { greedy: boolean; temperat
  * cached, so grouped-query models cache NH/NKV times less) and one set of block buffers shared by
  * the layers, for up to `rows` positions at once (the prompt's prefill; each later step is one).
  */
-function decodeStateSpecs(cfg: DecoderConfig, B: number, maxT: number, rows: number): TensorSpec[] {
+function decodeStateSpecs(cfg: DecoderConfig, B: number, maxT: number, rows: number, lora: readonly AdapterShape[] = []): TensorSpec[] {
   const kv = cfg.kvHeads * cfg.headDim;
   const specs: TensorSpec[] = [];
   for (let l = 0; l < cfg.layers; l++) specs.push({ name: `k${l}`, shape: [B, maxT, kv] }, { name: `v${l}`, shape: [B, maxT, kv] });
-  specs.push(...blockBufferSpecs(cfg, 'block.', B * rows, B, rows, false));
+  specs.push(...blockBufferSpecs(cfg, 'block.', B * rows, B, rows, false, lora));
   specs.push({ name: 'lnLast', shape: [B, cfg.width] }, { name: 'logits', shape: [B, cfg.vocabSize] });
   return specs;
 }
@@ -130,12 +131,12 @@ class DecodeState {
   /** maxRows: the most positions one decodeStep runs (the prompt). */
   constructor(model: Decoder, readonly B: number, readonly maxT: number, readonly maxRows: number) {
     const cfg = model.config;
-    this.arena = new TensorArena(model.device, decodeStateSpecs(cfg, B, maxT, maxRows));
+    this.arena = new TensorArena(model.device, decodeStateSpecs(cfg, B, maxT, maxRows, model.adapterShapes()));
     for (let l = 0; l < cfg.layers; l++) {
       this.k.push(this.arena.get(`k${l}`));
       this.v.push(this.arena.get(`v${l}`));
     }
-    this.block = blockBuffers(this.arena, 'block.');
+    this.block = blockBuffers(this.arena, 'block.', model.adapterShapes());
     // The block's output buffer doubles as the next block's input (the residual stream).
     this.x = this.block.residual3;
     this.lnLast = this.arena.get('lnLast');

@@ -12,6 +12,7 @@ import { loadModel } from './checkpoint';
 import { loadModelConfig, parseDecoderSpec } from './config';
 import { Decoder } from './decoder';
 import type { DecoderConfig } from './decoder_config';
+import type { BaseDtype } from './frozen_base';
 
 export interface OpenedModel {
   model: Decoder;
@@ -38,7 +39,7 @@ export interface MemoryCheck {
  * out-of-memory errors, naming the size. `flag` names `spec` in messages (the config key by
  * default; the CLI passes its flag).
  */
-export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = 'model'): OpenedModel {
+export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = 'model', options: { baseDtype?: BaseDtype } = {}): OpenedModel {
   const dev = resolveDevice(device);
   const checkMemory = (config: DecoderConfig) => {
     if (memory && dev === 'cpu') checkMemoryBudget(memory.what, memory.plan(config), memory.maxBytes, memory.lower);
@@ -50,7 +51,7 @@ export function openModel(spec: string, device: DeviceChoice, seed: number, memo
     if (config.vocabSize < tokenizer.vocabSize) {
       throw new UsageError(`${flag} ${spec}: vocab_size ${config.vocabSize} is smaller than the tokenizer's ${tokenizer.vocabSize} (${tokenizer.name})`);
     }
-    const model = new Decoder(config, dev);
+    const model = new Decoder(config, dev, { baseDtype: options.baseDtype });
     model.initRandom(seed);
     return { model, tokenizer, tokenizerDir: null };
   }
@@ -58,7 +59,7 @@ export function openModel(spec: string, device: DeviceChoice, seed: number, memo
   if (!fs.statSync(spec).isDirectory()) throw new UsageError(`${flag} ${spec}: is a file; expected a model folder (config.json + model.safetensors) or new:n_layer=...`);
   if (fs.existsSync(path.join(spec, 'config.json'))) checkMemory(loadModelConfig(spec));
   const tokenizer = loadTokenizer(spec);
-  const model = loadModel(spec, { device: dev });
+  const model = loadModel(spec, { device: dev, baseDtype: options.baseDtype });
   if (tokenizer.vocabSize > model.config.vocabSize) {
     model.free();
     throw new Error(`${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocabSize}`);

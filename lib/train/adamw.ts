@@ -1,12 +1,13 @@
 /**
  * AdamW with PyTorch's semantics (torch.optim.AdamW): decoupled weight decay, bias correction,
- * moments in float32 laid out like the parameters. Weight decay applies to tensors with 2+
- * dimensions only (embeddings, linear weights), which parameterSpecs() places first in the arena,
- * so an update is two kernel calls: the decayed region and the rest.
+ * moments in float32 laid out like what the model trains (Decoder.trainableSpecs(): the parameters,
+ * or a LoRA adapter). Weight decay applies to tensors with 2+ dimensions only (embeddings, linear
+ * weights, every LoRA matrix), which come first in that layout, so an update is two kernel calls:
+ * the decayed region and the rest.
  */
 import { addon, kernels } from '../native';
 
-import { Decoder, parameterSpecs } from '../model/decoder';
+import { Decoder } from '../model/decoder';
 import { TensorArena } from '../tensor';
 import { checkInstance, checkNumber, checkOptions } from '../util/check';
 
@@ -35,11 +36,10 @@ export class AdamW {
     checkNumber('AdamW', 'options.beta2', beta2, { min: 0, below: 1 });
     checkNumber('AdamW', 'options.eps', eps, { above: 0 });
     checkNumber('AdamW', 'options.weightDecay', weightDecay, { min: 0 });
-    const specs = parameterSpecs(model.config).specs;
+    const { specs, decayCount } = model.trainableSpecs();
     this.m = new TensorArena(model.device, specs);
     this.v = new TensorArena(model.device, specs);
-    const firstVector = model.params.get(specs[model.decayCount].name);
-    this.decayEnd = firstVector.offset;
+    this.decayEnd = decayCount < specs.length ? this.m.get(specs[decayCount].name).offset : this.m.numel;
   }
 
   /** Applies one update with learning rate lr; gradients are multiplied by gradScale first. */
@@ -50,7 +50,9 @@ export class AdamW {
     if (!grads) throw new Error('AdamW.update: the model has no gradients');
     this.step += 1;
     const { beta1, beta2, eps, weightDecay } = this.options;
-    const p = this.model.params.arena, n = this.model.params.numel, d = this.decayEnd;
+    const trainable = this.model.trainable;
+    if (trainable.numel !== this.m.numel) throw new Error('AdamW.update: the model trains other tensors than this optimizer was made for');
+    const p = trainable.arena, n = trainable.numel, d = this.decayEnd;
     const view = (arena: TensorArena['arena'], offset: number, numel: number) => ({ arena, offset, numel });
     const cuda = addon.cuda;
     if (this.model.device === 'cuda' && cuda.adamwUpdateMulti) {
@@ -59,13 +61,18 @@ export class AdamW {
         params: view(p, offset, numel), m: view(this.m.arena, offset, numel), v: view(this.v.arena, offset, numel),
         grads: view(grads.arena, offset, numel), weightDecay,
       });
-      cuda.adamwUpdateMulti([region(0, d, weightDecay), region(d, n - d, 0)], lr, beta1, beta2, eps, gradScale, this.step);
+      cuda.adamwUpdateMulti([region(0, d, weightDecay), region(d, n - d, 0)].filter((r) => r.params.numel > 0), lr, beta1, beta2, eps, gradScale, this.step);
       return;
     }
-    kernels.adamw_update(view(p, 0, d), view(this.m.arena, 0, d), view(this.v.arena, 0, d), view(grads.arena, 0, d),
-      d, lr, beta1, beta2, eps, weightDecay, gradScale, this.step);
-    kernels.adamw_update(view(p, d, n - d), view(this.m.arena, d, n - d), view(this.v.arena, d, n - d), view(grads.arena, d, n - d),
-      n - d, lr, beta1, beta2, eps, 0, gradScale, this.step);
+    // A LoRA adapter is all matrices: its second region is empty.
+    if (d > 0) {
+      kernels.adamw_update(view(p, 0, d), view(this.m.arena, 0, d), view(this.v.arena, 0, d), view(grads.arena, 0, d),
+        d, lr, beta1, beta2, eps, weightDecay, gradScale, this.step);
+    }
+    if (n > d) {
+      kernels.adamw_update(view(p, d, n - d), view(this.m.arena, d, n - d), view(this.v.arena, d, n - d), view(grads.arena, d, n - d),
+        n - d, lr, beta1, beta2, eps, 0, gradScale, this.step);
+    }
   }
 
   free(): void {

@@ -1,7 +1,8 @@
 /**
  * Training checkpoints: a Hugging Face model folder (so any checkpoint is a valid --model) plus what
  * a resumed run needs to continue exactly where this one stopped:
- *   optimizer.safetensors  AdamW's m and v per parameter (gptune's (out, in) layout), step in the metadata
+ * (a LoRA run's checkpoint is its adapter folder instead, adapter_config.json + adapter_model.safetensors)
+ *   optimizer.safetensors  AdamW's m and v per trained tensor (gptune's (out, in) layout), step in the metadata
  *   trainer_state.json     step, epoch, data position (BatchSource.getState(), which holds the shuffle
  *                          RNG), best validation loss, early-stopping counter, elapsed time
  *   train_config.json      the resolved TrainConfig
@@ -12,7 +13,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { configToJSON, TrainConfig } from '../config';
 import type { DataState } from '../data/types';
-import { FileContents } from '../io/atomic';
+import { FileContents, writeDirAtomic } from '../io/atomic';
+import { adapterFiles } from '../lora/files';
 import { encodeSafetensors, readSafetensors, toFloat32 } from '../io/safetensors';
 import { saveModel } from '../model/checkpoint';
 import { Decoder } from '../model/decoder';
@@ -83,6 +85,13 @@ export function writeCheckpoint(dir: string, c: CheckpointContents): void {
   if (c.optimizer) extraFiles[OPTIMIZER_FILE] = optimizerFile(c.optimizer, path.join(dir, OPTIMIZER_FILE));
   extraFiles[STATE_FILE] = JSON.stringify(c.state, null, 2) + '\n';
   extraFiles[CONFIG_FILE] = configToJSON(withAbsolutePaths(c.config));
+  const adapter = c.model.trainingAdapter;
+  if (adapter) {
+    // A LoRA run's checkpoint is the adapter (a PEFT folder) and its optimizer state; the base is the run's model.
+    const base = c.config.model === null ? null : c.config.model.startsWith('new:') ? c.config.model : path.resolve(c.config.model);
+    writeDirAtomic(dir, { ...adapterFiles(adapter, base, dir), ...extraFiles });
+    return;
+  }
   saveModel(c.model, dir, { tokenizerFrom: null, extraFiles });
 }
 

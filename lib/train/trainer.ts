@@ -20,7 +20,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { OutputError, UsageError } from '../errors';
 import { OpenedModel, openModel } from '../model/open';
-import { ConfigError, ConfigKey, resolveConfig, TrainConfig } from '../config';
+import { ConfigError, ConfigKey, listSetting, resolveConfig, TrainConfig } from '../config';
+import { loadAdapter } from '../lora/apply';
+import { ADAPTER_FILES, adapterFiles, isAdapterFolder } from '../lora/files';
+import type { LoraSettings } from '../lora/modules';
 import { buildDatasets, DataReport } from '../data';
 import type { Batch, BatchSource } from '../data/types';
 import { setPrecision, setThreads } from '../device';
@@ -210,6 +213,23 @@ function checkpointBytes(c: TrainConfig, model: number, totalSteps: number, star
   return resumable * (1 + kept + 1) + (validation ? model : 0);
 }
 
+/** The LoRA settings of a config with lora on (null otherwise; with adapter, the adapter's own config rules). */
+export function loraSettings(c: TrainConfig): LoraSettings | null {
+  if (!c.lora || c.adapter !== null) return null;
+  const targets = c.lora_targets === null ? null : c.lora_targets.trim() === 'all-linear' ? 'all-linear' : listSetting(c.lora_targets);
+  return {
+    r: c.lora_r, alpha: c.lora_alpha, dropout: c.lora_dropout, targets, useRslora: c.use_rslora,
+    modulesToSave: c.lora_modules_to_save === null ? [] : listSetting(c.lora_modules_to_save),
+  };
+}
+
+/** The base model a LoRA checkpoint's run trained on (its train_config.json's model). */
+function baseOfCheckpoint(dir: string): string {
+  const model = (readCheckpointConfig(dir) as { model?: unknown }).model;
+  if (typeof model !== 'string') throw new ConfigError(`${path.join(dir, CONFIG_FILE)}: no model recorded; give the base model (model / --model)`);
+  return model;
+}
+
 /** Whether `dir` is the best checkpoint that `state` refers to. */
 function isBestOf(dir: string, state: TrainerState): boolean {
   if (state.best_step === null || !fs.existsSync(path.join(dir, STATE_FILE))) return false;
@@ -313,6 +333,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       throw new UsageError(`${this.nameKey('log_file')} ${c.log_file}: is a folder; expected a file to append JSON lines to`);
     }
     const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from, this.nameKey('resume_from')) : null;
+    // A LoRA run's checkpoints hold the adapter only: the base is the run's model.
+    const loraResume = resumeDir !== null && isAdapterFolder(resumeDir);
+    const lora = loraSettings(c);
     if (resumeDir && c.model !== null) {
       const trained = resumeModelConflict(resumeDir, c.model);
       if (trained !== undefined) {
@@ -330,8 +353,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const checkpointing = this.checkpointDir !== null && (c.save_every > 0 || validationGiven || c.resume_from !== null);
     const saveCopies = checkpointing ? 4 : c.output_dir ? 2 : 0;
     const plan = (config: DecoderConfig, parametersAllocated: boolean) => {
-      const parts = planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) }, training: true, parametersAllocated }).parts;
-      if (saveCopies > 0) parts['checkpoint writing'] = saveCopies * planMemory(config, { batch: null, training: false }).parts.parameters;
+      const use = { lora, baseDtype: c.base_dtype };
+      const parts = planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) }, training: true, parametersAllocated, ...use }).parts;
+      const saved = planMemory(config, { batch: null, training: false, ...use }).parts;
+      if (saveCopies > 0) parts['checkpoint writing'] = saveCopies * (lora ? saved['LoRA adapter'] : saved.parameters);
       return parts;
     };
     const lower = 'batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)';
@@ -341,11 +366,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (this.opts.model.device === 'cpu') checkMemoryBudget('training', plan(this.opts.model.config, true), maxBytes, lower);
       opened = { model: this.opts.model, tokenizer: this.opts.tokenizer!, tokenizerDir: this.opts.tokenizerDir ?? null };
     } else {
-      opened = openModel(resumeDir ?? c.model!, c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower }, this.nameKey(resumeDir ? 'resume_from' : 'model'));
+      const base = loraResume ? c.model ?? baseOfCheckpoint(resumeDir!) : resumeDir ?? c.model!;
+      opened = openModel(base, c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower },
+        this.nameKey(resumeDir && !loraResume ? 'resume_from' : 'model'), { baseDtype: c.base_dtype });
     }
     const ownsModel = !this.opts.model;
     try {
       const { model } = opened;
+      if (loraResume) loadAdapter(model, resumeDir!, { trainable: true, label: this.nameKey('resume_from') });
+      else if (c.adapter !== null) loadAdapter(model, c.adapter, { trainable: true, label: this.nameKey('adapter') });
+      else if (lora) model.addAdapter(lora, { trainable: true, seed: c.seed, labels: { targets: this.nameKey('lora_targets'), modulesToSave: this.nameKey('lora_modules_to_save') } });
       const T = c.seq_len ?? Math.min(model.contextLength, 256);
       if (T > model.contextLength) throw new ConfigError(`seq_len ${T} exceeds ${model.contextLimit}`);
       let train = this.opts.train;
@@ -387,7 +417,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const tokenizerFiles = readTokenizerFiles(opened.tokenizerDir);
       let folders: { out: OutputFolder | null; checkpoints: OutputFolder | null };
       try {
-        folders = this.claimOutputs(outputs, modelBytes(model.numParameters, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir);
+        const saved = model.trainingAdapter ? model.trainingAdapter.arena.numel : model.numParameters;
+        folders = this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir);
       } catch (e) {
         optimizer.free();
         throw e;
@@ -414,7 +445,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const inside = (dir: string | null, p: string | null): string | null => (dir === null || p === null ? null : entryUnder(dir, p));
     let out: OutputPlan | null = null;
     if (c.output_dir) {
-      const entries = [...MODEL_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
+      const entries = [...MODEL_FILES, ...ADAPTER_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
       out = planOutputFolder(c.output_dir, {
         label: this.nameKey('output_dir'), writer: 'gptune train', mode, entries, adoptUnlisted: resumeDir !== null && inside(c.output_dir, resumeDir) !== null,
         replaceHint: 'add --overwrite (config key overwrite) to replace it, or --resume to continue it',
@@ -611,8 +642,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const scored = batches.reduce((n, b) => n + b.scoredTokens, 0);
     model.zeroGrad();
     let lossSum = 0, count = 0, correct = 0, positions = 0;
-    for (const b of batches) {
-      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
+    for (const [i, b] of batches.entries()) {
+      // LoRA dropout masks: a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
+      const dropoutSeed = (c.seed % 1048576) * 4294967296 + ((s.state.step * 1024 + i) % 4294967296);
+      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed });
       if (scored > 0) model.backward(scored);
       lossSum += r.lossSum;
       count += r.count;
@@ -707,11 +740,22 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private publish(s: Setup, source: string | null): void {
     const c = this.config, outDir = c.output_dir!;
     const saveOptions = { dtype: c.save_dtype, maxShardSize: c.max_shard_size };
-    const files = source === null
+    const adapter = s.opened.model.trainingAdapter;
+    const files = adapter
+      ? source === null
+        ? { ...s.tokenizerFiles, ...adapterFiles(adapter, this.baseModelName(), outDir) }
+        : Object.fromEntries([...ADAPTER_FILES, ...Object.keys(s.tokenizerFiles)].filter((n) => fs.existsSync(path.join(source, n))).map((n) => [n, fs.readFileSync(path.join(source, n))]))
+      : source === null
       ? modelFolderFiles(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles, ...saveOptions })
       : reencodedModelFiles(source, saveOptions);
     s.outFolder?.record(Object.keys(files));
     writeModelFiles(outDir, files, { ownsStale: (name) => s.outFolder?.lists(name) ?? false });
+  }
+
+  /** What adapter_config.json's base_model_name_or_path names: the model trained on (a folder path, or the new: spec). */
+  baseModelName(): string | null {
+    const m = this.config.model;
+    return m === null ? null : m.startsWith('new:') ? m : path.resolve(m);
   }
 
   private result(

@@ -1,11 +1,10 @@
 /** gptune chat */
 import * as readline from 'readline';
-import { DeviceChoice } from '../../device';
 import { generate, planGenerationMemory } from '../../model/generate';
 import { DecodeStream } from '../../tokenizer';
 import { encodeChat, type ChatTurn } from '../../tokenizer/chat_template';
 import { UsageError } from '../args';
-import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, out } from '../common';
 import { resolveSampling, SAMPLING_FLAGS } from '../sampling';
 
 export const chatCommand: Command = {
@@ -21,12 +20,13 @@ export const chatCommand: Command = {
     ...SAMPLING_FLAGS,
     seed: { type: 'int', min: 0, default: 0, help: 'sampling seed (reply i uses seed + i)' },
     json: { type: 'bool', help: 'print one JSON object per reply instead of the text' },
+    ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
     ...COMMON,
   },
   async run(v) {
     const sampling = resolveSampling(v, v.model as string);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'chat', (cfg) => planGenerationMemory(cfg), 'the model size'), '--model');
+    const { model, tokenizer } = openWithAdapters(v, v.model as string, memoryCheck(v, 'chat', (cfg) => planGenerationMemory(cfg), 'the model size'), '--model');
     try {
       if (tokenizer.chatTemplate === null) throw new UsageError(`--model ${v.model}: has no chat template (chat_template in tokenizer_config.json, or chat_template.jinja); use gptune generate`);
       const messages: ChatTurn[] = v.system === undefined ? [] : [{ role: 'system', content: v.system as string }];

@@ -15,7 +15,7 @@ import { planGenerationMemory } from '../../model/generate';
 import { planMemory } from '../../model/decoder';
 import { contextLength, DecoderConfig } from '../../model/decoder_config';
 import type { MemoryCheck } from '../../model/open';
-import { COMMON, Command, encodeFile, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, encodeFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, out } from '../common';
 
 type Values = Record<string, unknown>;
 
@@ -61,7 +61,9 @@ function loadData(v: Values): DataSet {
 
 /** Opens a model for evaluation; `flag` names where the folder came from (--model or --compare). */
 function openForEval(v: Values, modelDir: string, flag: string, plan: MemoryCheck['plan'], lower: string) {
-  return openModel(modelDir, v.device as DeviceChoice, 0, memoryCheck(v, 'evaluation', plan, lower), flag);
+  const memory = memoryCheck(v, 'evaluation', plan, lower);
+  // --adapter and --base-dtype apply to --model; --compare is evaluated as it is (e.g. the base beside its adapter).
+  return flag === '--model' ? openWithAdapters(v, modelDir, memory, flag) : openModel(modelDir, v.device as DeviceChoice, 0, memory, flag);
 }
 
 function runLM(v: Values, modelDir: string, flag: string): TaskRun {
@@ -191,6 +193,7 @@ export const evalCommand: Command = {
     predictions: { type: 'string', help: 'classify/generate: also write every example\'s prediction to this JSONL file' },
     overwrite: { type: 'bool', help: 'replace --predictions when it exists and is not a predictions file gptune wrote' },
     json: { type: 'bool', help: 'print the result as one JSON line' },
+    ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
     ...COMMON,
   },

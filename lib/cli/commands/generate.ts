@@ -1,11 +1,10 @@
 /** gptune generate */
-import { DeviceChoice } from '../../device';
 import { generate, planGenerationMemory } from '../../model/generate';
 import { contextLength } from '../../model/decoder_config';
 import { encodeSequence } from '../../tokenizer';
 import { encodeChat } from '../../tokenizer/chat_template';
 import { UsageError } from '../args';
-import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, out } from '../common';
 import { resolveSampling, SAMPLING_FLAGS } from '../sampling';
 
 export const generateCommand: Command = {
@@ -20,12 +19,13 @@ export const generateCommand: Command = {
     seed: { type: 'int', min: 0, default: 0, help: 'sampling seed' },
     'no-eos-stop': { type: 'bool', help: "keep going past the end-of-sequence token (and generation_config.json's eos_token_id)" },
     json: { type: 'bool', help: 'print {text, tokens, stop} as JSON' },
+    ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
     ...COMMON,
   },
   run(v) {
     const sampling = resolveSampling(v, v.model as string);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'generation', (cfg) => {
+    const { model, tokenizer } = openWithAdapters(v, v.model as string, memoryCheck(v, 'generation', (cfg) => {
       // The prompt is tokenized after the model opens: every token is at least one UTF-8 byte (byte-level BPE,
       // SentencePiece's byte fallback), plus the BOS/EOS a tokenizer may add. A chat prompt is bounded by the
       // rendered template, which is not known yet: plan for the whole context then.

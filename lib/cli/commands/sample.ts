@@ -1,12 +1,11 @@
 /** gptune sample */
 import * as path from 'path';
 import { DATA_KINDS, DataKind, loadRecords } from '../../data';
-import { DeviceChoice } from '../../device';
 import { isReviewFile, reviewEntries, reviewFormat, writeReview } from '../../eval';
 import { checkOutputFile } from '../../io/output';
 import { UsageError } from '../args';
 import { planGenerationMemory } from '../../model/generate';
-import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, out } from '../common';
 
 /**
  * The flag parser knows only --long flags, so `-n 5` arrives as two positionals: take it as --n.
@@ -49,6 +48,7 @@ export const sampleCommand: Command = {
     'skip-invalid': { type: 'bool', help: 'skip invalid data lines instead of stopping at the first' },
     overwrite: { type: 'bool', help: 'replace --out when it exists and is not a review gptune wrote (a previous review is replaced without it)' },
     json: { type: 'bool', help: 'print {out, examples, format} as JSON' },
+    ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
     ...COMMON,
   },
@@ -62,7 +62,7 @@ export const sampleCommand: Command = {
     if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p: expected a number in (0, 1] but received '${topP}'`);
     const loaded = loadRecords(v.data as string, { format: v.format as DataKind | undefined, skipInvalid: Boolean(v['skip-invalid']) });
     if (loaded.records.length === 0) throw new UsageError(`--data ${v.data}: no examples`);
-    const { model, tokenizer } = openModel(v.model as string, v.device as DeviceChoice, 0, memoryCheck(v, 'sampling', (cfg) => planGenerationMemory(cfg), 'the model size'), '--model');
+    const { model, tokenizer } = openWithAdapters(v, v.model as string, memoryCheck(v, 'sampling', (cfg) => planGenerationMemory(cfg), 'the model size'), '--model');
     try {
       const entries = reviewEntries(model, tokenizer, loaded.records, {
         n: v.n as number, seed: v.seed as number, template: v.template as string | undefined,
