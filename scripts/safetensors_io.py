@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 # dtype name -> (numpy little-endian dtype used for the bytes, bytes per element)
-_NUMPY_DTYPE = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4"}
+_NUMPY_DTYPE = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "U8": "<u1"}
 _TORCH_DTYPE_NAME = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                     torch.int64: "I64", torch.int32: "I32"}
+                     torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
 
 
 def _tensor_bytes(t: torch.Tensor) -> Tuple[str, bytes]:

@@ -130,6 +130,11 @@ class GPT2(nn.Module):
         self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
+    def head_weight(self) -> torch.Tensor:
+        """The output projection (V,C): GPT-2 ties it to wte (scripts/torch_lora.py swaps in a trainable copy,
+        as PEFT's modules_to_save does)."""
+        return self.wte.weight
+
     def forward(self, tokens: torch.Tensor, targets: Optional[torch.Tensor] = None):
         """tokens (B,T) int64. targets (B,T) int64, ALREADY SHIFTED: targets[b,t] is the token that
         position t should predict (normally tokens[b,t+1]); -100 means 'not scored'.
@@ -142,7 +147,7 @@ class GPT2(nn.Module):
         for block in self.h:
             x = block(x)
         x = self.ln_f(x)
-        logits = x @ self.wte.weight.t()                       # tied lm_head: (B,T,V)
+        logits = x @ self.head_weight().t()                    # tied lm_head: (B,T,V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-100)
