@@ -330,11 +330,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const checkpointing = this.checkpointDir !== null && (c.save_every > 0 || validationGiven || c.resume_from !== null);
     const saveCopies = checkpointing ? 4 : c.output_dir ? 2 : 0;
     const plan = (config: DecoderConfig, parametersAllocated: boolean) => {
-      const parts = planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) }, training: true, parametersAllocated }).parts;
+      const batch = { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) };
+      const parts = planMemory(config, { batch, training: true, parametersAllocated, gradientCheckpointing: c.gradient_checkpointing }).parts;
       if (saveCopies > 0) parts['checkpoint writing'] = saveCopies * planMemory(config, { batch: null, training: false }).parts.parameters;
       return parts;
     };
-    const lower = 'batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)';
+    const checkpointingHint = c.gradient_checkpointing ? '' : `, or turn on ${this.nameKey('gradient_checkpointing')}`;
+    const lower = `batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)${checkpointingHint}`;
     let opened: OpenedModel;
     if (this.opts.model) {
       if (!this.opts.tokenizer && !this.opts.train) throw new ConfigError('Trainer: with options.model, give options.tokenizer (or options.train batches)');
@@ -346,6 +348,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const ownsModel = !this.opts.model;
     try {
       const { model } = opened;
+      // The run's setting, also on a model the caller passed (the memory plan above assumed it).
+      model.setGradientCheckpointing(c.gradient_checkpointing);
       const T = c.seq_len ?? Math.min(model.contextLength, 256);
       if (T > model.contextLength) throw new ConfigError(`seq_len ${T} exceeds ${model.contextLimit}`);
       let train = this.opts.train;
