@@ -14,7 +14,8 @@
  *     every step's loss below the one before: bf16 training learns;
  *   - greedy generation with the KV cache equals the reference tokens (fp32; the fixtures' smallest
  *     top-2 logit margin, 0.02 for qwen3, is far above fp32 rounding);
- *   - two identical runs (fp32 and bf16) give bitwise-identical losses and parameters.
+ *   - two identical runs (fp32 and bf16) give bitwise-identical losses and parameters, and so does a
+ *     run with gradient checkpointing;
  * The fixtures' head sizes (8-16) keep attention on the fp32 kernels even in bf16 mode, so a seeded
  * GQA model with head size 64 checks the bf16 tensor-core attention against the CPU in fp32.
  * And the sharded copy of tiny-llama loads onto the GPU with exactly the single file's parameters.
@@ -173,6 +174,27 @@ if (underJest) {
             let differing = 0;
             for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++;
             assert.strictEqual(differing, 0, `${precision}: ${differing} of ${a.length} parameters differ between identical runs`);
+          }
+        });
+
+        nodeTest.it('gradient checkpointing trains bitwise as without it (fp32 and bf16)', () => {
+          // The recompute runs the same kernels on the same inputs, and training is bitwise
+          // reproducible (above), so nothing may differ: not a loss, a norm or a parameter.
+          for (const precision of ['fp32', 'bf16'] as const) {
+            const runs = [false, true].map((checkpointing) => withPrecision(precision, () => {
+              const model = loadModel(dir, { device });
+              model.setGradientCheckpointing(checkpointing);
+              const { losses, norms } = trainSteps(model, ref, tokens, targets);
+              const params = model.params.all().read();
+              model.free();
+              return { losses, norms, params };
+            }));
+            assert.deepStrictEqual(runs[1].losses, runs[0].losses, `${precision}: losses differ with gradient checkpointing`);
+            assert.deepStrictEqual(runs[1].norms, runs[0].norms, `${precision}: gradient norms differ with gradient checkpointing`);
+            const a = runs[0].params, b = runs[1].params;
+            let differing = 0;
+            for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++;
+            assert.strictEqual(differing, 0, `${precision}: ${differing} of ${a.length} parameters differ with gradient checkpointing`);
           }
         });
       });
