@@ -335,8 +335,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (saveCopies > 0) parts['checkpoint writing'] = saveCopies * planMemory(config, { batch: null, training: false }).parts.parameters;
       return parts;
     };
-    const checkpointingHint = c.gradient_checkpointing ? '' : `, or turn on ${this.nameKey('gradient_checkpointing')}`;
-    const lower = `batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)${checkpointingHint}`;
+    const gradientCheckpointingHint = c.gradient_checkpointing ? '' : `, or turn on ${this.nameKey('gradient_checkpointing')}`;
+    const lower = `batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)${gradientCheckpointingHint}`;
     let opened: OpenedModel;
     if (this.opts.model) {
       if (!this.opts.tokenizer && !this.opts.train) throw new ConfigError('Trainer: with options.model, give options.tokenizer (or options.train batches)');

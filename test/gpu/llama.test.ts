@@ -156,45 +156,28 @@ if (underJest) {
           model.free();
         });
 
-        nodeTest.it('training is bitwise reproducible (fp32 and bf16), so --resume can be exact', () => {
+        nodeTest.it('training is bitwise reproducible (fp32 and bf16), so --resume can be exact, and gradient checkpointing changes nothing', () => {
           // Repeated token ids make the embedding backward sum several rows into one: with float
-          // atomics that order (and its rounding) would change from run to run.
+          // atomics that order (and its rounding) would change from run to run. Checkpointing's
+          // recompute runs the same kernels on the same inputs, so its run must not differ either.
           const repeated = Int32Array.from(tokens, (t, i) => (i % 3 === 0 ? 7 : t));
           for (const precision of ['fp32', 'bf16'] as const) {
-            const runs = [0, 1].map(() => withPrecision(precision, () => {
+            const runs = [false, false, true].map((checkpointing) => withPrecision(precision, () => {
               const model = loadModel(dir, { device });
+              model.setGradientCheckpointing(checkpointing);
               const { losses, norms } = trainSteps(model, ref, repeated, targets);
               const params = model.params.all().read();
               model.free();
               return { losses, norms, params };
             }));
-            assert.deepStrictEqual(runs[1].losses, runs[0].losses, `${precision}: losses differ between identical runs`);
-            assert.deepStrictEqual(runs[1].norms, runs[0].norms, `${precision}: gradient norms differ between identical runs`);
-            const a = runs[0].params, b = runs[1].params;
-            let differing = 0;
-            for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++;
-            assert.strictEqual(differing, 0, `${precision}: ${differing} of ${a.length} parameters differ between identical runs`);
-          }
-        });
-
-        nodeTest.it('gradient checkpointing trains bitwise as without it (fp32 and bf16)', () => {
-          // The recompute runs the same kernels on the same inputs, and training is bitwise
-          // reproducible (above), so nothing may differ: not a loss, a norm or a parameter.
-          for (const precision of ['fp32', 'bf16'] as const) {
-            const runs = [false, true].map((checkpointing) => withPrecision(precision, () => {
-              const model = loadModel(dir, { device });
-              model.setGradientCheckpointing(checkpointing);
-              const { losses, norms } = trainSteps(model, ref, tokens, targets);
-              const params = model.params.all().read();
-              model.free();
-              return { losses, norms, params };
-            }));
-            assert.deepStrictEqual(runs[1].losses, runs[0].losses, `${precision}: losses differ with gradient checkpointing`);
-            assert.deepStrictEqual(runs[1].norms, runs[0].norms, `${precision}: gradient norms differ with gradient checkpointing`);
-            const a = runs[0].params, b = runs[1].params;
-            let differing = 0;
-            for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++;
-            assert.strictEqual(differing, 0, `${precision}: ${differing} of ${a.length} parameters differ with gradient checkpointing`);
+            for (const [run, what] of [[runs[1], 'between identical runs'], [runs[2], 'with gradient checkpointing']] as const) {
+              assert.deepStrictEqual(run.losses, runs[0].losses, `${precision}: losses differ ${what}`);
+              assert.deepStrictEqual(run.norms, runs[0].norms, `${precision}: gradient norms differ ${what}`);
+              const a = runs[0].params, b = run.params;
+              let differing = 0;
+              for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++;
+              assert.strictEqual(differing, 0, `${precision}: ${differing} of ${a.length} parameters differ ${what}`);
+            }
           }
         });
       });

@@ -135,7 +135,7 @@ describe.each(['SIGINT', 'SIGTERM'] as const)('%s', (signal) => {
   });
 });
 
-test('--gradient-checkpointing (or the config key) trains to the same losses and weights, and --resume continues exactly', () => {
+test('--gradient-checkpointing (or the config key) trains to the same losses and weights, and --resume continues exactly with it on or off', () => {
   const dir = tempDir('gptune-cli-checkpointing-');
   const common = ['--model', TINY, '--data', DATA, '--batch-size', '2', '--seq-len', '16', '--grad-accum', '2', '--lr', '2e-3', '--seed', '3', '--quiet'];
   const run = (name: string, ...args: string[]) => {
@@ -161,4 +161,8 @@ test('--gradient-checkpointing (or the config key) trains to the same losses and
   const resumed = run('second', '--resume', last, '--steps', '4', '--quiet');
   expect(numbers([...first, ...resumed])).toEqual(numbers(plain));
   expect(weights('resumed').equals(weights('plain'))).toBe(true);
+  // Switched off when resuming the same checkpoint (step-2): still exact.
+  const switched = run('switched', '--resume', path.join(dir, 'resumed', 'checkpoints', 'step-2'), '--no-gradient-checkpointing', '--steps', '4', '--quiet');
+  expect(numbers([...first, ...switched])).toEqual(numbers(plain));
+  expect(JSON.parse(fs.readFileSync(path.join(last, 'train_config.json'), 'utf8')).gradient_checkpointing).toBe(false);
 });
