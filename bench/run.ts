@@ -5,33 +5,21 @@
  * one JSON line. Then the Llama family (benchLlama). Options: --quick (small model only), --no-torch,
  * --no-llama, --threads N, --steps N.
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { benchCheckpointing } from './checkpointing';
+import { ROOT, runJSON, StepResult } from './child';
 
-const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
 const flag = (name: string) => process.argv.includes(`--${name}`);
 function num(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-interface StepResult { tokens_per_s: number; ms_per_step: number; peak_rss_mb: number; [k: string]: unknown }
-
 const CONFIGS = [
   { name: 'gpt2-124M B=4 T=256', nLayer: 12, nHead: 12, nEmbd: 768, vocab: 50257, nPositions: 1024, batch: 4, seq: 256, big: true },
   { name: 'small 6L-384 B=8 T=128', nLayer: 6, nHead: 6, nEmbd: 384, vocab: 50257, nPositions: 256, batch: 8, seq: 128, big: false },
 ];
-
-function runJSON(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): StepResult | { error: string } {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', env, maxBuffer: 1 << 24 });
-  const lines = (r.stdout || '').trim().split('\n');
-  try {
-    return JSON.parse(lines[lines.length - 1]) as StepResult;
-  } catch {
-    return { error: `${path.basename(cmd)} exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-1)[0]}` };
-  }
-}
 
 async function main(): Promise<void> {
   const threads = num('threads', 2), steps = num('steps', 3);
@@ -82,7 +70,8 @@ async function main(): Promise<void> {
  * The Llama family: a SmolLM2-135M-shaped training step (B=4, T=256) and batch-1 generation beside
  * bench/torch_llama_baseline.py (scripts/torch_llama.py) in the same run, the training step's model
  * FLOPs against the best matmul rate measured above, and the peak RSS of one Qwen2.5-0.5B-shaped
- * training step at B=1, T=512 (gptune only: the memory target of issue 11).
+ * training step at B=1, T=512 (gptune only: the memory target of issue 11), and the SmolLM2 step
+ * with and without gradient checkpointing (bench/checkpointing.ts).
  */
 function benchLlama(threads: number, steps: number, matmul: Array<{ gflops: number }> | undefined): Record<string, unknown> {
   const env = { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' };
@@ -114,6 +103,7 @@ function benchLlama(threads: number, steps: number, matmul: Array<{ gflops: numb
   if ('error' in qwen) console.log(`  Qwen2.5-0.5B step B=1 T=512 gptune   ${qwen.error}`);
   else console.log(`  Qwen2.5-0.5B step B=1 T=512 gptune   ${qwen.tokens_per_s.toFixed(1).padStart(8)} tokens/s ${qwen.ms_per_step.toFixed(0).padStart(7)} ms ${qwen.peak_rss_mb.toFixed(0).padStart(6)} MB peak RSS`);
   out.qwen25_05b_memory = qwen;
+  out.smollm2_checkpointing = benchCheckpointing(threads, steps);
   return out;
 }
 

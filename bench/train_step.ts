@@ -4,6 +4,7 @@
  *   node dist/bench/train_step.js --n-layer 12 --n-head 12 --n-embd 768 --vocab 50257 \
  *     --n-positions 1024 --batch 4 --seq 256 --steps 3 --warmup 1 --threads 2 [--device cuda --precision bf16]
  *   node dist/bench/train_step.js --spec new:smollm2-135m --batch 4 --seq 256 ...   (any "new:" model spec)
+ *   ... --gradient-checkpointing   (recompute each block in backward: bench/checkpointing.ts)
  * On CUDA each step ends with a device synchronisation, so its wall time includes all its kernels.
  * model_flops_per_token is 6N + 12 L T (NH HS) (N every parameter, a tied embedding once, as the
  * PyTorch baselines count it).
@@ -39,6 +40,8 @@ export function main(): void {
   const config = parseDecoderSpec(spec);
   const model = new Decoder(config, device);
   model.initRandom(0);
+  const checkpointing = process.argv.includes('--gradient-checkpointing');
+  model.setGradientCheckpointing(checkpointing);
   const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 });
   const rng = new Rng(1);
   const V = config.vocabSize;
@@ -62,7 +65,7 @@ export function main(): void {
   const mem = model.memory();
   const flopsPerToken = 6 * model.numParameters + 12 * config.layers * T * attentionWidth(config);
   console.log(JSON.stringify({
-    impl: 'gptune', spec, model_type: config.modelType, device, precision: device === 'cuda' ? precision : 'fp32', params: model.numParameters, batch: B, seq: T,
+    impl: 'gptune', spec, model_type: config.modelType, device, precision: device === 'cuda' ? precision : 'fp32', params: model.numParameters, batch: B, seq: T, gradient_checkpointing: checkpointing,
     threads: addon.numThreads(), simd: addon.simdLevel(),
     ms_per_step: median, tokens_per_s: (B * T) / (median / 1000), peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     model_flops_per_token: flopsPerToken, model_gflops_per_s: ((B * T) / (median / 1000)) * flopsPerToken / 1e9,

@@ -138,6 +138,12 @@ export interface TrainConfig {
   divergence_zscore: number;
   /** Refuse to start when the run's memory plan exceeds this many bytes ("8GB", "512MiB"); null = the memory available. Default null. */
   max_memory: string | null;
+  /**
+   * Gradient checkpointing: keep only each block's input and recompute the block in backward, for
+   * (n_layer - 1) blocks' activations less at the cost of about one more forward per step; the
+   * gradients are bitwise the same. Default false.
+   */
+  gradient_checkpointing: boolean;
 
   // --- machine and logging ---
   /** Backend: cpu, cuda, or auto (cuda when a GPU is usable). Default "cpu". */
@@ -226,6 +232,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   max_skipped_steps: { type: 'int', min: 1, default: 5, flag: 'max-skipped-steps', help: 'stop as diverged after N consecutive steps with a non-finite loss or gradient norm (each is skipped)' },
   divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },
   max_memory: { type: 'string', nullable: true, byteSize: true, default: null, flag: 'max-memory', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },
+  gradient_checkpointing: { type: 'bool', default: false, flag: 'gradient-checkpointing', help: 'keep only each block\'s input and recompute it in backward: less activation memory, about one more forward per step, the same gradients' },
   device: { type: 'string', choices: DEVICE_SETTINGS, default: 'cpu', flag: 'device', help: 'backend: cpu, cuda, or auto' },
   precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },
   threads: { type: 'int', min: 1, nullable: true, default: null, flag: 'threads', help: 'CPU threads for the kernels (default: all cores)' },

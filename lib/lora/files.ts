@@ -15,7 +15,7 @@ import type { FileContents } from '../io/atomic';
 import { encodeSafetensors, readSafetensors, toFloat32 } from '../io/safetensors';
 import type { DecoderConfig } from '../model/decoder_config';
 import { adapterSpecs, LoraAdapter } from './adapter';
-import { checkLoraSettings, LoraSettings } from './modules';
+import { checkLoraSettings, defaultTargets, LoraSettings } from './modules';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -28,11 +28,14 @@ export function isAdapterFolder(dir: string): boolean {
   return fs.existsSync(path.join(dir, ADAPTER_CONFIG_FILE));
 }
 
-/** The names target_modules holds: as given, or for all-linear the module names PEFT expands it to. */
+/**
+ * The names target_modules holds: as given, the family's defaults, or for all-linear the full module
+ * keys PEFT expands it to (tuners_utils.py _maybe_include_all_linear_layers).
+ */
 function targetNames(adapter: LoraAdapter): string[] {
   const t = adapter.settings.targets;
-  if (t === 'all-linear') return [...new Set(adapter.modules.map((m) => m.key.split('.').pop()!))].sort();
-  if (t === null) return [...new Set(adapter.modules.map((m) => m.key.split('.').pop()!))].sort();
+  if (t === 'all-linear') return adapter.modules.map((m) => m.key);
+  if (t === null) return defaultTargets(adapter.config);
   return [...t];
 }
 

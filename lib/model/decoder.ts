@@ -12,6 +12,9 @@
  * Memory: params / grads (same layout) allocated once; activations sized for the largest (B, T)
  * seen and reused for any smaller batch; AdamW moments live with the optimizer (lib/train/adamw.ts)
  * in the params layout. The (B*T, V) logits exist once: backward overwrites them with dlogits.
+ * With gradient checkpointing (setGradientCheckpointing) a training step keeps only each block's
+ * output (B*T, C) and one shared set of block buffers; backward recomputes each block's forward
+ * from its kept input into the shared set just before that block's backward.
  * Linear weights are stored like nn.Linear, (out, in); lib/model/checkpoint.ts maps each family's
  * checkpoint names and layouts (GPT-2's Conv1D (in, out), Llama's separate q/k/v and gate/up).
  */
@@ -22,6 +25,7 @@ import { IGNORE_INDEX } from '../metrics/lm';
 import { kernels } from '../native';
 import type { DeviceName } from '../native';
 import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
+import { describeValue } from '../util/check';
 import { Rng } from '../util/rng';
 import { asDecoderConfig, countParameters, GPT2Config } from './config';
 import { attentionWidth, contextLength, DecoderConfig, ffnInputWidth, qkvWidth } from './decoder_config';
@@ -175,6 +179,11 @@ export function blockBufferSpecs(cfg: DecoderConfig, prefix: string, rows: numbe
   ];
 }
 
+/** The buffer a block writes its output (B*T, C) into: what a checkpointed layout keeps per layer. */
+const BLOCK_OUTPUT = 'residual3';
+/** The prefix of the one block set a checkpointed layout shares between the layers. */
+const SHARED_BLOCK = 'block.';
+
 /** Views of the buffers blockBufferSpecs laid out; empty tensors become null. */
 export function blockBuffers(arena: TensorArena, prefix: string, lora: readonly AdapterShape[] = []): BlockBuffers {
   const g = (n: string) => arena.get(`${prefix}${n}`);
@@ -196,11 +205,22 @@ export function blockBuffers(arena: TensorArena, prefix: string, lora: readonly 
  * buffers (blockBufferSpecs), the final norm, the logits (B*T, V: usually the largest buffer) and
  * the cross-entropy's, then the backward scratch (the residual-stream gradient and one buffer per
  * intermediate width; empty without backward). A memory plan sizes activations from this.
+ *
+ * Checkpointed, the blocks' buffers are instead each block's output `${l}.residual3` (B*T, C: the
+ * next block's input, or the final norm's) and ONE set `block.` that every block writes, its own
+ * output buffer empty (a block writes its output into its kept one): backward recomputes a block
+ * from its kept input into `block.`. This saves (layers - 1) block sets less the outputs.
  */
-export function activationSpecs(cfg: DecoderConfig, B: number, T: number, withBackward: boolean, lora: readonly AdapterShape[] = []): TensorSpec[] {
+export function activationSpecs(cfg: DecoderConfig, B: number, T: number, withBackward: boolean, checkpointed = false, lora: readonly AdapterShape[] = []): TensorSpec[] {
   const C = cfg.width, V = cfg.vocabSize, BT = B * T;
   const specs: TensorSpec[] = [{ name: 'encoded', shape: [BT, C] }];
-  for (let l = 0; l < cfg.layers; l++) specs.push(...blockBufferSpecs(cfg, `${l}.`, BT, B, T, true, lora));
+  if (checkpointed) {
+    for (let l = 0; l < cfg.layers; l++) specs.push({ name: `${l}.${BLOCK_OUTPUT}`, shape: [BT, C] });
+    const shared = blockBufferSpecs(cfg, SHARED_BLOCK, BT, B, T, true, lora);
+    specs.push(...shared.map((s) => (s.name === `${SHARED_BLOCK}${BLOCK_OUTPUT}` ? { name: s.name, shape: [0, C] } : s)));
+  } else {
+    for (let l = 0; l < cfg.layers; l++) specs.push(...blockBufferSpecs(cfg, `${l}.`, BT, B, T, true, lora));
+  }
   specs.push(
     { name: 'lnf', shape: [BT, C] }, { name: 'lnfMean', shape: [cfg.norm === 'layernorm' ? BT : 0] }, { name: 'lnfRstd', shape: [BT] },
     { name: 'logits', shape: [BT, V] }, { name: 'losses', shape: [BT] }, { name: 'ceLse', shape: [BT] },
@@ -227,6 +247,8 @@ export interface ModelUse {
   lora?: LoraSettings | null;
   /** How the base's linear weights are stored (lib/model/frozen_base.ts); default f32. */
   baseDtype?: BaseDtype;
+  /** Activations in the gradient-checkpointing layout (Decoder.setGradientCheckpointing). Default false. */
+  gradientCheckpointing?: boolean;
 }
 
 /** Bytes of native memory a run allocates, by what they hold (see planMemory). */
@@ -262,7 +284,7 @@ export function planMemory(config: DecoderConfig | GPT2Config, use: ModelUse): M
     parts['AdamW moments'] = 2 * trainableBytes;
   }
   const shapes: AdapterShape[] = adapter ? [{ r: use.lora!.r, perLayer: cfg.layers > 0 ? adapter.modules.filter((m) => m.layer === 0).length : 0 }] : [];
-  if (use.batch) parts.activations = arenaBytes(activationSpecs(cfg, use.batch.B, use.batch.T, use.training, shapes));
+  if (use.batch) parts.activations = arenaBytes(activationSpecs(cfg, use.batch.B, use.batch.T, use.training, use.gradientCheckpointing ?? false, shapes));
   return { parts, total: Object.values(parts).reduce((a, b) => a + b, 0) };
 }
 
@@ -289,11 +311,17 @@ class Activations {
   readonly dresidual: Tensor; dC: Tensor; dAtt: Tensor; dqkv: Tensor; dqkvRaw: Tensor; dH: Tensor; dFI: Tensor;
   readonly loraDu: Tensor; // (N, largest adapter rank): lora_backward's scratch
 
-  constructor(device: DeviceName, cfg: DecoderConfig, readonly B: number, readonly T: number, withBackward: boolean, lora: readonly AdapterShape[]) {
-    this.arena = new TensorArena(device, activationSpecs(cfg, B, T, withBackward, lora));
+  constructor(device: DeviceName, cfg: DecoderConfig, readonly B: number, readonly T: number, withBackward: boolean, readonly checkpointed: boolean, lora: readonly AdapterShape[]) {
+    this.arena = new TensorArena(device, activationSpecs(cfg, B, T, withBackward, checkpointed, lora));
     const g = (n: string) => this.arena.get(n);
     this.encoded = g('encoded');
-    for (let l = 0; l < cfg.layers; l++) this.layers.push(blockBuffers(this.arena, `${l}.`, lora));
+    if (checkpointed) {
+      // Every layer writes the shared set, its output into its own kept buffer.
+      const shared = blockBuffers(this.arena, SHARED_BLOCK, lora);
+      for (let l = 0; l < cfg.layers; l++) this.layers.push({ ...shared, [BLOCK_OUTPUT]: g(`${l}.${BLOCK_OUTPUT}`) });
+    } else {
+      for (let l = 0; l < cfg.layers; l++) this.layers.push(blockBuffers(this.arena, `${l}.`, lora));
+    }
     this.lnf = g('lnf'); this.lnfMean = cfg.norm === 'layernorm' ? g('lnfMean') : null; this.lnfRstd = g('lnfRstd');
     this.logits = g('logits'); this.losses = g('losses'); this.ceLse = g('ceLse');
     this.dresidual = g('dresidual'); this.dC = g('dC'); this.dAtt = g('dAtt'); this.dqkv = g('dqkv'); this.dqkvRaw = g('dqkvRaw');
@@ -383,6 +411,7 @@ export class Decoder {
   readonly adapters: LoraAdapter[] = [];
   private trainableAdapter: LoraAdapter | null = null;
   private acts: Activations | null = null;
+  private checkpointing = false;
   private rope: { arena: TensorArena; cos: Tensor; sin: Tensor; positions: number } | null = null;
   private lastBatch: {
     B: number; T: number; tokens: Int32Array; targets: Int32Array; positions: Int32Array | null; segmentIds: Int32Array | null; dropoutSeed: number | null;
@@ -554,6 +583,21 @@ export class Decoder {
     }
   }
 
+  /**
+   * Gradient checkpointing: training keeps each block's input only and recomputes the block in
+   * backward (one more block forward per layer but the last, for (layers - 1) block sets of
+   * activations less). Gradients are bitwise those without it. Takes effect at the next forward,
+   * which reallocates the activations in the other layout.
+   */
+  setGradientCheckpointing(enabled: boolean): void {
+    if (typeof enabled !== 'boolean') throw new TypeError(`setGradientCheckpointing: expected true or false but received ${describeValue(enabled)}`);
+    this.checkpointing = enabled;
+  }
+
+  get gradientCheckpointing(): boolean {
+    return this.checkpointing;
+  }
+
   memory(): MemoryReport {
     return {
       paramsBytes: this.params.bytes + (this.frozen?.bytes ?? 0) + this.adapters.reduce((n, a) => n + a.arena.bytes, 0),
@@ -579,9 +623,9 @@ export class Decoder {
     // Every activation is used as a prefix of its buffer, so any (B, T) with B*T rows fits.
     const a = this.acts;
     const needBackward = withBackward || (a?.withBackward ?? false);
-    if (a && a.B * a.T >= B * T && (a.withBackward || !withBackward)) return a;
+    if (a && a.B * a.T >= B * T && (a.withBackward || !withBackward) && a.checkpointed === this.checkpointing) return a;
     a?.arena.free();
-    this.acts = new Activations(this.device, this.config, B, T, needBackward, this.adapterShapes());
+    this.acts = new Activations(this.device, this.config, B, T, needBackward, this.checkpointing, this.adapterShapes());
     return this.acts;
   }
 
@@ -744,6 +788,12 @@ export class Decoder {
     });
   }
 
+  /** blockForward's attention in training: full causal attention over (B,T), within segments, saving the log-sum-exp for backward. */
+  private causalAttention(segmentIds: Int32Array | null, B: number, T: number): (a: BlockBuffers) => void {
+    const cfg = this.config;
+    return (a) => kernels.attention_forward(a.atty, a.attLse!, a.qkv, segmentIds, B, T, cfg.heads, cfg.kvHeads, cfg.headDim);
+  }
+
   /**
    * Runs the model on tokens (B,T). With targets (B,T; IGNORE_INDEX where nothing is predicted)
    * the loss is computed and the batch is remembered for backward(). Logits stay in the activation
@@ -759,7 +809,7 @@ export class Decoder {
 
     this.embed(acts.encoded, tokens, B, T, at);
     let residual = acts.encoded;
-    const attend = (a: BlockBuffers) => k.attention_forward(a.atty, a.attLse!, a.qkv, segmentIds, B, T, cfg.heads, cfg.kvHeads, cfg.headDim);
+    const attend = this.causalAttention(segmentIds, B, T);
     for (let l = 0; l < cfg.layers; l++) {
       this.blockForward(l, acts.layers[l], residual, B, T, at, attend, dropoutSeed);
       residual = acts.layers[l].residual3;
@@ -821,10 +871,14 @@ export class Decoder {
     k.fill(dres, 0, BT * C);
     this.normBackward(dres, gp('normw'), gp('normb'), dlnf, lastResidual, p.get(globalParamName(cfg, 'normw')), acts.lnfMean, acts.lnfRstd, BT);
 
+    const at = { positions, offset: 0 }, attend = this.causalAttention(segmentIds, B, T);
     for (let l = cfg.layers - 1; l >= 0; l--) {
       const w = layerViews(p, cfg, l), dw = layerViews(g, cfg, l), a = acts.layers[l];
       const linearBackward = (role: LinearRole, dinp: Tensor, dout: Tensor, inp: Tensor) => this.linearBackward(l, role, w, dw, a, dinp, dout, inp, BT, dropoutSeed);
       const layerInput = l === 0 ? acts.encoded : acts.layers[l - 1].residual3;
+      // Checkpointed: the shared buffers hold the block above's values (the last block's are still
+      // the forward's); recompute this block's from its kept input (same kernels: bitwise the same).
+      if (acts.checkpointed && l < cfg.layers - 1) this.blockForward(l, a, layerInput, B, T, at, attend, dropoutSeed);
       // MLP branch: dres holds d(residual3); its copy into the branch is implicit (same buffer).
       const dfchAct = acts.dH, dfch = acts.dFI;
       k.fill(dfchAct, 0, BT * H);

@@ -354,12 +354,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const saveCopies = checkpointing ? 4 : c.output_dir ? 2 : 0;
     const plan = (config: DecoderConfig, parametersAllocated: boolean) => {
       const use = { lora, baseDtype: c.base_dtype };
-      const parts = planMemory(config, { batch: { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) }, training: true, parametersAllocated, ...use }).parts;
+      const batch = { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) };
+      const parts = planMemory(config, { batch, training: true, parametersAllocated, gradientCheckpointing: c.gradient_checkpointing, ...use }).parts;
       const saved = planMemory(config, { batch: null, training: false, ...use }).parts;
       if (saveCopies > 0) parts['checkpoint writing'] = saveCopies * (lora ? saved['LoRA adapter'] : saved.parameters);
       return parts;
     };
-    const lower = 'batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)';
+    const gradientCheckpointingHint = c.gradient_checkpointing ? '' : `, or turn on ${this.nameKey('gradient_checkpointing')}`;
+    const lower = `batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)${gradientCheckpointingHint}`;
     let opened: OpenedModel;
     if (this.opts.model) {
       if (!this.opts.tokenizer && !this.opts.train) throw new ConfigError('Trainer: with options.model, give options.tokenizer (or options.train batches)');
@@ -376,6 +378,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (loraResume) loadAdapter(model, resumeDir!, { trainable: true, label: this.nameKey('resume_from') });
       else if (c.adapter !== null) loadAdapter(model, c.adapter, { trainable: true, label: this.nameKey('adapter') });
       else if (lora) model.addAdapter(lora, { trainable: true, seed: c.seed, labels: { targets: this.nameKey('lora_targets'), modulesToSave: this.nameKey('lora_modules_to_save') } });
+      // The run's setting, also on a model the caller passed (the memory plan above assumed it).
+      model.setGradientCheckpointing(c.gradient_checkpointing);
       const T = c.seq_len ?? Math.min(model.contextLength, 256);
       if (T > model.contextLength) throw new ConfigError(`seq_len ${T} exceeds ${model.contextLimit}`);
       let train = this.opts.train;

@@ -14,7 +14,8 @@
  *     every step's loss below the one before: bf16 training learns;
  *   - greedy generation with the KV cache equals the reference tokens (fp32; the fixtures' smallest
  *     top-2 logit margin, 0.02 for qwen3, is far above fp32 rounding);
- *   - two identical runs (fp32 and bf16) give bitwise-identical losses and parameters.
+ *   - two identical runs (fp32 and bf16) give bitwise-identical losses and parameters, and so does a
+ *     run with gradient checkpointing;
  * The fixtures' head sizes (8-16) keep attention on the fp32 kernels even in bf16 mode, so a seeded
  * GQA model with head size 64 checks the bf16 tensor-core attention against the CPU in fp32.
  * And the sharded copy of tiny-llama loads onto the GPU with exactly the single file's parameters.
@@ -155,24 +156,28 @@ if (underJest) {
           model.free();
         });
 
-        nodeTest.it('training is bitwise reproducible (fp32 and bf16), so --resume can be exact', () => {
+        nodeTest.it('training is bitwise reproducible (fp32 and bf16), so --resume can be exact, and gradient checkpointing changes nothing', () => {
           // Repeated token ids make the embedding backward sum several rows into one: with float
-          // atomics that order (and its rounding) would change from run to run.
+          // atomics that order (and its rounding) would change from run to run. Checkpointing's
+          // recompute runs the same kernels on the same inputs, so its run must not differ either.
           const repeated = Int32Array.from(tokens, (t, i) => (i % 3 === 0 ? 7 : t));
           for (const precision of ['fp32', 'bf16'] as const) {
-            const runs = [0, 1].map(() => withPrecision(precision, () => {
+            const runs = [false, false, true].map((checkpointing) => withPrecision(precision, () => {
               const model = loadModel(dir, { device });
+              model.setGradientCheckpointing(checkpointing);
               const { losses, norms } = trainSteps(model, ref, repeated, targets);
               const params = model.params.all().read();
               model.free();
               return { losses, norms, params };
             }));
-            assert.deepStrictEqual(runs[1].losses, runs[0].losses, `${precision}: losses differ between identical runs`);
-            assert.deepStrictEqual(runs[1].norms, runs[0].norms, `${precision}: gradient norms differ between identical runs`);
-            const a = runs[0].params, b = runs[1].params;
-            let differing = 0;
-            for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++;
-            assert.strictEqual(differing, 0, `${precision}: ${differing} of ${a.length} parameters differ between identical runs`);
+            for (const [run, what] of [[runs[1], 'between identical runs'], [runs[2], 'with gradient checkpointing']] as const) {
+              assert.deepStrictEqual(run.losses, runs[0].losses, `${precision}: losses differ ${what}`);
+              assert.deepStrictEqual(run.norms, runs[0].norms, `${precision}: gradient norms differ ${what}`);
+              const a = runs[0].params, b = run.params;
+              let differing = 0;
+              for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++;
+              assert.strictEqual(differing, 0, `${precision}: ${differing} of ${a.length} parameters differ ${what}`);
+            }
           }
         });
       });

@@ -134,3 +134,35 @@ describe.each(['SIGINT', 'SIGTERM'] as const)('%s', (signal) => {
     expect(logLines(log).map((l) => l.loss)).toEqual(fullLines.slice(0, steps).map((l) => l.loss));
   });
 });
+
+test('--gradient-checkpointing (or the config key) trains to the same losses and weights, and --resume continues exactly with it on or off', () => {
+  const dir = tempDir('gptune-cli-checkpointing-');
+  const common = ['--model', TINY, '--data', DATA, '--batch-size', '2', '--seq-len', '16', '--grad-accum', '2', '--lr', '2e-3', '--seed', '3', '--quiet'];
+  const run = (name: string, ...args: string[]) => {
+    const log = path.join(dir, `${name}.jsonl`);
+    const r = gptune('train', ...args, '--log', log);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    return logLines(log);
+  };
+  const plain = run('plain', ...common, '--out', path.join(dir, 'plain'), '--steps', '4');
+  const checkpointed = run('checkpointed', ...common, '--gradient-checkpointing', '--out', path.join(dir, 'checkpointed'), '--steps', '4');
+  const numbers = (lines: Array<Record<string, number>>) => lines.map((l) => [l.step, l.loss, l.grad_norm, l.token_accuracy]);
+  expect(numbers(checkpointed)).toEqual(numbers(plain));
+  const weights = (name: string) => fs.readFileSync(path.join(dir, name, 'model.safetensors'));
+  expect(weights('checkpointed').equals(weights('plain'))).toBe(true);
+
+  // Half the run with the config file's key and a checkpoint, then --resume (the checkpoint's config keeps the key).
+  const config = path.join(dir, 'run.yaml');
+  fs.writeFileSync(config, 'gradient_checkpointing: true\n');
+  const first = run('first', '--config', config, ...common, '--out', path.join(dir, 'resumed'), '--steps', '2', '--save-every', '2');
+  const last = path.join(dir, 'resumed', 'checkpoints', 'last');
+  expect(JSON.parse(fs.readFileSync(path.join(last, 'train_config.json'), 'utf8')).gradient_checkpointing).toBe(true);
+  const resumed = run('second', '--resume', last, '--steps', '4', '--quiet');
+  expect(numbers([...first, ...resumed])).toEqual(numbers(plain));
+  expect(weights('resumed').equals(weights('plain'))).toBe(true);
+  // Switched off when resuming the same checkpoint (step-2): still exact.
+  const switched = run('switched', '--resume', path.join(dir, 'resumed', 'checkpoints', 'step-2'), '--no-gradient-checkpointing', '--steps', '4', '--quiet');
+  expect(numbers([...first, ...switched])).toEqual(numbers(plain));
+  expect(JSON.parse(fs.readFileSync(path.join(last, 'train_config.json'), 'utf8')).gradient_checkpointing).toBe(false);
+});
