@@ -69,20 +69,26 @@ def linear_layers(model: nn.Module) -> Dict[str, str]:
 
 class LoraLayer(nn.Module):
     """A frozen base Linear/Conv1D plus scaling * B(A(dropout(x))). in/out come from the base weight:
-    Conv1D stores (in, out), nn.Linear (out, in); A and B are nn.Linear weights either way."""
+    Conv1D stores (in, out), nn.Linear (out, in); A and B are nn.Linear weights either way, of adapter_dtype
+    (the base's by default). As PEFT does for a bf16 base with float32 adapters, the adapter path runs in its
+    own dtype and its output is cast to the base output's."""
 
-    def __init__(self, base_layer: nn.Module, r: int, scaling: float, dropout: float):
+    def __init__(self, base_layer: nn.Module, r: int, scaling: float, dropout: float,
+                 adapter_dtype: Optional[torch.dtype] = None):
         super().__init__()
         w = base_layer.weight
         n_in, n_out = (w.shape[0], w.shape[1]) if is_conv1d(base_layer) else (w.shape[1], w.shape[0])
+        dtype = adapter_dtype or w.dtype
         self.base_layer = base_layer
-        self.lora_A = nn.Linear(n_in, r, bias=False, dtype=w.dtype)       # weight (r, in)
-        self.lora_B = nn.Linear(r, n_out, bias=False, dtype=w.dtype)      # weight (out, r)
+        self.lora_A = nn.Linear(n_in, r, bias=False, dtype=dtype)       # weight (r, in)
+        self.lora_B = nn.Linear(r, n_out, bias=False, dtype=dtype)      # weight (out, r)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.scaling = scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base_layer(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
+        result = self.base_layer(x)
+        delta = self.lora_B(self.lora_A(self.dropout(x.to(self.lora_A.weight.dtype)))) * self.scaling
+        return result + delta.to(result.dtype)
 
     def delta_weight(self) -> torch.Tensor:
         """scaling * B @ A in the base weight's own layout ((in, out) for Conv1D: fan_in_fan_out)."""
@@ -110,9 +116,10 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 class LoraModel(nn.Module):
     """The base decoder (torch_gpt2.GPT2 or torch_llama.LlamaForCausalLM) with LoRA layers installed in place
     and every base tensor frozen. forward(tokens, targets) is the base model's. Adapter weights start as
-    nn.Linear's defaults; load_peft_state sets them."""
+    nn.Linear's defaults; load_peft_state sets them. adapter_dtype: the adapters' dtype (default the base's; the
+    saved head copy keeps the base head's)."""
 
-    def __init__(self, base: nn.Module, settings: LoraSettings):
+    def __init__(self, base: nn.Module, settings: LoraSettings, adapter_dtype: Optional[torch.dtype] = None):
         super().__init__()
         if settings.r <= 0:
             raise ValueError(f"r: expected a positive integer, received {settings.r}")
@@ -132,7 +139,8 @@ class LoraModel(nn.Module):
                 raise ValueError(f"target_modules: {unknown} match no module; the linear modules are {sorted(linear)}")
         self.lora_layers: Dict[str, LoraLayer] = {}
         for key in targets:
-            layer = LoraLayer(base.get_submodule(linear[key]), settings.r, settings.scaling, settings.lora_dropout)
+            layer = LoraLayer(base.get_submodule(linear[key]), settings.r, settings.scaling, settings.lora_dropout,
+                              adapter_dtype)
             _set_submodule(base, linear[key], layer)
             self.lora_layers[key] = layer
         # modules_to_save: the head through head_weight() (a bound method, so copy.deepcopy of the whole model
