@@ -54,10 +54,13 @@ export interface Kernels {
   matmul_bf16_forward(out: F, inp: F, w: Uint16Array, bias: F | null, N: number, C: number, OC: number): void;
   matmul_bf16_backward(dinp: F | null, dout: F, w: Uint16Array, N: number, C: number, OC: number): void;
   /**
-   * LoRA on a linear layer's output (kernels.inc): u (N,R) = dropout(inp) @ A^T; out[:, offset:offset+OC]
-   * (rows of stride ld) += scaling * u @ B^T. The dropout mask is a function of (seed, element).
+   * LoRA adapter after a base matmul (PEFT: y = base(x) + scaling * B(A(dropout(x)))): A (R,C), B (OC,R)
+   * as PEFT's lora_A / lora_B weights; u (N,R) = dropout(inp) @ A^T is saved for the backward; out rows
+   * have stride ld and columns [offset, offset + OC) get += scaling * u @ B^T. dropout p in [0,1),
+   * its mask a pure function of (seed, n*C + c) with seed a whole number in [0, 2^53-1].
    */
   lora_forward(out: F, u: F, inp: F, A: F, B: F, N: number, C: number, R: number, OC: number, ld: number, offset: number, scaling: number, dropout: number, seed: number): void;
+  /** du (N,R) is overwritten; dinp (N,C), dA (R,C), dB (OC,R) accumulate; dout has out's stride and offset. */
   lora_backward(dinp: F | null, dA: F | null, dB: F | null, du: F, dout: F, u: F, inp: F, A: F, B: F, N: number, C: number, R: number, OC: number, ld: number, offset: number, scaling: number, dropout: number, seed: number): void;
   /** wpe null: no learned position table (Llama family), out = wte[token]. */
   encoder_forward(out: F, tokens: I, positions: I | null, wte: F, wpe: F | null, B: number, T: number, C: number, posOffset: number): void;

@@ -85,6 +85,8 @@ const KERNELS: Record<string, string> = {
   rope_backward: 'f f f i? d d d d d d d0',
   swiglu_forward: 'f f d d',
   swiglu_backward: 'f f f d d',
+  lora_forward: 'f f f f f d d d d d d0 x x n',
+  lora_backward: 'f? f? f? f f f f f f d d d d d d0 x x n',
   crossentropy_forward: 'f f i? f i d d x',
   crossentropy_backward: 'f f f i x d d x',
   softmax_forward: 'f f x d d',

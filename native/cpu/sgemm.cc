@@ -146,32 +146,54 @@ inline void split_tiles(int n, int tile, int parts, int t, int* begin, int* end)
 
 }  // namespace
 
+namespace {
+
+// C = beta * C (+ bias) when op(A) op(B) is empty (K <= 0) or scaled away (alpha == 0): returns
+// whether it handled the problem. beta == 0 never reads C.
+bool no_product(int M, int N, int K, float alpha, float beta, const float* bias, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return true;
+  if (K > 0 && alpha != 0.0f) return false;
+  for (int i = 0; i < M; ++i) {
+    float* c = C + static_cast<int64_t>(i) * ldc;
+    for (int j = 0; j < N; ++j) c[j] = (beta == 0.0f ? 0.0f : beta * c[j]) + (bias ? bias[j] : 0.0f);
+  }
+  return true;
+}
+
+// The widest SIMD path this CPU has, on the calling thread. few_rows (AVX-512 only) picks the
+// unpacked path for problems of at most kSmallRowsAvx512 rows; it is decided once for the whole
+// problem, so every sub-problem of a split takes the same path.
+void solve_serial(const GemmProblem& p, bool few_rows) {
+  if (few_rows) sgemm_few_rows_avx512(p);
+  else if (cpu_has_avx512()) sgemm_blocked_avx512(p);
+  else if (cpu_has_avx2()) sgemm_blocked_avx2(p);
+  else sgemm_blocked_portable(p);
+}
+
+bool few_rows_path(int M) { return cpu_has_avx512() && M <= kSmallRowsAvx512; }
+
+}  // namespace
+
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc) {
   sgemm_bias(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, nullptr, C, ldc);
 }
 
+void sgemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                  const float* B, int ldb, float beta, float* C, int ldc) {
+  if (no_product(M, N, K, alpha, beta, nullptr, C, ldc)) return;
+  solve_serial(GemmProblem{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr}, few_rows_path(M));
+}
+
 void sgemm_bias(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                 const float* B, int ldb, float beta, const float* bias, float* C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) {  // no product: C = beta * C (+ bias); beta == 0 never reads C
-    for (int i = 0; i < M; ++i) {
-      float* c = C + static_cast<int64_t>(i) * ldc;
-      for (int j = 0; j < N; ++j) c[j] = (beta == 0.0f ? 0.0f : beta * c[j]) + (bias ? bias[j] : 0.0f);
-    }
-    return;
-  }
+  if (no_product(M, N, K, alpha, beta, bias, C, ldc)) return;
   const GemmProblem p{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias};
   const bool avx512 = cpu_has_avx512(), avx2 = !avx512 && cpu_has_avx2();
-  const bool few_rows = avx512 && M <= kSmallRowsAvx512;
+  const bool few_rows = few_rows_path(M);
   const int tile_rows = avx512 ? sgemm_avx512_tile_rows() : avx2 ? sgemm_avx2_tile_rows() : kPortableMR;
   const int tile_cols = avx512 ? sgemm_avx512_tile_cols() : avx2 ? sgemm_avx2_tile_cols() : kPortableNR;
-  auto solve = [&](const GemmProblem& sub) {
-    if (few_rows) sgemm_few_rows_avx512(sub);
-    else if (avx512) sgemm_blocked_avx512(sub);
-    else if (avx2) sgemm_blocked_avx2(sub);
-    else sgemm_blocked_portable(sub);
-  };
+  auto solve = [&](const GemmProblem& sub) { solve_serial(sub, few_rows); };
 
   // Threads take disjoint blocks of C and pack their own operands, so they never wait on each
   // other and every element's sum runs in the same order whatever the thread count. The split is

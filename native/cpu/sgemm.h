@@ -28,6 +28,11 @@ struct GemmProblem {
 void sgemm_bias(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                 const float* B, int ldb, float beta, const float* bias, float* C, int ldc);
 
+// sgemm() on the calling thread only, through the same SIMD paths: for kernels that split their own
+// work with parallel_for and call a GEMM per thread (the pool is not re-entrant).
+void sgemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                  const float* B, int ldb, float beta, float* C, int ldc);
+
 // The rows [m_begin, m_end) and columns [n_begin, n_end) of C as a problem of their own.
 GemmProblem gemm_subproblem(const GemmProblem& p, int m_begin, int m_end, int n_begin, int n_end);
 

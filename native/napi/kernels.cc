@@ -5,6 +5,7 @@
 // into JS Errors naming the kernel and never lets a C++ exception reach V8. Kernels run synchronously on the calling thread: each is short (milliseconds) and
 // the TypeScript model calls them in sequence, so a worker hop per kernel would only add latency;
 // long jobs (a training run) yield to the event loop between steps instead.
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -502,6 +503,82 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- LoRA adapters ----
+
+// The dropout probability p of a LoRA adapter: a number with p in [0, 1) once rounded to float32
+// (the kernels' type; a p that rounds to 1 would make the 1/(1-p) scale infinite).
+float dropout_probability(Args& a, size_t i) {
+  const double p = a.number(i, "dropout");
+  if (!(p >= 0 && static_cast<float>(p) < 1.0f))
+    a.fail_range("dropout must be a probability in [0, 1) but it is " + Napi::Number::New(a.env(), p).ToString().Utf8Value());
+  return static_cast<float>(p);
+}
+
+// The dropout mask's seed: a whole number in [0, 2^53-1], exactly representable in a JS number.
+uint64_t dropout_seed(Args& a, size_t i) {
+  const double seed = a.number(i, "seed", false);
+  if (!(seed >= 0 && std::floor(seed) == seed && seed <= 9007199254740991.0))
+    a.fail_range("seed must be a whole number between 0 and 2^53-1 but it is " +
+                 Napi::Number::New(a.env(), seed).ToString().Utf8Value());
+  return static_cast<uint64_t>(seed);
+}
+
+// The dimensions and scalars lora_forward and lora_backward share, arguments first..first+8:
+// N, C, R, OC, ld, offset, scaling, dropout, seed.
+struct LoraDims {
+  int N, C, R, OC, ld, offset;
+  float scaling, dropout;
+  uint64_t seed;
+  int64_t rows_extent;  // floats of an (N, ld) buffer the adapter's columns reach: (N-1)*ld + offset + OC
+};
+LoraDims lora_dims(Args& a, size_t first) {
+  LoraDims d;
+  d.N = a.dim(first, "N");
+  d.C = a.dim(first + 1, "C");
+  d.R = a.dim(first + 2, "R");
+  d.OC = a.dim(first + 3, "OC");
+  d.ld = a.dim(first + 4, "ld");
+  d.offset = a.dim(first + 5, "offset", 0);
+  d.scaling = static_cast<float>(a.number(first + 6, "scaling"));
+  d.dropout = dropout_probability(a, first + 7);
+  d.seed = dropout_seed(a, first + 8);
+  if (int64_t{d.offset} + d.OC > d.ld)
+    a.fail_range("offset + OC = " + std::to_string(int64_t{d.offset} + d.OC) + " exceeds ld = " + std::to_string(d.ld) +
+                 ": the adapter's columns must lie inside each row");
+  d.rows_extent = a.product({d.N - 1, d.ld}) + d.offset + d.OC;
+  return d;
+}
+
+Napi::Value LoraForward(const Napi::CallbackInfo& info) {
+  Args a(info, "lora_forward", 14);
+  const LoraDims d = lora_dims(a, 5);
+  auto out = a.floats(0, "out", d.rows_extent);
+  auto u = a.floats(1, "u", a.product({d.N, d.R}));
+  auto inp = a.floats(2, "inp", a.product({d.N, d.C}));
+  auto A = a.floats(3, "A", a.product({d.R, d.C}));
+  auto B = a.floats(4, "B", a.product({d.OC, d.R}));
+  GPTUNE_DISPATCH(a, lora_forward, out.ptr, u.ptr, inp.ptr, A.ptr, B.ptr, d.N, d.C, d.R, d.OC, d.ld, d.offset, d.scaling,
+                  d.dropout, d.seed);
+  return info.Env().Undefined();
+}
+
+Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "lora_backward", 18);
+  const LoraDims d = lora_dims(a, 9);
+  auto dinp = a.floats_opt(0, "dinp", a.product({d.N, d.C}));
+  auto dA = a.floats_opt(1, "dA", a.product({d.R, d.C}));
+  auto dB = a.floats_opt(2, "dB", a.product({d.OC, d.R}));
+  auto du = a.floats(3, "du", a.product({d.N, d.R}));
+  auto dout = a.floats(4, "dout", d.rows_extent);
+  auto u = a.floats(5, "u", a.product({d.N, d.R}));
+  auto inp = a.floats(6, "inp", a.product({d.N, d.C}));
+  auto A = a.floats(7, "A", a.product({d.R, d.C}));
+  auto B = a.floats(8, "B", a.product({d.OC, d.R}));
+  GPTUNE_DISPATCH(a, lora_backward, dinp.ptr, dA.ptr, dB.ptr, du.ptr, dout.ptr, u.ptr, inp.ptr, A.ptr, B.ptr, d.N, d.C, d.R,
+                  d.OC, d.ld, d.offset, d.scaling, d.dropout, d.seed);
+  return info.Env().Undefined();
+}
+
 Napi::Value CrossentropyForward(const Napi::CallbackInfo& info) {
   Args a(info, "crossentropy_forward", 8);
   int N = a.dim(5, "N"), V = a.dim(6, "V");
@@ -622,6 +699,8 @@ Napi::Object KernelBindings(Napi::Env env) {
   k.Set("rope_backward", function<Rope<true>>(env, "rope_backward"));
   k.Set("swiglu_forward", function<SwigluForward>(env, "swiglu_forward"));
   k.Set("swiglu_backward", function<SwigluBackward>(env, "swiglu_backward"));
+  k.Set("lora_forward", function<LoraForward>(env, "lora_forward"));
+  k.Set("lora_backward", function<LoraBackward>(env, "lora_backward"));
   k.Set("crossentropy_forward", function<CrossentropyForward>(env, "crossentropy_forward"));
   k.Set("crossentropy_backward", function<CrossentropyBackward>(env, "crossentropy_backward"));
   k.Set("softmax_forward", function<SoftmaxForward>(env, "softmax_forward"));

@@ -167,3 +167,66 @@ test('thread count is validated and applied', () => {
   addon.setNumThreads(n);
   expect(addon.numThreads()).toBe(n);
 });
+
+describe('the LoRA kernels validate their arguments', () => {
+  // N=2 C=3 R=2 OC=4 in rows of ld=6 at offset 1: out/dout reach (N-1)*ld + offset + OC = 11 floats
+  const fwd = (over: Record<number, unknown>) => {
+    const args: unknown[] = [f(12), f(4), f(6), f(6), f(8), 2, 3, 2, 4, 6, 1, 2, 0.1, 7];
+    for (const [i, v] of Object.entries(over)) args[Number(i)] = v;
+    return () => (kernels as unknown as Record<string, (...a: unknown[]) => unknown>).lora_forward(...args);
+  };
+  const bwd = (over: Record<number, unknown>) => {
+    const args: unknown[] = [f(6), f(6), f(8), f(4), f(12), f(4), f(6), f(6), f(8), 2, 3, 2, 4, 6, 1, 2, 0.1, 7];
+    for (const [i, v] of Object.entries(over)) args[Number(i)] = v;
+    return () => (kernels as unknown as Record<string, (...a: unknown[]) => unknown>).lora_backward(...args);
+  };
+
+  test('valid calls run; out and dout need only reach the last row\'s adapter columns', () => {
+    expect(fwd({})).not.toThrow();
+    expect(fwd({ 0: f(11) })).not.toThrow();
+    expect(bwd({})).not.toThrow();
+    expect(bwd({ 0: null, 1: null, 2: null })).not.toThrow();
+    expect(fwd({ 13: 2 ** 53 - 1 })).not.toThrow();
+  });
+
+  test('the adapter columns must fit the rows, and buffers must hold their shapes', () => {
+    expect(fwd({ 10: 3 })).toThrow(/^lora_forward: offset \+ OC = 7 exceeds ld = 6: the adapter's columns must lie inside each row$/);
+    expect(bwd({ 13: 4 })).toThrow(/^lora_backward: offset \+ OC = 5 exceeds ld = 4/);
+    expect(fwd({ 0: f(10) })).toThrow(/lora_forward: expected out to hold at least 11 floats for the given dimensions but it holds 10/);
+    expect(fwd({ 1: f(3) })).toThrow(/expected u to hold at least 4 floats/);
+    expect(fwd({ 3: f(5) })).toThrow(/expected A to hold at least 6 floats/);
+    expect(fwd({ 4: f(7) })).toThrow(/expected B to hold at least 8 floats/);
+    expect(bwd({ 4: f(10) })).toThrow(/lora_backward: expected dout to hold at least 11 floats/);
+    expect(bwd({ 2: f(7) })).toThrow(/expected dB to hold at least 8 floats/);
+    expect(bwd({ 3: null })).toThrow(/lora_backward: expected a Float32Array or an \{arena, offset, numel\} view for du \(argument 4\) but received null/);
+    expect(fwd({ 7: 0 })).toThrow(/lora_forward: expected a whole number between 1 and 2\^31-1 for R \(argument 8\) but received the number 0/);
+    expect(fwd({ 10: -1 })).toThrow(/for offset \(argument 11\) but received the number -1/);
+    expect(fwd({ 14: 0 })).toThrow(/lora_forward: expected 14 arguments but received 15/);
+  });
+
+  test('dropout is a probability in [0, 1) and scaling a finite number', () => {
+    expect(fwd({ 12: 1 })).toThrow(/^lora_forward: dropout must be a probability in \[0, 1\) but it is 1$/);
+    expect(fwd({ 12: -0.1 })).toThrow(/dropout must be a probability in \[0, 1\) but it is -0.1/);
+    expect(fwd({ 12: 0.999999999 })).toThrow(/dropout must be a probability in \[0, 1\) but it is 0.999999999/);  // 1 in float32
+    expect(bwd({ 16: NaN })).toThrow(/lora_backward: expected a finite number for dropout \(argument 17\) but received the number NaN/);
+    expect(fwd({ 11: Infinity })).toThrow(/expected a finite number for scaling \(argument 12\)/);
+  });
+
+  test('seed is a whole number in [0, 2^53-1]: a one-line RangeError otherwise (a TypeError for a non-number)', () => {
+    // The addon's errors come from node's own realm, not jest's sandbox: compare names, not classes.
+    const thrown = (call: () => unknown) => {
+      try {
+        call();
+      } catch (e) {
+        return `${(e as Error).name}: ${(e as Error).message}`;
+      }
+      return 'no error';
+    };
+    for (const seed of [-1, 1.5, 2 ** 53, NaN, Infinity]) {
+      expect(thrown(fwd({ 13: seed }))).toBe(`RangeError: lora_forward: seed must be a whole number between 0 and 2^53-1 but it is ${seed}`);
+    }
+    expect(thrown(bwd({ 17: -3 }))).toBe('RangeError: lora_backward: seed must be a whole number between 0 and 2^53-1 but it is -3');
+    expect(thrown(fwd({ 13: '7' }))).toBe("TypeError: lora_forward: expected a number for seed (argument 14) but received the string '7'");
+    expect(thrown(fwd({ 13: 7n }))).toMatch(/^TypeError: lora_forward: expected a number for seed \(argument 14\)/);
+  });
+});

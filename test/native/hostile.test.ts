@@ -51,6 +51,26 @@ describe('getters that change memory while arguments are read', () => {
     expectCaught(o, /^RangeError: matmul_forward: out refers to an arena that was freed$/);
   });
 
+  test('lora_forward and lora_backward refuse an out/dout arena freed by a later argument\'s getter', () => {
+    // N=4 C=8 R=2 OC=8 in rows of ld=16 at offset 4; B's numel getter frees the packed output's arena.
+    const o = runChild(`${attempt}
+      const N = 4, C = 8, R = 2, OC = 8, ld = 16;
+      for (const kernel of ['lora_forward', 'lora_backward']) {
+        const packed = new addon.Arena('cpu', N * ld);
+        const view = { arena: packed, offset: 0, numel: N * ld };
+        const B = { arena: new addon.Arena('cpu', OC * R), offset: 0,
+          get numel() { packed.free(); for (let i = 0; i < 16; i++) new addon.Arena('cpu', N * ld).fill(7); return OC * R; } };
+        const f = (n) => new Float32Array(n).fill(0.5);
+        if (kernel === 'lora_forward') attempt(() => k.lora_forward(view, f(N * R), f(N * C), f(R * C), B, N, C, R, OC, ld, 4, 2, 0.1, 9));
+        else attempt(() => k.lora_backward(null, f(R * C), f(OC * R), f(N * R), view, f(N * R), f(N * C), f(R * C), B, N, C, R, OC, ld, 4, 2, 0.1, 9));
+      }`);
+    expect(o.signal).toBeNull();
+    expect(o.stdout.trim().split('\n')).toEqual([
+      'RangeError: lora_forward: out refers to an arena that was freed',
+      'RangeError: lora_backward: dout refers to an arena that was freed',
+    ]);
+  });
+
   test('a block pinned by a call is released when the call ends (no leak)', () => {
     // free() during a call leaves the block alive only until the call returns or throws.
     const o = runChild(`

@@ -1,5 +1,5 @@
 // Standalone check and timing harness for the CPU encoder, LayerNorm, GELU, elementwise,
-// cross-entropy, AdamW, RMSNorm, RoPE and SwiGLU kernels, usable without the N-API binding. Every kernel is compared with a
+// cross-entropy, AdamW, RMSNorm, RoPE, SwiGLU and LoRA-dropout kernels, usable without the N-API binding. Every kernel is compared with a
 // float64 reference written here; the row kernels are checked on both paths (portable and, when
 // the CPU has it, AVX-512) as well as through the public multithreaded entry point. Then it times
 // the hot kernels at GPT-2 124M and SmolLM2-135M shapes on 1 and 2 threads.
@@ -107,6 +107,7 @@ struct RowKernelSet {
   void (*rope_rotate)(float*, const float*, const float*, int, int, bool);
   void (*swiglu_forward)(float*, const float*, int64_t, int);
   void (*swiglu_backward)(float*, const float*, const float*, int64_t, int);
+  void (*lora_dropout_tile)(float*, int64_t, const float*, int64_t, int64_t, int, int64_t, int, int, const LoraDropout&, bool);
 };
 
 std::vector<RowKernelSet> row_kernel_sets() {
@@ -115,13 +116,15 @@ std::vector<RowKernelSet> row_kernel_sets() {
                   cpu::portable::layernorm_forward, cpu::portable::layernorm_backward,
                   cpu::portable::logsumexp, cpu::portable::scaled_exp, cpu::portable::softmax,
                   cpu::portable::sum_squares, cpu::portable::rmsnorm_forward, cpu::portable::rmsnorm_backward,
-                  cpu::portable::rope_rotate, cpu::portable::swiglu_forward, cpu::portable::swiglu_backward});
+                  cpu::portable::rope_rotate, cpu::portable::swiglu_forward, cpu::portable::swiglu_backward,
+                  cpu::portable::lora_dropout_tile});
   if (cpu::cpu_has_avx512())
     sets.push_back({"avx512", cpu::avx512::gelu_forward, cpu::avx512::gelu_backward,
                     cpu::avx512::layernorm_forward, cpu::avx512::layernorm_backward,
                     cpu::avx512::logsumexp, cpu::avx512::scaled_exp, cpu::avx512::softmax,
                     cpu::avx512::sum_squares, cpu::avx512::rmsnorm_forward, cpu::avx512::rmsnorm_backward,
-                    cpu::avx512::rope_rotate, cpu::avx512::swiglu_forward, cpu::avx512::swiglu_backward});
+                    cpu::avx512::rope_rotate, cpu::avx512::swiglu_forward, cpu::avx512::swiglu_backward,
+                    cpu::avx512::lora_dropout_tile});
   return sets;
 }
 
@@ -365,6 +368,51 @@ void check_swiglu(const RowKernelSet& k) {
       expect_close(std::string(k.name) + " swiglu_forward" + shape, out.data(), want_out.data(), out.size(), 2e-6, 1e-7);
       expect_close(std::string(k.name) + " swiglu_backward" + shape, d_inp.data(), want_dinp.data(), d_inp.size(), 2e-6, 1e-6);
     }
+}
+
+// The LoRA dropout mask of gptune/lora_dropout.h, restated from its definition: SplitMix64 from
+// key = mix64(seed + golden); element i is kept iff the top 24 bits of mix64(key + (i+1) golden),
+// as a fraction of 2^24, are >= p.
+bool lora_keep_ref(uint64_t seed, uint64_t index, float p) {
+  auto mix = [](uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  const uint64_t golden = 0x9e3779b97f4a7c15ull, key = mix(seed + golden);
+  return static_cast<double>(mix(key + (index + 1) * golden) >> 40) / 16777216.0 >= p;
+}
+
+// Tiles at row/column offsets inside a wider input, both modes. The kernel multiplies kept values
+// by the float32 scale (and adds them) exactly as written here, so the results must be bit-equal.
+void check_lora_dropout(const RowKernelSet& k) {
+  const int C = 45, rows = 5, ld = 50;
+  const int64_t row0 = 3;
+  const uint64_t seed = 0x1234567890abcull;
+  for (float p : {0.1f, 0.5f, 0.97f}) {
+    const LoraDropout d = lora_dropout_params(p, seed);
+    const float scale = 1.0f / (1.0f - p);
+    std::string differs;
+    for (int cols : {1, 15, 16, 17, 37})
+      for (bool accumulate : {false, true}) {
+        const int col0 = C - cols - 2;
+        auto src = random_floats(size_t(rows) * ld, -1.0f, 1.0f), dst = random_floats(size_t(rows) * ld, -1.0f, 1.0f);
+        std::vector<float> want = dst;
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < cols; ++j) {
+            const bool keep = lora_keep_ref(seed, uint64_t(row0 + i) * C + col0 + j, p);
+            float& w = want[size_t(i) * ld + j];
+            const float kept = scale * src[size_t(i) * ld + j];
+            w = accumulate ? (keep ? w + kept : w) : (keep ? kept : 0.0f);
+          }
+        k.lora_dropout_tile(dst.data(), ld, src.data(), ld, rows, cols, row0, col0, C, d, accumulate);
+        if (std::memcmp(dst.data(), want.data(), want.size() * sizeof(float)) != 0)
+          differs += " cols=" + std::to_string(cols) + (accumulate ? "(+=)" : "");
+      }
+    char what[96];
+    std::snprintf(what, sizeof what, "%s lora_dropout_tile p=%.2f, cols 1..37, = and +=", k.name, p);
+    expect_true(what + (differs.empty() ? std::string() : " differs at" + differs), differs.empty());
+  }
 }
 
 void check_crossentropy(const RowKernelSet& k) {
@@ -674,6 +722,7 @@ int main(int argc, char** argv) {
     check_rmsnorm(k);
     check_rope(k);
     check_swiglu(k);
+    check_lora_dropout(k);
   }
   check_encoder();
   check_adamw();
