@@ -21,6 +21,7 @@ import * as path from 'path';
 import { OutputError, UsageError } from '../errors';
 import { OpenedModel, openModel } from '../model/open';
 import { ConfigError, ConfigKey, listSetting, resolveConfig, TrainConfig } from '../config';
+import { adapterSpecs } from '../lora/adapter';
 import { loadAdapter } from '../lora/apply';
 import { ADAPTER_FILES, adapterFiles, isAdapterFolder } from '../lora/files';
 import type { LoraSettings } from '../lora/modules';
@@ -336,6 +337,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // A LoRA run's checkpoints hold the adapter only: the base is the run's model.
     const loraResume = resumeDir !== null && isAdapterFolder(resumeDir);
     const lora = loraSettings(c);
+    const loraLabels = { targets: this.nameKey('lora_targets'), modulesToSave: this.nameKey('lora_modules_to_save') };
     if (resumeDir && c.model !== null) {
       const trained = resumeModelConflict(resumeDir, c.model);
       if (trained !== undefined) {
@@ -353,6 +355,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const checkpointing = this.checkpointDir !== null && (c.save_every > 0 || validationGiven || c.resume_from !== null);
     const saveCopies = checkpointing ? 4 : c.output_dir ? 2 : 0;
     const plan = (config: DecoderConfig, parametersAllocated: boolean) => {
+      // Unknown target names fail here, named as the user wrote them, before anything loads.
+      if (lora) adapterSpecs(config, lora, loraLabels);
       const use = { lora, baseDtype: c.base_dtype };
       const batch = { B: c.batch_size, T: c.seq_len ?? Math.min(contextLength(config), 256) };
       const parts = planMemory(config, { batch, training: true, parametersAllocated, gradientCheckpointing: c.gradient_checkpointing, ...use }).parts;
@@ -377,7 +381,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const { model } = opened;
       if (loraResume) loadAdapter(model, resumeDir!, { trainable: true, label: this.nameKey('resume_from') });
       else if (c.adapter !== null) loadAdapter(model, c.adapter, { trainable: true, label: this.nameKey('adapter') });
-      else if (lora) model.addAdapter(lora, { trainable: true, seed: c.seed, labels: { targets: this.nameKey('lora_targets'), modulesToSave: this.nameKey('lora_modules_to_save') } });
+      else if (lora) model.addAdapter(lora, { trainable: true, seed: c.seed, labels: loraLabels });
       // The run's setting, also on a model the caller passed (the memory plan above assumed it).
       model.setGradientCheckpointing(c.gradient_checkpointing);
       const T = c.seq_len ?? Math.min(model.contextLength, 256);

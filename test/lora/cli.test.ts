@@ -107,7 +107,7 @@ describe.each([['GPT-2', () => TINY, 'c_attn'], ['Llama', () => llama, 'q_proj']
 describe('bad input: one line, non-zero exit, nothing written', () => {
   test('r <= 0, an unknown target (the modules that exist are listed), a LoRA key without --lora, a quantized base without LoRA', () => {
     const dir = tempDir('gptune-lora-bad-'), out = path.join(dir, 'out');
-    expectCleanFailure(['train', '--model', TINY, '--data', DATA, '--out', out, '--lora', '--lora-r', '0'], /--lora-r: expected a whole number >= 1 but received 0/, out);
+    expectCleanFailure(['train', '--model', TINY, '--data', DATA, '--out', out, '--lora', '--lora-r', '0'], /--lora-r: expected a whole number >= 1 but received '0'/, out);
     expectCleanFailure(['train', '--model', TINY, '--data', DATA, '--out', out, '--lora', '--lora-targets', 'q_proj'],
       /--lora-targets: no module named q_proj in this gpt2 model; its linear modules are c_attn, c_proj, c_fc/, out);
     expectCleanFailure(['train', '--model', TINY, '--data', DATA, '--out', out, '--lora-r', '16'], /lora_r needs lora \(--lora\)/, out);
