@@ -1,7 +1,7 @@
-// Internals of the elementwise, LayerNorm, RMSNorm, RoPE, SwiGLU, GELU and cross-entropy kernels:
-// the single-threaded building blocks that encoder.cc, layernorm.cc, rmsnorm.cc, rope.cc,
-// swiglu.cc, gelu.cc, elementwise.cc and crossentropy.cc split across threads. Each comes twice:
-// a plain scalar loop (namespace portable: the readable version, and the fallback on CPUs without
+// Internals of the elementwise, LayerNorm, RMSNorm, RoPE, SwiGLU, GELU, cross-entropy and bf16
+// conversion kernels: the single-threaded building blocks that encoder.cc, layernorm.cc, rmsnorm.cc,
+// rope.cc, swiglu.cc, gelu.cc, elementwise.cc, crossentropy.cc and quant.cc split across threads.
+// Each comes twice: a plain scalar loop (namespace portable: the readable version, and the fallback on CPUs without
 // AVX-512) and an AVX-512 version (namespace avx512, *_avx512.cc; call only when
 // cpu_has_avx512()). test/native/kernels_harness.cc checks both against
 // float64 references. Only declarations live here, so no inline code compiled with AVX-512 flags
@@ -62,7 +62,11 @@ constexpr float kGeluCubic = 0.044715f;
   /* rows of inp (rows,2H) = [gate | up]: out (rows,H) = silu(gate) * up */                       \
   void swiglu_forward(float* out, const float* inp, int64_t rows, int H);                         \
   /* dinp (rows,2H) += the gradient of sum(out * dout), dout (rows,H) */                          \
-  void swiglu_backward(float* dinp, const float* dout, const float* inp, int64_t rows, int H);
+  void swiglu_backward(float* dinp, const float* dout, const float* inp, int64_t rows, int H);    \
+  /* dst (n) = the float32 values of the bf16 bit patterns src (n), exactly */                    \
+  void widen_bf16(float* dst, const uint16_t* src, int64_t n);                                    \
+  /* dst (n) = src (n) rounded to bf16, ties to even; NaN stays NaN (quant_format.h) */           \
+  void round_to_bf16(uint16_t* dst, const float* src, int64_t n);
 
 namespace portable {
 GPTUNE_ROW_KERNELS
