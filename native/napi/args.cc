@@ -226,13 +226,14 @@ FloatArg Args::view(size_t i, const char* name) {
   return out;
 }
 
-void Args::claim_device(const char* name, Device device, const char* what) {
+void Args::claim_device(const char* name, Device device, bool host_array) {
   if (!device_set_) {
     device_ = device;
     device_set_ = true;
   } else if (device_ != device) {
-    fail_range(std::string(name) + " is " + what + device_name(device) + " but the earlier tensors are on " +
-               device_name(device_) + "; all tensors of one call must be on the same device");
+    const std::string what = host_array ? "a host typed array (cpu)" : std::string("on ") + device_name(device);
+    fail_range(std::string(name) + " is " + what + " but the earlier tensors are on " + device_name(device_) +
+               "; all tensors of one call must be on the same device");
   }
 }
 
@@ -250,7 +251,7 @@ FloatArg Args::resolve(size_t i, const char* name, int64_t required) {
     fail_type(i, name, kTensorExpected);
   }
   require(name, out.numel, required, "floats");
-  claim_device(name, out.device, "on ");
+  claim_device(name, out.device, false);
   return out;
 }
 
@@ -294,14 +295,14 @@ ByteArg<T> Args::elements(size_t i, const char* name, napi_typedarray_type type,
     out.numel = slots.numel * static_cast<int64_t>(sizeof(float) / sizeof(T));
     out.device = slots.device;
     require(name, out.numel, required, unit);
-    claim_device(name, out.device, "on ");
+    claim_device(name, out.device, false);
   } else {
     void* data = nullptr;
     typed(i, name, type, expected, &data, &out.numel);
     out.ptr = static_cast<T*>(data);
     require(name, out.numel, required, unit);
-    // A typed array is host memory: a CUDA call needs its quantized weights in a CUDA arena.
-    claim_device(name, Device::Cpu, "a host typed array, on ");
+    // A typed array is host memory: a CUDA call needs its weights in a CUDA arena view.
+    claim_device(name, Device::Cpu, true);
   }
   return out;
 }

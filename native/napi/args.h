@@ -117,9 +117,9 @@ class Args {
   // The float slots [offset, offset+numel) of the arena view snapshotted for argument i, checked
   // against its arena and pinned.
   FloatArg view(size_t i, const char* name);
-  // Records that argument `name` lives on `device` (`what` describes it for the error), refusing a
+  // Records that argument `name` lives on `device` (a host typed array when host_array), refusing a
   // device other than the one of the arguments resolved before it.
-  void claim_device(const char* name, Device device, const char* what);
+  void claim_device(const char* name, Device device, bool host_array);
   // A typed array of element type T (`type`) or an arena view, holding at least `required` elements.
   template <class T>
   ByteArg<T> elements(size_t i, const char* name, napi_typedarray_type type, const char* expected, int64_t required,
