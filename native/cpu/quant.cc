@@ -40,9 +40,7 @@ struct Int8Weight {
   void tile(float* dst, int o0, int rows, int c0, int cols) const {
     for (int r = 0; r < rows; ++r) {
       const int8_t* src = q + int64_t{o0 + r} * C + c0;
-      const float s = scale[o0 + r];
-      float* d = dst + int64_t{r} * cols;
-      for (int j = 0; j < cols; ++j) d[j] = quant::int8_value(src[j], s);
+      GPTUNE_ROW_KERNEL(int8_decode)(dst + int64_t{r} * cols, src, cols, scale[o0 + r]);
     }
   }
 };
@@ -67,12 +65,10 @@ struct Nf4Weight {
         *d++ = kNf4[packed[i >> 1] & 15] * absmax;
         ++i;
       }
-      for (; i + 1 < block_end; i += 2) {
-        const uint8_t byte = packed[i >> 1];
-        d[0] = kNf4[byte >> 4] * absmax;
-        d[1] = kNf4[byte & 15] * absmax;
-        d += 2;
-      }
+      const int64_t pairs = (block_end - i) / 2;
+      GPTUNE_ROW_KERNEL(nf4_decode)(d, packed + (i >> 1), pairs, absmax);
+      d += 2 * pairs;
+      i += 2 * pairs;
       if (i < block_end) {
         *d++ = kNf4[packed[i >> 1] >> 4] * absmax;
         ++i;
@@ -96,18 +92,6 @@ struct Bf16Weight {
 
 constexpr int kTileRows = 16;   // rows of W dequantized at once
 constexpr int kTileCols = 256;  // backward: columns of W per tile (each thread owns a column range)
-
-// 16 independent partial sums so the compiler vectorises the reduction without reassociation flags.
-float dot(const float* __restrict a, const float* __restrict b, int n) {
-  float acc[16] = {};
-  int c = 0;
-  for (; c + 16 <= n; c += 16)
-    for (int k = 0; k < 16; ++k) acc[k] += a[c + k] * b[c + k];
-  float s = 0.0f;
-  for (int k = 0; k < 16; ++k) s += acc[k];
-  for (; c < n; ++c) s += a[c] * b[c];
-  return s;
-}
 
 // From this many input rows on, the matmuls dequantize a slab of W (about kSlabFloats floats, whole
 // rows) at a time and run the fp32 sgemm on it: the dequantization is then paid once per slab for
@@ -161,7 +145,8 @@ void quant_matmul_forward(float* out, const float* inp, const W& w, const float*
       for (int n = 0; n < N; ++n) {
         const float* x = inp + int64_t{n} * C;
         float* y = out + int64_t{n} * OC + o0;
-        for (int r = 0; r < rows; ++r) y[r] = dot(x, tile.data() + int64_t{r} * C, C) + (bias ? bias[o0 + r] : 0.0f);
+        for (int r = 0; r < rows; ++r)
+          y[r] = GPTUNE_ROW_KERNEL(dot)(x, tile.data() + int64_t{r} * C, C) + (bias ? bias[o0 + r] : 0.0f);
       }
     }
   });
@@ -188,13 +173,9 @@ void quant_matmul_backward(float* dinp, const float* dout, const W& w, int N, in
         const int rows = std::min(kTileRows, OC - o0);
         w.tile(tile, o0, rows, c0, cols);
         for (int n = 0; n < N; ++n) {
-          float* __restrict dx = dinp + int64_t{n} * C + c0;
+          float* dx = dinp + int64_t{n} * C + c0;
           const float* dy = dout + int64_t{n} * OC + o0;
-          for (int r = 0; r < rows; ++r) {
-            const float g = dy[r];
-            const float* __restrict wr = tile + r * cols;
-            for (int j = 0; j < cols; ++j) dx[j] += g * wr[j];
-          }
+          for (int r = 0; r < rows; ++r) GPTUNE_ROW_KERNEL(axpy)(dx, dy[r], tile + r * cols, cols);
         }
       }
     }
@@ -310,6 +291,33 @@ void widen_bf16(float* dst, const uint16_t* src, int64_t n) {
 
 void round_to_bf16(uint16_t* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = quant::float_to_bf16(src[i]);
+}
+
+void int8_decode(float* dst, const int8_t* q, int64_t n, float scale) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = quant::int8_value(q[i], scale);
+}
+
+void nf4_decode(float* dst, const uint8_t* packed, int64_t bytes, float absmax) {
+  for (int64_t k = 0; k < bytes; ++k) {
+    dst[2 * k] = quant::mul_rn(kNf4[packed[k] >> 4], absmax);
+    dst[2 * k + 1] = quant::mul_rn(kNf4[packed[k] & 15], absmax);
+  }
+}
+
+// 16 independent partial sums so the compiler vectorises the reduction without reassociation flags.
+float dot(const float* a, const float* b, int64_t n) {
+  float acc[16] = {};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int k = 0; k < 16; ++k) acc[k] += a[c + k] * b[c + k];
+  float s = 0.0f;
+  for (int k = 0; k < 16; ++k) s += acc[k];
+  for (; c < n; ++c) s += a[c] * b[c];
+  return s;
+}
+
+void axpy(float* y, float alpha, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 }  // namespace portable

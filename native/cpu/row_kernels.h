@@ -66,7 +66,15 @@ constexpr float kGeluCubic = 0.044715f;
   /* dst (n) = the float32 values of the bf16 bit patterns src (n), exactly */                    \
   void widen_bf16(float* dst, const uint16_t* src, int64_t n);                                    \
   /* dst (n) = src (n) rounded to bf16, ties to even; NaN stays NaN (quant_format.h) */           \
-  void round_to_bf16(uint16_t* dst, const float* src, int64_t n);
+  void round_to_bf16(uint16_t* dst, const float* src, int64_t n);                                 \
+  /* dst (n) = q (n) * scale: int8 codes dequantized (quant::int8_value) */                      \
+  void int8_decode(float* dst, const int8_t* q, int64_t n, float scale);                          \
+  /* dst (2 bytes) = NF4 values of packed (bytes), high nibble first, times absmax */             \
+  void nf4_decode(float* dst, const uint8_t* packed, int64_t bytes, float absmax);                \
+  /* sum of a[i] * b[i], i < n, float32 (any summation order) */                                  \
+  float dot(const float* a, const float* b, int64_t n);                                           \
+  /* y (n) += alpha * x (n) */                                                                    \
+  void axpy(float* y, float alpha, const float* x, int64_t n);
 
 namespace portable {
 GPTUNE_ROW_KERNELS
