@@ -31,28 +31,39 @@ export interface TensorRef {
 /** A float tensor argument: a view into an arena, or (CPU only) a plain Float32Array. */
 export type F = TensorRef | Float32Array;
 export type I = Int32Array;
+/**
+ * Quantized (int8 codes; packed NF4 codes and 8-bit block scales) and bf16 weights: a typed array
+ * (CPU), or on any device a view whose offset and numel count the arena's 4-byte float slots, the
+ * bytes starting at offset * 4 (lib/tensor.ts writeElements puts a typed array into an arena).
+ */
+export type I8 = Int8Array | TensorRef;
+export type U8 = Uint8Array | TensorRef;
+export type U16 = Uint16Array | TensorRef;
 
 /** The kernels, with the argument order of native/include/gptune/kernels.inc. */
 export interface Kernels {
   matmul_forward(out: F, inp: F, weight: F, bias: F | null, N: number, C: number, OC: number): void;
   matmul_backward(dinp: F | null, dweight: F | null, dbias: F | null, dout: F, inp: F, weight: F, N: number, C: number, OC: number): void;
   /** int8 weight-only, per output channel: q (OC,C), scale (OC) = absmax/127 (kernels.inc). */
-  quantize_int8(q: Int8Array, scale: F, weight: F, OC: number, C: number): void;
-  dequantize_int8(weight: F, q: Int8Array, scale: F, OC: number, C: number): void;
-  matmul_int8_forward(out: F, inp: F, q: Int8Array, scale: F, bias: F | null, N: number, C: number, OC: number): void;
+  quantize_int8(q: I8, scale: F, weight: F, OC: number, C: number): void;
+  dequantize_int8(weight: F, q: I8, scale: F, OC: number, C: number): void;
+  matmul_int8_forward(out: F, inp: F, q: I8, scale: F, bias: F | null, N: number, C: number, OC: number): void;
   /** Input gradient only (a frozen base): dinp (N,C) += dout (N,OC) @ dequant(W). */
-  matmul_int8_backward(dinp: F | null, dout: F, q: Int8Array, scale: F, N: number, C: number, OC: number): void;
+  matmul_int8_backward(dinp: F | null, dout: F, q: I8, scale: F, N: number, C: number, OC: number): void;
   /**
    * NF4 (QLoRA) over n weights: packed (ceil(n/2)) two codes a byte, earlier element high; qabsmax
    * (ceil(n/64)) double-quantized block absmax; absmax2 (ceil(ceil(n/64)/256)); offset (1).
    */
-  quantize_nf4(packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, weight: F, n: number): void;
-  dequantize_nf4(weight: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, n: number): void;
-  matmul_nf4_forward(out: F, inp: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, bias: F | null, N: number, C: number, OC: number): void;
-  matmul_nf4_backward(dinp: F | null, dout: F, packed: Uint8Array, qabsmax: Uint8Array, absmax2: F, offset: F, N: number, C: number, OC: number): void;
-  /** bfloat16 frozen weights: w (OC,C) bf16 bit patterns, read directly (kernels.inc). */
-  matmul_bf16_forward(out: F, inp: F, w: Uint16Array, bias: F | null, N: number, C: number, OC: number): void;
-  matmul_bf16_backward(dinp: F | null, dout: F, w: Uint16Array, N: number, C: number, OC: number): void;
+  quantize_nf4(packed: U8, qabsmax: U8, absmax2: F, offset: F, weight: F, n: number): void;
+  dequantize_nf4(weight: F, packed: U8, qabsmax: U8, absmax2: F, offset: F, n: number): void;
+  matmul_nf4_forward(out: F, inp: F, packed: U8, qabsmax: U8, absmax2: F, offset: F, bias: F | null, N: number, C: number, OC: number): void;
+  matmul_nf4_backward(dinp: F | null, dout: F, packed: U8, qabsmax: U8, absmax2: F, offset: F, N: number, C: number, OC: number): void;
+  /** bf16 frozen weights: w (OC,C) bfloat16 bit patterns, widened exactly; fp32 inputs and sums. */
+  matmul_bf16_forward(out: F, inp: F, w: U16, bias: F | null, N: number, C: number, OC: number): void;
+  /** Input gradient only: dinp (N,C) += dout (N,OC) @ w. */
+  matmul_bf16_backward(dinp: F | null, dout: F, w: U16, N: number, C: number, OC: number): void;
+  /** w_out (n) = inp rounded to bf16 (nearest, ties to even; NaN stays NaN). */
+  convert_f32_to_bf16(w_out: U16, inp: F, n: number): void;
   /**
    * LoRA adapter after a base matmul (PEFT: y = base(x) + scaling * B(A(dropout(x)))): A (R,C), B (OC,R)
    * as PEFT's lora_A / lora_B weights; u (N,R) = dropout(inp) @ A^T is saved for the backward; out rows

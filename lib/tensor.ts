@@ -49,6 +49,37 @@ export class Tensor implements TensorRef {
   }
 }
 
+/** Typed arrays of quantized or bf16 weights, which kernels also take as arena views. */
+export type ElementArray = Int8Array | Uint8Array | Uint16Array;
+
+/** The arena float slots (4 bytes each) that hold `bytes` bytes. */
+export function floatSlots(bytes: number): number {
+  return Math.ceil(bytes / 4);
+}
+
+/**
+ * Copies an element array's bytes into arena slots [offset, offset + floatSlots(byteLength)) (the
+ * last slot zero-padded) and returns that view, on any device: how a quantized base reaches a GPU.
+ */
+export function writeElements(arena: ArenaHandle, offset: number, values: ElementArray): TensorRef {
+  const numel = floatSlots(values.byteLength);
+  const bytes = new Uint8Array(numel * 4);
+  bytes.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  arena.write(offset, new Float32Array(bytes.buffer));
+  return { arena, offset, numel };
+}
+
+/** A host copy of the first `length` elements an arena view holds, as the given typed array type. */
+export function readElements<T extends ElementArray>(
+  ref: TensorRef, type: { new (buffer: ArrayBuffer, byteOffset: number, length: number): T; BYTES_PER_ELEMENT: number }, length: number,
+): T {
+  if (length * type.BYTES_PER_ELEMENT > ref.numel * 4) {
+    throw new RangeError(`readElements: ${length} elements of ${type.BYTES_PER_ELEMENT} bytes do not fit the view's ${ref.numel} float slots`);
+  }
+  const floats = ref.arena.read(ref.offset, ref.numel);
+  return new type(floats.buffer as ArrayBuffer, floats.byteOffset, length);
+}
+
 export interface TensorSpec {
   name: string;
   shape: readonly number[];

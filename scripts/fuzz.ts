@@ -59,10 +59,24 @@ const tally = (target: string, ok: boolean) => {
 
 // ---- kernel bindings ----
 
-/** Argument kinds: f float tensor, f? optional, i Int32Array (valid ids), i? optional, d dimension, n count, x number, b boolean. */
+/**
+ * Argument kinds: f float tensor, f? optional, i Int32Array (valid ids), i? optional, d dimension, n count, x number, b boolean;
+ * q int8 weights, u uint8 weights, h bf16 weights (typed arrays or arena views in float slots).
+ */
 const KERNELS: Record<string, string> = {
   matmul_forward: 'f f f f? d d d',
   matmul_backward: 'f? f? f? f f f d d d',
+  quantize_int8: 'q f f d d',
+  dequantize_int8: 'f q f d d',
+  matmul_int8_forward: 'f f q f f? d d d',
+  matmul_int8_backward: 'f? f q f d d d',
+  quantize_nf4: 'u u f f f n',
+  dequantize_nf4: 'f u u f f n',
+  matmul_nf4_forward: 'f f u u f f f? d d d',
+  matmul_nf4_backward: 'f? f u u f f d d d',
+  matmul_bf16_forward: 'f f h f? d d d',
+  matmul_bf16_backward: 'f? f h d d d',
+  convert_f32_to_bf16: 'h f n',
   encoder_forward: 'f i i? f f? d d d d0',
   encoder_backward: 'f? f? f i i? d d d d0',
   layernorm_forward: 'f f? f? f f f d d x',
@@ -112,6 +126,17 @@ function valid(kind: string): unknown {
     }
     case 'i':
       return new Int32Array(TENSOR); // id 0 is valid everywhere
+    case 'q':
+    case 'u':
+    case 'h': {
+      if (rand() < 0.5) {
+        const type = kind.startsWith('q') ? Int8Array : kind.startsWith('u') ? Uint8Array : Uint16Array;
+        return new type(TENSOR).map(() => int(0, 255));
+      }
+      const arena = newArena(TENSOR * 2);
+      arenas.push(arena);
+      return { arena, offset: int(0, TENSOR), numel: TENSOR };  // float slots: 4 bytes each
+    }
     case 'd':
       return pick([1, 1, 2, 3, 4, 8]);
     case 'd0':
@@ -138,12 +163,14 @@ function hostile(others: unknown[]): unknown {
       /* not a real arena */
     }
   };
-  const typed = others.find((a) => a instanceof Float32Array || a instanceof Int32Array) as Float32Array | undefined;
+  const typed = others.find((a) => ArrayBuffer.isView(a)) as Float32Array | undefined;
   const arena = newArena(TENSOR);
   arenas.push(arena);
   const choices: (() => unknown)[] = [
     () => pick([undefined, null, NaN, -1, Infinity, 2 ** 31, 2 ** 53, 1.5, '3', true, {}, [], () => 0, Symbol('s'), 10n]),
     () => new Float64Array(8),
+    () => pick([new Int8Array(int(0, 3)), new Uint8Array(int(0, 3)), new Uint16Array(int(0, 3)), new Uint16Array(TENSOR)]),
+    () => new Uint8Array(new ResizableArrayBuffer(TENSOR, { maxByteLength: TENSOR * 2 })),
     () => new Float32Array(int(0, 3)),
     () => new Int32Array(8).fill(pick([-1, 1 << 30, -100])),
     () => ({ arena, offset: pick([-1, TENSOR, 2 ** 53, NaN, '0', 1.5]), numel: int(0, TENSOR) }),

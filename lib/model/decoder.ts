@@ -268,8 +268,8 @@ export function planMemory(config: DecoderConfig | GPT2Config, use: ModelUse): M
   const baseDtype = use.baseDtype ?? 'f32';
   const { specs } = parameterSpecs(cfg);
   const stored = baseDtype === 'f32' ? new Set<string>() : new Set(linearWeightNames(cfg));
-  let parameters = arenaBytes(specs.filter((x) => !stored.has(x.name)));
-  for (const x of specs) if (stored.has(x.name)) parameters += storedWeightBytes(baseDtype, x.shape[0], x.shape[1]);
+  const storedShapes = specs.filter((x) => stored.has(x.name)).map((x) => ({ name: x.name, OC: x.shape[0], C: x.shape[1] }));
+  const parameters = arenaBytes(specs.filter((x) => !stored.has(x.name))) + (storedShapes.length > 0 ? storedWeightBytes(baseDtype, storedShapes) : 0);
   const adapter = use.lora ? adapterSpecs(cfg, use.lora) : null;
   const adapterBytes = adapter ? arenaBytes(adapter.specs) : 0;
   const trainableBytes = adapter ? adapterBytes : parameters;
@@ -423,7 +423,8 @@ export class Decoder {
     this.baseDtype = options.baseDtype ?? 'f32';
     const { specs, decayCount } = parameterSpecs(this.config);
     const stored = this.baseDtype === 'f32' ? new Set<string>() : new Set(linearWeightNames(this.config));
-    this.frozen = this.baseDtype === 'f32' ? null : new FrozenLinears(this.baseDtype, device);
+    const shapes = specs.filter((x) => stored.has(x.name)).map((x) => ({ name: x.name, OC: x.shape[0], C: x.shape[1] }));
+    this.frozen = this.baseDtype === 'f32' ? null : new FrozenLinears(this.baseDtype, device, shapes);
     this.decayCount = decayCount - specs.slice(0, decayCount).filter((x) => stored.has(x.name)).length;
     this.params = new TensorArena(device, specs.filter((x) => !stored.has(x.name)));
   }
@@ -435,12 +436,11 @@ export class Decoder {
       t.write(values);
       return;
     }
-    const spec = parameterSpecs(this.config).specs.find((x) => x.name === name);
-    if (!spec || !this.frozen) throw new Error(`no parameter named ${name}`);
+    if (!this.frozen?.has(name)) throw new Error(`no parameter named ${name}`);
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i])) throw new NonFiniteError(`parameter ${name} holds NaN or infinite values; gptune does not load non-finite weights`);
     }
-    this.frozen.set(name, spec.shape[0], spec.shape[1], values);
+    this.frozen.set(name, values);
   }
 
   /** Parameter `name` as float32 (a low-precision base weight dequantized). */

@@ -8,41 +8,62 @@
  * the embedding, the LM head, norms and biases stay float32 in the decoder's parameter arena (as
  * QLoRA keeps them), and nothing here takes a gradient except with respect to the layer's input.
  */
-import { UsageError } from '../errors';
-import { float32ToBF16 } from '../io/safetensors';
 import { kernels } from '../native';
 import type { DeviceName, F } from '../native';
+import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
 
 export const BASE_DTYPES = ['f32', 'bf16', 'int8', 'nf4'] as const;
 export type BaseDtype = (typeof BASE_DTYPES)[number];
 export type StoredDtype = Exclude<BaseDtype, 'f32'>;
 
+/**
+ * Where one stored weight lives in the store's arena: views whose offsets and lengths count float32
+ * slots (4 bytes), as the kernels take byte arrays in arenas (lib/native.ts I8 / U8 / U16).
+ */
 type Stored =
-  | { dtype: 'bf16'; OC: number; C: number; bits: Uint16Array }
-  | { dtype: 'int8'; OC: number; C: number; q: Int8Array; scale: Float32Array }
-  | { dtype: 'nf4'; OC: number; C: number; packed: Uint8Array; qabsmax: Uint8Array; absmax2: Float32Array; offset: Float32Array };
+  | { dtype: 'bf16'; OC: number; C: number; bits: Tensor }
+  | { dtype: 'int8'; OC: number; C: number; q: Tensor; scale: Tensor }
+  | { dtype: 'nf4'; OC: number; C: number; packed: Tensor; qabsmax: Tensor; absmax2: Tensor; offset: Tensor };
 
-/** Bytes one (OC, C) weight takes in `dtype` (what a memory plan counts). */
-export function storedWeightBytes(dtype: BaseDtype, OC: number, C: number): number {
-  const n = OC * C;
+/** Float32 slots holding `bytes` bytes. */
+const slots = (bytes: number) => Math.ceil(bytes / 4);
+
+/** The arena views of one (OC, C) weight in `dtype`, named `${name}.${part}`. */
+function storedSpecs(dtype: StoredDtype, name: string, OC: number, C: number): TensorSpec[] {
+  const n = OC * C, blocks = Math.ceil(n / 64);
   switch (dtype) {
-    case 'f32': return 4 * n;
-    case 'bf16': return 2 * n;
-    case 'int8': return n + 4 * OC;
-    case 'nf4': {
-      const blocks = Math.ceil(n / 64);
-      return Math.ceil(n / 2) + blocks + 4 * Math.ceil(blocks / 256) + 4;
-    }
+    case 'bf16': return [{ name: `${name}.bits`, shape: [slots(2 * n)] }];
+    case 'int8': return [{ name: `${name}.q`, shape: [slots(n)] }, { name: `${name}.scale`, shape: [OC] }];
+    case 'nf4': return [
+      { name: `${name}.packed`, shape: [slots(Math.ceil(n / 2))] }, { name: `${name}.qabsmax`, shape: [slots(blocks)] },
+      { name: `${name}.absmax2`, shape: [Math.ceil(blocks / 256)] }, { name: `${name}.offset`, shape: [1] },
+    ];
   }
 }
 
-/** The frozen linear weights of a model in one low-precision format, by parameter name. */
-export class FrozenLinears {
-  private readonly weights = new Map<string, Stored>();
+/** Bytes the store of these (OC, C) weights takes in `dtype` (its arena, padding included: what a memory plan counts). */
+export function storedWeightBytes(dtype: BaseDtype, shapes: ReadonlyArray<{ name: string; OC: number; C: number }>): number {
+  if (dtype === 'f32') return arenaBytes(shapes.map((w) => ({ name: w.name, shape: [w.OC, w.C] })));
+  return arenaBytes(shapes.flatMap((w) => storedSpecs(dtype, w.name, w.OC, w.C)));
+}
 
-  constructor(readonly dtype: StoredDtype, readonly device: DeviceName) {
-    if (device !== 'cpu') {
-      throw new UsageError(`base dtype ${dtype}: the ${dtype} base weights run on the CPU only for now (use --base-dtype f32 on CUDA)`);
+/**
+ * The frozen linear weights of a model in one low-precision format, by parameter name, all in one
+ * arena on the model's device (laid out when the model is built; filled by set()).
+ */
+export class FrozenLinears {
+  private readonly arena: TensorArena;
+  private readonly weights = new Map<string, Stored>();
+  private readonly filled = new Set<string>();
+
+  constructor(readonly dtype: StoredDtype, readonly device: DeviceName, shapes: ReadonlyArray<{ name: string; OC: number; C: number }>) {
+    this.arena = new TensorArena(device, shapes.flatMap((w) => storedSpecs(dtype, w.name, w.OC, w.C)));
+    const g = (w: { name: string }, part: string) => this.arena.get(`${w.name}.${part}`);
+    for (const w of shapes) {
+      const { OC, C } = w;
+      this.weights.set(w.name, dtype === 'bf16' ? { dtype, OC, C, bits: g(w, 'bits') }
+        : dtype === 'int8' ? { dtype, OC, C, q: g(w, 'q'), scale: g(w, 'scale') }
+          : { dtype, OC, C, packed: g(w, 'packed'), qabsmax: g(w, 'qabsmax'), absmax2: g(w, 'absmax2'), offset: g(w, 'offset') });
     }
   }
 
@@ -50,25 +71,26 @@ export class FrozenLinears {
     return this.weights.has(name);
   }
 
-  /** Stores the (OC, C) float32 weight `values` in this format. */
-  set(name: string, OC: number, C: number, values: Float32Array): void {
-    if (values.length !== OC * C) throw new RangeError(`frozen weight ${name}: expected ${OC * C} values but received ${values.length}`);
-    const k = kernels;
-    if (this.dtype === 'bf16') {
-      this.weights.set(name, { dtype: 'bf16', OC, C, bits: float32ToBF16(values) });
-    } else if (this.dtype === 'int8') {
-      const q = new Int8Array(OC * C), scale = new Float32Array(OC);
-      k.quantize_int8(q, scale, values, OC, C);
-      this.weights.set(name, { dtype: 'int8', OC, C, q, scale });
-    } else {
-      const n = OC * C, blocks = Math.ceil(n / 64);
-      const s = {
-        dtype: 'nf4' as const, OC, C, packed: new Uint8Array(Math.ceil(n / 2)), qabsmax: new Uint8Array(blocks),
-        absmax2: new Float32Array(Math.ceil(blocks / 256)), offset: new Float32Array(1),
-      };
-      k.quantize_nf4(s.packed, s.qabsmax, s.absmax2, s.offset, values, n);
-      this.weights.set(name, s);
+  /** Stores the (OC, C) float32 weight `values` in this format (quantized on the model's device). */
+  set(name: string, values: Float32Array): void {
+    const w = this.get(name), n = w.OC * w.C, k = kernels;
+    if (values.length !== n) throw new RangeError(`frozen weight ${name}: expected ${n} values but received ${values.length}`);
+    // The kernels read a float input on their device: a CUDA store quantizes from a device copy.
+    let staging: TensorArena | null = null;
+    let input: Float32Array | Tensor = values;
+    if (this.device !== 'cpu') {
+      staging = new TensorArena(this.device, [{ name: 'w', shape: [n] }]);
+      input = staging.get('w');
+      input.write(values);
     }
+    try {
+      if (w.dtype === 'bf16') k.convert_f32_to_bf16(w.bits, input, n);
+      else if (w.dtype === 'int8') k.quantize_int8(w.q, w.scale, input, w.OC, w.C);
+      else k.quantize_nf4(w.packed, w.qabsmax, w.absmax2, w.offset, input, n);
+    } finally {
+      staging?.free();
+    }
+    this.filled.add(name);
   }
 
   private get(name: string): Stored {
@@ -95,26 +117,30 @@ export class FrozenLinears {
 
   /** The weight as float32 (OC, C), dequantized (for merging and saving). */
   read(name: string): Float32Array {
-    const w = this.get(name), k = kernels;
-    const out = new Float32Array(w.OC * w.C);
-    if (w.dtype === 'bf16') {
-      const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < w.bits.length; i++) bits[i] = w.bits[i] << 16;
-    } else if (w.dtype === 'int8') {
-      k.dequantize_int8(out, w.q, w.scale, w.OC, w.C);
-    } else {
-      k.dequantize_nf4(out, w.packed, w.qabsmax, w.absmax2, w.offset, w.OC * w.C);
+    const w = this.get(name), k = kernels, n = w.OC * w.C;
+    const out = new TensorArena(this.device, [{ name: 'w', shape: [n] }]);
+    try {
+      const t = out.get('w');
+      if (w.dtype === 'bf16') {
+        // bf16 -> f32 is exact: the 16 bits become the high half of the float.
+        const bits = new Uint16Array(w.bits.read().buffer, 0, n), values = new Float32Array(n), wide = new Uint32Array(values.buffer);
+        for (let i = 0; i < n; i++) wide[i] = bits[i] << 16;
+        return values;
+      }
+      if (w.dtype === 'int8') k.dequantize_int8(t, w.q, w.scale, w.OC, w.C);
+      else k.dequantize_nf4(t, w.packed, w.qabsmax, w.absmax2, w.offset, n);
+      return t.read();
+    } finally {
+      out.free();
     }
-    return out;
   }
 
+  /** Bytes of the stored formats (the arena, padding included). */
   get bytes(): number {
-    let n = 0;
-    for (const w of this.weights.values()) n += storedWeightBytes(w.dtype, w.OC, w.C);
-    return n;
+    return this.arena.bytes;
   }
 
   free(): void {
-    this.weights.clear();
+    this.arena.free();
   }
 }

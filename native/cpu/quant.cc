@@ -9,86 +9,26 @@
 #include <vector>
 
 #include "gptune/kernels.h"
+#include "gptune/quant_format.h"
 #include "parallel.h"
+#include "row_kernels.h"
 #include "sgemm.h"
 
 namespace gptune::cpu {
 namespace {
 
-// The 16 NormalFloat4 values of QLoRA (Dettmers et al. 2023, appendix E) as bitsandbytes lists them
-// (functional.py get_4bit_type("nf4") and the dDequantizeNF4 table of its CUDA kernels).
-constexpr float kNf4[16] = {-1.0f,
-                            -0.6961928009986877f,
-                            -0.5250730514526367f,
-                            -0.39491748809814453f,
-                            -0.28444138169288635f,
-                            -0.18477343022823334f,
-                            -0.09105003625154495f,
-                            0.0f,
-                            0.07958029955625534f,
-                            0.16093020141124725f,
-                            0.24611230194568634f,
-                            0.33791524171829224f,
-                            0.44070982933044434f,
-                            0.5626170039176941f,
-                            0.7229568362236023f,
-                            1.0f};
-constexpr int kNf4Block = 64;      // weights per absmax
-constexpr int kStatsBlock = 256;   // absmax values per second-level scale
-
-// bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): for i in 0..6,
-// the midpoints of torch.linspace(0.1, 1, 2^i + 1) (float32, ATen's two-sided formula) times
-// +-10^(i-6), plus 0 and 1, sorted: 256 increasing values in [-0.993, 1].
-std::array<float, 256> make_dynamic_code() {
-  static const double kPowers[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0};
-  std::vector<float> values;
-  for (int i = 0; i < 7; ++i) {
-    const int items = (1 << i) + 1;
-    const float start = 0.1f, end = 1.0f;
-    const float step = (end - start) / static_cast<float>(items - 1);
-    std::vector<float> bounds(items);
-    for (int j = 0; j < items; ++j)
-      bounds[j] = j < items / 2 ? start + step * static_cast<float>(j) : end - step * static_cast<float>(items - 1 - j);
-    const float power = static_cast<float>(kPowers[i]);
-    for (int j = 0; j + 1 < items; ++j) {
-      const float mean = (bounds[j] + bounds[j + 1]) / 2.0f;
-      values.push_back(power * mean);
-      values.push_back(-power * mean);
-    }
-  }
-  values.push_back(0.0f);
-  values.push_back(1.0f);
-  std::sort(values.begin(), values.end());
-  std::array<float, 256> code{};
-  std::copy(values.begin(), values.end(), code.begin());
-  return code;
-}
+using quant::kNf4;
+using quant::kNf4Block;
+using quant::kStatsBlock;
 
 const std::array<float, 256>& dynamic_code() {
-  static const std::array<float, 256> code = make_dynamic_code();
+  static const std::array<float, 256> code = quant::make_dynamic_code();
   return code;
 }
 
-// Index of the dynamic-code value nearest x (ties to the lower value).
-int nearest_dynamic(float x) {
-  const auto& code = dynamic_code();
-  int hi = static_cast<int>(std::upper_bound(code.begin(), code.end(), x) - code.begin());  // first > x
-  if (hi == 0) return 0;
-  if (hi == 256) return 255;
-  return (code[hi] - x) < (x - code[hi - 1]) ? hi : hi - 1;
-}
-
-// NF4 code of x in [-1, 1]: the upper code wins when x is strictly above the float midpoint of two
-// neighbours, the thresholds of bitsandbytes' dQuantizeNF4 decision tree.
-int nf4_code(float x) {
-  static const std::array<float, 15> midpoints = [] {
-    std::array<float, 15> m{};
-    for (int i = 0; i < 15; ++i) m[i] = static_cast<float>((double{kNf4[i]} + double{kNf4[i + 1]}) / 2.0);
-    return m;
-  }();
-  int code = 0;
-  while (code < 15 && x > midpoints[code]) ++code;
-  return code;
+const std::array<float, 15>& nf4_midpoints() {
+  static const std::array<float, 15> midpoints = quant::nf4_midpoints();
+  return midpoints;
 }
 
 // Dequantizes rows [o0, o0+rows) and columns [c0, c0+cols) of a quantized (OC,C) weight into
@@ -100,9 +40,7 @@ struct Int8Weight {
   void tile(float* dst, int o0, int rows, int c0, int cols) const {
     for (int r = 0; r < rows; ++r) {
       const int8_t* src = q + int64_t{o0 + r} * C + c0;
-      const float s = scale[o0 + r];
-      float* d = dst + int64_t{r} * cols;
-      for (int j = 0; j < cols; ++j) d[j] = static_cast<float>(src[j]) * s;
+      GPTUNE_ROW_KERNEL(int8_decode)(dst + int64_t{r} * cols, src, cols, scale[o0 + r]);
     }
   }
 };
@@ -114,8 +52,7 @@ struct Nf4Weight {
   float offset;
   int C;
   float block_absmax(int64_t block) const {
-    float a = dynamic_code()[qabsmax[block]] * absmax2[block / kStatsBlock];
-    return a + offset;
+    return quant::nf4_block_absmax(dynamic_code()[qabsmax[block]], absmax2[block / kStatsBlock], offset);
   }
   // The flat elements [first, first+count) of the weight, into d: one absmax per block, and whole
   // bytes (two codes) at a time where the range is byte-aligned.
@@ -128,12 +65,10 @@ struct Nf4Weight {
         *d++ = kNf4[packed[i >> 1] & 15] * absmax;
         ++i;
       }
-      for (; i + 1 < block_end; i += 2) {
-        const uint8_t byte = packed[i >> 1];
-        d[0] = kNf4[byte >> 4] * absmax;
-        d[1] = kNf4[byte & 15] * absmax;
-        d += 2;
-      }
+      const int64_t pairs = (block_end - i) / 2;
+      GPTUNE_ROW_KERNEL(nf4_decode)(d, packed + (i >> 1), pairs, absmax);
+      d += 2 * pairs;
+      i += 2 * pairs;
       if (i < block_end) {
         *d++ = kNf4[packed[i >> 1] >> 4] * absmax;
         ++i;
@@ -145,20 +80,18 @@ struct Nf4Weight {
   }
 };
 
+// bf16 bit patterns, widened exactly (AVX-512 when the CPU has it).
+struct Bf16Weight {
+  const uint16_t* w;
+  int C;
+  void tile(float* dst, int o0, int rows, int c0, int cols) const {
+    for (int r = 0; r < rows; ++r)
+      GPTUNE_ROW_KERNEL(widen_bf16)(dst + int64_t{r} * cols, w + int64_t{o0 + r} * C + c0, cols);
+  }
+};
+
 constexpr int kTileRows = 16;   // rows of W dequantized at once
 constexpr int kTileCols = 256;  // backward: columns of W per tile (each thread owns a column range)
-
-// 16 independent partial sums so the compiler vectorises the reduction without reassociation flags.
-float dot(const float* __restrict a, const float* __restrict b, int n) {
-  float acc[16] = {};
-  int c = 0;
-  for (; c + 16 <= n; c += 16)
-    for (int k = 0; k < 16; ++k) acc[k] += a[c + k] * b[c + k];
-  float s = 0.0f;
-  for (int k = 0; k < 16; ++k) s += acc[k];
-  for (; c < n; ++c) s += a[c] * b[c];
-  return s;
-}
 
 // From this many input rows on, the matmuls dequantize a slab of W (about kSlabFloats floats, whole
 // rows) at a time and run the fp32 sgemm on it: the dequantization is then paid once per slab for
@@ -212,7 +145,8 @@ void quant_matmul_forward(float* out, const float* inp, const W& w, const float*
       for (int n = 0; n < N; ++n) {
         const float* x = inp + int64_t{n} * C;
         float* y = out + int64_t{n} * OC + o0;
-        for (int r = 0; r < rows; ++r) y[r] = dot(x, tile.data() + int64_t{r} * C, C) + (bias ? bias[o0 + r] : 0.0f);
+        for (int r = 0; r < rows; ++r)
+          y[r] = GPTUNE_ROW_KERNEL(dot)(x, tile.data() + int64_t{r} * C, C) + (bias ? bias[o0 + r] : 0.0f);
       }
     }
   });
@@ -239,13 +173,9 @@ void quant_matmul_backward(float* dinp, const float* dout, const W& w, int N, in
         const int rows = std::min(kTileRows, OC - o0);
         w.tile(tile, o0, rows, c0, cols);
         for (int n = 0; n < N; ++n) {
-          float* __restrict dx = dinp + int64_t{n} * C + c0;
+          float* dx = dinp + int64_t{n} * C + c0;
           const float* dy = dout + int64_t{n} * OC + o0;
-          for (int r = 0; r < rows; ++r) {
-            const float g = dy[r];
-            const float* __restrict wr = tile + r * cols;
-            for (int j = 0; j < cols; ++j) dx[j] += g * wr[j];
-          }
+          for (int r = 0; r < rows; ++r) GPTUNE_ROW_KERNEL(axpy)(dx, dy[r], tile + r * cols, cols);
         }
       }
     }
@@ -260,16 +190,10 @@ void quantize_int8(int8_t* q, float* scale, const float* weight, int OC, int C) 
       const float* w = weight + o * C;
       float absmax = 0.0f;
       for (int c = 0; c < C; ++c) absmax = std::max(absmax, std::fabs(w[c]));
-      scale[o] = absmax / 127.0f;
-      // bitsandbytes' int8_vectorwise_quant: round(w * (127 / absmax)), torch.round = half to even
-      // (std::nearbyint in the default rounding mode).
-      const float factor = absmax > 0.0f ? 127.0f / absmax : 0.0f;
+      scale[o] = quant::int8_scale(absmax);
+      const float factor = quant::int8_factor(absmax);
       int8_t* qo = q + o * C;
-      // The clamp only matters for non-finite weights (NaN becomes 0), where the cast would be undefined.
-      for (int c = 0; c < C; ++c) {
-        const float v = std::nearbyint(w[c] * factor);
-        qo[c] = static_cast<int8_t>(v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? static_cast<int>(v) : 0);
-      }
+      for (int c = 0; c < C; ++c) qo[c] = quant::int8_code(w[c], factor);
     }
   });
 }
@@ -301,30 +225,28 @@ void quantize_nf4(uint8_t* packed, uint8_t* qabsmax, float* absmax2, float* offs
       float m = 0.0f;
       for (int64_t i = first; i < last; ++i) m = std::max(m, std::fabs(weight[i]));
       absmax[b] = m;
-      // bitsandbytes multiplies by the reciprocal; an all-zero block (where it would form 0 * inf)
-      // maps every element to the code of 0.0.
-      const float inv = m > 0.0f ? 1.0f / m : 0.0f;
+      const float inv = quant::nf4_inverse(m);
+      const float* midpoints = nf4_midpoints().data();
       for (int64_t i = first; i < last; i += 2) {
-        const int hi = nf4_code(weight[i] * inv);
-        const int lo = i + 1 < last ? nf4_code(weight[i + 1] * inv) : 0;
+        const int hi = quant::nf4_code(weight[i], inv, midpoints);
+        const int lo = i + 1 < last ? quant::nf4_code(weight[i + 1], inv, midpoints) : 0;
         packed[i >> 1] = static_cast<uint8_t>((hi << 4) | lo);
       }
     }
   });
   // Double quantization (compress_statistics): subtract the mean, then 8-bit blockwise with the
-  // dynamic code. The mean is accumulated in double and rounded once.
-  double sum = 0.0;
-  for (float a : absmax) sum += a;
-  const float mean = static_cast<float>(sum / static_cast<double>(blocks));
+  // dynamic code.
+  const float mean = quant::absmax_mean(absmax.data(), blocks);
   *offset = mean;
   const int64_t stat_blocks = (blocks + kStatsBlock - 1) / kStatsBlock;
   for (int64_t s = 0; s < stat_blocks; ++s) {
     const int64_t first = s * kStatsBlock, last = std::min<int64_t>(first + kStatsBlock, blocks);
     float m = 0.0f;
-    for (int64_t b = first; b < last; ++b) m = std::max(m, std::fabs(absmax[b] - mean));
+    for (int64_t b = first; b < last; ++b) m = std::max(m, std::fabs(quant::sub_rn(absmax[b], mean)));
     absmax2[s] = m;
-    const float inv = m > 0.0f ? 1.0f / m : 0.0f;
-    for (int64_t b = first; b < last; ++b) qabsmax[b] = static_cast<uint8_t>(nearest_dynamic((absmax[b] - mean) * inv));
+    const float inv = quant::nf4_inverse(m);
+    for (int64_t b = first; b < last; ++b)
+      qabsmax[b] = static_cast<uint8_t>(quant::nearest_dynamic(quant::nf4_stat_normalised(absmax[b], mean, inv), dynamic_code().data()));
   }
 }
 
@@ -345,5 +267,59 @@ void matmul_nf4_backward(float* dinp, const float* dout, const uint8_t* packed,
                          int C, int OC) {
   if (dinp) quant_matmul_backward(dinp, dout, Nf4Weight{packed, qabsmax, absmax2, *offset, C}, N, C, OC);
 }
+
+void matmul_bf16_forward(float* out, const float* inp, const uint16_t* w, const float* bias, int N, int C,
+                         int OC) {
+  quant_matmul_forward(out, inp, Bf16Weight{w, C}, bias, N, C, OC);
+}
+
+void matmul_bf16_backward(float* dinp, const float* dout, const uint16_t* w, int N, int C, int OC) {
+  if (dinp) quant_matmul_backward(dinp, dout, Bf16Weight{w, C}, N, C, OC);
+}
+
+void convert_f32_to_bf16(uint16_t* w_out, const float* inp, long long n) {
+  parallel_for(n, kMinFloatsPerThread, [&](int64_t begin, int64_t end, int) {
+    GPTUNE_ROW_KERNEL(round_to_bf16)(w_out + begin, inp + begin, end - begin);
+  });
+}
+
+namespace portable {
+
+void widen_bf16(float* dst, const uint16_t* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = quant::bf16_to_float(src[i]);
+}
+
+void round_to_bf16(uint16_t* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = quant::float_to_bf16(src[i]);
+}
+
+void int8_decode(float* dst, const int8_t* q, int64_t n, float scale) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = quant::int8_value(q[i], scale);
+}
+
+void nf4_decode(float* dst, const uint8_t* packed, int64_t bytes, float absmax) {
+  for (int64_t k = 0; k < bytes; ++k) {
+    dst[2 * k] = quant::mul_rn(kNf4[packed[k] >> 4], absmax);
+    dst[2 * k + 1] = quant::mul_rn(kNf4[packed[k] & 15], absmax);
+  }
+}
+
+// 16 independent partial sums so the compiler vectorises the reduction without reassociation flags.
+float dot(const float* a, const float* b, int64_t n) {
+  float acc[16] = {};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int k = 0; k < 16; ++k) acc[k] += a[c + k] * b[c + k];
+  float s = 0.0f;
+  for (int k = 0; k < 16; ++k) s += acc[k];
+  for (; c < n; ++c) s += a[c] * b[c];
+  return s;
+}
+
+void axpy(float* y, float alpha, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace portable
 
 }  // namespace gptune::cpu

@@ -1,7 +1,7 @@
-// Internals of the elementwise, LayerNorm, RMSNorm, RoPE, SwiGLU, GELU, LoRA-dropout and
-// cross-entropy kernels: the single-threaded building blocks that encoder.cc, layernorm.cc,
-// rmsnorm.cc, rope.cc, swiglu.cc, gelu.cc, lora.cc, elementwise.cc and crossentropy.cc split across
-// threads. Each comes twice:
+// Internals of the elementwise, LayerNorm, RMSNorm, RoPE, SwiGLU, GELU, LoRA-dropout, cross-entropy
+// and bf16 conversion kernels: the single-threaded building blocks that encoder.cc, layernorm.cc,
+// rmsnorm.cc, rope.cc, swiglu.cc, gelu.cc, lora.cc, elementwise.cc, crossentropy.cc and quant.cc
+// split across threads. Each comes twice:
 // a plain scalar loop (namespace portable: the readable version, and the fallback on CPUs without
 // AVX-512) and an AVX-512 version (namespace avx512, *_avx512.cc; call only when
 // cpu_has_avx512()). test/native/kernels_harness.cc checks both against
@@ -76,7 +76,19 @@ constexpr float kGeluCubic = 0.044715f;
   /* dst[i] = m[i] * src[i], or dst[i] += m[i] * src[i]; where m[i] == 0 the result is dst = 0, */ \
   /* or dst unchanged, whatever src holds. */                                                     \
   void lora_apply_multipliers(float* dst, const float* src, const float* m, int64_t n,            \
-                              bool accumulate);
+                              bool accumulate);                                                   \
+  /* dst (n) = the float32 values of the bf16 bit patterns src (n), exactly */                    \
+  void widen_bf16(float* dst, const uint16_t* src, int64_t n);                                    \
+  /* dst (n) = src (n) rounded to bf16, ties to even; NaN stays NaN (quant_format.h) */           \
+  void round_to_bf16(uint16_t* dst, const float* src, int64_t n);                                 \
+  /* dst (n) = q (n) * scale: int8 codes dequantized (quant::int8_value) */                      \
+  void int8_decode(float* dst, const int8_t* q, int64_t n, float scale);                          \
+  /* dst (2 bytes) = NF4 values of packed (bytes), high nibble first, times absmax */             \
+  void nf4_decode(float* dst, const uint8_t* packed, int64_t bytes, float absmax);                \
+  /* sum of a[i] * b[i], i < n, float32 (any summation order) */                                  \
+  float dot(const float* a, const float* b, int64_t n);                                           \
+  /* y (n) += alpha * x (n) */                                                                    \
+  void axpy(float* y, float alpha, const float* x, int64_t n);
 
 namespace portable {
 GPTUNE_ROW_KERNELS

@@ -44,6 +44,8 @@ enum class Scratch : int {
   AttentionDout,
   OptimizerTable,   // AdamW multi-tensor descriptors
   EncoderSort,      // encoder backward: sorted (id, row) keys, then per-chunk partial sums
+  QuantSlab,        // quantized / bf16 matmuls: a bounded slab of dequantized weight rows (quant.cu)
+  QuantStats,       // quantize_nf4: the block absmax values before double quantization
   Count
 };
 void* scratch(Scratch which, size_t bytes);
@@ -80,6 +82,13 @@ void column_sums(float* sums, float* weighted_sums, const float* values, const f
 // wholly inside or outside the matrix. Implemented in matmul.cu.
 const __nv_bfloat16* cast_to_bf16(Scratch slot, const float* src, int rows, int cols, long long ld_src);
 inline int padded8(int n) { return (n + 7) / 8 * 8; }
+
+// C (M,N) = alpha * op(A) op(B) + beta * C + bias on the fp32 SIMT kernel whatever the matmul
+// precision (the quantized-weight matmuls promise float32 sums). op(A) is (M,K): A is stored (M,K)
+// when a_k_contig, else (K,M); op(B) is (K,N): B is stored (N,K) when b_k_contig, else (K,N).
+// bias (N) may be null. Implemented in matmul.cu.
+void gemm_fp32(bool a_k_contig, bool b_k_contig, int M, int N, int K, float alpha, const float* A, int lda,
+               const float* B, int ldb, float beta, float* C, int ldc, const float* bias);
 
 // bf16 tensor-core attention for head size 64 (attention_bf16.cu); same contract as the kernels.inc
 // functions with HS = 64, called by them when set_attention_precision(true) and HS == 64.
@@ -128,6 +137,17 @@ __device__ __forceinline__ T block_sum(T v, T* shared) {
   __syncthreads();
   T total = lane < warps ? shared[lane] : T(0);
   return warp_sum(total);
+}
+
+// Maximum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it. NaN
+// inputs are ignored (fmaxf), as std::max(m, NaN) ignores them on the CPU.
+__device__ __forceinline__ float block_max(float v, float* shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  return warp_max(lane < warps ? shared[lane] : -INFINITY);
 }
 
 }  // namespace gptune::cuda

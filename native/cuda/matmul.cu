@@ -352,6 +352,8 @@ __global__ void __launch_bounds__(THREADS, 2)
 }
 }  // namespace simt
 
+}  // namespace
+
 void gemm_fp32(bool a_k_contig, bool b_k_contig, int M, int N, int K, float alpha, const float* A, int lda,
                const float* B, int ldb, float beta, float* C, int ldc, const float* bias) {
   const dim3 grid(static_cast<unsigned>(ceil_div(N, simt::BN)), static_cast<unsigned>(ceil_div(M, simt::BM)));
@@ -365,6 +367,8 @@ void gemm_fp32(bool a_k_contig, bool b_k_contig, int M, int N, int K, float alph
   else
     launch(simt::gemm_fp32_kernel<false, false>, grid, block, 0, C, ldc, A, lda, B, ldb, bias, M, N, K, alpha, beta);
 }
+
+namespace {
 
 // C (M,N) = alpha * op(A) op(B) + beta * C + bias, fp32 device operands, either precision.
 void gemm_with_bias(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,

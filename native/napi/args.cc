@@ -47,7 +47,9 @@ std::string describe(const Napi::Value& v) {
       case napi_float32_array: kind = "a Float32Array"; break;
       case napi_float64_array: kind = "a Float64Array"; break;
       case napi_int32_array: kind = "an Int32Array"; break;
+      case napi_int8_array: kind = "an Int8Array"; break;
       case napi_uint8_array: kind = "a Uint8Array"; break;
+      case napi_uint16_array: kind = "a Uint16Array"; break;
       default: break;
     }
     return std::string(kind) + " of length " + std::to_string(t.ElementLength());
@@ -203,6 +205,38 @@ void Args::require(const char* name, int64_t have, int64_t required, const char*
                " for the given dimensions but it holds " + std::to_string(have));
 }
 
+FloatArg Args::view(size_t i, const char* name) {
+  const Snapshot& s = args_[i];
+  Arena* arena = Arena::unwrap(env_, s.arena);
+  if (!arena) fail_type(i, name, "a view whose 'arena' is a gptune Arena");
+  double offset = s.offset.IsNumber() ? s.offset.As<Napi::Number>().DoubleValue() : -1;
+  double numel = s.numel.IsNumber() ? s.numel.As<Napi::Number>().DoubleValue() : -1;
+  if (!(offset >= 0 && std::floor(offset) == offset) || !(numel >= 0 && std::floor(numel) == numel))
+    fail_type(i, name, "a view with whole, non-negative offset and numel");
+  if (arena->freed()) fail_range(std::string(name) + " refers to an arena that was freed");
+  if (offset + numel > static_cast<double>(arena->numel()))
+    fail_range(std::string(name) + " view [" + std::to_string(static_cast<int64_t>(offset)) + ", " +
+               std::to_string(static_cast<int64_t>(offset + numel)) + ") lies outside its arena of " +
+               std::to_string(arena->numel()) + " floats");
+  pins_.push_back(arena->block());
+  FloatArg out;
+  out.ptr = static_cast<float*>(pins_.back()->ptr) + static_cast<int64_t>(offset);
+  out.numel = static_cast<int64_t>(numel);
+  out.device = arena->device();
+  return out;
+}
+
+void Args::claim_device(const char* name, Device device, bool host_array) {
+  if (!device_set_) {
+    device_ = device;
+    device_set_ = true;
+  } else if (device_ != device) {
+    const std::string what = host_array ? "a host typed array (cpu)" : std::string("on ") + device_name(device);
+    fail_range(std::string(name) + " is " + what + " but the earlier tensors are on " + device_name(device_) +
+               "; all tensors of one call must be on the same device");
+  }
+}
+
 FloatArg Args::resolve(size_t i, const char* name, int64_t required) {
   const Snapshot* s = i < args_.size() ? &args_[i] : nullptr;
   FloatArg out;
@@ -212,32 +246,12 @@ FloatArg Args::resolve(size_t i, const char* name, int64_t required) {
     out.ptr = static_cast<float*>(data);
     out.device = Device::Cpu;
   } else if (s && s->is_view) {
-    Arena* arena = Arena::unwrap(env_, s->arena);
-    if (!arena) fail_type(i, name, "a view whose 'arena' is a gptune Arena");
-    double offset = s->offset.IsNumber() ? s->offset.As<Napi::Number>().DoubleValue() : -1;
-    double numel = s->numel.IsNumber() ? s->numel.As<Napi::Number>().DoubleValue() : -1;
-    if (!(offset >= 0 && std::floor(offset) == offset) || !(numel >= 0 && std::floor(numel) == numel))
-      fail_type(i, name, "a view with whole, non-negative offset and numel");
-    if (arena->freed()) fail_range(std::string(name) + " refers to an arena that was freed");
-    if (offset + numel > static_cast<double>(arena->numel()))
-      fail_range(std::string(name) + " view [" + std::to_string(static_cast<int64_t>(offset)) + ", " +
-                 std::to_string(static_cast<int64_t>(offset + numel)) + ") lies outside its arena of " +
-                 std::to_string(arena->numel()) + " floats");
-    pins_.push_back(arena->block());
-    out.ptr = static_cast<float*>(pins_.back()->ptr) + static_cast<int64_t>(offset);
-    out.numel = static_cast<int64_t>(numel);
-    out.device = arena->device();
+    out = view(i, name);
   } else {
     fail_type(i, name, kTensorExpected);
   }
   require(name, out.numel, required, "floats");
-  if (!device_set_) {
-    device_ = out.device;
-    device_set_ = true;
-  } else if (device_ != out.device) {
-    fail_range(std::string(name) + " is on " + device_name(out.device) + " but the earlier tensors are on " +
-               device_name(device_) + "; all tensors of one call must be on the same device");
-  }
+  claim_device(name, out.device, false);
   return out;
 }
 
@@ -270,24 +284,40 @@ IntArg Args::ints_opt(size_t i, const char* name, int64_t required) const {
   return ints(i, name, required);
 }
 
-void* Args::bytes(size_t i, const char* name, napi_typedarray_type type, const char* expected, int64_t required,
-                  int64_t* numel) const {
-  void* data = nullptr;
-  typed(i, name, type, expected, &data, numel);
-  require(name, *numel, required, "bytes");
-  return data;
-}
-
-ByteArg<int8_t> Args::int8s(size_t i, const char* name, int64_t required) const {
-  ByteArg<int8_t> out;
-  out.ptr = static_cast<int8_t*>(bytes(i, name, napi_int8_array, "an Int8Array", required, &out.numel));
+template <class T>
+ByteArg<T> Args::elements(size_t i, const char* name, napi_typedarray_type type, const char* expected, int64_t required,
+                          const char* unit) {
+  const Snapshot* s = i < args_.size() ? &args_[i] : nullptr;
+  ByteArg<T> out;
+  if (s && s->is_view) {
+    const FloatArg slots = view(i, name);
+    out.ptr = reinterpret_cast<T*>(slots.ptr);
+    out.numel = slots.numel * static_cast<int64_t>(sizeof(float) / sizeof(T));
+    out.device = slots.device;
+    require(name, out.numel, required, unit);
+    claim_device(name, out.device, false);
+  } else {
+    void* data = nullptr;
+    typed(i, name, type, expected, &data, &out.numel);
+    out.ptr = static_cast<T*>(data);
+    require(name, out.numel, required, unit);
+    // A typed array is host memory: a CUDA call needs its weights in a CUDA arena view.
+    claim_device(name, Device::Cpu, true);
+  }
   return out;
 }
 
-ByteArg<uint8_t> Args::uint8s(size_t i, const char* name, int64_t required) const {
-  ByteArg<uint8_t> out;
-  out.ptr = static_cast<uint8_t*>(bytes(i, name, napi_uint8_array, "a Uint8Array", required, &out.numel));
-  return out;
+ByteArg<int8_t> Args::int8s(size_t i, const char* name, int64_t required) {
+  return elements<int8_t>(i, name, napi_int8_array, "an Int8Array or an {arena, offset, numel} view", required, "bytes");
+}
+
+ByteArg<uint8_t> Args::uint8s(size_t i, const char* name, int64_t required) {
+  return elements<uint8_t>(i, name, napi_uint8_array, "a Uint8Array or an {arena, offset, numel} view", required, "bytes");
+}
+
+ByteArg<uint16_t> Args::uint16s(size_t i, const char* name, int64_t required) {
+  return elements<uint16_t>(i, name, napi_uint16_array, "a Uint16Array or an {arena, offset, numel} view", required,
+                            "16-bit values");
 }
 
 }  // namespace gptune::napi

@@ -37,12 +37,15 @@ struct IntArg {
   int64_t numel = 0;
 };
 
-// A host byte argument: quantized weights, an Int8Array (int8 codes) or a Uint8Array (packed NF4
-// codes, 8-bit block scales). Host only: quantized weights never live in float arenas.
+// A quantized or 16-bit weight argument: an Int8Array (int8 codes), a Uint8Array (packed NF4 codes,
+// 8-bit block scales) or a Uint16Array (bf16 bit patterns) on the CPU, or on any device an
+// {arena, offset, numel} view whose offset and numel count the arena's 4-byte float slots: its
+// elements start at byte offset*4 and there are numel*4/sizeof(T) of them.
 template <class T>
 struct ByteArg {
   T* ptr = nullptr;
-  int64_t numel = 0;
+  int64_t numel = 0;  // elements of T
+  Device device = Device::Cpu;
 };
 
 std::string describe(const Napi::Value& v);  // "a number (-1)", "undefined", "a Float32Array of length 3"
@@ -85,8 +88,10 @@ class Args {
   FloatArg host_floats(size_t i, const char* name);
   IntArg ints(size_t i, const char* name, int64_t required) const;
   IntArg ints_opt(size_t i, const char* name, int64_t required) const;
-  ByteArg<int8_t> int8s(size_t i, const char* name, int64_t required) const;   // an Int8Array
-  ByteArg<uint8_t> uint8s(size_t i, const char* name, int64_t required) const;  // a Uint8Array
+  // Element arrays of `required` elements at least: typed arrays (CPU) or arena views (any device).
+  ByteArg<int8_t> int8s(size_t i, const char* name, int64_t required);     // an Int8Array or a view
+  ByteArg<uint8_t> uint8s(size_t i, const char* name, int64_t required);   // a Uint8Array or a view
+  ByteArg<uint16_t> uint16s(size_t i, const char* name, int64_t required); // a Uint16Array or a view
 
   // The device shared by every tensor argument seen so far (CPU when none was a view).
   Device device() const { return device_; }
@@ -109,8 +114,16 @@ class Args {
   // Typed array of the given type, checked for detached and resizable buffers.
   void typed(size_t i, const char* name, napi_typedarray_type type, const char* expected, void** data, int64_t* length) const;
   FloatArg resolve(size_t i, const char* name, int64_t required);
-  // A byte typed array of the given type holding at least `required` bytes: its data, length in *numel.
-  void* bytes(size_t i, const char* name, napi_typedarray_type type, const char* expected, int64_t required, int64_t* numel) const;
+  // The float slots [offset, offset+numel) of the arena view snapshotted for argument i, checked
+  // against its arena and pinned.
+  FloatArg view(size_t i, const char* name);
+  // Records that argument `name` lives on `device` (a host typed array when host_array), refusing a
+  // device other than the one of the arguments resolved before it.
+  void claim_device(const char* name, Device device, bool host_array);
+  // A typed array of element type T (`type`) or an arena view, holding at least `required` elements.
+  template <class T>
+  ByteArg<T> elements(size_t i, const char* name, napi_typedarray_type type, const char* expected, int64_t required,
+                      const char* unit);
   void require(const char* name, int64_t have, int64_t required, const char* unit) const;
 
   Napi::Env env_;

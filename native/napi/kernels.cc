@@ -211,6 +211,36 @@ Napi::Value MatmulNf4Backward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value MatmulBf16Forward(const Napi::CallbackInfo& info) {
+  Args a(info, "matmul_bf16_forward", 7);
+  int N = a.dim(4, "N"), C = a.dim(5, "C"), OC = a.dim(6, "OC");
+  auto out = a.floats(0, "out", a.product({N, OC}));
+  auto inp = a.floats(1, "inp", a.product({N, C}));
+  auto w = a.uint16s(2, "w", a.product({OC, C}));
+  auto bias = a.floats_opt(3, "bias", OC);
+  GPTUNE_DISPATCH(a, matmul_bf16_forward, out.ptr, inp.ptr, w.ptr, bias.ptr, N, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value MatmulBf16Backward(const Napi::CallbackInfo& info) {
+  Args a(info, "matmul_bf16_backward", 6);
+  int N = a.dim(3, "N"), C = a.dim(4, "C"), OC = a.dim(5, "OC");
+  auto dinp = a.floats_opt(0, "dinp", a.product({N, C}));
+  auto dout = a.floats(1, "dout", a.product({N, OC}));
+  auto w = a.uint16s(2, "w", a.product({OC, C}));
+  GPTUNE_DISPATCH(a, matmul_bf16_backward, dinp.ptr, dout.ptr, w.ptr, N, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value ConvertF32ToBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "convert_f32_to_bf16", 3);
+  int64_t n = a.count(2, "n");
+  auto w_out = a.uint16s(0, "w_out", n);
+  auto inp = a.floats(1, "inp", n);
+  GPTUNE_DISPATCH(a, convert_f32_to_bf16, w_out.ptr, inp.ptr, n);
+  return info.Env().Undefined();
+}
+
 Napi::Value EncoderForward(const Napi::CallbackInfo& info) {
   Args a(info, "encoder_forward", 9);
   int B = a.dim(5, "B"), T = a.dim(6, "T"), C = a.dim(7, "C"), pos_offset = a.dim(8, "pos_offset", 0);
@@ -677,6 +707,9 @@ Napi::Object KernelBindings(Napi::Env env) {
   k.Set("dequantize_nf4", function<DequantizeNf4>(env, "dequantize_nf4"));
   k.Set("matmul_nf4_forward", function<MatmulNf4Forward>(env, "matmul_nf4_forward"));
   k.Set("matmul_nf4_backward", function<MatmulNf4Backward>(env, "matmul_nf4_backward"));
+  k.Set("matmul_bf16_forward", function<MatmulBf16Forward>(env, "matmul_bf16_forward"));
+  k.Set("matmul_bf16_backward", function<MatmulBf16Backward>(env, "matmul_bf16_backward"));
+  k.Set("convert_f32_to_bf16", function<ConvertF32ToBf16>(env, "convert_f32_to_bf16"));
   k.Set("encoder_forward", function<EncoderForward>(env, "encoder_forward"));
   k.Set("encoder_backward", function<EncoderBackward>(env, "encoder_backward"));
   k.Set("layernorm_forward", function<LayernormForward>(env, "layernorm_forward"));

@@ -24,6 +24,7 @@
 #include "gptune/cuda_options.h"
 #include "gptune/device.h"
 #include "gptune/kernels.h"
+#include "gptune/quant_format.h"
 
 namespace cu = gptune::cuda;
 using std::vector;
@@ -858,6 +859,211 @@ void test_llama_kernels() {
   }
 }
 
+// ---- quantized and bf16 frozen weights ----
+// References written from the formats' definitions (kernels.inc): every float32 step spelled out
+// with its own rounding, so codes, scales and dequantized weights must match exactly; the matmuls
+// are float64 sums of the reference's dequantized weights.
+vector<float> spread_weights(size_t n, int row) {  // rows of very different magnitudes, as trained layers
+  auto w = random_vector(n);
+  for (size_t i = 0; i < n; i += row) {
+    const float scale = std::pow(10.0f, std::uniform_real_distribution<float>(-3, 1)(g_rng));
+    for (size_t j = i; j < std::min(n, i + row); ++j) w[j] *= scale;
+  }
+  return w;
+}
+template <typename T>
+bool same_bits(const vector<T>& a, const vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+void check_bits(const std::string& name, bool ok) {
+  if (!ok) ++g_failures;
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
+}
+uint16_t bf16_ref(float x) {  // the nearer of the two neighbouring bf16 values, ties to the even one
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if (std::isnan(x)) return 0x7fc0;
+  if (std::isinf(x)) return static_cast<uint16_t>(u >> 16);
+  const uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;  // toward zero; the next one away from zero
+  float flo, fhi;
+  std::memcpy(&flo, &lo, 4);
+  std::memcpy(&fhi, &hi, 4);
+  // Past the largest bf16 the next value is infinity: rounding compares against 2^128 there.
+  const double vhi = std::isinf(fhi) ? std::copysign(std::ldexp(1.0, 128), x) : double(fhi);
+  const double dlo = std::fabs(double(x) - flo), dhi = std::fabs(vhi - double(x));
+  const bool up = dhi < dlo || (dhi == dlo && ((lo >> 16) & 1u));
+  return static_cast<uint16_t>((up ? hi : lo) >> 16);
+}
+float widen_ref(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// NF4 reference over the flattened weight: blocks of 64, codes by the float midpoints, then the
+// block absmax double-quantized around their mean with the dynamic 8-bit code.
+struct Nf4Ref {
+  vector<uint8_t> packed, qabsmax;
+  vector<float> absmax2, deq;
+  float offset;
+};
+Nf4Ref nf4_reference(const vector<float>& w) {
+  using namespace gptune::quant;
+  const size_t n = w.size();
+  const long long blocks = (long long)((n + 63) / 64), stat_blocks = (blocks + 255) / 256;
+  const auto code8 = make_dynamic_code();
+  Nf4Ref r{vector<uint8_t>((n + 1) / 2, 0), vector<uint8_t>(blocks), vector<float>(stat_blocks), vector<float>(n), 0};
+  vector<float> absmax(blocks);
+  double sum = 0;
+  for (long long b = 0; b < blocks; ++b) {
+    const size_t first = size_t(b) * 64, last = std::min(n, first + 64);
+    float m = 0;
+    for (size_t i = first; i < last; ++i) m = std::max(m, std::fabs(w[i]));
+    absmax[b] = m;
+    sum += m;
+    const float inv = m > 0 ? 1.0f / m : 0.0f;
+    for (size_t i = first; i < last; ++i) {
+      const float x = w[i] * inv;
+      int code = 0;
+      while (code < 15 && x > float((double(kNf4[code]) + kNf4[code + 1]) / 2)) ++code;
+      r.packed[i / 2] |= static_cast<uint8_t>(i % 2 ? code : code << 4);
+    }
+  }
+  const float mean = float(sum / double(blocks));
+  r.offset = mean;
+  for (long long sb = 0; sb < stat_blocks; ++sb) {
+    float m = 0;
+    for (long long b = sb * 256; b < std::min(blocks, sb * 256 + 256); ++b) m = std::max(m, std::fabs(absmax[b] - mean));
+    r.absmax2[sb] = m;
+    const float inv = m > 0 ? 1.0f / m : 0.0f;
+    for (long long b = sb * 256; b < std::min(blocks, sb * 256 + 256); ++b) {
+      const float x = (absmax[b] - mean) * inv;
+      int best = 0;
+      for (int k = 1; k < 256; ++k)
+        if (std::fabs(code8[k] - x) < std::fabs(code8[best] - x)) best = k;
+      r.qabsmax[b] = static_cast<uint8_t>(best);
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const float a = code8[r.qabsmax[i / 64]] * r.absmax2[i / 64 / 256];
+    const float block_absmax = a + mean;
+    r.deq[i] = kNf4[i % 2 ? r.packed[i / 2] & 15 : r.packed[i / 2] >> 4] * block_absmax;
+  }
+  return r;
+}
+
+void test_quant() {
+  struct Shape { int N, C, OC; };
+  // N <= 8 takes the direct (one warp per output channel) forward, larger N the slab + fp32 GEMM.
+  for (Shape s : {Shape{1, 1, 1}, Shape{1, 63, 21}, Shape{5, 65, 7}, Shape{8, 130, 33}, Shape{17, 63, 45}, Shape{33, 130, 19},
+                  Shape{9, 257, 40}}) {
+    const size_t n = size_t(s.OC) * s.C;
+    const auto w = spread_weights(n, s.C), inp = random_vector(size_t(s.N) * s.C), bias = random_vector(s.OC);
+    const auto dout = random_vector(size_t(s.N) * s.OC), dinp0 = random_vector(size_t(s.N) * s.C);
+    char tag[64];
+    std::snprintf(tag, sizeof tag, " N=%d C=%d OC=%d", s.N, s.C, s.OC);
+
+    // int8 reference: scale = absmax / 127, q = round-half-even(w * (127 / absmax)).
+    vector<int8_t> q_ref(n);
+    vector<float> scale_ref(s.OC), int8_deq(n);
+    for (int o = 0; o < s.OC; ++o) {
+      float m = 0;
+      for (int c = 0; c < s.C; ++c) m = std::max(m, std::fabs(w[size_t(o) * s.C + c]));
+      scale_ref[o] = m / 127.0f;
+      const float factor = m > 0 ? 127.0f / m : 0.0f;
+      for (int c = 0; c < s.C; ++c) {
+        const size_t i = size_t(o) * s.C + c;
+        q_ref[i] = static_cast<int8_t>(std::nearbyint(w[i] * factor));
+        int8_deq[i] = float(q_ref[i]) * scale_ref[o];
+      }
+    }
+    const Nf4Ref nf4 = nf4_reference(w);
+    const long long blocks = (long long)nf4.qabsmax.size(), stat_blocks = (long long)nf4.absmax2.size();
+    const auto& packed_ref = nf4.packed;
+    const auto& qabsmax_ref = nf4.qabsmax;
+    const auto& absmax2_ref = nf4.absmax2;
+    const auto& nf4_deq = nf4.deq;
+    const float mean = nf4.offset;
+    vector<uint16_t> bf16_bits(n);
+    vector<float> bf16_deq(n);
+    for (size_t i = 0; i < n; ++i) bf16_bits[i] = bf16_ref(w[i]), bf16_deq[i] = widen_ref(bf16_bits[i]);
+
+    Dev<float> d_w(w), d_inp(inp), d_bias(bias), d_dout(dout), d_scale(s.OC), d_deq(n), d_absmax2(stat_blocks), d_offset(1);
+    Dev<int8_t> d_q(n);
+    Dev<uint8_t> d_packed((n + 1) / 2), d_qabsmax(blocks);
+    Dev<uint16_t> d_bf16(n);
+    cu::quantize_int8(d_q.ptr, d_scale.ptr, d_w.ptr, s.OC, s.C);
+    check_bits(std::string("quantize_int8 codes and scales") + tag, same_bits(d_q.get(), q_ref) && same_bits(d_scale.get(), scale_ref));
+    cu::dequantize_int8(d_deq.ptr, d_q.ptr, d_scale.ptr, s.OC, s.C);
+    check_bits(std::string("dequantize_int8") + tag, same_bits(d_deq.get(), int8_deq));
+    cu::quantize_nf4(d_packed.ptr, d_qabsmax.ptr, d_absmax2.ptr, d_offset.ptr, d_w.ptr, (long long)n);
+    check_bits(std::string("quantize_nf4 packed, qabsmax, absmax2, offset") + tag,
+               same_bits(d_packed.get(), packed_ref) && same_bits(d_qabsmax.get(), qabsmax_ref) &&
+                   same_bits(d_absmax2.get(), absmax2_ref) && same_bits(d_offset.get(), vector<float>{mean}));
+    cu::dequantize_nf4(d_deq.ptr, d_packed.ptr, d_qabsmax.ptr, d_absmax2.ptr, d_offset.ptr, (long long)n);
+    check_bits(std::string("dequantize_nf4") + tag, same_bits(d_deq.get(), nf4_deq));
+    cu::convert_f32_to_bf16(d_bf16.ptr, d_w.ptr, (long long)n);
+    check_bits(std::string("convert_f32_to_bf16") + tag, same_bits(d_bf16.get(), bf16_bits));
+
+    struct Format {
+      const char* name;
+      const vector<float>* deq;
+      std::function<void(float*, const float*)> forward;
+      std::function<void(float*)> backward;
+    };
+    const Format formats[] = {
+        {"int8", &int8_deq, [&](float* out, const float* b) { cu::matmul_int8_forward(out, d_inp.ptr, d_q.ptr, d_scale.ptr, b, s.N, s.C, s.OC); },
+         [&](float* dinp) { cu::matmul_int8_backward(dinp, d_dout.ptr, d_q.ptr, d_scale.ptr, s.N, s.C, s.OC); }},
+        {"nf4", &nf4_deq,
+         [&](float* out, const float* b) {
+           cu::matmul_nf4_forward(out, d_inp.ptr, d_packed.ptr, d_qabsmax.ptr, d_absmax2.ptr, d_offset.ptr, b, s.N, s.C, s.OC);
+         },
+         [&](float* dinp) { cu::matmul_nf4_backward(dinp, d_dout.ptr, d_packed.ptr, d_qabsmax.ptr, d_absmax2.ptr, d_offset.ptr, s.N, s.C, s.OC); }},
+        {"bf16", &bf16_deq, [&](float* out, const float* b) { cu::matmul_bf16_forward(out, d_inp.ptr, d_bf16.ptr, b, s.N, s.C, s.OC); },
+         [&](float* dinp) { cu::matmul_bf16_backward(dinp, d_dout.ptr, d_bf16.ptr, s.N, s.C, s.OC); }},
+    };
+    const vector<float> zero_out(size_t(s.N) * s.OC, 0.0f);
+    for (const Format& f : formats) {
+      Dev<float> d_out(size_t(s.N) * s.OC), d_dinp(dinp0);
+      f.forward(d_out.ptr, d_bias.ptr);
+      check(std::string("matmul_") + f.name + "_forward" + tag, d_out.get(),
+            ref_gemm(false, true, s.N, s.OC, s.C, 1, inp, s.C, *f.deq, s.C, 0, zero_out, s.OC, &bias), 1e-5);
+      f.forward(d_out.ptr, nullptr);
+      check(std::string("matmul_") + f.name + "_forward no bias" + tag, d_out.get(),
+            ref_gemm(false, true, s.N, s.OC, s.C, 1, inp, s.C, *f.deq, s.C, 0, zero_out, s.OC, nullptr), 1e-5);
+      f.backward(d_dinp.ptr);
+      check_increment(std::string("matmul_") + f.name + "_backward dinp" + tag, d_dinp.get(), dinp0,
+                      ref_gemm(false, false, s.N, s.C, s.OC, 1, dout, s.OC, *f.deq, s.C, 1, dinp0, s.C, nullptr), 1e-5);
+      f.backward(nullptr);  // no input gradient wanted: nothing to do, nothing written
+    }
+  }
+  // More than 256 NF4 blocks (several second-level scales), a partial last block and a half byte.
+  {
+    const size_t n = 64 * 600 + 1;
+    const auto w = spread_weights(n, 64);
+    const Nf4Ref want = nf4_reference(w);
+    const long long blocks = (long long)want.qabsmax.size();
+    Dev<float> d_w(w), d_absmax2(want.absmax2.size()), d_offset(1), d_deq(n);
+    Dev<uint8_t> d_packed((n + 1) / 2), d_qabsmax(blocks);
+    cu::quantize_nf4(d_packed.ptr, d_qabsmax.ptr, d_absmax2.ptr, d_offset.ptr, d_w.ptr, (long long)n);
+    cu::dequantize_nf4(d_deq.ptr, d_packed.ptr, d_qabsmax.ptr, d_absmax2.ptr, d_offset.ptr, (long long)n);
+    check_bits("quantize_nf4 + dequantize_nf4 n=" + std::to_string(n) + " (601 blocks, 3 second-level scales)",
+               same_bits(d_packed.get(), want.packed) && same_bits(d_qabsmax.get(), want.qabsmax) &&
+                   same_bits(d_absmax2.get(), want.absmax2) && same_bits(d_offset.get(), vector<float>{want.offset}) &&
+                   same_bits(d_deq.get(), want.deq));
+  }
+  // bf16 rounding at ties, overflow, NaN and infinities.
+  {
+    const vector<float> x = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, -(1.0f + 0x1p-8f), 3.397e38f, INFINITY, -INFINITY, NAN, -0.0f, 0x1p-130f};
+    const vector<uint16_t> want = {0x3f80, 0x3f82, 0xbf80, 0x7f80, 0x7f80, 0xff80, 0x7fc0, 0x8000, 0x0008};
+    Dev<float> d_x(x);
+    Dev<uint16_t> d_b(x.size());
+    cu::convert_f32_to_bf16(d_b.ptr, d_x.ptr, (long long)x.size());
+    check_bits("convert_f32_to_bf16 ties to even, overflow, infinities, NaN, -0, subnormal", same_bits(d_b.get(), want));
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "";
   auto run = [&](const char* name, void (*fn)()) {
@@ -882,6 +1088,7 @@ int main(int argc, char** argv) {
   run("attention", test_attention);
   run("attention_bf16", test_attention_bf16);
   run("llama", test_llama_kernels);
+  run("quant", test_quant);
   std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
   return g_failures ? 1 : 0;
 }

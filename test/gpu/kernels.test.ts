@@ -20,7 +20,8 @@
  */
 import * as assert from 'node:assert';
 import * as nodeTest from 'node:test';
-import { addon, ArenaHandle, TensorRef } from '../../lib/native';
+import { addon, ArenaHandle, F, TensorRef } from '../../lib/native';
+import { floatSlots, readElements, writeElements } from '../../lib/tensor';
 
 type Precision = 'bf16' | 'fp32';
 const cuda = addon.cuda;
@@ -571,23 +572,104 @@ if (underJest) {
     });
   });
 
-  // native/cuda/quant.cu: the quantized-base kernels are CPU-only for now, and a CUDA call must say
-  // so by name (a JS Error, never a crash or a silent wrong result).
-  describe('quantized weights', () => {
-    test('every quantized-weight kernel names itself as not implemented on CUDA yet', { skip: selfCheck ? 'CUDA-only behaviour' : undefined }, () => {
+  // native/cuda/quant.cu against native/cpu/quant.cc, the quantized and bf16 weights held in device
+  // arena views (float slots, lib/tensor.ts writeElements): quantizing, dequantizing and bf16
+  // rounding give the same bits on both (both apply gptune/quant_format.h's float32 steps to normal
+  // floats); the matmuls differ only in float32 summation order (FP32). N <= 8 takes the direct
+  // forward kernel, larger N the dequantized slabs; C = 4096, OC = 2000 spans two slabs.
+  describe('quantized and bf16 weights', () => {
+    type Bytes = Int8Array | Uint8Array | Uint16Array;
+    const onDevice = (values: Bytes): TensorRef => {
+      const arena = new addon.Arena(testDevice, floatSlots(values.byteLength) + 1);
+      allocated.push(arena);
+      arena.fill(NaN);
+      return writeElements(arena, 1, values);
+    };
+    const bits = (a: Bytes | Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const expectSameBits = (name: string, got: Bytes | Float32Array, want: Bytes | Float32Array) =>
+      assert.ok(bits(got).equals(bits(want)), `${name}: the device result differs from the CPU's bits`);
+    /** Rows of magnitudes 10^-3..10^1, as trained layers have. */
+    const spreadWeights = (n: number, row: number) => {
+      const w = randomArray(n);
+      for (let i = 0; i < n; i += row) {
+        const scale = 10 ** (-3 + 4 * random());
+        for (let j = i; j < Math.min(n, i + row); j++) w[j] = Math.fround(w[j] * scale);
+      }
+      return w;
+    };
+
+    const shapes = [[1, 1, 1], [1, 63, 21], [5, 65, 7], [8, 130, 33], [9, 257, 40], [17, 63, 45], [33, 130, 19],
+      [512, 768, 2304], [3, 4096, 1000], [40, 4096, 2000]];
+    for (const [N, C, OC] of shapes) {
+      test(`int8, nf4, bf16: storage bit-identical to the CPU's, matmuls within float32 rounding, N=${N} C=${C} OC=${OC}`, () => {
+        const n = OC * C, blocks = Math.ceil(n / 64);
+        const w = spreadWeights(n, C), inp = randomArray(N * C), bias = randomArray(OC), dout = randomArray(N * OC), dinp0 = randomArray(N * C);
+        const gW = toDevice(w, 3), gInp = toDevice(inp, 1), gBias = toDevice(bias, 2), gDout = toDevice(dout);
+
+        const q = new Int8Array(n), scale = new Float32Array(OC);
+        K.quantize_int8(q, scale, w, OC, C);
+        const gQ = onDevice(new Int8Array(n).fill(85)), gScale = poisoned(OC);
+        K.quantize_int8(gQ, gScale, gW, OC, C);
+        expectSameBits('quantize_int8 q', readElements(gQ, Int8Array, n), q);
+        expectSameBits('quantize_int8 scale', fromDevice(gScale), scale);
+
+        const packed = new Uint8Array(Math.ceil(n / 2)), qabsmax = new Uint8Array(blocks);
+        const absmax2 = new Float32Array(Math.ceil(blocks / 256)), offset = new Float32Array(1);
+        K.quantize_nf4(packed, qabsmax, absmax2, offset, w, n);
+        const gPacked = onDevice(new Uint8Array(packed.length).fill(85)), gQabsmax = onDevice(new Uint8Array(blocks).fill(85));
+        const gAbsmax2 = poisoned(absmax2.length), gOffset = poisoned(1);
+        K.quantize_nf4(gPacked, gQabsmax, gAbsmax2, gOffset, gW, n);
+        expectSameBits('quantize_nf4 packed', readElements(gPacked, Uint8Array, packed.length), packed);
+        expectSameBits('quantize_nf4 qabsmax', readElements(gQabsmax, Uint8Array, blocks), qabsmax);
+        expectSameBits('quantize_nf4 absmax2', fromDevice(gAbsmax2), absmax2);
+        expectSameBits('quantize_nf4 offset', fromDevice(gOffset), offset);
+
+        const bf16 = new Uint16Array(n);
+        K.convert_f32_to_bf16(bf16, w, n);
+        const gBf16 = onDevice(new Uint16Array(n).fill(0x5555));
+        K.convert_f32_to_bf16(gBf16, gW, n);
+        expectSameBits('convert_f32_to_bf16', readElements(gBf16, Uint16Array, n), bf16);
+
+        const deq = new Float32Array(n), gDeq = poisoned(n);
+        K.dequantize_int8(deq, q, scale, OC, C);
+        K.dequantize_int8(gDeq, gQ, gScale, OC, C);
+        expectSameBits('dequantize_int8', fromDevice(gDeq), deq);
+        K.dequantize_nf4(deq, packed, qabsmax, absmax2, offset, n);
+        K.dequantize_nf4(gDeq, gPacked, gQabsmax, gAbsmax2, gOffset, n);
+        expectSameBits('dequantize_nf4', fromDevice(gDeq), deq);
+
+        const formats: [string, (out: F, inp: F, b: F | null, cpu: boolean) => void, (dinp: F, dout: F, cpu: boolean) => void][] = [
+          ['int8', (out, x, b, cpu) => K.matmul_int8_forward(out, x, cpu ? q : gQ, cpu ? scale : gScale, b, N, C, OC),
+            (dinp, dy, cpu) => K.matmul_int8_backward(dinp, dy, cpu ? q : gQ, cpu ? scale : gScale, N, C, OC)],
+          ['nf4', (out, x, b, cpu) => K.matmul_nf4_forward(out, x, cpu ? packed : gPacked, cpu ? qabsmax : gQabsmax, cpu ? absmax2 : gAbsmax2, cpu ? offset : gOffset, b, N, C, OC),
+            (dinp, dy, cpu) => K.matmul_nf4_backward(dinp, dy, cpu ? packed : gPacked, cpu ? qabsmax : gQabsmax, cpu ? absmax2 : gAbsmax2, cpu ? offset : gOffset, N, C, OC)],
+          ['bf16', (out, x, b, cpu) => K.matmul_bf16_forward(out, x, cpu ? bf16 : gBf16, b, N, C, OC),
+            (dinp, dy, cpu) => K.matmul_bf16_backward(dinp, dy, cpu ? bf16 : gBf16, N, C, OC)],
+        ];
+        for (const [name, forward, backward] of formats) {
+          for (const withBias of [true, false]) {
+            const outCpu = new Float32Array(N * OC), gOut = poisoned(N * OC, 1);
+            forward(outCpu, inp, withBias ? bias : null, true);
+            forward(gOut, gInp, withBias ? gBias : null, false);
+            expectClose(`matmul_${name}_forward${withBias ? '' : ' (no bias)'}`, fromDevice(gOut), outCpu, FP32);
+          }
+          const dinpCpu = dinp0.slice(), gDinp = toDevice(dinp0, 1);
+          backward(dinpCpu, dout, true);
+          backward(gDinp, gDout, false);
+          expectIncrementClose(`matmul_${name}_backward dinp`, fromDevice(gDinp), dinpCpu, dinp0, FP32);
+        }
+        freeAll();
+      });
+    }
+
+    test('host typed arrays in a CUDA call, and CUDA views in a CPU call, are refused naming the argument', { skip: selfCheck ? 'needs two devices' : undefined }, () => {
       const N = 2, C = 64, OC = 3, n = OC * C;
-      const q = new Int8Array(n), packed = new Uint8Array(n / 2), qabsmax = new Uint8Array(3);
-      const calls: [string, () => void][] = [
-        ['quantize_int8', () => K.quantize_int8(q, poisoned(OC), toDevice(randomArray(n)), OC, C)],
-        ['dequantize_int8', () => K.dequantize_int8(poisoned(n), q, toDevice(randomArray(OC)), OC, C)],
-        ['matmul_int8_forward', () => K.matmul_int8_forward(poisoned(N * OC), toDevice(randomArray(N * C)), q, toDevice(randomArray(OC)), null, N, C, OC)],
-        ['matmul_int8_backward', () => K.matmul_int8_backward(toDevice(randomArray(N * C)), toDevice(randomArray(N * OC)), q, toDevice(randomArray(OC)), N, C, OC)],
-        ['quantize_nf4', () => K.quantize_nf4(packed, qabsmax, poisoned(1), poisoned(1), toDevice(randomArray(n)), n)],
-        ['dequantize_nf4', () => K.dequantize_nf4(poisoned(n), packed, qabsmax, toDevice(randomArray(1)), toDevice(randomArray(1)), n)],
-        ['matmul_nf4_forward', () => K.matmul_nf4_forward(poisoned(N * OC), toDevice(randomArray(N * C)), packed, qabsmax, toDevice(randomArray(1)), toDevice(randomArray(1)), null, N, C, OC)],
-        ['matmul_nf4_backward', () => K.matmul_nf4_backward(toDevice(randomArray(N * C)), toDevice(randomArray(N * OC)), packed, qabsmax, toDevice(randomArray(1)), toDevice(randomArray(1)), N, C, OC)],
-      ];
-      for (const [name, call] of calls) assert.throws(call, new RegExp(`${name} is not implemented on CUDA yet`));
+      assert.throws(() => K.matmul_int8_forward(poisoned(N * OC), toDevice(randomArray(N * C)), new Int8Array(n), toDevice(randomArray(OC)), null, N, C, OC),
+        /matmul_int8_forward: q is a host typed array \(cpu\) but the earlier tensors are on cuda; all tensors of one call must be on the same device/);
+      assert.throws(() => K.matmul_bf16_forward(new Float32Array(N * OC), new Float32Array(N * C), onDevice(new Uint16Array(n)), null, N, C, OC),
+        /matmul_bf16_forward: w is on cuda but the earlier tensors are on cpu; all tensors of one call must be on the same device/);
+      assert.throws(() => K.quantize_nf4(new Uint8Array(n / 2), onDevice(new Uint8Array(3)), poisoned(1), poisoned(1), toDevice(randomArray(n)), n),
+        /quantize_nf4: qabsmax is on cuda but the earlier tensors are on cpu/);
       freeAll();
     });
   });

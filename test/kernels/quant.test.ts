@@ -9,10 +9,12 @@
  * float64 matmul with the reference's dequantized weights within float32 summation rounding
  * (reference/matmul.ts), as the fp32 matmul is.
  */
-import { addon } from '../../lib/native';
+import { addon, ArenaHandle, TensorRef } from '../../lib/native';
+import { readElements, writeElements } from '../../lib/tensor';
 import { expectWithinRounding, FLOAT32_UNIT_ROUNDOFF as u, matmulBackwardRef, matmulForwardRef } from '../reference/matmul';
 import {
-  dequantizeInt8Ref, dequantizeNf4Ref, dynamicCode, NF4_CODE, nf4BlockAbsmaxRef, quantizeInt8Ref, quantizeNf4Ref, roundingBound,
+  bf16Bits, bf16RoundRef, bf16ToFloatRef, dequantizeInt8Ref, dequantizeNf4Ref, dynamicCode, NF4_CODE, nf4BlockAbsmaxRef,
+  quantizeInt8Ref, quantizeNf4Ref, roundingBound,
 } from '../reference/quant';
 import { SeededRandom } from '../reference/random';
 
@@ -181,13 +183,14 @@ describe('NF4 with double-quantized block absmax', () => {
 // 208-row slabs at C = 300 (two, the last partial), 928-row slabs at C = 70.
 const SHAPES: [number, number, number][] = [
   [1, 1, 1], [1, 70, 3], [2, 64, 17], [5, 130, 33], [3, 300, 7], [9, 257, 40], [15, 65, 19],
-  [16, 300, 231], [40, 70, 1001], [17, 1, 5],
+  [16, 300, 231], [40, 70, 1001], [17, 1, 5], [1, 63, 21], [5, 65, 7], [17, 63, 45], [33, 130, 19],
+  [33, 65, 33],
 ];
 
 describe.each([1, 3])('quantized matmul with %i thread(s)', (threads) => {
   beforeAll(() => addon.setNumThreads(threads));
 
-  test.each(SHAPES)('int8 and nf4 forward and input backward equal float64 matmuls with the dequantized W, N=%i C=%i OC=%i', (N, C, OC) => {
+  test.each(SHAPES)('int8, nf4 and bf16 forward and input backward equal float64 matmuls with the dequantized W, N=%i C=%i OC=%i', (N, C, OC) => {
     const rng = new SeededRandom(N * 7919 + C * 31 + OC);
     const inp = rng.floats(N * C), bias = rng.floats(OC), dout = rng.floats(N * OC), dinp0 = rng.floats(N * C);
     const w = weights(OC * C, C + OC, C);
@@ -197,6 +200,7 @@ describe.each([1, 3])('quantized matmul with %i thread(s)', (threads) => {
     k.quantize_int8(q, scale, w, OC, C);
     const nf4 = quantizeNf4(w);
     const nf4Ref = quantizeNf4Ref(w, OC * C);
+    const bf16 = Uint16Array.from(w, (x) => bf16Bits(bf16RoundRef(x)));
     const formats = [
       {
         name: 'int8', deq: dequantizeInt8Ref(int8.q, int8.scale, OC, C),
@@ -208,6 +212,11 @@ describe.each([1, 3])('quantized matmul with %i thread(s)', (threads) => {
         forward: (out: Float32Array, b: Float32Array | null) =>
           k.matmul_nf4_forward(out, inp, nf4.packed, nf4.qabsmax, nf4.absmax2, nf4.offset, b, N, C, OC),
         backward: (dinp: Float32Array) => k.matmul_nf4_backward(dinp, dout, nf4.packed, nf4.qabsmax, nf4.absmax2, nf4.offset, N, C, OC),
+      },
+      {
+        name: 'bf16', deq: bf16ToFloatRef(bf16),
+        forward: (out: Float32Array, b: Float32Array | null) => k.matmul_bf16_forward(out, inp, bf16, b, N, C, OC),
+        backward: (dinp: Float32Array) => k.matmul_bf16_backward(dinp, dout, bf16, N, C, OC),
       },
     ];
     for (const fmt of formats) {
@@ -225,6 +234,159 @@ describe.each([1, 3])('quantized matmul with %i thread(s)', (threads) => {
       const magnitude = grads.dinpMagnitude.map((m, i) => m + Math.abs(dinp0[i]));
       expectWithinRounding(`${fmt.name} input backward`, dinp, want, magnitude, OC + 1);
     }
+  });
+});
+
+describe('bf16 weights', () => {
+  test('convert_f32_to_bf16 rounds to nearest, ties to even; overflow to infinity; NaN, infinities, zeros and subnormals', () => {
+    const f = Math.fround;
+    const values = [
+      1, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20, -(1 + 2 ** -8), 1 - 2 ** -9, 3.140625, f(Math.PI), -0, 0,
+      Infinity, -Infinity, f(3.3895e38), f(3.397e38), 2 ** -130, 2 ** -133 * 1.5, 2 ** -149, -(2 ** -126), f(1e-40),
+    ];
+    const inp = Float32Array.from(values);
+    const out = new Uint16Array(values.length);
+    k.convert_f32_to_bf16(out, inp, values.length);
+    // Spelled out where the rule decides: the tie 1 + 2^-8 goes down to 1 (even), 1 + 3*2^-8 up to
+    // 1 + 2^-6 (even), and 3.397e38 is past the last bf16 (2^128 - 2^120) by more than half a step.
+    expect(out[0]).toBe(0x3f80);
+    expect(out[1]).toBe(0x3f80);
+    expect(out[2]).toBe(0x3f82);
+    expect(out[3]).toBe(0x3f81);
+    expect(out[4]).toBe(0xbf80);
+    expect(out[8]).toBe(0x8000);
+    expect(out[10]).toBe(0x7f80);
+    expect(out[13]).toBe(0x7f80);
+    for (let i = 0; i < values.length; i++) expect([i, out[i]]).toEqual([i, bf16Bits(bf16RoundRef(inp[i]))]);
+    const nan = new Uint16Array(3);
+    k.convert_f32_to_bf16(nan, Float32Array.of(NaN, -NaN, 1), 3);
+    expect(Number.isNaN(bf16ToFloatRef(nan)[0]) && Number.isNaN(bf16ToFloatRef(nan)[1])).toBe(true);
+  });
+
+  // 1, 15, 16, 17 and 1000: the vector width, its tail and a multi-thread split.
+  test.each([1, 15, 16, 17, 1000, 70001])('n=%i random values of every magnitude equal the reference bits', (n) => {
+    const rng = new SeededRandom(n);
+    const inp = Float32Array.from({ length: n }, () => rng.uniform(-1, 1) * 2 ** Math.floor(rng.uniform(-140, 128)));
+    const out = new Uint16Array(n).fill(0xffff);
+    k.convert_f32_to_bf16(out, inp, n);
+    for (let i = 0; i < n; i++) {
+      const want = bf16Bits(bf16RoundRef(inp[i]));
+      if (out[i] !== want) throw new Error(`element ${i} (${inp[i]}): 0x${out[i].toString(16)} but the reference is 0x${want.toString(16)}`);
+    }
+  });
+
+  test('widening is exact: a forward with a one-hot input returns the weight row as float32', () => {
+    const C = 33, OC = 5;
+    const bits = Uint16Array.from({ length: OC * C }, (_, i) => (i * 2654435761) >>> 16 & 0x7f7f);
+    const want = bf16ToFloatRef(bits);
+    for (const c of [0, 16, 32]) {
+      const inp = new Float32Array(C);
+      inp[c] = 1;
+      const out = new Float32Array(OC);
+      k.matmul_bf16_forward(out, inp, bits, null, 1, C, OC);
+      expectSame(`column ${c}`, out, Array.from({ length: OC }, (_, o) => want[o * C + c]));
+    }
+  });
+});
+
+describe('quantized and bf16 weights in arena views', () => {
+  const arenas: ArenaHandle[] = [];
+  afterEach(() => {
+    while (arenas.length) arenas.pop()!.free();
+  });
+  /** A CPU arena view holding `values` at an odd slot offset, so views never start at slot 0. */
+  function inArena(values: Int8Array | Uint8Array | Uint16Array): TensorRef {
+    const arena = new addon.Arena('cpu', Math.ceil(values.byteLength / 4) + 3);
+    arenas.push(arena);
+    arena.fill(NaN);
+    return writeElements(arena, 3, values);
+  }
+  function floatsIn(values: Float32Array): TensorRef {
+    const arena = new addon.Arena('cpu', values.length + 1);
+    arenas.push(arena);
+    arena.write(1, values);
+    return { arena, offset: 1, numel: values.length };
+  }
+
+  test.each([[1, 1, 1], [5, 65, 7], [17, 130, 33]])('N=%i C=%i OC=%i: every kernel gives bit-identical results from views and from typed arrays', (N, C, OC) => {
+    const rng = new SeededRandom(N + C * 3 + OC * 5);
+    const w = weights(OC * C, C, C), inp = rng.floats(N * C), bias = rng.floats(OC), dout = rng.floats(N * OC), dinp0 = rng.floats(N * C);
+    // int8: quantize into a view, then every int8 kernel from views.
+    const q = new Int8Array(OC * C), scale = new Float32Array(OC);
+    k.quantize_int8(q, scale, w, OC, C);
+    const qView = inArena(new Int8Array(OC * C).fill(77)), scaleView = floatsIn(new Float32Array(OC));
+    k.quantize_int8(qView, scaleView, floatsIn(w), OC, C);
+    expectSame('q from a view', readElements(qView, Int8Array, OC * C), q);
+    expectSame('scale', scaleView.arena.read(scaleView.offset, OC), scale);
+    // nf4
+    const s = quantizeNf4(w);
+    const n = OC * C, blocks = Math.ceil(n / 64);
+    const packedView = inArena(new Uint8Array(Math.ceil(n / 2)).fill(9)), qabsmaxView = inArena(new Uint8Array(blocks).fill(9));
+    const absmax2View = floatsIn(new Float32Array(Math.ceil(blocks / 256))), offsetView = floatsIn(new Float32Array(1));
+    k.quantize_nf4(packedView, qabsmaxView, absmax2View, offsetView, w, n);
+    expectSame('packed from a view', readElements(packedView, Uint8Array, Math.ceil(n / 2)), s.packed);
+    expectSame('qabsmax from a view', readElements(qabsmaxView, Uint8Array, blocks), s.qabsmax);
+    // bf16
+    const bf16 = new Uint16Array(n);
+    k.convert_f32_to_bf16(bf16, w, n);
+    const bf16View = inArena(new Uint16Array(n));
+    k.convert_f32_to_bf16(bf16View, w, n);
+    expectSame('bf16 from a view', readElements(bf16View, Uint16Array, n), bf16);
+
+    const pairs: [string, (out: Float32Array, viewed: boolean) => void][] = [
+      ['dequantize_int8', (out, v) => k.dequantize_int8(out.subarray(0, n), v ? qView : q, scale, OC, C)],
+      ['dequantize_nf4', (out, v) => k.dequantize_nf4(out.subarray(0, n), v ? packedView : s.packed, v ? qabsmaxView : s.qabsmax, s.absmax2, s.offset, n)],
+      ['matmul_int8_forward', (out, v) => k.matmul_int8_forward(out, inp, v ? qView : q, scale, bias, N, C, OC)],
+      ['matmul_nf4_forward', (out, v) => k.matmul_nf4_forward(out, inp, v ? packedView : s.packed, v ? qabsmaxView : s.qabsmax, s.absmax2, s.offset, bias, N, C, OC)],
+      ['matmul_bf16_forward', (out, v) => k.matmul_bf16_forward(out, inp, v ? bf16View : bf16, bias, N, C, OC)],
+      ['matmul_int8_backward', (out, v) => { out.set(dinp0); k.matmul_int8_backward(out, dout, v ? qView : q, scale, N, C, OC); }],
+      ['matmul_nf4_backward', (out, v) => { out.set(dinp0); k.matmul_nf4_backward(out, dout, v ? packedView : s.packed, v ? qabsmaxView : s.qabsmax, s.absmax2, s.offset, N, C, OC); }],
+      ['matmul_bf16_backward', (out, v) => { out.set(dinp0); k.matmul_bf16_backward(out, dout, v ? bf16View : bf16, N, C, OC); }],
+    ];
+    const size = Math.max(n, N * OC, N * C);
+    for (const [name, run] of pairs) {
+      const fromArrays = new Float32Array(size), fromViews = new Float32Array(size);
+      run(fromArrays, false);
+      run(fromViews, true);
+      expectSame(name, fromViews, fromArrays);
+    }
+  });
+
+  test('hostile views: too short, outside the arena, freed, a float view of the wrong type: one-line errors', () => {
+    const OC = 3, C = 5;
+    const q = inArena(new Int8Array(OC * C));  // 4 slots: 16 bytes
+    const out = new Float32Array(OC * C), scale = new Float32Array(OC);
+    const short = { ...q, numel: 3 };  // 12 bytes < 15
+    expect(() => k.dequantize_int8(out, short, scale, OC, C))
+      .toThrow(/^dequantize_int8: expected q to hold at least 15 bytes for the given dimensions but it holds 12$/);
+    const w = inArena(new Uint16Array(OC * C));  // 8 slots: 16 values
+    expect(() => k.matmul_bf16_forward(new Float32Array(OC), new Float32Array(C), { ...w, numel: 7 }, null, 1, C, OC))
+      .toThrow(/^matmul_bf16_forward: expected w to hold at least 15 16-bit values for the given dimensions but it holds 14$/);
+    expect(() => k.dequantize_int8(out, { ...q, numel: 5 }, scale, OC, C)).toThrow(/^dequantize_int8: q view \[3, 8\) lies outside its arena of 7 floats$/);
+    expect(() => k.dequantize_int8(out, { ...q, offset: -1 }, scale, OC, C)).toThrow(/^dequantize_int8: expected a view with whole, non-negative offset and numel for q \(argument 2\)/);
+    expect(() => k.convert_f32_to_bf16(new Int8Array(8) as unknown as Uint16Array, new Float32Array(2), 2))
+      .toThrow(/^convert_f32_to_bf16: expected a Uint16Array or an \{arena, offset, numel\} view for w_out \(argument 1\) but received an Int8Array of length 8$/);
+    const packed = inArena(new Uint8Array(8));
+    packed.arena.free();
+    arenas.splice(arenas.indexOf(packed.arena), 1);
+    const s = nf4Storage(OC * C);
+    expect(() => k.matmul_nf4_forward(new Float32Array(OC), new Float32Array(C), packed, s.qabsmax, s.absmax2, s.offset, null, 1, C, OC))
+      .toThrow(/^matmul_nf4_forward: packed refers to an arena that was freed$/);
+  });
+
+  test('a view whose getters free its arena during the call is refused, not read', () => {
+    const OC = 2, C = 4;
+    const q = inArena(new Int8Array(OC * C).fill(1));
+    const hostile = {
+      arena: q.arena, offset: q.offset,
+      get numel() {
+        q.arena.free();
+        return q.numel;
+      },
+    };
+    arenas.splice(arenas.indexOf(q.arena), 1);
+    expect(() => k.dequantize_int8(new Float32Array(OC * C), hostile, new Float32Array(OC), OC, C))
+      .toThrow(/^dequantize_int8: q refers to an arena that was freed$/);
   });
 });
 
@@ -261,11 +423,11 @@ describe('binding safety', () => {
 
   test('wrong array types are refused', () => {
     const anyK = k as unknown as Record<string, (...a: unknown[]) => void>;
-    expectTypeError(() => anyK.quantize_int8(new Uint8Array(OC * C), new Float32Array(OC), w, OC, C), /^quantize_int8: expected an Int8Array for q \(argument 1\) but received a Uint8Array of length 15$/);
-    expectTypeError(() => anyK.dequantize_int8(new Float32Array(OC * C), new Float32Array(OC * C), new Float32Array(OC), OC, C), /^dequantize_int8: expected an Int8Array for q \(argument 2\) but received a Float32Array/);
+    expectTypeError(() => anyK.quantize_int8(new Uint8Array(OC * C), new Float32Array(OC), w, OC, C), /^quantize_int8: expected an Int8Array or an \{arena, offset, numel\} view for q \(argument 1\) but received a Uint8Array of length 15$/);
+    expectTypeError(() => anyK.dequantize_int8(new Float32Array(OC * C), new Float32Array(OC * C), new Float32Array(OC), OC, C), /^dequantize_int8: expected an Int8Array or an \{arena, offset, numel\} view for q \(argument 2\) but received a Float32Array/);
     const s = nf4Storage(OC * C);
-    expectTypeError(() => anyK.quantize_nf4(new Int8Array(8), s.qabsmax, s.absmax2, s.offset, w, OC * C), /^quantize_nf4: expected a Uint8Array for packed \(argument 1\) but received a typed array of length 8$/);
-    expectTypeError(() => anyK.matmul_nf4_forward(new Float32Array(OC), new Float32Array(C), s.packed, [0], s.absmax2, s.offset, null, 1, C, OC), /^matmul_nf4_forward: expected a Uint8Array for qabsmax \(argument 4\)/);
+    expectTypeError(() => anyK.quantize_nf4(new Int8Array(8), s.qabsmax, s.absmax2, s.offset, w, OC * C), /^quantize_nf4: expected a Uint8Array or an \{arena, offset, numel\} view for packed \(argument 1\) but received an Int8Array of length 8$/);
+    expectTypeError(() => anyK.matmul_nf4_forward(new Float32Array(OC), new Float32Array(C), s.packed, [0], s.absmax2, s.offset, null, 1, C, OC), /^matmul_nf4_forward: expected a Uint8Array or an \{arena, offset, numel\} view for qabsmax \(argument 4\)/);
     expectTypeError(() => anyK.matmul_int8_forward(new Float32Array(OC), new Float32Array(C), new Int8Array(OC * C), new Float32Array(OC), null, 1, C, 0), /^matmul_int8_forward: expected .* for OC \(argument 8\)/);
   });
 

@@ -90,7 +90,7 @@ describe.each([['GPT-2', () => TINY, 'c_attn'], ['Llama', () => llama, 'q_proj']
     for (const [k, t] of a.tensors) expect(Buffer.compare(Buffer.from(t.data), Buffer.from(b.tensors.get(k)!.data))).toBe(0);
   });
 
-  test.each(['nf4', 'int8'])('QLoRA: --base-dtype %s trains an adapter on the quantized base, and --adapter continues it', (dtype) => {
+  test.each(['nf4', 'int8', 'bf16'])('QLoRA: --base-dtype %s trains an adapter on the quantized base, and --adapter continues it', (dtype) => {
     const dir = tempDir('gptune-qlora-'), out = path.join(dir, 'out'), more = path.join(dir, 'more');
     const r = train(base(), out, '--lora', '--base-dtype', dtype, '--steps', '6', '--log', path.join(dir, 'log.jsonl'));
     expect(r.stderr).toBe('');

@@ -92,9 +92,11 @@ describe('adapter layout and scaling', () => {
     expect(adapter.gradients).toBe(adapter['LoRA adapter']);
     expect(adapter['AdamW moments']).toBe(2 * adapter['LoRA adapter']);
     expect(adapter.parameters).toBe(full.parameters);
-    // nf4: the blocks' linear weights take ceil(n/2) + ceil(n/64) + 4*ceil(ceil(n/64)/256) + 4 bytes each.
+    // nf4: the blocks' linear weights take ceil(n/2) code bytes, ceil(n/64) scale bytes, ceil(ceil(n/64)/256)
+    // float32 second-level scales and one float32 offset, each part starting on a 64-byte boundary of the arena.
     const nf4 = planMemory(LLAMA, { batch: null, training: true, lora, baseDtype: 'nf4' }).parts;
-    const nf4Bytes = (n: number) => Math.ceil(n / 2) + Math.ceil(n / 64) + 4 * Math.ceil(Math.ceil(n / 64) / 256) + 4;
+    const padded = (bytes: number) => Math.ceil(bytes / 64) * 64;
+    const nf4Bytes = (n: number) => padded(Math.ceil(n / 2)) + padded(Math.ceil(n / 64)) + padded(4 * Math.ceil(Math.ceil(n / 64) / 256)) + padded(4);
     const linear = [64 * 32, 32 * 32, 128 * 32, 32 * 64];
     const saved = 2 * linear.reduce((s, n) => s + 4 * n - nf4Bytes(n), 0);
     expect(full.parameters - nf4.parameters).toBe(saved);

@@ -1,5 +1,5 @@
 /**
- * A frozen base stored as int8 / NF4 (QLoRA's --base-dtype): the decoder must compute exactly the
+ * A frozen base stored as bf16 / int8 / NF4 (QLoRA's --base-dtype): the decoder must compute exactly the
  * model whose linear weights are the format's dequantized values. The expected model is built from
  * test/reference/quant.ts (the formats written from their definitions), not from the kernels.
  */
@@ -10,12 +10,22 @@ import { UsageError } from '../../lib/errors';
 import { FIXTURES, relMaxError, TINY } from '../helpers';
 import { dequantizeInt8Ref, dequantizeNf4Ref, quantizeInt8Ref, quantizeNf4Ref } from '../reference/quant';
 
-function referenceModel(dir: string, dtype: 'int8' | 'nf4'): Decoder {
+/** x rounded to the nearest bfloat16, ties to even (finite weights only): the top 16 bits of the float32 after rounding. */
+function bf16(x: number): number {
+  const bits = new Uint32Array(Float32Array.of(x).buffer)[0];
+  const lsb = (bits >>> 16) & 1;
+  const rounded = (bits + 0x7fff + lsb) >>> 0;
+  return new Float32Array(Uint32Array.of(rounded & 0xffff0000).buffer)[0];
+}
+
+function referenceModel(dir: string, dtype: 'bf16' | 'int8' | 'nf4'): Decoder {
   const model = loadModel(dir);
   for (const name of linearWeightNames(model.config)) {
     const t = model.params.get(name), w = t.read();
     const [OC, C] = t.shape;
-    if (dtype === 'int8') {
+    if (dtype === 'bf16') {
+      t.write(w.map(bf16));
+    } else if (dtype === 'int8') {
       const q = quantizeInt8Ref(w, OC, C);
       t.write(Float32Array.from(dequantizeInt8Ref(q.q, q.scale, OC, C)));
     } else {
@@ -35,7 +45,7 @@ describe.each([
   ['tiny-llama', path.join(FIXTURES, 'tiny-llama')],
   ['tiny-qwen3', path.join(FIXTURES, 'tiny-qwen3')],
 ])('%s', (_name, dir) => {
-  test.each(['int8', 'nf4'] as const)('a %s base computes the model of its dequantized weights', (dtype) => {
+  test.each(['bf16', 'int8', 'nf4'] as const)('a %s base computes the model of its dequantized weights', (dtype) => {
     const quantized = loadModel(dir, { baseDtype: dtype });
     const reference = referenceModel(dir, dtype);
     try {

@@ -1,5 +1,5 @@
 // Standalone check and timing harness for the CPU encoder, LayerNorm, GELU, elementwise,
-// cross-entropy, AdamW, RMSNorm, RoPE, SwiGLU and LoRA-dropout kernels, usable without the N-API binding. Every kernel is compared with a
+// cross-entropy, AdamW, RMSNorm, RoPE, SwiGLU and LoRA-dropout kernels and the frozen-weight building blocks, usable without the N-API binding. Every kernel is compared with a
 // float64 reference written here; the row kernels are checked on both paths (portable and, when
 // the CPU has it, AVX-512) as well as through the public multithreaded entry point. Then it times
 // the hot kernels at GPT-2 124M and SmolLM2-135M shapes on 1 and 2 threads.
@@ -587,6 +587,73 @@ void check_elementwise() {
   expect_true("fill", std::all_of(out.begin(), out.end(), [](float x) { return x == 2.5f; }));
 }
 
+// The frozen-weight building blocks of quant.cc: every path must decode and round to the same bits
+// as references written here from the formats (kernels.inc), and dot / axpy stay within float32
+// rounding of float64 sums.
+void check_frozen_weight_kernels() {
+  struct Set {
+    const char* name;
+    void (*widen_bf16)(float*, const uint16_t*, int64_t);
+    void (*round_to_bf16)(uint16_t*, const float*, int64_t);
+    void (*int8_decode)(float*, const int8_t*, int64_t, float);
+    void (*nf4_decode)(float*, const uint8_t*, int64_t, float);
+    float (*dot)(const float*, const float*, int64_t);
+    void (*axpy)(float*, float, const float*, int64_t);
+  };
+  std::vector<Set> sets = {{"portable", cpu::portable::widen_bf16, cpu::portable::round_to_bf16, cpu::portable::int8_decode,
+                            cpu::portable::nf4_decode, cpu::portable::dot, cpu::portable::axpy}};
+  if (cpu::cpu_has_avx512())
+    sets.push_back({"avx512", cpu::avx512::widen_bf16, cpu::avx512::round_to_bf16, cpu::avx512::int8_decode,
+                    cpu::avx512::nf4_decode, cpu::avx512::dot, cpu::avx512::axpy});
+  static const float nf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                                -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+                                0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+  const double u = std::ldexp(1.0, -24);
+  for (const Set& k : sets) {
+    for (int64_t n : {1, 15, 16, 17, 33, 1000}) {
+      const std::string tag = std::string(" ") + k.name + " n=" + std::to_string(n);
+      // bf16: the nearer neighbour (ties to the even one), compared as doubles.
+      auto x = random_floats(n, -3, 3);
+      x[0] = 1.0f + std::ldexp(1.0f, -8);  // an exact tie: goes down to 1.0 (even)
+      std::vector<uint16_t> bits(n);
+      k.round_to_bf16(bits.data(), x.data(), n);
+      std::vector<float> back(n);
+      k.widen_bf16(back.data(), bits.data(), n);
+      bool ok = true;
+      for (int64_t i = 0; i < n; ++i) {
+        const double step = std::ldexp(1.0, std::ilogb(x[i]) - 7), q = double(x[i]) / step, fl = std::floor(q);
+        const double r = q - fl > 0.5 || (q - fl == 0.5 && std::fmod(fl, 2.0) != 0) ? fl + 1 : fl;
+        ok = ok && double(back[i]) == r * step && (uint32_t(bits[i]) << 16) == [&] { uint32_t b; float f = back[i]; std::memcpy(&b, &f, 4); return b; }();
+      }
+      expect_true("round_to_bf16 + widen_bf16 (nearest, ties to even)" + tag, ok);
+      // int8 and NF4 decoding: one float32 product per element.
+      std::vector<int8_t> q8(n);
+      std::vector<uint8_t> packed(n);
+      for (int64_t i = 0; i < n; ++i) q8[i] = static_cast<int8_t>(random_ints(1, -127, 127)[0]), packed[i] = static_cast<uint8_t>(random_ints(1, 0, 255)[0]);
+      std::vector<float> out(2 * n);
+      k.int8_decode(out.data(), q8.data(), n, 0.0123f);
+      ok = true;
+      for (int64_t i = 0; i < n; ++i) ok = ok && out[i] == float(q8[i]) * 0.0123f;
+      expect_true("int8_decode" + tag, ok);
+      k.nf4_decode(out.data(), packed.data(), n, 2.5f);
+      ok = true;
+      for (int64_t i = 0; i < n; ++i) ok = ok && out[2 * i] == nf4[packed[i] >> 4] * 2.5f && out[2 * i + 1] == nf4[packed[i] & 15] * 2.5f;
+      expect_true("nf4_decode" + tag, ok);
+      // dot and axpy against float64, within float32 summation rounding (n terms).
+      auto a = random_floats(n, -1, 1), b = random_floats(n, -1, 1), y = random_floats(n, -1, 1);
+      double d = 0, magnitude = 0;
+      for (int64_t i = 0; i < n; ++i) d += double(a[i]) * b[i], magnitude += std::fabs(double(a[i]) * b[i]);
+      const float got = k.dot(a.data(), b.data(), n);
+      expect_true("dot" + tag, std::fabs(got - d) <= 2 * (n + 2) * u * magnitude);
+      std::vector<double> want(n);
+      for (int64_t i = 0; i < n; ++i) want[i] = y[i] + 0.7 * double(a[i]);
+      k.axpy(y.data(), 0.7f, a.data(), n);
+      expect_close("axpy" + tag, y.data(), want.data(), n, 3 * u, 3 * u);
+    }
+  }
+}
+
 // ---- timing ----
 
 struct Timing {
@@ -727,6 +794,7 @@ int main(int argc, char** argv) {
   check_encoder();
   check_adamw();
   check_elementwise();
+  check_frozen_weight_kernels();
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
   if (timing) run_timings();
   return failures ? 1 : 0;

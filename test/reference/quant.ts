@@ -142,3 +142,39 @@ export function roundingBound(code: readonly number[], x: number): number {
   for (let k = 0; k + 1 < code.length; k++) if (x <= code[k + 1]) return (code[k + 1] - code[k]) / 2;
   return x - code[code.length - 1];
 }
+
+/**
+ * bfloat16 rounding of a float32 value x, from the format's definition (not from bit tricks): the
+ * representable values near |x| are spaced 2^(e-7) for |x| in [2^e, 2^(e+1)) (2^-133 below 2^-126,
+ * bf16 sharing float32's exponent range); x goes to the nearest one, ties to the even multiple, and
+ * values that round to 2^128 or beyond become infinities. Returns the bf16 value (NaN for NaN).
+ */
+export function bf16RoundRef(x: number): number {
+  if (Number.isNaN(x) || !Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e -= 1;  // log2 may round up just below a power of two
+  if (2 ** (e + 1) <= a) e += 1;
+  const ulp = 2 ** (Math.max(e, -126) - 7);
+  const m = a / ulp;  // exact: a has 24 significant bits and ulp is a power of two
+  const floor = Math.floor(m);
+  const frac = m - floor;
+  const r = frac > 0.5 || (frac === 0.5 && floor % 2 === 1) ? floor + 1 : floor;
+  const value = r * ulp;
+  return Math.sign(x) * (value >= 2 ** 128 ? Infinity : value);
+}
+
+/** The float32 bit pattern's top 16 bits of a value bf16RoundRef returned (NaN: any NaN's). */
+export function bf16Bits(value: number): number {
+  const f = new Float32Array([value]);
+  return new Uint32Array(f.buffer)[0] >>> 16;
+}
+
+/** The float32 value of bf16 bit patterns (exact). */
+export function bf16ToFloatRef(bits: ArrayLike<number>): Float64Array {
+  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  return Float64Array.from({ length: bits.length }, (_, i) => {
+    u[0] = bits[i] << 16;
+    return f[0];
+  });
+}
