@@ -104,6 +104,23 @@ describe.each([['GPT-2', () => TINY, 'c_attn'], ['Llama', () => llama, 'q_proj']
   });
 });
 
+test('with validation, --out receives the best adapter; sample and eval --compare take adapters too', () => {
+  const dir = tempDir('gptune-lora-best-'), out = path.join(dir, 'out'), log = path.join(dir, 'log.jsonl');
+  const r = train(TINY, out, '--lora', '--lora-r', '4', '--steps', '6', '--validation-fraction', '0.2', '--eval-every', '2', '--log', log);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  const best = path.join(out, 'checkpoints', 'best');
+  expect(fs.readdirSync(best)).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors']));
+  // The published adapter is the best checkpoint's, byte for byte.
+  expect(Buffer.compare(fs.readFileSync(path.join(out, 'adapter_model.safetensors')), fs.readFileSync(path.join(best, 'adapter_model.safetensors')))).toBe(0);
+  const review = path.join(dir, 'review.jsonl');
+  const s = gptune('sample', '--model', TINY, '--adapter', out, '--data', path.join(FIXTURES, 'eval', 'generate.jsonl'), '-n', '1', '--out', review);
+  expect(s.stderr).toBe('');
+  expect(s.code).toBe(0);
+  const e = gptune('eval', '--model', TINY, '--adapter', out, '--compare', TINY, '--data', DATA, '--seq-len', '16', '--json');
+  expect(e.code).toBe(0);
+});
+
 describe('bad input: one line, non-zero exit, nothing written', () => {
   test('r <= 0, an unknown target (the modules that exist are listed), a LoRA key without --lora, a quantized base without LoRA', () => {
     const dir = tempDir('gptune-lora-bad-'), out = path.join(dir, 'out');
