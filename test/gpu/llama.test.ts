@@ -26,30 +26,17 @@
 import * as assert from 'node:assert';
 import * as path from 'node:path';
 import * as nodeTest from 'node:test';
-import { cudaDeviceCount, setPrecision, type Precision } from '../../lib/device';
+import { setPrecision, type Precision } from '../../lib/device';
 import { checkpointTensors, loadModel } from '../../lib/model/checkpoint';
 import { loadModelConfig, parseDecoderSpec } from '../../lib/model/config';
 import { Decoder } from '../../lib/model/decoder';
 import { generate } from '../../lib/model/generate';
-import { addon, type DeviceName } from '../../lib/native';
+import type { DeviceName } from '../../lib/native';
 import { AdamW, clipScale } from '../../lib/train/adamw';
+import { check, device, selfCheck, skip, underJest } from './target';
 import { fixtureTensors, FIXTURES, relError, relMaxError, seededRandom } from '../helpers';
 import { LLAMA_FIXTURES, LlamaRef, llamaRef } from '../llama_helpers';
 
-const underJest = process.env.JEST_WORKER_ID !== undefined;
-const selfCheck = process.env.GPTUNE_GPU_TEST_DEVICE === 'cpu';
-const device: DeviceName = selfCheck ? 'cpu' : 'cuda';
-const skip = selfCheck
-  ? undefined
-  : !addon.cuda.compiled
-    ? 'this addon was built without CUDA'
-    : cudaDeviceCount() === 0
-      ? `no usable GPU: ${addon.cuda.unavailableReason?.() ?? 'unknown reason'}`
-      : undefined;
-
-function check(ok: boolean, message: string): void {
-  assert.ok(ok, message);
-}
 
 /** ref.train.steps AdamW steps with the reference's hyperparameters; (loss, gradient norm) per step. */
 function trainSteps(model: Decoder, ref: LlamaRef, tokens: Int32Array, targets: Int32Array): { losses: number[]; norms: number[] } {

@@ -15,36 +15,24 @@ import * as assert from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as nodeTest from 'node:test';
-import { cudaDeviceCount, setPrecision } from '../../lib/device';
+import { setPrecision } from '../../lib/device';
 import { loadAdapter } from '../../lib/lora/apply';
 import { LORA_DEFAULTS } from '../../lib/lora/modules';
 import { loadModel } from '../../lib/model/checkpoint';
 import type { Decoder } from '../../lib/model/decoder';
 import type { BaseDtype } from '../../lib/model/frozen_base';
-import { addon, type DeviceName } from '../../lib/native';
+import type { DeviceName } from '../../lib/native';
 import { AdamW } from '../../lib/train/adamw';
+import { check, device, selfCheck, skip, underJest } from './target';
 import { fixtureTensors, FIXTURES, relError, relMaxError } from '../helpers';
 
-const underJest = process.env.JEST_WORKER_ID !== undefined;
-const selfCheck = process.env.GPTUNE_GPU_TEST_DEVICE === 'cpu';
-const device: DeviceName = selfCheck ? 'cpu' : 'cuda';
-const skip = selfCheck
-  ? undefined
-  : !addon.cuda.compiled
-    ? 'this addon was built without CUDA'
-    : cudaDeviceCount() === 0
-      ? `no usable GPU: ${addon.cuda.unavailableReason?.() ?? 'unknown reason'}`
-      : undefined;
+
 const ROOT = path.resolve(FIXTURES, '..', '..');
 const PEFT = 'base_model.model.';
 
 interface LoraRef {
   base: string; adapter: string; B: number; T: number; tokens: number[]; targets: number[];
   loss: number; train_losses: number[]; adamw: { lr: number; beta1: number; beta2: number; eps: number; weight_decay: number };
-}
-
-function check(ok: boolean, message: string): void {
-  assert.ok(ok, message);
 }
 
 function lossAndGrads(model: Decoder, tokens: Int32Array, targets: Int32Array, B: number, T: number, dropoutSeed: number | null = null) {
