@@ -117,3 +117,51 @@ test('several adapters at once: each applied with its weight, in order', () => {
     base.free();
   }
 });
+
+test("PEFT's initialisation: A uniform in ±1/sqrt(in), B zero, so the adapted model is the base bitwise", () => {
+  const base = loadModel(TINY), model = loadModel(TINY);
+  try {
+    const adapter = model.addAdapter({ ...LORA_DEFAULTS, r: 8, targets: 'all-linear' }, { trainable: true, seed: 21 });
+    for (const m of adapter.modules) {
+      const a = m.A.read(), bound = 1 / Math.sqrt(m.inFeatures);
+      let sum = 0, sq = 0, max = 0;
+      for (const x of a) {
+        max = Math.max(max, Math.abs(x));
+        sum += x;
+        sq += x * x;
+      }
+      expect(max).toBeLessThanOrEqual(bound);
+      // U(-b, b) has mean 0 and variance b^2/3: loose bounds over r * in draws.
+      expect(Math.abs(sum / a.length)).toBeLessThan(0.2 * bound);
+      expect(Math.abs(sq / a.length / (bound * bound / 3) - 1)).toBeLessThan(0.3);
+      expect(m.B.read().every((x) => x === 0)).toBe(true);
+    }
+    const t = Int32Array.from({ length: 16 }, (_, i) => (i * 7) % 350);
+    expect(model.forward(t, 1, 16, t).loss).toBe(base.forward(t, 1, 16, t).loss);
+    expect(bitwiseEqual(model.logitsRows(0, 16), base.logitsRows(0, 16))).toBe(true);
+  } finally {
+    base.free();
+    model.free();
+  }
+});
+
+test('modules_to_save on a tied head: a trainable copy of the embedding that trains while the embedding stays frozen', () => {
+  const model = loadModel(TINY);
+  try {
+    const embed = model.params.get('wte.weight').read();
+    const adapter = model.addAdapter({ ...LORA_DEFAULTS, r: 2, dropout: 0, modulesToSave: ['lm_head'] }, { trainable: true, seed: 2 });
+    const head = adapter.saved.get('head')!;
+    expect(bitwiseEqual(head.read(), embed)).toBe(true);
+    const optimizer = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
+    const t = Int32Array.from({ length: 16 }, (_, i) => (i * 7) % 350);
+    model.zeroGrad();
+    model.backward(model.forward(t, 1, 16, t).count);
+    expect(model.grads!.get(head.name).read().some((x) => x !== 0)).toBe(true);
+    optimizer.update(1e-2);
+    optimizer.free();
+    expect(bitwiseEqual(head.read(), embed)).toBe(false);
+    expect(bitwiseEqual(model.params.get('wte.weight').read(), embed)).toBe(true);
+  } finally {
+    model.free();
+  }
+});
