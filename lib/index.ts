@@ -1,7 +1,8 @@
 /** gptune's programmatic API. */
 export { addon, kernels } from './native';
 export type { Addon, ArenaHandle, DeviceName, Kernels, TensorRef } from './native';
-export { Tensor, TensorArena } from './tensor';
+export { Tensor, TensorArena, floatSlots, readElements, writeElements } from './tensor';
+export type { ElementArray } from './tensor';
 export { Decoder, IGNORE_INDEX, parameterSpecs, planMemory } from './model/decoder';
 /** The model class's name before the Llama family joined; the same class. */
 export { Decoder as GPT2 } from './model/decoder';

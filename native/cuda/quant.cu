@@ -52,7 +52,11 @@ struct Int8Reader {
   const float* scale;  // (OC)
   int C;
   __device__ __forceinline__ void prepare(Nf4Tables*) const {}
-  __device__ __forceinline__ float operator()(long long i) const { return quant::int8_value(q[i], scale[i / C]); }
+  __device__ __forceinline__ float operator()(long long i) const {
+    // The row of element i; 32-bit division where it fits (64-bit division is a long software loop).
+    const long long row = i < (1LL << 32) ? static_cast<long long>(static_cast<unsigned>(i) / static_cast<unsigned>(C)) : i / C;
+    return quant::int8_value(q[i], scale[row]);
+  }
 };
 
 struct Nf4Reader {

@@ -356,6 +356,7 @@ describe('quantized and bf16 weights in arena views', () => {
     const OC = 3, C = 5;
     const q = inArena(new Int8Array(OC * C));  // 4 slots: 16 bytes
     const out = new Float32Array(OC * C), scale = new Float32Array(OC);
+    expect(() => readElements(q, Int8Array, 17)).toThrow(/^readElements: 17 elements of 1 bytes do not fit the view's 4 float slots$/);
     const short = { ...q, numel: 3 };  // 12 bytes < 15
     expect(() => k.dequantize_int8(out, short, scale, OC, C))
       .toThrow(/^dequantize_int8: expected q to hold at least 15 bytes for the given dimensions but it holds 12$/);
