@@ -123,7 +123,8 @@ export const trainCommand: Command = {
       skipped_lines: d.skipped.length, truncated_examples: d.trainSplit.truncatedExamples,
     };
     const summary = {
-      saved: result.reason === 'interrupted' || result.reason === 'diverged' ? null : outDir, steps: result.step, parameters: model.numParameters, reason: result.reason,
+      saved: result.reason === 'interrupted' || result.reason === 'diverged' ? null : outDir, steps: result.step, parameters: model.numParameters,
+      trainable_parameters: model.trainingAdapter ? [...model.trainingAdapter.arena.tensors.values()].reduce((n, t) => n + t.numel, 0) : model.numParameters, reason: result.reason,
       val_loss: result.lastEval?.val_loss ?? null, best_val_loss: result.bestValLoss, best_step: result.bestStep, checkpoint: result.lastCheckpoint, data,
     };
     model.free();
