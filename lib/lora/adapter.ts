@@ -100,6 +100,13 @@ export class LoraAdapter {
     }
   }
 
+  /** Trainable parameters: the elements of every A, B and saved module. */
+  get parameterCount(): number {
+    let n = 0;
+    for (const t of this.arena.tensors.values()) n += t.numel;
+    return n;
+  }
+
   /** Arena order: every tensor is a matrix (one weight-decay region). */
   get names(): string[] {
     return [...this.arena.tensors.keys()];

@@ -124,7 +124,7 @@ export const trainCommand: Command = {
     };
     const summary = {
       saved: result.reason === 'interrupted' || result.reason === 'diverged' ? null : outDir, steps: result.step, parameters: model.numParameters,
-      trainable_parameters: model.trainingAdapter ? [...model.trainingAdapter.arena.tensors.values()].reduce((n, t) => n + t.numel, 0) : model.numParameters, reason: result.reason,
+      trainable_parameters: model.trainingAdapter?.parameterCount ?? model.numParameters, reason: result.reason,
       val_loss: result.lastEval?.val_loss ?? null, best_val_loss: result.bestValLoss, best_step: result.bestStep, checkpoint: result.lastCheckpoint, data,
     };
     model.free();
