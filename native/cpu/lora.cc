@@ -5,7 +5,8 @@
 //              into u, then adds its rows' u @ B^T into out;
 //   dA, dinp   threads own column panels of both and walk all rows, drawing the mask of a (rows,
 //              panel) tile once for dA's dropped input and dinp's masked gradient.
-// With p == 0 there is no mask and every product is one threaded sgemm on the tensors themselves.
+// With p == 0 there is no mask: the forward multiplies inp itself, and each backward product is one
+// threaded sgemm.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -91,8 +92,8 @@ class ThreadTiles {
 // dA (R,C) += du^T (R,N) @ dropout(inp) (N,C) and dinp (N,C) += dropout'(du (N,R) @ A (R,C)), either
 // may be null, drawing the mask once for both: threads own column panels of dA and dinp and walk all
 // rows, a block at a time. For each (rows, width) tile a thread draws the multipliers m (scale or 0)
-// once, then multiplies m * inp into dA and adds m * (du @ A) into dinp. Each dA element sums its
-// rows in the same order whatever the thread count.
+// once, then multiplies m * inp into dA and adds m * (du @ A) into dinp. Threads write disjoint
+// columns, so no partial sums of dA need combining.
 void lora_backward_dropout(float* dinp, float* dA, const float* du, const float* inp, const float* A, int N, int C,
                            int R, const LoraDropout& drop) {
   constexpr int kPanel = 32;  // columns; threads own whole panels

@@ -46,6 +46,7 @@ enum class Scratch : int {
   EncoderSort,      // encoder backward: sorted (id, row) keys, then per-chunk partial sums
   QuantSlab,        // quantized / bf16 matmuls: a bounded slab of dequantized weight rows (quant.cu)
   QuantStats,       // quantize_nf4: the block absmax values before double quantization
+  LoraTile,         // LoRA: a chunk of rows of the dropped input, or of du @ A before its mask (lora.cu)
   Count
 };
 void* scratch(Scratch which, size_t bytes);

@@ -569,7 +569,10 @@ LoraDims lora_dims(Args& a, size_t first) {
   d.OC = a.dim(first + 3, "OC");
   d.ld = a.dim(first + 4, "ld");
   d.offset = a.dim(first + 5, "offset", 0);
-  d.scaling = static_cast<float>(a.number(first + 6, "scaling"));
+  const double scaling = a.number(first + 6, "scaling");
+  d.scaling = static_cast<float>(scaling);
+  if (!std::isfinite(d.scaling))
+    a.fail_range("scaling must be finite in float32 but it is " + Napi::Number::New(a.env(), scaling).ToString().Utf8Value());
   d.dropout = dropout_probability(a, first + 7);
   d.seed = dropout_seed(a, first + 8);
   if (int64_t{d.offset} + d.OC > d.ld)

@@ -25,6 +25,7 @@
 #include "gptune/device.h"
 #include "gptune/kernels.h"
 #include "gptune/quant_format.h"
+#include "../native/lora_dropout_ref.h"  // the mask definition, restated
 
 namespace cu = gptune::cuda;
 using std::vector;
@@ -1063,6 +1064,100 @@ void test_quant() {
     check_bits("convert_f32_to_bf16 ties to even, overflow, infinities, NaN, -0, subnormal", same_bits(d_b.get(), want));
   }
 }
+// ---- LoRA adapters ----
+namespace gptune::cuda {
+void lora_set_chunk_floats_for_tests(long long floats);  // lora.cu's test hook
+}  // namespace gptune::cuda
+namespace {
+
+void test_lora() {
+  struct Shape { int N, C, R, OC, ld, offset; };
+  const float scaling = 1.75f;
+  const uint64_t seed = 987654321;
+  // fp32 products: float32 rounding only (1e-5); bf16: operands rounded to 8 bits (1e-2).
+  for (const bool bf16 : {false, true})
+    for (const long long chunk : {0LL, 100LL})  // the default chunk, and chunks of a few rows
+      for (const Shape s : {Shape{1, 13, 1, 5, 5, 0}, Shape{7, 37, 3, 11, 20, 4}, Shape{33, 70, 16, 29, 64, 30}})
+        for (const float p : {0.0f, 0.3f}) {
+          if (bf16 && (chunk || s.N == 1)) continue;
+          cu::set_matmul_precision(bf16);
+          cu::lora_set_chunk_floats_for_tests(chunk);
+          const int N = s.N, C = s.C, R = s.R, OC = s.OC, ld = s.ld, off = s.offset;
+          const auto inp = random_vector(size_t(N) * C), A = random_vector(size_t(R) * C), B = random_vector(size_t(OC) * R);
+          const auto out0 = random_vector(size_t(N) * ld);
+          vector<float> dout(size_t(N) * ld, NAN);  // NaN outside the slice: reading it poisons everything
+          for (int n = 0; n < N; ++n)
+            for (int o = 0; o < OC; ++o) dout[size_t(n) * ld + off + o] = random_vector(1)[0];
+          const auto dinp0 = random_vector(size_t(N) * C), dA0 = random_vector(size_t(R) * C), dB0 = random_vector(size_t(OC) * R);
+          const double scale = 1.0f / (1.0f - p);
+          vector<double> m(size_t(N) * C, 1.0);
+          if (p > 0)
+            for (size_t i = 0; i < m.size(); ++i) m[i] = lora_keep_ref(seed, i, p) ? scale : 0.0;
+          vector<double> u(size_t(N) * R), out = to_double(out0), du(size_t(N) * R), dB = to_double(dB0), dA = to_double(dA0),
+                                           dinp = to_double(dinp0);
+          for (int n = 0; n < N; ++n)
+            for (int r = 0; r < R; ++r) {
+              double sum = 0, g = 0;
+              for (int c = 0; c < C; ++c) sum += m[size_t(n) * C + c] * inp[size_t(n) * C + c] * A[size_t(r) * C + c];
+              for (int o = 0; o < OC; ++o) g += double(dout[size_t(n) * ld + off + o]) * B[size_t(o) * R + r];
+              u[size_t(n) * R + r] = sum;
+              du[size_t(n) * R + r] = scaling * g;
+            }
+          for (int n = 0; n < N; ++n)
+            for (int o = 0; o < OC; ++o) {
+              double sum = 0;
+              for (int r = 0; r < R; ++r) {
+                sum += u[size_t(n) * R + r] * B[size_t(o) * R + r];
+                dB[size_t(o) * R + r] += scaling * double(dout[size_t(n) * ld + off + o]) * u[size_t(n) * R + r];
+              }
+              out[size_t(n) * ld + off + o] += scaling * sum;
+            }
+          for (int n = 0; n < N; ++n)
+            for (int c = 0; c < C; ++c) {
+              double sum = 0;
+              for (int r = 0; r < R; ++r) {
+                sum += du[size_t(n) * R + r] * A[size_t(r) * C + c];
+                dA[size_t(r) * C + c] += du[size_t(n) * R + r] * m[size_t(n) * C + c] * inp[size_t(n) * C + c];
+              }
+              dinp[size_t(n) * C + c] += m[size_t(n) * C + c] * sum;
+            }
+          Dev<float> d_inp(inp), d_A(A), d_B(B), d_out(out0), d_u(size_t(N) * R), d_dout(dout), d_du(size_t(N) * R), d_dinp(dinp0),
+              d_dA(dA0), d_dB(dB0);
+          cu::lora_forward(d_out.ptr, d_u.ptr, d_inp.ptr, d_A.ptr, d_B.ptr, N, C, R, OC, ld, off, scaling, p, seed);
+          cu::lora_backward(d_dinp.ptr, d_dA.ptr, d_dB.ptr, d_du.ptr, d_dout.ptr, d_u.ptr, d_inp.ptr, d_A.ptr, d_B.ptr, N, C, R, OC,
+                            ld, off, scaling, p, seed);
+          const double tol = bf16 ? 1e-2 : 1e-5;
+          char tag[128];
+          std::snprintf(tag, sizeof tag, " %s N=%d C=%d R=%d OC=%d ld=%d off=%d p=%.1f%s", bf16 ? "bf16" : "fp32", N, C, R, OC, ld,
+                        off, p, chunk ? " small chunks" : "");
+          check(std::string("lora_forward u") + tag, d_u.get(), u, tol);
+          const auto got_out = d_out.get();
+          check_increment(std::string("lora_forward out") + tag, got_out, out0, out, tol);
+          bool untouched = true;
+          for (int n = 0; n < N; ++n)
+            for (int c = 0; c < ld; ++c)
+              if ((c < off || c >= off + OC) && std::memcmp(&got_out[size_t(n) * ld + c], &out0[size_t(n) * ld + c], 4) != 0) untouched = false;
+          check_exact(std::string("lora_forward columns outside the slice untouched") + tag, {untouched}, {true});
+          check(std::string("lora_backward du") + tag, d_du.get(), du, tol);
+          check_increment(std::string("lora_backward dB") + tag, d_dB.get(), dB0, dB, tol);
+          check_increment(std::string("lora_backward dA") + tag, d_dA.get(), dA0, dA, tol);
+          check_increment(std::string("lora_backward dinp") + tag, d_dinp.get(), dinp0, dinp, tol);
+        }
+  cu::lora_set_chunk_floats_for_tests(0);
+  cu::set_matmul_precision(false);
+  {  // The mask itself: with C = R = OC = 1 and inp = A = B = 1, u[n] is element n's multiplier.
+    const int N = 3000;
+    const float p = 0.25f;
+    const vector<float> ones(N, 1.0f);
+    Dev<float> d_ones(ones), d_out(N), d_u(N);
+    cu::lora_forward(d_out.ptr, d_u.ptr, d_ones.ptr, d_ones.ptr, d_ones.ptr, N, 1, 1, 1, 1, 0, 1.0f, p, seed);
+    vector<double> want(N);
+    for (int n = 0; n < N; ++n) want[n] = lora_keep_ref(seed, n, p) ? double(1.0f / (1.0f - p)) : 0.0;
+    check("lora dropout mask equals the definition (3000 elements)", d_u.get(), want, 0);
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "";
@@ -1089,6 +1184,7 @@ int main(int argc, char** argv) {
   run("attention_bf16", test_attention_bf16);
   run("llama", test_llama_kernels);
   run("quant", test_quant);
+  run("lora", test_lora);
   std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
   return g_failures ? 1 : 0;
 }

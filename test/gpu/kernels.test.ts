@@ -663,6 +663,54 @@ if (underJest) {
     }
 
     test('host typed arrays in a CUDA call, and CUDA views in a CPU call, are refused naming the argument', { skip: selfCheck ? 'needs two devices' : undefined }, () => {
+  /**
+   * LoRA adapters: lora_forward then lora_backward on the device against the CPU kernels, into a
+   * column slice of wider rows (offset > 0, ld > offset + OC) with dout NaN outside the slice; fp32
+   * products (1e-5) and bf16 (1e-2). The dropout mask must be bit-identical on both backends: with
+   * C = R = OC = 1 and inp = A = B = 1, u is each element's multiplier (0 or 1/(1-p)) exactly.
+   */
+  describe('lora', () => {
+    for (const [precision, tolerance] of [['fp32', FP32], ['bf16', BF16]] as [Precision, number][]) {
+      for (const [N, C, R, OC, ld, offset, p] of [[1, 13, 1, 5, 5, 0, 0], [7, 37, 3, 11, 20, 4, 0.3], [512, 896, 16, 128, 1152, 1024, 0.05]]) {
+        test(`lora forward and backward ${precision} N=${N} C=${C} R=${R} OC=${OC} ld=${ld} offset=${offset} p=${p}`, () => {
+          setMatmulPrecision(precision);
+          const inp = randomArray(N * C), A = randomArray(R * C), B = randomArray(OC * R), out0 = randomArray(N * ld);
+          const dout = randomArray(N * ld);
+          for (let n = 0; n < N; n++) for (let c = 0; c < ld; c++) if (c < offset || c >= offset + OC) dout[n * ld + c] = NaN;
+          const out = out0.slice(), u = new Float32Array(N * R);
+          K.lora_forward(out, u, inp, A, B, N, C, R, OC, ld, offset, 2, p, 31);
+          const gOut = toDevice(out0, 1), gU = poisoned(N * R), gInp = toDevice(inp, 3), gA = toDevice(A), gB = toDevice(B, 2);
+          K.lora_forward(gOut, gU, gInp, gA, gB, N, C, R, OC, ld, offset, 2, p, 31);
+          expectClose('lora_forward u', fromDevice(gU), u, tolerance);
+          expectIncrementClose('lora_forward out', fromDevice(gOut), out, out0, tolerance);
+          const dinp0 = randomArray(N * C), dA0 = randomArray(R * C), dB0 = randomArray(OC * R);
+          const dinp = dinp0.slice(), dA = dA0.slice(), dB = dB0.slice(), du = new Float32Array(N * R);
+          K.lora_backward(dinp, dA, dB, du, dout, u, inp, A, B, N, C, R, OC, ld, offset, 2, p, 31);
+          const gDinp = toDevice(dinp0), gDA = toDevice(dA0, 1), gDB = toDevice(dB0), gDu = poisoned(N * R);
+          K.lora_backward(gDinp, gDA, gDB, gDu, toDevice(dout), toDevice(u), gInp, gA, gB, N, C, R, OC, ld, offset, 2, p, 31);
+          expectClose('lora_backward du', fromDevice(gDu), du, tolerance);
+          expectIncrementClose('lora_backward dinp', fromDevice(gDinp), dinp, dinp0, tolerance);
+          expectIncrementClose('lora_backward dA', fromDevice(gDA), dA, dA0, tolerance);
+          expectIncrementClose('lora_backward dB', fromDevice(gDB), dB, dB0, tolerance);
+          freeAll();
+        });
+      }
+    }
+    test('the dropout mask is bit-identical to the CPU backend\'s (1e6 elements, p = 0.1, seed 2^53-1)', () => {
+      setMatmulPrecision('fp32');
+      const n = 1_000_000, p = 0.1, seed = 2 ** 53 - 1;
+      const ones = new Float32Array(n).fill(1), u = new Float32Array(n);
+      K.lora_forward(new Float32Array(n), u, ones, ones, ones, n, 1, 1, 1, 1, 0, 1, p, seed);
+      const gOnes = toDevice(ones), gU = poisoned(n);
+      K.lora_forward(poisoned(n), gU, gOnes, gOnes, gOnes, n, 1, 1, 1, 1, 0, 1, p, seed);
+      const got = fromDevice(gU);
+      for (let i = 0; i < n; i++) if (!Object.is(got[i], u[i])) assert.fail(`mask element ${i}: CUDA ${got[i]}, CPU ${u[i]}`);
+      freeAll();
+    });
+  });
+
+  describe('quantized weights', () => {
+    test('every quantized-weight kernel names itself as not implemented on CUDA yet', { skip: selfCheck ? 'CUDA-only behaviour' : undefined }, () => {
       const N = 2, C = 64, OC = 3, n = OC * C;
       assert.throws(() => K.matmul_int8_forward(poisoned(N * OC), toDevice(randomArray(N * C)), new Int8Array(n), toDevice(randomArray(OC)), null, N, C, OC),
         /matmul_int8_forward: q is a host typed array \(cpu\) but the earlier tensors are on cuda; all tensors of one call must be on the same device/);

@@ -210,6 +210,7 @@ describe('the LoRA kernels validate their arguments', () => {
     expect(fwd({ 12: 0.999999999 })).toThrow(/dropout must be a probability in \[0, 1\) but it is 0.999999999/);  // 1 in float32
     expect(bwd({ 16: NaN })).toThrow(/lora_backward: expected a finite number for dropout \(argument 17\) but received the number NaN/);
     expect(fwd({ 11: Infinity })).toThrow(/expected a finite number for scaling \(argument 12\)/);
+    expect(fwd({ 11: 1e300 })).toThrow(/^lora_forward: scaling must be finite in float32 but it is 1e\+300$/);
   });
 
   test('seed is a whole number in [0, 2^53-1]: a one-line RangeError otherwise (a TypeError for a non-number)', () => {

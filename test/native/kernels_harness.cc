@@ -21,6 +21,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/row_kernels.h"
 #include "gptune/kernels.h"
+#include "lora_dropout_ref.h"
 
 using namespace gptune;
 
@@ -368,19 +369,6 @@ void check_swiglu(const RowKernelSet& k) {
       expect_close(std::string(k.name) + " swiglu_forward" + shape, out.data(), want_out.data(), out.size(), 2e-6, 1e-7);
       expect_close(std::string(k.name) + " swiglu_backward" + shape, d_inp.data(), want_dinp.data(), d_inp.size(), 2e-6, 1e-6);
     }
-}
-
-// The LoRA dropout mask of gptune/lora_dropout.h, restated from its definition: SplitMix64 from
-// key = mix64(seed + golden); element i is kept iff the top 24 bits of mix64(key + (i+1) golden),
-// as a fraction of 2^24, are >= p.
-bool lora_keep_ref(uint64_t seed, uint64_t index, float p) {
-  auto mix = [](uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  };
-  const uint64_t golden = 0x9e3779b97f4a7c15ull, key = mix(seed + golden);
-  return static_cast<double>(mix(key + (index + 1) * golden) >> 40) / 16777216.0 >= p;
 }
 
 // Tiles at row/column offsets inside a wider input, both modes. The kernel multiplies kept values
