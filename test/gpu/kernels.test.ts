@@ -663,6 +663,17 @@ if (underJest) {
     }
 
     test('host typed arrays in a CUDA call, and CUDA views in a CPU call, are refused naming the argument', { skip: selfCheck ? 'needs two devices' : undefined }, () => {
+      const N = 2, C = 64, OC = 3, n = OC * C;
+      assert.throws(() => K.matmul_int8_forward(poisoned(N * OC), toDevice(randomArray(N * C)), new Int8Array(n), toDevice(randomArray(OC)), null, N, C, OC),
+        /matmul_int8_forward: q is a host typed array \(cpu\) but the earlier tensors are on cuda; all tensors of one call must be on the same device/);
+      assert.throws(() => K.matmul_bf16_forward(new Float32Array(N * OC), new Float32Array(N * C), onDevice(new Uint16Array(n)), null, N, C, OC),
+        /matmul_bf16_forward: w is on cuda but the earlier tensors are on cpu; all tensors of one call must be on the same device/);
+      assert.throws(() => K.quantize_nf4(new Uint8Array(n / 2), onDevice(new Uint8Array(3)), poisoned(1), poisoned(1), toDevice(randomArray(n)), n),
+        /quantize_nf4: qabsmax is on cuda but the earlier tensors are on cpu/);
+      freeAll();
+    });
+  });
+
   /**
    * LoRA adapters: lora_forward then lora_backward on the device against the CPU kernels, into a
    * column slice of wider rows (offset > 0, ld > offset + OC) with dout NaN outside the slice; fp32
@@ -705,19 +716,6 @@ if (underJest) {
       K.lora_forward(poisoned(n), gU, gOnes, gOnes, gOnes, n, 1, 1, 1, 1, 0, 1, p, seed);
       const got = fromDevice(gU);
       for (let i = 0; i < n; i++) if (!Object.is(got[i], u[i])) assert.fail(`mask element ${i}: CUDA ${got[i]}, CPU ${u[i]}`);
-      freeAll();
-    });
-  });
-
-  describe('quantized weights', () => {
-    test('every quantized-weight kernel names itself as not implemented on CUDA yet', { skip: selfCheck ? 'CUDA-only behaviour' : undefined }, () => {
-      const N = 2, C = 64, OC = 3, n = OC * C;
-      assert.throws(() => K.matmul_int8_forward(poisoned(N * OC), toDevice(randomArray(N * C)), new Int8Array(n), toDevice(randomArray(OC)), null, N, C, OC),
-        /matmul_int8_forward: q is a host typed array \(cpu\) but the earlier tensors are on cuda; all tensors of one call must be on the same device/);
-      assert.throws(() => K.matmul_bf16_forward(new Float32Array(N * OC), new Float32Array(N * C), onDevice(new Uint16Array(n)), null, N, C, OC),
-        /matmul_bf16_forward: w is on cuda but the earlier tensors are on cpu; all tensors of one call must be on the same device/);
-      assert.throws(() => K.quantize_nf4(new Uint8Array(n / 2), onDevice(new Uint8Array(3)), poisoned(1), poisoned(1), toDevice(randomArray(n)), n),
-        /quantize_nf4: qabsmax is on cuda but the earlier tensors are on cpu/);
       freeAll();
     });
   });
