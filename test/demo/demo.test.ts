@@ -261,7 +261,13 @@ describe('gptune demo --tiny', () => {
     const docs = path.join(ROOT, 'docs/demo');
     const published = JSON.parse(fs.readFileSync(path.join(docs, 'report-quick.json'), 'utf8'));
     expect(published.preset).toBe('quick');
-    expect(provenanceProblems(fs.readFileSync(path.join(docs, 'report-quick.md'), 'utf8'), published)).toEqual([]);
+    const md = fs.readFileSync(path.join(docs, 'report-quick.md'), 'utf8');
+    expect(provenanceProblems(md, published)).toEqual([]);
+    // It is a report of the code as it is: LoRA beside full fine-tuning, r = 16 on all-linear.
+    expect(published.settings.lora).toMatchObject({ r: 16, alpha: 32, dropout: 0.05, targets: 'all-linear' });
+    expect(published.lora.candidates.map((c: any) => c.learning_rate)).toEqual(published.settings.lora.learningRates);
+    expect(Object.keys(published.classification)).toContain('task_lora');
+    expect(md).toContain('### LoRA beside full fine-tuning');
   });
 
   test('--full and --tiny together are a usage error', () => {
