@@ -8,7 +8,7 @@ export type Classifier = keyof DemoReport['classification'];
 
 /** The (B, A) pairs whose difference B - A the report states, with McNemar's test. */
 export const CLASSIFIER_COMPARISONS: ReadonlyArray<readonly [Classifier, Classifier]> = [
-  ['task', 'base_zero_shot'], ['domain_zero_shot', 'base_zero_shot'], ['combined', 'task'], ['task', 'scratch'], ['combined', 'scratch'],
+  ['task', 'base_zero_shot'], ['task_lora', 'base_zero_shot'], ['task_lora', 'task'], ['domain_zero_shot', 'base_zero_shot'], ['combined', 'task'], ['task', 'scratch'], ['combined', 'scratch'],
   ['task_few', 'scratch_few'], ['task', 'task_few'], ['naive_bayes', 'combined'],
 ];
 
@@ -21,7 +21,7 @@ export function formatP(p: number): string {
 
 export const CLASSIFIER_NAMES: Record<Classifier, string> = {
   majority: 'majority class', naive_bayes: 'naive Bayes', base_zero_shot: 'base (zero-shot)', domain_zero_shot: 'domain (zero-shot)',
-  task: 'task-specific', combined: 'combined', scratch: 'from scratch',
+  task: 'task-specific', task_lora: 'task-specific, LoRA', combined: 'combined', scratch: 'from scratch',
   task_few: 'task-specific, few labels', scratch_few: 'from scratch, few labels',
 };
 

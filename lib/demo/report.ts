@@ -39,6 +39,7 @@ function classifierRows(r: DemoReport): Array<[Classifier, string]> {
     ['base_zero_shot', 'pretrained on general English only; label scoring'],
     ['domain_zero_shot', 'base + continued pretraining on the training emails (no labels)'],
     ['task', `base + supervised fine-tuning on ${all} labelled emails`],
+    ['task_lora', `frozen base + a LoRA adapter (r = ${r.settings.lora.r}, ${r.settings.lora.targets}) trained the same way`],
     ['combined', `domain model + the same supervised fine-tuning`],
     ['scratch', 'random weights + the same supervised fine-tuning'],
     ['task_few', `base + supervised fine-tuning on ${few} labelled emails`],
@@ -68,6 +69,31 @@ function computeRow(c: StageCost): string[] {
   ];
 }
 
+/** LoRA beside full fine-tuning: what each trains and costs, and the learning rates validation chose among. */
+function loraSection(r: DemoReport): string[] {
+  const l = r.lora, s = r.settings.lora, runs = r.runs, c = r.classification;
+  const row = (name: string, trains: string, parameters: number, run: RunRecord, test: ClassificationRow) => [
+    name, trains, String(parameters), String(run.learning_rate), String(run.steps), f4(run.best_val_loss), f4(test.accuracy), f4(test.f1), fixed(run.wall_s, 1), fixed(run.tokens_per_s, 0),
+  ];
+  return [
+    '### LoRA beside full fine-tuning',
+    '',
+    `The same task training from the base, once updating every parameter and once as a LoRA adapter (PEFT's formulation: each adapted linear layer adds (alpha / r) B A x, scaling ${l.scaling}, B starting at zero; dropout ${s.dropout} on the adapter's input) on ${s.targets}, ${l.modules} modules, with the base frozen. Wall time is the whole run (data, steps and validation); tokens/s is over step time.`,
+    '',
+    table(['run', 'trains', 'trainable parameters', 'peak learning rate', 'steps', 'best val loss', 'test accuracy', 'test macro-F1', 'wall s', 'tokens/s'], [
+      row('task', 'every parameter', l.full_trainable_parameters, runs.task, c.task),
+      row('task_lora', `r = ${s.r}, alpha ${s.alpha} adapter`, l.trainable_parameters, runs.task_lora, c.task_lora),
+    ]),
+    '',
+    `LoRA's peak learning rate was chosen on the validation split alone (the test emails scored only the adapter chosen); every candidate ran the same plan from the same base:`,
+    '',
+    table(['peak learning rate', 'best val loss', 'at step', 'steps', 'wall s', 'chosen'], l.candidates.map((x) => [
+      String(x.learning_rate), f4(x.best_val_loss), String(x.best_step), String(x.steps), fixed(x.wall_s, 1), x.learning_rate === l.chosen_learning_rate ? 'yes' : '',
+    ])),
+    '',
+  ];
+}
+
 export function formatReport(r: DemoReport): string {
   const m = r.machine, s = r.settings, e = r.data.emails, c = r.classification, g = r.generation, runs = r.runs;
   const out: string[] = [];
@@ -82,7 +108,7 @@ export function formatReport(r: DemoReport): string {
   out.push(`- **Base model**: GPT-2 architecture, ${runs.pretrain.seq_len} positions, ${r.base.config.n_layer as number} layers, ${r.base.config.n_head as number} heads, width ${r.base.config.n_embd as number}, ${r.base.parameters} parameters; pretrained from random weights on ${r.data.general.pretrain_chars} characters of State of the Union addresses and Moby-Dick (${r.data.general.documents} documents) for ${runs.pretrain.steps} steps of ${runs.pretrain.batch_size} x ${runs.pretrain.seq_len} tokens, peak learning rate ${runs.pretrain.learning_rate}.${r.base.cached ? ` Loaded from the cache (key ${codeSpan(r.base.cache_key)}, trained ${codeSpan(r.base.trained_on)}); its numbers are those of that run.` : ''}`);
   out.push(`- **Tokenizer**: byte-level BPE with ${r.tokenizer.vocab_size} tokens (${r.tokenizer.merges} merges learned from ${r.tokenizer.learned_from_chars} characters of the same text in ${fixed(r.tokenizer.seconds, 1)} s); ${fixed(r.tokenizer.general_chars_per_token, 2)} characters per token on that text, ${fixed(r.tokenizer.email_chars_per_token, 2)} on emails.`);
   out.push(`- **Emails**: the SpamAssassin corpus, ${e.read} emails read, ${e.duplicates} exact duplicates dropped${e.conflicting > 0 ? ` (${e.conflicting} with conflicting labels, both copies dropped)` : ''}; split once with seed ${s.split_seed} into train ${e.train.available}, validation ${e.validation.available}, test ${e.test.available}. This run used train ${e.train.used} (${e.train.spam} spam), validation ${e.validation.used} (${e.validation.spam} spam), test ${e.test.used} (${e.test.spam} spam). Each email is its subject plus the first ${s.bodyChars} characters of its body, cut back further at a word boundary where needed so that every training example fits the ${runs.pretrain.seq_len}-token context. The test split is never trained on or used to choose a model; validation loss picks each run's best step.`);
-  out.push(`- **Fine-tuning**: every classification run uses the same plan (batch ${s.finetune.batchSize}, peak learning rate ${s.finetune.learningRate}, cosine schedule), differing only in its starting weights; the prompt is the email in the template ${codeSpan(s.classification_template)}, the completion the label, and the test emails are classified by which label the model finds more likely.`);
+  out.push(`- **Fine-tuning**: every classification run uses the same plan (batch ${s.finetune.batchSize}, peak learning rate ${s.finetune.learningRate}, cosine schedule), differing only in its starting weights, except the LoRA run's learning rate (chosen on validation, below); the prompt is the email in the template ${codeSpan(s.classification_template)}, the completion the label, and the test emails are classified by which label the model finds more likely.`);
   out.push('');
   out.push('## Findings');
   out.push('');
@@ -115,6 +141,7 @@ export function formatReport(r: DemoReport): string {
     runRow('pretrain', 'random weights', 'SOTU + Moby-Dick text', runs.pretrain, true),
     runRow('domain', 'base', 'training emails, text only', runs.domain, true),
     runRow('task', 'base', 'labelled training emails', runs.task),
+    runRow('task_lora', 'base (frozen) + LoRA adapter', 'labelled training emails', runs.task_lora),
     runRow('combined', 'domain', 'labelled training emails', runs.combined),
     runRow('scratch', 'random weights', 'labelled training emails', runs.scratch),
     runRow('task_few', 'base', `the first ${e.train_few.used} labelled training emails`, runs.task_few),
@@ -122,6 +149,7 @@ export function formatReport(r: DemoReport): string {
     runRow('subject', 'base', 'training emails: body -> subject', runs.subject),
   ]));
   out.push('');
+  out.push(...loraSection(r));
   out.push('![Loss curves](loss-curves.svg)');
   out.push('');
   out.push('## Compute');
@@ -136,9 +164,9 @@ export function formatReport(r: DemoReport): string {
   out.push('');
   out.push('## Sample classifications (test emails)');
   out.push('');
-  out.push(table(['email (start)', 'label', 'base', 'task', 'scratch', 'naive Bayes'], r.samples.classification.map((x) => [x.email, x.label, x.base, x.task, x.scratch, x.naive_bayes].map(codeSpan))));
+  out.push(table(['email (start)', 'label', 'base', 'task', 'LoRA', 'scratch', 'naive Bayes'], r.samples.classification.map((x) => [x.email, x.label, x.base, x.task, x.lora, x.scratch, x.naive_bayes].map(codeSpan))));
   out.push('');
-  out.push('The trained models are in the models folder beside this report (Hugging Face GPT-2 folders; try gptune generate --model models/subject), the prepared data in data, every number of this report in report.json.');
+  out.push('The trained models are in the models folder beside this report (Hugging Face GPT-2 folders; try gptune generate --model models/subject; task_lora is a PEFT adapter folder for models/base, applied with --adapter models/task_lora), the prepared data in data, every number of this report in report.json.');
   out.push('');
   return out.join('\n');
 }

@@ -4,6 +4,8 @@
  *   base        a small GPT-2 pretrained from scratch on State of the Union addresses + Moby-Dick,
  *               with a byte-level BPE vocabulary learned from the same text (cached by its settings)
  *   task        base fine-tuned on labelled training emails (prompt = email, completion = label)
+ *   task_lora   the same task training as a LoRA adapter on the frozen base (Trainer lora_* keys),
+ *               at each of the preset's learning rates; validation picks one, the test scores it
  *   domain      base further pretrained on the training emails' text (no labels)
  *   combined    domain, then the same task fine-tuning
  *   scratch     the same task fine-tuning from random weights (what pretraining buys)
@@ -26,11 +28,13 @@ import * as path from 'path';
 import { compileTemplate, DataRecord, loadRecords, renderRecord } from '../data';
 import { setThreads } from '../device';
 import { classificationReport, ClassificationReport, evaluateClassification, evaluateGeneration, GenerationEvalResult } from '../eval';
-import { writeFileAtomic } from '../io/atomic';
+import { FileContents, writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { prepareOutputFolder } from '../io/output';
-import { copyModelFolder, loadModel, saveModel } from '../model/checkpoint';
+import { copyModelFolder, loadModel, saveModel, TOKENIZER_FILES } from '../model/checkpoint';
 import { parseGPT2Config } from '../model/config';
 import { Decoder } from '../model/decoder';
+import { loadAdapter } from '../lora/apply';
+import { adapterFiles } from '../lora/files';
 import { addon } from '../native';
 import { BPETokenizer, loadTokenizer, Tokenizer } from '../tokenizer';
 import { bpeFiles, trainBPE } from '../tokenizer/bpe_trainer';
@@ -40,10 +44,10 @@ import { VERSION } from '../version';
 import { Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
 import { truncateText } from './emails';
 import { NaiveBayes } from './naive_bayes';
-import { DemoPreset, PRESETS, TrainingPlan } from './presets';
+import { DemoPreset, LoraPlan, PRESETS, TrainingPlan } from './presets';
 import { comparePaired } from './stats';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } from './names';
-import type { ClassificationRow, DemoOptions, DemoReport, GenerationRow, StageCost } from './types';
+import type { ClassificationRow, DemoOptions, DemoReport, GenerationRow, LoraSummary, StageCost } from './types';
 import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from './svg';
 import { peakRssMB, RunRecord, trainRun } from './training';
@@ -372,7 +376,7 @@ interface FineTuning {
  * The fine-tuning runs: task-specific, domain-specific, combined, from scratch; then the same
  * with few labels; then subject lines. Each model is saved to models/NAME and evaluated.
  */
-async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<Omit<DemoReport['runs'], 'pretrain'>> {
+async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs: Omit<DemoReport['runs'], 'pretrain'>; lora: LoraSummary }> {
   const { opts, preset, log, stages, base, tokenizer, modelsDir, files, results } = ft;
   const runs = {} as DemoReport['runs'];
   const plans: Record<RunKind, { trainFile: string; validation: string; plan: TrainingPlan; format: 'classification' | 'text' | 'prompt_completion'; template?: string }> = {
@@ -381,23 +385,68 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<Omit<De
     text: { trainFile: files.domainTrain, validation: files.domainValidation, plan: preset.domain, format: 'text' },
     prompt_completion: { trainFile: files.genTrain, validation: files.genValidation, plan: preset.generation, format: 'prompt_completion' },
   };
-  /** Fine-tunes `start` in place (best validation step kept), saves it to models/NAME, then evaluates it. */
-  const fineTune = async (name: RunName, start: Decoder, kind: RunKind, title: string, evaluate: (m: Decoder) => void) => {
+  /** Trains `start` in place (best validation step kept), or a LoRA adapter on it, as the stage `stage`. */
+  const train = async (name: RunName, start: Decoder, kind: RunKind, title: string, stage: string, lora?: { plan: TrainingPlan; settings: LoraPlan }) => {
     log.line(`${name}: ${title}`);
     const spec = plans[kind];
     const { record } = await trainRun({
       name, model: start, tokenizer, format: spec.format, trainFile: spec.trainFile, validation: { file: spec.validation }, template: spec.template,
-      plan: spec.plan, seed: opts.seed, threads: opts.threads, progress: opts.progress,
+      plan: lora?.plan ?? spec.plan, lora: lora?.settings, seed: opts.seed, threads: opts.threads, progress: opts.progress,
     });
-    saveModel(start, path.join(modelsDir, name), { tokenizerFrom: base.dir });
-    stages.addTraining(`${name} fine-tuning`, record.wall_s, record, false);
+    stages.addTraining(stage, record.wall_s, record, false);
     log.line(`${name}: validation loss ${record.initial_val_loss.toFixed(4)} -> ${record.best_val_loss.toFixed(4)} (best at step ${record.best_step} of ${record.steps}), ${record.wall_s.toFixed(1)} s`);
-    runs[name] = record;
+    return record;
+  };
+  /** Fine-tunes `start` in place, saves it to models/NAME, then evaluates it. */
+  const fineTune = async (name: RunName, start: Decoder, kind: RunKind, title: string, evaluate: (m: Decoder) => void) => {
+    runs[name] = await train(name, start, kind, title, `${name} fine-tuning`);
+    saveModel(start, path.join(modelsDir, name), { tokenizerFrom: base.dir });
     stages.time(`evaluate ${name}`, () => evaluate(start));
+  };
+  /**
+   * The task training as a LoRA adapter on the frozen base, once per candidate learning rate. The
+   * candidate with the lowest validation loss is written to models/task_lora as a PEFT adapter
+   * folder, and what the test scores is that folder loaded back onto the base (the adapter API a
+   * user has), not the model still in memory.
+   */
+  const loraFineTune = async (): Promise<LoraSummary> => {
+    const settings = preset.lora, baseDir = path.join(modelsDir, 'base'), dir = path.join(modelsDir, 'task_lora');
+    const candidates: RunRecord[] = [];
+    let chosen: { record: RunRecord; files: Record<string, FileContents>; modules: number; scaling: number } | null = null;
+    for (const learningRate of settings.learningRates) {
+      const model = loadModel(base.dir);
+      try {
+        const title = `LoRA (r ${settings.r}, alpha ${settings.alpha}, ${settings.targets}) on the frozen base, the task plan at peak learning rate ${learningRate}`;
+        const record = await train('task_lora', model, 'classification', title, `task_lora fine-tuning, learning rate ${learningRate}`, { plan: { ...preset.finetune, learningRate }, settings });
+        candidates.push(record);
+        const adapter = model.trainingAdapter!;
+        if (chosen === null || record.best_val_loss < chosen.record.best_val_loss) {
+          chosen = { record, files: adapterFiles(adapter, baseDir, dir), modules: adapter.modules.length, scaling: adapter.scaling };
+        }
+      } finally {
+        model.free();
+      }
+    }
+    if (chosen === null) throw new Error(`demo preset ${preset.name}: lora.learningRates is empty`);
+    const tokenizerFiles = TOKENIZER_FILES.filter((n) => fs.existsSync(path.join(base.dir, n))).map((n) => [n, fs.readFileSync(path.join(base.dir, n))]);
+    writeDirAtomic(dir, { ...Object.fromEntries(tokenizerFiles), ...chosen.files });
+    runs.task_lora = chosen.record;
+    log.line(`task_lora: peak learning rate ${chosen.record.learning_rate} has the lowest validation loss; scoring that adapter`);
+    await withModel(loadModel(base.dir), (m) => stages.time('evaluate task_lora', () => {
+      loadAdapter(m, dir);
+      results.classify('task_lora', m);
+    }));
+    const full = countParameters(base.dir), trainable = chosen.record.trainable_parameters!;
+    return {
+      scaling: chosen.scaling, modules: chosen.modules, trainable_parameters: trainable, full_trainable_parameters: full, trainable_percent: (100 * trainable) / full,
+      candidates: candidates.map((c) => ({ learning_rate: c.learning_rate, best_val_loss: c.best_val_loss, best_step: c.best_step, steps: c.steps, wall_s: c.wall_s })),
+      chosen_learning_rate: chosen.record.learning_rate,
+    };
   };
 
   const few = `${fewLabelled} labelled emails`;
   await withModel(loadModel(base.dir), (m) => fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)', (x) => results.classify('task', x)));
+  const lora = await loraFineTune();
   await withModel(loadModel(base.dir), (m) => fineTune('domain', m, 'text', 'domain-specific fine-tuning: continued pretraining on the training emails, no labels', (x) => {
     results.classify('domain_zero_shot', x);
     results.writeSubjects('domain', x);
@@ -407,7 +456,7 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<Omit<De
   await withModel(loadModel(base.dir), (m) => fineTune('task_few', m, 'classification_few', `low data: task fine-tuning from the base model on only ${few}`, (x) => results.classify('task_few', x)));
   await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch_few', m, 'classification_few', `low data: task fine-tuning from random weights on only ${few}`, (x) => results.classify('scratch_few', x)));
   await withModel(loadModel(base.dir), (m) => fineTune('subject', m, 'prompt_completion', 'subject-line generation fine-tuning from the base model (prompt = body, completion = subject)', (x) => results.writeSubjects('subject', x)));
-  return runs;
+  return { runs, lora };
 }
 
 /** The B - A differences the report states (see DemoReport.deltas). */
@@ -438,7 +487,7 @@ function reportSamples(preset: DemoPreset, e: EmailSets, texts: EmailTexts, resu
   }));
   const classification = e.test.slice(0, nSamples).map((m, i) => ({
     email: truncateText(texts.classification(m).replace(/\n/g, ' '), 140), label: m.label,
-    base: predictions.base_zero_shot[i], task: predictions.task[i], scratch: predictions.scratch[i], naive_bayes: predictions.naive_bayes[i],
+    base: predictions.base_zero_shot[i], task: predictions.task[i], lora: predictions.task_lora[i], scratch: predictions.scratch[i], naive_bayes: predictions.naive_bayes[i],
   }));
   return { generation, classification };
 }
@@ -509,7 +558,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       results.classify('base_zero_shot', m);
       results.writeSubjects('base', m);
     }));
-    const runs: DemoReport['runs'] = { pretrain: base.pretrain, ...await fineTuneAll({ opts, preset, log, stages, base, tokenizer, modelsDir, files, results }, trainFew.length) };
+    const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, modelsDir, files, results }, trainFew.length);
+    const runs: DemoReport['runs'] = { pretrain: base.pretrain, ...tuned.runs };
 
     const truth = test.map((e) => e.label);
     const { rows, predictions } = results;
@@ -547,6 +597,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       runs,
       classification: results.rows,
       generation: results.generation,
+      lora: tuned.lora,
       deltas: comparisons(truth, results),
       samples: reportSamples(preset, emails, texts, results),
       findings: [],
@@ -599,7 +650,7 @@ function curvePanels(r: DemoReport): Panel[] {
     { title: 'Domain: continued pretraining on emails', xLabel: 'step', yLabel: 'validation loss', series: [val(r.runs.domain, 'domain (from base)')] },
     {
       title: `Spam/ham, ${r.data.emails.train.used} labelled emails: validation loss`, xLabel: 'step', yLabel: 'loss on label tokens',
-      series: [val(r.runs.task, 'task (from base)'), val(r.runs.combined, 'combined (from domain)'), val(r.runs.scratch, 'scratch (random init)')],
+      series: [val(r.runs.task, 'task (from base)'), val(r.runs.task_lora, 'LoRA (frozen base)'), val(r.runs.combined, 'combined (from domain)'), val(r.runs.scratch, 'scratch (random init)')],
     },
     {
       title: `Spam/ham, ${r.data.emails.train_few.used} labelled emails: validation loss`, xLabel: 'step', yLabel: 'loss on label tokens',
@@ -628,6 +679,7 @@ export function findings(r: DemoReport): string[] {
   const c = r.classification, g = r.generation, d = r.deltas, e = r.data.emails;
   const out: string[] = [];
   out.push(`**Fine-tuned vs pretrained.** Task-specific fine-tuning vs the base model's zero-shot label scoring: ${comparison(r, 'task', 'base_zero_shot')}`);
+  out.push(`**LoRA vs full fine-tuning.** ${loraFinding(r)}`);
   out.push(`**Domain-specific only.** Continued pretraining on the training emails (no labels), zero-shot vs the base: ${comparison(r, 'domain_zero_shot', 'base_zero_shot')}`);
   out.push(`**Combined vs task-specific.** Domain then task vs task alone: ${comparison(r, 'combined', 'task')}`);
   out.push(`**What pretraining buys, ${e.train.used} labelled emails.** Task fine-tuning from the base vs from random weights: ${comparison(r, 'task', 'scratch')}`);
@@ -636,7 +688,7 @@ export function findings(r: DemoReport): string[] {
   out.push(`**Bag of words.** Naive Bayes on word counts (${e.train.used} emails, trained in ${c.naive_bayes.eval_s.toFixed(2)} s with its test predictions) vs the combined GPT: ${comparison(r, 'naive_bayes', 'combined')}`);
   out.push(`**Floor.** Always answering "${e.majority_label}" scores accuracy ${f4(c.majority.accuracy)} and macro-F1 ${f4(c.majority.f1)}.`);
   out.push(`**Subject lines.** Fine-tuning ${d['subject_vs_base.rougeL'] > 0 ? 'improved' : 'did NOT improve'} ROUGE-L over the base model (${f4(g.subject.rougeL)} vs ${f4(g.base.rougeL)}, ${signed(d['subject_vs_base.rougeL'])}) and ${d['subject_vs_base.bleu'] > 0 ? 'improved' : 'did NOT improve'} BLEU (${g.subject.bleu.toFixed(2)} vs ${g.base.bleu.toFixed(2)}) on ${g.subject.examples} test emails; read the samples below before trusting either number.`);
-  for (const name of ['task', 'combined', 'scratch', 'task_few', 'scratch_few', 'subject', 'domain'] as const) {
+  for (const name of ['task', 'task_lora', 'combined', 'scratch', 'task_few', 'scratch_few', 'subject', 'domain'] as const) {
     const run = r.runs[name];
     const last = run.val_curve[run.val_curve.length - 1];
     if (run.best_step < last.step && last.loss > run.best_val_loss) {
@@ -644,4 +696,12 @@ export function findings(r: DemoReport): string[] {
     }
   }
   return out;
+}
+
+/** LoRA against full fine-tuning: what each trains, the learning rate validation chose, test and cost. */
+function loraFinding(r: DemoReport): string {
+  const l = r.lora, s = r.settings.lora, task = r.runs.task, lora = r.runs.task_lora;
+  return `An adapter with r = ${s.r}, alpha ${s.alpha}, dropout ${s.dropout} on ${s.targets} (${l.modules} modules; ${l.trainable_parameters} trainable parameters, ${l.trainable_percent.toFixed(2)}% of full fine-tuning's ${l.full_trainable_parameters}) `
+    + `trained on the frozen base with the task plan at peak learning rate ${l.chosen_learning_rate} (lowest validation loss of ${l.candidates.map((c) => c.learning_rate).join(', ')}; full fine-tuning: ${task.learning_rate}), vs full fine-tuning: ${comparison(r, 'task_lora', 'task')} `
+    + `Best validation loss ${f4(lora.best_val_loss)} vs ${f4(task.best_val_loss)}; wall time ${lora.wall_s.toFixed(1)} s vs ${task.wall_s.toFixed(1)} s per run (${lora.tokens_per_s.toFixed(0)} vs ${task.tokens_per_s.toFixed(0)} training tokens/s).`;
 }

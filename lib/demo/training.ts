@@ -9,7 +9,7 @@ import { Decoder } from '../model/decoder';
 import { Tokenizer } from '../tokenizer';
 import { evaluate } from '../train/lm';
 import { Trainer } from '../train/trainer';
-import { TrainingPlan } from './presets';
+import { LoraPlan, TrainingPlan } from './presets';
 
 export interface CurvePoint {
   step: number;
@@ -31,6 +31,8 @@ export interface RunRecord {
   batch_size: number;
   seq_len: number;
   learning_rate: number;
+  /** What the optimizer updated: every parameter, or a LoRA adapter's A and B (absent from a base cached before it was recorded). */
+  trainable_parameters?: number;
   stop_reason: string;
   /** Validation loss before the first step, at its best, and where the best was. */
   initial_val_loss: number;
@@ -62,6 +64,8 @@ export interface RunSpec {
   validation: { file: string } | { fraction: number };
   template?: string;
   plan: TrainingPlan;
+  /** Train a LoRA adapter on the frozen model instead of every weight; the adapter stays applied to `model`. */
+  lora?: Omit<LoraPlan, 'learningRates'>;
   seed: number;
   threads: number | null;
   progress: boolean;
@@ -108,6 +112,7 @@ export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data
     // The batches come from options.validation below; the Trainer's config check wants to see where
     // validation data comes from before it allows eval_every.
     ...('file' in spec.validation ? { validation: spec.validation.file } : { validation_fraction: spec.validation.fraction }),
+    ...(spec.lora ? { lora: true, lora_r: spec.lora.r, lora_alpha: spec.lora.alpha, lora_dropout: spec.lora.dropout, lora_targets: spec.lora.targets } : {}),
   }, { require: [] });
 
   let evalSeconds = 0;
@@ -121,7 +126,8 @@ export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data
   const valCurve: CurvePoint[] = [{ step: 0, tokens: 0, loss: initial.loss }];
   const trainCurve: CurvePoint[] = [];
   let tokensSeen = 0, stepSeconds = 0;
-  // The best weights live in memory: the runs are small, and the test split never sees them.
+  // The best weights (every parameter, or the LoRA adapter) live in memory: the runs are small, and
+  // the test split never sees them. The Trainer applies the adapter in fit(), so `trainable` is read then.
   let best: Float32Array | null = null;
   const trainer = new Trainer(config, {
     model, tokenizer: spec.tokenizer, train: datasets.train, validation: datasets.validation, progress: spec.progress,
@@ -134,10 +140,10 @@ export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data
   trainer.on('eval', (e) => {
     evalSeconds += e.ms / 1000;
     valCurve.push({ step: e.step, tokens: Math.round(tokensSeen), loss: e.val_loss });
-    if (e.improved) best = model.params.all().read();
+    if (e.improved) best = model.trainable.all().read();
   });
   const result = await trainer.fit();
-  if (best) model.params.all().write(best);
+  if (best) model.trainable.all().write(best);
   const wall = (Date.now() - started) / 1000;
   const report = datasets.report;
   const record: RunRecord = {
@@ -151,6 +157,7 @@ export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data
     batch_size: plan.batchSize,
     seq_len: T,
     learning_rate: plan.learningRate,
+    trainable_parameters: model.trainable.numel,
     stop_reason: result.reason,
     initial_val_loss: initial.loss,
     best_val_loss: result.bestValLoss ?? initial.loss,

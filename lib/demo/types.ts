@@ -55,6 +55,20 @@ export interface StageCost {
   cached: boolean;
 }
 
+export interface LoraSummary {
+  /** alpha / r. */
+  scaling: number;
+  /** Linear modules adapted, over all layers. */
+  modules: number;
+  /** The adapter's A and B values, against every parameter (full fine-tuning), and the first as a percentage of the second. */
+  trainable_parameters: number;
+  full_trainable_parameters: number;
+  trainable_percent: number;
+  /** Every learning rate tried, in order; the lowest best_val_loss was kept (the test split never saw the others). */
+  candidates: Array<{ learning_rate: number; best_val_loss: number; best_step: number; steps: number; wall_s: number }>;
+  chosen_learning_rate: number;
+}
+
 export interface DemoReport {
   gptune_version: string;
   command: string;
@@ -79,9 +93,12 @@ export interface DemoReport {
   };
   tokenizer: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number; general_chars_per_token: number; email_chars_per_token: number };
   base: { cached: boolean; cache_key: string; trained_on: string; parameters: number; config: Record<string, unknown> };
-  runs: Record<'pretrain' | 'task' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'scratch_few' | 'subject', RunRecord>;
-  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'combined' | 'scratch' | 'task_few' | 'scratch_few', ClassificationRow>;
+  /** task_lora: the LoRA candidate validation picked (lora.candidates has every one tried). */
+  runs: Record<'pretrain' | 'task' | 'task_lora' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'scratch_few' | 'subject', RunRecord>;
+  classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'task_lora' | 'combined' | 'scratch' | 'task_few' | 'scratch_few', ClassificationRow>;
   generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
+  /** LoRA beside full task fine-tuning (settings.lora has r, alpha, dropout, targets and the learning rates tried). */
+  lora: LoraSummary;
   /**
    * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
    * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.
@@ -89,7 +106,7 @@ export interface DemoReport {
   deltas: Record<string, number>;
   samples: {
     generation: Array<{ body: string; reference: string; base: string; domain: string; finetuned: string }>;
-    classification: Array<{ email: string; label: string; base: string; task: string; scratch: string; naive_bayes: string }>;
+    classification: Array<{ email: string; label: string; base: string; task: string; lora: string; scratch: string; naive_bayes: string }>;
   };
   findings: string[];
   /** The significance level and p-value floor the findings use. */

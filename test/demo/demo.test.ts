@@ -2,12 +2,19 @@
  * `gptune demo --tiny` end to end (seconds: tiny models, a few dozen emails): the report's
  * structure, that every number report.md prints is a number report.json holds (rounded as shown)
  * and every quoted text a string it holds, that the test emails never reach training, and that the
- * pretrained base model is cached and reused.
+ * pretrained base model is cached and reused; the LoRA run beside full fine-tuning (its learning rate
+ * chosen on validation, its adapter folder the model the test emails scored).
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { loadRecords } from '../../lib/data';
+import { CLASSIFICATION_TEMPLATE, LABELS } from '../../lib/demo';
+import { evaluateClassification } from '../../lib/eval';
+import { loadAdapter } from '../../lib/lora/apply';
+import { loadModel } from '../../lib/model/checkpoint';
+import { loadTokenizer } from '../../lib/tokenizer';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist/lib/cli/main.js');
@@ -87,15 +94,17 @@ describe('gptune demo --tiny', () => {
     const headline = JSON.parse(first.stdout.trim().split('\n').pop()!);
     expect(headline).toMatchObject({ preset: 'tiny', base_cached: false });
     expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'data', 'loss-curves.svg', 'models', 'report.json', 'report.md']);
-    expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'domain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
-    for (const m of fs.readdirSync(path.join(out, 'models'))) {
+    expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'domain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few', 'task_lora']);
+    for (const m of fs.readdirSync(path.join(out, 'models')).filter((n) => n !== 'task_lora')) {
       expect(fs.readdirSync(path.join(out, 'models', m)).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
     }
+    // A PEFT adapter folder (for models/base) with the tokenizer files.
+    expect(fs.readdirSync(path.join(out, 'models', 'task_lora')).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'merges.txt', 'vocab.json']);
   });
 
   test('report.json holds every comparison the issue asks for, with consistent figures', () => {
-    expect(Object.keys(report.runs).sort()).toEqual(['combined', 'domain', 'pretrain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few']);
-    expect(Object.keys(report.classification).sort()).toEqual(['base_zero_shot', 'combined', 'domain_zero_shot', 'majority', 'naive_bayes', 'scratch', 'scratch_few', 'task', 'task_few']);
+    expect(Object.keys(report.runs).sort()).toEqual(['combined', 'domain', 'pretrain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few', 'task_lora']);
+    expect(Object.keys(report.classification).sort()).toEqual(['base_zero_shot', 'combined', 'domain_zero_shot', 'majority', 'naive_bayes', 'scratch', 'scratch_few', 'task', 'task_few', 'task_lora']);
     expect(Object.keys(report.generation).sort()).toEqual(['base', 'domain', 'subject']);
     const testEmails = report.data.emails.test.used;
     expect(testEmails).toBe(report.settings.testEmails);
@@ -122,7 +131,8 @@ describe('gptune demo --tiny', () => {
     expect(report.machine.cores).toBe(os.cpus().length);
     expect(report.machine.threads).toBe(1);
     const stages = report.compute.map((c: any) => c.stage);
-    expect(stages).toEqual(expect.arrayContaining(['tokenizer + pretraining (base)', 'task fine-tuning', 'domain fine-tuning', 'combined fine-tuning', 'scratch fine-tuning', 'subject fine-tuning']));
+    expect(stages).toEqual(expect.arrayContaining(['tokenizer + pretraining (base)', 'task fine-tuning', 'domain fine-tuning', 'combined fine-tuning', 'scratch fine-tuning', 'subject fine-tuning', 'evaluate task_lora']));
+    expect(stages.filter((s: string) => s.startsWith('task_lora fine-tuning'))).toEqual(report.settings.lora.learningRates.map((lr: number) => `task_lora fine-tuning, learning rate ${lr}`));
     expect(report.deltas['task_vs_base_zero_shot.f1']).toBeCloseTo(report.classification.task.f1 - report.classification.base_zero_shot.f1, 12);
     // The paired counts agree with the two confusion matrices: B - A in correct answers = only B - only A.
     const correct = (k: string) => report.classification[k].accuracy * testEmails;
@@ -153,9 +163,72 @@ describe('gptune demo --tiny', () => {
     const svg = fs.readFileSync(path.join(out, 'loss-curves.svg'), 'utf8');
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
-    // One line per series: pretraining validation + training, domain, three task runs, two few-label runs, subject.
-    expect(svg.match(/<polyline /g)).toHaveLength(9);
+    // One line per series: pretraining validation + training, domain, four task runs (LoRA among them), two few-label runs, subject.
+    expect(svg.match(/<polyline /g)).toHaveLength(10);
     expect(markdown).toContain(`| task-specific | base + supervised fine-tuning on ${report.data.emails.train.used} labelled emails | ${report.classification.task.accuracy.toFixed(4)} | ${report.classification.task.f1.toFixed(4)} |`);
+  });
+
+  test('LoRA runs beside full fine-tuning: the same plan, its learning rate chosen on validation, its trainable parameters counted', () => {
+    const lora = report.settings.lora, summary = report.lora, task = report.runs.task, chosen = report.runs.task_lora;
+    expect(lora).toMatchObject({ r: 16, alpha: 32, dropout: 0.05, targets: 'all-linear' });
+    expect(lora.learningRates.length).toBeGreaterThanOrEqual(2);
+    // Every candidate ran, in order; the one with the lowest validation loss is the run reported and scored.
+    expect(summary.candidates.map((c: any) => c.learning_rate)).toEqual(lora.learningRates);
+    const lowest = summary.candidates.reduce((a: any, b: any) => (b.best_val_loss < a.best_val_loss ? b : a));
+    expect(summary.chosen_learning_rate).toBe(lowest.learning_rate);
+    expect(chosen.learning_rate).toBe(lowest.learning_rate);
+    expect(chosen.best_val_loss).toBe(lowest.best_val_loss);
+    // The same data and plan as full fine-tuning, bar the learning rate.
+    for (const key of ['train_examples', 'planned_steps', 'batch_size', 'seq_len', 'validation_tokens']) expect([key, chosen[key]]).toEqual([key, task[key]]);
+    expect(task.learning_rate).toBe(report.settings.finetune.learningRate);
+    // GPT-2's linear layers per block (C = n_embd): c_attn C -> 3C, attn.c_proj C -> C, c_fc C -> 4C,
+    // mlp.c_proj 4C -> C; an adapter on each has r (in + out) values: 16 r C per block with all-linear.
+    const C = report.base.config.n_embd as number, L = report.base.config.n_layer as number;
+    expect(summary.modules).toBe(4 * L);
+    expect(summary.trainable_parameters).toBe(L * 16 * lora.r * C);
+    expect(chosen.trainable_parameters).toBe(summary.trainable_parameters);
+    expect(summary.full_trainable_parameters).toBe(report.base.parameters);
+    expect(task.trainable_parameters).toBe(report.base.parameters);
+    expect(summary.trainable_percent).toBeCloseTo((100 * summary.trainable_parameters) / report.base.parameters, 10);
+    expect(summary.scaling).toBe(lora.alpha / lora.r);
+    // The paired counts of LoRA vs full fine-tuning agree with the two confusion matrices.
+    const correct = (k: string) => report.classification[k].accuracy * report.data.emails.test.used;
+    expect(report.deltas['task_lora_vs_task.only_b_right'] - report.deltas['task_lora_vs_task.only_a_right']).toBeCloseTo(correct('task_lora') - correct('task'), 9);
+    expect(report.deltas['task_lora_vs_base_zero_shot.accuracy']).toBeCloseTo(report.classification.task_lora.accuracy - report.classification.base_zero_shot.accuracy, 12);
+    expect(report.findings.some((f: string) => f.startsWith('**LoRA vs full fine-tuning.**'))).toBe(true);
+    for (const heading of ['### LoRA beside full fine-tuning', '| task-specific, LoRA | task-specific |', '| task-specific, LoRA | base (zero-shot) |']) expect(markdown).toContain(heading);
+    expect(markdown).toContain(`| task-specific, LoRA | frozen base + a LoRA adapter (r = 16, all-linear) trained the same way | ${report.classification.task_lora.accuracy.toFixed(4)} | ${report.classification.task_lora.f1.toFixed(4)} | ${report.classification.task_lora.spam_precision.toFixed(4)} | ${report.classification.task_lora.spam_recall.toFixed(4)} |`);
+  });
+
+  test('models/task_lora is a PEFT adapter for models/base that classifies the test emails as reported', () => {
+    const dir = path.join(out, 'models', 'task_lora');
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8'));
+    expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 16, lora_alpha: 32, lora_dropout: 0.05, fan_in_fan_out: true, bias: 'none' });
+    expect(config.target_modules).toHaveLength(report.lora.modules);
+    // The safetensors header, read by hand: 8-byte little-endian length, then JSON {name: {dtype, shape, data_offsets}}.
+    const bytes = fs.readFileSync(path.join(dir, 'adapter_model.safetensors'));
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8'));
+    const tensors = Object.entries<any>(header).filter(([name]) => name !== '__metadata__');
+    expect(tensors.reduce((n, [, t]) => n + t.shape.reduce((a: number, b: number) => a * b, 1), 0)).toBe(report.lora.trainable_parameters);
+    // Training moved B off its zero start (with B = 0 the adapted model is the base).
+    const bValues = tensors.filter(([name]) => name.endsWith('.lora_B.weight')).flatMap(([, t]) => {
+      const from = 8 + headerLength + t.data_offsets[0], to = 8 + headerLength + t.data_offsets[1];
+      return Array.from(new Float32Array(bytes.buffer.slice(bytes.byteOffset + from, bytes.byteOffset + to)));
+    });
+    expect(bValues.some((v) => v !== 0)).toBe(true);
+    // Loaded onto the base, the adapter gives the reported test confusion matrix; without it, the base's.
+    const tokenizer = loadTokenizer(path.join(out, 'models', 'base'));
+    const records = loadRecords(path.join(out, 'data', 'classification-test.jsonl'), { format: 'classification' }).records;
+    const model = loadModel(path.join(out, 'models', 'base'));
+    try {
+      const confusion = () => evaluateClassification(model, tokenizer, records, LABELS, CLASSIFICATION_TEMPLATE).confusion_matrix.matrix;
+      expect(confusion()).toEqual(report.classification.base_zero_shot.confusion);
+      loadAdapter(model, dir);
+      expect(confusion()).toEqual(report.classification.task_lora.confusion);
+    } finally {
+      model.free();
+    }
   });
 
   test('every number in report.md is a number of report.json, every quoted text a string of it', () => {
@@ -188,7 +261,13 @@ describe('gptune demo --tiny', () => {
     const docs = path.join(ROOT, 'docs/demo');
     const published = JSON.parse(fs.readFileSync(path.join(docs, 'report-quick.json'), 'utf8'));
     expect(published.preset).toBe('quick');
-    expect(provenanceProblems(fs.readFileSync(path.join(docs, 'report-quick.md'), 'utf8'), published)).toEqual([]);
+    const md = fs.readFileSync(path.join(docs, 'report-quick.md'), 'utf8');
+    expect(provenanceProblems(md, published)).toEqual([]);
+    // It is a report of the code as it is: LoRA beside full fine-tuning, r = 16 on all-linear.
+    expect(published.settings.lora).toMatchObject({ r: 16, alpha: 32, dropout: 0.05, targets: 'all-linear' });
+    expect(published.lora.candidates.map((c: any) => c.learning_rate)).toEqual(published.settings.lora.learningRates);
+    expect(Object.keys(published.classification)).toContain('task_lora');
+    expect(md).toContain('### LoRA beside full fine-tuning');
   });
 
   test('--full and --tiny together are a usage error', () => {

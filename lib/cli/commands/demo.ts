@@ -8,7 +8,7 @@ import { COMMON, Command, out } from '../common';
 export const demoCommand: Command = {
   usage: 'gptune demo [--out DIR] [--full | --tiny] [--seed N] [--threads N] [--no-cache]',
   description:
-    'Pretrains a small GPT-2 on State of the Union addresses + Moby-Dick, fine-tunes it on SpamAssassin emails (task-specific, domain-specific, combined, from scratch; subject-line generation) and writes report.md, report.json and loss-curves.svg to --out. '
+    'Pretrains a small GPT-2 on State of the Union addresses + Moby-Dick, fine-tunes it on SpamAssassin emails (task-specific with full fine-tuning and with LoRA, domain-specific, combined, from scratch; subject-line generation) and writes report.md, report.json and loss-curves.svg to --out. '
     + 'The quick version (default, what npm start runs) takes a few minutes on 2 cores; --full is the larger one. Needs the dataset packages (devDependencies of the gptune repository).',
   flags: {
     out: { type: 'string', default: 'demo-out', help: 'output folder (report, models, prepared data)' },
@@ -34,12 +34,12 @@ export const demoCommand: Command = {
     const c = report.classification, g = report.generation;
     const headline = {
       preset, out: path.resolve(outDir), total_wall_s: report.total_wall_s, base_cached: report.base.cached,
-      f1: { base_zero_shot: c.base_zero_shot.f1, domain_zero_shot: c.domain_zero_shot.f1, task: c.task.f1, combined: c.combined.f1, scratch: c.scratch.f1, naive_bayes: c.naive_bayes.f1 },
+      f1: { base_zero_shot: c.base_zero_shot.f1, domain_zero_shot: c.domain_zero_shot.f1, task: c.task.f1, task_lora: c.task_lora.f1, combined: c.combined.f1, scratch: c.scratch.f1, naive_bayes: c.naive_bayes.f1 },
       rougeL: { base: g.base.rougeL, subject: g.subject.rougeL },
     };
     if (v.json) return out(JSON.stringify(headline));
     out(`demo (${preset}) finished in ${report.total_wall_s.toFixed(1)} s; report: ${path.join(path.resolve(outDir), 'report.md')}`);
-    out(`spam/ham macro-F1 on ${c.task.examples} test emails: base zero-shot ${c.base_zero_shot.f1.toFixed(4)}, domain zero-shot ${c.domain_zero_shot.f1.toFixed(4)}, task ${c.task.f1.toFixed(4)}, combined ${c.combined.f1.toFixed(4)}, from scratch ${c.scratch.f1.toFixed(4)}, naive Bayes ${c.naive_bayes.f1.toFixed(4)}`);
+    out(`spam/ham macro-F1 on ${c.task.examples} test emails: base zero-shot ${c.base_zero_shot.f1.toFixed(4)}, domain zero-shot ${c.domain_zero_shot.f1.toFixed(4)}, task ${c.task.f1.toFixed(4)}, task with LoRA ${c.task_lora.f1.toFixed(4)}, combined ${c.combined.f1.toFixed(4)}, from scratch ${c.scratch.f1.toFixed(4)}, naive Bayes ${c.naive_bayes.f1.toFixed(4)}`);
     out(`subject lines, ROUGE-L: base ${g.base.rougeL.toFixed(4)}, fine-tuned ${g.subject.rougeL.toFixed(4)}`);
     for (const f of report.findings) out(`- ${f}`);
   },
