@@ -23,11 +23,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define GPTUNE_HOST_DEVICE __host__ __device__
-#else
-#define GPTUNE_HOST_DEVICE
-#endif
+#include "gptune/host_device.h"
 
 namespace gptune {
 

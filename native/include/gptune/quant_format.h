@@ -13,11 +13,7 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__CUDACC__)
-#define GPTUNE_HOST_DEVICE __host__ __device__
-#else
-#define GPTUNE_HOST_DEVICE
-#endif
+#include "gptune/host_device.h"
 
 namespace gptune::quant {
 
