@@ -2,7 +2,8 @@
 // test/gguf/llama_cpp.test.ts. Reads a JSON list of jobs on stdin:
 //   { file, lora?: [{ file, scale }], texts: string[], prompt: number[], n: number }
 // and writes one JSON line: per job, llama.cpp's ids of each text (no BOS added, special tokens
-// parsed) and the greedy continuation of `prompt` with each token's probability, or { error }.
+// parsed), the file's special token ids, add_bos_token and chat template, and the greedy
+// continuation of `prompt` with each token's probability; or { error }.
 import { getLlama } from 'node-llama-cpp';
 
 const jobs = JSON.parse(await new Promise((resolve) => {
@@ -35,5 +36,7 @@ async function run(job) {
   }
   await context.dispose();
   await model.dispose();
-  return { ids, tokens, probabilities };
+  const t = model.fileInfo.metadata.tokenizer;
+  const tokenizer = { eos: t.ggml.eos_token_id, bos: t.ggml.bos_token_id, addBos: t.ggml.add_bos_token, template: t.chat_template };
+  return { ids, tokens, probabilities, tokenizer };
 }
