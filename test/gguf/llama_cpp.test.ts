@@ -18,7 +18,8 @@ import { parseDecoderSpec } from '../../lib/model/config';
 import { Decoder } from '../../lib/model/decoder';
 import { generate } from '../../lib/model/generate';
 import { encodeSequence, loadTokenizer } from '../../lib/tokenizer';
-import { gptune, lastJSON } from '../cli/run';
+import { main } from '../../lib/cli/main';
+import { lastJSON } from '../cli/run';
 import { FIXTURES, seededRandom, tempDir, TINY } from '../helpers';
 import { ggmlGelu, gpt2LogProbs, GPT2Weights } from '../reference/gpt2';
 
@@ -78,13 +79,27 @@ interface JobResult {
 function runLlamaCpp(jobs: Job[]): JobResult[] {
   const r = spawnSync(process.execPath, [path.join(__dirname, 'llama_cpp_runner.mjs')], { input: JSON.stringify(jobs), encoding: 'utf8', timeout: 100000 });
   if (r.status !== 0) throw new Error(`llama_cpp_runner failed (${r.status}): ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+  const results = JSON.parse(r.stdout.trim().split('\n').pop()!) as Array<JobResult & { error?: string }>;
+  results.forEach((res, i) => {
+    if (res.error !== undefined) throw new Error(`llama.cpp could not run ${jobs[i].file}${jobs[i].lora ? ' with its adapter' : ''}: ${res.error}`);
+  });
+  return results;
 }
 
-function exportGGUF(...args: string[]): Record<string, unknown> {
-  const r = gptune('export', '--format', 'gguf', '--json', ...args);
-  if (r.code !== 0) throw new Error(`export failed: ${r.stderr}`);
-  return lastJSON(r.stdout);
+/** `gptune export --format gguf --json ...` run in this process (the CLI's own code, without a process start per file). */
+async function exportGGUF(...args: string[]): Promise<Record<string, unknown>> {
+  let stdout = '', stderr = '';
+  const outSpy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => { stdout += String(chunk); return true; });
+  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => { stderr += String(chunk); return true; });
+  let code: number;
+  try {
+    code = await main(['export', '--format', 'gguf', '--json', ...args]);
+  } finally {
+    outSpy.mockRestore();
+    errSpy.mockRestore();
+  }
+  if (code !== 0) throw new Error(`export failed: ${stderr}`);
+  return lastJSON(stdout);
 }
 
 const MODELS: Array<{ name: string; make: () => string }> = [
@@ -115,40 +130,43 @@ interface Prepared {
   f16: JobResult;
   q8: JobResult;
   q8Summary: Array<{ name: string; type: string; fallback?: string }>;
-  adapter?: { dir: string; result: JobResult };
+  /** The adapter applied by llama.cpp (--lora), and merged into the exported model (export --adapter). */
+  adapter?: { dir: string; result: JobResult; merged: JobResult };
 }
 
 const prepared: Prepared[] = [];
 
-beforeAll(() => {
+beforeAll(async () => {
   const jobs: Job[] = [];
   const pending: Array<Omit<Prepared, 'f32' | 'f16' | 'q8' | 'adapter'> & { jobIndex: number; adapterDir?: string }> = [];
-  MODELS.forEach(({ name, make }, m) => {
+  for (const [m, { name, make }] of MODELS.entries()) {
     const dir = make();
     const out = path.dirname(dir);
     const tokenizer = loadTokenizer(dir);
     const prompt = encodeSequence(tokenizer, PROMPT);
     const ids = TEXTS.map((t) => tokenizer.encode(t));
-    for (const dtype of ['f32', 'f16']) exportGGUF('--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`));
-    const q8 = exportGGUF('--model', dir, '--dtype', 'q8_0', '--out', path.join(out, 'q8_0.gguf'));
+    for (const dtype of ['f32', 'f16']) await exportGGUF('--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`));
+    const q8 = await exportGGUF('--model', dir, '--dtype', 'q8_0', '--out', path.join(out, 'q8_0.gguf'));
     const jobIndex = jobs.length;
     for (const dtype of ['f32', 'f16', 'q8_0']) jobs.push({ file: path.join(out, `${dtype}.gguf`), texts: TEXTS, prompt, n: N });
     let adapterDir: string | undefined;
     // One GPT-2 adapter and one for each llama.cpp graph family (llama's permuted q/k rows, qwen's NEOX rows), rsLoRA on one.
     if (ADAPTER_MODELS.includes(m)) {
       adapterDir = adapterFolder(dir, 20 + m, m === ADAPTER_MODELS[1]);
-      exportGGUF('--model', dir, '--adapter', adapterDir, '--adapter-only', '--dtype', 'f32', '--out', path.join(out, 'adapter.gguf'));
+      await exportGGUF('--model', dir, '--adapter', adapterDir, '--adapter-only', '--dtype', 'f32', '--out', path.join(out, 'adapter.gguf'));
       jobs.push({ file: path.join(out, 'f32.gguf'), lora: [{ file: path.join(out, 'adapter.gguf'), scale: 1 }], texts: [], prompt, n: N });
+      await exportGGUF('--model', dir, '--adapter', adapterDir, '--dtype', 'f32', '--out', path.join(out, 'merged.gguf'));
+      jobs.push({ file: path.join(out, 'merged.gguf'), texts: [], prompt, n: N });
     }
     pending.push({ name, dir, prompt, ids, jobIndex, adapterDir, q8Summary: q8.tensors as Prepared['q8Summary'] });
-  });
+  }
   const results = runLlamaCpp(jobs);
   for (const p of pending) {
     const at = p.jobIndex;
     prepared.push({
       name: p.name, dir: p.dir, prompt: p.prompt, ids: p.ids, q8Summary: p.q8Summary,
       f32: results[at], f16: results[at + 1], q8: results[at + 2],
-      adapter: p.adapterDir ? { dir: p.adapterDir, result: results[at + 3] } : undefined,
+      adapter: p.adapterDir ? { dir: p.adapterDir, result: results[at + 3], merged: results[at + 4] } : undefined,
     });
   }
 }, 110000);
@@ -188,12 +206,13 @@ describe.each(MODELS.map((m, i) => [m.name, i] as const))('%s', (_name, i) => {
     }
   });
 
-  if (ADAPTER_MODELS.includes(i)) test('a LoRA adapter GGUF applied by llama.cpp gives the greedy tokens of gptune --adapter', () => {
+  if (ADAPTER_MODELS.includes(i)) test('a LoRA adapter GGUF applied by llama.cpp, and a model exported with the adapter merged, give the greedy tokens of gptune --adapter', () => {
     const p = prepared[i];
     const base = gptuneGreedy(p.dir, p.prompt);
     const ref = gptuneGreedy(p.dir, p.prompt, p.adapter!.dir);
     expect(ref.tokens).not.toEqual(base.tokens);
     expect(p.adapter!.result.tokens).toEqual(ref.tokens);
+    expect(p.adapter!.merged.tokens).toEqual(ref.tokens);
   });
 });
 
