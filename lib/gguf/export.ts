@@ -149,10 +149,10 @@ function ropeFactors(cfg: DecoderConfig): Float32Array {
 
 /** The base-model GGUF name of a linear module (without ".weight"), e.g. "blk.3.attn_k". */
 export function moduleTensorName(cfg: DecoderConfig, m: Pick<LinearModule, 'layer' | 'role' | 'offset'>): string {
-  const q = cfg.heads * cfg.headDim, kv = cfg.kvHeads * cfg.headDim;
+  const q = cfg.heads * cfg.headDim;
   let base: string;
   if (cfg.modelType === 'gpt2') base = { qkvw: 'attn_qkv', outw: 'attn_output', fcw: 'ffn_up', projw: 'ffn_down' }[m.role];
-  else if (m.role === 'qkvw') base = m.offset === 0 ? 'attn_q' : m.offset === q ? 'attn_k' : (m.offset === q + kv ? 'attn_v' : '');
+  else if (m.role === 'qkvw') base = m.offset === 0 ? 'attn_q' : m.offset === q ? 'attn_k' : 'attn_v';
   else if (m.role === 'fcw') base = m.offset === 0 ? 'ffn_gate' : 'ffn_up';
   else base = m.role === 'outw' ? 'attn_output' : 'ffn_down';
   return `blk.${m.layer}.${base}`;
@@ -273,7 +273,8 @@ export function planAdapterGGUF(cfg: DecoderConfig, folder: AdapterFolder, dtype
   for (const m of adapterSpecs(cfg, s).modules) {
     const base = moduleTensorName(cfg, m);
     const A = folder.tensors.get(loraA(m.key))!, B = folder.tensors.get(loraB(m.key))!;
-    const heads = m.role === 'qkvw' && permutesQK(cfg) && cfg.modelType !== 'gpt2' ? (m.offset === 0 ? cfg.heads : m.offset === q ? cfg.kvHeads : null) : null;
+    // B's rows are the base weight's rows: attn_q / attn_k of the llama graph are permuted (attn_v is not).
+    const heads = m.role === 'qkvw' && permutesQK(cfg) ? (m.offset === 0 ? cfg.heads : m.offset === q ? cfg.kvHeads : null) : null;
     planned.push({ name: `${base}.weight.lora_a`, shape: [s.r, m.inFeatures], values: () => A, quantizable: true });
     planned.push({ name: `${base}.weight.lora_b`, shape: [m.outFeatures, s.r], values: () => (heads === null ? B : interleaveRopeRows(B, heads, cfg.headDim, s.r)), quantizable: true });
   }

@@ -10,6 +10,7 @@ import { loadAdapter, mergeAdapters, parseAdapterSpec } from '../../lora/apply';
 import { readAdapterFolder } from '../../lora/files';
 import { loadModelConfig } from '../../model/config';
 import { planMemory } from '../../model/decoder';
+import { ffnInputWidth, qkvWidth } from '../../model/decoder_config';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
 
 /** The summary table: one line per tensor (name, type, bytes), fallbacks named, and the file size. */
@@ -65,7 +66,9 @@ export const exportCommand: Command = {
     } else {
       const memory = memoryCheck(v, 'exporting', (cfg) => {
         const parts = planMemory(cfg, { batch: null, training: false }).parts;
-        return { ...parts, 'tensor encoding': parts.parameters / 4 };
+        // One tensor at a time is copied out of the model and encoded: at most the largest matrix, twice.
+        const largest = cfg.width * Math.max(cfg.vocabSize, qkvWidth(cfg), ffnInputWidth(cfg));
+        return { ...parts, 'tensor encoding': 2 * 4 * largest };
       }, 'the model size');
       const opened = openModel(v.model as string, v.device as DeviceChoice, 0, memory, '--model');
       let model = opened.model;
