@@ -129,6 +129,7 @@ interface Prepared {
   f32: JobResult;
   f16: JobResult;
   q8: JobResult;
+  bf16: JobResult;
   q8Summary: Array<{ name: string; type: string; fallback?: string }>;
   /** The adapter applied by llama.cpp (--lora), and merged into the exported model (export --adapter). */
   adapter?: { dir: string; result: JobResult; merged: JobResult };
@@ -138,17 +139,17 @@ const prepared: Prepared[] = [];
 
 beforeAll(async () => {
   const jobs: Job[] = [];
-  const pending: Array<Omit<Prepared, 'f32' | 'f16' | 'q8' | 'adapter'> & { jobIndex: number; adapterDir?: string }> = [];
+  const pending: Array<Omit<Prepared, 'f32' | 'f16' | 'q8' | 'bf16' | 'adapter'> & { jobIndex: number; adapterDir?: string }> = [];
   for (const [m, { name, make }] of MODELS.entries()) {
     const dir = make();
     const out = path.dirname(dir);
     const tokenizer = loadTokenizer(dir);
     const prompt = encodeSequence(tokenizer, PROMPT);
     const ids = TEXTS.map((t) => tokenizer.encode(t));
-    for (const dtype of ['f32', 'f16']) await exportGGUF('--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`));
+    for (const dtype of ['f32', 'f16', 'bf16']) await exportGGUF('--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`));
     const q8 = await exportGGUF('--model', dir, '--dtype', 'q8_0', '--out', path.join(out, 'q8_0.gguf'));
     const jobIndex = jobs.length;
-    for (const dtype of ['f32', 'f16', 'q8_0']) jobs.push({ file: path.join(out, `${dtype}.gguf`), texts: TEXTS, prompt, n: N });
+    for (const dtype of ['f32', 'f16', 'q8_0', 'bf16']) jobs.push({ file: path.join(out, `${dtype}.gguf`), texts: TEXTS, prompt, n: N });
     let adapterDir: string | undefined;
     // One GPT-2 adapter and one for each llama.cpp graph family (llama's permuted q/k rows, qwen's NEOX rows), rsLoRA on one.
     if (ADAPTER_MODELS.includes(m)) {
@@ -165,8 +166,8 @@ beforeAll(async () => {
     const at = p.jobIndex;
     prepared.push({
       name: p.name, dir: p.dir, prompt: p.prompt, ids: p.ids, q8Summary: p.q8Summary,
-      f32: results[at], f16: results[at + 1], q8: results[at + 2],
-      adapter: p.adapterDir ? { dir: p.adapterDir, result: results[at + 3], merged: results[at + 4] } : undefined,
+      f32: results[at], f16: results[at + 1], q8: results[at + 2], bf16: results[at + 3],
+      adapter: p.adapterDir ? { dir: p.adapterDir, result: results[at + 4], merged: results[at + 5] } : undefined,
     });
   }
 }, 110000);
@@ -174,7 +175,7 @@ beforeAll(async () => {
 describe.each(MODELS.map((m, i) => [m.name, i] as const))('%s', (_name, i) => {
   test("llama.cpp's tokenizer from the GGUF gives gptune's ids; special tokens, add_bos_token and the chat template are the tokenizer's", () => {
     const p = prepared[i];
-    for (const r of [p.f32, p.f16, p.q8]) expect(r.ids).toEqual(p.ids);
+    for (const r of [p.f32, p.f16, p.q8, p.bf16]) expect(r.ids).toEqual(p.ids);
     const tokenizer = loadTokenizer(p.dir);
     const t = p.f32.tokenizer;
     expect(t).toEqual({
@@ -182,12 +183,13 @@ describe.each(MODELS.map((m, i) => [m.name, i] as const))('%s', (_name, i) => {
     });
   });
 
-  test("greedy continuation is gptune's for F32 and F16 (Q8_0 runs)", () => {
+  test("greedy continuation is gptune's for F32 and F16 (Q8_0 and BF16 files run)", () => {
     const p = prepared[i];
     const ref = gptuneGreedy(p.dir, p.prompt);
     expect(p.f32.tokens).toEqual(ref.tokens);
     expect(p.f16.tokens).toEqual(ref.tokens);
     expect(p.q8.tokens).toHaveLength(N);
+    expect(p.bf16.tokens).toHaveLength(N);
   });
 
   // GPT-2: see the test after this block (llama.cpp's GELU is not the exact one).
