@@ -17,7 +17,7 @@ import { loadModel, saveModel } from '../../lib/model/checkpoint';
 import { parseDecoderSpec } from '../../lib/model/config';
 import { Decoder } from '../../lib/model/decoder';
 import { generate } from '../../lib/model/generate';
-import { encodeSequence, loadTokenizer } from '../../lib/tokenizer';
+import { encodeSequence, loadTokenizer, Tokenizer } from '../../lib/tokenizer';
 import { main } from '../../lib/cli/main';
 import { lastJSON } from '../cli/run';
 import { FIXTURES, seededRandom, tempDir, TINY } from '../helpers';
@@ -70,10 +70,20 @@ function gptuneGreedy(dir: string, prompt: number[], adapter?: string): { tokens
   }
 }
 
-interface Job { file: string; lora?: Array<{ file: string; scale: number }>; texts: string[]; prompt: number[]; n: number }
+interface Job { file: string; lora?: Array<{ file: string; scale: number }>; texts: string[]; prompt: number[]; n: number; score?: number[] }
+
+/** The first 64 tokens of a held-out text (every model's context), scored by llama.cpp for perplexity. */
+function heldOut(tokenizer: Tokenizer): number[] {
+  return encodeSequence(tokenizer, fs.readFileSync(path.join(FIXTURES, 'eval-text.txt'), 'utf8')).slice(0, 64);
+}
+
+function perplexity(logprobs: readonly number[]): number {
+  return Math.exp(-logprobs.reduce((a, b) => a + b, 0) / logprobs.length);
+}
 interface JobResult {
   ids: number[][]; tokens: number[]; probabilities: number[];
   tokenizer: { eos?: number; bos?: number; addBos?: boolean; template?: string };
+  scored?: number[];
 }
 
 function runLlamaCpp(jobs: Job[]): JobResult[] {
@@ -149,7 +159,7 @@ beforeAll(async () => {
     for (const dtype of ['f32', 'f16', 'bf16']) await exportGGUF('--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`));
     const q8 = await exportGGUF('--model', dir, '--dtype', 'q8_0', '--out', path.join(out, 'q8_0.gguf'));
     const jobIndex = jobs.length;
-    for (const dtype of ['f32', 'f16', 'q8_0', 'bf16']) jobs.push({ file: path.join(out, `${dtype}.gguf`), texts: TEXTS, prompt, n: N });
+    for (const dtype of ['f32', 'f16', 'q8_0', 'bf16']) jobs.push({ file: path.join(out, `${dtype}.gguf`), texts: TEXTS, prompt, n: N, score: heldOut(tokenizer) });
     let adapterDir: string | undefined;
     // One GPT-2 adapter and one for each llama.cpp graph family (llama's permuted q/k rows, qwen's NEOX rows), rsLoRA on one.
     if (ADAPTER_MODELS.includes(m)) {
@@ -198,6 +208,13 @@ describe.each(MODELS.map((m, i) => [m.name, i] as const))('%s', (_name, i) => {
     const ref = gptuneGreedy(p.dir, p.prompt);
     const llamaLogprobs = p.f32.probabilities.map(Math.log);
     for (let k = 0; k < N; k++) expect(Math.abs(llamaLogprobs[k] - ref.logprobs[k])).toBeLessThan(1e-3);
+  });
+
+  test("Q8_0's perplexity on a held-out text is within 1% of F32's (llama.cpp on both files)", () => {
+    const p = prepared[i];
+    const f32 = perplexity(p.f32.scored!), q8 = perplexity(p.q8.scored!);
+    expect(p.f32.scored).toHaveLength(63);
+    expect(Math.abs(q8 / f32 - 1)).toBeLessThan(0.01);
   });
 
   test('Q8_0: weights are Q8_0 blocks, or F16 (said so) where rows are not a multiple of 32; norms and biases F32', () => {
