@@ -21,3 +21,9 @@ export class OutputError extends Error {}
 
 /** A file's contents are not what gptune reads (bad JSON, a missing or unsupported key); the message names the file and key. */
 export class FileFormatError extends Error {}
+
+/**
+ * A model, tokenizer or adapter that the export format cannot represent as the user asked (a
+ * tokenizer llama.cpp has no name for, an adapter that trained a whole module): nothing was written.
+ */
+export class ExportError extends UsageError {}

@@ -39,5 +39,7 @@ export { LoraAdapter } from './lora/adapter';
 export { adapterFiles, readAdapterFolder, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from './lora/files';
 export { LORA_DEFAULTS, loraScaling, matchTargets, linearModules } from './lora/modules';
 export type { LoraSettings, LinearModule } from './lora/modules';
+export { EXPORT_DTYPES, planAdapterGGUF, planModelGGUF, writeGGUF } from './gguf';
+export type { ExportDtype, ExportedTensor, GGUFPlan } from './gguf';
 export { BASE_DTYPES } from './model/frozen_base';
 export type { BaseDtype } from './model/frozen_base';

@@ -13,6 +13,7 @@ import { chatCommand } from './commands/chat';
 import { dataCommand } from './commands/data';
 import { demoCommand } from './commands/demo';
 import { evalCommand } from './commands/eval';
+import { exportCommand } from './commands/export';
 import { generateCommand } from './commands/generate';
 import { info } from './commands/info';
 import { mergeCommand } from './commands/merge';
@@ -20,7 +21,7 @@ import { sampleCommand } from './commands/sample';
 import { scoreCommand } from './commands/score';
 import { trainCommand } from './commands/train';
 
-export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, demo: demoCommand };
+export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, export: exportCommand, demo: demoCommand };
 
 function mainHelp(): string {
   return [

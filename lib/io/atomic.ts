@@ -21,6 +21,11 @@ import * as crypto from 'crypto';
  * safetensors file (header + one chunk per tensor) never has to be concatenated in memory.
  */
 export type FileContents = string | Uint8Array | readonly Uint8Array[];
+/**
+ * Contents produced chunk by chunk while they are written (a generator), so a file of many
+ * gigabytes (a GGUF export) is never held in memory whole.
+ */
+export type StreamedContents = FileContents | Iterable<Uint8Array>;
 
 /** Largest single write; Node's fs.writeSync rejects lengths above 2 GiB - 1. */
 const MAX_WRITE_BYTES = 1 << 30;
@@ -91,8 +96,8 @@ function naming(err: unknown, file: string): Error {
   return Object.assign(new Error(`${file}: ${e.message}`), { code: e.code, errno: e.errno, syscall: e.syscall, path: file });
 }
 
-function writeAllToFd(fd: number, contents: FileContents, filePath: string): void {
-  const chunks: readonly Uint8Array[] =
+function writeAllToFd(fd: number, contents: StreamedContents, filePath: string): void {
+  const chunks: Iterable<Uint8Array> =
     typeof contents === 'string' ? [Buffer.from(contents, 'utf8')] :
     contents instanceof Uint8Array ? [contents] : contents;
   for (const chunk of chunks) {
@@ -125,7 +130,7 @@ function fsyncDirectory(dir: string): void {
 }
 
 /** Write, fsync and close one new file (which must not exist yet); errors name `shownAs`. */
-function writeNewFileDurably(filePath: string, contents: FileContents, shownAs: string): void {
+function writeNewFileDurably(filePath: string, contents: StreamedContents, shownAs: string): void {
   // 'wx': fail rather than write into a file someone else created with the same temporary name.
   const fd = fs.openSync(filePath, 'wx', 0o644);
   try {
@@ -157,7 +162,7 @@ export function contentsBytes(contents: FileContents): number {
  * Atomically replace (or create) the file at `filePath` with `contents`. On any error the old file
  * is untouched, no temporary file is left behind, and the error is rethrown.
  */
-export function writeFileAtomic(filePath: string, contents: FileContents): void {
+export function writeFileAtomic(filePath: string, contents: StreamedContents): void {
   const target = path.resolve(filePath);
   const tempPath = temporarySiblingPath(target, 'tmp');
   try {
