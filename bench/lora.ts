@@ -160,7 +160,7 @@ export function benchLora(threads: number, steps: number, warmup = 1, options: {
   const nf4 = rows.filter((r) => r.shape === 'Qwen2.5-0.5B shape' && r.base === 'nf4' && r.mode !== 'full');
   if (nf4.length > 0) {
     targets.qwen05b_nf4_lora_under_2GiB = nf4.map((r) => ({
-      mode: r.mode, peak_rss_mb: ok(r.gptune) ? r.gptune.peak_rss_mb : null, met: ok(r.gptune) && r.gptune.peak_rss_mb < NF4_05B_TARGET_MB,
+      mode: r.mode + (r.gradient_checkpointing ? ', gradient checkpointing' : ''), peak_rss_mb: ok(r.gptune) ? r.gptune.peak_rss_mb : null, met: ok(r.gptune) && r.gptune.peak_rss_mb < NF4_05B_TARGET_MB,
     }));
     for (const t of targets.qwen05b_nf4_lora_under_2GiB as Array<{ mode: string; peak_rss_mb: number | null; met: boolean }>) {
       console.log(`  target: Qwen2.5-0.5B, LoRA (${t.mode}) on nf4 under ${NF4_05B_TARGET_MB} MB peak RSS: ${t.met ? 'met' : 'MISSED'} (${t.peak_rss_mb?.toFixed(0) ?? 'no result'} MB)`);
