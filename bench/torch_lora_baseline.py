@@ -13,6 +13,9 @@ torch_dtype=bfloat16; the adapters stay float32 and their path runs in float32 (
 The base is built without initialising float32 copies (its peak RSS is that of the dtype asked for): weights
 N(0, 0.02), biases 0, norms 1. AdamW lr 3e-4, betas (0.9, 0.999), eps 1e-8, decay 0.1 on the adapter matrices.
 
+--full trains every parameter of a float32 base instead (full fine-tuning: AdamW over all of them, decay on the
+matrices only), the counterpart of gptune's full fine-tuning of the same shape (bench/lora.ts).
+
 Measured as bench/torch_baseline.py measures: ms_per_step is the median of --steps timed steps after --warmup
 untimed ones, tokens_per_s = B*T / that, peak_rss_mb = the process's ru_maxrss. Prints one JSON line.
 """
@@ -107,6 +110,7 @@ def main():
     parser.add_argument("--targets", default=ALL_LINEAR, help='"all-linear" or a comma list of module names')
     parser.add_argument("--rslora", action="store_true", help="scaling alpha / sqrt(r) instead of alpha / r")
     parser.add_argument("--base-dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--full", action="store_true", help="full fine-tuning of a float32 base (no adapter)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3, help="timed training steps")
@@ -120,6 +124,8 @@ def main():
     if args.layers < 0 or args.warmup < 0:
         parser.error(f"--layers and --warmup: expected integers >= 0, received {args.layers} and {args.warmup}")
     targets = ALL_LINEAR if args.targets == ALL_LINEAR else [t for t in args.targets.split(",") if t]
+    if args.full and args.base_dtype != "float32":
+        parser.error(f"--full: trains a float32 base, received --base-dtype {args.base_dtype}")
     if not targets:
         parser.error(f'--targets: expected "all-linear" or a comma list of module names, received {args.targets!r}')
 
@@ -130,18 +136,22 @@ def main():
     if args.seq > max_positions:
         parser.error(f"--seq: expected at most {max_positions} for {args.shape}, received {args.seq}")
     settings = LoraSettings(r=args.r, lora_alpha=args.alpha, target_modules=targets, use_rslora=args.rslora)
-    try:
-        model = LoraModel(base, settings, adapter_dtype=torch.float32)
-    except ValueError as e:
-        parser.error(f"--targets: {e}")
     g = torch.Generator().manual_seed(args.seed + 1)
-    with torch.no_grad():
-        for key, p in model.peft_tensors().items():
-            # PEFT's init: A kaiming-uniform(a=sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)), B = 0
-            if key.endswith("lora_A.weight"):
-                p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) / p.shape[1] ** 0.5)
-            else:
-                p.zero_()
+    if args.full:
+        model, lora_modules = base, 0
+    else:
+        try:
+            model = LoraModel(base, settings, adapter_dtype=torch.float32)
+        except ValueError as e:
+            parser.error(f"--targets: {e}")
+        lora_modules = len(model.lora_layers)
+        with torch.no_grad():
+            for key, p in model.peft_tensors().items():
+                # PEFT's init: A kaiming-uniform(a=sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)), B = 0
+                if key.endswith("lora_A.weight"):
+                    p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) / p.shape[1] ** 0.5)
+                else:
+                    p.zero_()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(decay_groups(model, 0.1), lr=3e-4, betas=(0.9, 0.999), eps=1e-8)
     vocab = base.config.vocab_size
@@ -158,10 +168,10 @@ def main():
 
     timed = time_training_steps(step, args.batch * args.seq, args.warmup, args.steps)
     print(json.dumps({
-        "impl": "pytorch", "mode": "lora", **timed, "peak_rss_mb": peak_rss_mb(),
+        "impl": "pytorch", "mode": "full" if args.full else "lora", **timed, "peak_rss_mb": peak_rss_mb(),
         "shape": args.shape, "base_dtype": args.base_dtype, "batch": args.batch, "seq": args.seq,
         "lora": {"r": args.r, "alpha": args.alpha, "rslora": args.rslora, "scaling": settings.scaling,
-                 "targets": targets, "modules": len(model.lora_layers)},
+                 "targets": targets, "modules": lora_modules} if not args.full else None,
         "params": sum(p.numel() for p in model.parameters()), "trainable_params": sum(p.numel() for p in trainable),
         "torch_version": torch.__version__, "blas": loaded_blas(), "threads": torch.get_num_threads(),
     }))

@@ -5,11 +5,16 @@
  *     --n-positions 1024 --batch 4 --seq 256 --steps 3 --warmup 1 --threads 2 [--device cuda --precision bf16]
  *   node dist/bench/train_step.js --spec new:smollm2-135m --batch 4 --seq 256 ...   (any "new:" model spec)
  *   ... --gradient-checkpointing   (recompute each block in backward: bench/checkpointing.ts)
+ *   ... --lora-r 16 --lora-alpha 32 --lora-targets all-linear|default|q_proj,v_proj --base-dtype f32|bf16|int8|nf4
+ *       (a LoRA adapter, PEFT's init, no dropout, trained on a frozen base stored in that format: bench/lora.ts)
  * On CUDA each step ends with a device synchronisation, so its wall time includes all its kernels.
  * model_flops_per_token is 6N + 12 L T (NH HS) (N every parameter, a tied embedding once, as the
- * PyTorch baselines count it).
+ * PyTorch baselines count it). peak_rss_after_load_mb is the peak before the first step (building and
+ * filling the model), and memory_plan the arenas planMemory() plans for the run, by part.
  */
-import { Decoder } from '../lib/model/decoder';
+import { Decoder, planMemory } from '../lib/model/decoder';
+import { BASE_DTYPES, BaseDtype } from '../lib/model/frozen_base';
+import { LoraSettings } from '../lib/lora/modules';
 import { parseDecoderSpec } from '../lib/model/config';
 import { attentionWidth } from '../lib/model/decoder_config';
 import { setPrecision } from '../lib/device';
@@ -27,6 +32,15 @@ function textArg(name: string, fallback: string): string {
   return i >= 0 ? process.argv[i + 1] : fallback;
 }
 
+/** The adapter the flags ask for, or null (full fine-tuning). Dropout 0, as the PyTorch baseline's. */
+function loraFlags(): LoraSettings | null {
+  const r = arg('lora-r', 0);
+  if (r === 0) return null;
+  const t = textArg('lora-targets', 'default');
+  const targets = t === 'default' ? null : t === 'all-linear' ? 'all-linear' : t.split(',');
+  return { r, alpha: arg('lora-alpha', 2 * r), dropout: 0, targets, useRslora: false, modulesToSave: [] };
+}
+
 export function main(): void {
   const nLayer = arg('n-layer', 12), nHead = arg('n-head', 12), nEmbd = arg('n-embd', 768);
   const vocab = arg('vocab', 50257), nPositions = arg('n-positions', 1024);
@@ -38,10 +52,15 @@ export function main(): void {
   const sync = () => { if (device === 'cuda') addon.cuda.synchronize?.(); };
   const spec = textArg('spec', `new:n_layer=${nLayer},n_head=${nHead},n_embd=${nEmbd},vocab_size=${vocab},n_positions=${nPositions}`);
   const config = parseDecoderSpec(spec);
-  const model = new Decoder(config, device);
+  const baseDtype = textArg('base-dtype', 'f32') as BaseDtype;
+  if (!BASE_DTYPES.includes(baseDtype)) throw new RangeError(`--base-dtype: expected one of ${BASE_DTYPES.join(', ')} but received ${baseDtype}`);
+  const lora = loraFlags();
+  const model = new Decoder(config, device, { baseDtype });
   model.initRandom(0);
+  const adapter = lora ? model.addAdapter(lora, { trainable: true, seed: 0 }) : null;
   const checkpointing = process.argv.includes('--gradient-checkpointing');
   model.setGradientCheckpointing(checkpointing);
+  const peakAfterLoad = process.resourceUsage().maxRSS / 1024;
   const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 });
   const rng = new Rng(1);
   const V = config.vocabSize;
@@ -65,9 +84,13 @@ export function main(): void {
   const mem = model.memory();
   const flopsPerToken = 6 * model.numParameters + 12 * config.layers * T * attentionWidth(config);
   console.log(JSON.stringify({
-    impl: 'gptune', spec, model_type: config.modelType, device, precision: device === 'cuda' ? precision : 'fp32', params: model.numParameters, batch: B, seq: T, gradient_checkpointing: checkpointing,
+    impl: 'gptune', spec, model_type: config.modelType, base_dtype: baseDtype,
+    lora: lora && adapter ? { r: lora.r, alpha: lora.alpha, targets: lora.targets ?? 'default', modules: adapter.modules.length } : null,
+    trainable_params: model.trainable.numel, device, precision: device === 'cuda' ? precision : 'fp32', params: model.numParameters, batch: B, seq: T, gradient_checkpointing: checkpointing,
     threads: addon.numThreads(), simd: addon.simdLevel(),
-    ms_per_step: median, tokens_per_s: (B * T) / (median / 1000), peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    ms_per_step: median, tokens_per_s: (B * T) / (median / 1000), peak_rss_mb: process.resourceUsage().maxRSS / 1024, peak_rss_after_load_mb: peakAfterLoad,
+    memory_plan_mb: Object.fromEntries(Object.entries(planMemory(config, { batch: { B, T }, training: true, lora, baseDtype, gradientCheckpointing: checkpointing }).parts)
+      .map(([part, bytes]) => [part, bytes / 2 ** 20])),
     model_flops_per_token: flopsPerToken, model_gflops_per_s: ((B * T) / (median / 1000)) * flopsPerToken / 1e9,
     arena_mb: { params: mem.paramsBytes / 2 ** 20, grads: mem.gradsBytes / 2 ** 20, activations: mem.activationsBytes / 2 ** 20 },
     loss, steps,

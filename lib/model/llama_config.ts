@@ -143,6 +143,12 @@ export const LLAMA_PRESETS: Record<string, Record<string, unknown>> = {
     rope_theta: 1000000, tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32768,
     bos_token_id: 151643, eos_token_id: 151643,
   },
+  'qwen2.5-1.5b': {
+    model_type: 'qwen2', vocab_size: 151936, hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28,
+    num_attention_heads: 12, num_key_value_heads: 2, max_position_embeddings: 131072, rms_norm_eps: 1e-6,
+    rope_theta: 1000000, tie_word_embeddings: true, use_sliding_window: false, sliding_window: 131072,
+    bos_token_id: 151643, eos_token_id: 151643,
+  },
   'qwen3-0.6b': {
     model_type: 'qwen3', vocab_size: 151936, hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 28,
     num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128, max_position_embeddings: 40960, rms_norm_eps: 1e-6,

@@ -145,6 +145,12 @@ describe('new: specs for the Llama family', () => {
   test('presets of published shapes', () => {
     expect(countParameters(parseDecoderSpec('new:smollm2-135m'))).toBe(134515008);
     expect(countParameters(parseDecoderSpec('new:qwen2.5-0.5b'))).toBe(494032768);
+    // Qwen2.5-1.5B's model card: 1.54B parameters, 1.31B of them outside the (tied) embedding; 28 layers,
+    // 12 query / 2 KV heads of 128. 1543714304 is transformers' num_parameters() of the published checkpoint.
+    const qwen15 = parseDecoderSpec('new:qwen2.5-1.5b');
+    expect(qwen15).toMatchObject({ layers: 28, width: 1536, heads: 12, kvHeads: 2, headDim: 128, ffnWidth: 8960, vocabSize: 151936, tiedHead: true, qkvBias: true });
+    expect(countParameters(qwen15)).toBe(1543714304);
+    expect(((countParameters(qwen15) - 151936 * 1536) / 1e9).toFixed(2)).toBe('1.31');
     expect(parseDecoderSpec('new:smollm2-135m,num_hidden_layers=2').layers).toBe(2);
   });
 
