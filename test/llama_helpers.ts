@@ -40,16 +40,20 @@ export function argmax(row: Float32Array): number {
 
 /**
  * GQA (4 heads on 2 KV heads), untied head, RoPE, SwiGLU, over tiny-gpt2's 350-token BPE tokenizer
- * (its vocab.json and merges.txt are copied in, <|endoftext|> = 349), seeded random weights.
+ * (its vocab.json and merges.txt are copied in, <|endoftext|> = 349), seeded random weights; or
+ * another spec, seed, tokenizer folder, and config.json keys patched in.
  */
 export const TINY_LLAMA_SPEC = 'new:arch=llama,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=350,bos_token_id=349,eos_token_id=349';
 
-export function tinyLlamaFolder(spec = TINY_LLAMA_SPEC, seed = 5): string {
+export function tinyLlamaFolder(spec = TINY_LLAMA_SPEC, seed = 5, tokenizerDir = TINY, patch: Record<string, unknown> = {}): string {
   const dir = path.join(tempDir('gptune-llama-'), 'model');
   const model = new Decoder(parseDecoderSpec(spec));
   // Wider than the 0.02 default so the untrained model's predictions are far from uniform.
   model.initRandom(seed, 0.2);
-  saveModel(model, dir, { tokenizerFrom: TINY });
+  saveModel(model, dir, { tokenizerFrom: tokenizerDir });
   model.free();
+  // config.json's keys that a spec does not set (e.g. rope_scaling).
+  const configFile = path.join(dir, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), ...patch }, null, 2));
   return dir;
 }

@@ -59,9 +59,9 @@ export const ADAPTER_FLAGS: Record<string, FlagSpec> = {
   'base-dtype': { type: 'string', choices: BASE_DTYPES, default: 'f32', help: "store the base's linear weights as f32, bf16, int8 or nf4 (QLoRA inference)" },
 };
 
-/** openModel with the command's --base-dtype, then every --adapter applied in order. */
+/** openModel with the command's --base-dtype (a GGUF file allowed), then every --adapter applied in order. */
 export function openWithAdapters(v: Record<string, unknown>, spec: string, memory: MemoryCheck, flag: string): OpenedModel {
-  const opened = openModel(spec, v.device as DeviceChoice, 0, memory, flag, { baseDtype: (v['base-dtype'] as BaseDtype | undefined) ?? 'f32' });
+  const opened = openModel(spec, v.device as DeviceChoice, 0, memory, flag, { baseDtype: (v['base-dtype'] as BaseDtype | undefined) ?? 'f32', gguf: true });
   try {
     for (const value of (v.adapter as string[] | undefined) ?? []) {
       const { dir, weight } = parseAdapterSpec(value);

@@ -47,14 +47,16 @@ function permutesQK(cfg: DecoderConfig): boolean {
 
 /**
  * Rows of (heads * HS, cols) reordered from rotate-half to interleaved pairs within each head:
- * new row h*HS + 2i + j = old row h*HS + j*HS/2 + i (convert_hf_to_gguf.py LlamaModel.permute).
+ * new row h*HS + 2i + j = old row h*HS + j*HS/2 + i (convert_hf_to_gguf.py LlamaModel.permute);
+ * `inverse` puts interleaved rows back in rotate-half order (loading a GGUF file).
  */
-export function interleaveRopeRows(values: Float32Array, heads: number, headDim: number, cols: number): Float32Array {
+export function interleaveRopeRows(values: Float32Array, heads: number, headDim: number, cols: number, inverse = false): Float32Array {
   const out = new Float32Array(values.length), half = headDim / 2;
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < half; i++) {
       for (let j = 0; j < 2; j++) {
-        const from = (h * headDim + j * half + i) * cols, to = (h * headDim + 2 * i + j) * cols;
+        const rotateHalf = (h * headDim + j * half + i) * cols, interleaved = (h * headDim + 2 * i + j) * cols;
+        const [from, to] = inverse ? [interleaved, rotateHalf] : [rotateHalf, interleaved];
         out.set(values.subarray(from, from + cols), to);
       }
     }

@@ -19,7 +19,7 @@ import type { GGUFValue } from './format';
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
 /** Split regexes of byte-level pre-tokenizers and llama.cpp's names for them (llama-vocab.cpp LLAMA_VOCAB_PRE_TYPE_*). */
-const PRE_TOKENIZERS: ReadonlyArray<{ pattern: string; name: string }> = [
+export const PRE_TOKENIZERS: ReadonlyArray<{ pattern: string; name: string }> = [
   { pattern: GPT2_PRETOKENIZE_PATTERN, name: 'gpt-2' },
   { pattern: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", name: 'llama-bpe' },
   { pattern: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", name: 'qwen2' },

@@ -24,6 +24,7 @@ import {
 import type { DeviceName } from '../native';
 import type { TensorArena } from '../tensor';
 import { checkInstance, checkOptions, describeValue } from '../util/check';
+import { isGGUFPath, loadGGUFModel } from '../gguf/load';
 import { loadModelConfig } from './config';
 import { Decoder, globalParamName, parameterSpecs } from './decoder';
 import { DecoderConfig } from './decoder_config';
@@ -101,10 +102,14 @@ export interface LoadOptions {
   baseDtype?: BaseDtype;
 }
 
-/** Loads config.json and the weights (single file or shards) from dir into a new model. */
+/**
+ * Loads config.json and the weights (single file or shards) from dir into a new model; a .gguf file
+ * is read as lib/gguf/load.ts rebuilds it (weights dequantized to float32).
+ */
 export function loadModel(dir: string, options: LoadOptions = {}): Decoder {
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`loadModel: expected dir to be a folder path but received ${describeValue(dir)}`);
   checkOptions('loadModel', 'options', options);
+  if (isGGUFPath(dir) && fs.existsSync(dir) && fs.statSync(dir).isFile()) return loadGGUFModel(dir, options).model;
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new CheckpointError(`${dir}: model folder not found`);
   const config = loadModelConfig(dir);
   if (!fs.existsSync(path.join(dir, SINGLE_FILE)) && !fs.existsSync(path.join(dir, INDEX_FILE)) && fs.existsSync(path.join(dir, 'pytorch_model.bin'))) {

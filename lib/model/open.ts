@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { DeviceChoice, resolveDevice } from '../device';
 import { UsageError } from '../errors';
+import { ggufModelConfig, isGGUFPath, loadGGUFModel } from '../gguf/load';
 import { loadTokenizer, Tokenizer } from '../tokenizer';
 import { checkMemoryBudget } from '../util/memory';
 import { loadModel } from './checkpoint';
@@ -17,7 +18,7 @@ import type { BaseDtype } from './frozen_base';
 export interface OpenedModel {
   model: Decoder;
   tokenizer: Tokenizer;
-  /** The folder the tokenizer came from (copied into saved checkpoints), null for new: models. */
+  /** The folder the tokenizer came from (copied into saved checkpoints), null for new: models and GGUF files. */
   tokenizerDir: string | null;
 }
 
@@ -34,12 +35,12 @@ export interface MemoryCheck {
 }
 
 /**
- * A model folder, or "new:..." for a freshly initialised model. With `memory`, the run's plan is
+ * A model folder, "new:..." for a freshly initialised model, or (options.gguf) a GGUF model file. With `memory`, the run's plan is
  * checked on the CPU (host arenas) before any arena is allocated; GPU arenas report their own
  * out-of-memory errors, naming the size. `flag` names `spec` in messages (the config key by
  * default; the CLI passes its flag).
  */
-export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = 'model', options: { baseDtype?: BaseDtype } = {}): OpenedModel {
+export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = 'model', options: { baseDtype?: BaseDtype; gguf?: boolean } = {}): OpenedModel {
   const dev = resolveDevice(device);
   const checkMemory = (config: DecoderConfig) => {
     if (memory && dev === 'cpu') checkMemoryBudget(memory.what, memory.plan(config), memory.maxBytes, memory.lower);
@@ -53,6 +54,13 @@ export function openModel(spec: string, device: DeviceChoice, seed: number, memo
     }
     const model = new Decoder(config, dev, { baseDtype: options.baseDtype });
     model.initRandom(seed);
+    return { model, tokenizer, tokenizerDir: null };
+  }
+  if (isGGUFPath(spec) && fs.existsSync(spec) && fs.statSync(spec).isFile()) {
+    // Training, merging or exporting from a GGUF file would save a model without its tokenizer files.
+    if (!options.gguf) throw new UsageError(`${flag} ${spec}: a GGUF file is read by eval, generate, sample and chat; give the model folder here`);
+    checkMemory(ggufModelConfig(spec));
+    const { model, tokenizer } = loadGGUFModel(spec, { device: dev, baseDtype: options.baseDtype });
     return { model, tokenizer, tokenizerDir: null };
   }
   if (!fs.existsSync(spec)) throw new UsageError(`${flag} ${spec}: folder not found (give a Hugging Face model folder (GPT-2, Llama, Mistral, Qwen2, Qwen3) or new:n_layer=...,n_head=...,n_embd=...)`);

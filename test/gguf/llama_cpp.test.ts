@@ -21,24 +21,13 @@ import { encodeSequence, loadTokenizer, Tokenizer } from '../../lib/tokenizer';
 import { main } from '../../lib/cli/main';
 import { lastJSON } from '../cli/run';
 import { FIXTURES, seededRandom, tempDir, TINY } from '../helpers';
+import { tinyLlamaFolder } from '../llama_helpers';
 import { ggmlGelu, gpt2LogProbs, GPT2Weights } from '../reference/gpt2';
 
 const TOKENIZERS = path.join(FIXTURES, 'tokenizers');
 const TEXTS = ['Hello world, this is a test.', 'The quick brown fox\n\njumps over 123 lazy dogs!  Done?', "It's 2026; we're 'here' — café."];
 const PROMPT = 'Once upon a time, there was';
 const N = 20;
-
-/** A random model folder (weights std 0.2) with the tokenizer files of `tokenizerDir` and config.json changed by `patch`. */
-function modelFolder(spec: string, seed: number, tokenizerDir: string, patch: Record<string, unknown> = {}): string {
-  const dir = path.join(tempDir('gptune-gguf-'), 'model');
-  const model = new Decoder(parseDecoderSpec(spec));
-  model.initRandom(seed, 0.2);
-  saveModel(model, dir, { tokenizerFrom: tokenizerDir });
-  model.free();
-  const configFile = path.join(dir, 'config.json');
-  fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), ...patch }, null, 2));
-  return dir;
-}
 
 /** A PEFT adapter for `base` on every linear module with random A and B (B = 0 would be a no-op). */
 function adapterFolder(base: string, seed: number, useRslora: boolean): string {
@@ -113,19 +102,19 @@ async function exportGGUF(...args: string[]): Promise<Record<string, unknown>> {
 }
 
 const MODELS: Array<{ name: string; make: () => string }> = [
-  { name: 'gpt2', make: () => modelFolder('new:n_layer=2,n_head=4,n_embd=64,n_positions=64,vocab_size=350', 11, TINY) },
+  { name: 'gpt2', make: () => tinyLlamaFolder('new:n_layer=2,n_head=4,n_embd=64,n_positions=64,vocab_size=350', 11, TINY) },
   {
     name: 'llama (GQA, llama3 rope scaling, Llama 3 tokenizer)',
-    make: () => modelFolder('new:arch=llama,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=576', 12, path.join(TOKENIZERS, 'bytelevel-llama3'),
+    make: () => tinyLlamaFolder('new:arch=llama,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=576', 12, path.join(TOKENIZERS, 'bytelevel-llama3'),
       { rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } }),
   },
   {
     name: 'llama (all biases, linear rope scaling, rows not a multiple of 32)',
-    make: () => modelFolder('new:arch=llama,n_layer=2,n_head=4,n_embd=48,n_inner=80,n_positions=64,vocab_size=350,attention_bias=true,mlp_bias=true', 13, TINY,
+    make: () => tinyLlamaFolder('new:arch=llama,n_layer=2,n_head=4,n_embd=48,n_inner=80,n_positions=64,vocab_size=350,attention_bias=true,mlp_bias=true', 13, TINY,
       { rope_scaling: { rope_type: 'linear', factor: 2 } }),
   },
-  { name: 'qwen2 (tied, ChatML tokenizer)', make: () => modelFolder('new:arch=qwen2,n_layer=2,n_head=4,n_kv_head=1,n_embd=32,n_inner=64,n_positions=64,vocab_size=576,tie_word_embeddings=true', 14, path.join(TOKENIZERS, 'bytelevel-chatml')) },
-  { name: 'qwen3 (q/k norms, head_dim 16)', make: () => modelFolder('new:arch=qwen3,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=350,head_dim=16', 15, TINY) },
+  { name: 'qwen2 (tied, ChatML tokenizer)', make: () => tinyLlamaFolder('new:arch=qwen2,n_layer=2,n_head=4,n_kv_head=1,n_embd=32,n_inner=64,n_positions=64,vocab_size=576,tie_word_embeddings=true', 14, path.join(TOKENIZERS, 'bytelevel-chatml')) },
+  { name: 'qwen3 (q/k norms, head_dim 16)', make: () => tinyLlamaFolder('new:arch=qwen3,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=350,head_dim=16', 15, TINY) },
 ];
 
 /** Models with an adapter test: GPT-2, llama's graph (permuted q/k rows; rsLoRA), qwen2's (NEOX rows). */

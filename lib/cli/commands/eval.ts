@@ -63,7 +63,7 @@ function loadData(v: Values): DataSet {
 function openForEval(v: Values, modelDir: string, flag: string, plan: MemoryCheck['plan'], lower: string) {
   const memory = memoryCheck(v, 'evaluation', plan, lower);
   // --adapter and --base-dtype apply to --model; --compare is evaluated as it is (e.g. the base beside its adapter).
-  return flag === '--model' ? openWithAdapters(v, modelDir, memory, flag) : openModel(modelDir, v.device as DeviceChoice, 0, memory, flag);
+  return flag === '--model' ? openWithAdapters(v, modelDir, memory, flag) : openModel(modelDir, v.device as DeviceChoice, 0, memory, flag, { gguf: true });
 }
 
 function runLM(v: Values, modelDir: string, flag: string): TaskRun {
@@ -175,7 +175,7 @@ export const evalCommand: Command = {
     '--task generate: prompt/completion (or chat) data; each prompt is continued greedily until <|endoftext|>, --max-new-tokens, or (when every reference is one line) a line break, and the outputs are scored against the completions with corpus BLEU and ROUGE-1/2/L. ' +
     '--compare DIR2 evaluates a second model on the same data and prints both side by side with the difference (JSON: {a, b, delta}, delta = b - a).',
   flags: {
-    model: { type: 'string', required: true, help: 'model folder (config.json + model.safetensors)' },
+    model: { type: 'string', required: true, help: 'model folder (config.json + model.safetensors) or a GGUF file' },
     data: { type: 'string', required: true, help: 'text file (lm) or data file (classify, generate)' },
     task: { type: 'string', default: 'lm', choices: TASKS, help: 'what to evaluate' },
     compare: { type: 'string', help: 'a second model folder to evaluate on the same data (e.g. the fine-tuned one against the base)' },

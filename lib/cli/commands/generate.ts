@@ -11,7 +11,7 @@ export const generateCommand: Command = {
   usage: 'gptune generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
   description: 'Continues a prompt with a KV cache and prints the continuation. --temperature 0 (or --greedy) picks the most likely token.',
   flags: {
-    model: { type: 'string', required: true, help: 'model folder' },
+    model: { type: 'string', required: true, help: 'model folder or a GGUF file' },
     prompt: { type: 'string', required: true, help: 'text to continue' },
     'max-new-tokens': { type: 'int', min: 0, default: 50, help: 'tokens to generate at most' },
     ...SAMPLING_FLAGS,

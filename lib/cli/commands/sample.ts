@@ -33,7 +33,7 @@ export const sampleCommand: Command = {
     'Outputs are greedy unless --temperature > 0; decoding stops at <|endoftext|>, --max-new-tokens, or (when every chosen reference is one line) a line break. ' +
     'Classification examples also show the label that label likelihood picks (as eval --task classify).',
   flags: {
-    model: { type: 'string', required: true, help: 'model folder' },
+    model: { type: 'string', required: true, help: 'model folder or a GGUF file' },
     data: { type: 'string', required: true, help: 'data file with prompts (prompt/completion, chat or classification)' },
     n: { type: 'int', min: 1, default: 10, help: 'how many examples (all of them when the data has fewer); -n N works too' },
     out: { type: 'string', required: true, help: 'review file: .md or .jsonl' },

@@ -1,0 +1,310 @@
+/**
+ * A GGUF model file (as gptune's export writes it, llama.cpp's layout) loaded back as a gptune model:
+ * the config rebuilt from the architecture's hyperparameter keys (gpt2, llama, qwen2, qwen3), the
+ * tensors mapped back from llama.cpp's names (export.ts's mapping undone: attn_q/k/v and
+ * ffn_gate/up packed again, the llama graph's interleaved q/k rows put back in rotate-half order,
+ * GPT-2's duplicate output.weight checked against token_embd), and the byte-level BPE tokenizer
+ * rebuilt from tokenizer.ggml.* as the tokenizer.json it came from.
+ */
+import { FileFormatError } from '../errors';
+import { parseModelConfig } from '../model/config';
+import { Decoder, globalParamName, GlobalRole, LayerRole, layerParamName } from '../model/decoder';
+import type { DecoderConfig } from '../model/decoder_config';
+import type { BaseDtype } from '../model/frozen_base';
+import type { DeviceName } from '../native';
+import { HFTokenizer, Tokenizer } from '../tokenizer';
+import { interleaveRopeRows } from './export';
+import { GGUFHeader, GGUFReadValue, readGGUFHeader, readTensor } from './read';
+import { PRE_TOKENIZERS, TOKEN_TYPE } from './vocab';
+
+const ARCHITECTURES = ['gpt2', 'llama', 'qwen2', 'qwen3'] as const;
+
+/** Whether a --model value names a GGUF file rather than a model folder. */
+export function isGGUFPath(spec: string): boolean {
+  return spec.toLowerCase().endsWith('.gguf');
+}
+
+/** Typed access to the KV pairs, failing with one line naming the key. */
+class Keys {
+  constructor(private readonly h: GGUFHeader) {}
+
+  fail(key: string, problem: string): never {
+    throw new FileFormatError(`${this.h.file}: key ${key}: ${problem}`);
+  }
+
+  has(key: string): boolean {
+    return this.h.kv.has(key);
+  }
+
+  private get(key: string): GGUFReadValue {
+    if (!this.h.kv.has(key)) this.fail(key, 'is missing');
+    return this.h.kv.get(key)!;
+  }
+
+  integer(key: string): number {
+    const v = this.get(key);
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) this.fail(key, `is ${JSON.stringify(String(v))}; expected a non-negative integer`);
+    return n as number;
+  }
+
+  /**
+   * A float key: GGUF stores float32, so 1e-5 comes back as 9.99999974e-6; the shortest decimal
+   * that rounds to the same float32 gives config.json's value back (what the kernels see is the same).
+   */
+  float(key: string): number {
+    const v = this.get(key);
+    if (typeof v !== 'number') this.fail(key, `is ${JSON.stringify(String(v))}; expected a number`);
+    for (let digits = 1; digits <= 17; digits++) {
+      const shorter = Number((v as number).toPrecision(digits));
+      if (Math.fround(shorter) === v) return shorter;
+    }
+    return v as number;
+  }
+
+  string(key: string): string {
+    const v = this.get(key);
+    if (typeof v !== 'string') this.fail(key, `is ${JSON.stringify(String(v))}; expected a string`);
+    return v as string;
+  }
+
+  bool(key: string): boolean {
+    const v = this.get(key);
+    if (typeof v !== 'boolean') this.fail(key, `is ${JSON.stringify(String(v))}; expected a bool`);
+    return v as boolean;
+  }
+
+  array(key: string, element: 'string' | 'number'): GGUFReadValue[] {
+    const v = this.get(key);
+    if (!Array.isArray(v) || v.some((x) => typeof x !== element)) this.fail(key, `expected an array of ${element}s`);
+    return v as GGUFReadValue[];
+  }
+}
+
+/** config.json's keys from the architecture's hyperparameters (export.ts hyperparameterKV, inverted). */
+function configJSON(h: GGUFHeader, k: Keys): Record<string, unknown> {
+  const arch = k.string('general.architecture');
+  if (!(ARCHITECTURES as readonly string[]).includes(arch)) k.fail('general.architecture', `is "${arch}"; gptune loads ${ARCHITECTURES.join(', ')}`);
+  if (k.has('general.type') && k.string('general.type') !== 'model') {
+    k.fail('general.type', `is "${k.string('general.type')}"; expected "model" (an adapter GGUF is applied by llama.cpp with --lora; give gptune the adapter folder with --adapter)`);
+  }
+  const embd = h.tensors.get('token_embd.weight');
+  if (!embd || embd.shape.length !== 2) throw new FileFormatError(`${h.file}: tensor token_embd.weight is missing or not 2-D`);
+  const vocabSize = embd.shape[0];
+  const special = (key: string) => (k.has(`tokenizer.ggml.${key}`) ? { [`${key}_id`]: k.integer(`tokenizer.ggml.${key}`) } : {});
+  const common = { vocab_size: vocabSize, ...special('bos_token'), ...special('eos_token') };
+  if (arch === 'gpt2') {
+    return {
+      model_type: 'gpt2', ...common,
+      n_positions: k.integer('gpt2.context_length'), n_embd: k.integer('gpt2.embedding_length'), n_layer: k.integer('gpt2.block_count'),
+      n_head: k.integer('gpt2.attention.head_count'), n_inner: k.integer('gpt2.feed_forward_length'),
+      layer_norm_epsilon: k.float('gpt2.attention.layer_norm_epsilon'),
+    };
+  }
+  const width = k.integer(`${arch}.embedding_length`), heads = k.integer(`${arch}.attention.head_count`);
+  const headDim = k.has(`${arch}.attention.key_length`) ? k.integer(`${arch}.attention.key_length`) : width / heads;
+  for (const key of [`${arch}.attention.value_length`, `${arch}.rope.dimension_count`]) {
+    if (k.has(key) && k.integer(key) !== headDim) k.fail(key, `is ${k.integer(key)}; gptune needs it equal to the head size ${headDim} (whole-head rotary, equal q/k/v heads)`);
+  }
+  if (h.tensors.has('rope_freqs.weight')) {
+    throw new FileFormatError(`${h.file}: tensor rope_freqs.weight (llama3 rope scaling): gptune cannot rebuild rope_scaling's parameters from it; load the model folder instead`);
+  }
+  let ropeScaling: Record<string, unknown> | null = null;
+  if (k.has(`${arch}.rope.scaling.type`)) {
+    const type = k.string(`${arch}.rope.scaling.type`);
+    if (type === 'linear') ropeScaling = { rope_type: 'linear', factor: k.float(`${arch}.rope.scaling.factor`) };
+    else if (type !== 'none') k.fail(`${arch}.rope.scaling.type`, `is "${type}"; gptune reads none or linear here`);
+  }
+  return {
+    model_type: arch, ...common,
+    hidden_size: width, intermediate_size: k.integer(`${arch}.feed_forward_length`), num_hidden_layers: k.integer(`${arch}.block_count`),
+    num_attention_heads: heads, num_key_value_heads: k.integer(`${arch}.attention.head_count_kv`), head_dim: headDim,
+    max_position_embeddings: k.integer(`${arch}.context_length`), rms_norm_eps: k.float(`${arch}.attention.layer_norm_rms_epsilon`),
+    rope_theta: k.has(`${arch}.rope.freq_base`) ? k.float(`${arch}.rope.freq_base`) : 10000,
+    rope_scaling: ropeScaling,
+    tie_word_embeddings: !h.tensors.has('output.weight'),
+    attention_bias: arch !== 'qwen2' && h.tensors.has('blk.0.attn_q.bias'),
+    mlp_bias: arch === 'llama' && h.tensors.has('blk.0.ffn_up.bias'),
+  };
+}
+
+/** One part of a parameter: a GGUF tensor, its expected numpy shape, and the heads to un-permute (llama q/k). */
+interface Part {
+  name: string;
+  shape: number[];
+  heads: number | null;
+}
+
+/** Each arena parameter of `cfg` and the GGUF tensors (row blocks, in order) it is stored as. */
+function parameterParts(cfg: DecoderConfig, has: (param: string) => boolean): Array<{ param: string; parts: Part[] }> {
+  const C = cfg.width, q = cfg.heads * cfg.headDim, kv = cfg.kvHeads * cfg.headDim, H = cfg.ffnWidth;
+  const interleaved = cfg.modelType === 'llama' || cfg.modelType === 'mistral';
+  const out: Array<{ param: string; parts: Part[] }> = [];
+  const globalNames: Partial<Record<GlobalRole, string>> = { embed: 'token_embd.weight', positions: 'position_embd.weight', head: 'output.weight', normw: 'output_norm.weight', normb: 'output_norm.bias' };
+  for (const [role, name] of Object.entries(globalNames) as Array<[GlobalRole, string]>) {
+    const param = globalParamName(cfg, role);
+    if (has(param)) out.push({ param, parts: [{ name, shape: [], heads: null }] });
+  }
+  const whole: Partial<Record<LayerRole, string>> = {
+    norm1w: 'attn_norm.weight', norm1b: 'attn_norm.bias', outw: 'attn_output.weight', outb: 'attn_output.bias',
+    norm2w: 'ffn_norm.weight', norm2b: 'ffn_norm.bias', projw: 'ffn_down.weight', projb: 'ffn_down.bias',
+    qnorm: 'attn_q_norm.weight', knorm: 'attn_k_norm.weight',
+    ...(cfg.modelType === 'gpt2' ? { qkvw: 'attn_qkv.weight', qkvb: 'attn_qkv.bias', fcw: 'ffn_up.weight', fcb: 'ffn_up.bias' } : {}),
+  };
+  for (let l = 0; l < cfg.layers; l++) {
+    for (const [role, name] of Object.entries(whole) as Array<[LayerRole, string]>) {
+      const param = layerParamName(cfg, l, role);
+      if (has(param)) out.push({ param, parts: [{ name: `blk.${l}.${name}`, shape: [], heads: null }] });
+    }
+    if (cfg.modelType === 'gpt2') continue;
+    for (const kind of ['weight', 'bias'] as const) {
+      const shape = (rows: number) => (kind === 'weight' ? [rows, C] : [rows]);
+      const qkv = layerParamName(cfg, l, kind === 'weight' ? 'qkvw' : 'qkvb');
+      if (has(qkv)) {
+        out.push({ param: qkv, parts: [
+          { name: `blk.${l}.attn_q.${kind}`, shape: shape(q), heads: interleaved ? cfg.heads : null },
+          { name: `blk.${l}.attn_k.${kind}`, shape: shape(kv), heads: interleaved ? cfg.kvHeads : null },
+          { name: `blk.${l}.attn_v.${kind}`, shape: shape(kv), heads: null },
+        ] });
+      }
+      const fc = layerParamName(cfg, l, kind === 'weight' ? 'fcw' : 'fcb');
+      if (has(fc)) {
+        out.push({ param: fc, parts: [
+          { name: `blk.${l}.ffn_gate.${kind}`, shape: shape(H), heads: null },
+          { name: `blk.${l}.ffn_up.${kind}`, shape: shape(H), heads: null },
+        ] });
+      }
+    }
+  }
+  return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function fillFromGGUF(model: Decoder, h: GGUFHeader): void {
+  const cfg = model.config;
+  const used = new Set<string>();
+  const tensor = (part: Part, expected: readonly number[]): Float32Array => {
+    const info = h.tensors.get(part.name);
+    if (!info) throw new FileFormatError(`${h.file}: tensor ${part.name} is missing (needed by this ${cfg.modelType} config)`);
+    if (!sameShape(info.shape, expected)) throw new FileFormatError(`${h.file}: tensor ${part.name} has shape [${info.shape.join(', ')}] but the hyperparameters imply [${expected.join(', ')}]`);
+    used.add(part.name);
+    const values = readTensor(h, part.name);
+    return part.heads === null ? values : interleaveRopeRows(values, part.heads, cfg.headDim, expected.length === 2 ? expected[1] : 1, true);
+  };
+  for (const { param, parts } of parameterParts(cfg, (p) => model.params.tensors.has(p))) {
+    const shape = [...model.params.get(param).shape];
+    const values = parts.length === 1 ? tensor(parts[0], shape) : new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (parts.length > 1) {
+      let offset = 0;
+      for (const part of parts) {
+        const block = tensor(part, part.shape);
+        values.set(block, offset);
+        offset += block.length;
+      }
+    }
+    model.setParameter(param, values);
+  }
+  // llama.cpp's GPT-2 graph needs output.weight, so a (tied) GPT-2 stores the embedding twice.
+  if (cfg.modelType === 'gpt2' && h.tensors.has('output.weight')) {
+    const embed = model.readParameter(globalParamName(cfg, 'embed'));
+    const head = tensor({ name: 'output.weight', shape: [], heads: null }, [cfg.vocabSize, cfg.width]);
+    if (head.some((v, i) => v !== embed[i])) throw new FileFormatError(`${h.file}: tensor output.weight differs from token_embd.weight; gptune's GPT-2 ties the head to the embedding`);
+  }
+  const extra = [...h.tensors.keys()].filter((n) => !used.has(n));
+  if (extra.length > 0) throw new FileFormatError(`${h.file}: tensor ${extra[0]} is not a parameter of this ${cfg.modelType} config${extra.length > 1 ? ` (and ${extra.length - 1} more)` : ''}`);
+  const nonFinite = model.nonFiniteParameter();
+  if (nonFinite !== null) throw new FileFormatError(`${h.file}: parameter ${nonFinite} holds NaN or infinite values; gptune does not load non-finite weights`);
+}
+
+/** The split regex of each llama.cpp pre-tokenizer name vocab.ts writes. */
+function preTokenizerJSON(k: Keys, pre: string): Record<string, unknown> {
+  const known = PRE_TOKENIZERS.find((p) => p.name === pre);
+  if (!known) k.fail('tokenizer.ggml.pre', `is "${pre}"; gptune rebuilds ${PRE_TOKENIZERS.map((p) => p.name).join(', ')}`);
+  if (pre === 'gpt-2') return { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  return {
+    type: 'Sequence',
+    pretokenizers: [
+      { type: 'Split', pattern: { Regex: known!.pattern }, behavior: 'Isolated', invert: false },
+      { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+    ],
+  };
+}
+
+/**
+ * The byte-level BPE tokenizer of tokenizer.ggml.* as a tokenizer.json: NORMAL tokens are the BPE
+ * vocabulary, CONTROL and USER_DEFINED ones added tokens (special or not), UNUSED ids holes.
+ */
+function ggufTokenizer(h: GGUFHeader, k: Keys, vocabSize: number): Tokenizer {
+  const model = k.string('tokenizer.ggml.model');
+  if (model !== 'gpt2') k.fail('tokenizer.ggml.model', `is "${model}"; gptune rebuilds byte-level BPE ("gpt2") tokenizers from GGUF only`);
+  const tokens = k.array('tokenizer.ggml.tokens', 'string') as string[];
+  const types = k.array('tokenizer.ggml.token_type', 'number') as number[];
+  if (types.length !== tokens.length) k.fail('tokenizer.ggml.token_type', `has ${types.length} entries but tokenizer.ggml.tokens has ${tokens.length}`);
+  if (tokens.length > vocabSize) k.fail('tokenizer.ggml.tokens', `has ${tokens.length} tokens but token_embd.weight has ${vocabSize} rows`);
+  const vocab: Record<string, number> = Object.create(null);
+  const added: Array<Record<string, unknown>> = [];
+  tokens.forEach((token, id) => {
+    if (types[id] === TOKEN_TYPE.NORMAL) vocab[token] = id;
+    else if (types[id] === TOKEN_TYPE.CONTROL || types[id] === TOKEN_TYPE.USER_DEFINED) {
+      added.push({ id, content: token, single_word: false, lstrip: false, rstrip: false, normalized: false, special: types[id] === TOKEN_TYPE.CONTROL });
+    } else if (types[id] !== TOKEN_TYPE.UNUSED) {
+      k.fail('tokenizer.ggml.token_type', `token ${id} has type ${types[id]}; a byte-level BPE vocabulary has NORMAL, CONTROL, USER_DEFINED and UNUSED tokens`);
+    }
+  });
+  const merges = (k.array('tokenizer.ggml.merges', 'string') as string[]).map((m, i) => {
+    const pair = m.split(' ');
+    if (pair.length !== 2) k.fail('tokenizer.ggml.merges', `merge ${i} ${JSON.stringify(m)} is not two tokens separated by one space`);
+    return pair;
+  });
+  const pre = k.string('tokenizer.ggml.pre');
+  const tokenizerJSON = {
+    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+    pre_tokenizer: preTokenizerJSON(k, pre), post_processor: null,
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    // llama.cpp looks a whole Llama 3 pre-token up before merging (as its tokenizer.json says).
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: pre === 'llama-bpe', vocab, merges },
+  };
+  const tokenText = (key: string): string | null => {
+    if (!k.has(key)) return null;
+    const id = k.integer(key);
+    if (id >= tokens.length) k.fail(key, `is ${id} but there are ${tokens.length} tokens`);
+    return tokens[id];
+  };
+  const config: Record<string, unknown> = {
+    eos_token: tokenText('tokenizer.ggml.eos_token_id'), bos_token: tokenText('tokenizer.ggml.bos_token_id'),
+    pad_token: tokenText('tokenizer.ggml.padding_token_id'),
+    add_bos_token: k.has('tokenizer.ggml.add_bos_token') ? k.bool('tokenizer.ggml.add_bos_token') : false,
+    chat_template: k.has('tokenizer.chat_template') ? k.string('tokenizer.chat_template') : null,
+  };
+  return new HFTokenizer({ tokenizerJSON, jsonFile: `${h.file} (tokenizer.ggml.*)`, config, configFile: `${h.file} (tokenizer.ggml.*)`, name: `gguf:${h.file}` });
+}
+
+export interface GGUFModelOptions {
+  device?: DeviceName;
+  baseDtype?: BaseDtype;
+}
+
+/** The config of a GGUF model file, from its header alone (for memory checks before loading). */
+export function ggufModelConfig(file: string): DecoderConfig {
+  const h = readGGUFHeader(file);
+  return parseModelConfig(configJSON(h, new Keys(h)), file);
+}
+
+/** Loads a GGUF model file: the model (weights dequantized to float32) and its tokenizer. */
+export function loadGGUFModel(file: string, options: GGUFModelOptions = {}): { model: Decoder; tokenizer: Tokenizer; config: DecoderConfig } {
+  const h = readGGUFHeader(file);
+  const k = new Keys(h);
+  const config = parseModelConfig(configJSON(h, k), file);
+  const tokenizer = ggufTokenizer(h, k, config.vocabSize);
+  const model = new Decoder(config, options.device ?? 'cpu', { baseDtype: options.baseDtype });
+  try {
+    fillFromGGUF(model, h);
+  } catch (e) {
+    model.free();
+    throw e;
+  }
+  return { model, tokenizer, config };
+}
