@@ -8,7 +8,7 @@
  */
 import * as fs from 'fs';
 import { FileFormatError } from '../errors';
-import { halfBitsToFloat } from '../io/safetensors';
+import { getHalfToFloatTable, halfBitsToFloat } from '../io/safetensors';
 import { ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, VALUE_TYPE } from './format';
 import { dequantizeQ8_0 } from './quant';
 
@@ -239,8 +239,8 @@ export function readTensor(header: GGUFHeader, name: string): Float32Array {
   switch (t.type) {
     case 'F32': return new Float32Array(bytes.buffer);
     case 'F16': {
-      const half = new Uint16Array(bytes.buffer), out = new Float32Array(half.length);
-      for (let i = 0; i < half.length; i++) out[i] = halfBitsToFloat(half[i]);
+      const half = new Uint16Array(bytes.buffer), out = new Float32Array(half.length), table = getHalfToFloatTable();
+      for (let i = 0; i < half.length; i++) out[i] = table[half[i]];
       return out;
     }
     case 'BF16': {

@@ -285,7 +285,8 @@ export function halfBitsToFloat(bits: number): number {
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
-function getHalfToFloatTable(): Float32Array {
+/** The float32 value of every binary16 bit pattern (a lookup table, built once). */
+export function getHalfToFloatTable(): Float32Array {
   if (!halfToFloatTable) {
     const table = new Float32Array(65536);
     for (let bits = 0; bits < 65536; bits++) table[bits] = halfBitsToFloat(bits);
