@@ -28,6 +28,11 @@ export interface AdapterShape {
   perLayer: number;
 }
 
+/** The per-block buffer shape of a rank-r adapter on `modules` (every layer has as many: targets match by name, not by layer). */
+export function adapterShape(r: number, modules: readonly LinearModule[]): AdapterShape {
+  return { r, perLayer: modules.filter((m) => m.layer === 0).length };
+}
+
 export function loraA(key: string): string {
   return `${key}.lora_A.weight`;
 }
@@ -78,10 +83,9 @@ export class LoraAdapter {
     return this.byLayerRole.get(`${l}.${role}`) ?? [];
   }
 
-  /** Modules per layer (the same on every layer: targets match by name, not by layer). */
+  /** Rank and modules per layer, for the per-block buffers. */
   get shape(): AdapterShape {
-    const perLayer = this.config.layers > 0 ? this.modules.filter((m) => m.layer === 0).length : 0;
-    return { r: this.settings.r, perLayer };
+    return adapterShape(this.settings.r, this.modules);
   }
 
   /**

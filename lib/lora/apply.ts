@@ -68,8 +68,7 @@ export function mergeAdapters(model: Decoder): Decoder {
       W.write(w);
     }
   }
-  const last = (which: 'embed' | 'head') => [...model.adapters].reverse().find((a) => a.saved.has(which))?.saved.get(which)?.read() ?? null;
-  const savedHead = last('head'), savedEmbed = last('embed');
+  const savedHead = model.adapterCopy('head')?.read() ?? null, savedEmbed = model.adapterCopy('embed')?.read() ?? null;
   let merged = model;
   if (cfg.tiedHead && (savedHead || savedEmbed)) {
     // PEFT trains a saved module as a copy: the tied twin keeps the base's weights, so the two part.

@@ -23,6 +23,7 @@ import {
 } from '../io/sharded';
 import type { DeviceName } from '../native';
 import type { TensorArena } from '../tensor';
+import { ADAPTER_FILES, isAdapterFolder } from '../lora/files';
 import { checkInstance, checkOptions, describeValue } from '../util/check';
 import { isGGUFPath, loadGGUFModel } from '../gguf/load';
 import { loadModelConfig } from './config';
@@ -301,17 +302,18 @@ export function modelFolderFiles(model: Decoder, dir: string, options: SaveOptio
 
 /**
  * The model files of `from` read into memory: config.json, the tokenizer files and `extraNames` that
- * exist there, and the weights (model.safetensors, or the index and every shard it names).
+ * exist there, and the weights (model.safetensors, or the index and every shard it names; a LoRA
+ * checkpoint's adapter files instead).
  */
-function readModelFiles(from: string, extraNames: readonly string[]): Record<string, Buffer> {
+export function readModelFiles(from: string, extraNames: readonly string[] = []): Record<string, Buffer> {
   const files: Record<string, Buffer> = {};
   for (const name of ['config.json', ...TOKENIZER_FILES, ...extraNames]) {
     const file = path.join(from, name);
     if (fs.existsSync(file)) files[name] = fs.readFileSync(file);
   }
   // A LoRA checkpoint holds an adapter (lib/lora/files.ts) instead of weights.
-  if (fs.existsSync(path.join(from, 'adapter_config.json'))) {
-    for (const name of ['adapter_config.json', 'adapter_model.safetensors']) files[name] = fs.readFileSync(path.join(from, name));
+  if (isAdapterFolder(from)) {
+    for (const name of ADAPTER_FILES) files[name] = fs.readFileSync(path.join(from, name));
     return files;
   }
   const weights = findCheckpointFiles(from);

@@ -19,8 +19,8 @@
  * checkpoint names and layouts (GPT-2's Conv1D (in, out), Llama's separate q/k/v and gate/up).
  */
 import { NonFiniteError, UsageError } from '../errors';
-import { AdapterShape, adapterSpecs, LoraAdapter } from '../lora/adapter';
-import { LinearRole, LoraSettings } from '../lora/modules';
+import { AdapterShape, adapterShape, adapterSpecs, LoraAdapter } from '../lora/adapter';
+import { LinearRole, LoraSettings, SavedModule } from '../lora/modules';
 import { IGNORE_INDEX } from '../metrics/lm';
 import { kernels } from '../native';
 import type { DeviceName } from '../native';
@@ -283,7 +283,7 @@ export function planMemory(config: DecoderConfig | GPT2Config, use: ModelUse): M
     parts.gradients = trainableBytes;
     parts['AdamW moments'] = 2 * trainableBytes;
   }
-  const shapes: AdapterShape[] = adapter ? [{ r: use.lora!.r, perLayer: cfg.layers > 0 ? adapter.modules.filter((m) => m.layer === 0).length : 0 }] : [];
+  const shapes: AdapterShape[] = adapter ? [adapterShape(use.lora!.r, adapter.modules)] : [];
   if (use.batch) parts.activations = arenaBytes(activationSpecs(cfg, use.batch.B, use.batch.T, use.training, use.gradientCheckpointing ?? false, shapes));
   return { parts, total: Object.values(parts).reduce((a, b) => a + b, 0) };
 }
@@ -515,35 +515,34 @@ export class Decoder {
     return this.adapters.map((a) => a.shape);
   }
 
-  /** The token embedding the forward uses: the last adapter's trained copy, or the base's. */
-  embedTensor(): Tensor {
+  /** The last applied adapter's trained copy of the embedding or the LM head, or null when none trained one. */
+  adapterCopy(which: SavedModule): Tensor | null {
     for (let i = this.adapters.length - 1; i >= 0; i--) {
-      const t = this.adapters[i].saved.get('embed');
+      const t = this.adapters[i].saved.get(which);
       if (t) return t;
     }
-    return this.params.get(globalParamName(this.config, 'embed'));
+    return null;
   }
 
-  /** The embedding's gradient, or null when it is frozen. */
-  private embedGrad(): Tensor | null {
+  /** The base's embedding or LM head (the embedding when tied), by parameter name. */
+  private baseModuleName(which: SavedModule): string {
+    return globalParamName(this.config, which === 'head' && !this.config.tiedHead ? 'head' : 'embed');
+  }
+
+  /** The token embedding the forward uses: the last adapter's trained copy, or the base's. */
+  embedTensor(): Tensor {
+    return this.adapterCopy('embed') ?? this.params.get(this.baseModuleName('embed'));
+  }
+
+  /** The gradient of the embedding or the LM head (the embedding's when tied), or null when it is frozen. */
+  private moduleGrad(which: SavedModule): Tensor | null {
     const g = this.grads;
     if (!g) return null;
     if (this.trainableAdapter) {
-      const t = this.trainableAdapter.saved.get('embed');
+      const t = this.trainableAdapter.saved.get(which);
       return t ? g.get(t.name) : null;
     }
-    return g.get(globalParamName(this.config, 'embed'));
-  }
-
-  /** The LM head's gradient (the embedding's when tied), or null when it is frozen. */
-  private headGrad(): Tensor | null {
-    const g = this.grads;
-    if (!g) return null;
-    if (this.trainableAdapter) {
-      const t = this.trainableAdapter.saved.get('head');
-      return t ? g.get(t.name) : null;
-    }
-    return g.get(globalParamName(this.config, this.config.tiedHead ? 'embed' : 'head'));
+    return g.get(this.baseModuleName(which));
   }
 
   get numParameters(): number {
@@ -557,11 +556,7 @@ export class Decoder {
 
   /** The LM head's weight (V, C): an adapter's trained copy, or the base's (the token embedding when tied). */
   headWeight(): Tensor {
-    for (let i = this.adapters.length - 1; i >= 0; i--) {
-      const t = this.adapters[i].saved.get('head');
-      if (t) return t;
-    }
-    return this.params.get(globalParamName(this.config, this.config.tiedHead ? 'embed' : 'head'));
+    return this.adapterCopy('head') ?? this.params.get(this.baseModuleName('head'));
   }
 
   /**
@@ -868,7 +863,7 @@ export class Decoder {
     k.crossentropy_backward(acts.logits, acts.logits, acts.ceLse, targets, 1 / lossDenominator, BT, V, IGNORE_INDEX);
     const dlnf = acts.dC;
     k.fill(dlnf, 0, BT * C);
-    k.matmul_backward(dlnf, this.headGrad(), null, acts.logits, acts.lnf, this.headWeight(), BT, C, V);
+    k.matmul_backward(dlnf, this.moduleGrad('head'), null, acts.logits, acts.lnf, this.headWeight(), BT, C, V);
     const lastResidual = cfg.layers > 0 ? acts.layers[cfg.layers - 1].residual3 : acts.encoded;
     const dres = acts.dresidual;
     k.fill(dres, 0, BT * C);
@@ -917,7 +912,7 @@ export class Decoder {
       this.normBackward(dres, dw.norm1w, dw.norm1b, dln1, layerInput, w.norm1w!, a.ln1Mean, a.ln1Rstd, BT);
     }
     const learned = cfg.positions === 'learned';
-    const dwte = this.embedGrad(), dwpe = learned && !this.trainableAdapter ? gp('positions') : null;
+    const dwte = this.moduleGrad('embed'), dwpe = learned && !this.trainableAdapter ? gp('positions') : null;
     if (dwte || dwpe) k.encoder_backward(dwte, dwpe, dres, tokens, learned ? positions : null, B, T, C, 0);
     // The logits were overwritten: a second backward of the same forward would be wrong.
     this.lastBatch = null;

@@ -118,15 +118,15 @@ export class FrozenLinears {
   /** The weight as float32 (OC, C), dequantized (for merging and saving). */
   read(name: string): Float32Array {
     const w = this.get(name), k = kernels, n = w.OC * w.C;
+    if (w.dtype === 'bf16') {
+      // bf16 -> f32 is exact: the 16 bits become the high half of the float.
+      const bits = new Uint16Array(w.bits.read().buffer, 0, n), values = new Float32Array(n), wide = new Uint32Array(values.buffer);
+      for (let i = 0; i < n; i++) wide[i] = bits[i] << 16;
+      return values;
+    }
     const out = new TensorArena(this.device, [{ name: 'w', shape: [n] }]);
     try {
       const t = out.get('w');
-      if (w.dtype === 'bf16') {
-        // bf16 -> f32 is exact: the 16 bits become the high half of the float.
-        const bits = new Uint16Array(w.bits.read().buffer, 0, n), values = new Float32Array(n), wide = new Uint32Array(values.buffer);
-        for (let i = 0; i < n; i++) wide[i] = bits[i] << 16;
-        return values;
-      }
       if (w.dtype === 'int8') k.dequantize_int8(t, w.q, w.scale, w.OC, w.C);
       else k.dequantize_nf4(t, w.packed, w.qabsmax, w.absmax2, w.offset, n);
       return t.read();

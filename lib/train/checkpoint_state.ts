@@ -79,6 +79,12 @@ export function withAbsolutePaths(config: TrainConfig): TrainConfig {
   return out;
 }
 
+/** What a LoRA run's adapter_config.json names as base_model_name_or_path: the model trained on (an absolute folder path, or the new: spec). */
+export function baseModelName(config: TrainConfig): string | null {
+  const m = config.model;
+  return m === null ? null : m.startsWith('new:') ? m : path.resolve(m);
+}
+
 /** Writes one checkpoint folder atomically. */
 export function writeCheckpoint(dir: string, c: CheckpointContents): void {
   const extraFiles: Record<string, FileContents> = { ...c.tokenizerFiles };
@@ -88,8 +94,7 @@ export function writeCheckpoint(dir: string, c: CheckpointContents): void {
   const adapter = c.model.trainingAdapter;
   if (adapter) {
     // A LoRA run's checkpoint is the adapter (a PEFT folder) and its optimizer state; the base is the run's model.
-    const base = c.config.model === null ? null : c.config.model.startsWith('new:') ? c.config.model : path.resolve(c.config.model);
-    writeDirAtomic(dir, { ...adapterFiles(adapter, base, dir), ...extraFiles });
+    writeDirAtomic(dir, { ...adapterFiles(adapter, baseModelName(c.config), dir), ...extraFiles });
     return;
   }
   saveModel(c.model, dir, { tokenizerFrom: null, extraFiles });

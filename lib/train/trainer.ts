@@ -32,7 +32,7 @@ import { removeStaleTemporaries } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
 import { checkSpace, claimOutputFolder, entryUnder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
 import { parseShardSize } from '../io/sharded';
-import { copyModelFolder, MODEL_FILES, modelFolderFiles, reencodedModelFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
+import { copyModelFolder, MODEL_FILES, modelFolderFiles, readModelFiles, reencodedModelFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
 import { tokenAccuracy } from '../metrics/lm';
 import { Decoder, planMemory } from '../model/decoder';
 import { contextLength, DecoderConfig } from '../model/decoder_config';
@@ -42,7 +42,7 @@ import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { AdamW, clipScale } from './adamw';
 import { evaluate } from './lm';
 import {
-  CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
+  baseModelName, CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
   TrainerState, writeCheckpoint,
 } from './checkpoint_state';
 import { AnomalyKind, DivergenceMonitor } from './divergence';
@@ -425,7 +425,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const tokenizerFiles = readTokenizerFiles(opened.tokenizerDir);
       let folders: { out: OutputFolder | null; checkpoints: OutputFolder | null };
       try {
-        const saved = model.trainingAdapter ? model.trainingAdapter.arena.numel : model.numParameters;
+        const saved = model.trainingAdapter?.parameterCount ?? model.numParameters;
         folders = this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir);
       } catch (e) {
         optimizer.free();
@@ -751,19 +751,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const adapter = s.opened.model.trainingAdapter;
     const files = adapter
       ? source === null
-        ? { ...s.tokenizerFiles, ...adapterFiles(adapter, this.baseModelName(), outDir) }
-        : Object.fromEntries([...ADAPTER_FILES, ...Object.keys(s.tokenizerFiles)].filter((n) => fs.existsSync(path.join(source, n))).map((n) => [n, fs.readFileSync(path.join(source, n))]))
+        ? { ...s.tokenizerFiles, ...adapterFiles(adapter, baseModelName(c), outDir) }
+        : readModelFiles(source)
       : source === null
       ? modelFolderFiles(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles, ...saveOptions })
       : reencodedModelFiles(source, saveOptions);
     s.outFolder?.record(Object.keys(files));
     writeModelFiles(outDir, files, { ownsStale: (name) => s.outFolder?.lists(name) ?? false });
-  }
-
-  /** What adapter_config.json's base_model_name_or_path names: the model trained on (a folder path, or the new: spec). */
-  baseModelName(): string | null {
-    const m = this.config.model;
-    return m === null ? null : m.startsWith('new:') ? m : path.resolve(m);
   }
 
   private result(

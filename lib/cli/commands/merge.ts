@@ -44,8 +44,7 @@ export const mergeCommand: Command = {
     }, 'the model size');
     let { model } = openModel(v.model as string, v.device as DeviceChoice, 0, memory, '--model');
     try {
-      for (const a of adapters) loadAdapter(model, a.dir, { weight: a.weight, label: '--adapter' });
-      const merged = adapters.map((a) => ({ adapter: a.dir, weight: a.weight, modules: model.adapters[adapters.indexOf(a)].modules.length }));
+      const merged = adapters.map((a) => ({ adapter: a.dir, weight: a.weight, modules: loadAdapter(model, a.dir, { weight: a.weight, label: '--adapter' }).modules.length }));
       model = mergeAdapters(model);
       const files = modelFolderFiles(model, plan.dir, { tokenizerFrom: v.model as string, dtype: v['save-dtype'] as 'f32' | 'bf16', maxShardSize });
       const bytes = Object.values(files).reduce((n, f) => n + contentsBytes(f), 0);
