@@ -208,7 +208,7 @@ function fillFromGGUF(model: Decoder, h: GGUFHeader): void {
     model.setParameter(param, values);
   }
   // llama.cpp's GPT-2 graph needs output.weight, so a (tied) GPT-2 stores the embedding twice.
-  if (cfg.modelType === 'gpt2' && h.tensors.has('output.weight')) {
+  if (cfg.modelType === 'gpt2' && cfg.tiedHead && h.tensors.has('output.weight')) {
     const embed = model.readParameter(globalParamName(cfg, 'embed'));
     const head = tensor({ name: 'output.weight', shape: [], heads: null }, [cfg.vocabSize, cfg.width]);
     if (head.some((v, i) => v !== embed[i])) throw new FileFormatError(`${h.file}: tensor output.weight differs from token_embd.weight; gptune's GPT-2 ties the head to the embedding`);
@@ -287,17 +287,28 @@ export interface GGUFModelOptions {
   baseDtype?: BaseDtype;
 }
 
+/**
+ * The model config of a GGUF file. A GPT-2 file whose output.weight has another type than token_embd
+ * (llama.cpp's quantizer gives the head Q6_K and the embedding Q4_K, say) holds two different
+ * matrices: it is loaded with an untied head, so gptune computes what llama.cpp computes.
+ */
+function modelConfig(h: GGUFHeader, k: Keys): DecoderConfig {
+  const config = parseModelConfig(configJSON(h, k), h.file);
+  const head = h.tensors.get('output.weight'), embed = h.tensors.get('token_embd.weight');
+  return config.modelType === 'gpt2' && head && embed && head.type !== embed.type ? { ...config, tiedHead: false } : config;
+}
+
 /** The config of a GGUF model file, from its header alone (for memory checks before loading). */
 export function ggufModelConfig(file: string): DecoderConfig {
   const h = readGGUFHeader(file);
-  return parseModelConfig(configJSON(h, new Keys(h)), file);
+  return modelConfig(h, new Keys(h));
 }
 
 /** Loads a GGUF model file: the model (weights dequantized to float32) and its tokenizer. */
 export function loadGGUFModel(file: string, options: GGUFModelOptions = {}): { model: Decoder; tokenizer: Tokenizer; config: DecoderConfig } {
   const h = readGGUFHeader(file);
   const k = new Keys(h);
-  const config = parseModelConfig(configJSON(h, k), file);
+  const config = modelConfig(h, k);
   const tokenizer = ggufTokenizer(h, k, config.vocabSize);
   const model = new Decoder(config, options.device ?? 'cpu', { baseDtype: options.baseDtype });
   try {
