@@ -67,14 +67,14 @@ export interface ExportCost {
   seq_len: number;
   source: CostRow;
   exported: CostRow;
-  /** Relative changes of the export against the source, in percent. */
-  perplexity_change_pct: number;
-  token_accuracy_change_pct: number;
-  bytes_change_pct: number;
+  /** Relative changes of the export against the source, in percent (null where the source's value is 0). */
+  perplexity_change_pct: number | null;
+  token_accuracy_change_pct: number | null;
+  bytes_change_pct: number | null;
 }
 
 export function exportCost(evalData: string, seqLen: number, source: CostRow, exported: CostRow): ExportCost {
-  const pct = (after: number, before: number) => (100 * (after - before)) / before;
+  const pct = (after: number, before: number) => (before === 0 ? null : (100 * (after - before)) / before);
   return {
     eval_data: evalData, seq_len: seqLen, source, exported,
     perplexity_change_pct: pct(exported.perplexity, source.perplexity),
@@ -85,7 +85,7 @@ export function exportCost(evalData: string, seqLen: number, source: CostRow, ex
 
 /** The cost as a table: dtype, bytes, perplexity, token accuracy, and the export's change against the source. */
 export function formatCost(c: ExportCost): string[] {
-  const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}%`;
+  const signed = (x: number | null) => (x === null ? 'n/a' : `${x >= 0 ? '+' : ''}${x.toFixed(2)}%`);
   const rows = [
     ['dtype', 'bytes', 'perplexity', 'token accuracy'],
     [c.source.dtype, String(c.source.bytes), c.source.perplexity.toFixed(4), `${(100 * c.source.token_accuracy).toFixed(2)}%`],

@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { expectCleanFailure, gptune, lastJSON, ROOT } from '../cli/run';
+import { exportCost, formatCost } from '../../lib/gguf/measure';
 import { FIXTURES, tempDir, TINY } from '../helpers';
 
 const TEXT = path.join(FIXTURES, 'eval-text.txt');
@@ -75,4 +76,13 @@ test('--no-measure skips it; a missing --eval-data is one line naming it, before
   const out = path.join(tempDir(), 'm.gguf');
   expectCleanFailure(['export', '--model', TINY, '--format', 'gguf', '--out', out, '--eval-data', '/no/such/text.txt'], /--eval-data \/no\/such\/text\.txt: file not found/, out);
   expectCleanFailure(['export', '--model', TINY, '--format', 'gguf', '--out', out, '--eval-tokens', '1'], /--eval-tokens/, out);
+});
+
+test('a change against a source value of 0 (an untrained model predicts no token right) is n/a, not NaN', () => {
+  const row = (token_accuracy: number): Row => ({ dtype: 'x', bytes: 100, perplexity: 50, token_accuracy, tokens: 10 });
+  const c = exportCost('held-out.txt', 64, { ...row(0), dtype: 'f32 (source)' }, { ...row(0.1), dtype: 'q4_0' });
+  expect(c.token_accuracy_change_pct).toBeNull();
+  expect(c.perplexity_change_pct).toBe(0);
+  expect(formatCost(c)[4]).toMatch(/^change\s+\+0\.00%\s+\+0\.00%\s+n\/a$/);
+  expect(JSON.parse(JSON.stringify(c)).token_accuracy_change_pct).toBeNull();
 });
