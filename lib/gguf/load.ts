@@ -277,6 +277,7 @@ function ggufTokenizer(h: GGUFHeader, k: Keys, vocabSize: number): Tokenizer {
     eos_token: tokenText('tokenizer.ggml.eos_token_id'), bos_token: tokenText('tokenizer.ggml.bos_token_id'),
     pad_token: tokenText('tokenizer.ggml.padding_token_id'),
     add_bos_token: k.has('tokenizer.ggml.add_bos_token') ? k.bool('tokenizer.ggml.add_bos_token') : false,
+    add_eos_token: k.has('tokenizer.ggml.add_eos_token') ? k.bool('tokenizer.ggml.add_eos_token') : false,
     chat_template: k.has('tokenizer.chat_template') ? k.string('tokenizer.chat_template') : null,
   };
   return new HFTokenizer({ tokenizerJSON, jsonFile: `${h.file} (tokenizer.ggml.*)`, config, configFile: `${h.file} (tokenizer.ggml.*)`, name: `gguf:${h.file}` });

@@ -6,13 +6,13 @@
  *   token_type   NORMAL 1, CONTROL 3 (special tokens), USER_DEFINED 4 (non-special added tokens), UNUSED 5 (holes)
  *   merges       "left right", in rank order
  *   pre          llama.cpp's name for the pre-tokenizer's regex ("gpt-2", "llama-bpe", "qwen2")
- * and the special ids, add_bos_token and the chat template from the loaded Tokenizer.
+ * and the special ids, add_bos_token, add_eos_token and the chat template from the loaded Tokenizer.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { ExportError } from '../errors';
 import { readJSONFile } from '../io/json';
-import { gpt2FilesFromTiktoken, parseMergesTxt, parseVocabJSON, Tokenizer } from '../tokenizer';
+import { gpt2FilesFromTiktoken, HFTokenizer, parseMergesTxt, parseVocabJSON, Tokenizer } from '../tokenizer';
 import { GPT2_PRETOKENIZE_PATTERN } from '../tokenizer/pretokenize';
 import type { GGUFValue } from './format';
 
@@ -115,6 +115,8 @@ export function tokenizerKV(tokenizer: Tokenizer, dir: string | null, vocabSize:
   const pad = idOf(special.pad_token);
   if (pad !== null) kv.set('tokenizer.ggml.padding_token_id', { type: 'u32', value: pad });
   kv.set('tokenizer.ggml.add_bos_token', { type: 'bool', value: tokenizer.addBosToken });
+  // tokenizer_config.json's add_eos_token (GPT-2's vocab.json/merges.txt files have none: false, llama.cpp's default for BPE).
+  kv.set('tokenizer.ggml.add_eos_token', { type: 'bool', value: tokenizer instanceof HFTokenizer && tokenizer.addEosToken });
   if (tokenizer.chatTemplate !== null) kv.set('tokenizer.chat_template', { type: 'string', value: tokenizer.chatTemplate });
   return kv;
 }

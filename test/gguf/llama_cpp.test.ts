@@ -16,7 +16,7 @@ import { loadModel, saveModel } from '../../lib/model/checkpoint';
 import { parseDecoderSpec } from '../../lib/model/config';
 import { Decoder } from '../../lib/model/decoder';
 import { generate } from '../../lib/model/generate';
-import { encodeSequence, loadTokenizer, Tokenizer } from '../../lib/tokenizer';
+import { encodeSequence, HFTokenizer, loadTokenizer, Tokenizer } from '../../lib/tokenizer';
 import { exportGGUF as exportToGGUF, Job, JobResult, perplexity, runLlamaCpp } from './llama_cpp_helpers';
 import { FIXTURES, seededRandom, tempDir, TINY } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
@@ -77,7 +77,15 @@ const MODELS: Array<{ name: string; make: () => string }> = [
     make: () => tinyLlamaFolder('new:arch=llama,n_layer=2,n_head=4,n_embd=48,n_inner=80,n_positions=64,vocab_size=350,attention_bias=true,mlp_bias=true', 13, TINY,
       { rope_scaling: { rope_type: 'linear', factor: 2 } }),
   },
-  { name: 'qwen2 (tied, ChatML tokenizer)', make: () => tinyLlamaFolder('new:arch=qwen2,n_layer=2,n_head=4,n_kv_head=1,n_embd=32,n_inner=64,n_positions=64,vocab_size=576,tie_word_embeddings=true', 14, path.join(TOKENIZERS, 'bytelevel-chatml')) },
+  {
+    name: 'qwen2 (tied, ChatML tokenizer, add_eos_token)',
+    make: () => {
+      const dir = tinyLlamaFolder('new:arch=qwen2,n_layer=2,n_head=4,n_kv_head=1,n_embd=32,n_inner=64,n_positions=64,vocab_size=576,tie_word_embeddings=true', 14, path.join(TOKENIZERS, 'bytelevel-chatml'));
+      const config = path.join(dir, 'tokenizer_config.json');
+      fs.writeFileSync(config, JSON.stringify({ ...JSON.parse(fs.readFileSync(config, 'utf8')), add_eos_token: true }));
+      return dir;
+    },
+  },
   { name: 'qwen3 (q/k norms, head_dim 16)', make: () => tinyLlamaFolder('new:arch=qwen3,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=350,head_dim=16', 15, TINY) },
 ];
 
@@ -142,8 +150,10 @@ describe.each(MODELS.map((m, i) => [m.name, i] as const))('%s', (_name, i) => {
     const tokenizer = loadTokenizer(p.dir);
     const t = p.f32.tokenizer;
     expect(t).toEqual({
-      eos: tokenizer.eosTokenId, bos: tokenizer.bosTokenId ?? undefined, addBos: tokenizer.addBosToken, template: tokenizer.chatTemplate ?? undefined,
+      eos: tokenizer.eosTokenId, bos: tokenizer.bosTokenId ?? undefined, addBos: tokenizer.addBosToken,
+      addEos: tokenizer instanceof HFTokenizer && tokenizer.addEosToken, template: tokenizer.chatTemplate ?? undefined,
     });
+    if (i === 3) expect(t.addEos).toBe(true);
   });
 
   test("greedy continuation is gptune's for F32 and F16 (Q8_0 and BF16 files run)", () => {

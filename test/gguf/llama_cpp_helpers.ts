@@ -16,7 +16,7 @@ export interface Job {
 
 export interface JobResult {
   ids: number[][]; tokens: number[]; probabilities: number[];
-  tokenizer: { eos?: number; bos?: number; addBos?: boolean; template?: string };
+  tokenizer: { eos?: number; bos?: number; addBos?: boolean; addEos?: boolean; template?: string };
   scored?: number[];
 }
 

@@ -3,7 +3,7 @@
 //   { file, lora?: [{ file, scale }], texts: string[], prompt: number[], n: number,
 //     score?: number[] | number[][], contextSize?: number (default 64) }
 // and writes one JSON line: per job, llama.cpp's ids of each text (no BOS added, special tokens
-// parsed), the file's special token ids, add_bos_token and chat template, and the greedy
+// parsed), the file's special token ids, add_bos_token, add_eos_token and chat template, and the greedy
 // continuation of `prompt` with each token's probability, the log-probability of each token of
 // `score` (each of its sequences) after the ones before it (a fresh sequence each), all in one list;
 // or { error }.
@@ -50,7 +50,7 @@ async function run(job) {
     }
   }
   const t = model.fileInfo.metadata.tokenizer;
-  const tokenizer = { eos: t.ggml.eos_token_id, bos: t.ggml.bos_token_id, addBos: t.ggml.add_bos_token, template: t.chat_template };
+  const tokenizer = { eos: t.ggml.eos_token_id, bos: t.ggml.bos_token_id, addBos: t.ggml.add_bos_token, addEos: t.ggml.add_eos_token, template: t.chat_template };
   await context.dispose();
   await model.dispose();
   return { ids, tokens, probabilities, tokenizer, scored };

@@ -13,7 +13,7 @@ import { loadGGUFModel } from '../../lib/gguf/load';
 import { loadModel } from '../../lib/model/checkpoint';
 import { globalParamName, type Decoder } from '../../lib/model/decoder';
 import { openModel } from '../../lib/model/open';
-import { encodeSequence } from '../../lib/tokenizer';
+import { encodeSequence, HFTokenizer } from '../../lib/tokenizer';
 import { expectCleanFailure, gptune, lastJSON } from '../cli/run';
 import { FIXTURES, tempDir, TINY } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
@@ -123,6 +123,7 @@ describe.each(MODELS)('$name', ({ make }) => {
       for (const text of TEXTS) expect(loaded.tokenizer.encode(text)).toEqual(original.tokenizer.encode(text));
       expect(loaded.tokenizer.decode(original.tokenizer.encode(TEXTS[2]))).toBe(TEXTS[2]);
       for (const key of ['eosTokenId', 'bosTokenId', 'addBosToken', 'chatTemplate'] as const) expect(loaded.tokenizer[key]).toEqual(original.tokenizer[key]);
+      expect((loaded.tokenizer as HFTokenizer).addEosToken).toBe(original.tokenizer instanceof HFTokenizer && original.tokenizer.addEosToken);
     } finally {
       original.model.free();
       loaded.model.free();
