@@ -14,7 +14,7 @@ import { loadAdapter, mergeAdapters, parseAdapterSpec } from '../../lora/apply';
 import { readAdapterFolder } from '../../lora/files';
 import { loadModelConfig } from '../../model/config';
 import { planMemory } from '../../model/decoder';
-import { ffnInputWidth, qkvWidth } from '../../model/decoder_config';
+import { contextLength, ffnInputWidth, qkvWidth } from '../../model/decoder_config';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out, readTextFile } from '../common';
 
 /**
@@ -90,7 +90,8 @@ export const exportCommand: Command = {
       const measure = v.measure !== false;
       const evalText = measure ? heldOutText(v) : null;
       const memory = memoryCheck(v, 'exporting', (cfg) => {
-        const parts = planMemory(cfg, { batch: measure ? { B: 1, T: evalSeqLen(cfg.maxPositions) } : null, training: false }).parts;
+        // Measuring runs one chunk at a time (scoreModel: batch 1).
+        const parts = planMemory(cfg, { batch: measure ? { B: 1, T: evalSeqLen(contextLength(cfg)) } : null, training: false }).parts;
         // One tensor at a time is copied out of the model and encoded: at most the largest matrix, twice.
         const largest = cfg.width * Math.max(cfg.vocabSize, qkvWidth(cfg), ffnInputWidth(cfg));
         return { ...parts, 'tensor encoding': 2 * 4 * largest };
