@@ -140,6 +140,14 @@ function fixtures(block: number): { name: string; rows: number; x: Float32Array 
   add('block magnitudes from 1e-12 to 1e8', 4, spread);
   // Small integers and halves: exact ties in every rounding step that scales by a power of two.
   add('integers and halves (rounding ties)', 2, Float32Array.from({ length: 2 * C }, () => rng.ints(1, -16, 16)[0] / 2));
+  // Many rows of a trained layer's spread: a float step done differently (a fused multiply-add in Q4_K's
+  // least-squares fit, say) changes about 1 super-block in 600, so this many (2048) catch it.
+  const many = normals(rng, 1024 * C);
+  for (let r = 0; r < 1024; r++) {
+    const scale = 10 ** rng.uniform(-3, 0);
+    for (let j = r * C; j < (r + 1) * C; j++) many[j] *= scale;
+  }
+  add('1024 rows of varied scale', 1024, many);
   // One row of a single block (C = block): the smallest weight.
   add('one block', 1, normals(rng, block, 0.1));
   return cases;
