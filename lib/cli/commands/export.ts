@@ -11,7 +11,7 @@ import { readAdapterFolder } from '../../lora/files';
 import { loadModelConfig } from '../../model/config';
 import { planMemory } from '../../model/decoder';
 import { ffnInputWidth, qkvWidth } from '../../model/decoder_config';
-import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
+import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, HUB_FLAGS, out } from '../common';
 
 /** The summary table: one line per tensor (name, type, bytes), fallbacks named, and the file size. */
 function report(plan: GGUFPlan, file: string, json: boolean, what: Record<string, unknown>): void {
@@ -35,8 +35,9 @@ export const exportCommand: Command = {
     'instead (llama.cpp --lora; --model names its base). Norms, biases and position embeddings stay F32; a weight whose rows ' +
     'do not split into Q8_0 blocks of 32 is written as F16, and the summary says so. --out is replaced only when gptune ' +
     'wrote it, or with --overwrite.',
+  modelFlags: ['model'],
   flags: {
-    model: { type: 'string', required: true, help: 'the model folder (with --adapter-only: the base the adapter was trained on)' },
+    model: { type: 'string', required: true, help: 'the model folder (with --adapter-only: the base the adapter was trained on); or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     adapter: { type: 'strings', help: 'a PEFT adapter folder: DIR, or DIR:WEIGHT to scale it; repeat to merge several' },
     'adapter-only': { type: 'bool', help: 'write the one --adapter as a LoRA adapter GGUF instead of merging it' },
     format: { type: 'string', choices: ['gguf'], required: true, help: 'output format' },
@@ -45,6 +46,7 @@ export const exportCommand: Command = {
     overwrite: { type: 'bool', help: 'replace --out even if gptune did not write it' },
     json: { type: 'bool', help: 'print the summary as one JSON line' },
     ...MAX_MEMORY_FLAG,
+    ...HUB_FLAGS,
     ...COMMON,
   },
   run(v) {
