@@ -48,7 +48,8 @@ const METADATA_TIMEOUT_MS = 10_000;
 const STALL_TIMEOUT_MS = 60_000;
 
 function headers(conn: HubConnection, extra: Record<string, string> = {}): Record<string, string> {
-  const h: Record<string, string> = { 'user-agent': `gptune/${VERSION}`, ...extra };
+  // identity: a compressed answer's Content-Length is not the file's size (huggingface_hub asks the same).
+  const h: Record<string, string> = { 'user-agent': `gptune/${VERSION}`, 'accept-encoding': 'identity', ...extra };
   if (conn.token) h.authorization = `Bearer ${conn.token}`;
   return h;
 }
@@ -79,7 +80,7 @@ export function checkStatus(res: Response, id: HubModelId, conn: HubConnection, 
   }
   if (code === 'RepoNotFound' || (res.status === 404 && code === null && file === undefined)) {
     const token = conn.token ? '' : ' (if it is private or gated, set HF_TOKEN)';
-    throw new HubAccessError(`${id.repoId}: no such model repository on ${conn.endpoint}${token}`);
+    throw new HubAccessError(`${id.repoId}: not a local folder, and ${conn.endpoint} has no model repository of that name${token}`);
   }
   if (code === 'RevisionNotFound') throw new HubAccessError(`${model}: revision '${id.revision}' not found in ${where}`);
   if (res.status === 404) throw new HubAccessError(`${model}: ${file ?? 'the file'} not found in the repository`);

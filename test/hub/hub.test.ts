@@ -19,6 +19,7 @@ import { loadTokenizer } from '../../lib/tokenizer';
 import { globPattern } from '../../lib/hub/resolve';
 import { isHubModelSpec, parseHubModelId } from '../../lib/hub/cache';
 import { normalizeEtag } from '../../lib/hub/download';
+import { downloadProgressLine } from '../../lib/cli/common';
 import { FIXTURES, tempDir } from '../helpers';
 import { CLI, ROOT } from '../cli/run';
 import { FakeHub, FakeRepo, gitBlobSha1, sha256 } from './fake_hub';
@@ -124,6 +125,20 @@ describe('model ids', () => {
     expect(globPattern('model-0000[12]-*').test('model-00002-of-00003.safetensors')).toBe(true);
     expect(globPattern('model-0000[!12]-*').test('model-00002-of-00003.safetensors')).toBe(false);
     expect(globPattern('a.b').test('axb')).toBe(false);
+  });
+});
+
+describe('the progress line', () => {
+  test('a terminal gets one rewritten line per file, ended when the file is done; anything else gets nothing', () => {
+    let written = '';
+    const tty = { isTTY: true, write: (t: string) => ((written += t), true) } as unknown as NodeJS.WriteStream;
+    const show = downloadProgressLine(tty)!;
+    show({ file: 'model.safetensors', received: 1_000_000, total: 4_000_000, done: false });
+    expect(written).toMatch(/^\rdownloading model\.safetensors: 1\.0 \/ 4\.0 MB \(25%\), [\d.]+ MB\/s\x1b\[K$/);
+    written = '';
+    show({ file: 'model.safetensors', received: 4_000_000, total: 4_000_000, done: true });
+    expect(written).toMatch(/^\rdownloading model\.safetensors: 4\.0 \/ 4\.0 MB \(100%\), [\d.]+ MB\/s\x1b\[K\n$/);
+    expect(downloadProgressLine({ isTTY: false } as unknown as NodeJS.WriteStream)).toBeUndefined();
   });
 });
 
@@ -280,7 +295,7 @@ describe('Hub errors: one line, non-zero exit', () => {
     const repo = await gptune([...GENERATE, '--model', 'org/nope'], env());
     expect(repo.code).toBe(2);
     expect(repo.stderr.trim().split('\n')).toHaveLength(1);
-    expect(repo.stderr).toMatch(/--model org\/nope: no such model repository on http:\/\/127\.0\.0\.1:\d+ \(if it is private or gated, set HF_TOKEN\)/);
+    expect(repo.stderr).toMatch(/--model org\/nope: not a local folder, and http:\/\/127\.0\.0\.1:\d+ has no model repository of that name \(if it is private or gated, set HF_TOKEN\)/);
     const rev = await gptune(['download', 'org/tiny@nope'], env());
     expect(rev.code).toBe(2);
     expect(rev.stderr).toMatch(/org\/tiny@nope: revision 'nope' not found/);
@@ -354,5 +369,29 @@ describe("a cache written in huggingface_hub's layout", () => {
     expect(online.code).toBe(0);
     expect(hub.requests.map((r) => r.url)).toEqual(['/api/models/org/handmade/revision/main']);
     expect(fs.readdirSync(path.join(repoDir, 'blobs')).length).toBe(fs.readdirSync(modelDir).length);
+  });
+});
+
+describe('train --model org/name', () => {
+  test('a LoRA run records the base as PEFT does (repo id + revision = the commit), its checkpoints pin org/tiny@<commit>, and --resume loads that base offline', async () => {
+    const home = tempDir('gptune-hf-home-');
+    const work = tempDir('gptune-hub-train-');
+    const data = path.join(work, 'data.txt');
+    fs.writeFileSync(data, 'the quick brown fox jumps over the lazy dog. '.repeat(40));
+    const out = path.join(work, 'out');
+    const args = ['train', '--model', 'org/tiny', '--data', data, '--out', out, '--steps', '2', '--batch-size', '2', '--seq-len', '16', '--save-every', '1', '--lora', '--quiet'];
+    const r = await gptune(args, { HF_ENDPOINT: endpoint, HF_HOME: home });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const adapterConfig = JSON.parse(fs.readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
+    expect(adapterConfig.base_model_name_or_path).toBe('org/tiny');
+    expect(adapterConfig.revision).toBe(COMMIT);
+    const checkpoint = path.join(out, 'checkpoints', 'step-1');
+    expect(JSON.parse(fs.readFileSync(path.join(checkpoint, 'train_config.json'), 'utf8')).model).toBe(`org/tiny@${COMMIT}`);
+    // Resuming needs the base again: from the cache, with the server unreachable.
+    const resumed = await gptune(['train', '--resume', checkpoint, '--steps', '3', '--quiet', '--offline'], { HF_ENDPOINT: refusing, HF_HOME: home });
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(JSON.parse(resumed.stdout.trim().split('\n').pop()!).steps).toBe(3);
   });
 });
