@@ -69,6 +69,16 @@ export function repoCacheDir(repoId: string, cacheDir = hubCacheDir()): string {
   return path.join(cacheDir, getRepoFolderName({ name: repoId, type: 'model' }));
 }
 
+/** The repo id of a snapshot folder in a hub cache (.../models--org--name/snapshots/<commit>), or null for any other folder. */
+export function snapshotModelId(dir: string): string | null {
+  const full = path.resolve(dir);
+  const commit = path.basename(full);
+  const snapshots = path.dirname(full);
+  const repo = path.basename(path.dirname(snapshots));
+  if (!isCommitHash(commit) || path.basename(snapshots) !== 'snapshots' || !repo.startsWith('models--')) return null;
+  return repo.slice('models--'.length).split('--').join('/');
+}
+
 export function snapshotDir(repoDir: string, commit: string): string {
   return path.join(repoDir, 'snapshots', commit);
 }

@@ -20,6 +20,7 @@ import { globPattern } from '../../lib/hub/resolve';
 import { isHubModelSpec, parseHubModelId } from '../../lib/hub/cache';
 import { normalizeEtag } from '../../lib/hub/download';
 import { downloadProgressLine } from '../../lib/cli/common';
+import { readGGUFHeader } from '../../lib/gguf/read';
 import { FIXTURES, tempDir } from '../helpers';
 import { CLI, ROOT } from '../cli/run';
 import { FakeHub, FakeRepo, gitBlobSha1, sha256 } from './fake_hub';
@@ -232,6 +233,13 @@ describe('gptune with a Hub on 127.0.0.1', () => {
     const gen = await gptune([...GENERATE, '--model', 'org/sharded', '--offline'], env);
     const local = await gptune([...GENERATE, '--model', modelDir], env);
     expect(JSON.parse(gen.stdout).tokens).toEqual(JSON.parse(local.stdout).tokens);
+  });
+
+  test('export names a Hub model by its repository, not by its snapshot commit', async () => {
+    const file = path.join(tempDir(), 'tiny.gguf');
+    const r = await gptune(['export', '--model', 'org/tiny', '--offline', '--format', 'gguf', '--dtype', 'f32', '--out', file], env);
+    expect(r.code).toBe(0);
+    expect(readGGUFHeader(file).kv.get('general.name')).toEqual('tiny');
   });
 
   test('download --include takes the files matching the globs instead; --json lists them', async () => {

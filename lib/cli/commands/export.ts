@@ -11,6 +11,7 @@ import { readAdapterFolder } from '../../lora/files';
 import { loadModelConfig } from '../../model/config';
 import { planMemory } from '../../model/decoder';
 import { ffnInputWidth, qkvWidth } from '../../model/decoder_config';
+import { snapshotModelId } from '../../hub/cache';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, HUB_FLAGS, out } from '../common';
 
 /** The summary table: one line per tensor (name, type, bytes), fallbacks named, and the file size. */
@@ -24,6 +25,11 @@ function report(plan: GGUFPlan, file: string, json: boolean, what: Record<string
   out(`${'tensor'.padEnd(width)}  type  ${'bytes'.padStart(12)}`);
   for (const t of plan.summary) out(`${t.name.padEnd(width)}  ${t.type.padEnd(4)}  ${String(t.bytes).padStart(12)}${t.fallback ? `  (${t.fallback})` : ''}`);
   out(`wrote ${file}: ${plan.summary.length} tensors, ${formatBytes(bytes)}`);
+}
+
+/** general.name: the folder's name, or a Hub model's repository name (not its snapshot's commit). */
+function modelName(dir: string): string {
+  return path.basename(snapshotModelId(dir) ?? path.resolve(dir));
 }
 
 export const exportCommand: Command = {
@@ -77,7 +83,7 @@ export const exportCommand: Command = {
       try {
         for (const a of adapters) loadAdapter(model, a.dir, { weight: a.weight, label: '--adapter' });
         if (adapters.length > 0) model = mergeAdapters(model);
-        plan = planModelGGUF(model, opened.tokenizer, opened.tokenizerDir, dtype, path.basename(path.resolve(v.model as string)));
+        plan = planModelGGUF(model, opened.tokenizer, opened.tokenizerDir, dtype, modelName(v.model as string));
         what = { model: v.model, adapters: adapters.map((a) => `${a.dir}:${a.weight}`), dtype, architecture: model.config.modelType };
         checkSpace([{ target: path.dirname(path.resolve(file)), label: '--out', bytes: ggufFileBytes(plan.kv, plan.tensors) }]);
         writeGGUF(file, plan.kv, plan.tensors);
