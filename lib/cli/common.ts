@@ -1,8 +1,7 @@
 /** Shared pieces of the CLI commands: common flags, output, model and data opening. */
 import * as fs from 'fs';
 import { DEVICE_CHOICES, DeviceChoice, PRECISIONS } from '../device';
-import { HubAccessError, HubError } from '../errors';
-import { isHubModelSpec, resolveHubModel } from '../hub';
+import { localModelFolder } from '../hub';
 import type { DownloadProgress, HubOptions } from '../hub';
 import { loadAdapter, parseAdapterSpec } from '../lora/apply';
 import { BASE_DTYPES, BaseDtype } from '../model/frozen_base';
@@ -100,13 +99,7 @@ export function hubOptions(v: Record<string, unknown>): HubOptions {
 export async function resolveModelFlags(command: Command, v: Record<string, unknown>): Promise<void> {
   for (const flag of command.modelFlags ?? []) {
     const spec = v[flag];
-    if (typeof spec !== 'string' || !isHubModelSpec(spec)) continue;
-    try {
-      v[flag] = (await resolveHubModel(spec, hubOptions(v))).dir;
-    } catch (e) {
-      if (e instanceof HubAccessError || e instanceof HubError) e.message = `--${flag} ${e.message}`;
-      throw e;
-    }
+    if (typeof spec === 'string') v[flag] = (await localModelFolder(spec, `--${flag}`, hubOptions(v))).dir;
   }
 }
 

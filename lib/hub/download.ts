@@ -150,7 +150,14 @@ export async function downloadBlob(conn: HubConnection, id: HubModelId, file: st
   const controller = new AbortController();
   let stall = setTimeout(() => controller.abort(), STALL_TIMEOUT_MS);
   try {
-    const res = await hubFetch(meta.location, { headers: h, signal: controller.signal }, name);
+    let res = await hubFetch(meta.location, { headers: h, signal: controller.signal }, name);
+    if (res.status === 416 && have > 0 && have !== meta.size) {
+      // The partial file is not a prefix the server can continue (its size is unknown or it is longer): start over.
+      await res.body?.cancel();
+      have = 0;
+      const { range: _, ...whole } = h;
+      res = await hubFetch(meta.location, { headers: whole, signal: controller.signal }, name);
+    }
     if (res.status === 416 && have > 0 && have === meta.size) {
       // Everything was already there: only the checks and the rename were missing.
     } else {

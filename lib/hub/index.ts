@@ -2,5 +2,5 @@
 export { formatModelId, hubCacheDir, isHubModelSpec, parseHubModelId } from './cache';
 export type { HubModelId } from './cache';
 export type { DownloadProgress } from './download';
-export { pinnedModelId, resolveHubModel } from './resolve';
+export { localModelFolder, pinnedModelId, resolveHubModel } from './resolve';
 export type { HubOptions, HubSnapshot } from './resolve';

@@ -12,7 +12,7 @@ import { HubAccessError, HubError } from '../errors';
 import { INDEX_FILE, SINGLE_FILE } from '../io/sharded';
 import { TOKENIZER_FILES } from '../model/checkpoint';
 import {
-  cachedCommit, formatModelId, hasSnapshotFile, HubModelId, hubEndpoint, hubToken, isCommitHash, linkSnapshotFile, offlineFromEnv,
+  cachedCommit, formatModelId, hasSnapshotFile, HubModelId, hubEndpoint, hubToken, isCommitHash, isHubModelSpec, linkSnapshotFile, offlineFromEnv,
   parseHubModelId, repoCacheDir, snapshotDir, writeRef,
 } from './cache';
 import { downloadBlob, DownloadProgress, fetchJSON, fileMetadata, HubConnection } from './download';
@@ -48,6 +48,22 @@ export function pinnedModelId(snapshot: HubSnapshot): string {
   return `${snapshot.repoId}@${snapshot.commit}`;
 }
 
+/**
+ * The local folder a model spec names: for a Hub model id that is not an existing path, its snapshot
+ * (downloaded as needed; `snapshot` says which commit); anything else as given. Hub errors start with
+ * `label` (e.g. "--model").
+ */
+export async function localModelFolder(spec: string, label: string, options: HubOptions = {}): Promise<{ dir: string; snapshot: HubSnapshot | null }> {
+  if (!isHubModelSpec(spec)) return { dir: spec, snapshot: null };
+  try {
+    const snapshot = await resolveHubModel(spec, options);
+    return { dir: snapshot.dir, snapshot };
+  } catch (e) {
+    if (e instanceof HubAccessError || e instanceof HubError) e.message = `${label} ${e.message}`;
+    throw e;
+  }
+}
+
 /** Makes the snapshot of `spec` (org/name[@revision]) hold the files gptune loads, downloading what it lacks. */
 export async function resolveHubModel(spec: string, options: HubOptions = {}): Promise<HubSnapshot> {
   const id = modelId(spec);
@@ -76,7 +92,8 @@ export async function resolveHubModel(spec: string, options: HubOptions = {}): P
   let files: string[];
   if (include !== undefined) {
     const patterns = include.map(globPattern);
-    files = siblings.filter((f) => patterns.some((p) => p.test(f)));
+    // A name that would leave the snapshot folder (.., absolute) is never fetched, whatever the server lists.
+    files = siblings.filter((f) => isRepoPath(f) && patterns.some((p) => p.test(f)));
     if (files.length === 0) throw new HubAccessError(`${formatModelId(id)}: no file matches ${include.join(', ')} (it has ${siblings.slice(0, 20).join(', ')}${siblings.length > 20 ? ', ...' : ''})`);
     for (const file of files) await fetchFile(file);
   } else {
@@ -128,14 +145,14 @@ function shardsOfIndex(model: string, repoDir: string, commit: string): string[]
   } catch (e) {
     throw new HubAccessError(`${file}: not JSON (${(e as Error).message})`);
   }
-  if (typeof map !== 'object' || map === null || !Object.values(map).every((v) => typeof v === 'string' && parseHubPath(v))) {
+  if (typeof map !== 'object' || map === null || !Object.values(map).every((v) => typeof v === 'string' && isRepoPath(v))) {
     throw new HubAccessError(`${file}: weight_map is not an object of tensor name -> shard file (${model})`);
   }
   return [...new Set(Object.values(map as Record<string, string>))].sort();
 }
 
 /** A repo-relative file name that stays inside the snapshot. */
-function parseHubPath(name: string): boolean {
+function isRepoPath(name: string): boolean {
   return name !== '' && !path.isAbsolute(name) && !name.split('/').some((s) => s === '' || s === '.' || s === '..');
 }
 

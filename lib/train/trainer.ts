@@ -18,8 +18,8 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { HubAccessError, HubError, OutputError, UsageError } from '../errors';
-import { isHubModelSpec, parseHubModelId, pinnedModelId, resolveHubModel } from '../hub';
+import { OutputError, UsageError } from '../errors';
+import { isHubModelSpec, localModelFolder, parseHubModelId, pinnedModelId } from '../hub';
 import type { HubOptions } from '../hub';
 import { OpenedModel, openModel } from '../model/open';
 import { ConfigError, ConfigKey, listSetting, resolveConfig, TrainConfig } from '../config';
@@ -753,16 +753,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * (org/name@<commit>), so that resuming loads the same base even after the branch moves.
    */
   private async localModel(spec: string, isConfigModel: boolean): Promise<string> {
-    if (!isHubModelSpec(spec)) return spec;
-    let snapshot;
-    try {
-      snapshot = await resolveHubModel(spec, this.opts.hub);
-    } catch (e) {
-      if (e instanceof HubAccessError || e instanceof HubError) e.message = `${this.nameKey('model')} ${e.message}`;
-      throw e;
-    }
-    if (isConfigModel) this.pinnedModel = pinnedModelId(snapshot);
-    return snapshot.dir;
+    const { dir, snapshot } = await localModelFolder(spec, this.nameKey('model'), this.opts.hub);
+    if (snapshot !== null && isConfigModel) this.pinnedModel = pinnedModelId(snapshot);
+    return dir;
   }
 
   /** The config checkpoints and outputs record: config.model pinned to its Hub commit when it was a Hub id. */

@@ -86,6 +86,8 @@ beforeAll(async () => {
     'org/gated': { commit: COMMIT, files: repoFiles(modelDir), gatedToken: 'hf_secret' },
     'org/pickle': { commit: COMMIT, files: { 'config.json': fs.readFileSync(path.join(modelDir, 'config.json')), 'pytorch_model.bin': Buffer.from('x') } },
     'org/handmade': { commit: OTHER_COMMIT, files: repoFiles(modelDir) },
+    // A server listing a file outside the repository: never fetched, never written outside the snapshot.
+    'org/evil': { commit: COMMIT, files: { 'config.json': Buffer.from('{}'), '../../../escape.txt': Buffer.from('x') } },
   };
   hub = new FakeHub(repos);
   endpoint = await hub.start();
@@ -235,6 +237,14 @@ describe('gptune with a Hub on 127.0.0.1', () => {
     expect(JSON.parse(gen.stdout).tokens).toEqual(JSON.parse(local.stdout).tokens);
   });
 
+  test('a listed file name that would leave the snapshot folder is skipped', async () => {
+    const r = await gptune(['download', 'org/evil', '--include', '*', '--json'], env);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).files).toEqual(['config.json']);
+    expect(fs.existsSync(path.join(home, 'escape.txt'))).toBe(false);
+    expect(fs.existsSync(path.join(home, 'hub', 'escape.txt'))).toBe(false);
+  });
+
   test('export names a Hub model by its repository, not by its snapshot commit', async () => {
     const file = path.join(tempDir(), 'tiny.gguf');
     const r = await gptune(['export', '--model', 'org/tiny', '--offline', '--format', 'gguf', '--dtype', 'f32', '--out', file], env);
@@ -279,6 +289,21 @@ describe('an interrupted download', () => {
     expect(cdnGets[0].range).toBe(`bytes=${kept}-`);
     expect(fs.readFileSync(path.join(home, 'hub', 'models--org--tiny', 'blobs', oid)).equals(weights)).toBe(true);
     expect(fs.existsSync(incomplete)).toBe(false);
+  });
+
+  test('a run stopped after the last byte but before the rename: the server answers 416 to the Range, and the file is checked and published', async () => {
+    const home = tempDir('gptune-hf-home-');
+    const weights = fs.readFileSync(path.join(modelDir, 'model.safetensors'));
+    const oid = sha256(weights);
+    const blobs = path.join(home, 'hub', 'models--org--tiny', 'blobs');
+    fs.mkdirSync(blobs, { recursive: true });
+    fs.writeFileSync(path.join(blobs, `${oid}.incomplete`), weights);
+    hub.requests.length = 0;
+    const r = await gptune(['download', 'org/tiny'], { HF_ENDPOINT: endpoint, HF_HOME: home });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(hub.requests.filter((q) => q.url.startsWith('/cdn/')).map((q) => q.range)).toEqual([`bytes=${weights.length}-`]);
+    expect(fs.readFileSync(path.join(blobs, oid)).equals(weights)).toBe(true);
   });
 
   test('a partial file that does not match the sha256 is removed, not published', async () => {
