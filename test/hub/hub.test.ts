@@ -264,6 +264,17 @@ describe('gptune with a Hub on 127.0.0.1', () => {
 });
 
 describe('an interrupted download', () => {
+  /** A fresh HF_HOME whose blobs/<sha256 of model.safetensors>.incomplete holds `partial(weights)`. */
+  function plantIncomplete(partial: (weights: Buffer) => Buffer): { home: string; weights: Buffer; oid: string; blobs: string } {
+    const home = tempDir('gptune-hf-home-');
+    const weights = fs.readFileSync(path.join(modelDir, 'model.safetensors'));
+    const oid = sha256(weights);
+    const blobs = path.join(home, 'hub', 'models--org--tiny', 'blobs');
+    fs.mkdirSync(blobs, { recursive: true });
+    fs.writeFileSync(path.join(blobs, `${oid}.incomplete`), partial(weights));
+    return { home, weights, oid, blobs };
+  }
+
   test('keeps blobs/<etag>.incomplete, and the next run continues it with a Range request', async () => {
     const home = tempDir('gptune-hf-home-');
     const env = { HF_ENDPOINT: endpoint, HF_HOME: home };
@@ -292,12 +303,7 @@ describe('an interrupted download', () => {
   });
 
   test('a run stopped after the last byte but before the rename: the server answers 416 to the Range, and the file is checked and published', async () => {
-    const home = tempDir('gptune-hf-home-');
-    const weights = fs.readFileSync(path.join(modelDir, 'model.safetensors'));
-    const oid = sha256(weights);
-    const blobs = path.join(home, 'hub', 'models--org--tiny', 'blobs');
-    fs.mkdirSync(blobs, { recursive: true });
-    fs.writeFileSync(path.join(blobs, `${oid}.incomplete`), weights);
+    const { home, weights, oid, blobs } = plantIncomplete((w) => w);
     hub.requests.length = 0;
     const r = await gptune(['download', 'org/tiny'], { HF_ENDPOINT: endpoint, HF_HOME: home });
     expect(r.stderr).toBe('');
@@ -307,13 +313,8 @@ describe('an interrupted download', () => {
   });
 
   test('a partial file that does not match the sha256 is removed, not published', async () => {
-    const home = tempDir('gptune-hf-home-');
-    const weights = fs.readFileSync(path.join(modelDir, 'model.safetensors'));
-    const oid = sha256(weights);
-    const blobs = path.join(home, 'hub', 'models--org--tiny', 'blobs');
-    fs.mkdirSync(blobs, { recursive: true });
     // Garbage where the first 1000 bytes should be: the resumed tail completes the size, the hash exposes it.
-    fs.writeFileSync(path.join(blobs, `${oid}.incomplete`), Buffer.alloc(1000, 7));
+    const { home, oid, blobs } = plantIncomplete(() => Buffer.alloc(1000, 7));
     const r = await gptune(['download', 'org/tiny'], { HF_ENDPOINT: endpoint, HF_HOME: home });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/model\.safetensors: sha256 [0-9a-f]{64} does not match the Hub's [0-9a-f]{64}; the corrupt download was removed/);
