@@ -353,6 +353,30 @@ describe('Hub errors: one line, non-zero exit', () => {
     expect(toCdn[0].authorization).toBeUndefined();
   });
 
+  test('every command that takes a model resolves a Hub id in it (--model, eval --compare), naming the flag; nothing is written', async () => {
+    const work = tempDir('gptune-hub-commands-');
+    const text = path.join(work, 'text.txt');
+    fs.writeFileSync(text, 'some text to read\n');
+    const out = path.join(work, 'out');
+    const commands: Array<[string[], string]> = [
+      [['eval', '--model', 'org/nope', '--data', text], '--model'],
+      [['eval', '--model', modelDir, '--compare', 'org/nope', '--data', text], '--compare'],
+      [['generate', '--model', 'org/nope', '--prompt', 'x'], '--model'],
+      [['sample', '--model', 'org/nope', '--data', text, '--out', `${out}.md`], '--model'],
+      [['chat', '--model', 'org/nope'], '--model'],
+      [['merge', '--model', 'org/nope', '--adapter', work, '--out', out], '--model'],
+      [['export', '--model', 'org/nope', '--format', 'gguf', '--out', `${out}.gguf`], '--model'],
+      [['data', 'inspect', text, '--model', 'org/nope'], '--model'],
+      [['train', '--model', 'org/nope', '--data', text, '--out', out, '--steps', '1'], '--model'],
+    ];
+    for (const [args, flag] of commands) {
+      const r = await gptune(args, env());
+      expect([args[0], r.code, r.stderr.trim().split('\n').length]).toEqual([args[0], 2, 1]);
+      expect(r.stderr).toContain(`gptune ${args[0]}: ${flag} org/nope: not a local folder, and http://127.0.0.1:`);
+    }
+    expect(fs.readdirSync(work)).toEqual(['text.txt']);
+  });
+
   test('connection refused with nothing cached', async () => {
     const r = await gptune(['download', 'org/tiny'], { ...env(), HF_ENDPOINT: refusing });
     expect(r.code).toBe(1);

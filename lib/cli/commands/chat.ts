@@ -8,7 +8,7 @@ import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithA
 import { resolveSampling, SAMPLING_FLAGS } from '../sampling';
 
 export const chatCommand: Command = {
-  usage: 'gptune chat --model DIR [--system TEXT] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S] [--json]',
+  usage: 'gptune chat --model DIR|org/name[@revision] [--system TEXT] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S] [--json]',
   description:
     "Talks with a model through its chat template: each line read from stdin is a user message, the reply is printed as it is generated, " +
     "and the conversation is kept for the next line. Replies stop at the model's end-of-turn tokens (generation_config.json's eos_token_id and eos_token). " +

@@ -14,7 +14,7 @@ const DEFAULT_SEQ_LEN = 1024;
 
 export const dataCommand: Command = {
   positionals: true,
-  usage: 'gptune data inspect FILE [--model DIR] [--seq-len T] [--validation FILE] [--json]',
+  usage: 'gptune data inspect FILE [--model DIR|org/name] [--seq-len T] [--validation FILE] [--json]',
   description:
     'Inspect a data file (JSONL prompt/completion, chat or classification; CSV text,label; a .txt file or a folder of them) before training: examples, tokens, a length histogram, how many examples seq_len would truncate, label balance, exact duplicates, overlap with a validation file, and tokenisation throughput. Invalid lines are errors naming FILE:LINE unless --skip-invalid.',
   modelFlags: ['model'],

@@ -168,7 +168,7 @@ function writePredictions(file: string, lines: Array<Record<string, unknown>>): 
 }
 
 export const evalCommand: Command = {
-  usage: 'gptune eval --model DIR --data FILE [--task lm|classify|generate] [--compare DIR2] [--json]',
+  usage: 'gptune eval --model DIR|org/name[@revision] --data FILE [--task lm|classify|generate] [--compare DIR2] [--json]',
   description:
     'Evaluates a model on data. --task lm (default): language-model loss on a text file: the whole file is tokenised (no BOS), cut into consecutive chunks of at most T tokens, and every token after the first of its chunk is predicted from the chunk\'s earlier tokens. ' +
     '--task classify: classification data rendered with its template; each candidate label\'s completion (" " + label by default, then <|endoftext|> unless --no-label-eos) is scored by its log-likelihood after the prompt and the most likely label is the prediction: accuracy, macro-F1, per-class figures, confusion matrix. ' +

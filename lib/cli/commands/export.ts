@@ -33,7 +33,7 @@ function modelName(dir: string): string {
 }
 
 export const exportCommand: Command = {
-  usage: 'gptune export --model DIR [--adapter DIR[:WEIGHT] ...] [--adapter-only] --format gguf --dtype f32|f16|bf16|q8_0 --out FILE.gguf',
+  usage: 'gptune export --model DIR|org/name[@revision] [--adapter DIR[:WEIGHT] ...] [--adapter-only] --format gguf --dtype f32|f16|bf16|q8_0 --out FILE.gguf',
   description:
     'Writes a model as a GGUF file that llama.cpp (and node-llama-cpp, Ollama, LM Studio) runs: GPT-2 and the Llama family ' +
     '(llama, mistral, qwen2, qwen3), the tokenizer (byte-level BPE) and chat template included. With --adapter the PEFT ' +

@@ -8,7 +8,7 @@ import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithA
 import { resolveSampling, SAMPLING_FLAGS } from '../sampling';
 
 export const generateCommand: Command = {
-  usage: 'gptune generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
+  usage: 'gptune generate --model DIR|org/name[@revision] --prompt TEXT [--chat] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
   description: 'Continues a prompt with a KV cache and prints the continuation. --temperature 0 (or --greedy) picks the most likely token.',
   modelFlags: ['model'],
   flags: {

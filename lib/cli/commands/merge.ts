@@ -9,7 +9,7 @@ import { planMemory } from '../../model/decoder';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, HUB_FLAGS, out } from '../common';
 
 export const mergeCommand: Command = {
-  usage: 'gptune merge --model BASE --adapter DIR[:WEIGHT] [--adapter DIR2[:WEIGHT] ...] --out DIR [--save-dtype f32|bf16]',
+  usage: 'gptune merge --model BASE_DIR|org/name[@revision] --adapter DIR[:WEIGHT] [--adapter DIR2[:WEIGHT] ...] --out DIR [--save-dtype f32|bf16]',
   description:
     "Merges LoRA adapters (PEFT folders) into the base model's weights in float32, W += weight * scaling * B @ A " +
     '(transposed for GPT-2\'s Conv1D, as PEFT merges with fan_in_fan_out), and writes a plain Hugging Face model folder ' +

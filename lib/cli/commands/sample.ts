@@ -25,7 +25,7 @@ function takeShortN(v: Record<string, unknown>, positionals: string[]): void {
 
 export const sampleCommand: Command = {
   positionals: true,
-  usage: 'gptune sample --model DIR --data FILE -n N --out review.md|review.jsonl [--seed S] [--temperature X --top-k K --top-p P]',
+  usage: 'gptune sample --model DIR|org/name[@revision] --data FILE -n N --out review.md|review.jsonl [--seed S] [--temperature X --top-k K --top-p P]',
   description:
     'Writes prompts, model outputs and references side by side for a person to review. ' +
     'N examples of the data are chosen with --seed and shown in file order, as ' +
