@@ -27,3 +27,17 @@ export class FileFormatError extends Error {}
  * tokenizer llama.cpp has no name for, an adapter that trained a whole module): nothing was written.
  */
 export class ExportError extends UsageError {}
+
+/**
+ * A Hugging Face Hub model gptune cannot have as asked: a repository, revision or file that is not
+ * there (404), one that is private or gated without a token that has access (401/403), weights only
+ * as pytorch_model.bin, or (offline) a file missing from the cache. The message names the repository
+ * and what to do.
+ */
+export class HubAccessError extends UsageError {}
+
+/**
+ * Talking to the Hub failed: it cannot be reached, a transfer broke off (the partial file is kept and
+ * the next run resumes it), or a download does not match its size or sha256.
+ */
+export class HubError extends Error {}

@@ -1,6 +1,8 @@
 /** Shared pieces of the CLI commands: common flags, output, model and data opening. */
 import * as fs from 'fs';
 import { DEVICE_CHOICES, DeviceChoice, PRECISIONS } from '../device';
+import { localModelFolder } from '../hub';
+import type { DownloadProgress, HubOptions } from '../hub';
 import { loadAdapter, parseAdapterSpec } from '../lora/apply';
 import { BASE_DTYPES, BaseDtype } from '../model/frozen_base';
 import { openModel, OpenedModel } from '../model/open';
@@ -35,6 +37,8 @@ export interface Command {
   usage: string;
   description: string;
   flags: Record<string, FlagSpec>;
+  /** Flags naming a model that may be a Hugging Face Hub id: main() downloads it and passes the snapshot folder. */
+  modelFlags?: string[];
   /** Whether the command reads positional arguments (it checks them); otherwise any is an error. */
   positionals?: boolean;
   run(values: Record<string, unknown>, positionals: string[]): Promise<void> | void;
@@ -76,4 +80,42 @@ export function openWithAdapters(v: Record<string, unknown>, spec: string, memor
 
 export function encodeFile(tokenizer: Tokenizer, file: string, flag: string): Int32Array {
   return Int32Array.from(tokenizer.encode(readTextFile(file, flag)));
+}
+
+/** --offline, for every command that takes a model (a Hub id such as gpt2 or org/name@revision). */
+export const HUB_FLAGS: Record<string, FlagSpec> = {
+  offline: { type: 'bool', help: 'take a Hugging Face model id (--model org/name) from the local cache only, never the network (as HF_HUB_OFFLINE=1)' },
+};
+
+/** The Hub settings of a command: --offline (else HF_HUB_OFFLINE), and a progress line on a terminal. */
+export function hubOptions(v: Record<string, unknown>): HubOptions {
+  return { offline: v.offline === true ? true : undefined, onProgress: downloadProgressLine(process.stderr) };
+}
+
+/**
+ * Replaces each of the command's model flags that holds a Hub model id (not an existing path) by
+ * its snapshot folder in the cache, downloading what is missing; errors name the flag.
+ */
+export async function resolveModelFlags(command: Command, v: Record<string, unknown>): Promise<void> {
+  for (const flag of command.modelFlags ?? []) {
+    const spec = v[flag];
+    if (typeof spec === 'string') v[flag] = (await localModelFolder(spec, `--${flag}`, hubOptions(v))).dir;
+  }
+}
+
+/** A download's progress as one rewritten line on a terminal (file, MB received of the total, rate); nothing otherwise. */
+export function downloadProgressLine(stream: NodeJS.WriteStream): ((p: DownloadProgress) => void) | undefined {
+  if (!stream.isTTY) return undefined;
+  let shown = 0;
+  let started = { file: '', at: 0, from: 0 };
+  return (p) => {
+    const now = Date.now();
+    if (p.file !== started.file) started = { file: p.file, at: now, from: p.received };
+    if (!p.done && now - shown < 100) return;
+    shown = now;
+    const mb = (n: number) => (n / 1e6).toFixed(1);
+    const rate = (p.received - started.from) / Math.max(1e-3, (now - started.at) / 1000);
+    const total = p.total === null ? '' : ` / ${mb(p.total)} MB (${Math.floor((100 * p.received) / Math.max(1, p.total))}%)`;
+    stream.write(`\rdownloading ${p.file}: ${mb(p.received)}${total ? total : ' MB'}, ${mb(rate)} MB/s\x1b[K${p.done ? '\n' : ''}`);
+  };
 }

@@ -8,10 +8,11 @@
 import { setPrecision, setThreads } from '../device';
 import { VERSION } from '../version';
 import { formatHelp, parseFlags, UsageError } from './args';
-import { Command, out } from './common';
+import { Command, out, resolveModelFlags } from './common';
 import { chatCommand } from './commands/chat';
 import { dataCommand } from './commands/data';
 import { demoCommand } from './commands/demo';
+import { downloadCommand } from './commands/download';
 import { evalCommand } from './commands/eval';
 import { exportCommand } from './commands/export';
 import { generateCommand } from './commands/generate';
@@ -21,7 +22,7 @@ import { sampleCommand } from './commands/sample';
 import { scoreCommand } from './commands/score';
 import { trainCommand } from './commands/train';
 
-export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, export: exportCommand, demo: demoCommand };
+export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, export: exportCommand, demo: demoCommand, download: downloadCommand };
 
 function mainHelp(): string {
   return [
@@ -58,6 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     // Backend settings shared by every command that takes them (the commands don't repeat this).
     if (values.threads !== undefined) setThreads(values.threads as number);
     if (values.precision !== undefined) setPrecision(values.precision as 'fp32' | 'bf16');
+    await resolveModelFlags(command, values);
     await command.run(values, positionals);
     return 0;
   } catch (e) {

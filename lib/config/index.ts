@@ -182,7 +182,7 @@ export interface KeySpec<V> {
 
 /** Every key, its check and its flag; the type makes sure no key of TrainConfig is missing here. */
 export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
-  model: { type: 'string', nullable: true, default: null, flag: 'model', help: 'model folder, or new:n_layer=2,n_head=4,n_embd=64,n_positions=128 for a fresh model (required)' },
+  model: { type: 'string', nullable: true, default: null, flag: 'model', help: 'model folder, a Hugging Face model id (gpt2, org/name@revision; downloaded into the HF cache), or new:n_layer=2,n_head=4,n_embd=64,n_positions=128 for a fresh model (required)' },
   data: { type: 'string', nullable: true, default: null, flag: 'data', help: 'training file (.txt, .jsonl, .csv) or folder of .txt files (required)' },
   validation: { type: 'string', nullable: true, default: null, flag: 'validation', help: 'validation file' },
   validation_fraction: { type: 'number', min: 0, below: 1, default: 0, flag: 'validation-fraction', help: 'fraction of the training data held out for validation' },

@@ -11,6 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CheckpointError } from '../errors';
+import { isHubModelSpec, parseHubModelId } from '../hub/cache';
 import type { FileContents } from '../io/atomic';
 import { encodeSafetensors, readSafetensors, toFloat32 } from '../io/safetensors';
 import type { DecoderConfig } from '../model/decoder_config';
@@ -54,13 +55,15 @@ function sortedJSON(value: unknown): string {
 /** adapter_config.json's object as PEFT's LoraConfig saves it (inference_mode true, as save_pretrained sets). */
 export function adapterConfigJSON(adapter: LoraAdapter, baseModel: string | null): Record<string, unknown> {
   const s = adapter.settings;
+  // A Hub base recorded as org/name@<commit>: PEFT keeps the repo id and the commit apart.
+  const hub = baseModel !== null && baseModel.includes('@') && isHubModelSpec(baseModel) ? parseHubModelId(baseModel) : null;
   return {
-    alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: baseModel, bias: 'none', eva_config: null, exclude_modules: null,
+    alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: hub?.repoId ?? baseModel, bias: 'none', eva_config: null, exclude_modules: null,
     // PEFT forces fan_in_fan_out for transformers' Conv1D (GPT-2) and saves the forced value.
     fan_in_fan_out: adapter.config.modelType === 'gpt2', inference_mode: true, init_lora_weights: true, layer_replication: null,
     layers_pattern: null, layers_to_transform: null, loftq_config: {}, lora_alpha: s.alpha, lora_bias: false, lora_dropout: s.dropout,
     megatron_config: null, megatron_core: 'megatron.core', modules_to_save: s.modulesToSave.length > 0 ? [...s.modulesToSave] : null,
-    peft_type: 'LORA', r: s.r, rank_pattern: {}, revision: null, target_modules: targetNames(adapter), task_type: 'CAUSAL_LM',
+    peft_type: 'LORA', r: s.r, rank_pattern: {}, revision: hub?.revision ?? null, target_modules: targetNames(adapter), task_type: 'CAUSAL_LM',
     use_dora: false, use_rslora: s.useRslora,
   };
 }

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { DeviceChoice, resolveDevice } from '../device';
 import { UsageError } from '../errors';
 import { ggufModelConfig, isGGUFPath, loadGGUFModel } from '../gguf/load';
+import { isHubModelSpec } from '../hub/cache';
 import { loadTokenizer, Tokenizer } from '../tokenizer';
 import { checkMemoryBudget } from '../util/memory';
 import { loadModel } from './checkpoint';
@@ -63,7 +64,11 @@ export function openModel(spec: string, device: DeviceChoice, seed: number, memo
     const { model, tokenizer } = loadGGUFModel(spec, { device: dev, baseDtype: options.baseDtype });
     return { model, tokenizer, tokenizerDir: null };
   }
-  if (!fs.existsSync(spec)) throw new UsageError(`${flag} ${spec}: folder not found (give a Hugging Face model folder (GPT-2, Llama, Mistral, Qwen2, Qwen3) or new:n_layer=...,n_head=...,n_embd=...)`);
+  if (!fs.existsSync(spec)) {
+    // The CLI and the Trainer download a Hub id first (lib/hub resolveHubModel); openModel reads local files only.
+    const hub = isHubModelSpec(spec) ? '; for a Hugging Face model id, resolveHubModel (lib/hub) downloads it and gives its folder' : '';
+    throw new UsageError(`${flag} ${spec}: folder not found (give a Hugging Face model folder (GPT-2, Llama, Mistral, Qwen2, Qwen3) or new:n_layer=...,n_head=...,n_embd=...)${hub}`);
+  }
   if (!fs.statSync(spec).isDirectory()) throw new UsageError(`${flag} ${spec}: is a file; expected a model folder (config.json + model.safetensors) or new:n_layer=...`);
   if (fs.existsSync(path.join(spec, 'config.json'))) checkMemory(loadModelConfig(spec));
   const tokenizer = loadTokenizer(spec);

@@ -11,6 +11,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { isHubModelSpec } from '../hub/cache';
 import { configToJSON, TrainConfig } from '../config';
 import type { DataState } from '../data/types';
 import { FileContents, writeDirAtomic } from '../io/atomic';
@@ -74,15 +75,19 @@ export function withAbsolutePaths(config: TrainConfig): TrainConfig {
   const out = { ...config };
   for (const key of PATH_KEYS) {
     const value = out[key];
-    if (typeof value === 'string' && !(key === 'model' && value.startsWith('new:'))) out[key] = path.resolve(value);
+    if (typeof value === 'string' && !(key === 'model' && (value.startsWith('new:') || isHubModelSpec(value)))) out[key] = path.resolve(value);
   }
   return out;
 }
 
-/** What a LoRA run's adapter_config.json names as base_model_name_or_path: the model trained on (an absolute folder path, or the new: spec). */
+/**
+ * What a LoRA run's adapter_config.json names as base_model_name_or_path: the model trained on (an
+ * absolute folder path, the new: spec, or a Hub id as org/name@<commit>, which adapterConfigJSON splits
+ * into base_model_name_or_path and revision as PEFT records them).
+ */
 export function baseModelName(config: TrainConfig): string | null {
   const m = config.model;
-  return m === null ? null : m.startsWith('new:') ? m : path.resolve(m);
+  return m === null ? null : m.startsWith('new:') || isHubModelSpec(m) ? m : path.resolve(m);
 }
 
 /** Writes one checkpoint folder atomically. */

@@ -19,6 +19,8 @@ import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
 import { OutputError, UsageError } from '../errors';
+import { isHubModelSpec, localModelFolder, parseHubModelId, pinnedModelId } from '../hub';
+import type { HubOptions } from '../hub';
 import { OpenedModel, openModel } from '../model/open';
 import { ConfigError, ConfigKey, listSetting, resolveConfig, TrainConfig } from '../config';
 import { adapterSpecs } from '../lora/adapter';
@@ -173,6 +175,8 @@ export interface TrainerOptions {
    * its flag instead ("--out"), so the library never assumes a command line.
    */
   nameKey?: (key: ConfigKey) => string;
+  /** How a model given as a Hugging Face id is fetched (offline, progress); see lib/hub. */
+  hub?: HubOptions;
 }
 
 interface Setup {
@@ -249,19 +253,32 @@ function readTokenizerFiles(dir: string | null): Record<string, Uint8Array> {
 }
 
 /**
+ * Whether the model `given` names the one a checkpoint recorded: the same folder, or the same Hub
+ * repository (recorded pinned to its commit; `given` without a revision, or with that commit).
+ */
+function sameModel(recorded: string, given: string): boolean {
+  const a = isHubModelSpec(recorded) ? parseHubModelId(recorded) : null;
+  const b = isHubModelSpec(given) ? parseHubModelId(given) : null;
+  if (a === null || b === null) return a === b && path.resolve(recorded) === path.resolve(given);
+  return a.repoId === b.repoId && (a.revision === b.revision || !given.includes('@'));
+}
+
+/**
  * The model a resumed run is told to train when it is not the one the checkpoint's run trained
  * (resuming loads the checkpoint's own weights, so `model` would be ignored): that run's model
  * (or null when unrecorded), else undefined when there is no conflict.
  */
 export function resumeModelConflict(resumeDir: string, model: string): string | null | undefined {
   const trained = (readCheckpointConfig(resumeDir) as { model?: unknown }).model;
-  if (typeof trained === 'string' && path.resolve(trained) === path.resolve(model)) return undefined;
+  if (typeof trained === 'string' && sameModel(trained, model)) return undefined;
   return typeof trained === 'string' ? trained : null;
 }
 
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly config: TrainConfig;
   private stopRequest: string | null = null;
+  /** config.model as org/name@<commit> once a Hub id was resolved (what checkpoints record). */
+  private pinnedModel: string | null = null;
   private running = false;
 
   /**
@@ -304,7 +321,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.running = true;
     let setup: Setup | null = null;
     try {
-      setup = this.setup();
+      setup = await this.setup();
       return await this.loop(setup);
     } catch (e) {
       if (setup?.ownsModel) setup.opened.model.free();
@@ -315,7 +332,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }
   }
 
-  private setup(): Setup {
+  private async setup(): Promise<Setup> {
     const c = this.config;
     setThreads(c.threads ?? undefined);
     setPrecision(c.precision);
@@ -373,7 +390,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       opened = { model: this.opts.model, tokenizer: this.opts.tokenizer!, tokenizerDir: this.opts.tokenizerDir ?? null };
     } else {
       const base = loraResume ? c.model ?? baseOfCheckpoint(resumeDir!) : resumeDir ?? c.model!;
-      opened = openModel(base, c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower },
+      opened = openModel(await this.localModel(base, base === c.model), c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower },
         this.nameKey(resumeDir && !loraResume ? 'resume_from' : 'model'), { baseDtype: c.base_dtype });
     }
     const ownsModel = !this.opts.model;
@@ -544,7 +561,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       state.data_state = s.train.getState();
       state.elapsed_s = elapsed();
       s.checkpointFolder?.record([path.basename(dir)]);
-      writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: c, tokenizerFiles: s.tokenizerFiles });
+      writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: this.recordedConfig(), tokenizerFiles: s.tokenizerFiles });
       if (kind === 'step') pruneStepCheckpoints(checkpointDir, c.save_total_limit);
       this.emit('checkpoint', { step: state.step, kind, dir });
       lastGood = dir;
@@ -719,7 +736,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       let kept = 'the trained weights could not be kept';
       if (fallback !== null) {
         try {
-          writeCheckpoint(fallback, { model: s.opened.model, optimizer: s.optimizer, state: s.state, config: c, tokenizerFiles: s.tokenizerFiles });
+          writeCheckpoint(fallback, { model: s.opened.model, optimizer: s.optimizer, state: s.state, config: this.recordedConfig(), tokenizerFiles: s.tokenizerFiles });
           kept = `the trained model was saved to ${fallback} instead (a model folder; ${this.nameKey('resume_from')} ${fallback} continues the run)`;
         } catch (fallbackError) {
           kept += ` (saving ${fallback} failed too: ${(fallbackError as Error).message})`;
@@ -728,6 +745,22 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       throw new OutputError(`${message}; ${kept}`);
     }
     return lastDir;
+  }
+
+  /**
+   * The folder of `spec`: itself, or for a Hugging Face model id its snapshot in the cache (downloaded
+   * as needed). When `spec` is config.model, checkpoints then record it pinned to the commit
+   * (org/name@<commit>), so that resuming loads the same base even after the branch moves.
+   */
+  private async localModel(spec: string, isConfigModel: boolean): Promise<string> {
+    const { dir, snapshot } = await localModelFolder(spec, this.nameKey('model'), this.opts.hub);
+    if (snapshot !== null && isConfigModel) this.pinnedModel = pinnedModelId(snapshot);
+    return dir;
+  }
+
+  /** The config checkpoints and outputs record: config.model pinned to its Hub commit when it was a Hub id. */
+  private recordedConfig(): TrainConfig {
+    return this.pinnedModel === null ? this.config : { ...this.config, model: this.pinnedModel };
   }
 
   /** "; the newest checkpoint on disk is DIR" when the checkpoint folder holds a step-N one. */
@@ -751,7 +784,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const adapter = s.opened.model.trainingAdapter;
     const files = adapter
       ? source === null
-        ? { ...s.tokenizerFiles, ...adapterFiles(adapter, baseModelName(c), outDir) }
+        ? { ...s.tokenizerFiles, ...adapterFiles(adapter, baseModelName(this.recordedConfig()), outDir) }
         : readModelFiles(source)
       : source === null
       ? modelFolderFiles(s.opened.model, outDir, { tokenizerFrom: null, extraFiles: s.tokenizerFiles, ...saveOptions })

@@ -4,17 +4,18 @@ import { generate, planGenerationMemory } from '../../model/generate';
 import { DecodeStream } from '../../tokenizer';
 import { encodeChat, type ChatTurn } from '../../tokenizer/chat_template';
 import { UsageError } from '../args';
-import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, HUB_FLAGS, out } from '../common';
 import { resolveSampling, SAMPLING_FLAGS } from '../sampling';
 
 export const chatCommand: Command = {
-  usage: 'gptune chat --model DIR [--system TEXT] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S] [--json]',
+  usage: 'gptune chat --model DIR|org/name[@revision] [--system TEXT] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S] [--json]',
   description:
     "Talks with a model through its chat template: each line read from stdin is a user message, the reply is printed as it is generated, " +
     "and the conversation is kept for the next line. Replies stop at the model's end-of-turn tokens (generation_config.json's eos_token_id and eos_token). " +
     'Works with piped input too (one reply per input line; --json prints one {turn, reply, tokens, stop, prompt_tokens} line per reply).',
+  modelFlags: ['model'],
   flags: {
-    model: { type: 'string', required: true, help: 'model folder (or GGUF file) with a chat template' },
+    model: { type: 'string', required: true, help: 'model folder (or GGUF file) with a chat template; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     system: { type: 'string', help: 'a system message to start the conversation with' },
     'max-new-tokens': { type: 'int', min: 1, default: 256, help: 'tokens per reply at most' },
     ...SAMPLING_FLAGS,
@@ -22,6 +23,7 @@ export const chatCommand: Command = {
     json: { type: 'bool', help: 'print one JSON object per reply instead of the text' },
     ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
+    ...HUB_FLAGS,
     ...COMMON,
   },
   async run(v) {

@@ -7,18 +7,19 @@ import { loadModelConfig } from '../../model/config';
 import { contextLength } from '../../model/decoder_config';
 import { loadTokenizer } from '../../tokenizer';
 import { UsageError } from '../args';
-import { Command, out } from '../common';
+import { Command, HUB_FLAGS, out } from '../common';
 
 /** seq_len without --model or --seq-len: GPT-2's context. */
 const DEFAULT_SEQ_LEN = 1024;
 
 export const dataCommand: Command = {
   positionals: true,
-  usage: 'gptune data inspect FILE [--model DIR] [--seq-len T] [--validation FILE] [--json]',
+  usage: 'gptune data inspect FILE [--model DIR|org/name] [--seq-len T] [--validation FILE] [--json]',
   description:
     'Inspect a data file (JSONL prompt/completion, chat or classification; CSV text,label; a .txt file or a folder of them) before training: examples, tokens, a length histogram, how many examples seq_len would truncate, label balance, exact duplicates, overlap with a validation file, and tokenisation throughput. Invalid lines are errors naming FILE:LINE unless --skip-invalid.',
+  modelFlags: ['model'],
   flags: {
-    model: { type: 'string', help: 'model folder whose tokenizer and n_positions to use (default: GPT-2\'s tokenizer, seq_len 1024)' },
+    model: { type: 'string', help: 'model folder (or a Hugging Face model id: gpt2, org/name@revision) whose tokenizer and n_positions to use (default: GPT-2\'s tokenizer, seq_len 1024)' },
     'seq-len': { type: 'int', min: 1, help: 'tokens per training row (default: the model\'s n_positions)' },
     validation: { type: 'string', help: 'validation file: counts training examples that also appear in it' },
     format: { type: 'string', choices: DATA_KINDS, help: 'the data kind, instead of detecting it' },
@@ -26,6 +27,7 @@ export const dataCommand: Command = {
     'train-on-prompt': { type: 'bool', help: 'count prompt tokens as trained' },
     'skip-invalid': { type: 'bool', help: 'skip invalid lines (listed) instead of stopping at the first' },
     json: { type: 'bool', help: 'print the report as one JSON line' },
+    ...HUB_FLAGS,
     help: { type: 'bool', help: 'show this help' },
   },
   run(v, positionals) {

@@ -15,7 +15,7 @@ import { planGenerationMemory } from '../../model/generate';
 import { planMemory } from '../../model/decoder';
 import { contextLength, DecoderConfig } from '../../model/decoder_config';
 import type { MemoryCheck } from '../../model/open';
-import { ADAPTER_FLAGS, COMMON, Command, encodeFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, encodeFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, HUB_FLAGS, out } from '../common';
 
 type Values = Record<string, unknown>;
 
@@ -168,17 +168,18 @@ function writePredictions(file: string, lines: Array<Record<string, unknown>>): 
 }
 
 export const evalCommand: Command = {
-  usage: 'gptune eval --model DIR --data FILE [--task lm|classify|generate] [--compare DIR2] [--json]',
+  usage: 'gptune eval --model DIR|org/name[@revision] --data FILE [--task lm|classify|generate] [--compare DIR2] [--json]',
   description:
     'Evaluates a model on data. --task lm (default): language-model loss on a text file: the whole file is tokenised (no BOS), cut into consecutive chunks of at most T tokens, and every token after the first of its chunk is predicted from the chunk\'s earlier tokens. ' +
     '--task classify: classification data rendered with its template; each candidate label\'s completion (" " + label by default, then <|endoftext|> unless --no-label-eos) is scored by its log-likelihood after the prompt and the most likely label is the prediction: accuracy, macro-F1, per-class figures, confusion matrix. ' +
     '--task generate: prompt/completion (or chat) data; each prompt is continued greedily until <|endoftext|>, --max-new-tokens, or (when every reference is one line) a line break, and the outputs are scored against the completions with corpus BLEU and ROUGE-1/2/L. ' +
     '--compare DIR2 evaluates a second model on the same data and prints both side by side with the difference (JSON: {a, b, delta}, delta = b - a).',
+  modelFlags: ['model', 'compare'],
   flags: {
-    model: { type: 'string', required: true, help: 'model folder (config.json + model.safetensors) or a GGUF file' },
+    model: { type: 'string', required: true, help: 'model folder (config.json + model.safetensors) or a GGUF file; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     data: { type: 'string', required: true, help: 'text file (lm) or data file (classify, generate)' },
     task: { type: 'string', default: 'lm', choices: TASKS, help: 'what to evaluate' },
-    compare: { type: 'string', help: 'a second model folder to evaluate on the same data (e.g. the fine-tuned one against the base)' },
+    compare: { type: 'string', help: 'a second model folder to evaluate on the same data (e.g. the fine-tuned one against the base); or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     'seq-len': { type: 'int', min: 2, help: 'lm: chunk length (default: n_positions)' },
     'batch-size': { type: 'int', min: 1, help: 'chunks (lm, default 4) or scored sequences (classify, default 16) per forward pass' },
     format: { type: 'string', choices: DATA_KINDS, help: 'data format (default: detected from the file)' },
@@ -195,6 +196,7 @@ export const evalCommand: Command = {
     json: { type: 'bool', help: 'print the result as one JSON line' },
     ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
+    ...HUB_FLAGS,
     ...COMMON,
   },
   run(v) {

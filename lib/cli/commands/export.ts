@@ -15,7 +15,8 @@ import { readAdapterFolder } from '../../lora/files';
 import { loadModelConfig } from '../../model/config';
 import { planMemory } from '../../model/decoder';
 import { contextLength, ffnInputWidth, qkvWidth } from '../../model/decoder_config';
-import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out, readTextFile } from '../common';
+import { snapshotModelId } from '../../hub/cache';
+import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, HUB_FLAGS, out, readTextFile } from '../common';
 
 /**
  * The summary: one line per tensor (name, type, bytes), each type fallback on a line of its own, the
@@ -41,8 +42,13 @@ function heldOutText(v: Record<string, unknown>): { text: string; source: string
   return { text: readTextFile(file, '--eval-data'), source: file };
 }
 
+/** general.name: the folder's name, or a Hub model's repository name (not its snapshot's commit). */
+function modelName(dir: string): string {
+  return path.basename(snapshotModelId(dir) ?? path.resolve(dir));
+}
+
 export const exportCommand: Command = {
-  usage: 'gptune export --model DIR [--adapter DIR[:WEIGHT] ...] [--adapter-only] --format gguf --dtype f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--eval-data FILE] [--eval-tokens N] [--no-measure]',
+  usage: 'gptune export --model DIR|org/name[@revision] [--adapter DIR[:WEIGHT] ...] [--adapter-only] --format gguf --dtype f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--eval-data FILE] [--eval-tokens N] [--no-measure]',
   description:
     'Writes a model as a GGUF file that llama.cpp (and node-llama-cpp, Ollama, LM Studio) runs: GPT-2 and the Llama family ' +
     '(llama, mistral, qwen2, qwen3), the tokenizer (byte-level BPE) and chat template included. With --adapter the PEFT ' +
@@ -53,8 +59,9 @@ export const exportCommand: Command = {
     'saying so. Every model export measures its cost: perplexity and next-token accuracy of the source model and of the ' +
     'written file loaded back, on --eval-data (plain text) or the held-out text that ships with gptune. --out is replaced ' +
     'only when gptune wrote it, or with --overwrite.',
+  modelFlags: ['model'],
   flags: {
-    model: { type: 'string', required: true, help: 'the model folder (with --adapter-only: the base the adapter was trained on)' },
+    model: { type: 'string', required: true, help: 'the model folder (with --adapter-only: the base the adapter was trained on); or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     adapter: { type: 'strings', help: 'a PEFT adapter folder: DIR, or DIR:WEIGHT to scale it; repeat to merge several' },
     'adapter-only': { type: 'bool', help: 'write the one --adapter as a LoRA adapter GGUF instead of merging it' },
     format: { type: 'string', choices: ['gguf'], required: true, help: 'output format' },
@@ -66,6 +73,7 @@ export const exportCommand: Command = {
     'eval-data': { type: 'string', help: 'plain text to measure on (default: the held-out text that ships with gptune)' },
     'eval-tokens': { type: 'int', min: 2, default: DEFAULT_EVAL_TOKENS, help: 'measure on at most this many tokens of it' },
     ...MAX_MEMORY_FLAG,
+    ...HUB_FLAGS,
     ...COMMON,
   },
   run(v) {
@@ -103,7 +111,7 @@ export const exportCommand: Command = {
       try {
         for (const a of adapters) loadAdapter(model, a.dir, { weight: a.weight, label: '--adapter' });
         if (adapters.length > 0) model = mergeAdapters(model);
-        const name = path.basename(path.resolve(v.model as string));
+        const name = modelName(v.model as string);
         plan = planModelGGUF(model, opened.tokenizer, opened.tokenizerDir, dtype, name);
         what = { model: v.model, adapters: adapters.map((a) => `${a.dir}:${a.weight}`), dtype, architecture: model.config.modelType };
         checkSpace([{ target: path.dirname(path.resolve(file)), label: '--out', bytes: ggufFileBytes(plan.kv, plan.tensors), shown: file }]);

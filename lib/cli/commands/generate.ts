@@ -4,14 +4,15 @@ import { contextLength } from '../../model/decoder_config';
 import { encodeSequence } from '../../tokenizer';
 import { encodeChat } from '../../tokenizer/chat_template';
 import { UsageError } from '../args';
-import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, HUB_FLAGS, out } from '../common';
 import { resolveSampling, SAMPLING_FLAGS } from '../sampling';
 
 export const generateCommand: Command = {
-  usage: 'gptune generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
+  usage: 'gptune generate --model DIR|org/name[@revision] --prompt TEXT [--chat] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
   description: 'Continues a prompt with a KV cache and prints the continuation. --temperature 0 (or --greedy) picks the most likely token.',
+  modelFlags: ['model'],
   flags: {
-    model: { type: 'string', required: true, help: 'model folder or a GGUF file' },
+    model: { type: 'string', required: true, help: 'model folder or a GGUF file; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     prompt: { type: 'string', required: true, help: 'text to continue' },
     'max-new-tokens': { type: 'int', min: 0, default: 50, help: 'tokens to generate at most' },
     ...SAMPLING_FLAGS,
@@ -21,6 +22,7 @@ export const generateCommand: Command = {
     json: { type: 'bool', help: 'print {text, tokens, stop} as JSON' },
     ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
+    ...HUB_FLAGS,
     ...COMMON,
   },
   run(v) {

@@ -6,18 +6,19 @@ import { parseShardSize } from '../../io/sharded';
 import { loadAdapter, mergeAdapters, parseAdapterSpec } from '../../lora/apply';
 import { MODEL_FILES, modelFolderFiles, writeModelFiles } from '../../model/checkpoint';
 import { planMemory } from '../../model/decoder';
-import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, out } from '../common';
+import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, HUB_FLAGS, out } from '../common';
 
 export const mergeCommand: Command = {
-  usage: 'gptune merge --model BASE --adapter DIR[:WEIGHT] [--adapter DIR2[:WEIGHT] ...] --out DIR [--save-dtype f32|bf16]',
+  usage: 'gptune merge --model BASE_DIR|org/name[@revision] --adapter DIR[:WEIGHT] [--adapter DIR2[:WEIGHT] ...] --out DIR [--save-dtype f32|bf16]',
   description:
     "Merges LoRA adapters (PEFT folders) into the base model's weights in float32, W += weight * scaling * B @ A " +
     '(transposed for GPT-2\'s Conv1D, as PEFT merges with fan_in_fan_out), and writes a plain Hugging Face model folder ' +
     'with the base\'s config and tokenizer files that any tool loads without PEFT. Modules the adapter trained in full ' +
     '(modules_to_save) replace the base\'s; a tied LM head the adapter trained unties the merged model (Llama family). ' +
     '--out must be new or empty, or a previous gptune merge output that --overwrite replaces.',
+  modelFlags: ['model'],
   flags: {
-    model: { type: 'string', required: true, help: 'the base model folder the adapters were trained on' },
+    model: { type: 'string', required: true, help: 'the base model folder the adapters were trained on; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     adapter: { type: 'strings', required: true, help: 'a PEFT adapter folder: DIR, or DIR:WEIGHT to scale it; repeat to merge several' },
     out: { type: 'string', required: true, help: 'output model folder' },
     'save-dtype': { type: 'string', choices: ['f32', 'bf16'], default: 'f32', help: 'dtype of the merged weights' },
@@ -25,6 +26,7 @@ export const mergeCommand: Command = {
     overwrite: { type: 'bool', help: 'replace a previous gptune merge output in --out (only the files gptune wrote there)' },
     json: { type: 'bool', help: 'print the summary as JSON' },
     ...MAX_MEMORY_FLAG,
+    ...HUB_FLAGS,
     ...COMMON,
   },
   run(v) {

@@ -5,7 +5,7 @@ import { isReviewFile, reviewEntries, reviewFormat, writeReview } from '../../ev
 import { checkOutputFile } from '../../io/output';
 import { UsageError } from '../args';
 import { planGenerationMemory } from '../../model/generate';
-import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, HUB_FLAGS, out } from '../common';
 
 /**
  * The flag parser knows only --long flags, so `-n 5` arrives as two positionals: take it as --n.
@@ -25,15 +25,16 @@ function takeShortN(v: Record<string, unknown>, positionals: string[]): void {
 
 export const sampleCommand: Command = {
   positionals: true,
-  usage: 'gptune sample --model DIR --data FILE -n N --out review.md|review.jsonl [--seed S] [--temperature X --top-k K --top-p P]',
+  usage: 'gptune sample --model DIR|org/name[@revision] --data FILE -n N --out review.md|review.jsonl [--seed S] [--temperature X --top-k K --top-p P]',
   description:
     'Writes prompts, model outputs and references side by side for a person to review. ' +
     'N examples of the data are chosen with --seed and shown in file order, as ' +
     'Markdown (one section per example) or JSONL (one object per line), by the --out extension, written atomically. ' +
     'Outputs are greedy unless --temperature > 0; decoding stops at <|endoftext|>, --max-new-tokens, or (when every chosen reference is one line) a line break. ' +
     'Classification examples also show the label that label likelihood picks (as eval --task classify).',
+  modelFlags: ['model'],
   flags: {
-    model: { type: 'string', required: true, help: 'model folder or a GGUF file' },
+    model: { type: 'string', required: true, help: 'model folder or a GGUF file; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     data: { type: 'string', required: true, help: 'data file with prompts (prompt/completion, chat or classification)' },
     n: { type: 'int', min: 1, default: 10, help: 'how many examples (all of them when the data has fewer); -n N works too' },
     out: { type: 'string', required: true, help: 'review file: .md or .jsonl' },
@@ -50,6 +51,7 @@ export const sampleCommand: Command = {
     json: { type: 'bool', help: 'print {out, examples, format} as JSON' },
     ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
+    ...HUB_FLAGS,
     ...COMMON,
   },
   run(v, positionals) {

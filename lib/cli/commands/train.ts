@@ -6,7 +6,7 @@ import {
 import { CONFIG_FILE, findResumableCheckpoint, readCheckpointConfig } from '../../train/checkpoint_state';
 import { resumeModelConflict, Trainer } from '../../train/trainer';
 import { FlagSpec, UsageError } from '../args';
-import { Command, out } from '../common';
+import { Command, HUB_FLAGS, hubOptions, out } from '../common';
 
 /** One flag per config key, without defaults (so a flag that was not given does not override the file). */
 function configFlags(): Record<string, FlagSpec> {
@@ -48,7 +48,7 @@ function stopOnFirstSignal(trainer: Trainer): { remove(): void } {
 const FLAG_TO_KEY = new Map<string, ConfigKey>(CONFIG_KEYS.map((k) => [CONFIG_SCHEMA[k].flag, k]));
 
 export const trainCommand: Command = {
-  usage: 'gptune train --model DIR|new:... --data FILE --out DIR2 [--steps N | --epochs E] [--config FILE.yaml] [options]',
+  usage: 'gptune train --model DIR|org/name[@revision]|new:... --data FILE --out DIR2 [--steps N | --epochs E] [--config FILE.yaml] [options]',
   description:
     'Fine-tunes a GPT-2 or Llama-family model on text (windows of T+1 tokens at stride T) or on the data formats of lib/data. ' +
     'AdamW with weight decay on 2D+ tensors only; optional validation every --eval-every steps with early stopping; ' +
@@ -67,6 +67,7 @@ export const trainCommand: Command = {
     config: { type: 'string', help: 'JSON or YAML file of config keys (see lib/config); flags override it' },
     ...configFlags(),
     quiet: { type: 'bool', help: 'no progress on stderr' },
+    ...HUB_FLAGS,
     help: { type: 'bool', help: 'show this help' },
   },
   async run(v) {
@@ -103,7 +104,8 @@ export const trainCommand: Command = {
       throw e;
     }
     const outDir = config.output_dir!;
-    const trainer = new Trainer(config, { progress: !v.quiet, nameKey: (key) => `--${CONFIG_SCHEMA[key].flag}` });
+    const hub = hubOptions(v);
+    const trainer = new Trainer(config, { progress: !v.quiet, nameKey: (key) => `--${CONFIG_SCHEMA[key].flag}`, hub: v.quiet ? { ...hub, onProgress: undefined } : hub });
     // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
     if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
     let result;
