@@ -142,6 +142,17 @@ constexpr int kGemvRows = 8;   // forward input rows handled by the direct kerne
 constexpr int kGemvWarps = 8;  // output rows per block of the direct kernel
 constexpr int kLaneValues = 8;
 
+// x = src[0..7]; two 16-byte loads when src is 16-byte aligned (a warp then reads 1 KiB in one go).
+__device__ __forceinline__ void load8(float x[8], const float* src, bool aligned) {
+  if (aligned) {
+    const float4 lo = reinterpret_cast<const float4*>(src)[0], hi = reinterpret_cast<const float4*>(src)[1];
+    x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w, x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) x[j] = src[j];
+  }
+}
+
 // out[n*out_stride + o] = sum_c inp[n*C + c] * W[o][c] + bias[o] for n < N <= kGemvRows: warp w of
 // the grid owns output row o = w; lane l dequantizes values 256i + 8l .. +7 of the row in round i
 // (C is a multiple of 32, so every lane's 8 values lie in one block).
@@ -151,6 +162,7 @@ __global__ void gemv_forward_kernel(float* out, const float* inp, const uint8_t*
   const int lane = threadIdx.x % 32;
   const long long o = static_cast<long long>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   if (o >= OC) return;  // whole warps leave; the kernel has no barrier
+  const bool inp_aligned = aligned16(inp);  // then every row n*C + c0 is too (C and c0 are multiples of 8)
   const uint8_t* row = w + o * (C / F::kValues) * F::kBytes;
   float acc[kGemvRows];
 #pragma unroll
@@ -161,7 +173,8 @@ __global__ void gemv_forward_kernel(float* out, const float* inp, const uint8_t*
 #pragma unroll
     for (int n = 0; n < kGemvRows; ++n) {
       if (n >= N) break;
-      const float* x = inp + static_cast<long long>(n) * C + c0;
+      float x[kLaneValues];
+      load8(x, inp + static_cast<long long>(n) * C + c0, inp_aligned);
 #pragma unroll
       for (int j = 0; j < kLaneValues; ++j) acc[n] = fmaf(x[j], v[j], acc[n]);
     }
@@ -213,24 +226,32 @@ void with_format(int type, const char* kernel, Body&& body) {
 }  // namespace
 
 void quantize_ggml(uint8_t* blocks, const float* weight, int type, int rows, int C) {
-  with_format(type, "quantize_ggml", [&](auto format) { using F = decltype(format);
-    quantize_rows<F>(blocks, weight, static_cast<long long>(rows) * C); });
+  with_format(type, "quantize_ggml", [&](auto format) {
+    using F = decltype(format);
+    quantize_rows<F>(blocks, weight, static_cast<long long>(rows) * C);
+  });
 }
 
 void dequantize_ggml(float* weight, const uint8_t* blocks, int type, int rows, int C) {
-  with_format(type, "dequantize_ggml", [&](auto format) { using F = decltype(format);
-    dequantize_rows<F>(weight, blocks, static_cast<long long>(rows) * C); });
+  with_format(type, "dequantize_ggml", [&](auto format) {
+    using F = decltype(format);
+    dequantize_rows<F>(weight, blocks, static_cast<long long>(rows) * C);
+  });
 }
 
 void matmul_ggml_forward(float* out, const float* inp, const uint8_t* w, const float* bias, int type, int N, int C, int OC,
                          int out_stride) {
-  with_format(type, "matmul_ggml_forward", [&](auto format) { using F = decltype(format);
-    forward<F>(out, inp, w, bias, N, C, OC, out_stride); });
+  with_format(type, "matmul_ggml_forward", [&](auto format) {
+    using F = decltype(format);
+    forward<F>(out, inp, w, bias, N, C, OC, out_stride);
+  });
 }
 
 void matmul_ggml_backward(float* dinp, const float* dout, const uint8_t* w, int type, int N, int C, int OC, int dout_stride) {
-  with_format(type, "matmul_ggml_backward", [&](auto format) { using F = decltype(format);
-    backward<F>(dinp, dout, w, N, C, OC, dout_stride); });
+  with_format(type, "matmul_ggml_backward", [&](auto format) {
+    using F = decltype(format);
+    backward<F>(dinp, dout, w, N, C, OC, dout_stride);
+  });
 }
 
 }  // namespace gptune::cuda

@@ -10,24 +10,20 @@
  *     reading a slice of a wider gradient, within 1e-5 of a float64 sum of the dequantized weights
  *     (float32 accumulation of 512 terms: ~1e-6 expected); columns outside the slice are untouched;
  *   - with one-hot input rows the direct kernel returns the dequantized weights exactly;
+ *   - inputs at 16-byte aligned views (N = 1: vector loads) and misaligned ones (scalar loads);
  *   - a Llama-sized weight (C = 4096, OC = 2000: two slabs) against the CPU's matmul, 1e-5.
  * GPTUNE_GPU_TEST_DEVICE=cpu runs the same tests on the CPU backend: a check of this file's own logic.
  */
 import * as assert from 'node:assert';
 import * as nodeTest from 'node:test';
+import { GGML_BLOCK_TYPE_LIST } from '../../lib/gguf/ggml_types';
 import { addon, type ArenaHandle, type TensorRef } from '../../lib/native';
 import { floatSlots, readElements, writeElements } from '../../lib/tensor';
 import { seededRandom } from '../helpers';
 import { device, skip, selfCheck, underJest } from './target';
 
 const K = addon.kernels;
-const TYPES = [
-  { id: 2, name: 'Q4_0', block: 32, bytes: 18 },
-  { id: 6, name: 'Q5_0', block: 32, bytes: 22 },
-  { id: 8, name: 'Q8_0', block: 32, bytes: 34 },
-  { id: 12, name: 'Q4_K', block: 256, bytes: 144 },
-  { id: 14, name: 'Q6_K', block: 256, bytes: 210 },
-];
+const TYPES = GGML_BLOCK_TYPE_LIST;
 
 const random = seededRandom(20261207);
 function randomArray(n: number): Float32Array {
@@ -60,11 +56,11 @@ function arena(numel: number): ArenaHandle {
   a.fill(NaN);
   return a;
 }
-/** floats on the device at a view offset of 3 slots (NaN before and after). */
-function floatsOnDevice(host: Float32Array): TensorRef {
-  const a = arena(host.length + 4);
-  a.write(3, host);
-  return { arena: a, offset: 3, numel: host.length };
+/** floats on the device at a view offset of `offset` slots (NaN before and after); 3: not 16-byte aligned. */
+function floatsOnDevice(host: Float32Array, offset = 3): TensorRef {
+  const a = arena(host.length + offset + 1);
+  a.write(offset, host);
+  return { arena: a, offset, numel: host.length };
 }
 function bytesOnDevice(host: Uint8Array): TensorRef {
   return writeElements(arena(floatSlots(host.byteLength) + 2), 1, host);
@@ -125,7 +121,7 @@ if (underJest) {
         const gBlocks = bytesOnDevice(blocks), bias = randomArray(OC), gBias = floatsOnDevice(bias);
         const outStride = OC + 5, doutStride = OC + 3;
         for (const N of [1, 3, 64, 200]) {
-          const inp = randomArray(N * C), gInp = floatsOnDevice(inp);
+          const inp = randomArray(N * C), gInp = floatsOnDevice(inp, N === 1 ? 4 : 3);  // aligned and not
           for (const withBias of [true, false]) {
             const out0 = randomArray(N * outStride), gOut = floatsOnDevice(out0);
             K.matmul_ggml_forward(gOut, gInp, gBlocks, withBias ? gBias : null, t.id, N, C, OC, outStride);
