@@ -10,6 +10,8 @@
  *   - attention forward and backward at B=16, T=1024, NH=12, C=768;
  *   - the Llama family's kernels at SmolLM2-135M's shapes: grouped-query attention (9 heads on 3 KV
  *     heads), RMSNorm, RoPE, SwiGLU;
+ *   - the GGML block-format matmuls (Q4_0 .. Q6_K weights) decoding and prefilling at a 7B MLP shape,
+ *     beside fp32;
  *   - a few memory-bound kernels at training shapes, in GB/s.
  * Timing: each kernel warms up, then runs in batches between two synchronizations (the binding
  * launches asynchronously on the backend's stream); the median of the batch times is reported.
@@ -19,6 +21,7 @@
  * machines without a GPU (its numbers mean nothing).
  */
 import * as fs from 'fs';
+import { GGML_BLOCK_TYPE_LIST } from '../lib/gguf/ggml_types';
 import { addon, ArenaHandle, TensorRef } from '../lib/native';
 
 type Precision = 'bf16' | 'fp32';
@@ -205,6 +208,34 @@ function main(): void {
     record('llama (smollm2-135m)', `swiglu_forward ${N}x${H}`, sw, (3 * N * H * 4) / sw / 1e6, 'GB/s');
     const swb = timeMs(() => K.swiglu_backward(dgateUp, act, gateUp, N, H), 20, 5);
     record('llama (smollm2-135m)', `swiglu_backward ${N}x${H}`, swb, (5 * N * H * 4) / swb / 1e6, 'GB/s');
+    freeAll();
+  }
+
+  // GGML block formats (weight-only, float32 activations) at a Llama-2-7B MLP shape (C = 4096 -> OC =
+  // 11008): decoding (N = 1, the warp-per-row kernel) in GB/s of weight bytes read, beside the fp32
+  // matmul's N = 1 on the same shape (4-byte weights, same unit); prefill (N = 512, dequantized slabs
+  // on the fp32 GEMM) in TFLOP/s, beside fp32 again.
+  {
+    const C = size(4096, 4096, 256), OC = size(11008, 11008, 64), prefill = size(512, 512, 16);
+    const weight = randomTensor(OC * C);
+    const fp32Out = randomTensor(prefill * OC), x = randomTensor(prefill * C);
+    cuda.setMatmulPrecision?.('fp32');
+    const fp32Decode = timeMs(() => K.matmul_forward(fp32Out, x, weight, null, 1, C, OC), 20, 5);
+    record('ggml (7B MLP up)', `fp32 decode N=1 ${C}->${OC}`, fp32Decode, (OC * C * 4) / fp32Decode / 1e6, 'GB/s');
+    const fp32Prefill = timeMs(() => K.matmul_forward(fp32Out, x, weight, null, prefill, C, OC), 3, 5);
+    record('ggml (7B MLP up)', `fp32 prefill N=${prefill}`, fp32Prefill, (2 * prefill * C * OC) / fp32Prefill / 1e9, 'TFLOP/s');
+    cuda.setMatmulPrecision?.('bf16');
+    for (const t of GGML_BLOCK_TYPE_LIST) {
+      const bytes = (OC * C) / t.block * t.bytes;
+      const blocks = new addon.Arena(arenaDevice, Math.ceil(bytes / 4));
+      arenas.push(blocks);
+      const w = { arena: blocks, offset: 0, numel: Math.ceil(bytes / 4) };
+      K.quantize_ggml(w, weight, t.id, OC, C);
+      const decode = timeMs(() => K.matmul_ggml_forward(fp32Out, x, w, null, t.id, 1, C, OC, OC), 20, 5);
+      record('ggml (7B MLP up)', `${t.name} decode N=1`, decode, bytes / decode / 1e6, 'GB/s');
+      const pre = timeMs(() => K.matmul_ggml_forward(fp32Out, x, w, null, t.id, prefill, C, OC, OC), 3, 5);
+      record('ggml (7B MLP up)', `${t.name} prefill N=${prefill}`, pre, (2 * prefill * C * OC) / pre / 1e9, 'TFLOP/s');
+    }
     freeAll();
   }
 

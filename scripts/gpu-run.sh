@@ -2,7 +2,8 @@
 # The whole GPU check in one device run (../shared/gpu/README.md), correctness first, inside a budget
 # (BUDGET_S, default 470 s: the run fits ~8 minutes of an H100 whatever hangs; each step's timeout is
 # cut to what is left, and a step with under 10 s left is skipped and shows as such in the table):
-#   1. the GPU suite, node --test dist/test/gpu/: CUDA kernels vs the CPU kernels; GPT-2 on the GPU vs
+#   1. the GPU suite, node --test dist/test/gpu/: CUDA kernels vs the CPU kernels (the GGML block formats
+#      bit for bit in ggml.test.ts); GPT-2 on the GPU vs
 #      the CPU and its fixtures; the Llama family (llama, llama-mha, qwen2, qwen3, mistral) on the GPU
 #      vs the float64 PyTorch fixtures in fp32, bf16 training, KV-cache generation, bitwise repeats,
 #      a sharded checkpoint (test/gpu/*.test.ts say what each holds and why);

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "gptune/kernels.h"
 
@@ -90,6 +91,18 @@ inline int padded8(int n) { return (n + 7) / 8 * 8; }
 // bias (N) may be null. Implemented in matmul.cu.
 void gemm_fp32(bool a_k_contig, bool b_k_contig, int M, int N, int K, float alpha, const float* A, int lda,
                const float* B, int ldb, float beta, float* C, int ldc, const float* bias);
+
+// Matmuls with a weight stored in a quantized or 16-bit format, through the fp32 SIMT GEMM: slabs
+// of whole rows of W (OC,C) (at most 16 MiB of floats at a time, in Scratch::QuantSlab) are
+// dequantized by dequantize_rows(slab, o0, rows), which fills slab (rows,C) with rows o0..o0+rows-1
+// of W, and multiplied. Implemented in quant.cu.
+//   forward:  out[n*out_stride + o] = inp (N,C) @ W^T + bias (OC, may be null), for o < OC;
+//   backward: dinp (N,C) += dout[n*dout_stride + o] (columns o < OC) @ W.
+using DequantizeRows = std::function<void(float* slab, int o0, int rows)>;
+void quant_slab_forward(float* out, int out_stride, const float* inp, const float* bias, int N, int C, int OC,
+                        const DequantizeRows& dequantize_rows);
+void quant_slab_backward(float* dinp, const float* dout, int dout_stride, int N, int C, int OC,
+                         const DequantizeRows& dequantize_rows);
 
 // bf16 tensor-core attention for head size 64 (attention_bf16.cu); same contract as the kernels.inc
 // functions with HS = 64, called by them when set_attention_precision(true) and HS == 64.

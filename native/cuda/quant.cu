@@ -134,11 +134,6 @@ __global__ void gemv_forward_kernel(float* out, const float* inp, Reader reader,
   }
 }
 
-int slab_rows(int C, int OC) {
-  const long long rows = kSlabFloats / C;
-  return static_cast<int>(rows < 1 ? 1 : rows < OC ? rows : OC);
-}
-
 template <class Reader>
 void quant_matmul_forward(float* out, const float* inp, const Reader& reader, const float* bias, int N, int C, int OC) {
   if (N <= kGemvRows) {
@@ -146,27 +141,22 @@ void quant_matmul_forward(float* out, const float* inp, const Reader& reader, co
            inp, reader, bias, N, C, OC);
     return;
   }
-  const int S = slab_rows(C, OC);
-  auto* slab = static_cast<float*>(scratch(Scratch::QuantSlab, static_cast<size_t>(S) * C * sizeof(float)));
-  for (int o0 = 0; o0 < OC; o0 += S) {
-    const int rows = OC - o0 < S ? OC - o0 : S;
+  quant_slab_forward(out, OC, inp, bias, N, C, OC, [&](float* slab, int o0, int rows) {
     dequantize(slab, reader, static_cast<long long>(o0) * C, static_cast<long long>(rows) * C);
-    // out[:, o0:o0+rows] (N,rows) = inp (N,C) @ slab (rows,C)^T + bias[o0:o0+rows]
-    gemm_fp32(true, true, N, rows, C, 1.0f, inp, C, slab, C, 0.0f, out + o0, OC, bias ? bias + o0 : nullptr);
-  }
+  });
 }
 
 template <class Reader>
 void quant_matmul_backward(float* dinp, const float* dout, const Reader& reader, int N, int C, int OC) {
   if (!dinp) return;
-  const int S = slab_rows(C, OC);
-  auto* slab = static_cast<float*>(scratch(Scratch::QuantSlab, static_cast<size_t>(S) * C * sizeof(float)));
-  for (int o0 = 0; o0 < OC; o0 += S) {
-    const int rows = OC - o0 < S ? OC - o0 : S;
+  quant_slab_backward(dinp, dout, OC, N, C, OC, [&](float* slab, int o0, int rows) {
     dequantize(slab, reader, static_cast<long long>(o0) * C, static_cast<long long>(rows) * C);
-    // dinp (N,C) += dout[:, o0:o0+rows] (N,rows) @ slab (rows,C)
-    gemm_fp32(true, false, N, C, rows, 1.0f, dout + o0, OC, slab, C, 1.0f, dinp, C, nullptr);
-  }
+  });
+}
+
+int slab_rows(int C, int OC) {
+  const long long rows = kSlabFloats / C;
+  return static_cast<int>(rows < 1 ? 1 : rows < OC ? rows : OC);
 }
 
 // ---- quantization ----
@@ -231,6 +221,37 @@ Nf4Reader nf4_reader(const uint8_t* packed, const uint8_t* qabsmax, const float*
 }
 
 }  // namespace
+
+namespace {
+// Dequantizes W (OC,C) slab by slab into Scratch::QuantSlab and hands each slab (rows,C), holding
+// rows o0 .. o0+rows-1, to multiply(slab, o0, rows).
+void for_each_slab(int C, int OC, const DequantizeRows& dequantize_rows,
+                   const std::function<void(const float* slab, int o0, int rows)>& multiply) {
+  const int S = slab_rows(C, OC);
+  auto* slab = static_cast<float*>(scratch(Scratch::QuantSlab, static_cast<size_t>(S) * C * sizeof(float)));
+  for (int o0 = 0; o0 < OC; o0 += S) {
+    const int rows = OC - o0 < S ? OC - o0 : S;
+    dequantize_rows(slab, o0, rows);
+    multiply(slab, o0, rows);
+  }
+}
+}  // namespace
+
+void quant_slab_forward(float* out, int out_stride, const float* inp, const float* bias, int N, int C, int OC,
+                        const DequantizeRows& dequantize_rows) {
+  for_each_slab(C, OC, dequantize_rows, [&](const float* slab, int o0, int rows) {
+    // out[:, o0:o0+rows] (N,rows) = inp (N,C) @ slab (rows,C)^T + bias[o0:o0+rows]
+    gemm_fp32(true, true, N, rows, C, 1.0f, inp, C, slab, C, 0.0f, out + o0, out_stride, bias ? bias + o0 : nullptr);
+  });
+}
+
+void quant_slab_backward(float* dinp, const float* dout, int dout_stride, int N, int C, int OC,
+                         const DequantizeRows& dequantize_rows) {
+  for_each_slab(C, OC, dequantize_rows, [&](const float* slab, int o0, int rows) {
+    // dinp (N,C) += dout[:, o0:o0+rows] (N,rows) @ slab (rows,C)
+    gemm_fp32(true, false, N, C, rows, 1.0f, dout + o0, dout_stride, slab, C, 1.0f, dinp, C, nullptr);
+  });
+}
 
 void quantize_int8(int8_t* q, float* scale, const float* weight, int OC, int C) {
   launch(quantize_int8_kernel, dim3(static_cast<unsigned>(OC)), dim3(256), 0, q, scale, weight, C);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include "gptune/cuda_options.h"
@@ -1064,6 +1065,164 @@ void test_quant() {
     check_bits("convert_f32_to_bf16 ties to even, overflow, infinities, NaN, -0, subnormal", same_bits(d_b.get(), want));
   }
 }
+// ---- GGML block formats ----
+// The reference is ggml itself: quantize_row_*_ref and dequantize_row_* of the libggml-base.so that
+// node-llama-cpp ships (llama.cpp's release, built without FMA: its products and sums round one by
+// one, as ggml's generic C code says), dlopen'ed from node_modules. Quantized bytes and dequantized
+// floats must equal ggml's bit for bit; the matmuls are float64 sums of ggml's dequantized weights,
+// within 1e-5 (float32 accumulation of up to 512 terms: ~sqrt(512) * 2^-24 = 1.3e-6 relative).
+struct GgmlType {
+  int id;
+  const char* name;
+  int values, bytes;  // per block
+  void (*quantize)(const float*, void*, int64_t);
+  void (*dequantize)(const void*, float*, int64_t);
+};
+vector<GgmlType> ggml_types() {
+  const char* path = std::getenv("GPTUNE_LIBGGML_BASE");
+  if (!path) path = "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so";
+  void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    ++g_failures;
+    std::printf("FAIL ggml reference: cannot load %s (%s); run from the repository root after npm install\n", path, dlerror());
+    return {};
+  }
+  vector<GgmlType> types = {{2, "q4_0", 32, 18}, {6, "q5_0", 32, 22}, {8, "q8_0", 32, 34}, {12, "q4_K", 256, 144}, {14, "q6_K", 256, 210}};
+  for (auto& t : types) {
+    t.quantize = reinterpret_cast<void (*)(const float*, void*, int64_t)>(dlsym(lib, ("quantize_row_" + std::string(t.name) + "_ref").c_str()));
+    t.dequantize = reinterpret_cast<void (*)(const void*, float*, int64_t)>(dlsym(lib, ("dequantize_row_" + std::string(t.name)).c_str()));
+    if (!t.quantize || !t.dequantize) {
+      ++g_failures;
+      std::printf("FAIL ggml reference: %s lacks the %s functions\n", path, t.name);
+      return {};
+    }
+  }
+  return types;
+}
+
+// Weights a quantizer must get right beyond random rows: rows of very different magnitudes, an
+// all-zero block, a block whose only non-zero value is negative, a constant block, and one
+// weight far larger than the rest of its block.
+vector<float> ggml_weights(int rows, int C) {
+  auto w = spread_weights(size_t(rows) * C, C);
+  for (int c = 0; c < 256 && c < C; ++c) w[c] = 0.0f;
+  if (rows > 1) {
+    for (int c = 0; c < 256; ++c) w[size_t(C) + c] = c == 37 ? -0.75f : 0.0f;
+  }
+  if (rows > 2) {
+    for (int c = 0; c < 256; ++c) w[size_t(2) * C + c] = 0.3125f;
+    w[size_t(2) * C + 300 % C] = 40.0f;
+  }
+  return w;
+}
+
+void test_ggml() {
+  const auto types = ggml_types();
+  for (const GgmlType& t : types) {
+    // quantize / dequantize, rows back to back.
+    {
+      const int rows = 9, C = 512;
+      const size_t n = size_t(rows) * C, nbytes = n / t.values * t.bytes;
+      const auto w = ggml_weights(rows, C);
+      vector<uint8_t> want_blocks(nbytes);
+      vector<float> want_deq(n);
+      t.quantize(w.data(), want_blocks.data(), int64_t(n));
+      t.dequantize(want_blocks.data(), want_deq.data(), int64_t(n));
+      Dev<float> d_w(w), d_deq(n);
+      Dev<uint8_t> d_blocks(nbytes);
+      cu::quantize_ggml(d_blocks.ptr, d_w.ptr, t.id, rows, C);
+      check_bits(std::string("quantize_ggml ") + t.name + " rows=9 C=512 equals ggml's quantize_row_" + t.name + "_ref",
+                 same_bits(d_blocks.get(), want_blocks));
+      cu::dequantize_ggml(d_deq.ptr, d_blocks.ptr, t.id, rows, C);
+      check_bits(std::string("dequantize_ggml ") + t.name + " rows=9 C=512 equals ggml's dequantize_row_" + t.name,
+                 same_bits(d_deq.get(), want_deq));
+    }
+    // matmuls on W (OC,C) quantized by ggml: out is a column slice of a wider (N, OC+5) output, dout
+    // a slice of a wider (N, OC+3) gradient whose other columns are NaN.
+    const int C = 256 * (t.values == 32 ? 1 : 2) + (t.values == 32 ? 32 : 0), OC = 37;
+    const int out_stride = OC + 5, dout_stride = OC + 3;
+    const auto w = ggml_weights(OC, C);
+    vector<uint8_t> blocks(size_t(OC) * C / t.values * t.bytes);
+    vector<float> deq(size_t(OC) * C);
+    t.quantize(w.data(), blocks.data(), int64_t(w.size()));
+    t.dequantize(blocks.data(), deq.data(), int64_t(deq.size()));
+    Dev<uint8_t> d_blocks(blocks);
+    const auto bias = random_vector(OC);
+    Dev<float> d_bias(bias);
+    for (const int N : {1, 3, 64, 200}) {
+      char tag[96];
+      std::snprintf(tag, sizeof tag, " %s N=%d C=%d OC=%d", t.name, N, C, OC);
+      const auto inp = random_vector(size_t(N) * C), out0 = random_vector(size_t(N) * out_stride);
+      vector<float> dout(size_t(N) * dout_stride, NAN);
+      for (int r = 0; r < N; ++r)
+        for (int o = 0; o < OC; ++o) dout[size_t(r) * dout_stride + o] = random_vector(1)[0];
+      const auto dinp0 = random_vector(size_t(N) * C);
+      // N = 3 reads its input at a view misaligned by one float (the decoding kernel's scalar loads).
+      const int shift = N == 3 ? 1 : 0;
+      vector<float> inp_view(shift, 0.0f);
+      inp_view.insert(inp_view.end(), inp.begin(), inp.end());
+      for (const bool with_bias : {true, false}) {
+        Dev<float> d_inp(inp_view), d_out(out0);
+        cu::matmul_ggml_forward(d_out.ptr, d_inp.ptr + shift, d_blocks.ptr, with_bias ? d_bias.ptr : nullptr, t.id, N, C, OC, out_stride);
+        const auto got = d_out.get();
+        vector<float> got_slice(size_t(N) * OC);
+        vector<double> want(size_t(N) * OC);
+        bool untouched = true;
+        for (int r = 0; r < N; ++r) {
+          for (int o = 0; o < OC; ++o) {
+            double sum = with_bias ? bias[o] : 0.0;
+            for (int c = 0; c < C; ++c) sum += double(inp[size_t(r) * C + c]) * deq[size_t(o) * C + c];
+            want[size_t(r) * OC + o] = sum;
+            got_slice[size_t(r) * OC + o] = got[size_t(r) * out_stride + o];
+          }
+          for (int o = OC; o < out_stride; ++o)
+            untouched = untouched && std::memcmp(&got[size_t(r) * out_stride + o], &out0[size_t(r) * out_stride + o], 4) == 0;
+        }
+        check(std::string("matmul_ggml_forward") + (with_bias ? "" : " no bias") + tag + " stride=42", got_slice, want, 1e-5);
+        check_exact(std::string("matmul_ggml_forward columns past OC untouched") + tag, {untouched}, {true});
+      }
+      Dev<float> d_dout(dout), d_dinp(dinp0);
+      cu::matmul_ggml_backward(d_dinp.ptr, d_dout.ptr, d_blocks.ptr, t.id, N, C, OC, dout_stride);
+      vector<double> want = to_double(dinp0);
+      for (int r = 0; r < N; ++r)
+        for (int c = 0; c < C; ++c) {
+          double sum = 0;
+          for (int o = 0; o < OC; ++o) sum += double(dout[size_t(r) * dout_stride + o]) * deq[size_t(o) * C + c];
+          want[size_t(r) * C + c] += sum;
+        }
+      check_increment(std::string("matmul_ggml_backward dinp") + tag + " dout stride=40", d_dinp.get(), dinp0, want, 1e-5);
+      cu::matmul_ggml_backward(nullptr, d_dout.ptr, d_blocks.ptr, t.id, N, C, OC, dout_stride);  // no input gradient: a no-op
+    }
+    // The direct (decoding) kernel dequantizes in registers: with one-hot input rows, out[n][o] is
+    // W[o][c] itself (one exact product, sums of zeros), which must equal ggml's dequantized value.
+    // The first 256 columns are one round of the warp's lanes: every lane's position in a block.
+    {
+      const int N = 8;
+      Dev<float> d_out(size_t(N) * OC);
+      bool same = true;
+      for (int c0 = 0; c0 < 256; c0 += N) {
+        vector<float> onehot(size_t(N) * C, 0.0f);
+        for (int r = 0; r < N; ++r) onehot[size_t(r) * C + c0 + r] = 1.0f;
+        Dev<float> d_inp(onehot);
+        cu::matmul_ggml_forward(d_out.ptr, d_inp.ptr, d_blocks.ptr, nullptr, t.id, N, C, OC, OC);
+        const auto got = d_out.get();
+        for (int r = 0; r < N; ++r)
+          for (int o = 0; o < OC; ++o) same = same && got[size_t(r) * OC + o] == deq[size_t(o) * C + c0 + r];
+      }
+      check_exact(std::string("matmul_ggml_forward N=8 with one-hot rows gives ggml's dequantized values exactly ") + t.name, {same}, {true});
+    }
+  }
+  bool threw = false;
+  try {
+    Dev<float> d(32);
+    Dev<uint8_t> b(34);
+    cu::quantize_ggml(b.ptr, d.ptr, 3, 1, 32);
+  } catch (const gptune::Error& e) {
+    threw = std::strstr(e.what(), "received 3") != nullptr;
+  }
+  check_exact("quantize_ggml rejects ggml type 3 (Q4_1) with an error naming it", {threw}, {true});
+}
+
 // ---- LoRA adapters ----
 namespace gptune::cuda {
 void lora_set_chunk_floats_for_tests(long long floats);  // lora.cu's test hook
@@ -1184,6 +1343,7 @@ int main(int argc, char** argv) {
   run("attention_bf16", test_attention_bf16);
   run("llama", test_llama_kernels);
   run("quant", test_quant);
+  run("ggml", test_ggml);
   run("lora", test_lora);
   std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
   return g_failures ? 1 : 0;
