@@ -65,6 +65,17 @@ export interface Kernels {
   /** w_out (n) = inp rounded to bf16 (nearest, ties to even; NaN stays NaN). */
   convert_f32_to_bf16(w_out: U16, inp: F, n: number): void;
   /**
+   * GGML block formats (kernels.inc; type ids, block sizes and bytes in lib/gguf/ggml_types.ts): a weight of
+   * `rows` rows of C values (C a multiple of the type's block) stored as blocks (rows * C/block * blockBytes
+   * bytes), quantized and dequantized bit for bit as ggml's reference code does.
+   */
+  quantize_ggml(blocks: U8, weight: F, type: number, rows: number, C: number): void;
+  dequantize_ggml(weight: F, blocks: U8, type: number, rows: number, C: number): void;
+  /** out[n*outStride + o] = inp (N,C) @ dequant(w)^T (OC rows of C) + bias, o < OC; outStride >= OC. */
+  matmul_ggml_forward(out: F, inp: F, w: U8, bias: F | null, type: number, N: number, C: number, OC: number, outStride: number): void;
+  /** Input gradient only: dinp (N,C) += dout[n*doutStride + o] (o < OC) @ dequant(w). */
+  matmul_ggml_backward(dinp: F | null, dout: F, w: U8, type: number, N: number, C: number, OC: number, doutStride: number): void;
+  /**
    * LoRA adapter after a base matmul (PEFT: y = base(x) + scaling * B(A(dropout(x)))): A (R,C), B (OC,R)
    * as PEFT's lora_A / lora_B weights; u (N,R) = dropout(inp) @ A^T is saved for the backward; out rows
    * have stride ld and columns [offset, offset + OC) get += scaling * u @ B^T. dropout p in [0,1),
@@ -155,6 +166,8 @@ export interface Addon {
   Arena: new (device: DeviceName, numel: number) => ArenaHandle;
   kernels: Kernels;
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F, lda: number, B: F, ldb: number, beta: number, C: F, ldc: number): void;
+  /** The CPU's scalar reference of the GGML block matmuls (native/cpu/ggml_quant.h), CPU tensors only: for tests. */
+  ggmlReference: Pick<Kernels, 'matmul_ggml_forward' | 'matmul_ggml_backward'>;
   cuda: CudaBindings;
   setNumThreads(n: number): void;
   numThreads(): number;

@@ -61,7 +61,8 @@ const tally = (target: string, ok: boolean) => {
 
 /**
  * Argument kinds: f float tensor, f? optional, i Int32Array (valid ids), i? optional, d dimension, n count, x number, b boolean;
- * q int8 weights, u uint8 weights, h bf16 weights (typed arrays or arena views in float slots).
+ * q int8 weights, u uint8 weights, h bf16 weights (typed arrays or arena views in float slots);
+ * g a GGML block type id (mostly one of the five), dg a dimension that is mostly a whole number of GGML blocks.
  */
 const KERNELS: Record<string, string> = {
   matmul_forward: 'f f f f? d d d',
@@ -77,6 +78,10 @@ const KERNELS: Record<string, string> = {
   matmul_bf16_forward: 'f f h f? d d d',
   matmul_bf16_backward: 'f? f h d d d',
   convert_f32_to_bf16: 'h f n',
+  quantize_ggml: 'u f g d dg',
+  dequantize_ggml: 'f u g d dg',
+  matmul_ggml_forward: 'f f u f? g d dg d d',
+  matmul_ggml_backward: 'f? f u g d dg d d',
   encoder_forward: 'f i i? f f? d d d d0',
   encoder_backward: 'f? f? f i i? d d d d0',
   layernorm_forward: 'f f? f? f f f d d x',
@@ -141,6 +146,10 @@ function valid(kind: string): unknown {
       return pick([1, 1, 2, 3, 4, 8]);
     case 'd0':
       return int(0, 2);
+    case 'g':
+      return pick([2, 6, 8, 12, 14, 2, 8, 12, 1, 0, 13]);
+    case 'dg':
+      return pick([32, 64, 256, 32, 1, 48]);
     case 'n':
       return int(0, 64);
     case 'x':

@@ -193,6 +193,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Arena", Arena::define_class(env));
   exports.Set("kernels", KernelBindings(env));
   exports.Set("sgemm", SgemmBinding(env));
+  exports.Set("ggmlReference", GgmlReferenceBindings(env));
   exports.Set("cuda", CudaBindings(env));
   exports.Set("version", Napi::String::New(env, GPTUNE_VERSION));
   Napi::Array backends = Napi::Array::New(env);

@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "cpu/ggml_quant.h"
 #include "gptune/device.h"
+#include "gptune/ggml_blocks.h"
 #include "gptune/kernels.h"
 #include "napi/args.h"
 #include "napi/binding.h"
@@ -238,6 +240,87 @@ Napi::Value ConvertF32ToBf16(const Napi::CallbackInfo& info) {
   auto w_out = a.uint16s(0, "w_out", n);
   auto inp = a.floats(1, "inp", n);
   GPTUNE_DISPATCH(a, convert_f32_to_bf16, w_out.ptr, inp.ptr, n);
+  return info.Env().Undefined();
+}
+
+// A GGML block-format weight (kernels.inc): its type id, checked to be one of the five block types.
+int ggml_type_arg(Args& a, size_t i) {
+  const int type = a.integer(i, "type");
+  if (!ggml::is_block_type(type))
+    a.fail_range("type must be a GGML block type id, 2 (Q4_0), 6 (Q5_0), 8 (Q8_0), 12 (Q4_K) or 14 (Q6_K), but it is " +
+                 std::to_string(type));
+  return type;
+}
+
+// The bytes of `rows` rows of C values stored as `type`, C checked to be a whole number of blocks.
+int64_t ggml_weight_bytes(Args& a, int type, int rows, int C) {
+  const int bs = ggml::block_size(type);
+  if (C % bs != 0)
+    a.fail_range("C (" + std::to_string(C) + ") must be a multiple of " + std::to_string(bs) + ", the block of " +
+                 ggml::type_name(type));
+  return a.product({rows, C / bs, ggml::block_bytes(type)});
+}
+
+// Elements a row-strided (N, stride) buffer needs when rows hold `cols` used columns.
+int64_t strided_numel(Args& a, int N, int stride, int cols, const char* stride_name) {
+  if (stride < cols)
+    a.fail_range(std::string(stride_name) + " (" + std::to_string(stride) + ") must be at least OC (" + std::to_string(cols) + ")");
+  return a.product({N - 1, stride}) + cols;
+}
+
+Napi::Value QuantizeGgml(const Napi::CallbackInfo& info) {
+  Args a(info, "quantize_ggml", 5);
+  const int type = ggml_type_arg(a, 2);
+  const int rows = a.dim(3, "rows"), C = a.dim(4, "C");
+  auto blocks = a.uint8s(0, "blocks", ggml_weight_bytes(a, type, rows, C));
+  auto weight = a.floats(1, "weight", a.product({rows, C}));
+  GPTUNE_DISPATCH(a, quantize_ggml, blocks.ptr, weight.ptr, type, rows, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value DequantizeGgml(const Napi::CallbackInfo& info) {
+  Args a(info, "dequantize_ggml", 5);
+  const int type = ggml_type_arg(a, 2);
+  const int rows = a.dim(3, "rows"), C = a.dim(4, "C");
+  auto weight = a.floats(0, "weight", a.product({rows, C}));
+  auto blocks = a.uint8s(1, "blocks", ggml_weight_bytes(a, type, rows, C));
+  GPTUNE_DISPATCH(a, dequantize_ggml, weight.ptr, blocks.ptr, type, rows, C);
+  return info.Env().Undefined();
+}
+
+// matmul_ggml_forward and, for Reference, the CPU's scalar reference of it (exposed for tests).
+template <bool Reference>
+Napi::Value MatmulGgmlForward(const Napi::CallbackInfo& info) {
+  Args a(info, Reference ? "matmul_ggml_forward_reference" : "matmul_ggml_forward", 9);
+  const int type = ggml_type_arg(a, 4);
+  const int N = a.dim(5, "N"), C = a.dim(6, "C"), OC = a.dim(7, "OC"), out_stride = a.dim(8, "out_stride");
+  auto out = a.floats(0, "out", strided_numel(a, N, out_stride, OC, "out_stride"));
+  auto inp = a.floats(1, "inp", a.product({N, C}));
+  auto w = a.uint8s(2, "w", ggml_weight_bytes(a, type, OC, C));
+  auto bias = a.floats_opt(3, "bias", OC);
+  if (Reference) {
+    if (a.device() != Device::Cpu) a.fail_range("the reference is exposed for CPU tensors only");
+    cpu::matmul_ggml_forward_reference(out.ptr, inp.ptr, w.ptr, bias.ptr, type, N, C, OC, out_stride);
+  } else {
+    GPTUNE_DISPATCH(a, matmul_ggml_forward, out.ptr, inp.ptr, w.ptr, bias.ptr, type, N, C, OC, out_stride);
+  }
+  return info.Env().Undefined();
+}
+
+template <bool Reference>
+Napi::Value MatmulGgmlBackward(const Napi::CallbackInfo& info) {
+  Args a(info, Reference ? "matmul_ggml_backward_reference" : "matmul_ggml_backward", 8);
+  const int type = ggml_type_arg(a, 3);
+  const int N = a.dim(4, "N"), C = a.dim(5, "C"), OC = a.dim(6, "OC"), dout_stride = a.dim(7, "dout_stride");
+  auto dinp = a.floats_opt(0, "dinp", a.product({N, C}));
+  auto dout = a.floats(1, "dout", strided_numel(a, N, dout_stride, OC, "dout_stride"));
+  auto w = a.uint8s(2, "w", ggml_weight_bytes(a, type, OC, C));
+  if (Reference) {
+    if (a.device() != Device::Cpu) a.fail_range("the reference is exposed for CPU tensors only");
+    cpu::matmul_ggml_backward_reference(dinp.ptr, dout.ptr, w.ptr, type, N, C, OC, dout_stride);
+  } else {
+    GPTUNE_DISPATCH(a, matmul_ggml_backward, dinp.ptr, dout.ptr, w.ptr, type, N, C, OC, dout_stride);
+  }
   return info.Env().Undefined();
 }
 
@@ -713,6 +796,10 @@ Napi::Object KernelBindings(Napi::Env env) {
   k.Set("matmul_bf16_forward", function<MatmulBf16Forward>(env, "matmul_bf16_forward"));
   k.Set("matmul_bf16_backward", function<MatmulBf16Backward>(env, "matmul_bf16_backward"));
   k.Set("convert_f32_to_bf16", function<ConvertF32ToBf16>(env, "convert_f32_to_bf16"));
+  k.Set("quantize_ggml", function<QuantizeGgml>(env, "quantize_ggml"));
+  k.Set("dequantize_ggml", function<DequantizeGgml>(env, "dequantize_ggml"));
+  k.Set("matmul_ggml_forward", function<MatmulGgmlForward<false>>(env, "matmul_ggml_forward"));
+  k.Set("matmul_ggml_backward", function<MatmulGgmlBackward<false>>(env, "matmul_ggml_backward"));
   k.Set("encoder_forward", function<EncoderForward>(env, "encoder_forward"));
   k.Set("encoder_backward", function<EncoderBackward>(env, "encoder_backward"));
   k.Set("layernorm_forward", function<LayernormForward>(env, "layernorm_forward"));
@@ -745,5 +832,12 @@ Napi::Object KernelBindings(Napi::Env env) {
 }
 
 Napi::Function SgemmBinding(Napi::Env env) { return function<Sgemm>(env, "sgemm"); }
+
+Napi::Object GgmlReferenceBindings(Napi::Env env) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("matmul_ggml_forward", function<MatmulGgmlForward<true>>(env, "matmul_ggml_forward_reference"));
+  r.Set("matmul_ggml_backward", function<MatmulGgmlBackward<true>>(env, "matmul_ggml_backward_reference"));
+  return r;
+}
 
 }  // namespace gptune::napi

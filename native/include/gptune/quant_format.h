@@ -112,6 +112,13 @@ GPTUNE_HOST_DEVICE inline float sub_rn(float a, float b) {
   return a - b;
 #endif
 }
+GPTUNE_HOST_DEVICE inline float sqrt_rn(float a) {
+#if defined(__CUDA_ARCH__)
+  return __fsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
 
 // int8 per output channel (bitsandbytes' int8_vectorwise_quant): scale = absmax / 127, and a
 // weight's code round(w * (127 / absmax)) with torch.round's half-to-even rounding (rint in the
