@@ -1,6 +1,6 @@
 // Runtime CPU feature checks used to dispatch to the widest SIMD path compiled in.
 // Sources named *_avx512.cc are compiled with AVX-512 (F/BW/DQ/VL) + FMA flags and *_avx2.cc with
-// AVX2 + FMA flags (CMakeLists.txt and binding.gyp); everything else is compiled for baseline
+// AVX2 + FMA + F16C flags (CMakeLists.txt and binding.gyp); everything else is compiled for baseline
 // x86-64 (or the host architecture), so the addon loads on any CPU and only calls wide code after
 // these checks pass.
 //
