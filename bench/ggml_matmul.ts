@@ -7,7 +7,8 @@
  * N = 1 the runs cycle through enough copies of it (at least 256 MB together) that every call reads its weight
  * from memory, not from a cache warmed by the previous call, as decoding a whole model does. Median of `repeats`
  * runs after one warm-up (bench/matmul.ts's timing). GFLOP/s counts 2*N*C*OC; GB/s is the weight's bytes over the
- * median time; vs fp32 is fp32's median time over this one's (above 1: faster).
+ * median time; vs fp32 is fp32's median time over this one's (above 1: faster). Calls shorter than 2 ms are timed
+ * in batches (timeBatched).
  * `node dist/bench/ggml_matmul.js [--repeats N] [--simd avx2]` prints a table and one JSON line.
  */
 import { GGML_BLOCK_TYPES, GGMLBlockType, GGMLBlockTypeName, ggmlBlockBytes, ggmlBlockType } from '../lib/gguf/ggml_types';
@@ -57,6 +58,19 @@ function randomBlocks(type: GGMLBlockType, rows: number, C: number, seed: number
   return blocks;
 }
 
+/**
+ * timeRuns over batches of calls lasting about 2 ms each, per call: a single decoding matmul of a small layer
+ * takes tens of microseconds, which one timed call would drown in timer and scheduling noise.
+ */
+async function timeBatched(run: () => void, repeats: number): Promise<{ median: number; best: number }> {
+  const once = await timeRuns(run, 3);
+  const calls = Math.max(1, Math.ceil(2 / Math.max(once.median, 1e-3)));
+  const t = await timeRuns(() => {
+    for (let c = 0; c < calls; c++) run();
+  }, repeats);
+  return { median: t.median / calls, best: t.best / calls };
+}
+
 /** `count` copies of a weight made by make(seed), so consecutive calls read different memory. */
 function copies<T extends { byteLength: number }>(make: (seed: number) => T, N: number): T[] {
   const first = make(1);
@@ -69,7 +83,7 @@ export async function benchGgmlMatmul(options: { repeats?: number } = {}): Promi
   const rows: GgmlMatmulRow[] = [];
   for (const N of [1, 128]) {
     for (const [model, layer, C, OC] of SHAPES) {
-      const repeats = options.repeats ?? (N === 1 ? 31 : 5);
+      const repeats = options.repeats ?? (N === 1 ? 15 : 5);
       const inp = randomFloats(N * C, 1), out = new Float32Array(N * OC);
       // Each case's weights are made just before it runs, so only one format's copies are alive at a time.
       const cases: [GgmlMatmulRow['format'], () => { bytes: number; run: () => void }][] = [];
@@ -90,7 +104,7 @@ export async function benchGgmlMatmul(options: { repeats?: number } = {}): Promi
       let fp32Ms = NaN;
       for (const [format, prepare] of cases) {
         const { bytes, run } = prepare();
-        const t = await timeRuns(run, repeats);
+        const t = await timeBatched(run, repeats);
         if (format === 'fp32') fp32Ms = t.median;
         rows.push({
           model, layer, C, OC, N, format, ms: t.median, gflops: (2 * N * C * OC) / (t.median * 1e6),

@@ -110,73 +110,22 @@ inline void decode_block(const uint8_t* b, Emit&& emit) {
   }
 }
 
-template <int T>
-void decode(float* dst, const uint8_t* blocks, int64_t count) {
-  constexpr int values = ggml::block_size(T), bytes = ggml::block_bytes(T);
-  for (int64_t i = 0; i < count; ++i, dst += values)
-    decode_block<T>(blocks + i * bytes, [&](int v, __m256 w) { _mm256_storeu_ps(dst + 8 * v, w); });
-}
-
-inline float reduce(__m256 v) {
+using Vec = __m256;
+constexpr int kLanes = 8;
+inline Vec vzero() { return _mm256_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm256_loadu_ps(p); }
+inline void vstore(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+inline float vsum(Vec v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-// R input rows against one weight row, A independent accumulators per row (FMA latency).
-template <int T, int R>
-void dot(float* y, const float* x, int64_t ldx, const uint8_t* w, int C) {
-  constexpr int values = ggml::block_size(T), bytes = ggml::block_bytes(T);
-  constexpr int A = R == 1 ? 4 : R == 2 ? 2 : 1;
-  __m256 acc[R][A];
-  for (int r = 0; r < R; ++r)
-    for (int a = 0; a < A; ++a) acc[r][a] = _mm256_setzero_ps();
-  const int blocks = C / values;
-  for (int i = 0; i < blocks; ++i) {
-    const float* xb = x + int64_t{i} * values;
-    decode_block<T>(w + int64_t{i} * bytes, [&](int v, __m256 wv) {
-      for (int r = 0; r < R; ++r) acc[r][v % A] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xb + r * ldx + 8 * v), acc[r][v % A]);
-    });
-  }
-  for (int r = 0; r < R; ++r) {
-    __m256 s = acc[r][0];
-    for (int a = 1; a < A; ++a) s = _mm256_add_ps(s, acc[r][a]);
-    y[r] = reduce(s);
-  }
-}
-
-template <int T>
-void dot_rows(float* y, const float* x, int64_t ldx, int rows, const uint8_t* w, int C) {
-  switch (rows) {
-    case 1: return dot<T, 1>(y, x, ldx, w, C);
-    case 2: return dot<T, 2>(y, x, ldx, w, C);
-    case 3: return dot<T, 3>(y, x, ldx, w, C);
-    default: return dot<T, 4>(y, x, ldx, w, C);
-  }
-}
-
 }  // namespace
 
-void ggml_decode(float* dst, const uint8_t* blocks, int type, int64_t count) {
-  switch (type) {
-    case ggml::kQ4_0: return decode<ggml::kQ4_0>(dst, blocks, count);
-    case ggml::kQ5_0: return decode<ggml::kQ5_0>(dst, blocks, count);
-    case ggml::kQ8_0: return decode<ggml::kQ8_0>(dst, blocks, count);
-    case ggml::kQ4_K: return decode<ggml::kQ4_K>(dst, blocks, count);
-    case ggml::kQ6_K: return decode<ggml::kQ6_K>(dst, blocks, count);
-  }
-}
-
-void ggml_dot(float* y, const float* x, int64_t ldx, int rows, const uint8_t* w, int type, int C) {
-  static_assert(kGgmlDotRows == 4, "dot_rows instantiates 1..4 rows");
-  switch (type) {
-    case ggml::kQ4_0: return dot_rows<ggml::kQ4_0>(y, x, ldx, rows, w, C);
-    case ggml::kQ5_0: return dot_rows<ggml::kQ5_0>(y, x, ldx, rows, w, C);
-    case ggml::kQ8_0: return dot_rows<ggml::kQ8_0>(y, x, ldx, rows, w, C);
-    case ggml::kQ4_K: return dot_rows<ggml::kQ4_K>(y, x, ldx, rows, w, C);
-    case ggml::kQ6_K: return dot_rows<ggml::kQ6_K>(y, x, ldx, rows, w, C);
-  }
-}
+#include "ggml_matmul_simd.inc"
 
 }  // namespace gptune::cpu::avx2
 #endif  // __AVX2__ && __FMA__ && __F16C__

@@ -109,68 +109,18 @@ inline void decode_block(const uint8_t* b, Emit&& emit) {
   }
 }
 
-template <int T>
-void decode(float* dst, const uint8_t* blocks, int64_t count) {
-  constexpr int values = ggml::block_size(T), bytes = ggml::block_bytes(T);
-  for (int64_t i = 0; i < count; ++i, dst += values)
-    decode_block<T>(blocks + i * bytes, [&](int v, __m512 w) { _mm512_storeu_ps(dst + 16 * v, w); });
-}
-
-// R input rows against one weight row. Each row keeps A independent accumulators (FMA latency), fewer
-// when there are more rows to interleave.
-template <int T, int R>
-void dot(float* y, const float* x, int64_t ldx, const uint8_t* w, int C) {
-  constexpr int values = ggml::block_size(T), bytes = ggml::block_bytes(T);
-  constexpr int A = R == 1 ? 4 : R == 2 ? 2 : 1;
-  __m512 acc[R][A];
-  for (int r = 0; r < R; ++r)
-    for (int a = 0; a < A; ++a) acc[r][a] = _mm512_setzero_ps();
-  const int blocks = C / values;
-  for (int i = 0; i < blocks; ++i) {
-    const float* xb = x + int64_t{i} * values;
-    decode_block<T>(w + int64_t{i} * bytes, [&](int v, __m512 wv) {
-      for (int r = 0; r < R; ++r) acc[r][v % A] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xb + r * ldx + 16 * v), acc[r][v % A]);
-    });
-  }
-  for (int r = 0; r < R; ++r) {
-    __m512 s = acc[r][0];
-    for (int a = 1; a < A; ++a) s = _mm512_add_ps(s, acc[r][a]);
-    y[r] = _mm512_reduce_add_ps(s);
-  }
-}
-
-template <int T>
-void dot_rows(float* y, const float* x, int64_t ldx, int rows, const uint8_t* w, int C) {
-  switch (rows) {
-    case 1: return dot<T, 1>(y, x, ldx, w, C);
-    case 2: return dot<T, 2>(y, x, ldx, w, C);
-    case 3: return dot<T, 3>(y, x, ldx, w, C);
-    default: return dot<T, 4>(y, x, ldx, w, C);
-  }
-}
+using Vec = __m512;
+constexpr int kLanes = 16;
+inline Vec vzero() { return _mm512_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstore(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+inline float vsum(Vec v) { return _mm512_reduce_add_ps(v); }
 
 }  // namespace
 
-void ggml_decode(float* dst, const uint8_t* blocks, int type, int64_t count) {
-  switch (type) {
-    case ggml::kQ4_0: return decode<ggml::kQ4_0>(dst, blocks, count);
-    case ggml::kQ5_0: return decode<ggml::kQ5_0>(dst, blocks, count);
-    case ggml::kQ8_0: return decode<ggml::kQ8_0>(dst, blocks, count);
-    case ggml::kQ4_K: return decode<ggml::kQ4_K>(dst, blocks, count);
-    case ggml::kQ6_K: return decode<ggml::kQ6_K>(dst, blocks, count);
-  }
-}
-
-void ggml_dot(float* y, const float* x, int64_t ldx, int rows, const uint8_t* w, int type, int C) {
-  static_assert(kGgmlDotRows == 4, "dot_rows instantiates 1..4 rows");
-  switch (type) {
-    case ggml::kQ4_0: return dot_rows<ggml::kQ4_0>(y, x, ldx, rows, w, C);
-    case ggml::kQ5_0: return dot_rows<ggml::kQ5_0>(y, x, ldx, rows, w, C);
-    case ggml::kQ8_0: return dot_rows<ggml::kQ8_0>(y, x, ldx, rows, w, C);
-    case ggml::kQ4_K: return dot_rows<ggml::kQ4_K>(y, x, ldx, rows, w, C);
-    case ggml::kQ6_K: return dot_rows<ggml::kQ6_K>(y, x, ldx, rows, w, C);
-  }
-}
+#include "ggml_matmul_simd.inc"
 
 }  // namespace gptune::cpu::avx512
 #endif  // __AVX512F__

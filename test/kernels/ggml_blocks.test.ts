@@ -109,30 +109,21 @@ function firstBitDifference(got: Float32Array, want: Float32Array): string | nul
   return null;
 }
 
-function normals(rng: SeededRandom, n: number, sigma = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = 1 - rng.next(), v = rng.next();
-    out[i] = sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  }
-  return out;
-}
-
 /** Fixed inputs: `rows` rows of C values each, for a type whose blocks are `block` values. */
 function fixtures(block: number): { name: string; rows: number; x: Float32Array }[] {
   const C = 2 * 256; // two super-blocks, sixteen 32-blocks per row
   const rng = new SeededRandom(1300 + block);
   const cases: { name: string; rows: number; x: Float32Array }[] = [];
   const add = (name: string, rows: number, x: Float32Array) => cases.push({ name, rows, x });
-  add('random normal rows', 3, normals(rng, 3 * C, 0.02));
-  const outliers = normals(rng, 3 * C, 0.05);
+  add('random normal rows', 3, rng.normals(3 * C, 0.02));
+  const outliers = rng.normals(3 * C, 0.05);
   for (let i = 0; i < outliers.length; i += 97) outliers[i] *= 40;
   add('rows with outliers', 3, outliers);
   add('all-zero rows', 2, new Float32Array(2 * C));
-  add('tiny values (fp16 scales subnormal or zero)', 2, Float32Array.from(normals(rng, 2 * C), (v, i) => v * (i < C ? 1e-6 : 1e-30)));
-  add('negative-only rows', 2, Float32Array.from(normals(rng, 2 * C), (v) => -Math.abs(v)));
+  add('tiny values (fp16 scales subnormal or zero)', 2, Float32Array.from(rng.normals(2 * C), (v, i) => v * (i < C ? 1e-6 : 1e-30)));
+  add('negative-only rows', 2, Float32Array.from(rng.normals(2 * C), (v) => -Math.abs(v)));
   // Each block a magnitude from 1e-12 to 1e8: fp16 scales across subnormals, normals and overflow to infinity.
-  const spread = normals(rng, 4 * C);
+  const spread = rng.normals(4 * C);
   for (let b = 0; b < spread.length; b += block) {
     const scale = 10 ** rng.uniform(-12, 8);
     for (let j = b; j < b + block; j++) spread[j] *= scale;
@@ -141,7 +132,7 @@ function fixtures(block: number): { name: string; rows: number; x: Float32Array 
   // Small integers and halves: exact ties in every rounding step that scales by a power of two.
   add('integers and halves (rounding ties)', 2, Float32Array.from({ length: 2 * C }, () => rng.ints(1, -16, 16)[0] / 2));
   // One row of a single block (C = block): the smallest weight.
-  add('one block', 1, normals(rng, block, 0.1));
+  add('one block', 1, rng.normals(block, 0.1));
   return cases;
 }
 
@@ -187,10 +178,10 @@ describeWithGgml('matmul_ggml_forward / matmul_ggml_backward against a float64 s
   for (const type of GGML_BLOCK_TYPE_LIST) {
     const C = type.block === 32 ? 96 : 512;
     const rng = new SeededRandom(900 + type.id);
-    const w = quantize(type, normals(rng, OC * C, 0.05), OC);
+    const w = quantize(type, rng.normals(OC * C, 0.05), OC);
     const ggmlWeight = ggmlDequantize(type, w, OC * C); // ggml's own dequantization: the reference's weights
-    const inp = normals(rng, N * C);
-    const bias = normals(rng, OC);
+    const inp = rng.normals(N * C);
+    const bias = rng.normals(OC);
     for (const [label, impl] of implementations) {
       for (const withBias of [false, true]) {
         test(`${type.name} ${label} forward, out_stride = OC + 3, ${withBias ? 'with' : 'no'} bias`, () => {
@@ -220,8 +211,8 @@ describeWithGgml('matmul_ggml_forward / matmul_ggml_backward against a float64 s
       test(`${type.name} ${label} backward accumulates, dout_stride = OC + 2`, () => {
         const stride = OC + 2;
         const weight = ggmlWeight();
-        const dout = normals(rng, (N - 1) * stride + OC);
-        const dinp0 = normals(rng, N * C);
+        const dout = rng.normals((N - 1) * stride + OC);
+        const dinp0 = rng.normals(N * C);
         const dinp = dinp0.slice();
         impl.matmul_ggml_backward(dinp, dout, w, type.id, N, C, OC, stride);
         const want = new Float64Array(N * C), magnitude = new Float64Array(N * C);

@@ -27,15 +27,6 @@ if (LEVELS.length === 0) console.warn('ggml_matmul.test.ts: this CPU has neither
 /** Row length per type: 32-blocks get 800 = 3 * 256 + 32 (the backward's 256-column tiles leave a 32-column one). */
 const columns = (type: GGMLBlockType) => (type.block === 32 ? 800 : 768);
 
-function normals(rng: SeededRandom, n: number, sigma = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = 1 - rng.next(), v = rng.next();
-    out[i] = sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  }
-  return out;
-}
-
 /** Offsets of a block's fp16 scales (ggml-common.h): Q4_K's d and dmin, Q6_K's d at the end, the others' d first. */
 function scaleOffsets(type: GGMLBlockType): number[] {
   return type.name === 'Q4_K' ? [0, 2] : type.name === 'Q6_K' ? [208] : [0];
@@ -48,7 +39,7 @@ function scaleOffsets(type: GGMLBlockType): number[] {
 function weights(type: GGMLBlockType, C: number, rng: SeededRandom): Uint8Array {
   const quantizedRows = OC >> 1;
   const blocks = new Uint8Array(ggmlBlockBytes(type, OC, C));
-  k.quantize_ggml(blocks, normals(rng, quantizedRows * C, 0.05), type.id, quantizedRows, C);
+  k.quantize_ggml(blocks, rng.normals(quantizedRows * C, 0.05), type.id, quantizedRows, C);
   const start = ggmlBlockBytes(type, quantizedRows, C);
   for (let i = start; i < blocks.length; i++) blocks[i] = rng.ints(1, 0, 255)[0];
   for (let b = start; b < blocks.length; b += type.bytes) {
@@ -67,14 +58,14 @@ describe.each(GGML_BLOCK_TYPE_LIST.map((t) => [t.name, t] as const))('%s fast CP
   const w = weights(type, C, rng);
   const dequantized = new Float32Array(OC * C);
   k.dequantize_ggml(dequantized, w, type.id, OC, C);
-  const bias = normals(rng, OC);
+  const bias = rng.normals(OC);
 
   afterAll(() => addon.setSimdLimit('avx512'));
 
   for (const N of NS) {
-    const inp = normals(rng, N * C);
-    const dout = normals(rng, N * OC);
-    const dinp0 = normals(rng, N * C);
+    const inp = rng.normals(N * C);
+    const dout = rng.normals(N * OC);
+    const dinp0 = rng.normals(N * C);
     let reference: { forward: ReturnType<typeof matmulForwardRef>; backward: ReturnType<typeof matmulBackwardRef> } | null = null;
     const ref = () => (reference ??= { forward: matmulForwardRef(inp, dequantized, null, N, C, OC), backward: matmulBackwardRef(dout, inp, dequantized, N, C, OC) });
 
@@ -131,7 +122,7 @@ describe('addon.setSimdLimit', () => {
     const type = GGML_BLOCK_TYPE_LIST.find((t) => t.name === 'Q4_K')!;
     const rng = new SeededRandom(99);
     const C = 512, N = 5;
-    const w = weights(type, C, rng), inp = normals(rng, N * C);
+    const w = weights(type, C, rng), inp = rng.normals(N * C);
     const viaKernel = new Float32Array(N * OC), viaReference = new Float32Array(N * OC);
     addon.setSimdLimit('portable');
     k.matmul_ggml_forward(viaKernel, inp, w, null, type.id, N, C, OC, OC);

@@ -32,6 +32,16 @@ export class SeededRandom {
     return out;
   }
 
+  /** n float32 values drawn from a normal distribution of mean 0 and standard deviation sigma (Box-Muller). */
+  normals(n: number, sigma = 1): Float32Array {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const u = 1 - this.next(), v = this.next();
+      out[i] = sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    }
+    return out;
+  }
+
   /** n integers uniform in [lo, hi] (inclusive). */
   ints(n: number, lo: number, hi: number): Int32Array {
     const out = new Int32Array(n);
