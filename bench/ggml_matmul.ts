@@ -1,7 +1,8 @@
 /**
- * GGML block-format matmuls (matmul_ggml_forward: Q8_0, Q4_K, Q6_K, Q5_0, Q4_0, weight-only) against gptune's
- * fp32 matmul_forward in the same run, at the linear layers of GPT-2 124M and SmolLM2-135M, for decoding (N = 1)
- * and a prompt / evaluation batch (N = 128), on the CPU addon with the current thread count and SIMD level.
+ * GGML block-format matmuls (Q8_0, Q4_K, Q6_K, Q5_0, Q4_0, weight-only) against gptune's fp32 matmul in the same
+ * run, at the linear layers of GPT-2 124M and SmolLM2-135M: the forward for decoding (N = 1) and for a prompt /
+ * evaluation batch (N = 128), and the input gradient at N = 128 (QLoRA on a GGUF base), on the CPU addon with the
+ * current thread count and SIMD level.
  * Q4_K and Q6_K only where C is a multiple of 256 (SmolLM2's hidden 576 is not: llama.cpp's Q4_K_M falls back to
  * Q5_0 there). Each weight is random blocks with finite fp16 scales (the speed does not depend on the values); at
  * N = 1 the runs cycle through enough copies of it (at least 256 MB together) that every call reads its weight
@@ -21,6 +22,8 @@ export interface GgmlMatmulRow {
   C: number;
   OC: number;
   N: number;
+  /** fwd: out = inp @ W^T; bwd dinp: dinp += dout @ W (the input gradient, as QLoRA on a GGUF base needs). */
+  direction: 'fwd' | 'bwd dinp';
   format: 'fp32' | GGMLBlockTypeName;
   ms: number;
   gflops: number;
@@ -81,33 +84,42 @@ function copies<T extends { byteLength: number }>(make: (seed: number) => T, N: 
 export async function benchGgmlMatmul(options: { repeats?: number } = {}): Promise<GgmlMatmulRow[]> {
   const k = addon.kernels;
   const rows: GgmlMatmulRow[] = [];
-  for (const N of [1, 128]) {
+  const cases: [number, GgmlMatmulRow['direction']][] = [[1, 'fwd'], [128, 'fwd'], [128, 'bwd dinp']];
+  for (const [N, direction] of cases) {
     for (const [model, layer, C, OC] of SHAPES) {
       const repeats = options.repeats ?? (N === 1 ? 15 : 5);
       const inp = randomFloats(N * C, 1), out = new Float32Array(N * OC);
-      // Each case's weights are made just before it runs, so only one format's copies are alive at a time.
-      const cases: [GgmlMatmulRow['format'], () => { bytes: number; run: () => void }][] = [];
-      cases.push(['fp32', () => {
+      const dout = randomFloats(N * OC, 3), dinp = new Float32Array(N * C);
+      const backward = direction === 'bwd dinp';
+      // Each format's weights are made just before it runs, so only one format's copies are alive at a time.
+      const formats: [GgmlMatmulRow['format'], () => { bytes: number; run: () => void }][] = [];
+      formats.push(['fp32', () => {
         const weights = copies((seed) => randomFloats(OC * C, seed), N);
         let i = 0;
-        return { bytes: weights[0].byteLength, run: () => k.matmul_forward(out, inp, weights[i++ % weights.length], null, N, C, OC) };
+        const run = backward
+          ? () => k.matmul_backward(dinp, null, null, dout, inp, weights[i++ % weights.length], N, C, OC)
+          : () => k.matmul_forward(out, inp, weights[i++ % weights.length], null, N, C, OC);
+        return { bytes: weights[0].byteLength, run };
       }]);
       for (const name of FORMATS) {
         const type = ggmlBlockType(name)!;
         if (C % type.block !== 0) continue;
-        cases.push([name, () => {
+        formats.push([name, () => {
           const weights = copies((seed) => randomBlocks(type, OC, C, seed), N);
           let i = 0;
-          return { bytes: weights[0].byteLength, run: () => k.matmul_ggml_forward(out, inp, weights[i++ % weights.length], null, type.id, N, C, OC, OC) };
+          const run = backward
+            ? () => k.matmul_ggml_backward(dinp, dout, weights[i++ % weights.length], type.id, N, C, OC, OC)
+            : () => k.matmul_ggml_forward(out, inp, weights[i++ % weights.length], null, type.id, N, C, OC, OC);
+          return { bytes: weights[0].byteLength, run };
         }]);
       }
       let fp32Ms = NaN;
-      for (const [format, prepare] of cases) {
+      for (const [format, prepare] of formats) {
         const { bytes, run } = prepare();
         const t = await timeBatched(run, repeats);
         if (format === 'fp32') fp32Ms = t.median;
         rows.push({
-          model, layer, C, OC, N, format, ms: t.median, gflops: (2 * N * C * OC) / (t.median * 1e6),
+          model, layer, C, OC, N, direction, format, ms: t.median, gflops: (2 * N * C * OC) / (t.median * 1e6),
           weightGBs: bytes / (t.median * 1e6), vsFp32: fp32Ms / t.median,
         });
       }
@@ -117,11 +129,11 @@ export async function benchGgmlMatmul(options: { repeats?: number } = {}): Promi
 }
 
 export function printGgmlMatmul(rows: GgmlMatmulRow[]): void {
-  console.log(`GGML block matmul forward vs fp32 matmul_forward, ${addon.numThreads()} thread(s), ${addon.simdLevel()}`);
-  console.log(`  ${'case'.padEnd(42)} ${'format'.padEnd(6)} ${'ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'GB/s'.padStart(7)} ${'vs fp32'.padStart(8)}`);
+  console.log(`GGML block matmuls vs fp32 matmul_forward / matmul_backward, ${addon.numThreads()} thread(s), ${addon.simdLevel()}`);
+  console.log(`  ${'case'.padEnd(51)} ${'format'.padEnd(6)} ${'ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'GB/s'.padStart(7)} ${'vs fp32'.padStart(8)}`);
   for (const r of rows) {
-    const name = `N=${r.N} ${r.model} ${r.layer} (${r.C}->${r.OC})`;
-    console.log(`  ${name.padEnd(42)} ${r.format.padEnd(6)} ${r.ms.toFixed(3).padStart(9)} ${r.gflops.toFixed(1).padStart(8)} ` +
+    const name = `N=${r.N} ${r.direction} ${r.model} ${r.layer} (${r.C}->${r.OC})`;
+    console.log(`  ${name.padEnd(51)} ${r.format.padEnd(6)} ${r.ms.toFixed(3).padStart(9)} ${r.gflops.toFixed(1).padStart(8)} ` +
       `${r.weightGBs.toFixed(1).padStart(7)} ${`${r.vsFp32.toFixed(2)}x`.padStart(8)}`);
   }
 }

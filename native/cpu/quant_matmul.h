@@ -35,7 +35,7 @@ constexpr int kSlabMinRows = 16;
 // gets several (the split is by whole panels).
 constexpr int64_t kPanelFloats = int64_t{1} << 17;  // 512 KiB
 inline int panel_rows(int C, int OC) {
-  const int64_t by_cache = kPanelFloats / C / 32 * 32;
+  const int64_t by_cache = C > 0 ? kPanelFloats / C / 32 * 32 : OC;
   const int64_t by_threads = OC / (4 * int64_t{num_threads()}) / 32 * 32;
   return static_cast<int>(std::max<int64_t>(32, std::min(by_cache, by_threads)));
 }
