@@ -11,6 +11,7 @@ import * as path from 'path';
 
 import { GGML_BLOCK_TYPE_LIST, GGMLBlockType, ggmlBlockBytes, ggmlBlockType } from '../../lib/gguf/ggml_types';
 import { addon } from '../../lib/native';
+import { readElements, writeElements } from '../../lib/tensor';
 import { expectWithinRounding } from '../reference/matmul';
 import { SeededRandom } from '../reference/random';
 
@@ -131,6 +132,14 @@ function fixtures(block: number): { name: string; rows: number; x: Float32Array 
   add('block magnitudes from 1e-12 to 1e8', 4, spread);
   // Small integers and halves: exact ties in every rounding step that scales by a power of two.
   add('integers and halves (rounding ties)', 2, Float32Array.from({ length: 2 * C }, () => rng.ints(1, -16, 16)[0] / 2));
+  // Many rows of a trained layer's spread: a float step done differently (a fused multiply-add in Q4_K's
+  // least-squares fit, say) changes about 1 super-block in 600, so this many (2048) catch it.
+  const many = rng.normals(1024 * C);
+  for (let r = 0; r < 1024; r++) {
+    const scale = 10 ** rng.uniform(-3, 0);
+    for (let j = r * C; j < (r + 1) * C; j++) many[j] *= scale;
+  }
+  add('1024 rows of varied scale', 1024, many);
   // One row of a single block (C = block): the smallest weight.
   add('one block', 1, rng.normals(block, 0.1));
   return cases;
@@ -232,6 +241,34 @@ describeWithGgml('matmul_ggml_forward / matmul_ggml_backward against a float64 s
       });
     }
   }
+});
+
+describe('GGML blocks in arena views (float slots, as a model holds its weights)', () => {
+  // Q5_0 rows of 96 values are 66 bytes: not a whole number of 4-byte slots per row, nor in total for 3 rows.
+  const type = ggmlBlockType('Q5_0')!;
+  const rows = 3, C = 96, N = 2;
+  const rng = new SeededRandom(4242);
+  const x = rng.normals(rows * C, 0.1);
+  const inp = rng.normals(N * C);
+
+  test('quantize into a view, dequantize and multiply from it: the same bytes and floats as typed arrays', () => {
+    const arena = new addon.Arena('cpu', 1024);
+    try {
+      const blocks = quantize(type, x, rows);
+      const view = writeElements(arena, 5, new Uint8Array(blocks.length).fill(0xee));
+      k.quantize_ggml(view, x, type.id, rows, C);
+      expect(firstByteDifference(readElements(view, Uint8Array, blocks.length), blocks, type)).toBeNull();
+      const values = new Float32Array(rows * C);
+      k.dequantize_ggml(values, view, type.id, rows, C);
+      expect(firstBitDifference(values, dequantize(type, blocks, rows, C))).toBeNull();
+      const fromView = new Float32Array(N * rows), fromArray = new Float32Array(N * rows);
+      k.matmul_ggml_forward(fromView, inp, view, null, type.id, N, C, rows, rows);
+      k.matmul_ggml_forward(fromArray, inp, blocks, null, type.id, N, C, rows, rows);
+      expect(firstBitDifference(fromView, fromArray)).toBeNull();
+    } finally {
+      arena.free();
+    }
+  });
 });
 
 describe('GGML block bindings refuse bad arguments with a one-line RangeError', () => {

@@ -10,7 +10,11 @@
 // they are plain operators, so a translation unit that includes this header and is compiled with
 // FMA available (-mfma, -march=native, aarch64) must also pass -ffp-contract=off, or the compiler may
 // fuse a product and a sum that ggml's generic build rounds twice (CMakeLists.txt does this for
-// native/cpu/ggml_quant.cc).
+// native/cpu/ggml_quant.cc). On the GPU, --use_fast_math also means -ftz=true: every add/mul/div/sqrt and
+// comparison then flushes subnormal operands and results (PTX .ftz), so blocks of values or partial sums
+// below 2^-126 (ggml_blocks.test.ts's 1e-30 rows) differ from ggml unless the .cu that calls these is
+// compiled with -ftz=false as well (nvcc then emits the same correctly rounded, unfused operations
+// without .ftz; checked on this header's PTX).
 //
 // Blocks are addressed as bytes (a block's fp16 scale sits at an even offset only when the buffer
 // does), and fp16 values are read and written little-endian, as GGUF stores them.
@@ -105,31 +109,21 @@ GPTUNE_HOST_DEVICE inline int64_t row_bytes(int type, int64_t C) {
 
 // ---- fp16 and the float steps ggml's reference code relies on ----
 
-GPTUNE_HOST_DEVICE inline float float_from_bits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-#endif
-}
-
 // fp16 -> float32, exact (ggml_compute_fp16_to_fp32; a NaN comes back quiet, as its float product does).
 GPTUNE_HOST_DEVICE inline float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exponent = (h >> 10) & 0x1fu;
   uint32_t mantissa = h & 0x3ffu;
-  if (exponent == 0x1f) return float_from_bits(sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u));
-  if (exponent != 0) return float_from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13));
-  if (mantissa == 0) return float_from_bits(sign);
+  if (exponent == 0x1f) return quant::float_from_bits(sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u));
+  if (exponent != 0) return quant::float_from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13));
+  if (mantissa == 0) return quant::float_from_bits(sign);
   // Subnormal: mantissa * 2^-24, renormalised so its leading bit becomes the implicit one.
   uint32_t biased = 113;
   while (!(mantissa & 0x400u)) {
     mantissa <<= 1;
     --biased;
   }
-  return float_from_bits(sign | (biased << 23) | ((mantissa & 0x3ffu) << 13));
+  return quant::float_from_bits(sign | (biased << 23) | ((mantissa & 0x3ffu) << 13));
 }
 
 // float32 -> fp16, to nearest with ties to even (ggml_compute_fp32_to_fp16): past 65504 + half an

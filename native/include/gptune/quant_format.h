@@ -175,9 +175,7 @@ GPTUNE_HOST_DEVICE inline uint32_t float_bits(float x) {
   return u;
 #endif
 }
-// bf16 -> float32 is exact: the 16 bits are the top half of the float's.
-GPTUNE_HOST_DEVICE inline float bf16_to_float(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
+GPTUNE_HOST_DEVICE inline float float_from_bits(uint32_t u) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(u);
 #else
@@ -186,6 +184,8 @@ GPTUNE_HOST_DEVICE inline float bf16_to_float(uint16_t b) {
   return x;
 #endif
 }
+// bf16 -> float32 is exact: the 16 bits are the top half of the float's.
+GPTUNE_HOST_DEVICE inline float bf16_to_float(uint16_t b) { return float_from_bits(static_cast<uint32_t>(b) << 16); }
 // float32 -> bf16, round to nearest, ties to even (finite values past the largest bf16 become
 // infinities); a NaN stays a NaN (quiet, with its sign and top payload bits).
 GPTUNE_HOST_DEVICE inline uint16_t float_to_bf16(float x) {
