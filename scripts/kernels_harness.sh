@@ -9,7 +9,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 flags=(-std=gnu++17 -O3 -fno-math-errno -Wall -Wno-unused-parameter -DGPTUNE_X86=1 -Inative/include -Inative)
 avx512=(-mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2)
-for src in native/cpu/{encoder,layernorm,gelu,elementwise,crossentropy,adamw,rmsnorm,rope,swiglu,lora,parallel,quant,sgemm}.cc test/native/kernels_harness.cc; do
+for src in native/cpu/{encoder,layernorm,gelu,elementwise,crossentropy,adamw,rmsnorm,rope,swiglu,lora,parallel,quant,sgemm,simd_level}.cc test/native/kernels_harness.cc; do
   g++ "${flags[@]}" -c "$src" -o "$out/$(basename "$src" .cc).o" &
 done
 wait

@@ -3,7 +3,7 @@
 //   g++ -std=c++17 -O3 -fno-math-errno -DGPTUNE_X86=1 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
 //       -Inative/include -Inative -c native/cpu/attention_avx512.cc -o /tmp/attention_avx512.o &&
 //   g++ -std=c++17 -O3 -fno-math-errno -DGPTUNE_X86=1 -Inative/include -Inative
-//       test/native/attention_harness.cc native/cpu/attention.cc native/cpu/parallel.cc
+//       test/native/attention_harness.cc native/cpu/attention.cc native/cpu/parallel.cc native/cpu/simd_level.cc
 //       /tmp/attention_avx512.o -lpthread -o /tmp/attention_harness && /tmp/attention_harness
 // Pass --no-bench to skip the timings. Exits non-zero when any check fails.
 #include <algorithm>
