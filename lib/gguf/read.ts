@@ -224,18 +224,7 @@ export function readTensor(header: GGUFHeader, name: string): Float32Array {
   if (!(READABLE_TYPES as readonly string[]).includes(t.type)) {
     throw new FileFormatError(`${header.file}: tensor ${name} has type ${t.type}; gptune reads ${READABLE_TYPES.join(', ')}`);
   }
-  const bytes = new Uint8Array(t.nbytes);
-  const fd = fs.openSync(header.file, 'r');
-  try {
-    let done = 0;
-    while (done < t.nbytes) {
-      const n = fs.readSync(fd, bytes, done, t.nbytes - done, t.fileOffset + done);
-      if (n === 0) throw new FileFormatError(`${header.file}: tensor ${name}: the file ended while reading its data (changed while being read?)`);
-      done += n;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
+  const bytes = readTensorBytes(header, name);
   switch (t.type) {
     case 'F32': return new Float32Array(bytes.buffer);
     case 'F16': {
@@ -251,4 +240,23 @@ export function readTensor(header: GGUFHeader, name: string): Float32Array {
     }
     default: return dequantizeQ8_0(bytes, halfBitsToFloat);
   }
+}
+
+/** A tensor's data as the file stores it (a quantized tensor's blocks, which the GGML kernels run directly). */
+export function readTensorBytes(header: GGUFHeader, name: string): Uint8Array {
+  const t = header.tensors.get(name);
+  if (!t) throw new FileFormatError(`${header.file}: tensor ${name} is missing`);
+  const bytes = new Uint8Array(t.nbytes);
+  const fd = fs.openSync(header.file, 'r');
+  try {
+    let done = 0;
+    while (done < t.nbytes) {
+      const n = fs.readSync(fd, bytes, done, t.nbytes - done, t.fileOffset + done);
+      if (n === 0) throw new FileFormatError(`${header.file}: tensor ${name}: the file ended while reading its data (changed while being read?)`);
+      done += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return bytes;
 }
