@@ -8,8 +8,9 @@
  * interleaved pairs (Meta's layout) where Hugging Face rotates halves, so the rows of attn_q and attn_k
  * (weights, biases, LoRA B) are permuted within each head as LlamaModel.permute does; Qwen2/Qwen3 use
  * the rotate-half (NEOX) graph and are written as they are.
- * Norms, biases, position embeddings and rope factors are F32; 2-D weights take the chosen type, or
- * F16 when their rows (ne[0]) do not split into Q8_0 blocks, as convert_hf_to_gguf.py falls back.
+ * Norms, biases, position embeddings and rope factors are F32; 2-D weights take the chosen float type
+ * (f32, f16, bf16), or for q8_0, q4_0 and q4_k_m the type llama.cpp's quantizer gives each of them
+ * (tensor_types.ts), quantized by the native kernels one tensor at a time as the file is written.
  */
 import * as path from 'path';
 import { ExportError } from '../errors';
@@ -21,19 +22,26 @@ import type { DecoderConfig } from '../model/decoder_config';
 import { ropeInverseFrequencies } from '../model/rope';
 import type { Tokenizer } from '../tokenizer';
 import { GGMLTypeName, GGUFTensor, GGUFValue } from './format';
-import { encodedBytes, encodeTensor, fitsRows } from './quant';
+import { encodedBytes, encodeTensor } from './quant';
+import { chooseQuantizedTypes, QUANTIZED_DTYPES, QuantizedDtype } from './tensor_types';
 import { tokenizerKV } from './vocab';
 import { VERSION } from '../version';
 
 /** The KV key naming the gptune version that wrote a GGUF file. */
 export const WRITER_KEY = 'gptune.version';
 
-export const EXPORT_DTYPES = ['f32', 'f16', 'bf16', 'q8_0'] as const;
-export type ExportDtype = (typeof EXPORT_DTYPES)[number];
+export const FLOAT_DTYPES = ['f32', 'f16', 'bf16'] as const;
+export type FloatDtype = (typeof FLOAT_DTYPES)[number];
+export const EXPORT_DTYPES = [...FLOAT_DTYPES, ...QUANTIZED_DTYPES] as const;
+export type ExportDtype = FloatDtype | QuantizedDtype;
 
-const DTYPE_TYPE: Record<ExportDtype, GGMLTypeName> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0' };
-/** general.file_type (llama.cpp's LlamaFileType): ALL_F32, MOSTLY_F16, MOSTLY_BF16, MOSTLY_Q8_0. */
-const FILE_TYPE: Record<ExportDtype, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7 };
+const FLOAT_TYPE: Record<FloatDtype, GGMLTypeName> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+/** general.file_type (llama.cpp's llama_ftype): ALL_F32, MOSTLY_F16, MOSTLY_BF16, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_K_M. */
+const FILE_TYPE: Record<ExportDtype, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7, q4_0: 2, q4_k_m: 15 };
+
+function isQuantized(dtype: ExportDtype): dtype is QuantizedDtype {
+  return (QUANTIZED_DTYPES as readonly string[]).includes(dtype);
+}
 
 /** llama.cpp's architecture name for a model_type (Mistral runs on llama.cpp's llama graph). */
 export function ggufArchitecture(cfg: DecoderConfig): 'gpt2' | 'llama' | 'qwen2' | 'qwen3' {
@@ -78,7 +86,7 @@ export interface ExportedTensor {
   name: string;
   type: GGMLTypeName;
   bytes: number;
-  /** Why a weight was written in another type than asked (Q8_0 rows not a multiple of 32). */
+  /** Why a weight is not in the type llama.cpp's quantizer wanted (its rows do not split into that type's blocks). */
   fallback?: string;
 }
 
@@ -88,22 +96,19 @@ export interface GGUFPlan {
   summary: ExportedTensor[];
 }
 
-function chooseTypes(planned: readonly Planned[], dtype: ExportDtype): { tensors: GGUFTensor[]; summary: ExportedTensor[] } {
+function chooseTypes(planned: readonly Planned[], dtype: ExportDtype, cfg: DecoderConfig): { tensors: GGUFTensor[]; summary: ExportedTensor[] } {
+  const infos = planned.map((p) => ({ name: p.name, ne: [...p.shape].reverse() }));
+  const choices = isQuantized(dtype)
+    ? chooseQuantizedTypes(infos, dtype, { architecture: ggufArchitecture(cfg), layers: cfg.layers, heads: cfg.heads, kvHeads: cfg.kvHeads })
+    : planned.map((p) => ({ type: p.quantizable ? FLOAT_TYPE[dtype] : ('F32' as GGMLTypeName), fallback: undefined }));
   const tensors: GGUFTensor[] = [], summary: ExportedTensor[] = [];
-  for (const p of planned) {
-    const numel = p.shape.reduce((a, b) => a * b, 1);
-    const rowLength = p.shape[p.shape.length - 1];
-    let type: GGMLTypeName = p.quantizable ? DTYPE_TYPE[dtype] : 'F32';
-    let fallback: string | undefined;
-    if (!fitsRows(type, rowLength)) {
-      type = 'F16';
-      fallback = `rows of ${rowLength} values are not a multiple of 32: F16 instead of Q8_0`;
-    }
-    const nbytes = encodedBytes(type, numel);
-    const ne = [...p.shape].reverse();
-    tensors.push({ name: p.name, ne, type, nbytes, data: () => encodeTensor(p.values(), type) });
+  planned.forEach((p, i) => {
+    const { type, fallback } = choices[i];
+    const ne = infos[i].ne;
+    const nbytes = encodedBytes(type, ne.reduce((a, b) => a * b, 1));
+    tensors.push({ name: p.name, ne, type, nbytes, data: () => encodeTensor(p.values(), type, ne[0]) });
     summary.push({ name: p.name, type, bytes: nbytes, ...(fallback ? { fallback } : {}) });
-  }
+  });
   return { tensors, summary };
 }
 
@@ -248,10 +253,11 @@ export function planModelGGUF(model: Decoder, tokenizer: Tokenizer, tokenizerDir
   const cfg = model.config;
   const kv = generalKV(ggufArchitecture(cfg), 'model', name);
   kv.set('general.file_type', { type: 'u32', value: FILE_TYPE[dtype] });
-  if (dtype === 'q8_0') kv.set('general.quantization_version', { type: 'u32', value: 2 });
+  // GGML_QNT_VERSION, which llama-quantize writes into every quantized file.
+  if (isQuantized(dtype)) kv.set('general.quantization_version', { type: 'u32', value: 2 });
   for (const [k, v] of hyperparameterKV(cfg)) kv.set(k, v);
   for (const [k, v] of tokenizerKV(tokenizer, tokenizerDir, cfg.vocabSize)) kv.set(k, v);
-  return { kv, ...chooseTypes(modelTensors(model), dtype) };
+  return { kv, ...chooseTypes(modelTensors(model), dtype, cfg) };
 }
 
 /**
@@ -261,7 +267,7 @@ export function planModelGGUF(model: Decoder, tokenizer: Tokenizer, tokenizerDir
  * for attn_q/attn_k of the llama graph. llama.cpp scales by alpha / r, so rsLoRA's alpha / sqrt(r) is
  * written as alpha * sqrt(r).
  */
-export function planAdapterGGUF(cfg: DecoderConfig, folder: AdapterFolder, dtype: Exclude<ExportDtype, 'q8_0'>): GGUFPlan {
+export function planAdapterGGUF(cfg: DecoderConfig, folder: AdapterFolder, dtype: FloatDtype): GGUFPlan {
   const s = folder.settings;
   if (s.modulesToSave.length > 0) {
     throw new ExportError(`${folder.dir}: the adapter trains ${s.modulesToSave.join(', ')} in full (modules_to_save); llama.cpp's LoRA GGUF holds only lora_a/lora_b pairs: merge it into the model with --model and --adapter instead`);
@@ -280,5 +286,5 @@ export function planAdapterGGUF(cfg: DecoderConfig, folder: AdapterFolder, dtype
     planned.push({ name: `${base}.weight.lora_a`, shape: [s.r, m.inFeatures], values: () => A, quantizable: true });
     planned.push({ name: `${base}.weight.lora_b`, shape: [m.outFeatures, s.r], values: () => (heads === null ? B : interleaveRopeRows(B, heads, cfg.headDim, s.r)), quantizable: true });
   }
-  return { kv, ...chooseTypes(planned, dtype) };
+  return { kv, ...chooseTypes(planned, dtype, cfg) };
 }

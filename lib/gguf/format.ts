@@ -9,6 +9,7 @@
  * tensor-info order: that is what the reader checks.
  */
 import { writeFileAtomic } from '../io/atomic';
+import { GGML_BLOCK_TYPES, GGMLBlockTypeName } from './ggml_types';
 
 export const GGUF_MAGIC = 0x46554747;
 export const GGUF_VERSION = 3;
@@ -31,8 +32,11 @@ export type GGUFValue =
   | { type: 'i32s'; value: ArrayLike<number> }
   | { type: 'f32s'; value: ArrayLike<number> };
 
-/** ggml_type of the tensor data gptune writes (gguf-py constants.py GGMLQuantizationType). */
-export const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8, BF16: 30 } as const;
+/** ggml_type of the tensor data gptune writes (gguf-py constants.py GGMLQuantizationType): the float types and the block types of the kernels. */
+export const GGML_TYPE = {
+  F32: 0, F16: 1, BF16: 30,
+  ...(Object.fromEntries(Object.entries(GGML_BLOCK_TYPES).map(([name, t]) => [name, t.id])) as { [K in GGMLBlockTypeName]: number }),
+};
 export type GGMLTypeName = keyof typeof GGML_TYPE;
 
 /**

@@ -253,7 +253,7 @@ function fillFromGGUF(model: Decoder, h: GGUFHeader, formats: ReadonlyMap<string
       const expected = part.shape.length > 0 ? part.shape : shapes.get(param) ?? [cfg.vocabSize, cfg.width];
       if (!sameShape(info.shape, expected)) throw new FileFormatError(`${h.file}: tensor ${part.name} has shape [${info.shape.join(', ')}] but the hyperparameters imply [${expected.join(', ')}]`);
       used.add(part.name);
-      const bytes = readTensorBytes(h, part.name), type = info.type as GGMLBlockTypeName;
+      const { bytes } = readTensorBytes(h, part.name), type = info.type as GGMLBlockTypeName;
       model.setParameterBlocks(param, i, part.heads === null ? bytes : uninterleaveBlockRows(bytes, type, part.heads, cfg.headDim, info.shape[1]));
     });
   };
@@ -276,7 +276,7 @@ function fillFromGGUF(model: Decoder, h: GGUFHeader, formats: ReadonlyMap<string
   }
   if (formats.has(head)) {
     blocks(head, [{ name: headTensorName(h), shape: [cfg.vocabSize, cfg.width], heads: null }]);
-  } else if (cfg.modelType === 'gpt2' && h.tensors.has('output.weight')) {
+  } else if (cfg.modelType === 'gpt2' && cfg.tiedHead && h.tensors.has('output.weight')) {
     // llama.cpp's GPT-2 graph needs output.weight, so a (tied) GPT-2 stores the embedding twice.
     const embed = model.readParameter(globalParamName(cfg, 'embed'));
     const head = tensor({ name: 'output.weight', shape: [], heads: null }, [cfg.vocabSize, cfg.width]);
@@ -363,17 +363,28 @@ export interface GGUFModelOptions {
   dequantize?: boolean;
 }
 
+/**
+ * The model config of a GGUF file. A GPT-2 file whose output.weight has another type than token_embd
+ * (llama.cpp's quantizer gives the head Q6_K and the embedding Q4_K, say) holds two different
+ * matrices: it is loaded with an untied head, so gptune computes what llama.cpp computes.
+ */
+function modelConfig(h: GGUFHeader, k: Keys): DecoderConfig {
+  const config = parseModelConfig(configJSON(h, k), h.file);
+  const head = h.tensors.get('output.weight'), embed = h.tensors.get('token_embd.weight');
+  return config.modelType === 'gpt2' && head && embed && head.type !== embed.type ? { ...config, tiedHead: false } : config;
+}
+
 /** The config of a GGUF model file, from its header alone (for memory checks before loading). */
 export function ggufModelConfig(file: string): DecoderConfig {
   const h = readGGUFHeader(file);
-  return parseModelConfig(configJSON(h, new Keys(h)), file);
+  return modelConfig(h, new Keys(h));
 }
 
 /** Loads a GGUF model file: the model (its quantized weights run directly, or as the options say) and its tokenizer. */
 export function loadGGUFModel(file: string, options: GGUFModelOptions = {}): { model: Decoder; tokenizer: Tokenizer; config: DecoderConfig } {
   const h = readGGUFHeader(file);
   const k = new Keys(h);
-  const config = parseModelConfig(configJSON(h, k), file);
+  const config = modelConfig(h, k);
   const tokenizer = ggufTokenizer(h, k, config.vocabSize);
   const requantize = options.baseDtype !== undefined || options.quantize !== undefined;
   const storage = storageOptions(options.baseDtype, options.quantize);

@@ -3,15 +3,25 @@
  *   F32   little-endian float32
  *   F16   IEEE binary16, rounded to nearest, ties to even (ggml's GGML_FP32_TO_FP16, numpy's astype)
  *   BF16  the top 16 bits of float32, rounded to nearest even (ggml_compute_fp32_to_bf16)
- *   Q8_0  blocks of 32 consecutive values along a row (ggml-common.h block_q8_0, 34 bytes):
- *         { fp16 d; int8 qs[32] }, d = max|x| / 127, qs = roundf(x / d) (ggml-quants.c
- *         quantize_row_q8_0_ref, all in float32); a row's length must be a multiple of 32.
+ *   Q4_0, Q5_0, Q8_0 (blocks of 32 values along a row), Q4_K, Q6_K (super-blocks of 256): ggml's block
+ *         layouts (ggml-common.h), quantized and dequantized by the native quantize_ggml /
+ *         dequantize_ggml kernels (ggml-quants.c's reference quantizers and dequantizers, bit for bit).
+ *         Blocks do not cross rows: a row's length must be a multiple of the block.
  */
 import { float32ToBF16 } from '../io/safetensors';
-import type { GGMLTypeName } from './format';
+import { kernels } from '../native';
+import { GGML_TYPE, GGMLTypeName } from './format';
+import { GGML_BLOCK_TYPES } from './ggml_types';
 
-export const Q8_0_BLOCK = 32;
-export const Q8_0_BLOCK_BYTES = 34;
+/** Values and bytes per block of each type (ggml.c type_traits; the float types are blocks of one value). */
+const BLOCKS: Record<GGMLTypeName, { block: number; bytes: number }> = {
+  F32: { block: 1, bytes: 4 }, F16: { block: 1, bytes: 2 }, BF16: { block: 1, bytes: 2 }, ...GGML_BLOCK_TYPES,
+};
+
+/** Values per block of `type` (a row's length must be a multiple of it). */
+export function blockValues(type: GGMLTypeName): number {
+  return BLOCKS[type].block;
+}
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -43,61 +53,39 @@ export function floatToHalfBits(x: number): number {
   return sign | half;
 }
 
-/** ggml's roundf: to nearest, halves away from zero. */
-function roundAwayFromZero(x: number): number {
-  return x < 0 ? -Math.round(-x) : Math.round(x);
-}
-
-/** Q8_0 blocks of `values` (a whole number of blocks) into `out` (34 bytes per block). */
-export function quantizeQ8_0(values: Float32Array, out: Uint8Array = new Uint8Array((values.length / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES)): Uint8Array {
-  if (values.length % Q8_0_BLOCK !== 0) throw new RangeError(`quantizeQ8_0: expected a multiple of ${Q8_0_BLOCK} values but received ${values.length}`);
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  for (let b = 0; b < values.length / Q8_0_BLOCK; b++) {
-    const x = values.subarray(b * Q8_0_BLOCK, (b + 1) * Q8_0_BLOCK);
-    let amax = 0;
-    for (let j = 0; j < Q8_0_BLOCK; j++) amax = Math.max(amax, Math.abs(x[j]));
-    const d = Math.fround(amax / 127);
-    const id = d !== 0 ? Math.fround(1 / d) : 0;
-    const at = b * Q8_0_BLOCK_BYTES;
-    view.setUint16(at, floatToHalfBits(d), true);
-    for (let j = 0; j < Q8_0_BLOCK; j++) view.setInt8(at + 2 + j, roundAwayFromZero(Math.fround(x[j] * id)));
-  }
-  return out;
-}
-
-/** Q8_0 blocks back to float32: x = d * qs (ggml-quants.c dequantize_row_q8_0). */
-export function dequantizeQ8_0(bytes: Uint8Array, halfToFloat: (bits: number) => number): Float32Array {
-  if (bytes.length % Q8_0_BLOCK_BYTES !== 0) throw new RangeError(`dequantizeQ8_0: expected a multiple of ${Q8_0_BLOCK_BYTES} bytes but received ${bytes.length}`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array((bytes.length / Q8_0_BLOCK_BYTES) * Q8_0_BLOCK);
-  for (let b = 0; b < bytes.length / Q8_0_BLOCK_BYTES; b++) {
-    const d = halfToFloat(view.getUint16(b * Q8_0_BLOCK_BYTES, true));
-    for (let j = 0; j < Q8_0_BLOCK; j++) out[b * Q8_0_BLOCK + j] = Math.fround(d * view.getInt8(b * Q8_0_BLOCK_BYTES + 2 + j));
-  }
-  return out;
-}
-
-/** Bytes of a tensor of `numel` values stored as `type` (Q8_0: numel a multiple of 32). */
+/** Bytes of a tensor of `numel` values stored as `type` (numel a whole number of blocks). */
 export function encodedBytes(type: GGMLTypeName, numel: number): number {
-  switch (type) {
-    case 'F32': return 4 * numel;
-    case 'F16': case 'BF16': return 2 * numel;
-    case 'Q8_0': return (numel / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
-  }
+  const b = BLOCKS[type];
+  if (numel % b.block !== 0) throw new RangeError(`encodedBytes: ${numel} values are not a whole number of ${type} blocks of ${b.block}`);
+  return (numel / b.block) * b.bytes;
 }
 
-/** Whether rows of `rowLength` values can be stored as `type` (Q8_0's blocks do not cross rows). */
-export function fitsRows(type: GGMLTypeName, rowLength: number): boolean {
-  return type !== 'Q8_0' || rowLength % Q8_0_BLOCK === 0;
+/** Rows of `rowLength` values quantized as `type` (a block type) by the native kernel. */
+export function quantizeRows(values: Float32Array, type: GGMLTypeName, rowLength: number): Uint8Array {
+  const rows = values.length / rowLength;
+  const out = new Uint8Array(encodedBytes(type, values.length));
+  kernels.quantize_ggml(out, values, GGML_TYPE[type], rows, rowLength);
+  return out;
 }
 
-/** Values encoded per chunk: bounds the memory an export holds besides the model (a multiple of 32). */
+/** Rows of `rowLength` values of a block type back to float32 (ggml's dequantize_row_*). */
+export function dequantizeRows(bytes: Uint8Array, type: GGMLTypeName, rowLength: number): Float32Array {
+  const rowBytes = encodedBytes(type, rowLength);
+  if (bytes.length % rowBytes !== 0) throw new RangeError(`dequantizeRows: ${bytes.length} bytes are not a whole number of ${type} rows of ${rowBytes} bytes`);
+  const rows = bytes.length / rowBytes;
+  const out = new Float32Array(rows * rowLength);
+  kernels.dequantize_ggml(out, bytes, GGML_TYPE[type], rows, rowLength);
+  return out;
+}
+
+/** Values encoded per chunk: bounds the memory an export holds besides the model (whole rows, at least one). */
 const CHUNK_VALUES = 1 << 20;
 
-/** The bytes of `values` stored as `type`, in chunks of at most CHUNK_VALUES values. */
-export function* encodeTensor(values: Float32Array, type: GGMLTypeName): Generator<Uint8Array> {
-  for (let start = 0; start < values.length; start += CHUNK_VALUES) {
-    const part = values.subarray(start, Math.min(values.length, start + CHUNK_VALUES));
+/** The bytes of `values` (rows of `rowLength`) stored as `type`, in chunks of whole rows. */
+export function* encodeTensor(values: Float32Array, type: GGMLTypeName, rowLength: number): Generator<Uint8Array> {
+  const chunk = Math.max(1, Math.floor(CHUNK_VALUES / rowLength)) * rowLength;
+  for (let start = 0; start < values.length; start += chunk) {
+    const part = values.subarray(start, Math.min(values.length, start + chunk));
     switch (type) {
       case 'F32': {
         // Copied, so the bytes are little-endian float32 whatever views `values` shares its buffer with.
@@ -114,9 +102,8 @@ export function* encodeTensor(values: Float32Array, type: GGMLTypeName): Generat
       case 'BF16':
         yield new Uint8Array(float32ToBF16(part).buffer);
         break;
-      case 'Q8_0':
-        yield quantizeQ8_0(part);
-        break;
+      default:
+        yield quantizeRows(part, type, rowLength);
     }
   }
 }

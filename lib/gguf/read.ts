@@ -8,16 +8,16 @@
  */
 import * as fs from 'fs';
 import { FileFormatError } from '../errors';
-import { getHalfToFloatTable, halfBitsToFloat } from '../io/safetensors';
+import { getHalfToFloatTable } from '../io/safetensors';
 import { ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, VALUE_TYPE } from './format';
-import { dequantizeQ8_0 } from './quant';
+import { dequantizeRows } from './quant';
 
 /** A KV value as read: numbers (u64/i64 as bigint), booleans, strings, or arrays of them. */
 export type GGUFReadValue = number | bigint | boolean | string | GGUFReadValue[];
 
 /**
  * ggml types whose byte size is known (ggml.c type_traits: values per block, bytes per block), so a
- * file holding them can be laid out and checked; only F32, F16, BF16 and Q8_0 are dequantized.
+ * file holding them can be laid out and checked; READABLE_TYPES are the ones gptune dequantizes.
  */
 const TYPE_SIZES: Record<number, { name: string; block: number; bytes: number }> = {
   0: { name: 'F32', block: 1, bytes: 4 }, 1: { name: 'F16', block: 1, bytes: 2 },
@@ -215,37 +215,19 @@ export function readGGUFHeader(file: string): GGUFHeader {
 }
 
 /** Types readTensor dequantizes. */
-export const READABLE_TYPES = ['F32', 'F16', 'BF16', 'Q8_0'] as const;
+export const READABLE_TYPES = ['F32', 'F16', 'BF16', 'Q4_0', 'Q5_0', 'Q8_0', 'Q4_K', 'Q6_K'] as const;
+export type ReadableType = (typeof READABLE_TYPES)[number];
 
-/** A tensor's values as float32 (F32 as stored; F16, BF16 and Q8_0 dequantized as ggml defines them). */
-export function readTensor(header: GGUFHeader, name: string): Float32Array {
+/**
+ * A tensor's stored bytes as they are in the file (ggml's layout of its type): the one place tensor
+ * data is read, whether it is then dequantized (readTensor) or used as it is.
+ */
+export function readTensorBytes(header: GGUFHeader, name: string): { info: GGUFTensorInfo & { type: ReadableType }; bytes: Uint8Array } {
   const t = header.tensors.get(name);
   if (!t) throw new FileFormatError(`${header.file}: tensor ${name} is missing`);
   if (!(READABLE_TYPES as readonly string[]).includes(t.type)) {
     throw new FileFormatError(`${header.file}: tensor ${name} has type ${t.type}; gptune reads ${READABLE_TYPES.join(', ')}`);
   }
-  const bytes = readTensorBytes(header, name);
-  switch (t.type) {
-    case 'F32': return new Float32Array(bytes.buffer);
-    case 'F16': {
-      const half = new Uint16Array(bytes.buffer), out = new Float32Array(half.length), table = getHalfToFloatTable();
-      for (let i = 0; i < half.length; i++) out[i] = table[half[i]];
-      return out;
-    }
-    case 'BF16': {
-      // bfloat16 is the top half of a float32.
-      const half = new Uint16Array(bytes.buffer), out = new Uint32Array(half.length);
-      for (let i = 0; i < half.length; i++) out[i] = half[i] << 16;
-      return new Float32Array(out.buffer);
-    }
-    default: return dequantizeQ8_0(bytes, halfBitsToFloat);
-  }
-}
-
-/** A tensor's data as the file stores it (a quantized tensor's blocks, which the GGML kernels run directly). */
-export function readTensorBytes(header: GGUFHeader, name: string): Uint8Array {
-  const t = header.tensors.get(name);
-  if (!t) throw new FileFormatError(`${header.file}: tensor ${name} is missing`);
   const bytes = new Uint8Array(t.nbytes);
   const fd = fs.openSync(header.file, 'r');
   try {
@@ -258,5 +240,25 @@ export function readTensorBytes(header: GGUFHeader, name: string): Uint8Array {
   } finally {
     fs.closeSync(fd);
   }
-  return bytes;
+  return { info: t as GGUFTensorInfo & { type: ReadableType }, bytes };
+}
+
+/** A tensor's values as float32 (F32 as stored; the other types dequantized as ggml defines them). */
+export function readTensor(header: GGUFHeader, name: string): Float32Array {
+  const { info, bytes } = readTensorBytes(header, name);
+  switch (info.type) {
+    case 'F32': return new Float32Array(bytes.buffer);
+    case 'F16': {
+      const half = new Uint16Array(bytes.buffer), out = new Float32Array(half.length), table = getHalfToFloatTable();
+      for (let i = 0; i < half.length; i++) out[i] = table[half[i]];
+      return out;
+    }
+    case 'BF16': {
+      // bfloat16 is the top half of a float32.
+      const half = new Uint16Array(bytes.buffer), out = new Uint32Array(half.length);
+      for (let i = 0; i < half.length; i++) out[i] = half[i] << 16;
+      return new Float32Array(out.buffer);
+    }
+    default: return dequantizeRows(bytes, info.type, info.ne[0]);
+  }
 }

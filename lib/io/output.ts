@@ -201,7 +201,7 @@ export function checkOutputFile(file: string, label: string, o: { overwrite: boo
       throw new UsageError(`${label} ${file}: exists and was not written by gptune; add --overwrite to replace it, or choose another name`);
     }
   }
-  checkWritable(path.dirname(abs), label, 0);
+  checkWritable(path.dirname(abs), label, 0, file);
 }
 
 /** The first 64 KiB of a file as text (enough to recognise what wrote it). */
@@ -249,32 +249,36 @@ function availableBytes(dir: string): number | null {
 /**
  * Checks before any long work that `target` (a folder, existing or not) can be written: a probe file
  * is created and removed in its nearest existing folder, and that file system must have
- * `bytesNeeded` free. Throws an OutputError naming the folder, the reason, and the bytes.
+ * `bytesNeeded` free. Throws an OutputError naming `shown` (the output the user named: the folder,
+ * or the file to be written in it), the folder, the reason, and the bytes.
  */
-export function checkWritable(target: string, label: string, bytesNeeded: number): void {
-  const at = nearestExisting(target, label, target);
+export function checkWritable(target: string, label: string, bytesNeeded: number, shown = target): void {
+  const at = nearestExisting(target, label, shown);
   const probe = path.join(at, `.gptune-probe-${process.pid}-${crypto.randomBytes(6).toString('hex')}`);
   try {
     fs.writeFileSync(probe, '', { flag: 'wx' });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new OutputError(`${label} ${target}: cannot write in ${at} (${err.code ?? err.message})`);
+    throw new OutputError(`${label} ${shown}: cannot write in ${at} (${err.code ?? err.message})`);
   }
   fs.unlinkSync(probe);
   const available = availableBytes(at);
   if (available !== null && bytesNeeded > available) {
-    throw new OutputError(`${label} ${target}: needs ${formatBytes(bytesNeeded)} of free space but ${at} has ${formatBytes(available)} available`);
+    throw new OutputError(`${label} ${shown}: needs ${formatBytes(bytesNeeded)} of free space but ${at} has ${formatBytes(available)} available`);
   }
 }
 
-/** Sums the bytes each target needs per file system (targets on one disk share its free space), then checks each. */
-export function checkSpace(needs: ReadonlyArray<{ target: string; label: string; bytes: number }>): void {
-  const byDevice = new Map<number, { target: string; label: string; bytes: number }>();
+/**
+ * Sums the bytes each target folder needs per file system (targets on one disk share its free space),
+ * then checks each; `shown` names a file to be written in the folder, for the messages.
+ */
+export function checkSpace(needs: ReadonlyArray<{ target: string; label: string; bytes: number; shown?: string }>): void {
+  const byDevice = new Map<number, { target: string; label: string; bytes: number; shown?: string }>();
   for (const n of needs) {
     const dev = fs.statSync(nearestExisting(n.target, n.label, n.target)).dev;
     const seen = byDevice.get(dev);
     if (seen) seen.bytes += n.bytes;
     else byDevice.set(dev, { ...n });
   }
-  for (const n of byDevice.values()) checkWritable(n.target, n.label, n.bytes);
+  for (const n of byDevice.values()) checkWritable(n.target, n.label, n.bytes, n.shown);
 }

@@ -3,7 +3,7 @@
  * no float32 copy of a quantized weight): the same logits as the same file loaded dequantized to
  * float32 (loadGGUFModel's dequantize), and the same 20 greedy tokens as llama.cpp itself
  * (node-llama-cpp, llama_cpp_runner.mjs). The Q8_0 and Q4_K_M files are made by llama.cpp's own
- * quantizer (llama_model_quantize through ctypes, llama_quantize.py) from gptune's F32 export of a small
+ * quantizer (llama_model_quantize, driven by llama_quantize.cc) from gptune's F32 export of a small
  * model trained for a few dozen steps (confident predictions: quantization noise and llama.cpp's
  * 8-bit activations do not flip its greedy choices). Q4_K_M mixes types inside the fused q/k/v (Q4_K
  * attn_q/attn_k, Q6_K attn_v in some layers) and stores the tied token_embd as Q6_K: the head runs
@@ -14,7 +14,6 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { main } from '../../lib/cli/main';
 import { loadGGUFModel } from '../../lib/gguf/load';
 import { saveModel } from '../../lib/model/checkpoint';
 import { parseDecoderSpec } from '../../lib/model/config';
@@ -23,6 +22,7 @@ import { generate } from '../../lib/model/generate';
 import { encodeSequence, loadTokenizer } from '../../lib/tokenizer';
 import { AdamW } from '../../lib/train/adamw';
 import { FIXTURES, relMaxError, tempDir, TINY } from '../helpers';
+import { compileLlamaQuantize, exportGGUF, runLlamaCpp } from './llama_cpp_helpers';
 
 const TOLERANCE = 1e-5;
 const N = 20;
@@ -57,25 +57,11 @@ function trainedFolder(): string {
 
 /** The F32 export of `dir`, quantized by llama.cpp to `ftype` (llama.h: 7 Q8_0, 15 Q4_K_M). */
 async function llamaQuantized(dir: string, ftype: number): Promise<string> {
-  const f32 = path.join(tempDir('gptune-gguf-direct-'), 'f32.gguf'), out = path.join(path.dirname(f32), `ftype${ftype}.gguf`);
-  const silence = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  try {
-    expect(await main(['export', '--model', dir, '--format', 'gguf', '--dtype', 'f32', '--out', f32, '--json'])).toBe(0);
-  } finally {
-    silence.mockRestore();
-  }
-  const r = spawnSync('/usr/bin/python3', [path.join(__dirname, 'llama_quantize.py'), f32, out, String(ftype)], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`llama_quantize.py failed: ${r.stderr.split('\n').filter(Boolean).pop()}`);
-  return out;
-}
-
-function llamaCppGreedy(file: string, prompt: number[]): number[] {
-  const job = { file, texts: [], prompt, n: N };
-  const r = spawnSync(process.execPath, [path.join(__dirname, 'llama_cpp_runner.mjs')], { input: JSON.stringify([job]), encoding: 'utf8', timeout: 100000 });
-  if (r.status !== 0) throw new Error(`llama_cpp_runner failed (${r.status}): ${r.stderr}`);
-  const [result] = JSON.parse(r.stdout.trim().split('\n').pop()!) as Array<{ tokens: number[]; error?: string }>;
-  if (result.error !== undefined) throw new Error(`llama.cpp could not run ${file}: ${result.error}`);
-  return result.tokens;
+  const out = tempDir('gptune-gguf-direct-'), f32 = path.join(out, 'f32.gguf'), file = path.join(out, `ftype${ftype}.gguf`);
+  await exportGGUF('--model', dir, '--dtype', 'f32', '--no-measure', '--out', f32);
+  const r = spawnSync(compileLlamaQuantize(out), [f32, file, String(ftype)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`llama_quantize failed: ${r.stderr.split('\n').filter(Boolean).pop()}`);
+  return file;
 }
 
 let dir: string;
@@ -83,7 +69,7 @@ beforeAll(() => {
   dir = trainedFolder();
 });
 
-describe.each([['Q8_0', 7]] as const)('a %s file made by llama.cpp', (_name, ftype) => {
+describe.each([['Q8_0', 7], ['Q4_K_M', 15]] as const)('a %s file made by llama.cpp', (_name, ftype) => {
   let file: string;
   beforeAll(async () => {
     file = await llamaQuantized(dir, ftype);
@@ -114,7 +100,7 @@ describe.each([['Q8_0', 7]] as const)('a %s file made by llama.cpp', (_name, fty
       const prompt = encodeSequence(tokenizer, PROMPT);
       const ours = generate(model, prompt, { maxNewTokens: N, greedy: true, eosTokenId: null }).tokens;
       expect(ours).toHaveLength(N);
-      expect(ours).toEqual(llamaCppGreedy(file, prompt));
+      expect(ours).toEqual(runLlamaCpp([{ file, texts: [], prompt, n: N }])[0].tokens);
     } finally {
       model.free();
     }

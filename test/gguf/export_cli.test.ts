@@ -2,6 +2,7 @@
  * gptune export's output rules and bad input: one line on stderr, a non-zero exit, and no file left
  * behind; a file gptune did not write is replaced only with --overwrite.
  */
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeDirAtomic } from '../../lib/io/atomic';
@@ -15,13 +16,37 @@ const exportArgs = (...extra: string[]) => ['export', '--model', TINY, '--format
 
 test('unknown dtype: one line naming --dtype and the choices, nothing written', () => {
   const out = path.join(tempDir(), 'm.gguf');
-  expectCleanFailure(exportArgs('--dtype', 'q4_0', '--out', out), /--dtype: expected one of f32, f16, bf16, q8_0 but received 'q4_0'/, out);
+  expectCleanFailure(exportArgs('--dtype', 'q4_1', '--out', out), /--dtype: expected one of f32, f16, bf16, q8_0, q4_0, q4_k_m but received 'q4_1'/, out);
 });
 
-test('unwritable destination: one line naming --out, nothing written', () => {
-  expectCleanFailure(exportArgs('--out', '/proc/gptune-export.gguf'), /--out \/proc: cannot write in \/proc/, '/proc/gptune-export.gguf');
+test('unwritable destination: one line naming the --out file (not only its folder), nothing written', () => {
+  expectCleanFailure(exportArgs('--out', '/proc/gptune-export.gguf'), /^gptune export: --out \/proc\/gptune-export\.gguf: cannot write in \/proc \(/, '/proc/gptune-export.gguf');
   const missing = path.join(tempDir(), 'no', 'such', 'm.gguf');
   expectCleanFailure(exportArgs('--out', missing), /--out .*m\.gguf: folder .* does not exist/, missing);
+});
+
+/** A 512 KiB tmpfs (root only; elsewhere the full-destination test is skipped with the reason). */
+const smallDisk = ((): { dir: string } | { why: string } => {
+  const dir = tempDir('gptune-full-');
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return { why: 'mounting a small tmpfs needs root on Linux' };
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', dir], { encoding: 'utf8' });
+  return r.status === 0 ? { dir } : { why: `mount -t tmpfs failed: ${(r.stderr || r.error?.message || '').trim()}` };
+})();
+afterAll(() => {
+  if ('dir' in smallDisk) spawnSync('umount', [smallDisk.dir]);
+});
+
+('dir' in smallDisk ? test : test.skip)(`a full destination: one line naming the --out file and the bytes, nothing left behind${'why' in smallDisk ? ` (skipped: ${smallDisk.why})` : ''}`, () => {
+  const { dir } = smallDisk as { dir: string };
+  fs.writeFileSync(path.join(dir, 'filler'), Buffer.alloc(400 * 1024));
+  const out = path.join(dir, 'm.gguf');
+  expectCleanFailure(exportArgs('--dtype', 'f32', '--out', out), new RegExp(`^gptune export: --out ${out.replace(/[.]/g, '\\.')}: needs \\d+ bytes .* of free space but ${dir} has \\d+ bytes`), out);
+  expect(fs.readdirSync(dir)).toEqual(['filler']);
+  // With the space back, the same export fits.
+  fs.rmSync(path.join(dir, 'filler'));
+  const r = gptune(...exportArgs('--dtype', 'f32', '--no-measure', '--out', out, '--json'));
+  expect(r.stderr).toBe('');
+  expect(fs.statSync(out).size).toBe((lastJSON(r.stdout) as { bytes: number }).bytes);
 });
 
 test("a file gptune did not write is kept unless --overwrite; its own output is replaced", () => {
@@ -42,13 +67,20 @@ test("a file gptune did not write is kept unless --overwrite; its own output is 
   expect(fs.readdirSync(dir)).toEqual(['m.gguf']);
 });
 
-test('Q8_0 falls back to F16 per tensor where rows are not a multiple of 32, and says so', () => {
+test('Q8_0 and Q4_K_M fall back per tensor where rows do not split into the blocks, and say so, one line each', () => {
   const llama = tinyLlamaFolder('new:arch=llama,n_layer=1,n_head=4,n_kv_head=2,n_embd=48,n_inner=64,n_positions=64,vocab_size=350,bos_token_id=349,eos_token_id=349');
   const out = path.join(tempDir(), 'q.gguf');
-  const r = gptune('export', '--model', llama, '--format', 'gguf', '--dtype', 'q8_0', '--out', out);
+  let r = gptune('export', '--model', llama, '--format', 'gguf', '--dtype', 'q8_0', '--no-measure', '--out', out);
   expect(r.code).toBe(0);
-  expect(r.stdout).toMatch(/blk\.0\.attn_q\.weight\s+F16\s+\d+\s+\(rows of 48 values are not a multiple of 32: F16 instead of Q8_0\)/);
-  expect(r.stdout).toMatch(/blk\.0\.ffn_down\.weight\s+Q8_0\s+/);
+  expect(r.stdout).toMatch(/^blk\.0\.attn_q\.weight\s+F16\s+\d+$/m);
+  expect(r.stdout).toMatch(/^blk\.0\.attn_q\.weight: Q8_0 needs a row length multiple of 32, wrote F16$/m);
+  expect(r.stdout).toMatch(/^blk\.0\.ffn_down\.weight\s+Q8_0\s+/m);
+  r = gptune('export', '--model', llama, '--format', 'gguf', '--dtype', 'q4_k_m', '--no-measure', '--out', out);
+  expect(r.code).toBe(0);
+  // One layer: use_more_bits(0, 1) holds (0 >= 7 * 1 / 8 = 0), so ffn_down wants Q6_K.
+  expect(r.stdout).toMatch(/^blk\.0\.ffn_down\.weight: Q6_K needs a row length multiple of 256, wrote Q8_0$/m);
+  expect(r.stdout).toMatch(/^blk\.0\.attn_q\.weight: Q4_K needs a row length multiple of 256, wrote F16$/m);
+  expect(r.stdout).toMatch(/^output\.weight: Q6_K needs a row length multiple of 256, wrote F16$/m);
 });
 
 test('a tokenizer llama.cpp has no byte-level name for (SentencePiece) is one line naming tokenizer.json; nothing written', () => {
@@ -67,7 +99,8 @@ test('adapter GGUF: modules_to_save, a weight, several adapters or q8_0 are one-
   const base = ['export', '--model', TINY, '--format', 'gguf', '--adapter-only', '--out', out];
   expectCleanFailure([...base, '--adapter', `${adapter}:0.5`], /a weight does not go into an adapter GGUF \(llama\.cpp scales it: --lora-scaled FILE 0\.5\)/, out);
   expectCleanFailure([...base, '--adapter', adapter, '--adapter', adapter], /--adapter-only: expected exactly one --adapter but received 2/, out);
-  expectCleanFailure([...base, '--adapter', adapter, '--dtype', 'q8_0'], /an adapter GGUF is written as f32, f16 or bf16/, out);
+  expectCleanFailure([...base, '--adapter', adapter, '--dtype', 'q8_0'], /--dtype q8_0: an adapter GGUF is written as f32, f16 or bf16/, out);
+  expectCleanFailure([...base, '--adapter', adapter, '--dtype', 'q4_k_m'], /--dtype q4_k_m: an adapter GGUF is written as f32, f16 or bf16/, out);
   const withSaved = path.join(dir, 'saved');
   const model = loadModel(TINY);
   const trained = model.addAdapter({ r: 2, alpha: 4, dropout: 0, targets: null, useRslora: false, modulesToSave: ['lm_head'] }, { seed: 1 });

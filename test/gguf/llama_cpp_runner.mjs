@@ -1,10 +1,12 @@
 // Runs GGUF files through llama.cpp (node-llama-cpp, an ES module jest cannot import) for
 // test/gguf/llama_cpp.test.ts. Reads a JSON list of jobs on stdin:
-//   { file, lora?: [{ file, scale }], texts: string[], prompt: number[], n: number, score?: number[] }
+//   { file, lora?: [{ file, scale }], texts: string[], prompt: number[], n: number,
+//     score?: number[] | number[][], contextSize?: number (default 64) }
 // and writes one JSON line: per job, llama.cpp's ids of each text (no BOS added, special tokens
 // parsed), the file's special token ids, add_bos_token and chat template, and the greedy
 // continuation of `prompt` with each token's probability, the log-probability of each token of
-// `score` after the ones before it (a fresh sequence); or { error }.
+// `score` (each of its sequences) after the ones before it (a fresh sequence each), all in one list;
+// or { error }.
 import { getLlama } from 'node-llama-cpp';
 
 const jobs = JSON.parse(await new Promise((resolve) => {
@@ -28,7 +30,7 @@ async function run(job) {
   const model = await llama.loadModel({ modelPath: job.file });
   const ids = job.texts.map((t) => Array.from(model.tokenize(t, true)));
   // An F32 KV cache: llama.cpp's default F16 cache alone moves log-probabilities by ~1e-3.
-  const context = await model.createContext({ contextSize: 64, threads: 1, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32', flashAttention: false, ...(job.lora ? { lora: { adapters: job.lora.map((a) => ({ filePath: a.file, scale: a.scale })) } } : {}) });
+  const context = await model.createContext({ contextSize: job.contextSize ?? 64, threads: 1, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32', flashAttention: false, ...(job.lora ? { lora: { adapters: job.lora.map((a) => ({ filePath: a.file, scale: a.scale })) } } : {}) });
   const sequence = context.getSequence();
   const tokens = [], probabilities = [];
   for await (const step of sequence.evaluateWithMetadata(job.prompt, { probabilities: true }, { temperature: 0 })) {
@@ -39,10 +41,13 @@ async function run(job) {
   // Teacher-forced log-probabilities of job.score's tokens (each after the ones before it).
   let scored;
   if (job.score) {
-    await sequence.clearHistory();
-    const input = job.score.map((token, i) => (i < job.score.length - 1 ? [token, { generateNext: { probabilities: true } }] : token));
-    const output = await sequence.controlledEvaluate(input);
-    scored = job.score.slice(1).map((next, i) => Math.log(output[i].next.probabilities.get(next) ?? 0));
+    scored = [];
+    for (const tokens of Array.isArray(job.score[0]) ? job.score : [job.score]) {
+      await sequence.clearHistory();
+      const input = tokens.map((token, i) => (i < tokens.length - 1 ? [token, { generateNext: { probabilities: true } }] : token));
+      const output = await sequence.controlledEvaluate(input);
+      scored.push(...tokens.slice(1).map((next, i) => Math.log(output[i].next.probabilities.get(next) ?? 0)));
+    }
   }
   const t = model.fileInfo.metadata.tokenizer;
   const tokenizer = { eos: t.ggml.eos_token_id, bos: t.ggml.bos_token_id, addBos: t.ggml.add_bos_token, template: t.chat_template };

@@ -4,8 +4,7 @@
  * halves away from zero, d stored as numpy float16) and numpy's float32 -> float16 cast (round to
  * nearest even), and are written here as literals.
  */
-import { halfBitsToFloat } from '../../lib/io/safetensors';
-import { dequantizeQ8_0, floatToHalfBits, quantizeQ8_0 } from '../../lib/gguf/quant';
+import { dequantizeRows, floatToHalfBits, quantizeRows } from '../../lib/gguf/quant';
 import { encodeHeader, ggufChunks, GGUFTensor, GGUFValue, writeGGUF } from '../../lib/gguf/format';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -34,9 +33,12 @@ const BLOCKS: Array<{ x: number[]; d: number; qs: number[] }> = [
   },
 ];
 
-describe('Q8_0', () => {
+/** The fixed blocks as one row of 128 values (the export quantizes whole rows through the native kernel). */
+const ROW = BLOCKS.length * 32;
+
+describe('Q8_0 (the native quantize_ggml / dequantize_ggml kernels, as the export and the reader use them)', () => {
   test('blocks are { fp16 d, int8 qs[32] } (34 bytes) exactly as ggml quantizes them', () => {
-    const bytes = quantizeQ8_0(Float32Array.from(BLOCKS.flatMap((b) => b.x)));
+    const bytes = quantizeRows(Float32Array.from(BLOCKS.flatMap((b) => b.x)), 'Q8_0', ROW);
     expect(bytes.length).toBe(34 * BLOCKS.length);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     BLOCKS.forEach((b, i) => {
@@ -46,15 +48,16 @@ describe('Q8_0', () => {
   });
 
   test('dequantization is d * qs (fp16 d widened to float32)', () => {
-    const values = dequantizeQ8_0(quantizeQ8_0(Float32Array.from(BLOCKS.flatMap((b) => b.x))), halfBitsToFloat);
+    const values = dequantizeRows(quantizeRows(Float32Array.from(BLOCKS.flatMap((b) => b.x)), 'Q8_0', ROW), 'Q8_0', ROW);
     // numpy: float32(float16(d)) * float32(qs)
     expect(Array.from(values.subarray(0, 6))).toEqual([1, -1, 2, -3, 127, -127]);
     expect(Array.from(values.subarray(64, 70))).toEqual([-1.9998779296875, -0.850341796875, 0.283447265625, 1.4329833984375, -1.57470703125, -0.4251708984375]);
     expect(values[96]).toBe(Math.fround(-0.016002535820007324));
   });
 
-  test('a length that is not a whole number of blocks is a RangeError', () => {
-    expect(() => quantizeQ8_0(new Float32Array(33))).toThrow(RangeError);
+  test('a row length that is not a whole number of blocks is a RangeError', () => {
+    expect(() => quantizeRows(new Float32Array(33), 'Q8_0', 33)).toThrow(RangeError);
+    expect(() => dequantizeRows(new Uint8Array(33), 'Q8_0', 32)).toThrow(RangeError);
   });
 });
 

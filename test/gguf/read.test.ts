@@ -190,7 +190,7 @@ describe('the CLI', () => {
     expectCleanFailure(evalArgs(broken((b) => Buffer.concat([Buffer.from('GGML'), b.subarray(4)]))), /bad\.gguf: header: bad magic 0x4c4d4747; expected "GGUF" .*not a GGUF file/);
   });
 
-  test('a type gptune does not dequantize (Q4_K): one line naming the tensor and the type', () => {
+  test('a type gptune does not dequantize (Q4_1): one line naming the tensor and the type', () => {
     const file = broken((b) => {
       const c = Buffer.from(b);
       // token_embd.weight: u32 n_dims = 2, u64 ne[0], u64 ne[1], then its u32 type.
@@ -208,11 +208,11 @@ describe('the CLI', () => {
     expectCleanFailure(evalArgs(q4), /bad\.gguf: tensor \S+: data offset \d+; expected \d+/);
     const lastTensor = broken((b) => {
       const c = Buffer.from(b);
-      // The last tensor info's type: its size changes but no later offset depends on it.
-      c.writeUInt32LE(2, after(c, 'blk.1.ffn_down.bias') + 4 + 8);
+      // The last tensor info's type (Q4_1): its size changes but no later offset depends on it.
+      c.writeUInt32LE(3, after(c, 'blk.1.ffn_down.bias') + 4 + 8);
       return c;
     });
-    expectCleanFailure(evalArgs(lastTensor), /bad\.gguf: tensor blk\.1\.ffn_down\.bias has type Q4_0; gptune reads F32, F16, BF16, Q8_0/);
+    expectCleanFailure(evalArgs(lastTensor), /bad\.gguf: tensor blk\.1\.ffn_down\.bias has type Q4_1; gptune reads F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q6_K/);
   });
 
   test('an unknown architecture: one line naming general.architecture', () => {
