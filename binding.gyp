@@ -26,7 +26,7 @@
       "target_name": "gptune_avx2",
       "type": "static_library",
       "sources": ["<@(cpu_avx2)"],
-      "cflags_cc": ["-mavx2", "-mfma"]
+      "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]
     },
     {
       "target_name": "gptune",

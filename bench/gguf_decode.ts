@@ -106,7 +106,7 @@ async function exportGGUF(model: string, dtype: string, out: string): Promise<vo
   process.stdout.write = (() => true) as typeof process.stdout.write;
   let code: number;
   try {
-    code = await cli(['export', '--model', model, '--format', 'gguf', '--dtype', dtype, '--out', out, '--json']);
+    code = await cli(['export', '--model', model, '--format', 'gguf', '--dtype', dtype, '--no-measure', '--out', out, '--json']);
   } finally {
     process.stdout.write = write;
   }

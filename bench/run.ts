@@ -1,10 +1,10 @@
 /**
- * `npm run bench`: matmul GFLOP/s at GPT-2 shapes, and the training-step throughput of GPT-2 124M
+ * `npm run bench`: matmul GFLOP/s at GPT-2 shapes, the GGML block-format matmuls beside fp32 (bench/ggml_matmul.ts), and the training-step throughput of GPT-2 124M
  * (B=4, T=256) and of a small model, gptune next to PyTorch run in the same session (Debian's
  * python3-torch at /usr/bin/python3, 2 threads, OPENBLAS_CORETYPE=SkylakeX). Prints a table and
  * one JSON line. Then the Llama family (benchLlama), LoRA / QLoRA (bench/lora.ts) and GGUF decode beside
- * llama.cpp (bench/gguf_decode.ts). Options: --quick (small model only), --no-torch, --no-llama,
- * --no-lora, --no-gguf, --threads N, --steps N.
+ * llama.cpp (bench/gguf_decode.ts). Options: --quick (small model only), --no-torch, --no-ggml,
+ * --no-llama, --no-lora, --no-gguf, --threads N, --steps N.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -37,6 +37,14 @@ async function main(): Promise<void> {
     console.log('\nmatmul (2 threads)');
     for (const r of m) console.log(`  ${r.name.padEnd(28)} ${r.shape.padEnd(22)} ${r.gflops.toFixed(1).padStart(7)} GFLOP/s ${r.ms.toFixed(2).padStart(9)} ms`);
     summary.matmul = m;
+  }
+  // GGML block-format matmuls beside the fp32 one (bench/ggml_matmul.ts).
+  if (!flag('no-ggml')) {
+    const { benchGgmlMatmul, printGgmlMatmul } = require('./ggml_matmul') as typeof import('./ggml_matmul');
+    const g = await benchGgmlMatmul();
+    console.log('');
+    printGgmlMatmul(g);
+    summary.ggml_matmul = g;
   }
 
   console.log('\ntraining step (forward + backward + clip + AdamW), float32, CPU');

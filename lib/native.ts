@@ -172,6 +172,12 @@ export interface Addon {
   setNumThreads(n: number): void;
   numThreads(): number;
   simdLevel(): string;
+  /**
+   * Caps the SIMD level the CPU kernels use (GPTUNE_SIMD=avx2|portable does it at startup): for tests and benchmarks
+   * of the narrower paths on a wider CPU; 'avx512' restores the CPU's own level. Returns simdLevel() afterwards.
+   * Call it only while no kernel runs.
+   */
+  setSimdLimit(level: 'avx512' | 'avx2' | 'portable'): string;
   memory(): { cpuBytes: number; cudaBytes: number; blocks: number };
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "cpu_features.h"
+#include "ggml_matmul.h"
 #include "gptune/ggml_blocks.h"
 #include "gptune/kernels.h"
 #include "parallel.h"
@@ -87,13 +89,27 @@ void matmul_ggml_backward_reference(float* dinp, const float* dout, const uint8_
   });
 }
 
+// The SIMD paths (ggml_matmul.cc) where the CPU has AVX2 or AVX-512, else the reference.
 void matmul_ggml_forward(float* out, const float* inp, const uint8_t* w, const float* bias, int type, int N, int C,
                          int OC, int out_stride) {
+#if defined(GPTUNE_X86)
+  if (cpu_has_avx2()) {
+    require_block_type(type, C, "matmul_ggml_forward");
+    return ggml_matmul_forward(out, inp, w, bias, type, N, C, OC, out_stride);
+  }
+#endif
   matmul_ggml_forward_reference(out, inp, w, bias, type, N, C, OC, out_stride);
 }
 
 void matmul_ggml_backward(float* dinp, const float* dout, const uint8_t* w, int type, int N, int C, int OC,
                           int dout_stride) {
+  if (!dinp) return;
+#if defined(GPTUNE_X86)
+  if (cpu_has_avx2()) {
+    require_block_type(type, C, "matmul_ggml_backward");
+    return ggml_matmul_backward(dinp, dout, w, type, N, C, OC, dout_stride);
+  }
+#endif
   matmul_ggml_backward_reference(dinp, dout, w, type, N, C, OC, dout_stride);
 }
 

@@ -1,7 +1,6 @@
 // Quantized frozen weights (int8 per output channel, NF4 with double-quantized block scales) and the
-// linear layer that reads them directly. The formats are those of bitsandbytes (see kernels.inc);
-// the matmuls dequantize one tile of W at a time into a per-thread buffer (at most kTileRows rows
-// of W, or kTileRows x kTileCols in the backward), never a full-size fp32 copy of W.
+// linear layer that reads them directly (quant_matmul.h). The formats are those of bitsandbytes (see
+// kernels.inc).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -11,8 +10,8 @@
 #include "gptune/kernels.h"
 #include "gptune/quant_format.h"
 #include "parallel.h"
+#include "quant_matmul.h"
 #include "row_kernels.h"
-#include "sgemm.h"
 
 namespace gptune::cpu {
 namespace {
@@ -90,98 +89,6 @@ struct Bf16Weight {
   }
 };
 
-constexpr int kTileRows = 16;   // rows of W dequantized at once
-constexpr int kTileCols = 256;  // backward: columns of W per tile (each thread owns a column range)
-
-// From this many input rows on, the matmuls dequantize a slab of W (about kSlabFloats floats, whole
-// rows) at a time and run the fp32 sgemm on it: the dequantization is then paid once per slab for
-// all N rows, and the sgemm's packing and register tiling do the rest. Below it (decoding), the
-// direct loops read the quantized bytes once (8 or 4 bits a weight instead of 32).
-constexpr int kSlabMinRows = 16;
-constexpr int64_t kSlabFloats = int64_t{1} << 16;  // 256 KiB: a few L2-sized row panels
-
-int slab_rows(int C, int OC) {
-  const int64_t rows = std::max<int64_t>(kTileRows, kSlabFloats / C / kTileRows * kTileRows);
-  return static_cast<int>(std::min<int64_t>(rows, OC));
-}
-
-// Rows [o0, o0+rows) of W, dequantized into slab (rows,C) by all threads.
-template <class W>
-void dequantize_slab(float* slab, const W& w, int o0, int rows, int C) {
-  parallel_for(rows, 4, [&](int64_t begin, int64_t end, int) {
-    w.tile(slab + begin * C, o0 + static_cast<int>(begin), static_cast<int>(end - begin), 0, C);
-  });
-}
-
-// Calls use(slab, o0, rows) for consecutive slabs of W: rows [o0, o0+rows) dequantized into slab (rows,C).
-template <class W, class Use>
-void for_each_slab(const W& w, int C, int OC, Use&& use) {
-  const int S = slab_rows(C, OC);
-  std::vector<float> slab(static_cast<size_t>(S) * C);
-  for (int o0 = 0; o0 < OC; o0 += S) {
-    const int rows = std::min(S, OC - o0);
-    dequantize_slab(slab.data(), w, o0, rows, C);
-    use(slab.data(), o0, rows);
-  }
-}
-
-// out (N,OC) = inp (N,C) @ W^T + bias. Many rows: slab by slab through sgemm. Few rows: threads own
-// tiles of kTileRows output channels; each tile of W is dequantized once and used for every row.
-template <class W>
-void quant_matmul_forward(float* out, const float* inp, const W& w, const float* bias, int N, int C, int OC) {
-  if (N >= kSlabMinRows) {
-    for_each_slab(w, C, OC, [&](const float* slab, int o0, int rows) {
-      sgemm_bias(false, true, N, rows, C, 1.0f, inp, C, slab, C, 0.0f, bias ? bias + o0 : nullptr, out + o0, OC);
-    });
-    return;
-  }
-  const int64_t tiles = (OC + kTileRows - 1) / kTileRows;
-  parallel_for(tiles, 1, [&](int64_t begin, int64_t end, int) {
-    std::vector<float> tile(static_cast<size_t>(kTileRows) * C);
-    for (int64_t t = begin; t < end; ++t) {
-      const int o0 = static_cast<int>(t * kTileRows);
-      const int rows = std::min(kTileRows, OC - o0);
-      w.tile(tile.data(), o0, rows, 0, C);
-      for (int n = 0; n < N; ++n) {
-        const float* x = inp + int64_t{n} * C;
-        float* y = out + int64_t{n} * OC + o0;
-        for (int r = 0; r < rows; ++r)
-          y[r] = GPTUNE_ROW_KERNEL(dot)(x, tile.data() + int64_t{r} * C, C) + (bias ? bias[o0 + r] : 0.0f);
-      }
-    }
-  });
-}
-
-// dinp (N,C) += dout (N,OC) @ W: threads own ranges of kTileCols input channels (so no two write the
-// same dinp element); a (kTileRows, kTileCols) tile of W feeds contiguous axpys into dinp rows.
-template <class W>
-void quant_matmul_backward(float* dinp, const float* dout, const W& w, int N, int C, int OC) {
-  if (N >= kSlabMinRows) {
-    // dinp (N,C) += dout[:, o0:o0+rows] (N,rows) @ slab (rows,C), slab by slab.
-    for_each_slab(w, C, OC, [&](const float* slab, int o0, int rows) {
-      sgemm(false, false, N, C, rows, 1.0f, dout + o0, OC, slab, C, 1.0f, dinp, C);
-    });
-    return;
-  }
-  const int64_t col_tiles = (C + kTileCols - 1) / kTileCols;
-  parallel_for(col_tiles, 1, [&](int64_t begin, int64_t end, int) {
-    float tile[kTileRows * kTileCols];
-    for (int64_t t = begin; t < end; ++t) {
-      const int c0 = static_cast<int>(t * kTileCols);
-      const int cols = std::min(kTileCols, C - c0);
-      for (int o0 = 0; o0 < OC; o0 += kTileRows) {
-        const int rows = std::min(kTileRows, OC - o0);
-        w.tile(tile, o0, rows, c0, cols);
-        for (int n = 0; n < N; ++n) {
-          float* dx = dinp + int64_t{n} * C + c0;
-          const float* dy = dout + int64_t{n} * OC + o0;
-          for (int r = 0; r < rows; ++r) GPTUNE_ROW_KERNEL(axpy)(dx, dy[r], tile + r * cols, cols);
-        }
-      }
-    }
-  });
-}
-
 }  // namespace
 
 void quantize_int8(int8_t* q, float* scale, const float* weight, int OC, int C) {
@@ -207,12 +114,12 @@ void dequantize_int8(float* weight, const int8_t* q, const float* scale, int OC,
 
 void matmul_int8_forward(float* out, const float* inp, const int8_t* q, const float* scale,
                          const float* bias, int N, int C, int OC) {
-  quant_matmul_forward(out, inp, Int8Weight{q, scale, C}, bias, N, C, OC);
+  quant_matmul::forward(out, inp, Int8Weight{q, scale, C}, bias, N, C, OC);
 }
 
 void matmul_int8_backward(float* dinp, const float* dout, const int8_t* q, const float* scale,
                           int N, int C, int OC) {
-  if (dinp) quant_matmul_backward(dinp, dout, Int8Weight{q, scale, C}, N, C, OC);
+  if (dinp) quant_matmul::backward(dinp, dout, OC, Int8Weight{q, scale, C}, N, C, OC);
 }
 
 void quantize_nf4(uint8_t* packed, uint8_t* qabsmax, float* absmax2, float* offset,
@@ -259,22 +166,22 @@ void dequantize_nf4(float* weight, const uint8_t* packed, const uint8_t* qabsmax
 void matmul_nf4_forward(float* out, const float* inp, const uint8_t* packed, const uint8_t* qabsmax,
                         const float* absmax2, const float* offset, const float* bias, int N, int C,
                         int OC) {
-  quant_matmul_forward(out, inp, Nf4Weight{packed, qabsmax, absmax2, *offset, C}, bias, N, C, OC);
+  quant_matmul::forward(out, inp, Nf4Weight{packed, qabsmax, absmax2, *offset, C}, bias, N, C, OC);
 }
 
 void matmul_nf4_backward(float* dinp, const float* dout, const uint8_t* packed,
                          const uint8_t* qabsmax, const float* absmax2, const float* offset, int N,
                          int C, int OC) {
-  if (dinp) quant_matmul_backward(dinp, dout, Nf4Weight{packed, qabsmax, absmax2, *offset, C}, N, C, OC);
+  if (dinp) quant_matmul::backward(dinp, dout, OC, Nf4Weight{packed, qabsmax, absmax2, *offset, C}, N, C, OC);
 }
 
 void matmul_bf16_forward(float* out, const float* inp, const uint16_t* w, const float* bias, int N, int C,
                          int OC) {
-  quant_matmul_forward(out, inp, Bf16Weight{w, C}, bias, N, C, OC);
+  quant_matmul::forward(out, inp, Bf16Weight{w, C}, bias, N, C, OC);
 }
 
 void matmul_bf16_backward(float* dinp, const float* dout, const uint16_t* w, int N, int C, int OC) {
-  if (dinp) quant_matmul_backward(dinp, dout, Bf16Weight{w, C}, N, C, OC);
+  if (dinp) quant_matmul::backward(dinp, dout, OC, Bf16Weight{w, C}, N, C, OC);
 }
 
 void convert_f32_to_bf16(uint16_t* w_out, const float* inp, long long n) {

@@ -8,6 +8,7 @@
 #ifdef GPTUNE_WITH_CUDA
 #include "gptune/cuda_options.h"
 #endif
+#include "cpu/cpu_features.h"
 #include "gptune/kernels.h"
 #include "napi/arena.h"
 #include "napi/args.h"
@@ -31,6 +32,15 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::num_threads()); }
 Napi::Value SimdLevel(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cpu::simd_level()); }
+
+// Caps the SIMD level the CPU kernels dispatch on (tests and benchmarks run the AVX2 and portable paths on an
+// AVX-512 machine); 'avx512' restores the widest level the CPU has. Returns simd_level() afterwards.
+Napi::Value SetSimdLimit(const Napi::CallbackInfo& info) {
+  Args a(info, "setSimdLimit", 1);
+  const std::string level = a.choice(0, "level", {"avx512", "avx2", "portable"});
+  cpu::set_simd_limit(level == "avx512" ? cpu::Simd::avx512 : level == "avx2" ? cpu::Simd::avx2 : cpu::Simd::portable);
+  return Napi::String::New(info.Env(), cpu::simd_level());
+}
 
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   auto& c = memory_counters();
@@ -195,6 +205,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", function<SetNumThreads>(env, "setNumThreads"));
   exports.Set("numThreads", function<NumThreads>(env, "numThreads"));
   exports.Set("simdLevel", function<SimdLevel>(env, "simdLevel"));
+  exports.Set("setSimdLimit", function<SetSimdLimit>(env, "setSimdLimit"));
   exports.Set("memory", function<Memory>(env, "memory"));
   return exports;
 }

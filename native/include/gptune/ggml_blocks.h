@@ -68,7 +68,7 @@ static_assert(offsetof(BlockQ5_0, qs) == 6 && offsetof(BlockQ4_K, qs) == 16 && o
               "ggml-common.h's field order, no padding");
 
 // Values per block (0 for a type that is not one of the five).
-GPTUNE_HOST_DEVICE inline int block_size(int type) {
+GPTUNE_HOST_DEVICE constexpr int block_size(int type) {
   switch (type) {
     case kQ4_0: case kQ5_0: case kQ8_0: return kQK;
     case kQ4_K: case kQ6_K: return kQK_K;
@@ -76,13 +76,13 @@ GPTUNE_HOST_DEVICE inline int block_size(int type) {
   }
 }
 // Bytes per block (0 for a type that is not one of the five).
-GPTUNE_HOST_DEVICE inline int block_bytes(int type) {
+GPTUNE_HOST_DEVICE constexpr int block_bytes(int type) {
   switch (type) {
-    case kQ4_0: return sizeof(BlockQ4_0);
-    case kQ5_0: return sizeof(BlockQ5_0);
-    case kQ8_0: return sizeof(BlockQ8_0);
-    case kQ4_K: return sizeof(BlockQ4_K);
-    case kQ6_K: return sizeof(BlockQ6_K);
+    case kQ4_0: return static_cast<int>(sizeof(BlockQ4_0));
+    case kQ5_0: return static_cast<int>(sizeof(BlockQ5_0));
+    case kQ8_0: return static_cast<int>(sizeof(BlockQ8_0));
+    case kQ4_K: return static_cast<int>(sizeof(BlockQ4_K));
+    case kQ6_K: return static_cast<int>(sizeof(BlockQ6_K));
     default: return 0;
   }
 }
