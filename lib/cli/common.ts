@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import { DEVICE_CHOICES, DeviceChoice, PRECISIONS } from '../device';
 import { loadAdapter, parseAdapterSpec } from '../lora/apply';
 import { BASE_DTYPES, BaseDtype, QUANTIZE_DTYPES, QuantizeDtype, storageOptions } from '../model/frozen_base';
+import { planMemory } from '../model/decoder';
 import { openModel, OpenedModel } from '../model/open';
 import type { Tokenizer } from '../tokenizer';
 import type { MemoryCheck } from '../model/open';
@@ -71,8 +72,10 @@ export const ADAPTER_FLAGS: Record<string, FlagSpec> = {
 export function openWithAdapters(v: Record<string, unknown>, spec: string, memory: MemoryCheck, flag: string): OpenedModel {
   const baseDtype = v['base-dtype'] as BaseDtype | undefined, quantize = v.quantize as QuantizeDtype | undefined;
   // The flags' conflict named as flags, before anything is read.
-  storageOptions(baseDtype, quantize, { baseDtype: '--base-dtype', quantize: '--quantize' });
-  const opened = openModel(spec, v.device as DeviceChoice, 0, memory, flag, { baseDtype, quantize, gguf: true });
+  const storage = storageOptions(baseDtype, quantize, { baseDtype: '--base-dtype', quantize: '--quantize' });
+  // The plan's parameters in the store these flags ask for (a GGUF file's own blocks are planned as float32: an upper bound).
+  const stored: MemoryCheck = { ...memory, plan: (cfg) => ({ ...memory.plan(cfg), parameters: planMemory(cfg, { batch: null, training: false, ...storage }).parts.parameters }) };
+  const opened = openModel(spec, v.device as DeviceChoice, 0, stored, flag, { baseDtype, quantize, gguf: true });
   if (opened.model.storageNote !== null) process.stderr.write(`note: ${opened.model.storageNote}\n`);
   try {
     for (const value of (v.adapter as string[] | undefined) ?? []) {

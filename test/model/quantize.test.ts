@@ -211,6 +211,14 @@ describe('the CLI', () => {
     expect((lastJSON(quantized.stdout).tokens as number[]).length).toBe(12);
   });
 
+  test('--max-memory plans the quantized store: a budget under the float32 weights fits --quantize q8_0', () => {
+    const model = loadModel(dir), budget = Math.floor(0.75 * 4 * model.numParameters);
+    model.free();
+    const args = ['--model', dir, '--prompt', 'Hi', '--max-new-tokens', '2', '--max-memory', `${budget}B`];
+    expectCleanFailure(['generate', ...args], /generation needs .* but .* is allowed/);
+    expect(gptune('generate', ...args, '--quantize', 'q8_0').code).toBe(0);
+  });
+
   test('a fallback is said once; bad values and conflicting flags are one-line errors', () => {
     const r = gptune('generate', '--model', TINY, '--prompt', 'Hi', '--max-new-tokens', '2', '--quantize', 'q4_k');
     expect(r.code).toBe(0);
