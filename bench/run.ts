@@ -2,13 +2,15 @@
  * `npm run bench`: matmul GFLOP/s at GPT-2 shapes, the GGML block-format matmuls beside fp32 (bench/ggml_matmul.ts), and the training-step throughput of GPT-2 124M
  * (B=4, T=256) and of a small model, gptune next to PyTorch run in the same session (Debian's
  * python3-torch at /usr/bin/python3, 2 threads, OPENBLAS_CORETYPE=SkylakeX). Prints a table and
- * one JSON line. Then the Llama family (benchLlama) and LoRA / QLoRA (bench/lora.ts). Options: --quick
- * (small model only), --no-torch, --no-ggml, --no-llama, --no-lora, --threads N, --steps N.
+ * one JSON line. Then the Llama family (benchLlama), LoRA / QLoRA (bench/lora.ts) and GGUF decode beside
+ * llama.cpp (bench/gguf_decode.ts). Options: --quick (small model only), --no-torch, --no-ggml,
+ * --no-llama, --no-lora, --no-gguf, --threads N, --steps N.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { benchCheckpointing } from './checkpointing';
 import { ROOT, runJSON, StepResult } from './child';
+import { benchGGUFDecode } from './gguf_decode';
 import { benchLora } from './lora';
 
 const flag = (name: string) => process.argv.includes(`--${name}`);
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
   if (!flag('quick') && !flag('no-llama')) summary.llama = benchLlama(threads, steps, summary.matmul as Array<{ gflops: number }> | undefined);
   // Each 0.5B-shaped LoRA step takes tens of seconds on 2 cores: at most 2 timed steps there.
   if (!flag('quick') && !flag('no-lora')) summary.lora = benchLora(threads, Math.min(steps, 2), 1, { torch: !flag('no-torch') });
+  if (!flag('quick') && !flag('no-gguf')) summary.gguf_decode = await benchGGUFDecode(threads);
   console.log(JSON.stringify(summary));
 }
 

@@ -4,7 +4,8 @@ import { DEVICE_CHOICES, DeviceChoice, PRECISIONS } from '../device';
 import { localModelFolder } from '../hub';
 import type { DownloadProgress, HubOptions } from '../hub';
 import { loadAdapter, parseAdapterSpec } from '../lora/apply';
-import { BASE_DTYPES, BaseDtype } from '../model/frozen_base';
+import { BASE_DTYPES, BaseDtype, QUANTIZE_DTYPES, QuantizeDtype, storageOptions } from '../model/frozen_base';
+import { planMemory } from '../model/decoder';
 import { openModel, OpenedModel } from '../model/open';
 import type { Tokenizer } from '../tokenizer';
 import type { MemoryCheck } from '../model/open';
@@ -57,15 +58,29 @@ export function readTextFile(file: string, flag: string): string {
 export { openModel };
 export type { OpenedModel };
 
-/** --adapter and --base-dtype: PEFT LoRA adapters applied on the loaded base (eval, generate, sample, chat). */
+/**
+ * --adapter, --base-dtype and --quantize: PEFT LoRA adapters applied on the loaded base, and how its
+ * weights are stored (eval, generate, sample, chat). --quantize stores the blocks' linear weights
+ * as --base-dtype does AND the LM head; the two flags may both be given only when they agree.
+ */
 export const ADAPTER_FLAGS: Record<string, FlagSpec> = {
   adapter: { type: 'strings', help: 'apply a PEFT LoRA adapter folder on the model: DIR, or DIR:WEIGHT to scale it; repeat to apply several at once' },
-  'base-dtype': { type: 'string', choices: BASE_DTYPES, default: 'f32', help: "store the base's linear weights as f32, bf16, int8 or nf4 (QLoRA inference)" },
+  'base-dtype': { type: 'string', choices: BASE_DTYPES, help: "store the base's linear weights as f32 (default), bf16, int8, nf4 (QLoRA inference), q8_0 or q4_k" },
+  quantize: {
+    type: 'string', choices: QUANTIZE_DTYPES,
+    help: "weight-only quantized inference: the linear weights and the LM head in int8 (row-wise absmax), q8_0 or q4_k (ggml's blocks; q5_0 where a width is not a multiple of 256); a GGUF file's own quantized weights run as they are without it",
+  },
 };
 
-/** openModel with the command's --base-dtype (a GGUF file allowed), then every --adapter applied in order. */
+/** openModel with the command's --base-dtype / --quantize (a GGUF file allowed), then every --adapter applied in order. */
 export function openWithAdapters(v: Record<string, unknown>, spec: string, memory: MemoryCheck, flag: string): OpenedModel {
-  const opened = openModel(spec, v.device as DeviceChoice, 0, memory, flag, { baseDtype: (v['base-dtype'] as BaseDtype | undefined) ?? 'f32', gguf: true });
+  const baseDtype = v['base-dtype'] as BaseDtype | undefined, quantize = v.quantize as QuantizeDtype | undefined;
+  // The flags' conflict named as flags, before anything is read.
+  const storage = storageOptions(baseDtype, quantize, { baseDtype: '--base-dtype', quantize: '--quantize' });
+  // The plan's parameters in the store these flags ask for (a GGUF file's own blocks are planned as float32: an upper bound).
+  const stored: MemoryCheck = { ...memory, plan: (cfg) => ({ ...memory.plan(cfg), parameters: planMemory(cfg, { batch: null, training: false, ...storage }).parts.parameters }) };
+  const opened = openModel(spec, v.device as DeviceChoice, 0, stored, flag, { baseDtype, quantize, gguf: true });
+  if (opened.model.storageNote !== null) process.stderr.write(`note: ${opened.model.storageNote}\n`);
   try {
     for (const value of (v.adapter as string[] | undefined) ?? []) {
       const { dir, weight } = parseAdapterSpec(value);

@@ -9,6 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseDocument } from 'yaml';
+import { BASE_DTYPES } from '../model/frozen_base';
 import { describeValue } from '../util/check';
 import { parseByteSize } from '../util/memory';
 
@@ -227,7 +228,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   lora_targets: { type: 'string', nullable: true, default: null, flag: 'lora-targets', help: 'modules to adapt, comma-separated (PEFT matching), or all-linear (default: GPT-2 c_attn; Llama family q_proj,v_proj)' },
   use_rslora: { type: 'bool', default: false, flag: 'use-rslora', help: 'rsLoRA scaling alpha / sqrt(r)' },
   lora_modules_to_save: { type: 'string', nullable: true, default: null, flag: 'lora-modules-to-save', help: 'modules trained in full with the adapter, comma-separated (lm_head, embed_tokens / wte)' },
-  base_dtype: { type: 'string', choices: ['f32', 'bf16', 'int8', 'nf4'] as const, default: 'f32', flag: 'base-dtype', help: "storage of the frozen base's linear weights (anything but f32 needs --lora; nf4 is QLoRA)" },
+  base_dtype: { type: 'string', choices: BASE_DTYPES, default: 'f32', flag: 'base-dtype', help: "storage of the frozen base's linear weights: f32, bf16, int8, nf4 (QLoRA), q8_0 or q4_k (ggml's blocks); anything but f32 needs --lora" },
   adapter: { type: 'string', nullable: true, default: null, flag: 'adapter', help: 'continue training this PEFT adapter folder (implies --lora; r, alpha and targets come from it)' },
   max_skipped_steps: { type: 'int', min: 1, default: 5, flag: 'max-skipped-steps', help: 'stop as diverged after N consecutive steps with a non-finite loss or gradient norm (each is skipped)' },
   divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },

@@ -5,16 +5,21 @@
  * ffn_gate/up packed again, the llama graph's interleaved q/k rows put back in rotate-half order,
  * GPT-2's duplicate output.weight checked against token_embd), and the byte-level BPE tokenizer
  * rebuilt from tokenizer.ggml.* as the tokenizer.json it came from.
+ * Linear weights and the LM head in a GGML block type the kernels run (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K)
+ * are run as the file stores them (their blocks copied, q/k rows un-permuted by moving whole rows of
+ * blocks; a fused q/k/v or gate/up keeps each part's type), as llama.cpp runs them; the embedding
+ * table, norms and biases are read as float32 (dequantized; F16/BF16 widened).
  */
 import { FileFormatError } from '../errors';
 import { parseModelConfig } from '../model/config';
-import { Decoder, globalParamName, GlobalRole, LayerRole, layerParamName } from '../model/decoder';
+import { Decoder, globalParamName, GlobalRole, LayerRole, layerParamName, linearWeightNames, parameterSpecs } from '../model/decoder';
 import type { DecoderConfig } from '../model/decoder_config';
-import type { BaseDtype } from '../model/frozen_base';
+import { BaseDtype, QuantizeDtype, storageOptions, WeightFormat } from '../model/frozen_base';
+import { GGML_BLOCK_TYPES, ggmlBlockBytes, ggmlBlockType, GGMLBlockTypeName } from './ggml_types';
 import type { DeviceName } from '../native';
 import { HFTokenizer, Tokenizer } from '../tokenizer';
 import { interleaveRopeRows } from './export';
-import { GGUFHeader, GGUFReadValue, readGGUFHeader, readTensor } from './read';
+import { GGUFHeader, GGUFReadValue, readGGUFHeader, readTensor, readTensorBytes } from './read';
 import { PRE_TOKENIZERS, TOKEN_TYPE } from './vocab';
 
 const ARCHITECTURES = ['gpt2', 'llama', 'qwen2', 'qwen3'] as const;
@@ -183,7 +188,50 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-function fillFromGGUF(model: Decoder, h: GGUFHeader): void {
+/** The tensor the LM head (V, C) reads: output.weight, or token_embd.weight when the file ties them. */
+function headTensorName(h: GGUFHeader): string {
+  return h.tensors.has('output.weight') ? 'output.weight' : 'token_embd.weight';
+}
+
+/**
+ * The stored format of each linear weight and of the LM head whose tensors are all in block types
+ * the kernels run (DecoderOptions.formats); the others stay float32. A weight packed from parts of
+ * float and block types, or of a block type gptune has no kernel for, is refused (a float32 copy of
+ * it would not be what the file ships).
+ */
+function ggmlFormats(cfg: DecoderConfig, h: GGUFHeader): Map<string, WeightFormat> {
+  const linear = new Set(linearWeightNames(cfg)), head = globalParamName(cfg, 'head');
+  const weights = parameterParts(cfg, (p) => linear.has(p)).map(({ param, parts }) => ({ param, parts: parts.map((x) => x.name) }));
+  weights.push({ param: head, parts: [headTensorName(h)] });
+  const formats = new Map<string, WeightFormat>();
+  for (const { param, parts } of weights) {
+    const types = parts.map((name) => h.tensors.get(name)?.type);
+    if (types.some((t) => t === undefined)) continue; // fillFromGGUF names the missing tensor
+    const blocks = types.map((t) => t! in GGML_BLOCK_TYPES);
+    if (blocks.every((b) => !b)) continue;
+    const bad = parts.findIndex((_, i) => !blocks[i]);
+    if (bad >= 0) {
+      const isFloat = ['F32', 'F16', 'BF16'].includes(types[bad]!);
+      throw new FileFormatError(`${h.file}: tensor ${parts[bad]} has type ${types[bad]}; ${isFloat
+        ? `gptune runs a weight packed from ${parts.join(', ')} in one format family (all float or all GGML blocks)`
+        : `gptune runs ${Object.keys(GGML_BLOCK_TYPES).join(', ')} blocks directly`}`);
+    }
+    formats.set(param, { dtype: 'ggml', parts: parts.map((name, i) => ({ type: types[i] as GGMLBlockTypeName, rows: h.tensors.get(name)!.shape[0] })) });
+  }
+  return formats;
+}
+
+/** Rows of `cols` values in `type` permuted back from llama.cpp's interleaved q/k order, whole rows of blocks at a time. */
+function uninterleaveBlockRows(bytes: Uint8Array, type: GGMLBlockTypeName, heads: number, headDim: number, cols: number): Uint8Array {
+  const rowBytes = ggmlBlockBytes(ggmlBlockType(type)!, 1, cols), rows = heads * headDim;
+  // The permutation of the float path, applied to each row's index: source row of each row.
+  const from = interleaveRopeRows(Float32Array.from({ length: rows }, (_, i) => i), heads, headDim, 1, true);
+  const out = new Uint8Array(bytes.length);
+  for (let r = 0; r < rows; r++) out.set(bytes.subarray(from[r] * rowBytes, (from[r] + 1) * rowBytes), r * rowBytes);
+  return out;
+}
+
+function fillFromGGUF(model: Decoder, h: GGUFHeader, formats: ReadonlyMap<string, WeightFormat>): void {
   const cfg = model.config;
   const used = new Set<string>();
   const tensor = (part: Part, expected: readonly number[]): Float32Array => {
@@ -194,7 +242,26 @@ function fillFromGGUF(model: Decoder, h: GGUFHeader): void {
     const values = readTensor(h, part.name);
     return part.heads === null ? values : interleaveRopeRows(values, part.heads, cfg.headDim, expected.length === 2 ? expected[1] : 1, true);
   };
-  for (const { param, parts } of parameterParts(cfg, (p) => model.params.tensors.has(p))) {
+  const head = globalParamName(cfg, 'head');
+  // GGML weights: each part's blocks as the file stores them.
+  const shapes = new Map(parameterSpecs(cfg).specs.map((x) => [x.name, x.shape]));
+  const blocks = (param: string, parts: readonly Part[]) => {
+    parts.forEach((part, i) => {
+      const info = h.tensors.get(part.name);
+      if (!info) throw new FileFormatError(`${h.file}: tensor ${part.name} is missing (needed by this ${cfg.modelType} config)`);
+      // A whole-tensor part has the parameter's shape (the LM head's when tied: (V, C)).
+      const expected = part.shape.length > 0 ? part.shape : shapes.get(param) ?? [cfg.vocabSize, cfg.width];
+      if (!sameShape(info.shape, expected)) throw new FileFormatError(`${h.file}: tensor ${part.name} has shape [${info.shape.join(', ')}] but the hyperparameters imply [${expected.join(', ')}]`);
+      used.add(part.name);
+      const { bytes } = readTensorBytes(h, part.name), type = info.type as GGMLBlockTypeName;
+      model.setParameterBlocks(param, i, part.heads === null ? bytes : uninterleaveBlockRows(bytes, type, part.heads, cfg.headDim, info.shape[1]));
+    });
+  };
+  for (const { param, parts } of parameterParts(cfg, (p) => model.params.tensors.has(p) || (formats.has(p) && p !== head))) {
+    if (formats.has(param)) {
+      blocks(param, parts);
+      continue;
+    }
     const shape = [...model.params.get(param).shape];
     const values = parts.length === 1 ? tensor(parts[0], shape) : new Float32Array(shape.reduce((a, b) => a * b, 1));
     if (parts.length > 1) {
@@ -207,8 +274,10 @@ function fillFromGGUF(model: Decoder, h: GGUFHeader): void {
     }
     model.setParameter(param, values);
   }
-  // llama.cpp's GPT-2 graph needs output.weight, so a (tied) GPT-2 stores the embedding twice.
-  if (cfg.modelType === 'gpt2' && cfg.tiedHead && h.tensors.has('output.weight')) {
+  if (formats.has(head)) {
+    blocks(head, [{ name: headTensorName(h), shape: [cfg.vocabSize, cfg.width], heads: null }]);
+  } else if (cfg.modelType === 'gpt2' && cfg.tiedHead && h.tensors.has('output.weight')) {
+    // llama.cpp's GPT-2 graph needs output.weight, so a (tied) GPT-2 stores the embedding twice.
     const embed = model.readParameter(globalParamName(cfg, 'embed'));
     const head = tensor({ name: 'output.weight', shape: [], heads: null }, [cfg.vocabSize, cfg.width]);
     if (head.some((v, i) => v !== embed[i])) throw new FileFormatError(`${h.file}: tensor output.weight differs from token_embd.weight; gptune's GPT-2 ties the head to the embedding`);
@@ -285,7 +354,14 @@ function ggufTokenizer(h: GGUFHeader, k: Keys, vocabSize: number): Tokenizer {
 
 export interface GGUFModelOptions {
   device?: DeviceName;
+  /**
+   * Store the weights as the options say (lib/model/frozen_base.ts storageOptions) from their float32
+   * values (quantized weights dequantized first). Without either, quantized weights run directly.
+   */
   baseDtype?: BaseDtype;
+  quantize?: QuantizeDtype;
+  /** Every weight dequantized to float32 (what the file's values are, in gptune's float32 model). */
+  dequantize?: boolean;
 }
 
 /**
@@ -305,15 +381,18 @@ export function ggufModelConfig(file: string): DecoderConfig {
   return modelConfig(h, new Keys(h));
 }
 
-/** Loads a GGUF model file: the model (weights dequantized to float32) and its tokenizer. */
+/** Loads a GGUF model file: the model (its quantized weights run directly, or as the options say) and its tokenizer. */
 export function loadGGUFModel(file: string, options: GGUFModelOptions = {}): { model: Decoder; tokenizer: Tokenizer; config: DecoderConfig } {
   const h = readGGUFHeader(file);
   const k = new Keys(h);
   const config = modelConfig(h, k);
   const tokenizer = ggufTokenizer(h, k, config.vocabSize);
-  const model = new Decoder(config, options.device ?? 'cpu', { baseDtype: options.baseDtype });
+  const requantize = options.baseDtype !== undefined || options.quantize !== undefined;
+  const storage = storageOptions(options.baseDtype, options.quantize);
+  const formats = requantize || options.dequantize ? new Map<string, WeightFormat>() : ggmlFormats(config, h);
+  const model = new Decoder(config, options.device ?? 'cpu', formats.size > 0 ? { formats } : storage);
   try {
-    fillFromGGUF(model, h);
+    fillFromGGUF(model, h, formats);
   } catch (e) {
     model.free();
     throw e;

@@ -29,7 +29,7 @@ import { isGGUFPath, loadGGUFModel } from '../gguf/load';
 import { loadModelConfig } from './config';
 import { Decoder, globalParamName, parameterSpecs } from './decoder';
 import { DecoderConfig } from './decoder_config';
-import type { BaseDtype } from './frozen_base';
+import { BaseDtype, QuantizeDtype, storageOptions } from './frozen_base';
 
 /** Hugging Face's Conv1D stores (in, out); gptune's linear weights are (out, in). */
 const CONV1D = /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/;
@@ -99,8 +99,10 @@ function savedName(cfg: DecoderConfig, name: string): string {
 
 export interface LoadOptions {
   device?: DeviceName;
-  /** How the blocks' linear weights are kept (a frozen LoRA base may be bf16, int8 or nf4); default f32. */
+  /** How the blocks' linear weights are kept (a frozen LoRA base may be bf16, int8, nf4, q8_0 or q4_k); default f32. */
   baseDtype?: BaseDtype;
+  /** Weight-only quantized inference: the linear weights and the LM head in int8, q8_0 or q4_k (lib/model/frozen_base.ts storageOptions). */
+  quantize?: QuantizeDtype;
 }
 
 /**
@@ -118,7 +120,7 @@ export function loadModel(dir: string, options: LoadOptions = {}): Decoder {
   }
   const tensors = readCheckpointTensors(dir);
   const source = path.join(dir, fs.existsSync(path.join(dir, SINGLE_FILE)) ? SINGLE_FILE : INDEX_FILE);
-  const model = new Decoder(config, options.device ?? 'cpu', { baseDtype: options.baseDtype });
+  const model = new Decoder(config, options.device ?? 'cpu', storageOptions(options.baseDtype, options.quantize));
   try {
     fillParameters(model, tensors, source);
     return model;

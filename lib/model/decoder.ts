@@ -29,7 +29,7 @@ import { describeValue } from '../util/check';
 import { Rng } from '../util/rng';
 import { asDecoderConfig, countParameters, GPT2Config } from './config';
 import { attentionWidth, contextLength, DecoderConfig, ffnInputWidth, qkvWidth } from './decoder_config';
-import { BaseDtype, FrozenLinears, storedWeightBytes } from './frozen_base';
+import { BaseDtype, fallbackNote, FrozenLinears, StoredShape, storedWeightBytes, weightFormat, WeightFormat } from './frozen_base';
 import { ropeTables } from './rope';
 
 /** The model's targets follow PyTorch's ignore_index: one constant for the whole library (lib/metrics/lm.ts). */
@@ -245,8 +245,10 @@ export interface ModelUse {
   parametersAllocated?: boolean;
   /** LoRA: the adapter applied (and trained, when training: the base then takes no gradients or moments). */
   lora?: LoraSettings | null;
-  /** How the base's linear weights are stored (lib/model/frozen_base.ts); default f32. */
+  /** How the base's linear weights (and the LM head) are stored (DecoderOptions); default f32. */
   baseDtype?: BaseDtype;
+  quantizeHead?: boolean;
+  formats?: ReadonlyMap<string, WeightFormat>;
   /** Activations in the gradient-checkpointing layout (Decoder.setGradientCheckpointing). Default false. */
   gradientCheckpointing?: boolean;
 }
@@ -265,11 +267,10 @@ export interface MemoryPlan {
  */
 export function planMemory(config: DecoderConfig | GPT2Config, use: ModelUse): MemoryPlan {
   const cfg = asDecoderConfig(config);
-  const baseDtype = use.baseDtype ?? 'f32';
   const { specs } = parameterSpecs(cfg);
-  const stored = baseDtype === 'f32' ? new Set<string>() : new Set(linearWeightNames(cfg));
-  const storedShapes = specs.filter((x) => stored.has(x.name)).map((x) => ({ name: x.name, OC: x.shape[0], C: x.shape[1] }));
-  const parameters = arenaBytes(specs.filter((x) => !stored.has(x.name))) + (storedShapes.length > 0 ? storedWeightBytes(baseDtype, storedShapes) : 0);
+  const storedShapes = storedLayout(cfg, use);
+  const stored = new Set(storedShapes.map((w) => w.name));
+  const parameters = arenaBytes(specs.filter((x) => !stored.has(x.name))) + storedWeightBytes(storedShapes);
   const adapter = use.lora ? adapterSpecs(cfg, use.lora) : null;
   const adapterBytes = adapter ? arenaBytes(adapter.specs) : 0;
   const trainableBytes = adapter ? adapterBytes : parameters;
@@ -293,6 +294,33 @@ export function linearWeightNames(cfg: DecoderConfig): string[] {
   const names: string[] = [];
   for (let l = 0; l < cfg.layers; l++) for (const role of ['qkvw', 'outw', 'fcw', 'projw'] as const) names.push(layerParamName(cfg, l, role));
   return names;
+}
+
+/**
+ * The weights a model built with `options` keeps in its low-precision store (lib/model/frozen_base.ts),
+ * each with its format: the blocks' linear weights in baseDtype (llama.cpp's fallbacks leave some
+ * float32), the LM head too with quantizeHead (under the head's parameter name, also when tied), or
+ * exactly the weights `formats` lists (a GGUF file's). Every other parameter stays float32.
+ */
+export function storedLayout(cfg: DecoderConfig, options: DecoderOptions): StoredShape[] {
+  const candidates = storableWeights(cfg, Boolean(options.quantizeHead || options.formats));
+  const formatOf = (w: { OC: number; C: number; name: string }): WeightFormat | null => {
+    if (options.formats) return options.formats.get(w.name) ?? null;
+    const dtype = options.baseDtype ?? 'f32';
+    return dtype === 'f32' ? null : weightFormat(dtype, w.OC, w.C);
+  };
+  return candidates.flatMap((w) => {
+    const format = formatOf(w);
+    return format ? [{ ...w, format }] : [];
+  });
+}
+
+/** The (OC, C) weights a low-precision store may hold: the blocks' linear weights, and the LM head (under its name, also when tied). */
+function storableWeights(cfg: DecoderConfig, withHead: boolean): Array<{ name: string; OC: number; C: number }> {
+  const shapes = new Map(parameterSpecs(cfg).specs.map((x) => [x.name, x.shape]));
+  const weights = linearWeightNames(cfg).map((name) => ({ name, OC: shapes.get(name)![0], C: shapes.get(name)![1] }));
+  if (withHead) weights.push({ name: globalParamName(cfg, 'head'), OC: cfg.vocabSize, C: cfg.width });
+  return weights;
 }
 
 /** The RoPE cos/sin tables (maxPositions, HS/2) each. */
@@ -380,10 +408,22 @@ export function maxPositionsKey(cfg: DecoderConfig): string {
 /** What a Decoder is built with besides its config. */
 export interface DecoderOptions {
   /**
-   * How the blocks' linear weights are stored: f32 (default; trainable), or bf16 / int8 / nf4 for a
-   * frozen base that only LoRA adapters train on (lib/model/frozen_base.ts).
+   * How the blocks' linear weights are stored: f32 (default; trainable), or bf16 / int8 / nf4 /
+   * q8_0 / q4_k for a frozen base that only LoRA adapters train on, or for quantized inference
+   * (lib/model/frozen_base.ts).
    */
   baseDtype?: BaseDtype;
+  /**
+   * Also store the LM head in baseDtype (`--quantize`, as llama.cpp quantizes output.weight): a
+   * quantized copy of a tied head for the head matmul while the embedding lookup stays float32.
+   */
+  quantizeHead?: boolean;
+  /**
+   * The stored format of each weight, by parameter name (the LM head under the head's name, also
+   * when tied): a GGUF file's own block types (lib/gguf/load.ts). Replaces baseDtype; the weights
+   * not listed stay float32.
+   */
+  formats?: ReadonlyMap<string, WeightFormat>;
 }
 
 /** Mixes a forward's dropout seed with an adapter module's index: an integer in [0, 2^53). */
@@ -404,9 +444,15 @@ export class Decoder {
   grads: TensorArena | null = null;
   /** Parameters of the params arena that take weight decay (they come first). */
   readonly decayCount: number;
-  readonly baseDtype: BaseDtype;
-  /** The blocks' linear weights when baseDtype is not f32. */
+  /** How the blocks' linear weights are stored; 'gguf' when a GGUF file's own formats are (DecoderOptions.formats). */
+  readonly baseDtype: BaseDtype | 'gguf';
+  /** The weights storedLayout() keeps in low precision, or null when every weight is float32. */
   private readonly frozen: FrozenLinears | null;
+  /**
+   * What the chosen dtype could not store as asked (llama.cpp's per-weight fallbacks), in one line
+   * for the user, or null.
+   */
+  readonly storageNote: string | null;
   /** LoRA adapters applied on top of the base, in order; at most one is trainable. */
   readonly adapters: LoraAdapter[] = [];
   private trainableAdapter: LoraAdapter | null = null;
@@ -420,11 +466,13 @@ export class Decoder {
   /** A GPT2Config (from parseGPT2Config / parseModelSpec) is taken as the GPT-2 configuration. */
   constructor(config: DecoderConfig | GPT2Config, readonly device: DeviceName = 'cpu', options: DecoderOptions = {}) {
     this.config = asDecoderConfig(config);
-    this.baseDtype = options.baseDtype ?? 'f32';
+    this.baseDtype = options.formats ? 'gguf' : options.baseDtype ?? 'f32';
     const { specs, decayCount } = parameterSpecs(this.config);
-    const stored = this.baseDtype === 'f32' ? new Set<string>() : new Set(linearWeightNames(this.config));
-    const shapes = specs.filter((x) => stored.has(x.name)).map((x) => ({ name: x.name, OC: x.shape[0], C: x.shape[1] }));
-    this.frozen = this.baseDtype === 'f32' ? null : new FrozenLinears(this.baseDtype, device, shapes);
+    const shapes = storedLayout(this.config, options);
+    const stored = new Set(shapes.map((w) => w.name));
+    this.frozen = shapes.length > 0 ? new FrozenLinears(device, shapes) : null;
+    const asked = options.formats ? 'f32' : options.baseDtype ?? 'f32';
+    this.storageNote = asked === 'f32' ? null : fallbackNote(asked, storableWeights(this.config, Boolean(options.quantizeHead)));
     this.decayCount = decayCount - specs.slice(0, decayCount).filter((x) => stored.has(x.name)).length;
     this.params = new TensorArena(device, specs.filter((x) => !stored.has(x.name)));
   }
@@ -434,6 +482,7 @@ export class Decoder {
     const t = this.params.tensors.get(name);
     if (t) {
       t.write(values);
+      this.copyTiedHead(name, values);
       return;
     }
     if (!this.frozen?.has(name)) throw new Error(`no parameter named ${name}`);
@@ -441,6 +490,24 @@ export class Decoder {
       if (!Number.isFinite(values[i])) throw new NonFiniteError(`parameter ${name} holds NaN or infinite values; gptune does not load non-finite weights`);
     }
     this.frozen.set(name, values);
+  }
+
+  /**
+   * A tied head stored in low precision is a quantized copy of the embedding, made when embedding
+   * `name` is written (a GGUF file's head blocks are written as the file stores them instead).
+   */
+  private copyTiedHead(name: string, values: Float32Array): void {
+    const cfg = this.config, head = globalParamName(cfg, 'head');
+    if (cfg.tiedHead && name === globalParamName(cfg, 'embed') && this.baseDtype !== 'gguf' && this.frozen?.has(head)) this.frozen.set(head, values);
+  }
+
+  /**
+   * Stores row range `part` (storedLayout's order) of GGML weight `name` from a GGUF file's blocks,
+   * copied as they are (no float32 copy of the weight exists).
+   */
+  setParameterBlocks(name: string, part: number, blocks: Uint8Array): void {
+    if (!this.frozen?.has(name)) throw new Error(`no GGML weight named ${name}`);
+    this.frozen.setBlocks(name, part, blocks);
   }
 
   /** Parameter `name` as float32 (a low-precision base weight dequantized). */
@@ -460,7 +527,7 @@ export class Decoder {
   addAdapter(settings: LoraSettings, options: { trainable?: boolean; seed?: number; labels?: { targets?: string; modulesToSave?: string } } = {}): LoraAdapter {
     if (options.trainable && this.trainableAdapter) throw new UsageError('only one LoRA adapter can be trained at a time');
     const adapter = new LoraAdapter(this.config, settings, this.device, options.labels);
-    for (const [which, t] of adapter.saved) t.write(which === 'embed' ? this.embedTensor().read() : this.headWeight().read());
+    for (const [which, t] of adapter.saved) t.write(which === 'embed' ? this.embedTensor().read() : this.adapterCopy('head')?.read() ?? this.readParameter(this.baseModuleName('head')));
     if (options.seed !== undefined) adapter.initPeft(options.seed);
     this.adapters.push(adapter);
     if (options.trainable) {
@@ -554,9 +621,21 @@ export class Decoder {
     return [...this.params.tensors.keys()];
   }
 
-  /** The LM head's weight (V, C): an adapter's trained copy, or the base's (the token embedding when tied). */
-  headWeight(): Tensor {
-    return this.adapterCopy('head') ?? this.params.get(this.baseModuleName('head'));
+  /**
+   * The LM head, logits (N, V) = inp (N, C) @ W^T with W an adapter's trained copy, the base's stored
+   * in low precision (--quantize, GGUF files), or the base's float32 (the token embedding when tied).
+   */
+  headForward(logits: Tensor, inp: Tensor, N: number): void {
+    const copy = this.adapterCopy('head'), stored = globalParamName(this.config, 'head');
+    if (!copy && this.frozen?.has(stored)) this.frozen.forward(stored, logits, inp, null, N);
+    else kernels.matmul_forward(logits, inp, copy ?? this.params.get(this.baseModuleName('head')), null, N, this.config.width, this.config.vocabSize);
+  }
+
+  /** headForward's backward: dinp (N, C) += dlogits @ W, and the head's gradient when it trains. */
+  private headBackward(dinp: Tensor, dlogits: Tensor, inp: Tensor, N: number): void {
+    const copy = this.adapterCopy('head'), stored = globalParamName(this.config, 'head');
+    if (!copy && this.frozen?.has(stored)) this.frozen.backward(stored, dinp, dlogits, N);
+    else kernels.matmul_backward(dinp, this.moduleGrad('head'), null, dlogits, inp, copy ?? this.params.get(this.baseModuleName('head')), N, this.config.width, this.config.vocabSize);
   }
 
   /**
@@ -578,6 +657,7 @@ export class Decoder {
         values.fill(spec.init === 'one' ? 1 : 0);
       }
       if (!resident) this.setParameter(spec.name, values);
+      else this.copyTiedHead(spec.name, values);
     }
   }
 
@@ -813,7 +893,7 @@ export class Decoder {
       residual = acts.layers[l].residual3;
     }
     this.normForward(acts.lnf, acts.lnfMean, acts.lnfRstd, residual, p.get(globalParamName(cfg, 'normw')), p.tensors.get(globalParamName(cfg, 'normb')) ?? null, BT);
-    k.matmul_forward(acts.logits, acts.lnf, this.headWeight(), null, BT, C, V);
+    this.headForward(acts.logits, acts.lnf, BT);
 
     if (!targets) {
       this.lastBatch = null;
@@ -863,7 +943,7 @@ export class Decoder {
     k.crossentropy_backward(acts.logits, acts.logits, acts.ceLse, targets, 1 / lossDenominator, BT, V, IGNORE_INDEX);
     const dlnf = acts.dC;
     k.fill(dlnf, 0, BT * C);
-    k.matmul_backward(dlnf, this.moduleGrad('head'), null, acts.logits, acts.lnf, this.headWeight(), BT, C, V);
+    this.headBackward(dlnf, acts.logits, acts.lnf, BT);
     const lastResidual = cfg.layers > 0 ? acts.layers[cfg.layers - 1].residual3 : acts.encoded;
     const dres = acts.dresidual;
     k.fill(dres, 0, BT * C);

@@ -165,7 +165,7 @@ function decodeStep(model: Decoder, s: DecodeState, tokens: Int32Array, Tq: numb
     const last = s.x.slice((b * Tq + Tq - 1) * C, [1, C]);
     model.normForward(s.lnLast.slice(b * C, [1, C]), null, null, last, normw, normb, 1);
   }
-  k.matmul_forward(s.logits, s.lnLast, model.headWeight(), null, B, C, V);
+  model.headForward(s.logits, s.lnLast, B);
   s.length += Tq;
   return s.logits.slice(0, [B, V]).read();
 }

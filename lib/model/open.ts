@@ -14,7 +14,7 @@ import { loadModel } from './checkpoint';
 import { loadModelConfig, parseDecoderSpec } from './config';
 import { Decoder } from './decoder';
 import type { DecoderConfig } from './decoder_config';
-import type { BaseDtype } from './frozen_base';
+import { BaseDtype, QuantizeDtype, storageOptions } from './frozen_base';
 
 export interface OpenedModel {
   model: Decoder;
@@ -41,7 +41,7 @@ export interface MemoryCheck {
  * out-of-memory errors, naming the size. `flag` names `spec` in messages (the config key by
  * default; the CLI passes its flag).
  */
-export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = 'model', options: { baseDtype?: BaseDtype; gguf?: boolean } = {}): OpenedModel {
+export function openModel(spec: string, device: DeviceChoice, seed: number, memory?: MemoryCheck, flag = 'model', options: { baseDtype?: BaseDtype; quantize?: QuantizeDtype; gguf?: boolean } = {}): OpenedModel {
   const dev = resolveDevice(device);
   const checkMemory = (config: DecoderConfig) => {
     if (memory && dev === 'cpu') checkMemoryBudget(memory.what, memory.plan(config), memory.maxBytes, memory.lower);
@@ -53,7 +53,7 @@ export function openModel(spec: string, device: DeviceChoice, seed: number, memo
     if (config.vocabSize < tokenizer.vocabSize) {
       throw new UsageError(`${flag} ${spec}: vocab_size ${config.vocabSize} is smaller than the tokenizer's ${tokenizer.vocabSize} (${tokenizer.name})`);
     }
-    const model = new Decoder(config, dev, { baseDtype: options.baseDtype });
+    const model = new Decoder(config, dev, storageOptions(options.baseDtype, options.quantize));
     model.initRandom(seed);
     return { model, tokenizer, tokenizerDir: null };
   }
@@ -61,7 +61,7 @@ export function openModel(spec: string, device: DeviceChoice, seed: number, memo
     // Training, merging or exporting from a GGUF file would save a model without its tokenizer files.
     if (!options.gguf) throw new UsageError(`${flag} ${spec}: a GGUF file is read by eval, generate, sample and chat; give the model folder here`);
     checkMemory(ggufModelConfig(spec));
-    const { model, tokenizer } = loadGGUFModel(spec, { device: dev, baseDtype: options.baseDtype });
+    const { model, tokenizer } = loadGGUFModel(spec, { device: dev, baseDtype: options.baseDtype, quantize: options.quantize });
     return { model, tokenizer, tokenizerDir: null };
   }
   if (!fs.existsSync(spec)) {
@@ -72,7 +72,7 @@ export function openModel(spec: string, device: DeviceChoice, seed: number, memo
   if (!fs.statSync(spec).isDirectory()) throw new UsageError(`${flag} ${spec}: is a file; expected a model folder (config.json + model.safetensors) or new:n_layer=...`);
   if (fs.existsSync(path.join(spec, 'config.json'))) checkMemory(loadModelConfig(spec));
   const tokenizer = loadTokenizer(spec);
-  const model = loadModel(spec, { device: dev, baseDtype: options.baseDtype });
+  const model = loadModel(spec, { device: dev, baseDtype: options.baseDtype, quantize: options.quantize });
   if (tokenizer.vocabSize > model.config.vocabSize) {
     model.free();
     throw new Error(`${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocabSize}`);

@@ -34,6 +34,17 @@ export function runLlamaCpp(jobs: Job[], timeout = 100000): JobResult[] {
   return results;
 }
 
+const LIB_DIR = path.resolve(__dirname, '../../node_modules/@node-llama-cpp/linux-x64/bins/linux-x64');
+export const LIBLLAMA = path.join(LIB_DIR, 'libllama.v0.4.0.so');
+
+/** llama_quantize.cc compiled into `dir` against node-llama-cpp's libllama and libggml-base: the command's path. */
+export function compileLlamaQuantize(dir: string): string {
+  const quantizer = path.join(dir, 'llama_quantize');
+  const cc = spawnSync('g++', ['-O1', '-o', quantizer, path.join(__dirname, 'llama_quantize.cc'), LIBLLAMA, path.join(LIB_DIR, 'libggml-base.so'), `-Wl,-rpath,${LIB_DIR}`], { encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error(`compiling llama_quantize.cc failed: ${cc.stderr}`);
+  return quantizer;
+}
+
 /** `gptune export --format gguf --json ...` run in this process (the CLI's own code, without a process start per file). */
 export async function exportGGUF(...args: string[]): Promise<Record<string, unknown>> {
   let stdout = '', stderr = '';

@@ -15,10 +15,8 @@ import { loadGGUFModel } from '../../lib/gguf/load';
 import { readGGUFHeader, readTensor } from '../../lib/gguf/read';
 import { tempDir } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
-import { exportGGUF } from './llama_cpp_helpers';
+import { compileLlamaQuantize, exportGGUF, LIBLLAMA } from './llama_cpp_helpers';
 
-const LIB_DIR = path.resolve(__dirname, '../../node_modules/@node-llama-cpp/linux-x64/bins/linux-x64');
-const LIBLLAMA = path.join(LIB_DIR, 'libllama.v0.4.0.so');
 
 /** llama_ftype of each dtype (include/llama.h). */
 const FTYPES = { q4_0: 2, q8_0: 7, q4_k_m: 15 } as const;
@@ -55,10 +53,7 @@ function tensorBytes(file: string, offset: number, n: number): Buffer {
 
 beforeAll(async () => {
   if (!available) return;
-  const dir = tempDir('gptune-llama-quantize-');
-  quantizer = path.join(dir, 'llama_quantize');
-  const cc = spawnSync('g++', ['-O1', '-o', quantizer, path.join(__dirname, 'llama_quantize.cc'), LIBLLAMA, path.join(LIB_DIR, 'libggml-base.so'), `-Wl,-rpath,${LIB_DIR}`], { encoding: 'utf8' });
-  if (cc.status !== 0) throw new Error(`compiling llama_quantize.cc failed: ${cc.stderr}`);
+  quantizer = compileLlamaQuantize(tempDir('gptune-llama-quantize-'));
   for (const [m, { spec }] of MODELS.entries()) {
     const model = tinyLlamaFolder(spec, 40 + m);
     const out = path.dirname(model);
