@@ -15,7 +15,7 @@ import { planGenerationMemory } from '../../model/generate';
 import { planMemory } from '../../model/decoder';
 import { contextLength, DecoderConfig } from '../../model/decoder_config';
 import type { MemoryCheck } from '../../model/open';
-import { ADAPTER_FLAGS, COMMON, Command, encodeFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, HUB_FLAGS, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, encodeFile, readTextFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, HUB_FLAGS, out } from '../common';
 
 type Values = Record<string, unknown>;
 
@@ -82,6 +82,27 @@ function runLM(v: Values, modelDir: string, flag: string): TaskRun {
   } finally {
     model.free();
   }
+}
+
+/**
+ * --task lm scores a file's bytes as text; a JSONL file would be scored as JSON syntax, a number
+ * that means nothing. A file whose first non-blank line is a JSON object is refused, naming the task
+ * its keys call for (the same detection train uses).
+ */
+function refuseJSONLines(file: string): void {
+  if (path.extname(file).toLowerCase() === '.txt' || !fs.existsSync(file) || fs.statSync(file).isDirectory()) return;
+  const first = readTextFile(file, '--data').split('\n').find((line) => line.trim() !== '');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(first ?? '');
+  } catch {
+    return; // not JSON: plain text
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
+  const keys = Object.keys(parsed);
+  const task = keys.includes('label') ? 'classify' : keys.includes('messages') || keys.includes('prompt') || keys.includes('completion') ? 'generate' : null;
+  const use = task === null ? 'give the text as a .txt file' : `use --task ${task}`;
+  throw new UsageError(`--data ${file}: is JSONL (keys ${keys.join(', ')}), and --task lm (the default) would score the JSON text itself; ${use}`);
 }
 
 function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): TaskRun {
@@ -212,6 +233,7 @@ export const evalCommand: Command = {
     for (const [flag, dir] of [['--model', modelA], ['--compare', modelB]] as const) {
       if (dir !== undefined && !dir.startsWith('new:') && !fs.existsSync(dir)) throw new UsageError(`${flag} ${dir}: folder not found`);
     }
+    if (task === 'lm') refuseJSONLines(v.data as string);
     if (v.predictions !== undefined) {
       const file = v.predictions as string;
       if (path.resolve(file) === path.resolve(v.data as string)) throw new UsageError(`--predictions ${file}: is the --data file; choose another name`);

@@ -1,0 +1,35 @@
+/**
+ * Rough edges a new user hits (issue 14): each test here failed before its fix.
+ * Run after `npx tsc -p tsconfig.json` (npm test does it): the tests spawn dist/lib/cli/main.js.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { FIXTURES, tempDir, TINY } from '../helpers';
+import { gptune } from './run';
+
+const dir = tempDir('gptune-rough-edges-');
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('eval --task lm on a JSONL file', () => {
+  test.each([
+    ['prompt_completion.jsonl', '--task generate'],
+    ['chat.jsonl', '--task generate'],
+    ['classification.jsonl', '--task classify'],
+  ])('%s is refused in one line naming the file and %s, exit 2', (name, flag) => {
+    const file = path.join(FIXTURES, 'data', name);
+    const r = gptune('eval', '--model', TINY, '--data', file);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(`--data ${file}`);
+    expect(r.stderr).toContain(flag);
+  });
+
+  test('a text file with no .txt extension is still scored', () => {
+    const file = path.join(dir, 'notes.md');
+    fs.writeFileSync(file, '# Notes\nThe cat sat on the mat. {"not": "json at the start"}\n');
+    const r = gptune('eval', '--model', TINY, '--data', file, '--json');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout.trim()).tokens).toBeGreaterThan(0);
+  });
+});
