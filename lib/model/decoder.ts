@@ -384,6 +384,18 @@ export interface DecoderOptions {
    * frozen base that only LoRA adapters train on (lib/model/frozen_base.ts).
    */
   baseDtype?: BaseDtype;
+  /**
+   * Tokens that end generation by default (generate() without eosTokenId): config.json's
+   * eos_token_id (one id or a list) unless given; loadModel adds generation_config.json's.
+   */
+  eosTokenIds?: readonly number[];
+}
+
+/** config.json's eos_token_id (one id or a list) as the ids inside the vocabulary; [] when absent. */
+export function configEosTokenIds(cfg: DecoderConfig): number[] {
+  const eos = cfg.json.eos_token_id;
+  const ids = Array.isArray(eos) ? eos : [eos];
+  return ids.filter((id): id is number => Number.isInteger(id) && (id as number) >= 0 && (id as number) < cfg.vocabSize);
 }
 
 /** Mixes a forward's dropout seed with an adapter module's index: an integer in [0, 2^53). */
@@ -405,6 +417,8 @@ export class Decoder {
   /** Parameters of the params arena that take weight decay (they come first). */
   readonly decayCount: number;
   readonly baseDtype: BaseDtype;
+  /** Where generate() stops unless told otherwise (DecoderOptions.eosTokenIds). */
+  readonly eosTokenIds: readonly number[];
   /** The blocks' linear weights when baseDtype is not f32. */
   private readonly frozen: FrozenLinears | null;
   /** LoRA adapters applied on top of the base, in order; at most one is trainable. */
@@ -421,6 +435,7 @@ export class Decoder {
   constructor(config: DecoderConfig | GPT2Config, readonly device: DeviceName = 'cpu', options: DecoderOptions = {}) {
     this.config = asDecoderConfig(config);
     this.baseDtype = options.baseDtype ?? 'f32';
+    this.eosTokenIds = [...new Set(options.eosTokenIds ?? configEosTokenIds(this.config))];
     const { specs, decayCount } = parameterSpecs(this.config);
     const stored = this.baseDtype === 'f32' ? new Set<string>() : new Set(linearWeightNames(this.config));
     const shapes = specs.filter((x) => stored.has(x.name)).map((x) => ({ name: x.name, OC: x.shape[0], C: x.shape[1] }));
