@@ -132,7 +132,10 @@ export interface EvalResult {
   /** Mean cross-entropy (nats) over the scored tokens. */
   loss: number;
   perplexity: number;
-  /** Fraction of scored tokens whose argmax prediction equals the target (NaN when none is scored). */
+  /**
+   * Fraction of the scored tokens whose argmax prediction equals the target, leaving out targets
+   * equal to the appended EOS id when one is given (lib/metrics/lm.ts); NaN when none is counted.
+   */
   tokenAccuracy: number;
   /** Scored tokens (targets other than IGNORE_INDEX). */
   tokens: number;
@@ -141,18 +144,21 @@ export interface EvalResult {
 /**
  * Loss, perplexity and token-level accuracy of `model` over `batches` (no gradients): the token-weighted
  * mean over all batches, as one pass over all their scored tokens would give. Batches are run as they
- * come, so a generator keeps one batch in memory at a time.
+ * come, so a generator keeps one batch in memory at a time. `appendedEos`: the EOS id the data
+ * builder appended after each example/document, left out of the accuracy (null: nothing appended).
  */
-export function evaluate(model: Decoder, batches: Iterable<Batch>): EvalResult {
-  let lossSum = 0, tokens = 0, correct = 0;
+export function evaluate(model: Decoder, batches: Iterable<Batch>, appendedEos: number | null = null): EvalResult {
+  let lossSum = 0, tokens = 0, correct = 0, counted = 0;
   for (const b of batches) {
     const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
     lossSum += r.lossSum;
     tokens += r.count;
-    correct += tokenAccuracy(r.predictions!, b.targets).correct;
+    const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, appendedEos);
+    correct += accuracy.correct;
+    counted += accuracy.counted;
   }
   const loss = tokens > 0 ? lossSum / tokens : NaN;
-  return { loss, perplexity: Math.exp(loss), tokenAccuracy: tokens > 0 ? correct / tokens : NaN, tokens };
+  return { loss, perplexity: Math.exp(loss), tokenAccuracy: counted > 0 ? correct / counted : NaN, tokens };
 }
 
 /**
