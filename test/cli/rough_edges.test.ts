@@ -33,3 +33,18 @@ describe('eval --task lm on a JSONL file', () => {
     expect(JSON.parse(r.stdout.trim()).tokens).toBeGreaterThan(0);
   });
 });
+
+describe('eval --task classify prints the majority-class baseline', () => {
+  // 3 of 5 examples are "spam", the later label in sorted order: always answering "spam" scores 60%.
+  const data = path.join(dir, 'spam.jsonl');
+  fs.writeFileSync(data, ['ham', 'spam', 'spam', 'ham', 'spam'].map((label, i) => JSON.stringify({ text: `message ${i}`, label })).join('\n') + '\n');
+
+  test('in the human report and in --json', () => {
+    const human = gptune('eval', '--model', TINY, '--data', data, '--task', 'classify');
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain('majority-class baseline (always "spam"): accuracy 60.00%');
+    const json = gptune('eval', '--model', TINY, '--data', data, '--task', 'classify', '--json');
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout.trim()).majority_baseline).toEqual({ label: 'spam', accuracy: 0.6 });
+  });
+});
