@@ -48,3 +48,30 @@ describe('eval --task classify prints the majority-class baseline', () => {
     expect(JSON.parse(json.stdout.trim()).majority_baseline).toEqual({ label: 'spam', accuracy: 0.6 });
   });
 });
+
+describe('did you mean', () => {
+  test.each([
+    [['train', '--lerning-rate', '1e-3'], 'gptune train: unknown flag --lerning-rate; did you mean --learning-rate?'],
+    [['eval', '--modle', TINY], 'gptune eval: unknown flag --modle; did you mean --model?'],
+    [['generate', '--no-eos-stpo'], 'gptune generate: unknown flag --no-eos-stpo; did you mean --no-eos-stop?'],
+    [['tran', '--model', TINY], "gptune tran: unknown command 'tran'; did you mean train?"],
+    [['evla'], "gptune evla: unknown command 'evla'; did you mean eval?"],
+  ])('%j: one line naming the nearest, exit 2', (args, line) => {
+    const r = gptune(...args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(line + '\n');
+  });
+
+  test('nothing near: no guess, a pointer to the help', () => {
+    const r = gptune('eval', '--zzzzzz', '1');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('gptune eval: unknown flag --zzzzzz; see gptune eval --help\n');
+  });
+});
+
+test('train takes a config key spelled as a flag (--learning-rate) as the short flag (--lr)', () => {
+  const r = gptune('train', '--learning-rate', 'fast');
+  expect(r.code).toBe(2);
+  expect(r.stderr).toBe("gptune train: --lr: expected a number but received 'fast'\n");
+});

@@ -15,7 +15,10 @@ function configFlags(): Record<string, FlagSpec> {
     const spec = CONFIG_SCHEMA[key];
     const d = spec.default;
     const shown = d === null || (Array.isArray(d) && d.length === 0) ? '' : ` [default ${JSON.stringify(d)}]`;
-    flags[spec.flag] = { type: spec.type, choices: spec.choices, min: spec.min, help: `${spec.help}${shown}; config key ${key}` };
+    // The config key spelled as a flag (learning_rate -> --learning-rate) also works where the flag is shorter.
+    const keyFlag = key.replace(/_/g, '-');
+    const aliases = keyFlag === spec.flag ? undefined : [keyFlag];
+    flags[spec.flag] = { type: spec.type, choices: spec.choices, min: spec.min, aliases, help: `${spec.help}${shown}; config key ${key}` };
   }
   return flags;
 }
