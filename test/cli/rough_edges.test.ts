@@ -75,3 +75,38 @@ test('train takes a config key spelled as a flag (--learning-rate) as the short 
   expect(r.code).toBe(2);
   expect(r.stderr).toBe("gptune train: --lr: expected a number but received 'fast'\n");
 });
+
+describe('help texts', () => {
+  const commands = ['info', 'eval', 'train', 'generate', 'chat', 'data', 'sample', 'score', 'merge', 'export', 'demo', 'download'];
+
+  test.each(commands)('gptune %s --help names no source path', (command) => {
+    const r = gptune(command, '--help');
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/\blib\/|\.ts\b|\bnative\//);
+  });
+
+  test('gptune --help names no source path', () => {
+    expect(gptune('--help').stdout).not.toMatch(/\blib\/|\.ts\b/);
+  });
+
+  // The published shapes (each model card's config.json and parameter count) that the presets copy.
+  const PUBLISHED: Array<[string, RegExp]> = [
+    ['gpt2', /12 layers, 12 heads, width 768, .*context 1024, vocab 50257, 124M parameters/],
+    ['gpt2-medium', /24 layers, 16 heads, width 1024, .*355M parameters/],
+    ['gpt2-large', /36 layers, 20 heads, width 1280, .*774M parameters/],
+    ['gpt2-xl', /48 layers, 25 heads, width 1600, .*1\.56B parameters/],
+    ['smollm2-135m', /30 layers, 9 heads \(3 key\/value\), width 576, MLP 1536, .*135M parameters/],
+    ['qwen2.5-0.5b', /24 layers, 14 heads \(2 key\/value\), width 896, MLP 4864, .*494M parameters/],
+    ['qwen2.5-1.5b', /28 layers, 12 heads \(2 key\/value\), width 1536, MLP 8960, .*1\.54B parameters/],
+    ['qwen3-0.6b', /28 layers, 16 heads \(8 key\/value\), width 1024, MLP 3072, .*596M parameters/],
+    ['llama-3.2-1b', /16 layers, 32 heads \(8 key\/value\), width 2048, MLP 8192, .*1\.24B parameters/],
+  ];
+
+  test.each(PUBLISHED)('train --help and the README list new:%s with its shape', (name, shape) => {
+    const help = gptune('train', '--help').stdout.split('\n');
+    const line = help.find((l) => l.trim().startsWith(`new:${name} `));
+    expect(line).toMatch(shape);
+    const readme = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+    expect(readme).toContain(`| \`new:${name}\` |`);
+  });
+});
