@@ -186,14 +186,25 @@ function* chunkBatches(tokens: Int32Array, T: number, batchSize: number): Genera
   if (rest > 1) yield batch([fullChunks * T], rest);
 }
 
+/** The batches as they are, reporting the tokens of the stream covered so far (of `total`) after each. */
+function* reportingProgress(batches: Iterable<Batch>, total: number, onProgress?: (done: number, total: number) => void): Generator<Batch> {
+  let done = 0;
+  for (const b of batches) {
+    yield b;
+    done = Math.min(total, done + b.B * b.T);
+    onProgress?.(done, total);
+  }
+  onProgress?.(total, total); // the last token or two may be in no chunk
+}
+
 /**
  * evaluate() over a token stream split into consecutive chunks of at most T tokens, B full chunks per
  * forward pass (see chunkBatches). A non-finite loss is an error here: the stream has tokens to score.
  */
-export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1): EvalResult {
+export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1, onProgress?: (done: number, total: number) => void): EvalResult {
   checkInstance('evalLM', 'model', model, Decoder, 'a Decoder model');
   if (T > model.contextLength) throw new RangeError(`evalLM: T = ${T} exceeds ${model.contextLimit}`);
-  const r = evaluate(model, chunkBatches(tokens, T, batchSize));
+  const r = evaluate(model, reportingProgress(chunkBatches(tokens, T, batchSize), tokens.length, onProgress));
   if (r.tokens > 0 && !Number.isFinite(r.loss)) {
     throw new NonFiniteError(`evaluation: the loss over ${r.tokens} tokens is ${r.loss}: the model's outputs are not finite (weights that overflow?)`);
   }

@@ -2,10 +2,13 @@
  * Rough edges a new user hits (issue 14): each test here failed before its fix.
  * Run after `npx tsc -p tsconfig.json` (npm test does it): the tests spawn dist/lib/cli/main.js.
  */
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { tokenStream } from '../../lib/cli/common';
+import { loadTokenizer } from '../../lib/tokenizer';
 import { FIXTURES, tempDir, TINY } from '../helpers';
-import { gptune } from './run';
+import { CLI, gptune, ROOT } from './run';
 
 const dir = tempDir('gptune-rough-edges-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -108,5 +111,57 @@ describe('help texts', () => {
     expect(line).toMatch(shape);
     const readme = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
     expect(readme).toContain(`| \`new:${name}\` |`);
+  });
+});
+
+describe('progress and streaming on a terminal', () => {
+  test('tokenStream writes each token\'s text as it arrives; the pieces add up to the decoded text', () => {
+    const tokenizer = loadTokenizer(TINY);
+    // Multi-byte characters split over byte-level tokens: a piece must never end inside one.
+    const text = 'Caf\u00e9 \u65e5\u672c\u8a9e and more words';
+    const tokens = tokenizer.encode(text);
+    const pieces: string[] = [];
+    const stream = tokenStream(tokenizer, (piece) => pieces.push(piece));
+    const afterEach: number[] = [];
+    for (const t of tokens) {
+      stream.onToken(t);
+      afterEach.push(pieces.length);
+    }
+    stream.finish(tokens);
+    expect(pieces.join('')).toBe(text);
+    expect(pieces.join('')).not.toContain('\uFFFD');
+    // Streaming: text came out before the last token, not all at the end.
+    expect(afterEach[Math.floor(tokens.length / 2)]).toBeGreaterThan(1);
+  });
+
+  // `script` runs a command on a pseudo-terminal (util-linux), as a user's shell does.
+  const onTTY = (args: string[]) => {
+    const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+    const r = spawnSync('script', ['-qec', command, '/dev/null'], { cwd: ROOT, encoding: 'utf8' });
+    return { code: r.status, output: r.stdout.replace(/\r\n/g, '\n') };
+  };
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  (hasScript ? test : test.skip)('generate on a terminal prints the same text as through a pipe', () => {
+    const args = ['generate', '--model', TINY, '--prompt', 'Hello there', '--max-new-tokens', '12', '--seed', '3'];
+    const piped = gptune(...args);
+    const tty = onTTY(args);
+    expect(piped.code).toBe(0);
+    expect(tty.code).toBe(0);
+    expect(tty.output).toBe(piped.stdout);
+  });
+
+  (hasScript ? test : test.skip)('eval and sample show a progress line on a terminal (stderr), erased before the result; none through a pipe', () => {
+    const data = path.join(FIXTURES, 'data', 'prompt_completion.jsonl');
+    const args = ['eval', '--model', TINY, '--data', data, '--task', 'generate', '--max-new-tokens', '4'];
+    const piped = gptune(...args);
+    expect(piped.stderr).toBe('');
+    const tty = onTTY(args);
+    expect(tty.code).toBe(0);
+    expect(tty.output).toMatch(/\reval --model: \d+\/\d+ examples \(\d+%\)\x1b\[K/);
+    expect(tty.output.slice(tty.output.lastIndexOf('\r\x1b[K') + 4)).toBe(piped.stdout);
+    const review = path.join(dir, 'review.md');
+    const sample = onTTY(['sample', '--model', TINY, '--data', data, '--out', review, '--max-new-tokens', '4']);
+    expect(sample.code).toBe(0);
+    expect(sample.output).toMatch(/\rsample: \d+\/\d+ examples/);
   });
 });

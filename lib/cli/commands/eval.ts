@@ -15,7 +15,7 @@ import { planGenerationMemory } from '../../model/generate';
 import { planMemory } from '../../model/decoder';
 import { contextLength, DecoderConfig } from '../../model/decoder_config';
 import type { MemoryCheck } from '../../model/open';
-import { ADAPTER_FLAGS, COMMON, Command, encodeFile, readTextFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, HUB_FLAGS, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, encodeFile, progressLine, readTextFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, HUB_FLAGS, out } from '../common';
 
 type Values = Record<string, unknown>;
 
@@ -75,7 +75,7 @@ function runLM(v: Values, modelDir: string, flag: string): TaskRun {
     const T = (v['seq-len'] as number | undefined) ?? model.contextLength;
     if (T > model.contextLength) throw new UsageError(`--seq-len ${T} exceeds ${model.contextLimit}`);
     const started = Date.now();
-    const r = evaluateLM(model, tokens, T, B);
+    const r = evaluateLM(model, tokens, T, B, progressLine(process.stderr, `eval ${flag}`, 'tokens'));
     const result = { ...r, seconds: (Date.now() - started) / 1000 };
     const human = `loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  tokens ${r.tokens}  token accuracy ${(100 * r.token_accuracy).toFixed(2)}%`;
     return { result, perExample: [], human };
@@ -114,6 +114,7 @@ function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): 
     const started = Date.now();
     const r: ClassificationEvalResult = evaluateClassification(model, tokenizer, data.records, labels, v.template as string | undefined, {
       labelScore: v['label-score'] as LabelScoring, labelEos: v['label-eos'] as boolean, batchSize: B,
+      onProgress: progressLine(process.stderr, `eval ${flag}`, '(example, label) pairs scored'),
     });
     const { predictions, ...report } = r;
     const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
@@ -139,6 +140,7 @@ function runGenerate(v: Values, modelDir: string, flag: string, data: DataSet): 
       template: v.template as string | undefined,
       maxNewTokens: v['max-new-tokens'] as number | undefined,
       stopAtNewline: v['stop-at-newline'] as boolean | undefined,
+      onProgress: progressLine(process.stderr, `eval ${flag}`, 'examples'),
     });
     const { outputs, ...report } = r;
     const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
