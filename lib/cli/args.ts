@@ -14,6 +14,8 @@ export interface FlagSpec {
   /** Smallest allowed value for int/number flags. */
   min?: number;
   required?: boolean;
+  /** Other names that mean this flag (e.g. --learning-rate for --lr, after the config key); help lists them. */
+  aliases?: readonly string[];
   /** For bool flags: `--no-<name>` sets false; `--<name>` sets true. */
 }
 
@@ -32,6 +34,7 @@ export function parseFlags(command: string, argv: readonly string[], specs: Reco
   const values: FlagValues = {};
   const positionals: string[] = [];
   const seen = new Set<string>();
+  const aliasOf = new Map(Object.entries(specs).flatMap(([flag, s]) => (s.aliases ?? []).map((alias) => [alias, flag] as const)));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith('--')) {
@@ -45,6 +48,7 @@ export function parseFlags(command: string, argv: readonly string[], specs: Reco
       inline = name.slice(eq + 1);
       name = name.slice(0, eq);
     }
+    name = aliasOf.get(name) ?? name;
     let spec = specs[name];
     let boolValue = true;
     if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.type === 'bool') {
@@ -52,7 +56,11 @@ export function parseFlags(command: string, argv: readonly string[], specs: Reco
       spec = specs[name];
       boolValue = false;
     }
-    if (!spec) throw new UsageError(`${command}: unknown option --${name} (see gptune ${command} --help)`);
+    if (!spec) {
+      const names = Object.entries(specs).flatMap(([flag, s]) => [flag, ...(s.aliases ?? [])].flatMap((n) => (s.type === 'bool' ? [n, `no-${n}`] : [n])));
+      const guess = closestName(name, names);
+      throw new UsageError(`${command}: unknown flag --${name}; ${guess === null ? `see gptune ${command} --help` : `did you mean --${guess}?`}`);
+    }
     if (seen.has(name) && spec.type !== 'strings') throw new UsageError(`${command}: --${name} is given more than once`);
     seen.add(name);
     if (spec.type === 'bool') {
@@ -74,6 +82,41 @@ export function parseFlags(command: string, argv: readonly string[], specs: Reco
     }
   }
   return { values, positionals };
+}
+
+/**
+ * Optimal-string-alignment distance: the edits (insert, delete, substitute, swap two neighbours)
+ * that turn a into b; a typo such as "lerning" or "learnign" is one edit from "learning".
+ */
+export function editDistance(a: string, b: string): number {
+  // d[i][j]: distance between a's first i and b's first j characters, (a.length+1, b.length+1).
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * The candidate a mistyped name most likely meant: the nearest by edit distance when it is within
+ * a third of the name's length (at least 1, at most 3 edits), else null; ties go to the earlier one.
+ */
+export function closestName(name: string, candidates: readonly string[]): string | null {
+  const limit = Math.min(3, Math.max(1, Math.floor(name.length / 3)));
+  let best: string | null = null;
+  let bestDistance = limit + 1;
+  for (const candidate of candidates) {
+    const distance = editDistance(name, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
 }
 
 function convert(command: string, name: string, spec: FlagSpec, text: string, previous: FlagValues[string]): string | number | string[] {
@@ -107,7 +150,8 @@ export function formatHelp(usage: string, description: string, specs: Record<str
     const flag = spec.type === 'bool' ? `--${name}` : `--${name} ${spec.type === 'int' || spec.type === 'number' ? 'N' : 'VALUE'}`;
     const extra = [spec.required ? 'required' : '', spec.default !== undefined && spec.default !== false ? `default ${JSON.stringify(spec.default)}` : '', spec.choices ? `one of ${spec.choices.join('|')}` : '']
       .filter(Boolean).join('; ');
-    lines.push(`  ${flag.padEnd(26)} ${spec.help}${extra ? ` (${extra})` : ''}`);
+    const aliases = (spec.aliases ?? []).map((alias) => `also --${alias}`);
+    lines.push(`  ${flag.padEnd(26)} ${spec.help}${extra || aliases.length ? ` (${[extra, ...aliases].filter(Boolean).join('; ')})` : ''}`);
   }
   return lines.join('\n');
 }

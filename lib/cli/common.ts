@@ -134,3 +134,50 @@ export function downloadProgressLine(stream: NodeJS.WriteStream): ((p: DownloadP
     stream.write(`\rdownloading ${p.file}: ${mb(p.received)}${total ? total : ' MB'}, ${mb(rate)} MB/s\x1b[K${p.done ? '\n' : ''}`);
   };
 }
+
+/**
+ * A progress line on a terminal ("eval: 12/40 examples", rewritten in place at most every 100 ms
+ * and erased at the end, so what follows starts on a clean line); undefined off a terminal, so
+ * piped and redirected output is unchanged.
+ */
+export function progressLine(stream: NodeJS.WriteStream, what: string, unit: string): ((done: number, total: number) => void) | undefined {
+  if (!stream.isTTY) return undefined;
+  let shown = 0;
+  return (done, total) => {
+    const now = Date.now();
+    if (done >= total) {
+      stream.write('\r\x1b[K');
+      return;
+    }
+    if (now - shown < 100) return;
+    shown = now;
+    stream.write(`\r${what}: ${done}/${total} ${unit} (${Math.floor((100 * done) / Math.max(1, total))}%)\x1b[K`);
+  };
+}
+
+/**
+ * Writes a generation's text as its tokens arrive: each token's new characters once decoded, holding
+ * back a trailing U+FFFD (a character whose UTF-8 bytes are split across tokens) until it completes.
+ * finish() writes what is left of the final text; the whole written text equals decode(all tokens).
+ */
+export function tokenStream(tokenizer: Tokenizer, write: (text: string) => void): { onToken(token: number): void; finish(tokens: readonly number[]): void } {
+  const produced: number[] = [];
+  let written = '';
+  const flush = (text: string) => {
+    if (!text.startsWith(written)) return; // a decoder that rewrites earlier text: wait for finish()
+    const rest = text.slice(written.length);
+    if (rest !== '') write(rest);
+    written = text;
+  };
+  return {
+    onToken(token) {
+      produced.push(token);
+      flush(tokenizer.decode(produced).replace(/\uFFFD+$/, ''));
+    },
+    finish(tokens) {
+      const text = tokenizer.decode([...tokens]);
+      if (text.startsWith(written)) flush(text);
+      else write(`\n${text}`);
+    },
+  };
+}

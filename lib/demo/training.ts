@@ -118,7 +118,7 @@ export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data
   let evalSeconds = 0;
   const timedEval = () => {
     const t0 = process.hrtime.bigint();
-    const r = evaluate(model, datasets.validation);
+    const r = evaluate(model, datasets.validation, spec.tokenizer.eosTokenId);
     evalSeconds += Number(process.hrtime.bigint() - t0) / 1e9;
     return r;
   };

@@ -32,6 +32,8 @@ export interface ClassificationOptions {
   labelEos?: boolean;
   /** Rows per forward pass (default 16). */
   batchSize?: number;
+  /** Called as scoring proceeds with the (example, label) pairs scored so far and their total. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface ClassificationPrediction {
@@ -89,7 +91,7 @@ export function classifyExamples(
       items.push({ prompt, completion });
     }
   });
-  const scores = scoreCompletions(model, items, { batchSize: options.batchSize, contextTokenId: tokenizer.eosTokenId });
+  const scores = scoreCompletions(model, items, { batchSize: options.batchSize, contextTokenId: tokenizer.eosTokenId, onProgress: options.onProgress });
   const predictions: ClassificationPrediction[] = [];
   let truncated = 0;
   examples.forEach((example, i) => {

@@ -38,6 +38,8 @@ export interface DecodeOptions {
   topP?: number;
   /** Example i samples with seed + i, so each output does not depend on the others. */
   seed?: number;
+  /** Called after each example with the examples done and their total (a progress line). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export type StopReason = 'eos' | 'newline' | 'max_new_tokens' | 'context_full';
@@ -135,6 +137,7 @@ export function generateOutputs(model: Decoder, tokenizer: Tokenizer, examples: 
     }
     let output = tokenizer.decode(produced);
     if (stop === 'newline') output = output.slice(0, stoppingLineBreak(output));
+    options.onProgress?.(i + 1, examples.length);
     return { prompt: example.prompt, output, reference: example.reference, stop, tokens: produced.length, truncated_prompt_tokens: truncated };
   });
   return { outputs, max_new_tokens: maxNewTokens, stop_at_newline: stopAtNewline };

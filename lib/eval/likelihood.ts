@@ -47,6 +47,8 @@ export interface ScoreCompletionsOptions {
   maxBatchTokens?: number;
   /** Token that stands in front of an empty prompt (GPT-2 has no BOS; its EOS serves). */
   contextTokenId: number;
+  /** Called after each forward pass with the items scored so far and the total (a progress line). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 interface PreparedRow {
@@ -106,6 +108,7 @@ export function scoreCompletions(model: Decoder, items: readonly CompletionItem[
       for (let t = row.completionStart - 1; t < row.full.length - 1; t++) logProb -= losses[b * T + t];
       results[row.index] = { logProb, tokens: row.full.length - row.completionStart, truncatedPromptTokens: row.truncated };
     });
+    options.onProgress?.(start, order.length);
   }
   return results;
 }

@@ -23,6 +23,11 @@ export interface ClassificationReport {
   per_class: Record<string, ClassFigures>;
   /** matrix[i][j] = examples of true class labels[i] predicted as labels[j]. */
   confusion_matrix: { labels: string[]; matrix: number[][] };
+  /**
+   * What always predicting the most frequent true label of these examples would score (ties: the
+   * earlier label in `labels`): the accuracy a model has to beat to have learnt anything.
+   */
+  majority_baseline: { label: string; accuracy: number };
 }
 
 /**
@@ -40,6 +45,7 @@ export function classificationReport(yTrue: readonly string[], yPred: readonly s
     };
   });
   const cm = confusionMatrix(yTrue, yPred, { labels });
+  const majority = labels.reduce((best, label) => (perClass[String(label)].support > perClass[String(best)].support ? label : best), labels[0]);
   return {
     examples: yTrue.length,
     accuracy: accuracy(yTrue, yPred),
@@ -48,6 +54,7 @@ export function classificationReport(yTrue: readonly string[], yPred: readonly s
     f1: prf.f,
     per_class: perClass,
     confusion_matrix: { labels: cm.labels.map(String), matrix: cm.matrix },
+    majority_baseline: { label: String(majority), accuracy: perClass[String(majority)].support / yTrue.length },
   };
 }
 
@@ -100,7 +107,11 @@ export function formatTable(rows: string[][]): string {
 }
 
 export function formatClassificationReport(r: ClassificationReport): string {
-  const lines = [`examples ${r.examples}  accuracy ${pct(r.accuracy)}%  macro-F1 ${pct(r.f1)}%  macro-P ${pct(r.precision)}%  macro-R ${pct(r.recall)}%`, ''];
+  const lines = [
+    `examples ${r.examples}  accuracy ${pct(r.accuracy)}%  macro-F1 ${pct(r.f1)}%  macro-P ${pct(r.precision)}%  macro-R ${pct(r.recall)}%`,
+    `majority-class baseline (always ${JSON.stringify(r.majority_baseline.label)}): accuracy ${pct(r.majority_baseline.accuracy)}%`,
+    '',
+  ];
   const classRows = [['class', 'precision', 'recall', 'f1', 'support']];
   for (const [label, c] of Object.entries(r.per_class)) classRows.push([label, pct(c.precision), pct(c.recall), pct(c.f1), String(c.support)]);
   lines.push(formatTable(classRows), '', 'confusion matrix (rows: true class, columns: predicted):');

@@ -24,8 +24,8 @@ export interface LMEvalReport {
 }
 
 /** Loss, perplexity and token accuracy over consecutive chunks of at most T tokens (README's contract). */
-export function evaluateLM(model: Decoder, tokens: Int32Array, seqLen: number, batchSize = 4): LMEvalReport {
-  const r = evalLM(model, tokens, seqLen, batchSize);
+export function evaluateLM(model: Decoder, tokens: Int32Array, seqLen: number, batchSize = 4, onProgress?: (done: number, total: number) => void): LMEvalReport {
+  const r = evalLM(model, tokens, seqLen, batchSize, onProgress);
   return { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, token_accuracy: r.tokenAccuracy };
 }
 

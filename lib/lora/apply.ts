@@ -75,7 +75,7 @@ export function mergeAdapters(model: Decoder): Decoder {
     if (cfg.modelType === 'gpt2') {
       throw new UsageError('merge: GPT-2 checkpoints tie the LM head to wte, so an adapter that trained lm_head or wte cannot be merged into one; apply it with --adapter instead');
     }
-    merged = new Decoder({ ...cfg, tiedHead: false, json: { ...cfg.json, tie_word_embeddings: false } }, model.device);
+    merged = new Decoder({ ...cfg, tiedHead: false, json: { ...cfg.json, tie_word_embeddings: false } }, model.device, { eosTokenIds: model.eosTokenIds });
     for (const name of model.parameterNames) merged.setParameter(name, model.readParameter(name));
     merged.setParameter(globalParamName(cfg, 'head'), savedHead ?? model.readParameter(globalParamName(cfg, 'embed')));
   } else if (savedHead) {

@@ -1,6 +1,13 @@
 /**
  * Language-model evaluation figures: perplexity from the mean token cross-entropy, and
  * token-level accuracy of next-token predictions with PyTorch's ignore_index convention.
+ *
+ * What token accuracy counts: every position whose target is not IGNORE_INDEX (prompt and padding
+ * positions) and, when an appended end-of-sequence id is given, not that id either. gptune appends
+ * the EOS token after every training example and between text documents; predicting it is easy and
+ * says nothing about the text, so training and validation accuracy leave those positions out (the
+ * loss still scores them, as transformers does). `eval --task lm` scores a text file as it is
+ * (gptune appends nothing), so every position counts there.
  */
 
 /** Targets equal to this are padding/prompt positions and are not scored (PyTorch's default). */
@@ -36,19 +43,21 @@ export interface TokenAccuracy {
   accuracy: number;
   /** Positions whose prediction equals the target. */
   correct: number;
-  /** Positions whose target is not the ignore index. */
+  /** Positions whose target is neither the ignore index nor the appended EOS id. */
   counted: number;
 }
 
 /**
  * Fraction of positions where predictions[i] === targets[i], over positions whose target is not
- * `ignoreIndex` (default -100). predictions and targets are flat (B*T) arrays of token ids, e.g.
- * Int32Array; predictions are usually the argmax of the logits at each position.
+ * `ignoreIndex` (default -100) and not `appendedEos` (the EOS id gptune appended to the data; null:
+ * count it). predictions and targets are flat (B*T) arrays of token ids, e.g. Int32Array;
+ * predictions are usually the argmax of the logits at each position.
  */
 export function tokenAccuracy(
   predictions: IntArrayLike,
   targets: IntArrayLike,
   ignoreIndex: number = IGNORE_INDEX,
+  appendedEos: number | null = null,
 ): TokenAccuracy {
   if (predictions == null || typeof predictions.length !== 'number') {
     throw new Error('tokenAccuracy: expected predictions to be an array of token ids');
@@ -65,7 +74,7 @@ export function tokenAccuracy(
   let counted = 0;
   for (let i = 0; i < targets.length; i++) {
     const target = targets[i];
-    if (target === ignoreIndex) continue;
+    if (target === ignoreIndex || target === appendedEos) continue;
     counted++;
     if (predictions[i] === target) correct++;
   }

@@ -27,7 +27,8 @@ import { ADAPTER_FILES, isAdapterFolder } from '../lora/files';
 import { checkInstance, checkOptions, describeValue } from '../util/check';
 import { isGGUFPath, loadGGUFModel } from '../gguf/load';
 import { loadModelConfig } from './config';
-import { Decoder, globalParamName, parameterSpecs } from './decoder';
+import { configEosTokenIds, Decoder, globalParamName, parameterSpecs } from './decoder';
+import { readGenerationConfig } from '../io/generation_config';
 import { DecoderConfig } from './decoder_config';
 import { BaseDtype, QuantizeDtype, storageOptions } from './frozen_base';
 
@@ -120,7 +121,9 @@ export function loadModel(dir: string, options: LoadOptions = {}): Decoder {
   }
   const tensors = readCheckpointTensors(dir);
   const source = path.join(dir, fs.existsSync(path.join(dir, SINGLE_FILE)) ? SINGLE_FILE : INDEX_FILE);
-  const model = new Decoder(config, options.device ?? 'cpu', storageOptions(options.baseDtype, options.quantize));
+  const generationEos = readGenerationConfig(dir)?.eosTokenIds ?? [];
+  const eosTokenIds = [...configEosTokenIds(config), ...generationEos.filter((id) => id < config.vocabSize)];
+  const model = new Decoder(config, options.device ?? 'cpu', { ...storageOptions(options.baseDtype, options.quantize), eosTokenIds });
   try {
     fillParameters(model, tensors, source);
     return model;

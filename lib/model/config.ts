@@ -320,6 +320,38 @@ export function parseDecoderSpec(spec: string): DecoderConfig {
   return parseLlamaSpec(spec);
 }
 
+/** One "new:<preset>" shape, as train --help and the README list them. */
+export interface PresetShape {
+  name: string;
+  modelType: string;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  width: number;
+  ffnWidth: number;
+  context: number;
+  vocabSize: number;
+  parameters: number;
+}
+
+/** Every "new:" preset (GPT-2's, then the Llama family's) with the shape it builds. */
+export function presetShapes(): PresetShape[] {
+  return [...Object.keys(GPT2_PRESETS), ...Object.keys(LLAMA_PRESETS)].map((name) => {
+    const cfg = parseDecoderSpec(`new:${name}`);
+    return {
+      name, modelType: cfg.modelType, layers: cfg.layers, heads: cfg.heads, kvHeads: cfg.kvHeads, width: cfg.width,
+      ffnWidth: cfg.ffnWidth, context: cfg.maxPositions, vocabSize: cfg.vocabSize, parameters: countParameters(cfg),
+    };
+  });
+}
+
+/** "gpt2-medium  gpt2   24 layers, 16 heads, width 1024, MLP 4096, context 1024, vocab 50257, 355M parameters" */
+export function formatPresetShape(p: PresetShape): string {
+  const heads = p.kvHeads === p.heads ? `${p.heads} heads` : `${p.heads} heads (${p.kvHeads} key/value)`;
+  const millions = p.parameters >= 1e9 ? `${(p.parameters / 1e9).toFixed(2)}B` : `${Math.round(p.parameters / 1e6)}M`;
+  return `${p.layers} layers, ${heads}, width ${p.width}, MLP ${p.ffnWidth}, context ${p.context}, vocab ${p.vocabSize}, ${millions} parameters`;
+}
+
 /** GPT-2 as one configuration of the decoder: LayerNorm, learned positions, GELU MLP, biases, tied head. */
 export function decoderConfigFromGPT2(cfg: GPT2Config): DecoderConfig {
   return {

@@ -424,6 +424,18 @@ export interface DecoderOptions {
    * not listed stay float32.
    */
   formats?: ReadonlyMap<string, WeightFormat>;
+  /**
+   * Tokens that end generation by default (generate() without eosTokenId): config.json's
+   * eos_token_id (one id or a list) unless given; loadModel adds generation_config.json's.
+   */
+  eosTokenIds?: readonly number[];
+}
+
+/** config.json's eos_token_id (one id or a list) as the ids inside the vocabulary; [] when absent. */
+export function configEosTokenIds(cfg: DecoderConfig): number[] {
+  const eos = cfg.json.eos_token_id;
+  const ids = Array.isArray(eos) ? eos : [eos];
+  return ids.filter((id): id is number => Number.isInteger(id) && (id as number) >= 0 && (id as number) < cfg.vocabSize);
 }
 
 /** Mixes a forward's dropout seed with an adapter module's index: an integer in [0, 2^53). */
@@ -446,6 +458,8 @@ export class Decoder {
   readonly decayCount: number;
   /** How the blocks' linear weights are stored; 'gguf' when a GGUF file's own formats are (DecoderOptions.formats). */
   readonly baseDtype: BaseDtype | 'gguf';
+  /** Where generate() stops unless told otherwise (DecoderOptions.eosTokenIds). */
+  readonly eosTokenIds: readonly number[];
   /** The weights storedLayout() keeps in low precision, or null when every weight is float32. */
   private readonly frozen: FrozenLinears | null;
   /**
@@ -467,6 +481,7 @@ export class Decoder {
   constructor(config: DecoderConfig | GPT2Config, readonly device: DeviceName = 'cpu', options: DecoderOptions = {}) {
     this.config = asDecoderConfig(config);
     this.baseDtype = options.formats ? 'gguf' : options.baseDtype ?? 'f32';
+    this.eosTokenIds = [...new Set(options.eosTokenIds ?? configEosTokenIds(this.config))];
     const { specs, decayCount } = parameterSpecs(this.config);
     const shapes = storedLayout(this.config, options);
     const stored = new Set(shapes.map((w) => w.name));

@@ -21,7 +21,11 @@ export interface GenerateOptions {
   topK?: number;
   /** Keep the smallest set of tokens whose probability reaches p (1 = off). */
   topP?: number;
-  /** Stop when this token is produced (it is not included in the output). null = never. */
+  /**
+   * Stop when this token is produced (it is not included in the output). null = never. Default:
+   * the model's own (model.eosTokenIds: config.json's eos_token_id, and generation_config.json's
+   * when loaded from a folder), as the CLI does.
+   */
   eosTokenId?: number | null;
   /** Stop when any of these is produced too (generation_config.json's eos_token_id list); not included in the output. */
   stopTokenIds?: readonly number[];
@@ -191,7 +195,8 @@ export function generate(model: Decoder, prompt: readonly number[], options: Gen
   const rng = new Rng(o.seed);
   const out: number[] = [];
   const stops = new Set(options.stopTokenIds ?? []);
-  if (o.eosTokenId !== null) stops.add(o.eosTokenId);
+  if (options.eosTokenId === undefined) for (const id of model.eosTokenIds) stops.add(id);
+  else if (o.eosTokenId !== null) stops.add(o.eosTokenId);
   try {
     if (o.maxNewTokens === 0) return { tokens: out, stop: 'max_new_tokens' };
     let logits = decodeStep(model, state, Int32Array.from(prompt), prompt.length);

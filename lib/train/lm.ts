@@ -132,7 +132,10 @@ export interface EvalResult {
   /** Mean cross-entropy (nats) over the scored tokens. */
   loss: number;
   perplexity: number;
-  /** Fraction of scored tokens whose argmax prediction equals the target (NaN when none is scored). */
+  /**
+   * Fraction of the scored tokens whose argmax prediction equals the target, leaving out targets
+   * equal to the appended EOS id when one is given (lib/metrics/lm.ts); NaN when none is counted.
+   */
   tokenAccuracy: number;
   /** Scored tokens (targets other than IGNORE_INDEX). */
   tokens: number;
@@ -141,18 +144,21 @@ export interface EvalResult {
 /**
  * Loss, perplexity and token-level accuracy of `model` over `batches` (no gradients): the token-weighted
  * mean over all batches, as one pass over all their scored tokens would give. Batches are run as they
- * come, so a generator keeps one batch in memory at a time.
+ * come, so a generator keeps one batch in memory at a time. `appendedEos`: the EOS id the data
+ * builder appended after each example/document, left out of the accuracy (null: nothing appended).
  */
-export function evaluate(model: Decoder, batches: Iterable<Batch>): EvalResult {
-  let lossSum = 0, tokens = 0, correct = 0;
+export function evaluate(model: Decoder, batches: Iterable<Batch>, appendedEos: number | null = null): EvalResult {
+  let lossSum = 0, tokens = 0, correct = 0, counted = 0;
   for (const b of batches) {
     const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
     lossSum += r.lossSum;
     tokens += r.count;
-    correct += tokenAccuracy(r.predictions!, b.targets).correct;
+    const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, appendedEos);
+    correct += accuracy.correct;
+    counted += accuracy.counted;
   }
   const loss = tokens > 0 ? lossSum / tokens : NaN;
-  return { loss, perplexity: Math.exp(loss), tokenAccuracy: tokens > 0 ? correct / tokens : NaN, tokens };
+  return { loss, perplexity: Math.exp(loss), tokenAccuracy: counted > 0 ? correct / counted : NaN, tokens };
 }
 
 /**
@@ -180,14 +186,25 @@ function* chunkBatches(tokens: Int32Array, T: number, batchSize: number): Genera
   if (rest > 1) yield batch([fullChunks * T], rest);
 }
 
+/** The batches as they are, reporting the tokens of the stream covered so far (of `total`) after each. */
+function* reportingProgress(batches: Iterable<Batch>, total: number, onProgress?: (done: number, total: number) => void): Generator<Batch> {
+  let done = 0;
+  for (const b of batches) {
+    yield b;
+    done = Math.min(total, done + b.B * b.T);
+    onProgress?.(done, total);
+  }
+  onProgress?.(total, total); // the last token or two may be in no chunk
+}
+
 /**
  * evaluate() over a token stream split into consecutive chunks of at most T tokens, B full chunks per
  * forward pass (see chunkBatches). A non-finite loss is an error here: the stream has tokens to score.
  */
-export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1): EvalResult {
+export function evalLM(model: Decoder, tokens: Int32Array, T: number, batchSize = 1, onProgress?: (done: number, total: number) => void): EvalResult {
   checkInstance('evalLM', 'model', model, Decoder, 'a Decoder model');
   if (T > model.contextLength) throw new RangeError(`evalLM: T = ${T} exceeds ${model.contextLimit}`);
-  const r = evaluate(model, chunkBatches(tokens, T, batchSize));
+  const r = evaluate(model, reportingProgress(chunkBatches(tokens, T, batchSize), tokens.length, onProgress));
   if (r.tokens > 0 && !Number.isFinite(r.loss)) {
     throw new NonFiniteError(`evaluation: the loss over ${r.tokens} tokens is ${r.loss}: the model's outputs are not finite (weights that overflow?)`);
   }

@@ -35,7 +35,7 @@ import { appendLine } from '../io/jsonl';
 import { checkSpace, claimOutputFolder, entryUnder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
 import { parseShardSize } from '../io/sharded';
 import { copyModelFolder, MODEL_FILES, modelFolderFiles, readModelFiles, reencodedModelFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
-import { tokenAccuracy } from '../metrics/lm';
+import { IGNORE_INDEX, tokenAccuracy } from '../metrics/lm';
 import { Decoder, planMemory } from '../model/decoder';
 import { contextLength, DecoderConfig } from '../model/decoder_config';
 import { Tokenizer } from '../tokenizer';
@@ -58,6 +58,7 @@ export interface StepLog {
   epoch: number;
   /** Mean training loss of the step's scored tokens, before the update. */
   loss: number;
+  /** Argmax accuracy over the step's scored targets, the EOS appended after each example/document left out (lib/metrics/lm.ts). */
   token_accuracy: number;
   lr: number;
   /** Global gradient norm before clipping. */
@@ -186,6 +187,8 @@ interface Setup {
   validation: Batch[] | null;
   /** What lib/data made of the files (null when the batches came from options.train). */
   dataReport: DataReport | null;
+  /** The EOS id lib/data appended after each example/document, left out of token accuracy (null: batches from options). */
+  appendedEos: number | null;
   optimizer: AdamW;
   totalSteps: number;
   warmup: number;
@@ -449,7 +452,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         throw e;
       }
       return {
-        opened, ownsModel, train, validation, dataReport, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest,
+        opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest,
         checkpointFolder: folders.checkpoints, outFolder: folders.out,
       };
     } catch (e) {
@@ -570,7 +573,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     let lastEval: EvalLog | null = null;
     const runEval = (): EvalLog | null => {
       const started = process.hrtime.bigint();
-      const r = evaluate(model, s.validation!);
+      const r = evaluate(model, s.validation!, s.appendedEos);
       if (r.tokens > 0 && !Number.isFinite(r.loss)) {
         divergence = `the validation loss after step ${state.step} is ${r.loss}`;
         return null;
@@ -666,7 +669,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // over micro-batches (packed or padded examples score different numbers of tokens).
     const scored = batches.reduce((n, b) => n + b.scoredTokens, 0);
     model.zeroGrad();
-    let lossSum = 0, count = 0, correct = 0, positions = 0;
+    let lossSum = 0, count = 0, correct = 0, counted = 0, positions = 0;
     for (const [i, b] of batches.entries()) {
       // LoRA dropout masks: a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
       const dropoutSeed = (c.seed % 1048576) * 4294967296 + ((s.state.step * 1024 + i) % 4294967296);
@@ -674,7 +677,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (scored > 0) model.backward(scored);
       lossSum += r.lossSum;
       count += r.count;
-      correct += tokenAccuracy(r.predictions!, b.targets).correct;
+      const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
+      correct += accuracy.correct;
+      counted += accuracy.counted;
       positions += b.B * b.T;
     }
     const gradNorm = model.gradNorm();
@@ -686,7 +691,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     s.state.tokens_seen += positions;
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const entry: StepLog = {
-      step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: count > 0 ? correct / count : NaN,
+      step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: counted > 0 ? correct / counted : NaN,
       lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(),
       ...(verdict.action === 'skip' ? { skipped: true as const } : {}),
     };

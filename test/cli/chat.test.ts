@@ -112,7 +112,7 @@ test('data inspect and train read chat JSONL through the chat template; the trai
   expect(inspect.stderr).toBe('');
   const report = lines(inspect.stdout).pop();
   // Trained per example: the assistant's content and <|im_end|> (not the "\n" after it), as the tokenizer encodes them.
-  expect(report.trainedTokens).toBe(4 * tokenizer.encode('the the<|im_end|>').length);
+  expect(report.trained_tokens).toBe(4 * tokenizer.encode('the the<|im_end|>').length);
   expect(report.tokenizer).toBe(`tokenizer.json:${modelDir}`);
   const out = path.join(dir, 'out');
   const train = gptune(['train', '--model', modelDir, '--data', data, '--out', out, '--steps', '2', '--batch-size', '2', '--seq-len', '64']);

@@ -150,7 +150,7 @@ describe('bad input: one line on stderr, non-zero exit, nothing written to --out
   });
 
   test('unknown flags and commands', () => {
-    expectCleanFailure(['eval', '--model', TINY, '--data', data, '--bogus', '1'], /unknown option --bogus/);
+    expectCleanFailure(['eval', '--model', TINY, '--data', data, '--bogus', '1'], /unknown flag --bogus; see gptune eval --help/);
     expectCleanFailure(['frobnicate'], /unknown command 'frobnicate'/);
     expectCleanFailure(['train', '--model', TINY, '--data', data, '--out', '/tmp/x', '--steps', '0'], /--steps: expected a whole number >= 1/);
   });

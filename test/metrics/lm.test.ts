@@ -42,6 +42,11 @@ describe('tokenAccuracy', () => {
     expect(tokenAccuracy([1, 2, 3], [0, 2, 0], 0)).toEqual({ accuracy: 1, correct: 1, counted: 1 });
     expect(tokenAccuracy([1], [IGNORE_INDEX]).accuracy).toBeNaN();
   });
+  test('targets equal to the appended EOS id are not counted, right or wrong', () => {
+    // Positions: 0 ok, 1 EOS predicted (not counted), 2 EOS missed (not counted), 3 wrong, 4 ignored -> 1/2.
+    expect(tokenAccuracy([5, 9, 1, 7, 4], [5, 9, 9, 8, IGNORE_INDEX], IGNORE_INDEX, 9)).toEqual({ accuracy: 1 / 2, correct: 1, counted: 2 });
+    expect(tokenAccuracy([9], [9], IGNORE_INDEX, 9).accuracy).toBeNaN();
+  });
   test('length mismatch is refused', () => {
     expect(() => tokenAccuracy([1, 2], [1])).toThrow(/same length.*2 and 1/);
   });

@@ -172,6 +172,35 @@ describe('evaluation', () => {
     model.free();
   });
 
+  test('evaluate() leaves targets equal to the appended EOS out of the accuracy, not out of the loss', () => {
+    const model = loadModel(TINY);
+    const eos = tokenizer.eosTokenId;
+    const ids = tokenizer.encode(EVAL_TEXT);
+    const b = windowBatch(ids, 16, [0, 1]);
+    const plain = model.forward(b.inputs, b.B, b.T, b.targets, { predictions: true });
+    const predicted = plain.predictions!;
+    // EOS as the target where gptune would have appended it (here: where the model does not predict it).
+    // The random tiny model predicts none of the text: make some targets its own predictions (right answers).
+    const free = [...Array(32).keys()].filter((i) => predicted[i] !== eos);
+    expect(free.length).toBeGreaterThanOrEqual(10);
+    for (const i of free.slice(0, 6)) b.targets[i] = predicted[i];
+    const eosAt = free.slice(6, 10);
+    for (const i of eosAt) b.targets[i] = eos;
+    let correct = 0, counted = 0;
+    for (let i = 0; i < b.B * b.T; i++) {
+      if (b.targets[i] === eos) continue;
+      counted++;
+      if (predicted[i] === b.targets[i]) correct++;
+    }
+    const r = evaluate(model, [b], eos);
+    expect(correct).toBeGreaterThan(0);
+    expect(counted).toBe(32 - eosAt.length);
+    expect(r.tokenAccuracy).toBe(correct / counted);
+    expect(r.tokens).toBe(32); // the loss still scores every target
+    expect(evaluate(model, [b]).tokenAccuracy).toBe(correct / 32); // nothing appended: every target counts
+    model.free();
+  });
+
   test('eval every N steps and at the end; one JSON line per step and per evaluation', async () => {
     const f = textFiles({ 'train.txt': EVAL_TEXT, 'val.txt': 'The gulls followed the ferry past the lighthouse to the island, counting waves. '.repeat(2) });
     const log = path.join(f.dir, 'logs', 'train.jsonl');

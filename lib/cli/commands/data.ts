@@ -48,10 +48,18 @@ export const dataCommand: Command = {
       skipInvalid: v['skip-invalid'] as boolean | undefined,
       trainOnPrompt: v['train-on-prompt'] as boolean | undefined,
     });
-    if (v.json) return out(JSON.stringify({ ...report, tokenizer: tokenizer.name }));
+    if (v.json) return out(JSON.stringify({ ...snakeCaseKeys(report), tokenizer: tokenizer.name }));
     out(formatReport(report, tokenizer.name));
   },
 };
+
+/**
+ * The report with snake_case keys, as every other --json output spells them (seqLen -> seq_len).
+ * Only the report's own keys: nested figures are one-word already, and label_counts' keys are labels.
+ */
+function snakeCaseKeys(r: InspectReport): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(r).map(([key, value]) => [key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), value]));
+}
 
 function percent(part: number, whole: number): string {
   return whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : '-';

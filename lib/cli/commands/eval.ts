@@ -15,7 +15,7 @@ import { planGenerationMemory } from '../../model/generate';
 import { planMemory } from '../../model/decoder';
 import { contextLength, DecoderConfig } from '../../model/decoder_config';
 import type { MemoryCheck } from '../../model/open';
-import { ADAPTER_FLAGS, COMMON, Command, encodeFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, HUB_FLAGS, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, encodeFile, progressLine, readTextFile, MAX_MEMORY_FLAG, memoryCheck, openModel, openWithAdapters, HUB_FLAGS, out } from '../common';
 
 type Values = Record<string, unknown>;
 
@@ -75,13 +75,34 @@ function runLM(v: Values, modelDir: string, flag: string): TaskRun {
     const T = (v['seq-len'] as number | undefined) ?? model.contextLength;
     if (T > model.contextLength) throw new UsageError(`--seq-len ${T} exceeds ${model.contextLimit}`);
     const started = Date.now();
-    const r = evaluateLM(model, tokens, T, B);
+    const r = evaluateLM(model, tokens, T, B, progressLine(process.stderr, `eval ${flag}`, 'tokens'));
     const result = { ...r, seconds: (Date.now() - started) / 1000 };
     const human = `loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  tokens ${r.tokens}  token accuracy ${(100 * r.token_accuracy).toFixed(2)}%`;
     return { result, perExample: [], human };
   } finally {
     model.free();
   }
+}
+
+/**
+ * --task lm scores a file's bytes as text; a JSONL file would be scored as JSON syntax, a number
+ * that means nothing. A file whose first non-blank line is a JSON object is refused, naming the task
+ * its keys call for (the same detection train uses).
+ */
+function refuseJSONLines(file: string): void {
+  if (path.extname(file).toLowerCase() === '.txt' || !fs.existsSync(file) || fs.statSync(file).isDirectory()) return;
+  const first = readTextFile(file, '--data').split('\n').find((line) => line.trim() !== '');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(first ?? '');
+  } catch {
+    return; // not JSON: plain text
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
+  const keys = Object.keys(parsed);
+  const task = keys.includes('label') ? 'classify' : keys.includes('messages') || keys.includes('prompt') || keys.includes('completion') ? 'generate' : null;
+  const use = task === null ? 'give the text as a .txt file' : `use --task ${task}`;
+  throw new UsageError(`--data ${file}: is JSONL (keys ${keys.join(', ')}), and --task lm (the default) would score the JSON text itself; ${use}`);
 }
 
 function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): TaskRun {
@@ -93,6 +114,7 @@ function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): 
     const started = Date.now();
     const r: ClassificationEvalResult = evaluateClassification(model, tokenizer, data.records, labels, v.template as string | undefined, {
       labelScore: v['label-score'] as LabelScoring, labelEos: v['label-eos'] as boolean, batchSize: B,
+      onProgress: progressLine(process.stderr, `eval ${flag}`, '(example, label) pairs scored'),
     });
     const { predictions, ...report } = r;
     const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
@@ -118,6 +140,7 @@ function runGenerate(v: Values, modelDir: string, flag: string, data: DataSet): 
       template: v.template as string | undefined,
       maxNewTokens: v['max-new-tokens'] as number | undefined,
       stopAtNewline: v['stop-at-newline'] as boolean | undefined,
+      onProgress: progressLine(process.stderr, `eval ${flag}`, 'examples'),
     });
     const { outputs, ...report } = r;
     const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
@@ -212,6 +235,7 @@ export const evalCommand: Command = {
     for (const [flag, dir] of [['--model', modelA], ['--compare', modelB]] as const) {
       if (dir !== undefined && !dir.startsWith('new:') && !fs.existsSync(dir)) throw new UsageError(`${flag} ${dir}: folder not found`);
     }
+    if (task === 'lm') refuseJSONLines(v.data as string);
     if (v.predictions !== undefined) {
       const file = v.predictions as string;
       if (path.resolve(file) === path.resolve(v.data as string)) throw new UsageError(`--predictions ${file}: is the --data file; choose another name`);

@@ -4,7 +4,7 @@ import { contextLength } from '../../model/decoder_config';
 import { encodeSequence } from '../../tokenizer';
 import { encodeChat } from '../../tokenizer/chat_template';
 import { UsageError } from '../args';
-import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, HUB_FLAGS, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, HUB_FLAGS, out, tokenStream } from '../common';
 import { resolveSampling, SAMPLING_FLAGS } from '../sampling';
 
 export const generateCommand: Command = {
@@ -41,14 +41,20 @@ export const generateCommand: Command = {
     if (prompt.length > model.contextLength) {
       throw new UsageError(`--prompt: ${prompt.length} tokens is longer than the model's context of ${model.contextLength} (${model.contextLimit})`);
     }
+    // On a terminal the text appears as it is produced; piped or with --json, all at once at the end.
+    const stream = !v.json && process.stdout.isTTY ? tokenStream(tokenizer, (text) => process.stdout.write(text)) : null;
     const r = generate(model, prompt, {
       maxNewTokens: v['max-new-tokens'] as number, ...sampling, seed: v.seed as number,
       eosTokenId: v['no-eos-stop'] ? null : tokenizer.eosTokenId,
       stopTokenIds: v['no-eos-stop'] ? [] : tokenizer.stopTokenIds,
+      onToken: stream ? (token) => stream.onToken(token) : undefined,
     });
     const text = tokenizer.decode(r.tokens);
     if (v.json) out(JSON.stringify({ text, tokens: r.tokens, stop: r.stop, prompt_tokens: prompt.length }));
-    else out(text);
+    else if (stream) {
+      stream.finish(r.tokens);
+      out('');
+    } else out(text);
     model.free();
   },
 };

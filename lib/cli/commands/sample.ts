@@ -5,7 +5,7 @@ import { isReviewFile, reviewEntries, reviewFormat, writeReview } from '../../ev
 import { checkOutputFile } from '../../io/output';
 import { UsageError } from '../args';
 import { planGenerationMemory } from '../../model/generate';
-import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, HUB_FLAGS, out } from '../common';
+import { ADAPTER_FLAGS, COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, HUB_FLAGS, out, progressLine } from '../common';
 
 /**
  * The flag parser knows only --long flags, so `-n 5` arrives as two positionals: take it as --n.
@@ -70,6 +70,7 @@ export const sampleCommand: Command = {
         n: v.n as number, seed: v.seed as number, template: v.template as string | undefined,
         maxNewTokens: v['max-new-tokens'] as number | undefined, stopAtNewline: v['stop-at-newline'] as boolean | undefined,
         temperature: v.temperature as number, topK: v['top-k'] as number, topP,
+        onProgress: progressLine(process.stderr, 'sample', 'examples'),
       });
       const decoding = (v.temperature as number) > 0 ? `sampled (temperature ${v.temperature}, top-k ${v['top-k']}, top-p ${topP}, seed ${v.seed})` : 'greedy';
       writeReview(file, entries, { model: v.model as string, data: v.data as string, examples: entries.length, seed: v.seed as number, decoding });

@@ -5,6 +5,7 @@ import {
 } from '../../config';
 import { CONFIG_FILE, findResumableCheckpoint, readCheckpointConfig } from '../../train/checkpoint_state';
 import { resumeModelConflict, Trainer } from '../../train/trainer';
+import { formatPresetShape, presetShapes } from '../../model/config';
 import { FlagSpec, UsageError } from '../args';
 import { Command, HUB_FLAGS, hubOptions, out } from '../common';
 
@@ -15,7 +16,10 @@ function configFlags(): Record<string, FlagSpec> {
     const spec = CONFIG_SCHEMA[key];
     const d = spec.default;
     const shown = d === null || (Array.isArray(d) && d.length === 0) ? '' : ` [default ${JSON.stringify(d)}]`;
-    flags[spec.flag] = { type: spec.type, choices: spec.choices, min: spec.min, help: `${spec.help}${shown}; config key ${key}` };
+    // The config key spelled as a flag (learning_rate -> --learning-rate) also works where the flag is shorter.
+    const keyFlag = key.replace(/_/g, '-');
+    const aliases = keyFlag === spec.flag ? undefined : [keyFlag];
+    flags[spec.flag] = { type: spec.type, choices: spec.choices, min: spec.min, aliases, help: `${spec.help}${shown}; config key ${key}` };
   }
   return flags;
 }
@@ -45,12 +49,25 @@ function stopOnFirstSignal(trainer: Trainer): { remove(): void } {
   };
 }
 
+/** What --model new:... takes: sizes as key=value, or a preset (each listed with its shape) and overrides. */
+function freshModelHelp(): string {
+  const presets = presetShapes();
+  const width = Math.max(...presets.map((p) => `new:${p.name}`.length)) + 2;
+  return [
+    'Fresh models (random weights, GPT-2\'s tokenizer): --model new:KEY=VALUE,... sets GPT-2 sizes (n_layer, n_head, n_embd, n_positions, n_inner, vocab_size, ...; unset ones are GPT-2 124M\'s);',
+    'new:arch=llama|mistral|qwen2|qwen3,KEY=VALUE,... builds that family (its config.json keys, or n_layer, n_head, n_kv_head, n_embd, n_positions);',
+    'new:PRESET[,KEY=VALUE,...] starts from a published shape and changes the keys given (e.g. new:gpt2-medium,n_layer=4). Presets:',
+    ...presets.map((p) => `  ${`new:${p.name}`.padEnd(width)}${p.modelType.padEnd(7)}${formatPresetShape(p)}`),
+  ].join('\n');
+}
+
 const FLAG_TO_KEY = new Map<string, ConfigKey>(CONFIG_KEYS.map((k) => [CONFIG_SCHEMA[k].flag, k]));
 
 export const trainCommand: Command = {
   usage: 'gptune train --model DIR|org/name[@revision]|new:... --data FILE --out DIR2 [--steps N | --epochs E] [--config FILE.yaml] [options]',
   description:
-    'Fine-tunes a GPT-2 or Llama-family model on text (windows of T+1 tokens at stride T) or on the data formats of lib/data. ' +
+    'Fine-tunes a GPT-2 or Llama-family model on text or on examples. Text: a .txt file or a folder of them, cut into windows of T+1 tokens at stride T; examples: ' +
+    'JSONL with {"prompt","completion"}, {"messages":[...]} (chat) or {"text","label"} (classification) per line, or a CSV with text and label columns. ' +
     'AdamW with weight decay on 2D+ tensors only; optional validation every --eval-every steps with early stopping; ' +
     'resumable checkpoints in OUT/checkpoints (step-N, best, last; --resume DIR continues exactly). ' +
     'Every key of the config file has a flag; flags override the file. Logs one JSON line per step and evaluation to --log; ' +
@@ -62,9 +79,10 @@ export const trainCommand: Command = {
     'or a loss more than --divergence-zscore standard deviations above the mean of the last 100 steps, stop the run as diverged: ' +
     'exit 1, nothing written to OUT, the last good checkpoint named. A loss above 3 x ln(vocab_size) or 6 standard deviations warns. ' +
     'Before anything is allocated the run\'s memory (parameters, gradients, AdamW moments, activations and logits of one micro-batch, the host copies a save makes) ' +
-    'is checked against the memory available (MemAvailable, the cgroup limit) or --max-memory.',
+    'is checked against the memory available (MemAvailable, the cgroup limit) or --max-memory.' +
+    `\n\n${freshModelHelp()}`,
   flags: {
-    config: { type: 'string', help: 'JSON or YAML file of config keys (see lib/config); flags override it' },
+    config: { type: 'string', help: 'JSON or YAML file whose keys are the config keys named after each option below (e.g. learning_rate: 3e-4); flags override it' },
     ...configFlags(),
     quiet: { type: 'bool', help: 'no progress on stderr' },
     ...HUB_FLAGS,
