@@ -1,5 +1,6 @@
-// A small persistent thread pool shared by all CPU kernels. Workers sleep on a condition variable
-// between jobs; parallel_for splits [0, n) into contiguous chunks, one per thread, and the calling
+// A small persistent thread pool shared by all CPU kernels. Between jobs, workers spin for a few
+// hundred microseconds (generation calls ~100 short kernels a token), then sleep on a condition
+// variable. parallel_for splits [0, n) into contiguous chunks, one per thread, and the calling
 // thread takes a chunk too, so threads == 1 runs inline with no synchronisation at all.
 #pragma once
 #include <cstdint>
