@@ -11,24 +11,24 @@ import { FileFormatError } from '../errors';
 import { getHalfToFloatTable } from '../io/safetensors';
 import { ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, VALUE_TYPE } from './format';
 import { dequantizeRows } from './quant';
+import { GGML_BLOCK_TYPE_LIST } from './ggml_types';
 
 /** A KV value as read: numbers (u64/i64 as bigint), booleans, strings, or arrays of them. */
 export type GGUFReadValue = number | bigint | boolean | string | GGUFReadValue[];
 
 /**
  * ggml types whose byte size is known (ggml.c type_traits: values per block, bytes per block), so a
- * file holding them can be laid out and checked; READABLE_TYPES are the ones gptune dequantizes.
+ * file holding them can be laid out and checked; READABLE_TYPES are the ones gptune dequantizes. The
+ * five block types the kernels implement come from their one table (ggml_types.ts).
  */
 const TYPE_SIZES: Record<number, { name: string; block: number; bytes: number }> = {
   0: { name: 'F32', block: 1, bytes: 4 }, 1: { name: 'F16', block: 1, bytes: 2 },
-  2: { name: 'Q4_0', block: 32, bytes: 18 }, 3: { name: 'Q4_1', block: 32, bytes: 20 },
-  6: { name: 'Q5_0', block: 32, bytes: 22 }, 7: { name: 'Q5_1', block: 32, bytes: 24 },
-  8: { name: 'Q8_0', block: 32, bytes: 34 }, 9: { name: 'Q8_1', block: 32, bytes: 36 },
+  3: { name: 'Q4_1', block: 32, bytes: 20 }, 7: { name: 'Q5_1', block: 32, bytes: 24 }, 9: { name: 'Q8_1', block: 32, bytes: 36 },
   10: { name: 'Q2_K', block: 256, bytes: 84 }, 11: { name: 'Q3_K', block: 256, bytes: 110 },
-  12: { name: 'Q4_K', block: 256, bytes: 144 }, 13: { name: 'Q5_K', block: 256, bytes: 176 },
-  14: { name: 'Q6_K', block: 256, bytes: 210 }, 15: { name: 'Q8_K', block: 256, bytes: 292 },
+  13: { name: 'Q5_K', block: 256, bytes: 176 }, 15: { name: 'Q8_K', block: 256, bytes: 292 },
   24: { name: 'I8', block: 1, bytes: 1 }, 25: { name: 'I16', block: 1, bytes: 2 }, 26: { name: 'I32', block: 1, bytes: 4 },
   27: { name: 'I64', block: 1, bytes: 8 }, 28: { name: 'F64', block: 1, bytes: 8 }, 30: { name: 'BF16', block: 1, bytes: 2 },
+  ...Object.fromEntries(GGML_BLOCK_TYPE_LIST.map((t) => [t.id, { name: t.name, block: t.block, bytes: t.bytes }])),
 };
 
 export interface GGUFTensorInfo {
