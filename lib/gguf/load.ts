@@ -3,8 +3,9 @@
  * the config rebuilt from the architecture's hyperparameter keys (gpt2, llama, qwen2, qwen3), the
  * tensors mapped back from llama.cpp's names (export.ts's mapping undone: attn_q/k/v and
  * ffn_gate/up packed again, the llama graph's interleaved q/k rows put back in rotate-half order,
- * GPT-2's duplicate output.weight checked against token_embd), and the byte-level BPE tokenizer
- * rebuilt from tokenizer.ggml.* as the tokenizer.json it came from.
+ * GPT-2's duplicate output.weight checked against token_embd), and the tokenizer rebuilt from
+ * tokenizer.ggml.* as a tokenizer.json that tokenizes as llama.cpp does with the file (byte-level BPE
+ * or SentencePiece).
  * Linear weights and the LM head in a GGML block type the kernels run (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K)
  * are run as the file stores them (their blocks copied, q/k rows un-permuted by moving whole rows of
  * blocks; a fused q/k/v or gate/up keeps each part's type), as llama.cpp runs them; the embedding
@@ -20,7 +21,7 @@ import type { DeviceName } from '../native';
 import { HFTokenizer, Tokenizer } from '../tokenizer';
 import { interleaveRopeRows } from './export';
 import { GGUFHeader, GGUFReadValue, readGGUFHeader, readTensor, readTensorBytes } from './read';
-import { PRE_TOKENIZERS, TOKEN_TYPE } from './vocab';
+import { METASPACE, PRE_TOKENIZERS, TOKEN_TYPE } from './vocab';
 
 const ARCHITECTURES = ['gpt2', 'llama', 'qwen2', 'qwen3'] as const;
 
@@ -302,24 +303,31 @@ function preTokenizerJSON(k: Keys, pre: string): Record<string, unknown> {
   };
 }
 
-/**
- * The byte-level BPE tokenizer of tokenizer.ggml.* as a tokenizer.json: NORMAL tokens are the BPE
- * vocabulary, CONTROL and USER_DEFINED ones added tokens (special or not), UNUSED ids holes.
- */
-function ggufTokenizer(h: GGUFHeader, k: Keys, vocabSize: number): Tokenizer {
-  const model = k.string('tokenizer.ggml.model');
-  if (model !== 'gpt2') k.fail('tokenizer.ggml.model', `is "${model}"; gptune rebuilds byte-level BPE ("gpt2") tokenizers from GGUF only`);
+/** tokenizer.ggml.tokens and token_type, checked against each other and the embedding rows. */
+function ggufTokens(k: Keys, vocabSize: number): { tokens: string[]; types: number[] } {
   const tokens = k.array('tokenizer.ggml.tokens', 'string') as string[];
   const types = k.array('tokenizer.ggml.token_type', 'number') as number[];
   if (types.length !== tokens.length) k.fail('tokenizer.ggml.token_type', `has ${types.length} entries but tokenizer.ggml.tokens has ${tokens.length}`);
   if (tokens.length > vocabSize) k.fail('tokenizer.ggml.tokens', `has ${tokens.length} tokens but token_embd.weight has ${vocabSize} rows`);
+  return { tokens, types };
+}
+
+/** An added_tokens entry of tokenizer.json: matched in the text before the model sees it. */
+function addedToken(id: number, content: string, special: boolean): Record<string, unknown> {
+  return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special };
+}
+
+/**
+ * The byte-level BPE tokenizer ("gpt2") of tokenizer.ggml.* as a tokenizer.json: NORMAL tokens are the
+ * BPE vocabulary, CONTROL and USER_DEFINED ones added tokens (special or not), UNUSED ids holes.
+ */
+function byteLevelTokenizerJSON(k: Keys, tokens: readonly string[], types: readonly number[]): Record<string, unknown> {
   const vocab: Record<string, number> = Object.create(null);
   const added: Array<Record<string, unknown>> = [];
   tokens.forEach((token, id) => {
     if (types[id] === TOKEN_TYPE.NORMAL) vocab[token] = id;
-    else if (types[id] === TOKEN_TYPE.CONTROL || types[id] === TOKEN_TYPE.USER_DEFINED) {
-      added.push({ id, content: token, single_word: false, lstrip: false, rstrip: false, normalized: false, special: types[id] === TOKEN_TYPE.CONTROL });
-    } else if (types[id] !== TOKEN_TYPE.UNUSED) {
+    else if (types[id] === TOKEN_TYPE.CONTROL || types[id] === TOKEN_TYPE.USER_DEFINED) added.push(addedToken(id, token, types[id] === TOKEN_TYPE.CONTROL));
+    else if (types[id] !== TOKEN_TYPE.UNUSED) {
       k.fail('tokenizer.ggml.token_type', `token ${id} has type ${types[id]}; a byte-level BPE vocabulary has NORMAL, CONTROL, USER_DEFINED and UNUSED tokens`);
     }
   });
@@ -329,24 +337,88 @@ function ggufTokenizer(h: GGUFHeader, k: Keys, vocabSize: number): Tokenizer {
     return pair;
   });
   const pre = k.string('tokenizer.ggml.pre');
-  const tokenizerJSON = {
+  return {
     version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
     pre_tokenizer: preTokenizerJSON(k, pre), post_processor: null,
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     // llama.cpp looks a whole Llama 3 pre-token up before merging (as its tokenizer.json says).
     model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: pre === 'llama-bpe', vocab, merges },
   };
-  const tokenText = (key: string): string | null => {
-    if (!k.has(key)) return null;
-    const id = k.integer(key);
+}
+
+/**
+ * The SentencePiece tokenizer ("llama") of tokenizer.ggml.* as the BPE tokenizer.json that tokenizes as
+ * llama.cpp does with the file (llama-vocab.cpp llm_tokenizer_spm_session: merge the adjacent pair that
+ * spells the highest-scoring token, the leftmost of equal ones; characters without a token become
+ * their <0xNN> byte tokens). Its merges are what transformers' SentencePieceExtractor makes of a
+ * SentencePiece vocabulary: for each token, highest score first (equal scores: lower id first), every
+ * split into two tokens, ordered by the ids of the left then the right part. Every token but the UNUSED
+ * holes is in the vocabulary; CONTROL, UNKNOWN and USER_DEFINED tokens are also added tokens, matched
+ * in the text first. The text is escaped as llama.cpp does (llama_escape_whitespace, add_space_prefix):
+ * spaces become "▁", and a "▁" goes before each text between special tokens unless add_space_prefix is
+ * false; the decoder undoes that.
+ */
+function sentencePieceTokenizerJSON(k: Keys, tokens: readonly string[], types: readonly number[]): Record<string, unknown> {
+  const scores = k.array('tokenizer.ggml.scores', 'number') as number[];
+  if (scores.length !== tokens.length) k.fail('tokenizer.ggml.scores', `has ${scores.length} entries but tokenizer.ggml.tokens has ${tokens.length}`);
+  if (k.has('tokenizer.ggml.remove_extra_whitespaces') && k.bool('tokenizer.ggml.remove_extra_whitespaces')) {
+    k.fail('tokenizer.ggml.remove_extra_whitespaces', 'is true; gptune rebuilds SentencePiece tokenizers that keep every space');
+  }
+  const vocab: Record<string, number> = Object.create(null);
+  const added: Array<Record<string, unknown>> = [];
+  const known = Object.values(TOKEN_TYPE) as number[];
+  tokens.forEach((token, id) => {
+    if (!known.includes(types[id])) k.fail('tokenizer.ggml.token_type', `token ${id} has type ${types[id]}; expected one of ${known.join(', ')}`);
+    if (types[id] === TOKEN_TYPE.UNUSED) return;
+    vocab[token] = id;
+    if (types[id] !== TOKEN_TYPE.NORMAL && types[id] !== TOKEN_TYPE.BYTE) added.push(addedToken(id, token, types[id] !== TOKEN_TYPE.USER_DEFINED));
+  });
+  const byScore = Object.values(vocab).sort((a, b) => scores[b] - scores[a] || a - b);
+  const merges: Array<[string, string]> = [];
+  for (const id of byScore) {
+    const chars = Array.from(tokens[id]);
+    const splits: Array<[string, string]> = [];
+    for (let at = 1; at < chars.length; at++) {
+      const left = chars.slice(0, at).join(''), right = chars.slice(at).join('');
+      if (left in vocab && right in vocab) splits.push([left, right]);
+    }
+    splits.sort((a, b) => vocab[a[0]] - vocab[b[0]] || vocab[a[1]] - vocab[b[1]]);
+    merges.push(...splits);
+  }
+  const prefix = k.has('tokenizer.ggml.add_space_prefix') ? k.bool('tokenizer.ggml.add_space_prefix') : true;
+  const replace = (from: string, to: string) => ({ type: 'Replace', pattern: { String: from }, content: to });
+  return {
+    version: '1.0', truncation: null, padding: null, added_tokens: added,
+    normalizer: { type: 'Sequence', normalizers: [...(prefix ? [{ type: 'Prepend', prepend: METASPACE }] : []), replace(' ', METASPACE)] },
+    pre_tokenizer: null, post_processor: null,
+    decoder: { type: 'Sequence', decoders: [replace(METASPACE, ' '), { type: 'ByteFallback' }, { type: 'Fuse' }, ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : [])] },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges },
+  };
+}
+
+/**
+ * The tokenizer of tokenizer.ggml.*, rebuilt as the tokenizer.json (and tokenizer_config.json) llama.cpp
+ * follows: byte-level BPE ("gpt2") or SentencePiece ("llama"). Special token ids, add_bos_token and
+ * add_eos_token default to llama.cpp's for the model (llama-vocab.cpp load) where the file has none.
+ */
+function ggufTokenizer(h: GGUFHeader, k: Keys, vocabSize: number): Tokenizer {
+  const model = k.string('tokenizer.ggml.model');
+  if (model !== 'gpt2' && model !== 'llama') k.fail('tokenizer.ggml.model', `is "${model}"; gptune rebuilds byte-level BPE ("gpt2") and SentencePiece ("llama") tokenizers from GGUF`);
+  const { tokens, types } = ggufTokens(k, vocabSize);
+  const tokenizerJSON = model === 'gpt2' ? byteLevelTokenizerJSON(k, tokens, types) : sentencePieceTokenizerJSON(k, tokens, types);
+  const defaults: Record<string, number> = model === 'llama' ? { bos_token_id: 1, eos_token_id: 2, unknown_token_id: 0 } : {};
+  const tokenText = (name: string): string | null => {
+    const key = `tokenizer.ggml.${name}`;
+    const id = k.has(key) ? k.integer(key) : defaults[name];
+    if (id === undefined) return null;
     if (id >= tokens.length) k.fail(key, `is ${id} but there are ${tokens.length} tokens`);
     return tokens[id];
   };
+  const flag = (name: string, byDefault: boolean) => (k.has(`tokenizer.ggml.${name}`) ? k.bool(`tokenizer.ggml.${name}`) : byDefault);
   const config: Record<string, unknown> = {
-    eos_token: tokenText('tokenizer.ggml.eos_token_id'), bos_token: tokenText('tokenizer.ggml.bos_token_id'),
-    pad_token: tokenText('tokenizer.ggml.padding_token_id'),
-    add_bos_token: k.has('tokenizer.ggml.add_bos_token') ? k.bool('tokenizer.ggml.add_bos_token') : false,
-    add_eos_token: k.has('tokenizer.ggml.add_eos_token') ? k.bool('tokenizer.ggml.add_eos_token') : false,
+    eos_token: tokenText('eos_token_id'), bos_token: tokenText('bos_token_id'),
+    unk_token: tokenText('unknown_token_id'), pad_token: tokenText('padding_token_id'),
+    add_bos_token: flag('add_bos_token', model === 'llama'), add_eos_token: flag('add_eos_token', false),
     chat_template: k.has('tokenizer.chat_template') ? k.string('tokenizer.chat_template') : null,
   };
   return new HFTokenizer({ tokenizerJSON, jsonFile: `${h.file} (tokenizer.ggml.*)`, config, configFile: `${h.file} (tokenizer.ggml.*)`, name: `gguf:${h.file}` });

@@ -83,13 +83,19 @@ test('Q8_0 and Q4_K_M fall back per tensor where rows do not split into the bloc
   expect(r.stdout).toMatch(/^output\.weight: Q6_K needs a row length multiple of 256, wrote F16$/m);
 });
 
-test('a tokenizer llama.cpp has no byte-level name for (SentencePiece) is one line naming tokenizer.json; nothing written', () => {
-  const llama = tinyLlamaFolder('new:arch=llama,n_layer=1,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=576');
-  const spm = path.join(FIXTURES, 'tokenizers', 'sentencepiece-llama2');
-  for (const f of fs.readdirSync(spm)) if (f !== 'cases.json') fs.copyFileSync(path.join(spm, f), path.join(llama, f));
-  for (const f of ['vocab.json', 'merges.txt']) fs.rmSync(path.join(llama, f));
+test('a tokenizer.json GGUF export cannot map is one line naming the file and what it is; nothing written', () => {
+  const llama = tinyLlamaFolder('new:arch=llama,n_layer=1,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=566,bos_token_id=1,eos_token_id=2', 5, path.join(FIXTURES, 'tokenizers', 'sentencepiece-llama2'));
+  const file = path.join(llama, 'tokenizer.json');
+  const spm = JSON.parse(fs.readFileSync(file, 'utf8'));
   const out = path.join(tempDir(), 'm.gguf');
-  expectCleanFailure(['export', '--model', llama, '--format', 'gguf', '--out', out], /tokenizer\.json: model\.type "BPE" with byte_fallback \(SentencePiece-style\) is not supported by GGUF export yet/, out);
+  // A Unigram model (T5, ALBERT, XLNet): llama.cpp's "llama" tokenizer is not a Unigram one.
+  const pieces = Object.keys(spm.model.vocab).map((piece, i) => [piece, -i]);
+  fs.writeFileSync(file, JSON.stringify({ ...spm, model: { type: 'Unigram', unk_id: 0, vocab: pieces, byte_fallback: true } }));
+  expectCleanFailure(['export', '--model', llama, '--format', 'gguf', '--out', out], new RegExp(`^gptune export: ${file.replace(/[.]/g, '\\.')}: model\\.type "Unigram" is not supported`), out);
+  // SentencePiece-style BPE whose normalizer also applies NFKC, which llama.cpp's SPM tokenizer does not.
+  const nfkc = { ...spm, normalizer: { type: 'Sequence', normalizers: [{ type: 'NFKC' }, ...spm.normalizer.normalizers] } };
+  fs.writeFileSync(file, JSON.stringify(nfkc));
+  expectCleanFailure(['export', '--model', llama, '--format', 'gguf', '--out', out], new RegExp(`^gptune export: ${file.replace(/[.]/g, '\\.')}: normalizer \\{"type":"Sequence".* is not what llama\\.cpp's SentencePiece tokenizer does`), out);
 });
 
 test('adapter GGUF: modules_to_save, a weight, several adapters or q8_0 are one-line errors', () => {

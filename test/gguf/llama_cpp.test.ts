@@ -10,14 +10,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeDirAtomic } from '../../lib/io/atomic';
-import { loadAdapter } from '../../lib/lora/apply';
 import { adapterFiles } from '../../lib/lora/files';
 import { loadModel, saveModel } from '../../lib/model/checkpoint';
 import { parseDecoderSpec } from '../../lib/model/config';
 import { Decoder } from '../../lib/model/decoder';
-import { generate } from '../../lib/model/generate';
 import { encodeSequence, HFTokenizer, loadTokenizer, Tokenizer } from '../../lib/tokenizer';
-import { exportGGUF as exportToGGUF, Job, JobResult, perplexity, runLlamaCpp } from './llama_cpp_helpers';
+import { exportGGUF as exportToGGUF, gptuneGreedy as greedyContinuation, Job, JobResult, perplexity, runLlamaCpp } from './llama_cpp_helpers';
 import { FIXTURES, seededRandom, tempDir, TINY } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
 import { ggmlGelu, gpt2LogProbs, GPT2Weights } from '../reference/gpt2';
@@ -42,20 +40,8 @@ function adapterFolder(base: string, seed: number, useRslora: boolean): string {
   return dir;
 }
 
-/** gptune's greedy continuation of `prompt` and each new token's log-probability (from one forward over the whole sequence). */
-function gptuneGreedy(dir: string, prompt: number[], adapter?: string): { tokens: number[]; logprobs: number[] } {
-  const model = loadModel(dir);
-  try {
-    if (adapter) loadAdapter(model, adapter);
-    const { tokens } = generate(model, prompt, { maxNewTokens: N, greedy: true, eosTokenId: null });
-    const ids = Int32Array.from([...prompt, ...tokens]);
-    const T = ids.length - 1;
-    const { losses } = model.forward(ids.subarray(0, T), 1, T, ids.subarray(1));
-    return { tokens, logprobs: tokens.map((_, i) => -losses[prompt.length - 1 + i]) };
-  } finally {
-    model.free();
-  }
-}
+/** gptune's greedy continuation of `prompt` (N tokens), with --adapter. */
+const gptuneGreedy = (dir: string, prompt: number[], adapter?: string) => greedyContinuation(dir, prompt, N, adapter);
 
 /** The first 64 tokens of a held-out text (every model's context), scored by llama.cpp for perplexity. */
 function heldOut(tokenizer: Tokenizer): number[] {

@@ -5,6 +5,9 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { main } from '../../lib/cli/main';
+import { loadAdapter } from '../../lib/lora/apply';
+import { loadModel } from '../../lib/model/checkpoint';
+import { generate } from '../../lib/model/generate';
 import { lastJSON } from '../cli/run';
 
 /** A file for llama_cpp_runner.mjs: see its header for what each field asks. */
@@ -15,7 +18,7 @@ export interface Job {
 }
 
 export interface JobResult {
-  ids: number[][]; tokens: number[]; probabilities: number[];
+  ids: number[][]; detokenized: string[]; tokens: number[]; probabilities: number[];
   tokenizer: { eos?: number; bos?: number; addBos?: boolean; addEos?: boolean; template?: string };
   scored?: number[];
 }
@@ -32,6 +35,24 @@ export function runLlamaCpp(jobs: Job[], timeout = 100000): JobResult[] {
     if (res.error !== undefined) throw new Error(`llama.cpp could not run ${jobs[i].file}${jobs[i].lora ? ' with its adapter' : ''}: ${res.error}`);
   });
   return results;
+}
+
+/**
+ * gptune's greedy continuation (`n` tokens, as `gptune generate --greedy`) of `prompt` and each new
+ * token's log-probability (from one forward over the whole sequence).
+ */
+export function gptuneGreedy(dir: string, prompt: number[], n: number, adapter?: string): { tokens: number[]; logprobs: number[] } {
+  const model = loadModel(dir);
+  try {
+    if (adapter) loadAdapter(model, adapter);
+    const { tokens } = generate(model, prompt, { maxNewTokens: n, greedy: true, eosTokenId: null });
+    const ids = Int32Array.from([...prompt, ...tokens]);
+    const T = ids.length - 1;
+    const { losses } = model.forward(ids.subarray(0, T), 1, T, ids.subarray(1));
+    return { tokens, logprobs: tokens.map((_, i) => -losses[prompt.length - 1 + i]) };
+  } finally {
+    model.free();
+  }
 }
 
 const LIB_DIR = path.resolve(__dirname, '../../node_modules/@node-llama-cpp/linux-x64/bins/linux-x64');

@@ -3,7 +3,7 @@
 //   { file, lora?: [{ file, scale }], texts: string[], prompt: number[], n: number,
 //     score?: number[] | number[][], contextSize?: number (default 64) }
 // and writes one JSON line: per job, llama.cpp's ids of each text (no BOS added, special tokens
-// parsed), the file's special token ids, add_bos_token, add_eos_token and chat template, and the greedy
+// parsed) and those ids detokenized (special tokens written out), the file's special token ids, add_bos_token, add_eos_token and chat template, and the greedy
 // continuation of `prompt` with each token's probability, the log-probability of each token of
 // `score` (each of its sequences) after the ones before it (a fresh sequence each), all in one list;
 // or { error }.
@@ -29,6 +29,7 @@ await llama.dispose();
 async function run(job) {
   const model = await llama.loadModel({ modelPath: job.file });
   const ids = job.texts.map((t) => Array.from(model.tokenize(t, true)));
+  const detokenized = ids.map((x) => model.detokenize(x, true));
   // An F32 KV cache: llama.cpp's default F16 cache alone moves log-probabilities by ~1e-3.
   const context = await model.createContext({ contextSize: job.contextSize ?? 64, threads: 1, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32', flashAttention: false, ...(job.lora ? { lora: { adapters: job.lora.map((a) => ({ filePath: a.file, scale: a.scale })) } } : {}) });
   const sequence = context.getSequence();
@@ -53,5 +54,5 @@ async function run(job) {
   const tokenizer = { eos: t.ggml.eos_token_id, bos: t.ggml.bos_token_id, addBos: t.ggml.add_bos_token, addEos: t.ggml.add_eos_token, template: t.chat_template };
   await context.dispose();
   await model.dispose();
-  return { ids, tokens, probabilities, tokenizer, scored };
+  return { ids, detokenized, tokens, probabilities, tokenizer, scored };
 }

@@ -3,7 +3,8 @@
  * the Llama family. F32 gives the original parameters bit for bit, the same per-token losses and the
  * same tokenizer; F16, BF16 and Q8_0 give each parameter as the format's definition dequantizes it,
  * computed here in float64 from the definitions (round to nearest even at 10 or 7 mantissa bits;
- * ggml's quantize_row_q8_0_ref), not with gptune's encoders. Bad files are one line and a non-zero exit.
+ * ggml's quantize_row_q8_0_ref), not with gptune's encoders. (test/gguf/llama_cpp_sentencepiece.test.ts
+ * checks SentencePiece files' tokenizers on every fixture string against llama.cpp's.) Bad files are one line and a non-zero exit.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -35,6 +36,10 @@ const MODELS: Array<{ name: string; make: () => string }> = [
   },
   { name: 'qwen2 (tied, ChatML tokenizer)', make: () => tinyLlamaFolder('new:arch=qwen2,n_layer=2,n_head=4,n_kv_head=1,n_embd=32,n_inner=64,n_positions=64,vocab_size=576,tie_word_embeddings=true', 14, path.join(TOKENIZERS, 'bytelevel-chatml')) },
   { name: 'qwen3 (q/k norms, head_dim 16)', make: () => tinyLlamaFolder('new:arch=qwen3,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=350,head_dim=16', 15, TINY) },
+  ...['sentencepiece-llama2', 'sentencepiece-mistral'].map((tokenizer, i) => ({
+    name: `llama (${tokenizer} tokenizer, SentencePiece in the file)`,
+    make: () => tinyLlamaFolder('new:arch=llama,n_layer=2,n_head=4,n_kv_head=2,n_embd=32,n_inner=64,n_positions=64,vocab_size=566,bos_token_id=1,eos_token_id=2', 16 + i, path.join(TOKENIZERS, tokenizer)),
+  })),
 ];
 
 /** `dir` exported as `dtype` (the export command's library calls) into a fresh file. */
@@ -224,6 +229,16 @@ describe('the CLI', () => {
       return c;
     });
     expectCleanFailure(evalArgs(file), /bad\.gguf: key general\.architecture: is "bert"; gptune loads gpt2, llama, qwen2, qwen3/);
+  });
+
+  test('a tokenizer model gptune does not rebuild: one line naming tokenizer.ggml.model', () => {
+    const file = broken((b) => {
+      const c = Buffer.from(b);
+      // tokenizer.ggml.model: u32 type (string), u64 length 4, "gpt2".
+      c.write('bert', after(c, 'tokenizer.ggml.model') + 12, 'utf8');
+      return c;
+    });
+    expectCleanFailure(evalArgs(file), /bad\.gguf: key tokenizer\.ggml\.model: is "bert"; gptune rebuilds byte-level BPE \("gpt2"\) and SentencePiece \("llama"\) tokenizers from GGUF$/m);
   });
 
   test('train from a GGUF file is refused (its output would lack the tokenizer files)', () => {
