@@ -94,6 +94,8 @@ export interface GGUFPlan {
   kv: Map<string, GGUFValue>;
   tensors: GGUFTensor[];
   summary: ExportedTensor[];
+  /** What llama.cpp will do differently with the file (texts its tokenizer splits otherwise), one line each. */
+  notes: string[];
 }
 
 function chooseTypes(planned: readonly Planned[], dtype: ExportDtype, cfg: DecoderConfig): { tensors: GGUFTensor[]; summary: ExportedTensor[] } {
@@ -256,8 +258,9 @@ export function planModelGGUF(model: Decoder, tokenizer: Tokenizer, tokenizerDir
   // GGML_QNT_VERSION, which llama-quantize writes into every quantized file.
   if (isQuantized(dtype)) kv.set('general.quantization_version', { type: 'u32', value: 2 });
   for (const [k, v] of hyperparameterKV(cfg)) kv.set(k, v);
-  for (const [k, v] of tokenizerKV(tokenizer, tokenizerDir, cfg.vocabSize)) kv.set(k, v);
-  return { kv, ...chooseTypes(modelTensors(model), dtype, cfg) };
+  const vocab = tokenizerKV(tokenizer, tokenizerDir, cfg.vocabSize);
+  for (const [k, v] of vocab.kv) kv.set(k, v);
+  return { kv, ...chooseTypes(modelTensors(model), dtype, cfg), notes: vocab.notes };
 }
 
 /**
@@ -286,5 +289,5 @@ export function planAdapterGGUF(cfg: DecoderConfig, folder: AdapterFolder, dtype
     planned.push({ name: `${base}.weight.lora_a`, shape: [s.r, m.inFeatures], values: () => A, quantizable: true });
     planned.push({ name: `${base}.weight.lora_b`, shape: [m.outFeatures, s.r], values: () => (heads === null ? B : interleaveRopeRows(B, heads, cfg.headDim, s.r)), quantizable: true });
   }
-  return { kv, ...chooseTypes(planned, dtype, cfg) };
+  return { kv, ...chooseTypes(planned, dtype, cfg), notes: [] };
 }

@@ -48,6 +48,8 @@ interface VocabFiles {
   added: Array<{ id: number; content: string; special: boolean }>;
   /** How llama.cpp splits and merges the text: its byte-level BPE with a pre-tokenizer, or its SentencePiece BPE. */
   kind: { model: 'gpt2'; pre: string } | { model: 'llama'; addSpacePrefix: boolean };
+  /** Where llama.cpp will tokenize some texts differently from the tokenizer.json, one line each. */
+  notes: string[];
 }
 
 /** SentencePiece's whitespace mark, which replaces every space before the text is merged. */
@@ -74,8 +76,11 @@ function preTokenizerName(file: string, pre: unknown): string {
  * with no pre-tokenizer, or Mistral's Metaspace pre-tokenizer ("▁", prepend_scheme always, first or
  * never) with no normalizer. Anything else (NFKC, Lowercase, Split, ...) would tokenize differently
  * in llama.cpp: an ExportError naming the key.
+ * llama.cpp puts " " before the text at its start and after every special token, always (llama_vocab::
+ * impl::tokenize); Prepend does that too, but Metaspace adds no "▁" to a text that starts with a space,
+ * and "first" none after a special token: those texts get other ids in llama.cpp (a note says so).
  */
-function spaceEscaping(file: string, json: JSONObject): boolean {
+function spaceEscaping(file: string, json: JSONObject): { addSpacePrefix: boolean; notes: string[] } {
   const { normalizer, pre_tokenizer: pre } = json;
   const unsupported = (key: string, value: unknown): never => {
     throw new ExportError(`${file}: ${key} ${JSON.stringify(value).slice(0, 200)} is not what llama.cpp's SentencePiece tokenizer does (GGUF export reads Llama 2's [Prepend "▁", Replace " " -> "▁"] normalizer or Mistral's Metaspace pre-tokenizer)`);
@@ -85,11 +90,14 @@ function spaceEscaping(file: string, json: JSONObject): boolean {
     const steps = isObject(normalizer) && normalizer.type === 'Sequence' && Array.isArray(normalizer.normalizers) ? normalizer.normalizers as unknown[] : [normalizer];
     const prepend = steps.length === 2 && isObject(steps[0]) && steps[0].type === 'Prepend' && steps[0].prepend === METASPACE;
     if (!isMetaspaceReplace(steps[steps.length - 1]) || steps.length !== (prepend ? 2 : 1)) return unsupported('normalizer', normalizer);
-    return prepend;
+    return { addSpacePrefix: prepend, notes: [] };
   }
   if (normalizer !== null && normalizer !== undefined) return unsupported('normalizer', normalizer);
   if (!isObject(pre) || pre.type !== 'Metaspace' || pre.replacement !== METASPACE) return unsupported('pre_tokenizer', pre);
-  return pre.prepend_scheme !== 'never';
+  const scheme = pre.prepend_scheme;
+  if (scheme === 'never') return { addSpacePrefix: false, notes: [] };
+  const where = scheme === 'first' ? 'a text that starts with a space or follows a special token' : 'a text that starts with a space';
+  return { addSpacePrefix: true, notes: [`${file}: pre_tokenizer Metaspace prepend_scheme "${scheme}": llama.cpp puts "▁" before ${where}, where this tokenizer does not (other ids there)`] };
 }
 
 function readTokenizerJSON(file: string): VocabFiles {
@@ -99,9 +107,8 @@ function readTokenizerJSON(file: string): VocabFiles {
   if (model.type !== 'BPE') {
     throw new ExportError(`${file}: model.type ${JSON.stringify(model.type)} is not supported by GGUF export (byte-level BPE, or SentencePiece-style BPE with byte_fallback)`);
   }
-  const kind: VocabFiles['kind'] = model.byte_fallback === true
-    ? { model: 'llama', addSpacePrefix: spaceEscaping(file, json) }
-    : { model: 'gpt2', pre: preTokenizerName(file, json.pre_tokenizer) };
+  const escaping = model.byte_fallback === true ? spaceEscaping(file, json) : null;
+  const kind: VocabFiles['kind'] = escaping ? { model: 'llama', addSpacePrefix: escaping.addSpacePrefix } : { model: 'gpt2', pre: preTokenizerName(file, json.pre_tokenizer) };
   const vocab = new Map(Object.entries(model.vocab as Record<string, number>));
   // HFTokenizer checked each merge: [left, right] or "left right".
   const merges = (model.merges as unknown[]).map((m) => (Array.isArray(m) ? m : String(m).split(' ')) as [string, string]);
@@ -109,7 +116,7 @@ function readTokenizerJSON(file: string): VocabFiles {
     const o = t as { id: number; content: string; special?: boolean };
     return { id: o.id, content: o.content, special: o.special === true };
   });
-  return { vocab, merges, added, kind };
+  return { vocab, merges, added, kind, notes: escaping?.notes ?? [] };
 }
 
 function readVocabFiles(dir: string | null): VocabFiles {
@@ -117,10 +124,10 @@ function readVocabFiles(dir: string | null): VocabFiles {
   if (dir !== null && fs.existsSync(path.join(dir, 'vocab.json'))) {
     const vocabFile = path.join(dir, 'vocab.json'), mergesFile = path.join(dir, 'merges.txt');
     const merges = parseMergesTxt(fs.readFileSync(mergesFile, 'utf8'), mergesFile).pairs;
-    return { vocab: parseVocabJSON(fs.readFileSync(vocabFile, 'utf8'), vocabFile), merges, added: [], kind: { model: 'gpt2', pre: 'gpt-2' } };
+    return { vocab: parseVocabJSON(fs.readFileSync(vocabFile, 'utf8'), vocabFile), merges, added: [], kind: { model: 'gpt2', pre: 'gpt-2' }, notes: [] };
   }
   const gpt2 = gpt2FilesFromTiktoken();
-  return { vocab: new Map(Object.entries(gpt2.vocab)), merges: gpt2.merges, added: [], kind: { model: 'gpt2', pre: 'gpt-2' } };
+  return { vocab: new Map(Object.entries(gpt2.vocab)), merges: gpt2.merges, added: [], kind: { model: 'gpt2', pre: 'gpt-2' }, notes: [] };
 }
 
 /**
@@ -152,9 +159,10 @@ const BYTE_TOKEN = /^<0x[0-9A-Fa-f]{2}>$/;
 
 /**
  * The tokenizer.* KV of a GGUF file for `tokenizer` (loaded from `dir`; null: GPT-2's own encoding),
- * with `vocabSize` tokens (the model's embedding rows; ids the tokenizer lacks become unused "[PAD<id>]").
+ * with `vocabSize` tokens (the model's embedding rows; ids the tokenizer lacks become unused "[PAD<id>]"),
+ * and the notes on texts llama.cpp will tokenize differently.
  */
-export function tokenizerKV(tokenizer: Tokenizer, dir: string | null, vocabSize: number): Map<string, GGUFValue> {
+export function tokenizerKV(tokenizer: Tokenizer, dir: string | null, vocabSize: number): { kv: Map<string, GGUFValue>; notes: string[] } {
   const files = readVocabFiles(dir);
   const tokens: string[] = Array.from({ length: vocabSize }, (_, i) => `[PAD${i}]`);
   const types = new Int32Array(vocabSize).fill(TOKEN_TYPE.UNUSED);
@@ -192,5 +200,5 @@ export function tokenizerKV(tokenizer: Tokenizer, dir: string | null, vocabSize:
   // tokenizer_config.json's add_eos_token (GPT-2's vocab.json/merges.txt files have none: false, llama.cpp's default for BPE).
   kv.set('tokenizer.ggml.add_eos_token', { type: 'bool', value: tokenizer instanceof HFTokenizer && tokenizer.addEosToken });
   if (tokenizer.chatTemplate !== null) kv.set('tokenizer.chat_template', { type: 'string', value: tokenizer.chatTemplate });
-  return kv;
+  return { kv, notes: files.notes };
 }

@@ -52,6 +52,8 @@ interface Prepared {
   f32File: string;
   texts: string[];
   prompt: number[];
+  /** The export's notes (--json's "notes"). */
+  notes: unknown;
   f32: JobResult;
   f16: JobResult;
 }
@@ -66,11 +68,12 @@ beforeAll(async () => {
     const texts = (JSON.parse(fs.readFileSync(path.join(TOKENIZERS, name, 'cases.json'), 'utf8')) as { cases: Array<{ text: string }> }).cases.map((c) => c.text);
     const prompt = encodeSequence(loadTokenizer(dir), PROMPT);
     const out = path.dirname(dir);
+    let notes: unknown;
     for (const dtype of ['f32', 'f16']) {
-      await exportGGUF('--no-measure', '--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`));
+      ({ notes } = await exportGGUF('--no-measure', '--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`)));
       jobs.push({ file: path.join(out, `${dtype}.gguf`), texts, prompt, n: N });
     }
-    pending.push({ dir, f32File: path.join(out, 'f32.gguf'), texts, prompt });
+    pending.push({ dir, f32File: path.join(out, 'f32.gguf'), texts, prompt, notes });
   }
   const results = runLlamaCpp(jobs);
   pending.forEach((p, i) => prepared.set(FIXTURE_TOKENIZERS[i].name, { ...p, f32: results[2 * i], f16: results[2 * i + 1] }));
@@ -91,6 +94,10 @@ describe.each(FIXTURE_TOKENIZERS)('$name', ({ name, prependsEveryText }) => {
     expect(p.f32.ids[cjk].filter((id) => id >= 3 && id < 259).length).toBeGreaterThan(20);
     const differing = p.texts.filter((text, i) => JSON.stringify(p.f32.ids[i]) !== JSON.stringify(tokenizer.encode(text)));
     expect(differing).toEqual(prependsEveryText ? [] : ['   leading spaces', 'Hi</s>there <s> end', '  ']);
+    // The export says so.
+    expect(p.notes).toEqual(prependsEveryText ? undefined : [
+      `${path.join(p.dir, 'tokenizer.json')}: pre_tokenizer Metaspace prepend_scheme "first": llama.cpp puts "▁" before a text that starts with a space or follows a special token, where this tokenizer does not (other ids there)`,
+    ]);
   });
 
   test("llama.cpp detokenizes its ids to gptune's text of them", () => {

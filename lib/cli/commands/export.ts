@@ -19,19 +19,20 @@ import { snapshotModelId } from '../../hub/cache';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, HUB_FLAGS, out, readTextFile } from '../common';
 
 /**
- * The summary: one line per tensor (name, type, bytes), each type fallback on a line of its own, the
- * file size, and the measured cost when there is one.
+ * The summary: one line per tensor (name, type, bytes), each type fallback and each note on what
+ * llama.cpp does differently on a line of its own, the file size, and the measured cost when there is one.
  */
 function report(plan: GGUFPlan, file: string, json: boolean, what: Record<string, unknown>, cost: ExportCost | null): void {
   const bytes = fs.statSync(file).size;
   if (json) {
-    out(JSON.stringify({ ...what, out: file, bytes, tensors: plan.summary, ...(cost ? { measured: cost } : {}) }));
+    out(JSON.stringify({ ...what, out: file, bytes, tensors: plan.summary, ...(plan.notes.length > 0 ? { notes: plan.notes } : {}), ...(cost ? { measured: cost } : {}) }));
     return;
   }
   const width = Math.max(6, ...plan.summary.map((t) => t.name.length));
   out(`${'tensor'.padEnd(width)}  type  ${'bytes'.padStart(12)}`);
   for (const t of plan.summary) out(`${t.name.padEnd(width)}  ${t.type.padEnd(4)}  ${String(t.bytes).padStart(12)}`);
   for (const t of plan.summary) if (t.fallback) out(t.fallback);
+  for (const note of plan.notes) out(note);
   out(`wrote ${file}: ${plan.summary.length} tensors, ${formatBytes(bytes)}`);
   if (cost) for (const line of formatCost(cost)) out(line);
 }
