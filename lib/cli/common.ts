@@ -104,7 +104,10 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
 
 /** The Hub settings of a command: --offline (else HF_HUB_OFFLINE), and a progress line on a terminal. */
 export function hubOptions(v: Record<string, unknown>): HubOptions {
-  return { offline: v.offline === true ? true : undefined, onProgress: downloadProgressLine(process.stderr) };
+  return {
+    offline: v.offline === true ? true : undefined, onProgress: downloadProgressLine(process.stderr),
+    onWait: (message) => process.stderr.write(`note: ${message}\n`),
+  };
 }
 
 /**

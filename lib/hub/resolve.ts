@@ -24,6 +24,8 @@ export interface HubOptions {
   include?: string[];
   /** Bytes received, per file, as they arrive. */
   onProgress?: (p: DownloadProgress) => void;
+  /** Told when another process is downloading a file this one needs (this one waits for it). */
+  onWait?: (message: string) => void;
 }
 
 export interface HubSnapshot {
@@ -74,7 +76,7 @@ export async function resolveHubModel(spec: string, options: HubOptions = {}): P
   if (isCommitHash(id.revision) && include === undefined && missingFromCache(repoDir, id.revision) === null) {
     return cachedSnapshot(id, repoDir, include);
   }
-  const conn: HubConnection = { endpoint: hubEndpoint(), token: hubToken(), onProgress: options.onProgress };
+  const conn: HubConnection = { endpoint: hubEndpoint(), token: hubToken(), onProgress: options.onProgress, onWait: options.onWait };
   // What to say if the Hub cannot be reached: whether --offline would help.
   const cachedCommitOfRef = cachedCommit(repoDir, id.revision);
   const cached = cachedCommitOfRef !== null && missingFromCache(repoDir, cachedCommitOfRef) === null;

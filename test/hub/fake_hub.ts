@@ -47,6 +47,8 @@ export class FakeHub {
   readonly requests: RecordedRequest[] = [];
   /** The next CDN GET of this sha256 sends `bytes` bytes, then the connection is destroyed. */
   cut: { sha256: string; bytes: number } | null = null;
+  /** Every CDN GET of this sha256 sends the first half of its bytes, waits `ms`, then the rest (a slow link). */
+  slow: { sha256: string; ms: number } | null = null;
   private server: http.Server | null = null;
 
   constructor(readonly repos: Record<string, FakeRepo>) {}
@@ -137,6 +139,11 @@ export class FakeHub {
       const n = this.cut.bytes;
       this.cut = null;
       res.write(body.subarray(0, n), () => setTimeout(() => res.socket?.destroy(), 50));
+      return;
+    }
+    if (this.slow !== null && this.slow.sha256 === oid) {
+      const half = Math.floor(body.length / 2);
+      res.write(body.subarray(0, half), () => setTimeout(() => res.end(body.subarray(half)), this.slow?.ms ?? 0));
       return;
     }
     res.end(body);
