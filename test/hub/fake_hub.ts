@@ -9,9 +9,13 @@
  * Errors carry X-Error-Code as the Hub sends it: RepoNotFound (404), RevisionNotFound (404),
  * EntryNotFound (404), GatedRepo (401 without a token, 403 with a wrong one).
  */
+import { spawn } from 'child_process';
 import { createHash } from 'crypto';
+import * as fs from 'fs';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
+import * as path from 'path';
+import { CLI, ROOT } from '../cli/run';
 
 export interface FakeRepo {
   commit: string;
@@ -148,4 +152,27 @@ export class FakeHub {
     }
     res.end(body);
   }
+}
+
+export interface Run { code: number; stdout: string; stderr: string }
+
+/** The CLI with a clean Hub environment plus `env`, not blocking this process's event loop (the server answers meanwhile). */
+export function gptuneWithHub(args: string[], env: Record<string, string>): Promise<Run> {
+  const base = { ...process.env };
+  for (const k of ['HF_ENDPOINT', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HF_HUB_OFFLINE', 'XDG_CACHE_HOME', 'HF_TOKEN_PATH']) delete base[k];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...base, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** A model (or adapter) folder's files as the fake Hub serves them, plus files gptune must not download. */
+export function repoFiles(dir: string, extra: Record<string, Buffer> = {}): Record<string, Buffer> {
+  const files: Record<string, Buffer> = {};
+  for (const f of fs.readdirSync(dir)) files[f] = fs.readFileSync(path.join(dir, f));
+  return { ...files, 'README.md': Buffer.from('# tiny\n'), 'pytorch_model.bin': Buffer.from('not read by gptune'), ...extra };
 }

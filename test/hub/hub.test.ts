@@ -23,34 +23,11 @@ import { downloadProgressLine } from '../../lib/cli/common';
 import { readGGUFHeader } from '../../lib/gguf/read';
 import { FIXTURES, tempDir } from '../helpers';
 import { CLI, ROOT } from '../cli/run';
-import { FakeHub, FakeRepo, gitBlobSha1, sha256 } from './fake_hub';
+import { FakeHub, FakeRepo, gitBlobSha1, gptuneWithHub as gptune, repoFiles, Run, sha256 } from './fake_hub';
 
 const CHATML = path.join(FIXTURES, 'tokenizers', 'bytelevel-chatml');
 const COMMIT = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
 const OTHER_COMMIT = 'ffeeddccbbaa99887766554433221100ffeeddcc';
-
-interface Run { code: number; stdout: string; stderr: string }
-
-/** The CLI with a clean Hub environment plus `env`, not blocking this process's event loop (the server answers meanwhile). */
-function gptune(args: string[], env: Record<string, string>): Promise<Run> {
-  const base = { ...process.env };
-  for (const k of ['HF_ENDPOINT', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HF_HUB_OFFLINE', 'XDG_CACHE_HOME', 'HF_TOKEN_PATH']) delete base[k];
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...base, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-/** A model folder's files as the fake Hub serves them, plus files gptune must not download. */
-function repoFiles(dir: string, extra: Record<string, Buffer> = {}): Record<string, Buffer> {
-  const files: Record<string, Buffer> = {};
-  for (const f of fs.readdirSync(dir)) files[f] = fs.readFileSync(path.join(dir, f));
-  return { ...files, 'README.md': Buffer.from('# tiny\n'), 'pytorch_model.bin': Buffer.from('not read by gptune'), ...extra };
-}
 
 /** A port on 127.0.0.1 where nothing listens (connection refused). */
 async function closedPort(): Promise<string> {
