@@ -43,6 +43,6 @@ export { EXPORT_DTYPES, planAdapterGGUF, planModelGGUF, writeGGUF } from './gguf
 export type { ExportDtype, ExportedTensor, GGUFPlan } from './gguf';
 export { BASE_DTYPES } from './model/frozen_base';
 export type { BaseDtype } from './model/frozen_base';
-export { hubCacheDir, isHubModelSpec, parseHubModelId, pinnedModelId, resolveHubModel } from './hub';
+export { hubCacheDir, isHubModelSpec, parseHubModelId, pinnedModelId, resolveHubAdapter, resolveHubModel } from './hub';
 export type { DownloadProgress, HubModelId, HubOptions, HubSnapshot } from './hub';
 export { HubAccessError, HubError } from './errors';

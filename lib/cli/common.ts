@@ -1,7 +1,7 @@
 /** Shared pieces of the CLI commands: common flags, output, model and data opening. */
 import * as fs from 'fs';
 import { DEVICE_CHOICES, DeviceChoice, PRECISIONS } from '../device';
-import { localModelFolder } from '../hub';
+import { localAdapterFolder, localModelFolder } from '../hub';
 import type { DownloadProgress, HubOptions } from '../hub';
 import { loadAdapter, parseAdapterSpec } from '../lora/apply';
 import { BASE_DTYPES, BaseDtype, QUANTIZE_DTYPES, QuantizeDtype, storageOptions } from '../model/frozen_base';
@@ -40,6 +40,8 @@ export interface Command {
   flags: Record<string, FlagSpec>;
   /** Flags naming a model that may be a Hugging Face Hub id: main() downloads it and passes the snapshot folder. */
   modelFlags?: string[];
+  /** Flags naming PEFT adapters (DIR[:WEIGHT], repeatable) that may be Hub ids (org/name[@revision][:WEIGHT]): main() downloads them likewise. */
+  adapterFlags?: string[];
   /** Whether the command reads positional arguments (it checks them); otherwise any is an error. */
   positionals?: boolean;
   run(values: Record<string, unknown>, positionals: string[]): Promise<void> | void;
@@ -64,7 +66,7 @@ export type { OpenedModel };
  * as --base-dtype does AND the LM head; the two flags may both be given only when they agree.
  */
 export const ADAPTER_FLAGS: Record<string, FlagSpec> = {
-  adapter: { type: 'strings', help: 'apply a PEFT LoRA adapter folder on the model: DIR, or DIR:WEIGHT to scale it; repeat to apply several at once' },
+  adapter: { type: 'strings', help: 'apply a PEFT LoRA adapter on the model: a folder DIR or a Hugging Face id org/name[@revision], with :WEIGHT to scale it; repeat to apply several at once' },
   'base-dtype': { type: 'string', choices: BASE_DTYPES, help: "store the base's linear weights as f32 (default), bf16, int8, nf4 (QLoRA inference), q8_0 or q4_k" },
   quantize: {
     type: 'string', choices: QUANTIZE_DTYPES,
@@ -104,7 +106,10 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
 
 /** The Hub settings of a command: --offline (else HF_HUB_OFFLINE), and a progress line on a terminal. */
 export function hubOptions(v: Record<string, unknown>): HubOptions {
-  return { offline: v.offline === true ? true : undefined, onProgress: downloadProgressLine(process.stderr) };
+  return {
+    offline: v.offline === true ? true : undefined, onProgress: downloadProgressLine(process.stderr),
+    onWait: (message) => process.stderr.write(`note: ${message}\n`),
+  };
 }
 
 /**
@@ -116,6 +121,19 @@ export async function resolveModelFlags(command: Command, v: Record<string, unkn
     const spec = v[flag];
     if (typeof spec === 'string') v[flag] = (await localModelFolder(spec, `--${flag}`, hubOptions(v))).dir;
   }
+  for (const flag of command.adapterFlags ?? []) {
+    const specs = v[flag];
+    if (!Array.isArray(specs)) continue;
+    const local: string[] = [];
+    for (const spec of specs as string[]) local.push(await localAdapterSpec(spec, `--${flag}`, v));
+    v[flag] = local;
+  }
+}
+
+/** An adapter value DIR[:WEIGHT] with a Hub id in place of DIR replaced by its snapshot folder (the :WEIGHT kept as written). */
+export async function localAdapterSpec(value: string, label: string, v: Record<string, unknown>): Promise<string> {
+  const { dir } = parseAdapterSpec(value);
+  return `${await localAdapterFolder(dir, label, hubOptions(v))}${value.slice(dir.length)}`;
 }
 
 /** A download's progress as one rewritten line on a terminal (file, MB received of the total, rate); nothing otherwise. */

@@ -229,7 +229,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   use_rslora: { type: 'bool', default: false, flag: 'use-rslora', help: 'rsLoRA scaling alpha / sqrt(r)' },
   lora_modules_to_save: { type: 'string', nullable: true, default: null, flag: 'lora-modules-to-save', help: 'modules trained in full with the adapter, comma-separated (lm_head, embed_tokens / wte)' },
   base_dtype: { type: 'string', choices: BASE_DTYPES, default: 'f32', flag: 'base-dtype', help: "storage of the frozen base's linear weights: f32, bf16, int8, nf4 (QLoRA), q8_0 or q4_k (ggml's blocks); anything but f32 needs --lora" },
-  adapter: { type: 'string', nullable: true, default: null, flag: 'adapter', help: 'continue training this PEFT adapter folder (implies --lora; r, alpha and targets come from it)' },
+  adapter: { type: 'string', nullable: true, default: null, flag: 'adapter', help: 'continue training this PEFT adapter: a folder, or a Hugging Face id org/name[@revision] downloaded into the HF cache (implies --lora; r, alpha and targets come from it)' },
   max_skipped_steps: { type: 'int', min: 1, default: 5, flag: 'max-skipped-steps', help: 'stop as diverged after N consecutive steps with a non-finite loss or gradient norm (each is skipped)' },
   divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },
   max_memory: { type: 'string', nullable: true, byteSize: true, default: null, flag: 'max-memory', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },

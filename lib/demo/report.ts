@@ -36,7 +36,7 @@ function classifierRows(r: DemoReport): Array<[Classifier, string]> {
   return [
     ['majority', 'always the most common training label'],
     ['naive_bayes', `word counts of ${all} training emails`],
-    ['base_zero_shot', 'pretrained on general English only; label scoring'],
+    ['base_zero_shot', r.base.source === undefined ? 'pretrained on general English only; label scoring' : 'the --base model as it was given; label scoring'],
     ['domain_zero_shot', 'base + continued pretraining on the training emails (no labels)'],
     ['task', `base + supervised fine-tuning on ${all} labelled emails`],
     ['task_lora', `frozen base + a LoRA adapter (r = ${r.settings.lora.r}, ${r.settings.lora.targets}) trained the same way`],
@@ -94,10 +94,34 @@ function loraSection(r: DemoReport): string[] {
   ];
 }
 
+/**
+ * The Setup bullets about the base model and the tokenizer: the demo's own pretraining and learned
+ * BPE, or the model --base named (repository and commit, or folder) with its own tokenizer.
+ */
+function baseLines(r: DemoReport): string[] {
+  const t = r.tokenizer, source = r.base.source, pretrain = r.runs.pretrain;
+  const perToken = `${fixed(t.general_chars_per_token, 2)} characters per token on the State of the Union addresses and Moby-Dick, ${fixed(t.email_chars_per_token, 2)} on emails`;
+  if (source === undefined || pretrain !== undefined) {
+    const p = pretrain!;
+    return [
+      `- **Base model**: GPT-2 architecture, ${p.seq_len} positions, ${r.base.config.n_layer as number} layers, ${r.base.config.n_head as number} heads, width ${r.base.config.n_embd as number}, ${r.base.parameters} parameters; pretrained from random weights on ${r.data.general.pretrain_chars} characters of State of the Union addresses and Moby-Dick (${r.data.general.documents} documents) for ${p.steps} steps of ${p.batch_size} x ${p.seq_len} tokens, peak learning rate ${p.learning_rate}.${r.base.cached ? ` Loaded from the cache (key ${codeSpan(r.base.cache_key!)}, trained ${codeSpan(r.base.trained_on!)}); its numbers are those of that run.` : ''}`,
+      `- **Tokenizer**: byte-level BPE with ${t.vocab_size} tokens (${t.merges} merges learned from ${t.learned_from_chars} characters of the same text in ${fixed(t.seconds!, 1)} s); ${fixed(t.general_chars_per_token, 2)} characters per token on that text, ${fixed(t.email_chars_per_token, 2)} on emails.`,
+    ];
+  }
+  const where = source.repo_id !== null
+    ? `${codeSpan(source.repo_id)} from the Hugging Face Hub at commit ${codeSpan(source.commit!)}${source.revision !== null && source.revision !== source.commit ? ` (revision ${codeSpan(source.revision)})` : ''}, ${source.downloaded ? 'downloaded' : 'found in the cache'} in ${fixed(source.obtained_s, 1)} s`
+    : `the folder ${codeSpan(source.dir)}`;
+  const heads = source.kv_heads === source.heads ? `${source.heads} heads` : `${source.heads} query heads and ${source.kv_heads} key/value heads`;
+  return [
+    `- **Base model**: ${where} (given as ${codeSpan(source.given)}): ${codeSpan(source.model_type)} architecture, ${source.layers} layers, ${heads}, width ${source.width}, a context of ${source.context_length} tokens, ${r.base.parameters} parameters. Every run starts from it (scratch runs from its architecture with fresh weights); the runs train on sequences of ${r.settings.model.n_positions} tokens. ${source.training_cost[0].toUpperCase()}${source.training_cost.slice(1)}.`,
+    `- **Tokenizer**: the base's own, ${codeSpan(t.name!)}, ${t.vocab_size} tokens (documents separated by its end-of-sequence token); ${perToken}.`,
+  ];
+}
+
 export function formatReport(r: DemoReport): string {
   const m = r.machine, s = r.settings, e = r.data.emails, c = r.classification, g = r.generation, runs = r.runs;
   const out: string[] = [];
-  out.push(`# gptune demo: pretraining, domain- and task-specific fine-tuning (${r.preset})`);
+  out.push(r.base.source === undefined ? `# gptune demo: pretraining, domain- and task-specific fine-tuning (${r.preset})` : `# gptune demo: domain- and task-specific fine-tuning of a given base model (${r.preset})`);
   out.push('');
   out.push(`Command ${codeSpan(r.command)}, finished ${codeSpan(r.date)}, gptune ${codeSpan(r.gptune_version)}.`);
   out.push(`Machine: ${codeSpan(m.cpu)}, ${m.cores} cores, ${fixed(m.memory_gb, 1)} GiB memory, ${codeSpan(m.platform)}, Node ${codeSpan(m.node)}; kernels on ${m.threads} threads (${codeSpan(m.simd)}). Load average (os.loadavg()) at the start ${m.load_average_start.map((x) => fixed(x, 2)).join(', ')}, at the end ${m.load_average_end.map((x) => fixed(x, 2)).join(', ')}: other work on the machine slows every timing below.`);
@@ -105,9 +129,8 @@ export function formatReport(r: DemoReport): string {
   out.push('');
   out.push('## Setup');
   out.push('');
-  out.push(`- **Base model**: GPT-2 architecture, ${runs.pretrain.seq_len} positions, ${r.base.config.n_layer as number} layers, ${r.base.config.n_head as number} heads, width ${r.base.config.n_embd as number}, ${r.base.parameters} parameters; pretrained from random weights on ${r.data.general.pretrain_chars} characters of State of the Union addresses and Moby-Dick (${r.data.general.documents} documents) for ${runs.pretrain.steps} steps of ${runs.pretrain.batch_size} x ${runs.pretrain.seq_len} tokens, peak learning rate ${runs.pretrain.learning_rate}.${r.base.cached ? ` Loaded from the cache (key ${codeSpan(r.base.cache_key)}, trained ${codeSpan(r.base.trained_on)}); its numbers are those of that run.` : ''}`);
-  out.push(`- **Tokenizer**: byte-level BPE with ${r.tokenizer.vocab_size} tokens (${r.tokenizer.merges} merges learned from ${r.tokenizer.learned_from_chars} characters of the same text in ${fixed(r.tokenizer.seconds, 1)} s); ${fixed(r.tokenizer.general_chars_per_token, 2)} characters per token on that text, ${fixed(r.tokenizer.email_chars_per_token, 2)} on emails.`);
-  out.push(`- **Emails**: the SpamAssassin corpus, ${e.read} emails read, ${e.duplicates} exact duplicates dropped${e.conflicting > 0 ? ` (${e.conflicting} with conflicting labels, both copies dropped)` : ''}; split once with seed ${s.split_seed} into train ${e.train.available}, validation ${e.validation.available}, test ${e.test.available}. This run used train ${e.train.used} (${e.train.spam} spam), validation ${e.validation.used} (${e.validation.spam} spam), test ${e.test.used} (${e.test.spam} spam). Each email is its subject plus the first ${s.bodyChars} characters of its body, cut back further at a word boundary where needed so that every training example fits the ${runs.pretrain.seq_len}-token context. The test split is never trained on or used to choose a model; validation loss picks each run's best step.`);
+  out.push(...baseLines(r));
+  out.push(`- **Emails**: the SpamAssassin corpus, ${e.read} emails read, ${e.duplicates} exact duplicates dropped${e.conflicting > 0 ? ` (${e.conflicting} with conflicting labels, both copies dropped)` : ''}; split once with seed ${s.split_seed} into train ${e.train.available}, validation ${e.validation.available}, test ${e.test.available}. This run used train ${e.train.used} (${e.train.spam} spam), validation ${e.validation.used} (${e.validation.spam} spam), test ${e.test.used} (${e.test.spam} spam). Each email is its subject plus the first ${s.bodyChars} characters of its body, cut back further at a word boundary where needed so that every training example fits the ${runs.task.seq_len}-token context. The test split is never trained on or used to choose a model; validation loss picks each run's best step.`);
   out.push(`- **Fine-tuning**: every classification run uses the same plan (batch ${s.finetune.batchSize}, peak learning rate ${s.finetune.learningRate}, cosine schedule), differing only in its starting weights, except the LoRA run's learning rate (chosen on validation, below); the prompt is the email in the template ${codeSpan(s.classification_template)}, the completion the label, and the test emails are classified by which label the model finds more likely.`);
   out.push('');
   out.push('## Findings');
@@ -138,7 +161,7 @@ export function formatReport(r: DemoReport): string {
   out.push('Validation loss is the mean cross-entropy (nats per token) on the validation split: all tokens for pretraining and domain runs, the label (or subject) tokens for task runs.');
   out.push('');
   out.push(table(['run', 'starts from', 'data', 'per epoch', 'steps', 'val loss before', 'best val loss', 'final val loss', 'stopped', 'wall s'], [
-    runRow('pretrain', 'random weights', 'SOTU + Moby-Dick text', runs.pretrain, true),
+    ...(runs.pretrain === undefined ? [] : [runRow('pretrain', 'random weights', 'SOTU + Moby-Dick text', runs.pretrain, true)]),
     runRow('domain', 'base', 'training emails, text only', runs.domain, true),
     runRow('task', 'base', 'labelled training emails', runs.task),
     runRow('task_lora', 'base (frozen) + LoRA adapter', 'labelled training emails', runs.task_lora),
@@ -166,7 +189,8 @@ export function formatReport(r: DemoReport): string {
   out.push('');
   out.push(table(['email (start)', 'label', 'base', 'task', 'LoRA', 'scratch', 'naive Bayes'], r.samples.classification.map((x) => [x.email, x.label, x.base, x.task, x.lora, x.scratch, x.naive_bayes].map(codeSpan))));
   out.push('');
-  out.push('The trained models are in the models folder beside this report (Hugging Face GPT-2 folders; try gptune generate --model models/subject; task_lora is a PEFT adapter folder for models/base, applied with --adapter models/task_lora), the prepared data in data, every number of this report in report.json.');
+  const folders = r.base.source === undefined ? 'GPT-2 folders' : `folders of the base's architecture, ${codeSpan(r.base.source.model_type)}, with its tokenizer`;
+  out.push(`The trained models are in the models folder beside this report (Hugging Face ${folders}; try gptune generate --model models/subject; task_lora is a PEFT adapter folder for models/base, applied with --adapter models/task_lora), the prepared data in data, every number of this report in report.json.`);
   out.push('');
   return out.join('\n');
 }

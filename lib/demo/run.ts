@@ -31,7 +31,8 @@ import { classificationReport, ClassificationReport, evaluateClassification, eva
 import { FileContents, writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { prepareOutputFolder } from '../io/output';
 import { copyModelFolder, loadModel, saveModel, TOKENIZER_FILES } from '../model/checkpoint';
-import { parseGPT2Config } from '../model/config';
+import { loadModelConfig, parseGPT2Config } from '../model/config';
+import { contextLength } from '../model/decoder_config';
 import { Decoder } from '../model/decoder';
 import { loadAdapter } from '../lora/apply';
 import { adapterFiles } from '../lora/files';
@@ -47,7 +48,7 @@ import { NaiveBayes } from './naive_bayes';
 import { DemoPreset, LoraPlan, PRESETS, TrainingPlan } from './presets';
 import { comparePaired } from './stats';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } from './names';
-import type { ClassificationRow, DemoOptions, DemoReport, GenerationRow, LoraSummary, StageCost } from './types';
+import type { BaseSource, ClassificationRow, DemoOptions, DemoReport, GenerationRow, GivenBase, LoraSummary, StageCost } from './types';
 import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from './svg';
 import { peakRssMB, RunRecord, trainRun } from './training';
@@ -75,24 +76,38 @@ class Log {
  * Emails -> the demo's texts, each cut to fit the context: "Subject: <subject>\n<body>" for
  * classification (and as the domain text), "<body>\nSubject:" -> " <subject>" for subject lines.
  * The body starts as its first bodyChars characters and is cut back further, at word boundaries,
- * until the whole training example (prompt, completion, <|endoftext|>) fits n_positions tokens, so
- * the data pipeline never has to drop the start of a prompt (which would drop the subject).
+ * until the whole training example (BOS where the tokenizer adds one, prompt, completion, EOS) fits
+ * seqLen tokens, so the data pipeline never has to drop the start of a prompt (which would drop the
+ * subject). The special tokens' texts (<|endoftext|>; a Llama tokenizer's <s>, </s>) are removed
+ * from the emails, so an email never holds a document boundary.
  */
 class EmailTexts {
   private readonly classificationCache = new Map<Email, string>();
   private readonly subjectCache = new Map<Email, { prompt: string; completion: string }>();
   private readonly compiled = compileTemplate('classification', CLASSIFICATION_TEMPLATE);
+  /** Tokens an example has besides its text: EOS, and BOS where the tokenizer adds one. */
+  private readonly specialTokens: number;
+  private readonly specialTexts: string[];
 
-  constructor(private readonly preset: DemoPreset, private readonly tokenizer: Tokenizer) {}
+  constructor(private readonly preset: DemoPreset, private readonly tokenizer: Tokenizer, private readonly seqLen: number) {
+    this.specialTokens = 1 + (tokenizer.addBosToken && tokenizer.bosTokenId !== null ? 1 : 0);
+    const t = tokenizer.specialTokenText;
+    this.specialTexts = [...new Set([t.eos_token, t.bos_token, t.unk_token, t.pad_token].filter((x): x is string => x !== null && x !== ''))];
+  }
+
+  /** The text between documents of a plain-text file: the tokenizer's EOS. */
+  get documentSeparator(): string {
+    return this.tokenizer.specialTokenText.eos_token;
+  }
 
   private fit(body: string, tokensWith: (body: string) => number): string {
     let fitted = truncateText(body, this.preset.bodyChars);
-    while (fitted.length > 0 && tokensWith(fitted) > this.preset.model.n_positions) fitted = truncateText(fitted, Math.floor(fitted.length * 0.9));
+    while (fitted.length > 0 && tokensWith(fitted) > this.seqLen) fitted = truncateText(fitted, Math.floor(fitted.length * 0.9));
     return fitted;
   }
 
   private clean(text: string): string {
-    return text.split(END_OF_TEXT).join('');
+    return this.specialTexts.reduce((t, special) => t.split(special).join(''), text);
   }
 
   classification(e: Email): string {
@@ -102,7 +117,7 @@ class EmailTexts {
       const render = (body: string) => `Subject: ${subject}\n${body}`;
       const tokensWith = (body: string) => Math.max(...LABELS.map((label) => {
         const r = renderRecord({ kind: 'classification', text: render(body), label, file: '', line: 0 }, this.compiled);
-        return this.tokenizer.encode(r.prompt).length + this.tokenizer.encode(r.completion).length + 1;
+        return this.tokenizer.encode(r.prompt).length + this.tokenizer.encode(r.completion).length + this.specialTokens;
       }));
       text = render(this.fit(this.clean(e.body), tokensWith));
       this.classificationCache.set(e, text);
@@ -114,7 +129,7 @@ class EmailTexts {
     let record = this.subjectCache.get(e);
     if (record === undefined) {
       const completion = ` ${this.clean(truncateText(e.subject, this.preset.subjectChars))}`;
-      const completionTokens = this.tokenizer.encode(completion).length + 1;
+      const completionTokens = this.tokenizer.encode(completion).length + this.specialTokens;
       const body = this.fit(this.clean(e.body), (b) => this.tokenizer.encode(`${b}${SUBJECT_PROMPT_SUFFIX}`).length + completionTokens);
       record = { prompt: `${body}${SUBJECT_PROMPT_SUFFIX}`, completion };
       this.subjectCache.set(e, record);
@@ -173,15 +188,36 @@ function baseCacheKey(preset: DemoPreset, seed: number, corpus: { documents: num
   return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 16);
 }
 
+/** The base model every run starts from: pretrained by the demo (`built`), or the model --base named (`source`). */
 interface BaseModel {
   dir: string;
   cached: boolean;
+  wallSeconds: number;
+  built: PretrainedBase | null;
+  source: BaseSource | null;
+}
+
+/** What the demo's own pretraining measured (now, or in the run that filled its cache). */
+interface PretrainedBase {
   cacheKey: string;
   pretrain: RunRecord;
   tokenizerInfo: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number };
   pretrainChars: number;
   trainedOn: string;
-  wallSeconds: number;
+}
+
+const BASE_TRAINING_COST = "the base model's own pretraining happened before this demo, elsewhere: its cost is not in this report's compute figures, which cover only the fine-tuning runs, evaluations and baselines";
+
+/** --base: the model folder described for the report (its architecture from config.json). */
+function givenBase(given: GivenBase): BaseModel {
+  const cfg = loadModelConfig(given.dir);
+  const source: BaseSource = {
+    given: given.given, repo_id: given.repoId, revision: given.revision, commit: given.commit, dir: path.resolve(given.dir),
+    model_type: cfg.modelType, layers: cfg.layers, heads: cfg.heads, kv_heads: cfg.kvHeads, width: cfg.width, context_length: contextLength(cfg),
+    obtained_s: given.seconds, downloaded: given.downloaded, training_cost: BASE_TRAINING_COST,
+  };
+  // cached: a Hub model found complete in the HF cache (a folder is neither cached nor downloaded).
+  return { dir: given.dir, cached: given.repoId !== null && !given.downloaded, wallSeconds: given.seconds, built: null, source };
 }
 
 /** The base model folder: from the cache, or learned (tokenizer + pretraining) and stored. */
@@ -192,7 +228,10 @@ async function obtainBase(opts: DemoOptions, preset: DemoPreset, docs: readonly 
   if (opts.cache && fs.existsSync(path.join(cachedDir, 'pretrain.json')) && fs.existsSync(path.join(cachedDir, 'model.safetensors'))) {
     const info = JSON.parse(fs.readFileSync(path.join(cachedDir, 'pretrain.json'), 'utf8'));
     log.line(`base model: cached in ${cachedDir} (pretrained ${info.trained_on})`);
-    return { dir: cachedDir, cached: true, cacheKey, pretrain: info.pretrain, tokenizerInfo: info.tokenizer, pretrainChars: info.pretrain_chars, trainedOn: info.trained_on, wallSeconds: info.wall_s };
+    return {
+      dir: cachedDir, cached: true, wallSeconds: info.wall_s, source: null,
+      built: { cacheKey, pretrain: info.pretrain, tokenizerInfo: info.tokenizer, pretrainChars: info.pretrain_chars, trainedOn: info.trained_on },
+    };
   }
   const started = Date.now();
   const ordered = pretrainingDocuments(docs, preset.corpusChars, opts.seed);
@@ -208,7 +247,7 @@ async function obtainBase(opts: DemoOptions, preset: DemoPreset, docs: readonly 
   const model = newModel(preset, tokenizer, opts.seed);
   try {
     const { record } = await trainRun({
-      name: 'pretrain', model, tokenizer, format: 'text', trainFile: corpusFile, validation: { fraction: preset.pretrainValidationFraction },
+      name: 'pretrain', model, tokenizer, format: 'text', trainFile: corpusFile, validation: { fraction: preset.pretrainValidationFraction }, seqLen: preset.model.n_positions,
       plan: preset.pretrain, seed: opts.seed, threads: opts.threads, progress: opts.progress,
     });
     const tokenizerInfo = { vocab_size: tokenizer.vocabSize, merges: trained.merges.length, learned_from_chars: bpeTexts.reduce((n, t) => n + t.length, 0), seconds: bpeSeconds };
@@ -218,7 +257,7 @@ async function obtainBase(opts: DemoOptions, preset: DemoPreset, docs: readonly 
     const dir = opts.cache ? cachedDir : path.join(workDir, 'base');
     saveModel(model, dir, { extraFiles: { ...files, 'pretrain.json': JSON.stringify(info, null, 1) + '\n' } });
     if (opts.cache) log.line(`base model: stored in ${dir}`);
-    return { dir, cached: false, cacheKey, pretrain: record, tokenizerInfo, pretrainChars, trainedOn, wallSeconds };
+    return { dir, cached: false, wallSeconds, source: null, built: { cacheKey, pretrain: record, tokenizerInfo, pretrainChars, trainedOn } };
   } finally {
     model.free();
   }
@@ -303,8 +342,8 @@ function writeDataFiles(dataDir: string, texts: EmailTexts, e: EmailSets): Recor
   writeFileAtomic(files.clsTrainFew, clsRows(e.trainFew));
   writeFileAtomic(files.clsValidation, clsRows(e.validation));
   writeFileAtomic(files.clsTest, clsRows(e.test));
-  writeFileAtomic(files.domainTrain, e.train.map((m) => texts.classification(m)).join(END_OF_TEXT));
-  writeFileAtomic(files.domainValidation, e.validation.map((m) => texts.classification(m)).join(END_OF_TEXT));
+  writeFileAtomic(files.domainTrain, e.train.map((m) => texts.classification(m)).join(texts.documentSeparator));
+  writeFileAtomic(files.domainValidation, e.validation.map((m) => texts.classification(m)).join(texts.documentSeparator));
   writeFileAtomic(files.genTrain, jsonl(e.genTrain.map((m) => texts.subject(m))));
   writeFileAtomic(files.genValidation, jsonl(e.genValidation.map((m) => texts.subject(m))));
   writeFileAtomic(files.genTest, jsonl(e.genTest.map((m) => texts.subject(m))));
@@ -367,6 +406,8 @@ interface FineTuning {
   stages: Stages;
   base: BaseModel;
   tokenizer: Tokenizer;
+  /** T of every fine-tuning run: the preset's context, or the base's when that is shorter. */
+  seqLen: number;
   modelsDir: string;
   files: Record<DataFile, string>;
   results: TestResults;
@@ -377,8 +418,15 @@ interface FineTuning {
  * with few labels; then subject lines. Each model is saved to models/NAME and evaluated.
  */
 async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs: Omit<DemoReport['runs'], 'pretrain'>; lora: LoraSummary }> {
-  const { opts, preset, log, stages, base, tokenizer, modelsDir, files, results } = ft;
+  const { opts, preset, log, stages, base, tokenizer, seqLen, modelsDir, files, results } = ft;
   const runs = {} as DemoReport['runs'];
+  // From scratch: the base's architecture with fresh weights (the demo's own base: its preset, as before).
+  const scratchModel = (): Decoder => {
+    if (base.built !== null) return newModel(preset, tokenizer, opts.seed + 1);
+    const model = new Decoder(loadModelConfig(base.dir), 'cpu');
+    model.initRandom(opts.seed + 1);
+    return model;
+  };
   const plans: Record<RunKind, { trainFile: string; validation: string; plan: TrainingPlan; format: 'classification' | 'text' | 'prompt_completion'; template?: string }> = {
     classification: { trainFile: files.clsTrain, validation: files.clsValidation, plan: preset.finetune, format: 'classification', template: CLASSIFICATION_TEMPLATE },
     classification_few: { trainFile: files.clsTrainFew, validation: files.clsValidation, plan: preset.fewLabelled, format: 'classification', template: CLASSIFICATION_TEMPLATE },
@@ -391,7 +439,7 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
     const spec = plans[kind];
     const { record } = await trainRun({
       name, model: start, tokenizer, format: spec.format, trainFile: spec.trainFile, validation: { file: spec.validation }, template: spec.template,
-      plan: lora?.plan ?? spec.plan, lora: lora?.settings, seed: opts.seed, threads: opts.threads, progress: opts.progress,
+      plan: lora?.plan ?? spec.plan, lora: lora?.settings, seed: opts.seed, threads: opts.threads, progress: opts.progress, seqLen,
     });
     stages.addTraining(stage, record.wall_s, record, false);
     log.line(`${name}: validation loss ${record.initial_val_loss.toFixed(4)} -> ${record.best_val_loss.toFixed(4)} (best at step ${record.best_step} of ${record.steps}), ${record.wall_s.toFixed(1)} s`);
@@ -410,7 +458,10 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
    * user has), not the model still in memory.
    */
   const loraFineTune = async (): Promise<LoraSummary> => {
-    const settings = preset.lora, baseDir = path.join(modelsDir, 'base'), dir = path.join(modelsDir, 'task_lora');
+    const settings = preset.lora, dir = path.join(modelsDir, 'task_lora');
+    // The base the adapter records (PEFT's base_model_name_or_path): a Hub base by its repository and commit, else models/base.
+    const hub = base.source?.repo_id != null && base.source.commit !== null ? `${base.source.repo_id}@${base.source.commit}` : null;
+    const baseDir = hub ?? path.join(modelsDir, 'base');
     const candidates: RunRecord[] = [];
     let chosen: { record: RunRecord; files: Record<string, FileContents>; modules: number; scaling: number } | null = null;
     for (const learningRate of settings.learningRates) {
@@ -452,9 +503,9 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
     results.writeSubjects('domain', x);
   }));
   await withModel(loadModel(path.join(modelsDir, 'domain')), (m) => fineTune('combined', m, 'classification', 'combined: the domain model, then the same task fine-tuning', (x) => results.classify('combined', x)));
-  await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch', m, 'classification', 'the same task fine-tuning from random weights (no pretraining)', (x) => results.classify('scratch', x)));
+  await withModel(scratchModel(), (m) => fineTune('scratch', m, 'classification', 'the same task fine-tuning from random weights (no pretraining)', (x) => results.classify('scratch', x)));
   await withModel(loadModel(base.dir), (m) => fineTune('task_few', m, 'classification_few', `low data: task fine-tuning from the base model on only ${few}`, (x) => results.classify('task_few', x)));
-  await withModel(newModel(preset, tokenizer, opts.seed + 1), (m) => fineTune('scratch_few', m, 'classification_few', `low data: task fine-tuning from random weights on only ${few}`, (x) => results.classify('scratch_few', x)));
+  await withModel(scratchModel(), (m) => fineTune('scratch_few', m, 'classification_few', `low data: task fine-tuning from random weights on only ${few}`, (x) => results.classify('scratch_few', x)));
   await withModel(loadModel(base.dir), (m) => fineTune('subject', m, 'prompt_completion', 'subject-line generation fine-tuning from the base model (prompt = body, completion = subject)', (x) => results.writeSubjects('subject', x)));
   return { runs, lora };
 }
@@ -527,8 +578,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   const workDir = path.join(outDir, '.work');
   const dataDir = path.join(outDir, 'data');
   const modelsDir = path.join(outDir, 'models');
-  // A missing data package is named before --out is created.
+  // A missing data package, or a --base folder that is no model, is named before --out is created.
   for (const pkg of Object.values(DATASET_PACKAGES)) datasetDir(pkg);
+  const given = opts.base === null ? null : givenBase(opts.base);
+  if (given !== null) loadTokenizer(given.dir);
   prepareDemoOutput(outDir);
   fs.mkdirSync(workDir, { recursive: true });
   fs.mkdirSync(dataDir, { recursive: true });
@@ -543,14 +596,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     log.line(`emails: ${splits.read} read, ${splits.duplicates} duplicates dropped; using train ${train.length} (low-data runs: ${trainFew.length}), validation ${validation.length}, test ${test.length} (subject task: test ${genTest.length})`);
     stages.add('read the corpora', (Date.now() - readStart) / 1000);
 
-    const base = await obtainBase(opts, preset, docs, workDir, log);
-    stages.addTraining('tokenizer + pretraining (base)', base.wallSeconds, base.pretrain, base.cached);
+    const base = given ?? await obtainBase(opts, preset, docs, workDir, log);
+    if (base.built !== null) stages.addTraining('tokenizer + pretraining (base)', base.wallSeconds, base.built.pretrain, base.cached);
+    else stages.add(`obtain the base (${base.source?.repo_id == null ? 'a local folder' : base.cached ? 'from the Hugging Face cache' : 'downloaded from the Hub'})`, base.wallSeconds);
+    if (base.source !== null) log.line(`base model: ${base.source.given} (${base.source.model_type}, ${base.source.layers} layers x ${base.source.width} wide), from ${base.dir}`);
     const tokenizer = loadTokenizer(base.dir);
+    const baseConfig = loadModelConfig(base.dir);
+    const seqLen = Math.min(preset.model.n_positions, contextLength(baseConfig));
     copyModelFolder(base.dir, path.join(modelsDir, 'base'));
 
-    // The email texts are cut to fit the base model's context.
+    // The email texts are cut to fit the context the runs train with.
     const preparedAt = Date.now();
-    const texts = new EmailTexts(preset, tokenizer);
+    const texts = new EmailTexts(preset, tokenizer, seqLen);
     const files = writeDataFiles(dataDir, texts, emails);
     stages.add('fit email texts to the context, write data files', (Date.now() - preparedAt) / 1000);
 
@@ -560,8 +617,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       results.classify('base_zero_shot', m);
       results.writeSubjects('base', m);
     }));
-    const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, modelsDir, files, results }, trainFew.length);
-    const runs: DemoReport['runs'] = { pretrain: base.pretrain, ...tuned.runs };
+    const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, seqLen, modelsDir, files, results }, trainFew.length);
+    const runs: DemoReport['runs'] = base.built === null ? tuned.runs : { pretrain: base.built.pretrain, ...tuned.runs };
 
     const truth = test.map((e) => e.label);
     const { rows, predictions } = results;
@@ -582,19 +639,24 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       seed: opts.seed,
       date: new Date().toISOString(),
       machine: { ...host, load_average_end: os.loadavg() },
-      settings: { ...preset, split_seed: SPLIT_SEED, split_fractions: SPLIT_FRACTIONS, classification_template: CLASSIFICATION_TEMPLATE },
+      // With --base, settings.model is the shape the runs had: the base's, at the sequence length used.
+      settings: {
+        ...preset, ...(base.built === null ? { model: { n_layer: baseConfig.layers, n_head: baseConfig.heads, n_embd: baseConfig.width, n_positions: seqLen } } : {}),
+        split_seed: SPLIT_SEED, split_fractions: SPLIT_FRACTIONS, classification_template: CLASSIFICATION_TEMPLATE,
+      },
       data: {
-        general: { documents: docs.length, chars: docs.reduce((n, d) => n + d.text.length, 0), pretrain_chars: base.pretrainChars },
+        general: { documents: docs.length, chars: docs.reduce((n, d) => n + d.text.length, 0), ...(base.built === null ? {} : { pretrain_chars: base.built.pretrainChars }) },
         emails: emailFigures(emails, majorityLabel),
       },
       tokenizer: {
-        ...base.tokenizerInfo,
+        ...(base.built === null ? { vocab_size: tokenizer.vocabSize, name: tokenizer.name } : base.built.tokenizerInfo),
         general_chars_per_token: charsPerToken(tokenizer, docs.slice(0, 20).map((d) => d.text.slice(0, 20000))),
         email_chars_per_token: charsPerToken(tokenizer, train.slice(0, 200).map((e) => texts.classification(e))),
       },
       base: {
-        cached: base.cached, cache_key: base.cacheKey, trained_on: base.trainedOn, parameters: countParameters(base.dir),
+        cached: base.cached, ...(base.built === null ? {} : { cache_key: base.built.cacheKey, trained_on: base.built.trainedOn }), parameters: countParameters(base.dir),
         config: JSON.parse(fs.readFileSync(path.join(base.dir, 'config.json'), 'utf8')) as Record<string, unknown>,
+        ...(base.source === null ? {} : { source: base.source }),
       },
       runs,
       classification: results.rows,
@@ -647,8 +709,9 @@ function countParameters(dir: string): number {
 function curvePanels(r: DemoReport): Panel[] {
   const val = (run: RunRecord, name: string) => ({ name, points: run.val_curve.map((p) => [p.step, p.loss] as const) });
   const trainLoss = (run: RunRecord, name: string) => ({ name, points: run.train_curve.map((p) => [p.step, p.loss] as const), dashed: true });
+  const pretrain = r.runs.pretrain;
   return [
-    { title: 'Pretraining (SOTU + Moby-Dick)', xLabel: 'step', yLabel: 'loss (nats/token)', series: [val(r.runs.pretrain, 'validation'), trainLoss(r.runs.pretrain, 'training')] },
+    ...(pretrain === undefined ? [] : [{ title: 'Pretraining (SOTU + Moby-Dick)', xLabel: 'step', yLabel: 'loss (nats/token)', series: [val(pretrain, 'validation'), trainLoss(pretrain, 'training')] }]),
     { title: 'Domain: continued pretraining on emails', xLabel: 'step', yLabel: 'validation loss', series: [val(r.runs.domain, 'domain (from base)')] },
     {
       title: `Spam/ham, ${r.data.emails.train.used} labelled emails: validation loss`, xLabel: 'step', yLabel: 'loss on label tokens',

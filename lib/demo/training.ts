@@ -69,6 +69,8 @@ export interface RunSpec {
   seed: number;
   threads: number | null;
   progress: boolean;
+  /** T: the length of every training and validation row (at most the model's context). */
+  seqLen: number;
 }
 
 export function peakRssMB(): number {
@@ -96,7 +98,8 @@ function positions(batches: readonly Batch[]): number {
 export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data: DataReport }> {
   const started = Date.now();
   const { model, plan } = spec;
-  const T = model.contextLength;
+  const T = spec.seqLen;
+  if (T > model.contextLength) throw new Error(`demo run ${spec.name}: seqLen ${T} is longer than the model's context of ${model.contextLength} tokens`);
   const datasets = buildDatasets({
     train: spec.trainFile,
     ...('file' in spec.validation ? { validation: spec.validation.file } : { validationFraction: spec.validation.fraction }),

@@ -19,6 +19,43 @@ export interface DemoOptions {
   progress: boolean;
   /** The command line, for the report. */
   command: string;
+  /** A model to start from instead of pretraining one (--base); null: the built-in pretraining. */
+  base: GivenBase | null;
+}
+
+/** --base: a model folder, or a Hub model already resolved to its snapshot folder in the HF cache. */
+export interface GivenBase {
+  /** What --base named: org/name[@revision] or a folder. */
+  given: string;
+  /** The model folder to load (a Hub model's snapshots/<commit>). */
+  dir: string;
+  /** The Hub repository, revision and commit, when the model came from the Hub (or is a snapshot folder of the HF cache). */
+  repoId: string | null;
+  revision: string | null;
+  commit: string | null;
+  /** Seconds spent finding (and, when not cached, downloading) it; whether anything was downloaded. */
+  seconds: number;
+  downloaded: boolean;
+}
+
+/** report.json's base.source: the model --base named, what it is, and where it was loaded from. */
+export interface BaseSource {
+  given: string;
+  repo_id: string | null;
+  revision: string | null;
+  commit: string | null;
+  dir: string;
+  model_type: string;
+  layers: number;
+  heads: number;
+  kv_heads: number;
+  width: number;
+  /** The base's own context length (positions, or a shorter sliding window). */
+  context_length: number;
+  obtained_s: number;
+  downloaded: boolean;
+  /** What the demo's compute figures do not include: the base's own pretraining. */
+  training_cost: string;
 }
 
 export interface ClassificationRow {
@@ -78,7 +115,8 @@ export interface DemoReport {
   machine: { cpu: string; cores: number; memory_gb: number; platform: string; node: string; threads: number; simd: string; load_average_start: number[]; load_average_end: number[] };
   settings: DemoPreset & { split_seed: number; split_fractions: typeof SPLIT_FRACTIONS; classification_template: string };
   data: {
-    general: { documents: number; chars: number; pretrain_chars: number };
+    /** The general text (SOTU + Moby-Dick) and how much of it pretraining used (absent with --base: no pretraining). */
+    general: { documents: number; chars: number; pretrain_chars?: number };
     emails: {
       read: number; duplicates: number; conflicting: number;
       /** The label of most training emails: the majority-class baseline's constant answer. */
@@ -91,10 +129,15 @@ export interface DemoReport {
       generation_train: number; generation_validation: number; generation_test: number;
     };
   };
-  tokenizer: { vocab_size: number; merges: number; learned_from_chars: number; seconds: number; general_chars_per_token: number; email_chars_per_token: number };
-  base: { cached: boolean; cache_key: string; trained_on: string; parameters: number; config: Record<string, unknown> };
-  /** task_lora: the LoRA candidate validation picked (lora.candidates has every one tried). */
-  runs: Record<'pretrain' | 'task' | 'task_lora' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'scratch_few' | 'subject', RunRecord>;
+  /**
+   * The tokenizer every run used: the BPE the demo learned (merges, learned_from_chars, seconds), or
+   * with --base the base's own (name; no learned figures).
+   */
+  tokenizer: { vocab_size: number; merges?: number; learned_from_chars?: number; seconds?: number; name?: string; general_chars_per_token: number; email_chars_per_token: number };
+  /** cache_key and trained_on: the demo's own base cache; source: the model --base named (then there is no pretrain run). */
+  base: { cached: boolean; cache_key?: string; trained_on?: string; parameters: number; config: Record<string, unknown>; source?: BaseSource };
+  /** task_lora: the LoRA candidate validation picked (lora.candidates has every one tried); pretrain: absent with --base. */
+  runs: Record<'task' | 'task_lora' | 'domain' | 'combined' | 'scratch' | 'task_few' | 'scratch_few' | 'subject', RunRecord> & { pretrain?: RunRecord };
   classification: Record<'majority' | 'naive_bayes' | 'base_zero_shot' | 'domain_zero_shot' | 'task' | 'task_lora' | 'combined' | 'scratch' | 'task_few' | 'scratch_few', ClassificationRow>;
   generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
   /** LoRA beside full task fine-tuning (settings.lora has r, alpha, dropout, targets and the learning rates tried). */

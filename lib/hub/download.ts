@@ -15,6 +15,7 @@ import * as path from 'path';
 import { HubAccessError, HubError, OutputError } from '../errors';
 import { VERSION } from '../version';
 import { blobPath, cacheWrite, cacheWriteError, HubModelId, formatModelId } from './cache';
+import { withBlobLock } from './lock';
 
 /** Bytes received of one file; `total` is null when the server does not say. */
 export interface DownloadProgress {
@@ -28,6 +29,8 @@ export interface HubConnection {
   endpoint: string;
   token: string | null;
   onProgress?: (p: DownloadProgress) => void;
+  /** Told once when another process is downloading a file this one needs (and this one waits for it). */
+  onWait?: (message: string) => void;
 }
 
 /** What the Hub says about one file of a commit. */
@@ -133,11 +136,22 @@ export function normalizeEtag(header: string | null): string | null {
 
 /**
  * Makes blobs/<etag> hold the file described by `meta`: downloads it into blobs/<etag>.incomplete,
- * continuing what a previous run left there, checks its size and (LFS) sha256, then renames it.
+ * continuing what a previous run left there, checks its size and (LFS) sha256, then renames it; all
+ * of it holding .locks/models--org--name/<etag>.lock (lock.ts), so two processes never write one blob.
  */
 export async function downloadBlob(conn: HubConnection, id: HubModelId, file: string, repoDir: string, meta: HubFileMetadata): Promise<void> {
   const blob = blobPath(repoDir, meta.etag);
   if (fs.existsSync(blob)) return;
+  const name = `${formatModelId(id)} ${file}`;
+  // Another process downloading the same blob: wait for it, then use what it published (or continue its partial file).
+  await withBlobLock(repoDir, meta.etag, async () => {
+    if (!fs.existsSync(blob)) await downloadLocked(conn, id, file, repoDir, meta);
+  }, (pid, lock) => conn.onWait?.(`${name}: waiting for process ${pid ?? '?'}, which is downloading the same file (lock ${lock})`));
+}
+
+/** downloadBlob's transfer, run while holding the blob's lock. */
+async function downloadLocked(conn: HubConnection, id: HubModelId, file: string, repoDir: string, meta: HubFileMetadata): Promise<void> {
+  const blob = blobPath(repoDir, meta.etag);
   const incomplete = `${blob}.incomplete`;
   cacheWrite(incomplete, () => fs.mkdirSync(path.dirname(blob), { recursive: true }));
   let have = fs.existsSync(incomplete) ? fs.statSync(incomplete).size : 0;

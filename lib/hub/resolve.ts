@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { HubAccessError, HubError } from '../errors';
 import { INDEX_FILE, SINGLE_FILE } from '../io/sharded';
+import { ADAPTER_CONFIG_FILE, ADAPTER_FILES, ADAPTER_WEIGHTS_FILE } from '../lora/files';
 import { TOKENIZER_FILES } from '../model/checkpoint';
 import {
   cachedCommit, formatModelId, hasSnapshotFile, HubModelId, hubEndpoint, hubToken, isCommitHash, isHubModelSpec, linkSnapshotFile, offlineFromEnv,
@@ -24,6 +25,8 @@ export interface HubOptions {
   include?: string[];
   /** Bytes received, per file, as they arrive. */
   onProgress?: (p: DownloadProgress) => void;
+  /** Told when another process is downloading a file this one needs (this one waits for it). */
+  onWait?: (message: string) => void;
 }
 
 export interface HubSnapshot {
@@ -64,42 +67,25 @@ export async function localModelFolder(spec: string, label: string, options: Hub
   }
 }
 
-/** Makes the snapshot of `spec` (org/name[@revision]) hold the files gptune loads, downloading what it lacks. */
-export async function resolveHubModel(spec: string, options: HubOptions = {}): Promise<HubSnapshot> {
-  const id = modelId(spec);
-  const repoDir = repoCacheDir(id.repoId);
-  const offline = options.offline ?? offlineFromEnv();
-  const include = options.include;
-  if (offline) return cachedSnapshot(id, repoDir, include);
-  if (isCommitHash(id.revision) && include === undefined && missingFromCache(repoDir, id.revision) === null) {
-    return cachedSnapshot(id, repoDir, include);
-  }
-  const conn: HubConnection = { endpoint: hubEndpoint(), token: hubToken(), onProgress: options.onProgress };
-  // What to say if the Hub cannot be reached: whether --offline would help.
-  const cachedCommitOfRef = cachedCommit(repoDir, id.revision);
-  const cached = cachedCommitOfRef !== null && missingFromCache(repoDir, cachedCommitOfRef) === null;
-  const unreachable = cached
-    ? `the cache has ${formatModelId(id)}: use --offline (HF_HUB_OFFLINE=1) to load it`
-    : `check the network or HF_ENDPOINT (the cache does not have ${formatModelId(id)} for --offline to use)`;
-  const info = await revisionInfo(conn, id, unreachable);
-  const { commit, siblings } = info;
-  const fetchFile = async (file: string) => {
-    if (hasSnapshotFile(repoDir, commit, file)) return;
-    const meta = await fileMetadata(conn, id, commit, file);
-    await downloadBlob(conn, id, file, repoDir, meta);
-    linkSnapshotFile(repoDir, commit, file, meta.etag);
-  };
-  let files: string[];
-  if (include !== undefined) {
-    const patterns = include.map(globPattern);
-    // A name that would leave the snapshot folder (.., absolute) is never fetched, whatever the server lists.
-    files = siblings.filter((f) => isRepoPath(f) && patterns.some((p) => p.test(f)));
-    if (files.length === 0) throw new HubAccessError(`${formatModelId(id)}: no file matches ${include.join(', ')} (it has ${siblings.slice(0, 20).join(', ')}${siblings.length > 20 ? ', ...' : ''})`);
-    for (const file of files) await fetchFile(file);
-  } else {
+/**
+ * What a snapshot must hold: the files to fetch, picked from the repository's file list (and fetched
+ * through `fetchFile`, which may read what it fetched to pick more, e.g. a shard index), and the first
+ * file a cached snapshot lacks (null: complete). `missing` is null where no set of files is required
+ * (--include): such a snapshot is never taken from the cache without asking the Hub, except offline.
+ */
+interface SnapshotContents {
+  fetch(id: HubModelId, siblings: string[], fetchFile: (file: string) => Promise<void>, repoDir: string, commit: string): Promise<string[]>;
+  missing: ((repoDir: string, commit: string) => string | null) | null;
+}
+
+/** The files gptune loads as a model (config, weights and shards, tokenizer); an adapter repository gets its adapter files. */
+const MODEL_CONTENTS: SnapshotContents = {
+  async fetch(id, siblings, fetchFile, repoDir, commit) {
     const names = new Set(siblings);
+    // `gptune download org/adapter`: a PEFT adapter repository has no config.json of its own.
+    if (!names.has('config.json') && names.has(ADAPTER_CONFIG_FILE)) return ADAPTER_CONTENTS.fetch(id, siblings, fetchFile, repoDir, commit);
     const weights = weightFiles(id, names);
-    files = ['config.json', ...TOKENIZER_FILES.filter((f) => names.has(f)), ...weights];
+    const files = ['config.json', ...TOKENIZER_FILES.filter((f) => names.has(f)), ...weights];
     for (const file of files) await fetchFile(file);
     if (weights[0] === INDEX_FILE) {
       const shards = shardsOfIndex(formatModelId(id), repoDir, commit);
@@ -109,7 +95,87 @@ export async function resolveHubModel(spec: string, options: HubOptions = {}): P
       }
       files.push(...shards);
     }
+    return files;
+  },
+  missing: (repoDir, commit) => (hasSnapshotFile(repoDir, commit, ADAPTER_CONFIG_FILE) && !hasSnapshotFile(repoDir, commit, 'config.json')
+    ? ADAPTER_CONTENTS.missing!(repoDir, commit) : missingFromCache(repoDir, commit)),
+};
+
+/** A PEFT adapter: adapter_config.json and adapter_model.safetensors (adapter_model.bin is refused). */
+const ADAPTER_CONTENTS: SnapshotContents = {
+  async fetch(id, siblings, fetchFile) {
+    const names = new Set(siblings);
+    const model = formatModelId(id);
+    if (!names.has(ADAPTER_CONFIG_FILE)) throw new HubAccessError(`${model}: the repository has no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter)`);
+    if (!names.has(ADAPTER_WEIGHTS_FILE)) {
+      if (names.has('adapter_model.bin')) {
+        throw new HubAccessError(`${model}: the adapter's weights are only in adapter_model.bin; gptune reads safetensors (pick a revision that has ${ADAPTER_WEIGHTS_FILE}, or save it with PEFT's save_pretrained(safe_serialization=True))`);
+      }
+      throw new HubAccessError(`${model}: the repository has ${ADAPTER_CONFIG_FILE} but no ${ADAPTER_WEIGHTS_FILE}`);
+    }
+    for (const file of ADAPTER_FILES) await fetchFile(file);
+    return ADAPTER_FILES.slice();
+  },
+  missing: (repoDir, commit) => ADAPTER_FILES.find((f) => !hasSnapshotFile(repoDir, commit, f)) ?? null,
+};
+
+/** Makes the snapshot of `spec` (org/name[@revision]) hold the files gptune loads, downloading what it lacks. */
+export async function resolveHubModel(spec: string, options: HubOptions = {}): Promise<HubSnapshot> {
+  const include = options.include;
+  if (include === undefined) return resolveSnapshot(spec, options, MODEL_CONTENTS);
+  const patterns = include.map(globPattern);
+  return resolveSnapshot(spec, options, {
+    async fetch(id, siblings, fetchFile) {
+      // A name that would leave the snapshot folder (.., absolute) is never fetched, whatever the server lists.
+      const files = siblings.filter((f) => isRepoPath(f) && patterns.some((p) => p.test(f)));
+      if (files.length === 0) throw new HubAccessError(`${formatModelId(id)}: no file matches ${include.join(', ')} (it has ${siblings.slice(0, 20).join(', ')}${siblings.length > 20 ? ', ...' : ''})`);
+      for (const file of files) await fetchFile(file);
+      return files;
+    },
+    missing: null,
+  });
+}
+
+/** Makes the snapshot of `spec` (org/name[@revision]) hold a PEFT adapter's two files, downloading what it lacks. */
+export async function resolveHubAdapter(spec: string, options: Omit<HubOptions, 'include'> = {}): Promise<HubSnapshot> {
+  return resolveSnapshot(spec, options, ADAPTER_CONTENTS);
+}
+
+/**
+ * The local adapter folder an --adapter value names: for a Hub id that is not an existing path, its
+ * snapshot (downloaded as needed); anything else as given. Hub errors start with `label`.
+ */
+export async function localAdapterFolder(spec: string, label: string, options: Omit<HubOptions, 'include'> = {}): Promise<string> {
+  if (!isHubModelSpec(spec)) return spec;
+  try {
+    return (await resolveHubAdapter(spec, options)).dir;
+  } catch (e) {
+    if (e instanceof HubAccessError || e instanceof HubError) e.message = `${label} ${e.message}`;
+    throw e;
   }
+}
+
+async function resolveSnapshot(spec: string, options: HubOptions, contents: SnapshotContents): Promise<HubSnapshot> {
+  const id = modelId(spec);
+  const repoDir = repoCacheDir(id.repoId);
+  const offline = options.offline ?? offlineFromEnv();
+  const complete = (commit: string) => contents.missing !== null && contents.missing(repoDir, commit) === null;
+  if (offline || (isCommitHash(id.revision) && complete(id.revision))) return cachedSnapshot(id, repoDir, contents.missing);
+  const conn: HubConnection = { endpoint: hubEndpoint(), token: hubToken(), onProgress: options.onProgress, onWait: options.onWait };
+  // What to say if the Hub cannot be reached: whether --offline would help.
+  const cachedCommitOfRef = cachedCommit(repoDir, id.revision);
+  const cached = cachedCommitOfRef !== null && (contents.missing ?? missingFromCache)(repoDir, cachedCommitOfRef) === null;
+  const unreachable = cached
+    ? `the cache has ${formatModelId(id)}: use --offline (HF_HUB_OFFLINE=1) to load it`
+    : `check the network or HF_ENDPOINT (the cache does not have ${formatModelId(id)} for --offline to use)`;
+  const { commit, siblings } = await revisionInfo(conn, id, unreachable);
+  const fetchFile = async (file: string) => {
+    if (hasSnapshotFile(repoDir, commit, file)) return;
+    const meta = await fileMetadata(conn, id, commit, file);
+    await downloadBlob(conn, id, file, repoDir, meta);
+    linkSnapshotFile(repoDir, commit, file, meta.etag);
+  };
+  const files = await contents.fetch(id, siblings, fetchFile, repoDir, commit);
   writeRef(repoDir, id.revision, commit);
   return { dir: snapshotDir(repoDir, commit), repoId: id.repoId, revision: id.revision, commit, files };
 }
@@ -179,7 +245,7 @@ function missingFromCache(repoDir: string, commit: string): string | null {
 }
 
 /** The snapshot the cache holds for `id`, or an error naming what is missing. */
-function cachedSnapshot(id: HubModelId, repoDir: string, include: string[] | undefined): HubSnapshot {
+function cachedSnapshot(id: HubModelId, repoDir: string, missingFrom: SnapshotContents['missing']): HubSnapshot {
   const model = formatModelId(id);
   const commit = cachedCommit(repoDir, id.revision);
   const where = commit === null ? path.join(repoDir, 'refs', id.revision) : snapshotDir(repoDir, commit);
@@ -188,8 +254,8 @@ function cachedSnapshot(id: HubModelId, repoDir: string, include: string[] | und
     throw new HubAccessError(`${model}: not in the Hugging Face cache (offline, and ${where} does not exist); ${offlineHint}`);
   }
   const dir = snapshotDir(repoDir, commit);
-  if (include === undefined) {
-    const missing = missingFromCache(repoDir, commit);
+  if (missingFrom !== null) {
+    const missing = missingFrom(repoDir, commit);
     if (missing !== null) throw new HubAccessError(`${model}: offline, and the cached snapshot lacks ${missing} (${path.join(dir, missing)}); ${offlineHint}`);
   }
   const files = listFiles(dir);

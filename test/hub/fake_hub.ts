@@ -9,9 +9,13 @@
  * Errors carry X-Error-Code as the Hub sends it: RepoNotFound (404), RevisionNotFound (404),
  * EntryNotFound (404), GatedRepo (401 without a token, 403 with a wrong one).
  */
+import { spawn } from 'child_process';
 import { createHash } from 'crypto';
+import * as fs from 'fs';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
+import * as path from 'path';
+import { CLI, ROOT } from '../cli/run';
 
 export interface FakeRepo {
   commit: string;
@@ -47,6 +51,8 @@ export class FakeHub {
   readonly requests: RecordedRequest[] = [];
   /** The next CDN GET of this sha256 sends `bytes` bytes, then the connection is destroyed. */
   cut: { sha256: string; bytes: number } | null = null;
+  /** Every CDN GET of this sha256 sends the first half of its bytes, waits `ms`, then the rest (a slow link). */
+  slow: { sha256: string; ms: number } | null = null;
   private server: http.Server | null = null;
 
   constructor(readonly repos: Record<string, FakeRepo>) {}
@@ -139,6 +145,34 @@ export class FakeHub {
       res.write(body.subarray(0, n), () => setTimeout(() => res.socket?.destroy(), 50));
       return;
     }
+    if (this.slow !== null && this.slow.sha256 === oid) {
+      const half = Math.floor(body.length / 2);
+      res.write(body.subarray(0, half), () => setTimeout(() => res.end(body.subarray(half)), this.slow?.ms ?? 0));
+      return;
+    }
     res.end(body);
   }
+}
+
+export interface Run { code: number; stdout: string; stderr: string }
+
+/** The CLI with a clean Hub environment plus `env`, not blocking this process's event loop (the server answers meanwhile). */
+export function gptuneWithHub(args: string[], env: Record<string, string>): Promise<Run> {
+  const base = { ...process.env };
+  for (const k of ['HF_ENDPOINT', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HF_HUB_OFFLINE', 'XDG_CACHE_HOME', 'HF_TOKEN_PATH']) delete base[k];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...base, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** A model (or adapter) folder's files as the fake Hub serves them, plus files gptune must not download. */
+export function repoFiles(dir: string, extra: Record<string, Buffer> = {}): Record<string, Buffer> {
+  const files: Record<string, Buffer> = {};
+  for (const f of fs.readdirSync(dir)) files[f] = fs.readFileSync(path.join(dir, f));
+  return { ...files, 'README.md': Buffer.from('# tiny\n'), 'pytorch_model.bin': Buffer.from('not read by gptune'), ...extra };
 }

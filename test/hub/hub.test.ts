@@ -23,34 +23,11 @@ import { downloadProgressLine } from '../../lib/cli/common';
 import { readGGUFHeader } from '../../lib/gguf/read';
 import { FIXTURES, tempDir } from '../helpers';
 import { CLI, ROOT } from '../cli/run';
-import { FakeHub, FakeRepo, gitBlobSha1, sha256 } from './fake_hub';
+import { FakeHub, FakeRepo, gitBlobSha1, gptuneWithHub as gptune, repoFiles, Run, sha256 } from './fake_hub';
 
 const CHATML = path.join(FIXTURES, 'tokenizers', 'bytelevel-chatml');
 const COMMIT = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
 const OTHER_COMMIT = 'ffeeddccbbaa99887766554433221100ffeeddcc';
-
-interface Run { code: number; stdout: string; stderr: string }
-
-/** The CLI with a clean Hub environment plus `env`, not blocking this process's event loop (the server answers meanwhile). */
-function gptune(args: string[], env: Record<string, string>): Promise<Run> {
-  const base = { ...process.env };
-  for (const k of ['HF_ENDPOINT', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HF_HUB_OFFLINE', 'XDG_CACHE_HOME', 'HF_TOKEN_PATH']) delete base[k];
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...base, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-/** A model folder's files as the fake Hub serves them, plus files gptune must not download. */
-function repoFiles(dir: string, extra: Record<string, Buffer> = {}): Record<string, Buffer> {
-  const files: Record<string, Buffer> = {};
-  for (const f of fs.readdirSync(dir)) files[f] = fs.readFileSync(path.join(dir, f));
-  return { ...files, 'README.md': Buffer.from('# tiny\n'), 'pytorch_model.bin': Buffer.from('not read by gptune'), ...extra };
-}
 
 /** A port on 127.0.0.1 where nothing listens (connection refused). */
 async function closedPort(): Promise<string> {
@@ -451,5 +428,55 @@ describe('train --model org/name', () => {
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
     expect(JSON.parse(resumed.stdout.trim().split('\n').pop()!).steps).toBe(3);
+  });
+});
+
+describe('two processes downloading the same file (the .locks/ lock file)', () => {
+  /** Every file under `dir`, relative, following no links. */
+  function allFiles(dir: string, prefix = ''): string[] {
+    return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? allFiles(path.join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`]));
+  }
+
+  test('started together on a slow link: one downloads, the other waits for it, one correct blob, no temporaries left', async () => {
+    const home = tempDir('gptune-hf-home-');
+    const env = { HF_ENDPOINT: endpoint, HF_HOME: home };
+    const weights = fs.readFileSync(path.join(modelDir, 'model.safetensors'));
+    const oid = sha256(weights);
+    hub.slow = { sha256: oid, ms: 1500 };
+    hub.requests.length = 0;
+    let runs: Run[];
+    try {
+      runs = await Promise.all([gptune(['download', 'org/tiny'], env), gptune(['download', 'org/tiny'], env)]);
+    } finally {
+      hub.slow = null;
+    }
+    expect(runs.map((r) => r.code)).toEqual([0, 0]);
+    const snapshot = path.join(home, 'hub', 'models--org--tiny', 'snapshots', COMMIT);
+    expect(runs.map((r) => r.stdout.trim())).toEqual([snapshot, snapshot]);
+    // The weights crossed the (slow) link once: the waiting process found them published.
+    expect(hub.requests.filter((r) => r.method === 'GET' && r.url.startsWith(`/cdn/${oid}`))).toHaveLength(1);
+    const waited = runs.filter((r) => /note: org\/tiny model\.safetensors: waiting for process \d+, which is downloading the same file \(lock .*\.locks\/models--org--tiny\/[0-9a-f]{64}\.lock\)/.test(r.stderr));
+    expect(waited).toHaveLength(1);
+    expect(fs.readFileSync(path.join(snapshot, 'model.safetensors')).equals(weights)).toBe(true);
+    const left = allFiles(path.join(home, 'hub'));
+    expect(left.filter((f) => /\.incomplete$|\.lock$|gptune-tmp|stale/.test(f))).toEqual([]);
+    expect(left.filter((f) => f.includes('/blobs/'))).toHaveLength(fs.readdirSync(modelDir).length);
+  });
+
+  test('a lock left by a process that died is stale: removed, and the download goes ahead', async () => {
+    const home = tempDir('gptune-hf-home-');
+    const weights = fs.readFileSync(path.join(modelDir, 'model.safetensors'));
+    const lock = path.join(home, 'hub', '.locks', 'models--org--tiny', `${sha256(weights)}.lock`);
+    fs.mkdirSync(path.dirname(lock), { recursive: true });
+    const dead = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, ['-e', '']);
+      child.on('exit', () => resolve(child.pid!));
+    });
+    fs.writeFileSync(lock, `${dead}\n`);
+    const r = await gptune(['download', 'org/tiny'], { HF_ENDPOINT: endpoint, HF_HOME: home });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(fs.existsSync(lock)).toBe(false);
+    expect(fs.readFileSync(path.join(r.stdout.trim(), 'model.safetensors')).equals(weights)).toBe(true);
   });
 });

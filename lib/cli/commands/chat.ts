@@ -14,6 +14,7 @@ export const chatCommand: Command = {
     "and the conversation is kept for the next line. Replies stop at the model's end-of-turn tokens (generation_config.json's eos_token_id and eos_token). " +
     'Works with piped input too (one reply per input line; --json prints one {turn, reply, tokens, stop, prompt_tokens} line per reply).',
   modelFlags: ['model'],
+  adapterFlags: ['adapter'],
   flags: {
     model: { type: 'string', required: true, help: 'model folder (or GGUF file) with a chat template; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     system: { type: 'string', help: 'a system message to start the conversation with' },

@@ -198,6 +198,7 @@ export const evalCommand: Command = {
     '--task generate: prompt/completion (or chat) data; each prompt is continued greedily until <|endoftext|>, --max-new-tokens, or (when every reference is one line) a line break, and the outputs are scored against the completions with corpus BLEU and ROUGE-1/2/L. ' +
     '--compare DIR2 evaluates a second model on the same data and prints both side by side with the difference (JSON: {a, b, delta}, delta = b - a).',
   modelFlags: ['model', 'compare'],
+  adapterFlags: ['adapter'],
   flags: {
     model: { type: 'string', required: true, help: 'model folder (config.json + model.safetensors) or a GGUF file; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     data: { type: 'string', required: true, help: 'text file (lm) or data file (classify, generate)' },

@@ -49,7 +49,7 @@ function modelName(dir: string): string {
 }
 
 export const exportCommand: Command = {
-  usage: 'gptune export --model DIR|org/name[@revision] [--adapter DIR[:WEIGHT] ...] [--adapter-only] --format gguf --dtype f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--eval-data FILE] [--eval-tokens N] [--no-measure]',
+  usage: 'gptune export --model DIR|org/name[@revision] [--adapter DIR|org/name[@revision][:WEIGHT] ...] [--adapter-only] --format gguf --dtype f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--eval-data FILE] [--eval-tokens N] [--no-measure]',
   description:
     'Writes a model as a GGUF file that llama.cpp (and node-llama-cpp, Ollama, LM Studio) runs: GPT-2 and the Llama family ' +
     '(llama, mistral, qwen2, qwen3), the tokenizer (byte-level BPE) and chat template included. With --adapter the PEFT ' +
@@ -61,9 +61,10 @@ export const exportCommand: Command = {
     'written file loaded back, on --eval-data (plain text) or the held-out text that ships with gptune. --out is replaced ' +
     'only when gptune wrote it, or with --overwrite.',
   modelFlags: ['model'],
+  adapterFlags: ['adapter'],
   flags: {
     model: { type: 'string', required: true, help: 'the model folder (with --adapter-only: the base the adapter was trained on); or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
-    adapter: { type: 'strings', help: 'a PEFT adapter folder: DIR, or DIR:WEIGHT to scale it; repeat to merge several' },
+    adapter: { type: 'strings', help: 'a PEFT adapter: a folder DIR or a Hugging Face id org/name[@revision] (adapter_config.json + adapter_model.safetensors, downloaded into the HF cache), with :WEIGHT to scale it; repeat to merge several' },
     'adapter-only': { type: 'bool', help: 'write the one --adapter as a LoRA adapter GGUF instead of merging it' },
     format: { type: 'string', choices: ['gguf'], required: true, help: 'output format' },
     dtype: { type: 'string', choices: EXPORT_DTYPES, default: 'f16', help: "type of the 2-D weights, or llama.cpp's quantization mix (an adapter: f32, f16 or bf16)" },
@@ -92,6 +93,8 @@ export const exportCommand: Command = {
       if (!(FLOAT_DTYPES as readonly string[]).includes(dtype)) throw new UsageError(`--dtype ${dtype}: an adapter GGUF is written as f32, f16 or bf16`);
       const cfg = loadModelConfig(v.model as string);
       plan = planAdapterGGUF(cfg, readAdapterFolder(adapters[0].dir, cfg), dtype as FloatDtype);
+      // An adapter from the Hub is named by its repository, as a model is, not by its snapshot's commit.
+      plan.kv.set('general.name', { type: 'string', value: modelName(adapters[0].dir) });
       what = { adapter: adapters[0].dir, model: v.model, dtype };
       checkSpace([{ target: path.dirname(path.resolve(file)), label: '--out', bytes: ggufFileBytes(plan.kv, plan.tensors), shown: file }]);
       writeGGUF(file, plan.kv, plan.tensors);

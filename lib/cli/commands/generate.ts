@@ -11,6 +11,7 @@ export const generateCommand: Command = {
   usage: 'gptune generate --model DIR|org/name[@revision] --prompt TEXT [--chat] [--max-new-tokens N --temperature X --top-k K --top-p P --seed S]',
   description: 'Continues a prompt with a KV cache and prints the continuation. --temperature 0 (or --greedy) picks the most likely token.',
   modelFlags: ['model'],
+  adapterFlags: ['adapter'],
   flags: {
     model: { type: 'string', required: true, help: 'model folder or a GGUF file; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     prompt: { type: 'string', required: true, help: 'text to continue' },

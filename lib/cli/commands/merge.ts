@@ -9,7 +9,7 @@ import { planMemory } from '../../model/decoder';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, HUB_FLAGS, out } from '../common';
 
 export const mergeCommand: Command = {
-  usage: 'gptune merge --model BASE_DIR|org/name[@revision] --adapter DIR[:WEIGHT] [--adapter DIR2[:WEIGHT] ...] --out DIR [--save-dtype f32|bf16]',
+  usage: 'gptune merge --model BASE_DIR|org/name[@revision] --adapter DIR|org/name[@revision][:WEIGHT] [--adapter ...] --out DIR [--save-dtype f32|bf16]',
   description:
     "Merges LoRA adapters (PEFT folders) into the base model's weights in float32, W += weight * scaling * B @ A " +
     '(transposed for GPT-2\'s Conv1D, as PEFT merges with fan_in_fan_out), and writes a plain Hugging Face model folder ' +
@@ -17,9 +17,10 @@ export const mergeCommand: Command = {
     '(modules_to_save) replace the base\'s; a tied LM head the adapter trained unties the merged model (Llama family). ' +
     '--out must be new or empty, or a previous gptune merge output that --overwrite replaces.',
   modelFlags: ['model'],
+  adapterFlags: ['adapter'],
   flags: {
     model: { type: 'string', required: true, help: 'the base model folder the adapters were trained on; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
-    adapter: { type: 'strings', required: true, help: 'a PEFT adapter folder: DIR, or DIR:WEIGHT to scale it; repeat to merge several' },
+    adapter: { type: 'strings', required: true, help: 'a PEFT adapter: a folder DIR or a Hugging Face id org/name[@revision] (adapter_config.json + adapter_model.safetensors, downloaded into the HF cache), with :WEIGHT to scale it; repeat to merge several' },
     out: { type: 'string', required: true, help: 'output model folder' },
     'save-dtype': { type: 'string', choices: ['f32', 'bf16'], default: 'f32', help: 'dtype of the merged weights' },
     'max-shard-size': { type: 'string', default: '5GB', help: 'shard the weights above this size (5GB, 500MB, or bytes), as save_pretrained' },

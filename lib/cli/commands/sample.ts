@@ -33,6 +33,7 @@ export const sampleCommand: Command = {
     'Outputs are greedy unless --temperature > 0; decoding stops at <|endoftext|>, --max-new-tokens, or (when every chosen reference is one line) a line break. ' +
     'Classification examples also show the label that label likelihood picks (as eval --task classify).',
   modelFlags: ['model'],
+  adapterFlags: ['adapter'],
   flags: {
     model: { type: 'string', required: true, help: 'model folder or a GGUF file; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     data: { type: 'string', required: true, help: 'data file with prompts (prompt/completion, chat or classification)' },

@@ -3,6 +3,7 @@ import * as path from 'path';
 import {
   CONFIG_KEYS, CONFIG_SCHEMA, ConfigError, ConfigKey, FLAGS_SOURCE, loadConfigFile, resolveConfig, TrainConfig,
 } from '../../config';
+import { localAdapterFolder } from '../../hub';
 import { CONFIG_FILE, findResumableCheckpoint, readCheckpointConfig } from '../../train/checkpoint_state';
 import { resumeModelConflict, Trainer } from '../../train/trainer';
 import { formatPresetShape, presetShapes } from '../../model/config';
@@ -123,6 +124,8 @@ export const trainCommand: Command = {
     }
     const outDir = config.output_dir!;
     const hub = hubOptions(v);
+    // An adapter named by its Hub id (flag or config file) trains from its snapshot folder.
+    if (config.adapter !== null) config = { ...config, adapter: await localAdapterFolder(config.adapter, `--${CONFIG_SCHEMA.adapter.flag}`, hub) };
     const trainer = new Trainer(config, { progress: !v.quiet, nameKey: (key) => `--${CONFIG_SCHEMA[key].flag}`, hub: v.quiet ? { ...hub, onProgress: undefined } : hub });
     // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
     if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
