@@ -609,7 +609,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       s.checkpointFolder?.record([path.basename(dir)]);
       writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: this.recordedConfig(), tokenizerFiles: s.tokenizerFiles });
       if (kind === 'step') pruneStepCheckpoints(checkpointDir, c.save_total_limit);
-      writeReport();
+      // The best checkpoint's report follows its evaluation's line (runEval), the others' here.
+      if (kind !== 'best') writeReport();
       this.emit('checkpoint', { step: state.step, kind, dir });
       lastGood = dir;
       return dir;
@@ -646,6 +647,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       this.emit('eval', entry);
       lastEval = entry;
       sample();
+      if (improved && checkpointing) writeReport();
       return entry;
     };
 
@@ -688,7 +690,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (reason === 'interrupted') {
       ended(reason);
       const dir = save('last');
-      writeReport();
+      if (dir === null) writeReport();
       progress?.message(`interrupted (${this.stopRequest}) after step ${state.step}${dir ? `; checkpoint written to ${dir}` : ''}`);
       return this.result(s, reason, lastEval, null, null, dir);
     }
@@ -698,7 +700,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // The best checkpoint is published from its folder; the final weights are in memory already, so
     // they are encoded from the model rather than read back from checkpoints/last.
     const lastDir = this.saveFinal(s, checkpointing ? () => save('last') : null, checkpointing && bestSaved ? path.join(checkpointDir!, 'best') : null);
-    writeReport();
+    // (checkpoints/last wrote it already, the end line included)
+    if (lastDir === null) writeReport();
     return this.result(s, reason, lastEval, c.output_dir, c.output_dir ? outputModel : null, lastDir);
   }
 
