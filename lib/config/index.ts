@@ -261,7 +261,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   log_file: { type: 'string', nullable: true, default: null, flag: 'log', help: 'append one JSON line per step and evaluation to this file' },
   dashboard: {
     type: 'int', min: 0, below: 65536, nullable: true, default: null, flagWithoutValue: DEFAULT_DASHBOARD_PORT, flag: 'dashboard',
-    help: 'serve a live page of the curves, best step and samples on http://127.0.0.1:PORT/ while training (without PORT: 6066; 0: any free port)',
+    help: 'serve a live page of the curves, best step and samples on http://127.0.0.1:N/ while training (--dashboard alone: 6066; 0: any free port)',
   },
   sample_prompts: { type: 'string', nullable: true, default: null, flag: 'sample-prompts', help: 'prompts, one per line, continued greedily at each evaluation and at the end (dashboard, OUT/metrics.jsonl)' },
   sample_tokens: { type: 'int', min: 1, default: 32, flag: 'sample-tokens', help: 'tokens generated per sample prompt' },
