@@ -17,6 +17,11 @@ export interface FlagSpec {
   /** Other names that mean this flag (e.g. --learning-rate for --lr, after the config key); help lists them. */
   aliases?: readonly string[];
   /** For bool flags: `--no-<name>` sets false; `--<name>` sets true. */
+  /**
+   * The value of the flag given without one: the next argument is missing or another flag
+   * (`--dashboard` alone is `--dashboard 6066`). Without it, a non-bool flag always takes the next argument.
+   */
+  withoutValue?: string | number;
 }
 
 export type FlagValues = Record<string, string | number | boolean | string[] | undefined>;
@@ -69,6 +74,10 @@ export function parseFlags(command: string, argv: readonly string[], specs: Reco
       continue;
     }
     let text = inline;
+    if (text === undefined && spec.withoutValue !== undefined && (i + 1 >= argv.length || argv[i + 1].startsWith('--'))) {
+      values[name] = spec.withoutValue;
+      continue;
+    }
     if (text === undefined) {
       if (i + 1 >= argv.length) throw new UsageError(`${command}: --${name} expects a value`);
       text = argv[++i];
@@ -147,7 +156,8 @@ function convert(command: string, name: string, spec: FlagSpec, text: string, pr
 export function formatHelp(usage: string, description: string, specs: Record<string, FlagSpec>): string {
   const lines = [`usage: ${usage}`, '', description, '', 'options:'];
   for (const [name, spec] of Object.entries(specs)) {
-    const flag = spec.type === 'bool' ? `--${name}` : `--${name} ${spec.type === 'int' || spec.type === 'number' ? 'N' : 'VALUE'}`;
+    const value = spec.type === 'int' || spec.type === 'number' ? 'N' : 'VALUE';
+    const flag = spec.type === 'bool' ? `--${name}` : `--${name} ${spec.withoutValue === undefined ? value : `[${value}]`}`;
     const extra = [spec.required ? 'required' : '', spec.default !== undefined && spec.default !== false ? `default ${JSON.stringify(spec.default)}` : '', spec.choices ? `one of ${spec.choices.join('|')}` : '']
       .filter(Boolean).join('; ');
     const aliases = (spec.aliases ?? []).map((alias) => `also --${alias}`);

@@ -10,6 +10,7 @@ import { VERSION } from '../version';
 import { closestName, formatHelp, parseFlags, UsageError } from './args';
 import { Command, out, resolveModelFlags } from './common';
 import { chatCommand } from './commands/chat';
+import { dashboardCommand } from './commands/dashboard';
 import { dataCommand } from './commands/data';
 import { demoCommand } from './commands/demo';
 import { downloadCommand } from './commands/download';
@@ -22,7 +23,7 @@ import { sampleCommand } from './commands/sample';
 import { scoreCommand } from './commands/score';
 import { trainCommand } from './commands/train';
 
-export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, export: exportCommand, demo: demoCommand, download: downloadCommand };
+export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, export: exportCommand, demo: demoCommand, download: downloadCommand, dashboard: dashboardCommand };
 
 function mainHelp(): string {
   return [

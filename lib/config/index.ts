@@ -155,6 +155,22 @@ export interface TrainConfig {
   threads: number | null;
   /** Append one JSON line per step and per evaluation to this file. Default null. */
   log_file: string | null;
+
+  // --- watching a run (lib/dashboard) ---
+  /**
+   * Serve a live dashboard of the run on http://127.0.0.1:PORT/ while it trains (0 = any free port;
+   * the flag without a number: 6066). Not recorded in checkpoints: a resumed run serves one only
+   * when asked again. Default null: none.
+   */
+  dashboard: number | null;
+  /**
+   * Prompts (one per line) that the model continues greedily at each evaluation and at the end,
+   * shown on the dashboard and kept in OUT/metrics.jsonl; greedy decoding draws no random numbers,
+   * so the run trains exactly as without them. Default null: none.
+   */
+  sample_prompts: string | null;
+  /** Tokens generated for each sample prompt. Default 32. */
+  sample_tokens: number;
 }
 
 export type ConfigKey = keyof TrainConfig;
@@ -177,9 +193,14 @@ export interface KeySpec<V> {
   byteSize?: boolean;
   /** Flag name on the command line (without --). */
   flag: string;
+  /** The value of the flag given without one (e.g. --dashboard alone is --dashboard 6066). */
+  flagWithoutValue?: V;
   /** One line of help for --help. */
   help: string;
 }
+
+/** The port of `--dashboard` without a number and of `gptune dashboard` (TensorBoard's 6006 stays free). */
+export const DEFAULT_DASHBOARD_PORT = 6066;
 
 /** Every key, its check and its flag; the type makes sure no key of TrainConfig is missing here. */
 export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
@@ -238,6 +259,12 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },
   threads: { type: 'int', min: 1, nullable: true, default: null, flag: 'threads', help: 'CPU threads for the kernels (default: all cores)' },
   log_file: { type: 'string', nullable: true, default: null, flag: 'log', help: 'append one JSON line per step and evaluation to this file' },
+  dashboard: {
+    type: 'int', min: 0, below: 65536, nullable: true, default: null, flagWithoutValue: DEFAULT_DASHBOARD_PORT, flag: 'dashboard',
+    help: 'serve a live page of the curves, best step and samples on http://127.0.0.1:N/ while training (--dashboard alone: 6066; 0: any free port)',
+  },
+  sample_prompts: { type: 'string', nullable: true, default: null, flag: 'sample-prompts', help: 'prompts, one per line, continued greedily at each evaluation and at the end (dashboard, OUT/metrics.jsonl)' },
+  sample_tokens: { type: 'int', min: 1, default: 32, flag: 'sample-tokens', help: 'tokens generated per sample prompt' },
 };
 
 export const CONFIG_KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
@@ -407,6 +434,12 @@ export function resolveConfig(
   if (config.early_stopping_patience > 0 && config.eval_every === 0) {
     throw new ConfigError(`${where}: early_stopping_patience needs eval_every > 0 (evaluations during training to compare)`);
   }
+  if (config.sample_tokens !== CONFIG_SCHEMA.sample_tokens.default && config.sample_prompts === null) {
+    throw new ConfigError(`${where}: sample_tokens needs sample_prompts (the prompts to continue)`);
+  }
+  if (config.sample_prompts !== null && samplePrompts(config.sample_prompts).length === 0) {
+    throw new ConfigError(`${where}: sample_prompts holds no prompt (give one per line)`);
+  }
   if (config.min_lr > config.learning_rate) {
     throw new ConfigError(`${where}: min_lr (${config.min_lr}) must not exceed learning_rate (${config.learning_rate})`);
   }
@@ -423,6 +456,11 @@ export function resolveConfig(
 /** A comma-separated list setting ("q_proj, v_proj") as names. */
 export function listSetting(value: string): string[] {
   return value.split(',').map((x) => x.trim()).filter((x) => x !== '');
+}
+
+/** The sample prompts of a sample_prompts setting: its non-blank lines. */
+export function samplePrompts(value: string): string[] {
+  return value.split('\n').filter((line) => line.trim() !== '');
 }
 
 /** The config as saved beside checkpoints: every key, in schema order. */

@@ -11,6 +11,6 @@ export { NaiveBayes, words } from './naive_bayes';
 export { parseEmail, htmlToText, decodeHeaderWords, truncateText, collapseWhitespace } from './emails';
 export { readEmailSplits, readGeneralCorpus, datasetDir, DATASET_PACKAGES, SPLIT_SEED, SPLIT_FRACTIONS, LABELS } from './corpora';
 export { formatReport, codeSpan } from './report';
-export { lossCurvesSvg, niceTicks } from './svg';
+export { lossCurvesSvg, niceTicks } from '../plot/svg';
 export { trainRun, bucketCurve } from './training';
 export type { RunRecord, CurvePoint } from './training';

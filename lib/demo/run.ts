@@ -50,7 +50,7 @@ import { comparePaired } from './stats';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } from './names';
 import type { BaseSource, ClassificationRow, DemoOptions, DemoReport, GenerationRow, GivenBase, LoraSummary, StageCost } from './types';
 import { formatReport } from './report';
-import { lossCurvesSvg, Panel } from './svg';
+import { lossCurvesSvg, Panel } from '../plot/svg';
 import { peakRssMB, RunRecord, trainRun } from './training';
 
 export function defaultCacheDir(): string {

@@ -22,7 +22,7 @@ import { OutputError, UsageError } from '../errors';
 import { isHubModelSpec, localModelFolder, parseHubModelId, pinnedModelId } from '../hub';
 import type { HubOptions } from '../hub';
 import { OpenedModel, openModel } from '../model/open';
-import { ConfigError, ConfigKey, listSetting, resolveConfig, TrainConfig } from '../config';
+import { ConfigError, ConfigKey, listSetting, resolveConfig, samplePrompts, TrainConfig } from '../config';
 import { adapterSpecs } from '../lora/adapter';
 import { loadAdapter } from '../lora/apply';
 import { ADAPTER_FILES, adapterFiles, isAdapterFolder } from '../lora/files';
@@ -30,17 +30,20 @@ import type { LoraSettings } from '../lora/modules';
 import { buildDatasets, DataReport } from '../data';
 import type { Batch, BatchSource } from '../data/types';
 import { setPrecision, setThreads } from '../device';
-import { removeStaleTemporaries } from '../io/atomic';
+import { isAtomicTemporary, removeStaleTemporaries, writeFileAtomic } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
-import { checkSpace, claimOutputFolder, entryUnder, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
+import { checkSpace, claimOutputFolder, entryUnder, OUTPUT_MANIFEST, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
 import { parseShardSize } from '../io/sharded';
 import { copyModelFolder, MODEL_FILES, modelFolderFiles, readModelFiles, reencodedModelFiles, TOKENIZER_FILES, writeModelFiles } from '../model/checkpoint';
 import { IGNORE_INDEX, tokenAccuracy } from '../metrics/lm';
 import { Decoder, planMemory } from '../model/decoder';
 import { contextLength, DecoderConfig } from '../model/decoder_config';
-import { Tokenizer } from '../tokenizer';
+import { encodeSequence, Tokenizer } from '../tokenizer';
 import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
+import { dashboardPage, REPORT_FILE } from '../dashboard/page';
+import { DashboardServer, startDashboardServer } from '../dashboard/server';
+import { generate } from '../model/generate';
 import { AdamW, clipScale } from './adamw';
 import { evaluate } from './lm';
 import {
@@ -48,46 +51,11 @@ import {
   TrainerState, writeCheckpoint,
 } from './checkpoint_state';
 import { AnomalyKind, DivergenceMonitor } from './divergence';
+import { continueHistoryFile, EvalLog, HISTORY_FILE, HistoryLine, RunHistory, SampleLog, StepLog } from './history';
 import { ProgressReporter, ProgressStream } from './progress';
 import { learningRate } from './schedule';
 
-/** One JSON log line per optimizer step (the `gptune train` contract's fields plus a few). */
-export interface StepLog {
-  step: number;
-  /** Fractional epoch after this step: items consumed / items per epoch. */
-  epoch: number;
-  /** Mean training loss of the step's scored tokens, before the update. */
-  loss: number;
-  /** Argmax accuracy over the step's scored targets, the EOS appended after each example/document left out (lib/metrics/lm.ts). */
-  token_accuracy: number;
-  lr: number;
-  /** Global gradient norm before clipping. */
-  grad_norm: number;
-  ms: number;
-  /** Token positions processed per second (B*T per micro-batch). */
-  tokens_per_s: number;
-  /** Scored tokens in this step. */
-  tokens: number;
-  elapsed_s: number;
-  /** Present (true) when the step's loss or gradient norm was not finite and its update was skipped. */
-  skipped?: true;
-}
-
-/** One JSON log line per evaluation; told apart from step lines by val_loss. */
-export interface EvalLog {
-  step: number;
-  epoch: number;
-  val_loss: number;
-  val_perplexity: number;
-  val_token_accuracy: number;
-  val_tokens: number;
-  /** val_loss < best - early_stopping_min_delta (the first evaluation always improves). */
-  improved: boolean;
-  best_val_loss: number;
-  best_step: number;
-  ms: number;
-  elapsed_s: number;
-}
+export type { StepLog, EvalLog, SampleLog } from './history';
 
 export interface CheckpointEvent {
   step: number;
@@ -102,10 +70,13 @@ export interface EarlyStopEvent {
   patience: number;
 }
 
-/** Something in a step that a person should see: a skipped update, a loss spike, a very high loss. */
+/**
+ * Something in a step that a person should see: a skipped update, a loss spike, a very high loss,
+ * or ('history') that OUT/metrics.jsonl or report.html could not be written (the run goes on).
+ */
 export interface TrainingWarning {
   step: number;
-  kind: AnomalyKind;
+  kind: AnomalyKind | 'history';
   /** One line, without a "warning:" prefix. */
   message: string;
 }
@@ -118,6 +89,10 @@ export interface TrainerEvents {
   checkpoint: [CheckpointEvent];
   early_stop: [EarlyStopEvent];
   warning: [TrainingWarning];
+  /** Greedy continuations of config.sample_prompts, after each evaluation and at the end. */
+  sample: [SampleLog];
+  /** The dashboard (config.dashboard) listens at this URL, before the model loads. */
+  dashboard: [{ url: string }];
 }
 
 /**
@@ -200,6 +175,8 @@ interface Setup {
   checkpointFolder: OutputFolder | null;
   /** output_dir as claimed for this run (null without one). */
   outFolder: OutputFolder | null;
+  /** config.sample_prompts as text and token ids (empty without). */
+  samplePrompts: Array<{ text: string; ids: number[] }>;
 }
 
 /** Bytes of the F32 weights of a model with `parameters` parameters (what saveModel writes), plus the small JSON and tokenizer files. */
@@ -323,16 +300,29 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (this.running) throw new Error('Trainer.fit: already running');
     this.running = true;
     let setup: Setup | null = null;
+    let dashboard: DashboardServer | null = null;
+    const history = new RunHistory();
     try {
+      // Before the model loads: a port in use fails in the first second.
+      if (this.config.dashboard !== null) {
+        dashboard = await startDashboardServer(this.config.dashboard, { title: this.runTitle(), current: () => history }, this.nameKey('dashboard'));
+        this.emit('dashboard', { url: dashboard.url });
+      }
       setup = await this.setup();
-      return await this.loop(setup);
+      return await this.loop(setup, history);
     } catch (e) {
       if (setup?.ownsModel) setup.opened.model.free();
       throw e;
     } finally {
       setup?.optimizer.free();
+      await dashboard?.close();
       this.running = false;
     }
+  }
+
+  /** How the dashboard and report.html name the run. */
+  private runTitle(): string {
+    return `gptune train: ${this.config.output_dir === null ? 'a run without output_dir' : path.resolve(this.config.output_dir)}`;
   }
 
   private async setup(): Promise<Setup> {
@@ -352,6 +342,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }
     if (c.log_file && fs.existsSync(c.log_file) && fs.statSync(c.log_file).isDirectory()) {
       throw new UsageError(`${this.nameKey('log_file')} ${c.log_file}: is a folder; expected a file to append JSON lines to`);
+    }
+    if (c.log_file && c.output_dir && path.resolve(c.log_file) === path.resolve(c.output_dir, HISTORY_FILE)) {
+      throw new UsageError(`${this.nameKey('log_file')} ${c.log_file}: is where the run keeps its history (${HISTORY_FILE} in ${this.nameKey('output_dir')}); choose another file`);
     }
     const resumeDir = c.resume_from ? findResumableCheckpoint(c.resume_from, this.nameKey('resume_from')) : null;
     // A LoRA run's checkpoints hold the adapter only: the base is the run's model.
@@ -440,6 +433,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         optimizer.free();
         throw e;
       }
+      const prompts = this.samplePrompts(opened.tokenizer, model);
       const bestBeside = resumeDir ? path.join(path.dirname(resumeDir), 'best') : null;
       const inheritedBest = bestBeside && isBestOf(bestBeside, state) ? bestBeside : null;
       const tokenizerFiles = readTokenizerFiles(opened.tokenizerDir);
@@ -453,12 +447,25 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       }
       return {
         opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest,
-        checkpointFolder: folders.checkpoints, outFolder: folders.out,
+        checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts,
       };
     } catch (e) {
       if (ownsModel) opened.model.free();
       throw e;
     }
+  }
+
+  /** config.sample_prompts tokenized; each must leave room for sample_tokens in the model's context. */
+  private samplePrompts(tokenizer: Tokenizer, model: Decoder): Setup['samplePrompts'] {
+    const c = this.config;
+    if (c.sample_prompts === null) return [];
+    return samplePrompts(c.sample_prompts).map((text) => {
+      const ids = encodeSequence(tokenizer, text);
+      if (ids.length + c.sample_tokens > model.contextLength) {
+        throw new ConfigError(`${this.nameKey('sample_prompts')}: the prompt "${text.slice(0, 40)}" has ${ids.length} tokens; with ${this.nameKey('sample_tokens')} ${c.sample_tokens} it exceeds the model's context of ${model.contextLength}`);
+      }
+      return { text, ids };
+    });
   }
 
   /**
@@ -473,7 +480,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const inside = (dir: string | null, p: string | null): string | null => (dir === null || p === null ? null : entryUnder(dir, p));
     let out: OutputPlan | null = null;
     if (c.output_dir) {
-      const entries = [...MODEL_FILES, ...ADAPTER_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
+      const entries = [...MODEL_FILES, ...ADAPTER_FILES, HISTORY_FILE, REPORT_FILE, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
       out = planOutputFolder(c.output_dir, {
         label: this.nameKey('output_dir'), writer: 'gptune train', mode, entries, adoptUnlisted: resumeDir !== null && inside(c.output_dir, resumeDir) !== null,
         replaceHint: 'add --overwrite (config key overwrite) to replace it, or --resume to continue it',
@@ -514,7 +521,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return { out, checkpoints: checkpointFolder };
   }
 
-  private async loop(s: Setup): Promise<FitResult> {
+  private async loop(s: Setup, history: RunHistory): Promise<FitResult> {
     const c = this.config;
     const { model } = s.opened;
     const { state } = s;
@@ -541,8 +548,44 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const startedAt = Date.now();
     const elapsedBefore = state.elapsed_s;
     const elapsed = () => elapsedBefore + (Date.now() - startedAt) / 1000;
-    const log = (entry: object) => {
+    // The run's history: in memory for the dashboard, appended to output_dir's metrics.jsonl; a
+    // resumed run cuts the file back to its checkpoint's step and continues it.
+    const historyFile = c.output_dir ? path.join(c.output_dir, HISTORY_FILE) : null;
+    if (historyFile !== null && c.resume_from) for (const line of continueHistoryFile(historyFile, state.step)) history.add(line);
+    // The history files are for watching the run: failing to write them (a full disk) warns once
+    // and the run goes on (the model's own saves report their errors as before).
+    let historyWritable = historyFile !== null;
+    const writeHistory = (write: () => void) => {
+      if (!historyWritable) return;
+      try {
+        write();
+      } catch (e) {
+        historyWritable = false;
+        const warning: TrainingWarning = { step: state.step, kind: 'history', message: `${(e as Error).message}; ${HISTORY_FILE} and ${REPORT_FILE} are no longer updated in this run` };
+        progress?.message(`warning: ${warning.message}`);
+        this.emit('warning', warning);
+      }
+    };
+    const record = (line: HistoryLine) => {
+      history.add(line);
+      writeHistory(() => appendLine(historyFile!, JSON.stringify(line)));
+    };
+    record({ start: { step: state.step, total_steps: s.totalSteps, model: this.recordedConfig().model, output_dir: c.output_dir && path.resolve(c.output_dir), time: new Date().toISOString() } });
+    const writeReport = () => writeHistory(() => writeFileAtomic(path.join(c.output_dir!, REPORT_FILE), dashboardPage(history, { title: this.runTitle(), live: false })));
+    const log = (entry: StepLog | EvalLog) => {
       if (c.log_file) appendLine(c.log_file, JSON.stringify(entry));
+      record(entry);
+    };
+    const sample = () => {
+      if (s.samplePrompts.length === 0) return;
+      const tokenizer = s.opened.tokenizer;
+      // Greedy: no random numbers drawn, and the model's weights are only read, so training is unchanged.
+      // Stopping as `gptune generate --greedy` does, so the text is what that command gives for this model.
+      const options = { maxNewTokens: c.sample_tokens, greedy: true, eosTokenId: tokenizer.eosTokenId, stopTokenIds: tokenizer.stopTokenIds };
+      const samples = s.samplePrompts.map(({ text, ids }) => ({ prompt: text, text: tokenizer.decode(generate(model, ids, options).tokens) }));
+      const entry: SampleLog = { step: state.step, samples };
+      record(entry);
+      this.emit('sample', entry);
     };
     if (c.log_file) fs.mkdirSync(path.dirname(path.resolve(c.log_file)), { recursive: true });
     const epochOf = () => {
@@ -566,6 +609,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       s.checkpointFolder?.record([path.basename(dir)]);
       writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: this.recordedConfig(), tokenizerFiles: s.tokenizerFiles });
       if (kind === 'step') pruneStepCheckpoints(checkpointDir, c.save_total_limit);
+      // The best checkpoint's report follows its evaluation's line (runEval), the others' here.
+      if (kind !== 'best') writeReport();
       this.emit('checkpoint', { step: state.step, kind, dir });
       lastGood = dir;
       return dir;
@@ -601,6 +646,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       progress?.eval(entry);
       this.emit('eval', entry);
       lastEval = entry;
+      sample();
+      if (improved && checkpointing) writeReport();
       return entry;
     };
 
@@ -634,22 +681,49 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
     if (divergence === null && reason === 'completed' && s.validation && c.eval_at_end && state.last_eval_step !== state.step) runEval();
     if (divergence === null) parametersFinite();
+    const ended = (why: StopReason) => record({ end: { step: state.step, reason: why, time: new Date().toISOString() } });
     if (divergence !== null) {
-      // Nothing is published: a folder that holds only the manifest this run wrote goes back to how it was.
-      s.outFolder?.releaseIfUnused();
-      s.checkpointFolder?.releaseIfUnused();
+      ended('diverged');
+      this.releaseDivergedOutputs(s, history, writeReport);
       return this.result(s, 'diverged', lastEval, null, null, null, divergence, lastGood);
     }
     if (reason === 'interrupted') {
+      ended(reason);
       const dir = save('last');
+      if (dir === null) writeReport();
       progress?.message(`interrupted (${this.stopRequest}) after step ${state.step}${dir ? `; checkpoint written to ${dir}` : ''}`);
       return this.result(s, reason, lastEval, null, null, dir);
     }
+    if (history.samples[history.samples.length - 1]?.step !== state.step) sample();
+    ended(reason);
     const outputModel = bestSaved ? 'best' : 'last';
     // The best checkpoint is published from its folder; the final weights are in memory already, so
     // they are encoded from the model rather than read back from checkpoints/last.
     const lastDir = this.saveFinal(s, checkpointing ? () => save('last') : null, checkpointing && bestSaved ? path.join(checkpointDir!, 'best') : null);
+    // (checkpoints/last wrote it already, the end line included)
+    if (lastDir === null) writeReport();
     return this.result(s, reason, lastEval, c.output_dir, c.output_dir ? outputModel : null, lastDir);
+  }
+
+  /**
+   * A diverged run publishes nothing. When output_dir keeps checkpoints from before the divergence,
+   * the history and report.html stay beside them (they show how the run diverged); otherwise the
+   * history this run started is removed too, and a folder that then holds only the manifest this
+   * run wrote goes back to how it was.
+   */
+  private releaseDivergedOutputs(s: Setup, history: RunHistory, writeReport: () => void): void {
+    const out = this.config.output_dir;
+    if (out !== null && s.outFolder !== null) {
+      const kept = fs.readdirSync(out).filter((n) => ![OUTPUT_MANIFEST, HISTORY_FILE, REPORT_FILE].includes(n) && !isAtomicTemporary(n));
+      const startedHere = history.starts.length === 1 && history.starts[0].step === 0;
+      if (kept.length > 0 || !startedHere) {
+        writeReport();
+      } else {
+        for (const name of [HISTORY_FILE, REPORT_FILE]) fs.rmSync(path.join(out, name), { force: true });
+      }
+    }
+    s.outFolder?.releaseIfUnused();
+    s.checkpointFolder?.releaseIfUnused();
   }
 
   /**
@@ -658,7 +732,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * diverged when the monitor says so, else null.
    */
   private trainStep(
-    s: Setup, monitor: DivergenceMonitor, elapsed: () => number, epochOf: () => number, log: (entry: object) => void, progress: ProgressReporter | null,
+    s: Setup, monitor: DivergenceMonitor, elapsed: () => number, epochOf: () => number, log: (entry: StepLog) => void, progress: ProgressReporter | null,
   ): string | null {
     const c = this.config;
     const { model } = s.opened;
@@ -765,7 +839,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /** The config checkpoints and outputs record: config.model pinned to its Hub commit when it was a Hub id. */
   private recordedConfig(): TrainConfig {
-    return this.pinnedModel === null ? this.config : { ...this.config, model: this.pinnedModel };
+    // A resumed run serves a dashboard only when asked again (the port may be taken by then).
+    return { ...this.config, model: this.pinnedModel ?? this.config.model, dashboard: null };
   }
 
   /** "; the newest checkpoint on disk is DIR" when the checkpoint folder holds a step-N one. */

@@ -52,7 +52,7 @@ describe('divergence', () => {
     expect(r.code).toBe(1);
     const good = path.join(out, 'checkpoints', 'step-1');
     expect(r.stderr.trim().split('\n').pop()).toBe(
-      `gptune train: training diverged: 1 consecutive steps had a non-finite loss or gradient norm (step 2: loss NaN; max_skipped_steps 1); nothing was written to ${out}; the last good checkpoint is ${good} (continue with --resume ${good} and a lower --lr)`,
+      `gptune train: training diverged: 1 consecutive steps had a non-finite loss or gradient norm (step 2: loss NaN; max_skipped_steps 1); no model was written to ${out}; the last good checkpoint is ${good} (continue with --resume ${good} and a lower --lr)`,
     );
     expect(fs.readdirSync(path.join(out, 'checkpoints'))).toEqual(['step-1']);
     expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(false);

@@ -8,7 +8,7 @@ import { decodeHeaderWords, parseEmail, truncateText } from '../../lib/demo/emai
 import { NaiveBayes } from '../../lib/demo/naive_bayes';
 import { codeSpan } from '../../lib/demo/report';
 import { comparePaired, mcnemarExactP } from '../../lib/demo/stats';
-import { niceTicks } from '../../lib/demo/svg';
+import { niceTicks } from '../../lib/plot/svg';
 import { bucketCurve } from '../../lib/demo/training';
 
 describe('naive Bayes', () => {

@@ -54,7 +54,8 @@ describe('non-finite steps', () => {
       expect(sha(path.join(ckpt(n), 'optimizer.safetensors'))).toBe(sha(path.join(ckpt(1), 'optimizer.safetensors')));
     }
     // Nothing published: no model in --out, no checkpoints/last; the last good checkpoint is named.
-    expect(fs.readdirSync(out)).toEqual(['.gptune-output.json', 'checkpoints']);
+    // The history and report stay beside the checkpoints: they show how the run diverged.
+    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'checkpoints', 'metrics.jsonl', 'report.html']);
     expect(fs.existsSync(path.join(out, 'checkpoints', 'last'))).toBe(false);
     expect(result.lastGoodCheckpoint).toBe(ckpt(5));
     expect(result.outputDir).toBeNull();

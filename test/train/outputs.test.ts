@@ -103,7 +103,7 @@ describe('--out never deletes or replaces what gptune did not write', () => {
     expect(replaced.stderr).toBe('');
     expect(replaced.code).toBe(0);
     // The previous run's checkpoints went with it (this run writes none).
-    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
 
     fs.writeFileSync(path.join(out, 'my-results.csv'), 'a,b\n1,2\n');
     const before = snapshot(out);
@@ -174,7 +174,8 @@ describe('resuming', () => {
   test('an output written before manifests existed resumes, unless it holds something gptune does not write', () => {
     const out = path.join(tempDir('gptune-legacy-'), 'out');
     expect(gptune(['train', '--model', TINY, '--data', DATA, '--out', out, ...SMALL, '--save-every', '1']).code).toBe(0);
-    fs.rmSync(path.join(out, '.gptune-output.json'));
+    // What a gptune from before manifests (and before metrics.jsonl and report.html) left.
+    for (const name of ['.gptune-output.json', 'metrics.jsonl', 'report.html']) fs.rmSync(path.join(out, name));
     fs.writeFileSync(path.join(out, 'notes.txt'), 'mine');
     const refused = gptune(['train', '--resume', path.join(out, 'checkpoints', 'last'), '--steps', '3', '--quiet']);
     expectOneLineError(refused, /--out .*: is not empty and is not a gptune output \(checkpoints, .*notes\.txt/);

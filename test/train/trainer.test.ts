@@ -120,8 +120,8 @@ describe('plain text keeps the `gptune train` contract', () => {
     expect(r.steps.map((s) => s.grad_norm)).toEqual(reference.map((s) => s.grad_norm));
     expect(r.steps.map((s) => s.lr)).toEqual(reference.map((s) => s.lr));
     expect(weightsOf(path.join(f.dir, 'out'))).toEqual(referenceWeights);
-    // A plain run (no validation, no save_every) writes exactly the model folder, as before.
-    expect(fs.readdirSync(path.join(f.dir, 'out')).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+    // A plain run (no validation, no save_every) writes the model folder and the run's history and report.
+    expect(fs.readdirSync(path.join(f.dir, 'out')).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
     freeResult(r);
   });
 
@@ -363,8 +363,8 @@ describe('checkpoints and resumption', () => {
     expect([result.reason, result.signal, result.step]).toEqual(['interrupted', 'stop()', 2]);
     expect(result.lastCheckpoint).toBe(path.join(out, 'checkpoints', 'last'));
     expect(readTrainerState(result.lastCheckpoint!).step).toBe(2);
-    // Interrupted: output_dir holds no model, only the checkpoints.
-    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'checkpoints']);
+    // Interrupted: output_dir holds no model, only the checkpoints and the run's history and report.
+    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'checkpoints', 'metrics.jsonl', 'report.html']);
     result.model.free();
   });
 });
@@ -484,7 +484,7 @@ describe('iterative fine-tuning', () => {
     expect(r2.steps[0].loss).not.toBe(base.forward(b.inputs, 2, 16, b.targets).loss);
     tuned.free();
     base.free();
-    expect(fs.readdirSync(second).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+    expect(fs.readdirSync(second).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
     expect(fs.readFileSync(path.join(second, 'vocab.json'))).toEqual(fs.readFileSync(path.join(TINY, 'vocab.json')));
     freeResult(r2);
   });

@@ -20,7 +20,8 @@ function configFlags(): Record<string, FlagSpec> {
     // The config key spelled as a flag (learning_rate -> --learning-rate) also works where the flag is shorter.
     const keyFlag = key.replace(/_/g, '-');
     const aliases = keyFlag === spec.flag ? undefined : [keyFlag];
-    flags[spec.flag] = { type: spec.type, choices: spec.choices, min: spec.min, aliases, help: `${spec.help}${shown}; config key ${key}` };
+    const withoutValue = spec.flagWithoutValue as string | number | undefined;
+    flags[spec.flag] = { type: spec.type, choices: spec.choices, min: spec.min, aliases, withoutValue, help: `${spec.help}${shown}; config key ${key}` };
   }
   return flags;
 }
@@ -71,14 +72,15 @@ export const trainCommand: Command = {
     'JSONL with {"prompt","completion"}, {"messages":[...]} (chat) or {"text","label"} (classification) per line, or a CSV with text and label columns. ' +
     'AdamW with weight decay on 2D+ tensors only; optional validation every --eval-every steps with early stopping; ' +
     'resumable checkpoints in OUT/checkpoints (step-N, best, last; --resume DIR continues exactly). ' +
-    'Every key of the config file has a flag; flags override the file. Logs one JSON line per step and evaluation to --log; ' +
+    'Every key of the config file has a flag; flags override the file. Logs one JSON line per step and evaluation to --log, and to OUT/metrics.jsonl beside ' +
+    'OUT/report.html (the curves, best step and samples; gptune dashboard OUT serves them); --dashboard [PORT] serves them live while training; ' +
     'OUT holds the best model (lowest validation loss; the last one without validation) in Hugging Face format at the end. ' +
     'OUT must be new or empty, or a previous gptune output (listed in its .gptune-output.json) that --overwrite replaces or --resume continues; ' +
     'a folder holding anything else is refused, and writability and free space are checked before training. ' +
     'Ctrl-C finishes the current step, writes OUT/checkpoints/last and exits with status 1. ' +
     'A step whose loss or gradient norm is not finite is skipped (no update; a warning); --max-skipped-steps such steps in a row, ' +
     'or a loss more than --divergence-zscore standard deviations above the mean of the last 100 steps, stop the run as diverged: ' +
-    'exit 1, nothing written to OUT, the last good checkpoint named. A loss above 3 x ln(vocab_size) or 6 standard deviations warns. ' +
+    'exit 1, no model written to OUT, the last good checkpoint named. A loss above 3 x ln(vocab_size) or 6 standard deviations warns. ' +
     'Before anything is allocated the run\'s memory (parameters, gradients, AdamW moments, activations and logits of one micro-batch, the host copies a save makes) ' +
     'is checked against the memory available (MemAvailable, the cgroup limit) or --max-memory.' +
     `\n\n${freshModelHelp()}`,
@@ -129,6 +131,8 @@ export const trainCommand: Command = {
     const trainer = new Trainer(config, { progress: !v.quiet, nameKey: (key) => `--${CONFIG_SCHEMA[key].flag}`, hub: v.quiet ? { ...hub, onProgress: undefined } : hub });
     // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
     if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
+    // Printed even with --quiet: the URL is the only way to the page (port 0 picks it at run time).
+    trainer.on('dashboard', ({ url }) => process.stderr.write(`gptune train: dashboard at ${url}\n`));
     let result;
     const stopOnSignal = stopOnFirstSignal(trainer);
     try {
@@ -153,7 +157,8 @@ export const trainCommand: Command = {
     model.free();
     if (result.reason === 'diverged') {
       const good = result.lastGoodCheckpoint ? `; the last good checkpoint is ${result.lastGoodCheckpoint} (continue with --resume ${result.lastGoodCheckpoint} and a lower --lr)` : '';
-      throw new Error(`training diverged: ${result.divergence}; nothing was written to ${outDir}${good}`);
+      // Checkpoints from before the divergence keep the run's history and report.html beside them.
+      throw new Error(`training diverged: ${result.divergence}; ${result.lastGoodCheckpoint ? 'no model' : 'nothing'} was written to ${outDir}${good}`);
     }
     if (result.reason === 'interrupted') {
       const where = result.lastCheckpoint ? `; checkpoint written to ${result.lastCheckpoint} (continue with --resume ${result.lastCheckpoint})` : '';

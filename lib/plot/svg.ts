@@ -1,7 +1,10 @@
 /**
- * Loss curves as a standalone SVG: a grid of panels, each with its own axes (ticks at 1-2-5
- * steps), one polyline per series with markers at its points, and a legend. No dependencies, so
- * the report renders on GitHub and in any browser.
+ * Curves as a standalone SVG: a grid of panels, each with its own axes (ticks at 1-2-5 steps), one
+ * polyline per series with markers at its points, and a legend. No dependencies, so the demo's
+ * report renders on GitHub and in any browser, and the training dashboard (lib/dashboard) draws its
+ * live page and report.html with the same code. Each polyline carries its series' name and exact
+ * values (`data-series`, `data-points="x,y x,y ..."`, numbers as JavaScript prints them), so a
+ * reader or a test can take the plotted data from the SVG rather than from pixels.
  */
 
 export interface Series {
@@ -16,6 +19,8 @@ export interface Panel {
   xLabel: string;
   yLabel: string;
   series: Series[];
+  /** A vertical dashed line at this x with a label (e.g. the best step), drawn when x lies in the plotted range. */
+  markX?: { x: number; label: string };
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#17becf'];
@@ -54,7 +59,12 @@ function panelSvg(panel: Panel, x0: number, y0: number, colorOffset: number): st
   let xMin = Math.min(...all.map((p) => p[0])), xMax = Math.max(...all.map((p) => p[0]));
   let yMin = Math.min(...all.map((p) => p[1])), yMax = Math.max(...all.map((p) => p[1]));
   if (xMax === xMin) xMax = xMin + 1;
-  if (yMax === yMin) { yMin -= 0.5; yMax += 0.5; }
+  if (yMax === yMin) {
+    // A flat series (a constant learning rate) is drawn mid-panel on a range of its own scale.
+    const half = yMin === 0 ? 0.5 : Math.abs(yMin) * 0.1;
+    yMin -= half;
+    yMax += half;
+  }
   const pad = (yMax - yMin) * 0.05;
   yMin -= pad;
   yMax += pad;
@@ -70,11 +80,22 @@ function panelSvg(panel: Panel, x0: number, y0: number, colorOffset: number): st
   }
   parts.push(`<text x="${left + plotW / 2}" y="${y0 + PANEL_H - 8}" text-anchor="middle" font-size="12">${escapeXml(panel.xLabel)}</text>`);
   parts.push(`<text transform="translate(${x0 + 14},${top + plotH / 2}) rotate(-90)" text-anchor="middle" font-size="12">${escapeXml(panel.yLabel)}</text>`);
+  const mark = panel.markX;
+  if (mark && mark.x >= xMin && mark.x <= xMax) {
+    const x = sx(mark.x).toFixed(1);
+    parts.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${top + plotH}" stroke="#555" stroke-dasharray="2,3" data-mark-x="${mark.x}"/>`);
+    // The label goes on the side of the line with room for it.
+    const right = sx(mark.x) < left + plotW * 0.75;
+    const labelX = (sx(mark.x) + (right ? 3 : -3)).toFixed(1);
+    parts.push(`<text x="${labelX}" y="${top + plotH - 6}" text-anchor="${right ? 'start' : 'end'}" font-size="11" fill="#555">${escapeXml(mark.label)}</text>`);
+  }
   panel.series.forEach((s, i) => {
     const color = COLORS[(colorOffset + i) % COLORS.length];
-    const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`);
+    const finite = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+    const pts = finite.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`);
+    const values = finite.map(([x, y]) => `${x},${y}`).join(' ');
     const dash = s.dashed ? ' stroke-dasharray="5,3"' : '';
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.8"${dash} points="${pts.join(' ')}"/>`);
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.8"${dash} data-series="${escapeXml(s.name)}" data-points="${values}" points="${pts.join(' ')}"/>`);
     if (!s.dashed && pts.length <= 40) for (const p of pts) parts.push(`<circle cx="${p.split(',')[0]}" cy="${p.split(',')[1]}" r="2.5" fill="${color}"/>`);
     const ly = top + 14 + i * 15;
     parts.push(`<line x1="${left + plotW - 150}" y1="${ly - 4}" x2="${left + plotW - 132}" y2="${ly - 4}" stroke="${color}" stroke-width="2"${dash}/>`);
