@@ -26,7 +26,7 @@
 #include "gptune/device.h"
 #include "gptune/kernels.h"
 #include "gptune/quant_format.h"
-#include "../native/lora_dropout_ref.h"  // the mask definition, restated
+#include "../native/dropout_mask_ref.h"  // the mask definition, restated
 
 namespace cu = gptune::cuda;
 using std::vector;
@@ -1251,7 +1251,7 @@ void test_lora() {
           const double scale = 1.0f / (1.0f - p);
           vector<double> m(size_t(N) * C, 1.0);
           if (p > 0)
-            for (size_t i = 0; i < m.size(); ++i) m[i] = lora_keep_ref(seed, i, p) ? scale : 0.0;
+            for (size_t i = 0; i < m.size(); ++i) m[i] = dropout_keep_ref(seed, i, p) ? scale : 0.0;
           vector<double> u(size_t(N) * R), out = to_double(out0), du(size_t(N) * R), dB = to_double(dB0), dA = to_double(dA0),
                                            dinp = to_double(dinp0);
           for (int n = 0; n < N; ++n)
@@ -1311,7 +1311,7 @@ void test_lora() {
     Dev<float> d_ones(ones), d_out(N), d_u(N);
     cu::lora_forward(d_out.ptr, d_u.ptr, d_ones.ptr, d_ones.ptr, d_ones.ptr, N, 1, 1, 1, 1, 0, 1.0f, p, seed);
     vector<double> want(N);
-    for (int n = 0; n < N; ++n) want[n] = lora_keep_ref(seed, n, p) ? double(1.0f / (1.0f - p)) : 0.0;
+    for (int n = 0; n < N; ++n) want[n] = dropout_keep_ref(seed, n, p) ? double(1.0f / (1.0f - p)) : 0.0;
     check("lora dropout mask equals the definition (3000 elements)", d_u.get(), want, 0);
   }
 }
