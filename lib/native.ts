@@ -92,6 +92,13 @@ export interface Kernels {
   gelu_forward(out: F, inp: F, n: number): void;
   gelu_backward(dinp: F, inp: F, dout: F, n: number): void;
   residual_forward(out: F, a: F, b: F, n: number): void;
+  /**
+   * Inverted dropout of n floats, element i kept iff keep(seed, i, p) (native/include/gptune/dropout_mask.h):
+   * out = residual + dropout(inp), or dropout(inp) when residual is null; p in [0, 1), seed an integer in [0, 2^53).
+   */
+  dropout_forward(out: F, inp: F, residual: F | null, n: number, p: number, seed: number): void;
+  /** dinp += dout times the same multipliers (0 or 1/(1-p)). */
+  dropout_backward(dinp: F, dout: F, n: number, p: number, seed: number): void;
   add_inplace(dst: F, src: F, n: number): void;
   scale_inplace(x: F, s: number, n: number): void;
   fill(x: F, value: number, n: number): void;

@@ -20,26 +20,10 @@ namespace {
 
 long long g_chunk_floats = 1LL << 22;  // 16 MiB of fp32 per chunk of rows
 
-// For the `total` elements i of rows [row0, ...) of an (., C) input, with m the mask multiplier of
-// element (row0 + i / C, i % C): dst[i] = m * src[i], or (accumulate) dst[i] += m * src[i]. A dropped
-// element gives exactly 0 (or leaves dst as it was), whatever src holds.
-__global__ void dropout_kernel(float* dst, const float* src, long long row0, int C, long long total, DropoutMask d,
-                                    bool accumulate) {
-  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-  const uint64_t first = static_cast<uint64_t>(row0) * static_cast<uint64_t>(C);
-  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
-    const bool keep = dropout_keep_state(d, dropout_state(d, first + static_cast<uint64_t>(i)));
-    if (accumulate) {
-      if (keep) dst[i] += d.scale * src[i];
-    } else {
-      dst[i] = keep ? d.scale * src[i] : 0.0f;
-    }
-  }
-}
-
+// dst rows = mask(src rows) of rows [row0, row0 + rows) of an (., C) input (accumulate: +=).
 void apply_dropout(float* dst, const float* src, long long row0, int rows, int C, const DropoutMask& d, bool accumulate) {
-  const long long total = static_cast<long long>(rows) * C;
-  launch(dropout_kernel, dim3(grid_for(total, 256)), dim3(256), 0, dst, src, row0, C, total, d, accumulate);
+  apply_dropout_mask(dst, src, nullptr, static_cast<uint64_t>(row0) * static_cast<uint64_t>(C),
+                     static_cast<long long>(rows) * C, d, accumulate);
 }
 
 // Rows per chunk, and the chunk tile (chunk rows x C floats) in backend scratch.
