@@ -884,7 +884,7 @@ export class Decoder {
   /** blockForward's attention in training: full causal attention over (B,T), within segments, saving the log-sum-exp for backward. */
   private causalAttention(segmentIds: Int32Array | null, B: number, T: number): (a: BlockBuffers) => void {
     const cfg = this.config;
-    return (a) => kernels.attention_forward(a.atty, a.attLse!, a.qkv, segmentIds, B, T, cfg.heads, cfg.kvHeads, cfg.headDim);
+    return (a) => kernels.attention_forward(a.atty, a.attLse!, a.qkv, segmentIds, B, T, cfg.heads, cfg.kvHeads, cfg.headDim, 0, 0);
   }
 
   /**
@@ -989,7 +989,7 @@ export class Decoder {
       k.fill(datty, 0, BT * AW);
       linearBackward('outw', datty, dres, a.atty);
       k.fill(acts.dqkv, 0, BT * QKV);
-      k.attention_backward(acts.dqkv, datty, a.qkv, a.atty, a.attLse!, segmentIds, B, T, NH, NKV, HS);
+      k.attention_backward(acts.dqkv, datty, a.qkv, a.atty, a.attLse!, segmentIds, B, T, NH, NKV, HS, 0, 0);
       if (cfg.positions === 'rope') {
         const rope = this.ropeTables();
         k.rope_backward(acts.dqkv, rope.cos, rope.sin, positions, B, T, NH, NKV, HS, rope.positions, 0);

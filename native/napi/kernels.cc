@@ -513,21 +513,25 @@ void check_heads(Args& a, int NH, int NKV) {
 }
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  Args a(info, "attention_forward", 9);
+  Args a(info, "attention_forward", 11);
   int B = a.dim(4, "B"), T = a.dim(5, "T"), NH = a.dim(6, "NH"), NKV = a.dim(7, "NKV"), HS = a.dim(8, "HS");
   check_heads(a, NH, NKV);
+  const float p = dropout_probability(a, 9);
+  const uint64_t seed = dropout_seed(a, 10);
   auto out = a.floats(0, "out", a.product({B, T, NH, HS}));
   auto lse = a.floats(1, "lse", a.product({B, NH, T}));
   auto qkv = a.floats(2, "qkv", a.product({B, T, NH + 2 * int64_t{NKV}, HS}));
   auto seg = a.ints_opt(3, "segment_ids", a.product({B, T}));
-  GPTUNE_DISPATCH(a, attention_forward, out.ptr, lse.ptr, qkv.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS);
+  GPTUNE_DISPATCH(a, attention_forward, out.ptr, lse.ptr, qkv.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS, p, seed);
   return info.Env().Undefined();
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "attention_backward", 11);
+  Args a(info, "attention_backward", 13);
   int B = a.dim(6, "B"), T = a.dim(7, "T"), NH = a.dim(8, "NH"), NKV = a.dim(9, "NKV"), HS = a.dim(10, "HS");
   check_heads(a, NH, NKV);
+  const float p = dropout_probability(a, 11);
+  const uint64_t seed = dropout_seed(a, 12);
   const int64_t qkv_size = a.product({B, T, NH + 2 * int64_t{NKV}, HS}), out_size = a.product({B, T, NH, HS});
   auto dqkv = a.floats(0, "dqkv", qkv_size);
   auto dout = a.floats(1, "dout", out_size);
@@ -535,7 +539,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   auto out = a.floats(3, "out", out_size);
   auto lse = a.floats(4, "lse", a.product({B, NH, T}));
   auto seg = a.ints_opt(5, "segment_ids", a.product({B, T}));
-  GPTUNE_DISPATCH(a, attention_backward, dqkv.ptr, dout.ptr, qkv.ptr, out.ptr, lse.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS);
+  GPTUNE_DISPATCH(a, attention_backward, dqkv.ptr, dout.ptr, qkv.ptr, out.ptr, lse.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS, p, seed);
   return info.Env().Undefined();
 }
 
