@@ -129,57 +129,44 @@ def train_with_dropout(model, set_dropout, tokens, targets):
     return losses, norms, grads0
 
 
+def load(module_class, config_class, folder: str):
+    """The float64 model of a fixture folder (config.json + model.safetensors)."""
+    model = module_class(config_class.from_hf_dict(json.load(open(os.path.join(folder, "config.json")))))
+    model.load_hf_state(load_safetensors(os.path.join(folder, "model.safetensors")))
+    return model.double()
+
+
+def write_reference(out: str, name: str, model_class, config_class, set_dropout, rates: dict) -> None:
+    """Trains tiny-<name> with dropout on its -ref.json batch; writes dropout-<name>-ref.{json,safetensors}."""
+    folder = os.path.join(out, f"tiny-{name}")
+    ref = json.load(open(os.path.join(out, f"tiny-{name}-ref.json")))
+    tokens, targets = torch.tensor(ref["tokens"]), torch.tensor(ref["targets"])
+    losses, norms, grads = train_with_dropout(load(model_class, config_class, folder), set_dropout, tokens, targets)
+    # Without the masks the first loss differs: the fixture really exercises dropout.
+    plain_loss = load(model_class, config_class, folder)(tokens, targets)[1].item()
+    save_safetensors(os.path.join(out, f"dropout-{name}-ref.safetensors"), grads, {"format": "pt"})
+    with open(os.path.join(out, f"dropout-{name}-ref.json"), "w") as f:
+        json.dump({
+            "generator": "scripts/make_dropout_fixtures.py", "torch_version": torch.__version__,
+            "model": f"tiny-{name}", "batch": f"tiny-{name}-ref.json tokens/targets", "rates": rates,
+            "steps": STEPS, "p": P, "step_seeds": STEP_SEEDS,
+            "adamw": {"lr": ADAMW["lr"], "betas": list(ADAMW["betas"]), "eps": ADAMW["eps"],
+                      "weight_decay": ADAMW["weight_decay"]},
+            "conventions": "float64 reference; losses[k] is step k's mean loss before its update, grad_norms[k] "
+                           "the global gradient norm; the .safetensors holds every parameter's step-0 gradient "
+                           "under the checkpoint's names and layouts (GPT-2's Conv1D weights (in, out)).",
+            "losses": losses, "grad_norms": norms, "loss_without_dropout": f17(plain_loss)}, f, indent=1)
+        f.write("\n")
+    print(name, losses, "without dropout", plain_loss)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(HERE, "..", "test", "fixtures"))
     args = parser.parse_args()
-    torch.manual_seed(0)
-    common = {
-        "generator": "scripts/make_dropout_fixtures.py", "torch_version": torch.__version__, "steps": STEPS, "p": P,
-        "step_seeds": STEP_SEEDS, "adamw": {"lr": ADAMW["lr"], "betas": list(ADAMW["betas"]), "eps": ADAMW["eps"],
-                                             "weight_decay": ADAMW["weight_decay"]},
-        "conventions": "float64 reference; losses[k] is step k's mean loss before its update, grad_norms[k] the "
-                       "global gradient norm; the .safetensors holds every parameter's step-0 gradient under the "
-                       "checkpoint's names and layouts (GPT-2's Conv1D weights (in, out)).",
-    }
-
-    # GPT-2: all three sites
-    folder = os.path.join(args.out, "tiny-gpt2")
-    config = GPT2Config.from_hf_dict(json.load(open(os.path.join(folder, "config.json"))))
-    gpt2 = GPT2(config)
-    gpt2.load_hf_state(load_safetensors(os.path.join(folder, "model.safetensors")))
-    gpt2 = gpt2.double()
-    ref = json.load(open(os.path.join(args.out, "tiny-gpt2-ref.json")))
-    tokens, targets = torch.tensor(ref["tokens"]), torch.tensor(ref["targets"])
-    losses, norms, grads = train_with_dropout(gpt2, set_gpt2_dropout, tokens, targets)
-    # Without the masks the first loss differs: the fixture really exercises dropout.
-    gpt2_plain = GPT2(config)
-    gpt2_plain.load_hf_state(load_safetensors(os.path.join(folder, "model.safetensors")))
-    plain_loss = gpt2_plain.double()(tokens, targets)[1].item()
-    save_safetensors(os.path.join(args.out, "dropout-gpt2-ref.safetensors"), grads, {"format": "pt"})
-    with open(os.path.join(args.out, "dropout-gpt2-ref.json"), "w") as f:
-        json.dump({**common, "model": "tiny-gpt2", "batch": "tiny-gpt2-ref.json tokens/targets",
-                   "rates": {"embd_pdrop": P, "attn_pdrop": P, "resid_pdrop": P},
-                   "losses": losses, "grad_norms": norms, "loss_without_dropout": f17(plain_loss)}, f, indent=1)
-        f.write("\n")
-    print("gpt2", losses, "without dropout", plain_loss)
-
-    # Llama: attention_dropout only
-    folder = os.path.join(args.out, "tiny-llama")
-    lconfig = LlamaConfig.from_hf_dict(json.load(open(os.path.join(folder, "config.json"))))
-    llama = LlamaForCausalLM(lconfig)
-    llama.load_hf_state(load_safetensors(os.path.join(folder, "model.safetensors")))
-    llama = llama.double()
-    ref = json.load(open(os.path.join(args.out, "tiny-llama-ref.json")))
-    tokens, targets = torch.tensor(ref["tokens"]), torch.tensor(ref["targets"])
-    losses, norms, grads = train_with_dropout(llama, set_llama_dropout, tokens, targets)
-    save_safetensors(os.path.join(args.out, "dropout-llama-ref.safetensors"), grads, {"format": "pt"})
-    with open(os.path.join(args.out, "dropout-llama-ref.json"), "w") as f:
-        json.dump({**common, "model": "tiny-llama", "batch": "tiny-llama-ref.json tokens/targets",
-                   "rates": {"attention_dropout": P}, "losses": losses, "grad_norms": norms,
-                   "loss_without_dropout": f17(ref["loss_f64"])}, f, indent=1)
-        f.write("\n")
-    print("llama", losses, "without dropout", ref["loss_f64"])
+    write_reference(args.out, "gpt2", GPT2, GPT2Config, set_gpt2_dropout,
+                    {"embd_pdrop": P, "attn_pdrop": P, "resid_pdrop": P})
+    write_reference(args.out, "llama", LlamaForCausalLM, LlamaConfig, set_llama_dropout, {"attention_dropout": P})
 
 
 if __name__ == "__main__":
