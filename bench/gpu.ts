@@ -169,9 +169,9 @@ function main(): void {
     const dout = randomTensor(B * T * C), dqkv = randomTensor(B * T * 3 * C);
     const fwdFlops = 2 * 2 * B * NH * T * T * (C / NH) / 2;
     const torchKey = precision === 'bf16' ? 'sdpa' : 'sdpa_fp32';
-    const fwd = timeMs(() => K.attention_forward(out, lse, qkv, null, B, T, NH, NH, C / NH), 5, 5);
+    const fwd = timeMs(() => K.attention_forward(out, lse, qkv, null, B, T, NH, NH, C / NH, 0, 0), 5, 5);
     record(`attention ${precision}`, `forward B=${B} T=${T} NH=${NH} C=${C}`, fwd, fwdFlops / fwd / 1e9, 'TFLOP/s', torch[`${torchKey}_fwd_ms`]);
-    const bwd = timeMs(() => K.attention_backward(dqkv, dout, qkv, out, lse, null, B, T, NH, NH, C / NH), 3, 5);
+    const bwd = timeMs(() => K.attention_backward(dqkv, dout, qkv, out, lse, null, B, T, NH, NH, C / NH, 0, 0), 3, 5);
     record(`attention ${precision}`, 'backward', bwd, (2.5 * fwdFlops) / bwd / 1e9, 'TFLOP/s', torch[`${torchKey}_bwd_ms`]);
     freeAll();
   }
@@ -188,9 +188,9 @@ function main(): void {
     const qkv = randomTensor(N * QKV), out = randomTensor(N * NH * HS), lse = randomTensor(B * NH * T);
     const dout = randomTensor(N * NH * HS), dqkv = randomTensor(N * QKV);
     const fwdFlops = 2 * 2 * B * NH * T * T * HS / 2;
-    const fwd = timeMs(() => K.attention_forward(out, lse, qkv, null, B, T, NH, NKV, HS), 5, 5);
+    const fwd = timeMs(() => K.attention_forward(out, lse, qkv, null, B, T, NH, NKV, HS, 0, 0), 5, 5);
     record('llama (smollm2-135m)', `GQA attention bf16 fwd NH=${NH} NKV=${NKV}`, fwd, fwdFlops / fwd / 1e9, 'TFLOP/s', torch['llama_sdpa_fwd_ms']);
-    const bwd = timeMs(() => K.attention_backward(dqkv, dout, qkv, out, lse, null, B, T, NH, NKV, HS), 3, 5);
+    const bwd = timeMs(() => K.attention_backward(dqkv, dout, qkv, out, lse, null, B, T, NH, NKV, HS, 0, 0), 3, 5);
     record('llama (smollm2-135m)', 'GQA attention bf16 bwd', bwd, (2.5 * fwdFlops) / bwd / 1e9, 'TFLOP/s', torch['llama_sdpa_bwd_ms']);
     cuda.setAttentionPrecision?.('fp32');
     const { cos, sin } = { cos: randomTensor(T * HS / 2), sin: randomTensor(T * HS / 2) };

@@ -15,6 +15,8 @@ export {
   parseModelConfig, loadModelConfig, parseDecoderSpec, decoderConfigFromGPT2,
 } from './model/config';
 export type { GPT2Config, DecoderConfig, ModelType, RopeScaling } from './model/config';
+export { trainingDropout } from './model/dropout';
+export type { DropoutRates } from './model/dropout';
 export { generate, planGenerationMemory, sampleToken } from './model/generate';
 export type { GenerateOptions, GenerateResult } from './model/generate';
 export { loadTokenizer, BPETokenizer, HFTokenizer, DecodeStream, encodeSequence } from './tokenizer';

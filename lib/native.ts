@@ -92,13 +92,23 @@ export interface Kernels {
   gelu_forward(out: F, inp: F, n: number): void;
   gelu_backward(dinp: F, inp: F, dout: F, n: number): void;
   residual_forward(out: F, a: F, b: F, n: number): void;
+  /**
+   * Inverted dropout of n floats, element i kept iff keep(seed, i, p) (native/include/gptune/dropout_mask.h):
+   * out = residual + dropout(inp), or dropout(inp) when residual is null; p in [0, 1), seed an integer in [0, 2^53).
+   */
+  dropout_forward(out: F, inp: F, residual: F | null, n: number, p: number, seed: number): void;
+  /** dinp += dout times the same multipliers (0 or 1/(1-p)). */
+  dropout_backward(dinp: F, dout: F, n: number, p: number, seed: number): void;
   add_inplace(dst: F, src: F, n: number): void;
   scale_inplace(x: F, s: number, n: number): void;
   fill(x: F, value: number, n: number): void;
   sum_squares(x: F, n: number): number;
-  /** Grouped-query attention: qkv (B,T,(NH+2*NKV)*HS), out (B,T,NH*HS), lse (B,NH,T); GPT-2 is NKV = NH, HS = C/NH. */
-  attention_forward(out: F, lse: F, qkv: F, segmentIds: I | null, B: number, T: number, NH: number, NKV: number, HS: number): void;
-  attention_backward(dqkv: F, dout: F, qkv: F, out: F, lse: F, segmentIds: I | null, B: number, T: number, NH: number, NKV: number, HS: number): void;
+  /**
+   * Grouped-query attention: qkv (B,T,(NH+2*NKV)*HS), out (B,T,NH*HS), lse (B,NH,T); GPT-2 is NKV = NH, HS = C/NH.
+   * dropout p in [0, 1) on the probabilities (0: none), mask index ((b*NH + h)*T + key)*T + query; the backward takes the forward's p and seed.
+   */
+  attention_forward(out: F, lse: F, qkv: F, segmentIds: I | null, B: number, T: number, NH: number, NKV: number, HS: number, dropout: number, seed: number): void;
+  attention_backward(dqkv: F, dout: F, qkv: F, out: F, lse: F, segmentIds: I | null, B: number, T: number, NH: number, NKV: number, HS: number, dropout: number, seed: number): void;
   /** kcache, vcache (B,maxT,NKV*HS): the cache holds the NKV kv heads only. */
   attention_cached_forward(out: F, kcache: F, vcache: F, qkv: F, B: number, Tq: number, past: number, maxT: number, NH: number, NKV: number, HS: number): void;
   rmsnorm_forward(out: F, rstd: F | null, inp: F, weight: F, N: number, C: number, eps: number): void;

@@ -1,5 +1,6 @@
 """GPT-2 in plain PyTorch, written to compute exactly what Hugging Face's GPT2LMHeadModel computes
-(no dropout), with parameter names and layouts of the original OpenAI/HF checkpoint:
+(in eval mode: no dropout, unless a script sets the dropout hooks below), with parameter names and
+layouts of the original OpenAI/HF checkpoint:
 
     wte.weight (V,C)   wpe.weight (maxT,C)
     h.{l}.ln_1.{weight,bias} (C)
@@ -12,6 +13,10 @@
     lm_head: tied to wte (logits = x @ wte^T), no separate tensor
 
 Used by scripts/make_fixtures.py (reference outputs for gptune's tests) and bench/torch_baseline.py.
+Dropout hooks (None: none, as in eval mode), set by scripts/make_dropout_fixtures.py to draw gptune's
+masks where transformers' nn.Dropout layers sit in train mode: GPT2.embd_dropout (on wte + wpe),
+CausalSelfAttention.prob_dropout (on the softmax output, before @ v), Block.attn_out_dropout and
+Block.mlp_out_dropout (on each branch's output, before its residual add). Each is a callable x -> x.
 """
 import math
 from dataclasses import dataclass
@@ -74,6 +79,7 @@ class CausalSelfAttention(nn.Module):
         n = config.n_positions
         self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n), persistent=False)
         self.register_buffer("masked_bias", torch.tensor(-1e4), persistent=False)
+        self.prob_dropout = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -89,6 +95,8 @@ class CausalSelfAttention(nn.Module):
         # in float32/float64 because every row keeps its diagonal, so -inf is equivalent here.
         scores = scores.masked_fill(~causal, float("-inf"))
         att = F.softmax(scores, dim=-1)
+        if self.prob_dropout is not None:
+            att = self.prob_dropout(att)
         y = att @ v                                            # (B,NH,T,hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)       # heads re-interleaved: (B,T,C)
         return self.c_proj(y)
@@ -114,10 +122,14 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
+        self.attn_out_dropout = None
+        self.mlp_out_dropout = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        x = x + self.mlp(self.ln_2(x))
+        a = self.attn(self.ln_1(x))
+        x = x + (a if self.attn_out_dropout is None else self.attn_out_dropout(a))
+        m = self.mlp(self.ln_2(x))
+        x = x + (m if self.mlp_out_dropout is None else self.mlp_out_dropout(m))
         return x
 
 
@@ -129,6 +141,7 @@ class GPT2(nn.Module):
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.embd_dropout = None
 
     def head_weight(self) -> torch.Tensor:
         """The output projection (V,C): GPT-2 ties it to wte (scripts/torch_lora.py swaps in a trainable copy,
@@ -144,6 +157,8 @@ class GPT2(nn.Module):
             raise ValueError(f"sequence length {T} exceeds n_positions {self.config.n_positions}")
         positions = torch.arange(T, device=tokens.device)
         x = self.wte(tokens) + self.wpe(positions)             # (B,T,C)
+        if self.embd_dropout is not None:
+            x = self.embd_dropout(x)
         for block in self.h:
             x = block(x)
         x = self.ln_f(x)

@@ -17,6 +17,9 @@ Parameters carry Hugging Face's names and nn.Linear layout (weight (out, in)):
 
 Block: x += o_proj(attn(rope(qk_norm(qkv(rmsnorm(x)))))); x += down(silu(gate(h)) * up(h)), h = rmsnorm(x).
 Used by scripts/make_llama_fixtures.py (reference outputs for gptune's tests) and bench/torch_llama_baseline.py.
+Attention.prob_dropout (None: none, as in eval mode) is a callable applied to the attention probabilities
+(softmax output, before @ v) in the eager path, where transformers applies attention_dropout in train
+mode; scripts/make_dropout_fixtures.py sets it to draw gptune's masks.
 """
 import math
 from dataclasses import dataclass
@@ -167,6 +170,7 @@ class Attention(nn.Module):
         if config.qk_norm:
             self.q_norm = RMSNorm(HS, config.rms_norm_eps)
             self.k_norm = RMSNorm(HS, config.rms_norm_eps)
+        self.prob_dropout = None
 
     def forward(self, x: torch.Tensor, cos, sin, cache: Optional[KVCache]) -> torch.Tensor:
         B, T, _ = x.shape
@@ -196,6 +200,8 @@ class Attention(nn.Module):
         if c.sliding_window is not None:
             visible = visible & (query_pos - key_pos < c.sliding_window)
         att = F.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
+        if self.prob_dropout is not None:
+            att = self.prob_dropout(att)
         y = (att @ v).transpose(1, 2).reshape(B, T, NH * HS)                   # heads side by side
         return self.o_proj(y)
 

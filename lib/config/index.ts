@@ -70,6 +70,14 @@ export interface TrainConfig {
   min_lr: number;
   /** AdamW decoupled weight decay, applied to 2D+ tensors only (not biases or LayerNorm). Default 0. */
   weight_decay: number;
+  /**
+   * Dropout in training at every site the model has, in [0, 1); 0 = none. GPT-2's sites are the
+   * embedding, the attention probabilities and the two residual branches; the Llama family's the
+   * attention probabilities. Default null: the model's config.json rates (GPT-2's embd_pdrop,
+   * attn_pdrop, resid_pdrop, 0.1 in Hugging Face's configs; the Llama family's attention_dropout,
+   * usually 0). Evaluation and generation never drop.
+   */
+  dropout: number | null;
   /** AdamW beta1, in [0, 1). Default 0.9. */
   beta1: number;
   /** AdamW beta2, in [0, 1). Default 0.999. */
@@ -226,6 +234,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   schedule: { type: 'string', choices: SCHEDULE_CHOICES, default: 'constant', flag: 'schedule', help: 'learning-rate schedule after warmup' },
   min_lr: { type: 'number', min: 0, default: 0, flag: 'min-lr', help: 'final learning rate of linear/cosine schedules' },
   weight_decay: { type: 'number', min: 0, default: 0, flag: 'weight-decay', help: 'AdamW decoupled weight decay (2D+ tensors only)' },
+  dropout: { type: 'number', min: 0, below: 1, nullable: true, default: null, flag: 'dropout', help: "dropout in training at every site the model has (0 = none; default: config.json's embd_pdrop, attn_pdrop, resid_pdrop, or attention_dropout)" },
   beta1: { type: 'number', min: 0, below: 1, default: 0.9, flag: 'beta1', help: 'AdamW beta1' },
   beta2: { type: 'number', min: 0, below: 1, default: 0.999, flag: 'beta2', help: 'AdamW beta2' },
   eps: { type: 'number', above: 0, default: 1e-8, flag: 'eps', help: 'AdamW epsilon (> 0)' },

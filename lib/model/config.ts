@@ -39,7 +39,7 @@ export interface GPT2Config {
   eos_token_id: number;
   /** Std of the normal init of fresh weights (GPT-2 paper: 0.02; residual projections are scaled by 1/sqrt(2*n_layer)). */
   initializer_range: number;
-  /** Dropout on each block's residual-branch outputs (HF default 0.1); kept so a config round-trips. */
+  /** Dropout on each block's residual-branch outputs, in training (HF default 0.1; lib/model/dropout.ts). */
   resid_pdrop: number;
   /** Dropout on token + position embeddings (HF default 0.1). */
   embd_pdrop: number;
@@ -377,6 +377,7 @@ export function decoderConfigFromGPT2(cfg: GPT2Config): DecoderConfig {
     tiedHead: true,
     slidingWindow: null,
     initializerRange: cfg.initializer_range,
+    dropout: { embedding: cfg.embd_pdrop, residual: cfg.resid_pdrop, attention: cfg.attn_pdrop },
     json: configToJSON(cfg),
   };
 }

@@ -29,6 +29,7 @@ import { describeValue } from '../util/check';
 import { Rng } from '../util/rng';
 import { asDecoderConfig, countParameters, GPT2Config } from './config';
 import { attentionWidth, contextLength, DecoderConfig, ffnInputWidth, qkvWidth } from './decoder_config';
+import { DropoutRates, embeddingDropoutSeed, layerDropoutSeed, LayerDropoutSite, moduleDropoutSeed, NO_DROPOUT } from './dropout';
 import { BaseDtype, fallbackNote, FrozenLinears, StoredShape, storedWeightBytes, weightFormat, WeightFormat } from './frozen_base';
 import { ropeTables } from './rope';
 
@@ -369,11 +370,20 @@ export interface ForwardOptions {
   /** Also compute the per-position argmax (token-level accuracy). */
   predictions?: boolean;
   /**
-   * Training: the trainable LoRA adapter's dropout is applied with masks drawn from this seed (an
-   * integer in [0, 2^53); the trainer derives it from the run's seed and step, so a resumed run draws
-   * the same masks). Absent: no dropout (evaluation).
+   * Training: dropout is applied with masks drawn from this seed (an integer in [0, 2^53); the trainer
+   * derives it from the run's seed, the step and the micro-batch, so a resumed run draws the same
+   * masks): the model's at the `dropout` rates, and the trainable LoRA adapter's at its own rate.
+   * Absent: no dropout (evaluation, generation).
    */
   dropoutSeed?: number | null;
+  /** The model's dropout rates with dropoutSeed (lib/model/dropout.ts trainingDropout); default none. */
+  dropout?: DropoutRates;
+}
+
+/** A training forward's dropout: the seed every mask derives from, and the model's rates. */
+interface TrainingDropout {
+  seed: number;
+  rates: DropoutRates;
 }
 
 export interface ForwardResult {
@@ -438,15 +448,13 @@ export function configEosTokenIds(cfg: DecoderConfig): number[] {
   return ids.filter((id): id is number => Number.isInteger(id) && (id as number) >= 0 && (id as number) < cfg.vocabSize);
 }
 
-/** Mixes a forward's dropout seed with an adapter module's index: an integer in [0, 2^53). */
-function moduleSeed(seed: number, index: number): number {
-  let h = Math.imul((seed % 4294967296) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35);
-  h = Math.imul(h ^ (h >>> 16), 0x27d4eb2f) >>> 0;
-  const high = (Math.floor(seed / 4294967296) ^ Math.imul(index + 1, 0x165667b1)) & 0x1fffff;
-  return high * 4294967296 + h;
-}
-
 const BIAS_OF: Record<LinearRole, LayerRole> = { qkvw: 'qkvb', outw: 'outb', fcw: 'fcb', projw: 'projb' };
+
+/** The attention-probability dropout of layer l as the kernels take it: (p, seed), (0, 0) for none. */
+function attentionDropout(dropout: TrainingDropout | null, l: number): { p: number; seed: number } {
+  const p = dropout?.rates.attention ?? 0;
+  return p > 0 ? { p, seed: layerDropoutSeed(dropout!.seed, l, 'attention') } : { p: 0, seed: 0 };
+}
 
 export class Decoder {
   readonly config: DecoderConfig;
@@ -474,7 +482,7 @@ export class Decoder {
   private checkpointing = false;
   private rope: { arena: TensorArena; cos: Tensor; sin: Tensor; positions: number } | null = null;
   private lastBatch: {
-    B: number; T: number; tokens: Int32Array; targets: Int32Array; positions: Int32Array | null; segmentIds: Int32Array | null; dropoutSeed: number | null;
+    B: number; T: number; tokens: Int32Array; targets: Int32Array; positions: Int32Array | null; segmentIds: Int32Array | null; dropout: TrainingDropout | null;
   } | null = null;
 
   /** A GPT2Config (from parseGPT2Config / parseModelSpec) is taken as the GPT-2 configuration. */
@@ -779,6 +787,9 @@ export class Decoder {
     if (opts.segmentIds && opts.segmentIds.length !== B * T) throw new RangeError(`forward: expected ${B * T} segment ids but received ${opts.segmentIds.length}`);
     const seed = opts.dropoutSeed;
     if (seed != null && !(Number.isSafeInteger(seed) && seed >= 0)) throw new RangeError(`forward: expected dropoutSeed to be an integer in [0, 2^53) but received ${seed}`);
+    for (const [site, p] of Object.entries(opts.dropout ?? NO_DROPOUT)) {
+      if (!(typeof p === 'number' && p >= 0 && p < 1)) throw new RangeError(`forward: expected dropout.${site} to be a probability in [0, 1) but received ${describeValue(p)}`);
+    }
   }
 
   /** out = norm(inp) with the config's norm; mean/rstd saved when given. */
@@ -806,13 +817,23 @@ export class Decoder {
 
   /**
    * One transformer block on rows = B*T positions: input -> a.residual3. `attend` computes
-   * a.atty from a.qkv (full causal attention in training, the KV cache in generation).
+   * a.atty from a.qkv for layer l (full causal attention in training, the KV cache in generation).
+   * `dropout` (training) drops the branches' outputs before the residual adds and LoRA's inputs.
    */
-  blockForward(l: number, a: BlockBuffers, input: Tensor, B: number, T: number, at: BlockPositions, attend: (a: BlockBuffers) => void, dropoutSeed: number | null = null): void {
+  blockForward(
+    l: number, a: BlockBuffers, input: Tensor, B: number, T: number, at: BlockPositions, attend: (a: BlockBuffers, l: number) => void, dropout: TrainingDropout | null = null,
+  ): void {
     const cfg = this.config, k = kernels, w = layerViews(this.params, cfg, l);
     const rows = B * T, C = cfg.width;
     const NH = cfg.heads, NKV = cfg.kvHeads, HS = cfg.headDim;
+    const dropoutSeed = dropout?.seed ?? null;
     const linear = (role: LinearRole, out: Tensor, inp: Tensor) => this.linearForward(l, role, w, a, out, inp, rows, dropoutSeed);
+    // residual + dropout(branch) (GPT-2's resid_pdrop), or the plain sum.
+    const addBranch = (out: Tensor, residual: Tensor, branch: Tensor, site: LayerDropoutSite) => {
+      const p = dropout?.rates.residual ?? 0;
+      if (p > 0) k.dropout_forward(out, branch, residual, rows * C, p, layerDropoutSeed(dropout!.seed, l, site));
+      else k.residual_forward(out, residual, branch, rows * C);
+    };
     this.normForward(a.ln1, a.ln1Mean, a.ln1Rstd, input, w.norm1w!, w.norm1b, rows);
     linear('qkvw', a.qkvRaw ?? a.qkv, a.ln1);
     if (cfg.qkNorm) k.qknorm_forward(a.qkv, a.qkRstd!, a.qkvRaw!, w.qnorm!, w.knorm!, rows, NH, NKV, HS, cfg.normEps);
@@ -820,15 +841,15 @@ export class Decoder {
       const rope = this.ropeTables();
       k.rope_forward(a.qkv, rope.cos, rope.sin, at.positions, B, T, NH, NKV, HS, rope.positions, at.offset);
     }
-    attend(a);
+    attend(a, l);
     linear('outw', a.attproj, a.atty);
-    k.residual_forward(a.residual2, input, a.attproj, rows * C);
+    addBranch(a.residual2, input, a.attproj, 'attentionOutput');
     this.normForward(a.ln2, a.ln2Mean, a.ln2Rstd, a.residual2, w.norm2w!, w.norm2b, rows);
     linear('fcw', a.fch, a.ln2);
     if (cfg.mlp === 'swiglu') k.swiglu_forward(a.fchAct, a.fch, rows, cfg.ffnWidth);
     else k.gelu_forward(a.fchAct, a.fch, rows * cfg.ffnWidth);
     linear('projw', a.fcproj, a.fchAct);
-    k.residual_forward(a.residual3, a.residual2, a.fcproj, rows * C);
+    addBranch(a.residual3, a.residual2, a.fcproj, 'mlpOutput');
   }
 
   /** The dropout probability of adapter i in a forward with this seed (only the trained adapter drops, only in training). */
@@ -852,7 +873,7 @@ export class Decoder {
       const p = this.dropoutOf(adapter, dropoutSeed);
       for (const m of adapter.on(l, role)) {
         kernels.lora_forward(out, a.loraU[i][m.slot], inp, m.A, m.B, rows, m.inFeatures, adapter.settings.r, m.outFeatures, m.rowWidth, m.offset,
-          adapter.scaling * adapter.weight, p, p > 0 ? moduleSeed(dropoutSeed!, m.index) : 0);
+          adapter.scaling * adapter.weight, p, p > 0 ? moduleDropoutSeed(dropoutSeed!, m.index) : 0);
       }
     });
   }
@@ -876,15 +897,21 @@ export class Decoder {
       const p = this.dropoutOf(adapter, dropoutSeed), trained = adapter === this.trainableAdapter;
       for (const m of adapter.on(l, role)) {
         kernels.lora_backward(dinp, trained ? g.get(m.A.name) : null, trained ? g.get(m.B.name) : null, du, dout, a.loraU[i][m.slot], inp, m.A, m.B,
-          rows, m.inFeatures, adapter.settings.r, m.outFeatures, m.rowWidth, m.offset, adapter.scaling * adapter.weight, p, p > 0 ? moduleSeed(dropoutSeed!, m.index) : 0);
+          rows, m.inFeatures, adapter.settings.r, m.outFeatures, m.rowWidth, m.offset, adapter.scaling * adapter.weight, p, p > 0 ? moduleDropoutSeed(dropoutSeed!, m.index) : 0);
       }
     });
   }
 
-  /** blockForward's attention in training: full causal attention over (B,T), within segments, saving the log-sum-exp for backward. */
-  private causalAttention(segmentIds: Int32Array | null, B: number, T: number): (a: BlockBuffers) => void {
+  /**
+   * blockForward's attention in training: full causal attention over (B,T), within segments, saving
+   * the log-sum-exp for backward, with the attention-probability dropout of layer l.
+   */
+  private causalAttention(segmentIds: Int32Array | null, B: number, T: number, dropout: TrainingDropout | null): (a: BlockBuffers, l: number) => void {
     const cfg = this.config;
-    return (a) => kernels.attention_forward(a.atty, a.attLse!, a.qkv, segmentIds, B, T, cfg.heads, cfg.kvHeads, cfg.headDim);
+    return (a, l) => {
+      const { p, seed } = attentionDropout(dropout, l);
+      kernels.attention_forward(a.atty, a.attLse!, a.qkv, segmentIds, B, T, cfg.heads, cfg.kvHeads, cfg.headDim, p, seed);
+    };
   }
 
   /**
@@ -897,14 +924,17 @@ export class Decoder {
     const cfg = this.config, C = cfg.width, V = cfg.vocabSize, BT = B * T;
     const acts = this.ensureActivations(B, T, targets !== null && this.grads !== null);
     const p = this.params, k = kernels;
-    const positions = opts.positions ?? null, segmentIds = opts.segmentIds ?? null, dropoutSeed = opts.dropoutSeed ?? null;
+    const positions = opts.positions ?? null, segmentIds = opts.segmentIds ?? null;
+    const dropout = opts.dropoutSeed != null ? { seed: opts.dropoutSeed, rates: opts.dropout ?? NO_DROPOUT } : null;
     const at = { positions, offset: 0 };
 
     this.embed(acts.encoded, tokens, B, T, at);
+    const pEmbed = dropout?.rates.embedding ?? 0;
+    if (pEmbed > 0) k.dropout_forward(acts.encoded, acts.encoded, null, BT * C, pEmbed, embeddingDropoutSeed(dropout!.seed));
     let residual = acts.encoded;
-    const attend = this.causalAttention(segmentIds, B, T);
+    const attend = this.causalAttention(segmentIds, B, T, dropout);
     for (let l = 0; l < cfg.layers; l++) {
-      this.blockForward(l, acts.layers[l], residual, B, T, at, attend, dropoutSeed);
+      this.blockForward(l, acts.layers[l], residual, B, T, at, attend, dropout);
       residual = acts.layers[l].residual3;
     }
     this.normForward(acts.lnf, acts.lnfMean, acts.lnfRstd, residual, p.get(globalParamName(cfg, 'normw')), p.tensors.get(globalParamName(cfg, 'normb')) ?? null, BT);
@@ -924,7 +954,7 @@ export class Decoder {
         count++;
       }
     }
-    this.lastBatch = { B, T, tokens, targets, positions, segmentIds, dropoutSeed };
+    this.lastBatch = { B, T, tokens, targets, positions, segmentIds, dropout };
     return { loss: count > 0 ? lossSum / count : NaN, lossSum, count, losses, predictions: predictions ?? undefined };
   }
 
@@ -947,7 +977,8 @@ export class Decoder {
     const acts = this.acts!;
     if (!acts.withBackward) throw new Error('backward: activations were allocated without backward buffers; call zeroGrad() before forward()');
     if (!(lossDenominator > 0)) throw new RangeError(`backward: lossDenominator must be > 0, received ${lossDenominator}`);
-    const { B, T, tokens, targets, positions, segmentIds, dropoutSeed } = batch;
+    const { B, T, tokens, targets, positions, segmentIds, dropout } = batch;
+    const dropoutSeed = dropout?.seed ?? null, pResidual = dropout?.rates.residual ?? 0;
     const cfg = this.config, C = cfg.width, V = cfg.vocabSize, BT = B * T;
     const QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
     const NH = cfg.heads, NKV = cfg.kvHeads, HS = cfg.headDim;
@@ -964,18 +995,26 @@ export class Decoder {
     k.fill(dres, 0, BT * C);
     this.normBackward(dres, gp('normw'), gp('normb'), dlnf, lastResidual, p.get(globalParamName(cfg, 'normw')), acts.lnfMean, acts.lnfRstd, BT);
 
-    const at = { positions, offset: 0 }, attend = this.causalAttention(segmentIds, B, T);
+    const at = { positions, offset: 0 }, attend = this.causalAttention(segmentIds, B, T, dropout);
+    // d(branch) of a residual add: dres itself, or (resid_pdrop) dres through the forward's mask, in dC
+    // (free until the branch's linear backward has read it).
+    const branchGrad = (l: number, site: LayerDropoutSite): Tensor => {
+      if (pResidual === 0) return acts.dresidual;
+      k.fill(acts.dC, 0, BT * C);
+      k.dropout_backward(acts.dC, acts.dresidual, BT * C, pResidual, layerDropoutSeed(dropout!.seed, l, site));
+      return acts.dC;
+    };
     for (let l = cfg.layers - 1; l >= 0; l--) {
       const w = layerViews(p, cfg, l), dw = layerViews(g, cfg, l), a = acts.layers[l];
       const linearBackward = (role: LinearRole, dinp: Tensor, dout: Tensor, inp: Tensor) => this.linearBackward(l, role, w, dw, a, dinp, dout, inp, BT, dropoutSeed);
       const layerInput = l === 0 ? acts.encoded : acts.layers[l - 1].residual3;
       // Checkpointed: the shared buffers hold the block above's values (the last block's are still
       // the forward's); recompute this block's from its kept input (same kernels: bitwise the same).
-      if (acts.checkpointed && l < cfg.layers - 1) this.blockForward(l, a, layerInput, B, T, at, attend, dropoutSeed);
-      // MLP branch: dres holds d(residual3); its copy into the branch is implicit (same buffer).
+      if (acts.checkpointed && l < cfg.layers - 1) this.blockForward(l, a, layerInput, B, T, at, attend, dropout);
+      // MLP branch: dres holds d(residual3); without dropout its copy into the branch is implicit (same buffer).
       const dfchAct = acts.dH, dfch = acts.dFI;
       k.fill(dfchAct, 0, BT * H);
-      linearBackward('projw', dfchAct, dres, a.fchAct);
+      linearBackward('projw', dfchAct, branchGrad(l, 'mlpOutput'), a.fchAct);
       k.fill(dfch, 0, BT * FI);
       if (cfg.mlp === 'swiglu') k.swiglu_backward(dfch, dfchAct, a.fch, BT, H);
       else k.gelu_backward(dfch, a.fch, dfchAct, BT * H);
@@ -987,9 +1026,10 @@ export class Decoder {
       // Attention branch.
       const datty = acts.dAtt;
       k.fill(datty, 0, BT * AW);
-      linearBackward('outw', datty, dres, a.atty);
+      linearBackward('outw', datty, branchGrad(l, 'attentionOutput'), a.atty);
       k.fill(acts.dqkv, 0, BT * QKV);
-      k.attention_backward(acts.dqkv, datty, a.qkv, a.atty, a.attLse!, segmentIds, B, T, NH, NKV, HS);
+      const attnDrop = attentionDropout(dropout, l);
+      k.attention_backward(acts.dqkv, datty, a.qkv, a.atty, a.attLse!, segmentIds, B, T, NH, NKV, HS, attnDrop.p, attnDrop.seed);
       if (cfg.positions === 'rope') {
         const rope = this.ropeTables();
         k.rope_backward(acts.dqkv, rope.cos, rope.sin, positions, B, T, NH, NKV, HS, rope.positions, 0);
@@ -1008,7 +1048,14 @@ export class Decoder {
     }
     const learned = cfg.positions === 'learned';
     const dwte = this.moduleGrad('embed'), dwpe = learned && !this.trainableAdapter ? gp('positions') : null;
-    if (dwte || dwpe) k.encoder_backward(dwte, dwpe, dres, tokens, learned ? positions : null, B, T, C, 0);
+    let dEncoded = dres;
+    const pEmbed = dropout?.rates.embedding ?? 0;
+    if ((dwte || dwpe) && pEmbed > 0) {
+      dEncoded = acts.dC;
+      k.fill(dEncoded, 0, BT * C);
+      k.dropout_backward(dEncoded, dres, BT * C, pEmbed, embeddingDropoutSeed(dropout!.seed));
+    }
+    if (dwte || dwpe) k.encoder_backward(dwte, dwpe, dEncoded, tokens, learned ? positions : null, B, T, C, 0);
     // The logits were overwritten: a second backward of the same forward would be wrong.
     this.lastBatch = null;
   }

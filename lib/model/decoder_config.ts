@@ -6,6 +6,7 @@
  */
 import * as fs from 'fs';
 import { CheckpointError } from '../errors';
+import type { DropoutRates } from './dropout';
 
 export const MODEL_TYPES = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
@@ -56,6 +57,11 @@ export interface DecoderConfig {
   slidingWindow: number | null;
   /** Std of the normal init of fresh weights. */
   initializerRange: number;
+  /**
+   * config.json's dropout rates, applied in training only (lib/model/dropout.ts): GPT-2's embd_pdrop,
+   * resid_pdrop, attn_pdrop; the Llama family's attention_dropout (its other sites are 0).
+   */
+  dropout: DropoutRates;
   /**
    * config.json as it will be written with the model: for the Llama family the file's own keys,
    * unchanged (so transformers reads back exactly what it wrote); for GPT-2 configToJSON's keys.

@@ -123,6 +123,8 @@ export function parseLlamaConfig(raw: Record<string, unknown>, source: string): 
     tiedHead: k.boolean('tie_word_embeddings', false),
     slidingWindow,
     initializerRange: k.numberIn('initializer_range', 0.02, 0, 10, false),
+    // Dropout on the attention probabilities in training; transformers' default 0.0.
+    dropout: { embedding: 0, residual: 0, attention: k.numberIn('attention_dropout', 0, 0, 1, true) },
     json: { ...raw },
   };
 }

@@ -86,7 +86,10 @@ export interface StepLog {
   epoch: number;
 }
 
-/** Trains on a token stream; onStep is awaited after every optimizer step (logging, yielding). */
+/**
+ * Trains on a token stream; onStep is awaited after every optimizer step (logging, yielding). No
+ * dropout: this is the plain reference loop (the Trainer applies config.json's rates, lib/model/dropout.ts).
+ */
 export async function trainLM(model: Decoder, tokens: Int32Array, o: LMTrainOptions, onStep: (log: StepLog) => void | Promise<void>): Promise<void> {
   checkInstance('trainLM', 'model', model, Decoder, 'a Decoder model');
   if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`trainLM: expected options to be an object but received ${describeValue(o)}`);

@@ -38,6 +38,7 @@ import { copyModelFolder, MODEL_FILES, modelFolderFiles, readModelFiles, reencod
 import { IGNORE_INDEX, tokenAccuracy } from '../metrics/lm';
 import { Decoder, planMemory } from '../model/decoder';
 import { contextLength, DecoderConfig } from '../model/decoder_config';
+import { DropoutRates, trainingDropout } from '../model/dropout';
 import { encodeSequence, Tokenizer } from '../tokenizer';
 import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
@@ -171,6 +172,8 @@ interface Setup {
   tokenizerFiles: Record<string, Uint8Array>;
   /** A resumed run's best model (a 'best' folder beside the resumed checkpoint, of the recorded best step). */
   inheritedBest: string | null;
+  /** The model's dropout rates in training steps (config.json's, or the dropout key's). */
+  dropout: DropoutRates;
   /** A checkpoint folder outside output_dir, claimed as its own gptune output (step-N names are recorded as they are written). */
   checkpointFolder: OutputFolder | null;
   /** output_dir as claimed for this run (null without one). */
@@ -397,6 +400,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       else if (lora) model.addAdapter(lora, { trainable: true, seed: c.seed, labels: loraLabels });
       // The run's setting, also on a model the caller passed (the memory plan above assumed it).
       model.setGradientCheckpointing(c.gradient_checkpointing);
+      // As transformers in train mode: the base model's dropout applies also under a LoRA adapter (PEFT
+      // leaves the frozen base in train mode).
+      const dropout = trainingDropout(model.config, c.dropout);
       const T = c.seq_len ?? Math.min(model.contextLength, 256);
       if (T > model.contextLength) throw new ConfigError(`seq_len ${T} exceeds ${model.contextLimit}`);
       let train = this.opts.train;
@@ -446,7 +452,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         throw e;
       }
       return {
-        opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest,
+        opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
         checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts,
       };
     } catch (e) {
@@ -745,9 +751,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     model.zeroGrad();
     let lossSum = 0, count = 0, correct = 0, counted = 0, positions = 0;
     for (const [i, b] of batches.entries()) {
-      // LoRA dropout masks: a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
+      // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
       const dropoutSeed = (c.seed % 1048576) * 4294967296 + ((s.state.step * 1024 + i) % 4294967296);
-      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed });
+      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
       if (scored > 0) model.backward(scored);
       lossSum += r.lossSum;
       count += r.count;

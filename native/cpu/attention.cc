@@ -13,6 +13,13 @@
 //   forward, per query tile:  St = K.Qt;  online softmax over St's columns;  O = diag(alpha) O + P.V
 //   backward, per query tile: St = K.Qt;  dPt = V.dOt;  P = exp(St - lse);  dS = P (dP - D) / sqrt(hs)
 //                             dV += P^T.dO;  dK += dS^T.Q;  dQ += dS.K      with D_i = dO_i . O_i
+// Dropout on the probabilities (training), FlashAttention's way: the softmax statistics (running
+// max, sum, lse) are those of the undropped P, and only the P that multiplies V is dropped,
+// O = (P o Z) V with Z the mask's multipliers (0 or 1/(1-p)). The backward regenerates Z tile by
+// tile from (seed, index) instead of storing a (T,T) mask per head: dPt is masked (dP = Z o (V.dO)),
+// dS = P (dP - D) keeps D_i = dO_i . O_i (= sum_j P_ij dP_ij, O being the dropped output), and dV
+// takes (P o Z)^T.dO. Z is applied with the dropout tile kernels (row_kernels.h) to St's layout
+// (keys, queries), which is why the mask's index is key-major (kernels.inc).
 // The three tile primitives (product, online softmax step, softmax backward) come in a portable
 // version here and an AVX-512 version in attention_avx512.cc, chosen at run time.
 //
@@ -32,6 +39,7 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/parallel.h"
+#include "cpu/row_kernels.h"
 #include "gptune/kernels.h"
 
 namespace gptune::cpu {
@@ -275,6 +283,10 @@ struct ForwardHead {
   const int* segments;  // (num_queries) or null; only when first_query_pos == 0
   int num_queries;
   int first_query_pos;
+  // Dropout on the probabilities (training only: first_query_pos == 0, so keys and queries are
+  // both 0..T-1): key j, query i has mask index (mask_row0 + j) * num_queries + i.
+  const DropoutMask* drop;  // null or inactive: none
+  int64_t mask_row0;        // (b * NH + h) * T
 };
 
 struct ForwardScratch {
@@ -322,6 +334,10 @@ void forward_query_tile(const AttentionTileOps& ops, const ForwardHead& head, in
     if (visibility == TileVisibility::kSome)
       mask_tile(s.st, kQueryTile, head.segments, k0, nk, q0, qpos0, nq);
     ops.online_softmax(s.st, kQueryTile, nk, nq, s.row_max, s.row_sum, s.rescale);
+    // The sums above are the undropped probabilities'; only the P that multiplies V is dropped.
+    if (head.drop && head.drop->active)
+      GPTUNE_ROW_KERNEL(dropout_tile)(s.st, kQueryTile, s.st, kQueryTile, nk, nq, head.mask_row0 + k0, q0,
+                                      head.num_queries, *head.drop, false);
     // O (nq,hs) = diag(rescale) O + P (nq,nk) . V (nk,hs), P read through St's transpose. The V tile
     // is read once per few query rows: worth packing unless there are only a few (decoding).
     const bool pack_v = nq >= kPackMinRows;
@@ -405,6 +421,8 @@ struct BackwardHead {
   const float* lse;     // (T)
   const int* segments;  // (T) or null
   int T;
+  const DropoutMask* drop;  // the forward's dropout (ForwardHead), or null
+  int64_t mask_row0;        // (b * NH + h) * T
 };
 
 // All query tiles of one (b, h); the calling thread owns this head's dq and its kv head's dk, dv.
@@ -437,7 +455,16 @@ void backward_head(const AttentionTileOps& ops, const BackwardHead& head, int hs
                   nullptr);
       if (visibility == TileVisibility::kSome)
         mask_tile(s.st, kQueryTile, segments, k0, nk, q0, q0, nq);
+      const bool dropped = head.drop && head.drop->active;
+      // dP = Z o (V.dO): the same mask as the forward's, regenerated (in place on dPt).
+      if (dropped)
+        GPTUNE_ROW_KERNEL(dropout_tile)(s.dpt, kQueryTile, s.dpt, kQueryTile, nk, nq, head.mask_row0 + k0, q0, T,
+                                        *head.drop, false);
       ops.softmax_backward(s.st, s.dpt, kQueryTile, nk, nq, s.lse, s.D, scale);
+      // dV takes the dropped probabilities P o Z.
+      if (dropped)
+        GPTUNE_ROW_KERNEL(dropout_tile)(s.st, kQueryTile, s.st, kQueryTile, nk, nq, head.mask_row0 + k0, q0, T,
+                                        *head.drop, false);
       // dV (nk,hs) += P^T (nk,nq) . dO (nq,hs);  dK (nk,hs) += dS^T . Q;  dQ (nq,hs) += dS . K
       ops.product(head.dv + k0 * ld, ld, s.st, kQueryTile, 1, s.dout, s.row_stride, nk, hs, nq, true,
                   nullptr);
@@ -456,27 +483,29 @@ void backward_head(const AttentionTileOps& ops, const BackwardHead& head, int hs
 void attention_use_portable_path(bool portable) { force_portable = portable; }
 
 void attention_forward(float* out, float* lse, const float* qkv, const int* segment_ids, int B,
-                       int T, int NH, int NKV, int HS) {
+                       int T, int NH, int NKV, int HS, float dropout, uint64_t seed) {
   check_heads("attention_forward", NH, NKV, HS);
   if (B <= 0 || T <= 0) return;
   const QkvLayout L(NH, NKV, HS);
+  const DropoutMask drop = dropout_mask_params(dropout, seed);
   forward_heads(int64_t(B) * NH, T, HS, [&](int64_t bh) {
     const int64_t b = bh / NH, h = bh % NH;
     const float* rows = qkv + b * T * L.row;
     return ForwardHead{rows + L.q(h), L.row, rows + L.k(h), rows + L.v(h), L.row,
                        out + b * T * L.out_row + h * HS, L.out_row,
                        lse ? lse + bh * T : nullptr, segment_ids ? segment_ids + b * T : nullptr,
-                       T, 0};
+                       T, 0, &drop, bh * T};
   });
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                         const float* lse, const int* segment_ids, int B, int T, int NH, int NKV,
-                        int HS) {
+                        int HS, float dropout, uint64_t seed) {
   check_heads("attention_backward", NH, NKV, HS);
   if (!dqkv || B <= 0 || T <= 0) return;
   const AttentionTileOps& ops = tile_ops();
   const QkvLayout L(NH, NKV, HS);
+  const DropoutMask drop = dropout_mask_params(dropout, seed);
   // One unit per (b, kv head): the group's dq channels and its shared dk/dv channels belong to it
   // alone, so accumulation never races, and the group's heads add into dk/dv in a fixed order.
   for_each_unit_dynamic(int64_t(B) * NKV, [&](int64_t bg) {
@@ -489,7 +518,8 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
       const BackwardHead head{rows + L.q(h), rows + L.k(h), rows + L.v(h),
                               drows + L.q(h), drows + L.k(h), drows + L.v(h), L.row,
                               out + out_offset, dout + out_offset, L.out_row,
-                              lse + (b * NH + h) * T, segment_ids ? segment_ids + b * T : nullptr, T};
+                              lse + (b * NH + h) * T, segment_ids ? segment_ids + b * T : nullptr, T,
+                              &drop, (b * NH + h) * T};
       backward_head(ops, head, HS, scratch);
     }
   });
@@ -512,7 +542,7 @@ void attention_cached_forward(float* out, float* kcache, float* vcache, const fl
     return ForwardHead{qkv + b * Tq * L.row + L.q(h), L.row,
                        kcache + b * maxT * L.kv_row + kv_head, vcache + b * maxT * L.kv_row + kv_head,
                        L.kv_row, out + b * Tq * L.out_row + h * HS, L.out_row, nullptr, nullptr, Tq,
-                       past};
+                       past, nullptr, 0};
   });
 }
 

@@ -1,5 +1,5 @@
 // LoRA adapter on a linear layer (kernels.inc): u (N,R) = dropout(inp) @ A^T, out slice += scaling *
-// u @ B^T, and the backward. The products go through sgemm; the dropout mask (gptune/lora_dropout.h)
+// u @ B^T, and the backward. The products go through sgemm; the dropout mask (gptune/dropout_mask.h)
 // is applied tile by tile, so no dropped copy of the whole (N,C) input is ever made:
 //   forward    threads own rows of inp; each drops a tile of rows into its buffer, multiplies it
 //              into u, then adds its rows' u @ B^T into out;
@@ -17,37 +17,6 @@
 #include "sgemm.h"
 
 namespace gptune::cpu {
-
-namespace portable {
-
-void lora_dropout_tile(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows, int cols,
-                       int64_t row0, int col0, int C, const LoraDropout& d, bool accumulate) {
-  for (int64_t i = 0; i < rows; ++i) {
-    uint64_t state = lora_dropout_state(d, static_cast<uint64_t>(row0 + i) * C + col0);
-    const float* __restrict s = src + i * ld_src;
-    float* __restrict o = dst + i * ld_dst;
-    for (int j = 0; j < cols; ++j, state += kLoraDropoutGolden) {
-      const bool keep = lora_dropout_keep_state(d, state);
-      if (accumulate) {
-        if (keep) o[j] += d.scale * s[j];
-      } else {
-        o[j] = keep ? d.scale * s[j] : 0.0f;
-      }
-    }
-  }
-}
-
-void lora_apply_multipliers(float* dst, const float* src, const float* m, int64_t n, bool accumulate) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (accumulate) {
-      if (m[i] != 0.0f) dst[i] += m[i] * src[i];
-    } else {
-      dst[i] = m[i] != 0.0f ? m[i] * src[i] : 0.0f;
-    }
-  }
-}
-
-}  // namespace portable
 
 namespace {
 
@@ -95,7 +64,7 @@ class ThreadTiles {
 // once, then multiplies m * inp into dA and adds m * (du @ A) into dinp. Threads write disjoint
 // columns, so no partial sums of dA need combining.
 void lora_backward_dropout(float* dinp, float* dA, const float* du, const float* inp, const float* A, int N, int C,
-                           int R, const LoraDropout& drop) {
+                           int R, const DropoutMask& drop) {
   constexpr int kPanel = 32;  // columns; threads own whole panels
   const int64_t panels = (C + kPanel - 1) / kPanel;
   // A thread's share is 1 to C columns wide, and tile_floats(width) <= max(kTileFloats, C).
@@ -111,16 +80,16 @@ void lora_backward_dropout(float* dinp, float* dA, const float* du, const float*
     for (int64_t r0 = 0; r0 < N; r0 += block) {
       const int rows = static_cast<int>(std::min<int64_t>(block, N - r0));
       // m (rows, width): the mask of inp[r0 .., c0 ..] applied to ones (a row read rows times: ld 0)
-      GPTUNE_ROW_KERNEL(lora_dropout_tile)(m, width, ones.data(), 0, rows, width, r0, c0, C, drop, false);
+      GPTUNE_ROW_KERNEL(dropout_tile)(m, width, ones.data(), 0, rows, width, r0, c0, C, drop, false);
       if (dA) {  // w = m * inp tile; dA[:, c0 ..] += du rows^T @ w
         for (int i = 0; i < rows; ++i)
-          GPTUNE_ROW_KERNEL(lora_apply_multipliers)(w + i * width, inp + (r0 + i) * C + c0, m + i * width, width, false);
+          GPTUNE_ROW_KERNEL(apply_multipliers)(w + i * width, inp + (r0 + i) * C + c0, m + i * width, width, false);
         sgemm_serial(true, false, R, width, rows, 1.0f, du + r0 * R, R, w, width, 1.0f, dA + c0, C);
       }
       if (dinp) {  // w = du rows @ A[:, c0 ..]; dinp tile += m * w
         sgemm_serial(false, false, rows, width, R, 1.0f, du + r0 * R, R, A + c0, C, 0.0f, w, width);
         for (int i = 0; i < rows; ++i)
-          GPTUNE_ROW_KERNEL(lora_apply_multipliers)(dinp + (r0 + i) * C + c0, w + i * width, m + i * width, width, true);
+          GPTUNE_ROW_KERNEL(apply_multipliers)(dinp + (r0 + i) * C + c0, w + i * width, m + i * width, width, true);
       }
     }
   });
@@ -131,7 +100,7 @@ void lora_backward_dropout(float* dinp, float* dA, const float* du, const float*
 void lora_forward(float* out, float* u, const float* inp, const float* A, const float* B, int N, int C, int R,
                   int OC, int ld, int offset, float scaling, float dropout, uint64_t seed) {
   if (N <= 0 || R <= 0) return;
-  const LoraDropout drop = lora_dropout_params(dropout, seed);
+  const DropoutMask drop = dropout_mask_params(dropout, seed);
   const int64_t block = drop.active ? tile_rows(C) : N;
   const ThreadTiles tiles(drop.active ? tile_floats(C) : 0, 1);
   parallel_for(N, min_items(2.0 * R * (int64_t{C} + OC)), [&](int64_t begin, int64_t end, int t) {
@@ -140,7 +109,7 @@ void lora_forward(float* out, float* u, const float* inp, const float* A, const 
       const float* x = inp + r0 * C;
       if (drop.active) {
         float* tile = tiles.get(t, 0);
-        GPTUNE_ROW_KERNEL(lora_dropout_tile)(tile, C, x, C, rows, C, r0, 0, C, drop, false);
+        GPTUNE_ROW_KERNEL(dropout_tile)(tile, C, x, C, rows, C, r0, 0, C, drop, false);
         x = tile;
       }
       sgemm_serial(false, true, rows, R, C, 1.0f, x, C, A, C, 0.0f, u + r0 * R, R);  // u rows (rows,R)
@@ -159,7 +128,7 @@ void lora_backward(float* dinp, float* dA, float* dB, float* du, const float* do
   // du (N,R) = scaling * dout_slice @ B (OC,R);  dB (OC,R) += scaling * dout_slice^T @ u (N,R)
   sgemm(false, false, N, R, OC, scaling, dout_slice, ld, B, R, 0.0f, du, R);
   if (dB) sgemm(true, false, OC, R, N, scaling, dout_slice, ld, u, R, 1.0f, dB, R);
-  const LoraDropout drop = lora_dropout_params(dropout, seed);
+  const DropoutMask drop = dropout_mask_params(dropout, seed);
   if (drop.active) {
     if (dA || dinp) lora_backward_dropout(dinp, dA, du, inp, A, N, C, R, drop);
     return;

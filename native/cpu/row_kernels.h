@@ -1,7 +1,7 @@
-// Internals of the elementwise, LayerNorm, RMSNorm, RoPE, SwiGLU, GELU, LoRA-dropout, cross-entropy
+// Internals of the elementwise, LayerNorm, RMSNorm, RoPE, SwiGLU, GELU, dropout, cross-entropy
 // and bf16 conversion kernels: the single-threaded building blocks that encoder.cc, layernorm.cc,
-// rmsnorm.cc, rope.cc, swiglu.cc, gelu.cc, lora.cc, elementwise.cc, crossentropy.cc and quant.cc
-// split across threads. Each comes twice:
+// rmsnorm.cc, rope.cc, swiglu.cc, gelu.cc, dropout.cc, lora.cc, attention.cc, elementwise.cc,
+// crossentropy.cc and quant.cc split across threads. Each comes twice:
 // a plain scalar loop (namespace portable: the readable version, and the fallback on CPUs without
 // AVX-512) and an AVX-512 version (namespace avx512, *_avx512.cc; call only when
 // cpu_has_avx512()). test/native/kernels_harness.cc checks both against
@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "cpu_features.h"
-#include "gptune/lora_dropout.h"
+#include "gptune/dropout_mask.h"
 
 namespace gptune::cpu {
 
@@ -65,18 +65,19 @@ constexpr float kGeluCubic = 0.044715f;
   void swiglu_forward(float* out, const float* inp, int64_t rows, int H);                         \
   /* dinp (rows,2H) += the gradient of sum(out * dout), dout (rows,H) */                          \
   void swiglu_backward(float* dinp, const float* dout, const float* inp, int64_t rows, int H);     \
-  /* LoRA dropout on a tile of an input (., C): with m = d's multiplier (scale or 0) of element */ \
+  /* Dropout on a tile of an input (., C): with m = d's multiplier (scale or 0) of element */     \
   /* (row0 + i, col0 + j), dst[i,j] = m * src[i,j] (accumulate: dst[i,j] += m * src[i,j]) for */  \
-  /* i < rows, j < cols; dst and src have leading dimensions ld_dst, ld_src. A dropped element */  \
-  /* contributes exactly 0 (dst = 0, or dst unchanged), whatever src holds. */                    \
-  void lora_dropout_tile(float* dst, int64_t ld_dst, const float* src, int64_t ld_src,           \
-                         int64_t rows, int cols, int64_t row0, int col0, int C,                   \
-                         const LoraDropout& d, bool accumulate);                                  \
-  /* The same with the multipliers m (n, contiguous) already drawn (lora_dropout_tile of ones): */ \
+  /* i < rows, j < cols; dst and src have leading dimensions ld_dst, ld_src and may be the same */ \
+  /* tile (in place). A dropped element contributes exactly 0 (dst = 0, or dst unchanged), */     \
+  /* whatever src holds. */                                                                       \
+  void dropout_tile(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows,  \
+                    int cols, int64_t row0, int col0, int C, const DropoutMask& d,                \
+                    bool accumulate);                                                             \
+  /* The same with the multipliers m (n, contiguous) already drawn (dropout_tile of ones): */     \
   /* dst[i] = m[i] * src[i], or dst[i] += m[i] * src[i]; where m[i] == 0 the result is dst = 0, */ \
   /* or dst unchanged, whatever src holds. */                                                     \
-  void lora_apply_multipliers(float* dst, const float* src, const float* m, int64_t n,            \
-                              bool accumulate);                                                   \
+  void apply_multipliers(float* dst, const float* src, const float* m, int64_t n,                 \
+                         bool accumulate);                                                        \
   /* dst (n) = the float32 values of the bf16 bit patterns src (n), exactly */                    \
   void widen_bf16(float* dst, const uint16_t* src, int64_t n);                                    \
   /* dst (n) = src (n) rounded to bf16, ties to even; NaN stays NaN (quant_format.h) */           \

@@ -19,11 +19,17 @@
 // attention_bf16.cu instead (decoding with the KV cache always stays here).
 // Masking: key j is visible to query i when j <= i (+ the cache offset when decoding) and, with
 // segment_ids, when both carry the same segment id.
+// Dropout on the probabilities (training; kernels.inc): every thread of a (query, key) pair draws
+// the multiplier z of gptune/dropout_mask.h (index ((b*NH + h)*T + key)*T + query) where it needs it,
+// nothing is stored: the forward sums the undropped p for the softmax and accumulates z p v; the
+// backward uses dv += z p dout and ds = p (z dp - D), D = dot(dout, out) of the dropped out. The
+// bf16 kernels have no dropout: with p > 0 every head size runs here.
 #include <cmath>
 #include <string>
 
 #include "common.cuh"
 #include "gptune/cuda_options.h"
+#include "gptune/dropout_mask.h"
 
 namespace gptune::cuda {
 
@@ -60,7 +66,15 @@ struct AttentionViews {
   int query_offset;        // query r sits at position r + query_offset (the KV-cache length)
   int NH, group, hs;       // group = NH / NKV query heads per kv head
   bool vectorized;         // every row start 16-byte aligned and hs % 4 == 0
+  DropoutMask drop;        // on the probabilities (training only: Tq == Tk, no offset); inactive: none
 };
+
+// The dropout multiplier of (b, h, query, key) for T queries and keys (1 when d is inactive).
+__device__ __forceinline__ float attention_dropout(const DropoutMask& d, int b, int NH, int h, int T, int query, int key) {
+  if (!d.active) return 1.0f;
+  const uint64_t index = ((static_cast<uint64_t>(b) * NH + h) * T + key) * static_cast<uint64_t>(T) + query;
+  return dropout_multiplier(d, index);
+}
 
 // Channel of this thread's element e (0..15): chunk (e / 4) * TPR + part, lane e % 4 of the chunk.
 template <int TPR>
@@ -216,7 +230,11 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
       for (int jj = 0; jj < kChunk; ++jj) {
         const float p = exp2f(s[jj] - shift);  // 0 for masked keys
         running_sum += p;
-        if (j0 + jj < tile_keys) axpy_row<TPR, HS>(o, p, v_tile, j0 + jj, part);
+        if (j0 + jj < tile_keys) {
+          // Dropped keys still count in the softmax's sum; only their value is left out.
+          const float z = active ? attention_dropout(a.drop, b, a.NH, h, a.Tq, query, tile_start + j0 + jj) : 1.0f;
+          axpy_row<TPR, HS>(o, p * z, v_tile, j0 + jj, part);
+        }
       }
       running_max = chunk_max;
     }
@@ -258,6 +276,7 @@ struct BackwardViews {
   const int* segment_ids; // (B, T) or null
   int T, NH, NKV, hs;
   bool vectorized;
+  DropoutMask drop;  // the forward's dropout on the probabilities; inactive: none
   // Floats per qkv row and per out row; channel offsets of query head h and of kv head g's k, v.
   __host__ __device__ long long qkv_width() const { return static_cast<long long>(NH + 2 * NKV) * hs; }
   __host__ __device__ long long out_width() const { return static_cast<long long>(NH) * hs; }
@@ -321,8 +340,9 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
         const bool ok = active && key <= query && (!segments || segment_tile[i] == key_segment);
         if (ok) {
           const float p = exp2f(s - lse_tile[i]);
-          axpy_row<TPR, HS>(dv, p, dout_tile, i, part);
-          axpy_row<TPR, HS>(dk, p * (dp - dot_tile[i]), q_tile, i, part);
+          const float z = attention_dropout(a.drop, b, a.NH, h, a.T, query, key);
+          axpy_row<TPR, HS>(dv, p * z, dout_tile, i, part);
+          axpy_row<TPR, HS>(dk, p * (z * dp - dot_tile[i]), q_tile, i, part);
         }
       }
     }
@@ -385,7 +405,10 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
       for (int jj = 0; jj < kBackwardChunk; ++jj) {
         const int j = j0 + jj, key = tile_start + j;
         const bool ok = active && j < tile_keys && key <= query && (!segments || segment_tile[j] == query_segment);
-        if (ok) axpy_row<TPR, HS>(dq, exp2f(s[jj] - lse2) * (dp[jj] - row_dot), k_tile, j, part);
+        if (ok) {
+          const float z = attention_dropout(a.drop, b, a.NH, h, a.T, query, key);
+          axpy_row<TPR, HS>(dq, exp2f(s[jj] - lse2) * (z * dp[jj] - row_dot), k_tile, j, part);
+        }
       }
     }
   }
@@ -463,10 +486,11 @@ void set_attention_precision(bool bf16) { g_attention_bf16 = bf16; }
 bool attention_precision_bf16() { return g_attention_bf16; }
 
 void attention_forward(float* out, float* lse, const float* qkv, const int* segment_ids, int B, int T, int NH, int NKV,
-                       int HS) {
+                       int HS, float dropout, uint64_t seed) {
   check_heads("attention_forward", NH, NKV, HS);
   if (B <= 0 || T <= 0) return;
-  if (g_attention_bf16 && HS == 64) {
+  const DropoutMask drop = dropout_mask_params(dropout, seed);
+  if (g_attention_bf16 && HS == 64 && !drop.active) {
     attention_forward_bf16(out, lse, qkv, segment_ids, B, T, NH, NKV);
     return;
   }
@@ -479,23 +503,25 @@ void attention_forward(float* out, float* lse, const float* qkv, const int* segm
   a.lse = lse, a.segment_ids = segment_ids;
   a.Tq = a.Tk = T, a.query_offset = 0, a.NH = NH, a.group = NH / NKV, a.hs = HS;
   a.vectorized = HS % 4 == 0 && all_aligned({qkv, out});
+  a.drop = drop;
   with_head_size<ForwardLauncher>(HS, a, B);
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                        const int* segment_ids, int B, int T, int NH, int NKV, int HS) {
+                        const int* segment_ids, int B, int T, int NH, int NKV, int HS, float dropout, uint64_t seed) {
   check_heads("attention_backward", NH, NKV, HS);
   if (B <= 0 || T <= 0 || !dqkv) return;
   float* row_dot = static_cast<float*>(scratch(Scratch::Attention, static_cast<size_t>(B) * NH * T * sizeof(float)));
   const long long warps = static_cast<long long>(B) * T * NH;
   launch(attention_row_dot_kernel, dim3(static_cast<unsigned>(ceil_div(warps * 32, 256))), dim3(256), 0, row_dot, dout,
          out, B, T, NH, HS);
-  if (g_attention_bf16 && HS == 64) {
+  const DropoutMask drop = dropout_mask_params(dropout, seed);
+  if (g_attention_bf16 && HS == 64 && !drop.active) {
     attention_backward_bf16(dqkv, dout, qkv, lse, row_dot, segment_ids, B, T, NH, NKV);
     return;
   }
   BackwardViews a{dqkv, qkv, dout, lse, row_dot, segment_ids, T, NH, NKV, HS,
-                  HS % 4 == 0 && all_aligned({dqkv, qkv, dout})};
+                  HS % 4 == 0 && all_aligned({dqkv, qkv, dout}), drop};
   with_head_size<BackwardLauncher>(HS, a, B);
 }
 
@@ -516,6 +542,7 @@ void attention_cached_forward(float* out, float* kcache, float* vcache, const fl
   a.lse = nullptr, a.segment_ids = nullptr;
   a.Tq = Tq, a.Tk = past + Tq, a.query_offset = past, a.NH = NH, a.group = NH / NKV, a.hs = HS;
   a.vectorized = HS % 4 == 0 && all_aligned({qkv, out, kcache, vcache});
+  a.drop = dropout_mask_params(0.0f, 0);  // no dropout when decoding
   with_head_size<ForwardLauncher>(HS, a, B);
 }
 

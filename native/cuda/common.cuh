@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "gptune/dropout_mask.h"
 #include "gptune/kernels.h"
 
 #ifdef GPTUNE_CUDA_EMULATE
@@ -103,6 +104,13 @@ void quant_slab_forward(float* out, int out_stride, const float* inp, const floa
                         const DequantizeRows& dequantize_rows);
 void quant_slab_backward(float* dinp, const float* dout, int dout_stride, int N, int C, int OC,
                          const DequantizeRows& dequantize_rows);
+
+// The dropout mask of gptune/dropout_mask.h on elements first .. first + total - 1 of a tensor:
+// dst[i] = m * src[i], residual[i] + m * src[i] (residual non-null), or dst[i] += m * src[i]
+// (accumulate), m being element first + i's multiplier; d inactive (p == 0) means m = 1. dst may be
+// src or residual. Implemented in dropout.cu.
+void apply_dropout_mask(float* dst, const float* src, const float* residual, uint64_t first, long long total,
+                        const DropoutMask& d, bool accumulate);
 
 // bf16 tensor-core attention for head size 64 (attention_bf16.cu); same contract as the kernels.inc
 // functions with HS = 64, called by them when set_attention_precision(true) and HS == 64.

@@ -1,7 +1,7 @@
 // LoRA adapter on a linear layer (kernels.inc lora_forward / lora_backward) on CUDA. The products go
 // through the backend's gemm (matmul.cu: bf16 tensor cores or fp32 SIMT, set_matmul_precision), with
 // leading dimensions, so the adapter adds straight into its column slice of a packed output. The
-// dropout mask is gptune/lora_dropout.h's, the same definition the CPU backend draws (one thread per
+// dropout mask is gptune/dropout_mask.h's, the same definition the CPU backend draws (one thread per
 // element computes its SplitMix64 hash); it is applied to chunks of rows in a scratch tile of at most
 // kChunkFloats floats, never to a dropped copy of the whole (N,C) input:
 //   forward   tile = dropout(inp rows); u rows = tile @ A^T; then out slice += scaling * u @ B^T;
@@ -12,7 +12,7 @@
 
 #include "common.cuh"
 #include "gptune/cuda_options.h"
-#include "gptune/lora_dropout.h"
+#include "gptune/dropout_mask.h"
 
 namespace gptune::cuda {
 
@@ -20,26 +20,10 @@ namespace {
 
 long long g_chunk_floats = 1LL << 22;  // 16 MiB of fp32 per chunk of rows
 
-// For the `total` elements i of rows [row0, ...) of an (., C) input, with m the mask multiplier of
-// element (row0 + i / C, i % C): dst[i] = m * src[i], or (accumulate) dst[i] += m * src[i]. A dropped
-// element gives exactly 0 (or leaves dst as it was), whatever src holds.
-__global__ void lora_dropout_kernel(float* dst, const float* src, long long row0, int C, long long total, LoraDropout d,
-                                    bool accumulate) {
-  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-  const uint64_t first = static_cast<uint64_t>(row0) * static_cast<uint64_t>(C);
-  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
-    const bool keep = lora_dropout_keep_state(d, lora_dropout_state(d, first + static_cast<uint64_t>(i)));
-    if (accumulate) {
-      if (keep) dst[i] += d.scale * src[i];
-    } else {
-      dst[i] = keep ? d.scale * src[i] : 0.0f;
-    }
-  }
-}
-
-void apply_dropout(float* dst, const float* src, long long row0, int rows, int C, const LoraDropout& d, bool accumulate) {
-  const long long total = static_cast<long long>(rows) * C;
-  launch(lora_dropout_kernel, dim3(grid_for(total, 256)), dim3(256), 0, dst, src, row0, C, total, d, accumulate);
+// dst rows = mask(src rows) of rows [row0, row0 + rows) of an (., C) input (accumulate: +=).
+void apply_dropout(float* dst, const float* src, long long row0, int rows, int C, const DropoutMask& d, bool accumulate) {
+  apply_dropout_mask(dst, src, nullptr, static_cast<uint64_t>(row0) * static_cast<uint64_t>(C),
+                     static_cast<long long>(rows) * C, d, accumulate);
 }
 
 // Rows per chunk, and the chunk tile (chunk rows x C floats) in backend scratch.
@@ -57,7 +41,7 @@ void lora_set_chunk_floats_for_tests(long long floats) { g_chunk_floats = floats
 void lora_forward(float* out, float* u, const float* inp, const float* A, const float* B, int N, int C, int R, int OC,
                   int ld, int offset, float scaling, float dropout, uint64_t seed) {
   if (N <= 0 || R <= 0) return;
-  const LoraDropout drop = lora_dropout_params(dropout, seed);
+  const DropoutMask drop = dropout_mask_params(dropout, seed);
   if (!drop.active) {
     gemm(false, true, N, R, C, 1.0f, inp, C, A, C, 0.0f, u, R);  // u (N,R) = inp @ A^T
   } else {
@@ -80,7 +64,7 @@ void lora_backward(float* dinp, float* dA, float* dB, float* du, const float* do
   const float* dout_slice = dout + offset;  // (N,OC) with row stride ld
   gemm(false, false, N, R, OC, scaling, dout_slice, ld, B, R, 0.0f, du, R);              // du = s dout @ B
   if (dB) gemm(true, false, OC, R, N, scaling, dout_slice, ld, u, R, 1.0f, dB, R);       // dB += s dout^T @ u
-  const LoraDropout drop = lora_dropout_params(dropout, seed);
+  const DropoutMask drop = dropout_mask_params(dropout, seed);
   if (!drop.active) {
     if (dA) gemm(true, false, R, C, N, 1.0f, du, R, inp, C, 1.0f, dA, C);     // dA += du^T @ inp
     if (dinp) gemm(false, false, N, C, R, 1.0f, du, R, A, C, 1.0f, dinp, C);  // dinp += du @ A

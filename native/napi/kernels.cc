@@ -421,6 +421,47 @@ Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A dropout probability p (LoRA's, the model's): a number with p in [0, 1) once rounded to float32
+// (the kernels' type; a p that rounds to 1 would make the 1/(1-p) scale infinite).
+float dropout_probability(Args& a, size_t i) {
+  const double p = a.number(i, "dropout");
+  if (!(p >= 0 && static_cast<float>(p) < 1.0f))
+    a.fail_range("dropout must be a probability in [0, 1) but it is " + Napi::Number::New(a.env(), p).ToString().Utf8Value());
+  return static_cast<float>(p);
+}
+
+// The dropout mask's seed: a whole number in [0, 2^53-1], exactly representable in a JS number.
+uint64_t dropout_seed(Args& a, size_t i) {
+  const double seed = a.number(i, "seed", false);
+  if (!(seed >= 0 && std::floor(seed) == seed && seed <= 9007199254740991.0))
+    a.fail_range("seed must be a whole number between 0 and 2^53-1 but it is " +
+                 Napi::Number::New(a.env(), seed).ToString().Utf8Value());
+  return static_cast<uint64_t>(seed);
+}
+
+Napi::Value DropoutForward(const Napi::CallbackInfo& info) {
+  Args a(info, "dropout_forward", 6);
+  int64_t n = a.count(3, "n");
+  const float p = dropout_probability(a, 4);
+  const uint64_t seed = dropout_seed(a, 5);
+  auto out = a.floats(0, "out", n);
+  auto inp = a.floats(1, "inp", n);
+  auto residual = a.floats_opt(2, "residual", n);
+  GPTUNE_DISPATCH(a, dropout_forward, out.ptr, inp.ptr, residual.ptr, n, p, seed);
+  return info.Env().Undefined();
+}
+
+Napi::Value DropoutBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "dropout_backward", 5);
+  int64_t n = a.count(2, "n");
+  const float p = dropout_probability(a, 3);
+  const uint64_t seed = dropout_seed(a, 4);
+  auto dinp = a.floats(0, "dinp", n);
+  auto dout = a.floats(1, "dout", n);
+  GPTUNE_DISPATCH(a, dropout_backward, dinp.ptr, dout.ptr, n, p, seed);
+  return info.Env().Undefined();
+}
+
 Napi::Value ResidualForward(const Napi::CallbackInfo& info) {
   Args a(info, "residual_forward", 4);
   int64_t n = a.count(3, "n");
@@ -472,21 +513,25 @@ void check_heads(Args& a, int NH, int NKV) {
 }
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  Args a(info, "attention_forward", 9);
+  Args a(info, "attention_forward", 11);
   int B = a.dim(4, "B"), T = a.dim(5, "T"), NH = a.dim(6, "NH"), NKV = a.dim(7, "NKV"), HS = a.dim(8, "HS");
   check_heads(a, NH, NKV);
+  const float p = dropout_probability(a, 9);
+  const uint64_t seed = dropout_seed(a, 10);
   auto out = a.floats(0, "out", a.product({B, T, NH, HS}));
   auto lse = a.floats(1, "lse", a.product({B, NH, T}));
   auto qkv = a.floats(2, "qkv", a.product({B, T, NH + 2 * int64_t{NKV}, HS}));
   auto seg = a.ints_opt(3, "segment_ids", a.product({B, T}));
-  GPTUNE_DISPATCH(a, attention_forward, out.ptr, lse.ptr, qkv.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS);
+  GPTUNE_DISPATCH(a, attention_forward, out.ptr, lse.ptr, qkv.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS, p, seed);
   return info.Env().Undefined();
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "attention_backward", 11);
+  Args a(info, "attention_backward", 13);
   int B = a.dim(6, "B"), T = a.dim(7, "T"), NH = a.dim(8, "NH"), NKV = a.dim(9, "NKV"), HS = a.dim(10, "HS");
   check_heads(a, NH, NKV);
+  const float p = dropout_probability(a, 11);
+  const uint64_t seed = dropout_seed(a, 12);
   const int64_t qkv_size = a.product({B, T, NH + 2 * int64_t{NKV}, HS}), out_size = a.product({B, T, NH, HS});
   auto dqkv = a.floats(0, "dqkv", qkv_size);
   auto dout = a.floats(1, "dout", out_size);
@@ -494,7 +539,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   auto out = a.floats(3, "out", out_size);
   auto lse = a.floats(4, "lse", a.product({B, NH, T}));
   auto seg = a.ints_opt(5, "segment_ids", a.product({B, T}));
-  GPTUNE_DISPATCH(a, attention_backward, dqkv.ptr, dout.ptr, qkv.ptr, out.ptr, lse.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS);
+  GPTUNE_DISPATCH(a, attention_backward, dqkv.ptr, dout.ptr, qkv.ptr, out.ptr, lse.ptr, staging().in(a, 0, seg), B, T, NH, NKV, HS, p, seed);
   return info.Env().Undefined();
 }
 
@@ -617,24 +662,6 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
 }
 
 // ---- LoRA adapters ----
-
-// The dropout probability p of a LoRA adapter: a number with p in [0, 1) once rounded to float32
-// (the kernels' type; a p that rounds to 1 would make the 1/(1-p) scale infinite).
-float dropout_probability(Args& a, size_t i) {
-  const double p = a.number(i, "dropout");
-  if (!(p >= 0 && static_cast<float>(p) < 1.0f))
-    a.fail_range("dropout must be a probability in [0, 1) but it is " + Napi::Number::New(a.env(), p).ToString().Utf8Value());
-  return static_cast<float>(p);
-}
-
-// The dropout mask's seed: a whole number in [0, 2^53-1], exactly representable in a JS number.
-uint64_t dropout_seed(Args& a, size_t i) {
-  const double seed = a.number(i, "seed", false);
-  if (!(seed >= 0 && std::floor(seed) == seed && seed <= 9007199254740991.0))
-    a.fail_range("seed must be a whole number between 0 and 2^53-1 but it is " +
-                 Napi::Number::New(a.env(), seed).ToString().Utf8Value());
-  return static_cast<uint64_t>(seed);
-}
 
 // The dimensions and scalars lora_forward and lora_backward share, arguments first..first+8:
 // N, C, R, OC, ld, offset, scaling, dropout, seed.
@@ -807,6 +834,8 @@ Napi::Object KernelBindings(Napi::Env env) {
   k.Set("gelu_forward", function<GeluForward>(env, "gelu_forward"));
   k.Set("gelu_backward", function<GeluBackward>(env, "gelu_backward"));
   k.Set("residual_forward", function<ResidualForward>(env, "residual_forward"));
+  k.Set("dropout_forward", function<DropoutForward>(env, "dropout_forward"));
+  k.Set("dropout_backward", function<DropoutBackward>(env, "dropout_backward"));
   k.Set("add_inplace", function<AddInplace>(env, "add_inplace"));
   k.Set("scale_inplace", function<ScaleInplace>(env, "scale_inplace"));
   k.Set("fill", function<Fill>(env, "fill"));

@@ -128,6 +128,7 @@ describe('errors name the file, the key, what was expected and what was received
 
   test('flag values name the flag', () => {
     expect(() => checkPartialConfig(FLAGS_SOURCE, { warmup_ratio: 1.5 })).toThrow(/^--warmup-ratio: expected a number in \[0, 1\) but received number 1\.5$/);
+    expect(() => checkPartialConfig(FLAGS_SOURCE, { dropout: 1 })).toThrow(/^--dropout: expected a number in \[0, 1\) or null but received number 1$/);
   });
 
   test('keys that depend on each other', () => {

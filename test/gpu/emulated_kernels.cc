@@ -26,7 +26,7 @@
 #include "gptune/device.h"
 #include "gptune/kernels.h"
 #include "gptune/quant_format.h"
-#include "../native/lora_dropout_ref.h"  // the mask definition, restated
+#include "../native/dropout_mask_ref.h"  // the mask definition, restated
 
 namespace cu = gptune::cuda;
 using std::vector;
@@ -211,6 +211,23 @@ void test_elementwise() {
     check("sum_squares n=" + std::to_string(n), {float(got)}, {sq}, 1e-6);
     cu::fill(dy.ptr, 2.5f, n);
     check("fill n=" + std::to_string(n), dy.get(), vector<double>(n, 2.5), 0);
+    // Dropout: one multiply (and add) per element, so the results equal the rounded reference exactly.
+    for (float p : {0.0f, 0.1f, 0.5f}) {
+      const uint64_t seed = 77 + n;
+      const float scale = 1.0f / (1.0f - p);
+      auto m = [&](long long i) { return p == 0.0f || dropout_keep_ref(seed, uint64_t(i), p) ? scale : 0.0f; };
+      Dev<float> inp(x), res(y), acc(dout), out_buf(n);
+      const std::string tag = " n=" + std::to_string(n) + " p=" + std::to_string(p).substr(0, 3);
+      cu::dropout_forward(out_buf.ptr, inp.ptr, nullptr, n, p, seed);
+      for (long long i = 0; i < n; ++i) want[i] = m(i) * x[i];
+      check("dropout_forward" + tag, out_buf.get(), want, 0);
+      cu::dropout_forward(res.ptr, inp.ptr, res.ptr, n, p, seed);  // in place on the residual
+      for (long long i = 0; i < n; ++i) want[i] = float(y[i] + float(m(i) * x[i]));
+      check("dropout_forward residual" + tag, res.get(), want, 0);
+      cu::dropout_backward(acc.ptr, inp.ptr, n, p, seed);
+      for (long long i = 0; i < n; ++i) want[i] = float(dout[i] + float(m(i) * x[i]));
+      check("dropout_backward" + tag, acc.get(), want, 0);
+    }
   }
   // Misaligned views (offset by one float) take the scalar path.
   const long long n = 301;
@@ -565,13 +582,21 @@ void test_device() {
 // ---- attention ----
 // float64 reference of causal (segment-masked) grouped-query attention for one batch row: qkv
 // (T,W), W = (NH+2*NKV)*hs -> out (T,NH*hs), lse (NH,T), and, given dout, dqkv (T,W) (added to the
-// given accumulator). Query head h reads kv head h / (NH/NKV).
+// given accumulator). Query head h reads kv head h / (NH/NKV). With dropout p > 0, the probability of
+// key j for query i of head h in batch row b is multiplied by z = 0 or 1/(1-p), kept iff the mask's
+// definition keeps index ((b*NH + h)*T + j)*T + i (kernels.inc); lse stays the undropped one.
 struct AttentionRef {
   vector<double> out, lse, dqkv;
 };
 AttentionRef attention_ref(const float* qkv, const float* dout, const int* seg, int T, int NH, int NKV, int hs,
-                           const float* dqkv0) {
+                           const float* dqkv0, float p_drop = 0.0f, uint64_t seed = 0, int b = 0) {
   const int W = (NH + 2 * NKV) * hs, C = NH * hs, group = NH / NKV;
+  const double drop_scale = 1.0f / (1.0f - p_drop);
+  auto z = [&](int h, int i, int j) {
+    if (p_drop == 0.0f) return 1.0;
+    const uint64_t index = ((uint64_t(b) * NH + h) * T + j) * uint64_t(T) + i;
+    return dropout_keep_ref(seed, index, p_drop) ? drop_scale : 0.0;
+  };
   const double scale = 1 / std::sqrt(double(hs));
   AttentionRef r{vector<double>(size_t(T) * C), vector<double>(size_t(NH) * T), vector<double>(size_t(T) * W)};
   for (size_t i = 0; dqkv0 && i < r.dqkv.size(); ++i) r.dqkv[i] = dqkv0[i];
@@ -602,7 +627,7 @@ AttentionRef attention_ref(const float* qkv, const float* dout, const int* seg, 
       for (int j = 0; j <= i; ++j) p[j] /= sum;
       for (int c = 0; c < hs; ++c) {
         double o = 0;
-        for (int j = 0; j <= i; ++j) o += p[j] * V(j, h, c);
+        for (int j = 0; j <= i; ++j) o += p[j] * z(h, i, j) * V(j, h, c);
         r.out[size_t(i) * C + h * hs + c] = o;
       }
       if (!dout) continue;
@@ -611,6 +636,7 @@ AttentionRef attention_ref(const float* qkv, const float* dout, const int* seg, 
       double D = 0;
       for (int j = 0; j <= i; ++j) {
         for (int c = 0; c < hs; ++c) dp[j] += dO(c) * V(j, h, c);
+        dp[j] *= z(h, i, j);
         D += p[j] * dp[j];
       }
       for (int j = 0; j <= i; ++j) {
@@ -618,14 +644,14 @@ AttentionRef attention_ref(const float* qkv, const float* dout, const int* seg, 
         for (int c = 0; c < hs; ++c) {
           r.dqkv[q_at(i, h) + c] += scale * ds * K(j, h, c);
           r.dqkv[k_at(j, h) + c] += scale * ds * Q(i, h, c);
-          r.dqkv[v_at(j, h) + c] += p[j] * dO(c);
+          r.dqkv[v_at(j, h) + c] += p[j] * z(h, i, j) * dO(c);
         }
       }
     }
   return r;
 }
 
-struct AttentionCase { int B, T, NH, NKV, hs; bool segments; };
+struct AttentionCase { int B, T, NH, NKV, hs; bool segments; float dropout = 0.0f; };
 void test_attention_cached();
 void run_attention_cases(const vector<AttentionCase>& cases, bool bf16);
 
@@ -634,7 +660,9 @@ void test_attention() {
                        {1, 70, 2, 2, 128, true}, {1, 66, 2, 2, 32, true}, {1, 1, 1, 1, 64, false},
                        // grouped-query: ratios 2, 3, 4 (one kv head), odd head sizes
                        {2, 37, 4, 2, 10, true}, {1, 70, 6, 2, 64, false}, {2, 45, 4, 1, 6, true},
-                       {1, 130, 9, 3, 64, true}}, false);
+                       {1, 130, 9, 3, 64, true},
+                       // dropout on the probabilities (the mask drawn in every kernel from (seed, index))
+                       {2, 37, 3, 3, 8, false, 0.1f}, {2, 45, 4, 2, 10, true, 0.5f}, {1, 70, 2, 2, 64, true, 0.2f}}, false);
   test_attention_cached();
 }
 
@@ -645,14 +673,18 @@ void test_attention_bf16() {
   run_attention_cases({{2, 37, 2, 2, 64, false}, {1, 130, 1, 1, 64, false}, {2, 66, 2, 2, 64, true},
                        {1, 1, 1, 1, 64, false}, {1, 200, 1, 1, 64, true},
                        // grouped-query: SmolLM2's 9/3 heads, one kv head, ratio 2
-                       {1, 130, 9, 3, 64, true}, {2, 66, 4, 1, 64, false}, {1, 70, 4, 2, 64, true}}, true);
+                       {1, 130, 9, 3, 64, true}, {2, 66, 4, 1, 64, false}, {1, 70, 4, 2, 64, true},
+                       // with dropout the fp32 kernels run instead, so the fp32 tolerance holds
+                       {2, 66, 2, 2, 64, true, 0.3f}}, true);
   cu::set_attention_precision(false);
 }
 
 void run_attention_cases(const vector<AttentionCase>& cases, bool bf16) {
-  const double tol = bf16 ? 5e-3 : 1e-5;  // bf16: P, dS rounded to 8 mantissa bits (2^-9 max, ~1e-3 typical)
   const char* p = bf16 ? " bf16" : "";
+  const uint64_t seed = 0x5eed0000abcdull;
   for (AttentionCase k : cases) {
+    // bf16: P, dS rounded to 8 mantissa bits (2^-9 max, ~1e-3 typical); dropout scales values by up to 2.
+    const double tol = bf16 && k.dropout == 0.0f ? 5e-3 : k.dropout > 0.0f ? 2e-5 : 1e-5;
     const int B = k.B, T = k.T, NH = k.NH, NKV = k.NKV, hs = k.hs, C = NH * hs, W = (NH + 2 * NKV) * hs;
     auto qkv = random_vector(size_t(B) * T * W, -2, 2), dout = random_vector(size_t(B) * T * C);
     if (bf16) qkv = bf16_exact(qkv), dout = bf16_exact(dout);
@@ -668,19 +700,20 @@ void run_attention_cases(const vector<AttentionCase>& cases, bool bf16) {
     Dev<float> d_qkv(qkv), d_out(size_t(B) * T * C), d_lse(size_t(B) * NH * T), d_dout(dout), d_dqkv(dqkv0);
     Dev<int> d_seg(seg);
     const int* segp = k.segments ? d_seg.ptr : nullptr;
-    cu::attention_forward(d_out.ptr, d_lse.ptr, d_qkv.ptr, segp, B, T, NH, NKV, hs);
+    cu::attention_forward(d_out.ptr, d_lse.ptr, d_qkv.ptr, segp, B, T, NH, NKV, hs, k.dropout, seed);
     // attention_backward reads the forward's out and lse, as in training.
-    cu::attention_backward(d_dqkv.ptr, d_dout.ptr, d_qkv.ptr, d_out.ptr, d_lse.ptr, segp, B, T, NH, NKV, hs);
+    cu::attention_backward(d_dqkv.ptr, d_dout.ptr, d_qkv.ptr, d_out.ptr, d_lse.ptr, segp, B, T, NH, NKV, hs, k.dropout, seed);
     vector<double> out, lse, dqkv;
     for (int b = 0; b < B; ++b) {
       auto r = attention_ref(&qkv[size_t(b) * T * W], &dout[size_t(b) * T * C], k.segments ? &seg[size_t(b) * T] : nullptr,
-                             T, NH, NKV, hs, &dqkv0[size_t(b) * T * W]);
+                             T, NH, NKV, hs, &dqkv0[size_t(b) * T * W], k.dropout, seed, b);
       out.insert(out.end(), r.out.begin(), r.out.end());
       lse.insert(lse.end(), r.lse.begin(), r.lse.end());
       dqkv.insert(dqkv.end(), r.dqkv.begin(), r.dqkv.end());
     }
     char tag[96];
-    std::snprintf(tag, sizeof tag, "%s B=%d T=%d NH=%d NKV=%d hs=%d%s", p, B, T, NH, NKV, hs, k.segments ? " segments" : "");
+    std::snprintf(tag, sizeof tag, "%s B=%d T=%d NH=%d NKV=%d hs=%d%s dropout=%.1f", p, B, T, NH, NKV, hs,
+                  k.segments ? " segments" : "", k.dropout);
     check(std::string("attention_forward out") + tag, d_out.get(), out, tol);
     check(std::string("attention_forward lse") + tag, d_lse.get(), lse, 1e-5);
     check_increment(std::string("attention_backward dqkv") + tag, d_dqkv.get(), dqkv0, dqkv, tol);
@@ -1251,7 +1284,7 @@ void test_lora() {
           const double scale = 1.0f / (1.0f - p);
           vector<double> m(size_t(N) * C, 1.0);
           if (p > 0)
-            for (size_t i = 0; i < m.size(); ++i) m[i] = lora_keep_ref(seed, i, p) ? scale : 0.0;
+            for (size_t i = 0; i < m.size(); ++i) m[i] = dropout_keep_ref(seed, i, p) ? scale : 0.0;
           vector<double> u(size_t(N) * R), out = to_double(out0), du(size_t(N) * R), dB = to_double(dB0), dA = to_double(dA0),
                                            dinp = to_double(dinp0);
           for (int n = 0; n < N; ++n)
@@ -1311,7 +1344,7 @@ void test_lora() {
     Dev<float> d_ones(ones), d_out(N), d_u(N);
     cu::lora_forward(d_out.ptr, d_u.ptr, d_ones.ptr, d_ones.ptr, d_ones.ptr, N, 1, 1, 1, 1, 0, 1.0f, p, seed);
     vector<double> want(N);
-    for (int n = 0; n < N; ++n) want[n] = lora_keep_ref(seed, n, p) ? double(1.0f / (1.0f - p)) : 0.0;
+    for (int n = 0; n < N; ++n) want[n] = dropout_keep_ref(seed, n, p) ? double(1.0f / (1.0f - p)) : 0.0;
     check("lora dropout mask equals the definition (3000 elements)", d_u.get(), want, 0);
   }
 }

@@ -279,11 +279,21 @@ if (underJest) {
     // up to fp32 rounding (1e-5); out and dqkv carry the bf16 rounding of P and dS (2^-9 at most,
     // ~1.5e-3 measured on the emulator): 5e-3.
     const bf16Cases = cases.filter((c) => c.HS === 64).concat([{ B: 2, T: 300, NH: 2, NKV: 2, HS: 64, segments: true }]);
-    const runs = cases.map((c) => ({ ...c, bf16: false }))
-      .concat(canSetAttention ? bf16Cases.map((c) => ({ ...c, bf16: true })) : []);
-    for (const { B, T, NH, NKV, HS, segments, bf16 } of runs) {
-      const label = `${bf16 ? 'bf16 ' : ''}B=${B} T=${T} NH=${NH} NKV=${NKV} HS=${HS}${segments ? ' segments' : ''}`;
-      const tolerance = bf16 ? 5e-3 : FP32;
+    // Dropout on the probabilities: the GPU draws the CPU's mask (one definition, dropout_mask.h); with
+    // p > 0 the bf16 setting runs the fp32 kernels (no dropout in the tensor-core ones), so fp32's
+    // tolerance, doubled for values scaled by up to 1/(1-p).
+    const dropoutCases = [
+      { B: 2, T: 129, NH: 3, NKV: 3, HS: 64, segments: true, dropout: 0.2, bf16: false },
+      { B: 2, T: 37, NH: 4, NKV: 2, HS: 10, segments: false, dropout: 0.5, bf16: false },
+      { B: 2, T: 129, NH: 9, NKV: 3, HS: 64, segments: true, dropout: 0.1, bf16: true },
+    ];
+    const runs = cases.map((c) => ({ ...c, bf16: false, dropout: 0 }))
+      .concat(canSetAttention ? bf16Cases.map((c) => ({ ...c, bf16: true, dropout: 0 })) : [])
+      .concat(dropoutCases.filter((c) => canSetAttention || !c.bf16));
+    for (const { B, T, NH, NKV, HS, segments, bf16, dropout } of runs) {
+      const label = `${bf16 ? 'bf16 ' : ''}B=${B} T=${T} NH=${NH} NKV=${NKV} HS=${HS}${segments ? ' segments' : ''}${dropout ? ` dropout ${dropout}` : ''}`;
+      const tolerance = dropout > 0 ? 2 * FP32 : bf16 ? 5e-3 : FP32;
+      const seed = 4242 + T;
       const W = (NH + 2 * NKV) * HS, O = NH * HS;
       test(`forward and backward ${label}`, () => {
         cuda.setAttentionPrecision?.(bf16 ? 'bf16' : 'fp32');
@@ -301,14 +311,14 @@ if (underJest) {
           }
         }
         const outCpu = new Float32Array(B * T * O), lseCpu = new Float32Array(B * NH * T), dqkvCpu = dqkv0.slice();
-        K.attention_forward(outCpu, lseCpu, qkv, seg, B, T, NH, NKV, HS);
-        K.attention_backward(dqkvCpu, dout, qkv, outCpu, lseCpu, seg, B, T, NH, NKV, HS);
+        K.attention_forward(outCpu, lseCpu, qkv, seg, B, T, NH, NKV, HS, dropout, seed);
+        K.attention_backward(dqkvCpu, dout, qkv, outCpu, lseCpu, seg, B, T, NH, NKV, HS, dropout, seed);
         const gQkv = toDevice(qkv), gOut = poisoned(B * T * O), gLse = poisoned(B * NH * T, 1);
-        K.attention_forward(gOut, gLse, gQkv, seg, B, T, NH, NKV, HS);
+        K.attention_forward(gOut, gLse, gQkv, seg, B, T, NH, NKV, HS, dropout, seed);
         expectClose(`attention_forward out ${label}`, fromDevice(gOut), outCpu, tolerance);
         expectClose(`attention_forward lse ${label}`, fromDevice(gLse), lseCpu, FP32);
         const gDout = toDevice(dout), gDqkv = toDevice(dqkv0);
-        K.attention_backward(gDqkv, gDout, gQkv, gOut, gLse, seg, B, T, NH, NKV, HS);
+        K.attention_backward(gDqkv, gDout, gQkv, gOut, gLse, seg, B, T, NH, NKV, HS, dropout, seed);
         expectIncrementClose(`attention_backward dqkv ${label}`, fromDevice(gDqkv), dqkvCpu, dqkv0, tolerance);
         cuda.setAttentionPrecision?.('fp32');
         freeAll();
@@ -474,6 +484,17 @@ if (underJest) {
         K.residual_forward(out, x, y, n);
         K.residual_forward(gOut, gX, gY, n);
         expectClose('residual_forward', fromDevice(gOut), out, FP32);
+        // Dropout: the GPU draws the CPU's mask, one multiply (and add) per element: equal bit for bit.
+        for (const p of [0.1, 0.5]) {
+          const seed = 99 + n, dropped = new Float32Array(n), acc = y.slice();
+          K.dropout_forward(dropped, x, y, n, p, seed);
+          K.dropout_backward(acc, x, n, p, seed);
+          const gDropped = poisoned(n), gAcc2 = toDevice(y);
+          K.dropout_forward(gDropped, gX, gY, n, p, seed);
+          K.dropout_backward(gAcc2, gX, n, p, seed);
+          expectClose(`dropout_forward p=${p}`, fromDevice(gDropped), dropped, 0);
+          expectClose(`dropout_backward p=${p}`, fromDevice(gAcc2), acc, 0);
+        }
         K.add_inplace(gX, gY, n);
         expectClose('add_inplace', fromDevice(gX), out, FP32);
         K.scale_inplace(gY, -0.75, n);

@@ -7,7 +7,7 @@
  * with NKV = 1 and NKV = NH among them.
  */
 import { addon } from '../../lib/native';
-import { attentionBackward, attentionForward, Heads } from '../reference/attention';
+import { AttentionDropout, attentionBackward, attentionForward, Heads } from '../reference/attention';
 import { expectClose } from '../reference/compare';
 import { centralDifferences, dot } from '../reference/finite_difference';
 import { SeededRandom } from '../reference/random';
@@ -62,37 +62,48 @@ function makeSegments(B: number, T: number, seed: number): Int32Array {
   return ids;
 }
 
-function runForward(qkv: Float32Array, segmentIds: Int32Array | null, shape: Shape) {
+const NO_DROPOUT: AttentionDropout = { p: 0, seed: 0 };
+
+function runForward(qkv: Float32Array, segmentIds: Int32Array | null, shape: Shape, drop = NO_DROPOUT) {
   const { B, T, NH, NKV, HS } = shape;
   const out = new Float32Array(B * T * outWidth(shape)).fill(NaN), lse = new Float32Array(B * NH * T).fill(NaN);
-  kernels.attention_forward(out, lse, qkv, segmentIds, B, T, NH, NKV, HS);
+  kernels.attention_forward(out, lse, qkv, segmentIds, B, T, NH, NKV, HS, drop.p, drop.seed);
   return { out, lse };
 }
 
 /** The kernel's gradient accumulated onto start (a copy is returned; start is untouched). */
-function runBackward(start: Float32Array, dout: Float32Array, qkv: Float32Array, segmentIds: Int32Array | null, shape: Shape) {
+function runBackward(start: Float32Array, dout: Float32Array, qkv: Float32Array, segmentIds: Int32Array | null, shape: Shape, drop = NO_DROPOUT) {
   const { B, T, NH, NKV, HS } = shape;
-  const { out, lse } = runForward(qkv, segmentIds, shape);
+  const { out, lse } = runForward(qkv, segmentIds, shape, drop);
   const dqkv = Float32Array.from(start);
-  kernels.attention_backward(dqkv, dout, qkv, out, lse, segmentIds, B, T, NH, NKV, HS);
+  kernels.attention_backward(dqkv, dout, qkv, out, lse, segmentIds, B, T, NH, NKV, HS, drop.p, drop.seed);
   return dqkv;
 }
 
 describe('float64 reference', () => {
+  // dropout p > 0: at the fixed mask of seed 17 (the function is then smooth in qkv).
   test.each([
-    [false, { B: 2, T: 6, NH: 2, NKV: 2, HS: 3 }],
-    [true, { B: 2, T: 6, NH: 2, NKV: 2, HS: 3 }],
-    [true, { B: 2, T: 6, NH: 4, NKV: 2, HS: 2 }],
-    [false, { B: 1, T: 5, NH: 3, NKV: 1, HS: 2 }],
-  ] as const)('its gradient matches central differences of its forward (segments: %s, %o)', (segmented, shape) => {
+    [false, 0, { B: 2, T: 6, NH: 2, NKV: 2, HS: 3 }],
+    [true, 0, { B: 2, T: 6, NH: 2, NKV: 2, HS: 3 }],
+    [true, 0, { B: 2, T: 6, NH: 4, NKV: 2, HS: 2 }],
+    [false, 0, { B: 1, T: 5, NH: 3, NKV: 1, HS: 2 }],
+    [false, 0.3, { B: 2, T: 6, NH: 2, NKV: 2, HS: 3 }],
+    [true, 0.3, { B: 2, T: 6, NH: 4, NKV: 2, HS: 2 }],
+  ] as const)('its gradient matches central differences of its forward (segments: %s, dropout %p, %o)', (segmented, p, shape) => {
     const { B, T } = shape;
     const { qkv, dout } = makeInputs(shape, 5);
     const segmentIds = segmented ? Int32Array.from([0, 0, 1, 1, 1, 0, 3, 4, 4, 3, 4, 4]) : null;
+    const drop = { p, seed: 17 };
     const x = Float64Array.from(qkv);
-    const grads = attentionBackward(dout, x, segmentIds, B, T, shape);
-    const fd = centralDifferences((v) => dot(attentionForward(v, segmentIds, B, T, shape).out, dout), x);
+    const grads = attentionBackward(dout, x, segmentIds, B, T, shape, drop);
+    const fd = centralDifferences((v) => dot(attentionForward(v, segmentIds, B, T, shape, drop).out, dout), x);
     // h = 1e-5 on O(1) functions: truncation and rounding are both ~1e-10.
     expectClose('dqkv vs central differences', grads, [...fd.values()], { rel: 1e-6, abs: 1e-8 });
+    // With dropout the mask must matter: the same inputs without it give another gradient.
+    if (p > 0) {
+      const plain = attentionBackward(dout, x, segmentIds, B, T, shape);
+      expect(Math.max(...plain.map((g, i) => Math.abs(g - grads[i])))).toBeGreaterThan(1e-2);
+    }
   });
 
   test('lse is the log-sum-exp of the scaled scores and out the softmax-weighted values (T=2 by hand)', () => {
@@ -164,6 +175,65 @@ describe.each([1, 2])('with %i thread(s)', (threads) => {
       expect(change).toBeGreaterThan(1e-2);
     },
   );
+});
+
+/** Every SIMD level the CPU can run: the tiles' mask must not depend on it. */
+const LEVELS = (['avx512', 'avx2', 'portable'] as const).filter((level) => level === 'portable' || addon.simdLevel() === level || (level === 'avx2' && addon.simdLevel() === 'avx512'));
+
+describe.each(LEVELS)('dropout on the probabilities, SIMD level %s', (level) => {
+  beforeAll(() => expect(addon.setSimdLimit(level)).toBe(level));
+  afterAll(() => addon.setSimdLimit('avx512'));
+  const dropShapes: Shape[] = [
+    { B: 2, T: 5, NH: 3, NKV: 3, HS: 16 },
+    { B: 3, T: 67, NH: 4, NKV: 2, HS: 10 },
+    { B: 1, T: 130, NH: 6, NKV: 2, HS: 17 },
+  ];
+  test.each(dropShapes.map((s) => [label(s), s] as const))('forward and backward match the float64 reference of the same mask (p = 0.1 and 0.5, with and without segments), %s', (_, shape) => {
+    const { B, T, NH, NKV, HS } = shape;
+    const { qkv, dout } = makeInputs(shape, B * 1000 + T + NH * 10 + NKV + HS + 3);
+    for (const [p, segmented] of [[0.1, false], [0.5, true]] as const) {
+      const drop = { p, seed: 1000 + T };
+      const segmentIds = segmented ? makeSegments(B, T, T + 5) : null;
+      const got = runForward(qkv, segmentIds, shape, drop);
+      const want = attentionForward(qkv, segmentIds, B, T, shape, drop);
+      // Dropped values are scaled by up to 2: twice the tolerance of out.
+      expectClose(`out p=${p}`, got.out, want.out, { rel: 0, abs: 2 * OUT_TOL.abs });
+      expectClose(`lse p=${p} (the undropped softmax's)`, got.lse, want.lse, LSE_TOL);
+      const start = new SeededRandom(T + 1).floats(B * T * qkvWidth(shape));
+      const dqkv = runBackward(start, dout, qkv, segmentIds, shape, drop);
+      const wantGrad = attentionBackward(dout, qkv, segmentIds, B, T, shape, drop).map((g, i) => g + start[i]);
+      expectClose(`dqkv p=${p}`, dqkv, wantGrad, { rel: 0, abs: 2 * GRAD_TOL.abs });
+      // The mask must change the result for this to mean anything.
+      const plain = runForward(qkv, segmentIds, shape).out;
+      expect(Math.max(...plain.map((v, i) => Math.abs(v - got.out[i])))).toBeGreaterThan(1e-2);
+    }
+  });
+
+  test('p = 0 is no dropout whatever the seed; the same (p, seed) gives the same result twice', () => {
+    const shape = { B: 2, T: 70, NH: 4, NKV: 2, HS: 8 };
+    const { qkv } = makeInputs(shape, 4);
+    expect(runForward(qkv, null, shape, { p: 0, seed: 99 })).toEqual(runForward(qkv, null, shape));
+    expect(runForward(qkv, null, shape, { p: 0.2, seed: 99 })).toEqual(runForward(qkv, null, shape, { p: 0.2, seed: 99 }));
+  });
+});
+
+test('dropout masks are the same at every SIMD level and thread count (bit-identical out and dqkv)', () => {
+  const shape = { B: 2, T: 130, NH: 6, NKV: 2, HS: 16 };
+  const { B, T } = shape;
+  const { qkv, dout } = makeInputs(shape, 79);
+  const drop = { p: 0.25, seed: 2 ** 40 + 3 };
+  const runs = LEVELS.flatMap((level) => [1, 2].map((threads) => {
+    addon.setSimdLimit(level);
+    addon.setNumThreads(threads);
+    // The levels' tile products add in other orders (RETILED_TOL); a mask differing in even one of
+    // the ~100k probabilities would move out by ~0.1.
+    return { out: runForward(qkv, null, shape, drop).out, dqkv: runBackward(new Float32Array(B * T * qkvWidth(shape)), dout, qkv, null, shape, drop) };
+  }));
+  addon.setSimdLimit('avx512');
+  for (const run of runs) {
+    expectClose('out across levels', run.out, runs[0].out, RETILED_TOL);
+    expectClose('dqkv across levels', run.dqkv, runs[0].dqkv, RETILED_TOL);
+  }
 });
 
 test('packed examples give the outputs and gradients of each example run on its own', () => {
@@ -296,7 +366,8 @@ test('1 and 2 threads give bit-identical results (each head and tile is computed
     const kcache = new Float32Array(B * T * NKV * HS), vcache = new Float32Array(B * T * NKV * HS);
     const cached = new Float32Array(B * T * outWidth(shape));
     kernels.attention_cached_forward(cached, kcache, vcache, qkv, B, T, 0, T, NH, NKV, HS);
-    return { plain, masked, grad, cached };
+    const dropped = runBackward(new Float32Array(B * T * qkvWidth(shape)), dout, qkv, segmentIds, shape, { p: 0.3, seed: 5 });
+    return { plain, masked, grad, cached, dropped };
   });
   expect(results[1]).toEqual(results[0]);
 });

@@ -12,7 +12,8 @@
  */
 import { addon } from '../../lib/native';
 import { expectWithinRounding } from '../reference/matmul';
-import { dropoutKeep, dropoutScale, loraBackwardRef, loraForwardRef, LoraShape } from '../reference/lora';
+import { dropoutKeep, dropoutScale } from '../reference/dropout';
+import { loraBackwardRef, loraForwardRef, LoraShape } from '../reference/lora';
 import { SeededRandom } from '../reference/random';
 
 const { kernels: k } = addon;

@@ -14,6 +14,7 @@ import { loadModel } from '../../lib/model/checkpoint';
 import { parseDecoderSpec } from '../../lib/model/config';
 import { Decoder, IGNORE_INDEX, planMemory } from '../../lib/model/decoder';
 import { attentionWidth, ffnInputWidth, qkvWidth } from '../../lib/model/decoder_config';
+import { DropoutRates } from '../../lib/model/dropout';
 import { generate } from '../../lib/model/generate';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { AdamW, clipScale } from '../../lib/train/adamw';
@@ -69,12 +70,19 @@ function microBatches(V: number): MicroBatch[] {
   ];
 }
 
+/** Training-mode dropout of a forward: the seed (per micro-batch: + its index) and the rates. */
+interface Dropout {
+  seed: number;
+  rates: DropoutRates;
+}
+
 /** One accumulated gradient over the micro-batches (of their mean loss); returns each micro-batch's loss sum. */
-function accumulate(model: Decoder, batches: MicroBatch[]): number[] {
+function accumulate(model: Decoder, batches: MicroBatch[], dropout: Dropout | null = null): number[] {
   const scored = batches.reduce((n, b) => n + b.targets.filter((t) => t !== IGNORE_INDEX).length, 0);
   model.zeroGrad();
-  return batches.map((b) => {
-    const r = model.forward(b.tokens, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds });
+  return batches.map((b, i) => {
+    const drop = dropout ? { dropoutSeed: dropout.seed + i, dropout: dropout.rates } : {};
+    const r = model.forward(b.tokens, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, ...drop });
     model.backward(scored);
     return r.lossSum;
   });
@@ -106,6 +114,21 @@ describe.each(MODELS)('%s', (source) => {
     for (const [name, g] of tensorsOf(model.grads!)) expectBitwiseEqual(`gradient of ${name}`, g, plainGrads.get(name)!);
     // Every gradient took part: a test over zeros could not tell a missing recompute.
     for (const [name, g] of plainGrads) if (!g.some((x) => x !== 0)) throw new Error(`gradient of ${name} is all zeros`);
+    model.free();
+  });
+
+  test('with dropout at every site, the recompute regenerates the masks: gradients and losses bitwise those without checkpointing', () => {
+    const model = openModel(source);
+    const batches = microBatches(model.config.vocabSize);
+    const dropout = { seed: 2 ** 40 + 7, rates: { embedding: 0.2, residual: 0.2, attention: 0.2 } };
+    const undropped = accumulate(model, batches);
+    const plainLosses = accumulate(model, batches, dropout);
+    // The masks change the result, or this test would say nothing about them.
+    expect(plainLosses).not.toEqual(undropped);
+    const plainGrads = tensorsOf(model.grads!);
+    model.setGradientCheckpointing(true);
+    expect(accumulate(model, batches, dropout)).toEqual(plainLosses);
+    for (const [name, g] of tensorsOf(model.grads!)) expectBitwiseEqual(`gradient of ${name}`, g, plainGrads.get(name)!);
     model.free();
   });
 

@@ -119,7 +119,7 @@ void check_against_reference(const Shape& s, bool segments, uint64_t seed) {
   const int* seg_ptr = segments ? seg.data() : nullptr;
 
   std::vector<float> out(nout), lse(size_t(s.B) * s.NH * s.T), out_ref(nout), lse_ref(lse.size());
-  attention_forward(out.data(), lse.data(), qkv.data(), seg_ptr, s.B, s.T, s.NH, s.NKV, s.HS);
+  attention_forward(out.data(), lse.data(), qkv.data(), seg_ptr, s.B, s.T, s.NH, s.NKV, s.HS, 0.0f, 0);
   attention_forward_reference(out_ref.data(), lse_ref.data(), qkv.data(), seg_ptr, s.B, s.T, s.NH,
                               s.NKV, s.HS);
   // float32 tiles vs a float64 reference: a few ulps of the scores and sums, 1e-5 leaves room.
@@ -128,7 +128,7 @@ void check_against_reference(const Shape& s, bool segments, uint64_t seed) {
 
   std::vector<float> dqkv = dqkv_start, dqkv_ref = dqkv_start;
   attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), seg_ptr, s.B,
-                     s.T, s.NH, s.NKV, s.HS);
+                     s.T, s.NH, s.NKV, s.HS, 0.0f, 0);
   attention_backward_reference(dqkv_ref.data(), dout.data(), qkv.data(), seg_ptr, s.B, s.T, s.NH,
                                s.NKV, s.HS);
   for (size_t i = 0; i < nqkv; ++i) {  // compare the increments, not the random start
@@ -184,9 +184,9 @@ void check_threads(const Shape& s, uint64_t seed) {
     o.assign(nout, 0.0f);
     l.assign(size_t(s.B) * s.NH * s.T, 0.0f);
     d.assign(nqkv, 0.0f);
-    attention_forward(o.data(), l.data(), qkv.data(), nullptr, s.B, s.T, s.NH, s.NKV, s.HS);
+    attention_forward(o.data(), l.data(), qkv.data(), nullptr, s.B, s.T, s.NH, s.NKV, s.HS, 0.0f, 0);
     attention_backward(d.data(), dout.data(), qkv.data(), o.data(), l.data(), nullptr, s.B, s.T,
-                       s.NH, s.NKV, s.HS);
+                       s.NH, s.NKV, s.HS, 0.0f, 0);
   }
   check(out[0] == out[1] && lse[0] == lse[1] && dqkv[0] == dqkv[1], name("threads 1 vs 2", s, false));
 }
@@ -240,11 +240,11 @@ void bench(const Shape& s) {
     for (int threads = 1; threads <= 2; ++threads) {
       set_num_threads(threads);
       const double fwd = seconds_per_call([&] {
-        attention_forward(out.data(), lse.data(), qkv.data(), nullptr, s.B, s.T, s.NH, s.NKV, s.HS);
+        attention_forward(out.data(), lse.data(), qkv.data(), nullptr, s.B, s.T, s.NH, s.NKV, s.HS, 0.0f, 0);
       });
       const double bwd = seconds_per_call([&] {
         attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), nullptr,
-                           s.B, s.T, s.NH, s.NKV, s.HS);
+                           s.B, s.T, s.NH, s.NKV, s.HS, 0.0f, 0);
       });
       std::printf("%-9s B=%d T=%-4d NH=%-2d NKV=%-2d HS=%d threads=%d  forward %8.2f ms (%5.1f GFLOP/s)  "
                   "backward %8.2f ms (%5.1f GFLOP/s)\n",

@@ -11,7 +11,7 @@ describe('kernel arguments are validated', () => {
     expect(() => kernels.matmul_forward(f(5), f(6), f(6), null, 2, 3, 3)).toThrow(/matmul_forward: expected out to hold at least 6 floats for the given dimensions but it holds 5/);
     expect(() => kernels.matmul_forward(f(6), f(5), f(9), null, 2, 3, 3)).toThrow(/inp to hold at least 6/);
     expect(() => kernels.matmul_backward(f(6), f(9), f(2), f(6), f(6), f(9), 2, 3, 3)).toThrow(/dbias to hold at least 3/);
-    expect(() => kernels.attention_forward(f(2 * 4 * 8), f(2 * 2 * 4), f(2 * 4 * 24 - 1), null, 2, 4, 2, 2, 4)).toThrow(/qkv to hold at least 192/);
+    expect(() => kernels.attention_forward(f(2 * 4 * 8), f(2 * 2 * 4), f(2 * 4 * 24 - 1), null, 2, 4, 2, 2, 4, 0, 0)).toThrow(/qkv to hold at least 192/);
     expect(() => kernels.gelu_forward(f(3), f(2), 3)).toThrow(/gelu_forward: expected inp to hold at least 3/);
   });
 
@@ -60,15 +60,17 @@ describe('grouped-query attention and the Llama-family kernels validate their ar
 
   test('attention: NH must be a multiple of NKV; buffers sized by NH, NKV and HS', () => {
     // B=1 T=2 NH=4 NKV=2 HS=3: qkv (1,2,(4+4)*3) = 48, out 24, lse 8, caches (1,maxT=4,2*3) = 24
-    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 3, 3)).toThrow(/attention_forward: NH \(4\) must be divisible by NKV \(3\)/);
-    expect(() => kernels.attention_backward(f(48), f(24), f(48), f(24), f(8), null, 1, 2, 3, 2, 3)).toThrow(/attention_backward: NH \(3\) must be divisible by NKV \(2\)/);
+    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 3, 3, 0, 0)).toThrow(/attention_forward: NH \(4\) must be divisible by NKV \(3\)/);
+    expect(() => kernels.attention_backward(f(48), f(24), f(48), f(24), f(8), null, 1, 2, 3, 2, 3, 0, 0)).toThrow(/attention_backward: NH \(3\) must be divisible by NKV \(2\)/);
     expect(() => kernels.attention_cached_forward(f(24), f(24), f(24), f(48), 1, 2, 0, 4, 2, 4, 3)).toThrow(/NH \(2\) must be divisible by NKV \(4\)/);
-    expect(() => kernels.attention_forward(f(24), f(8), f(47), null, 1, 2, 4, 2, 3)).toThrow(/qkv to hold at least 48/);
-    expect(() => kernels.attention_forward(f(23), f(8), f(48), null, 1, 2, 4, 2, 3)).toThrow(/out to hold at least 24/);
-    expect(() => kernels.attention_backward(f(47), f(24), f(48), f(24), f(8), null, 1, 2, 4, 2, 3)).toThrow(/dqkv to hold at least 48/);
+    expect(() => kernels.attention_forward(f(24), f(8), f(47), null, 1, 2, 4, 2, 3, 0, 0)).toThrow(/qkv to hold at least 48/);
+    expect(() => kernels.attention_forward(f(23), f(8), f(48), null, 1, 2, 4, 2, 3, 0, 0)).toThrow(/out to hold at least 24/);
+    expect(() => kernels.attention_backward(f(47), f(24), f(48), f(24), f(8), null, 1, 2, 4, 2, 3, 0, 0)).toThrow(/dqkv to hold at least 48/);
     expect(() => kernels.attention_cached_forward(f(24), f(23), f(24), f(48), 1, 2, 0, 4, 4, 2, 3)).toThrow(/kcache to hold at least 24/);
-    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 0, 3)).toThrow(/for NKV \(argument 8\)/);
-    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 2, 0)).toThrow(/for HS \(argument 9\)/);
+    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 0, 3, 0, 0)).toThrow(/for NKV \(argument 8\)/);
+    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 2, 0, 0, 0)).toThrow(/for HS \(argument 9\)/);
+    expect(() => kernels.attention_forward(f(24), f(8), f(48), null, 1, 2, 4, 2, 3, 1, 0)).toThrow(/attention_forward: .*dropout must be a probability in \[0, 1\) but it is 1/);
+    expect(() => kernels.attention_backward(f(48), f(24), f(48), f(24), f(8), null, 1, 2, 4, 2, 3, 0.1, -2)).toThrow(/attention_backward: .*seed must be a whole number/);
     // the cache holds NKV heads only: 24 floats suffice for maxT=4 where NH heads would need 48
     expect(() => kernels.attention_cached_forward(f(24), f(24), f(24), f(48), 1, 2, 0, 4, 4, 2, 3)).not.toThrow();
   });

@@ -21,7 +21,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/row_kernels.h"
 #include "gptune/kernels.h"
-#include "lora_dropout_ref.h"
+#include "dropout_mask_ref.h"
 
 using namespace gptune;
 
@@ -108,7 +108,7 @@ struct RowKernelSet {
   void (*rope_rotate)(float*, const float*, const float*, int, int, bool);
   void (*swiglu_forward)(float*, const float*, int64_t, int);
   void (*swiglu_backward)(float*, const float*, const float*, int64_t, int);
-  void (*lora_dropout_tile)(float*, int64_t, const float*, int64_t, int64_t, int, int64_t, int, int, const LoraDropout&, bool);
+  void (*dropout_tile)(float*, int64_t, const float*, int64_t, int64_t, int, int64_t, int, int, const DropoutMask&, bool);
 };
 
 std::vector<RowKernelSet> row_kernel_sets() {
@@ -118,14 +118,14 @@ std::vector<RowKernelSet> row_kernel_sets() {
                   cpu::portable::logsumexp, cpu::portable::scaled_exp, cpu::portable::softmax,
                   cpu::portable::sum_squares, cpu::portable::rmsnorm_forward, cpu::portable::rmsnorm_backward,
                   cpu::portable::rope_rotate, cpu::portable::swiglu_forward, cpu::portable::swiglu_backward,
-                  cpu::portable::lora_dropout_tile});
+                  cpu::portable::dropout_tile});
   if (cpu::cpu_has_avx512())
     sets.push_back({"avx512", cpu::avx512::gelu_forward, cpu::avx512::gelu_backward,
                     cpu::avx512::layernorm_forward, cpu::avx512::layernorm_backward,
                     cpu::avx512::logsumexp, cpu::avx512::scaled_exp, cpu::avx512::softmax,
                     cpu::avx512::sum_squares, cpu::avx512::rmsnorm_forward, cpu::avx512::rmsnorm_backward,
                     cpu::avx512::rope_rotate, cpu::avx512::swiglu_forward, cpu::avx512::swiglu_backward,
-                    cpu::avx512::lora_dropout_tile});
+                    cpu::avx512::dropout_tile});
   return sets;
 }
 
@@ -373,12 +373,12 @@ void check_swiglu(const RowKernelSet& k) {
 
 // Tiles at row/column offsets inside a wider input, both modes. The kernel multiplies kept values
 // by the float32 scale (and adds them) exactly as written here, so the results must be bit-equal.
-void check_lora_dropout(const RowKernelSet& k) {
+void check_dropout_tile(const RowKernelSet& k) {
   const int C = 45, rows = 5, ld = 50;
   const int64_t row0 = 3;
   const uint64_t seed = 0x1234567890abcull;
   for (float p : {0.1f, 0.5f, 0.97f}) {
-    const LoraDropout d = lora_dropout_params(p, seed);
+    const DropoutMask d = dropout_mask_params(p, seed);
     const float scale = 1.0f / (1.0f - p);
     std::string differs;
     for (int cols : {1, 15, 16, 17, 37})
@@ -388,17 +388,17 @@ void check_lora_dropout(const RowKernelSet& k) {
         std::vector<float> want = dst;
         for (int i = 0; i < rows; ++i)
           for (int j = 0; j < cols; ++j) {
-            const bool keep = lora_keep_ref(seed, uint64_t(row0 + i) * C + col0 + j, p);
+            const bool keep = dropout_keep_ref(seed, uint64_t(row0 + i) * C + col0 + j, p);
             float& w = want[size_t(i) * ld + j];
             const float kept = scale * src[size_t(i) * ld + j];
             w = accumulate ? (keep ? w + kept : w) : (keep ? kept : 0.0f);
           }
-        k.lora_dropout_tile(dst.data(), ld, src.data(), ld, rows, cols, row0, col0, C, d, accumulate);
+        k.dropout_tile(dst.data(), ld, src.data(), ld, rows, cols, row0, col0, C, d, accumulate);
         if (std::memcmp(dst.data(), want.data(), want.size() * sizeof(float)) != 0)
           differs += " cols=" + std::to_string(cols) + (accumulate ? "(+=)" : "");
       }
     char what[96];
-    std::snprintf(what, sizeof what, "%s lora_dropout_tile p=%.2f, cols 1..37, = and +=", k.name, p);
+    std::snprintf(what, sizeof what, "%s dropout_tile p=%.2f, cols 1..37, = and +=", k.name, p);
     expect_true(what + (differs.empty() ? std::string() : " differs at" + differs), differs.empty());
   }
 }
@@ -777,7 +777,7 @@ int main(int argc, char** argv) {
     check_rmsnorm(k);
     check_rope(k);
     check_swiglu(k);
-    check_lora_dropout(k);
+    check_dropout_tile(k);
   }
   check_encoder();
   check_adamw();

@@ -4,7 +4,24 @@
  * [(NH+NKV)*HS, (NH+2*NKV)*HS), each head HS consecutive channels; query head h reads kv head
  * floor(h / (NH/NKV)). GPT-2 is NKV = NH, HS = C/NH. Query t attends keys j <= t, and with
  * segmentIds (B,T) only keys of its own segment.
+ * With dropout (p, seed) the probabilities that multiply v are dropped, out = sum_j p_j z_j v_j with
+ * z = 0 or 1/(1-p) drawn by reference/dropout.ts at index ((b*NH + h)*T + j)*T + t (kernels.inc);
+ * lse stays that of the undropped probabilities.
  */
+import { dropoutMultipliers } from './dropout';
+
+/** Dropout on the attention probabilities: the rate and the mask's seed. */
+export interface AttentionDropout {
+  p: number;
+  seed: number;
+}
+
+/** z(b, h, t, j): the multiplier of query t's probability of key j (1 without dropout). */
+function multipliers(drop: AttentionDropout | null, B: number, T: number, NH: number): (b: number, h: number, t: number, j: number) => number {
+  if (!drop || drop.p === 0) return () => 1;
+  const z = dropoutMultipliers(drop.seed, drop.p, B * NH * T * T);
+  return (b, h, t, j) => z[((b * NH + h) * T + j) * T + t];
+}
 
 export interface Heads {
   NH: number; // query heads
@@ -55,9 +72,10 @@ function rowProbabilities(
 }
 
 export function attentionForward(
-  qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null, B: number, T: number, heads: Heads,
+  qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null, B: number, T: number, heads: Heads, drop: AttentionDropout | null = null,
 ): AttentionForward {
   const { NH, HS } = heads;
+  const z = multipliers(drop, B, T, NH);
   const out = new Float64Array(B * T * NH * HS), lse = new Float64Array(B * NH * T);
   const p = new Float64Array(T);
   for (let b = 0; b < B; b++)
@@ -67,8 +85,8 @@ export function attentionForward(
         lse[(b * NH + h) * T + t] = rowProbabilities(p, qkv, segmentIds, heads, b, h, t, T);
         const o = (b * T + t) * L.outRow + h * HS;
         for (let j = 0; j <= t; j++) {
-          const v = (b * T + j) * L.row + L.v;
-          for (let d = 0; d < HS; d++) out[o + d] += p[j] * qkv[v + d];
+          const v = (b * T + j) * L.row + L.v, w = p[j] * z(b, h, t, j);
+          for (let d = 0; d < HS; d++) out[o + d] += w * qkv[v + d];
         }
       }
     }
@@ -76,14 +94,17 @@ export function attentionForward(
 }
 
 /**
- * dqkv (B,T,(NH+2*NKV)*HS): the gradient of sum(out * dout). Per query row, with dp_j = dout . v_j
- * and ds_j = p_j (dp_j - sum_k p_k dp_k) (the softmax Jacobian): dq = ds . k / sqrt(HS),
- * dk_j = ds_j q / sqrt(HS), dv_j = p_j dout; a kv head sums the contributions of its query heads.
+ * dqkv (B,T,(NH+2*NKV)*HS): the gradient of sum(out * dout). Per query row, with dp_j = z_j dout . v_j
+ * (z the dropout multipliers, 1 without dropout) and ds_j = p_j (dp_j - sum_k p_k dp_k) (the softmax
+ * Jacobian): dq = ds . k / sqrt(HS), dk_j = ds_j q / sqrt(HS), dv_j = p_j z_j dout; a kv head sums
+ * the contributions of its query heads.
  */
 export function attentionBackward(
   dout: ArrayLike<number>, qkv: ArrayLike<number>, segmentIds: ArrayLike<number> | null, B: number, T: number, heads: Heads,
+  drop: AttentionDropout | null = null,
 ): Float64Array {
   const { NH, NKV, HS } = heads, scale = 1 / Math.sqrt(HS);
+  const z = multipliers(drop, B, T, NH);
   const dqkv = new Float64Array(B * T * (NH + 2 * NKV) * HS);
   const p = new Float64Array(T), dp = new Float64Array(T);
   for (let b = 0; b < B; b++)
@@ -98,6 +119,7 @@ export function attentionBackward(
           const v = (b * T + j) * L.row + L.v;
           let s = 0;
           for (let d = 0; d < HS; d++) s += dout[o + d] * qkv[v + d];
+          s *= z(b, h, t, j);
           dp[j] = s;
           pDotDp += p[j] * s;
         }
@@ -108,7 +130,7 @@ export function attentionBackward(
           for (let d = 0; d < HS; d++) {
             dqkv[q + d] += ds * qkv[k + d];
             dqkv[k + d] += ds * qkv[q + d];
-            dqkv[v + d] += p[j] * dout[o + d];
+            dqkv[v + d] += p[j] * z(b, h, t, j) * dout[o + d];
           }
         }
       }

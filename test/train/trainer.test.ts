@@ -298,6 +298,25 @@ describe('checkpoints and resumption', () => {
     freeResult(resumed);
   });
 
+  test('with dropout, resume == uninterrupted bit for bit (the masks derive from the seed and step), and evaluations do not drop', async () => {
+    const f = textFiles({ 'train.txt': EVAL_TEXT, 'val.txt': 'Her father counted the gulls at noon. '.repeat(3) });
+    const cfg = (out: string): Partial<TrainConfig> => ({ ...base(f, path.join(f.dir, out)), max_steps: 6, dropout: 0.1 });
+    const full = await run({ ...cfg('full'), save_every: 3 });
+    const resumed = await run({ ...cfg('resumed'), resume_from: path.join(f.dir, 'full', 'checkpoints', 'step-3') });
+    expect(resumed.steps.map((s) => [s.step, s.loss, s.grad_norm])).toEqual(full.steps.slice(3).map((s) => [s.step, s.loss, s.grad_norm]));
+    expect(weightsOf(path.join(f.dir, 'resumed'))).toEqual(weightsOf(path.join(f.dir, 'full')));
+    // The same run without dropout trains differently (TINY's config.json has no dropout): the masks were applied.
+    const plain = await run({ ...cfg('plain'), dropout: null });
+    expect(plain.steps[0].loss).not.toBe(full.steps[0].loss);
+    // Evaluations are of the model as it is, with no mask: recomputing the last one from the saved model gives it exactly.
+    const tokenizer = loadTokenizer(TINY);
+    const batches = validationBatches(tokenizer.encode(fs.readFileSync(f['val.txt'], 'utf8')), 16, 2);
+    const last = loadModel(path.join(f.dir, 'full', 'checkpoints', 'last'));
+    expect(evaluate(last, batches).loss).toBe(full.evals[full.evals.length - 1].val_loss);
+    last.free();
+    for (const r of [full, resumed, plain]) freeResult(r);
+  });
+
   test('a checkpoint holds the HF model, optimizer state, trainer state and the resolved config', async () => {
     const f = textFiles({ 'train.txt': EVAL_TEXT, 'val.txt': 'Her father counted the gulls at noon. '.repeat(3) });
     const out = path.join(f.dir, 'out');

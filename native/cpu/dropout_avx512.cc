@@ -1,5 +1,6 @@
-// The LoRA dropout mask on 16 floats at a time (and its multipliers applied to a tile): gptune/lora_dropout.h's SplitMix64 hash on eight
-// 64-bit lanes (AVX-512DQ's 64-bit multiply), two vectors per 16-float mask.
+// AVX-512 versions of dropout.cc's tile kernels: the dropout mask of gptune/dropout_mask.h on 16
+// floats at a time, its SplitMix64 hash on eight 64-bit lanes (AVX-512DQ's 64-bit multiply), two
+// vectors per 16-float mask.
 #if defined(__AVX512F__)
 #include "exp_avx512.h"  // first: it silences GCC 12's false uninitialized warnings in immintrin.h
 
@@ -21,16 +22,16 @@ inline __mmask8 keep8(__m512i state, __m512i threshold) {
 
 }  // namespace
 
-void lora_dropout_tile(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows, int cols,
-                       int64_t row0, int col0, int C, const LoraDropout& d, bool accumulate) {
-  const __m512i golden = _mm512_set1_epi64(static_cast<long long>(kLoraDropoutGolden));
+void dropout_tile(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows, int cols,
+                       int64_t row0, int col0, int C, const DropoutMask& d, bool accumulate) {
+  const __m512i golden = _mm512_set1_epi64(static_cast<long long>(kDropoutGolden));
   const __m512i lane_steps = _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), golden);
-  const __m512i step8 = _mm512_set1_epi64(static_cast<long long>(8 * kLoraDropoutGolden));
-  const __m512i step16 = _mm512_set1_epi64(static_cast<long long>(16 * kLoraDropoutGolden));
+  const __m512i step8 = _mm512_set1_epi64(static_cast<long long>(8 * kDropoutGolden));
+  const __m512i step16 = _mm512_set1_epi64(static_cast<long long>(16 * kDropoutGolden));
   const __m512i threshold = _mm512_set1_epi64(d.threshold);
   const __m512 scale = _mm512_set1_ps(d.scale);
   for (int64_t i = 0; i < rows; ++i) {
-    const uint64_t first = lora_dropout_state(d, static_cast<uint64_t>(row0 + i) * C + col0);
+    const uint64_t first = dropout_state(d, static_cast<uint64_t>(row0 + i) * C + col0);
     __m512i state = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(first)), lane_steps);
     const float* s = src + i * ld_src;
     float* o = dst + i * ld_dst;
@@ -50,7 +51,7 @@ void lora_dropout_tile(float* dst, int64_t ld_dst, const float* src, int64_t ld_
   }
 }
 
-void lora_apply_multipliers(float* dst, const float* src, const float* m, int64_t n, bool accumulate) {
+void apply_multipliers(float* dst, const float* src, const float* m, int64_t n, bool accumulate) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 lanes = n - i >= 16 ? __mmask16(0xffff) : first_lanes(static_cast<int>(n - i));
     const __m512 mv = _mm512_maskz_loadu_ps(lanes, m + i);
