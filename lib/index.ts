@@ -52,3 +52,8 @@ export type { BaseDtype } from './model/frozen_base';
 export { hubCacheDir, isHubModelSpec, parseHubModelId, pinnedModelId, resolveHubAdapter, resolveHubModel } from './hub';
 export type { DownloadProgress, HubModelId, HubOptions, HubSnapshot } from './hub';
 export { HubAccessError, HubError } from './errors';
+export { OpenAIServer } from './serve/server';
+export type { ServerOptions } from './serve/server';
+export { Scheduler } from './serve/scheduler';
+export type { SchedulerOptions, SequenceSpec, SequenceHandlers, SequenceHandle, GeneratedToken, FinishReason } from './serve/scheduler';
+export { BatchDecoder } from './model/batch_decode';

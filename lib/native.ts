@@ -111,6 +111,8 @@ export interface Kernels {
   attention_backward(dqkv: F, dout: F, qkv: F, out: F, lse: F, segmentIds: I | null, B: number, T: number, NH: number, NKV: number, HS: number, dropout: number, seed: number): void;
   /** kcache, vcache (B,maxT,NKV*HS): the cache holds the NKV kv heads only. */
   attention_cached_forward(out: F, kcache: F, vcache: F, qkv: F, B: number, Tq: number, past: number, maxT: number, NH: number, NKV: number, HS: number): void;
+  /** Continuous batching: kcache, vcache (S,maxT,NKV*HS); row b writes and reads slot slots[b] (distinct) from position pasts[b]. */
+  attention_cached_rows_forward(out: F, kcache: F, vcache: F, qkv: F, slots: I, pasts: I, B: number, Tq: number, S: number, maxT: number, NH: number, NKV: number, HS: number): void;
   rmsnorm_forward(out: F, rstd: F | null, inp: F, weight: F, N: number, C: number, eps: number): void;
   rmsnorm_backward(dinp: F | null, dweight: F | null, dout: F, inp: F, weight: F, rstd: F, N: number, C: number): void;
   /** Qwen3's per-head q_norm/k_norm on packed qkv (N,(NH+2*NKV)*HS); rstd (N,NH+NKV). */

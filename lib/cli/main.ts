@@ -21,9 +21,10 @@ import { info } from './commands/info';
 import { mergeCommand } from './commands/merge';
 import { sampleCommand } from './commands/sample';
 import { scoreCommand } from './commands/score';
+import { serveCommand } from './commands/serve';
 import { trainCommand } from './commands/train';
 
-export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, export: exportCommand, demo: demoCommand, download: downloadCommand, dashboard: dashboardCommand };
+export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, export: exportCommand, demo: demoCommand, download: downloadCommand, dashboard: dashboardCommand, serve: serveCommand };
 
 function mainHelp(): string {
   return [

@@ -477,6 +477,8 @@ export class Decoder {
   readonly storageNote: string | null;
   /** LoRA adapters applied on top of the base, in order; at most one is trainable. */
   readonly adapters: LoraAdapter[] = [];
+  /** The adapters the forward applies (selectAdapters), or null for all of them. */
+  private selected: readonly LoraAdapter[] | null = null;
   private trainableAdapter: LoraAdapter | null = null;
   private acts: Activations | null = null;
   private checkpointing = false;
@@ -564,10 +566,27 @@ export class Decoder {
     return adapter;
   }
 
+  /**
+   * Applies only `adapters` (some of the loaded ones, in this order; [] for the base) until called
+   * again; null applies every loaded adapter (the default). A server holding several adapters on one
+   * base picks the request's one this way. Block buffers passed to blockForward must then hold, per
+   * selected adapter i, loraU[i] for its modules (blockBufferSpecs with an AdapterShape that covers it).
+   */
+  selectAdapters(adapters: readonly LoraAdapter[] | null): void {
+    for (const a of adapters ?? []) if (!this.adapters.includes(a)) throw new Error('selectAdapters: an adapter that is not loaded on this model');
+    this.selected = adapters;
+  }
+
+  /** What the forward applies: the selected adapters, or all. */
+  private get applied(): readonly LoraAdapter[] {
+    return this.selected ?? this.adapters;
+  }
+
   /** Frees every adapter: the model is its base again. */
   removeAdapters(): void {
     for (const a of this.adapters) a.free();
     this.adapters.length = 0;
+    this.selected = null;
     this.trainableAdapter = null;
     this.grads?.free();
     this.grads = null;
@@ -607,8 +626,9 @@ export class Decoder {
 
   /** The last applied adapter's trained copy of the embedding or the LM head, or null when none trained one. */
   adapterCopy(which: SavedModule): Tensor | null {
-    for (let i = this.adapters.length - 1; i >= 0; i--) {
-      const t = this.adapters[i].saved.get(which);
+    const applied = this.applied;
+    for (let i = applied.length - 1; i >= 0; i--) {
+      const t = applied[i].saved.get(which);
       if (t) return t;
     }
     return null;
@@ -869,7 +889,7 @@ export class Decoder {
       const weight = w[role]!;
       kernels.matmul_forward(out, inp, weight, bias, rows, weight.shape[1], weight.shape[0]);
     }
-    this.adapters.forEach((adapter, i) => {
+    this.applied.forEach((adapter, i) => {
       const p = this.dropoutOf(adapter, dropoutSeed);
       for (const m of adapter.on(l, role)) {
         kernels.lora_forward(out, a.loraU[i][m.slot], inp, m.A, m.B, rows, m.inFeatures, adapter.settings.r, m.outFeatures, m.rowWidth, m.offset,
@@ -893,7 +913,7 @@ export class Decoder {
       kernels.matmul_backward(dinp, dw[role], dw[BIAS_OF[role]], dout, inp, weight, rows, weight.shape[1], weight.shape[0]);
     }
     const g = this.grads!, du = this.acts!.loraDu;
-    this.adapters.forEach((adapter, i) => {
+    this.applied.forEach((adapter, i) => {
       const p = this.dropoutOf(adapter, dropoutSeed), trained = adapter === this.trainableAdapter;
       for (const m of adapter.on(l, role)) {
         kernels.lora_backward(dinp, trained ? g.get(m.A.name) : null, trained ? g.get(m.B.name) : null, du, dout, a.loraU[i][m.slot], inp, m.A, m.B,

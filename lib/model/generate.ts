@@ -106,12 +106,26 @@ export function sampleToken(logits: Float32Array, o: { greedy: boolean; temperat
  * the layers, for up to `rows` positions at once (the prompt's prefill; each later step is one).
  */
 function decodeStateSpecs(cfg: DecoderConfig, B: number, maxT: number, rows: number, lora: readonly AdapterShape[] = []): TensorSpec[] {
+  return [...kvCacheSpecs(cfg, B, maxT), ...decodeBufferSpecs(cfg, B * rows, B, lora)];
+}
+
+/** Per-layer K/V caches `k${l}`, `v${l}` (slots, maxT, NKV*HS): one slot per sequence. */
+export function kvCacheSpecs(cfg: DecoderConfig, slots: number, maxT: number): TensorSpec[] {
   const kv = cfg.kvHeads * cfg.headDim;
   const specs: TensorSpec[] = [];
-  for (let l = 0; l < cfg.layers; l++) specs.push({ name: `k${l}`, shape: [B, maxT, kv] }, { name: `v${l}`, shape: [B, maxT, kv] });
-  specs.push(...blockBufferSpecs(cfg, 'block.', B * rows, B, rows, false, lora));
-  specs.push({ name: 'lnLast', shape: [B, cfg.width] }, { name: 'logits', shape: [B, cfg.vocabSize] });
+  for (let l = 0; l < cfg.layers; l++) specs.push({ name: `k${l}`, shape: [slots, maxT, kv] }, { name: `v${l}`, shape: [slots, maxT, kv] });
   return specs;
+}
+
+/**
+ * The block buffers `block.` shared by the layers for `rows` positions per step, and the last
+ * positions' norm `lnLast` (B, C) and logits (B, V) for up to B sequences.
+ */
+export function decodeBufferSpecs(cfg: DecoderConfig, rows: number, B: number, lora: readonly AdapterShape[] = []): TensorSpec[] {
+  return [
+    ...blockBufferSpecs(cfg, 'block.', rows, 1, rows, false, lora), // no statistics: the (B, T) split does not matter
+    { name: 'lnLast', shape: [B, cfg.width] }, { name: 'logits', shape: [B, cfg.vocabSize] },
+  ];
 }
 
 /**

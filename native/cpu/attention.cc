@@ -525,25 +525,47 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   });
 }
 
+namespace {
+
+// attention_cached_forward over rows that each have a cache slot and a length: slot_of(b) and
+// past_of(b) for row b; the caches are (slots, maxT, NKV*HS).
+template <typename SlotOf, typename PastOf>
+void cached_rows_forward(float* out, float* kcache, float* vcache, const float* qkv, int B, int Tq,
+                         int maxT, const QkvLayout& L, int HS, SlotOf&& slot_of, PastOf&& past_of) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < Tq; ++t) {
+      const float* row = qkv + (b * Tq + t) * L.row;
+      const int64_t cache_row = (int64_t(slot_of(b)) * maxT + past_of(b) + t) * L.kv_row;
+      std::memcpy(kcache + cache_row, row + L.k(0), sizeof(float) * L.kv_row);
+      std::memcpy(vcache + cache_row, row + L.v(0), sizeof(float) * L.kv_row);
+    }
+  forward_heads(int64_t(B) * L.NH, Tq, HS, [&](int64_t bh) {
+    const int64_t b = bh / L.NH, h = bh % L.NH;
+    const int64_t slot = int64_t(slot_of(b)) * maxT * L.kv_row + (h / L.group) * HS;
+    return ForwardHead{qkv + b * Tq * L.row + L.q(h), L.row, kcache + slot, vcache + slot, L.kv_row,
+                       out + b * Tq * L.out_row + h * HS, L.out_row, nullptr, nullptr, Tq, past_of(b),
+                       nullptr, 0};
+  });
+}
+
+}  // namespace
+
 void attention_cached_forward(float* out, float* kcache, float* vcache, const float* qkv, int B,
                               int Tq, int past, int maxT, int NH, int NKV, int HS) {
   check_heads("attention_cached_forward", NH, NKV, HS);
   if (B <= 0 || Tq <= 0) return;
-  const QkvLayout L(NH, NKV, HS);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < Tq; ++t) {
-      const float* row = qkv + (b * Tq + t) * L.row;
-      std::memcpy(kcache + (b * maxT + past + t) * L.kv_row, row + L.k(0), sizeof(float) * L.kv_row);
-      std::memcpy(vcache + (b * maxT + past + t) * L.kv_row, row + L.v(0), sizeof(float) * L.kv_row);
-    }
-  forward_heads(int64_t(B) * NH, Tq, HS, [&](int64_t bh) {
-    const int64_t b = bh / NH, h = bh % NH;
-    const int64_t kv_head = (h / L.group) * HS;
-    return ForwardHead{qkv + b * Tq * L.row + L.q(h), L.row,
-                       kcache + b * maxT * L.kv_row + kv_head, vcache + b * maxT * L.kv_row + kv_head,
-                       L.kv_row, out + b * Tq * L.out_row + h * HS, L.out_row, nullptr, nullptr, Tq,
-                       past, nullptr, 0};
-  });
+  cached_rows_forward(out, kcache, vcache, qkv, B, Tq, maxT, QkvLayout(NH, NKV, HS), HS,
+                      [](int64_t b) { return b; }, [past](int64_t) { return past; });
+}
+
+void attention_cached_rows_forward(float* out, float* kcache, float* vcache, const float* qkv,
+                                   const int* slots, const int* pasts, int B, int Tq, int S,
+                                   int maxT, int NH, int NKV, int HS) {
+  check_heads("attention_cached_rows_forward", NH, NKV, HS);
+  (void)S;  // the binding checks every slot against S
+  if (B <= 0 || Tq <= 0) return;
+  cached_rows_forward(out, kcache, vcache, qkv, B, Tq, maxT, QkvLayout(NH, NKV, HS), HS,
+                      [slots](int64_t b) { return slots[b]; }, [pasts](int64_t b) { return pasts[b]; });
 }
 
 // ---- naive references: one full softmax per query row, accumulated in double ----

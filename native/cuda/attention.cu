@@ -64,6 +64,10 @@ struct AttentionViews {
   const int* segment_ids;  // (B, T) or null; only when keys and queries are the same positions
   int Tq, Tk;              // query and key counts
   int query_offset;        // query r sits at position r + query_offset (the KV-cache length)
+  // Continuous batching (both null otherwise): batch b's keys and values are those of cache slot
+  // slots[b] (k + slots[b] * kv_batch), its query r sits at pasts[b] + r and it has pasts[b] + Tq keys.
+  const int* slots;
+  const int* pasts;
   int NH, group, hs;       // group = NH / NKV query heads per kv head
   bool vectorized;         // every row start 16-byte aligned and hs % 4 == 0
   DropoutMask drop;        // on the probabilities (training only: Tq == Tk, no offset); inactive: none
@@ -181,7 +185,10 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
   const int part = threadIdx.x % TPR;
   const int query = blockIdx.x * kRows + threadIdx.x / TPR;
   const bool active = query < a.Tq;
-  const int position = query + a.query_offset;
+  const int query_offset = a.pasts ? a.pasts[b] : a.query_offset;
+  const int Tk = a.pasts ? query_offset + a.Tq : a.Tk;
+  const long long kv_at = (a.slots ? a.slots[b] : b) * a.kv_batch;
+  const int position = query + query_offset;
   const int* segments = a.segment_ids ? a.segment_ids + static_cast<long long>(b) * a.Tk : nullptr;
   const int query_segment = segments && active ? segments[query] : 0;
 
@@ -192,11 +199,11 @@ __global__ void __launch_bounds__(kRows * HS / kChannels, kMinBlocks<HS>())
   for (int e = 0; e < kChannels; ++e) o[e] = 0.0f;
   float running_max = -INFINITY, running_sum = 0.0f;  // base-2 units
 
-  const float* k_base = a.k + b * a.kv_batch + (h / a.group) * a.hs;
-  const float* v_base = a.v + b * a.kv_batch + (h / a.group) * a.hs;
+  const float* k_base = a.k + kv_at + (h / a.group) * a.hs;
+  const float* v_base = a.v + kv_at + (h / a.group) * a.hs;
   // Keys up to the last query position of this block (causal), at most Tk.
   const int last_query = imin(a.Tq, static_cast<int>(blockIdx.x + 1) * kRows) - 1;
-  const int key_end = imin(a.Tk, last_query + a.query_offset + 1);
+  const int key_end = imin(Tk, last_query + query_offset + 1);
   for (int tile_start = 0; tile_start < key_end; tile_start += kTile) {
     __syncthreads();  // the previous tile is no longer read
     load_tile<HS>(k_tile, k_base + tile_start * a.kv_row, a.kv_row, 0, key_end - tile_start, a.hs, a.vectorized);
@@ -467,14 +474,17 @@ bool all_aligned(std::initializer_list<const void*> pointers) {
 
 // Copies the k and v heads of qkv (B,Tq,W) rows, kv_width = NKV*hs floats each starting at
 // channel k_offset (v right after), into cache rows [past, past+Tq) of kcache, vcache (B,maxT,kv_width).
-__global__ void kv_cache_write_kernel(float* kcache, float* vcache, const float* qkv, int Tq, int past, int maxT,
-                                      long long W, long long k_offset, int kv_width, long long total) {
+// With slots and pasts (continuous batching), row b goes to slot slots[b] from position pasts[b] instead.
+__global__ void kv_cache_write_kernel(float* kcache, float* vcache, const float* qkv, const int* slots,
+                                      const int* pasts, int Tq, int past, int maxT, long long W, long long k_offset,
+                                      int kv_width, long long total) {
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
     const int c = static_cast<int>(i % kv_width);
     const long long bt = i / kv_width;  // b * Tq + t
     const long long b = bt / Tq, t = bt % Tq;
-    const long long cache_row = (b * maxT + past + t) * kv_width;
+    const long long slot = slots ? slots[b] : b, first = pasts ? pasts[b] : past;
+    const long long cache_row = (slot * maxT + first + t) * kv_width;
     kcache[cache_row + c] = qkv[bt * W + k_offset + c];
     vcache[cache_row + c] = qkv[bt * W + k_offset + kv_width + c];
   }
@@ -525,15 +535,16 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   with_head_size<BackwardLauncher>(HS, a, B);
 }
 
-void attention_cached_forward(float* out, float* kcache, float* vcache, const float* qkv, int B, int Tq, int past,
-                              int maxT, int NH, int NKV, int HS) {
-  check_heads("attention_cached_forward", NH, NKV, HS);
-  if (B <= 0 || Tq <= 0) return;
+namespace {
+
+// attention_cached_forward and attention_cached_rows_forward: slots and pasts null for the former.
+void cached_forward(float* out, float* kcache, float* vcache, const float* qkv, const int* slots, const int* pasts,
+                    int B, int Tq, int past, int maxT, int NH, int NKV, int HS) {
   const long long W = static_cast<long long>(NH + 2 * NKV) * HS, out_width = static_cast<long long>(NH) * HS;
   const int kv_width = NKV * HS;
   const long long total = static_cast<long long>(B) * Tq * kv_width;
-  launch(kv_cache_write_kernel, dim3(grid_for(total, 256)), dim3(256), 0, kcache, vcache, qkv, Tq, past, maxT, W,
-         static_cast<long long>(NH) * HS, kv_width, total);
+  launch(kv_cache_write_kernel, dim3(grid_for(total, 256)), dim3(256), 0, kcache, vcache, qkv, slots, pasts, Tq, past,
+         maxT, W, static_cast<long long>(NH) * HS, kv_width, total);
   AttentionViews a{};
   a.q = qkv, a.k = kcache, a.v = vcache;
   a.q_row = W, a.q_batch = W * Tq;
@@ -541,9 +552,28 @@ void attention_cached_forward(float* out, float* kcache, float* vcache, const fl
   a.out = out, a.out_row = out_width, a.out_batch = out_width * Tq;
   a.lse = nullptr, a.segment_ids = nullptr;
   a.Tq = Tq, a.Tk = past + Tq, a.query_offset = past, a.NH = NH, a.group = NH / NKV, a.hs = HS;
+  a.slots = slots, a.pasts = pasts;
   a.vectorized = HS % 4 == 0 && all_aligned({qkv, out, kcache, vcache});
   a.drop = dropout_mask_params(0.0f, 0);  // no dropout when decoding
   with_head_size<ForwardLauncher>(HS, a, B);
+}
+
+}  // namespace
+
+void attention_cached_forward(float* out, float* kcache, float* vcache, const float* qkv, int B, int Tq, int past,
+                              int maxT, int NH, int NKV, int HS) {
+  check_heads("attention_cached_forward", NH, NKV, HS);
+  if (B <= 0 || Tq <= 0) return;
+  cached_forward(out, kcache, vcache, qkv, nullptr, nullptr, B, Tq, past, maxT, NH, NKV, HS);
+}
+
+void attention_cached_rows_forward(float* out, float* kcache, float* vcache, const float* qkv, const int* slots,
+                                   const int* pasts, int B, int Tq, int S, int maxT, int NH, int NKV, int HS) {
+  check_heads("attention_cached_rows_forward", NH, NKV, HS);
+  (void)S;  // the binding checks every slot against S
+  if (B <= 0 || Tq <= 0) return;
+  // The grid covers Tq queries per row; each row's key count comes from pasts inside the kernel.
+  cached_forward(out, kcache, vcache, qkv, slots, pasts, B, Tq, 0, maxT, NH, NKV, HS);
 }
 
 }  // namespace gptune::cuda

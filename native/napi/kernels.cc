@@ -558,6 +558,34 @@ Napi::Value AttentionCachedForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value AttentionCachedRowsForward(const Napi::CallbackInfo& info) {
+  Args a(info, "attention_cached_rows_forward", 13);
+  int B = a.dim(6, "B"), Tq = a.dim(7, "Tq"), S = a.dim(8, "S"), maxT = a.dim(9, "maxT");
+  int NH = a.dim(10, "NH"), NKV = a.dim(11, "NKV"), HS = a.dim(12, "HS");
+  check_heads(a, NH, NKV);
+  auto out = a.floats(0, "out", a.product({B, Tq, NH, HS}));
+  auto kcache = a.floats(1, "kcache", a.product({S, maxT, NKV, HS}));
+  auto vcache = a.floats(2, "vcache", a.product({S, maxT, NKV, HS}));
+  auto qkv = a.floats(3, "qkv", a.product({B, Tq, NH + 2 * int64_t{NKV}, HS}));
+  auto slots = a.ints(4, "slots", B);
+  auto pasts = a.ints(5, "pasts", B);
+  // Two rows writing one slot would race and read each other's keys: slots must be distinct.
+  std::vector<bool> taken(S, false);
+  for (int b = 0; b < B; ++b) {
+    const int slot = slots.ptr[b], past = pasts.ptr[b];
+    if (slot < 0 || slot >= S)
+      a.fail_range("slots[" + std::to_string(b) + "] = " + std::to_string(slot) + " is outside [0, S = " + std::to_string(S) + ")");
+    if (taken[slot]) a.fail_range("slots[" + std::to_string(b) + "] = " + std::to_string(slot) + " is given to two rows");
+    taken[slot] = true;
+    if (past < 0 || int64_t{past} + Tq > maxT)
+      a.fail_range("pasts[" + std::to_string(b) + "] + Tq = " + std::to_string(int64_t{past} + Tq) +
+                   " is outside [Tq, maxT = " + std::to_string(maxT) + "]");
+  }
+  GPTUNE_DISPATCH(a, attention_cached_rows_forward, out.ptr, kcache.ptr, vcache.ptr, qkv.ptr, staging().in(a, 0, slots),
+                  staging().in(a, 1, pasts), B, Tq, S, maxT, NH, NKV, HS);
+  return info.Env().Undefined();
+}
+
 // ---- Llama-family kernels (RMSNorm, QK-norm, RoPE, SwiGLU) ----
 
 
@@ -843,6 +871,7 @@ Napi::Object KernelBindings(Napi::Env env) {
   k.Set("attention_forward", function<AttentionForward>(env, "attention_forward"));
   k.Set("attention_backward", function<AttentionBackward>(env, "attention_backward"));
   k.Set("attention_cached_forward", function<AttentionCachedForward>(env, "attention_cached_forward"));
+  k.Set("attention_cached_rows_forward", function<AttentionCachedRowsForward>(env, "attention_cached_rows_forward"));
   k.Set("rmsnorm_forward", function<RmsnormForward>(env, "rmsnorm_forward"));
   k.Set("rmsnorm_backward", function<RmsnormBackward>(env, "rmsnorm_backward"));
   k.Set("qknorm_forward", function<QknormForward>(env, "qknorm_forward"));

@@ -720,42 +720,82 @@ void run_attention_cases(const vector<AttentionCase>& cases, bool bf16) {
   }
 }
 
+// The float64 attention of Tq new rows (qkv, W floats each) after `past` cached positions: cache
+// rows k_rows, v_rows (KV floats each) then the new rows, through the training reference; its last
+// Tq rows are the decoding outputs. Queries of the cached rows don't matter (set to 0).
+vector<double> cached_attention_ref(const float* k_rows, const float* v_rows, const float* qkv, int past, int Tq,
+                                    int NH, int NKV, int hs) {
+  const int C = NH * hs, KV = NKV * hs, W = (NH + 2 * NKV) * hs, T = past + Tq;
+  vector<float> full(size_t(T) * W, 0.0f);
+  for (int t = 0; t < past; ++t)
+    for (int c = 0; c < KV; ++c) {
+      full[size_t(t) * W + C + c] = k_rows[size_t(t) * KV + c];
+      full[size_t(t) * W + C + KV + c] = v_rows[size_t(t) * KV + c];
+    }
+  for (int t = 0; t < Tq; ++t)
+    for (int c = 0; c < W; ++c) full[size_t(past + t) * W + c] = qkv[size_t(t) * W + c];
+  auto r = attention_ref(full.data(), nullptr, nullptr, T, NH, NKV, hs, nullptr);
+  return vector<double>(r.out.begin() + size_t(past) * C, r.out.end());
+}
+
+// Expected caches after Tq rows of qkv are written into cache rows [past, past + Tq) of `row0`.
+void expect_cache_rows(vector<double>& kc_want, vector<double>& vc_want, size_t row0, const float* qkv, int past,
+                       int Tq, int NH, int NKV, int hs) {
+  const int C = NH * hs, KV = NKV * hs, W = (NH + 2 * NKV) * hs;
+  for (int t = 0; t < Tq; ++t)
+    for (int c = 0; c < KV; ++c) {
+      kc_want[(row0 + past + t) * KV + c] = qkv[size_t(t) * W + C + c];
+      vc_want[(row0 + past + t) * KV + c] = qkv[size_t(t) * W + C + KV + c];
+    }
+}
+
+struct CachedCase { int NH, NKV, hs; };
+const CachedCase kCachedCases[] = {{2, 2, 16}, {2, 2, 64}, {6, 2, 10}, {4, 1, 64}};
+
 void test_attention_cached() {
   // KV-cache decoding: caches hold `past` positions of the NKV kv heads; 3 new queries attend over
   // past + themselves.
-  struct CachedCase { int NH, NKV, hs; };
-  for (const CachedCase k : {CachedCase{2, 2, 16}, CachedCase{2, 2, 64}, CachedCase{6, 2, 10}, CachedCase{4, 1, 64}}) {
+  for (const CachedCase k : kCachedCases) {
     const int B = 2, Tq = 3, past = 70, maxT = 80, NH = k.NH, NKV = k.NKV, hs = k.hs;
     const int C = NH * hs, KV = NKV * hs, W = (NH + 2 * NKV) * hs;
     auto kc = random_vector(size_t(B) * maxT * KV), vc = random_vector(size_t(B) * maxT * KV);
     auto qkv = random_vector(size_t(B) * Tq * W);
     Dev<float> d_kc(kc), d_vc(vc), d_qkv(qkv), d_out(size_t(B) * Tq * C);
     cu::attention_cached_forward(d_out.ptr, d_kc.ptr, d_vc.ptr, d_qkv.ptr, B, Tq, past, maxT, NH, NKV, hs);
-    // Reference: the full sequence [cache 0..past) + new rows, through the training reference; its
-    // last Tq rows are the decoding outputs. Queries of the cached rows don't matter (set to 0).
-    const int T = past + Tq;
     vector<double> out, kc_want(kc.begin(), kc.end()), vc_want(vc.begin(), vc.end());
     for (int b = 0; b < B; ++b) {
-      vector<float> full(size_t(T) * W, 0.0f);
-      for (int t = 0; t < past; ++t)
-        for (int c = 0; c < KV; ++c) {
-          full[size_t(t) * W + C + c] = kc[(size_t(b) * maxT + t) * KV + c];
-          full[size_t(t) * W + C + KV + c] = vc[(size_t(b) * maxT + t) * KV + c];
-        }
-      for (int t = 0; t < Tq; ++t)
-        for (int c = 0; c < W; ++c) full[size_t(past + t) * W + c] = qkv[(size_t(b) * Tq + t) * W + c];
-      for (int t = 0; t < Tq; ++t)
-        for (int c = 0; c < KV; ++c) {
-          kc_want[(size_t(b) * maxT + past + t) * KV + c] = qkv[(size_t(b) * Tq + t) * W + C + c];
-          vc_want[(size_t(b) * maxT + past + t) * KV + c] = qkv[(size_t(b) * Tq + t) * W + C + KV + c];
-        }
-      auto r = attention_ref(full.data(), nullptr, nullptr, T, NH, NKV, hs, nullptr);
-      out.insert(out.end(), r.out.begin() + size_t(past) * C, r.out.end());
+      const size_t row0 = size_t(b) * maxT;
+      auto r = cached_attention_ref(&kc[row0 * KV], &vc[row0 * KV], &qkv[size_t(b) * Tq * W], past, Tq, NH, NKV, hs);
+      out.insert(out.end(), r.begin(), r.end());
+      expect_cache_rows(kc_want, vc_want, row0, &qkv[size_t(b) * Tq * W], past, Tq, NH, NKV, hs);
     }
     const std::string tag = " NH=" + std::to_string(NH) + " NKV=" + std::to_string(NKV) + " hs=" + std::to_string(hs);
     check("attention_cached_forward out" + tag, d_out.get(), out, 1e-5);
     check("attention_cached_forward kcache" + tag, d_kc.get(), kc_want, 0);
     check("attention_cached_forward vcache" + tag, d_vc.get(), vc_want, 0);
+  }
+  // Continuous batching: 3 rows in slots 3, 0, 2 of 4 at lengths 70, 5 and 33 (slot 1 untouched).
+  for (const CachedCase k : kCachedCases) {
+    const int S = 4, B = 3, Tq = 2, maxT = 80, NH = k.NH, NKV = k.NKV, hs = k.hs;
+    const int C = NH * hs, KV = NKV * hs, W = (NH + 2 * NKV) * hs;
+    const vector<int> slots{3, 0, 2}, pasts{70, 5, 33};
+    auto kc = random_vector(size_t(S) * maxT * KV), vc = random_vector(size_t(S) * maxT * KV);
+    auto qkv = random_vector(size_t(B) * Tq * W);
+    Dev<float> d_kc(kc), d_vc(vc), d_qkv(qkv), d_out(size_t(B) * Tq * C);
+    Dev<int> d_slots(slots), d_pasts(pasts);
+    cu::attention_cached_rows_forward(d_out.ptr, d_kc.ptr, d_vc.ptr, d_qkv.ptr, d_slots.ptr, d_pasts.ptr, B, Tq, S, maxT,
+                                      NH, NKV, hs);
+    vector<double> out, kc_want(kc.begin(), kc.end()), vc_want(vc.begin(), vc.end());
+    for (int b = 0; b < B; ++b) {
+      const size_t row0 = size_t(slots[b]) * maxT;
+      auto r = cached_attention_ref(&kc[row0 * KV], &vc[row0 * KV], &qkv[size_t(b) * Tq * W], pasts[b], Tq, NH, NKV, hs);
+      out.insert(out.end(), r.begin(), r.end());
+      expect_cache_rows(kc_want, vc_want, row0, &qkv[size_t(b) * Tq * W], pasts[b], Tq, NH, NKV, hs);
+    }
+    const std::string tag = " NH=" + std::to_string(NH) + " NKV=" + std::to_string(NKV) + " hs=" + std::to_string(hs);
+    check("attention_cached_rows_forward out" + tag, d_out.get(), out, 1e-5);
+    check("attention_cached_rows_forward kcache" + tag, d_kc.get(), kc_want, 0);
+    check("attention_cached_rows_forward vcache" + tag, d_vc.get(), vc_want, 0);
   }
 }
 
@@ -1373,6 +1413,7 @@ int main(int argc, char** argv) {
     test_matmul(true, true);
   });
   run("attention", test_attention);
+  run("attention_cached", test_attention_cached);  // also part of "attention": the KV-cache kernels alone
   run("attention_bf16", test_attention_bf16);
   run("llama", test_llama_kernels);
   run("quant", test_quant);

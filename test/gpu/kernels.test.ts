@@ -338,6 +338,22 @@ if (underJest) {
         freeAll();
       });
     }
+    for (const [NH, NKV, HS] of [[2, 2, 16], [9, 3, 64], [4, 1, 10]]) {
+      test(`continuous-batching decode (per-row slots and lengths) NH=${NH} NKV=${NKV} HS=${HS}`, () => {
+        // Rows in slots 3, 0, 2 of 4 at lengths 70, 5, 33; slot 1 untouched.
+        const S = 4, B = 3, Tq = 2, maxT = 80, KV = NKV * HS, W = (NH + 2 * NKV) * HS, O = NH * HS;
+        const slots = Int32Array.of(3, 0, 2), pasts = Int32Array.of(70, 5, 33);
+        const kc = randomArray(S * maxT * KV), vc = randomArray(S * maxT * KV), qkv = randomArray(B * Tq * W);
+        const kcCpu = kc.slice(), vcCpu = vc.slice(), outCpu = new Float32Array(B * Tq * O);
+        K.attention_cached_rows_forward(outCpu, kcCpu, vcCpu, qkv, slots, pasts, B, Tq, S, maxT, NH, NKV, HS);
+        const gKc = toDevice(kc), gVc = toDevice(vc), gQkv = toDevice(qkv), gOut = poisoned(B * Tq * O);
+        K.attention_cached_rows_forward(gOut, gKc, gVc, gQkv, slots, pasts, B, Tq, S, maxT, NH, NKV, HS);
+        expectClose(`attention_cached_rows_forward out NH=${NH} NKV=${NKV} HS=${HS}`, fromDevice(gOut), outCpu, FP32);
+        expectClose('kcache', fromDevice(gKc), kcCpu, 0);
+        expectClose('vcache', fromDevice(gVc), vcCpu, 0);
+        freeAll();
+      });
+    }
   });
 
   describe('Llama-family kernels', () => {

@@ -3,7 +3,7 @@
 # with native/cuda/*.cu under -DGPTUNE_CUDA_EMULATE, AddressSanitizer and UBSan, then runs it in
 # the three scheduling modes that expose missing barriers and missing cp.async waits.
 # Usage: test/gpu/run_emulated.sh [section]   (sections: device elementwise encoder layernorm
-#        crossentropy adamw matmul_fp32 matmul_bf16 attention attention_bf16 llama quant ggml lora;
+#        crossentropy adamw matmul_fp32 matmul_bf16 attention attention_cached attention_bf16 llama quant ggml lora;
 #        ggml compares with the libggml-base.so of node_modules/@node-llama-cpp, so run npm install first)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

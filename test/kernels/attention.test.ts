@@ -371,3 +371,71 @@ test('1 and 2 threads give bit-identical results (each head and tile is computed
   });
   expect(results[1]).toEqual(results[0]);
 });
+
+describe('attention_cached_rows_forward (continuous batching: each row its own cache slot and length)', () => {
+  // Rows of different lengths in slots out of order: each row's prompt is prefilled on its own
+  // (B = 1), then the rows decode together one position per call, at different past lengths, and
+  // leave the batch when their sequence ends. Slots 1 and 3 are never named and must stay untouched.
+  test.each([
+    ['multi-head, a prompt spanning two query tiles', { NH: 3, NKV: 3, HS: 17 }],
+    ['grouped-query 4/2 heads', { NH: 4, NKV: 2, HS: 6 }],
+    ['grouped-query 9/3 heads, HS 64', { NH: 9, NKV: 3, HS: 64 }],
+    ['one kv head', { NH: 4, NKV: 1, HS: 10 }],
+  ] as const)('%s: each row matches the float64 reference and attention_cached_forward on that row alone', (_, heads) => {
+    const { NH, NKV, HS } = heads;
+    const S = 5, maxT = 90, W = qkvWidth(heads), O = outWidth(heads), KV = NKV * HS;
+    // [slot, prompt length, total length]
+    const rows = [[4, 67, 75], [0, 1, 9], [2, 5, 31]] as const;
+    const seqs = rows.map(([, , T], i) => makeInputs({ B: 1, T, ...heads }, 500 + 31 * i + NH + HS).qkv);
+    const want = rows.map(([, , T], i) => attentionForward(seqs[i], null, 1, T, heads).out);
+    const rng = new SeededRandom(9);
+    const kcache = rng.floats(S * maxT * KV, 10, 11), vcache = rng.floats(S * maxT * KV, 10, 11);
+    const kStart = Float32Array.from(kcache), vStart = Float32Array.from(vcache);
+    // The same rows each through attention_cached_forward on a cache of its own (B = 1).
+    const alone = rows.map(() => ({ k: new Float32Array(maxT * KV), v: new Float32Array(maxT * KV) }));
+    const check = (i: number, past: number, Tq: number, got: Float32Array, b: number) => {
+      const gotRow = got.subarray(b * Tq * O, (b + 1) * Tq * O);
+      expectClose(`row ${i} positions [${past}, ${past + Tq})`, gotRow, want[i].subarray(past * O, (past + Tq) * O), OUT_TOL);
+      const single = new Float32Array(Tq * O);
+      kernels.attention_cached_forward(single, alone[i].k, alone[i].v, seqs[i].subarray(past * W, (past + Tq) * W), 1, Tq, past, maxT, NH, NKV, HS);
+      expect(gotRow).toEqual(single);
+    };
+    rows.forEach(([slot, prompt], i) => {
+      const out = new Float32Array(prompt * O).fill(NaN);
+      kernels.attention_cached_rows_forward(out, kcache, vcache, seqs[i].subarray(0, prompt * W), Int32Array.of(slot), Int32Array.of(0), 1, prompt, S, maxT, NH, NKV, HS);
+      check(i, 0, prompt, out, 0);
+    });
+    const past = rows.map(([, prompt]) => prompt);
+    for (;;) {
+      const live = rows.map((_, i) => i).filter((i) => past[i] < rows[i][2]);
+      if (live.length === 0) break;
+      const qkv = new Float32Array(live.length * W);
+      live.forEach((i, b) => qkv.set(seqs[i].subarray(past[i] * W, (past[i] + 1) * W), b * W));
+      const out = new Float32Array(live.length * O).fill(NaN);
+      kernels.attention_cached_rows_forward(out, kcache, vcache, qkv, Int32Array.from(live, (i) => rows[i][0]), Int32Array.from(live, (i) => past[i]),
+        live.length, 1, S, maxT, NH, NKV, HS);
+      live.forEach((i, b) => check(i, past[i]++, 1, out, b));
+    }
+    for (let slot = 0; slot < S; slot++) {
+      const i = rows.findIndex(([s]) => s === slot);
+      for (let t = 0; t < maxT; t++) {
+        const at = (slot * maxT + t) * KV;
+        const written = i >= 0 && t < rows[i][2];
+        const src = t * W + NH * HS;
+        expect(kcache.subarray(at, at + KV)).toEqual(written ? seqs[i].subarray(src, src + KV) : kStart.subarray(at, at + KV));
+        expect(vcache.subarray(at, at + KV)).toEqual(written ? seqs[i].subarray(src + KV, src + 2 * KV) : vStart.subarray(at, at + KV));
+      }
+    }
+  });
+
+  test('slots out of range, given twice, and lengths past the cache are refused with the argument named', () => {
+    const f = (n: number) => new Float32Array(n);
+    // NH = NKV = 1, HS = 4: qkv rows of 12 floats, caches (S=2, maxT=3, 4).
+    const call = (slots: number[], pasts: number[]) => () =>
+      kernels.attention_cached_rows_forward(f(8), f(24), f(24), f(24), Int32Array.from(slots), Int32Array.from(pasts), 2, 1, 2, 3, 1, 1, 4);
+    expect(call([0, 2], [0, 0])).toThrow(/slots\[1\] = 2 is outside \[0, S = 2\)/);
+    expect(call([1, 1], [0, 0])).toThrow(/slots\[1\] = 1 is given to two rows/);
+    expect(call([0, 1], [0, 3])).toThrow(/pasts\[1\] \+ Tq = 4 is outside \[Tq, maxT = 3\]/);
+    expect(call([1, 0], [2, 0])).not.toThrow();
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Decoding many sequences at once, each at its own length (continuous batching, lib/serve): the KV
+ * caches hold `slots` sequences of up to maxT positions; a sequence's prompt is prefilled into its
+ * slot on its own, then one step runs the next position of every live sequence through the model
+ * together (one set of kernel calls for all rows). A row computes exactly what generate() computes
+ * for its sequence alone: the same kernels on the same values, with attention_cached_rows_forward
+ * reading each row's own slot and length, and the positions (learned table or RoPE) given per row.
+ */
+import { kernels } from '../native';
+import { Tensor, TensorArena } from '../tensor';
+import type { AdapterShape, LoraAdapter } from '../lora/adapter';
+import { BlockBuffers, blockBuffers, BlockPositions, Decoder, globalParamName } from './decoder';
+import { decodeBufferSpecs, kvCacheSpecs } from './generate';
+
+/**
+ * Prompt positions per prefill call: a multiple of the attention kernels' 64-query tiles, so a prompt
+ * cut into chunks is tiled exactly as it is whole (and its logits are generate()'s bit for bit).
+ */
+export const PREFILL_CHUNK = 256;
+
+export class BatchDecoder {
+  private readonly arena: TensorArena;
+  private readonly k: Tensor[] = [];
+  private readonly v: Tensor[] = [];
+  private readonly block: BlockBuffers;
+  private readonly lnLast: Tensor; // (slots, C)
+  private readonly logits: Tensor; // (slots, V)
+
+  /**
+   * `slots` sequences of up to maxT positions each. The block buffers take one adapter at a time
+   * (the largest rank and module count of the model's loaded adapters): a step runs rows that share
+   * one adapter, or none.
+   */
+  constructor(private readonly model: Decoder, readonly slots: number, readonly maxT: number) {
+    const cfg = model.config;
+    if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`BatchDecoder: expected slots >= 1 but received ${slots}`);
+    model.checkSequenceLength(maxT, 'BatchDecoder (maxT)');
+    const shapes = model.adapterShapes();
+    const lora: AdapterShape[] = shapes.length === 0 ? [] : [{ r: Math.max(...shapes.map((a) => a.r)), perLayer: Math.max(...shapes.map((a) => a.perLayer)) }];
+    const rows = Math.max(slots, Math.min(PREFILL_CHUNK, maxT));
+    this.arena = new TensorArena(model.device, [...kvCacheSpecs(cfg, slots, maxT), ...decodeBufferSpecs(cfg, rows, slots, lora)]);
+    for (let l = 0; l < cfg.layers; l++) {
+      this.k.push(this.arena.get(`k${l}`));
+      this.v.push(this.arena.get(`v${l}`));
+    }
+    this.block = blockBuffers(this.arena, 'block.', lora);
+    this.lnLast = this.arena.get('lnLast');
+    this.logits = this.arena.get('logits');
+  }
+
+  /** Bytes of the caches and buffers. */
+  get bytes(): number {
+    return this.arena.bytes;
+  }
+
+  /**
+   * Writes a prompt (at most maxT tokens) into cache slot `slot`, from position 0, and returns the
+   * logits (V) after its last token. `adapter` is applied (null: the base).
+   */
+  prefill(slot: number, prompt: readonly number[], adapter: LoraAdapter | null): Float32Array {
+    if (prompt.length < 1 || prompt.length > this.maxT) throw new RangeError(`BatchDecoder.prefill: ${prompt.length} prompt tokens, expected 1 to ${this.maxT}`);
+    let logits: Float32Array | null = null;
+    for (let past = 0; past < prompt.length; past += PREFILL_CHUNK) {
+      const chunk = Int32Array.from(prompt.slice(past, past + PREFILL_CHUNK));
+      logits = this.run(chunk, 1, chunk.length, Int32Array.of(slot), Int32Array.of(past), { positions: null, offset: past }, adapter);
+    }
+    return logits!;
+  }
+
+  /**
+   * One position for each of n rows: token tokens[i] at position pasts[i] of slot slots[i] (slots
+   * distinct). Returns the logits (n, V).
+   */
+  step(slots: Int32Array, tokens: Int32Array, pasts: Int32Array, adapter: LoraAdapter | null): Float32Array {
+    const n = slots.length;
+    if (tokens.length !== n || pasts.length !== n) throw new RangeError(`BatchDecoder.step: expected ${n} tokens and pasts`);
+    return this.run(tokens, n, 1, slots, pasts, { positions: pasts, offset: 0 }, adapter);
+  }
+
+  /**
+   * tokens (B, Tq) at positions `at` through the model, row b appending to slot slots[b] from
+   * pasts[b]; the logits (B, V) of each row's last position.
+   */
+  private run(tokens: Int32Array, B: number, Tq: number, slots: Int32Array, pasts: Int32Array, at: BlockPositions, adapter: LoraAdapter | null): Float32Array {
+    const model = this.model, cfg = model.config, C = cfg.width, s = this.block, x = s.residual3;
+    model.selectAdapters(adapter ? [adapter] : []);
+    try {
+      model.embed(x, tokens, B, Tq, at);
+      for (let l = 0; l < cfg.layers; l++) {
+        model.blockForward(l, s, x, B, Tq, at, (a) =>
+          kernels.attention_cached_rows_forward(a.atty, this.k[l], this.v[l], a.qkv, slots, pasts, B, Tq, this.slots, this.maxT, cfg.heads, cfg.kvHeads, cfg.headDim));
+      }
+      const normw = model.params.get(globalParamName(cfg, 'normw')), normb = model.params.tensors.get(globalParamName(cfg, 'normb')) ?? null;
+      // Only each row's last position feeds the LM head.
+      for (let b = 0; b < B; b++) {
+        model.normForward(this.lnLast.slice(b * C, [1, C]), null, null, x.slice((b * Tq + Tq - 1) * C, [1, C]), normw, normb, 1);
+      }
+      model.headForward(this.logits, this.lnLast, B);
+      return this.logits.slice(0, [B, cfg.vocabSize]).read();
+    } finally {
+      model.selectAdapters(null);
+    }
+  }
+
+  free(): void {
+    this.arena.free();
+  }
+}
