@@ -8,7 +8,7 @@
 //   plain loop   out[o] = dot(W[o,:], x) + bias[o], one row at a time with one 16-float
 //                accumulator, the rows split in halves over the threads (the obvious GEMV)
 //   gptune       matmul_forward(out, x, W, bias, 1, C, OC): what decoding calls
-//   gptune 1 thr the same with the pool at 1 thread
+//   ... 1 thr    the same three on one thread (the pool at 1 thread)
 // At N = 1 a token reads every weight once, so each call here reads a weight that is not in any
 // cache: the calls cycle through copies of it, at least 256 MB together (the whole decode step's
 // weights do not fit in cache either). The variants run interleaved, round by round, so a burst
@@ -154,6 +154,8 @@ int main(int argc, char** argv) {
            parallel_for(s.OC, 1, [&](int64_t begin, int64_t end, int) { plain_rows(want.p, x.p, w, b, s.C, begin, end); });
          }},
         {"gptune", threads, [&] { matmul_forward(out.p, x.p, weight(), b, 1, s.C, s.OC); }},
+        {"read 1 thr", 1, [&] { sink = sink + read_rows(weight(), s.C, 0, s.OC); }},
+        {"plain 1 thr", 1, [&] { plain_rows(want.p, x.p, weight(), b, s.C, 0, s.OC); }},
         {"gptune 1 thr", 1, [&] { matmul_forward(out.p, x.p, weight(), b, 1, s.C, s.OC); }},
     };
     constexpr int kVariants = sizeof(variants) / sizeof(variants[0]);
