@@ -28,7 +28,6 @@
 // backward the query heads of one group add into the same dk and dv, so a work unit is a whole
 // group (b, kv head) rather than one (b, h): its heads run one after another on one thread.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -247,9 +246,8 @@ TileScratch& thread_scratch(int hs) {
 // units (causal query tiles) balance.
 template <typename Fn>
 void for_each_unit_dynamic(int64_t n, Fn&& fn) {
-  std::atomic<int64_t> next{0};
-  parallel_run([&](int) {
-    for (int64_t unit = next.fetch_add(1); unit < n; unit = next.fetch_add(1)) fn(unit);
+  parallel_chunks(n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t unit = begin; unit < end; ++unit) fn(unit);
   });
 }
 

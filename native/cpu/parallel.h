@@ -18,4 +18,11 @@ void parallel_for(int64_t n, int64_t min_chunk,
 // themselves, e.g. a GEMM splitting its macro-tiles).
 void parallel_run(const std::function<void(int thread)>& fn);
 
+// Runs fn(begin, end) over [0, n) cut into runs of `chunk` items (the last may be shorter), which
+// the calling thread and the pool's workers take one at a time as each finishes its previous one:
+// uneven items balance, and a worker the OS has not scheduled yet is not waited for (the others do
+// its share). Any thread may run any chunk, so fn must not depend on which one does. Blocks until
+// every chunk is done; not re-entrant, like parallel_for.
+void parallel_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t begin, int64_t end)>& fn);
+
 }  // namespace gptune::cpu

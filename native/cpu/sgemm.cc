@@ -137,6 +137,14 @@ namespace {
 // Below this many multiply-adds, waking a second thread costs more than it saves.
 constexpr double kMinFlopsPerExtraThread = 2.0 * 96 * 96 * 96;
 
+// A product of a few rows of C (M <= kSmallRowsAvx512: decoding) does 2*M flops per element of
+// op(B) it reads, so its time is op(B)'s bytes coming from memory (each weight is read once a
+// token), not its flops. It is split into column runs of about this many bytes of op(B), which the
+// threads take in turn: ~5 us of streaming each at the 10-15 GB/s one core reads here, against
+// ~0.1 us to hand one out. Counting flops instead kept SmolLM2-135M's 576-wide layers (0.4-3.5 MB
+// of weights each) on one core.
+constexpr int64_t kFewRowsChunkBytes = 64 << 10;
+
 // [begin, end) of part t of n items split into `parts` near-equal runs of whole `tile`s.
 inline void split_tiles(int n, int tile, int parts, int t, int* begin, int* end) {
   const int64_t tiles = (n + tile - 1) / tile;
@@ -196,15 +204,23 @@ void sgemm_bias(bool trans_a, bool trans_b, int M, int N, int K, float alpha, co
   auto solve = [&](const GemmProblem& sub) { solve_serial(sub, few_rows); };
 
   // Threads take disjoint blocks of C and pack their own operands, so they never wait on each
-  // other and every element's sum runs in the same order whatever the thread count. The split is
-  // along the longer side of C (rows when tall-skinny, columns when short-wide, always columns for
-  // a few rows): each thread then re-packs only the operand it shares, whose elements it reuses
+  // other and every element's sum runs in the same order whatever the thread count or the split.
+  if (M <= kSmallRowsAvx512) {
+    // Column runs of whole 16-column groups (few_rows_dot's passes of 8 or 4) or register tiles.
+    const int64_t align = few_rows ? 16 : tile_cols;
+    const int64_t cols = std::max<int64_t>(1, kFewRowsChunkBytes / (int64_t{K} * sizeof(float)));
+    parallel_chunks(N, (cols + align - 1) / align * align, [&](int64_t begin, int64_t end) {
+      solve(gemm_subproblem(p, 0, M, static_cast<int>(begin), static_cast<int>(end)));
+    });
+    return;
+  }
+  // Otherwise the split is along the longer side of C (rows when tall-skinny, columns when
+  // short-wide): each thread then re-packs only the operand it shares, whose elements it reuses
   // (its share of the other side) times, so the duplicated packing stays a few percent at most.
   const int threads = static_cast<int>(
       std::min<double>(num_threads(), std::max(1.0, 2.0 * M * N * K / kMinFlopsPerExtraThread)));
-  const int col_tile = few_rows ? 16 : tile_cols;
-  const int row_tiles = (M + tile_rows - 1) / tile_rows, col_tiles = (N + col_tile - 1) / col_tile;
-  const bool split_rows = !few_rows && M >= N && row_tiles >= threads;
+  const int row_tiles = (M + tile_rows - 1) / tile_rows, col_tiles = (N + tile_cols - 1) / tile_cols;
+  const bool split_rows = M >= N && row_tiles >= threads;
   const int parts = std::min(threads, split_rows ? row_tiles : col_tiles);
   if (parts <= 1) {
     solve(p);
@@ -217,7 +233,7 @@ void sgemm_bias(bool trans_a, bool trans_b, int M, int N, int K, float alpha, co
       split_tiles(M, tile_rows, parts, t, &begin, &end);
       if (begin < end) solve(gemm_subproblem(p, begin, end, 0, N));
     } else {
-      split_tiles(N, col_tile, parts, t, &begin, &end);
+      split_tiles(N, tile_cols, parts, t, &begin, &end);
       if (begin < end) solve(gemm_subproblem(p, 0, M, begin, end));
     }
   });

@@ -24,8 +24,10 @@
 #include <immintrin.h>
 
 // GCC 12 reports its own _mm512_undefined_ps() placeholders inside shuffle/extract intrinsics as
-// "may be used uninitialized" (a false positive of the header's self-initialisation idiom).
+// "may be used uninitialized", or once inlined into few_rows_dot "is used uninitialized" (false
+// positives of the header's self-initialisation idiom).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 // Block sizes, overridable at compile time for tuning (bench/kernels/sgemm_harness.cc). On the dev
 // machine (Xeon, 48 KiB L1d, 2 MiB L2 per core) MR 12 or 14, KC 256-512 and NC 768-1536 all came
@@ -231,46 +233,58 @@ inline float horizontal_sum(__m512 v) {
 
 // ---- few rows of C: dot products / row updates straight from op(B), no packing of B ----
 
+// Columns of C per pass of few_rows_dot: its weight rows stream from memory side by side, and one
+// core keeps more of its memory requests in flight with more streams (decoding SmolLM2's 576-wide
+// layers on the dev machine: 4 rows ~9, 8 rows ~16 GB/s on one core), within the 32 zmm registers:
+// kRows * kCols accumulators, kRows input vectors and the weight vector being used.
+template <int kRows>
+constexpr int kDotCols = kRows <= 2 ? 8 : 4;
+
+// C[m][j0 + q] (q < kCols) = alpha * dot(a_m, B[j0 + q,:]) + beta * C[m][j0 + q] (+ bias) for B stored
+// (N,K) (trans_b); a rows are contiguous with stride a_stride. Every element is one 16-lane
+// accumulator summed over k in order, then folded: the same sum whatever kCols or the split of C.
+template <int kRows, int kCols>
+void dot_columns(const GemmProblem& p, const float* a, int64_t a_stride, int j0) {
+  const int K = p.K;
+  __m512 acc[kRows][kCols];
+  for (int r = 0; r < kRows; ++r)
+    for (int q = 0; q < kCols; ++q) acc[r][q] = _mm512_setzero_ps();
+  const float* b0 = p.B + static_cast<int64_t>(j0) * p.ldb;
+  int k = 0;
+  for (; k + 16 <= K; k += 16) {  // whole vectors: plain loads (a mask on every load cost ~30% here)
+    __m512 av[kRows];
+    for (int r = 0; r < kRows; ++r) av[r] = _mm512_loadu_ps(a + r * a_stride + k);
+    for (int q = 0; q < kCols; ++q) {
+      const __m512 bv = _mm512_loadu_ps(b0 + q * static_cast<int64_t>(p.ldb) + k);
+      for (int r = 0; r < kRows; ++r) acc[r][q] = _mm512_fmadd_ps(av[r], bv, acc[r][q]);
+    }
+  }
+  if (k < K) {  // the ragged end: lanes past K load 0 and add 0 * 0
+    const __mmask16 mk = first_lanes(K - k);
+    __m512 av[kRows];
+    for (int r = 0; r < kRows; ++r) av[r] = _mm512_maskz_loadu_ps(mk, a + r * a_stride + k);
+    for (int q = 0; q < kCols; ++q) {
+      const __m512 bv = _mm512_maskz_loadu_ps(mk, b0 + q * static_cast<int64_t>(p.ldb) + k);
+      for (int r = 0; r < kRows; ++r) acc[r][q] = _mm512_fmadd_ps(av[r], bv, acc[r][q]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r)
+    for (int q = 0; q < kCols; ++q) {
+      const int col = j0 + q;
+      const float v = p.alpha * horizontal_sum(acc[r][q]) + (p.bias ? p.bias[col] : 0.0f);
+      float* cp = p.C + static_cast<int64_t>(r) * p.ldc + col;
+      *cp = p.beta == 0.0f ? v : v + p.beta * *cp;
+    }
+}
+
 // C[m][j] = alpha * dot(a_m, B[j,:]) + beta * C[m][j] for B stored (N,K) (trans_b); a rows are
-// contiguous with stride a_stride. kRows <= 4, 4 columns per pass so B streams as 4 rows at once.
+// contiguous with stride a_stride. kRows <= 4; kDotCols<kRows> columns per pass, then one at a time.
 template <int kRows>
 void few_rows_dot(const GemmProblem& p, const float* a, int64_t a_stride) {
-  const int K = p.K;
+  constexpr int kCols = kDotCols<kRows>;
   int j = 0;
-  auto finish = [&](int col, __m512 acc, int r) {
-    float v = p.alpha * horizontal_sum(acc) + (p.bias ? p.bias[col] : 0.0f);
-    float* cp = p.C + static_cast<int64_t>(r) * p.ldc + col;
-    *cp = p.beta == 0.0f ? v : v + p.beta * *cp;
-  };
-  for (; j + 4 <= p.N; j += 4) {
-    __m512 acc[kRows][4];
-    for (int r = 0; r < kRows; ++r)
-      for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_setzero_ps();
-    const float* b0 = p.B + static_cast<int64_t>(j) * p.ldb;
-    for (int k = 0; k < K; k += 16) {
-      const __mmask16 mk = first_lanes(K - k);
-      __m512 bv[4];
-      for (int q = 0; q < 4; ++q) bv[q] = _mm512_maskz_loadu_ps(mk, b0 + q * static_cast<int64_t>(p.ldb) + k);
-      for (int r = 0; r < kRows; ++r) {
-        const __m512 av = _mm512_maskz_loadu_ps(mk, a + r * a_stride + k);
-        for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
-      }
-    }
-    for (int r = 0; r < kRows; ++r)
-      for (int q = 0; q < 4; ++q) finish(j + q, acc[r][q], r);
-  }
-  for (; j < p.N; ++j) {
-    __m512 acc[kRows];
-    for (int r = 0; r < kRows; ++r) acc[r] = _mm512_setzero_ps();
-    const float* bj = p.B + static_cast<int64_t>(j) * p.ldb;
-    for (int k = 0; k < K; k += 16) {
-      const __mmask16 mk = first_lanes(K - k);
-      const __m512 bv = _mm512_maskz_loadu_ps(mk, bj + k);
-      for (int r = 0; r < kRows; ++r)
-        acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + r * a_stride + k), bv, acc[r]);
-    }
-    for (int r = 0; r < kRows; ++r) finish(j, acc[r], r);
-  }
+  for (; j + kCols <= p.N; j += kCols) dot_columns<kRows, kCols>(p, a, a_stride, j);
+  for (; j < p.N; ++j) dot_columns<kRows, 1>(p, a, a_stride, j);
 }
 
 // C rows += op(A) rows @ B for B stored (K,N) (not trans_b): sums over 4 reduction steps per pass

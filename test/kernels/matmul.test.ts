@@ -136,8 +136,8 @@ describe.each([1, 2])('with %i thread(s)', (threads) => {
 // The work split never divides a reduction (threads own disjoint blocks of C, and every element's
 // sum runs over the same blocks of K in the same order), so 1 and 2 threads agree bit for bit.
 // Shapes are large enough that the kernel really splits: tall (rows split), wide (columns split)
-// and a 3-row decode-like batch (the few-rows path, columns split).
-test.each([[256, 300, 64], [40, 300, 900], [3, 768, 4000]])('1 and 2 threads give identical results, N=%i C=%i OC=%i', (N, C, OC) => {
+// and decode-like batches of 1 and 3 rows (the few-rows path, column runs handed out one at a time).
+test.each([[256, 300, 64], [40, 300, 900], [3, 768, 4000], [1, 576, 960]])('1 and 2 threads give identical results, N=%i C=%i OC=%i', (N, C, OC) => {
   const { inp, weight, bias, dout } = makeLayer(N, C, OC, 77);
   const run = (threads: number) => {
     addon.setNumThreads(threads);
@@ -153,4 +153,33 @@ test.each([[256, 300, 64], [40, 300, 900], [3, 768, 4000]])('1 and 2 threads giv
   expect(firstDifference(two.dinp, one.dinp)).toBe(-1);
   expect(firstDifference(two.dweight, one.dweight)).toBe(-1);
   expect(firstDifference(two.dbias, one.dbias)).toBe(-1);
+});
+
+// Decoding alternates products whose column runs any thread may take (few rows) with products whose
+// threads each own a fixed block (many rows), back to back, so a worker may arrive late for one job
+// while the next is already published: every result must still be the one-thread result, bit for bit.
+test('back-to-back decoding and batch products on 2 threads match 1 thread exactly', () => {
+  const C = 576, OC = 960, rows = 64;
+  const { inp, weight, bias } = makeLayer(rows, C, OC, 2024);
+  const one = inp.subarray(0, C);
+  addon.setNumThreads(1);
+  const wantOne = new Float32Array(OC), wantBatch = new Float32Array(rows * OC);
+  kernels.matmul_forward(wantOne, one, weight, null, 1, C, OC);
+  kernels.matmul_forward(wantBatch, inp, weight, bias, rows, C, OC);
+  addon.setNumThreads(2);
+  const gotOne = new Float32Array(OC), gotBatch = new Float32Array(rows * OC);
+  let mismatches = 0;
+  for (let i = 0; i < 200; i++) {
+    gotOne.fill(NaN);
+    kernels.matmul_forward(gotOne, one, weight, null, 1, C, OC);
+    if (gotOne.some((v, j) => !Object.is(v, wantOne[j]))) mismatches++;
+    if (i % 10 === 0) {
+      gotBatch.fill(NaN);
+      kernels.matmul_forward(gotBatch, inp, weight, bias, rows, C, OC);
+      if (gotBatch.some((v, j) => !Object.is(v, wantBatch[j]))) mismatches++;
+    }
+  }
+  expect(mismatches).toBe(0);
+  const ref = matmulForwardRef(one, weight, null, 1, C, OC);
+  expectWithinRounding('decoding product', wantOne, ref.out, ref.magnitude, C);
 });
