@@ -107,8 +107,11 @@ function checkRate(name: keyof AugmentRates, value: number): void {
   if (typeof value !== 'number' || !(value >= 0 && value <= 1)) throw new RangeError(`augment: expected ${name} to be a number in [0, 1] but received ${String(value)}`);
 }
 
-/** The text-rewriting function of one method, for one copy. */
-function methodTransform(method: AugmentMethod, rates: AugmentRates, rng: Rng, copy: number, options: AugmentOptions, wordnet: WordNet, seed: number): (text: string) => string {
+/**
+ * The text-rewriting function of copy k of one example by one method: `rng` and `seed` are the copy's,
+ * `exampleSeed` the example's (the same for all its copies).
+ */
+function methodTransform(method: AugmentMethod, rates: AugmentRates, rng: Rng, copy: number, options: AugmentOptions, wordnet: WordNet, seed: number, exampleSeed: number): (text: string) => string {
   switch (method) {
     case 'char-swap': return (t) => swapCharacters(t, rates.charSwap, rng);
     case 'char-delete': return (t) => deleteCharacters(t, rates.charDelete, rng);
@@ -120,7 +123,7 @@ function methodTransform(method: AugmentMethod, rates: AugmentRates, rng: Rng, c
     case 'eda': {
       // As the paper's code makes num_aug sentences a quarter by each operation: copy k uses operation
       // (start + k) mod 4, the start drawn per example.
-      const operation: EdaOperation = EDA_OPERATIONS[(new Rng(seed ^ 0x5bd1e995).int(4) + copy) % 4];
+      const operation: EdaOperation = EDA_OPERATIONS[(new Rng(exampleSeed).int(4) + copy) % 4];
       return (t) => applyEda(operation, t, rates, rng, wordnet);
     }
     case 'backtranslate': {
@@ -223,7 +226,8 @@ export function augmentRecords(file: string, kind: DataKind, records: readonly D
   /** Copy k of record i by `method`, or null when it came out identical. */
   const makeCopy = (i: number, method: AugmentMethod, k: number): Record<string, unknown> | null => {
     const copySeedValue = copySeed(seed, records[i].line, method, k);
-    const rewrite = methodTransform(method, rates, new Rng(copySeedValue), k, options, wordnet, copySeedValue);
+    const exampleSeed = copySeed(seed, records[i].line, method, -1);
+    const rewrite = methodTransform(method, rates, new Rng(copySeedValue), k, options, wordnet, copySeedValue, exampleSeed);
     const copy = rewriteObject(records[i], objects[i], rewrite);
     const texts = augmentedTexts(records[i], copy);
     if (texts.every((t, j) => t === augmentedTexts(records[i], objects[i])[j])) {
@@ -283,7 +287,7 @@ function balanceLabels(
   const majority = Math.max(...[...byLabel.values()].map((indices) => indices.length));
   const short: Record<string, number> = {};
   labels.forEach((label, labelIndex) => {
-    const sources = new Rng(copySeed(seed, labelIndex, method, -1)).shuffle(byLabel.get(label)!.slice());
+    const sources = new Rng(copySeed(seed, labelIndex, method, -2)).shuffle(byLabel.get(label)!.slice());
     const needed = majority - sources.length;
     let made = 0;
     for (let attempt = 0; made < needed && attempt < needed * BALANCE_TRIES_PER_COPY; attempt++) {
