@@ -257,6 +257,18 @@ describe('the augmentation pipeline', () => {
     expect(augmentFile(one, { methods: ['eda'], perExample: 2, seed: 10 }).objects).not.toEqual(a);
   });
 
+  test('the eda method makes its copies a quarter by each operation', () => {
+    // Every word has WordNet synonyms, so SR, RI and RS always change the text; with p_rd = 0 random
+    // deletion never does, and its copy is counted unchanged. One operation per copy in turn means
+    // exactly one unchanged copy in every 4 (were the operation drawn per copy, 0 to 4 of them).
+    const file = write('nouns.jsonl', [JSON.stringify({ text: 'car dog house tree river', label: 'x' })]);
+    const rates = { alphaSr: 0.2, alphaRi: 0.2, alphaRs: 0.2, pRd: 0 };
+    for (let seed = 0; seed < 10; seed++) {
+      expect(augmentFile(file, { methods: ['eda'], perExample: 4, seed, rates }).report.methods.eda).toEqual({ made: 3, unchanged: 1, empty: 0 });
+      expect(augmentFile(file, { methods: ['eda'], perExample: 8, seed, rates }).report.methods.eda).toEqual({ made: 6, unchanged: 2, empty: 0 });
+    }
+  });
+
   test('--balance: minority classes get copies until every class has the majority\'s count', () => {
     const lines = [
       ...Array.from({ length: 7 }, (_, i) => `{"text": "Regular team update number ${i} about the project schedule", "label": "ham"}`),
