@@ -234,7 +234,7 @@ export function readReviewFile(file: string): ReviewedItem[] {
       }
       if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new DataError(file, line, 'expected a JSON object (a review item)');
       const o = obj as Record<string, unknown>;
-      const text_ = (key: string, required: boolean): string => {
+      const field = (key: string, required: boolean): string => {
         const v = o[key];
         if (v === undefined || v === null) {
           if (required) throw new DataError(file, line, `missing field "${key}"`);
@@ -246,7 +246,7 @@ export function readReviewFile(file: string): ReviewedItem[] {
       };
       if (o.id === undefined || o.id === null || o.id === '') throw new DataError(file, line, 'missing id (every item needs the id sample --review gave it)');
       items.push(reviewedItem(file, line, {
-        id: text_('id', true), prompt: text_('prompt', true), output: text_('output', true), verdict: text_('verdict', true), corrected: text_('corrected', false),
+        id: field('id', true), prompt: field('prompt', true), output: field('output', true), verdict: field('verdict', true), corrected: field('corrected', false),
         source: o.source as object | undefined,
       }));
     });

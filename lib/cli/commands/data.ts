@@ -2,12 +2,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  AUGMENT_METHODS, AugmentMethod, AugmentRates, augmentFile, AugmentReport, checkTrainingSplit, DATA_KINDS, inspectData,
+  AUGMENT_METHODS, AugmentMethod, AugmentRates, augmentFile, AugmentReport, checkTrainingSplit, DATA_KINDS, DEFAULT_RATES, inspectData,
   NotTrainingDataError, Paraphraser, parseDataKind, Split, SPLITS,
 } from '../../data';
 import type { InspectReport } from '../../data';
 import { loadConfigFile } from '../../config';
-import { backTranslator, readReviewFile, recordsFromReview, ReviewRecordFormat } from '../../eval';
+import { backTranslator, DEFAULT_TRANSLATION_TEMPLATE, readReviewFile, recordsFromReview, ReviewRecordFormat } from '../../eval';
 import { writeFileAtomic } from '../../io/atomic';
 import { checkOutputFile } from '../../io/output';
 import { loadModelConfig } from '../../model/config';
@@ -43,21 +43,21 @@ const FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'inspect: model folder (or a Hugging Face model id: gpt2, org/name@revision) whose tokenizer and n_positions to use (default: GPT-2\'s tokenizer, seq_len 1024)' },
   'seq-len': { type: 'int', min: 1, help: 'inspect: tokens per training row (default: the model\'s n_positions)' },
   validation: { type: 'string', help: 'inspect: validation file: counts training examples that also appear in it' },
-  format: { type: 'string', choices: DATA_KINDS, help: 'inspect, augment: the data kind, instead of detecting it; from-review: see --as' },
+  format: { type: 'string', choices: DATA_KINDS, help: 'inspect, augment: the data kind, instead of detecting it' },
   template: { type: 'string', help: 'inspect: prompt template with {placeholders} (see README "Data")' },
   'train-on-prompt': { type: 'bool', help: 'inspect: count prompt tokens as trained' },
   'skip-invalid': { type: 'bool', help: 'inspect: skip invalid lines (listed) instead of stopping at the first' },
   out: { type: 'string', help: 'augment, from-review: the JSONL file to write (refused when it exists, unless --force; never the input)' },
   method: { type: 'string', help: `augment: one or more of ${AUGMENT_METHODS.join(', ')}, comma-separated (README "Augmentation")` },
   rate: { type: 'number', min: 0, help: 'augment: the rate of every method named (noise: per character / per word; EDA: alpha); the flags below set one each' },
-  'char-swap-rate': rateFlag('augment: probability per pair of adjacent word characters of swapping them (default 0.02)'),
-  'char-delete-rate': rateFlag('augment: probability per word character of deleting it (default 0.02)'),
-  'typo-rate': rateFlag('augment: probability per letter of typing a QWERTY neighbour instead (default 0.02)'),
-  'word-dropout-rate': rateFlag('augment: probability per word of dropping it (default 0.1)'),
-  'alpha-sr': rateFlag('augment: EDA synonym replacement: max(1, floor(alpha n)) words of n replaced (default 0.1)'),
-  'alpha-ri': rateFlag('augment: EDA random insertion: max(1, floor(alpha n)) synonyms inserted (default 0.1)'),
-  'alpha-rs': rateFlag('augment: EDA random swap: max(1, floor(alpha n)) swaps (default 0.1)'),
-  'p-rd': rateFlag('augment: EDA random deletion: probability per word (default 0.1)'),
+  'char-swap-rate': rateFlag(`augment: probability per pair of adjacent word characters of swapping them (default ${DEFAULT_RATES.charSwap})`),
+  'char-delete-rate': rateFlag(`augment: probability per word character of deleting it (default ${DEFAULT_RATES.charDelete})`),
+  'typo-rate': rateFlag(`augment: probability per letter of typing a QWERTY neighbour instead (default ${DEFAULT_RATES.typo})`),
+  'word-dropout-rate': rateFlag(`augment: probability per word of dropping it (default ${DEFAULT_RATES.wordDropout})`),
+  'alpha-sr': rateFlag(`augment: EDA synonym replacement: max(1, floor(alpha n)) words of n replaced (default ${DEFAULT_RATES.alphaSr})`),
+  'alpha-ri': rateFlag(`augment: EDA random insertion: max(1, floor(alpha n)) synonyms inserted (default ${DEFAULT_RATES.alphaRi})`),
+  'alpha-rs': rateFlag(`augment: EDA random swap: max(1, floor(alpha n)) swaps (default ${DEFAULT_RATES.alphaRs})`),
+  'p-rd': rateFlag(`augment: EDA random deletion: probability per word (default ${DEFAULT_RATES.pRd})`),
   'per-example': { type: 'int', min: 1, help: 'augment: copies of every example per method (default 1)' },
   seed: { type: 'int', min: 0, help: 'augment: seed of every random choice (default 0); the same seed gives the same output' },
   balance: { type: 'bool', help: 'augment: copies of the minority classes\' examples, by the one --method, until every class has the majority\'s count' },
@@ -65,7 +65,7 @@ const FLAGS: Record<string, FlagSpec> = {
   config: { type: 'string', help: 'augment: a training config; its validation file is refused' },
   'forward-model': { type: 'string', help: 'augment, backtranslate: the model that translates A -> B (a folder or a Hugging Face id)' },
   'backward-model': { type: 'string', help: 'augment, backtranslate: the model that translates B -> A' },
-  'forward-template': { type: 'string', help: 'augment, backtranslate: the forward prompt, with {text} (default "Translate the following text.\\nText: {text}\\nTranslation:")' },
+  'forward-template': { type: 'string', help: `augment, backtranslate: the forward prompt, with {text} (default ${JSON.stringify(DEFAULT_TRANSLATION_TEMPLATE)})` },
   'backward-template': { type: 'string', help: 'augment, backtranslate: the backward prompt, with {text} (default: the same)' },
   temperature: { type: 'number', min: 0, help: 'augment, backtranslate: softmax temperature (default 0: greedy)' },
   'top-k': { type: 'int', min: 0, help: 'augment, backtranslate: sample from the k most likely tokens (0 = all)' },
