@@ -7,6 +7,7 @@ import {
 } from '../../data';
 import type { InspectReport } from '../../data';
 import { loadConfigFile } from '../../config';
+import type { DeviceChoice } from '../../device';
 import { backTranslator, DEFAULT_TRANSLATION_TEMPLATE, readReviewFile, recordsFromReview, ReviewRecordFormat } from '../../eval';
 import { writeFileAtomic } from '../../io/atomic';
 import { checkOutputFile } from '../../io/output';
@@ -137,7 +138,7 @@ function inspect(v: Record<string, unknown>, file: string): void {
 
 /** Methods from --method (comma-separated, each once). */
 function parseMethods(text: string | undefined): AugmentMethod[] {
-  if (text === undefined) throw new UsageError(`data augment: --method is required: one or more of ${AUGMENT_METHODS.join(', ')}`);
+  if (text === undefined) throw new UsageError(`augment: --method is required: one or more of ${AUGMENT_METHODS.join(', ')}`);
   const methods = text.split(',').map((m) => m.trim());
   for (const m of methods) {
     if (!(AUGMENT_METHODS as readonly string[]).includes(m)) throw new UsageError(`--method: unknown method '${m}' (expected ${AUGMENT_METHODS.join(', ')}, comma-separated)`);
@@ -192,8 +193,8 @@ function jsonLines(objects: readonly Record<string, unknown>[]): string {
 /** Opens one translation model (closed by the caller). */
 function openTranslationModel(v: Record<string, unknown>, flag: string): OpenedModel {
   const spec = v[flag] as string | undefined;
-  if (spec === undefined) throw new UsageError(`data augment: --method backtranslate needs --forward-model and --backward-model (--${flag} is missing)`);
-  return openModel(spec, v.device as never, 0, memoryCheck(v, 'back-translation', (cfg) => planGenerationMemory(cfg), 'the model size'), `--${flag}`);
+  if (spec === undefined) throw new UsageError(`augment: --method backtranslate needs --forward-model and --backward-model (--${flag} is missing)`);
+  return openModel(spec, v.device as DeviceChoice, 0, memoryCheck(v, 'back-translation', (cfg) => planGenerationMemory(cfg), 'the model size'), `--${flag}`);
 }
 
 function augment(v: Record<string, unknown>, file: string): void {

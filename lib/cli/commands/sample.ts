@@ -1,8 +1,8 @@
 /** gptune sample */
+import * as fs from 'fs';
 import * as path from 'path';
 import { DATA_KINDS, DataKind, loadRecords } from '../../data';
 import { isReviewCsv, isReviewFile, readReviewFile, reviewCsvPath, reviewEntries, reviewFormat, reviewItems, writeReview, writeReviewItems } from '../../eval';
-import * as fs from 'fs';
 import { checkOutputFile } from '../../io/output';
 import { UsageError } from '../args';
 import { planGenerationMemory } from '../../model/generate';
@@ -81,7 +81,7 @@ export const sampleCommand: Command = {
     const flag = loop ? '--review' : '--out';
     const file = (v.out ?? v.review) as string;
     // A bad extension fails before any work.
-    if (loop && path.extname(file).toLowerCase() !== '.jsonl') throw new UsageError(`--review ${file}: expected a .jsonl file name (the CSV is written beside it, as ${reviewCsvPath(file.replace(/\.[^./]*$/, '') + '.jsonl')})`);
+    if (loop && path.extname(file).toLowerCase() !== '.jsonl') throw new UsageError(`--review ${file}: expected a .jsonl file name (the CSV for a spreadsheet is written beside it, named .csv)`);
     if (!loop) reviewFormat(file, '--out');
     const files = loop ? [file, reviewCsvPath(file)] : [file];
     for (const f of files) {
