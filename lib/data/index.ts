@@ -26,3 +26,4 @@ export { buildDatasets, exampleKey } from './dataset';
 export type { BuildOptions, Datasets, DataReport, SplitReport } from './dataset';
 export { inspectData, lengthHistogram } from './inspect';
 export type { InspectOptions, InspectReport, HistogramBin, LengthStats } from './inspect';
+export * from './augment';

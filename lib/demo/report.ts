@@ -3,6 +3,7 @@
  * report (rounded for display), and every text quoted from the data or the machine is a string of
  * the report, shown as a `code span`. test/demo checks both.
  */
+import { augmentationSection } from './augment';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP } from './names';
 import type { ClassificationRow, DemoReport, GenerationRow, StageCost } from './types';
 import type { RunRecord } from './training';
@@ -148,6 +149,7 @@ export function formatReport(r: DemoReport): string {
     return [CLASSIFIER_NAMES[b], CLASSIFIER_NAMES[a], signed(r.deltas[`${key}.accuracy`]), signed(r.deltas[`${key}.f1`]), String(r.deltas[`${key}.only_b_right`]), String(r.deltas[`${key}.only_a_right`]), formatP(r.deltas[`${key}.mcnemar_p`]).replace(/^= /, '')];
   })));
   out.push('');
+  out.push(...augmentationSection(r.augmentation, r.stats.alpha));
   out.push(`## Subject lines from the body: BLEU and ROUGE F1 (${g.subject.examples} test emails, greedy decoding)`);
   out.push('');
   out.push(table(['model', 'trained how', 'BLEU', 'ROUGE-1', 'ROUGE-2', 'ROUGE-L'], [

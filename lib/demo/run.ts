@@ -45,6 +45,7 @@ import { VERSION } from '../version';
 import { DATASET_PACKAGES, datasetDir, Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
 import { truncateText } from './emails';
 import { NaiveBayes } from './naive_bayes';
+import { augmentationStudy, AugmentationStudy } from './augment';
 import { DemoPreset, LoraPlan, PRESETS, TrainingPlan } from './presets';
 import { comparePaired } from './stats';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } from './names';
@@ -628,6 +629,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       predictions.naive_bayes = test.map((e) => bayes.predict(texts.classification(e)));
       rows.naive_bayes = reportRow(classificationReport(truth, predictions.naive_bayes, LABELS), Number(process.hrtime.bigint() - t0) / 1e9);
     });
+    let augmentation: AugmentationStudy | undefined;
+    stages.time('augmentation study (naive Bayes, few labels)', () => {
+      const labelled = (list: Email[]) => list.map((e) => ({ text: texts.classification(e), label: e.label }));
+      augmentation = augmentationStudy(labelled(trainFew), labelled(test), LABELS, opts.seed);
+    });
     const majorityLabel = countSpam(train) * 2 > train.length ? 'spam' : 'ham';
     predictions.majority = truth.map(() => majorityLabel);
     rows.majority = reportRow(classificationReport(truth, predictions.majority, LABELS), 0);
@@ -663,6 +669,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       generation: results.generation,
       lora: tuned.lora,
       deltas: comparisons(truth, results),
+      augmentation,
       samples: reportSamples(preset, emails, texts, results),
       findings: [],
       stats: STATS,

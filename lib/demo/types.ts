@@ -2,6 +2,7 @@
  * The demo's shared types: its options and the report (report.json) that run.ts fills and
  * report.ts / names.ts read. A module of its own so that those read it without importing run.ts.
  */
+import type { AugmentationStudy } from './augment';
 import type { SPLIT_FRACTIONS } from './corpora';
 import type { DemoPreset, PresetName } from './presets';
 import type { RunRecord } from './training';
@@ -147,6 +148,8 @@ export interface DemoReport {
    * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.
    */
   deltas: Record<string, number>;
+  /** `gptune data augment` on the few-label set, scored with naive Bayes (augment.ts); absent in reports of earlier versions. */
+  augmentation?: AugmentationStudy;
   samples: {
     generation: Array<{ body: string; reference: string; base: string; domain: string; finetuned: string }>;
     classification: Array<{ email: string; label: string; base: string; task: string; lora: string; scratch: string; naive_bayes: string }>;

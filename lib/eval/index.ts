@@ -20,5 +20,10 @@ export { scoreLines, scoreFiles, readLines, SCORE_METRICS } from './score';
 export type { ScoreFileLabels, ScoreMetric, ScoreOptions, ScoreResult } from './score';
 export { classificationReport, bleuReport, rougeReport, formatClassificationReport, formatBleuReport, formatRougeReport, formatTable } from './report';
 export type { ClassificationReport, ClassFigures, BleuReport, RougeReport, PRF } from './report';
-export { chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat, isReviewFile } from './review';
-export type { ReviewEntry, ReviewFormat } from './review';
+export {
+  chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat, isReviewFile,
+  REVIEW_VERDICTS, REVIEW_CSV_COLUMNS, reviewItems, reviewCsvPath, isReviewCsv, formatReviewCsv, writeReviewItems, readReviewFile, recordsFromReview,
+} from './review';
+export type { ReviewEntry, ReviewFormat, ReviewItem, ReviewSource, ReviewVerdict, ReviewedItem, ReviewRecordFormat, FromReviewResult } from './review';
+export { backTranslator, checkTranslationTemplate, DEFAULT_TRANSLATION_TEMPLATE } from './backtranslate';
+export type { BackTranslationOptions, TranslationModel } from './backtranslate';
