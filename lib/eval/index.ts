@@ -16,9 +16,12 @@ export {
 export type { LMEvalReport, GenerationTaskOptions, ReviewOptions } from './tasks';
 export { compareModels, numericDelta, numericFields, formatComparison } from './compare';
 export type { Comparison } from './compare';
-export { scoreLines, scoreFiles, readLines, SCORE_METRICS } from './score';
+export { scoreLines, scoreFiles, readLines, SCORE_METRICS, unescapeSentenceBreaks } from './score';
 export type { ScoreFileLabels, ScoreMetric, ScoreOptions, ScoreResult } from './score';
-export { classificationReport, bleuReport, rougeReport, formatClassificationReport, formatBleuReport, formatRougeReport, formatTable } from './report';
+export {
+  classificationReport, bleuReport, rougeReport, formatClassificationReport, formatBleuReport, formatRougeReport, formatTable, formatChrfScore, formatSquadScores,
+  formatSeqevalReport,
+} from './report';
 export type { ClassificationReport, ClassFigures, BleuReport, RougeReport, PRF } from './report';
 export { chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat, isReviewFile } from './review';
 export type { ReviewEntry, ReviewFormat } from './review';

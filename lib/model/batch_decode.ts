@@ -102,6 +102,18 @@ export class BatchDecoder {
     }
   }
 
+  /**
+   * Copies the first `positions` cached positions of slot `from` into slot `to`, every layer's keys
+   * and values, on the device (beam search: a beam continues another beam's history).
+   */
+  copySlot(from: number, to: number, positions: number): void {
+    for (const s of [from, to]) if (!Number.isInteger(s) || s < 0 || s >= this.slots) throw new RangeError(`BatchDecoder.copySlot: slot ${s} is outside [0, ${this.slots})`);
+    if (!Number.isInteger(positions) || positions < 0 || positions > this.maxT) throw new RangeError(`BatchDecoder.copySlot: ${positions} positions, expected 0 to ${this.maxT}`);
+    if (from === to || positions === 0) return;
+    const kv = this.model.config.kvHeads * this.model.config.headDim, slotFloats = this.maxT * kv;
+    for (const cache of [...this.k, ...this.v]) cache.arena.copyFrom(cache.offset + to * slotFloats, cache.arena, cache.offset + from * slotFloats, positions * kv);
+  }
+
   free(): void {
     this.arena.free();
   }
