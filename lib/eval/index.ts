@@ -12,15 +12,18 @@ export { generateOutputs, evaluateGenerationExamples, scoreGenerations, defaultM
 export type { DecodeOptions, GeneratedOutput, GenerationEvalResult, GenerationExample, GenerationRun, StopReason } from './generation';
 export {
   evaluateLM, evaluateClassification, evaluateGeneration, candidateLabels, classificationExamples, generationExamples, reviewEntries,
+  evaluateTask, scoreTask, EVAL_TASKS, EVAL_TASK_KIND,
 } from './tasks';
-export type { LMEvalReport, GenerationTaskOptions, ReviewOptions } from './tasks';
+export type {
+  LMEvalReport, GenerationTaskOptions, ReviewOptions, EvalTask, TaskEvalOptions, TaskEvalResult, TaskExampleResult, TaskExampleScore, TaskScores,
+} from './tasks';
 export { compareModels, numericDelta, numericFields, formatComparison } from './compare';
 export type { Comparison } from './compare';
 export { scoreLines, scoreFiles, readLines, SCORE_METRICS, unescapeSentenceBreaks } from './score';
 export type { ScoreFileLabels, ScoreMetric, ScoreOptions, ScoreResult } from './score';
 export {
   classificationReport, bleuReport, rougeReport, formatClassificationReport, formatBleuReport, formatRougeReport, formatTable, formatChrfScore, formatSquadScores,
-  formatSeqevalReport,
+  formatSeqevalReport, formatTaskReport,
 } from './report';
 export type { ClassificationReport, ClassFigures, BleuReport, RougeReport, PRF } from './report';
 export { chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat, isReviewFile } from './review';

@@ -4,6 +4,7 @@
  * built from lib/metrics so that every number here is the one lib/metrics' tests pin down.
  */
 import { accuracy, BleuScore, ChrfScore, confusionMatrix, precisionRecallF, RougeCorpusResult, SeqevalFigures, SeqevalReport, SquadScores } from '../metrics';
+import type { TaskEvalResult } from './tasks';
 
 export interface ClassFigures {
   precision: number;
@@ -159,4 +160,35 @@ export function formatSeqevalReport(r: SeqevalReport): string {
     ]),
     `${r.sentences} sentences, ${r.tokens} tokens: entity precision ${pct(r.precision)}%  recall ${pct(r.recall)}%  F1 ${pct(r.f1)}%  token accuracy ${pct(r.accuracy)}%`,
   ].join('\n');
+}
+
+/** The human summary of `eval --task qa|ner|translate|summarize` (the JSON carries every figure). */
+export function formatTaskReport(r: TaskEvalResult): string {
+  const m = r.metrics as Record<string, any>;
+  const stops = Object.entries(r.stops).filter(([, n]) => n > 0).map(([why, n]) => `${why} ${n}`).join(', ');
+  const lines = [`examples ${r.examples}  (greedy, at most ${r.max_new_tokens} new tokens${r.stop_at_newline ? ', stop at a line break' : ''}; stopped: ${stops})`];
+  const two = (x: number) => x.toFixed(2);
+  switch (r.task) {
+    case 'qa':
+      lines.push(`exact match ${two(m.exact_match)}  F1 ${two(m.f1)}  (SQuAD v1.1 evaluation, percent)`);
+      if (m.answers_not_in_context > 0) lines.push(`${m.answers_not_in_context} questions have a gold answer that is not in their context`);
+      break;
+    case 'ner': {
+      lines.push(`entity F1 ${pct(m.f1)}%  precision ${pct(m.precision)}%  recall ${pct(m.recall)}%  (seqeval default mode)`);
+      lines.push(`strict IOB2: F1 ${pct(m.strict.f1)}%  precision ${pct(m.strict.precision)}%  recall ${pct(m.strict.recall)}%`);
+      lines.push(`token accuracy ${pct(m.accuracy)}%  malformed output lines ${m.malformed_lines}  spans not found in the sentence ${m.unmatched_spans}`);
+      const rows = [['type', 'precision', 'recall', 'f1', 'support']];
+      for (const [type, f] of Object.entries(m.per_type as Record<string, ClassFigures>)) rows.push([type, pct(f.precision), pct(f.recall), pct(f.f1), String(f.support)]);
+      if (rows.length > 1) lines.push('', formatTable(rows));
+      break;
+    }
+    case 'translate':
+      lines.push(formatBleuReport(m as BleuReport), `  ${m.bleu_signature}`);
+      lines.push(`chrF2 = ${two(m.chrf)}  ${m.chrf_signature}`, `chrF2++ = ${two(m.chrf_pp)}  ${m.chrf_pp_signature}`);
+      break;
+    case 'summarize':
+      lines.push(formatRougeReport(m as RougeReport));
+      break;
+  }
+  return lines.join('\n');
 }
