@@ -8,8 +8,12 @@ export { scoreCompletions } from './likelihood';
 export type { CompletionItem, CompletionScore, ScoreCompletionsOptions } from './likelihood';
 export { classifyExamples, argmax } from './classification';
 export type { ClassificationExample, ClassificationOptions, ClassificationPrediction, ClassificationEvalResult, LabelScoring } from './classification';
-export { generateOutputs, evaluateGenerationExamples, scoreGenerations, defaultMaxNewTokens, isMultiLine, stoppingLineBreak } from './generation';
-export type { DecodeOptions, GeneratedOutput, GenerationEvalResult, GenerationExample, GenerationRun, StopReason } from './generation';
+export {
+  generateOutputs, evaluateGenerationExamples, scoreGenerations, defaultMaxNewTokens, isMultiLine, stoppingLineBreak, generateForTask, fitPrompt,
+} from './generation';
+export type {
+  DecodeOptions, GeneratedOutput, GenerationEvalResult, GenerationExample, GenerationRun, StopReason, TaskGeneration, TaskGenerationOptions, TaskStop,
+} from './generation';
 export {
   evaluateLM, evaluateClassification, evaluateGeneration, candidateLabels, classificationExamples, generationExamples, reviewEntries,
   evaluateTask, scoreTask, EVAL_TASKS, EVAL_TASK_KIND,

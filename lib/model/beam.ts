@@ -21,7 +21,8 @@
  */
 import { checkInstance, checkOptions, describeValue } from '../util/check';
 import { BatchDecoder } from './batch_decode';
-import { Decoder, maxPositionsKey } from './decoder';
+import { Decoder } from './decoder';
+import { checkPromptTokens } from './generate';
 
 export interface BeamSearchOptions {
   /** Beams kept at each step (1 is greedy decoding). */
@@ -196,10 +197,9 @@ function validate(model: Decoder, prompt: readonly number[], options: BeamSearch
   const eos = options.eosTokenIds ?? model.eosTokenIds;
   if (!Array.isArray(eos) || !eos.every((id) => Number.isInteger(id))) throw new TypeError(`beamSearch: expected eosTokenIds to be an array of token ids but received ${describeValue(eos)}`);
   if (options.stop !== undefined && typeof options.stop !== 'function') throw new TypeError(`beamSearch: expected stop to be a function but received ${describeValue(options.stop)}`);
-  if (prompt.length === 0) throw new RangeError('beamSearch: the prompt is empty (give at least one token)');
-  if (prompt.length > cfg.maxPositions) throw new RangeError(`beamSearch: the prompt has ${prompt.length} tokens but the model's context (${maxPositionsKey(cfg)}) is ${cfg.maxPositions}`);
-  for (const id of prompt) if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) throw new RangeError(`beamSearch: prompt token ${id} is outside [0, ${cfg.vocabSize})`);
-  const room = cfg.maxPositions - prompt.length;
+  checkPromptTokens('beamSearch', cfg, prompt);
+  // As generate(): the token after the last position of the context is still produced (it is never run).
+  const room = cfg.maxPositions - prompt.length + 1;
   return {
     numBeams, lengthPenalty, earlyStopping, stop: options.stop, eosTokenIds: new Set(eos),
     maxNewTokens: Math.min(maxNewTokens, room),

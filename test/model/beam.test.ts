@@ -214,8 +214,13 @@ describe('bad input', () => {
   test('the context bounds the budget: the hypotheses that reach it stop with context_full', () => {
     const model = tinyModel(2);
     try {
-      const found = beamSearch(model, Array.from({ length: 14 }, () => 1), { numBeams: 2, maxNewTokens: 10, eosTokenIds: [] });
-      expect(found.every((h) => h.tokens.length === 2 && h.stop === 'context_full')).toBe(true);
+      // generate() with a 14-token prompt in a 16-position context makes 3 tokens (the last never run).
+      const prompt = Array.from({ length: 14 }, () => 1);
+      expect(generate(model, prompt, { greedy: true, maxNewTokens: 10, eosTokenId: null })).toMatchObject({ stop: 'context_full' });
+      const greedyLength = generate(model, prompt, { greedy: true, maxNewTokens: 10, eosTokenId: null }).tokens.length;
+      expect(greedyLength).toBe(3);
+      const found = beamSearch(model, prompt, { numBeams: 2, maxNewTokens: 10, eosTokenIds: [] });
+      expect(found.every((h) => h.tokens.length === greedyLength && h.stop === 'context_full')).toBe(true);
     } finally {
       model.free();
     }
