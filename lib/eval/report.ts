@@ -166,7 +166,9 @@ export function formatSeqevalReport(r: SeqevalReport): string {
 export function formatTaskReport(r: TaskEvalResult): string {
   const m = r.metrics as Record<string, any>;
   const stops = Object.entries(r.stops).filter(([, n]) => n > 0).map(([why, n]) => `${why} ${n}`).join(', ');
-  const lines = [`examples ${r.examples}  (greedy, at most ${r.max_new_tokens} new tokens${r.stop_at_newline ? ', stop at a line break' : ''}; stopped: ${stops})`];
+  const search = r.num_beams > 1 ? `beam search, ${r.num_beams} beams, length penalty ${r.length_penalty}` : 'greedy';
+  const stopAt = r.stop_strings.map((x) => JSON.stringify(x)).join(' or ');
+  const lines = [`examples ${r.examples}  (${search}, at most ${r.max_new_tokens} new tokens${stopAt ? `, stop at ${stopAt}` : ''}; stopped: ${stops})`];
   const two = (x: number) => x.toFixed(2);
   switch (r.task) {
     case 'qa':

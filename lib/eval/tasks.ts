@@ -26,7 +26,10 @@ import { Tokenizer } from '../tokenizer';
 import { evalLM } from '../train/lm';
 import { checkOptions, describeValue } from '../util/check';
 import { ClassificationEvalResult, ClassificationExample, ClassificationOptions, classifyExamples } from './classification';
-import { DecodeOptions, evaluateGenerationExamples, GenerationEvalResult, GenerationExample, generateOutputs, type StopReason } from './generation';
+import {
+  DecodeOptions, defaultMaxNewTokens, evaluateGenerationExamples, GenerationEvalResult, GenerationExample, generateForTask, generateOutputs, isMultiLine, promptIds,
+  type TaskGenerationOptions, type TaskStop,
+} from './generation';
 import { bleuReport, rougeReport } from './report';
 import { chooseExamples, ReviewEntry } from './review';
 
@@ -256,47 +259,64 @@ export function scoreTask(task: EvalTask, records: readonly DataRecord[], rawOut
   }
 }
 
-export interface TaskEvalOptions extends DecodeOptions {
+export interface TaskEvalOptions extends Omit<TaskGenerationOptions, 'maxNewTokens' | 'stopStrings' | 'eosTokenIds'> {
   template?: string;
   /** Translation: the language names of the template. */
   templateVariables?: TemplateVariables;
+  /** Tokens per output at most (default: the longest reference + max(16, 25%), as `eval --task generate`). */
+  maxNewTokens?: number;
 }
 
 /** One example as `eval --dump` writes it. */
 export interface TaskExampleResult extends TaskExampleScore {
   prompt: string;
   output: string;
-  stop: StopReason;
+  stop: TaskStop;
 }
 
 export interface TaskEvalResult {
   task: EvalTask;
   examples: number;
   metrics: Record<string, unknown>;
+  num_beams: number;
+  length_penalty: number;
   max_new_tokens: number;
-  stop_at_newline: boolean;
-  stops: Record<StopReason, number>;
+  stop_strings: string[];
+  stops: Record<TaskStop, number>;
   truncated_examples: number;
   perExample: TaskExampleResult[];
 }
 
 /**
+ * Where a task's output ends besides the EOS and the token budget: at the first line break when every
+ * reference is one line (qa and translate answers, one-line summaries), and for ner at a blank line
+ * (the entity list never holds one), so that a model that goes on does not write a made-up next example.
+ */
+function taskStopStrings(task: EvalTask, references: readonly string[]): string[] {
+  if (task === 'ner') return ['\n\n'];
+  return references.every((r) => !isMultiLine(r)) ? ['\n'] : [];
+}
+
+/**
  * Decodes every record's prompt (rendered as in training: the task's template, or the model's chat
- * template) and scores the outputs with the task's metrics (scoreTask). Decoding stops at EOS,
- * maxNewTokens, and at a line break when every reference is one line (qa, translate, one-line summaries).
+ * template) with generateForTask (greedy batched across prompts, or beam search with numBeams > 1),
+ * and scores the outputs with the task's metrics (scoreTask).
  */
 export function evaluateTask(model: Decoder, tokenizer: Tokenizer, records: readonly DataRecord[], task: EvalTask, options: TaskEvalOptions = {}): TaskEvalResult {
   checkOptions('evaluateTask', 'options', options);
-  const { template, templateVariables, ...decode } = options;
+  const { template, templateVariables, maxNewTokens, ...decode } = options;
   recordsOf(records, EVAL_TASK_KIND[task]);
   const examples = generationExamples(records, template, tokenizer, templateVariables);
-  const run = generateOutputs(model, tokenizer, examples, decode);
-  const scores = scoreTask(task, records, run.outputs.map((o) => o.output));
-  const stops: Record<StopReason, number> = { eos: 0, newline: 0, max_new_tokens: 0, context_full: 0 };
-  for (const o of run.outputs) stops[o.stop]++;
+  const references = examples.map((e) => e.reference);
+  const budget = maxNewTokens ?? defaultMaxNewTokens(tokenizer, references);
+  const stopStrings = taskStopStrings(task, references);
+  const outputs = generateForTask(model, tokenizer, examples.map((e) => promptIds(tokenizer, e)), { ...decode, maxNewTokens: budget, stopStrings });
+  const scores = scoreTask(task, records, outputs.map((o) => o.text));
+  const stops: Record<TaskStop, number> = { eos: 0, stop_string: 0, max_new_tokens: 0, context_full: 0 };
+  for (const o of outputs) stops[o.stop]++;
   return {
-    task, examples: records.length, metrics: scores.metrics, max_new_tokens: run.max_new_tokens, stop_at_newline: run.stop_at_newline,
-    stops, truncated_examples: run.outputs.filter((o) => o.truncated_prompt_tokens > 0).length,
-    perExample: run.outputs.map((o, i) => ({ prompt: o.prompt, output: o.output, stop: o.stop, ...scores.perExample[i] })),
+    task, examples: records.length, metrics: scores.metrics, num_beams: decode.numBeams ?? 1, length_penalty: decode.lengthPenalty ?? 1,
+    max_new_tokens: budget, stop_strings: stopStrings, stops, truncated_examples: outputs.filter((o) => o.truncated_prompt_tokens > 0).length,
+    perExample: outputs.map((o, i) => ({ prompt: examples[i].prompt, output: o.text, stop: o.stop, ...scores.perExample[i] })),
   };
 }

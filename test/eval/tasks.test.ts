@@ -140,9 +140,24 @@ describe('gptune train + eval --task, end to end', () => {
     for (const l of lines) for (const key of ['line', 'prompt', 'output', 'gold', 'score']) expect(l).toHaveProperty(key);
     if (task === 'translate') expect(lines[0].prompt).toBe('German: Guten Morgen\nEnglish:');
     if (task === 'ner') expect(lines[0].predicted_tags).toHaveLength(6);
+    expect(j.num_beams).toBe(1);
+    expect(j.stop_strings).toEqual(task === 'ner' ? ['\n\n'] : task === 'summarize' ? [] : ['\n']);
+    expect(Object.values(j.stops as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(rows.length);
     const human = gptune('eval', '--task', task, '--model', model, '--data', data, '--max-new-tokens', '12', ...extra);
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch({ qa: /exact match \d+\.\d\d {2}F1/, ner: /entity F1 .*strict IOB2: F1/s, translate: /BLEU = .*chrF2 = .*chrF2\+\+ = /s, summarize: /rougeLsum/ }[task]!);
+  });
+
+  test('--num-beams 3 decodes with beam search (one hypothesis per example, its stop reason in the dump)', () => {
+    const data = writeJSONL('mt-beams.jsonl', MT_ROWS);
+    const model = trainOn(data, 'mt-beams-model', 3);
+    const dump = path.join(dir, 'beams-dump.jsonl');
+    const r = gptune('eval', '--task', 'translate', '--model', model, '--data', data, '--json', '--num-beams', '3', '--length-penalty', '0.5', '--max-new-tokens', '6', '--dump', dump);
+    expect(r.code).toBe(0);
+    expect(lastJSON(r.stdout)).toMatchObject({ task: 'translate', examples: 3, num_beams: 3, length_penalty: 0.5, max_new_tokens: 6 });
+    const lines = fs.readFileSync(dump, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    for (const l of lines) expect(['eos', 'stop_string', 'max_new_tokens', 'context_full']).toContain(l.stop);
+    expect(gptune('eval', '--task', 'translate', '--model', model, '--data', data, '--num-beams', '3', '--max-new-tokens', '6').stdout).toContain('beam search, 3 beams, length penalty 1');
   });
 
   test('qa --compare: a model trained on the questions answers them better than the base; a CoNLL file trains and evaluates as ner', () => {
@@ -193,5 +208,7 @@ describe('bad input: one line naming the file and line, non-zero exit, unless --
     const data = writeJSONL('qa-flags.jsonl', QA_ROWS);
     expectCleanFailure(['eval', '--task', 'qa', '--model', TINY, '--data', data, '--source-lang', 'German'], /--source-lang applies to --task translate, not --task qa/);
     expectCleanFailure(['eval', '--task', 'qa', '--model', TINY, '--data', data, '--labels', 'a,b'], /--labels applies to --task classify, not --task qa/);
+    expectCleanFailure(['eval', '--task', 'qa', '--model', TINY, '--data', data, '--num-beams', '0'], /--num-beams: expected a whole number >= 1 but received '0'/);
+    expectCleanFailure(['eval', '--task', 'generate', '--model', TINY, '--data', data, '--num-beams', '2'], /--num-beams applies to --task qa\/ner\/translate\/summarize, not --task generate/);
   });
 });

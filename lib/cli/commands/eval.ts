@@ -40,6 +40,8 @@ const TASK_FLAGS: Record<string, readonly Task[]> = {
   'label-eos': ['classify'],
   'max-new-tokens': ['generate', ...EVAL_TASKS],
   'stop-at-newline': ['generate'],
+  'num-beams': EVAL_TASKS,
+  'length-penalty': EVAL_TASKS,
   'source-lang': ['translate'],
   'target-lang': ['translate'],
 };
@@ -180,6 +182,8 @@ function runEvalTask(v: Values, modelDir: string, flag: string, data: DataSet, t
       template: v.template as string | undefined,
       templateVariables: { sourceLang: v['source-lang'] as string | undefined, targetLang: v['target-lang'] as string | undefined },
       maxNewTokens: v['max-new-tokens'] as number | undefined,
+      numBeams: v['num-beams'] as number | undefined,
+      lengthPenalty: v['length-penalty'] as number | undefined,
       onProgress: progressLine(process.stderr, `eval ${flag}`, 'examples'),
     });
     const { perExample, metrics, ...decoding } = r;
@@ -242,7 +246,7 @@ export const evalCommand: Command = {
     'Evaluates a model on data. --task lm (default): language-model loss on a text file: the whole file is tokenised (no BOS), cut into consecutive chunks of at most T tokens, and every token after the first of its chunk is predicted from the chunk\'s earlier tokens. ' +
     '--task classify: classification data rendered with its template; each candidate label\'s completion (" " + label by default, then <|endoftext|> unless --no-label-eos) is scored by its log-likelihood after the prompt and the most likely label is the prediction: accuracy, macro-F1, per-class figures, confusion matrix. ' +
     '--task generate: prompt/completion (or chat) data; each prompt is continued greedily until <|endoftext|>, --max-new-tokens, or (when every reference is one line) a line break, and the outputs are scored against the completions with corpus BLEU and ROUGE-1/2/L. ' +
-    '--task qa|ner|translate|summarize: the task\'s data (README "Tasks") rendered as in training, decoded greedily and scored with the field\'s metric: ' +
+    '--task qa|ner|translate|summarize: the task\'s data (README "Tasks") rendered as in training, decoded (greedy, batched; or beam search with --num-beams) and scored with the field\'s metric: ' +
     'qa SQuAD v1.1 exact match and F1; ner seqeval precision/recall/F1 (default and strict IOB2) and token accuracy of the "TYPE: span" output decoded to tags; ' +
     'translate BLEU, chrF and chrF++ with sacrebleu\'s signatures; summarize ROUGE-1/2/L/Lsum. --dump FILE writes each example\'s prompt, output, gold answer and score. ' +
     '--compare DIR2 evaluates a second model on the same data and prints both side by side with the difference (JSON: {a, b, delta}, delta = b - a).',
@@ -263,6 +267,8 @@ export const evalCommand: Command = {
     'label-score': { type: 'string', default: 'sum', choices: ['sum', 'mean'], help: 'classify: a label\'s score is the sum or the per-token mean of its tokens\' log-probabilities' },
     'label-eos': { type: 'bool', default: true, help: 'classify: score <|endoftext|> after each label, as training appends it (--no-label-eos scores the label alone)' },
     'max-new-tokens': { type: 'int', min: 1, help: 'generate and the tasks: tokens per output at most (default: longest reference + max(16, 25%))' },
+    'num-beams': { type: 'int', min: 1, help: 'qa/ner/translate/summarize: beam search with N beams (default 1: greedy, batched across examples)' },
+    'length-penalty': { type: 'number', help: 'qa/ner/translate/summarize with --num-beams: finished beams are scored sum of log-probabilities / length ** X, as Hugging Face (default 1)' },
     'source-lang': { type: 'string', help: 'translate: the source language\'s name in the template (default "Source")' },
     'target-lang': { type: 'string', help: 'translate: the target language\'s name in the template (default "Target")' },
     'stop-at-newline': { type: 'bool', help: 'generate: stop at a line break (default: when every reference is a single line)' },
