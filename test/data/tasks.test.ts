@@ -10,6 +10,7 @@ import {
   compileTemplate, DataError, decodeEntities, detectKind, findTagProblem, formatEntities, loadRecords, renderRecord, taskMessages,
   tokenizeRecord, type DataRecord, type TaskRecord,
 } from '../../lib/data';
+import { generationExamples } from '../../lib/eval';
 import { loadTokenizer } from '../../lib/tokenizer';
 import { chatTemplateOf } from '../../lib/tokenizer/chat_template';
 import { FIXTURES, TINY, tempDir } from '../helpers';
@@ -186,6 +187,18 @@ describe('chat form for models with a chat template', () => {
     const trainedText = tokenizer.decode([...ex.tokens].filter((_, i) => ex.trained[i] === 1));
     expect(trainedText).toBe('Good morning<|im_end|>');
     expect(tokenizer.decode([...ex.tokens])).toContain('<|im_start|>user\nTranslate from German to English:\nGuten Morgen<|im_end|>');
+  });
+
+  test('evaluation asks a chat model the same question, up to the assistant\'s turn, with the answer as the reference', () => {
+    const tokenizer = loadTokenizer(path.join(FIXTURES, 'tokenizers', 'bytelevel-chatml'));
+    const records: DataRecord[] = [{ kind: 'qa', ...QA, ...at }];
+    expect(generationExamples(records, undefined, tokenizer)).toEqual([{
+      // This ChatML template (Qwen's) adds its default system message when the conversation has none.
+      prompt: '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nAnswer the question from the context.\nContext: The cat sat on the mat in Paris.\nQuestion: Where did the cat sit?<|im_end|>\n<|im_start|>assistant\n',
+      reference: 'on the mat', chat: true,
+    }]);
+    // An explicit --template wins over the chat template, as for chat data.
+    expect(generationExamples(records, 'Q: {question} A: {answer}', tokenizer)).toEqual([{ prompt: 'Q: Where did the cat sit? A:', reference: ' on the mat' }]);
   });
 });
 
