@@ -172,18 +172,14 @@ export function formatTaskReport(r: TaskEvalResult): string {
   const two = (x: number) => x.toFixed(2);
   switch (r.task) {
     case 'qa':
-      lines.push(`exact match ${two(m.exact_match)}  F1 ${two(m.f1)}  (SQuAD v1.1 evaluation, percent)`);
+      lines.push(`${formatSquadScores(m as SquadScores)}  (SQuAD v1.1 evaluation, percent)`);
       if (m.answers_not_in_context > 0) lines.push(`${m.answers_not_in_context} questions have a gold answer that is not in their context`);
       break;
-    case 'ner': {
-      lines.push(`entity F1 ${pct(m.f1)}%  precision ${pct(m.precision)}%  recall ${pct(m.recall)}%  (seqeval default mode)`);
+    case 'ner':
+      lines.push(formatSeqevalReport(m as SeqevalReport));
       lines.push(`strict IOB2: F1 ${pct(m.strict.f1)}%  precision ${pct(m.strict.precision)}%  recall ${pct(m.strict.recall)}%`);
-      lines.push(`token accuracy ${pct(m.accuracy)}%  malformed output lines ${m.malformed_lines}  spans not found in the sentence ${m.unmatched_spans}`);
-      const rows = [['type', 'precision', 'recall', 'f1', 'support']];
-      for (const [type, f] of Object.entries(m.per_type as Record<string, ClassFigures>)) rows.push([type, pct(f.precision), pct(f.recall), pct(f.f1), String(f.support)]);
-      if (rows.length > 1) lines.push('', formatTable(rows));
+      lines.push(`output lines that are not "TYPE: span" ${m.malformed_lines}, spans not found in their sentence ${m.unmatched_spans}`);
       break;
-    }
     case 'translate':
       lines.push(formatBleuReport(m as BleuReport), `  ${m.bleu_signature}`);
       lines.push(`chrF2 = ${two(m.chrf)}  ${m.chrf_signature}`, `chrF2++ = ${two(m.chrf_pp)}  ${m.chrf_pp_signature}`);

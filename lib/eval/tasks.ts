@@ -194,8 +194,9 @@ function bleuSignature(nrefs: number): string {
  * against the records' gold answers:
  *
  *   qa         exact_match, f1 (SQuAD v1.1 evaluate script, percent), answers_not_in_context
- *   ner        precision, recall, f1 (seqeval default mode, micro over entities), accuracy (tokens),
- *              per_type, strict {precision, recall, f1} (mode strict, IOB2), malformed_lines, unmatched_spans
+ *   ner        seqeval's report in default mode: precision, recall, f1 (micro over entities), accuracy
+ *              (tokens), per_type, micro/macro/weighted_avg, sentences, tokens; strict {precision, recall,
+ *              f1, per_type} (mode strict, IOB2); malformed_lines, unmatched_spans
  *   translate  bleu (+ precisions, bp, lengths, signature), chrf and chrf_pp (0..100) with their signatures
  *   summarize  rouge1, rouge2, rougeL, rougeLsum {p, r, f}: per-example means (rouge-score, no stemming)
  */
@@ -222,11 +223,10 @@ export function scoreTask(task: EvalTask, records: readonly DataRecord[], rawOut
       const strict = seqevalReport(gold, predicted, { mode: 'strict', scheme: 'IOB2' });
       return {
         metrics: {
-          precision: loose.precision, recall: loose.recall, f1: loose.f1, accuracy: loose.accuracy, per_type: loose.per_type,
-          strict: { precision: strict.precision, recall: strict.recall, f1: strict.f1 },
+          ...loose,
+          strict: { precision: strict.precision, recall: strict.recall, f1: strict.f1, per_type: strict.per_type },
           malformed_lines: decoded.reduce((n, d) => n + d.malformed, 0),
           unmatched_spans: decoded.reduce((n, d) => n + d.unmatched, 0),
-          sentences: ner.length, tokens: loose.tokens,
         },
         perExample: ner.map((r, i) => ({
           gold: renderRecord(r).completion,

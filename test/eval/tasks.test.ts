@@ -120,7 +120,7 @@ function trainOn(data: string, name: string, steps: number, extra: string[] = []
 describe('gptune train + eval --task, end to end', () => {
   test.each([
     ['qa', 'qa.jsonl', QA_ROWS, ['exact_match', 'f1', 'count', 'answers_not_in_context']],
-    ['ner', 'ner.jsonl', NER_ROWS, ['precision', 'recall', 'f1', 'accuracy', 'per_type', 'strict', 'malformed_lines', 'unmatched_spans']],
+    ['ner', 'ner.jsonl', NER_ROWS, ['precision', 'recall', 'f1', 'accuracy', 'per_type', 'micro_avg', 'macro_avg', 'weighted_avg', 'strict', 'malformed_lines', 'unmatched_spans']],
     ['translate', 'mt.jsonl', MT_ROWS, ['bleu', 'precisions', 'bp', 'bleu_signature', 'chrf', 'chrf_signature', 'chrf_pp', 'chrf_pp_signature']],
     ['summarize', 'sum.jsonl', SUM_ROWS, ['rouge1', 'rouge2', 'rougeL', 'rougeLsum']],
   ])('%s: train 3 steps, eval writes the metric JSON and a dump with prompt, output, gold and score', (task, name, rows, keys) => {
@@ -145,7 +145,7 @@ describe('gptune train + eval --task, end to end', () => {
     expect(Object.values(j.stops as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(rows.length);
     const human = gptune('eval', '--task', task, '--model', model, '--data', data, '--max-new-tokens', '12', ...extra);
     expect(human.code).toBe(0);
-    expect(human.stdout).toMatch({ qa: /exact match \d+\.\d\d {2}F1/, ner: /entity F1 .*strict IOB2: F1/s, translate: /BLEU = .*chrF2 = .*chrF2\+\+ = /s, summarize: /rougeLsum/ }[task]!);
+    expect(human.stdout).toMatch({ qa: /exact_match \d+\.\d\d {2}f1 \d+\.\d\d/, ner: /micro avg.*token accuracy.*strict IOB2: F1/s, translate: /BLEU = .*chrF2 = .*chrF2\+\+ = /s, summarize: /rougeLsum/ }[task]!);
   });
 
   test('--num-beams 3 decodes with beam search (one hypothesis per example, its stop reason in the dump)', () => {
