@@ -19,6 +19,8 @@ export { trainingDropout } from './model/dropout';
 export type { DropoutRates } from './model/dropout';
 export { generate, planGenerationMemory, sampleToken } from './model/generate';
 export type { GenerateOptions, GenerateResult } from './model/generate';
+export { beamSearch } from './model/beam';
+export type { BeamSearchOptions, BeamHypothesis, BeamStop } from './model/beam';
 export { loadTokenizer, BPETokenizer, HFTokenizer, DecodeStream, encodeSequence } from './tokenizer';
 export type { Tokenizer } from './tokenizer';
 export { AdamW, clipScale, ADAMW_DEFAULTS } from './train/adamw';

@@ -9,12 +9,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseDocument } from 'yaml';
+import { DATA_KINDS, DataKind } from '../data/records';
 import { BASE_DTYPES } from '../model/frozen_base';
 import { describeValue } from '../util/check';
 import { parseByteSize } from '../util/memory';
 
-export type DataFormat = 'auto' | 'text' | 'prompt_completion' | 'chat' | 'classification';
-export const DATA_FORMATS: readonly DataFormat[] = ['auto', 'text', 'prompt_completion', 'chat', 'classification'];
+export type DataFormat = 'auto' | DataKind;
+export const DATA_FORMATS: readonly DataFormat[] = ['auto', ...DATA_KINDS];
 export type ScheduleChoice = 'constant' | 'linear' | 'cosine';
 export const SCHEDULE_CHOICES: readonly ScheduleChoice[] = ['constant', 'linear', 'cosine'];
 export type DeviceSetting = 'cpu' | 'cuda' | 'auto';
@@ -36,6 +37,10 @@ export interface TrainConfig {
   format: DataFormat;
   /** Prompt template overriding the format's default (see lib/data). Default null = the format's default. */
   template: string | null;
+  /** Translation data: the source language's name the template writes ({source_lang}). Default null = "Source". */
+  source_lang: string | null;
+  /** Translation data: the target language's name the template writes ({target_lang}). Default null = "Target". */
+  target_lang: string | null;
   /** Take the loss on prompt tokens too, not only on the completion / assistant turns. Default false. */
   train_on_prompt: boolean;
   /** Pack several short examples into each sequence (attention never crosses examples); false pads. Default true. */
@@ -218,6 +223,8 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   validation_fraction: { type: 'number', min: 0, below: 1, default: 0, flag: 'validation-fraction', help: 'fraction of the training data held out for validation' },
   format: { type: 'string', choices: DATA_FORMATS, default: 'auto', flag: 'format', help: 'data format' },
   template: { type: 'string', nullable: true, default: null, flag: 'template', help: "prompt template (default: the format's)" },
+  source_lang: { type: 'string', nullable: true, default: null, flag: 'source-lang', help: 'translation: the source language\'s name in the template ({source_lang}; default "Source")' },
+  target_lang: { type: 'string', nullable: true, default: null, flag: 'target-lang', help: 'translation: the target language\'s name in the template ({target_lang}; default "Target")' },
   train_on_prompt: { type: 'bool', default: false, flag: 'train-on-prompt', help: 'take the loss on prompt tokens too' },
   packing: { type: 'bool', default: true, flag: 'packing', help: 'pack short examples into full sequences (--no-packing pads)' },
   skip_invalid: { type: 'bool', default: false, flag: 'skip-invalid', help: 'skip and count invalid data lines instead of failing' },

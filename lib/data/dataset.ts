@@ -17,9 +17,9 @@ import * as fs from 'fs';
 import type { Tokenizer } from '../tokenizer';
 import { Rng } from '../util/rng';
 import { ExampleStore, layoutRows, scoredTargets, tokenizeRecord, truncateExample } from './examples';
-import { DataKind, DataRecord, detectKind, loadRecords, SkippedLine, sortedLabels, textFilesOf } from './records';
+import { DataKind, DataRecord, detectKind, loadRecords, RecordWarning, SkippedLine, sortedLabels, textFilesOf } from './records';
 import { RowSource, rowValidationBatches, TextWindowSource, textValidationBatches } from './sources';
-import { chatTemplateFor, compileTemplate, CompiledTemplate, MODEL_CHAT_TEMPLATE, renderRecord } from './templates';
+import { chatTemplateFor, compileTemplate, CompiledTemplate, MODEL_CHAT_TEMPLATE, renderRecord, TemplateVariables } from './templates';
 import { TokenRange, TokenSequence, TokenStore, tokenizeTextFiles } from './tokens';
 import type { Batch, BatchSource } from './types';
 
@@ -43,6 +43,8 @@ export interface BuildOptions {
   seed: number;
   format?: DataKind;
   template?: string;
+  /** Translation: the language names the template writes ({source_lang}, {target_lang}). */
+  templateVariables?: TemplateVariables;
   skipInvalid?: boolean;
 }
 
@@ -76,6 +78,8 @@ export interface DataReport {
   template: string | null;
   /** Lines skipped with skipInvalid, from both files. */
   skipped: SkippedLine[];
+  /** Valid lines with a warning (QA answers not in their context), from both files. */
+  warnings: RecordWarning[];
   blankLines: number;
   trainSplit: SplitReport;
   validationSplit: SplitReport | null;
@@ -136,7 +140,7 @@ function baseReport(o: BuildOptions, kind: DataKind, template: string | null): D
   return {
     kind, train: o.train, validation: o.validation ?? null, validationFraction: o.validationFraction ?? null,
     seqLen: o.seqLen, packing: kind === 'text' ? true : o.packing, trainOnPrompt: kind === 'text' ? true : o.trainOnPrompt, template,
-    skipped: [], blankLines: 0, trainSplit: emptySplit(), validationSplit: null, validationOverlap: 0,
+    skipped: [], warnings: [], blankLines: 0, trainSplit: emptySplit(), validationSplit: null, validationOverlap: 0,
     tokenizeSeconds: 0, tokensPerSecond: 0,
   };
 }
@@ -232,16 +236,18 @@ function finishLayout(split: TokenizedSplit, order: number[], o: BuildOptions): 
 }
 
 function buildExampleDatasets(o: BuildOptions, kind: DataKind): Datasets {
-  const template = compileTemplate(kind, o.template);
+  const template = compileTemplate(kind, o.template, o.templateVariables);
   const report = baseReport(o, kind, chatTemplateFor(kind, o.template, o.tokenizer) ? MODEL_CHAT_TEMPLATE : template.source);
   const loaded = loadRecords(o.train, { format: kind, skipInvalid: o.skipInvalid });
   report.skipped.push(...loaded.skipped);
+  report.warnings.push(...loaded.warnings);
   report.blankLines += loaded.blankLines;
   let trainRecords = loaded.records;
   let validationRecords: DataRecord[] = [];
   if (o.validation !== undefined) {
     const v = loadRecords(o.validation, { format: kind, skipInvalid: o.skipInvalid });
     report.skipped.push(...v.skipped);
+    report.warnings.push(...v.warnings);
     report.blankLines += v.blankLines;
     validationRecords = v.records;
     if (validationRecords.length === 0) throw new Error(`${o.validation}: no valid examples`);

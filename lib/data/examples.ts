@@ -23,9 +23,9 @@ import type { Tokenizer } from '../tokenizer';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat_template';
 import { tokenizeChat } from './chat';
 import { DataError } from './read';
-import type { DataRecord } from './records';
+import { isTaskKind, type DataRecord, type TaskRecord } from './records';
 import type { Batch } from './types';
-import { CompiledTemplate, renderSegments, type Segment } from './templates';
+import { CompiledTemplate, renderSegments, taskMessages, type Segment } from './templates';
 
 
 export interface TokenizedExample {
@@ -58,13 +58,15 @@ export function tokenizeSegments(segments: readonly Segment[], tokenizer: Tokeni
 }
 
 /**
- * One record as tokens: chat records through the model's chat template when there is one (lib/data/chat.ts;
- * the template writes BOS and end-of-turn tokens itself), everything else through `template`.
+ * One record as tokens: chat records, and task records as a request and an answer (taskMessages), through
+ * the model's chat template when there is one (lib/data/chat.ts; the template writes BOS and end-of-turn
+ * tokens itself), everything else through `template`.
  */
 export function tokenizeRecord(record: DataRecord, template: CompiledTemplate, tokenizer: Tokenizer, trainOnPrompt: boolean, chatTemplate: ChatTemplate | null): TokenizedExample {
-  if (record.kind !== 'chat' || chatTemplate === null) return tokenizeSegments(renderSegments(record, template), tokenizer, trainOnPrompt);
+  const messages = chatTemplate === null ? null : record.kind === 'chat' ? record.messages : isTaskKind(record.kind) ? taskMessages(record as TaskRecord, template) : null;
+  if (messages === null || chatTemplate === null) return tokenizeSegments(renderSegments(record, template), tokenizer, trainOnPrompt);
   try {
-    return tokenizeChat(record.messages, tokenizer, chatTemplate, trainOnPrompt);
+    return tokenizeChat(messages, tokenizer, chatTemplate, trainOnPrompt);
   } catch (err) {
     if (err instanceof ChatTemplateError) throw new DataError(record.file, record.line, err.message);
     throw err;

@@ -6,15 +6,20 @@
  */
 export type { Batch, BatchSource, DataState } from './types';
 export {
-  DATA_KINDS, CHAT_ROLES, detectKind, loadRecords, parseJSONLine, parseDataKind, sortedLabels, textFilesOf,
+  DATA_KINDS, TASK_KINDS, CHAT_ROLES, detectKind, isTaskKind, loadRecords, parseJSONLine, parseDataKind, sortedLabels, textFilesOf,
 } from './records';
 export type {
   DataKind, DataRecord, ChatMessage, ChatRole, TextRecord, PromptCompletionRecord, ChatRecord, ClassificationRecord,
-  LoadOptions, LoadedRecords, SkippedLine, RecordOrigin,
+  LoadOptions, LoadedRecords, SkippedLine, RecordOrigin, RecordWarning, TaskKind, TaskRecord, QARecord, NERRecord,
+  TranslationRecord, SummarizationRecord,
 } from './records';
+export { findTagProblem, entitySpans, formatEntities, decodeEntities, NO_ENTITIES } from './ner';
+export type { TagProblem, EntitySpan, DecodedEntities } from './ner';
 export { DataError, CSVParser, forEachLine, forEachTextChunk } from './read';
-export { DEFAULT_TEMPLATES, CHAT_MESSAGE_SEPARATOR, MODEL_CHAT_TEMPLATE, chatTemplateFor, compileTemplate, renderRecord, renderSegments } from './templates';
-export type { CompiledTemplate, Segment } from './templates';
+export {
+  DEFAULT_TEMPLATES, TASK_CHAT_PROMPTS, CHAT_MESSAGE_SEPARATOR, MODEL_CHAT_TEMPLATE, chatTemplateFor, compileTemplate, renderRecord, renderSegments, taskMessages,
+} from './templates';
+export type { CompiledTemplate, Segment, TemplateVariables } from './templates';
 export { tokenizeSegments, tokenizeRecord, truncateExample, scoredTargets, ExampleStore, layoutRows, buildRowBatch } from './examples';
 export type { TokenizedExample } from './examples';
 export { TokenStore, TokenRange, StreamingEncoder, safeCutIndex, tokenizeTextFiles } from './tokens';

@@ -9,17 +9,37 @@
  *                      that has "text" and "label" columns (names matched case-insensitively;
  *                      other columns are allowed and ignored, every row has the header's count)
  *
- * The kind is detected from the file (.txt or a folder: text; .csv: classification; otherwise the
- * keys of the first JSON line) unless named. Every line is validated; a bad line is a DataError
+ * and the four tasks (issue 16), each trained as a prompt and an answer:
+ *
+ *   qa                 JSONL {"context": string, "question": string, "answers": [string, ...]}, or SQuAD's
+ *                      {"answers": {"text": [string, ...], "answer_start": [...]}}; the first answer is
+ *                      trained on, every one is a gold answer in evaluation. An answer that is not in its
+ *                      context is a warning (counted), not an error: abstractive QA data has such answers.
+ *   ner                JSONL {"tokens": [string, ...], "tags": [string, ...]} in IOB2 (O, B-TYPE, I-TYPE),
+ *                      or a CoNLL-2003 column file: one token per line, the token first and the tag last
+ *                      (columns split at whitespace), sentences separated by blank lines, -DOCSTART- lines
+ *                      skipped. A record's line is its first token's; a bad tag names its own line.
+ *   translation        JSONL {"source": string, "target": string}
+ *   summarization      JSONL {"document": string, "summary": string}
+ *
+ * The kind is detected from the file (.txt or a folder: text; .csv: classification; .conll, .iob,
+ * .bio or a first line "-DOCSTART-": ner; otherwise the keys of the first JSON line) unless named. Every line is validated; a bad line is a DataError
  * "FILE:LINE: problem" unless skipInvalid, which returns it in `skipped` instead. Blank lines are
  * not examples: they are counted, never errors. Other keys on a JSON line are ignored.
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { findTagProblem } from './ner';
 import { CSVParser, DataError, forEachLine, forEachTextChunk } from './read';
 
-export type DataKind = 'text' | 'prompt_completion' | 'chat' | 'classification';
-export const DATA_KINDS: readonly DataKind[] = ['text', 'prompt_completion', 'chat', 'classification'];
+export type TaskKind = 'qa' | 'ner' | 'translation' | 'summarization';
+export const TASK_KINDS: readonly TaskKind[] = ['qa', 'ner', 'translation', 'summarization'];
+export type DataKind = 'text' | 'prompt_completion' | 'chat' | 'classification' | TaskKind;
+export const DATA_KINDS: readonly DataKind[] = ['text', 'prompt_completion', 'chat', 'classification', ...TASK_KINDS];
+
+export function isTaskKind(kind: DataKind): kind is TaskKind {
+  return (TASK_KINDS as readonly string[]).includes(kind);
+}
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 export const CHAT_ROLES: readonly ChatRole[] = ['system', 'user', 'assistant'];
@@ -41,12 +61,21 @@ export type DataRecord =
   | ({ kind: 'text'; text: string } & RecordOrigin)
   | ({ kind: 'prompt_completion'; prompt: string; completion: string } & RecordOrigin)
   | ({ kind: 'chat'; messages: ChatMessage[] } & RecordOrigin)
-  | ({ kind: 'classification'; text: string; label: string } & RecordOrigin);
+  | ({ kind: 'classification'; text: string; label: string } & RecordOrigin)
+  | ({ kind: 'qa'; context: string; question: string; answers: string[] } & RecordOrigin)
+  | ({ kind: 'ner'; tokens: string[]; tags: string[] } & RecordOrigin)
+  | ({ kind: 'translation'; source: string; target: string } & RecordOrigin)
+  | ({ kind: 'summarization'; document: string; summary: string } & RecordOrigin);
 
 export type TextRecord = Extract<DataRecord, { kind: 'text' }>;
 export type PromptCompletionRecord = Extract<DataRecord, { kind: 'prompt_completion' }>;
 export type ChatRecord = Extract<DataRecord, { kind: 'chat' }>;
 export type ClassificationRecord = Extract<DataRecord, { kind: 'classification' }>;
+export type QARecord = Extract<DataRecord, { kind: 'qa' }>;
+export type NERRecord = Extract<DataRecord, { kind: 'ner' }>;
+export type TranslationRecord = Extract<DataRecord, { kind: 'translation' }>;
+export type SummarizationRecord = Extract<DataRecord, { kind: 'summarization' }>;
+export type TaskRecord = QARecord | NERRecord | TranslationRecord | SummarizationRecord;
 
 export interface SkippedLine {
   file: string;
@@ -55,11 +84,21 @@ export interface SkippedLine {
   error: string;
 }
 
+/** A line that is valid but worth a look (a QA answer not found in its context). */
+export interface RecordWarning {
+  file: string;
+  line: number;
+  /** The whole message, "FILE:LINE: warning". */
+  warning: string;
+}
+
 export interface LoadedRecords {
   kind: DataKind;
   records: DataRecord[];
   /** Lines rejected with skipInvalid (empty otherwise: without it the first bad line throws). */
   skipped: SkippedLine[];
+  /** Valid lines with a warning, in file order. */
+  warnings: RecordWarning[];
   /** Blank lines (whitespace only) in JSONL/CSV files; they hold no example. */
   blankLines: number;
 }
@@ -92,7 +131,33 @@ function kindOfObject(obj: Record<string, unknown>): DataKind | null {
   if ('messages' in obj) return 'chat';
   if ('prompt' in obj || 'completion' in obj) return 'prompt_completion';
   if ('label' in obj) return 'classification';
+  if ('tokens' in obj || 'tags' in obj) return 'ner';
+  if ('question' in obj && ('context' in obj || 'answers' in obj)) return 'qa';
+  if ('source' in obj && 'target' in obj) return 'translation';
+  if ('document' in obj || 'summary' in obj) return 'summarization';
   return null;
+}
+
+/** Extensions of CoNLL column files (NER); .txt stays plain text, name the format for a CoNLL .txt. */
+const CONLL_EXTENSIONS = ['.conll', '.conll03', '.conllu', '.iob', '.iob2', '.bio'];
+
+/** Whether a NER file is JSONL (its first non-blank line is a JSON object) rather than CoNLL columns. */
+function isJSONLines(file: string): boolean {
+  const ext = path.extname(file).toLowerCase();
+  if (ext === '.jsonl' || ext === '.json') return true;
+  if (CONLL_EXTENSIONS.includes(ext)) return false;
+  let first: string | null = null;
+  const stop = new Error('stop');
+  try {
+    forEachLine(file, (line) => {
+      if (line.trim() === '') return;
+      first = line.trim();
+      throw stop;
+    }, 1 << 16);
+  } catch (e) {
+    if (e !== stop) throw e;
+  }
+  return first !== null && (first as string).startsWith('{');
 }
 
 /**
@@ -105,12 +170,17 @@ export function detectKind(file: string): DataKind {
   const ext = path.extname(file).toLowerCase();
   if (ext === '.txt') return 'text';
   if (ext === '.csv') return 'classification';
+  if (CONLL_EXTENSIONS.includes(ext)) return 'ner';
   let kind: DataKind | null = null;
   let firstProblem: DataError | null = null;
   const stop = new Error('stop');
   try {
     forEachLine(file, (line, lineNumber) => {
       if (line.trim() === '') return;
+      if (kind === null && firstProblem === null && line.startsWith('-DOCSTART-')) {
+        kind = 'ner';
+        throw stop;
+      }
       let parsed: unknown;
       try {
         parsed = JSON.parse(line);
@@ -121,7 +191,7 @@ export function detectKind(file: string): DataKind {
       if (!isPlainObject(parsed)) return;
       kind = kindOfObject(parsed);
       if (kind === null) {
-        throw new DataError(file, lineNumber, `cannot tell the format from the keys ${JSON.stringify(Object.keys(parsed))}: expected "messages" (chat), "prompt"+"completion" (prompt_completion) or "text"+"label" (classification); name the format to get line errors`);
+        throw new DataError(file, lineNumber, `cannot tell the format from the keys ${JSON.stringify(Object.keys(parsed))}: expected "messages" (chat), "prompt"+"completion" (prompt_completion), "text"+"label" (classification), "context"+"question"+"answers" (qa), "tokens"+"tags" (ner), "source"+"target" (translation) or "document"+"summary" (summarization); name the format to get line errors`);
       }
       throw stop;
     }, 1 << 16);
@@ -137,7 +207,7 @@ export function detectKind(file: string): DataKind {
 export function loadRecords(file: string, opts: LoadOptions = {}): LoadedRecords {
   const kind = opts.format ?? detectKind(file);
   if (!fs.existsSync(file)) throw new Error(`${file}: file not found`);
-  const result: LoadedRecords = { kind, records: [], skipped: [], blankLines: 0 };
+  const result: LoadedRecords = { kind, records: [], skipped: [], warnings: [], blankLines: 0 };
   const reject = (e: unknown) => {
     if (!(e instanceof DataError) || !opts.skipInvalid) throw e;
     result.skipped.push({ file: e.file, line: e.line, error: e.message });
@@ -153,13 +223,20 @@ export function loadRecords(file: string, opts: LoadOptions = {}): LoadedRecords
     readClassificationCSV(file, result, reject);
     return result;
   }
+  if (kind === 'ner' && !isJSONLines(file)) {
+    readCoNLL(file, result, reject);
+    return result;
+  }
   forEachLine(file, (line, lineNumber) => {
     if (line.trim() === '') {
       result.blankLines++;
       return;
     }
     try {
-      result.records.push(parseJSONLine(kind, line, file, lineNumber));
+      const record = parseJSONLine(kind, line, file, lineNumber);
+      result.records.push(record);
+      const warning = recordWarning(record);
+      if (warning !== null) result.warnings.push({ file, line: lineNumber, warning: `${file}:${lineNumber}: ${warning}` });
     } catch (e) {
       reject(e);
     }
@@ -191,6 +268,11 @@ export function parseJSONLine(kind: DataKind, line: string, file: string, lineNu
   const stringField = (name: string, value: unknown, where = `"${name}"`): string => {
     if (value === undefined) return fail(`missing field ${where}`);
     if (typeof value !== 'string') return fail(`field ${where} must be a string but is ${describe(value)}`);
+    return value;
+  };
+  const nonEmptyString = (name: string): string => {
+    const value = stringField(name, obj[name]);
+    if (value.trim() === '') fail(`field "${name}" is empty`);
     return value;
   };
   switch (kind) {
@@ -232,9 +314,104 @@ export function parseJSONLine(kind: DataKind, line: string, file: string, lineNu
       if (!parsedMessages.some((m) => m.role === 'assistant' && m.weight !== 0)) fail('every assistant message has weight 0: there is nothing to train on');
       return { kind, messages: parsedMessages, ...origin };
     }
+    case 'qa': {
+      const context = nonEmptyString('context');
+      const question = nonEmptyString('question');
+      return { kind, context, question, answers: parseAnswers(obj.answers, fail), ...origin };
+    }
+    case 'ner': {
+      const tokens = stringArray(obj.tokens, 'tokens', fail);
+      const tags = stringArray(obj.tags, 'tags', fail);
+      if (tokens.length === 0) fail('field "tokens" is an empty array');
+      if (tags.length !== tokens.length) fail(`"tokens" has ${tokens.length} items but "tags" has ${tags.length}: expected one tag per token`);
+      tokens.forEach((t, i) => {
+        if (t.trim() === '' || /\s/.test(t)) fail(`tokens[${i}] is ${describe(t)}: a token is non-empty and holds no whitespace`);
+      });
+      const problem = findTagProblem(tags);
+      if (problem !== null) fail(`tags[${problem.position}]: ${problem.problem}`);
+      return { kind, tokens, tags, ...origin };
+    }
+    case 'translation':
+      return { kind, source: nonEmptyString('source'), target: nonEmptyString('target'), ...origin };
+    case 'summarization':
+      return { kind, document: nonEmptyString('document'), summary: nonEmptyString('summary'), ...origin };
     case 'text':
       return fail('plain text is not read line by line');
   }
+}
+
+/** A QA answer missing from its context, the one warning a valid record can carry. */
+function recordWarning(record: DataRecord): string | null {
+  if (record.kind !== 'qa') return null;
+  const missing = record.answers.filter((a) => !record.context.includes(a));
+  if (missing.length === 0) return null;
+  return `answer ${JSON.stringify(missing[0])} is not in the context${missing.length > 1 ? ` (nor are ${missing.length - 1} more)` : ''}`;
+}
+
+/** ["a", "b"] or SQuAD's {"text": ["a", "b"], "answer_start": [..]}: at least one non-empty answer. */
+function parseAnswers(value: unknown, fail: (problem: string) => never): string[] {
+  if (value === undefined) return fail('missing field "answers"');
+  const texts = isPlainObject(value) ? value.text : value;
+  const where = isPlainObject(value) ? '"answers.text"' : '"answers"';
+  if (texts === undefined) return fail(`missing field ${where}`);
+  if (!Array.isArray(texts)) return fail(`field ${where} must be an array of strings but is ${describe(texts)}`);
+  if (texts.length === 0) return fail(`field ${where} is an empty array: a question needs at least one gold answer (unanswerable SQuAD 2.0 questions are not supported)`);
+  return texts.map((t: unknown, i) => {
+    if (typeof t !== 'string') return fail(`${where.slice(0, -1)}[${i}]" must be a string but is ${describe(t)}`);
+    if (t.trim() === '') return fail(`${where.slice(0, -1)}[${i}]" is empty`);
+    return t;
+  });
+}
+
+function stringArray(value: unknown, name: string, fail: (problem: string) => never): string[] {
+  if (value === undefined) return fail(`missing field "${name}"`);
+  if (!Array.isArray(value)) return fail(`field "${name}" must be an array of strings but is ${describe(value)}`);
+  value.forEach((item: unknown, i) => {
+    if (typeof item !== 'string') fail(`${name}[${i}] must be a string but is ${describe(item)}`);
+  });
+  return value as string[];
+}
+
+/**
+ * A CoNLL-2003 column file: one "TOKEN ... TAG" line per token, blank lines between sentences,
+ * "-DOCSTART-" lines (document boundaries) skipped. Each sentence is one ner record at its first line.
+ */
+function readCoNLL(file: string, result: LoadedRecords, reject: (e: unknown) => void): void {
+  let tokens: string[] = [];
+  let tags: string[] = [];
+  let lines: number[] = [];
+  let bad: DataError | null = null; // the first problem of the current sentence
+  const finishSentence = () => {
+    if (tokens.length > 0) {
+      const problem = bad === null ? findTagProblem(tags) : null;
+      if (bad === null && problem !== null) bad = new DataError(file, lines[problem.position], `token ${problem.position + 1} of the sentence: ${problem.problem}`);
+      if (bad !== null) reject(bad);
+      else result.records.push({ kind: 'ner', tokens, tags, file, line: lines[0] });
+    }
+    tokens = [];
+    tags = [];
+    lines = [];
+    bad = null;
+  };
+  forEachLine(file, (line, lineNumber) => {
+    const columns = line.trim().split(/\s+/);
+    if (line.trim() === '') {
+      if (tokens.length === 0) result.blankLines++;
+      finishSentence();
+      return;
+    }
+    if (columns[0] === '-DOCSTART-') {
+      finishSentence();
+      return;
+    }
+    if (columns.length < 2) {
+      bad ??= new DataError(file, lineNumber, `expected a token and a tag separated by whitespace but found ${JSON.stringify(line.trim())} (CoNLL: TOKEN ... TAG per line)`);
+    }
+    tokens.push(columns[0]);
+    tags.push(columns[columns.length - 1]);
+    lines.push(lineNumber);
+  });
+  finishSentence();
 }
 
 function parseLabel(value: unknown, fail: (problem: string) => never): string {

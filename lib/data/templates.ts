@@ -28,6 +28,19 @@
  *     follows {content} in the template; everything else is prompt. {Role} is the capitalised role
  *     ("User"), for templates like "{Role}: {content}".
  *
+ * The tasks (each trained on its answer only):
+ *
+ *   qa             Context: {context}\nQuestion: {question}\nAnswer: {answer}   ({answer}: the first gold answer)
+ *   ner            Sentence: {sentence}\nEntities:\n{entities}                 ({sentence}: the tokens joined by
+ *                  spaces; {entities}: "TYPE: span" lines or "none", see ner.ts)
+ *   translation    {source_lang}: {source}\n{target_lang}: {target}             (the languages from --source-lang
+ *                  and --target-lang, "Source" and "Target" when not given)
+ *   summarization  {document}\nTL;DR: {summary}                                (GPT-2's own summarisation cue)
+ *
+ * With a model that has a chat template (and no --template) a task record is a two-message
+ * conversation instead: the user asks (TASK_CHAT_PROMPTS) and the assistant answers with the same
+ * answer text, trained on as any assistant turn (taskMessages).
+ *
  * The example's EOS token (<|endoftext|>) follows the completion and is trained on too, so the model
  * learns where to stop.
  *
@@ -37,13 +50,40 @@
  */
 import type { Tokenizer } from '../tokenizer';
 import { ChatTemplate, chatTemplateOf } from '../tokenizer/chat_template';
-import type { ChatMessage, DataKind, DataRecord } from './records';
+import { formatEntities } from './ner';
+import { isTaskKind, type ChatMessage, type DataKind, type DataRecord, type TaskKind, type TaskRecord } from './records';
 
 export const DEFAULT_TEMPLATES: Record<DataKind, string> = {
   text: '{text}',
   prompt_completion: '{prompt}{completion}',
   classification: 'Text: {text}\nLabel: {label}',
   chat: '<|{role}|>\n{content}',
+  qa: 'Context: {context}\nQuestion: {question}\nAnswer: {answer}',
+  ner: 'Sentence: {sentence}\nEntities:\n{entities}',
+  translation: '{source_lang}: {source}\n{target_lang}: {target}',
+  summarization: '{document}\nTL;DR: {summary}',
+};
+
+/** The user's message of a task record in chat form (same placeholders as the templates, no target). */
+export const TASK_CHAT_PROMPTS: Record<TaskKind, string> = {
+  qa: 'Answer the question from the context.\nContext: {context}\nQuestion: {question}',
+  ner: 'List the named entities of the sentence, one "TYPE: span" line each in order, or "none".\nSentence: {sentence}',
+  translation: 'Translate from {source_lang} to {target_lang}:\n{source}',
+  summarization: 'Summarize:\n{document}',
+};
+
+/**
+ * Values a template may hold that come from the command line, not the record (translation only).
+ * They are written into the template when it is compiled.
+ */
+export interface TemplateVariables {
+  sourceLang?: string;
+  targetLang?: string;
+}
+
+const VARIABLE_PLACEHOLDERS: Record<string, { key: keyof TemplateVariables; flag: string; fallback: string }> = {
+  source_lang: { key: 'sourceLang', flag: '--source-lang', fallback: 'Source' },
+  target_lang: { key: 'targetLang', flag: '--target-lang', fallback: 'Target' },
 };
 
 /** What reports show as the template of chat data rendered by the model's own chat template. */
@@ -54,7 +94,7 @@ export const MODEL_CHAT_TEMPLATE = "the model's chat_template";
  * has none (then DEFAULT_TEMPLATES.chat applies).
  */
 export function chatTemplateFor(kind: DataKind, userTemplate: string | undefined, tokenizer: Tokenizer): ChatTemplate | null {
-  return kind === 'chat' && userTemplate === undefined ? chatTemplateOf(tokenizer) : null;
+  return (kind === 'chat' || isTaskKind(kind)) && userTemplate === undefined ? chatTemplateOf(tokenizer) : null;
 }
 
 /** Between chat messages (part of the next message's prompt). */
@@ -66,6 +106,10 @@ const PLACEHOLDERS: Record<DataKind, { allowed: readonly string[]; target: strin
   prompt_completion: { allowed: ['prompt', 'completion'], target: 'completion' },
   classification: { allowed: ['text', 'label'], target: 'label' },
   chat: { allowed: ['role', 'Role', 'content'], target: 'content' },
+  qa: { allowed: ['context', 'question', 'answer'], target: 'answer' },
+  ner: { allowed: ['sentence', 'entities'], target: 'entities' },
+  translation: { allowed: ['source', 'target', 'source_lang', 'target_lang'], target: 'target' },
+  summarization: { allowed: ['document', 'summary'], target: 'summary' },
 };
 
 type Part = { literal: string } | { field: string };
@@ -78,13 +122,31 @@ export interface CompiledTemplate {
   /** Spaces moved from the end of `before` to the start of the completion. */
   movedSpaces: string;
   after: Part[];
+  /** The command-line values written into the template (with their fallbacks), for the chat form. */
+  variables: Record<string, string>;
 }
 
-export function compileTemplate(kind: DataKind, template?: string): CompiledTemplate {
+/** The placeholder values a kind takes from TemplateVariables (fallbacks filled in); a variable the kind does not take is an error. */
+function resolveVariables(kind: DataKind, variables: TemplateVariables): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, v] of Object.entries(VARIABLE_PLACEHOLDERS)) {
+    const given = variables[v.key];
+    if (!PLACEHOLDERS[kind].allowed.includes(name)) {
+      if (given !== undefined) throw new Error(`${v.flag} applies to translation data, not ${kind}`);
+      continue;
+    }
+    if (given !== undefined && given.trim() === '') throw new Error(`${v.flag}: expected a language name but received an empty string`);
+    out[name] = given ?? v.fallback;
+  }
+  return out;
+}
+
+export function compileTemplate(kind: DataKind, template?: string, variables: TemplateVariables = {}): CompiledTemplate {
   const source = template ?? DEFAULT_TEMPLATES[kind];
   if (kind === 'text' && template !== undefined && template !== DEFAULT_TEMPLATES.text) {
-    throw new Error(`template: plain text data is used as is; a template applies to prompt_completion, chat and classification data (received ${JSON.stringify(template)})`);
+    throw new Error(`template: plain text data is used as is; a template applies to prompt_completion, chat, classification and task data (received ${JSON.stringify(template)})`);
   }
+  const resolved = resolveVariables(kind, variables);
   const { allowed, target } = PLACEHOLDERS[kind];
   const parts: Part[] = [];
   let literal = '';
@@ -106,10 +168,14 @@ export function compileTemplate(kind: DataKind, template?: string): CompiledTemp
     if (!allowed.includes(name)) {
       throw new Error(`template ${JSON.stringify(source)}: unknown placeholder {${name}} for ${kind} data; expected ${allowed.map((a) => `{${a}}`).join(', ')}`);
     }
+    i = close;
+    if (name in resolved) {
+      literal += resolved[name];
+      continue;
+    }
     if (literal) parts.push({ literal });
     literal = '';
     parts.push({ field: name });
-    i = close;
   }
   if (literal) parts.push({ literal });
   const targets = parts.filter((p) => 'field' in p && p.field === target).length;
@@ -126,7 +192,7 @@ export function compileTemplate(kind: DataKind, template?: string): CompiledTemp
     if (trimmed) before[before.length - 1] = { literal: trimmed };
     else before.pop();
   }
-  return { kind, source, before, movedSpaces, after: parts.slice(at + 1) };
+  return { kind, source, before, movedSpaces, after: parts.slice(at + 1), variables: resolved };
 }
 
 /** A piece of rendered text and whether the model is trained to produce it. */
@@ -152,11 +218,13 @@ export function renderSegments(record: DataRecord, template: CompiledTemplate = 
     case 'text':
       return [{ text: record.text, trained: true }];
     case 'prompt_completion':
-    case 'classification': {
-      const values: Record<string, string> = record.kind === 'classification'
-        ? { text: record.text, label: record.label }
-        : { prompt: record.prompt, completion: record.completion };
-      const targetValue = record.kind === 'classification' ? record.label : record.completion;
+    case 'classification':
+    case 'qa':
+    case 'ner':
+    case 'translation':
+    case 'summarization': {
+      const values = recordValues(record);
+      const targetValue = values[PLACEHOLDERS[record.kind].target];
       return [
         { text: fill(template.before, values), trained: false },
         { text: template.movedSpaces + targetValue + fill(template.after, values), trained: true },
@@ -178,6 +246,35 @@ export function renderSegments(record: DataRecord, template: CompiledTemplate = 
       return mergeSegments(segments);
     }
   }
+}
+
+/** A one-answer record's placeholder values (its target included). */
+function recordValues(record: Exclude<DataRecord, { kind: 'text' | 'chat' }>): Record<string, string> {
+  switch (record.kind) {
+    case 'prompt_completion':
+      return { prompt: record.prompt, completion: record.completion };
+    case 'classification':
+      return { text: record.text, label: record.label };
+    case 'qa':
+      return { context: record.context, question: record.question, answer: record.answers[0] };
+    case 'ner':
+      return { sentence: record.tokens.join(' '), entities: formatEntities(record.tokens, record.tags) };
+    case 'translation':
+      return { source: record.source, target: record.target };
+    case 'summarization':
+      return { document: record.document, summary: record.summary };
+  }
+}
+
+/**
+ * A task record as the conversation a chat model is trained on: the user's request
+ * (TASK_CHAT_PROMPTS, with the template's language names) and the assistant's answer.
+ */
+export function taskMessages(record: TaskRecord, template: CompiledTemplate): ChatMessage[] {
+  checkKind(template, record);
+  const values: Record<string, string> = { ...recordValues(record), ...template.variables };
+  const request = TASK_CHAT_PROMPTS[record.kind].replace(/\{(\w+)\}/g, (_, name: string) => values[name]);
+  return [{ role: 'user', content: request }, { role: 'assistant', content: values[PLACEHOLDERS[record.kind].target] }];
 }
 
 function messageValues(m: ChatMessage): Record<string, string> {
@@ -208,7 +305,11 @@ export function renderRecord(record: DataRecord, template?: string | CompiledTem
     case 'text':
       return { prompt: '', completion: record.text };
     case 'prompt_completion':
-    case 'classification': {
+    case 'classification':
+    case 'qa':
+    case 'ner':
+    case 'translation':
+    case 'summarization': {
       const segments = renderSegments(record, compiled);
       const prompt = segments.filter((s) => !s.trained).map((s) => s.text).join('');
       const completion = segments.filter((s) => s.trained).map((s) => s.text).join('');

@@ -7,6 +7,7 @@ import { augmentationSection } from './augment';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP } from './names';
 import type { ClassificationRow, DemoReport, GenerationRow, StageCost } from './types';
 import type { RunRecord } from './training';
+import { tasksSection } from './tasks';
 
 const fixed = (x: number, digits: number) => x.toFixed(digits);
 const f4 = (x: number) => fixed(x, 4);
@@ -158,6 +159,7 @@ export function formatReport(r: DemoReport): string {
     generationRow('fine-tuned', 'base + supervised body -> subject', g.subject),
   ]));
   out.push('');
+  out.push(...tasksSection(r.tasks, table, codeSpan));
   out.push('## Training runs');
   out.push('');
   out.push('Validation loss is the mean cross-entropy (nats per token) on the validation split: all tokens for pretraining and domain runs, the label (or subject) tokens for task runs.');

@@ -53,6 +53,7 @@ import type { BaseSource, ClassificationRow, DemoOptions, DemoReport, Generation
 import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from '../plot/svg';
 import { peakRssMB, RunRecord, trainRun } from './training';
+import { NER_TRAIN_EMAILS, runTasksDemo } from './tasks';
 
 export function defaultCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
@@ -620,6 +621,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     }));
     const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, seqLen, modelsDir, files, results }, trainFew.length);
     const runs: DemoReport['runs'] = base.built === null ? tuned.runs : { pretrain: base.built.pretrain, ...tuned.runs };
+    const tasks = await runTasksDemo({
+      baseDir: base.dir, tokenizer, emails: { train: train.slice(0, NER_TRAIN_EMAILS), validation, test: test.slice(0, preset.generationTestEmails) }, dataDir,
+      plan: preset.generation, seqLen, seed: opts.seed, threads: opts.threads, progress: opts.progress, samples: preset.samples, log: (line) => log.line(line),
+    });
+    stages.addTraining('ner fine-tuning and scoring (base and fine-tuned)', tasks.ner.run.wall_s + tasks.ner.base.seconds + tasks.ner.fine_tuned.seconds, tasks.ner.run, false);
 
     const truth = test.map((e) => e.label);
     const { rows, predictions } = results;
@@ -668,6 +674,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       classification: results.rows,
       generation: results.generation,
       lora: tuned.lora,
+      tasks,
       deltas: comparisons(truth, results),
       augmentation,
       samples: reportSamples(preset, emails, texts, results),

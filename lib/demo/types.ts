@@ -5,6 +5,7 @@
 import type { AugmentationStudy } from './augment';
 import type { SPLIT_FRACTIONS } from './corpora';
 import type { DemoPreset, PresetName } from './presets';
+import type { TasksDemoReport } from './tasks';
 import type { RunRecord } from './training';
 
 export interface DemoOptions {
@@ -143,6 +144,8 @@ export interface DemoReport {
   generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
   /** LoRA beside full task fine-tuning (settings.lora has r, alpha, dropout, targets and the learning rates tried). */
   lora: LoraSummary;
+  /** The task section (lib/demo/tasks.ts): NER of URLs, email addresses and numbers, base vs fine-tuned. */
+  tasks: TasksDemoReport;
   /**
    * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
    * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.

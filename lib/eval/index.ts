@@ -8,17 +8,27 @@ export { scoreCompletions } from './likelihood';
 export type { CompletionItem, CompletionScore, ScoreCompletionsOptions } from './likelihood';
 export { classifyExamples, argmax } from './classification';
 export type { ClassificationExample, ClassificationOptions, ClassificationPrediction, ClassificationEvalResult, LabelScoring } from './classification';
-export { generateOutputs, evaluateGenerationExamples, scoreGenerations, defaultMaxNewTokens, isMultiLine, stoppingLineBreak } from './generation';
-export type { DecodeOptions, GeneratedOutput, GenerationEvalResult, GenerationExample, GenerationRun, StopReason } from './generation';
+export {
+  generateOutputs, evaluateGenerationExamples, scoreGenerations, defaultMaxNewTokens, isMultiLine, stoppingLineBreak, generateForTask, fitPrompt,
+} from './generation';
+export type {
+  DecodeOptions, GeneratedOutput, GenerationEvalResult, GenerationExample, GenerationRun, StopReason, TaskGeneration, TaskGenerationOptions, TaskStop,
+} from './generation';
 export {
   evaluateLM, evaluateClassification, evaluateGeneration, candidateLabels, classificationExamples, generationExamples, reviewEntries,
+  evaluateTask, scoreTask, EVAL_TASKS, EVAL_TASK_KIND,
 } from './tasks';
-export type { LMEvalReport, GenerationTaskOptions, ReviewOptions } from './tasks';
+export type {
+  LMEvalReport, GenerationTaskOptions, ReviewOptions, EvalTask, TaskEvalOptions, TaskEvalResult, TaskExampleResult, TaskExampleScore, TaskScores,
+} from './tasks';
 export { compareModels, numericDelta, numericFields, formatComparison } from './compare';
 export type { Comparison } from './compare';
-export { scoreLines, scoreFiles, readLines, SCORE_METRICS } from './score';
+export { scoreLines, scoreFiles, readLines, SCORE_METRICS, unescapeSentenceBreaks } from './score';
 export type { ScoreFileLabels, ScoreMetric, ScoreOptions, ScoreResult } from './score';
-export { classificationReport, bleuReport, rougeReport, formatClassificationReport, formatBleuReport, formatRougeReport, formatTable } from './report';
+export {
+  classificationReport, bleuReport, rougeReport, formatClassificationReport, formatBleuReport, formatRougeReport, formatTable, formatChrfScore, formatSquadScores,
+  formatSeqevalReport, formatTaskReport,
+} from './report';
 export type { ClassificationReport, ClassFigures, BleuReport, RougeReport, PRF } from './report';
 export {
   chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat, isReviewFile,

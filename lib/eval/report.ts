@@ -3,7 +3,8 @@
  * (accuracy, macro P/R/F1, per-class figures, confusion matrix), BLEU and ROUGE summaries, all
  * built from lib/metrics so that every number here is the one lib/metrics' tests pin down.
  */
-import { accuracy, BleuScore, confusionMatrix, precisionRecallF, RougeCorpusResult } from '../metrics';
+import { accuracy, BleuScore, ChrfScore, confusionMatrix, precisionRecallF, RougeCorpusResult, SeqevalFigures, SeqevalReport, SquadScores } from '../metrics';
+import type { TaskEvalResult } from './tasks';
 
 export interface ClassFigures {
   precision: number;
@@ -84,6 +85,8 @@ export interface RougeReport {
   rouge1: PRF;
   rouge2: PRF;
   rougeL: PRF;
+  /** Summary-level LCS over newline-separated sentences, when it was asked for. */
+  rougeLsum?: PRF;
 }
 
 /** The per-line means of rougeCorpus (precision, recall and F each averaged separately). */
@@ -92,7 +95,9 @@ export function rougeReport(corpus: RougeCorpusResult): RougeReport {
     const s = corpus.mean[type];
     return { p: s.precision, r: s.recall, f: s.fmeasure };
   };
-  return { rouge1: pick('rouge1'), rouge2: pick('rouge2'), rougeL: pick('rougeL') };
+  const report: RougeReport = { rouge1: pick('rouge1'), rouge2: pick('rouge2'), rougeL: pick('rougeL') };
+  if (corpus.mean.rougeLsum !== undefined) report.rougeLsum = pick('rougeLsum');
+  return report;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,8 +132,61 @@ export function formatBleuReport(b: BleuReport): string {
 }
 
 export function formatRougeReport(r: RougeReport): string {
-  return formatTable([
-    ['', 'precision', 'recall', 'f'],
-    ...(['rouge1', 'rouge2', 'rougeL'] as const).map((k) => [k, pct(r[k].p), pct(r[k].r), pct(r[k].f)]),
-  ]);
+  const types = (['rouge1', 'rouge2', 'rougeL', 'rougeLsum'] as const).filter((k) => r[k] !== undefined);
+  return formatTable([['', 'precision', 'recall', 'f'], ...types.map((k) => [k, pct(r[k]!.p), pct(r[k]!.r), pct(r[k]!.f)])]);
+}
+
+/** sacrebleu's text line: `chrF2|nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.4.3 = 59.73`. */
+export function formatChrfScore(c: ChrfScore): string {
+  return `${c.name}|${c.signature} = ${c.score.toFixed(2)}`;
+}
+
+/** What the SQuAD v1.1 script prints, with the question count. */
+export function formatSquadScores(s: SquadScores): string {
+  return `exact_match ${s.exact_match.toFixed(2)}  f1 ${s.f1.toFixed(2)}  (${s.count} question${s.count === 1 ? '' : 's'})`;
+}
+
+/** seqeval's classification_report layout (fractions to 2 places), then micro P/R/F1 and token accuracy. */
+export function formatSeqevalReport(r: SeqevalReport): string {
+  const two = (x: number) => (Number.isNaN(x) ? 'nan' : x.toFixed(2));
+  const row = (name: string, f: SeqevalFigures) => [name, two(f.precision), two(f.recall), two(f.f1), String(f.support)];
+  return [
+    formatTable([
+      ['', 'precision', 'recall', 'f1-score', 'support'],
+      ...Object.entries(r.per_type).map(([type, f]) => row(type, f)),
+      row('micro avg', r.micro_avg),
+      row('macro avg', r.macro_avg),
+      row('weighted avg', r.weighted_avg),
+    ]),
+    `${r.sentences} sentences, ${r.tokens} tokens: entity precision ${pct(r.precision)}%  recall ${pct(r.recall)}%  F1 ${pct(r.f1)}%  token accuracy ${pct(r.accuracy)}%`,
+  ].join('\n');
+}
+
+/** The human summary of `eval --task qa|ner|translate|summarize` (the JSON carries every figure). */
+export function formatTaskReport(r: TaskEvalResult): string {
+  const m = r.metrics as Record<string, any>;
+  const stops = Object.entries(r.stops).filter(([, n]) => n > 0).map(([why, n]) => `${why} ${n}`).join(', ');
+  const search = r.num_beams > 1 ? `beam search, ${r.num_beams} beams, length penalty ${r.length_penalty}` : 'greedy';
+  const stopAt = r.stop_strings.map((x) => JSON.stringify(x)).join(' or ');
+  const lines = [`examples ${r.examples}  (${search}, at most ${r.max_new_tokens} new tokens${stopAt ? `, stop at ${stopAt}` : ''}; stopped: ${stops})`];
+  const two = (x: number) => x.toFixed(2);
+  switch (r.task) {
+    case 'qa':
+      lines.push(`${formatSquadScores(m as SquadScores)}  (SQuAD v1.1 evaluation, percent)`);
+      if (m.answers_not_in_context > 0) lines.push(`${m.answers_not_in_context} questions have a gold answer that is not in their context`);
+      break;
+    case 'ner':
+      lines.push(formatSeqevalReport(m as SeqevalReport));
+      lines.push(`strict IOB2: F1 ${pct(m.strict.f1)}%  precision ${pct(m.strict.precision)}%  recall ${pct(m.strict.recall)}%`);
+      lines.push(`output lines that are not "TYPE: span" ${m.malformed_lines}, spans not found in their sentence ${m.unmatched_spans}`);
+      break;
+    case 'translate':
+      lines.push(formatBleuReport(m as BleuReport), `  ${m.bleu_signature}`);
+      lines.push(`chrF2 = ${two(m.chrf)}  ${m.chrf_signature}`, `chrF2++ = ${two(m.chrf_pp)}  ${m.chrf_pp_signature}`);
+      break;
+    case 'summarize':
+      lines.push(formatRougeReport(m as RougeReport));
+      break;
+  }
+  return lines.join('\n');
 }

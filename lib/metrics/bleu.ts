@@ -53,6 +53,18 @@ export interface BleuScore {
   ref_len: number;
 }
 
+/** The sacrebleu release whose numbers and signature format gptune reproduces (the `version:` of a signature). */
+export const SACREBLEU_VERSION = '2.4.3';
+
+/**
+ * sacrebleu's Signature.format(): `key:value` pairs joined by '|', the global nrefs first, then the
+ * metric's own keys in order, and version always last. nrefs is 'var' when segments have different
+ * numbers of references.
+ */
+export function formatSacrebleuSignature(nrefs: number | 'var', metricPairs: ReadonlyArray<[string, string | number]>): string {
+  return [['nrefs', nrefs], ...metricPairs, ['version', SACREBLEU_VERSION]].map(([k, v]) => `${k}:${v}`).join('|');
+}
+
 const DEFAULT_MAX_NGRAM_ORDER = 4;
 // sacrebleu's my_log(0): a very negative floor instead of -Infinity.
 const LOG_OF_ZERO = -9999999999;

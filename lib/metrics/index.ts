@@ -4,3 +4,6 @@ export * from './bleu';
 export * from './rouge';
 export * from './lm';
 export { porterStem } from './porter_stemmer';
+export * from './chrf';
+export * from './squad';
+export * from './seqeval';

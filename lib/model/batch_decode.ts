@@ -7,9 +7,11 @@
  * reading each row's own slot and length, and the positions (learned table or RoPE) given per row.
  */
 import { kernels } from '../native';
-import { Tensor, TensorArena } from '../tensor';
+import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
 import type { AdapterShape, LoraAdapter } from '../lora/adapter';
-import { BlockBuffers, blockBuffers, BlockPositions, Decoder, globalParamName } from './decoder';
+import { asDecoderConfig, GPT2Config } from './config';
+import { BlockBuffers, blockBuffers, BlockPositions, Decoder, globalParamName, planMemory } from './decoder';
+import { DecoderConfig } from './decoder_config';
 import { decodeBufferSpecs, kvCacheSpecs } from './generate';
 
 /**
@@ -17,6 +19,20 @@ import { decodeBufferSpecs, kvCacheSpecs } from './generate';
  * cut into chunks is tiled exactly as it is whole (and its logits are generate()'s bit for bit).
  */
 export const PREFILL_CHUNK = 256;
+
+/**
+ * The arena of a BatchDecoder: `slots` K/V caches of maxT positions, and block buffers for a
+ * prefill chunk or one position of every slot, whichever is more rows.
+ */
+export function batchDecodeSpecs(cfg: DecoderConfig, slots: number, maxT: number, lora: readonly AdapterShape[] = []): TensorSpec[] {
+  return [...kvCacheSpecs(cfg, slots, maxT), ...decodeBufferSpecs(cfg, Math.max(slots, Math.min(PREFILL_CHUNK, maxT)), slots, lora)];
+}
+
+/** The memory plan of decoding `slots` sequences of up to maxT positions at once (beam search, batched greedy). */
+export function planBatchDecodeMemory(config: DecoderConfig | GPT2Config, slots: number, maxT: number): Record<string, number> {
+  const cfg = asDecoderConfig(config);
+  return { ...planMemory(cfg, { batch: null, training: false }).parts, 'KV cache': arenaBytes(batchDecodeSpecs(cfg, slots, maxT)) };
+}
 
 export class BatchDecoder {
   private readonly arena: TensorArena;
@@ -37,8 +53,7 @@ export class BatchDecoder {
     model.checkSequenceLength(maxT, 'BatchDecoder (maxT)');
     const shapes = model.adapterShapes();
     const lora: AdapterShape[] = shapes.length === 0 ? [] : [{ r: Math.max(...shapes.map((a) => a.r)), perLayer: Math.max(...shapes.map((a) => a.perLayer)) }];
-    const rows = Math.max(slots, Math.min(PREFILL_CHUNK, maxT));
-    this.arena = new TensorArena(model.device, [...kvCacheSpecs(cfg, slots, maxT), ...decodeBufferSpecs(cfg, rows, slots, lora)]);
+    this.arena = new TensorArena(model.device, batchDecodeSpecs(cfg, slots, maxT, lora));
     for (let l = 0; l < cfg.layers; l++) {
       this.k.push(this.arena.get(`k${l}`));
       this.v.push(this.arena.get(`v${l}`));
@@ -100,6 +115,18 @@ export class BatchDecoder {
     } finally {
       model.selectAdapters(null);
     }
+  }
+
+  /**
+   * Copies the first `positions` cached positions of slot `from` into slot `to`, every layer's keys
+   * and values, on the device (beam search: a beam continues another beam's history).
+   */
+  copySlot(from: number, to: number, positions: number): void {
+    for (const s of [from, to]) if (!Number.isInteger(s) || s < 0 || s >= this.slots) throw new RangeError(`BatchDecoder.copySlot: slot ${s} is outside [0, ${this.slots})`);
+    if (!Number.isInteger(positions) || positions < 0 || positions > this.maxT) throw new RangeError(`BatchDecoder.copySlot: ${positions} positions, expected 0 to ${this.maxT}`);
+    if (from === to || positions === 0) return;
+    const kv = this.model.config.kvHeads * this.model.config.headDim, slotFloats = this.maxT * kv;
+    for (const cache of [...this.k, ...this.v]) cache.arena.copyFrom(cache.offset + to * slotFloats, cache.arena, cache.offset + from * slotFloats, positions * kv);
   }
 
   free(): void {

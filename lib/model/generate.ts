@@ -188,6 +188,18 @@ function decodeStep(model: Decoder, s: DecodeState, tokens: Int32Array, Tq: numb
   return s.logits.slice(0, [B, V]).read();
 }
 
+/** A prompt must have 1 to maxPositions tokens, each a token id of the vocabulary. */
+export function checkPromptTokens(fn: string, cfg: DecoderConfig, prompt: ArrayLike<number>): void {
+  if (prompt.length === 0) throw new RangeError(`${fn}: the prompt is empty (give at least one token)`);
+  if (prompt.length > cfg.maxPositions) {
+    throw new RangeError(`${fn}: the prompt has ${prompt.length} tokens but the model's context (${maxPositionsKey(cfg)}) is ${cfg.maxPositions}`);
+  }
+  for (let i = 0; i < prompt.length; i++) {
+    const id = prompt[i];
+    if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) throw new RangeError(`${fn}: prompt token ${id} is outside [0, ${cfg.vocabSize})`);
+  }
+}
+
 /** Continues one prompt (token ids). */
 export function generate(model: Decoder, prompt: readonly number[], options: GenerateOptions = {}): GenerateResult {
   checkInstance('generate', 'model', model, Decoder, 'a Decoder model');
@@ -195,13 +207,7 @@ export function generate(model: Decoder, prompt: readonly number[], options: Gen
   checkOptions('generate', 'options', options);
   const o = validateOptions(options);
   const cfg = model.config;
-  if (prompt.length === 0) throw new RangeError('generate: the prompt is empty (give at least one token)');
-  if (prompt.length > cfg.maxPositions) {
-    throw new RangeError(`generate: the prompt has ${prompt.length} tokens but the model's context (${maxPositionsKey(cfg)}) is ${cfg.maxPositions}`);
-  }
-  for (const id of prompt) {
-    if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) throw new RangeError(`generate: prompt token ${id} is outside [0, ${cfg.vocabSize})`);
-  }
+  checkPromptTokens('generate', cfg, prompt);
   const maxT = Math.min(cfg.maxPositions, prompt.length + o.maxNewTokens);
   // Every position the run may reach must be inside Mistral's sliding window (exact attention).
   model.checkSequenceLength(maxT, 'generate (prompt + max new tokens)');

@@ -413,6 +413,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           train: c.data!, validation: c.validation ?? undefined, validationFraction: c.validation_fraction > 0 ? c.validation_fraction : undefined,
           tokenizer: opened.tokenizer, seqLen: T, batchSize: c.batch_size, packing: c.packing, trainOnPrompt: c.train_on_prompt,
           shuffle: c.shuffle, seed: c.seed, format: c.format === 'auto' ? undefined : c.format, template: c.template ?? undefined,
+          templateVariables: { sourceLang: c.source_lang ?? undefined, targetLang: c.target_lang ?? undefined },
           skipInvalid: c.skip_invalid,
         });
         train = data.train;
@@ -548,7 +549,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const skipped = r.skipped.length > 0 ? `; skipped ${r.skipped.length} invalid line(s), first: ${r.skipped[0].error}` : '';
       const truncated = r.trainSplit.truncatedExamples > 0 ? `; ${r.trainSplit.truncatedExamples} example(s) truncated to ${r.seqLen} tokens` : '';
       const validation = r.validationSplit ? `, validation ${r.validationSplit.rows} rows` : '';
-      progress?.message(`data: ${r.kind}, ${r.trainSplit.examples} example(s) in ${r.trainSplit.rows} rows of ${r.seqLen} tokens${validation}${truncated}${skipped}`);
+      const warned = r.warnings.length > 0 ? `; ${r.warnings.length} warning(s), first: ${r.warnings[0].warning}` : '';
+      progress?.message(`data: ${r.kind}, ${r.trainSplit.examples} example(s) in ${r.trainSplit.rows} rows of ${r.seqLen} tokens${validation}${truncated}${skipped}${warned}`);
       this.emit('data', r);
     }
     const startedAt = Date.now();

@@ -194,3 +194,16 @@ describe('multiple references and corpus mean (hand-derived)', () => {
     expect(() => rougeCorpus(['a'], ['a', 'b'])).toThrow(/same length/);
   });
 });
+
+describe('ROUGE-Lsum with and without the stemmer (hand-derived)', () => {
+  test('stemming joins "cats"/"cat" and "dogs"/"dog" across sentences', () => {
+    // Target sentences [cats sat] [the dogs ran], prediction [the cat sat] [dog ran]. Unstemmed,
+    // the union LCS of each target sentence is {sat} and {the, ran}: 3 hits of 5 tokens a side.
+    // Stemmed (tokens over 3 characters): {cat, sat} and {the, dog, ran}: all 5.
+    const target = 'cats sat\nthe dogs ran', prediction = 'the cat sat\ndog ran';
+    expectScore(rougeScore(target, prediction, { rougeTypes: ['rougeLsum'] }).rougeLsum, [3 / 5, 3 / 5, 3 / 5]);
+    expectScore(rougeScore(target, prediction, { rougeTypes: ['rougeLsum'], useStemmer: true }).rougeLsum, [1, 1, 1]);
+    // Sentence-level ROUGE-L sees one sequence: LCS(cat sat the dog ran, the cat sat dog ran) = 4.
+    expectScore(rougeScore(target, prediction, { rougeTypes: ['rougeL'], useStemmer: true }).rougeL, [4 / 5, 4 / 5, 4 / 5]);
+  });
+});

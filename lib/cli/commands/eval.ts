@@ -1,11 +1,11 @@
 /** gptune eval */
 import * as fs from 'fs';
 import * as path from 'path';
-import { DataRecord, DATA_KINDS, DataKind, loadRecords } from '../../data';
+import { DataRecord, DATA_KINDS, DataKind, loadRecords, type RecordWarning } from '../../data';
 import { DeviceChoice } from '../../device';
 import {
-  ClassificationEvalResult, compareModels, Comparison, evaluateClassification, evaluateGeneration, evaluateLM,
-  formatBleuReport, formatClassificationReport, formatComparison, formatRougeReport, GenerationEvalResult, LabelScoring,
+  ClassificationEvalResult, compareModels, Comparison, evaluateClassification, evaluateGeneration, evaluateLM, evaluateTask, EVAL_TASKS, EVAL_TASK_KIND, EvalTask,
+  formatBleuReport, formatClassificationReport, formatComparison, formatRougeReport, formatTaskReport, GenerationEvalResult, LabelScoring,
 } from '../../eval';
 import { writeFileAtomic } from '../../io/atomic';
 import { checkOutputFile, firstLineHasKeys } from '../../io/output';
@@ -19,23 +19,31 @@ import { ADAPTER_FLAGS, COMMON, Command, encodeFile, progressLine, readTextFile,
 
 type Values = Record<string, unknown>;
 
-const TASKS = ['lm', 'classify', 'generate'] as const;
+const TASKS = ['lm', 'classify', 'generate', ...EVAL_TASKS] as const;
 type Task = (typeof TASKS)[number];
+
+function isEvalTask(task: Task): task is EvalTask {
+  return (EVAL_TASKS as readonly string[]).includes(task);
+}
 
 /** Flags that only some tasks read; giving one to another task is a usage error, not silently ignored. */
 const TASK_FLAGS: Record<string, readonly Task[]> = {
   'seq-len': ['lm'],
   format: ['classify', 'generate'],
-  template: ['classify', 'generate'],
-  'skip-invalid': ['classify', 'generate'],
-  'max-examples': ['classify', 'generate'],
-  predictions: ['classify', 'generate'],
-  overwrite: ['classify', 'generate'],
+  template: ['classify', 'generate', ...EVAL_TASKS],
+  'skip-invalid': ['classify', 'generate', ...EVAL_TASKS],
+  'max-examples': ['classify', 'generate', ...EVAL_TASKS],
+  predictions: ['classify', 'generate', ...EVAL_TASKS],
+  overwrite: ['classify', 'generate', ...EVAL_TASKS],
   labels: ['classify'],
   'label-score': ['classify'],
   'label-eos': ['classify'],
-  'max-new-tokens': ['generate'],
+  'max-new-tokens': ['generate', ...EVAL_TASKS],
   'stop-at-newline': ['generate'],
+  'num-beams': EVAL_TASKS,
+  'length-penalty': EVAL_TASKS,
+  'source-lang': ['translate'],
+  'target-lang': ['translate'],
 };
 
 interface TaskRun {
@@ -49,14 +57,21 @@ interface TaskRun {
 interface DataSet {
   records: DataRecord[];
   skipped: number;
+  /** Lines with a warning (QA answers not in their context), among the records evaluated. */
+  warnings: RecordWarning[];
 }
 
-function loadData(v: Values): DataSet {
-  const loaded = loadRecords(v.data as string, { format: v.format as DataKind | undefined, skipInvalid: Boolean(v['skip-invalid']) });
+/** The data of --task: a task reads its own kind (ner: JSONL or CoNLL columns); classify and generate detect it. */
+function loadData(v: Values, task: Task): DataSet {
+  const format = isEvalTask(task) ? EVAL_TASK_KIND[task] : v.format as DataKind | undefined;
+  const loaded = loadRecords(v.data as string, { format, skipInvalid: Boolean(v['skip-invalid']) });
   const limit = v['max-examples'] as number | undefined;
   const records = limit !== undefined ? loaded.records.slice(0, limit) : loaded.records;
   if (records.length === 0) throw new UsageError(`--data ${v.data}: no examples to evaluate`);
-  return { records, skipped: loaded.skipped.length };
+  const last = records[records.length - 1].line;
+  const warnings = loaded.warnings.filter((w) => w.line <= last);
+  if (warnings.length > 0) process.stderr.write(`warning: ${warnings.length} line(s) with a warning, first: ${warnings[0].warning}\n`);
+  return { records, skipped: loaded.skipped.length, warnings };
 }
 
 /** Opens a model for evaluation; `flag` names where the folder came from (--model or --compare). */
@@ -159,6 +174,32 @@ function runGenerate(v: Values, modelDir: string, flag: string, data: DataSet): 
   }
 }
 
+function runEvalTask(v: Values, modelDir: string, flag: string, data: DataSet, task: EvalTask): TaskRun {
+  const { model, tokenizer } = openForEval(v, modelDir, flag, (cfg) => planGenerationMemory(cfg), 'the model size');
+  try {
+    const started = Date.now();
+    const r = evaluateTask(model, tokenizer, data.records, task, {
+      template: v.template as string | undefined,
+      templateVariables: { sourceLang: v['source-lang'] as string | undefined, targetLang: v['target-lang'] as string | undefined },
+      maxNewTokens: v['max-new-tokens'] as number | undefined,
+      numBeams: v['num-beams'] as number | undefined,
+      lengthPenalty: v['length-penalty'] as number | undefined,
+      onProgress: progressLine(process.stderr, `eval ${flag}`, 'examples'),
+    });
+    const { perExample, metrics, ...decoding } = r;
+    const result = { model: modelDir, ...metrics, ...decoding, skipped_lines: data.skipped, warnings: data.warnings.length, seconds: (Date.now() - started) / 1000 };
+    const lines = perExample.map((e, i) => ({ line: data.records[i].line, ...e }));
+    const notes = [
+      ...(r.truncated_examples > 0 ? [`${r.truncated_examples} prompts were cut on the left to fit the context`] : []),
+      ...(data.skipped > 0 ? [`${data.skipped} invalid lines skipped`] : []),
+      ...(data.warnings.length > 0 ? [`${data.warnings.length} lines with a warning (first: ${data.warnings[0].warning})`] : []),
+    ];
+    return { result, perExample: lines, human: [formatTaskReport(r), ...notes].join('\n') };
+  } finally {
+    model.free();
+  }
+}
+
 /** The fields a comparison table shows for each task. */
 function comparisonFields(task: Task, a: Record<string, unknown>): string[] {
   switch (task) {
@@ -168,6 +209,14 @@ function comparisonFields(task: Task, a: Record<string, unknown>): string[] {
       return ['accuracy', 'f1', 'precision', 'recall', ...Object.keys(a.per_class as object).map((label) => `per_class.${label}.f1`)];
     case 'generate':
       return ['bleu', 'rouge1.f', 'rouge2.f', 'rougeL.f', 'bp', 'sys_len', 'ref_len'];
+    case 'qa':
+      return ['exact_match', 'f1'];
+    case 'ner':
+      return ['f1', 'precision', 'recall', 'strict.f1', 'accuracy', 'malformed_lines', 'unmatched_spans'];
+    case 'translate':
+      return ['bleu', 'chrf', 'chrf_pp', 'bp'];
+    case 'summarize':
+      return ['rouge1.f', 'rouge2.f', 'rougeL.f', 'rougeLsum.f'];
   }
 }
 
@@ -181,9 +230,10 @@ function mergePerExample(a: Array<Record<string, unknown>>, b: Array<Record<stri
   });
 }
 
-/** Whether a file starting with `head` is one writePredictions wrote: classify, generate, or a --compare merge. */
+/** Whether a file starting with `head` is one writePredictions wrote: classify, generate, a task, or a --compare merge. */
 function isPredictionsFile(head: string): boolean {
-  return [['line', 'label', 'predicted'], ['line', 'prompt', 'reference', 'output'], ['line', 'a', 'b']].some((keys) => firstLineHasKeys(head, keys));
+  return [['line', 'label', 'predicted'], ['line', 'prompt', 'reference', 'output'], ['line', 'prompt', 'output', 'gold', 'score'], ['line', 'a', 'b']]
+    .some((keys) => firstLineHasKeys(head, keys));
 }
 
 function writePredictions(file: string, lines: Array<Record<string, unknown>>): void {
@@ -191,17 +241,20 @@ function writePredictions(file: string, lines: Array<Record<string, unknown>>): 
 }
 
 export const evalCommand: Command = {
-  usage: 'gptune eval --model DIR|org/name[@revision] --data FILE [--task lm|classify|generate] [--compare DIR2] [--json]',
+  usage: 'gptune eval --model DIR|org/name[@revision] --data FILE [--task lm|classify|generate|qa|ner|translate|summarize] [--compare DIR2] [--json]',
   description:
     'Evaluates a model on data. --task lm (default): language-model loss on a text file: the whole file is tokenised (no BOS), cut into consecutive chunks of at most T tokens, and every token after the first of its chunk is predicted from the chunk\'s earlier tokens. ' +
     '--task classify: classification data rendered with its template; each candidate label\'s completion (" " + label by default, then <|endoftext|> unless --no-label-eos) is scored by its log-likelihood after the prompt and the most likely label is the prediction: accuracy, macro-F1, per-class figures, confusion matrix. ' +
     '--task generate: prompt/completion (or chat) data; each prompt is continued greedily until <|endoftext|>, --max-new-tokens, or (when every reference is one line) a line break, and the outputs are scored against the completions with corpus BLEU and ROUGE-1/2/L. ' +
+    '--task qa|ner|translate|summarize: the task\'s data (README "Tasks") rendered as in training, decoded (greedy, batched; or beam search with --num-beams) and scored with the field\'s metric: ' +
+    'qa SQuAD v1.1 exact match and F1; ner seqeval precision/recall/F1 (default and strict IOB2) and token accuracy of the "TYPE: span" output decoded to tags; ' +
+    'translate BLEU, chrF and chrF++ with sacrebleu\'s signatures; summarize ROUGE-1/2/L/Lsum. --dump FILE writes each example\'s prompt, output, gold answer and score. ' +
     '--compare DIR2 evaluates a second model on the same data and prints both side by side with the difference (JSON: {a, b, delta}, delta = b - a).',
   modelFlags: ['model', 'compare'],
   adapterFlags: ['adapter'],
   flags: {
     model: { type: 'string', required: true, help: 'model folder (config.json + model.safetensors) or a GGUF file; or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
-    data: { type: 'string', required: true, help: 'text file (lm) or data file (classify, generate)' },
+    data: { type: 'string', required: true, help: 'text file (lm) or data file (classify, generate, and the task\'s data for qa, ner, translate, summarize)' },
     task: { type: 'string', default: 'lm', choices: TASKS, help: 'what to evaluate' },
     compare: { type: 'string', help: 'a second model folder to evaluate on the same data (e.g. the fine-tuned one against the base); or a Hugging Face model id (gpt2, org/name@revision), downloaded into the HF cache' },
     'seq-len': { type: 'int', min: 2, help: 'lm: chunk length (default: n_positions)' },
@@ -213,9 +266,13 @@ export const evalCommand: Command = {
     labels: { type: 'string', help: 'classify: candidate labels, comma-separated (default: the labels in the data)' },
     'label-score': { type: 'string', default: 'sum', choices: ['sum', 'mean'], help: 'classify: a label\'s score is the sum or the per-token mean of its tokens\' log-probabilities' },
     'label-eos': { type: 'bool', default: true, help: 'classify: score <|endoftext|> after each label, as training appends it (--no-label-eos scores the label alone)' },
-    'max-new-tokens': { type: 'int', min: 1, help: 'generate: tokens per output at most (default: longest reference + max(16, 25%))' },
+    'max-new-tokens': { type: 'int', min: 1, help: 'generate and the tasks: tokens per output at most (default: longest reference + max(16, 25%))' },
+    'num-beams': { type: 'int', min: 1, help: 'qa/ner/translate/summarize: beam search with N beams (default 1: greedy, batched across examples)' },
+    'length-penalty': { type: 'number', help: 'qa/ner/translate/summarize with --num-beams: finished beams are scored sum of log-probabilities / length ** X, as Hugging Face (default 1)' },
+    'source-lang': { type: 'string', help: 'translate: the source language\'s name in the template (default "Source")' },
+    'target-lang': { type: 'string', help: 'translate: the target language\'s name in the template (default "Target")' },
     'stop-at-newline': { type: 'bool', help: 'generate: stop at a line break (default: when every reference is a single line)' },
-    predictions: { type: 'string', help: 'classify/generate: also write every example\'s prediction to this JSONL file' },
+    predictions: { type: 'string', aliases: ['dump'], help: 'classify/generate/tasks: also write every example\'s prediction (tasks: prompt, output, gold, score) to this JSONL file' },
     overwrite: { type: 'bool', help: 'replace --predictions when it exists and is not a predictions file gptune wrote' },
     json: { type: 'bool', help: 'print the result as one JSON line' },
     ...ADAPTER_FLAGS,
@@ -249,9 +306,10 @@ export const evalCommand: Command = {
       out(JSON.stringify({ loss: result.loss, perplexity: result.perplexity, tokens: result.tokens, token_accuracy: result.token_accuracy, seconds: result.seconds }));
       return;
     }
-    const data = task === 'lm' ? null : loadData(v);
+    const data = task === 'lm' ? null : loadData(v, task);
     const runTask = (dir: string): TaskRun => {
       const flag = dir === modelA ? '--model' : '--compare';
+      if (isEvalTask(task)) return runEvalTask(v, dir, flag, data!, task);
       return task === 'lm' ? runLM(v, dir, flag) : task === 'classify' ? runClassify(v, dir, flag, data!) : runGenerate(v, dir, flag, data!);
     };
     if (modelB === undefined) {
@@ -267,7 +325,7 @@ export const evalCommand: Command = {
       return { task, model: dir, ...run.result };
     });
     if (v.predictions) {
-      const own = task === 'classify' ? ['predicted', 'scores'] : ['output', 'stop'];
+      const own = task === 'classify' ? ['predicted', 'scores'] : isEvalTask(task) ? ['output', 'stop', 'score', 'predicted_tags'] : ['output', 'stop'];
       writePredictions(v.predictions as string, mergePerExample(runs[0].perExample, runs[1].perExample, own));
     }
     if (v.json) {

@@ -69,7 +69,8 @@ export const trainCommand: Command = {
   usage: 'gptune train --model DIR|org/name[@revision]|new:... --data FILE --out DIR2 [--steps N | --epochs E] [--config FILE.yaml] [options]',
   description:
     'Fine-tunes a GPT-2 or Llama-family model on text or on examples. Text: a .txt file or a folder of them, cut into windows of T+1 tokens at stride T; examples: ' +
-    'JSONL with {"prompt","completion"}, {"messages":[...]} (chat) or {"text","label"} (classification) per line, or a CSV with text and label columns. ' +
+    'JSONL with {"prompt","completion"}, {"messages":[...]} (chat) or {"text","label"} (classification) per line, or a CSV with text and label columns; ' +
+    'the tasks: {"context","question","answers"} (qa), {"tokens","tags"} or CoNLL-2003 columns (ner), {"source","target"} (translation, --source-lang/--target-lang name the languages), {"document","summary"} (summarization). ' +
     'AdamW with weight decay on 2D+ tensors only; optional validation every --eval-every steps with early stopping; ' +
     'resumable checkpoints in OUT/checkpoints (step-N, best, last; --resume DIR continues exactly). ' +
     'Every key of the config file has a flag; flags override the file. Logs one JSON line per step and evaluation to --log, and to OUT/metrics.jsonl beside ' +
