@@ -56,6 +56,7 @@ describe('IP addresses', () => {
   test('IPv4 with octets <= 255; not 999.1.1.1, versions 1.2.3.4.5 or v1.2.3.4', () => {
     expect(kinds('from 192.168.0.1 and 8.8.8.8.')).toEqual([['ipv4', '192.168.0.1'], ['ipv4', '8.8.8.8']]);
     expect(kinds('999.1.1.1 and 1.256.1.1')).toEqual([]);
+    expect(findPII('127.0.0.1 10.2.3.4 172.31.0.1 172.32.0.1 192.168.1.1 169.254.0.9').map((s) => s.detail)).toEqual(['loopback', 'private', 'private', 'public', 'private', 'link_local']);
     expect(kinds('version 1.2.3.4.5 released, also v1.2.3.4')).toEqual([]);
   });
 
@@ -79,7 +80,7 @@ describe('emails, phones, URLs with credentials', () => {
   });
 
   test('phones: E.164, North American and European forms', () => {
-    const numbers = ['+1 415 555 2671', '+14155552671', '+44 20 7946 0958', '+49 (30) 1234567', '(415) 555-2671', '415-555-2671', '415.555.2671', '1-800-555-0199', '020 7946 0958', '030 12345678', '01 23 45 67 89', '06-12345678'];
+    const numbers = ['030/12345678', '+1 415 555 2671', '+14155552671', '+44 20 7946 0958', '+49 (30) 1234567', '(415) 555-2671', '415-555-2671', '415.555.2671', '1-800-555-0199', '020 7946 0958', '030 12345678', '01 23 45 67 89', '06-12345678'];
     for (const n of numbers) expect([n, kinds(`call ${n} now`)]).toEqual([n, [['phone', n]]]);
   });
 
@@ -87,6 +88,8 @@ describe('emails, phones, URLs with credentials', () => {
     expect(kinds('on 2024-01-31, 31/01/2024, 31.01.2024 or 01.02.2024 at 10:30')).toEqual([]);
     expect(kinds('invoice 4155552671 and 123456789 totals 12.345.678 and build 1.2.3.4.5')).toEqual([]);
     expect(kinds('+12 is a score, 555-1234 is too short')).toEqual([]);
+    // Seen in the SpamAssassin emails: a Slashdot story id (a date path) and a time before a date.
+    expect(kinds('article.pl?sid=02/09/17/121210 and At 13:06 06/08/2002, John wrote')).toEqual([]);
   });
 
   test('URLs with a user and password; a URL without credentials is not PII', () => {

@@ -10,13 +10,16 @@
  *   phone            E.164 ("+" country code, 8-15 digits, optional single spaces, dots, dashes or a
  *                    parenthesised group); North American (NXX) NXX-XXXX with separators or parentheses,
  *                    optionally after 1; European national forms with a trunk 0 (0xx xxxx xxxx,
- *                    01 23 45 67 89), 9-12 digits in groups. Plain digit runs without a "+" and dates
- *                    (2024-01-31, 31/01/2024, 31.01.2024) are not phone numbers here.
+ *                    030/1234567, 01 23 45 67 89), 9-12 digits in groups. Plain digit runs without a
+ *                    "+", dates (2024-01-31, 31/01/2024, 31.01.2024) and date paths (02/09/17/1212)
+ *                    are not phone numbers here.
  *   credit_card      13-19 digits, optionally grouped by single spaces or dashes, passing Luhn and
  *                    starting with a known issuer (IIN) prefix
  *   iban             country code + 2 check digits + BBAN, the registry's length for that country,
  *                    mod 97 = 1; upper case, compact or in groups of four
- *   ipv4             four decimal octets 0-255, not part of a longer dotted run (1.2.3.4.5) nor after "v"
+ *   ipv4             four decimal octets 0-255, not part of a longer dotted run (1.2.3.4.5) nor after "v";
+ *                    the detail says loopback, private, link_local or public. Four-part revision
+ *                    numbers (CVS's 1.68.2.12) cannot be told from addresses and are reported.
  *   ipv6             RFC 4291 text forms: eight groups, "::" compression, an embedded IPv4 tail; at
  *                    least one decimal digit (so that C++ names like "ab::cd" are not addresses)
  *   url_credentials  scheme://user:password@host
@@ -74,8 +77,12 @@ function findEmails(text: string): Candidate[] {
 const PHONE_E164 = /(?<![\w+])\+[1-9](?:[ .-]?(?:\(\d{1,4}\)|\d)){7,18}(?![\w]|[.-]\d)/g;
 /** (NXX) NXX-XXXX, NXX-NXX-XXXX, NXX.NXX.XXXX, NXX NXX XXXX, optionally after "1-" / "1 ". */
 const PHONE_NANP = /(?<![\w.+-])(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([ .-]))[2-9]\d{2}[ .-]\d{4}(?![\w]|[.-]\d)/g;
-/** Trunk-0 national numbers: 0 + area code, then groups of 2-8 digits separated by single spaces, dashes or slashes (French pairs may use dots). */
-const PHONE_EUROPE = /(?<![\w.+/-])(?:0[1-9]\d{0,3}(?:[ /-]\d{2,8}){1,4}|0[1-9](?:\.\d{2}){4})(?![\w]|[./-]\d)/g;
+/**
+ * Trunk-0 national numbers: 0 + area code, then groups of 2-8 digits separated by single spaces or
+ * dashes, a slash only after the area code (030/1234567; so that dates and paths like 02/09/17 are
+ * not numbers); French pairs may use dots. Not after ":" or "=" (times 13:06, ids sid=02).
+ */
+const PHONE_EUROPE = /(?<![\w.+/:=-])(?:0[1-9]\d{0,3}[ /-]\d{2,8}(?:[ -]\d{2,8}){0,3}|0[1-9](?:\.\d{2}){4})(?![\w]|[./-]\d)/g;
 
 const digitCount = (s: string) => s.replace(/\D/g, '').length;
 
@@ -209,8 +216,19 @@ function findIbans(text: string): Candidate[] {
 
 const IPV4 = /(?<![\w.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\w]|\.\d)/g;
 
+/** Which IPv4 block an address is in: RFC 1122 loopback, RFC 1918 private, RFC 3927 link-local, or public. */
+function ipv4Scope(a: number, b: number): string {
+  if (a === 127) return 'loopback';
+  if (a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168)) return 'private';
+  if (a === 169 && b === 254) return 'link_local';
+  return 'public';
+}
+
 function findIPv4(text: string): Candidate[] {
-  return scan(text, IPV4, (m) => ([m[1], m[2], m[3], m[4]].every((o) => Number(o) <= 255) ? whole(m) : null));
+  return scan(text, IPV4, (m) => {
+    const octets = [m[1], m[2], m[3], m[4]].map(Number);
+    return octets.every((o) => o <= 255) ? whole(m, ipv4Scope(octets[0], octets[1])) : null;
+  });
 }
 
 /** Whether `s` is an IPv6 address in one of RFC 4291 section 2.2's text forms (no zone index). */
