@@ -73,9 +73,9 @@ export const dataCommand: Command = {
       trainOnPrompt: v['train-on-prompt'] as boolean | undefined,
     });
     const audit = v.audit ? auditFiles({ train: file, validation }, { format, skipInvalid: Boolean(v['skip-invalid']), tokenizer, seqLen, template: v.template as string | undefined, nearThreshold: DEFAULT_NEAR_THRESHOLD }) : undefined;
-    const json_ = JSON.stringify({ ...snakeCaseKeys(report), tokenizer: tokenizer.name, ...(audit ? { audit } : {}) });
-    if (json === '-') return out(json_);
-    if (json !== undefined) writeFileAtomic(json, json_ + '\n');
+    const jsonLine = JSON.stringify({ ...snakeCaseKeys(report), tokenizer: tokenizer.name, ...(audit ? { audit } : {}) });
+    if (json === '-') return out(jsonLine);
+    if (json !== undefined) writeFileAtomic(json, jsonLine + '\n');
     out(formatReport(report, tokenizer.name));
     if (audit) out(auditReportLines(audit).join('\n'));
   },

@@ -38,7 +38,8 @@ export function auditSummaryLines(r: AuditReport): string[] {
 /** The summary, then every listed finding with file:line (up to the report's max_listed per list). */
 export function auditReportLines(r: AuditReport, shown = 50): string[] {
   const lines = ['data audit', ...auditSummaryLines(r).map((l) => `  ${l}`)];
-  const more = (total: number, listed: number) => (total > listed ? [`    ... and ${total - listed} more${listed === shown ? ' (--json lists more)' : ''}`] : []);
+  // The report itself lists up to settings.max_listed of each; this shows `shown` of those.
+  const more = (total: number, listed: number) => (total > listed ? [`    ... and ${total - listed} more (the JSON report lists up to ${r.settings.max_listed})`] : []);
   const d = r.duplicates;
   const leaks = d.exact_groups.filter((g) => g.splits.length > 1);
   if (leaks.length > 0) {
