@@ -91,5 +91,10 @@ describe('gptune data audit', () => {
     const j = lastJSON(gptune('data', 'inspect', train, '--model', TINY, '--validation', validation, '--audit', '--json').stdout) as any;
     expect(j.examples).toBe(4);
     expect(j.audit.pii.total).toBe(2);
+    const out = path.join(tmp, 'inspect.json');
+    const written = gptune('data', 'inspect', train, '--model', TINY, '--audit', '--json', out);
+    expect(written.code).toBe(0);
+    expect(written.stdout).toContain('examples: 4');
+    expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toMatchObject({ examples: 4, audit: { pii: { total: 2 } } });
   });
 });
