@@ -1,11 +1,11 @@
-/** gptune data inspect | augment | from-review */
+/** gptune data inspect | audit | augment | from-review */
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  AUGMENT_METHODS, AugmentMethod, AugmentRates, augmentFile, AugmentReport, checkTrainingSplit, DATA_KINDS, DEFAULT_RATES, inspectData,
-  NotTrainingDataError, Paraphraser, parseDataKind, Split, SPLITS,
+  AUGMENT_METHODS, AugmentMethod, AugmentRates, augmentFile, AugmentReport, auditReportLines, auditSplits, checkTrainingSplit, DATA_KINDS,
+  DEFAULT_NEAR_THRESHOLD, DEFAULT_RATES, inspectData, loadRecords, NotTrainingDataError, Paraphraser, parseDataKind, redactFile, Split, SPLITS,
 } from '../../data';
-import type { InspectReport } from '../../data';
+import type { AuditReport, AuditSplit, DataKind, InspectReport } from '../../data';
 import { loadConfigFile } from '../../config';
 import type { DeviceChoice } from '../../device';
 import { backTranslator, DEFAULT_TRANSLATION_TEMPLATE, readReviewFile, recordsFromReview, ReviewRecordFormat } from '../../eval';
@@ -15,13 +15,17 @@ import { loadModelConfig } from '../../model/config';
 import { contextLength } from '../../model/decoder_config';
 import { planGenerationMemory } from '../../model/generate';
 import { loadTokenizer } from '../../tokenizer';
+import type { Tokenizer } from '../../tokenizer';
 import { FlagSpec, UsageError } from '../args';
 import { COMMON, Command, HUB_FLAGS, memoryCheck, openModel, OpenedModel, out, progressLine } from '../common';
 
 /** seq_len without --model or --seq-len: GPT-2's context. */
 const DEFAULT_SEQ_LEN = 1024;
 
-const SUBCOMMANDS = ['inspect', 'augment', 'from-review'] as const;
+/** The first key of an audit JSON file, so that a later run may replace its own previous report (and nothing else). */
+const AUDIT_JSON_MARK = '{"report":"gptune data audit"';
+
+const SUBCOMMANDS = ['inspect', 'audit', 'augment', 'from-review'] as const;
 type Subcommand = typeof SUBCOMMANDS[number];
 
 /** The rate flags of augment and the rates they set. */
@@ -41,13 +45,20 @@ const RATES_OF_METHOD: Record<AugmentMethod, (keyof AugmentRates)[]> = {
 const rateFlag = (help: string): FlagSpec => ({ type: 'number', min: 0, help });
 
 const FLAGS: Record<string, FlagSpec> = {
-  model: { type: 'string', help: 'inspect: model folder (or a Hugging Face model id: gpt2, org/name@revision) whose tokenizer and n_positions to use (default: GPT-2\'s tokenizer, seq_len 1024)' },
-  'seq-len': { type: 'int', min: 1, help: 'inspect: tokens per training row (default: the model\'s n_positions)' },
-  validation: { type: 'string', help: 'inspect: validation file: counts training examples that also appear in it' },
-  format: { type: 'string', choices: DATA_KINDS, help: 'inspect, augment: the data kind, instead of detecting it' },
-  template: { type: 'string', help: 'inspect: prompt template with {placeholders} (see README "Data")' },
+  data: { type: 'string', help: 'audit: the training data file (or give it as FILE)' },
+  model: { type: 'string', help: 'inspect, audit: model folder (or a Hugging Face model id: gpt2, org/name@revision) whose tokenizer and n_positions to use (inspect default: GPT-2\'s tokenizer, seq_len 1024; audit: lengths only with --model or --tokenizer)' },
+  tokenizer: { type: 'string', help: 'audit: a folder with the tokenizer files to measure lengths with (instead of --model)' },
+  'seq-len': { type: 'int', min: 1, help: 'inspect, audit: tokens per training row (default: the model\'s n_positions)' },
+  validation: { type: 'string', help: 'inspect: validation file: counts training examples that also appear in it; audit checks it for leakage' },
+  test: { type: 'string', help: 'audit: test file, checked for leakage against train and validation' },
+  format: { type: 'string', choices: DATA_KINDS, help: 'inspect, audit, augment: the data kind, instead of detecting it' },
+  template: { type: 'string', help: 'inspect, audit: prompt template with {placeholders} (see README "Data")' },
   'train-on-prompt': { type: 'bool', help: 'inspect: count prompt tokens as trained' },
-  'skip-invalid': { type: 'bool', help: 'inspect: skip invalid lines (listed) instead of stopping at the first' },
+  'skip-invalid': { type: 'bool', help: 'inspect, audit: skip invalid lines (listed) instead of stopping at the first' },
+  'near-threshold': { type: 'number', help: `audit: Jaccard similarity (0-1] of word 3-shingles at or above which two examples are near-duplicates (default ${DEFAULT_NEAR_THRESHOLD})` },
+  audit: { type: 'bool', help: 'inspect: also run the audit (duplicates, leakage with --validation, PII, balance)' },
+  strict: { type: 'bool', help: 'audit: exit with status 1 when leakage across splits or PII is found (after writing the reports)' },
+  redact: { type: 'string', help: 'audit: write a copy of --data with every PII find replaced by a placeholder such as [EMAIL] (a new file; never the input or an existing file)' },
   out: { type: 'string', help: 'augment, from-review: the JSONL file to write (refused when it exists, unless --force; never the input)' },
   method: { type: 'string', help: `augment: one or more of ${AUGMENT_METHODS.join(', ')}, comma-separated (README "Augmentation")` },
   rate: { type: 'number', min: 0, help: 'augment: the rate of every method named (noise: per character / per word; EDA: alpha); the flags below set one each' },
@@ -74,14 +85,15 @@ const FLAGS: Record<string, FlagSpec> = {
   'max-new-tokens': { type: 'int', min: 1, help: 'augment, backtranslate: tokens per translation at most (default: the text\'s tokens + max(16, 25%))' },
   as: { type: 'string', choices: ['original', 'prompt_completion'], help: 'from-review: the records\' format: the original data\'s (default when every item has its source) or prompt/completion (the prompt as the model saw it)' },
   force: { type: 'bool', help: 'augment, from-review: replace --out when it exists (never the input file)' },
-  json: { type: 'bool', help: 'print the report as one JSON line' },
+  json: { type: 'string', withoutValue: '-', help: 'print the report as one JSON line; inspect and audit: with OUT, write it to that file (atomically; an existing file is replaced only if it is an earlier report of the same command)' },
   ...HUB_FLAGS,
   ...COMMON,
 };
 
 /** The flags each subcommand takes (the shared COMMON/HUB flags aside); any other is an error naming it. */
 const SUBCOMMAND_FLAGS: Record<Subcommand, readonly string[]> = {
-  inspect: ['model', 'seq-len', 'validation', 'format', 'template', 'train-on-prompt', 'skip-invalid', 'json'],
+  inspect: ['model', 'seq-len', 'validation', 'format', 'template', 'train-on-prompt', 'skip-invalid', 'json', 'audit'],
+  audit: ['data', 'model', 'tokenizer', 'seq-len', 'validation', 'test', 'format', 'template', 'skip-invalid', 'near-threshold', 'json', 'strict', 'redact'],
   augment: [
     'out', 'method', 'rate', ...Object.keys(RATE_FLAGS), 'per-example', 'seed', 'balance', 'split', 'config', 'format', 'force', 'json',
     'forward-model', 'backward-model', 'forward-template', 'backward-template', 'temperature', 'top-k', 'top-p', 'max-new-tokens',
@@ -93,12 +105,14 @@ const SHARED_FLAGS = new Set([...Object.keys(HUB_FLAGS), ...Object.keys(COMMON)]
 export const dataCommand: Command = {
   positionals: true,
   usage: [
-    'gptune data inspect FILE [--model DIR|org/name] [--seq-len T] [--validation FILE] [--json]',
+    'gptune data inspect FILE [--model DIR|org/name] [--seq-len T] [--validation FILE] [--json [OUT]] [--audit]',
+    'gptune data audit --data FILE [--validation FILE] [--test FILE] [--format KIND] [--model DIR|org/name | --tokenizer DIR] [--seq-len T] [--near-threshold X] [--json [OUT]] [--strict] [--redact OUT]',
     'gptune data augment IN --out OUT.jsonl --method METHOD[,METHOD...] [--rate X] [--per-example N] [--seed S] [--balance] [--split train]',
     'gptune data from-review REVIEW.jsonl|REVIEW.csv --out NEXT.jsonl [--as original|prompt_completion]',
   ].join('\n       '),
   description:
     'inspect: a data file (JSONL prompt/completion, chat or classification; CSV text,label; a .txt file or a folder of them) before training: examples, tokens, a length histogram, how many examples seq_len would truncate, label balance, exact duplicates, overlap with a validation file, and tokenisation throughput. Invalid lines are errors naming FILE:LINE unless --skip-invalid. ' +
+    'audit (or inspect --audit): the splits together: class balance and imbalance ratio, lengths in tokens with truncated examples and outliers (with a tokenizer), exact and near-duplicates (MinHash over word 3-shingles, verified by exact Jaccard) within each split and across splits (leakage), and PII and secrets (emails, phones, cards with Luhn, IBANs with their check digits, IPv4/IPv6, URLs with credentials, API and private keys), each with FILE:LINE; --redact writes a copy of --data with each find replaced by a placeholder. ' +
     'augment: training data with new examples made from each one (textual noise, EDA with WordNet synonyms, back-translation through two models, or --balance to oversample minority classes); only the text a model reads changes, never a label or completion; each copy says where it came from in "_augmented_from". ' +
     'from-review: the items of a `gptune sample --review` file a person marked accept or corrected, as training records.',
   modelFlags: ['model', 'forward-model', 'backward-model'],
@@ -110,6 +124,10 @@ export const dataCommand: Command = {
     const subcommand = sub as Subcommand;
     const stray = Object.keys(v).find((flag) => v[flag] !== undefined && !SHARED_FLAGS.has(flag) && !SUBCOMMAND_FLAGS[subcommand].includes(flag));
     if (stray !== undefined) throw new UsageError(`${subcommand}: --${stray} is not an option of this subcommand (see gptune data --help)`);
+    if (subcommand === 'audit') return runAudit(v, positionals.slice(1));
+    if ((subcommand === 'augment' || subcommand === 'from-review') && v.json !== undefined && v.json !== '-') {
+      throw new UsageError(`${subcommand}: --json prints the report and takes no file name (received '${v.json}')`);
+    }
     if (file === undefined) throw new UsageError(`${subcommand}: expected a ${subcommand === 'from-review' ? 'review' : 'data'} FILE`);
     if (extra.length > 0) throw new UsageError(`${subcommand}: expected one FILE but also received ${extra.map((e) => `'${e}'`).join(' ')}`);
     if (!fs.existsSync(file)) throw new UsageError(`${subcommand}: ${file}: file not found`);
@@ -121,19 +139,102 @@ export const dataCommand: Command = {
 
 function inspect(v: Record<string, unknown>, file: string): void {
   const modelDir = v.model as string | undefined;
-  if (modelDir !== undefined && !fs.existsSync(path.join(modelDir, 'config.json'))) throw new UsageError(`--model ${modelDir}: no config.json there (expected a model folder)`);
+  checkModelFolder(modelDir);
   const tokenizer = loadTokenizer(modelDir);
   const seqLen = (v['seq-len'] as number | undefined) ?? (modelDir !== undefined ? contextLength(loadModelConfig(modelDir)) : DEFAULT_SEQ_LEN);
+  const format = v.format !== undefined ? parseDataKind(v.format as string, '--format') : undefined;
+  const validation = v.validation as string | undefined;
+  const json = jsonTarget(v);
   const report = inspectData(file, {
-    tokenizer, seqLen,
-    validation: v.validation as string | undefined,
-    format: v.format !== undefined ? parseDataKind(v.format as string, '--format') : undefined,
+    tokenizer, seqLen, validation, format,
     template: v.template as string | undefined,
     skipInvalid: v['skip-invalid'] as boolean | undefined,
     trainOnPrompt: v['train-on-prompt'] as boolean | undefined,
   });
-  if (v.json) return out(JSON.stringify({ ...snakeCaseKeys(report), tokenizer: tokenizer.name }));
+  const audit = v.audit ? auditFiles({ train: file, validation }, { format, skipInvalid: Boolean(v['skip-invalid']), tokenizer, seqLen, template: v.template as string | undefined, nearThreshold: DEFAULT_NEAR_THRESHOLD }) : undefined;
+  const jsonLine = JSON.stringify({ ...snakeCaseKeys(report), tokenizer: tokenizer.name, ...(audit ? { audit } : {}) });
+  if (json === '-') return out(jsonLine);
+  if (json !== undefined) writeFileAtomic(json, jsonLine + '\n');
   out(formatReport(report, tokenizer.name));
+  if (audit) out(auditReportLines(audit).join('\n'));
+}
+
+function checkModelFolder(modelDir: string | undefined): void {
+  if (modelDir !== undefined && !fs.existsSync(path.join(modelDir, 'config.json'))) throw new UsageError(`--model ${modelDir}: no config.json there (expected a model folder)`);
+}
+
+/** --json: '-' for stdout, a file name (checked before any work), or undefined. */
+function jsonTarget(v: Record<string, unknown>): string | undefined {
+  const json = v.json as string | undefined;
+  if (json !== undefined && json !== '-') checkOutputFile(json, '--json', { overwrite: false, isOwn: (head) => head.startsWith(AUDIT_JSON_MARK) || head.startsWith('{"file":') });
+  return json;
+}
+
+interface AuditFileOptions {
+  format?: DataKind;
+  skipInvalid: boolean;
+  tokenizer?: Tokenizer;
+  seqLen?: number;
+  template?: string;
+  nearThreshold: number;
+}
+
+/** Loads each named split (train, validation, test) and audits them together. */
+function auditFiles(files: { train: string; validation?: string; test?: string }, o: AuditFileOptions): AuditReport {
+  const splits: AuditSplit[] = [];
+  for (const [name, file] of Object.entries(files)) {
+    if (file === undefined) continue;
+    const loaded = loadRecords(file, { format: o.format, skipInvalid: o.skipInvalid });
+    splits.push({ name, file, records: loaded.records });
+  }
+  return auditSplits(splits, { nearThreshold: o.nearThreshold, tokenizer: o.tokenizer, seqLen: o.seqLen, template: o.template });
+}
+
+function runAudit(v: Record<string, unknown>, positionals: string[]): void {
+  if (positionals.length > 1) throw new UsageError(`data audit: expected at most one FILE but received ${positionals.map((e) => `'${e}'`).join(' ')}`);
+  if (positionals.length === 1 && v.data !== undefined) throw new UsageError(`data audit: the data file is given twice (FILE '${positionals[0]}' and --data '${v.data}'); give one`);
+  const train = (v.data as string | undefined) ?? positionals[0];
+  if (train === undefined) throw new UsageError('data audit: expected --data FILE (the training data)');
+  const validation = v.validation as string | undefined, test = v.test as string | undefined;
+  for (const [flag, file] of [['--data', train], ['--validation', validation], ['--test', test]] as const) {
+    if (file !== undefined && !fs.existsSync(file)) throw new UsageError(`data audit: ${flag} ${file}: file not found`);
+  }
+  const threshold = (v['near-threshold'] as number | undefined) ?? DEFAULT_NEAR_THRESHOLD;
+  if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`data audit: --near-threshold: expected a number in (0, 1] but received ${threshold}`);
+  const modelDir = v.model as string | undefined, tokenizerDir = v.tokenizer as string | undefined;
+  if (modelDir !== undefined && tokenizerDir !== undefined) throw new UsageError('data audit: give --model or --tokenizer, not both');
+  checkModelFolder(modelDir);
+  if (tokenizerDir !== undefined && !(fs.existsSync(tokenizerDir) && fs.statSync(tokenizerDir).isDirectory())) throw new UsageError(`data audit: --tokenizer ${tokenizerDir}: expected a folder with tokenizer files`);
+  const tokenizer = modelDir ?? tokenizerDir;
+  const seqLen = (v['seq-len'] as number | undefined) ?? (modelDir !== undefined ? contextLength(loadModelConfig(modelDir)) : undefined);
+  if (v['seq-len'] !== undefined && tokenizer === undefined) throw new UsageError('data audit: --seq-len needs --model or --tokenizer (lengths are counted in tokens)');
+  const format = v.format !== undefined ? parseDataKind(v.format as string, '--format') : undefined;
+  const json = jsonTarget(v);
+  const redact = v.redact as string | undefined;
+  if (redact !== undefined && fs.existsSync(redact)) {
+    throw new UsageError(path.resolve(redact) === path.resolve(train) ? `data audit: --redact ${redact}: is the input file; the redacted copy needs another name` : `data audit: --redact ${redact}: already exists; gptune does not overwrite it (choose a new name)`);
+  }
+
+  const report = auditFiles({ train, validation, test }, {
+    format, skipInvalid: Boolean(v['skip-invalid']), tokenizer: tokenizer === undefined ? undefined : loadTokenizer(tokenizer), seqLen,
+    template: v.template as string | undefined, nearThreshold: threshold,
+  });
+  const jsonText = `${AUDIT_JSON_MARK},${JSON.stringify(report).slice(1)}`;
+  if (json !== undefined && json !== '-') writeFileAtomic(json, jsonText + '\n');
+  const redaction = redact === undefined ? null : redactFile(train, redact, format);
+  if (json === '-') out(jsonText);
+  else {
+    out(auditReportLines(report).join('\n'));
+    if (json !== undefined) out(`JSON report: ${json}`);
+    if (redaction !== null) out(`redacted copy: ${redaction.output} (${redaction.total} finds replaced in ${redaction.changed} ${redaction.kind === 'text' ? 'documents' : 'records'})`);
+  }
+  if (v.strict && (report.leakage.found || report.pii.total > 0)) {
+    const problems = [
+      ...(report.leakage.found ? [`leakage across splits (${report.leakage.exact} exact copies, ${report.leakage.near} near-duplicate pairs)`] : []),
+      ...(report.pii.total > 0 ? [`${report.pii.total} PII finds`] : []),
+    ];
+    throw new Error(`--strict: ${problems.join(' and ')}`);
+  }
 }
 
 /** Methods from --method (comma-separated, each once). */

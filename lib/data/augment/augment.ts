@@ -141,6 +141,8 @@ function where(record: DataRecord): string {
 /** Throws a DataError when the record has no text the augmentation may change. */
 function checkAugmentable(record: DataRecord): void {
   if (record.kind === 'text') throw new DataError(record.file, record.line, 'plain text has no examples with a text field to augment; augment classification ({"text","label"}), prompt/completion or chat data');
+  // NER tags are aligned with the tokens one to one: a changed token sequence would need new tags, which no method here makes.
+  if (record.kind === 'ner') throw new DataError(record.file, record.line, 'ner data has no free text to augment (each tag belongs to one token); augment classification, prompt/completion, chat, qa (the question), translation (the source) or summarization (the document) data');
   if (record.kind === 'prompt_completion' && record.prompt.trim() === '') {
     throw new DataError(record.file, record.line, 'field "prompt" is empty: nothing to augment (augmentation changes the prompt, never the completion)');
   }
@@ -158,7 +160,12 @@ function rewriteObject(record: DataRecord, source: Record<string, unknown>, rewr
       const messages = source.messages as Record<string, unknown>[];
       return { ...source, messages: messages.map((m, i) => (record.messages[i].role === 'user' ? { ...m, content: rewrite(record.messages[i].content) } : m)) };
     }
-    case 'text': throw new Error(`${where(record)}: plain text cannot be augmented`);
+    // Tasks: the input a model reads, never the answer (a QA context is left alone: its answers must stay in it).
+    case 'qa': return { ...source, question: rewrite(record.question) };
+    case 'translation': return { ...source, source: rewrite(record.source) };
+    case 'summarization': return { ...source, document: rewrite(record.document) };
+    case 'text':
+    case 'ner': throw new Error(`${where(record)}: ${record.kind} records cannot be augmented`);
   }
 }
 
@@ -167,6 +174,9 @@ function augmentedTexts(record: DataRecord, object: Record<string, unknown>): st
   switch (record.kind) {
     case 'classification': return [object.text as string];
     case 'prompt_completion': return [object.prompt as string];
+    case 'qa': return [object.question as string];
+    case 'translation': return [object.source as string];
+    case 'summarization': return [object.document as string];
     default: return (object.messages as { content: string }[]).filter((_, i) => record.kind === 'chat' && record.messages[i].role === 'user').map((m) => m.content);
   }
 }
