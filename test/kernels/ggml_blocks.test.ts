@@ -301,6 +301,7 @@ describe('GGML block bindings refuse bad arguments with a one-line RangeError', 
 
   test('C that is not a multiple of the block', () => {
     expectRangeError(() => k.quantize_ggml(blocks, weight, q4k.id, 1, 288), 'quantize_ggml', 'C (288) must be a multiple of 256, the block of Q4_K');
+    expectRangeError(() => k.dequantize_ggml(weight, blocks, ggmlBlockType('Q5_K')!.id, 1, 96), 'dequantize_ggml', 'C (96) must be a multiple of 256, the block of Q5_K');
     expectRangeError(() => k.dequantize_ggml(weight, blocks, q8.id, 1, 33), 'dequantize_ggml', 'C (33) must be a multiple of 32');
     expectRangeError(() => k.matmul_ggml_forward(new Float32Array(2), weight, blocks, null, q8.id, 1, 48, 2, 2), 'matmul_ggml_forward', 'multiple of 32');
     expectRangeError(() => ggmlReference.matmul_ggml_backward(weight, new Float32Array(2), blocks, q4k.id, 1, 128, 2, 2), 'matmul_ggml_backward_reference', 'multiple of 256');
