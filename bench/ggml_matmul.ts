@@ -1,9 +1,9 @@
 /**
- * GGML block-format matmuls (Q8_0, Q4_K, Q6_K, Q5_0, Q4_0, weight-only) against gptune's fp32 matmul in the same
+ * GGML block-format matmuls (Q8_0, Q4_K, Q5_K, Q6_K, Q5_0, Q4_0, weight-only) against gptune's fp32 matmul in the same
  * run, at the linear layers of GPT-2 124M and SmolLM2-135M: the forward for decoding (N = 1) and for a prompt /
  * evaluation batch (N = 128), and the input gradient at N = 128 (QLoRA on a GGUF base), on the CPU addon with the
  * current thread count and SIMD level.
- * Q4_K and Q6_K only where C is a multiple of 256 (SmolLM2's hidden 576 is not: llama.cpp's Q4_K_M falls back to
+ * Q4_K, Q5_K and Q6_K only where C is a multiple of 256 (SmolLM2's hidden 576 is not: llama.cpp's Q4_K_M falls back to
  * Q5_0 there). Each weight is random blocks with finite fp16 scales (the speed does not depend on the values); at
  * N = 1 the runs cycle through enough copies of it (at least 256 MB together) that every call reads its weight
  * from memory, not from a cache warmed by the previous call, as decoding a whole model does. Median of `repeats`
@@ -42,7 +42,7 @@ const SHAPES: [string, string, number, number][] = [
   ['smollm2-135M', 'mlp down', 1536, 576],
   ['smollm2-135M', 'lm head', 576, 49152],
 ];
-const FORMATS: GGMLBlockTypeName[] = ['Q8_0', 'Q4_K', 'Q6_K', 'Q5_0', 'Q4_0'];
+const FORMATS: GGMLBlockTypeName[] = ['Q8_0', 'Q4_K', 'Q5_K', 'Q6_K', 'Q5_0', 'Q4_0'];
 const COLD_BYTES = 256 * 2 ** 20;
 
 /** Arbitrary blocks (xorshift bytes) for `rows` rows of C values with every fp16 scale in [2^-10, 2^-6). */
@@ -56,7 +56,7 @@ function randomBlocks(type: GGMLBlockType, rows: number, C: number, seed: number
     x >>>= 0;
     blocks[i] = x & 0xff;
   }
-  const scales = type.name === 'Q4_K' ? [0, 2] : type.name === 'Q6_K' ? [208] : [0];
+  const scales = type.name === 'Q4_K' || type.name === 'Q5_K' ? [0, 2] : type.name === 'Q6_K' ? [208] : [0];
   for (let b = 0; b < blocks.length; b += type.bytes) for (const at of scales) blocks[b + at + 1] = 0x14 + (blocks[b + at + 1] & 0x0f);
   return blocks;
 }

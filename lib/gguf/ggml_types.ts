@@ -9,6 +9,7 @@ export const GGML_BLOCK_TYPES = {
   Q5_0: { id: 6, block: 32, bytes: 22 },
   Q8_0: { id: 8, block: 32, bytes: 34 },
   Q4_K: { id: 12, block: 256, bytes: 144 },
+  Q5_K: { id: 13, block: 256, bytes: 176 },
   Q6_K: { id: 14, block: 256, bytes: 210 },
 } as const;
 
@@ -34,7 +35,7 @@ for (const [name, t] of Object.entries(GGML_BLOCK_TYPES)) {
 /** Every block type, in id order. */
 export const GGML_BLOCK_TYPE_LIST: readonly GGMLBlockType[] = [...BY_ID.values()].sort((a, b) => a.id - b.id);
 
-/** The block type of a ggml type id or name (e.g. 12 or 'Q4_K'), or undefined when it is not one of the five. */
+/** The block type of a ggml type id or name (e.g. 12 or 'Q4_K'), or undefined when it is not one of the six. */
 export function ggmlBlockType(idOrName: number | string): GGMLBlockType | undefined {
   return typeof idOrName === 'number' ? BY_ID.get(idOrName) : BY_NAME.get(idOrName);
 }

@@ -6,7 +6,7 @@
  * GPT-2's duplicate output.weight checked against token_embd), and the tokenizer rebuilt from
  * tokenizer.ggml.* as a tokenizer.json that tokenizes as llama.cpp does with the file (byte-level BPE
  * or SentencePiece).
- * Linear weights and the LM head in a GGML block type the kernels run (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K)
+ * Linear weights and the LM head in a GGML block type the kernels run (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K)
  * are run as the file stores them (their blocks copied, q/k rows un-permuted by moving whole rows of
  * blocks; a fused q/k/v or gate/up keeps each part's type), as llama.cpp runs them; the embedding
  * table, norms and biases are read as float32 (dequantized; F16/BF16 widened).

@@ -3,7 +3,7 @@
  *   F32   little-endian float32
  *   F16   IEEE binary16, rounded to nearest, ties to even (ggml's GGML_FP32_TO_FP16, numpy's astype)
  *   BF16  the top 16 bits of float32, rounded to nearest even (ggml_compute_fp32_to_bf16)
- *   Q4_0, Q5_0, Q8_0 (blocks of 32 values along a row), Q4_K, Q6_K (super-blocks of 256): ggml's block
+ *   Q4_0, Q5_0, Q8_0 (blocks of 32 values along a row), Q4_K, Q5_K, Q6_K (super-blocks of 256): ggml's block
  *         layouts (ggml-common.h), quantized and dequantized by the native quantize_ggml /
  *         dequantize_ggml kernels (ggml-quants.c's reference quantizers and dequantizers, bit for bit).
  *         Blocks do not cross rows: a row's length must be a multiple of the block.

@@ -19,13 +19,13 @@ export type GGUFReadValue = number | bigint | boolean | string | GGUFReadValue[]
 /**
  * ggml types whose byte size is known (ggml.c type_traits: values per block, bytes per block), so a
  * file holding them can be laid out and checked; READABLE_TYPES are the ones gptune dequantizes. The
- * five block types the kernels implement come from their one table (ggml_types.ts).
+ * six block types the kernels implement come from their one table (ggml_types.ts).
  */
 const TYPE_SIZES: Record<number, { name: string; block: number; bytes: number }> = {
   0: { name: 'F32', block: 1, bytes: 4 }, 1: { name: 'F16', block: 1, bytes: 2 },
   3: { name: 'Q4_1', block: 32, bytes: 20 }, 7: { name: 'Q5_1', block: 32, bytes: 24 }, 9: { name: 'Q8_1', block: 32, bytes: 36 },
   10: { name: 'Q2_K', block: 256, bytes: 84 }, 11: { name: 'Q3_K', block: 256, bytes: 110 },
-  13: { name: 'Q5_K', block: 256, bytes: 176 }, 15: { name: 'Q8_K', block: 256, bytes: 292 },
+  15: { name: 'Q8_K', block: 256, bytes: 292 },
   24: { name: 'I8', block: 1, bytes: 1 }, 25: { name: 'I16', block: 1, bytes: 2 }, 26: { name: 'I32', block: 1, bytes: 4 },
   27: { name: 'I64', block: 1, bytes: 8 }, 28: { name: 'F64', block: 1, bytes: 8 }, 30: { name: 'BF16', block: 1, bytes: 2 },
   ...Object.fromEntries(GGML_BLOCK_TYPE_LIST.map((t) => [t.id, { name: t.name, block: t.block, bytes: t.bytes }])),
@@ -215,7 +215,7 @@ export function readGGUFHeader(file: string): GGUFHeader {
 }
 
 /** Types readTensor dequantizes. */
-export const READABLE_TYPES = ['F32', 'F16', 'BF16', 'Q4_0', 'Q5_0', 'Q8_0', 'Q4_K', 'Q6_K'] as const;
+export const READABLE_TYPES = ['F32', 'F16', 'BF16', 'Q4_0', 'Q5_0', 'Q8_0', 'Q4_K', 'Q5_K', 'Q6_K'] as const;
 export type ReadableType = (typeof READABLE_TYPES)[number];
 
 /**

@@ -9,10 +9,12 @@
  *                   becomes Q6_K unless the file type is Q8_0 (kept), or Q8_0 when its rows do not split
  *                   into the file type's blocks.
  *   Q4_K_M:         attn_v (GPT-2's attn_qkv: llama.cpp counts it as attn_v) and ffn_down become Q6_K on
- *                   the layers use_more_bits picks (the first and last eighth, and every third between).
+ *                   the layers use_more_bits picks (the first and last eighth, and every third between);
+ *                   a 70B-type model's other attn_v become Q5_K (llama.cpp's LLM_TYPE_70B: a Llama of 80
+ *                   layers with grouped-query attention, or a Qwen2 of 80 layers).
  *   fallbacks:      a row length (ne[0]) that is not a multiple of the type's block takes a type with
- *                   smaller blocks (tensor_type_fallback: Q4_K -> Q5_0, Q6_K -> Q8_0), and F16 when that
- *                   does not fit either.
+ *                   smaller blocks (tensor_type_fallback: Q4_K -> Q5_0, Q6_K -> Q8_0; Q5_K -> Q5_1,
+ *                   a type gptune does not write, is refused), and F16 when that does not fit either.
  * The counters llama.cpp keeps (i_attention_wv, i_ffn_down) count tensors in its loader's order, which
  * sorts by layer number first (weight_name_comparer), so they are the layer index here.
  */
@@ -28,6 +30,8 @@ const DEFAULT_TYPE: Record<QuantizedDtype, GGMLTypeName> = { q8_0: 'Q8_0', q4_0:
 
 /** tensor_type_fallback: the type with 32-value blocks a 256-value block type falls back to. */
 const SMALLER_BLOCKS: Partial<Record<GGMLTypeName, GGMLTypeName>> = { Q4_K: 'Q5_0', Q6_K: 'Q8_0' };
+/** Q5_K's fallback (tensor_type_fallback), a type gptune does not write: its 32-value blocks. */
+const Q5_1_BLOCK = 32;
 
 /** A tensor as the type choice sees it: its GGUF name and ggml dims (ne[0] = row length). */
 export interface TypedTensor {
@@ -64,9 +68,8 @@ function layerOf(name: string): number {
 }
 
 /**
- * The type of every tensor of a model file of `dtype` (same order as `tensors`). `architecture` and
- * the head counts name the one size rule gptune cannot follow: llama.cpp stores a 70B model's attn_v
- * as Q5_K, a type gptune does not write.
+ * The type of every tensor of a model file of `dtype` (same order as `tensors`). `architecture`, the
+ * layer count and the head counts decide llama.cpp's 70B rule (attn_v in Q5_K for Q4_K_M).
  */
 export function chooseQuantizedTypes(
   tensors: readonly TypedTensor[], dtype: QuantizedDtype,
@@ -85,11 +88,13 @@ export function chooseQuantizedTypes(
     } else if (dtype === 'q4_k_m' && (isAttnV(t.name) || t.name.endsWith('.ffn_down.weight')) && useMoreBits(layerOf(t.name), model.layers)) {
       wanted = 'Q6_K';
     }
-    if (dtype === 'q4_k_m' && isAttnV(t.name) && is70B && wanted === 'Q4_K') {
-      throw new ExportError(`${t.name}: llama.cpp stores attn_v of a 70B-size model (80 layers) as Q5_K for Q4_K_M, a type gptune does not write; export f16 and quantize with llama-quantize`);
-    }
+    // "In the 70B model we have 8 heads sharing the same attn_v weights" (llama-quant.cpp): more bits for them.
+    if (dtype === 'q4_k_m' && isAttnV(t.name) && is70B && wanted === 'Q4_K') wanted = 'Q5_K';
     // tensor_type_fallback: a smaller block type, then F16.
     if (rowLength % blockValues(wanted) === 0) return { type: wanted };
+    if (wanted === 'Q5_K' && rowLength % Q5_1_BLOCK === 0) {
+      throw new ExportError(`${t.name}: llama.cpp stores this attn_v as Q5_1 (Q5_K needs a row length multiple of 256, the row is ${rowLength}), a type gptune does not write; export f16 and quantize with llama-quantize`);
+    }
     const smaller = SMALLER_BLOCKS[wanted];
     const type = smaller !== undefined && rowLength % blockValues(smaller) === 0 ? smaller : 'F16';
     return { type, fallback: `${t.name}: ${wanted} needs a row length multiple of ${blockValues(wanted)}, wrote ${type}` };

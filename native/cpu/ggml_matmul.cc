@@ -1,4 +1,4 @@
-// The fast CPU linear layer over GGML block-format weights (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K; weight-only:
+// The fast CPU linear layer over GGML block-format weights (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K; weight-only:
 // the inputs stay float32). Few input rows (decoding): threads own output channels and multiply each
 // weight row, decoded in registers, into up to kGgmlDotRows input rows at a time, so the 4.5 to 8.5
 // bits a weight are read once per group of rows instead of 32. Many rows (prompts, evaluation,

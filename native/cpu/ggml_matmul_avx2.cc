@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "ggml_matmul.h"
 #include "gptune/ggml_blocks.h"
@@ -66,10 +67,14 @@ inline void decode_block(const uint8_t* b, Emit&& emit) {
       emit(part, scaled(_mm256_sub_epi32(lo, sixteen), d));
       emit(2 + part, scaled(_mm256_sub_epi32(hi, sixteen), d));
     }
-  } else if constexpr (T == ggml::kQ4_K) {
-    const __m256 d = half_at(b + offsetof(ggml::BlockQ4_K, d)), dmin = half_at(b + offsetof(ggml::BlockQ4_K, dmin));
-    const uint8_t* scales = b + offsetof(ggml::BlockQ4_K, scales);
-    const uint8_t* qs = b + offsetof(ggml::BlockQ4_K, qs);
+  } else if constexpr (T == ggml::kQ4_K || T == ggml::kQ5_K) {
+    // Q5_K adds 16 to a code whose fifth bit (bit `sub` of qh[l] for value l of sub-block sub's 32) is set.
+    constexpr bool kFifthBit = T == ggml::kQ5_K;
+    using Block = std::conditional_t<kFifthBit, ggml::BlockQ5_K, ggml::BlockQ4_K>;
+    const __m256 d = half_at(b + offsetof(Block, d)), dmin = half_at(b + offsetof(Block, dmin));
+    const uint8_t* scales = b + offsetof(Block, scales);
+    const uint8_t* qs = b + offsetof(Block, qs);
+    const __m256i one = _mm256_set1_epi32(1);
     #pragma GCC unroll 16
     for (int pair = 0; pair < 4; ++pair) {  // sub-blocks 2*pair (low nibbles) and 2*pair+1 (high) share 32 bytes
       uint8_t sc_lo, m_lo, sc_hi, m_hi;
@@ -80,8 +85,14 @@ inline void decode_block(const uint8_t* b, Emit&& emit) {
       #pragma GCC unroll 16
       for (int part = 0; part < 4; ++part) {
         const __m256i q = widen_u8(qs + 32 * pair + 8 * part);
-        emit(8 * pair + part, _mm256_sub_ps(rounded(_mm256_mul_ps(d_lo, _mm256_cvtepi32_ps(_mm256_and_si256(q, low4)))), min_lo));
-        emit(8 * pair + 4 + part, _mm256_sub_ps(rounded(_mm256_mul_ps(d_hi, _mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4)))), min_hi));
+        __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_srli_epi32(q, 4);
+        if constexpr (kFifthBit) {
+          const __m256i h = widen_u8(b + offsetof(Block, qh) + 8 * part);
+          lo = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * pair), one), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * pair + 1), one), 4));
+        }
+        emit(8 * pair + part, _mm256_sub_ps(rounded(_mm256_mul_ps(d_lo, _mm256_cvtepi32_ps(lo))), min_lo));
+        emit(8 * pair + 4 + part, _mm256_sub_ps(rounded(_mm256_mul_ps(d_hi, _mm256_cvtepi32_ps(hi))), min_hi));
       }
     }
   } else if constexpr (T == ggml::kQ6_K) {

@@ -7,6 +7,7 @@
 #include "exp_avx512.h"  // first: it silences GCC 12's false uninitialized warnings in immintrin.h
 
 #include <cstring>
+#include <type_traits>
 
 #include "ggml_matmul.h"
 #include "gptune/ggml_blocks.h"
@@ -62,26 +63,39 @@ inline void decode_block(const uint8_t* b, Emit&& emit) {
     const __m512i q = widen_u8(b + offsetof(ggml::BlockQ5_0, qs)), hi = _mm512_srli_epi32(q, 4);
     emit(0, _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(q, clear), static_cast<__mmask16>(qh), q, set));
     emit(1, _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(hi, clear), static_cast<__mmask16>(qh >> 16), hi, set));
-  } else if constexpr (T == ggml::kQ4_K) {
+  } else if constexpr (T == ggml::kQ4_K || T == ggml::kQ5_K) {
     // Per sub-block, the 16 possible values d*sc * code - dmin*m (rounded as ggml: product, then
-    // difference) in a table looked up by nibble.
-    const __m512 d = half_at(b + offsetof(ggml::BlockQ4_K, d)), dmin = half_at(b + offsetof(ggml::BlockQ4_K, dmin));
-    const uint8_t* scales = b + offsetof(ggml::BlockQ4_K, scales);
-    const uint8_t* qs = b + offsetof(ggml::BlockQ4_K, qs);
-    const __m512 codes = _mm512_cvtepi32_ps(kCodes);
-    auto table = [&](int sub) {
+    // difference) in a table looked up by nibble. Q5_K has a second table for codes 16..31, taken
+    // where the value's fifth bit (bit `sub` of qh[l] for value l of sub-block sub's 32) is set.
+    constexpr bool kFifthBit = T == ggml::kQ5_K;
+    using Block = std::conditional_t<kFifthBit, ggml::BlockQ5_K, ggml::BlockQ4_K>;
+    const __m512 d = half_at(b + offsetof(Block, d)), dmin = half_at(b + offsetof(Block, dmin));
+    const uint8_t* scales = b + offsetof(Block, scales);
+    const uint8_t* qs = b + offsetof(Block, qs);
+    const __m512 codes = _mm512_cvtepi32_ps(kCodes), codes_with_fifth_bit = _mm512_add_ps(codes, _mm512_set1_ps(16.0f));
+    auto table = [&](int sub, __m512 code_values) {
       uint8_t sc, m;
       ggml::q4_k_scale_min(sub, scales, &sc, &m);
-      return _mm512_sub_ps(rounded(_mm512_mul_ps(times(d, sc), codes)), times(dmin, m));
+      return _mm512_sub_ps(rounded(_mm512_mul_ps(times(d, sc), code_values)), times(dmin, m));
     };
     #pragma GCC unroll 16
     for (int pair = 0; pair < 4; ++pair) {  // sub-blocks 2*pair (low nibbles) and 2*pair+1 (high) share 32 bytes
-      const __m512 lo = table(2 * pair), hi = table(2 * pair + 1);
+      const __m512 lo = table(2 * pair, codes), hi = table(2 * pair + 1, codes);
+      const __m512 lo_set = kFifthBit ? table(2 * pair, codes_with_fifth_bit) : lo;
+      const __m512 hi_set = kFifthBit ? table(2 * pair + 1, codes_with_fifth_bit) : hi;
       #pragma GCC unroll 16
       for (int half = 0; half < 2; ++half) {
-        const __m512i q = widen_u8(qs + 32 * pair + 16 * half);
-        emit(4 * pair + half, _mm512_permutexvar_ps(q, lo));
-        emit(4 * pair + 2 + half, _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), hi));
+        const __m512i q = widen_u8(qs + 32 * pair + 16 * half), q_hi = _mm512_srli_epi32(q, 4);
+        if constexpr (kFifthBit) {
+          const __m512i h = widen_u8(b + offsetof(Block, qh) + 16 * half);
+          const __mmask16 lo_mask = _mm512_test_epi32_mask(h, _mm512_set1_epi32(1 << (2 * pair)));
+          const __mmask16 hi_mask = _mm512_test_epi32_mask(h, _mm512_set1_epi32(2 << (2 * pair)));
+          emit(4 * pair + half, _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(q, lo), lo_mask, q, lo_set));
+          emit(4 * pair + 2 + half, _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(q_hi, hi), hi_mask, q_hi, hi_set));
+        } else {
+          emit(4 * pair + half, _mm512_permutexvar_ps(q, lo));
+          emit(4 * pair + 2 + half, _mm512_permutexvar_ps(q_hi, hi));
+        }
       }
     }
   } else if constexpr (T == ggml::kQ6_K) {

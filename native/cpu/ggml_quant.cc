@@ -22,7 +22,7 @@ namespace {
 // The N-API layer validates types; a direct C++ caller with a wrong one gets an error, not a crash.
 void require_block_type(int type, int C, const char* kernel) {
   if (!ggml::is_block_type(type))
-    throw Error(std::string(kernel) + ": type " + std::to_string(type) + " is not a GGML block type (2, 6, 8, 12 or 14)");
+    throw Error(std::string(kernel) + ": type " + std::to_string(type) + " is not a GGML block type (2, 6, 8, 12, 13 or 14)");
   if (C % ggml::block_size(type) != 0)
     throw Error(std::string(kernel) + ": C (" + std::to_string(C) + ") is not a multiple of " + ggml::type_name(type) +
                 "'s block of " + std::to_string(ggml::block_size(type)));

@@ -1,4 +1,4 @@
-// GGML block formats (GGUF's Q4_0, Q5_0, Q8_0, Q4_K, Q6_K) on CUDA, weight-only: activations stay
+// GGML block formats (GGUF's Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) on CUDA, weight-only: activations stay
 // float32 and every matmul computes in float32 with the values dequantize_ggml gives.
 //   - quantize / dequantize: one thread per block runs the per-block functions of
 //     gptune/ggml_blocks.h, the ones the CPU backend runs, so bytes and floats equal the CPU's (and
@@ -12,6 +12,7 @@
 //   - otherwise slabs of whole rows are dequantized to scratch and multiplied on the fp32 SIMT GEMM,
 //     as the int8 / NF4 / bf16 frozen weights are (quant.cu, quant_slab_forward/backward).
 #include <cstddef>
+#include <type_traits>
 
 #include "common.cuh"
 #include "gptune/ggml_blocks.h"
@@ -69,11 +70,14 @@ struct Q8_0 {
   }
 };
 
-struct Q4_K {
-  using Block = g::BlockQ4_K;
-  static constexpr int kType = g::kQ4_K, kValues = g::kQK_K, kBytes = sizeof(Block);
-  // Eight sub-blocks of 32, each with a 6-bit scale and min; sub-blocks 2p and 2p+1 are the low and
-  // high nibbles of qs[32p .. 32p+31]; value = (d * scale) * q - (dmin * min).
+// Q4_K and Q5_K: eight sub-blocks of 32, each with a 6-bit scale and min; sub-blocks 2p and 2p+1 are
+// the low and high nibbles of qs[32p .. 32p+31]; Q5_K adds 16 where the value's fifth bit, bit `sub`
+// of qh[l] (l its index among the sub-block's 32), is set; value = (d * scale) * q - (dmin * min).
+template <int kTypeId>
+struct ScaleMinK {
+  static constexpr bool kFifthBit = kTypeId == g::kQ5_K;
+  using Block = std::conditional_t<kFifthBit, g::BlockQ5_K, g::BlockQ4_K>;
+  static constexpr int kType = kTypeId, kValues = g::kQK_K, kBytes = sizeof(Block);
   __device__ __forceinline__ static void values8(float v[8], const uint8_t* block, int first) {
     const int sub = first / 32;
     uint8_t scale, min;
@@ -83,9 +87,15 @@ struct Q4_K {
     const uint8_t* qs = block + offsetof(Block, qs) + 32 * (sub / 2) + first % 32;
     const int shift = sub % 2 ? 4 : 0;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = d * static_cast<float>((qs[j] >> shift) & 15) - m;
+    for (int j = 0; j < 8; ++j) {
+      int q = (qs[j] >> shift) & 15;
+      if constexpr (kFifthBit) q |= ((block[offsetof(Block, qh) + first % 32 + j] >> sub) & 1) << 4;
+      v[j] = d * static_cast<float>(q) - m;
+    }
   }
 };
+using Q4_K = ScaleMinK<g::kQ4_K>;
+using Q5_K = ScaleMinK<g::kQ5_K>;
 
 struct Q6_K {
   using Block = g::BlockQ6_K;
@@ -217,9 +227,10 @@ void with_format(int type, const char* kernel, Body&& body) {
     case Q5_0::kType: return body(Q5_0{});
     case Q8_0::kType: return body(Q8_0{});
     case Q4_K::kType: return body(Q4_K{});
+    case Q5_K::kType: return body(Q5_K{});
     case Q6_K::kType: return body(Q6_K{});
   }
-  throw Error(std::string(kernel) + ": expected a GGML type id 2 (Q4_0), 6 (Q5_0), 8 (Q8_0), 12 (Q4_K) or 14 (Q6_K) but received " +
+  throw Error(std::string(kernel) + ": expected a GGML type id 2 (Q4_0), 6 (Q5_0), 8 (Q8_0), 12 (Q4_K), 13 (Q5_K) or 14 (Q6_K) but received " +
               std::to_string(type));
 }
 

@@ -243,11 +243,11 @@ Napi::Value ConvertF32ToBf16(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// A GGML block-format weight (kernels.inc): its type id, checked to be one of the five block types.
+// A GGML block-format weight (kernels.inc): its type id, checked to be one of the six block types.
 int ggml_type_arg(Args& a, size_t i) {
   const int type = a.integer(i, "type");
   if (!ggml::is_block_type(type))
-    a.fail_range("type must be a GGML block type id, 2 (Q4_0), 6 (Q5_0), 8 (Q8_0), 12 (Q4_K) or 14 (Q6_K), but it is " +
+    a.fail_range("type must be a GGML block type id, 2 (Q4_0), 6 (Q5_0), 8 (Q8_0), 12 (Q4_K), 13 (Q5_K) or 14 (Q6_K), but it is " +
                  std::to_string(type));
   return type;
 }

@@ -5,7 +5,7 @@
 //                                              default parameters (no importance matrix, not pure,
 //                                              output tensor quantized), one thread
 //   llama_quantize dequantize TYPE N IN OUT    N values of ggml type TYPE (2 Q4_0, 6 Q5_0, 8 Q8_0,
-//                                              12 Q4_K, 14 Q6_K): blocks read from IN, float32 to OUT
+//                                              12 Q4_K, 13 Q5_K, 14 Q6_K): blocks read from IN, float32 to OUT
 // compiled by the test against the libraries, with the prototypes and the parameter struct declared
 // here from include/llama.h and ggml/src/ggml-quants.h of the release node-llama-cpp ships (v0.4.0).
 #include <cstddef>
@@ -41,6 +41,7 @@ void dequantize_row_q4_0(const void* x, float* y, int64_t k);
 void dequantize_row_q5_0(const void* x, float* y, int64_t k);
 void dequantize_row_q8_0(const void* x, float* y, int64_t k);
 void dequantize_row_q4_K(const void* x, float* y, int64_t k);
+void dequantize_row_q5_K(const void* x, float* y, int64_t k);
 void dequantize_row_q6_K(const void* x, float* y, int64_t k);
 }
 
@@ -51,6 +52,7 @@ static int dequantize(int type, long n, const char* in, const char* out) {
     case 6: row = dequantize_row_q5_0; break;
     case 8: row = dequantize_row_q8_0; break;
     case 12: row = dequantize_row_q4_K; break;
+    case 13: row = dequantize_row_q5_K; break;
     case 14: row = dequantize_row_q6_K; break;
     default: std::fprintf(stderr, "unknown type %d\n", type); return 2;
   }

@@ -5,17 +5,25 @@
  * same tensors (names, ggml types, shapes) with byte-identical data, and be within 2% of its size.
  * GPT-2 and the Llama family, each with a hidden size that is a multiple of 256 (real Q4_K / Q6_K
  * blocks) and one that is not (llama.cpp's fallbacks: Q4_K -> Q5_0, Q6_K -> Q8_0, F16 where rows are
- * not a multiple of 32); tied and untied heads; enough layers for use_more_bits to pick some.
+ * not a multiple of 32); tied and untied heads; enough layers for use_more_bits to pick some. And a
+ * 70B-shaped Llama (80 layers, GQA: llama.cpp's LLM_TYPE_70B) whose Q4_K_M stores attn_v as Q5_K, which
+ * llama.cpp runs to gptune's greedy tokens.
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { GGML_TYPE } from '../../lib/gguf/format';
+import { GGML_BLOCK_TYPES } from '../../lib/gguf/ggml_types';
 import { loadGGUFModel } from '../../lib/gguf/load';
 import { readGGUFHeader, readTensor } from '../../lib/gguf/read';
-import { tempDir } from '../helpers';
+import { saveModel } from '../../lib/model/checkpoint';
+import { parseDecoderSpec } from '../../lib/model/config';
+import { Decoder, globalParamName } from '../../lib/model/decoder';
+import { generate } from '../../lib/model/generate';
+import { encodeSequence } from '../../lib/tokenizer';
+import { tempDir, TINY } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
-import { compileLlamaQuantize, exportGGUF, LIBLLAMA } from './llama_cpp_helpers';
+import { compileLlamaQuantize, exportGGUF, LIBLLAMA, runLlamaCpp } from './llama_cpp_helpers';
 
 
 /** llama_ftype of each dtype (include/llama.h). */
@@ -51,6 +59,37 @@ function tensorBytes(file: string, offset: number, n: number): Buffer {
   }
 }
 
+/** Both files hold the same tensors (names, ggml types, shapes) with byte-identical data. */
+function expectSameTensors(ours: string, theirs: string): void {
+  const a = readGGUFHeader(ours), b = readGGUFHeader(theirs);
+  const describe = (h: typeof a) => [...h.tensors.values()].map((t) => `${t.name} ${t.type} [${t.ne.join(', ')}]`).sort();
+  expect(describe(a)).toEqual(describe(b));
+  for (const t of a.tensors.values()) {
+    const u = b.tensors.get(t.name)!;
+    const equal = tensorBytes(ours, t.fileOffset, t.nbytes).equals(tensorBytes(theirs, u.fileOffset, u.nbytes));
+    if (!equal) throw new Error(`${t.name} (${t.type}): gptune's bytes differ from llama.cpp's`);
+  }
+}
+
+/**
+ * Every block-type tensor of `file` (of `only` that type) read by gptune equals ggml's own dequantize_row_*
+ * of its bytes, bit for bit.
+ */
+function expectGgmlDequantization(file: string, only?: string): void {
+  const h = readGGUFHeader(file);
+  const work = tempDir('gptune-dequantize-');
+  for (const t of h.tensors.values()) {
+    if (!(t.type in GGML_BLOCK_TYPES) || (only !== undefined && t.type !== only)) continue;
+    const blocks = path.join(work, 'blocks'), floats = path.join(work, 'floats');
+    fs.writeFileSync(blocks, tensorBytes(file, t.fileOffset, t.nbytes));
+    const n = t.ne.reduce((a, b) => a * b, 1);
+    const r = spawnSync(quantizer, ['dequantize', String(GGML_TYPE[t.type as keyof typeof GGML_TYPE]), String(n), blocks, floats], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ggml's dequantize_row for ${t.type} failed: ${r.stderr}`);
+    const values = readTensor(h, t.name);
+    if (!Buffer.from(values.buffer, values.byteOffset, values.byteLength).equals(fs.readFileSync(floats))) throw new Error(`${t.name} (${t.type}): gptune's values differ from ggml's`);
+  }
+}
+
 beforeAll(async () => {
   if (!available) return;
   quantizer = compileLlamaQuantize(tempDir('gptune-llama-quantize-'));
@@ -74,14 +113,8 @@ const cases = MODELS.flatMap((m, i) => (Object.keys(FTYPES) as Dtype[]).map((dty
 (available ? describe.each(cases) : describe.skip.each(cases))('%s, %s', (_name, dtype, m) => {
   test("same tensors (names, types, shapes) as llama.cpp's quantizer, data byte for byte", () => {
     const { ours, theirs } = results.get(`${m}/${dtype}`)!;
+    expectSameTensors(ours, theirs);
     const a = readGGUFHeader(ours), b = readGGUFHeader(theirs);
-    const describe = (h: typeof a) => [...h.tensors.values()].map((t) => `${t.name} ${t.type} [${t.ne.join(', ')}]`).sort();
-    expect(describe(a)).toEqual(describe(b));
-    for (const t of a.tensors.values()) {
-      const u = b.tensors.get(t.name)!;
-      const equal = tensorBytes(ours, t.fileOffset, t.nbytes).equals(tensorBytes(theirs, u.fileOffset, u.nbytes));
-      if (!equal) throw new Error(`${t.name} (${t.type}): gptune's bytes differ from llama.cpp's`);
-    }
     expect(a.kv.get('general.file_type')).toBe(FTYPES[dtype]);
     expect(a.kv.get('general.quantization_version')).toBe(b.kv.get('general.quantization_version'));
   });
@@ -93,18 +126,8 @@ const cases = MODELS.flatMap((m, i) => (Object.keys(FTYPES) as Dtype[]).map((dty
 
   test("gptune reads llama.cpp's file: every quantized tensor dequantizes to ggml's own dequantize_row_* values, bit for bit, and the model loads", () => {
     const { theirs } = results.get(`${m}/${dtype}`)!;
+    expectGgmlDequantization(theirs);
     const h = readGGUFHeader(theirs);
-    const work = tempDir('gptune-dequantize-');
-    for (const t of h.tensors.values()) {
-      if (!['Q4_0', 'Q5_0', 'Q8_0', 'Q4_K', 'Q6_K'].includes(t.type)) continue;
-      const blocks = path.join(work, 'blocks'), floats = path.join(work, 'floats');
-      fs.writeFileSync(blocks, tensorBytes(theirs, t.fileOffset, t.nbytes));
-      const n = t.ne.reduce((a, b) => a * b, 1);
-      const r = spawnSync(quantizer, ['dequantize', String(GGML_TYPE[t.type as keyof typeof GGML_TYPE]), String(n), blocks, floats], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`ggml's dequantize_row for ${t.type} failed: ${r.stderr}`);
-      const values = readTensor(h, t.name);
-      if (!Buffer.from(values.buffer, values.byteOffset, values.byteLength).equals(fs.readFileSync(floats))) throw new Error(`${t.name} (${t.type}): gptune's values differ from ggml's`);
-    }
     const loaded = loadGGUFModel(theirs);
     try {
       // GPT-2's head (Q6_K, or Q8_0) and embedding (Q4_K, Q4_0, ...) differ once quantized: the head is untied then.
@@ -153,4 +176,78 @@ test('the models cover what the comparison is for: real K-quant blocks, every fa
   expect(type('q4_k_m', 4, 'blk.0.attn_q.weight')).toBe('F16');
   expect(type('q8_0', 4, 'blk.0.attn_q.weight')).toBe('F16');
   expect(type('q4_k_m', 4, 'blk.0.ffn_down.weight')).toBe('Q5_0');
+});
+
+/**
+ * A 70B-shaped Llama at a tiny width: 80 layers and GQA make llama.cpp's LLM_TYPE_70B, whose Q4_K_M
+ * stores attn_v as Q5_K (Q6_K on the use_more_bits layers); width 256 is one Q5_K super-block per row
+ * (attn_output's and ffn_down's 64- and 32-value rows fall back to Q5_0 / Q8_0). Layers are drawn at
+ * std 0.02 and the embedding and untied head at 0.5: 80 layers of larger random weights are chaotic
+ * (llama.cpp's 8-bit activations alone change the greedy tokens), these keep each layer a small, smooth
+ * change to a residual stream that predicts confidently (llama.cpp's probabilities of its choices here:
+ * 0.41 to 0.99).
+ */
+const SEVENTY_B_SPEC = 'new:arch=llama,n_layer=80,n_head=2,n_kv_head=1,head_dim=32,n_embd=256,n_inner=32,n_positions=64,vocab_size=350';
+
+function seventyBShapedFolder(): string {
+  const model = new Decoder(parseDecoderSpec(SEVENTY_B_SPEC));
+  try {
+    model.initRandom(70, 0.02);
+    for (const role of ['embed', 'head'] as const) {
+      const name = globalParamName(model.config, role);
+      model.setParameter(name, model.readParameter(name).map((v) => v * 25));
+    }
+    const dir = path.join(tempDir('gptune-llama-70b-'), 'model');
+    saveModel(model, dir, { tokenizerFrom: TINY });
+    return dir;
+  } finally {
+    model.free();
+  }
+}
+
+(available ? describe : describe.skip)('a 70B-shaped Llama (80 layers, GQA) as Q4_K_M: attn_v in Q5_K', () => {
+  let ours = '', theirs = '';
+  beforeAll(async () => {
+    const model = seventyBShapedFolder();
+    const out = path.dirname(model), f32 = path.join(out, 'f32.gguf');
+    ours = path.join(out, 'q4_k_m.gguf');
+    theirs = path.join(out, 'llama-q4_k_m.gguf');
+    await exportGGUF('--model', model, '--dtype', 'f32', '--no-measure', '--out', f32);
+    await exportGGUF('--model', model, '--dtype', 'q4_k_m', '--no-measure', '--out', ours);
+    const q = spawnSync(quantizer, [f32, theirs, String(FTYPES.q4_k_m)], { encoding: 'utf8' });
+    if (q.status !== 0) throw new Error(`llama_model_quantize q4_k_m failed: ${q.stderr}`);
+  }, 300000);
+
+  test("the same tensors as llama.cpp's quantizer, byte for byte, with Q5_K attn_v on every layer use_more_bits leaves", () => {
+    expectSameTensors(ours, theirs);
+    const types = new Map([...readGGUFHeader(ours).tensors.values()].map((t) => [t.name, t.type]));
+    // use_more_bits(i, 80): i < 10, i >= 70, or (i - 10) % 3 == 2.
+    for (let l = 0; l < 80; l++) {
+      const more = l < 10 || l >= 70 || (l - 10) % 3 === 2;
+      expect([l, types.get(`blk.${l}.attn_v.weight`)]).toEqual([l, more ? 'Q6_K' : 'Q5_K']);
+      expect([l, types.get(`blk.${l}.attn_q.weight`)]).toEqual([l, 'Q4_K']);
+    }
+  });
+
+  test("gptune reads llama.cpp's Q5_K blocks as ggml's dequantize_row_q5_K does, bit for bit", () => {
+    // The other types' tensors are the models above's (one ggml call per tensor: all 563 here take minutes).
+    expectGgmlDequantization(theirs, 'Q5_K');
+  });
+
+  test("llama.cpp runs gptune's file to the 20 greedy tokens gptune gives on it, running its blocks directly or dequantized", () => {
+    const greedy = (dequantize: boolean) => {
+      const { model, tokenizer } = loadGGUFModel(ours, { dequantize });
+      try {
+        expect(model.baseDtype).toBe(dequantize ? 'f32' : 'gguf');
+        const prompt = encodeSequence(tokenizer, 'Once upon a time, there was');
+        return { prompt, tokens: generate(model, prompt, { maxNewTokens: 20, greedy: true, eosTokenId: null }).tokens };
+      } finally {
+        model.free();
+      }
+    };
+    const direct = greedy(false);
+    expect(direct.tokens).toHaveLength(20);
+    expect(greedy(true).tokens).toEqual(direct.tokens);
+    expect(runLlamaCpp([{ file: ours, texts: [], prompt: direct.prompt, n: 20 }])[0].tokens).toEqual(direct.tokens);
+  });
 });

@@ -220,7 +220,7 @@ describe('the CLI', () => {
       c.writeUInt32LE(3, after(c, 'blk.1.ffn_down.bias') + 4 + 8);
       return c;
     });
-    expectCleanFailure(evalArgs(lastTensor), /bad\.gguf: tensor blk\.1\.ffn_down\.bias has type Q4_1; gptune reads F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q6_K/);
+    expectCleanFailure(evalArgs(lastTensor), /bad\.gguf: tensor blk\.1\.ffn_down\.bias has type Q4_1; gptune reads F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K/);
   });
 
   test('an unknown architecture: one line naming general.architecture', () => {

@@ -48,15 +48,49 @@ test('GPT-2 124M as Q4_K_M: head Q6_K, embedding Q4_K, attn_qkv and ffn_down Q6_
   expect(new Set(q8.map((c) => c.type))).toEqual(new Set(['Q8_0', 'F32']));
 });
 
-test('a tied head: token_embd is the head (Q6_K); a 70B-size Llama (80 layers, GQA) is refused for Q4_K_M, naming Q5_K', () => {
+test('a tied head: token_embd is the head (Q6_K)', () => {
   const tied: TypedTensor[] = [{ name: 'token_embd.weight', ne: [576, 49152] }, { name: 'blk.0.attn_v.weight', ne: [576, 192] }];
   // 576 = 2.25 * 256: the tied head and attn_v of layer 0 (use_more_bits) want Q6_K and fall back to Q8_0.
   expect(chooseQuantizedTypes(tied, 'q4_k_m', { architecture: 'llama', layers: 30, heads: 9, kvHeads: 3 })[0]).toEqual({ type: 'Q8_0', fallback: 'token_embd.weight: Q6_K needs a row length multiple of 256, wrote Q8_0' });
   expect(chooseQuantizedTypes([{ name: 'token_embd.weight', ne: [512, 1000] }], 'q4_k_m', { architecture: 'qwen2', layers: 2, heads: 8, kvHeads: 8 })[0]).toEqual({ type: 'Q6_K' });
   expect(chooseQuantizedTypes(tied, 'q4_k_m', { architecture: 'llama', layers: 30, heads: 9, kvHeads: 3 })[1]).toEqual({ type: 'Q8_0', fallback: 'blk.0.attn_v.weight: Q6_K needs a row length multiple of 256, wrote Q8_0' });
-  // Layer 11 of 80 is not a use_more_bits layer ((11 - 10) % 3 = 1): llama.cpp would write Q5_K.
-  const big: TypedTensor[] = [{ name: 'blk.11.attn_v.weight', ne: [8192, 1024] }];
-  expect(() => chooseQuantizedTypes(big, 'q4_k_m', { architecture: 'llama', layers: 80, heads: 64, kvHeads: 8 })).toThrow(ExportError);
-  expect(() => chooseQuantizedTypes(big, 'q4_k_m', { architecture: 'llama', layers: 80, heads: 64, kvHeads: 8 })).toThrow(/Q5_K/);
-  expect(chooseQuantizedTypes(big, 'q4_0', { architecture: 'llama', layers: 80, heads: 64, kvHeads: 8 })[0]).toEqual({ type: 'Q4_0' });
+});
+
+describe("llama.cpp's 70B rule (LLM_TYPE_70B: a Llama of 80 layers with GQA, a Qwen2 of 80 layers): attn_v in Q5_K for Q4_K_M", () => {
+  // Llama-2-70B's shapes: hidden 8192, 64 heads, 8 KV heads (attn_v 8192 -> 1024).
+  const layer = (l: number): TypedTensor[] => [
+    { name: `blk.${l}.attn_q.weight`, ne: [8192, 8192] }, { name: `blk.${l}.attn_v.weight`, ne: [8192, 1024] },
+    { name: `blk.${l}.ffn_down.weight`, ne: [28672, 8192] },
+  ];
+  const types = (tensors: TypedTensor[], model: { architecture: string; layers: number; heads: number; kvHeads: number }, dtype: 'q4_k_m' | 'q4_0' = 'q4_k_m') =>
+    new Map(chooseQuantizedTypes(tensors, dtype, model).map((c, i) => [tensors[i].name, c.type]));
+  const llama70B = { architecture: 'llama', layers: 80, heads: 64, kvHeads: 8 };
+
+  test('attn_v is Q5_K except on the use_more_bits layers (Q6_K); the other tensors keep Q4_K_M\'s types', () => {
+    // use_more_bits(i, 80): i < 10, i >= 70, or (i - 10) % 3 == 2: layers 11 and 13 are not picked, 12 and 75 are.
+    const t = types([11, 12, 13, 75].flatMap(layer), llama70B);
+    expect([11, 12, 13, 75].map((l) => t.get(`blk.${l}.attn_v.weight`))).toEqual(['Q5_K', 'Q6_K', 'Q5_K', 'Q6_K']);
+    expect([11, 12, 13, 75].map((l) => t.get(`blk.${l}.ffn_down.weight`))).toEqual(['Q4_K', 'Q6_K', 'Q4_K', 'Q6_K']);
+    expect([11, 12, 13, 75].map((l) => t.get(`blk.${l}.attn_q.weight`))).toEqual(['Q4_K', 'Q4_K', 'Q4_K', 'Q4_K']);
+  });
+
+  test('Qwen2 of 80 layers counts as 70B with or without GQA; a Llama of 80 layers without GQA (65B) and of 79 layers do not', () => {
+    expect(types(layer(11), { architecture: 'qwen2', layers: 80, heads: 64, kvHeads: 64 }).get('blk.11.attn_v.weight')).toBe('Q5_K');
+    expect(types(layer(11), { architecture: 'llama', layers: 80, heads: 64, kvHeads: 64 }).get('blk.11.attn_v.weight')).toBe('Q4_K');
+    // Of 79 layers, 12 is not a use_more_bits layer (79/8 = 9; (12 - 9) % 3 = 0).
+    expect(types(layer(12), { ...llama70B, layers: 79 }).get('blk.12.attn_v.weight')).toBe('Q4_K');
+    expect(types(layer(11), { architecture: 'qwen3', layers: 80, heads: 64, kvHeads: 8 }).get('blk.11.attn_v.weight')).toBe('Q4_K');
+  });
+
+  test('only Q4_K_M: Q4_0 keeps Q4_0', () => {
+    expect(types(layer(11), llama70B, 'q4_0').get('blk.11.attn_v.weight')).toBe('Q4_0');
+  });
+
+  test("a row length that is not a multiple of 256: llama.cpp's Q5_1 fallback is refused naming the tensor, F16 where 32 does not divide it either", () => {
+    const odd: TypedTensor[] = [{ name: 'blk.11.attn_v.weight', ne: [96, 32] }];
+    expect(() => chooseQuantizedTypes(odd, 'q4_k_m', llama70B)).toThrow(ExportError);
+    expect(() => chooseQuantizedTypes(odd, 'q4_k_m', llama70B)).toThrow(/^blk\.11\.attn_v\.weight: llama\.cpp stores this attn_v as Q5_1 \(Q5_K needs a row length multiple of 256, the row is 96\)/);
+    expect(chooseQuantizedTypes([{ name: 'blk.11.attn_v.weight', ne: [48, 32] }], 'q4_k_m', llama70B)[0])
+      .toEqual({ type: 'F16', fallback: 'blk.11.attn_v.weight: Q5_K needs a row length multiple of 256, wrote F16' });
+  });
 });

@@ -1160,7 +1160,7 @@ vector<GgmlType> ggml_types() {
     std::printf("FAIL ggml reference: cannot load %s (%s); run from the repository root after npm install\n", path, dlerror());
     return {};
   }
-  vector<GgmlType> types = {{2, "q4_0", 32, 18}, {6, "q5_0", 32, 22}, {8, "q8_0", 32, 34}, {12, "q4_K", 256, 144}, {14, "q6_K", 256, 210}};
+  vector<GgmlType> types = {{2, "q4_0", 32, 18}, {6, "q5_0", 32, 22}, {8, "q8_0", 32, 34}, {12, "q4_K", 256, 144}, {13, "q5_K", 256, 176}, {14, "q6_K", 256, 210}};
   for (auto& t : types) {
     t.quantize = reinterpret_cast<void (*)(const float*, void*, int64_t)>(dlsym(lib, ("quantize_row_" + std::string(t.name) + "_ref").c_str()));
     t.dequantize = reinterpret_cast<void (*)(const void*, float*, int64_t)>(dlsym(lib, ("dequantize_row_" + std::string(t.name)).c_str()));

@@ -1,6 +1,6 @@
 /**
  * The GGML block formats on CUDA (native/cuda/ggml_quant.cu) against the CPU backend, for every type
- * (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K):
+ * (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K):
  *   node --test dist/test/gpu/        (on a GPU machine; skips with the reason elsewhere)
  *   - quantize_ggml and dequantize_ggml on the device give the CPU's bytes and floats bit for bit (the
  *     CPU's equal ggml's own, test/kernels/ggml_blocks.test.ts); weights include denormals, which the

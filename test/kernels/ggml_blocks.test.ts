@@ -291,8 +291,8 @@ describe('GGML block bindings refuse bad arguments with a one-line RangeError', 
   const weight = new Float32Array(2 * 256);
   const blocks = new Uint8Array(2 * q4k.bytes);
 
-  test('a type that is not one of the five block types', () => {
-    for (const bad of [0, 1, 3, 13, 99, -2])
+  test('a type that is not one of the six block types', () => {
+    for (const bad of [0, 1, 3, 15, 99, -2])
       expectRangeError(() => k.quantize_ggml(blocks, weight, bad, 2, 256), 'quantize_ggml', `but it is ${bad}`);
     expectRangeError(() => k.dequantize_ggml(weight, blocks, 1, 2, 256), 'dequantize_ggml', 'GGML block type');
     expectRangeError(() => k.matmul_ggml_forward(new Float32Array(2), weight, blocks, null, 0, 1, 256, 2, 2), 'matmul_ggml_forward', 'GGML block type');
@@ -301,6 +301,7 @@ describe('GGML block bindings refuse bad arguments with a one-line RangeError', 
 
   test('C that is not a multiple of the block', () => {
     expectRangeError(() => k.quantize_ggml(blocks, weight, q4k.id, 1, 288), 'quantize_ggml', 'C (288) must be a multiple of 256, the block of Q4_K');
+    expectRangeError(() => k.dequantize_ggml(weight, blocks, ggmlBlockType('Q5_K')!.id, 1, 96), 'dequantize_ggml', 'C (96) must be a multiple of 256, the block of Q5_K');
     expectRangeError(() => k.dequantize_ggml(weight, blocks, q8.id, 1, 33), 'dequantize_ggml', 'C (33) must be a multiple of 32');
     expectRangeError(() => k.matmul_ggml_forward(new Float32Array(2), weight, blocks, null, q8.id, 1, 48, 2, 2), 'matmul_ggml_forward', 'multiple of 32');
     expectRangeError(() => ggmlReference.matmul_ggml_backward(weight, new Float32Array(2), blocks, q4k.id, 1, 128, 2, 2), 'matmul_ggml_backward_reference', 'multiple of 256');
@@ -326,10 +327,12 @@ describe('GGML block bindings refuse bad arguments with a one-line RangeError', 
 describe('lib/gguf/ggml_types', () => {
   test('ids, block sizes and bytes are ggml-common.h / ggml.h values', () => {
     expect(GGML_BLOCK_TYPE_LIST.map((t) => [t.name, t.id, t.block, t.bytes])).toEqual([
-      ['Q4_0', 2, 32, 18], ['Q5_0', 6, 32, 22], ['Q8_0', 8, 32, 34], ['Q4_K', 12, 256, 144], ['Q6_K', 14, 256, 210],
+      ['Q4_0', 2, 32, 18], ['Q5_0', 6, 32, 22], ['Q8_0', 8, 32, 34], ['Q4_K', 12, 256, 144], ['Q5_K', 13, 256, 176],
+      ['Q6_K', 14, 256, 210],
     ]);
     expect(ggmlBlockType(12)?.name).toBe('Q4_K');
     expect(ggmlBlockType('Q6_K')?.id).toBe(14);
+    expect(ggmlBlockType(13)?.name).toBe('Q5_K');
     expect(ggmlBlockType(1)).toBeUndefined();
     expect(ggmlBlockBytes(ggmlBlockType('Q4_K')!, 3, 512)).toBe(3 * 2 * 144);
     expect(() => ggmlBlockBytes(ggmlBlockType('Q4_K')!, 1, 300)).toThrow(/multiple of 256 values but received 300/);

@@ -27,9 +27,9 @@ if (LEVELS.length === 0) console.warn('ggml_matmul.test.ts: this CPU has neither
 /** Row length per type: 32-blocks get 800 = 3 * 256 + 32 (the backward's 256-column tiles leave a 32-column one). */
 const columns = (type: GGMLBlockType) => (type.block === 32 ? 800 : 768);
 
-/** Offsets of a block's fp16 scales (ggml-common.h): Q4_K's d and dmin, Q6_K's d at the end, the others' d first. */
+/** Offsets of a block's fp16 scales (ggml-common.h): Q4_K's and Q5_K's d and dmin, Q6_K's d at the end, the others' d first. */
 function scaleOffsets(type: GGMLBlockType): number[] {
-  return type.name === 'Q4_K' ? [0, 2] : type.name === 'Q6_K' ? [208] : [0];
+  return type.name === 'Q4_K' || type.name === 'Q5_K' ? [0, 2] : type.name === 'Q6_K' ? [208] : [0];
 }
 
 /**

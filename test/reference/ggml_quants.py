@@ -15,7 +15,7 @@ import ctypes
 import struct
 import sys
 
-NAMES = {2: 'q4_0', 6: 'q5_0', 8: 'q8_0', 12: 'q4_K', 14: 'q6_K'}
+NAMES = {2: 'q4_0', 6: 'q5_0', 8: 'q8_0', 12: 'q4_K', 13: 'q5_K', 14: 'q6_K'}
 
 
 def main() -> None:

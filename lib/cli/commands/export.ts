@@ -56,7 +56,7 @@ export const exportCommand: Command = {
     'adapters are merged into the weights first. With --adapter-only, the one --adapter is written as a LoRA adapter GGUF ' +
     'instead (llama.cpp --lora; --model names its base). Norms, biases and position embeddings stay F32. q8_0, q4_0 and ' +
     "q4_k_m give each weight the type llama.cpp's llama-quantize gives it (Q4_K_M: Q6_K for the head and for attn_v/ffn_down " +
-    'on some layers), falling back to a type with smaller blocks (or F16) where its rows do not split into the blocks, and ' +
+    'on some layers, Q5_K for the other attn_v of a 70B-type model), falling back to a type with smaller blocks (or F16) where its rows do not split into the blocks, and ' +
     'saying so. Every model export measures its cost: perplexity and next-token accuracy of the source model and of the ' +
     'written file loaded back, on --eval-data (plain text) or the held-out text that ships with gptune. --out is replaced ' +
     'only when gptune wrote it, or with --overwrite.',

@@ -1,8 +1,9 @@
 // GGML's block formats (the quantized tensor types of GGUF files), written once for every backend:
-// the byte layouts of ggml-common.h's block_q4_0, block_q5_0, block_q8_0, block_q4_K and block_q6_K,
-// ggml-quants.c's reference quantizers (quantize_row_*_ref, with make_qkx2_quants' scale-and-min
-// search for Q4_K and make_qx_quants' scale search for Q6_K) and its dequantizers (dequantize_row_*),
-// each float32 operation in ggml's order, so the bytes and floats equal ggml's bit for bit
+// the byte layouts of ggml-common.h's block_q4_0, block_q5_0, block_q8_0, block_q4_K, block_q5_K and
+// block_q6_K, ggml-quants.c's reference quantizers (quantize_row_*_ref, with make_qkx2_quants'
+// scale-and-min search for Q4_K and Q5_K and make_qx_quants' scale search for Q6_K) and its
+// dequantizers (dequantize_row_*), each float32 operation in ggml's order, so the bytes and floats
+// equal ggml's bit for bit
 // (test/kernels/ggml_blocks.test.ts compares them with libggml-base.so itself).
 //
 // Every step that rounds goes through quant_format.h's *_rn helpers: under nvcc's --use_fast_math
@@ -30,10 +31,10 @@
 namespace gptune::ggml {
 
 // ggml_type ids (ggml.h enum ggml_type, GGUF's tensor type field).
-enum Type : int { kQ4_0 = 2, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14 };
+enum Type : int { kQ4_0 = 2, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14 };
 
 constexpr int kQK = 32;    // values per block of Q4_0, Q5_0, Q8_0
-constexpr int kQK_K = 256;  // values per super-block of Q4_K, Q6_K
+constexpr int kQK_K = 256;  // values per super-block of Q4_K, Q5_K, Q6_K
 
 // The layouts, field for field as ggml-common.h declares them (ggml_half = uint16_t fp16 bits). The
 // code below reads and writes blocks through the offsets of these fields; the structs themselves are
@@ -57,6 +58,13 @@ struct BlockQ4_K {
   uint8_t scales[12];      // 8 scales and 8 mins of 6 bits (get_scale_min)
   uint8_t qs[kQK_K / 2];   // 4 chunks of 64 values: value l low nibble, value l+32 high nibble of qs[l]
 };
+struct BlockQ5_K {
+  uint16_t d;              // super-scale of the 8 sub-block scales
+  uint16_t dmin;           // super-scale of the 8 sub-block mins
+  uint8_t scales[12];      // as Q4_K's
+  uint8_t qh[kQK_K / 8];   // fifth bits: value l + 64c (low nibble) at bit 2c of qh[l], value l + 64c + 32 at bit 2c+1
+  uint8_t qs[kQK_K / 2];   // low 4 bits, nibbles as Q4_K
+};
 struct BlockQ6_K {
   uint8_t ql[kQK_K / 2];   // low 4 bits
   uint8_t qh[kQK_K / 4];   // high 2 bits
@@ -67,25 +75,32 @@ static_assert(sizeof(BlockQ4_0) == 18, "block_q4_0 is 18 bytes");
 static_assert(sizeof(BlockQ5_0) == 22, "block_q5_0 is 22 bytes");
 static_assert(sizeof(BlockQ8_0) == 34, "block_q8_0 is 34 bytes");
 static_assert(sizeof(BlockQ4_K) == 144, "block_q4_K is 144 bytes");
+static_assert(sizeof(BlockQ5_K) == 176, "block_q5_K is 176 bytes");
 static_assert(sizeof(BlockQ6_K) == 210, "block_q6_K is 210 bytes");
 static_assert(offsetof(BlockQ5_0, qs) == 6 && offsetof(BlockQ4_K, qs) == 16 && offsetof(BlockQ6_K, d) == 208,
               "ggml-common.h's field order, no padding");
+// Q4_K and Q5_K share their scale head (quantize_k_scales_mins, dequantize_k_block below).
+static_assert(offsetof(BlockQ5_K, d) == offsetof(BlockQ4_K, d) && offsetof(BlockQ5_K, dmin) == offsetof(BlockQ4_K, dmin) &&
+                  offsetof(BlockQ5_K, scales) == offsetof(BlockQ4_K, scales) && offsetof(BlockQ5_K, qh) == 16 &&
+                  offsetof(BlockQ5_K, qs) == 48,
+              "block_q5_K: Q4_K's d, dmin and scales, then qh and qs");
 
-// Values per block (0 for a type that is not one of the five).
+// Values per block (0 for a type that is not one of the six).
 GPTUNE_HOST_DEVICE constexpr int block_size(int type) {
   switch (type) {
     case kQ4_0: case kQ5_0: case kQ8_0: return kQK;
-    case kQ4_K: case kQ6_K: return kQK_K;
+    case kQ4_K: case kQ5_K: case kQ6_K: return kQK_K;
     default: return 0;
   }
 }
-// Bytes per block (0 for a type that is not one of the five).
+// Bytes per block (0 for a type that is not one of the six).
 GPTUNE_HOST_DEVICE constexpr int block_bytes(int type) {
   switch (type) {
     case kQ4_0: return static_cast<int>(sizeof(BlockQ4_0));
     case kQ5_0: return static_cast<int>(sizeof(BlockQ5_0));
     case kQ8_0: return static_cast<int>(sizeof(BlockQ8_0));
     case kQ4_K: return static_cast<int>(sizeof(BlockQ4_K));
+    case kQ5_K: return static_cast<int>(sizeof(BlockQ5_K));
     case kQ6_K: return static_cast<int>(sizeof(BlockQ6_K));
     default: return 0;
   }
@@ -97,6 +112,7 @@ inline const char* type_name(int type) {
     case kQ5_0: return "Q5_0";
     case kQ8_0: return "Q8_0";
     case kQ4_K: return "Q4_K";
+    case kQ5_K: return "Q5_K";
     case kQ6_K: return "Q6_K";
     default: return "unknown";
   }
@@ -283,7 +299,8 @@ GPTUNE_HOST_DEVICE inline void dequantize_block_q8_0(float* y, const uint8_t* bl
   for (int j = 0; j < kQK; ++j) y[j] = quant::mul_rn(static_cast<float>(static_cast<int8_t>(qs[j])), d);
 }
 
-// ---- Q4_K: 8 sub-blocks of 32, x = d * sc * q - dmin * m with 6-bit sc, m and 4-bit q ----
+// ---- Q4_K and Q5_K: 8 sub-blocks of 32, x = d * sc * q - dmin * m with 6-bit sc, m and a 4-bit
+// (Q4_K) or 5-bit (Q5_K) q ----
 
 // ggml-quants.c make_qkx2_quants: codes L (n) in [0, nmax] for x ~ scale * L - the_min, searching
 // nstep + 1 candidate inverse scales (rmin + rdelta * is + nmax) / (max - min) for the least
@@ -357,7 +374,7 @@ GPTUNE_HOST_DEVICE inline float make_qkx2_quants(int n, int nmax, const float* x
   return scale;
 }
 
-// The 6-bit scale sc and min m of sub-block j (0..7) from a Q4_K block's 12 scale bytes
+// The 6-bit scale sc and min m of sub-block j (0..7) from a Q4_K or Q5_K block's 12 scale bytes
 // (ggml-quants.c get_scale_min_k4): j < 4 in the low 6 bits of bytes j and j+4, j >= 4 split into a
 // nibble of byte j+4 and the top 2 bits of bytes j-4 and j.
 GPTUNE_HOST_DEVICE inline void q4_k_scale_min(int j, const uint8_t* scales, uint8_t* sc, uint8_t* m) {
@@ -370,11 +387,17 @@ GPTUNE_HOST_DEVICE inline void q4_k_scale_min(int j, const uint8_t* scales, uint
   }
 }
 
-GPTUNE_HOST_DEVICE inline void quantize_block_q4_k(uint8_t* block, const float* x) {
+// The part of quantize_row_q4_K_ref and quantize_row_q5_K_ref that the two share: each sub-block of 32
+// fitted by make_qkx2_quants (codes 0..nmax, weights av_x + |x|, inverse scales rmin + 0.1 is +
+// nmax for is <= nstep; Q4_K: 15, -1, 20; Q5_K: 31, -0.5, 15), its scale and min quantized to 6 bits
+// against d = max scale / 63 and dmin = max min / 63, all three written to the block (the same
+// offsets in both layouts); then L (256) receives the codes against the scales and mins as stored
+// (a sub-block whose scale rounds to 0 keeps the search's codes).
+GPTUNE_HOST_DEVICE inline void quantize_k_scales_mins(uint8_t* block, uint8_t* L, const float* x, int nmax, float rmin,
+                                                      int nstep) {
   using quant::add_rn;
   using quant::div_rn;
   using quant::mul_rn;
-  uint8_t L[kQK_K];
   uint8_t Laux[32];
   float weights[32];
   float mins[kQK_K / 32];
@@ -386,7 +409,7 @@ GPTUNE_HOST_DEVICE inline void quantize_block_q4_k(uint8_t* block, const float* 
     for (int l = 0; l < 32; ++l) sum_x2 = add_rn(sum_x2, mul_rn(xs[l], xs[l]));
     const float av_x = quant::sqrt_rn(div_rn(sum_x2, 32.0f));
     for (int l = 0; l < 32; ++l) weights[l] = add_rn(av_x, fabs_f(xs[l]));
-    scales[j] = make_qkx2_quants(32, 15, xs, weights, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
+    scales[j] = make_qkx2_quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -410,8 +433,6 @@ GPTUNE_HOST_DEVICE inline void quantize_block_q4_k(uint8_t* block, const float* 
   }
   store_half(block + offsetof(BlockQ4_K, d), div_rn(max_scale, 63.0f));
   store_half(block + offsetof(BlockQ4_K, dmin), div_rn(max_min, 63.0f));
-  // The codes again against the scales and mins as stored (a sub-block whose scale rounds to 0
-  // keeps the search's codes).
   const float d_all = load_half(block + offsetof(BlockQ4_K, d));
   const float dmin_all = load_half(block + offsetof(BlockQ4_K, dmin));
   for (int j = 0; j < kQK_K / 32; ++j) {
@@ -422,9 +443,14 @@ GPTUNE_HOST_DEVICE inline void quantize_block_q4_k(uint8_t* block, const float* 
     const float dm = mul_rn(dmin_all, static_cast<float>(m));
     for (int ii = 0; ii < 32; ++ii) {
       const int l = nearest_int(div_rn(add_rn(x[32 * j + ii], dm), d));
-      L[32 * j + ii] = static_cast<uint8_t>(l < 0 ? 0 : l > 15 ? 15 : l);
+      L[32 * j + ii] = static_cast<uint8_t>(l < 0 ? 0 : l > nmax ? nmax : l);
     }
   }
+}
+
+GPTUNE_HOST_DEVICE inline void quantize_block_q4_k(uint8_t* block, const float* x) {
+  uint8_t L[kQK_K];
+  quantize_k_scales_mins(block, L, x, 15, -1.0f, 20);
   uint8_t* q = block + offsetof(BlockQ4_K, qs);
   for (int j = 0; j < kQK_K; j += 64) {
     for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
@@ -432,24 +458,56 @@ GPTUNE_HOST_DEVICE inline void quantize_block_q4_k(uint8_t* block, const float* 
   }
 }
 
-GPTUNE_HOST_DEVICE inline void dequantize_block_q4_k(float* y, const uint8_t* block) {
+// Codes 0..31: the low 4 bits packed as Q4_K's, the fifth bit of value l + 64c (l < 32) at bit 2c of
+// qh[l] and of value l + 64c + 32 at bit 2c + 1.
+GPTUNE_HOST_DEVICE inline void quantize_block_q5_k(uint8_t* block, const float* x) {
+  uint8_t L[kQK_K];
+  quantize_k_scales_mins(block, L, x, 31, -0.5f, 15);
+  uint8_t* qh = block + offsetof(BlockQ5_K, qh);
+  uint8_t* q = block + offsetof(BlockQ5_K, qs);
+  for (int l = 0; l < kQK_K / 8; ++l) qh[l] = 0;
+  for (int c = 0; c < kQK_K / 64; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      const int lo = L[64 * c + l], hi = L[64 * c + l + 32];
+      qh[l] = static_cast<uint8_t>(qh[l] | ((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+      q[l] = static_cast<uint8_t>((lo & 0x0f) | ((hi & 0x0f) << 4));
+    }
+    q += 32;
+  }
+}
+
+// dequantize_row_q4_K (qh null) and dequantize_row_q5_K: chunk c of 64 values is sub-blocks 2c (the
+// low nibbles of qs[32c..32c+31]) and 2c+1 (the high nibbles), plus 16 where Q5_K's fifth bit is set.
+GPTUNE_HOST_DEVICE inline void dequantize_k_block(float* y, const uint8_t* block, const uint8_t* q, const uint8_t* qh) {
   using quant::mul_rn;
   using quant::sub_rn;
   const float d = load_half(block + offsetof(BlockQ4_K, d));
   const float dmin = load_half(block + offsetof(BlockQ4_K, dmin));
   const uint8_t* sm = block + offsetof(BlockQ4_K, scales);
-  const uint8_t* q = block + offsetof(BlockQ4_K, qs);
-  for (int j = 0; j < kQK_K / 64; ++j) {
+  for (int c = 0; c < kQK_K / 64; ++c) {
     uint8_t sc, m;
-    q4_k_scale_min(2 * j, sm, &sc, &m);
+    q4_k_scale_min(2 * c, sm, &sc, &m);
     const float d1 = mul_rn(d, static_cast<float>(sc)), m1 = mul_rn(dmin, static_cast<float>(m));
-    q4_k_scale_min(2 * j + 1, sm, &sc, &m);
+    q4_k_scale_min(2 * c + 1, sm, &sc, &m);
     const float d2 = mul_rn(d, static_cast<float>(sc)), m2 = mul_rn(dmin, static_cast<float>(m));
-    for (int l = 0; l < 32; ++l) y[l] = sub_rn(mul_rn(d1, static_cast<float>(q[l] & 0x0f)), m1);
-    for (int l = 0; l < 32; ++l) y[l + 32] = sub_rn(mul_rn(d2, static_cast<float>(q[l] >> 4)), m2);
+    for (int l = 0; l < 32; ++l) {
+      const int high = qh ? ((qh[l] >> (2 * c)) & 1) << 4 : 0;
+      y[l] = sub_rn(mul_rn(d1, static_cast<float>((q[l] & 0x0f) + high)), m1);
+    }
+    for (int l = 0; l < 32; ++l) {
+      const int high = qh ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0;
+      y[l + 32] = sub_rn(mul_rn(d2, static_cast<float>((q[l] >> 4) + high)), m2);
+    }
     y += 64;
     q += 32;
   }
+}
+
+GPTUNE_HOST_DEVICE inline void dequantize_block_q4_k(float* y, const uint8_t* block) {
+  dequantize_k_block(y, block, block + offsetof(BlockQ4_K, qs), nullptr);
+}
+GPTUNE_HOST_DEVICE inline void dequantize_block_q5_k(float* y, const uint8_t* block) {
+  dequantize_k_block(y, block, block + offsetof(BlockQ5_K, qs), block + offsetof(BlockQ5_K, qh));
 }
 
 // ---- Q6_K: 16 sub-blocks of 16, x = d * sc * (q - 32) with int8 sc and 6-bit q ----
@@ -590,6 +648,7 @@ GPTUNE_HOST_DEVICE inline void quantize_block(int type, uint8_t* block, const fl
     case kQ5_0: quantize_block_q5_0(block, x); break;
     case kQ8_0: quantize_block_q8_0(block, x); break;
     case kQ4_K: quantize_block_q4_k(block, x); break;
+    case kQ5_K: quantize_block_q5_k(block, x); break;
     case kQ6_K: quantize_block_q6_k(block, x); break;
     default: break;
   }
@@ -601,6 +660,7 @@ GPTUNE_HOST_DEVICE inline void dequantize_block(int type, float* y, const uint8_
     case kQ5_0: dequantize_block_q5_0(y, block); break;
     case kQ8_0: dequantize_block_q8_0(y, block); break;
     case kQ4_K: dequantize_block_q4_k(y, block); break;
+    case kQ5_K: dequantize_block_q5_k(y, block); break;
     case kQ6_K: dequantize_block_q6_k(y, block); break;
     default: break;
   }
