@@ -74,7 +74,7 @@ describe('gptune data audit', () => {
   });
 
   test('bad input: one line naming the problem, non-zero exit', () => {
-    expectCleanFailure(['data', 'audit', '--data', train, '--format', 'tsv'], /--format: expected one of text, prompt_completion, chat, classification but received 'tsv'/);
+    expectCleanFailure(['data', 'audit', '--data', train, '--format', 'tsv'], /--format: expected one of text, prompt_completion, chat, classification, qa, ner, translation, summarization but received 'tsv'/);
     expectCleanFailure(['data', 'audit', '--data', path.join(tmp, 'missing.jsonl')], /--data .*missing\.jsonl: file not found/);
     expectCleanFailure(['data', 'audit', '--data', train, '--test', path.join(tmp, 'nope.jsonl')], /--test .*nope\.jsonl: file not found/);
     expectCleanFailure(['data', 'audit'], /expected --data FILE/);

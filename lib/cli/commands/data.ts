@@ -123,7 +123,10 @@ export const dataCommand: Command = {
     if (!(SUBCOMMANDS as readonly string[]).includes(sub)) throw new UsageError(`data: unknown subcommand '${sub}' (expected ${SUBCOMMANDS.join(', ')})`);
     const subcommand = sub as Subcommand;
     const stray = Object.keys(v).find((flag) => v[flag] !== undefined && !SHARED_FLAGS.has(flag) && !SUBCOMMAND_FLAGS[subcommand].includes(flag));
-    if (stray !== undefined) throw new UsageError(`${subcommand}: --${stray} is not an option of this subcommand (see gptune data --help)`);
+    if (stray !== undefined) {
+      const owners = SUBCOMMANDS.filter((s) => SUBCOMMAND_FLAGS[s].includes(stray));
+      throw new UsageError(`${subcommand}: --${stray} is not an option of this subcommand${owners.length > 0 ? ` (--${stray} belongs to gptune data ${owners.join(' and ')})` : ' (see gptune data --help)'}`);
+    }
     if (subcommand === 'audit') return runAudit(v, positionals.slice(1));
     if ((subcommand === 'augment' || subcommand === 'from-review') && v.json !== undefined && v.json !== '-') {
       throw new UsageError(`${subcommand}: --json prints the report and takes no file name (received '${v.json}')`);
