@@ -1,7 +1,7 @@
 /**
  * Task evaluation: language-model loss, classification by label likelihood, generation scored
  * with BLEU/ROUGE, two models side by side, prediction files scored against references, and
- * review files for people. Nothing here prints; the CLI (lib/cli/commands/eval|score|sample.ts)
+ * review files for people, the counterfactual bias probe. Nothing here prints; the CLI (lib/cli/commands/eval|score|sample.ts)
  * formats the results.
  */
 export { scoreCompletions } from './likelihood';
@@ -22,3 +22,5 @@ export { classificationReport, bleuReport, rougeReport, formatClassificationRepo
 export type { ClassificationReport, ClassFigures, BleuReport, RougeReport, PRF } from './report';
 export { chooseExamples, writeReview, formatReviewMarkdown, formatReviewJsonl, reviewFormat, isReviewFile } from './review';
 export type { ReviewEntry, ReviewFormat } from './review';
+export { probeCounterfactual, counterfactualSwapper, nameMapping, parseProbeGroups, formatProbeReport, PROBE_GROUPS, GENDER_PAIRS, GENDER_ONE_WAY } from './probe';
+export type { ProbeGroup, ProbeReport, ProbeGroupReport, ProbeFlip, ProbeOptions, Swapper, SwapResult } from './probe';
