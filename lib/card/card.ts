@@ -109,7 +109,8 @@ function baseId(base: string | null): string | null {
 /** HF's metadata: every key the Hub reads, in the order its own cards use. */
 export function frontMatter(f: CardFacts): Record<string, unknown> {
   const tags = ['gptune', ...(f.base_model !== null ? ['fine-tuned'] : []), ...(f.lora ? ['lora', 'peft'] : []), ...(f.architecture ? [f.architecture] : [])];
-  const datasets = f.training?.files.map((d) => `${d.file}@sha256:${d.sha256.slice(0, 16)}`) ?? [];
+  // The data trained on (HF's `datasets`); the test file a demo card lists is evaluation data.
+  const datasets = f.training?.files.filter((d) => d.role !== 'test').map((d) => `${d.file}@sha256:${d.sha256.slice(0, 16)}`) ?? [];
   const metrics = [...new Set(f.evals.flatMap((e) => e.metrics.map((m) => m.type)))];
   const meta: Record<string, unknown> = { library_name: 'gptune' };
   if (f.license !== null) meta.license = f.license;

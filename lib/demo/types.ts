@@ -4,6 +4,7 @@
  */
 import type { SPLIT_FRACTIONS } from './corpora';
 import type { DemoPreset, PresetName } from './presets';
+import type { DemoProbe } from './probe';
 import type { RunRecord } from './training';
 
 export interface DemoOptions {
@@ -142,6 +143,8 @@ export interface DemoReport {
   generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
   /** LoRA beside full task fine-tuning (settings.lora has r, alpha, dropout, targets and the learning rates tried). */
   lora: LoraSummary;
+  /** The counterfactual bias probe of the task model on the test emails (absent from reports of gptune before it). */
+  probe?: DemoProbe;
   /**
    * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
    * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.
