@@ -26,3 +26,5 @@ export { buildDatasets, exampleKey } from './dataset';
 export type { BuildOptions, Datasets, DataReport, SplitReport } from './dataset';
 export { inspectData, lengthHistogram } from './inspect';
 export type { InspectOptions, InspectReport, HistogramBin, LengthStats } from './inspect';
+export { auditSplits, auditSummaryLines, auditReportLines, findPII, redactPII, redactFile, nearDuplicatePairs, DEFAULT_NEAR_THRESHOLD } from './audit';
+export type { AuditReport, AuditOptions, AuditSplit, AuditLocation, PIIKind, PIISpan, RedactionSummary } from './audit';

@@ -78,10 +78,15 @@ export interface InspectReport {
   seconds: number;
 }
 
-function lengthStats(lengths: readonly number[]): LengthStats {
+/** The q-quantile of ascending values as the element at floor(q * n) (the median of 4 values is the third). */
+export function quantileOfSorted(sorted: ArrayLike<number>, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+export function lengthStats(lengths: readonly number[]): LengthStats {
   if (lengths.length === 0) return { min: 0, mean: 0, median: 0, p95: 0, max: 0 };
   const sorted = Int32Array.from(lengths).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  const at = (q: number) => quantileOfSorted(sorted, q);
   let sum = 0;
   for (const n of lengths) sum += n;
   return { min: sorted[0], mean: sum / lengths.length, median: at(0.5), p95: at(0.95), max: sorted[sorted.length - 1] };

@@ -3,6 +3,7 @@
  * report (rounded for display), and every text quoted from the data or the machine is a string of
  * the report, shown as a `code span`. test/demo checks both.
  */
+import { dataAuditSection } from './audit';
 import { codeSpan, table } from './markdown';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP } from './names';
 import { probeLines } from './probe';
@@ -118,6 +119,7 @@ export function formatReport(r: DemoReport): string {
   out.push(`- **Emails**: the SpamAssassin corpus, ${e.read} emails read, ${e.duplicates} exact duplicates dropped${e.conflicting > 0 ? ` (${e.conflicting} with conflicting labels, both copies dropped)` : ''}; split once with seed ${s.split_seed} into train ${e.train.available}, validation ${e.validation.available}, test ${e.test.available}. This run used train ${e.train.used} (${e.train.spam} spam), validation ${e.validation.used} (${e.validation.spam} spam), test ${e.test.used} (${e.test.spam} spam). Each email is its subject plus the first ${s.bodyChars} characters of its body, cut back further at a word boundary where needed so that every training example fits the ${runs.task.seq_len}-token context. The test split is never trained on or used to choose a model; validation loss picks each run's best step.`);
   out.push(`- **Fine-tuning**: every classification run uses the same plan (batch ${s.finetune.batchSize}, peak learning rate ${s.finetune.learningRate}, cosine schedule), differing only in its starting weights, except the LoRA run's learning rate (chosen on validation, below); the prompt is the email in the template ${codeSpan(s.classification_template)}, the completion the label, and the test emails are classified by which label the model finds more likely.`);
   out.push('');
+  out.push(...dataAuditSection(r.data_audit));
   out.push('## Findings');
   out.push('');
   for (const f of r.findings) out.push(`- ${f}`);

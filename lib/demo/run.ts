@@ -44,6 +44,7 @@ import { Rng } from '../util/rng';
 import { VERSION } from '../version';
 import { DATASET_PACKAGES, datasetDir, Document, Email, EmailSplits, LABELS, readEmailSplits, readGeneralCorpus, SPLIT_FRACTIONS, SPLIT_SEED } from './corpora';
 import { truncateText } from './emails';
+import { auditDemoSplits } from './audit';
 import { NaiveBayes } from './naive_bayes';
 import { DemoPreset, LoraPlan, PRESETS, TrainingPlan } from './presets';
 import { comparePaired } from './stats';
@@ -642,6 +643,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     const texts = new EmailTexts(preset, tokenizer, seqLen);
     const files = writeDataFiles(dataDir, texts, emails);
     stages.add('fit email texts to the context, write data files', (Date.now() - preparedAt) / 1000);
+    const auditStart = Date.now();
+    const dataAudit = auditDemoSplits(outDir, { train: files.clsTrain, validation: files.clsValidation, test: files.clsTest }, tokenizer, seqLen);
+    stages.add('audit the email splits (duplicates, leakage, PII)', (Date.now() - auditStart) / 1000);
 
     const results = new TestResults(files, tokenizer, preset.maxSubjectTokens);
     await withModel(loadModel(base.dir), (m) => stages.time('evaluate base (zero-shot)', () => {
@@ -680,6 +684,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
         general: { documents: docs.length, chars: docs.reduce((n, d) => n + d.text.length, 0), ...(base.built === null ? {} : { pretrain_chars: base.built.pretrainChars }) },
         emails: emailFigures(emails, majorityLabel),
       },
+      data_audit: dataAudit,
       tokenizer: {
         ...(base.built === null ? { vocab_size: tokenizer.vocabSize, name: tokenizer.name } : base.built.tokenizerInfo),
         general_chars_per_token: charsPerToken(tokenizer, docs.slice(0, 20).map((d) => d.text.slice(0, 20000))),

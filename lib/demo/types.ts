@@ -6,6 +6,7 @@ import type { SPLIT_FRACTIONS } from './corpora';
 import type { DemoPreset, PresetName } from './presets';
 import type { DemoProbe } from './probe';
 import type { RunRecord } from './training';
+import type { AuditReport } from '../data';
 
 export interface DemoOptions {
   outDir: string;
@@ -130,6 +131,8 @@ export interface DemoReport {
       generation_train: number; generation_validation: number; generation_test: number;
     };
   };
+  /** The audit of the classification splits (lib/demo/audit.ts); absent in reports written before it existed. */
+  data_audit?: AuditReport;
   /**
    * The tokenizer every run used: the BPE the demo learned (merges, learned_from_chars, seconds), or
    * with --base the base's own (name; no learned figures).
