@@ -184,7 +184,7 @@ function resultsSection(f: CardFacts): string[] {
 
 function auditSection(f: CardFacts): string[] {
   if (f.audit === null) return ['The training data was not audited here (`gptune data audit` checks class balance, duplicates and leakage across splits, and personal data).'];
-  return f.audit.length === 0 ? ['The audit found nothing to report.'] : f.audit.map((l) => `    ${l}`);
+  return ['What `gptune data audit` finds in the data this model trained on:', '', ...f.audit.map((l) => `    ${l}`)];
 }
 
 function probeSection(f: CardFacts): string[] {

@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parse } from 'yaml';
 import type { TrainConfig } from '../config';
-import type { DataReport } from '../data';
+import { auditSplits, auditSummaryLines, DataReport, loadRecords } from '../data';
 import { FileFormatError, OutputError } from '../errors';
 import type { ProbeReport } from '../eval/probe';
 import { writeFileAtomic } from '../io/atomic';
@@ -58,6 +58,20 @@ export function trainingDataFacts(report: DataReport): TrainingDataFacts {
     ...(report.labelCounts ? { label_counts: report.labelCounts } : {}),
     ...(report.trainSplit.truncatedExamples > 0 ? { truncated_examples: report.trainSplit.truncatedExamples } : {}),
   };
+}
+
+/**
+ * The data audit's summary lines (lib/data/audit: class balance, duplicates within and across
+ * the training and validation files, PII) of the data a run trained on, files named by their
+ * base names. Lines invalid for the run's format were skipped by training or stopped it, so
+ * they are skipped here too.
+ */
+export function auditTrainingData(report: DataReport): string[] {
+  const split = (name: string, file: string) => ({
+    name, file: path.basename(file), records: loadRecords(file, { format: report.kind, skipInvalid: true }).records.map((r) => ({ ...r, file: path.basename(file) })),
+  });
+  const splits = [split('train', report.train), ...(report.validation !== null ? [split('validation', report.validation)] : [])];
+  return auditSummaryLines(auditSplits(splits, { maxListed: 20 }));
 }
 
 /** Config keys that hold local paths or run plumbing, not hyperparameters. */

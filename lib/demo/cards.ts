@@ -26,6 +26,8 @@ export interface DemoCard {
   testFile: string;
   testExamples: number;
   probe?: ProbeReport | null;
+  /** The data audit's summary lines of the data it trained on, when audited. */
+  audit: string[] | null;
 }
 
 /** A classifier's test row as a model-index result. */
@@ -68,6 +70,7 @@ export function writeDemoCard(c: DemoCard): void {
     },
     evals: [...validationEval(training, c.record.best_val_loss), ...c.evals],
     probe: c.probe ?? null,
+    audit: c.audit,
   };
   writeModelCard(c.dir, facts);
 }

@@ -25,7 +25,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { compileTemplate, DataRecord, loadRecords, renderRecord } from '../data';
+import { auditSummaryLines, compileTemplate, DataRecord, loadRecords, renderRecord } from '../data';
 import { setThreads } from '../device';
 import { classificationReport, ClassificationReport, evaluateClassification, evaluateGeneration, GenerationEvalResult } from '../eval';
 import { FileContents, writeDirAtomic, writeFileAtomic } from '../io/atomic';
@@ -427,6 +427,8 @@ interface FineTuning {
   modelsDir: string;
   files: Record<DataFile, string>;
   results: TestResults;
+  /** The audit of the classification email splits, as summary lines (for the classifiers' model cards). */
+  audit: string[];
 }
 
 /**
@@ -466,7 +468,9 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
   const writeCard = (name: RunName, dir: string, run: TrainedRun, startedFrom: { spec: string; dir: string } | null) => {
     const testFile = run.data.kind === 'prompt_completion' ? files.genTest : files.clsTest;
     const testExamples = testFile === files.genTest ? results.genRecords.length : results.testRecords.length;
-    writeDemoCard({ dir, base: startedFrom, ...run, evals: results.cardEvals(name), testFile, testExamples, probe: name === 'task' ? results.probe?.report ?? null : null });
+    // The audit covers the classification emails (train, validation, test): it describes the classifiers' data.
+    const audit = run.data.kind === 'classification' ? ft.audit : null;
+    writeDemoCard({ dir, base: startedFrom, ...run, evals: results.cardEvals(name), testFile, testExamples, probe: name === 'task' ? results.probe?.report ?? null : null, audit });
   };
   // What the runs from the base record as their base: a Hub base by its repository and commit, else models/base.
   const hub = base.source?.repo_id != null && base.source.commit !== null ? `${base.source.repo_id}@${base.source.commit}` : null;
@@ -653,7 +657,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       results.classify('base_zero_shot', m);
       results.writeSubjects('base', m);
     }));
-    const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, seqLen, modelsDir, files, results }, trainFew.length);
+    const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, seqLen, modelsDir, files, results, audit: auditSummaryLines(dataAudit) }, trainFew.length);
     const runs: DemoReport['runs'] = base.built === null ? tuned.runs : { pretrain: base.built.pretrain, ...tuned.runs };
 
     const truth = test.map((e) => e.label);

@@ -44,7 +44,7 @@ import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { dashboardPage, REPORT_FILE } from '../dashboard/page';
 import type { CardFacts } from '../card/card';
-import { CARD_FILES, folderFacts, hyperparameters, trainingDataFacts, validationEval, writeModelCard } from '../card/folder';
+import { auditTrainingData, CARD_FILES, folderFacts, hyperparameters, trainingDataFacts, validationEval, writeModelCard } from '../card/folder';
 import { DashboardServer, startDashboardServer } from '../dashboard/server';
 import { generate } from '../model/generate';
 import { AdamW, clipScale } from './adamw';
@@ -891,6 +891,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const c = this.config, config = this.recordedConfig();
     try {
       const training = s.dataReport ? trainingDataFacts(s.dataReport) : null;
+      let audit: string[] | null = null;
+      try {
+        audit = s.dataReport ? auditTrainingData(s.dataReport) : null;
+      } catch (e) {
+        progress?.message(`warning: the training data's audit for the model card failed: ${(e as Error).message}`);
+      }
       const lastStep = [...history.steps].reverse().find((step) => !step.skipped && Number.isFinite(step.loss));
       const lastEval = history.evals[history.evals.length - 1];
       const facts: CardFacts = {
@@ -900,7 +906,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           steps: s.state.step, stop_reason: reason, final_train_loss: lastStep?.loss ?? null, final_val_loss: lastEval?.val_loss ?? null,
           best_val_loss: s.state.best_val_loss, best_step: s.state.best_step,
         },
-        evals: validationEval(training, s.state.best_val_loss),
+        evals: validationEval(training, s.state.best_val_loss), audit,
       };
       writeModelCard(c.output_dir!, facts);
     } catch (e) {

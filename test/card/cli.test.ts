@@ -7,6 +7,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { auditSplits, auditSummaryLines, loadRecords } from '../../lib/data';
 import { tempDir, TINY } from '../helpers';
 import { cardMetadata, expectModelIndexSchema } from './helpers';
 
@@ -33,7 +34,8 @@ describe('model cards of the commands that write models', () => {
   const rows = Array.from({ length: 24 }, (_, i) => JSON.stringify({ text: `${i % 2 ? 'he' : 'she'} wrote note ${i}`, label: ['A', 'B'][i % 2] }));
   const train = path.join(dir, 'train.jsonl'), val = path.join(dir, 'val.jsonl');
   fs.writeFileSync(train, rows.slice(0, 18).join('\n') + '\n');
-  fs.writeFileSync(val, rows.slice(18).join('\n') + '\n');
+  // One training row again in validation: leakage the card's audit section reports.
+  fs.writeFileSync(val, [...rows.slice(18), rows[0]].join('\n') + '\n');
   const common = ['--data', train, '--validation', val, '--max-steps', '3', '--batch-size', '4', '--seq-len', '32'];
 
   test('train: README.md with the base\'s license, the data hashes, the validation result, every section', () => {
@@ -55,6 +57,11 @@ describe('model cards of the commands that write models', () => {
     expect(validation.metrics[0]).toEqual({ type: 'loss', value: run.best_val_loss, name: 'Validation loss (nats per token)' });
     expect(card).toContain(`| train | train.jsonl | 18 | ${fs.statSync(train).size} | ${sha} |`);
     for (const s of ['Training data', 'Hyperparameters', 'Results', 'Data audit', 'Bias probe', 'Intended use', 'Limitations', 'Human review']) expect(card).toContain(`\n## ${s}\n`);
+    // The data audit of the two files (lib/data/audit, called directly here) is the card's Data audit section.
+    const split = (name: string, file: string) => ({ name, file: path.basename(file), records: loadRecords(file).records.map((x) => ({ ...x, file: path.basename(file) })) });
+    const lines = auditSummaryLines(auditSplits([split('train', train), split('validation', val)], { maxListed: 20 }));
+    expect(lines.some((l) => l.startsWith('exact duplicates across splits') || l.includes('across'))).toBe(true); // the row the two files share
+    expect(card).toContain(`## Data audit\n\nWhat \`gptune data audit\` finds in the data this model trained on:\n\n${lines.map((l) => `    ${l}`).join('\n')}\n`);
     const manifest = JSON.parse(read(path.join(out, '.gptune-output.json')));
     expect(manifest.entries).toEqual(expect.arrayContaining(['README.md', 'gptune_card.json']));
   });

@@ -9,7 +9,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { loadRecords } from '../../lib/data';
+import { auditSummaryLines, loadRecords } from '../../lib/data';
 import { CLASSIFICATION_TEMPLATE, LABELS } from '../../lib/demo';
 import { evaluateClassification } from '../../lib/eval';
 import { loadAdapter } from '../../lib/lora/apply';
@@ -75,6 +75,9 @@ describe('gptune demo --tiny', () => {
     const g = report.probe.report.per_group.gender;
     expect(task).toContain(`| gender | ${g.changed} | ${g.flips} |`);
     expect(markdown).toContain('## Bias probe: the task model on counterfactual test emails');
+    // The classifiers' cards hold the audit of the email splits that report.json holds; the subject writer's does not.
+    expect(task).toContain(auditSummaryLines(report.data_audit).map((l) => `    ${l}`).join('\n'));
+    expect(fs.readFileSync(path.join(out, 'models', 'subject', 'README.md'), 'utf8')).toContain('The training data was not audited here');
   });
 
   test('report.json holds every comparison the issue asks for, with consistent figures', () => {
