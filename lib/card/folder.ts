@@ -199,6 +199,37 @@ function num(report: Record<string, unknown>, key: string, file: string): number
 }
 
 /**
+ * What each evaluation task puts in model-index: the task, and its metrics as [metric id, the key
+ * of the value in the task's `gptune eval --json` report, pretty name].
+ */
+const TASK_METRICS: Record<'lm' | 'classify' | 'generate', { task: CardEval['task']; metrics: ReadonlyArray<readonly [string, string, string]> }> = {
+  lm: {
+    task: { type: 'text-generation', name: 'Language modelling' },
+    metrics: [['loss', 'loss', 'Loss (nats per token)'], ['perplexity', 'perplexity', 'Perplexity'], ['accuracy', 'token_accuracy', 'Next-token accuracy']],
+  },
+  classify: {
+    task: { type: 'text-classification', name: 'Text classification' },
+    metrics: [['accuracy', 'accuracy', 'Accuracy'], ['f1', 'f1', 'Macro F1'], ['precision', 'precision', 'Macro precision'], ['recall', 'recall', 'Macro recall']],
+  },
+  generate: {
+    task: { type: 'text-generation', name: 'Text generation' },
+    metrics: [['bleu', 'bleu', 'BLEU (sacrebleu)'], ['rouge', 'rouge1.f', 'ROUGE-1 F'], ['rouge', 'rouge2.f', 'ROUGE-2 F'], ['rouge', 'rougeL.f', 'ROUGE-L F']],
+  },
+};
+
+/**
+ * One model-index result of task `task` from its report's values (`gptune eval --json`'s keys);
+ * `dataset` is the evaluation file's name, `where` names the report in errors, `taskName` renames the task.
+ */
+export function taskEval(task: keyof typeof TASK_METRICS, values: Record<string, unknown>, dataset: string, source: string, where: string, taskName?: string): CardEval {
+  const spec = TASK_METRICS[task];
+  return {
+    task: { type: spec.task.type, name: taskName ?? spec.task.name }, dataset: { name: dataset, type: datasetType(dataset) }, source,
+    metrics: spec.metrics.map(([type, key, name]) => ({ type, value: num(values, key, where), name })),
+  };
+}
+
+/**
  * An evaluation result of the card from one `gptune eval --json` report: lm (loss, perplexity,
  * token accuracy), classify (accuracy, macro F1/precision/recall) or generate (BLEU, ROUGE F).
  */
@@ -208,39 +239,11 @@ export function evalFromReport(report: unknown, file: string): CardEval {
   if ('delta' in r && 'a' in r) throw new FileFormatError(`${file}: is a --compare report of two models; give the report of this model alone`);
   if ('probe' in r) throw new FileFormatError(`${file}: is a bias probe report; give it with --probe`);
   const task = r.task ?? ('perplexity' in r ? 'lm' : undefined);
+  if (task !== 'lm' && task !== 'classify' && task !== 'generate') {
+    throw new FileFormatError(`${file}: expected a gptune eval --json report (task lm, classify or generate) but found task ${JSON.stringify(task)}`);
+  }
   const data = typeof r.data === 'string' ? path.basename(r.data) : `${path.basename(file)} (data not named in the report)`;
-  const dataset = { name: data, type: datasetType(data) };
-  const source = path.basename(file);
-  if (task === 'lm') {
-    return {
-      task: { type: 'text-generation', name: 'Language modelling' }, dataset, source, metrics: [
-        { type: 'loss', value: num(r, 'loss', file), name: 'Loss (nats per token)' },
-        { type: 'perplexity', value: num(r, 'perplexity', file), name: 'Perplexity' },
-        { type: 'accuracy', value: num(r, 'token_accuracy', file), name: 'Next-token accuracy' },
-      ],
-    };
-  }
-  if (task === 'classify') {
-    return {
-      task: { type: 'text-classification', name: 'Text classification' }, dataset, source, metrics: [
-        { type: 'accuracy', value: num(r, 'accuracy', file), name: 'Accuracy' },
-        { type: 'f1', value: num(r, 'f1', file), name: 'Macro F1' },
-        { type: 'precision', value: num(r, 'precision', file), name: 'Macro precision' },
-        { type: 'recall', value: num(r, 'recall', file), name: 'Macro recall' },
-      ],
-    };
-  }
-  if (task === 'generate') {
-    return {
-      task: { type: 'text-generation', name: 'Text generation' }, dataset, source, metrics: [
-        { type: 'bleu', value: num(r, 'bleu', file), name: 'BLEU (sacrebleu)' },
-        { type: 'rouge', value: num(r, 'rouge1.f', file), name: 'ROUGE-1 F' },
-        { type: 'rouge', value: num(r, 'rouge2.f', file), name: 'ROUGE-2 F' },
-        { type: 'rouge', value: num(r, 'rougeL.f', file), name: 'ROUGE-L F' },
-      ],
-    };
-  }
-  throw new FileFormatError(`${file}: expected a gptune eval --json report (task lm, classify or generate) but found task ${JSON.stringify(task)}`);
+  return taskEval(task, r, data, path.basename(file), file);
 }
 
 /** The probe report of `gptune eval --probe counterfactual --json`, checked. */

@@ -5,7 +5,7 @@
  */
 import * as path from 'path';
 import { CardEval, CardFacts } from '../card/card';
-import { dataFileFacts, folderFacts, hyperparameters, trainingDataFacts, validationEval, writeModelCard } from '../card/folder';
+import { dataFileFacts, folderFacts, hyperparameters, taskEval, trainingDataFacts, validationEval, writeModelCard } from '../card/folder';
 import type { TrainConfig } from '../config';
 import type { DataReport } from '../data';
 import type { ProbeReport } from '../eval/probe';
@@ -32,26 +32,13 @@ export interface DemoCard {
 
 /** A classifier's test row as a model-index result. */
 export function classificationEval(row: ClassificationRow, testFile: string): CardEval {
-  const name = path.basename(testFile);
-  return {
-    task: { type: 'text-classification', name: 'Spam classification' }, dataset: { name, type: 'json' }, source: 'gptune demo',
-    metrics: [
-      { type: 'accuracy', value: row.accuracy, name: 'Accuracy' }, { type: 'f1', value: row.f1, name: 'Macro F1' },
-      { type: 'precision', value: row.precision, name: 'Macro precision' }, { type: 'recall', value: row.recall, name: 'Macro recall' },
-    ],
-  };
+  return taskEval('classify', { ...row }, path.basename(testFile), 'gptune demo', 'demo', 'Spam classification');
 }
 
-/** A subject writer's test row (BLEU, ROUGE F in percent as the demo reports them) as a model-index result. */
+/** A subject writer's test row (BLEU, ROUGE F as the demo reports them) as a model-index result. */
 export function generationEval(row: GenerationRow, testFile: string): CardEval {
-  const name = path.basename(testFile);
-  return {
-    task: { type: 'text-generation', name: 'Subject-line generation' }, dataset: { name, type: 'json' }, source: 'gptune demo',
-    metrics: [
-      { type: 'bleu', value: row.bleu, name: 'BLEU (sacrebleu)' }, { type: 'rouge', value: row.rouge1, name: 'ROUGE-1 F' },
-      { type: 'rouge', value: row.rouge2, name: 'ROUGE-2 F' }, { type: 'rouge', value: row.rougeL, name: 'ROUGE-L F' },
-    ],
-  };
+  const values = { bleu: row.bleu, rouge1: { f: row.rouge1 }, rouge2: { f: row.rouge2 }, rougeL: { f: row.rougeL } };
+  return taskEval('generate', values, path.basename(testFile), 'gptune demo', 'demo', 'Subject-line generation');
 }
 
 /** Writes models/NAME's README.md and gptune_card.json. */
