@@ -100,10 +100,9 @@ export function datasetType(file: string): string {
   return 'text';
 }
 
-/** The Hub id of a base spec: org/name@revision -> org/name; a local path or null as it is. */
-function baseId(base: string | null): string | null {
-  if (base === null) return null;
-  return base.replace(/@[^/@]+$/, '');
+/** The Hub id of a base spec: org/name@revision -> org/name; a local (absolute) path as it is. */
+function baseId(base: string): string {
+  return base.startsWith('/') || /^[A-Za-z]:[\\/]/.test(base) ? base : base.replace(/@[^/@]+$/, '');
 }
 
 /** HF's metadata: every key the Hub reads, in the order its own cards use. */

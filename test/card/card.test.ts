@@ -57,6 +57,11 @@ describe('renderModelCard', () => {
     }]);
   });
 
+  test('a local base keeps its whole path, an @ in it included', () => {
+    expect(cardMetadata(renderModelCard(facts({ base_model: '/models/me@work/gpt2' }))).base_model).toBe('/models/me@work/gpt2');
+    expect(cardMetadata(renderModelCard(facts({ base_model: 'gpt2' }))).base_model).toBe('gpt2');
+  });
+
   test('every section, in order, and the marker that makes the file gptune\'s', () => {
     const text = renderModelCard(facts());
     const headings = text.split('\n').filter((l) => l.startsWith('## ')).map((l) => l.slice(3));
