@@ -9,6 +9,7 @@ import { setPrecision, setThreads } from '../device';
 import { VERSION } from '../version';
 import { closestName, formatHelp, parseFlags, UsageError } from './args';
 import { Command, out, resolveModelFlags } from './common';
+import { cardCommand } from './commands/card';
 import { chatCommand } from './commands/chat';
 import { dashboardCommand } from './commands/dashboard';
 import { dataCommand } from './commands/data';
@@ -24,7 +25,7 @@ import { scoreCommand } from './commands/score';
 import { serveCommand } from './commands/serve';
 import { trainCommand } from './commands/train';
 
-export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, export: exportCommand, demo: demoCommand, download: downloadCommand, dashboard: dashboardCommand, serve: serveCommand };
+export const COMMANDS: Record<string, Command> = { info, eval: evalCommand, train: trainCommand, generate: generateCommand, chat: chatCommand, data: dataCommand, sample: sampleCommand, score: scoreCommand, merge: mergeCommand, card: cardCommand, export: exportCommand, demo: demoCommand, download: downloadCommand, dashboard: dashboardCommand, serve: serveCommand };
 
 function mainHelp(): string {
   return [

@@ -5,33 +5,18 @@
  */
 import { augmentationSection } from './augment';
 import { dataAuditSection } from './audit';
+import { codeSpan, table } from './markdown';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP } from './names';
+import { probeLines } from './probe';
 import type { ClassificationRow, DemoReport, GenerationRow, StageCost } from './types';
 import type { RunRecord } from './training';
 import { tasksSection } from './tasks';
 
+export { codeSpan };
+
 const fixed = (x: number, digits: number) => x.toFixed(digits);
 const f4 = (x: number) => fixed(x, 4);
 const signed = (x: number) => (x > 0 ? '+' : '') + x.toFixed(4);
-
-/**
- * A markdown code span holding `text` exactly, or *(empty)*. Inside it, line breaks are written
- * as the two characters \n (a code span cannot hold a line break) and table pipes as \|.
- */
-export function codeSpan(text: string): string {
-  if (text === '') return '*(empty)*';
-  const longestRun = Math.max(0, ...(text.match(/`+/g) ?? []).map((r) => r.length));
-  const fence = '`'.repeat(longestRun + 1);
-  const escaped = text.replace(/\r?\n/g, '\\n').replace(/\|/g, '\\|');
-  return longestRun > 0 ? `${fence} ${escaped} ${fence}` : `${fence}${escaped}${fence}`;
-}
-
-/** A markdown table; columns whose cells are all numbers (or '-') are right-aligned. */
-function table(header: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^([-+]?\d+(\.\d+)?|-)$/.test(r[i])));
-  return [line(header), line(numeric.map((n) => (n ? '---:' : '---'))), ...rows.map(line)].join('\n');
-}
 
 /** The classification table's rows: key, how the model was trained. */
 function classifierRows(r: DemoReport): Array<[Classifier, string]> {
@@ -179,6 +164,7 @@ export function formatReport(r: DemoReport): string {
   ]));
   out.push('');
   out.push(...loraSection(r));
+  out.push(...probeLines(r.probe));
   out.push('![Loss curves](loss-curves.svg)');
   out.push('');
   out.push('## Compute');

@@ -25,7 +25,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { compileTemplate, DataRecord, loadRecords, renderRecord } from '../data';
+import { auditSummaryLines, compileTemplate, DataRecord, loadRecords, renderRecord } from '../data';
 import { setThreads } from '../device';
 import { classificationReport, ClassificationReport, evaluateClassification, evaluateGeneration, GenerationEvalResult } from '../eval';
 import { FileContents, writeDirAtomic, writeFileAtomic } from '../io/atomic';
@@ -55,6 +55,12 @@ import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from '../plot/svg';
 import { peakRssMB, RunRecord, trainRun } from './training';
 import { NER_TRAIN_EMAILS, runTasksDemo } from './tasks';
+import type { CardEval } from '../card/card';
+import { classificationEval, generationEval, writeDemoCard } from './cards';
+import { DemoProbe, probeDemoClassifier } from './probe';
+
+/** A demo training run: its record, the data report and the resolved config (for the model card). */
+type TrainedRun = Awaited<ReturnType<typeof trainRun>>;
 
 export function defaultCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
@@ -382,8 +388,10 @@ class TestResults {
   readonly subjects = {} as Record<keyof DemoReport['generation'], string[]>;
   readonly testRecords: DataRecord[];
   readonly genRecords: DataRecord[];
+  /** The bias probe of the task model (lib/demo/probe.ts). */
+  probe: DemoProbe | null = null;
 
-  constructor(files: Record<DataFile, string>, private readonly tokenizer: Tokenizer, private readonly maxSubjectTokens: number) {
+  constructor(readonly files: Record<DataFile, string>, private readonly tokenizer: Tokenizer, private readonly maxSubjectTokens: number) {
     this.testRecords = loadRecords(files.clsTest, { format: 'classification' }).records;
     this.genRecords = loadRecords(files.genTest, { format: 'prompt_completion' }).records;
   }
@@ -392,6 +400,13 @@ class TestResults {
     const [r, s] = timed(() => evaluateClassification(model, this.tokenizer, this.testRecords, LABELS, CLASSIFICATION_TEMPLATE));
     this.rows[key] = reportRow(r, s);
     this.predictions[key] = r.predictions.map((p) => p.predicted);
+  }
+
+  /** The test results of run `name` as model-index results: its classification row, its subject row. */
+  cardEvals(name: RunName): CardEval[] {
+    const row = this.rows[name as Classifier] ?? this.rows[`${name}_zero_shot` as Classifier];
+    const subjects = this.generation[name as keyof DemoReport['generation']];
+    return [...(row ? [classificationEval(row, this.files.clsTest)] : []), ...(subjects ? [generationEval(subjects, this.files.genTest)] : [])];
   }
 
   writeSubjects(key: keyof DemoReport['generation'], model: Decoder): void {
@@ -414,6 +429,8 @@ interface FineTuning {
   modelsDir: string;
   files: Record<DataFile, string>;
   results: TestResults;
+  /** The audit of the classification email splits, as summary lines (for the classifiers' model cards). */
+  audit: string[];
 }
 
 /**
@@ -440,19 +457,34 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
   const train = async (name: RunName, start: Decoder, kind: RunKind, title: string, stage: string, lora?: { plan: TrainingPlan; settings: LoraPlan }) => {
     log.line(`${name}: ${title}`);
     const spec = plans[kind];
-    const { record } = await trainRun({
+    const run = await trainRun({
       name, model: start, tokenizer, format: spec.format, trainFile: spec.trainFile, validation: { file: spec.validation }, template: spec.template,
       plan: lora?.plan ?? spec.plan, lora: lora?.settings, seed: opts.seed, threads: opts.threads, progress: opts.progress, seqLen,
     });
+    const { record } = run;
     stages.addTraining(stage, record.wall_s, record, false);
     log.line(`${name}: validation loss ${record.initial_val_loss.toFixed(4)} -> ${record.best_val_loss.toFixed(4)} (best at step ${record.best_step} of ${record.steps}), ${record.wall_s.toFixed(1)} s`);
-    return record;
+    return run;
   };
+  /** models/NAME's model card: the run's data, settings and losses, and its results on the test emails. */
+  const writeCard = (name: RunName, dir: string, run: TrainedRun, startedFrom: { spec: string; dir: string } | null) => {
+    const testFile = run.data.kind === 'prompt_completion' ? files.genTest : files.clsTest;
+    const testExamples = testFile === files.genTest ? results.genRecords.length : results.testRecords.length;
+    // The audit covers the classification emails (train, validation, test): it describes the classifiers' data.
+    const audit = run.data.kind === 'classification' ? ft.audit : null;
+    writeDemoCard({ dir, base: startedFrom, ...run, evals: results.cardEvals(name), testFile, testExamples, probe: name === 'task' ? results.probe?.report ?? null : null, audit });
+  };
+  // What the runs from the base record as their base: a Hub base by its repository and commit, else models/base.
+  const hub = base.source?.repo_id != null && base.source.commit !== null ? `${base.source.repo_id}@${base.source.commit}` : null;
+  const baseModel = { spec: hub ?? path.join(modelsDir, 'base'), dir: base.dir };
+  const startOf = (name: RunName) => (name === 'scratch' || name === 'scratch_few' ? null : name === 'combined' ? { spec: path.join(modelsDir, 'domain'), dir: path.join(modelsDir, 'domain') } : baseModel);
   /** Fine-tunes `start` in place, saves it to models/NAME, then evaluates it. */
   const fineTune = async (name: RunName, start: Decoder, kind: RunKind, title: string, evaluate: (m: Decoder) => void) => {
-    runs[name] = await train(name, start, kind, title, `${name} fine-tuning`);
+    const run = await train(name, start, kind, title, `${name} fine-tuning`);
+    runs[name] = run.record;
     saveModel(start, path.join(modelsDir, name), { tokenizerFrom: base.dir });
     stages.time(`evaluate ${name}`, () => evaluate(start));
+    writeCard(name, path.join(modelsDir, name), run, startOf(name));
   };
   /**
    * The task training as a LoRA adapter on the frozen base, once per candidate learning rate. The
@@ -462,20 +494,20 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
    */
   const loraFineTune = async (): Promise<LoraSummary> => {
     const settings = preset.lora, dir = path.join(modelsDir, 'task_lora');
-    // The base the adapter records (PEFT's base_model_name_or_path): a Hub base by its repository and commit, else models/base.
-    const hub = base.source?.repo_id != null && base.source.commit !== null ? `${base.source.repo_id}@${base.source.commit}` : null;
-    const baseDir = hub ?? path.join(modelsDir, 'base');
+    // The base the adapter records (PEFT's base_model_name_or_path).
+    const baseDir = baseModel.spec;
     const candidates: RunRecord[] = [];
-    let chosen: { record: RunRecord; files: Record<string, FileContents>; modules: number; scaling: number } | null = null;
+    let chosen: { run: TrainedRun; record: RunRecord; files: Record<string, FileContents>; modules: number; scaling: number } | null = null;
     for (const learningRate of settings.learningRates) {
       const model = loadModel(base.dir);
       try {
         const title = `LoRA (r ${settings.r}, alpha ${settings.alpha}, ${settings.targets}) on the frozen base, the task plan at peak learning rate ${learningRate}`;
-        const record = await train('task_lora', model, 'classification', title, `task_lora fine-tuning, learning rate ${learningRate}`, { plan: { ...preset.finetune, learningRate }, settings });
+        const run = await train('task_lora', model, 'classification', title, `task_lora fine-tuning, learning rate ${learningRate}`, { plan: { ...preset.finetune, learningRate }, settings });
+        const { record } = run;
         candidates.push(record);
         const adapter = model.trainingAdapter!;
         if (chosen === null || record.best_val_loss < chosen.record.best_val_loss) {
-          chosen = { record, files: adapterFiles(adapter, baseDir, dir), modules: adapter.modules.length, scaling: adapter.scaling };
+          chosen = { run, record, files: adapterFiles(adapter, baseDir, dir), modules: adapter.modules.length, scaling: adapter.scaling };
         }
       } finally {
         model.free();
@@ -490,6 +522,7 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
       loadAdapter(m, dir);
       results.classify('task_lora', m);
     }));
+    writeCard('task_lora', dir, chosen.run, baseModel);
     const full = countParameters(base.dir), trainable = chosen.record.trainable_parameters!;
     return {
       scaling: chosen.scaling, modules: chosen.modules, trainable_parameters: trainable, full_trainable_parameters: full, trainable_percent: (100 * trainable) / full,
@@ -499,7 +532,10 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
   };
 
   const few = `${fewLabelled} labelled emails`;
-  await withModel(loadModel(base.dir), (m) => fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)', (x) => results.classify('task', x)));
+  await withModel(loadModel(base.dir), (m) => fineTune('task', m, 'classification', 'task-specific fine-tuning from the base model (prompt = email, completion = label)', (x) => {
+    results.classify('task', x);
+    results.probe = probeDemoClassifier(x, tokenizer, results.testRecords, LABELS, CLASSIFICATION_TEMPLATE);
+  }));
   const lora = await loraFineTune();
   await withModel(loadModel(base.dir), (m) => fineTune('domain', m, 'text', 'domain-specific fine-tuning: continued pretraining on the training emails, no labels', (x) => {
     results.classify('domain_zero_shot', x);
@@ -623,7 +659,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       results.classify('base_zero_shot', m);
       results.writeSubjects('base', m);
     }));
-    const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, seqLen, modelsDir, files, results }, trainFew.length);
+    const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, seqLen, modelsDir, files, results, audit: auditSummaryLines(dataAudit) }, trainFew.length);
     const runs: DemoReport['runs'] = base.built === null ? tuned.runs : { pretrain: base.built.pretrain, ...tuned.runs };
     const tasks = await runTasksDemo({
       baseDir: base.dir, tokenizer, emails: { train: train.slice(0, NER_TRAIN_EMAILS), validation, test: test.slice(0, preset.generationTestEmails) }, dataDir,
@@ -680,6 +716,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       generation: results.generation,
       lora: tuned.lora,
       tasks,
+      ...(results.probe ? { probe: results.probe } : {}),
       deltas: comparisons(truth, results),
       augmentation,
       samples: reportSamples(preset, emails, texts, results),

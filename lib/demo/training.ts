@@ -3,7 +3,7 @@
  * the first step and evenly through the run, the best model (lowest validation loss) restored at
  * the end, and the run's cost (wall time, tokens per second, peak RSS).
  */
-import { resolveConfig } from '../config';
+import { resolveConfig, TrainConfig } from '../config';
 import { Batch, buildDatasets, DataKind, DataReport } from '../data';
 import { Decoder } from '../model/decoder';
 import { Tokenizer } from '../tokenizer';
@@ -95,7 +95,7 @@ function positions(batches: readonly Batch[]): number {
   return batches.reduce((n, b) => n + b.scoredTokens, 0);
 }
 
-export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data: DataReport }> {
+export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data: DataReport; config: TrainConfig }> {
   const started = Date.now();
   const { model, plan } = spec;
   const T = spec.seqLen;
@@ -178,5 +178,5 @@ export async function trainRun(spec: RunSpec): Promise<{ record: RunRecord; data
     tokens_per_s: stepSeconds > 0 ? tokensSeen / stepSeconds : 0,
     peak_rss_mb: peakRssMB(),
   };
-  return { record, data: report };
+  return { record, data: report, config };
 }

@@ -6,6 +6,7 @@ import type { AugmentationStudy } from './augment';
 import type { SPLIT_FRACTIONS } from './corpora';
 import type { DemoPreset, PresetName } from './presets';
 import type { TasksDemoReport } from './tasks';
+import type { DemoProbe } from './probe';
 import type { RunRecord } from './training';
 import type { AuditReport } from '../data';
 
@@ -149,6 +150,8 @@ export interface DemoReport {
   lora: LoraSummary;
   /** The task section (lib/demo/tasks.ts): NER of URLs, email addresses and numbers, base vs fine-tuned. */
   tasks: TasksDemoReport;
+  /** The counterfactual bias probe of the task model on the test emails (absent from reports of gptune before it). */
+  probe?: DemoProbe;
   /**
    * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
    * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.

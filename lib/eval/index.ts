@@ -1,7 +1,7 @@
 /**
  * Task evaluation: language-model loss, classification by label likelihood, generation scored
  * with BLEU/ROUGE, two models side by side, prediction files scored against references, and
- * review files for people. Nothing here prints; the CLI (lib/cli/commands/eval|score|sample.ts)
+ * review files for people, the counterfactual bias probe. Nothing here prints; the CLI (lib/cli/commands/eval|score|sample.ts)
  * formats the results.
  */
 export { scoreCompletions } from './likelihood';
@@ -37,3 +37,5 @@ export {
 export type { ReviewEntry, ReviewFormat, ReviewItem, ReviewSource, ReviewVerdict, ReviewedItem, ReviewRecordFormat, FromReviewResult } from './review';
 export { backTranslator, checkTranslationTemplate, DEFAULT_TRANSLATION_TEMPLATE } from './backtranslate';
 export type { BackTranslationOptions, TranslationModel } from './backtranslate';
+export { probeCounterfactual, counterfactualSwapper, nameMapping, parseProbeGroups, formatProbeReport, PROBE_GROUPS, GENDER_PAIRS, GENDER_ONE_WAY } from './probe';
+export type { ProbeGroup, ProbeReport, ProbeGroupReport, ProbeFlip, ProbeOptions, Swapper, SwapResult } from './probe';

@@ -122,6 +122,15 @@ export class OutputFolder {
   }
 }
 
+/**
+ * Lists more entries in the manifest of a folder that has one (a gptune output that a later command
+ * adds to, e.g. `gptune card`); a folder without a manifest is left as it is.
+ */
+export function recordOutputEntries(dir: string, label: string, names: readonly string[]): void {
+  const m = readManifest(dir, label);
+  if (m !== null) new OutputFolder(dir, m.written_by, m.entries).record(names);
+}
+
 /** What claimOutputFolder will do to a folder that planOutputFolder found acceptable. */
 export interface OutputPlan {
   dir: string;

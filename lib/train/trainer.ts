@@ -43,6 +43,8 @@ import { encodeSequence, Tokenizer } from '../tokenizer';
 import { checkInstance, checkOptions } from '../util/check';
 import { checkMemoryBudget, parseByteSize } from '../util/memory';
 import { dashboardPage, REPORT_FILE } from '../dashboard/page';
+import type { CardFacts } from '../card/card';
+import { auditTrainingData, CARD_FILES, folderFacts, hyperparameters, trainingDataFacts, validationEval, writeModelCard } from '../card/folder';
 import { DashboardServer, startDashboardServer } from '../dashboard/server';
 import { generate } from '../model/generate';
 import { AdamW, clipScale } from './adamw';
@@ -77,7 +79,7 @@ export interface EarlyStopEvent {
  */
 export interface TrainingWarning {
   step: number;
-  kind: AnomalyKind | 'history';
+  kind: AnomalyKind | 'history' | 'card';
   /** One line, without a "warning:" prefix. */
   message: string;
 }
@@ -487,7 +489,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const inside = (dir: string | null, p: string | null): string | null => (dir === null || p === null ? null : entryUnder(dir, p));
     let out: OutputPlan | null = null;
     if (c.output_dir) {
-      const entries = [...MODEL_FILES, ...ADAPTER_FILES, HISTORY_FILE, REPORT_FILE, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
+      const entries = [...MODEL_FILES, ...ADAPTER_FILES, HISTORY_FILE, REPORT_FILE, ...CARD_FILES, inside(c.output_dir, checkpointDir), inside(c.output_dir, c.log_file)].filter((n): n is string => n !== null);
       out = planOutputFolder(c.output_dir, {
         label: this.nameKey('output_dir'), writer: 'gptune train', mode, entries, adoptUnlisted: resumeDir !== null && inside(c.output_dir, resumeDir) !== null,
         replaceHint: 'add --overwrite (config key overwrite) to replace it, or --resume to continue it',
@@ -710,6 +712,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const lastDir = this.saveFinal(s, checkpointing ? () => save('last') : null, checkpointing && bestSaved ? path.join(checkpointDir!, 'best') : null);
     // (checkpoints/last wrote it already, the end line included)
     if (lastDir === null) writeReport();
+    if (c.output_dir) this.writeCard(s, history, reason, progress);
     return this.result(s, reason, lastEval, c.output_dir, c.output_dir ? outputModel : null, lastDir);
   }
 
@@ -879,6 +882,40 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       : reencodedModelFiles(source, saveOptions);
     s.outFolder?.record(Object.keys(files));
     writeModelFiles(outDir, files, { ownsStale: (name) => s.outFolder?.lists(name) ?? false });
+  }
+
+  /**
+   * output_dir's model card (lib/card): the base, the training data with hashes, the resolved config,
+   * the losses and the validation result. The model is saved by now, so a card that cannot be
+   * written is a warning, not a failed run.
+   */
+  private writeCard(s: Setup, history: RunHistory, reason: StopReason, progress: ProgressReporter | null): void {
+    const c = this.config, config = this.recordedConfig();
+    try {
+      const training = s.dataReport ? trainingDataFacts(s.dataReport) : null;
+      let audit: string[] | null = null;
+      try {
+        audit = s.dataReport ? auditTrainingData(s.dataReport) : null;
+      } catch (e) {
+        progress?.message(`warning: the training data's audit for the model card failed: ${(e as Error).message}`);
+      }
+      const lastStep = [...history.steps].reverse().find((step) => !step.skipped && Number.isFinite(step.loss));
+      const lastEval = history.evals[history.evals.length - 1];
+      const facts: CardFacts = {
+        ...folderFacts(c.output_dir!, 'gptune train', { spec: baseModelName(config), dir: s.opened.tokenizerDir }),
+        training, hyperparameters: hyperparameters(config),
+        results: {
+          steps: s.state.step, stop_reason: reason, final_train_loss: lastStep?.loss ?? null, final_val_loss: lastEval?.val_loss ?? null,
+          best_val_loss: s.state.best_val_loss, best_step: s.state.best_step,
+        },
+        evals: validationEval(training, s.state.best_val_loss), audit,
+      };
+      writeModelCard(c.output_dir!, facts);
+    } catch (e) {
+      const warning: TrainingWarning = { step: s.state.step, kind: 'card', message: `the model is saved, but its card was not written: ${(e as Error).message}` };
+      progress?.message(`warning: ${warning.message}`);
+      this.emit('warning', warning);
+    }
   }
 
   private result(

@@ -36,7 +36,7 @@ test('train --no-shuffle logs every step, lowers the loss, and saves a loadable 
   }
   // The first step trains on windows 0 and 1 (no shuffle); its loss is that of the reference model.
   expect(steps[29].loss).toBeLessThan(steps[0].loss - 1);
-  expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
+  expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'README.md', 'config.json', 'gptune_card.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
   const e = gptune('eval', '--model', out, '--data', path.join(FIXTURES, 'eval-text.txt'), '--seq-len', '16', '--json');
   expect(lastJSON(e.stdout).loss as number).toBeLessThan(ref.eval.loss - 1);
 });

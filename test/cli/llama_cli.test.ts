@@ -69,7 +69,7 @@ test('train --no-shuffle: step 1 is the forward on windows 0 and 1; the loss fal
   expect(relError(steps[0].loss, model.forward(inputs, 2, 16, targets).loss)).toBeLessThan(1e-6);
   model.free();
   expect(steps[29].loss).toBeLessThan(steps[0].loss - 1);
-  expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
+  expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'README.md', 'config.json', 'gptune_card.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
   const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
   expect(cfg).toMatchObject({ model_type: 'llama', architectures: ['LlamaForCausalLM'], num_key_value_heads: 2, torch_dtype: 'float32' });
   const names = readSafetensorsHeader(path.join(out, 'model.safetensors')).entries.map((e) => e.name);

@@ -109,7 +109,8 @@ describe.each(FAMILIES)('gptune demo --base with a tiny $name from the Hub', (f)
     const tokenizerFiles = fs.readdirSync(folders[f.repo]).filter((n) => n !== 'config.json' && n !== 'model.safetensors').sort();
     for (const m of ['base', 'task', 'domain', 'combined', 'scratch', 'task_few', 'scratch_few', 'subject']) {
       const files = fs.readdirSync(path.join(out, 'models', m)).sort();
-      expect([m, files]).toEqual([m, ['config.json', 'model.safetensors', ...tokenizerFiles].sort()]);
+      const card = m === 'base' ? [] : ['README.md', 'gptune_card.json'];
+      expect([m, files]).toEqual([m, [...card, 'config.json', 'model.safetensors', ...tokenizerFiles].sort()]);
       for (const t of tokenizerFiles) expect(fs.readFileSync(path.join(out, 'models', m, t)).equals(fs.readFileSync(path.join(folders[f.repo], t)))).toBe(true);
     }
     for (const [name, run] of Object.entries<any>(report.runs)) expect([name, run.seq_len]).toEqual([name, f.seqLen]);

@@ -9,12 +9,13 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { loadRecords } from '../../lib/data';
+import { auditSummaryLines, loadRecords } from '../../lib/data';
 import { CLASSIFICATION_TEMPLATE, LABELS } from '../../lib/demo';
 import { evaluateClassification } from '../../lib/eval';
 import { loadAdapter } from '../../lib/lora/apply';
 import { loadModel } from '../../lib/model/checkpoint';
 import { loadTokenizer } from '../../lib/tokenizer';
+import { cardMetadata, expectModelIndexSchema } from '../card/helpers';
 import { provenanceProblems } from './provenance';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -49,11 +50,34 @@ describe('gptune demo --tiny', () => {
     expect(headline).toMatchObject({ preset: 'tiny', base_cached: false });
     expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'data', 'loss-curves.svg', 'models', 'report.json', 'report.md']);
     expect(fs.readdirSync(path.join(out, 'models')).sort()).toEqual(['base', 'combined', 'domain', 'scratch', 'scratch_few', 'subject', 'task', 'task_few', 'task_lora']);
+    // Every fine-tuned model has its card (README.md, gptune_card.json); models/base is the base as it was.
     for (const m of fs.readdirSync(path.join(out, 'models')).filter((n) => n !== 'task_lora')) {
-      expect(fs.readdirSync(path.join(out, 'models', m)).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+      const card = m === 'base' ? [] : ['README.md', 'gptune_card.json'];
+      expect([m, fs.readdirSync(path.join(out, 'models', m)).sort()]).toEqual([m, [...card, 'config.json', 'merges.txt', 'model.safetensors', 'vocab.json'].sort()]);
     }
     // A PEFT adapter folder (for models/base) with the tokenizer files.
-    expect(fs.readdirSync(path.join(out, 'models', 'task_lora')).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'merges.txt', 'vocab.json']);
+    expect(fs.readdirSync(path.join(out, 'models', 'task_lora')).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'gptune_card.json', 'merges.txt', 'vocab.json']);
+  });
+
+  test('model cards: each model\'s test results in its model-index, the probe in the task model\'s card and in the report', () => {
+    for (const m of ['task', 'task_lora', 'combined', 'scratch', 'task_few', 'scratch_few']) {
+      const meta = cardMetadata(fs.readFileSync(path.join(out, 'models', m, 'README.md'), 'utf8'));
+      expectModelIndexSchema(meta);
+      const test = meta['model-index'][0].results.find((r: any) => r.task.type === 'text-classification');
+      expect([m, test.dataset.name, test.metrics[0]]).toEqual([m, 'classification-test.jsonl', { type: 'accuracy', value: report.classification[m].accuracy, name: 'Accuracy' }]);
+      expect([m, meta.tags.includes('lora')]).toEqual([m, m === 'task_lora']);
+    }
+    const subject = cardMetadata(fs.readFileSync(path.join(out, 'models', 'subject', 'README.md'), 'utf8'));
+    expect(subject['model-index'][0].results[1].metrics[0]).toEqual({ type: 'bleu', value: report.generation.subject.bleu, name: 'BLEU (sacrebleu)' });
+    expect(report.probe.report.groups).toEqual(['gender', 'names']);
+    expect(report.probe.report.examples).toBe(report.data.emails.test.used);
+    const task = fs.readFileSync(path.join(out, 'models', 'task', 'README.md'), 'utf8');
+    const g = report.probe.report.per_group.gender;
+    expect(task).toContain(`| gender | ${g.changed} | ${g.flips} |`);
+    expect(markdown).toContain('## Bias probe: the task model on counterfactual test emails');
+    // The classifiers' cards hold the audit of the email splits that report.json holds; the subject writer's does not.
+    expect(task).toContain(auditSummaryLines(report.data_audit).map((l) => `    ${l}`).join('\n'));
+    expect(fs.readFileSync(path.join(out, 'models', 'subject', 'README.md'), 'utf8')).toContain('The training data was not audited here');
   });
 
   test('report.json holds every comparison the issue asks for, with consistent figures', () => {

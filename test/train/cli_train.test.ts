@@ -48,7 +48,7 @@ test('a YAML config with flags overriding it; validation, evaluation and checkpo
   const saved = JSON.parse(fs.readFileSync(path.join(out, 'checkpoints', 'last', 'train_config.json'), 'utf8'));
   expect([saved.learning_rate, saved.batch_size, saved.eval_every, saved.data]).toEqual([2e-3, 2, 2, DATA]);
   // output_dir is a model folder (best model) with the checkpoints, the run's history and its report beside it.
-  expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'checkpoints', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
+  expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'README.md', 'checkpoints', 'config.json', 'gptune_card.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
   const e = gptune('eval', '--model', out, '--data', DATA, '--json');
   expect(e.code).toBe(0);
 });

@@ -97,13 +97,13 @@ describe('--out never deletes or replaces what gptune did not write', () => {
     expect(fs.readdirSync(path.join(out, 'checkpoints')).sort()).toEqual(['last', 'step-1', 'step-2']);
 
     const again = gptune(['train', '--model', TINY, '--data', DATA, '--out', out, ...SMALL]);
-    expectOneLineError(again, /--out .*: holds a previous gptune output \(checkpoints, config\.json, .*\); add --overwrite/);
+    expectOneLineError(again, /--out .*: holds a previous gptune output \(README\.md, checkpoints, config\.json, .*\); add --overwrite/);
 
     const replaced = gptune(['train', '--model', TINY, '--data', DATA, '--out', out, ...SMALL, '--overwrite']);
     expect(replaced.stderr).toBe('');
     expect(replaced.code).toBe(0);
     // The previous run's checkpoints went with it (this run writes none).
-    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
+    expect(fs.readdirSync(out).sort()).toEqual(['.gptune-output.json', 'README.md', 'config.json', 'gptune_card.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
 
     fs.writeFileSync(path.join(out, 'my-results.csv'), 'a,b\n1,2\n');
     const before = snapshot(out);
@@ -174,8 +174,8 @@ describe('resuming', () => {
   test('an output written before manifests existed resumes, unless it holds something gptune does not write', () => {
     const out = path.join(tempDir('gptune-legacy-'), 'out');
     expect(gptune(['train', '--model', TINY, '--data', DATA, '--out', out, ...SMALL, '--save-every', '1']).code).toBe(0);
-    // What a gptune from before manifests (and before metrics.jsonl and report.html) left.
-    for (const name of ['.gptune-output.json', 'metrics.jsonl', 'report.html']) fs.rmSync(path.join(out, name));
+    // What a gptune from before manifests (and before metrics.jsonl, report.html and model cards) left.
+    for (const name of ['.gptune-output.json', 'metrics.jsonl', 'report.html', 'README.md', 'gptune_card.json']) fs.rmSync(path.join(out, name));
     fs.writeFileSync(path.join(out, 'notes.txt'), 'mine');
     const refused = gptune(['train', '--resume', path.join(out, 'checkpoints', 'last'), '--steps', '3', '--quiet']);
     expectOneLineError(refused, /--out .*: is not empty and is not a gptune output \(checkpoints, .*notes\.txt/);

@@ -121,7 +121,7 @@ describe('plain text keeps the `gptune train` contract', () => {
     expect(r.steps.map((s) => s.lr)).toEqual(reference.map((s) => s.lr));
     expect(weightsOf(path.join(f.dir, 'out'))).toEqual(referenceWeights);
     // A plain run (no validation, no save_every) writes the model folder and the run's history and report.
-    expect(fs.readdirSync(path.join(f.dir, 'out')).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
+    expect(fs.readdirSync(path.join(f.dir, 'out')).sort()).toEqual(['.gptune-output.json', 'README.md', 'config.json', 'gptune_card.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
     freeResult(r);
   });
 
@@ -503,7 +503,7 @@ describe('iterative fine-tuning', () => {
     expect(r2.steps[0].loss).not.toBe(base.forward(b.inputs, 2, 16, b.targets).loss);
     tuned.free();
     base.free();
-    expect(fs.readdirSync(second).sort()).toEqual(['.gptune-output.json', 'config.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
+    expect(fs.readdirSync(second).sort()).toEqual(['.gptune-output.json', 'README.md', 'config.json', 'gptune_card.json', 'merges.txt', 'metrics.jsonl', 'model.safetensors', 'report.html', 'vocab.json']);
     expect(fs.readFileSync(path.join(second, 'vocab.json'))).toEqual(fs.readFileSync(path.join(TINY, 'vocab.json')));
     freeResult(r2);
   });

@@ -4,9 +4,10 @@ import * as path from 'path';
 import { DataRecord, DATA_KINDS, DataKind, loadRecords, type RecordWarning } from '../../data';
 import { DeviceChoice } from '../../device';
 import {
-  ClassificationEvalResult, compareModels, Comparison, evaluateClassification, evaluateGeneration, evaluateLM, evaluateTask, EVAL_TASKS, EVAL_TASK_KIND, EvalTask,
-  formatBleuReport, formatClassificationReport, formatComparison, formatRougeReport, formatTaskReport, GenerationEvalResult, LabelScoring,
+  ClassificationEvalResult, ClassificationOptions, compareModels, Comparison, evaluateClassification, evaluateGeneration, evaluateLM, evaluateTask, EVAL_TASKS,
+  EVAL_TASK_KIND, EvalTask, formatBleuReport, formatClassificationReport, formatComparison, formatRougeReport, formatTaskReport, GenerationEvalResult, LabelScoring,
 } from '../../eval';
+import { formatProbeReport, parseProbeGroups, PROBE_GROUPS, ProbeFlip, probeCounterfactual } from '../../eval/probe';
 import { writeFileAtomic } from '../../io/atomic';
 import { checkOutputFile, firstLineHasKeys } from '../../io/output';
 import { UsageError } from '../args';
@@ -44,6 +45,10 @@ const TASK_FLAGS: Record<string, readonly Task[]> = {
   'length-penalty': EVAL_TASKS,
   'source-lang': ['translate'],
   'target-lang': ['translate'],
+  probe: ['classify'],
+  'probe-groups': ['classify'],
+  'probe-seed': ['classify'],
+  dump: ['classify', ...EVAL_TASKS],
 };
 
 interface TaskRun {
@@ -120,19 +125,26 @@ function refuseJSONLines(file: string): void {
   throw new UsageError(`--data ${file}: is JSONL (keys ${keys.join(', ')}), and --task lm (the default) would score the JSON text itself; ${use}`);
 }
 
-function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): TaskRun {
+/** The classifier's model (sized for scoring B sequences per pass), --labels and the scoring options of --task classify. */
+function openClassifier(v: Values, modelDir: string, flag: string) {
   const B = (v['batch-size'] as number | undefined) ?? 16;
+  const labels = v.labels === undefined ? null : (v.labels as string).split(',').map((l) => l.trim()).filter((l) => l !== '');
+  if (labels !== null && labels.length < 2) throw new UsageError(`--labels: expected at least 2 comma-separated labels but received '${v.labels}'`);
   const { model, tokenizer } = openForEval(v, modelDir, flag, (cfg) => planMemory(cfg, { batch: { B: 1, T: maxScoringRows(contextLength(cfg), B) }, training: false }).parts, '--batch-size');
+  const options: ClassificationOptions = {
+    labelScore: v['label-score'] as LabelScoring, labelEos: v['label-eos'] as boolean, batchSize: B,
+    onProgress: progressLine(process.stderr, `eval ${flag}`, '(example, label) pairs scored'),
+  };
+  return { model, tokenizer, labels, options };
+}
+
+function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): TaskRun {
+  const { model, tokenizer, labels, options } = openClassifier(v, modelDir, flag);
   try {
-    const labels = v.labels === undefined ? null : (v.labels as string).split(',').map((l) => l.trim()).filter((l) => l !== '');
-    if (labels !== null && labels.length < 2) throw new UsageError(`--labels: expected at least 2 comma-separated labels but received '${v.labels}'`);
     const started = Date.now();
-    const r: ClassificationEvalResult = evaluateClassification(model, tokenizer, data.records, labels, v.template as string | undefined, {
-      labelScore: v['label-score'] as LabelScoring, labelEos: v['label-eos'] as boolean, batchSize: B,
-      onProgress: progressLine(process.stderr, `eval ${flag}`, '(example, label) pairs scored'),
-    });
+    const r: ClassificationEvalResult = evaluateClassification(model, tokenizer, data.records, labels, v.template as string | undefined, options);
     const { predictions, ...report } = r;
-    const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
+    const result = { model: modelDir, data: v.data, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
     const perExample = predictions.map((p, i) => ({
       line: data.records[i].line, label: p.label, predicted: p.predicted, scores: Object.fromEntries(r.labels.map((l, k) => [l, p.scores[k]])),
     }));
@@ -142,6 +154,22 @@ function runClassify(v: Values, modelDir: string, flag: string, data: DataSet): 
       ...(data.skipped > 0 ? [`${data.skipped} invalid lines skipped`] : []),
     ];
     return { result, perExample, human: `${formatClassificationReport(r)}\n${notes.join('\n')}` };
+  } finally {
+    model.free();
+  }
+}
+
+/** --probe counterfactual: the classification of the originals and of each swap group's counterfactual copies (lib/eval/probe.ts). */
+function runProbe(v: Values, modelDir: string, data: DataSet): { result: Record<string, unknown>; flips: ProbeFlip[]; human: string } {
+  const groups = parseProbeGroups((v['probe-groups'] as string | undefined) ?? PROBE_GROUPS.join(','));
+  const { model, tokenizer, labels, options } = openClassifier(v, modelDir, '--model');
+  try {
+    const started = Date.now();
+    const { report, flips } = probeCounterfactual(model, tokenizer, data.records, {
+      groups, seed: v['probe-seed'] as number, labels, template: v.template as string | undefined, classification: options,
+    });
+    const result = { model: modelDir, data: v.data, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
+    return { result, flips, human: formatProbeReport(report) };
   } finally {
     model.free();
   }
@@ -158,7 +186,7 @@ function runGenerate(v: Values, modelDir: string, flag: string, data: DataSet): 
       onProgress: progressLine(process.stderr, `eval ${flag}`, 'examples'),
     });
     const { outputs, ...report } = r;
-    const result = { model: modelDir, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
+    const result = { model: modelDir, data: v.data, ...report, skipped_lines: data.skipped, seconds: (Date.now() - started) / 1000 };
     const perExample = outputs.map((o, i) => ({ line: data.records[i].line, prompt: o.prompt, reference: o.reference, output: o.output, stop: o.stop }));
     const stops = Object.entries(r.stops).filter(([, n]) => n > 0).map(([why, n]) => `${why} ${n}`).join(', ');
     const human = [
@@ -241,7 +269,7 @@ function writePredictions(file: string, lines: Array<Record<string, unknown>>): 
 }
 
 export const evalCommand: Command = {
-  usage: 'gptune eval --model DIR|org/name[@revision] --data FILE [--task lm|classify|generate|qa|ner|translate|summarize] [--compare DIR2] [--json]',
+  usage: 'gptune eval --model DIR|org/name[@revision] --data FILE [--task lm|classify|generate|qa|ner|translate|summarize] [--compare DIR2] [--probe counterfactual [--probe-groups gender,names] [--dump FILE]] [--json]',
   description:
     'Evaluates a model on data. --task lm (default): language-model loss on a text file: the whole file is tokenised (no BOS), cut into consecutive chunks of at most T tokens, and every token after the first of its chunk is predicted from the chunk\'s earlier tokens. ' +
     '--task classify: classification data rendered with its template; each candidate label\'s completion (" " + label by default, then <|endoftext|> unless --no-label-eos) is scored by its log-likelihood after the prompt and the most likely label is the prediction: accuracy, macro-F1, per-class figures, confusion matrix. ' +
@@ -249,7 +277,8 @@ export const evalCommand: Command = {
     '--task qa|ner|translate|summarize: the task\'s data (README "Tasks") rendered as in training, decoded (greedy, batched; or beam search with --num-beams) and scored with the field\'s metric: ' +
     'qa SQuAD v1.1 exact match and F1; ner seqeval precision/recall/F1 (default and strict IOB2) and token accuracy of the "TYPE: span" output decoded to tags; ' +
     'translate BLEU, chrF and chrF++ with sacrebleu\'s signatures; summarize ROUGE-1/2/L/Lsum. --dump FILE writes each example\'s prompt, output, gold answer and score. ' +
-    '--compare DIR2 evaluates a second model on the same data and prints both side by side with the difference (JSON: {a, b, delta}, delta = b - a).',
+    '--compare DIR2 evaluates a second model on the same data and prints both side by side with the difference (JSON: {a, b, delta}, delta = b - a). ' +
+    '--task classify --probe counterfactual: the bias probe; each input is copied with gendered words (pronouns, titles, nouns) or first names swapped female <-> male, and per swap group the report gives the inputs changed, the predictions that flip and the mean change of the true label\'s log-likelihood.',
   modelFlags: ['model', 'compare'],
   adapterFlags: ['adapter'],
   flags: {
@@ -272,8 +301,12 @@ export const evalCommand: Command = {
     'source-lang': { type: 'string', help: 'translate: the source language\'s name in the template (default "Source")' },
     'target-lang': { type: 'string', help: 'translate: the target language\'s name in the template (default "Target")' },
     'stop-at-newline': { type: 'bool', help: 'generate: stop at a line break (default: when every reference is a single line)' },
-    predictions: { type: 'string', aliases: ['dump'], help: 'classify/generate/tasks: also write every example\'s prediction (tasks: prompt, output, gold, score) to this JSONL file' },
-    overwrite: { type: 'bool', help: 'replace --predictions when it exists and is not a predictions file gptune wrote' },
+    predictions: { type: 'string', help: 'classify/generate/tasks: also write every example\'s prediction (tasks: prompt, output, gold, score) to this JSONL file' },
+    overwrite: { type: 'bool', help: 'replace --predictions (or --dump) when it exists and is not such a file gptune wrote' },
+    probe: { type: 'string', choices: ['counterfactual'], help: 'classify: the bias probe instead of the plain evaluation: every input copied with demographic terms swapped (per group), classified again; reports per group how many inputs changed, how often the predicted label flips and the mean change of the true label\'s log-likelihood' },
+    'probe-groups': { type: 'string', help: `classify --probe: swap groups, comma-separated, among ${PROBE_GROUPS.join(', ')} (default: all): gender = pronouns, titles and gendered nouns; names = female <-> male first names` },
+    'probe-seed': { type: 'int', min: 0, help: 'classify --probe: seed of the female <-> male first-name pairing (default 0)' },
+    dump: { type: 'string', help: 'classify --probe: write the examples whose prediction flips to this JSONL file (one line per group and example); qa/ner/translate/summarize: the same as --predictions' },
     json: { type: 'bool', help: 'print the result as one JSON line' },
     ...ADAPTER_FLAGS,
     ...MAX_MEMORY_FLAG,
@@ -294,6 +327,32 @@ export const evalCommand: Command = {
       if (dir !== undefined && !dir.startsWith('new:') && !fs.existsSync(dir)) throw new UsageError(`${flag} ${dir}: folder not found`);
     }
     if (task === 'lm') refuseJSONLines(v.data as string);
+    // For the tasks --dump is --predictions under the name the task tools use (one per-example file either way).
+    if ((EVAL_TASKS as readonly string[]).includes(task) && v.dump !== undefined) {
+      if (v.predictions !== undefined) throw new UsageError('--dump and --predictions both name the per-example file; give one');
+      v.predictions = v.dump;
+      v.dump = undefined;
+    }
+    if (v.probe === undefined) {
+      for (const flag of ['probe-groups', 'probe-seed', 'dump']) if (v[flag] !== undefined) throw new UsageError(`--${flag} applies to --probe counterfactual`);
+    } else {
+      if (modelB !== undefined) throw new UsageError('--probe probes one model; run it once per model instead of --compare');
+      if (v.predictions !== undefined) throw new UsageError('--predictions does not apply with --probe; --dump FILE writes the examples that flip');
+      try {
+        parseProbeGroups((v['probe-groups'] as string | undefined) ?? PROBE_GROUPS.join(','));
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      if (v.dump !== undefined) {
+        const file = v.dump as string;
+        if (path.resolve(file) === path.resolve(v.data as string)) throw new UsageError(`--dump ${file}: is the --data file; choose another name`);
+        checkOutputFile(file, '--dump', { overwrite: Boolean(v.overwrite), isOwn: (head) => head === '' || firstLineHasKeys(head, ['group', 'line', 'counterfactual']) });
+      }
+      const probe = runProbe(v, modelA, loadData(v, task));
+      if (v.dump !== undefined) writeFileAtomic(v.dump as string, probe.flips.map((f) => JSON.stringify(f) + '\n').join(''));
+      out(v.json ? JSON.stringify({ task, ...probe.result }) : probe.human);
+      return;
+    }
     if (v.predictions !== undefined) {
       const file = v.predictions as string;
       if (path.resolve(file) === path.resolve(v.data as string)) throw new UsageError(`--predictions ${file}: is the --data file; choose another name`);

@@ -6,6 +6,8 @@ import { parseShardSize } from '../../io/sharded';
 import { loadAdapter, mergeAdapters, parseAdapterSpec } from '../../lora/apply';
 import { MODEL_FILES, modelFolderFiles, writeModelFiles } from '../../model/checkpoint';
 import { planMemory } from '../../model/decoder';
+import { CardFacts } from '../../card/card';
+import { CARD_FILES, folderFacts, readCardFacts, writeModelCard } from '../../card/folder';
 import { COMMON, Command, MAX_MEMORY_FLAG, memoryCheck, openModel, HUB_FLAGS, out } from '../common';
 
 export const mergeCommand: Command = {
@@ -37,7 +39,7 @@ export const mergeCommand: Command = {
     const adapters = (v.adapter as string[]).map(parseAdapterSpec);
     // Before anything loads: the output folder must be ours to write.
     const plan = planOutputFolder(outDir, {
-      label: '--out', writer: 'gptune merge', mode: v.overwrite ? 'replace' : 'new', entries: MODEL_FILES, adoptUnlisted: false,
+      label: '--out', writer: 'gptune merge', mode: v.overwrite ? 'replace' : 'new', entries: [...MODEL_FILES, ...CARD_FILES], adoptUnlisted: false,
       replaceHint: 'add --overwrite to replace it',
     });
     const memory = memoryCheck(v, 'merging', (cfg) => {
@@ -55,6 +57,7 @@ export const mergeCommand: Command = {
       const folder = claimOutputFolder(plan);
       folder.record(Object.keys(files));
       writeModelFiles(plan.dir, files);
+      writeModelCard(plan.dir, mergedCardFacts(plan.dir, v.model as string, merged));
       const summary = { saved: outDir, model: v.model, adapters: merged, parameters: model.numParameters, tied_head: model.config.tiedHead };
       out(v.json ? JSON.stringify(summary) : `merged ${adapters.length} adapter(s) into ${v.model}: ${outDir} (${model.numParameters} parameters)`);
     } finally {
@@ -62,3 +65,25 @@ export const mergeCommand: Command = {
     }
   },
 };
+
+/**
+ * The merged model's card: the base's license and architecture, the adapters merged, and what the
+ * first adapter with a gptune card recorded of its training (data, hyperparameters, losses, audit,
+ * evaluations and probe: the merged model computes the same function, up to float32 rounding).
+ */
+function mergedCardFacts(dir: string, base: string, merged: ReadonlyArray<{ adapter: string; weight: number }>): CardFacts {
+  const own = folderFacts(dir, 'gptune merge', { spec: base, dir: base });
+  const recorded = (adapter: string): CardFacts | null => {
+    try {
+      return readCardFacts(adapter);
+    } catch {
+      return null; // an unreadable record of the adapter's training leaves the card without it, not the merge failed
+    }
+  };
+  const trained = merged.map((m) => recorded(m.adapter)).find((f) => f !== null) ?? null;
+  const carried = trained === null ? {} : {
+    base_model: trained.base_model ?? own.base_model, license: own.license ?? trained.license, training: trained.training, hyperparameters: trained.hyperparameters,
+    results: trained.results, audit: trained.audit, evals: trained.evals, probe: trained.probe,
+  };
+  return { ...own, ...carried, merged_adapters: merged.map((m) => ({ adapter: m.adapter, weight: m.weight })) };
+}
