@@ -310,6 +310,11 @@ export class PreferenceObjective {
     return this.run(model, batches, { totalPairs, chosenTokens, optionsOf }, appendedEos, (b) => this.reference!.logps(b));
   }
 
+  /** Computes the validation batches' reference log-probabilities now, with `reference` (precompute_ref, before it is freed). */
+  cacheValidationReference(batches: readonly Batch[], reference: ReferenceModel): void {
+    for (const b of batches) this.validationReference.set(b, reference.logps(b));
+  }
+
   /** The loss and metrics over validation batches (no gradients), as one pass over all their pairs. */
   evaluate(model: Decoder, batches: readonly Batch[], appendedEos: number | null): PreferenceResult {
     const cached = (b: Batch) => {

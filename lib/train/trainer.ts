@@ -46,6 +46,8 @@ import { dashboardPage, REPORT_FILE } from '../dashboard/page';
 import { DashboardServer, startDashboardServer } from '../dashboard/server';
 import { generate } from '../model/generate';
 import { AdamW, clipScale } from './adamw';
+import type { PreferenceObjective } from './preference';
+import { metricFields, PreferenceData, preferenceData, preferenceObjective } from './preference_run';
 import { evaluate } from './lm';
 import {
   baseModelName, CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
@@ -180,6 +182,8 @@ interface Setup {
   outFolder: OutputFolder | null;
   /** config.sample_prompts as text and token ids (empty without). */
   samplePrompts: Array<{ text: string; ids: number[] }>;
+  /** method dpo/orpo: the preference loss (lib/train/preference.ts); null for sft. */
+  preference: PreferenceObjective | null;
 }
 
 /** Bytes of the F32 weights of a model with `parameters` parameters (what saveModel writes), plus the small JSON and tokenizer files. */
@@ -318,6 +322,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       throw e;
     } finally {
       setup?.optimizer.free();
+      setup?.preference?.free();
       await dashboard?.close();
       this.running = false;
     }
@@ -408,11 +413,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       let train = this.opts.train;
       let validation = this.opts.validation ?? null;
       let dataReport: DataReport | null = null;
-      if (!train) {
+      let pairs: PreferenceData | null = null;
+      if (!train && c.method !== 'sft') {
+        pairs = preferenceData(c, opened.tokenizer, T);
+        ({ train, validation, report: dataReport } = pairs);
+      } else if (!train) {
         const data = buildDatasets({
           train: c.data!, validation: c.validation ?? undefined, validationFraction: c.validation_fraction > 0 ? c.validation_fraction : undefined,
           tokenizer: opened.tokenizer, seqLen: T, batchSize: c.batch_size, packing: c.packing, trainOnPrompt: c.train_on_prompt,
-          shuffle: c.shuffle, seed: c.seed, format: c.format === 'auto' ? undefined : c.format, template: c.template ?? undefined,
+          shuffle: c.shuffle, seed: c.seed, format: c.format === 'auto' || c.format === 'preference' ? undefined : c.format, template: c.template ?? undefined,
           skipInvalid: c.skip_invalid,
         });
         train = data.train;
@@ -423,6 +432,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const stepsPerEpoch = train.batchesPerEpoch / c.grad_accum_steps;
       const totalSteps = c.max_steps ?? Math.max(1, Math.ceil(c.epochs * stepsPerEpoch));
       const warmup = c.warmup_steps > 0 ? c.warmup_steps : Math.ceil(c.warmup_ratio * totalSteps);
+      // The reference model (DPO) is the starting model: before any step or resumed checkpoint changes it.
+      const preference = c.method === 'sft' ? null : await preferenceObjective(c, model, resumeDir !== null && !loraResume,
+        async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation);
       const optimizer = new AdamW(model, { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay });
       let state: TrainerState = {
         step: 0, epoch: 0, total_steps: totalSteps, data_state: train.getState(), best_val_loss: null, best_step: null,
@@ -437,6 +449,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         }
       } catch (e) {
         optimizer.free();
+        preference?.free();
         throw e;
       }
       const prompts = this.samplePrompts(opened.tokenizer, model);
@@ -449,11 +462,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         folders = this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir);
       } catch (e) {
         optimizer.free();
+        preference?.free();
         throw e;
       }
       return {
         opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
-        checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts,
+        checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts, preference,
       };
     } catch (e) {
       if (ownsModel) opened.model.free();
@@ -624,14 +638,25 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     let lastEval: EvalLog | null = null;
     const runEval = (): EvalLog | null => {
       const started = process.hrtime.bigint();
-      const r = evaluate(model, s.validation!, s.appendedEos);
+      let r: { loss: number; perplexity: number; tokenAccuracy: number; tokens: number };
+      let preferenceFields: Record<string, number> = {};
+      if (s.preference) {
+        const p = s.preference.evaluate(model, s.validation!, s.appendedEos);
+        r = { loss: p.loss, perplexity: NaN, tokenAccuracy: p.counted > 0 ? p.correct / p.counted : NaN, tokens: p.tokens };
+        preferenceFields = metricFields(p.metrics, 'val_');
+      } else {
+        r = evaluate(model, s.validation!, s.appendedEos);
+      }
       if (r.tokens > 0 && !Number.isFinite(r.loss)) {
         divergence = `the validation loss after step ${state.step} is ${r.loss}`;
         return null;
       }
-      const improved = state.best_val_loss === null || r.loss < state.best_val_loss - c.early_stopping_min_delta;
+      // best_val_loss holds the best value of best_metric: the loss (lower is better) or the reward accuracy (higher).
+      const metric = c.best_metric === 'val_loss' ? r.loss : preferenceFields[c.best_metric];
+      const sign = c.best_metric === 'val_loss' ? 1 : -1;
+      const improved = state.best_val_loss === null || sign * metric < sign * state.best_val_loss - c.early_stopping_min_delta;
       if (improved) {
-        state.best_val_loss = r.loss;
+        state.best_val_loss = metric;
         state.best_step = state.step;
         state.evals_without_improvement = 0;
       } else {
@@ -641,7 +666,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const entry: EvalLog = {
         step: state.step, epoch: epochOf(), val_loss: r.loss, val_perplexity: r.perplexity, val_token_accuracy: r.tokenAccuracy,
         val_tokens: r.tokens, improved, best_val_loss: state.best_val_loss!, best_step: state.best_step!,
-        ms: Number(process.hrtime.bigint() - started) / 1e6, elapsed_s: elapsed(),
+        ms: Number(process.hrtime.bigint() - started) / 1e6, elapsed_s: elapsed(), ...preferenceFields,
       };
       if (improved && checkpointing) {
         if (!parametersFinite()) return null;
@@ -667,7 +692,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         if (c.early_stopping_patience > 0 && state.evals_without_improvement >= c.early_stopping_patience) {
           reason = 'early_stopping';
           const event: EarlyStopEvent = { step: state.step, best_step: state.best_step!, best_val_loss: state.best_val_loss!, patience: c.early_stopping_patience };
-          progress?.message(`early stopping at step ${state.step}: no improvement of the validation loss for ${c.early_stopping_patience} evaluations (best ${state.best_val_loss!.toFixed(4)} at step ${state.best_step})`);
+          progress?.message(`early stopping at step ${state.step}: no improvement of ${c.best_metric === 'val_loss' ? 'the validation loss' : c.best_metric} for ${c.early_stopping_patience} evaluations (best ${state.best_val_loss!.toFixed(4)} at step ${state.best_step})`);
           this.emit('early_stop', event);
         }
       }
@@ -748,31 +773,40 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // The gradient of the mean loss over every scored token of the step, however they are spread
     // over micro-batches (packed or padded examples score different numbers of tokens).
     const scored = batches.reduce((n, b) => n + b.scoredTokens, 0);
+    const positions = batches.reduce((n, b) => n + b.B * b.T, 0);
+    // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
+    const dropoutOf = (i: number) => ({ dropoutSeed: (c.seed % 1048576) * 4294967296 + ((s.state.step * 1024 + i) % 4294967296), dropout: s.dropout });
     model.zeroGrad();
-    let lossSum = 0, count = 0, correct = 0, counted = 0, positions = 0;
-    for (const [i, b] of batches.entries()) {
-      // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
-      const dropoutSeed = (c.seed % 1048576) * 4294967296 + ((s.state.step * 1024 + i) % 4294967296);
-      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
-      if (scored > 0) model.backward(scored);
-      lossSum += r.lossSum;
-      count += r.count;
-      const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
-      correct += accuracy.correct;
-      counted += accuracy.counted;
-      positions += b.B * b.T;
+    let loss = NaN, count = 0, correct = 0, counted = 0;
+    let preferenceFields: Record<string, number> = {};
+    if (s.preference) {
+      const r = s.preference.step(model, batches, dropoutOf, s.appendedEos);
+      ({ loss, tokens: count, correct, counted } = r);
+      preferenceFields = metricFields(r.metrics, '');
+    } else {
+      let lossSum = 0;
+      for (const [i, b] of batches.entries()) {
+        const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, ...dropoutOf(i) });
+        if (scored > 0) model.backward(scored);
+        lossSum += r.lossSum;
+        count += r.count;
+        const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
+        correct += accuracy.correct;
+        counted += accuracy.counted;
+      }
+      if (count > 0) loss = lossSum / count;
     }
     const gradNorm = model.gradNorm();
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
-    const verdict = monitor.check(s.state.step + 1, count > 0 ? lossSum / count : null, gradNorm);
+    const verdict = monitor.check(s.state.step + 1, count > 0 ? loss : null, gradNorm);
     if (verdict.action === 'stop') return verdict.stopMessage;
     if (verdict.action === 'update') s.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
     s.state.step++;
     s.state.tokens_seen += positions;
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const entry: StepLog = {
-      step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: counted > 0 ? correct / counted : NaN,
-      lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(),
+      step: s.state.step, epoch: epochOf(), loss, token_accuracy: counted > 0 ? correct / counted : NaN,
+      lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(), ...preferenceFields,
       ...(verdict.action === 'skip' ? { skipped: true as const } : {}),
     };
     s.state.epoch = entry.epoch;
