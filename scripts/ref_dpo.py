@@ -19,7 +19,6 @@ is the starting model (LoRA: the base without the adapter). Writes dpo-ref.json 
 import argparse
 import copy
 import json
-import math
 import os
 import sys
 
@@ -27,10 +26,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_lora_fixtures import load_base  # noqa: E402
 from reference_training import ADAMW, decay_groups, f17  # noqa: E402
 from safetensors_io import load_safetensors, save_safetensors  # noqa: E402
-from torch_gpt2 import GPT2, GPT2Config  # noqa: E402
-from torch_llama import IGNORE_INDEX, LlamaConfig, LlamaForCausalLM  # noqa: E402
+from torch_llama import IGNORE_INDEX  # noqa: E402
 from torch_lora import PEFT_PREFIX, LoraModel, LoraSettings  # noqa: E402
 
 P = 2
@@ -52,17 +51,6 @@ CASES = [
     dict(name="gpt2-small-beta", base="tiny-gpt2", method="dpo", loss_type="sigmoid", beta=1e-4, seed=1509,
          logit_grad=True),
 ]
-
-
-def load_base(folder: str):
-    with open(os.path.join(folder, "config.json")) as f:
-        config_json = json.load(f)
-    if config_json["model_type"] == "gpt2":
-        model = GPT2(GPT2Config.from_hf_dict(config_json))
-    else:
-        model = LlamaForCausalLM(LlamaConfig.from_hf_dict(config_json))
-    model.load_hf_state(load_safetensors(os.path.join(folder, "model.safetensors")))
-    return model.double(), config_json
 
 
 def make_pairs(vocab: int, eos: int, seed: int):

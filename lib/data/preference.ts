@@ -23,7 +23,7 @@ import { chatTemplateOf } from '../tokenizer/chat_template';
 import { DataReport, emptySplit, heldOutMask, SplitReport } from './dataset';
 import { buildRowBatch, ExampleStore, scoredTargets, tokenizeRecord, truncateExample } from './examples';
 import { DataError, forEachLine } from './read';
-import { ChatMessage, describe, isPlainObject, isPreferenceObject, parseMessages, SkippedLine } from './records';
+import { ChatMessage, describe, isPlainObject, isPreferenceObject, parseMessages, parseObjectLine, SkippedLine } from './records';
 import { ItemSampler } from './sources';
 import { compileTemplate, CompiledTemplate, MODEL_CHAT_TEMPLATE } from './templates';
 import type { Batch, BatchSource, DataState } from './types';
@@ -63,17 +63,7 @@ export function isPreferenceFile(file: string): boolean {
 
 /** One JSONL line -> a pair, or a DataError naming the line and the problem. */
 export function parsePreferenceLine(line: string, file: string, lineNumber: number): PreferencePair {
-  const fail = (problem: string): never => {
-    throw new DataError(file, lineNumber, problem);
-  };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(line);
-  } catch (e) {
-    return fail(`malformed JSON (${(e as Error).message})`);
-  }
-  if (!isPlainObject(parsed)) return fail(`expected a JSON object but found ${describe(parsed)}`);
-  const obj = parsed;
+  const { obj, fail } = parseObjectLine(line, file, lineNumber);
   const origin = { file, line: lineNumber };
   if ('preferred_output' in obj || 'non_preferred_output' in obj || 'input' in obj) {
     // OpenAI's preference format.

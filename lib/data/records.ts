@@ -177,8 +177,8 @@ function readWholeText(file: string): string {
   return parts.join('');
 }
 
-/** One JSONL line -> a record of the given kind, or a DataError naming the problem. */
-export function parseJSONLine(kind: DataKind, line: string, file: string, lineNumber: number): DataRecord {
+/** A JSONL line that must hold a JSON object, and the function that throws this line's DataError. */
+export function parseObjectLine(line: string, file: string, lineNumber: number): { obj: Record<string, unknown>; fail: (problem: string) => never } {
   const fail = (problem: string): never => {
     throw new DataError(file, lineNumber, problem);
   };
@@ -189,7 +189,12 @@ export function parseJSONLine(kind: DataKind, line: string, file: string, lineNu
     return fail(`malformed JSON (${(e as Error).message})`);
   }
   if (!isPlainObject(parsed)) return fail(`expected a JSON object but found ${Array.isArray(parsed) ? 'an array' : typeof parsed === 'object' ? 'null' : `a ${typeof parsed}`}`);
-  const obj = parsed;
+  return { obj: parsed, fail };
+}
+
+/** One JSONL line -> a record of the given kind, or a DataError naming the problem. */
+export function parseJSONLine(kind: DataKind, line: string, file: string, lineNumber: number): DataRecord {
+  const { obj, fail } = parseObjectLine(line, file, lineNumber);
   const origin = { file, line: lineNumber };
   const stringField = (name: string, value: unknown, where = `"${name}"`): string => {
     if (value === undefined) return fail(`missing field ${where}`);

@@ -3,6 +3,7 @@
  * report (rounded for display), and every text quoted from the data or the machine is a string of
  * the report, shown as a `code span`. test/demo checks both.
  */
+import { preferenceSection } from './preference';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP } from './names';
 import type { ClassificationRow, DemoReport, GenerationRow, StageCost } from './types';
 import type { RunRecord } from './training';
@@ -156,6 +157,7 @@ export function formatReport(r: DemoReport): string {
     generationRow('fine-tuned', 'base + supervised body -> subject', g.subject),
   ]));
   out.push('');
+  out.push(...preferenceSection(r.preference));
   out.push('## Training runs');
   out.push('');
   out.push('Validation loss is the mean cross-entropy (nats per token) on the validation split: all tokens for pretraining and domain runs, the label (or subject) tokens for task runs.');

@@ -51,6 +51,7 @@ import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } 
 import type { BaseSource, ClassificationRow, DemoOptions, DemoReport, GenerationRow, GivenBase, LoraSummary, StageCost } from './types';
 import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from '../plot/svg';
+import { preferenceStudy } from './preference';
 import { peakRssMB, RunRecord, trainRun } from './training';
 
 export function defaultCacheDir(): string {
@@ -619,6 +620,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     }));
     const tuned = await fineTuneAll({ opts, preset, log, stages, base, tokenizer, seqLen, modelsDir, files, results }, trainFew.length);
     const runs: DemoReport['runs'] = base.built === null ? tuned.runs : { pretrain: base.built.pretrain, ...tuned.runs };
+    const preference = await withModel(loadModel(path.join(modelsDir, 'subject')), (m) => preferenceStudy({
+      model: m, tokenizer, files, dataDir, plan: preset.preference, seqLen, seed: opts.seed, threads: opts.threads, progress: opts.progress, log: (l) => log.line(l),
+    }));
+    stages.add('preference tuning (DPO) of the subject model, test pairs before and after', preference.wall_s);
 
     const truth = test.map((e) => e.label);
     const { rows, predictions } = results;
@@ -662,6 +667,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       classification: results.rows,
       generation: results.generation,
       lora: tuned.lora,
+      preference,
       deltas: comparisons(truth, results),
       samples: reportSamples(preset, emails, texts, results),
       findings: [],

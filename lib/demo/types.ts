@@ -3,6 +3,7 @@
  * report.ts / names.ts read. A module of its own so that those read it without importing run.ts.
  */
 import type { SPLIT_FRACTIONS } from './corpora';
+import type { PreferenceSummary } from './preference';
 import type { DemoPreset, PresetName } from './presets';
 import type { RunRecord } from './training';
 
@@ -142,6 +143,8 @@ export interface DemoReport {
   generation: Record<'base' | 'domain' | 'subject', GenerationRow>;
   /** LoRA beside full task fine-tuning (settings.lora has r, alpha, dropout, targets and the learning rates tried). */
   lora: LoraSummary;
+  /** DPO on the subject model: reward and log-prob accuracy on held-out pairs before and after (lib/demo/preference.ts). */
+  preference?: PreferenceSummary;
   /**
    * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
    * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.

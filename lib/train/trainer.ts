@@ -261,6 +261,11 @@ export function resumeModelConflict(resumeDir: string, model: string): string | 
   return typeof trained === 'string' ? trained : null;
 }
 
+/** The dropout seed of micro-batch i of the step after `step`: a function of the run's seed too, so a resumed run draws the same masks. */
+function stepDropoutSeed(seed: number, step: number, i: number): number {
+  return (seed % 1048576) * 4294967296 + ((step * 1024 + i) % 4294967296);
+}
+
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly config: TrainConfig;
   private stopRequest: string | null = null;
@@ -773,40 +778,34 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // The gradient of the mean loss over every scored token of the step, however they are spread
     // over micro-batches (packed or padded examples score different numbers of tokens).
     const scored = batches.reduce((n, b) => n + b.scoredTokens, 0);
-    const positions = batches.reduce((n, b) => n + b.B * b.T, 0);
-    // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
-    const dropoutOf = (i: number) => ({ dropoutSeed: (c.seed % 1048576) * 4294967296 + ((s.state.step * 1024 + i) % 4294967296), dropout: s.dropout });
     model.zeroGrad();
-    let loss = NaN, count = 0, correct = 0, counted = 0;
-    let preferenceFields: Record<string, number> = {};
-    if (s.preference) {
-      const r = s.preference.step(model, batches, dropoutOf, s.appendedEos);
-      ({ loss, tokens: count, correct, counted } = r);
-      preferenceFields = metricFields(r.metrics, '');
-    } else {
-      let lossSum = 0;
-      for (const [i, b] of batches.entries()) {
-        const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, ...dropoutOf(i) });
-        if (scored > 0) model.backward(scored);
-        lossSum += r.lossSum;
-        count += r.count;
-        const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
-        correct += accuracy.correct;
-        counted += accuracy.counted;
-      }
-      if (count > 0) loss = lossSum / count;
+    let lossSum = 0, count = 0, correct = 0, counted = 0, positions = 0;
+    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below.
+    const preference = s.preference ? this.preferenceStep(s, batches) : null;
+    if (preference) ({ lossSum, count, correct, counted, positions } = preference);
+    else for (const [i, b] of batches.entries()) {
+      // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
+      const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
+      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
+      if (scored > 0) model.backward(scored);
+      lossSum += r.lossSum;
+      count += r.count;
+      const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
+      correct += accuracy.correct;
+      counted += accuracy.counted;
+      positions += b.B * b.T;
     }
     const gradNorm = model.gradNorm();
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
-    const verdict = monitor.check(s.state.step + 1, count > 0 ? loss : null, gradNorm);
+    const verdict = monitor.check(s.state.step + 1, count > 0 ? lossSum / count : null, gradNorm);
     if (verdict.action === 'stop') return verdict.stopMessage;
     if (verdict.action === 'update') s.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
     s.state.step++;
     s.state.tokens_seen += positions;
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const entry: StepLog = {
-      step: s.state.step, epoch: epochOf(), loss, token_accuracy: counted > 0 ? correct / counted : NaN,
-      lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(), ...preferenceFields,
+      step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: counted > 0 ? correct / counted : NaN,
+      lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(), ...preference?.fields,
       ...(verdict.action === 'skip' ? { skipped: true as const } : {}),
     };
     s.state.epoch = entry.epoch;
@@ -818,6 +817,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       this.emit('warning', { step: entry.step, ...verdict.warning });
     }
     return null;
+  }
+
+  /**
+   * A dpo/orpo step's forward and backward over its micro-batches, as trainStep's sums (lossSum / count
+   * is the step's preference loss; the counts are the answer tokens, accuracy that of the chosen ones)
+   * and the step line's reward fields.
+   */
+  private preferenceStep(s: Setup, batches: readonly Batch[]) {
+    const r = s.preference!.step(s.opened.model, batches, (i) => ({ dropoutSeed: stepDropoutSeed(this.config.seed, s.state.step, i), dropout: s.dropout }), s.appendedEos);
+    return {
+      lossSum: r.loss * r.tokens, count: r.tokens, correct: r.correct, counted: r.counted,
+      positions: batches.reduce((n, b) => n + b.B * b.T, 0), fields: metricFields(r.metrics, ''),
+    };
   }
 
   /**
