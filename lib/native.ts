@@ -125,7 +125,8 @@ export interface Kernels {
   swiglu_forward(out: F, inp: F, N: number, H: number): void;
   swiglu_backward(dinp: F, dout: F, inp: F, N: number, H: number): void;
   crossentropy_forward(losses: F, lse: F, predictions: I | null, logits: F, targets: I, N: number, V: number, ignoreIndex: number): void;
-  crossentropy_backward(dlogits: F, logits: F, lse: F, targets: I, scale: number, N: number, V: number, ignoreIndex: number): void;
+  /** dlogits (N,V) = scale * rowWeights[row] * (softmax - onehot) (rowWeights null: 1 for every row); 0 for ignored rows. */
+  crossentropy_backward(dlogits: F, logits: F, lse: F, targets: I, rowWeights: F | null, scale: number, N: number, V: number, ignoreIndex: number): void;
   softmax_forward(probs: F, logits: F, invTemperature: number, N: number, V: number): void;
   adamw_update(params: F, m: F, v: F, grads: F, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, gradScale: number, step: number): void;
 }

@@ -107,7 +107,7 @@ const KERNELS: Record<string, string> = {
   lora_forward: 'f f f f f d d d d d d0 x x n',
   lora_backward: 'f? f? f? f f f f f f d d d d d d0 x x n',
   crossentropy_forward: 'f f i? f i d d x',
-  crossentropy_backward: 'f f f i x d d x',
+  crossentropy_backward: 'f f f i f? x d d x',
   softmax_forward: 'f f x d d',
   adamw_update: 'f f f f n x x x x x x d',
 };

@@ -67,8 +67,11 @@ export function trainingDataFacts(report: DataReport): TrainingDataFacts {
  * they are skipped here too.
  */
 export function auditTrainingData(report: DataReport): string[] {
+  // The audit reads the record kinds of lib/data/records.ts; preference pairs (lib/data/preference.ts) are not one of them.
+  if (report.kind === 'preference') return ['The data audit does not read preference pairs; audit the prompts and answers with `gptune data audit` as prompt/completion data.'];
+  const kind = report.kind;
   const split = (name: string, file: string) => ({
-    name, file: path.basename(file), records: loadRecords(file, { format: report.kind, skipInvalid: true }).records.map((r) => ({ ...r, file: path.basename(file) })),
+    name, file: path.basename(file), records: loadRecords(file, { format: kind, skipInvalid: true }).records.map((r) => ({ ...r, file: path.basename(file) })),
   });
   const splits = [split('train', report.train), ...(report.validation !== null ? [split('validation', report.validation)] : [])];
   return auditSummaryLines(auditSplits(splits, { maxListed: 20 }));

@@ -14,8 +14,13 @@ import { BASE_DTYPES } from '../model/frozen_base';
 import { describeValue } from '../util/check';
 import { parseByteSize } from '../util/memory';
 
-export type DataFormat = 'auto' | DataKind;
-export const DATA_FORMATS: readonly DataFormat[] = ['auto', ...DATA_KINDS];
+export type DataFormat = 'auto' | DataKind | 'preference';
+export const DATA_FORMATS: readonly DataFormat[] = ['auto', ...DATA_KINDS, 'preference'];
+export type TrainMethod = 'sft' | 'dpo' | 'orpo';
+export const TRAIN_METHODS: readonly TrainMethod[] = ['sft', 'dpo', 'orpo'];
+/** What early stopping and the best checkpoint compare: the validation loss (lower is better) or DPO/ORPO's reward accuracy (higher). */
+export type BestMetric = 'val_loss' | 'val_rewards/accuracies';
+export const BEST_METRICS: readonly BestMetric[] = ['val_loss', 'val_rewards/accuracies'];
 export type ScheduleChoice = 'constant' | 'linear' | 'cosine';
 export const SCHEDULE_CHOICES: readonly ScheduleChoice[] = ['constant', 'linear', 'cosine'];
 export type DeviceSetting = 'cpu' | 'cuda' | 'auto';
@@ -133,6 +138,22 @@ export interface TrainConfig {
   use_rslora: boolean;
   /** Modules trained in full and saved with the adapter, comma-separated (lm_head, embed_tokens / wte). Default null. */
   lora_modules_to_save: string | null;
+
+  // --- preference tuning (lib/train/preference.ts; TRL's DPOConfig / ORPOConfig) ---
+  /** sft: next-token loss on the data (the default); dpo or orpo: preference pairs (format preference). Default "sft". */
+  method: TrainMethod;
+  /** DPO's beta: how far the model may move from the reference (smaller: further). Default 0.1. */
+  beta: number;
+  /** DPO's loss: sigmoid (the DPO paper), ipo or hinge. Default "sigmoid". */
+  loss_type: 'sigmoid' | 'ipo' | 'hinge';
+  /** cDPO: the assumed probability that a pair's preference is wrong, in [0, 0.5); sigmoid loss only. Default 0. */
+  label_smoothing: number;
+  /** ORPO's weight of the odds-ratio term (TRL's ORPOConfig beta). Default 0.1. */
+  orpo_lambda: number;
+  /** DPO: compute the reference model's log-probabilities of every pair once before training (then free the reference copy). Default false. */
+  precompute_ref: boolean;
+  /** The validation metric of the best checkpoint and early stopping: val_loss, or val_rewards/accuracies (dpo, orpo). Default "val_loss". */
+  best_metric: BestMetric;
   /** How the frozen base's linear weights are stored: f32, bf16, int8 (per-channel absmax) or nf4 (QLoRA); anything but f32 needs lora. Default "f32". */
   base_dtype: 'f32' | 'bf16' | 'int8' | 'nf4';
   /** Continue training this PEFT adapter folder (its config sets r, alpha, targets; implies lora). Default null. */
@@ -265,6 +286,13 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   lora_targets: { type: 'string', nullable: true, default: null, flag: 'lora-targets', help: 'modules to adapt, comma-separated (PEFT matching), or all-linear (default: GPT-2 c_attn; Llama family q_proj,v_proj)' },
   use_rslora: { type: 'bool', default: false, flag: 'use-rslora', help: 'rsLoRA scaling alpha / sqrt(r)' },
   lora_modules_to_save: { type: 'string', nullable: true, default: null, flag: 'lora-modules-to-save', help: 'modules trained in full with the adapter, comma-separated (lm_head, embed_tokens / wte)' },
+  method: { type: 'string', choices: TRAIN_METHODS, default: 'sft', flag: 'method', help: 'sft (next-token loss), dpo or orpo (preference pairs: OpenAI preference JSONL or TRL prompt/chosen/rejected)' },
+  beta: { type: 'number', above: 0, default: 0.1, flag: 'beta', help: "DPO's beta (strength of the pull towards the reference model)" },
+  loss_type: { type: 'string', choices: ['sigmoid', 'ipo', 'hinge'] as const, default: 'sigmoid', flag: 'loss-type', help: "DPO's loss: sigmoid, ipo or hinge" },
+  label_smoothing: { type: 'number', min: 0, below: 0.5, default: 0, flag: 'label-smoothing', help: 'cDPO label smoothing (sigmoid loss): the probability that a preference is flipped' },
+  orpo_lambda: { type: 'number', above: 0, default: 0.1, flag: 'lambda', help: "ORPO's weight of the odds-ratio term" },
+  precompute_ref: { type: 'bool', default: false, flag: 'precompute-ref', help: "DPO: the reference model's log-probabilities of every pair once, before training" },
+  best_metric: { type: 'string', choices: BEST_METRICS, default: 'val_loss', flag: 'best-metric', help: 'validation metric for the best checkpoint and early stopping: val_loss (lower) or val_rewards/accuracies (higher; dpo, orpo)' },
   base_dtype: { type: 'string', choices: BASE_DTYPES, default: 'f32', flag: 'base-dtype', help: "storage of the frozen base's linear weights: f32, bf16, int8, nf4 (QLoRA), q8_0 or q4_k (ggml's blocks); anything but f32 needs --lora" },
   adapter: { type: 'string', nullable: true, default: null, flag: 'adapter', help: 'continue training this PEFT adapter: a folder, or a Hugging Face id org/name[@revision] downloaded into the HF cache (implies --lora; r, alpha and targets come from it)' },
   max_skipped_steps: { type: 'int', min: 1, default: 5, flag: 'max-skipped-steps', help: 'stop as diverged after N consecutive steps with a non-finite loss or gradient norm (each is skipped)' },
@@ -459,6 +487,7 @@ export function resolveConfig(
   if (config.min_lr > config.learning_rate) {
     throw new ConfigError(`${where}: min_lr (${config.min_lr}) must not exceed learning_rate (${config.learning_rate})`);
   }
+  checkPreferenceConfig(config, where);
   if (!config.lora && config.adapter === null) {
     // A LoRA setting without LoRA would be silently ignored: a forgotten --lora.
     const loraKeys = (['lora_r', 'lora_alpha', 'lora_dropout', 'lora_targets', 'use_rslora', 'lora_modules_to_save'] as const)
@@ -467,6 +496,27 @@ export function resolveConfig(
     if (config.base_dtype !== 'f32') throw new ConfigError(`${where}: base_dtype ${config.base_dtype} needs lora (--lora): a ${config.base_dtype} base is frozen and only an adapter trains on it`);
   }
   return config;
+}
+
+/** The preference-tuning keys against method and format: a setting the method would ignore is an error. */
+function checkPreferenceConfig(config: TrainConfig, where: string): void {
+  const changed = (keys: ReadonlyArray<'beta' | 'loss_type' | 'label_smoothing' | 'orpo_lambda' | 'precompute_ref'>) => keys.filter((k) => config[k] !== CONFIG_SCHEMA[k].default);
+  if (config.method === 'sft') {
+    const set = changed(['beta', 'loss_type', 'label_smoothing', 'orpo_lambda', 'precompute_ref']);
+    if (set.length > 0) throw new ConfigError(`${where}: ${set[0]} needs method dpo or orpo (--method); it has no effect on sft`);
+    if (config.format === 'preference') throw new ConfigError(`${where}: format preference (pairs of answers) trains with method dpo or orpo (--method), not sft`);
+    if (config.best_metric !== 'val_loss') throw new ConfigError(`${where}: best_metric ${config.best_metric} needs method dpo or orpo (sft logs no rewards)`);
+    return;
+  }
+  if (config.format !== 'auto' && config.format !== 'preference') throw new ConfigError(`${where}: method ${config.method} trains on preference pairs (format preference or auto), not ${config.format} data`);
+  if (config.train_on_prompt) throw new ConfigError(`${where}: train_on_prompt does not apply to method ${config.method}: the preference loss is on the answers only`);
+  if (config.method === 'orpo') {
+    const set = changed(['beta', 'loss_type', 'label_smoothing', 'precompute_ref']);
+    if (set.length > 0) throw new ConfigError(`${where}: ${set[0]} is a DPO setting; ORPO has no reference model and weighs its odds-ratio term with orpo_lambda (--lambda)`);
+  } else {
+    if (config.orpo_lambda !== CONFIG_SCHEMA.orpo_lambda.default) throw new ConfigError(`${where}: orpo_lambda (--lambda) needs method orpo; DPO's strength is beta (--beta)`);
+    if (config.label_smoothing > 0 && config.loss_type !== 'sigmoid') throw new ConfigError(`${where}: label_smoothing applies to loss_type sigmoid only (received loss_type ${config.loss_type})`);
+  }
 }
 
 /** A comma-separated list setting ("q_proj, v_proj") as names. */

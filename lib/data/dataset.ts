@@ -67,7 +67,8 @@ export interface SplitReport {
 }
 
 export interface DataReport {
-  kind: DataKind;
+  /** The data's kind; 'preference' for the pairs of DPO/ORPO (lib/data/preference.ts). */
+  kind: DataKind | 'preference';
   train: string;
   validation: string | null;
   validationFraction: number | null;
@@ -102,11 +103,11 @@ export interface Datasets {
 }
 
 /** Seeds for the split and the packing order, apart from the sampler's Rng(seed) (lm.ts's order). */
-function derivedSeed(seed: number, purpose: 'split' | 'packing'): number {
+export function derivedSeed(seed: number, purpose: 'split' | 'packing'): number {
   return ((Math.floor(seed) >>> 0) ^ (purpose === 'split' ? 0x5bd1e995 : 0x27d4eb2f)) >>> 0;
 }
 
-function emptySplit(): SplitReport {
+export function emptySplit(): SplitReport {
   return { examples: 0, rows: 0, tokens: 0, trainedTokens: 0, truncatedExamples: 0, truncatedTokens: 0, paddingTokens: 0, fill: 0 };
 }
 
@@ -193,6 +194,16 @@ function buildTextDatasets(o: BuildOptions): Datasets {
   return { train: source, validation: validationBatches, kind: 'text', report };
 }
 
+/** Which of n items a validation fraction holds out: a seeded random subset, at least one item on each side. */
+export function heldOutMask(n: number, fraction: number, seed: number, what: string): Uint8Array {
+  if (n < 2) throw new RangeError(`${what} are too few to hold out a validation fraction`);
+  const held = Math.min(n - 1, Math.max(1, Math.round(n * fraction)));
+  const picked = new Rng(derivedSeed(seed, 'split')).shuffle(Array.from({ length: n }, (_, i) => i)).slice(0, held);
+  const mask = new Uint8Array(n);
+  for (const i of picked) mask[i] = 1;
+  return mask;
+}
+
 /** An example key for duplicate checks: the rendered prompt and completion. */
 export function exampleKey(record: DataRecord, template: CompiledTemplate): string {
   const { prompt, completion } = renderRecord(record, template);
@@ -252,13 +263,8 @@ function buildExampleDatasets(o: BuildOptions, kind: DataKind): Datasets {
     validationRecords = v.records;
     if (validationRecords.length === 0) throw new Error(`${o.validation}: no valid examples`);
   } else if (o.validationFraction !== undefined) {
-    const n = trainRecords.length;
-    const held = Math.min(n - 1, Math.max(1, Math.round(n * o.validationFraction)));
-    if (n < 2) throw new RangeError(`${o.train}: ${n} example(s) are too few to hold out a validation fraction`);
     // A seeded random subset, kept in file order on both sides.
-    const picked = new Rng(derivedSeed(o.seed, 'split')).shuffle(Array.from({ length: n }, (_, i) => i)).slice(0, held);
-    const isValidation = new Uint8Array(n);
-    for (const i of picked) isValidation[i] = 1;
+    const isValidation = heldOutMask(trainRecords.length, o.validationFraction, o.seed, `${o.train}: ${trainRecords.length} example(s)`);
     validationRecords = trainRecords.filter((_, i) => isValidation[i]);
     trainRecords = trainRecords.filter((_, i) => !isValidation[i]);
   }

@@ -2,7 +2,8 @@
  * The data pipeline: data files -> validated records -> templated, tokenised, masked examples ->
  * packed or padded (B,T) batches. See records.ts (formats and validation), templates.ts (default
  * templates), examples.ts (masking, truncation, packing), tokens.ts (streaming plain text),
- * sources.ts (batch order and resumption), dataset.ts (buildDatasets) and inspect.ts.
+ * sources.ts (batch order and resumption), dataset.ts (buildDatasets), preference.ts (DPO/ORPO pairs)
+ * and inspect.ts.
  */
 export type { Batch, BatchSource, DataState } from './types';
 export {
@@ -30,6 +31,8 @@ export { assistantTurnSpans, tokenizeChat } from './chat';
 export { buildDatasets, exampleKey } from './dataset';
 export type { BuildOptions, Datasets, DataReport, SplitReport } from './dataset';
 export { inspectData, lengthHistogram } from './inspect';
+export { buildPreferenceDatasets, isPreferenceFile, loadPreferencePairs, parsePreferenceLine, tokenizePair, PairSource, PairStore, pairValidationBatches } from './preference';
+export type { PreferencePair, PreferenceBuildOptions, PreferenceDatasets, LoadedPairs, PairRendering } from './preference';
 export type { InspectOptions, InspectReport, HistogramBin, LengthStats } from './inspect';
 export * from './augment';
 export { auditSplits, auditSummaryLines, auditReportLines, findPII, redactPII, redactFile, nearDuplicatePairs, DEFAULT_NEAR_THRESHOLD } from './audit';

@@ -122,7 +122,7 @@ export function textFilesOf(dir: string): string[] {
   return files.sort().map((name) => path.join(dir, name));
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
@@ -189,6 +189,9 @@ export function detectKind(file: string): DataKind {
         return;
       }
       if (!isPlainObject(parsed)) return;
+      if (isPreferenceObject(parsed)) {
+        throw new DataError(file, lineNumber, 'holds preference pairs (preferred/non-preferred or chosen/rejected answers): train on them with --method dpo or orpo (config key method)');
+      }
       kind = kindOfObject(parsed);
       if (kind === null) {
         throw new DataError(file, lineNumber, `cannot tell the format from the keys ${JSON.stringify(Object.keys(parsed))}: expected "messages" (chat), "prompt"+"completion" (prompt_completion), "text"+"label" (classification), "context"+"question"+"answers" (qa), "tokens"+"tags" (ner), "source"+"target" (translation) or "document"+"summary" (summarization); name the format to get line errors`);
@@ -251,8 +254,8 @@ function readWholeText(file: string): string {
   return parts.join('');
 }
 
-/** One JSONL line -> a record of the given kind, or a DataError naming the problem. */
-export function parseJSONLine(kind: DataKind, line: string, file: string, lineNumber: number): DataRecord {
+/** A JSONL line that must hold a JSON object, and the function that throws this line's DataError. */
+export function parseObjectLine(line: string, file: string, lineNumber: number): { obj: Record<string, unknown>; fail: (problem: string) => never } {
   const fail = (problem: string): never => {
     throw new DataError(file, lineNumber, problem);
   };
@@ -263,7 +266,12 @@ export function parseJSONLine(kind: DataKind, line: string, file: string, lineNu
     return fail(`malformed JSON (${(e as Error).message})`);
   }
   if (!isPlainObject(parsed)) return fail(`expected a JSON object but found ${Array.isArray(parsed) ? 'an array' : typeof parsed === 'object' ? 'null' : `a ${typeof parsed}`}`);
-  const obj = parsed;
+  return { obj: parsed, fail };
+}
+
+/** One JSONL line -> a record of the given kind, or a DataError naming the problem. */
+export function parseJSONLine(kind: DataKind, line: string, file: string, lineNumber: number): DataRecord {
+  const { obj, fail } = parseObjectLine(line, file, lineNumber);
   const origin = { file, line: lineNumber };
   const stringField = (name: string, value: unknown, where = `"${name}"`): string => {
     if (value === undefined) return fail(`missing field ${where}`);
@@ -288,28 +296,10 @@ export function parseJSONLine(kind: DataKind, line: string, file: string, lineNu
       return { kind, text, label: parseLabel(obj.label, fail), ...origin };
     }
     case 'chat': {
-      const messages = obj.messages;
-      if (messages === undefined) return fail('missing field "messages"');
-      if (!Array.isArray(messages)) return fail(`field "messages" must be an array but is ${describe(messages)}`);
-      if (messages.length === 0) return fail('field "messages" is an empty array');
-      const parsedMessages: ChatMessage[] = messages.map((m: unknown, i): ChatMessage => {
-        const where = `messages[${i}]`;
-        if (!isPlainObject(m)) return fail(`${where} must be an object but is ${describe(m)}`);
-        if (m.role === undefined) return fail(`missing field "${where}.role"`);
-        if (typeof m.role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(m.role)) {
-          return fail(`${where}.role: unknown role ${JSON.stringify(m.role)}; expected one of ${CHAT_ROLES.join(', ')}`);
-        }
-        const role = m.role as ChatRole;
-        const content = stringField('content', m.content, `"${where}.content"`);
-        const message: ChatMessage = { role, content };
-        if (m.weight !== undefined) {
-          if (role !== 'assistant') fail(`${where}.weight: only assistant messages take a weight (this one is ${role})`);
-          if (m.weight !== 0 && m.weight !== 1) fail(`${where}.weight must be 0 or 1 but is ${describe(m.weight)}`);
-          message.weight = m.weight as 0 | 1;
-        }
-        if (role === 'assistant' && message.weight !== 0 && content.trim() === '') fail(`${where}.content is empty: an assistant message with weight 1 must have something to train on`);
-        return message;
-      });
+      const parsedMessages = parseMessages(obj.messages, 'messages', fail);
+      for (const [i, m] of parsedMessages.entries()) {
+        if (m.role === 'assistant' && m.weight !== 0 && m.content.trim() === '') fail(`messages[${i}].content is empty: an assistant message with weight 1 must have something to train on`);
+      }
       if (!parsedMessages.some((m) => m.role === 'assistant')) fail('no assistant message: there is nothing to train on');
       if (!parsedMessages.some((m) => m.role === 'assistant' && m.weight !== 0)) fail('every assistant message has weight 0: there is nothing to train on');
       return { kind, messages: parsedMessages, ...origin };
@@ -414,6 +404,42 @@ function readCoNLL(file: string, result: LoadedRecords, reject: (e: unknown) => 
   finishSentence();
 }
 
+/**
+ * A non-empty list of chat messages ({"role", "content", "weight"?}) named `field` in messages,
+ * e.g. "messages" or "input.messages"; `fail` throws the line's DataError.
+ */
+export function parseMessages(value: unknown, field: string, fail: (problem: string) => never): ChatMessage[] {
+  if (value === undefined) return fail(`missing field "${field}"`);
+  if (!Array.isArray(value)) return fail(`field "${field}" must be an array but is ${describe(value)}`);
+  if (value.length === 0) return fail(`field "${field}" is an empty array`);
+  return value.map((m: unknown, i): ChatMessage => {
+    const where = `${field}[${i}]`;
+    if (!isPlainObject(m)) return fail(`${where} must be an object but is ${describe(m)}`);
+    if (m.role === undefined) return fail(`missing field "${where}.role"`);
+    if (typeof m.role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(m.role)) {
+      return fail(`${where}.role: unknown role ${JSON.stringify(m.role)}; expected one of ${CHAT_ROLES.join(', ')}`);
+    }
+    const role = m.role as ChatRole;
+    if (m.content === undefined) return fail(`missing field "${where}.content"`);
+    if (typeof m.content !== 'string') return fail(`field "${where}.content" must be a string but is ${describe(m.content)}`);
+    const message: ChatMessage = { role, content: m.content };
+    if (m.weight !== undefined) {
+      if (role !== 'assistant') fail(`${where}.weight: only assistant messages take a weight (this one is ${role})`);
+      if (m.weight !== 0 && m.weight !== 1) fail(`${where}.weight must be 0 or 1 but is ${describe(m.weight)}`);
+      message.weight = m.weight as 0 | 1;
+    }
+    return message;
+  });
+}
+
+/**
+ * Whether a parsed JSON line is a preference pair: OpenAI's {"input", "preferred_output",
+ * "non_preferred_output"} or TRL's {"prompt"?, "chosen", "rejected"} (lib/data/preference.ts).
+ */
+export function isPreferenceObject(obj: Record<string, unknown>): boolean {
+  return 'preferred_output' in obj || 'non_preferred_output' in obj || ('chosen' in obj && 'rejected' in obj);
+}
+
 function parseLabel(value: unknown, fail: (problem: string) => never): string {
   if (value === undefined) return fail('missing field "label"');
   if (typeof value === 'number') {
@@ -425,7 +451,7 @@ function parseLabel(value: unknown, fail: (problem: string) => never): string {
   return value;
 }
 
-function describe(value: unknown): string {
+export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '...' : value)}`;

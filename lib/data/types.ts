@@ -18,6 +18,11 @@ export interface Batch {
   segmentIds: Int32Array | null;
   /** Positions whose target is not IGNORE_INDEX. */
   scoredTokens: number;
+  /**
+   * Preference batches (lib/data/preference.ts): the indices of the batch's P pairs; rows [0, P) are
+   * their chosen sides and rows [P, 2P) their rejected sides. Absent in other batches.
+   */
+  pairs?: number[];
 }
 
 /** Where a BatchSource stands, saved in checkpoints so a resumed run sees exactly the same batches. */

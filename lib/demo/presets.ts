@@ -78,6 +78,17 @@ export interface DemoPreset {
   maxSubjectTokens: number;
   /** Sample generations shown in the report. */
   samples: number;
+  /** DPO on the subject model: real subject preferred over another email's (lib/demo/preference.ts). */
+  preference: PreferencePlan;
+}
+
+/** The demo's DPO run: steps of batchPairs pairs, constant learning rate, DPO's beta, evaluations on the validation pairs. */
+export interface PreferencePlan {
+  steps: number;
+  batchPairs: number;
+  learningRate: number;
+  beta: number;
+  evaluations: number;
 }
 
 const QUICK: DemoPreset = {
@@ -107,6 +118,8 @@ const QUICK: DemoPreset = {
   generationTestEmails: 150,
   maxSubjectTokens: 24,
   samples: 6,
+  // A short DPO run on the subject model (about 2 x 4 x 128 token positions a step, and a reference forward).
+  preference: { steps: 40, batchPairs: 4, learningRate: 1e-4, beta: 0.1, evaluations: 4 },
 };
 
 const FULL: DemoPreset = {
@@ -124,6 +137,7 @@ const FULL: DemoPreset = {
   generation: { ...QUICK.generation, epochs: 2 },
   generationTestEmails: 400,
   samples: 8,
+  preference: { ...QUICK.preference, steps: 80 },
 };
 
 const TINY: DemoPreset = {
@@ -148,6 +162,7 @@ const TINY: DemoPreset = {
   generationTestEmails: 4,
   maxSubjectTokens: 6,
   samples: 2,
+  preference: { steps: 2, batchPairs: 2, learningRate: 1e-3, beta: 0.1, evaluations: 1 },
 };
 
 export const PRESETS: Record<PresetName, DemoPreset> = { tiny: TINY, quick: QUICK, full: FULL };

@@ -6,6 +6,7 @@
 import { augmentationSection } from './augment';
 import { dataAuditSection } from './audit';
 import { codeSpan, table } from './markdown';
+import { preferenceSection } from './preference';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP } from './names';
 import { probeLines } from './probe';
 import type { ClassificationRow, DemoReport, GenerationRow, StageCost } from './types';
@@ -147,6 +148,7 @@ export function formatReport(r: DemoReport): string {
   ]));
   out.push('');
   out.push(...tasksSection(r.tasks, table, codeSpan));
+  out.push(...preferenceSection(r.preference));
   out.push('## Training runs');
   out.push('');
   out.push('Validation loss is the mean cross-entropy (nats per token) on the validation split: all tokens for pretraining and domain runs, the label (or subject) tokens for task runs.');

@@ -53,6 +53,7 @@ import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } 
 import type { BaseSource, ClassificationRow, DemoOptions, DemoReport, GenerationRow, GivenBase, LoraSummary, StageCost } from './types';
 import { formatReport } from './report';
 import { lossCurvesSvg, Panel } from '../plot/svg';
+import { preferenceStudy } from './preference';
 import { peakRssMB, RunRecord, trainRun } from './training';
 import { NER_TRAIN_EMAILS, runTasksDemo } from './tasks';
 import type { CardEval } from '../card/card';
@@ -666,6 +667,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       plan: preset.generation, seqLen, seed: opts.seed, threads: opts.threads, progress: opts.progress, samples: preset.samples, log: (line) => log.line(line),
     });
     stages.addTraining('ner fine-tuning and scoring (base and fine-tuned)', tasks.ner.run.wall_s + tasks.ner.base.seconds + tasks.ner.fine_tuned.seconds, tasks.ner.run, false);
+    const preference = await withModel(loadModel(path.join(modelsDir, 'subject')), (m) => preferenceStudy({
+      model: m, tokenizer, files, dataDir, plan: preset.preference, seqLen, seed: opts.seed, threads: opts.threads, progress: opts.progress, log: (l) => log.line(l),
+    }));
+    stages.add('preference tuning (DPO) of the subject model, test pairs before and after', preference.wall_s);
 
     const truth = test.map((e) => e.label);
     const { rows, predictions } = results;
@@ -717,6 +722,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       lora: tuned.lora,
       tasks,
       ...(results.probe ? { probe: results.probe } : {}),
+      preference,
       deltas: comparisons(truth, results),
       augmentation,
       samples: reportSamples(preset, emails, texts, results),

@@ -4,6 +4,7 @@
  */
 import type { AugmentationStudy } from './augment';
 import type { SPLIT_FRACTIONS } from './corpora';
+import type { PreferenceSummary } from './preference';
 import type { DemoPreset, PresetName } from './presets';
 import type { TasksDemoReport } from './tasks';
 import type { DemoProbe } from './probe';
@@ -152,6 +153,8 @@ export interface DemoReport {
   tasks: TasksDemoReport;
   /** The counterfactual bias probe of the task model on the test emails (absent from reports of gptune before it). */
   probe?: DemoProbe;
+  /** DPO on the subject model: reward and log-prob accuracy on held-out pairs before and after (lib/demo/preference.ts). */
+  preference?: PreferenceSummary;
   /**
    * B - A differences the report states: for classifiers (CLASSIFIER_COMPARISONS) accuracy, macro-F1,
    * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.

@@ -989,8 +989,10 @@ export class Decoder {
    * Backpropagates the last forward's loss and ACCUMULATES into model.grads. The gradient is that
    * of sum(per-position losses) / lossDenominator: pass the forward's count for this batch's mean
    * loss, or the token count of a whole accumulated batch so micro-batches sum to its mean.
+   * positionWeights (B*T), when given, weigh each position's loss: the gradient is that of
+   * sum(w[i] * loss[i]) / lossDenominator (a preference loss passes dL/d(loss[i]) per position).
    */
-  backward(lossDenominator: number): void {
+  backward(lossDenominator: number, positionWeights: Float32Array | null = null): void {
     const batch = this.lastBatch;
     if (!batch) throw new Error('backward: call forward() with targets first');
     if (!this.grads) throw new Error('backward: gradients are not allocated; call zeroGrad() before forward()');
@@ -1000,13 +1002,20 @@ export class Decoder {
     const { B, T, tokens, targets, positions, segmentIds, dropout } = batch;
     const dropoutSeed = dropout?.seed ?? null, pResidual = dropout?.rates.residual ?? 0;
     const cfg = this.config, C = cfg.width, V = cfg.vocabSize, BT = B * T;
+    if (positionWeights && positionWeights.length !== BT) throw new RangeError(`backward: expected ${BT} position weights (B=${B} x T=${T}) but received ${positionWeights.length}`);
     const QKV = qkvWidth(cfg), AW = attentionWidth(cfg), FI = ffnInputWidth(cfg), H = cfg.ffnWidth;
     const NH = cfg.heads, NKV = cfg.kvHeads, HS = cfg.headDim;
     const p = this.params, g = this.grads, k = kernels;
     const gp = (role: GlobalRole) => g.tensors.get(globalParamName(cfg, role)) ?? null;
 
-    // dlogits overwrite the logits in place: the (B*T, V) buffer is the largest in the model.
-    k.crossentropy_backward(acts.logits, acts.logits, acts.ceLse, targets, 1 / lossDenominator, BT, V, IGNORE_INDEX);
+    // dlogits overwrite the logits in place: the (B*T, V) buffer is the largest in the model. The
+    // weights go through the per-position losses' buffer, which forward() has copied out already.
+    let weights: Tensor | null = null;
+    if (positionWeights) {
+      weights = acts.losses.slice(0, [BT]);
+      weights.write(positionWeights);
+    }
+    k.crossentropy_backward(acts.logits, acts.logits, acts.ceLse, targets, weights, 1 / lossDenominator, BT, V, IGNORE_INDEX);
     const dlnf = acts.dC;
     k.fill(dlnf, 0, BT * C);
     this.headBackward(dlnf, acts.logits, acts.lnf, BT);

@@ -40,6 +40,20 @@ export interface StepLog {
   elapsed_s: number;
   /** Present (true) when the step's loss or gradient norm was not finite and its update was skipped. */
   skipped?: true;
+  /**
+   * method dpo/orpo (lib/train/preference.ts), TRL's names, means over the step's pairs; loss is then
+   * the preference loss and token_accuracy that of the chosen answers.
+   */
+  'rewards/chosen'?: number;
+  'rewards/rejected'?: number;
+  'rewards/margins'?: number;
+  'rewards/accuracies'?: number;
+  'logps/chosen'?: number;
+  'logps/rejected'?: number;
+  /** ORPO only. */
+  nll_loss?: number;
+  log_odds_ratio?: number;
+  log_odds_chosen?: number;
 }
 
 /** One JSON log line per evaluation; told apart from step lines by val_loss. */
@@ -50,12 +64,22 @@ export interface EvalLog {
   val_perplexity: number;
   val_token_accuracy: number;
   val_tokens: number;
-  /** val_loss < best - early_stopping_min_delta (the first evaluation always improves). */
+  /** best_metric improved by more than early_stopping_min_delta (the first evaluation always improves). */
   improved: boolean;
   best_val_loss: number;
   best_step: number;
   ms: number;
   elapsed_s: number;
+  /** method dpo/orpo: the step line's preference metrics over the validation pairs (val_perplexity is then NaN). */
+  'val_rewards/chosen'?: number;
+  'val_rewards/rejected'?: number;
+  'val_rewards/margins'?: number;
+  'val_rewards/accuracies'?: number;
+  'val_logps/chosen'?: number;
+  'val_logps/rejected'?: number;
+  val_nll_loss?: number;
+  val_log_odds_ratio?: number;
+  val_log_odds_chosen?: number;
 }
 
 /** Greedy continuations of the sample prompts after a step. */

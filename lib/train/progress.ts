@@ -28,12 +28,13 @@ export class ProgressReporter {
     this.tty = Boolean(stream.isTTY);
   }
 
-  step(s: { step: number; loss: number; lr: number; ms: number; tokens_per_s: number }): void {
+  step(s: { step: number; loss: number; lr: number; ms: number; tokens_per_s: number; 'rewards/accuracies'?: number; 'rewards/margins'?: number }): void {
     if (this.firstStep === null) this.firstStep = s.step - 1;
     const done = s.step - this.firstStep;
     const perStep = (Date.now() - this.started) / 1000 / done;
     const eta = formatDuration(perStep * (this.totalSteps - s.step));
-    const figures = `loss ${s.loss.toFixed(4)}${this.lastVal}  lr ${s.lr.toExponential(2)}  ${s.tokens_per_s.toFixed(0)} tok/s`;
+    const rewards = s['rewards/accuracies'] === undefined ? '' : `  reward acc ${s['rewards/accuracies'].toFixed(2)} margin ${s['rewards/margins']!.toFixed(4)}`;
+    const figures = `loss ${s.loss.toFixed(4)}${rewards}${this.lastVal}  lr ${s.lr.toExponential(2)}  ${s.tokens_per_s.toFixed(0)} tok/s`;
     if (!this.tty) {
       this.stream.write(`step ${s.step}/${this.totalSteps}  ${figures}  ${s.ms.toFixed(0)} ms  eta ${eta}\n`);
       return;
@@ -49,9 +50,12 @@ export class ProgressReporter {
     this.barShown = true;
   }
 
-  eval(e: { step: number; val_loss: number; val_perplexity: number; val_token_accuracy: number; improved: boolean }): void {
+  eval(e: { step: number; val_loss: number; val_perplexity: number; val_token_accuracy: number; improved: boolean; 'val_rewards/accuracies'?: number; 'val_rewards/margins'?: number }): void {
     this.lastVal = `  val ${e.val_loss.toFixed(4)}`;
-    this.message(`eval at step ${e.step}: val_loss ${e.val_loss.toFixed(4)}  perplexity ${e.val_perplexity.toFixed(2)}  token accuracy ${(100 * e.val_token_accuracy).toFixed(2)}%${e.improved ? '  (best)' : ''}`);
+    const figures = e['val_rewards/accuracies'] === undefined
+      ? `perplexity ${e.val_perplexity.toFixed(2)}  token accuracy ${(100 * e.val_token_accuracy).toFixed(2)}%`
+      : `reward accuracy ${(100 * e['val_rewards/accuracies']).toFixed(2)}%  reward margin ${e['val_rewards/margins']!.toFixed(4)}`;
+    this.message(`eval at step ${e.step}: val_loss ${e.val_loss.toFixed(4)}  ${figures}${e.improved ? '  (best)' : ''}`);
   }
 
   /** A line that stays (the bar is redrawn below it). */

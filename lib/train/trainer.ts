@@ -48,6 +48,8 @@ import { auditTrainingData, CARD_FILES, folderFacts, hyperparameters, trainingDa
 import { DashboardServer, startDashboardServer } from '../dashboard/server';
 import { generate } from '../model/generate';
 import { AdamW, clipScale } from './adamw';
+import type { PreferenceObjective } from './preference';
+import { metricFields, PreferenceData, preferenceData, preferenceObjective } from './preference_run';
 import { evaluate } from './lm';
 import {
   baseModelName, CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
@@ -182,6 +184,8 @@ interface Setup {
   outFolder: OutputFolder | null;
   /** config.sample_prompts as text and token ids (empty without). */
   samplePrompts: Array<{ text: string; ids: number[] }>;
+  /** method dpo/orpo: the preference loss (lib/train/preference.ts); null for sft. */
+  preference: PreferenceObjective | null;
 }
 
 /** Bytes of the F32 weights of a model with `parameters` parameters (what saveModel writes), plus the small JSON and tokenizer files. */
@@ -259,6 +263,11 @@ export function resumeModelConflict(resumeDir: string, model: string): string | 
   return typeof trained === 'string' ? trained : null;
 }
 
+/** The dropout seed of micro-batch i of the step after `step`: a function of the run's seed too, so a resumed run draws the same masks. */
+function stepDropoutSeed(seed: number, step: number, i: number): number {
+  return (seed % 1048576) * 4294967296 + ((step * 1024 + i) % 4294967296);
+}
+
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly config: TrainConfig;
   private stopRequest: string | null = null;
@@ -320,6 +329,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       throw e;
     } finally {
       setup?.optimizer.free();
+      setup?.preference?.free();
       await dashboard?.close();
       this.running = false;
     }
@@ -410,11 +420,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       let train = this.opts.train;
       let validation = this.opts.validation ?? null;
       let dataReport: DataReport | null = null;
-      if (!train) {
+      let pairs: PreferenceData | null = null;
+      if (!train && c.method !== 'sft') {
+        pairs = preferenceData(c, opened.tokenizer, T);
+        ({ train, validation, report: dataReport } = pairs);
+      } else if (!train) {
         const data = buildDatasets({
           train: c.data!, validation: c.validation ?? undefined, validationFraction: c.validation_fraction > 0 ? c.validation_fraction : undefined,
           tokenizer: opened.tokenizer, seqLen: T, batchSize: c.batch_size, packing: c.packing, trainOnPrompt: c.train_on_prompt,
-          shuffle: c.shuffle, seed: c.seed, format: c.format === 'auto' ? undefined : c.format, template: c.template ?? undefined,
+          shuffle: c.shuffle, seed: c.seed, format: c.format === 'auto' || c.format === 'preference' ? undefined : c.format, template: c.template ?? undefined,
           templateVariables: { sourceLang: c.source_lang ?? undefined, targetLang: c.target_lang ?? undefined },
           skipInvalid: c.skip_invalid,
         });
@@ -426,6 +440,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const stepsPerEpoch = train.batchesPerEpoch / c.grad_accum_steps;
       const totalSteps = c.max_steps ?? Math.max(1, Math.ceil(c.epochs * stepsPerEpoch));
       const warmup = c.warmup_steps > 0 ? c.warmup_steps : Math.ceil(c.warmup_ratio * totalSteps);
+      // The reference model (DPO) is the starting model: before any step or resumed checkpoint changes it.
+      const preference = c.method === 'sft' ? null : await preferenceObjective(c, model, resumeDir !== null && !loraResume,
+        async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation);
       const optimizer = new AdamW(model, { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay });
       let state: TrainerState = {
         step: 0, epoch: 0, total_steps: totalSteps, data_state: train.getState(), best_val_loss: null, best_step: null,
@@ -440,6 +457,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         }
       } catch (e) {
         optimizer.free();
+        preference?.free();
         throw e;
       }
       const prompts = this.samplePrompts(opened.tokenizer, model);
@@ -452,11 +470,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         folders = this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir);
       } catch (e) {
         optimizer.free();
+        preference?.free();
         throw e;
       }
       return {
         opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
-        checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts,
+        checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts, preference,
       };
     } catch (e) {
       if (ownsModel) opened.model.free();
@@ -628,14 +647,25 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     let lastEval: EvalLog | null = null;
     const runEval = (): EvalLog | null => {
       const started = process.hrtime.bigint();
-      const r = evaluate(model, s.validation!, s.appendedEos);
+      let r: { loss: number; perplexity: number; tokenAccuracy: number; tokens: number };
+      let preferenceFields: Record<string, number> = {};
+      if (s.preference) {
+        const p = s.preference.evaluate(model, s.validation!, s.appendedEos);
+        r = { loss: p.loss, perplexity: NaN, tokenAccuracy: p.counted > 0 ? p.correct / p.counted : NaN, tokens: p.tokens };
+        preferenceFields = metricFields(p.metrics, 'val_');
+      } else {
+        r = evaluate(model, s.validation!, s.appendedEos);
+      }
       if (r.tokens > 0 && !Number.isFinite(r.loss)) {
         divergence = `the validation loss after step ${state.step} is ${r.loss}`;
         return null;
       }
-      const improved = state.best_val_loss === null || r.loss < state.best_val_loss - c.early_stopping_min_delta;
+      // best_val_loss holds the best value of best_metric: the loss (lower is better) or the reward accuracy (higher).
+      const metric = c.best_metric === 'val_loss' ? r.loss : preferenceFields[c.best_metric];
+      const sign = c.best_metric === 'val_loss' ? 1 : -1;
+      const improved = state.best_val_loss === null || sign * metric < sign * state.best_val_loss - c.early_stopping_min_delta;
       if (improved) {
-        state.best_val_loss = r.loss;
+        state.best_val_loss = metric;
         state.best_step = state.step;
         state.evals_without_improvement = 0;
       } else {
@@ -645,7 +675,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const entry: EvalLog = {
         step: state.step, epoch: epochOf(), val_loss: r.loss, val_perplexity: r.perplexity, val_token_accuracy: r.tokenAccuracy,
         val_tokens: r.tokens, improved, best_val_loss: state.best_val_loss!, best_step: state.best_step!,
-        ms: Number(process.hrtime.bigint() - started) / 1e6, elapsed_s: elapsed(),
+        ms: Number(process.hrtime.bigint() - started) / 1e6, elapsed_s: elapsed(), ...preferenceFields,
       };
       if (improved && checkpointing) {
         if (!parametersFinite()) return null;
@@ -671,7 +701,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         if (c.early_stopping_patience > 0 && state.evals_without_improvement >= c.early_stopping_patience) {
           reason = 'early_stopping';
           const event: EarlyStopEvent = { step: state.step, best_step: state.best_step!, best_val_loss: state.best_val_loss!, patience: c.early_stopping_patience };
-          progress?.message(`early stopping at step ${state.step}: no improvement of the validation loss for ${c.early_stopping_patience} evaluations (best ${state.best_val_loss!.toFixed(4)} at step ${state.best_step})`);
+          progress?.message(`early stopping at step ${state.step}: no improvement of ${c.best_metric === 'val_loss' ? 'the validation loss' : c.best_metric} for ${c.early_stopping_patience} evaluations (best ${state.best_val_loss!.toFixed(4)} at step ${state.best_step})`);
           this.emit('early_stop', event);
         }
       }
@@ -755,9 +785,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const scored = batches.reduce((n, b) => n + b.scoredTokens, 0);
     model.zeroGrad();
     let lossSum = 0, count = 0, correct = 0, counted = 0, positions = 0;
-    for (const [i, b] of batches.entries()) {
+    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below.
+    const preference = s.preference ? this.preferenceStep(s, batches) : null;
+    if (preference) ({ lossSum, count, correct, counted, positions } = preference);
+    else for (const [i, b] of batches.entries()) {
       // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
-      const dropoutSeed = (c.seed % 1048576) * 4294967296 + ((s.state.step * 1024 + i) % 4294967296);
+      const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
       const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
       if (scored > 0) model.backward(scored);
       lossSum += r.lossSum;
@@ -777,7 +810,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const entry: StepLog = {
       step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: counted > 0 ? correct / counted : NaN,
-      lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(),
+      lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(), ...preference?.fields,
       ...(verdict.action === 'skip' ? { skipped: true as const } : {}),
     };
     s.state.epoch = entry.epoch;
@@ -789,6 +822,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       this.emit('warning', { step: entry.step, ...verdict.warning });
     }
     return null;
+  }
+
+  /**
+   * A dpo/orpo step's forward and backward over its micro-batches, as trainStep's sums (lossSum / count
+   * is the step's preference loss; the counts are the answer tokens, accuracy that of the chosen ones)
+   * and the step line's reward fields.
+   */
+  private preferenceStep(s: Setup, batches: readonly Batch[]) {
+    const r = s.preference!.step(s.opened.model, batches, (i) => ({ dropoutSeed: stepDropoutSeed(this.config.seed, s.state.step, i), dropout: s.dropout }), s.appendedEos);
+    return {
+      lossSum: r.loss * r.tokens, count: r.tokens, correct: r.correct, counted: r.counted,
+      positions: batches.reduce((n, b) => n + b.B * b.T, 0), fields: metricFields(r.metrics, ''),
+    };
   }
 
   /**

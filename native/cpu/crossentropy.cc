@@ -62,7 +62,8 @@ void crossentropy_forward(float* losses, float* lse, int* predictions, const flo
 }
 
 void crossentropy_backward(float* dlogits, const float* logits, const float* lse,
-                           const int* targets, float scale, int N, int V, int ignore_index) {
+                           const int* targets, const float* row_weights, float scale, int N, int V,
+                           int ignore_index) {
   if (!dlogits) return;
   parallel_for(N, min_items_per_thread(V), [&](int64_t begin, int64_t end, int) {
     for (int64_t row = begin; row < end; ++row) {
@@ -74,9 +75,10 @@ void crossentropy_backward(float* dlogits, const float* logits, const float* lse
         continue;
       }
       // Read the target's logit before the row is overwritten in place.
+      const float row_scale = row_weights ? scale * row_weights[row] : scale;
       const float p_target = std::exp(row_logits[target] - lse[row]);
-      GPTUNE_ROW_KERNEL(scaled_exp)(row_dlogits, row_logits, lse[row], scale, V);
-      row_dlogits[target] = scale * (p_target - 1.0f);
+      GPTUNE_ROW_KERNEL(scaled_exp)(row_dlogits, row_logits, lse[row], row_scale, V);
+      row_dlogits[target] = row_scale * (p_target - 1.0f);
     }
   });
 }

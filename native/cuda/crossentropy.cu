@@ -73,10 +73,10 @@ __global__ void crossentropy_forward_kernel(float* losses, float* lse, int* pred
   }
 }
 
-// dlogits = scale * (softmax - onehot(target)); each element is read and written by one thread,
-// so dlogits may alias logits.
+// dlogits = scale * w[row] * (softmax - onehot(target)) (w = 1 without row_weights); each element is
+// read and written by one thread, so dlogits may alias logits.
 __global__ void crossentropy_backward_kernel(float* dlogits, const float* logits, const float* lse, const int* targets,
-                                             float scale, int V, int ignore_index) {
+                                             const float* row_weights, float scale, int V, int ignore_index) {
   const long long row = blockIdx.x;
   const int target = targets[row];
   float* d = dlogits + row * V;
@@ -86,9 +86,10 @@ __global__ void crossentropy_backward_kernel(float* dlogits, const float* logits
     return;
   }
   const float row_lse_value = lse[row];
+  const float row_scale = row_weights ? scale * row_weights[row] : scale;
   for (int i = threadIdx.x; i < V; i += blockDim.x) {
     const float p = __expf(x[i] - row_lse_value);
-    d[i] = scale * (i == target ? p - 1.0f : p);
+    d[i] = row_scale * (i == target ? p - 1.0f : p);
   }
 }
 
@@ -111,11 +112,11 @@ void crossentropy_forward(float* losses, float* lse, int* predictions, const flo
          ignore_index);
 }
 
-void crossentropy_backward(float* dlogits, const float* logits, const float* lse, const int* targets, float scale,
-                           int N, int V, int ignore_index) {
+void crossentropy_backward(float* dlogits, const float* logits, const float* lse, const int* targets,
+                           const float* row_weights, float scale, int N, int V, int ignore_index) {
   if (N <= 0 || V <= 0 || !dlogits) return;
-  launch(crossentropy_backward_kernel, dim3(N), dim3(kThreads), 0, dlogits, logits, lse, targets, scale, V,
-         ignore_index);
+  launch(crossentropy_backward_kernel, dim3(N), dim3(kThreads), 0, dlogits, logits, lse, targets, row_weights, scale,
+         V, ignore_index);
 }
 
 void softmax_forward(float* probs, const float* logits, float inv_temperature, int N, int V) {

@@ -768,17 +768,18 @@ Napi::Value CrossentropyForward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value CrossentropyBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "crossentropy_backward", 8);
-  int N = a.dim(5, "N"), V = a.dim(6, "V");
-  int ignore_index = a.integer(7, "ignore_index");
-  double scale = a.number(4, "scale");
+  Args a(info, "crossentropy_backward", 9);
+  int N = a.dim(6, "N"), V = a.dim(7, "V");
+  int ignore_index = a.integer(8, "ignore_index");
+  double scale = a.number(5, "scale");
   auto dlogits = a.floats(0, "dlogits", a.product({N, V}));
   auto logits = a.floats(1, "logits", a.product({N, V}));
   auto lse = a.floats(2, "lse", N);
   auto targets = a.ints(3, "targets", N);
+  auto row_weights = a.floats_opt(4, "row_weights", N);
   check_ids(a, targets, N, V, "targets", "targets must be token ids below V or the ignore index", true, ignore_index);
   GPTUNE_DISPATCH(a, crossentropy_backward, dlogits.ptr, logits.ptr, lse.ptr, staging().in(a, 0, targets),
-                  static_cast<float>(scale), N, V, ignore_index);
+                  row_weights.ptr, static_cast<float>(scale), N, V, ignore_index);
   return info.Env().Undefined();
 }
 

@@ -209,6 +209,16 @@ describe('gptune demo --tiny', () => {
     }
   });
 
+  test('the preference study: DPO on the subject model, the held-out test pairs scored before and after', () => {
+    const p = report.preference;
+    expect(p.pairs.test).toBeGreaterThan(0);
+    expect(p.steps).toBe(2);
+    for (const x of [p.logp_accuracy_before, p.logp_accuracy_after, p.reward_accuracy_after]) expect(x >= 0 && x <= 1).toBe(true);
+    expect(p.val_curve.map((v: { step: number }) => v.step)).toEqual([2]);
+    expect(fs.readdirSync(path.join(out, 'data')).filter((n) => n.startsWith('preference-')).sort()).toEqual(['preference-test.jsonl', 'preference-train.jsonl', 'preference-validation.jsonl']);
+    expect(markdown).toContain('## Preference tuning (DPO) of the subject model');
+  });
+
   test('every number in report.md is a number of report.json, every quoted text a string of it', () => {
     expect(provenanceProblems(markdown, report)).toEqual([]);
   });

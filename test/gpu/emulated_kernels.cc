@@ -498,12 +498,22 @@ void test_crossentropy() {
     check_exact("crossentropy_forward predictions" + tag, d_pred.get(), pred);
     // Backward in place (dlogits aliases logits).
     const float scale = 1.0f / 5;
-    cu::crossentropy_backward(d_logits.ptr, d_logits.ptr, d_lse.ptr, d_targets.ptr, scale, N, V, ignore);
+    Dev<float> d_logits_weighted(logits);
+    cu::crossentropy_backward(d_logits.ptr, d_logits.ptr, d_lse.ptr, d_targets.ptr, nullptr, scale, N, V, ignore);
     vector<double> dl(size_t(N) * V);
     for (int n = 0; n < N; ++n)
       for (int i = 0; i < V; ++i)
         dl[size_t(n) * V + i] = targets[n] == ignore ? 0 : scale * (std::exp(logits[size_t(n) * V + i] - lse[n]) - (i == targets[n]));
     check("crossentropy_backward in place" + tag, d_logits.get(), dl, 1e-6);
+    // Per-row weights (a preference loss's dL/dlogp), signed: each row scaled by its own weight.
+    vector<float> weights(N);
+    for (int n = 0; n < N; ++n) weights[n] = 0.75f * float(n % 5) - 1.5f;
+    Dev<float> d_weights(weights);
+    cu::crossentropy_backward(d_logits_weighted.ptr, d_logits_weighted.ptr, d_lse.ptr, d_targets.ptr, d_weights.ptr, scale, N, V,
+                              ignore);
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < V; ++i) dl[size_t(n) * V + i] *= weights[n];
+    check("crossentropy_backward with row weights" + tag, d_logits_weighted.get(), dl, 1e-6);
     // Softmax with temperature, in place too.
     Dev<float> d_probs(logits);
     cu::softmax_forward(d_probs.ptr, d_probs.ptr, 1.0f / 0.7f, N, V);

@@ -565,9 +565,14 @@ if (underJest) {
         expectClose('crossentropy_forward lse', fromDevice(gLse), lse, FP32);
         assert.deepStrictEqual(Array.from(gPred), Array.from(pred), 'crossentropy_forward predictions');
         const dl = logits.slice();
-        K.crossentropy_backward(dl, dl, lse, targets, 1 / 7, N, V, ignore);
-        K.crossentropy_backward(gLogits, gLogits, gLse, targets, 1 / 7, N, V, ignore);
+        const gWeighted = toDevice(logits, 1);
+        K.crossentropy_backward(dl, dl, lse, targets, null, 1 / 7, N, V, ignore);
+        K.crossentropy_backward(gLogits, gLogits, gLse, targets, null, 1 / 7, N, V, ignore);
         expectClose('crossentropy_backward in place', fromDevice(gLogits), dl, FP32);
+        const weights = randomArray(N, -2, 2), dlWeighted = logits.slice();
+        K.crossentropy_backward(dlWeighted, dlWeighted, lse, targets, weights, 1 / 7, N, V, ignore);
+        K.crossentropy_backward(gWeighted, gWeighted, gLse, targets, toDevice(weights), 1 / 7, N, V, ignore);
+        expectClose('crossentropy_backward with row weights', fromDevice(gWeighted), dlWeighted, FP32);
         const probs = new Float32Array(N * V);
         K.softmax_forward(probs, logits, 1 / 0.7, N, V);
         const gIn = toDevice(logits), gProbs = poisoned(N * V);

@@ -78,14 +78,49 @@ describe.each([1, 2])('with %i thread(s)', (threads) => {
     const want = crossentropyBackward(logits, targets, scale, N, V, IGNORE);
     // Pre-filled with non-zero values: the kernel writes, it does not accumulate.
     const dlogits = new SeededRandom(5).floats(N * V);
-    kernels.crossentropy_backward(dlogits, logits, lse, targets, scale, N, V, IGNORE);
+    kernels.crossentropy_backward(dlogits, logits, lse, targets, null, scale, N, V, IGNORE);
     expectClose('dlogits', dlogits, want, dlogitsTol(scale));
     if (N >= 3) expect(dlogits.subarray(V, 2 * V).every((d) => d === 0)).toBe(true);
     // In place (dlogits === logits), as training does to reuse the (N,V) buffer: identical result.
     const inPlace = Float32Array.from(logits);
-    kernels.crossentropy_backward(inPlace, inPlace, lse, targets, scale, N, V, IGNORE);
+    kernels.crossentropy_backward(inPlace, inPlace, lse, targets, null, scale, N, V, IGNORE);
     expect(inPlace).toEqual(dlogits);
   });
+
+  test.each(shapes)('crossentropy_backward with row weights writes scale * w[row] * (softmax - onehot), N=%i V=%i', (N, V) => {
+    const { logits, targets } = makeInputs(N, V, N * 100 + V + 2);
+    // Signed weights of mixed size, as a preference loss gives (dL/dlogp is negative for chosen answers).
+    const weights = new SeededRandom(N + V).floats(N, -3, 3);
+    const scale = 1 / 7;
+    const lse = new Float32Array(N);
+    kernels.crossentropy_forward(new Float32Array(N), lse, null, logits, targets, N, V, IGNORE);
+    const want = crossentropyBackward(logits, targets, scale, N, V, IGNORE, weights);
+    const dlogits = new SeededRandom(6).floats(N * V);
+    kernels.crossentropy_backward(dlogits, logits, lse, targets, weights, scale, N, V, IGNORE);
+    // Each row is scale * |w| times a softmax-sized quantity: the unweighted tolerance at scale * max|w|.
+    expectClose('weighted dlogits', dlogits, want, dlogitsTol(scale * 3));
+    if (N >= 3) expect(dlogits.subarray(V, 2 * V).every((d) => d === 0)).toBe(true);
+    const inPlace = Float32Array.from(logits);
+    kernels.crossentropy_backward(inPlace, inPlace, lse, targets, weights, scale, N, V, IGNORE);
+    expect(inPlace).toEqual(dlogits);
+  });
+});
+
+test('the weighted reference gradient matches central differences of the weighted reference losses', () => {
+  const N = 4, V = 9, scale = 0.25;
+  const { logits, targets } = makeInputs(N, V, 4);
+  const weights = [0.5, -2, 1.25, -0.75];
+  const x = Float64Array.from(logits);
+  const lossOf = (v: Float64Array) => scale * crossentropyForward(v, targets, N, V, IGNORE).losses.reduce((a, l, r) => a + weights[r] * l, 0);
+  const fd = centralDifferences(lossOf, x);
+  expectClose('weighted reference dlogits vs central differences', crossentropyBackward(x, targets, scale, N, V, IGNORE, weights), [...fd.values()], { rel: 1e-6, abs: 1e-9 });
+});
+
+test('crossentropy_backward refuses row weights shorter than N', () => {
+  const N = 3, V = 5;
+  const { logits, targets } = makeInputs(N, V, 9);
+  const lse = new Float32Array(N);
+  expect(() => kernels.crossentropy_backward(logits, logits, lse, targets, new Float32Array(N - 1), 1, N, V, IGNORE)).toThrow(/row_weights/);
 });
 
 test('a row whose logits are all equal has loss log(V) and uniform gradient', () => {
@@ -97,7 +132,7 @@ test('a row whose logits are all equal has loss log(V) and uniform gradient', ()
   expectClose('loss = log V', losses, [Math.log(V), Math.log(V)], LSE_TOL);
   expect(Array.from(predictions)).toEqual([0, 0]);
   const scale = 0.5;
-  kernels.crossentropy_backward(logits, logits, lse, targets, scale, N, V, IGNORE);
+  kernels.crossentropy_backward(logits, logits, lse, targets, null, scale, N, V, IGNORE);
   const want = new Float64Array(N * V).fill(scale / V);
   want[17] -= scale;
   want[V + V - 1] -= scale;

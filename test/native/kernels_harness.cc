@@ -450,9 +450,9 @@ void check_crossentropy(const RowKernelSet& k) {
     expect_close("public crossentropy_forward losses" + shape, losses.data(), want_losses.data(), N, 0, 4e-6);
     expect_true("public crossentropy_forward predictions" + shape, predictions == want_argmax);
     const float scale = 1.0f / 7.0f;
-    cpu::crossentropy_backward(dlogits.data(), logits.data(), lse_pub.data(), targets.data(), scale, N, V,
+    cpu::crossentropy_backward(dlogits.data(), logits.data(), lse_pub.data(), targets.data(), nullptr, scale, N, V,
                                ignore_index);
-    cpu::crossentropy_backward(inplace.data(), inplace.data(), lse_pub.data(), targets.data(), scale, N, V,
+    cpu::crossentropy_backward(inplace.data(), inplace.data(), lse_pub.data(), targets.data(), nullptr, scale, N, V,
                                ignore_index);
     std::vector<double> want_d(logits.size());
     for (int r = 0; r < N; ++r)
@@ -722,7 +722,7 @@ void run_timings() {
        }},
       {"crossentropy_backward N=1024 V=50257", [&] {
          // In place, as in training; the values stay finite (they are just scaled probabilities).
-         cpu::crossentropy_backward(logits.data(), logits.data(), lse.data(), targets.data(), 1.0f / NV, NV, V, -100);
+         cpu::crossentropy_backward(logits.data(), logits.data(), lse.data(), targets.data(), nullptr, 1.0f / NV, NV, V, -100);
        }},
       // Bytes moved (the GB/s a memory-bound kernel should approach): rmsnorm forward 2 N C floats,
       // backward 4 N C (dinp read and written); rope 2 * (NH+NKV) HS per row; swiglu 3 N H forward,

@@ -30,12 +30,14 @@ export function crossentropyForward(
 /** Gradient of scale * sum(losses): scale (softmax - onehot(target)) per row, 0 for ignored rows. */
 export function crossentropyBackward(
   logits: ArrayLike<number>, targets: ArrayLike<number>, scale: number, N: number, V: number, ignoreIndex: number,
+  rowWeights: ArrayLike<number> | null = null,
 ): Float64Array {
   const { lse } = crossentropyForward(logits, targets, N, V, ignoreIndex);
   const d = new Float64Array(N * V);
   for (let r = 0; r < N; r++) {
     if (targets[r] === ignoreIndex) continue;
-    for (let i = 0; i < V; i++) d[r * V + i] = scale * (Math.exp(logits[r * V + i] - lse[r]) - (i === targets[r] ? 1 : 0));
+    const rowScale = scale * (rowWeights ? rowWeights[r] : 1);
+    for (let i = 0; i < V; i++) d[r * V + i] = rowScale * (Math.exp(logits[r * V + i] - lse[r]) - (i === targets[r] ? 1 : 0));
   }
   return d;
 }

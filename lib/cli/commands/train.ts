@@ -71,6 +71,8 @@ export const trainCommand: Command = {
     'Fine-tunes a GPT-2 or Llama-family model on text or on examples. Text: a .txt file or a folder of them, cut into windows of T+1 tokens at stride T; examples: ' +
     'JSONL with {"prompt","completion"}, {"messages":[...]} (chat) or {"text","label"} (classification) per line, or a CSV with text and label columns; ' +
     'the tasks: {"context","question","answers"} (qa), {"tokens","tags"} or CoNLL-2003 columns (ner), {"source","target"} (translation, --source-lang/--target-lang name the languages), {"document","summary"} (summarization). ' +
+    'Preference tuning: --method dpo or orpo on pairs (OpenAI\'s preference JSONL {"input","preferred_output","non_preferred_output"} or TRL\'s {"prompt","chosen","rejected"}), ' +
+    'with --beta, --loss-type sigmoid|ipo|hinge, --label-smoothing, --precompute-ref (DPO) or --lambda (ORPO); logs rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies. ' +
     'AdamW with weight decay on 2D+ tensors only; optional validation every --eval-every steps with early stopping; ' +
     'resumable checkpoints in OUT/checkpoints (step-N, best, last; --resume DIR continues exactly). ' +
     'Every key of the config file has a flag; flags override the file. Logs one JSON line per step and evaluation to --log, and to OUT/metrics.jsonl beside ' +

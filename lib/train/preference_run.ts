@@ -1,0 +1,77 @@
+/**
+ * What the Trainer needs for `method: dpo | orpo` (lib/train/preference.ts holds the losses): the pairs
+ * from the data files, the reference model and the objective, and the log lines' extra fields. The
+ * reference is the starting model, frozen:
+ *
+ *   LoRA              the trained model with its adapter switched off (no second copy of the weights)
+ *   full fine-tuning  a copy of the weights before the first step (a second Decoder without gradients);
+ *                     a resumed run loads the starting model again (config model), not the checkpoint
+ *   precompute_ref    either of those run once over every training and validation pair before the first
+ *                     step, then a table (a full copy is freed)
+ *
+ * ORPO has no reference.
+ */
+import { buildPreferenceDatasets, DataReport, pairValidationBatches } from '../data';
+import type { Batch, BatchSource } from '../data/types';
+import type { TrainConfig } from '../config';
+import { Decoder } from '../model/decoder';
+import type { Tokenizer } from '../tokenizer';
+import {
+  AdapterOffReference, FrozenReference, PrecomputedReference, PreferenceMetrics, PreferenceObjective, PreferenceSettings, ReferenceModel,
+} from './preference';
+
+export function preferenceSettings(c: TrainConfig): PreferenceSettings | null {
+  if (c.method === 'sft') return null;
+  return { method: c.method, beta: c.beta, lossType: c.loss_type, labelSmoothing: c.label_smoothing, lambda: c.orpo_lambda };
+}
+
+export interface PreferenceData {
+  train: BatchSource;
+  validation: Batch[];
+  report: DataReport;
+  /** Every training pair once, in batches (for precompute_ref). */
+  allTrainingPairs: () => Batch[];
+  trainingPairs: number;
+}
+
+/** Training pairs and validation batches from config.data / validation / validation_fraction. */
+export function preferenceData(c: TrainConfig, tokenizer: Tokenizer, T: number): PreferenceData {
+  const d = buildPreferenceDatasets({
+    train: c.data!, validation: c.validation ?? undefined, validationFraction: c.validation_fraction > 0 ? c.validation_fraction : undefined,
+    tokenizer, seqLen: T, pairsPerBatch: c.batch_size, shuffle: c.shuffle, seed: c.seed, template: c.template ?? undefined, skipInvalid: c.skip_invalid,
+  });
+  return {
+    train: d.train, validation: d.validation, report: d.report, trainingPairs: d.trainPairs.count,
+    allTrainingPairs: () => pairValidationBatches(d.trainPairs, c.batch_size, T, tokenizer.eosTokenId),
+  };
+}
+
+/**
+ * The objective of a dpo/orpo run on `model`. openStart loads the starting model again (a resumed full
+ * fine-tuning run, whose `model` holds the checkpoint's weights). With precompute_ref, `data` gives the
+ * training pairs to compute once (null when the batches came from the caller: refused).
+ */
+export async function preferenceObjective(
+  c: TrainConfig, model: Decoder, resumed: boolean, openStart: () => Promise<Decoder>, data: PreferenceData | null, validation: Batch[] | null,
+): Promise<PreferenceObjective> {
+  const settings = preferenceSettings(c)!;
+  if (settings.method === 'orpo') return new PreferenceObjective(settings, null);
+  let reference: ReferenceModel;
+  if (model.trainingAdapter) reference = new AdapterOffReference(model);
+  else if (resumed) reference = new FrozenReference(await openStart());
+  else reference = FrozenReference.copyOf(model, (config, device) => new Decoder(config, device));
+  if (!c.precompute_ref) return new PreferenceObjective(settings, reference);
+  try {
+    if (data === null) throw new Error('precompute_ref: needs the training pairs built from config.data (not batches passed as options.train)');
+    const objective = new PreferenceObjective(settings, new PrecomputedReference(reference, data.allTrainingPairs(), data.trainingPairs));
+    if (validation) objective.cacheValidationReference(validation, reference);
+    return objective;
+  } finally {
+    reference.free();
+  }
+}
+
+/** The log line's preference fields: TRL's names in a step line, val_-prefixed in an evaluation line. */
+export function metricFields(m: PreferenceMetrics, prefix: '' | 'val_'): Record<string, number> {
+  return Object.fromEntries(Object.entries(m).map(([k, v]) => [`${prefix}${k}`, v]));
+}
