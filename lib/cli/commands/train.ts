@@ -5,6 +5,7 @@ import {
 } from '../../config';
 import { localAdapterFolder } from '../../hub';
 import { CONFIG_FILE, findResumableCheckpoint, readCheckpointConfig } from '../../train/checkpoint_state';
+import { finishJob, launcherRank } from '../../train/distributed';
 import { resumeModelConflict, Trainer } from '../../train/trainer';
 import { formatPresetShape, presetShapes } from '../../model/config';
 import { FlagSpec, UsageError } from '../args';
@@ -164,6 +165,8 @@ export const trainCommand: Command = {
       const where = result.lastCheckpoint ? `; checkpoint written to ${result.lastCheckpoint} (continue with --resume ${result.lastCheckpoint})` : '';
       throw new Error(`interrupted by ${result.signal} after step ${result.step}${where}`);
     }
-    out(JSON.stringify(summary));
+    // Under mpirun rank 0 reports for the job; every rank then leaves MPI.
+    if ((launcherRank() ?? 0) === 0) out(JSON.stringify(summary));
+    finishJob();
   },
 };
