@@ -2,17 +2,14 @@
 // NCCL unique id travels by broadcast). Built when CMake finds MPI (GPTUNE_MPI=AUTO|ON); otherwise
 // every function but available()/unavailableReason() throws one line saying how to get it.
 //
-// Every collective is non-blocking underneath and polled against a deadline (setTimeout), so a
-// rank that died or hangs never leaves the others blocked for ever: the waiting rank throws an
-// Error naming the collective and the ranks that never reached it, and the caller (lib/cli) ends
-// the job with abort(). To name those ranks each collective is preceded by a heartbeat: every rank
-// sends the collective's sequence number to every other one; on a timeout the heartbeats that did
-// not arrive are the missing ranks. That is 2(N-1) messages of 4 bytes per collective, nothing
-// beside a gradient all-reduce.
-//
-// A rank stopped inside MPI's shared-memory transport can leave MPI_Test itself stuck on this rank, so
-// the deadline cannot always be checked between polls: a watchdog thread then ends the job (MPI_Abort,
-// the one way to stop every rank) a few seconds after the deadline, with the same kind of message.
+// Every collective is bounded by a timeout (setTimeout, default 300 s), so a rank that died or hangs never
+// leaves the others blocked for ever. The collectives are MPI's blocking ones (its tuned algorithms; a
+// non-blocking call polled from here moves large buffers only as often as it is polled), and a watchdog
+// thread ends the job (MPI_Abort, the one way to stop every rank) when one has not returned in time. To
+// name the ranks that never reached it, each collective is preceded by a heartbeat: every rank sends the
+// collective's sequence number to every other one, received while MPI progresses the collective; on a
+// timeout the heartbeats that did not arrive are the missing ranks. That is 2(N-1) messages of 4 bytes
+// per collective, nothing beside a gradient all-reduce.
 #include <napi.h>
 
 #include <chrono>
@@ -70,7 +67,6 @@ struct World {
   bool finalized = false;
   int rank = 0;
   int size = 1;
-  double timeout_s = 300;
   int64_t sequence = 0;  // collectives started on this rank; equal on every rank while they agree
 };
 World& world() {
@@ -102,8 +98,8 @@ int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// The backstop for a collective whose MPI_Test never returns: past its deadline plus a grace of
-// max(2 s, 10%) the job ends. Checked every 100 ms; the thread ends at finalize().
+// Ends the job when a collective has not returned within the timeout (checked every 100 ms; the thread
+// ends at finalize()).
 // "rank R: WHAT #SEQ did not complete within S s (collective timeout): WHO".
 std::string timeout_message(int rank, const char* what, int64_t seq, double timeout, const std::string& missing) {
   char seconds[32];
@@ -122,13 +118,13 @@ void watchdog_loop(int rank, int size) {
     if (started == 0) continue;
     const double timeout = w.timeout_s.load();
     const double waited = (now_ns() - started) / 1e9;
-    if (waited < timeout + std::max(2.0, 0.1 * timeout)) continue;
+    if (waited < timeout) continue;
     std::string missing;
     const int* heard = w.heard.load();
     for (int p = 0; heard && p < size; ++p) {
       if (p != rank && reinterpret_cast<const volatile int*>(heard)[p] != w.beat.load()) missing += (missing.empty() ? "" : ", ") + std::to_string(p);
     }
-    fprintf(stderr, "gptune: %s; MPI itself does not return: ending the job\n", timeout_message(rank, w.what.load(), w.sequence.load(), timeout, missing).c_str());
+    fprintf(stderr, "gptune: %s; ending the job\n", timeout_message(rank, w.what.load(), w.sequence.load(), timeout, missing).c_str());
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
@@ -173,10 +169,10 @@ void require_world(Napi::Env env, const char* what) {
   }
 }
 
-// Runs one collective (started by `start`, which posts a non-blocking MPI call) to completion, or
-// throws when it has not completed within the timeout, naming the ranks that never reached it.
-template <class Start>
-void collective(Napi::Env env, const char* what, Start start) {
+// Runs one blocking collective (`run`), watched: the watchdog ends the job when it has not returned
+// within the timeout, naming the ranks whose heartbeat for it never came.
+template <class Run>
+void collective(Napi::Env env, const char* what, Run run) {
   World& w = world();
   const int64_t seq = ++w.sequence;
   const int beat = static_cast<int>(seq % INT_MAX);
@@ -192,34 +188,16 @@ void collective(Napi::Env env, const char* what, Start start) {
       check(env, MPI_Isend(&beat, 1, MPI_INT, p, kHeartbeatTag, MPI_COMM_WORLD, &beats.back()), what);
     }
   }
-  Watched watched(what, seq, w.size > 1 ? heard.data() : nullptr, beat);
-  MPI_Request request = MPI_REQUEST_NULL;
-  check(env, start(&request), what);
-  const auto began = std::chrono::steady_clock::now();
-  const auto deadline = began + std::chrono::duration<double>(w.timeout_s);
-  int done = 0;
-  for (int polls = 0;; ++polls) {
-    check(env, MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
-    if (done) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      // Which heartbeats of this collective arrived tells who reached it.
-      std::string missing;
-      for (int p = 0; p < w.size; ++p) {
-        if (p == w.rank) continue;
-        // beats holds (receive, send) per other rank, in rank order.
-        int arrived = 0;
-        MPI_Test(&beats[2 * (p < w.rank ? p : p - 1)], &arrived, MPI_STATUS_IGNORE);
-        if (!arrived || heard[p] != beat) missing += (missing.empty() ? "" : ", ") + std::to_string(p);
-      }
-      throw Napi::Error::New(env, timeout_message(w.rank, what, seq, w.timeout_s, missing));
-    }
-    // Spin briefly, then yield the core: under oversubscription the rank being waited for needs it.
-    if (polls > 64) std::this_thread::sleep_for(std::chrono::microseconds(polls > 4096 ? 500 : 50));
+  {
+    Watched watched(what, seq, w.size > 1 ? heard.data() : nullptr, beat);
+    check(env, run(), what);
   }
+  // Every rank sent its heartbeat before entering the collective that just completed.
   if (!beats.empty()) check(env, MPI_Waitall(static_cast<int>(beats.size()), beats.data(), MPI_STATUSES_IGNORE), what);
 }
 
-// init() -> {rank, size}. MPI_Init_thread asks for FUNNELED: only the JavaScript thread calls MPI.
+// init() -> {rank, size}. MPI_Init_thread asks for FUNNELED: only the JavaScript thread calls MPI (but for
+// the watchdog's MPI_Abort, which Open MPI and MPICH carry out through their runtime from any thread).
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "mpi.init", 0);
@@ -266,7 +244,6 @@ Napi::Value SetTimeout(const Napi::CallbackInfo& info) {
   Args a(info, "mpi.setTimeout", 1);
   double s = a.number(0, "seconds");
   if (!(s > 0) || s > 1e9) a.fail_range("mpi.setTimeout: seconds must be > 0 and at most 1e9, got " + std::to_string(s));
-  world().timeout_s = s;
   watch().timeout_s = s;
   return info.Env().Undefined();
 }
@@ -300,8 +277,8 @@ Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
     double* p = x.Data();
     const int n = static_cast<int>(x.ElementLength());
     const bool root = world().rank == 0;
-    collective(env, "all-reduce", [&](MPI_Request* r) { return MPI_Ireduce(root ? MPI_IN_PLACE : p, root ? p : nullptr, n, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD, r); });
-    collective(env, "all-reduce", [&](MPI_Request* r) { return MPI_Ibcast(p, n, MPI_DOUBLE, 0, MPI_COMM_WORLD, r); });
+    collective(env, "all-reduce", [&] { return MPI_Reduce(root ? MPI_IN_PLACE : p, root ? p : nullptr, n, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD); });
+    collective(env, "all-reduce", [&] { return MPI_Bcast(p, n, MPI_DOUBLE, 0, MPI_COMM_WORLD); });
     return env.Undefined();
   }
   FloatArg x = a.floats(0, "x", 0);
@@ -313,10 +290,10 @@ Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
     std::vector<int> counts, displs;
     shard_layout(a, n, &counts, &displs);
     // In place, this rank's summed block lands at the start of p; it is moved to where it belongs.
-    collective(env, "all-reduce", [&](MPI_Request* r) { return MPI_Ireduce_scatter(MPI_IN_PLACE, p, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r); });
+    collective(env, "all-reduce", [&] { return MPI_Reduce_scatter(MPI_IN_PLACE, p, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); });
     if (displs[rank] != 0) std::memmove(p + displs[rank], p, sizeof(float) * counts[rank]);
-    collective(env, "all-reduce", [&](MPI_Request* r) {
-      return MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD, r);
+    collective(env, "all-reduce", [&] {
+      return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD);
     });
   }
   return env.Undefined();
@@ -347,8 +324,8 @@ Napi::Value ReduceScatterSum(const Napi::CallbackInfo& info) {
   shard_layout(a, full.numel, &counts, &displs);
   FloatArg shard = a.floats(1, "shard", counts[world().rank]);
   if (a.device() != Device::Cpu) a.fail_range("mpi.reduceScatterSum: full and shard must be host memory (CUDA views are reduced with NCCL)");
-  collective(env, "reduce-scatter", [&](MPI_Request* r) {
-    return MPI_Ireduce_scatter(full.ptr, shard.ptr, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
+  collective(env, "reduce-scatter", [&] {
+    return MPI_Reduce_scatter(full.ptr, shard.ptr, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   });
   return env.Undefined();
 }
@@ -362,8 +339,8 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
   if (full.device != Device::Cpu) a.fail_range("mpi.allGather: full must be host memory (CUDA views are gathered with NCCL)");
   std::vector<int> counts, displs;
   shard_layout(a, full.numel, &counts, &displs);
-  collective(env, "all-gather", [&](MPI_Request* r) {
-    return MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full.ptr, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD, r);
+  collective(env, "all-gather", [&] {
+    return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full.ptr, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD);
   });
   return env.Undefined();
 }
@@ -388,7 +365,7 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
   }
   if (a.device() != Device::Cpu) a.fail_range("mpi.broadcast: x must be host memory");
   if (bytes > INT_MAX) a.fail_range("mpi.broadcast: x exceeds 2^31-1 bytes");
-  collective(env, "broadcast", [&](MPI_Request* r) { return MPI_Ibcast(ptr, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD, r); });
+  collective(env, "broadcast", [&] { return MPI_Bcast(ptr, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD); });
   return env.Undefined();
 }
 
@@ -396,7 +373,7 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "mpi.barrier", 0);
   require_world(env, "barrier");
-  collective(env, "barrier", [&](MPI_Request* r) { return MPI_Ibarrier(MPI_COMM_WORLD, r); });
+  collective(env, "barrier", [&] { return MPI_Barrier(MPI_COMM_WORLD); });
   return env.Undefined();
 }
 
@@ -429,7 +406,7 @@ Napi::Value Library(const Napi::CallbackInfo& info) {
   char version[MPI_MAX_LIBRARY_VERSION_STRING];
   int length = 0;
   MPI_Get_library_version(version, &length);
-  std::string text(version, length);
+  std::string text(version, strnlen(version, length));
   const size_t line = text.find('\n');
   return Napi::String::New(info.Env(), line == std::string::npos ? text : text.substr(0, line));
 }
