@@ -177,8 +177,8 @@ type HostFloats = Float32Array | TensorRef;
 
 /**
  * The addon's `mpi` object (native/napi/mpi.cc). Without MPI in the build, available() is false and every
- * other function throws one line saying how to get it. Collectives time out after setTimeout() seconds
- * (default 300) with an Error naming the ranks that never reached them.
+ * other function throws one line saying how to get it. A collective that has not returned after setTimeout()
+ * seconds (default 300) ends the whole job (MPI_Abort) with a line on stderr naming the ranks that never reached it.
  */
 export interface MpiBindings {
   available(): boolean;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common.cuh"
+#include "dl_symbol.h"
 #include "gptune/nccl.h"
 
 namespace gptune::cuda::nccl {
@@ -48,13 +49,6 @@ struct Library {
   Api api{};
 };
 
-template <class F>
-void resolve(void* so, const char* name, F& fn, std::string& missing) {
-  void* symbol = dlsym(so, name);
-  if (!symbol) missing += (missing.empty() ? "" : ", ") + std::string(name);
-  fn = reinterpret_cast<F>(symbol);
-}
-
 Library& library() {
   static Library lib;
   static std::once_flag once;
@@ -70,18 +64,18 @@ Library& library() {
     }
     Api api{};
     std::string missing;
-    resolve(so, "ncclGetVersion", api.get_version, missing);
-    resolve(so, "ncclGetUniqueId", api.get_unique_id, missing);
-    resolve(so, "ncclCommInitRank", api.comm_init_rank, missing);
-    resolve(so, "ncclCommInitAll", api.comm_init_all, missing);
-    resolve(so, "ncclCommDestroy", api.comm_destroy, missing);
-    resolve(so, "ncclCommAbort", api.comm_abort, missing);
-    resolve(so, "ncclCommGetAsyncError", api.comm_get_async_error, missing);
-    resolve(so, "ncclCommUserRank", api.comm_user_rank, missing);
-    resolve(so, "ncclAllReduce", api.all_reduce, missing);
-    resolve(so, "ncclReduceScatter", api.reduce_scatter, missing);
-    resolve(so, "ncclAllGather", api.all_gather, missing);
-    resolve(so, "ncclGetErrorString", api.get_error_string, missing);
+    resolve_symbol(so, "ncclGetVersion", api.get_version, missing);
+    resolve_symbol(so, "ncclGetUniqueId", api.get_unique_id, missing);
+    resolve_symbol(so, "ncclCommInitRank", api.comm_init_rank, missing);
+    resolve_symbol(so, "ncclCommInitAll", api.comm_init_all, missing);
+    resolve_symbol(so, "ncclCommDestroy", api.comm_destroy, missing);
+    resolve_symbol(so, "ncclCommAbort", api.comm_abort, missing);
+    resolve_symbol(so, "ncclCommGetAsyncError", api.comm_get_async_error, missing);
+    resolve_symbol(so, "ncclCommUserRank", api.comm_user_rank, missing);
+    resolve_symbol(so, "ncclAllReduce", api.all_reduce, missing);
+    resolve_symbol(so, "ncclReduceScatter", api.reduce_scatter, missing);
+    resolve_symbol(so, "ncclAllGather", api.all_gather, missing);
+    resolve_symbol(so, "ncclGetErrorString", api.get_error_string, missing);
     if (!missing.empty()) {
       lib.reason = name + " lacks " + missing + " (NCCL 2.x expected; point GPTUNE_NCCL at libnccl.so.2)";
       dlclose(so);

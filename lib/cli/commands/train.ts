@@ -131,7 +131,8 @@ export const trainCommand: Command = {
     if (config.adapter !== null) config = { ...config, adapter: await localAdapterFolder(config.adapter, `--${CONFIG_SCHEMA.adapter.flag}`, hub) };
     const trainer = new Trainer(config, { progress: !v.quiet, nameKey: (key) => `--${CONFIG_SCHEMA[key].flag}`, hub: v.quiet ? { ...hub, onProgress: undefined } : hub });
     // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
-    if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
+    // (Under mpirun every rank sees the same warnings: rank 0 prints them.)
+    if (v.quiet && (launcherRank() ?? 0) === 0) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
     // Printed even with --quiet: the URL is the only way to the page (port 0 picks it at run time).
     trainer.on('dashboard', ({ url }) => process.stderr.write(`gptune train: dashboard at ${url}\n`));
     let result;
