@@ -188,11 +188,10 @@ void collective(Napi::Env env, const char* what, Run run) {
       check(env, MPI_Isend(&beat, 1, MPI_INT, p, kHeartbeatTag, MPI_COMM_WORLD, &beats.back()), what);
     }
   }
-  {
-    Watched watched(what, seq, w.size > 1 ? heard.data() : nullptr, beat);
-    check(env, run(), what);
-  }
-  // Every rank sent its heartbeat before entering the collective that just completed.
+  Watched watched(what, seq, w.size > 1 ? heard.data() : nullptr, beat);
+  check(env, run(), what);
+  // Every rank sent its heartbeat before entering the collective that just completed; still, delivering it
+  // may need the sender's progress (a full shared-memory queue), so this wait is watched too.
   if (!beats.empty()) check(env, MPI_Waitall(static_cast<int>(beats.size()), beats.data(), MPI_STATUSES_IGNORE), what);
 }
 
