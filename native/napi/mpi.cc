@@ -260,12 +260,38 @@ void shard_layout(const Args& a, int64_t numel, std::vector<int>* counts, std::v
   }
 }
 
+// Ring reduce-scatter in place over p (n floats laid out as shard_layout): in step k rank r sends its
+// running sum of chunk (r-k-1) mod N to rank r+1 and adds the chunk (r-k-2) mod N it receives from rank
+// r-1, so after N-1 steps chunk r holds the sum over all ranks (each element summed along one fixed ring
+// order). Open MPI's own MPI_Reduce_scatter took 20-40x the time of this exchange on this project's
+// machine (64 MiB, 2 ranks: 0.8-1.3 s against tens of ms for the same bytes through MPI_Allgatherv).
+int ring_reduce_scatter(float* p, const std::vector<int>& counts, const std::vector<int>& displs) {
+  const World& w = world();
+  // Pieces of at most 4 MiB floats through one buffer kept for the process: a fresh buffer per call cost
+  // more in page faults than the exchange itself.
+  constexpr int kPiece = 1 << 22;
+  static std::vector<float> scratch(kPiece);
+  const int next = (w.rank + 1) % w.size, prev = (w.rank + w.size - 1) % w.size;
+  for (int k = 0; k < w.size - 1; ++k) {
+    const int send = ((w.rank - k - 1) % w.size + w.size) % w.size, recv = ((w.rank - k - 2) % w.size + w.size) % w.size;
+    for (int at = 0; at < std::max(counts[send], counts[recv]); at += kPiece) {
+      const int sending = std::max(0, std::min(kPiece, counts[send] - at)), receiving = std::max(0, std::min(kPiece, counts[recv] - at));
+      int code = MPI_Sendrecv(p + displs[send] + at, sending, MPI_FLOAT, next, 0, scratch.data(), receiving, MPI_FLOAT, prev, 0,
+                              MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      if (code != MPI_SUCCESS) return code;
+      float* dst = p + displs[recv] + at;
+      for (int i = 0; i < receiving; ++i) dst[i] += scratch[i];
+    }
+  }
+  return MPI_SUCCESS;
+}
+
 // allreduceSum(x): x becomes the element-wise sum over ranks, bitwise the same on every rank (ranks that
 // train on the same weights must stay identical; MPI_Allreduce does not promise that for more than two).
-// A Float32Array or CPU arena view is reduce-scattered (each element summed once, by its owner) and
-// all-gathered, in chunks of 2^28 floats: 2(N-1)/N x its bytes per rank, as a ring all-reduce moves.
-// A Float64Array (a few scalars such as loss sums, kept exact beyond float32) is reduced to rank 0 and
-// broadcast.
+// A Float32Array or CPU arena view is reduce-scattered over a ring (each element summed once, by its
+// owner) and all-gathered, in chunks of 2^28 floats: 2(N-1)/N x its bytes per rank, as a ring all-reduce
+// moves. A Float64Array (a few scalars such as loss sums, kept exact beyond float32) is reduced to rank 0
+// and broadcast.
 Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "mpi.allreduceSum", 1);
@@ -282,15 +308,12 @@ Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
   }
   FloatArg x = a.floats(0, "x", 0);
   if (x.device != Device::Cpu) a.fail_range("mpi.allreduceSum: x must be host memory (a CUDA view is reduced with NCCL)");
-  const int rank = world().rank;
   for (int64_t at = 0; at < x.numel; at += kMaxChunk) {
     const int64_t n = std::min(kMaxChunk, x.numel - at);
     float* p = x.ptr + at;
     std::vector<int> counts, displs;
     shard_layout(a, n, &counts, &displs);
-    // In place, this rank's summed block lands at the start of p; it is moved to where it belongs.
-    collective(env, "all-reduce", [&] { return MPI_Reduce_scatter(MPI_IN_PLACE, p, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); });
-    if (displs[rank] != 0) std::memmove(p + displs[rank], p, sizeof(float) * counts[rank]);
+    collective(env, "all-reduce", [&] { return ring_reduce_scatter(p, counts, displs); });
     collective(env, "all-reduce", [&] {
       return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD);
     });
