@@ -193,7 +193,7 @@ export interface MpiBindings {
   allreduceSum(x: HostFloats | Float64Array): void;
   /** This rank's part [offset, offset + numel) of a buffer of `numel` elements under reduceScatterSum / allGather. */
   shard(numel: number): { offset: number; numel: number };
-  /** shard receives the sum over ranks of this rank's part of full (full unchanged). */
+  /** shard receives the sum over ranks of this rank's part of full (full is worked on in place: its other parts then hold partial sums). */
   reduceScatterSum(full: HostFloats, shard: HostFloats): void;
   /** In place: every rank's part of full is copied to every rank. */
   allGather(full: HostFloats): void;

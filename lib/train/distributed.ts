@@ -19,7 +19,7 @@
  * A single process (no launcher) gets a DataParallel of size 1 whose collectives do nothing, so the
  * Trainer has one code path.
  */
-import { addon, DeviceName, TensorRef } from '../native';
+import { addon, DeviceName } from '../native';
 import { DistributedError, UsageError } from '../errors';
 import { Decoder } from '../model/decoder';
 import { AdamW, AdamWOptions, ParameterRange } from './adamw';
@@ -51,7 +51,6 @@ export class DataParallel {
   private backend: Backend = 'none';
   /** ZeRO-1 on a GPU: the equal shard NCCL's reduce-scatter and all-gather use. */
   private ncclShard = 0;
-  private gradShard: { arena: TensorRef['arena']; numel: number } | null = null;
 
   private constructor(readonly rank: number, readonly size: number, readonly zero: 0 | 1, private readonly launched: boolean) {}
 
@@ -164,7 +163,7 @@ export class DataParallel {
 
   /**
    * After the backward passes: ZeRO-0 makes model.grads the sum over ranks; ZeRO-1 puts the sum of this
-   * rank's shard in place (the rest of model.grads then holds this rank's own gradients only).
+   * rank's shard in place (the rest of model.grads then holds partial sums, used by nothing).
    */
   reduceGradients(model: Decoder): void {
     if (this.alone) return;
@@ -175,18 +174,9 @@ export class DataParallel {
       return;
     }
     const range = this.shard(grads.numel);
-    if (this.backend === 'nccl') {
-      // In place: NCCL's output is this rank's shard of the same buffer.
-      this.collective(() => addon.nccl.reduceScatterSum!(all, { arena: grads.arena, offset: range.offset, numel: range.numel }));
-      return;
-    }
-    if (this.gradShard === null || this.gradShard.numel !== range.numel) {
-      this.gradShard?.arena.free();
-      this.gradShard = { arena: new addon.Arena(model.device, Math.max(1, range.numel)), numel: range.numel };
-    }
-    const shard = { arena: this.gradShard.arena, offset: 0, numel: range.numel };
-    this.collective(() => addon.mpi.reduceScatterSum(all, shard));
-    if (range.numel > 0) grads.arena.copyFrom(range.offset, shard.arena, 0, range.numel);
+    // In place: the output is this rank's shard of the same buffer (for NCCL and for gptune's MPI ring).
+    const shard = { arena: grads.arena, offset: range.offset, numel: range.numel };
+    this.collective(() => (this.backend === 'nccl' ? addon.nccl.reduceScatterSum!(all, shard) : addon.mpi.reduceScatterSum(all, shard)));
   }
 
   /** The global gradient norm after reduceGradients (under ZeRO-1 from the shards' sums of squares). */
@@ -245,11 +235,6 @@ export class DataParallel {
     } finally {
       whole.free();
     }
-  }
-
-  free(): void {
-    this.gradShard?.arena.free();
-    this.gradShard = null;
   }
 
   /** Runs a collective; its failure (a timeout, MPI or NCCL) becomes a DistributedError naming this rank. */

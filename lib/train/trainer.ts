@@ -325,7 +325,6 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       throw e;
     } finally {
       setup?.optimizer.free();
-      dp?.free();
       await dashboard?.close();
       this.running = false;
     }

@@ -336,7 +336,8 @@ Napi::Value Shard(const Napi::CallbackInfo& info) {
 }
 
 // reduceScatterSum(full, shard): shard (this rank's shard(full.numel).numel elements) receives the
-// sum over ranks of this rank's part of full. full is left as it was.
+// sum over ranks of this rank's part of full. The ring works in place: full's own part then holds that
+// sum too, and its other parts partial sums.
 Napi::Value ReduceScatterSum(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "mpi.reduceScatterSum", 2);
@@ -346,9 +347,9 @@ Napi::Value ReduceScatterSum(const Napi::CallbackInfo& info) {
   shard_layout(a, full.numel, &counts, &displs);
   FloatArg shard = a.floats(1, "shard", counts[world().rank]);
   if (a.device() != Device::Cpu) a.fail_range("mpi.reduceScatterSum: full and shard must be host memory (CUDA views are reduced with NCCL)");
-  collective(env, "reduce-scatter", [&] {
-    return MPI_Reduce_scatter(full.ptr, shard.ptr, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-  });
+  collective(env, "reduce-scatter", [&] { return ring_reduce_scatter(full.ptr, counts, displs); });
+  const int rank = world().rank;
+  if (shard.ptr != full.ptr + displs[rank]) std::memmove(shard.ptr, full.ptr + displs[rank], sizeof(float) * counts[rank]);
   return env.Undefined();
 }
 
