@@ -2,6 +2,8 @@
   # The CPU addon built by node-gyp (`npm run build:gyp`), for machines without cmake. Sources are
   # listed by globbing native/cpu and native/napi, as CMakeLists.txt does; the *_avx512 / *_avx2
   # translation units go into their own static libraries so only they get the wide-SIMD flags.
+  # MPI is left out of this build: native/napi/mpi.cc compiles without it and addon.mpi.available() is false
+  # (data-parallel training needs the cmake-js build with libopenmpi-dev installed).
   "variables": {
     "cpu_plain": "<!(node -p \"require('fs').readdirSync('native/cpu').filter(f=>f.endsWith('.cc')&&!/_avx(512|2)\\.cc$/.test(f)).map(f=>'native/cpu/'+f).join(' ')\")",
     "cpu_avx512": "<!(node -p \"require('fs').readdirSync('native/cpu').filter(f=>/_avx512\\.cc$/.test(f)).map(f=>'native/cpu/'+f).join(' ')\")",

@@ -41,3 +41,10 @@ export class HubAccessError extends UsageError {}
  * the next run resumes it), or a download does not match its size or sha256.
  */
 export class HubError extends Error {}
+
+/**
+ * A data-parallel job cannot go on: a collective timed out (a rank died or hangs), NCCL or MPI failed. The
+ * message names the rank that reports it and, when known, the ranks that never arrived; the CLI then ends
+ * every rank of the job (MPI_Abort) with a non-zero exit.
+ */
+export class DistributedError extends Error {}

@@ -173,6 +173,55 @@ export interface CudaBindings {
   ): void;
 }
 
+/** A host buffer a collective works on in place: a Float32Array or a CPU arena view. */
+type HostFloats = Float32Array | TensorRef;
+
+/**
+ * The addon's `mpi` object (native/napi/mpi.cc). Without MPI in the build, available() is false and every
+ * other function throws one line saying how to get it. A collective that has not returned after setTimeout()
+ * seconds (default 300) ends the whole job (MPI_Abort) with a line on stderr naming the ranks that never reached it.
+ */
+export interface MpiBindings {
+  available(): boolean;
+  /** '' when built with MPI, else what to install and how to rebuild. */
+  unavailableReason(): string;
+  /** MPI_Init_thread once per process (under mpirun / srun). */
+  init(): { rank: number; size: number };
+  rank(): number;
+  size(): number;
+  setTimeout(seconds: number): void;
+  /** In place: x becomes the element-wise sum over ranks (a Float64Array for scalars that need double precision). */
+  allreduceSum(x: HostFloats | Float64Array): void;
+  /** This rank's part [offset, offset + numel) of a buffer of `numel` elements under reduceScatterSum / allGather. */
+  shard(numel: number): { offset: number; numel: number };
+  /** shard receives the sum over ranks of this rank's part of full (full is worked on in place: its other parts then hold partial sums). */
+  reduceScatterSum(full: HostFloats, shard: HostFloats): void;
+  /** In place: every rank's part of full is copied to every rank. */
+  allGather(full: HostFloats): void;
+  broadcast(x: HostFloats | Uint8Array, root: number): void;
+  barrier(): void;
+  /** MPI_Abort: ends every rank of the job with exit code `code`. */
+  abort(code: number): void;
+  finalize(): void;
+  /** The MPI library's version line. */
+  library(): string;
+}
+
+/** The addon's `nccl` object: NCCL loaded at run time in CUDA builds; only available/unavailableReason otherwise. */
+export interface NcclBindings {
+  available(): boolean;
+  unavailableReason(): string;
+  version?(): number;
+  uniqueId?(): Uint8Array;
+  initRank?(id: Uint8Array, nranks: number, rank: number): void;
+  initAll?(devices: number[]): void;
+  setTimeout?(seconds: number): void;
+  allreduceSum?(x: TensorRef, comm?: number): void;
+  reduceScatterSum?(full: TensorRef, shard: TensorRef, comm?: number): void;
+  allGather?(full: TensorRef, shardNumel: number, comm?: number): void;
+  destroy?(): void;
+}
+
 export interface Addon {
   version: string;
   backends: string[];
@@ -182,6 +231,8 @@ export interface Addon {
   /** The CPU's scalar reference of the GGML block matmuls (native/cpu/ggml_quant.h), CPU tensors only: for tests. */
   ggmlReference: Pick<Kernels, 'matmul_ggml_forward' | 'matmul_ggml_backward'>;
   cuda: CudaBindings;
+  mpi: MpiBindings;
+  nccl: NcclBindings;
   setNumThreads(n: number): void;
   numThreads(): number;
   simdLevel(): string;

@@ -86,7 +86,7 @@ export interface TensorSpec {
 }
 
 /** Float offsets of each spec in an arena (16-float aligned) and the arena's total floats. */
-function arenaLayout(specs: readonly TensorSpec[]): { offsets: number[]; numel: number } {
+export function arenaLayout(specs: readonly TensorSpec[]): { offsets: number[]; numel: number } {
   let offset = 0;
   const offsets: number[] = [];
   for (const spec of specs) {

@@ -6,6 +6,7 @@
  * manifest and the checkpoints, each written atomically). Each command lives in commands/.
  */
 import { setPrecision, setThreads } from '../device';
+import { abortJob, finishJob, inMpiJob, launcherRank } from '../train/distributed';
 import { VERSION } from '../version';
 import { closestName, formatHelp, parseFlags, UsageError } from './args';
 import { Command, out, resolveModelFlags } from './common';
@@ -70,8 +71,22 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     const message = (e as Error).message.split('\n')[0];
-    process.stderr.write(`gptune ${name ?? ''}: ${message.startsWith(name + ':') ? message.slice(name.length + 2) : message}\n`);
-    return e instanceof UsageError ? 2 : 1;
+    const code = e instanceof UsageError ? 2 : 1;
+    // In an MPI job every rank parsed the same command line: rank 0 reports what is wrong with it, the
+    // others report only what happened to them (messages naming a rank, failures of their own).
+    const rank = launcherRank();
+    if (rank === null || rank === 0 || !(e instanceof UsageError) || message.startsWith('rank ')) {
+      process.stderr.write(`gptune ${name ?? ''}: ${message.startsWith(name + ':') ? message.slice(name.length + 2) : message}\n`);
+    }
+    // A failure of this rank alone would leave the others waiting until their collective timeout: the whole
+    // job ends now.
+    // (Bad input fails on every rank alike: they leave MPI together, after rank 0 has reported it.)
+    const ownFailure = !(e instanceof UsageError) || message.startsWith('rank ');
+    if (inMpiJob()) {
+      if (ownFailure) abortJob(code);
+      else finishJob();
+    }
+    return code;
   }
 }
 

@@ -180,6 +180,18 @@ export interface TrainConfig {
    */
   gradient_checkpointing: boolean;
 
+  // --- data-parallel training (mpirun / srun; lib/train/distributed.ts) ---
+  /**
+   * Sequences per optimizer step over all ranks (ranks x batch_size x grad_accum_steps): grad_accum_steps
+   * follows from it and the number of ranks, so a run's losses do not depend on how many ranks run it.
+   * Default null: grad_accum_steps as given, on each rank.
+   */
+  global_batch_size: number | null;
+  /** 1: ZeRO-1, AdamW's moments sharded over the ranks (reduce-scatter, update the shard, all-gather); 0: all-reduce. Default 0. */
+  zero: number;
+  /** Seconds a collective may wait for the other ranks before the job ends with an error naming the missing ones. Default 300. */
+  collective_timeout: number;
+
   // --- machine and logging ---
   /** Backend: cpu, cuda, or auto (cuda when a GPU is usable). Default "cpu". */
   device: DeviceSetting;
@@ -299,6 +311,9 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },
   max_memory: { type: 'string', nullable: true, byteSize: true, default: null, flag: 'max-memory', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },
   gradient_checkpointing: { type: 'bool', default: false, flag: 'gradient-checkpointing', help: 'keep only each block\'s input and recompute it in backward: less activation memory, about one more forward per step, the same gradients' },
+  global_batch_size: { type: 'int', min: 1, nullable: true, default: null, flag: 'global-batch-size', help: 'sequences per optimizer step over all MPI ranks (sets grad-accum = this / (ranks x batch-size))' },
+  zero: { type: 'int', min: 0, below: 2, default: 0, flag: 'zero', help: 'under mpirun: 1 shards AdamW\'s state over the ranks (ZeRO-1), 0 all-reduces the gradients' },
+  collective_timeout: { type: 'number', above: 0, default: 300, flag: 'collective-timeout', help: 'under mpirun: seconds a rank waits for the others in a collective before the job ends, naming the missing ranks' },
   device: { type: 'string', choices: DEVICE_SETTINGS, default: 'cpu', flag: 'device', help: 'backend: cpu, cuda, or auto' },
   precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },
   threads: { type: 'int', min: 1, nullable: true, default: null, flag: 'threads', help: 'CPU threads for the kernels (default: all cores)' },
@@ -483,6 +498,12 @@ export function resolveConfig(
   }
   if (config.sample_prompts !== null && samplePrompts(config.sample_prompts).length === 0) {
     throw new ConfigError(`${where}: sample_prompts holds no prompt (give one per line)`);
+  }
+  if (config.global_batch_size !== null) {
+    if (config.grad_accum_steps !== 1) throw new ConfigError(`${where}: give grad_accum_steps (${config.grad_accum_steps}) or global_batch_size (${config.global_batch_size}), not both`);
+    if (config.global_batch_size % config.batch_size !== 0) {
+      throw new ConfigError(`${where}: global_batch_size ${config.global_batch_size} is not a multiple of batch_size ${config.batch_size}`);
+    }
   }
   if (config.min_lr > config.learning_rate) {
     throw new ConfigError(`${where}: min_lr (${config.min_lr}) must not exceed learning_rate (${config.learning_rate})`);

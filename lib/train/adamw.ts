@@ -4,11 +4,14 @@
  * or a LoRA adapter). Weight decay applies to tensors with 2+ dimensions only (embeddings, linear
  * weights, every LoRA matrix), which come first in that layout, so an update is two kernel calls:
  * the decayed region and the rest.
+ *
+ * With a `range` (ZeRO-1, lib/train/distributed.ts) the optimizer owns the moments of that part of the
+ * layout only and updates only those parameters, from the gradients at the same place.
  */
 import { addon, kernels } from '../native';
 
 import { Decoder } from '../model/decoder';
-import { TensorArena } from '../tensor';
+import { arenaLayout, TensorArena } from '../tensor';
 import { checkInstance, checkNumber, checkOptions } from '../util/check';
 
 export interface AdamWOptions {
@@ -20,14 +23,22 @@ export interface AdamWOptions {
 
 export const ADAMW_DEFAULTS: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 
+/** A part [offset, offset + numel) of the trained layout. */
+export interface ParameterRange {
+  offset: number;
+  numel: number;
+}
+
 export class AdamW {
   readonly m: TensorArena;
   readonly v: TensorArena;
   /** Number of updates applied so far (bias correction uses step + 1 on the next update). */
   step = 0;
   private readonly decayEnd: number;
+  /** The part of the layout this optimizer updates (the whole layout unless a range was given). */
+  readonly range: ParameterRange;
 
-  constructor(readonly model: Decoder, readonly options: AdamWOptions = ADAMW_DEFAULTS) {
+  constructor(readonly model: Decoder, readonly options: AdamWOptions = ADAMW_DEFAULTS, range?: ParameterRange) {
     checkInstance('AdamW', 'model', model, Decoder, 'a Decoder model');
     checkOptions('AdamW', 'options', options);
     // Checked here, not by the kernel at the first update after a whole forward and backward pass.
@@ -37,9 +48,17 @@ export class AdamW {
     checkNumber('AdamW', 'options.eps', eps, { above: 0 });
     checkNumber('AdamW', 'options.weightDecay', weightDecay, { min: 0 });
     const { specs, decayCount } = model.trainableSpecs();
-    this.m = new TensorArena(model.device, specs);
-    this.v = new TensorArena(model.device, specs);
-    this.decayEnd = decayCount < specs.length ? this.m.get(specs[decayCount].name).offset : this.m.numel;
+    const layout = arenaLayout(specs);
+    this.decayEnd = decayCount < specs.length ? layout.offsets[decayCount] : layout.numel;
+    if (range !== undefined) {
+      if (!Number.isInteger(range.offset) || !Number.isInteger(range.numel) || range.offset < 0 || range.numel < 0 || range.offset + range.numel > layout.numel) {
+        throw new RangeError(`AdamW: range [${range.offset}, ${range.offset + range.numel}) is not inside the ${layout.numel} trained elements`);
+      }
+    }
+    this.range = range ?? { offset: 0, numel: layout.numel };
+    const moments = range === undefined ? specs : [{ name: 'shard', shape: [Math.max(1, range.numel)] }];
+    this.m = new TensorArena(model.device, moments);
+    this.v = new TensorArena(model.device, moments);
   }
 
   /** Applies one update with learning rate lr; gradients are multiplied by gradScale first. */
@@ -51,27 +70,29 @@ export class AdamW {
     this.step += 1;
     const { beta1, beta2, eps, weightDecay } = this.options;
     const trainable = this.model.trainable;
-    if (trainable.numel !== this.m.numel) throw new Error('AdamW.update: the model trains other tensors than this optimizer was made for');
+    const whole = this.range.offset === 0 && this.range.numel === trainable.numel;
+    if (whole ? trainable.numel !== this.m.numel : this.range.offset + this.range.numel > trainable.numel) {
+      throw new Error('AdamW.update: the model trains other tensors than this optimizer was made for');
+    }
     const p = trainable.arena, n = trainable.numel, d = this.decayEnd;
+    // The decayed region [0, d) and the rest [d, n), each cut to the range; the moments start at the range.
+    const lo = this.range.offset, hi = lo + this.range.numel;
+    const regions = [[0, d, weightDecay], [d, n, 0]].map(([start, end, wd]) => ({ start: Math.max(start, lo), numel: Math.min(end, hi) - Math.max(start, lo), wd }))
+      .filter((r) => r.numel > 0);
     const view = (arena: TensorArena['arena'], offset: number, numel: number) => ({ arena, offset, numel });
     const cuda = addon.cuda;
     if (this.model.device === 'cuda' && cuda.adamwUpdateMulti) {
       // One launch for both regions on the GPU.
-      const region = (offset: number, numel: number, weightDecay: number) => ({
-        params: view(p, offset, numel), m: view(this.m.arena, offset, numel), v: view(this.v.arena, offset, numel),
-        grads: view(grads.arena, offset, numel), weightDecay,
-      });
-      cuda.adamwUpdateMulti([region(0, d, weightDecay), region(d, n - d, 0)].filter((r) => r.params.numel > 0), lr, beta1, beta2, eps, gradScale, this.step);
+      cuda.adamwUpdateMulti(regions.map((r) => ({
+        params: view(p, r.start, r.numel), m: view(this.m.arena, r.start - lo, r.numel), v: view(this.v.arena, r.start - lo, r.numel),
+        grads: view(grads.arena, r.start, r.numel), weightDecay: r.wd,
+      })), lr, beta1, beta2, eps, gradScale, this.step);
       return;
     }
-    // A LoRA adapter is all matrices: its second region is empty.
-    if (d > 0) {
-      kernels.adamw_update(view(p, 0, d), view(this.m.arena, 0, d), view(this.v.arena, 0, d), view(grads.arena, 0, d),
-        d, lr, beta1, beta2, eps, weightDecay, gradScale, this.step);
-    }
-    if (n > d) {
-      kernels.adamw_update(view(p, d, n - d), view(this.m.arena, d, n - d), view(this.v.arena, d, n - d), view(grads.arena, d, n - d),
-        n - d, lr, beta1, beta2, eps, 0, gradScale, this.step);
+    // (A LoRA adapter is all matrices: its second region is empty.)
+    for (const r of regions) {
+      kernels.adamw_update(view(p, r.start, r.numel), view(this.m.arena, r.start - lo, r.numel), view(this.v.arena, r.start - lo, r.numel),
+        view(grads.arena, r.start, r.numel), r.numel, lr, beta1, beta2, eps, r.wd, gradScale, this.step);
     }
   }
 

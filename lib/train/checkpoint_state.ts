@@ -42,6 +42,10 @@ export interface TrainerState {
   elapsed_s: number;
   /** Token positions processed so far. */
   tokens_seen: number;
+  /** MPI ranks of the run that wrote the checkpoint (absent: written before data-parallel training, 1 rank). */
+  world_size?: number;
+  /** Sequences per optimizer step over all ranks (ranks x batch_size x micro-batches); a resumed run must keep it. */
+  global_batch?: number;
 }
 
 export interface CheckpointContents {

@@ -29,7 +29,7 @@ import { ADAPTER_FILES, adapterFiles, isAdapterFolder } from '../lora/files';
 import type { LoraSettings } from '../lora/modules';
 import { buildDatasets, DataReport } from '../data';
 import type { Batch, BatchSource } from '../data/types';
-import { setPrecision, setThreads } from '../device';
+import { resolveDevice, setPrecision, setThreads } from '../device';
 import { isAtomicTemporary, removeStaleTemporaries, writeFileAtomic } from '../io/atomic';
 import { appendLine } from '../io/jsonl';
 import { checkSpace, claimOutputFolder, entryUnder, OUTPUT_MANIFEST, OutputFolder, OutputPlan, planOutputFolder } from '../io/output';
@@ -52,10 +52,11 @@ import type { PreferenceObjective } from './preference';
 import { metricFields, PreferenceData, preferenceData, preferenceObjective } from './preference_run';
 import { evaluate } from './lm';
 import {
-  baseModelName, CONFIG_FILE, findResumableCheckpoint, loadOptimizerState, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
+  baseModelName, CONFIG_FILE, findResumableCheckpoint, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
   TrainerState, writeCheckpoint,
 } from './checkpoint_state';
 import { AnomalyKind, DivergenceMonitor } from './divergence';
+import { DataParallel } from './distributed';
 import { continueHistoryFile, EvalLog, HISTORY_FILE, HistoryLine, RunHistory, SampleLog, StepLog } from './history';
 import { ProgressReporter, ProgressStream } from './progress';
 import { learningRate } from './schedule';
@@ -170,6 +171,10 @@ interface Setup {
   /** The EOS id lib/data appended after each example/document, left out of token accuracy (null: batches from options). */
   appendedEos: number | null;
   optimizer: AdamW;
+  /** The job this run is part of (a single process: size 1); rank 0 alone writes files. */
+  dp: DataParallel;
+  /** Micro-batches per step on each rank (grad_accum_steps, or global_batch_size / (ranks x batch_size)). */
+  gradAccum: number;
   totalSteps: number;
   warmup: number;
   state: TrainerState;
@@ -316,13 +321,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     let setup: Setup | null = null;
     let dashboard: DashboardServer | null = null;
     const history = new RunHistory();
+    let dp: DataParallel | null = null;
     try {
+      dp = DataParallel.start({ zero: this.config.zero as 0 | 1, collectiveTimeout: this.config.collective_timeout, nameKey: (k) => this.nameKey(k) });
       // Before the model loads: a port in use fails in the first second.
-      if (this.config.dashboard !== null) {
+      if (this.config.dashboard !== null && dp.writes) {
         dashboard = await startDashboardServer(this.config.dashboard, { title: this.runTitle(), current: () => history }, this.nameKey('dashboard'));
         this.emit('dashboard', { url: dashboard.url });
       }
-      setup = await this.setup();
+      setup = await this.setup(dp);
       return await this.loop(setup, history);
     } catch (e) {
       if (setup?.ownsModel) setup.opened.model.free();
@@ -340,10 +347,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return `gptune train: ${this.config.output_dir === null ? 'a run without output_dir' : path.resolve(this.config.output_dir)}`;
   }
 
-  private async setup(): Promise<Setup> {
+  private async setup(dp: DataParallel): Promise<Setup> {
     const c = this.config;
     setThreads(c.threads ?? undefined);
     setPrecision(c.precision);
+    dp.selectDevice(resolveDevice(c.device));
+    const gradAccum = this.gradAccum(dp);
     if (!this.opts.train) {
       // Before the model loads: a typo in a path should not cost a multi-GB read first.
       for (const key of ['data', 'validation'] as const) {
@@ -372,7 +381,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         throw new ConfigError(`model ${c.model} conflicts with resume_from ${c.resume_from}: that checkpoint continues a run of ${trained ?? 'another model'} and resuming loads its weights; leave model unset or equal to it`);
       }
     }
-    const outputs = this.planOutputs(resumeDir);
+    // Rank 0 alone writes, so it alone checks and claims the folders.
+    const outputs = dp.writes ? this.planOutputs(resumeDir) : { out: null, checkpoints: null };
     // Training needs parameters, gradients, two AdamW moments and the activations of one
     // micro-batch; checked before anything is allocated (or, with options.model, before the rest).
     const maxBytes = c.max_memory === null ? null : parseByteSize(c.max_memory);
@@ -407,6 +417,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const ownsModel = !this.opts.model;
     try {
       const { model } = opened;
+      dp.attach(model, c.collective_timeout);
       if (loraResume) loadAdapter(model, resumeDir!, { trainable: true, label: this.nameKey('resume_from') });
       else if (c.adapter !== null) loadAdapter(model, c.adapter, { trainable: true, label: this.nameKey('adapter') });
       else if (lora) model.addAdapter(lora, { trainable: true, seed: c.seed, labels: loraLabels });
@@ -437,21 +448,25 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         dataReport = data.report;
       }
       if (validation !== null && validation.length === 0) validation = null;
-      const stepsPerEpoch = train.batchesPerEpoch / c.grad_accum_steps;
+      const stepsPerEpoch = train.batchesPerEpoch / (gradAccum * dp.size);
       const totalSteps = c.max_steps ?? Math.max(1, Math.ceil(c.epochs * stepsPerEpoch));
       const warmup = c.warmup_steps > 0 ? c.warmup_steps : Math.ceil(c.warmup_ratio * totalSteps);
+      // Preference steps normalise their loss over the pairs one process holds; over several ranks that sum would need
+      // its own reduction (lib/train/preference.ts), which is not written yet.
+      if (c.method !== 'sft' && dp.size > 1) throw new ConfigError(`method ${c.method} runs in one process; under mpirun/srun (${dp.size} ranks) only method sft is data-parallel so far`);
       // The reference model (DPO) is the starting model: before any step or resumed checkpoint changes it.
       const preference = c.method === 'sft' ? null : await preferenceObjective(c, model, resumeDir !== null && !loraResume,
         async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation);
-      const optimizer = new AdamW(model, { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay });
+      const optimizer = dp.optimizer(model, { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay });
       let state: TrainerState = {
         step: 0, epoch: 0, total_steps: totalSteps, data_state: train.getState(), best_val_loss: null, best_step: null,
-        evals_without_improvement: 0, last_eval_step: null, elapsed_s: 0, tokens_seen: 0,
+        evals_without_improvement: 0, last_eval_step: null, elapsed_s: 0, tokens_seen: 0, world_size: dp.size, global_batch: gradAccum * dp.size * c.batch_size,
       };
       try {
         if (resumeDir) {
           state = readTrainerState(resumeDir);
-          loadOptimizerState(resumeDir, optimizer);
+          this.checkResumedWorld(resumeDir, state, dp, gradAccum);
+          dp.loadOptimizer(resumeDir, model, optimizer);
           train.setState(state.data_state);
           state.total_steps = totalSteps;
         }
@@ -467,20 +482,46 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       let folders: { out: OutputFolder | null; checkpoints: OutputFolder | null };
       try {
         const saved = model.trainingAdapter?.parameterCount ?? model.numParameters;
-        folders = this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir);
+        folders = dp.writes ? this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir) : { out: null, checkpoints: null };
       } catch (e) {
         optimizer.free();
         preference?.free();
         throw e;
       }
       return {
-        opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
+        opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, dp, gradAccum, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
         checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts, preference,
       };
     } catch (e) {
       if (ownsModel) opened.model.free();
       throw e;
     }
+  }
+
+  /** Micro-batches per step on each rank: grad_accum_steps, or global_batch_size split over the ranks' batches. */
+  private gradAccum(dp: DataParallel): number {
+    const c = this.config;
+    if (c.global_batch_size === null) return c.grad_accum_steps;
+    const perRound = dp.size * c.batch_size;
+    if (c.global_batch_size % perRound !== 0) {
+      throw new ConfigError(`${this.nameKey('global_batch_size')} ${c.global_batch_size} does not split over ${dp.size} rank(s) x ${this.nameKey('batch_size')} ${c.batch_size}: give a multiple of ${perRound}`);
+    }
+    return c.global_batch_size / perRound;
+  }
+
+  /**
+   * A checkpoint continues with any number of ranks (its optimizer state is whole, ZeRO-1 shards gathered),
+   * as long as a step still takes the same global batch: otherwise the data position and the schedule
+   * would mean other things.
+   */
+  private checkResumedWorld(dir: string, state: TrainerState, dp: DataParallel, gradAccum: number): void {
+    const global = gradAccum * dp.size * this.config.batch_size;
+    const recorded = state.global_batch ?? null;
+    if (recorded !== null && recorded !== global) {
+      throw new ConfigError(`${this.nameKey('resume_from')} ${dir}: its run took ${recorded} sequences per step (${state.world_size ?? 1} rank(s)); this one would take ${global} (${dp.size} rank(s) x ${this.nameKey('batch_size')} ${this.config.batch_size} x ${gradAccum} micro-batches): set ${this.nameKey('global_batch_size')} ${recorded} to continue it`);
+    }
+    state.world_size = dp.size;
+    state.global_batch = global;
   }
 
   /** config.sample_prompts tokenized; each must leave room for sample_tokens in the model's context. */
@@ -553,14 +594,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const c = this.config;
     const { model } = s.opened;
     const { state } = s;
-    const progress = this.opts.progress ? new ProgressReporter(this.opts.progressStream ?? process.stderr, s.totalSteps) : null;
+    const writes = s.dp.writes;
+    const progress = this.opts.progress && writes ? new ProgressReporter(this.opts.progressStream ?? process.stderr, s.totalSteps) : null;
     const checkpointDir = this.checkpointDir;
     // Checkpoints exist when asked for (save_every), when there is a best model to keep (validation),
     // or when this run continues one; a plain run writes only output_dir, as `gptune train` always did.
     const checkpointing = checkpointDir !== null && (c.save_every > 0 || s.validation !== null || c.resume_from !== null);
     // Whether checkpoints/best holds the model of state.best_step.
     let bestSaved = false;
-    if (checkpointing && s.inheritedBest) {
+    if (checkpointing && s.inheritedBest && writes) {
       const here = path.join(checkpointDir!, 'best');
       if (path.resolve(here) !== path.resolve(s.inheritedBest)) copyModelFolder(s.inheritedBest, here, [STATE_FILE, CONFIG_FILE]);
       bestSaved = true;
@@ -579,7 +621,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const elapsed = () => elapsedBefore + (Date.now() - startedAt) / 1000;
     // The run's history: in memory for the dashboard, appended to output_dir's metrics.jsonl; a
     // resumed run cuts the file back to its checkpoint's step and continues it.
-    const historyFile = c.output_dir ? path.join(c.output_dir, HISTORY_FILE) : null;
+    const historyFile = c.output_dir && writes ? path.join(c.output_dir, HISTORY_FILE) : null;
     if (historyFile !== null && c.resume_from) for (const line of continueHistoryFile(historyFile, state.step)) history.add(line);
     // The history files are for watching the run: failing to write them (a full disk) warns once
     // and the run goes on (the model's own saves report their errors as before).
@@ -602,11 +644,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     record({ start: { step: state.step, total_steps: s.totalSteps, model: this.recordedConfig().model, output_dir: c.output_dir && path.resolve(c.output_dir), time: new Date().toISOString() } });
     const writeReport = () => writeHistory(() => writeFileAtomic(path.join(c.output_dir!, REPORT_FILE), dashboardPage(history, { title: this.runTitle(), live: false })));
     const log = (entry: StepLog | EvalLog) => {
-      if (c.log_file) appendLine(c.log_file, JSON.stringify(entry));
+      if (c.log_file && writes) appendLine(c.log_file, JSON.stringify(entry));
       record(entry);
     };
     const sample = () => {
-      if (s.samplePrompts.length === 0) return;
+      if (s.samplePrompts.length === 0 || !writes) return;
       const tokenizer = s.opened.tokenizer;
       // Greedy: no random numbers drawn, and the model's weights are only read, so training is unchanged.
       // Stopping as `gptune generate --greedy` does, so the text is what that command gives for this model.
@@ -616,7 +658,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       record(entry);
       this.emit('sample', entry);
     };
-    if (c.log_file) fs.mkdirSync(path.dirname(path.resolve(c.log_file)), { recursive: true });
+    if (c.log_file && writes) fs.mkdirSync(path.dirname(path.resolve(c.log_file)), { recursive: true });
     const epochOf = () => {
       const d = s.train.getState();
       return d.epoch + d.position / s.train.itemsPerEpoch;
@@ -635,8 +677,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const dir = path.join(checkpointDir, kind === 'step' ? `step-${state.step}` : kind);
       state.data_state = s.train.getState();
       state.elapsed_s = elapsed();
-      s.checkpointFolder?.record([path.basename(dir)]);
-      writeCheckpoint(dir, { model, optimizer: kind === 'best' ? null : s.optimizer, state, config: this.recordedConfig(), tokenizerFiles: s.tokenizerFiles });
+      // Every rank reaches every save (ZeRO-1 gathers the optimizer's shards here); rank 0 writes.
+      const gathered = kind === 'best' ? null : s.dp.gatheredOptimizer(model, s.optimizer);
+      try {
+        if (!writes) return null;
+        s.checkpointFolder?.record([path.basename(dir)]);
+        writeCheckpoint(dir, { model, optimizer: gathered?.optimizer ?? null, state, config: this.recordedConfig(), tokenizerFiles: s.tokenizerFiles });
+      } finally {
+        gathered?.release();
+      }
       if (kind === 'step') pruneStepCheckpoints(checkpointDir, c.save_total_limit);
       // The best checkpoint's report follows its evaluation's line (runEval), the others' here.
       if (kind !== 'best') writeReport();
@@ -654,7 +703,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         r = { loss: p.loss, perplexity: NaN, tokenAccuracy: p.counted > 0 ? p.correct / p.counted : NaN, tokens: p.tokens };
         preferenceFields = metricFields(p.metrics, 'val_');
       } else {
-        r = evaluate(model, s.validation!, s.appendedEos);
+        // Every rank evaluates; rank 0's results decide for all (improvement, early stopping, saves).
+        const e = evaluate(model, s.validation!, s.appendedEos);
+        const [loss, perplexity, tokenAccuracy, tokens] = s.dp.agree([e.loss, e.perplexity, e.tokenAccuracy, e.tokens]);
+        r = { loss, perplexity, tokenAccuracy, tokens };
       }
       if (r.tokens > 0 && !Number.isFinite(r.loss)) {
         divergence = `the validation loss after step ${state.step} is ${r.loss}`;
@@ -712,7 +764,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (reason !== 'completed') break;
       // Let signals, timers and I/O through between steps (the kernels run synchronously).
       await new Promise((resolve) => setImmediate(resolve));
-      if (this.stopRequest !== null && state.step < s.totalSteps) {
+      // A signal may reach the ranks at different steps: they stop together when any of them got one.
+      if (s.dp.sum([this.stopRequest !== null ? 1 : 0])[0] > 0 && state.step < s.totalSteps) {
+        this.stopRequest ??= 'another rank';
         reason = 'interrupted';
         break;
       }
@@ -778,17 +832,22 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const c = this.config;
     const { model } = s.opened;
     const started = process.hrtime.bigint();
-    const batches: Batch[] = [];
-    for (let i = 0; i < c.grad_accum_steps; i++) batches.push(s.train.next());
+    // Every rank draws the step's whole global batch (the same on every rank) and trains on its part.
+    const global: Batch[] = [];
+    for (let i = 0; i < s.gradAccum * s.dp.size; i++) global.push(s.train.next());
+    const { items: batches, first } = s.dp.mine(global);
     // The gradient of the mean loss over every scored token of the step, however they are spread
-    // over micro-batches (packed or padded examples score different numbers of tokens).
-    const scored = batches.reduce((n, b) => n + b.scoredTokens, 0);
+    // over micro-batches and ranks (packed or padded examples score different numbers of tokens).
+    const scored = global.reduce((n, b) => n + b.scoredTokens, 0);
+    const positions = global.reduce((n, b) => n + b.B * b.T, 0);
     model.zeroGrad();
-    let lossSum = 0, count = 0, correct = 0, counted = 0, positions = 0;
-    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below.
+    let lossSum = 0, count = 0, correct = 0, counted = 0;
+    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below
+    // (one process only, checked at setup, so `batches` is the whole global batch).
     const preference = s.preference ? this.preferenceStep(s, batches) : null;
-    if (preference) ({ lossSum, count, correct, counted, positions } = preference);
-    else for (const [i, b] of batches.entries()) {
+    if (preference) ({ lossSum, count, correct, counted } = preference);
+    else for (const [j, b] of batches.entries()) {
+      const i = first + j;
       // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
       const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
       const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
@@ -798,13 +857,17 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
       correct += accuracy.correct;
       counted += accuracy.counted;
-      positions += b.B * b.T;
     }
-    const gradNorm = model.gradNorm();
+    [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
+    s.dp.reduceGradients(model);
+    const gradNorm = s.dp.gradNorm(model);
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
     const verdict = monitor.check(s.state.step + 1, count > 0 ? lossSum / count : null, gradNorm);
     if (verdict.action === 'stop') return verdict.stopMessage;
-    if (verdict.action === 'update') s.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
+    if (verdict.action === 'update') {
+      s.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
+      s.dp.afterUpdate(model);
+    }
     s.state.step++;
     s.state.tokens_seen += positions;
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -862,7 +925,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       }
       throw new OutputError(`${(e as Error).message}; ${kept}`);
     }
-    if (!c.output_dir) return lastDir;
+    if (!c.output_dir || !s.dp.writes) return lastDir;
     try {
       this.publish(s, source);
     } catch (e) {

@@ -11,6 +11,8 @@
 // with leading dimension ld is, read column-major, its transpose (C,R) with the same ld. So the
 // row-major C (M,N) = op(A) op(B) is computed as the column-major C^T (N,M) = op(B)^T op(A)^T:
 // cuBLASLt's "A" is our B and its "B" is our A, m = N, n = M, k = K.
+#include "dl_symbol.h"
+
 #include <array>
 #include <cstdint>
 #include <cstdlib>
@@ -136,17 +138,6 @@ struct Library {
   lt::Api api{};
 };
 
-template <typename F>
-bool resolve(void* so, const char* name, F& fn, std::string& missing) {
-  void* symbol = dlsym(so, name);
-  if (!symbol) {
-    if (!missing.empty()) missing += ", ";
-    missing += name;
-    return false;
-  }
-  fn = reinterpret_cast<F>(symbol);
-  return true;
-}
 
 // Tries $GPTUNE_CUBLASLT, libcublasLt.so.13, .so.12, .so in that order; the first that opens and
 // has every symbol wins. Never throws; on failure `reason` lists what each candidate said.
@@ -166,18 +157,18 @@ void load(Library& lib) {
     }
     lt::Api api{};
     std::string missing;
-    resolve(so, "cublasLtCreate", api.create, missing);
-    resolve(so, "cublasLtGetVersion", api.get_version, missing);
-    resolve(so, "cublasLtMatmulDescCreate", api.desc_create, missing);
-    resolve(so, "cublasLtMatmulDescDestroy", api.desc_destroy, missing);
-    resolve(so, "cublasLtMatmulDescSetAttribute", api.desc_set, missing);
-    resolve(so, "cublasLtMatrixLayoutCreate", api.layout_create, missing);
-    resolve(so, "cublasLtMatrixLayoutDestroy", api.layout_destroy, missing);
-    resolve(so, "cublasLtMatmulPreferenceCreate", api.preference_create, missing);
-    resolve(so, "cublasLtMatmulPreferenceDestroy", api.preference_destroy, missing);
-    resolve(so, "cublasLtMatmulPreferenceSetAttribute", api.preference_set, missing);
-    resolve(so, "cublasLtMatmulAlgoGetHeuristic", api.heuristic, missing);
-    resolve(so, "cublasLtMatmul", api.matmul, missing);
+    resolve_symbol(so, "cublasLtCreate", api.create, missing);
+    resolve_symbol(so, "cublasLtGetVersion", api.get_version, missing);
+    resolve_symbol(so, "cublasLtMatmulDescCreate", api.desc_create, missing);
+    resolve_symbol(so, "cublasLtMatmulDescDestroy", api.desc_destroy, missing);
+    resolve_symbol(so, "cublasLtMatmulDescSetAttribute", api.desc_set, missing);
+    resolve_symbol(so, "cublasLtMatrixLayoutCreate", api.layout_create, missing);
+    resolve_symbol(so, "cublasLtMatrixLayoutDestroy", api.layout_destroy, missing);
+    resolve_symbol(so, "cublasLtMatmulPreferenceCreate", api.preference_create, missing);
+    resolve_symbol(so, "cublasLtMatmulPreferenceDestroy", api.preference_destroy, missing);
+    resolve_symbol(so, "cublasLtMatmulPreferenceSetAttribute", api.preference_set, missing);
+    resolve_symbol(so, "cublasLtMatmulAlgoGetHeuristic", api.heuristic, missing);
+    resolve_symbol(so, "cublasLtMatmul", api.matmul, missing);
     if (!missing.empty()) {
       reasons += (reasons.empty() ? "" : "; ") + name + ": lacks " + missing;
       dlclose(so);

@@ -195,6 +195,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemm", SgemmBinding(env));
   exports.Set("ggmlReference", GgmlReferenceBindings(env));
   exports.Set("cuda", CudaBindings(env));
+  exports.Set("mpi", MpiBindings(env));
+  exports.Set("nccl", NcclBindings(env));
   exports.Set("version", Napi::String::New(env, GPTUNE_VERSION));
   Napi::Array backends = Napi::Array::New(env);
   backends.Set(0u, "cpu");

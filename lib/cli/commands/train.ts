@@ -5,6 +5,7 @@ import {
 } from '../../config';
 import { localAdapterFolder } from '../../hub';
 import { CONFIG_FILE, findResumableCheckpoint, readCheckpointConfig } from '../../train/checkpoint_state';
+import { finishJob, launcherRank } from '../../train/distributed';
 import { resumeModelConflict, Trainer } from '../../train/trainer';
 import { formatPresetShape, presetShapes } from '../../model/config';
 import { FlagSpec, UsageError } from '../args';
@@ -133,7 +134,8 @@ export const trainCommand: Command = {
     if (config.adapter !== null) config = { ...config, adapter: await localAdapterFolder(config.adapter, `--${CONFIG_SCHEMA.adapter.flag}`, hub) };
     const trainer = new Trainer(config, { progress: !v.quiet, nameKey: (key) => `--${CONFIG_SCHEMA[key].flag}`, hub: v.quiet ? { ...hub, onProgress: undefined } : hub });
     // Warnings are not progress: --quiet keeps them (the progress lines carry them otherwise).
-    if (v.quiet) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
+    // (Under mpirun every rank sees the same warnings: rank 0 prints them.)
+    if (v.quiet && (launcherRank() ?? 0) === 0) trainer.on('warning', (w) => process.stderr.write(`gptune train: warning: ${w.message}\n`));
     // Printed even with --quiet: the URL is the only way to the page (port 0 picks it at run time).
     trainer.on('dashboard', ({ url }) => process.stderr.write(`gptune train: dashboard at ${url}\n`));
     let result;
@@ -167,6 +169,8 @@ export const trainCommand: Command = {
       const where = result.lastCheckpoint ? `; checkpoint written to ${result.lastCheckpoint} (continue with --resume ${result.lastCheckpoint})` : '';
       throw new Error(`interrupted by ${result.signal} after step ${result.step}${where}`);
     }
-    out(JSON.stringify(summary));
+    // Under mpirun rank 0 reports for the job; every rank then leaves MPI.
+    if ((launcherRank() ?? 0) === 0) out(JSON.stringify(summary));
+    finishJob();
   },
 };

@@ -1,0 +1,279 @@
+/**
+ * Data-parallel training over MPI ranks (`mpirun -np N gptune train ...`, or `srun`), llm.c's way:
+ *
+ * - Every rank holds the whole model and builds the same batches from the same seed. A step takes
+ *   N x grad_accum_steps micro-batches in the run's global order; rank r trains on its run of
+ *   grad_accum_steps of them (rank-major), so the global order, and with it every loss, depends on the
+ *   seed only: N ranks compute what one process computes with grad_accum_steps x N.
+ * - Each rank's backward scales by the step's global count of scored tokens, so the SUM of the ranks'
+ *   gradients is the gradient of the step's mean loss; the sum is taken in place over the gradient
+ *   arena (MPI on CPU ranks, NCCL on GPU ranks), bitwise the same on every rank, so the weights stay
+ *   identical. Loss sums, token counts and accuracy are summed the same way.
+ * - ZeRO-1 (`zero: 1`): the gradients are reduce-scattered instead; each rank keeps AdamW's moments of
+ *   its shard of the layout only, updates that shard, and the weights are all-gathered. A checkpoint
+ *   gathers the moments (a full optimizer.safetensors, as a single process writes), so a run resumes
+ *   on any number of ranks.
+ * - Rank 0 alone writes (the Trainer asks `writes`); every rank takes the same decisions (evaluations,
+ *   early stopping, checkpoints, stopping on a signal), from values agreed on through collectives.
+ *
+ * A single process (no launcher) gets a DataParallel of size 1 whose collectives do nothing, so the
+ * Trainer has one code path.
+ */
+import { addon, DeviceName } from '../native';
+import { DistributedError, UsageError } from '../errors';
+import { Decoder } from '../model/decoder';
+import { AdamW, AdamWOptions, ParameterRange } from './adamw';
+import { loadOptimizerState } from './checkpoint_state';
+
+/** Variables a launcher sets in every rank: Open MPI's mpirun, MPICH/Intel MPI (PMI), PMIx (Open MPI 5, Slurm's srun --mpi=pmix). */
+export const LAUNCHER_VARIABLES = ['OMPI_COMM_WORLD_SIZE', 'PMI_SIZE', 'PMIX_RANK'] as const;
+/** Variables holding the rank's index among the ranks of its node (which GPU it drives). */
+const LOCAL_RANK_VARIABLES = ['OMPI_COMM_WORLD_LOCAL_RANK', 'MPI_LOCALRANKID', 'SLURM_LOCALID', 'PMIX_LOCAL_RANK'] as const;
+
+/** "NAME=value" of the launcher variable this process was started with, or null when no launcher started it. */
+export function launcherVariable(env: NodeJS.ProcessEnv = process.env): string | null {
+  const name = LAUNCHER_VARIABLES.find((n) => env[n] !== undefined && env[n] !== '');
+  return name === undefined ? null : `${name}=${env[name]}`;
+}
+
+export interface DataParallelOptions {
+  /** 0: all-reduce the gradients; 1: ZeRO-1 (optimizer state sharded over the ranks). */
+  zero: 0 | 1;
+  /** Seconds any collective may take before the job is declared broken. */
+  collectiveTimeout: number;
+  /** How messages name the config keys zero and collective_timeout. */
+  nameKey: (key: 'zero' | 'collective_timeout') => string;
+}
+
+type Backend = 'none' | 'mpi' | 'nccl';
+
+export class DataParallel {
+  private backend: Backend = 'none';
+  /** ZeRO-1 on a GPU: the equal shard NCCL's reduce-scatter and all-gather use. */
+  private ncclShard = 0;
+
+  private constructor(readonly rank: number, readonly size: number, readonly zero: 0 | 1, private readonly launched: boolean) {}
+
+  /** Whether the collectives do nothing: one process, or one CPU rank. */
+  private get alone(): boolean {
+    return this.backend === 'none';
+  }
+
+  /**
+   * The job this process belongs to: MPI's world when a launcher started it (MPI_Init happens here), a
+   * single process otherwise. Throws UsageError when MPI is needed and missing.
+   */
+  static start(options: DataParallelOptions): DataParallel {
+    const launcher = launcherVariable();
+    const mpi = addon.mpi;
+    if (launcher === null) {
+      if (options.zero === 1) {
+        throw new UsageError(`${options.nameKey('zero')} 1 shards the optimizer over MPI ranks: launch the run with mpirun -np N (or srun), or give ${options.nameKey('zero')} 0${mpi.available() ? '' : `; besides, ${mpi.unavailableReason()}`}`);
+      }
+      return new DataParallel(0, 1, 0, false);
+    }
+    if (!mpi.available()) {
+      throw new UsageError(`this process was started by an MPI launcher (${launcher}) but ${mpi.unavailableReason()}; without it every rank would train alone`);
+    }
+    const { rank, size } = mpi.init();
+    mpi.setTimeout(options.collectiveTimeout);
+    const dp = new DataParallel(rank, size, options.zero, true);
+    dp.backend = size > 1 ? 'mpi' : 'none';
+    return dp;
+  }
+
+  /** Whether this rank writes files (outputs, checkpoints, logs, metrics): rank 0 only. */
+  get writes(): boolean {
+    return this.rank === 0;
+  }
+
+  /**
+   * The GPU a rank drives, chosen before the model loads: its index among the node's ranks, modulo the
+   * node's GPUs (one rank per GPU, as llm.c). Returns the device index set, or null on the CPU.
+   */
+  selectDevice(device: DeviceName): number | null {
+    if (device !== 'cuda' || this.size === 1) return null;
+    const name = LOCAL_RANK_VARIABLES.find((n) => process.env[n] !== undefined);
+    const local = name === undefined ? this.rank : Number(process.env[name]);
+    const count = addon.cuda.deviceCount?.() ?? 0;
+    if (count === 0) throw new UsageError(`rank ${this.rank}: device cuda asked for, but this node has no usable GPU`);
+    addon.cuda.setDevice!(local % count);
+    return local % count;
+  }
+
+  /**
+   * Ties the job to the model it trains: GPU ranks start NCCL (rank 0 makes the unique id, MPI
+   * broadcasts it), even a job of one rank (so that one GPU checks the NCCL path against a plain run).
+   * Throws UsageError when a GPU rank has no NCCL.
+   */
+  attach(model: Decoder, collectiveTimeout: number): void {
+    if (!this.launched || model.device !== 'cuda') return;
+    const nccl = addon.nccl;
+    if (!nccl.available()) throw new UsageError(`rank ${this.rank}: GPU ranks reduce gradients with NCCL: ${nccl.unavailableReason()}`);
+    const id = this.rank === 0 ? nccl.uniqueId!() : new Uint8Array(128);
+    addon.mpi.broadcast(id, 0);
+    nccl.initRank!(id, this.size, this.rank);
+    nccl.setTimeout!(collectiveTimeout);
+    this.backend = 'nccl';
+    if (this.zero === 1) {
+      const n = model.trainable.numel;
+      if (n % this.size !== 0) {
+        throw new UsageError(`zero 1 on GPUs needs the ${n} trained elements to split evenly over ${this.size} ranks (NCCL's reduce-scatter); use zero 0 or another number of GPUs`);
+      }
+      this.ncclShard = n / this.size;
+    }
+  }
+
+  /** This rank's part of the trained layout under ZeRO-1 (the whole layout otherwise). */
+  shard(numel: number): ParameterRange {
+    if (this.zero === 0 || this.alone) return { offset: 0, numel };
+    if (this.backend === 'nccl') return { offset: this.rank * this.ncclShard, numel: this.ncclShard };
+    return addon.mpi.shard(numel);
+  }
+
+  /** The optimizer of this rank: AdamW over its shard under ZeRO-1, over everything otherwise. */
+  optimizer(model: Decoder, options: AdamWOptions): AdamW {
+    const n = model.trainable.numel;
+    const range = this.shard(n);
+    return range.numel === n ? new AdamW(model, options) : new AdamW(model, options, range);
+  }
+
+  /** A step's micro-batches (N x grad_accum_steps, in global order): this rank's run of them and the global index of its first. */
+  mine<T>(all: readonly T[]): { items: T[]; first: number } {
+    const each = all.length / this.size;
+    if (!Number.isInteger(each)) throw new RangeError(`DataParallel.mine: ${all.length} micro-batches do not split over ${this.size} ranks`);
+    return { items: all.slice(this.rank * each, (this.rank + 1) * each), first: this.rank * each };
+  }
+
+  /** Element-wise sums over the ranks of a few numbers (in double precision; the same on every rank). */
+  sum(values: number[]): number[] {
+    if (this.alone) return values;
+    const x = Float64Array.from(values);
+    this.collective(() => addon.mpi.allreduceSum(x));
+    return Array.from(x);
+  }
+
+  /** Rank 0's values on every rank (an evaluation's results: every rank then takes the same decisions). */
+  agree(values: number[]): number[] {
+    if (this.alone) return values;
+    const x = Float64Array.from(values);
+    this.collective(() => addon.mpi.broadcast(new Uint8Array(x.buffer), 0));
+    return Array.from(x);
+  }
+
+  /**
+   * After the backward passes: ZeRO-0 makes model.grads the sum over ranks; ZeRO-1 puts the sum of this
+   * rank's shard in place (the rest of model.grads then holds partial sums, used by nothing).
+   */
+  reduceGradients(model: Decoder): void {
+    if (this.alone) return;
+    const grads = model.grads!;
+    const all = grads.all();
+    if (this.zero === 0) {
+      this.collective(() => (this.backend === 'nccl' ? addon.nccl.allreduceSum!(all) : addon.mpi.allreduceSum(all)));
+      return;
+    }
+    const range = this.shard(grads.numel);
+    // In place: the output is this rank's shard of the same buffer (for NCCL and for gptune's MPI ring).
+    const shard = { arena: grads.arena, offset: range.offset, numel: range.numel };
+    this.collective(() => (this.backend === 'nccl' ? addon.nccl.reduceScatterSum!(all, shard) : addon.mpi.reduceScatterSum(all, shard)));
+  }
+
+  /** The global gradient norm after reduceGradients (under ZeRO-1 from the shards' sums of squares). */
+  gradNorm(model: Decoder): number {
+    if (this.zero === 0 || this.alone) return model.gradNorm();
+    const grads = model.grads!;
+    const range = this.shard(grads.numel);
+    const local = range.numel === 0 ? 0 : addon.kernels.sum_squares({ arena: grads.arena, offset: range.offset, numel: range.numel }, range.numel);
+    return Math.sqrt(this.sum([local])[0]);
+  }
+
+  /** After an optimizer update: under ZeRO-1 every rank's updated shard of the weights goes to every rank. */
+  afterUpdate(model: Decoder): void {
+    if (this.zero === 0 || this.alone) return;
+    const all = model.trainable.all();
+    this.collective(() => (this.backend === 'nccl' ? addon.nccl.allGather!(all, this.ncclShard) : addon.mpi.allGather(all)));
+  }
+
+  /**
+   * The optimizer a checkpoint holds: `optimizer` itself, or under ZeRO-1 a whole one gathered from every
+   * rank's shard (a collective: every rank calls this at the same save). release() frees a gathered one.
+   */
+  gatheredOptimizer(model: Decoder, optimizer: AdamW): { optimizer: AdamW; release(): void } {
+    if (optimizer.range.numel === model.trainable.numel) return { optimizer, release() {} };
+    const whole = new AdamW(model, optimizer.options);
+    try {
+      whole.step = optimizer.step;
+      const { offset, numel } = optimizer.range;
+      for (const [part, full] of [[optimizer.m, whole.m], [optimizer.v, whole.v]] as const) {
+        if (numel > 0) full.arena.copyFrom(offset, part.arena, 0, numel);
+        const all = full.all();
+        this.collective(() => (this.backend === 'nccl' ? addon.nccl.allGather!(all, this.ncclShard) : addon.mpi.allGather(all)));
+      }
+    } catch (e) {
+      whole.free();
+      throw e;
+    }
+    return { optimizer: whole, release: () => whole.free() };
+  }
+
+  /** Restores `optimizer` (this rank's shard under ZeRO-1) from a checkpoint's whole optimizer state. */
+  loadOptimizer(dir: string, model: Decoder, optimizer: AdamW): void {
+    if (optimizer.range.numel === model.trainable.numel) {
+      loadOptimizerState(dir, optimizer);
+      return;
+    }
+    const whole = new AdamW(model, optimizer.options);
+    try {
+      loadOptimizerState(dir, whole);
+      const { offset, numel } = optimizer.range;
+      if (numel > 0) {
+        optimizer.m.arena.copyFrom(0, whole.m.arena, offset, numel);
+        optimizer.v.arena.copyFrom(0, whole.v.arena, offset, numel);
+      }
+      optimizer.step = whole.step;
+    } finally {
+      whole.free();
+    }
+  }
+
+  /** Runs a collective; its failure (a timeout, MPI or NCCL) becomes a DistributedError naming this rank. */
+  private collective(run: () => void): void {
+    try {
+      run();
+    } catch (e) {
+      const message = (e as Error).message;
+      throw new DistributedError(message.startsWith('rank ') ? message : `rank ${this.rank}: ${message}`);
+    }
+  }
+}
+
+/** Variables holding a rank's index in the job, as launchers set them before MPI starts. */
+const RANK_VARIABLES = ['OMPI_COMM_WORLD_RANK', 'PMI_RANK', 'PMIX_RANK', 'SLURM_PROCID'] as const;
+
+/** This process's rank when a launcher started it (from its variables: known before MPI starts), else null. */
+export function launcherRank(env: NodeJS.ProcessEnv = process.env): number | null {
+  if (launcherVariable(env) === null) return null;
+  const name = RANK_VARIABLES.find((n) => env[n] !== undefined && /^\d+$/.test(env[n]!));
+  return name === undefined ? null : Number(env[name]);
+}
+
+/** Whether this process runs MPI (initialized, not finalized) in a job of more than one rank. */
+export function inMpiJob(): boolean {
+  if (launcherVariable() === null || !addon.mpi.available()) return false;
+  try {
+    return addon.mpi.size() > 1;
+  } catch {
+    return false; // MPI was never initialized (the command failed before training started)
+  }
+}
+
+/** Ends every rank of the job with `code` (MPI_Abort): no rank is left waiting for this one. */
+export function abortJob(code: number): void {
+  addon.mpi.abort(code);
+}
+
+/** MPI_Finalize, once, at the end of a successful run (a no-op when MPI never started). */
+export function finishJob(): void {
+  if (launcherVariable() !== null && addon.mpi.available()) addon.mpi.finalize();
+}

@@ -1,0 +1,39 @@
+// NCCL for GPU ranks, loaded at run time with dlopen ($GPTUNE_NCCL, else libnccl.so.2): the addon
+// builds where NCCL is absent (no headers, no library) and loads where it is. Collectives run on a
+// stream of their own, ordered after the backend's stream and waited for against a deadline, so a
+// rank that died or hangs ends in a gptune::Error (the communicator aborted), never in a hang.
+// Built with the CUDA backend only (native/cuda/nccl.cu). Every function throws gptune::Error.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gptune::cuda::nccl {
+
+constexpr size_t kUniqueIdBytes = 128;  // sizeof(ncclUniqueId)
+
+// Loads NCCL if needed; returns "" when it is usable, else one line: what was tried and how to get it.
+std::string unavailable_reason();
+int version();  // e.g. 22105 for 2.21.5; throws when NCCL is unavailable
+
+// The id rank 0 makes and every rank receives (over MPI) before init_rank.
+std::vector<uint8_t> unique_id();
+// One communicator per process (mpirun): this rank of nranks, on the current CUDA device.
+void init_rank(const uint8_t* id, int nranks, int rank);
+// One process driving several GPUs (ncclCommInitAll): communicator i runs on devices[i].
+void init_all(const std::vector<int>& devices);
+int communicators();
+// Bounds every later wait for a collective, in seconds.
+void set_timeout(double seconds);
+
+// In place on device memory of communicator `comm` (0 under mpirun): x (n floats) becomes the sum over ranks.
+void all_reduce_sum(int comm, float* x, size_t n);
+// shard (n/nranks floats) receives the sum over ranks of this rank's n/nranks part of full.
+void reduce_scatter_sum(int comm, const float* full, float* shard, size_t shard_n);
+// In place: this rank's shard of full (at rank*shard_n) is copied to every rank.
+void all_gather(int comm, float* full, size_t shard_n);
+// Releases every communicator (ncclCommDestroy).
+void destroy();
+
+}  // namespace gptune::cuda::nccl

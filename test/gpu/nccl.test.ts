@@ -1,0 +1,77 @@
+/**
+ * NCCL on a GPU (native/cuda/nccl.cu, loaded at run time): one rank's collectives leave a CUDA buffer as it was
+ * (the sum over one rank), and `mpirun -np 1 gptune train --device cuda`, whose gradients then go through
+ * ncclAllReduce (ZeRO-0) or ncclReduceScatter + ncclAllGather (ZeRO-1), gives the losses of the same run
+ * without a launcher, bitwise (one rank adds nothing).
+ *   node --test dist/test/gpu/        (on a GPU machine with libnccl.so.2 or GPTUNE_NCCL, and mpirun for the run)
+ */
+import * as assert from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as nodeTest from 'node:test';
+import { addon } from '../../lib/native';
+import { skip as gpuSkip, underJest } from './target';
+
+const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
+const CLI = path.join(ROOT, 'dist/lib/cli/main.js');
+const TINY = path.join(ROOT, 'test/fixtures/tiny-gpt2');
+const DATA = path.join(ROOT, 'test/fixtures/eval-text.txt');
+
+const ncclSkip = gpuSkip ?? (addon.nccl.available() ? undefined : addon.nccl.unavailableReason());
+const mpirun = spawnSync('sh', ['-c', 'command -v mpirun'], { encoding: 'utf8' }).stdout.trim();
+const runSkip = ncclSkip ?? (mpirun === '' ? 'mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)' : !addon.mpi.available() ? addon.mpi.unavailableReason() : undefined);
+
+function losses(args: string[], launcher: boolean): number[] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gptune-nccl-'));
+  const log = path.join(dir, 'log.jsonl');
+  const train = [CLI, 'train', '--model', TINY, '--data', DATA, '--out', path.join(dir, 'out'), '--log', log, '--device', 'cuda', '--precision', 'fp32',
+    '--steps', '5', '--batch-size', '2', '--seq-len', '16', '--global-batch-size', '8', '--lr', '2e-3', '--weight-decay', '0.1', '--quiet', ...args];
+  const env = { ...process.env, OMPI_MCA_btl: 'self,vader', OMPI_MCA_plm: 'isolated' };
+  const r = launcher
+    ? spawnSync(mpirun, ['--allow-run-as-root', '--oversubscribe', '-np', '1', process.execPath, ...train], { encoding: 'utf8', env })
+    : spawnSync(process.execPath, train, { encoding: 'utf8' });
+  assert.strictEqual(r.status, 0, r.stderr);
+  return fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss as number);
+}
+
+if (underJest) {
+  (globalThis as unknown as { test: { skip: (n: string, f: () => void) => void } }).test.skip(
+    'GPU NCCL tests: run `node --test dist/test/gpu/` on a GPU machine (skipped under jest)', () => undefined);
+} else {
+  if (ncclSkip) console.log(`# GPU NCCL tests skipped: ${ncclSkip}`);
+  else if (runSkip) console.log(`# GPU NCCL training test skipped: ${runSkip}`);
+
+  nodeTest.describe('NCCL on cuda', () => {
+    nodeTest.it('one rank: all-reduce, reduce-scatter and all-gather keep the buffer', { skip: ncclSkip }, () => {
+      const nccl = addon.nccl;
+      assert.ok(nccl.version!() >= 20000, `NCCL 2.x expected, got ${nccl.version!()}`);
+      nccl.initRank!(nccl.uniqueId!(), 1, 0);
+      const n = 1000;
+      const values = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 3 + i / 7);
+      const arena = new addon.Arena('cuda', 2 * n);
+      try {
+        arena.write(0, values);
+        const view = { arena, offset: 0, numel: n };
+        nccl.allreduceSum!(view);
+        assert.deepStrictEqual(arena.read(0, n), values);
+        nccl.reduceScatterSum!(view, { arena, offset: n, numel: n });
+        assert.deepStrictEqual(arena.read(n, n), values);
+        nccl.allGather!(view, n);
+        assert.deepStrictEqual(arena.read(0, n), values);
+        assert.throws(() => nccl.allGather!(view, 3), /must be a whole number of shards of 3/);
+      } finally {
+        arena.free();
+        nccl.destroy!();
+      }
+    });
+
+    nodeTest.it('mpirun -np 1 on the GPU (NCCL, ZeRO-0 and ZeRO-1) gives the losses of the plain run', { skip: runSkip }, () => {
+      const plain = losses([], false);
+      assert.strictEqual(plain.length, 5);
+      assert.deepStrictEqual(losses(['--zero', '0'], true), plain);
+      assert.deepStrictEqual(losses(['--zero', '1'], true), plain);
+    });
+  });
+}

@@ -1,0 +1,287 @@
+/**
+ * Data-parallel training under Open MPI (`mpirun --oversubscribe -np N gptune train ...` on loopback): the
+ * collectives against plain sums; N ranks give the per-step losses of one process with the same global
+ * batch (GPT-2 and the Llama family), saved models that evaluate the same; ZeRO-1 = ZeRO-0; checkpoints
+ * of sharded runs resume with another number of ranks; a rank killed or hung ends the job non-zero within
+ * the collective timeout, naming the rank, the last complete checkpoint still loadable; bad input.
+ *
+ * Needs mpirun and an addon built with MPI (CMake found libopenmpi-dev); skipped with the reason otherwise
+ * (.ci/run installs both).
+ */
+import { ChildProcess, spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { addon } from '../../lib/native';
+import { readSafetensors, toFloat32 } from '../../lib/io/safetensors';
+import { FIXTURES, tempDir, TINY } from '../helpers';
+import { tinyLlamaFolder } from '../llama_helpers';
+
+const ROOT = path.resolve(__dirname, '../..');
+const CLI = path.join(ROOT, 'dist/lib/cli/main.js');
+const DATA = path.join(FIXTURES, 'eval-text.txt');
+
+const mpirunPath = spawnSync('sh', ['-c', 'command -v mpirun'], { encoding: 'utf8' }).stdout.trim();
+const skipReason = mpirunPath === '' ? 'mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)'
+  : !addon.mpi.available() ? addon.mpi.unavailableReason() : null;
+if (skipReason !== null) process.stderr.write(`distributed.test.ts skipped: ${skipReason}\n`);
+const describeMpi = skipReason === null ? describe : describe.skip;
+
+// Shared memory between the ranks of this one machine, no network probing, no ssh (quick start-up).
+const MPI_ENV = { ...process.env, OMPI_MCA_btl: 'self,vader', OMPI_MCA_plm: 'isolated', OMPI_MCA_btl_vader_single_copy_mechanism: 'none', OMPI_MCA_rmaps_base_oversubscribe: '1' };
+const MPIRUN = ['--allow-run-as-root', '--oversubscribe'];
+
+interface Run { code: number; stdout: string; stderr: string; seconds: number }
+
+function gptune(args: string[]): Run {
+  const started = Date.now();
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - started) / 1000 };
+}
+
+function mpirun(np: number, program: string[], timeoutMs = 120_000): Run {
+  const started = Date.now();
+  const r = spawnSync(mpirunPath, [...MPIRUN, '-np', String(np), ...program], { cwd: ROOT, encoding: 'utf8', env: MPI_ENV, timeout: timeoutMs });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - started) / 1000 };
+}
+
+function losses(logFile: string): number[] {
+  return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => 'loss' in l).map((l) => l.loss as number);
+}
+
+function expectClose(actual: number[], expected: number[], tolerance: number): void {
+  expect(actual).toHaveLength(expected.length);
+  const worst = Math.max(...actual.map((a, i) => Math.abs(a - expected[i])));
+  expect(worst).toBeLessThan(tolerance);
+}
+
+function evalLoss(model: string): number {
+  const r = gptune(['eval', '--model', model, '--data', DATA, '--seq-len', '16', '--json']);
+  expect(r.stderr).toBe('');
+  return JSON.parse(r.stdout.trim().split('\n').pop()!).loss;
+}
+
+/** A 5-step run: B 2, T 16, 8 sequences per step, weight decay and clipping on, one thread per rank; `flags` change or add flags. */
+function trainArgs(model: string, out: string, flags: Record<string, string> = {}): string[] {
+  const all: Record<string, string> = {
+    model, data: DATA, out, log: `${out}.jsonl`, steps: '5', 'batch-size': '2', 'seq-len': '16', 'global-batch-size': '8', lr: '2e-3',
+    'weight-decay': '0.1', 'grad-clip': '0.5', threads: '1', ...flags,
+  };
+  return [CLI, 'train', ...Object.entries(all).flatMap(([k, v]) => [`--${k}`, v]), '--quiet'];
+}
+
+describeMpi('data-parallel training under mpirun', () => {
+  test('the collectives give the plain sums, the shards and the broadcast, on every rank', () => {
+    const dir = tempDir('gptune-mpi-');
+    const script = path.join(dir, 'collectives.js');
+    // Rank r holds x[i] = (r + 1) * (i + 1) + i / 8 (exact in float32): the sum over N ranks is (i + 1) N (N + 1) / 2 + N i / 8.
+    fs.writeFileSync(script, `
+      const { addon } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/native.js'))});
+      const mpi = addon.mpi;
+      const { rank, size } = mpi.init();
+      const x = Float32Array.from({ length: 1001 }, (_, i) => (rank + 1) * (i + 1) + i / 8);
+      mpi.allreduceSum(x);
+      const d = Float64Array.from([rank + 0.1, 1e17, rank]);
+      mpi.allreduceSum(d);
+      const full = Float32Array.from({ length: 10 }, (_, i) => 100 * rank + i);
+      const part = mpi.shard(10);
+      const shard = new Float32Array(part.numel);
+      mpi.reduceScatterSum(full, shard);
+      const gathered = new Float32Array(10).fill(-1);
+      gathered.set(shard, part.offset);
+      mpi.allGather(gathered);
+      const b = new Uint8Array([rank, rank]);
+      mpi.broadcast(b, size - 1);
+      mpi.barrier();
+      // A file per rank: mpirun interleaves the ranks' stdout in chunks.
+      require('fs').writeFileSync(require('path').join(${JSON.stringify(dir)}, 'rank-' + rank + '.json'), JSON.stringify({ rank, size, x: Array.from(x), d: Array.from(d), part, shard: Array.from(shard), gathered: Array.from(gathered), b: Array.from(b) }));
+      mpi.finalize();
+    `);
+    const N = 3;
+    const r = mpirun(N, [process.execPath, script]);
+    expect(r.code).toBe(0);
+    const ranks = [0, 1, 2].map((k) => JSON.parse(fs.readFileSync(path.join(dir, `rank-${k}.json`), 'utf8')));
+    expect(ranks.map((x) => x.rank)).toEqual([0, 1, 2]);
+    const sumRanks = (f: (r: number) => number) => [0, 1, 2].reduce((s, k) => s + f(k), 0);
+    let covered = 0;
+    for (const got of ranks) {
+      expect(got.size).toBe(N);
+      expect(got.x).toEqual(Array.from({ length: 1001 }, (_, i) => ((i + 1) * N * (N + 1)) / 2 + (N * i) / 8));
+      expect(got.d).toEqual([sumRanks((k) => k + 0.1), 3e17, 3]);
+      expect(got.part.offset).toBe(covered);
+      covered += got.part.numel;
+      expect(got.shard).toEqual(Array.from({ length: got.part.numel }, (_, j) => sumRanks((k) => 100 * k + got.part.offset + j)));
+      expect(got.gathered).toEqual(Array.from({ length: 10 }, (_, i) => sumRanks((k) => 100 * k + i)));
+      expect(got.b).toEqual([N - 1, N - 1]);
+    }
+    expect(covered).toBe(10);
+  });
+
+  test('without mpi.init() a collective throws one line, and MPI never crashes the process', () => {
+    expect(() => addon.mpi.allreduceSum(new Float32Array(2))).toThrow(/^mpi\.allreduceSum: MPI is not initialized; call mpi\.init\(\) first/);
+    expect(() => addon.mpi.shard(10)).toThrow(/not initialized/);
+    expect(() => addon.mpi.setTimeout(-1)).toThrow(/seconds must be > 0/);
+  });
+
+  test.each([
+    ['GPT-2', () => TINY],
+    ['Llama', () => tinyLlamaFolder()],
+  ])('%s: 2 ranks give the losses of 1 process with the same global batch, and the same saved model', (_name, modelOf) => {
+    const model = modelOf();
+    const dir = tempDir('gptune-mpi-');
+    const single = path.join(dir, 'single'), ranks = path.join(dir, 'ranks');
+    const one = gptune(trainArgs(model, single).slice(1));
+    expect(one.stderr).toBe('');
+    expect(one.code).toBe(0);
+    const two = mpirun(2, [process.execPath, ...trainArgs(model, ranks)]);
+    expect(two.code).toBe(0);
+    // Rank 0 alone reports and writes: one summary line, one log.
+    expect(two.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(two.stdout)).toMatchObject({ saved: ranks, steps: 5, reason: 'completed' });
+    const expected = losses(`${single}.jsonl`);
+    expect(expected).toHaveLength(5);
+    // Up to float32 rounding of the gradient sums (4 micro-batches summed in another order).
+    expectClose(losses(`${ranks}.jsonl`), expected, 1e-5);
+    // The model learned: the last loss is below the first.
+    expect(expected[4]).toBeLessThan(expected[0]);
+    expect(Math.abs(evalLoss(ranks) - evalLoss(single))).toBeLessThan(1e-5);
+  }, 120_000);
+
+  test('ZeRO-1 gives the losses of ZeRO-0; its gathered checkpoint resumes on 1 process as the 2-rank run continues', () => {
+    const dir = tempDir('gptune-mpi-');
+    const zero0 = path.join(dir, 'zero0'), zero1 = path.join(dir, 'zero1');
+    const a = mpirun(2, [process.execPath, ...trainArgs(TINY, zero0, { 'save-every': '3' })]);
+    expect(a.code).toBe(0);
+    const b = mpirun(2, [process.execPath, ...trainArgs(TINY, zero1, { zero: '1', 'save-every': '3' })]);
+    expect(b.code).toBe(0);
+    const reference = losses(`${zero0}.jsonl`);
+    expectClose(losses(`${zero1}.jsonl`), reference, 1e-5);
+    // The checkpoint holds the whole optimizer state (the shards gathered) and the world it was written by.
+    const step3 = path.join(zero1, 'checkpoints', 'step-3');
+    const state = JSON.parse(fs.readFileSync(path.join(step3, 'trainer_state.json'), 'utf8'));
+    expect([state.world_size, state.global_batch]).toEqual([2, 8]);
+    const gathered = readSafetensors(path.join(step3, 'optimizer.safetensors'));
+    const plain = readSafetensors(path.join(zero0, 'checkpoints', 'step-3', 'optimizer.safetensors'));
+    expect([...gathered.tensors.keys()].sort()).toEqual([...plain.tensors.keys()].sort());
+    for (const [name, t] of plain.tensors) {
+      const x = toFloat32(t), y = toFloat32(gathered.tensors.get(name)!);
+      const scale = Math.max(...x.map(Math.abs));
+      expect(Math.max(...x.map((v, i) => Math.abs(v - y[i])))).toBeLessThanOrEqual(1e-3 * scale + 1e-12);
+    }
+    // Resumed on one process with the same global batch (4 micro-batches), steps 4 and 5 continue the run.
+    const resumed = path.join(dir, 'resumed');
+    const r = gptune(['train', '--resume', step3, '--zero', '0', '--out', resumed, '--log', `${resumed}.jsonl`, '--quiet']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expectClose(losses(`${resumed}.jsonl`), reference.slice(3), 1e-5);
+    // Another global batch would change what a step means: refused, naming the key to set.
+    const other = gptune(['train', '--resume', step3, '--zero', '0', '--out', path.join(dir, 'other'), '--global-batch-size', '4', '--quiet']);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/^gptune train: --resume .*step-3: its run took 8 sequences per step \(2 rank\(s\)\); this one would take 4 .*set --global-batch-size 8 to continue it\n$/);
+  }, 180_000);
+
+  /** Rank `rank`'s process among mpirun's children (Open MPI sets OMPI_COMM_WORLD_RANK in each). */
+  function rankPid(mpirunPid: number, rank: number): number | null {
+    for (const entry of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const ppid = Number(fs.readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+        if (ppid !== mpirunPid) continue;
+        const env = fs.readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+        if (env.includes(`OMPI_COMM_WORLD_RANK=${rank}`)) return Number(entry);
+      } catch {
+        // the process ended while it was read
+      }
+    }
+    return null;
+  }
+
+  async function faultRun(signal: NodeJS.Signals, timeout: number): Promise<{ code: number | null; stderr: string; seconds: number; out: string; faultAt: number }> {
+    const dir = tempDir('gptune-mpi-');
+    const out = path.join(dir, 'out');
+    const child: ChildProcess = spawn(mpirunPath, [...MPIRUN, '-np', '2', process.execPath, ...trainArgs(TINY, out, { steps: '100000', 'save-every': '2', 'save-total-limit': '2', 'collective-timeout': String(timeout) })], { cwd: ROOT, env: MPI_ENV });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    let victim: number | null = null;
+    try {
+      // Wait for a few checkpoints, then hit rank 1.
+      const deadline = Date.now() + 60_000;
+      const saved = () => (fs.existsSync(path.join(out, 'checkpoints')) ? fs.readdirSync(path.join(out, 'checkpoints')).filter((n) => /^step-\d+$/.test(n)).map((n) => Number(n.slice(5))) : []);
+      while (Date.now() < deadline && child.exitCode === null && !saved().some((step) => step >= 6)) await new Promise((r) => setTimeout(r, 100));
+      expect(`exit code ${child.exitCode}: ${stderr}`).toBe('exit code null: ');
+      victim = rankPid(child.pid!, 1);
+      expect(victim).not.toBeNull();
+      const faultAt = Date.now();
+      process.kill(victim!, signal);
+      let timer: NodeJS.Timeout | undefined;
+      const code = await Promise.race([exited, new Promise<null>((r) => (timer = setTimeout(() => r(null), (timeout + 30) * 1000)))]);
+      clearTimeout(timer);
+      return { code, stderr, seconds: (Date.now() - faultAt) / 1000, out, faultAt };
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      if (victim !== null) try { process.kill(victim, 'SIGKILL'); } catch { /* gone already */ }
+    }
+  }
+
+  function expectLoadableCheckpoint(out: string): void {
+    const steps = fs.readdirSync(path.join(out, 'checkpoints')).filter((n) => /^step-\d+$/.test(n));
+    expect(steps.length).toBeGreaterThan(0);
+    const newest = steps.sort((a, b) => Number(b.slice(5)) - Number(a.slice(5)))[0];
+    expect(Number.isFinite(evalLoss(path.join(out, 'checkpoints', newest)))).toBe(true);
+  }
+
+  test('a rank killed mid-run ends the job non-zero at once; the last complete checkpoint loads', async () => {
+    const r = await faultRun('SIGKILL', 20);
+    expect(r.code).not.toBeNull();
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(20);
+    // Open MPI names the rank that died.
+    expect(r.stderr).toMatch(/rank 1 .*exited on signal 9|signal 9 \(Killed\)/s);
+    expectLoadableCheckpoint(r.out);
+  }, 120_000);
+
+  test('a rank that hangs ends the job within --collective-timeout with a message', async () => {
+    const r = await faultRun('SIGSTOP', 3);
+    expect(`${r.code}: ${r.stderr}`).not.toMatch(/^null/);
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(3 + 15);
+    // SIGSTOP lands between collectives (rank 1 is named) or inside one (every rank reached it: the waiting rank
+    // cannot tell which one stopped); the test below names it deterministically.
+    expect(r.stderr).toMatch(/gptune: rank 0: [a-z-]+ #\d+ did not complete within 3 s \(collective timeout\): (rank\(s\) 1 never reached it|every rank reached it, so one stopped inside it) \(dead or hung\); ending the job/);
+    expectLoadableCheckpoint(r.out);
+  }, 120_000);
+
+  test('a rank that does not reach a collective is named when the others time out', () => {
+    const dir = tempDir('gptune-mpi-');
+    const script = path.join(dir, 'late.js');
+    // Rank 2 keeps computing for 20 s before its barrier; the others wait 2 s.
+    fs.writeFileSync(script, `
+      const { addon } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/native.js'))});
+      const { rank } = addon.mpi.init();
+      addon.mpi.setTimeout(2);
+      addon.mpi.barrier();
+      if (rank === 2) { const t = Date.now(); while (Date.now() - t < 20000); }
+      addon.mpi.barrier();
+      addon.mpi.finalize();
+    `);
+    const r = mpirun(3, [process.execPath, script], 60_000);
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(15);
+    expect(r.stderr).toMatch(/gptune: rank [01]: barrier #2 did not complete within 2 s \(collective timeout\): rank\(s\) 2 never reached it \(dead or hung\); ending the job/);
+  }, 60_000);
+
+  test('bad input: one line each, non-zero exit', () => {
+    const dir = tempDir('gptune-mpi-');
+    const zero = gptune(trainArgs(TINY, path.join(dir, 'a'), { zero: '1' }).slice(1));
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toBe('gptune train: --zero 1 shards the optimizer over MPI ranks: launch the run with mpirun -np N (or srun), or give --zero 0\n');
+    const split = mpirun(2, [process.execPath, ...trainArgs(TINY, path.join(dir, 'b'), { 'global-batch-size': '6' })]);
+    expect(split.code).not.toBe(0);
+    // Rank 0 reports it (every rank has the same command line).
+    expect(split.stderr.split('\n').filter((l) => l.startsWith('gptune'))).toEqual(['gptune train: --global-batch-size 6 does not split over 2 rank(s) x --batch-size 2: give a multiple of 4']);
+    expect(fs.existsSync(path.join(dir, 'b'))).toBe(false);
+    const both = gptune(trainArgs(TINY, path.join(dir, 'c'), { 'grad-accum': '2' }).slice(1));
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/^gptune train: .*give grad_accum_steps \(2\) or global_batch_size \(8\), not both\n$/);
+  }, 60_000);
+});
