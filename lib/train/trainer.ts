@@ -895,8 +895,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private preferenceStep(s: Setup, batches: readonly Batch[]) {
     const r = s.preference!.step(s.opened.model, batches, (i) => ({ dropoutSeed: stepDropoutSeed(this.config.seed, s.state.step, i), dropout: s.dropout }), s.appendedEos);
     return {
-      lossSum: r.loss * r.tokens, count: r.tokens, correct: r.correct, counted: r.counted,
-      positions: batches.reduce((n, b) => n + b.B * b.T, 0), fields: metricFields(r.metrics, ''),
+      lossSum: r.loss * r.tokens, count: r.tokens, correct: r.correct, counted: r.counted, fields: metricFields(r.metrics, ''),
     };
   }
 
