@@ -25,10 +25,12 @@ export { loadTokenizer, BPETokenizer, HFTokenizer, DecodeStream, encodeSequence 
 export type { Tokenizer } from './tokenizer';
 export { AdamW, clipScale, ADAMW_DEFAULTS } from './train/adamw';
 export { learningRate, SCHEDULES } from './train/schedule';
-export { trainLM, evalLM, evaluate, windowCount } from './train/lm';
-export { PreferenceObjective, FrozenReference, AdapterOffReference, PrecomputedReference, dpoPairTerms, orpoPairTerms, DPO_LOSS_TYPES } from './train/preference';
-export type { PreferenceSettings, PreferenceMetrics, PreferenceResult, ReferenceModel, DpoLossType, PreferenceMethod } from './train/preference';
-export type { EvalResult } from './train/lm';
+export { trainLM, evalLM, evaluate, evaluateSums, evalResult, windowCount } from './train/lm';
+export {
+  PreferenceObjective, PreferenceSums, FrozenReference, AdapterOffReference, PrecomputedReference, dpoPairTerms, orpoPairTerms, stepScope, ONE_PROCESS, DPO_LOSS_TYPES,
+} from './train/preference';
+export type { PreferenceSettings, PreferenceMetrics, PreferenceResult, ReferenceModel, DpoLossType, PreferenceMethod, RankGroup, StepScope } from './train/preference';
+export type { EvalResult, EvalSums } from './train/lm';
 export { readSafetensors, writeSafetensors, toFloat32 } from './io/safetensors';
 export { resolveDevice } from './device';
 export * as metrics from './metrics';

@@ -5,14 +5,17 @@
  *   N x grad_accum_steps micro-batches in the run's global order; rank r trains on its run of
  *   grad_accum_steps of them (rank-major), so the global order, and with it every loss, depends on the
  *   seed only: N ranks compute what one process computes with grad_accum_steps x N.
- * - Each rank's backward scales by the step's global count of scored tokens, so the SUM of the ranks'
- *   gradients is the gradient of the step's mean loss; the sum is taken in place over the gradient
- *   arena (MPI on CPU ranks, NCCL on GPU ranks), bitwise the same on every rank, so the weights stay
- *   identical. Loss sums, token counts and accuracy are summed the same way.
+ * - Each rank's backward scales by the step's global count of scored tokens (DPO/ORPO: of pairs, and of
+ *   chosen answer tokens for ORPO's nll), so the SUM of the ranks' gradients is the gradient of the
+ *   step's mean loss; the sum is taken in place over the gradient arena (MPI on CPU ranks, NCCL on GPU
+ *   ranks), bitwise the same on every rank, so the weights stay identical. Loss sums, token counts,
+ *   accuracy and DPO/ORPO's reward sums are summed over the ranks in float64.
  * - ZeRO-1 (`zero: 1`): the gradients are reduce-scattered instead; each rank keeps AdamW's moments of
  *   its shard of the layout only, updates that shard, and the weights are all-gathered. A checkpoint
  *   gathers the moments (a full optimizer.safetensors, as a single process writes), so a run resumes
  *   on any number of ranks.
+ * - Evaluation is split: rank r evaluates its share of the validation batches (`part`) and the sums
+ *   (loss, tokens, accuracy, preference sums) are added over the ranks in float64 (`sumInPlace`).
  * - Rank 0 alone writes (the Trainer asks `writes`); every rank takes the same decisions (evaluations,
  *   early stopping, checkpoints, stopping on a signal), from values agreed on through collectives.
  *
@@ -24,6 +27,7 @@ import { DistributedError, UsageError } from '../errors';
 import { Decoder } from '../model/decoder';
 import { AdamW, AdamWOptions, ParameterRange } from './adamw';
 import { loadOptimizerState } from './checkpoint_state';
+import type { RankGroup } from './preference';
 
 /** Variables a launcher sets in every rank: Open MPI's mpirun, MPICH/Intel MPI (PMI), PMIx (Open MPI 5, Slurm's srun --mpi=pmix). */
 export const LAUNCHER_VARIABLES = ['OMPI_COMM_WORLD_SIZE', 'PMI_SIZE', 'PMIX_RANK'] as const;
@@ -47,7 +51,7 @@ export interface DataParallelOptions {
 
 type Backend = 'none' | 'mpi' | 'nccl';
 
-export class DataParallel {
+export class DataParallel implements RankGroup {
   private backend: Backend = 'none';
   /** ZeRO-1 on a GPU: the equal shard NCCL's reduce-scatter and all-gather use. */
   private ncclShard = 0;
@@ -145,19 +149,30 @@ export class DataParallel {
     return { items: all.slice(this.rank * each, (this.rank + 1) * each), first: this.rank * each };
   }
 
-  /** Element-wise sums over the ranks of a few numbers (in double precision; the same on every rank). */
+  /**
+   * This rank's share of a list every rank holds in the same order (the validation batches): the
+   * contiguous run [floor(n r / N), floor(n (r + 1) / N)), so the N shares cover the list once; a rank
+   * may get none when n < N.
+   */
+  part<T>(all: readonly T[]): T[] {
+    const n = all.length;
+    return all.slice(Math.floor((n * this.rank) / this.size), Math.floor((n * (this.rank + 1)) / this.size));
+  }
+
+  /**
+   * Element-wise sums over the ranks, in place, in double precision (reduced to rank 0, then broadcast):
+   * bitwise the same on every rank, so every rank takes the same decisions from them.
+   */
+  sumInPlace(values: Float64Array): void {
+    if (this.alone) return;
+    this.collective(() => addon.mpi.allreduceSum(values));
+  }
+
+  /** Element-wise sums over the ranks of a few numbers (sumInPlace). */
   sum(values: number[]): number[] {
     if (this.alone) return values;
     const x = Float64Array.from(values);
-    this.collective(() => addon.mpi.allreduceSum(x));
-    return Array.from(x);
-  }
-
-  /** Rank 0's values on every rank (an evaluation's results: every rank then takes the same decisions). */
-  agree(values: number[]): number[] {
-    if (this.alone) return values;
-    const x = Float64Array.from(values);
-    this.collective(() => addon.mpi.broadcast(new Uint8Array(x.buffer), 0));
+    this.sumInPlace(x);
     return Array.from(x);
   }
 

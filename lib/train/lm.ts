@@ -151,17 +151,40 @@ export interface EvalResult {
  * builder appended after each example/document, left out of the accuracy (null: nothing appended).
  */
 export function evaluate(model: Decoder, batches: Iterable<Batch>, appendedEos: number | null = null): EvalResult {
-  let lossSum = 0, tokens = 0, correct = 0, counted = 0;
+  return evalResult(evaluateSums(model, batches, appendedEos));
+}
+
+/**
+ * The sums behind an evaluation (float64), which add up over any split of the batches: a data-parallel
+ * run evaluates each rank's share and adds the sums over the ranks (lib/train/distributed.ts).
+ */
+export interface EvalSums {
+  /** Cross-entropy (nats) summed over the scored tokens, and their number. */
+  lossSum: number;
+  tokens: number;
+  /** Token accuracy's correct of counted (lib/metrics/lm.ts). */
+  correct: number;
+  counted: number;
+}
+
+/** evaluate()'s sums over `batches`. */
+export function evaluateSums(model: Decoder, batches: Iterable<Batch>, appendedEos: number | null = null): EvalSums {
+  const sums: EvalSums = { lossSum: 0, tokens: 0, correct: 0, counted: 0 };
   for (const b of batches) {
     const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true });
-    lossSum += r.lossSum;
-    tokens += r.count;
+    sums.lossSum += r.lossSum;
+    sums.tokens += r.count;
     const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, appendedEos);
-    correct += accuracy.correct;
-    counted += accuracy.counted;
+    sums.correct += accuracy.correct;
+    sums.counted += accuracy.counted;
   }
-  const loss = tokens > 0 ? lossSum / tokens : NaN;
-  return { loss, perplexity: Math.exp(loss), tokenAccuracy: counted > 0 ? correct / counted : NaN, tokens };
+  return sums;
+}
+
+/** The means of evaluation sums. */
+export function evalResult(s: EvalSums): EvalResult {
+  const loss = s.tokens > 0 ? s.lossSum / s.tokens : NaN;
+  return { loss, perplexity: Math.exp(loss), tokenAccuracy: s.counted > 0 ? s.correct / s.counted : NaN, tokens: s.tokens };
 }
 
 /**

@@ -17,7 +17,9 @@
  *          loss = nll(chosen tokens) - lambda logsigmoid(log_odds); rewards = lambda a
  *
  * The step's loss is the mean over its pairs (ORPO's nll: the mean over all chosen answer tokens of
- * the step), however they are spread over micro-batches. The gradient goes back through the decoder
+ * the step), however they are spread over micro-batches and MPI ranks: each rank weights its backward
+ * by the step's global counts, and the sums behind the loss and the metrics (PreferenceSums) are added
+ * over the ranks before the means are taken (the Trainer does that with DataParallel). The gradient goes back through the decoder
  * unchanged: dL/d(pi) of each sequence becomes a weight on its positions' cross-entropy
  * (Decoder.backward's positionWeights, the crossentropy_backward kernel's row_weights), so a pair is
  * one forward and one backward of its 2 rows, computed exactly.
@@ -57,6 +59,20 @@ export interface PreferenceMetrics {
   log_odds_ratio?: number;
   log_odds_chosen?: number;
 }
+
+/**
+ * The ranks of a data-parallel job as preference tuning needs them (lib/train/distributed.ts's
+ * DataParallel is one; ONE_PROCESS when there is no job).
+ */
+export interface RankGroup {
+  /** This rank's contiguous share of a list every rank holds in the same order (the others' shares are theirs). */
+  part<T>(all: readonly T[]): T[];
+  /** Element-wise sums over the ranks, in place, in float64: bitwise the same on every rank. */
+  sumInPlace(values: Float64Array): void;
+}
+
+/** A single process: its share is everything, sums over the ranks are its own values. */
+export const ONE_PROCESS: RankGroup = { part: (all) => all.slice(), sumInPlace() {} };
 
 /** log(sigmoid(x)) without overflow: min(x, 0) - log1p(exp(-|x|)). */
 export function logSigmoid(x: number): number {
@@ -192,20 +208,31 @@ export class AdapterOffReference implements ReferenceModel {
 /**
  * The reference log-probabilities of every training pair computed once (precompute_ref), looked up
  * by pair index; the reference model can be freed afterwards. `batches` must cover each pair once.
+ * Under several ranks each computes its share of the batches (ranks.part) and the table is summed
+ * over the ranks: a pair's values come from the one rank that computed it (x + 0 = x), so every rank
+ * holds bitwise the same table.
  */
 export class PrecomputedReference implements ReferenceModel {
   private readonly chosen: Float64Array;
   private readonly rejected: Float64Array;
 
-  constructor(source: ReferenceModel, batches: Iterable<Batch>, pairCount: number) {
-    this.chosen = new Float64Array(pairCount).fill(NaN);
-    this.rejected = new Float64Array(pairCount).fill(NaN);
-    for (const b of batches) {
+  constructor(source: ReferenceModel, batches: Iterable<Batch>, pairCount: number, ranks: RankGroup = ONE_PROCESS) {
+    // (3, pairCount): chosen, rejected, and 1 where this rank computed the pair; after the sum a pair
+    // computed by no rank (0), or by two (2: its batches were not each pair once), is NaN.
+    const table = new Float64Array(3 * pairCount);
+    for (const b of ranks.part(Array.from(batches))) {
       const P = pairsOf(b), r = source.logps(b);
       b.pairs!.forEach((pair, p) => {
-        this.chosen[pair] = r.sums[p];
-        this.rejected[pair] = r.sums[P + p];
+        table[pair] = r.sums[p];
+        table[pairCount + pair] = r.sums[P + p];
+        table[2 * pairCount + pair] = 1;
       });
+    }
+    ranks.sumInPlace(table);
+    this.chosen = table.slice(0, pairCount);
+    this.rejected = table.slice(pairCount, 2 * pairCount);
+    for (let pair = 0; pair < pairCount; pair++) {
+      if (table[2 * pairCount + pair] !== 1) this.chosen[pair] = this.rejected[pair] = NaN;
     }
   }
 
@@ -230,38 +257,67 @@ function answerCounts(b: Batch): Int32Array {
   return counts;
 }
 
-/** Sums over pairs, turned into means by `finish`. */
-class MetricSums {
+/** The sums a step or an evaluation adds up, in the order PreferenceSums.toArray lists them. */
+const SUM_FIELDS = [
+  'pairs', 'loss', 'rewardsChosen', 'rewardsRejected', 'pairsCorrect', 'logpsChosen', 'logpsRejected', 'logOddsRatio', 'logOdds',
+  'nll', 'chosenTokens', 'tokens', 'tokensCorrect', 'tokensCounted',
+] as const;
+
+/**
+ * Float64 sums over pairs and answer tokens (one rank's micro-batches, or the whole step's once summed
+ * over the ranks), turned into means by PreferenceObjective.result. Sums, not means, so that ranks
+ * holding different numbers of pairs or tokens add up to what one process computes.
+ */
+export class PreferenceSums {
   pairs = 0;
+  /** Per-pair loss (ORPO: the odds-ratio term only; its nll is `nll` / `chosenTokens`). */
   loss = 0;
-  chosen = 0;
-  rejected = 0;
-  correct = 0;
+  rewardsChosen = 0;
+  rewardsRejected = 0;
+  /** Pairs whose chosen reward is above the rejected one. */
+  pairsCorrect = 0;
   logpsChosen = 0;
   logpsRejected = 0;
   logOddsRatio = 0;
   logOdds = 0;
+  /** -log p over the chosen answers' tokens, and their number. */
+  nll = 0;
+  chosenTokens = 0;
+  /** Answer tokens scored (both sides). */
+  tokens = 0;
+  /** Argmax accuracy over the chosen answers' tokens: correct of counted (lib/metrics/lm.ts). */
+  tokensCorrect = 0;
+  tokensCounted = 0;
 
-  add(t: PairTerms, pc: number, pr: number): void {
+  addPair(t: PairTerms, pc: number, pr: number): void {
     this.pairs++;
     this.loss += t.loss;
-    this.chosen += t.rewardChosen;
-    this.rejected += t.rewardRejected;
-    if (t.rewardChosen > t.rewardRejected) this.correct++;
+    this.rewardsChosen += t.rewardChosen;
+    this.rewardsRejected += t.rewardRejected;
+    if (t.rewardChosen > t.rewardRejected) this.pairsCorrect++;
     this.logpsChosen += pc;
     this.logpsRejected += pr;
     this.logOddsRatio += t.logOddsRatio ?? 0;
     this.logOdds += t.logOdds ?? 0;
   }
 
-  metrics(method: PreferenceMethod, nll: number): PreferenceMetrics {
-    const n = this.pairs;
-    const m: PreferenceMetrics = {
-      'rewards/chosen': this.chosen / n, 'rewards/rejected': this.rejected / n, 'rewards/margins': (this.chosen - this.rejected) / n,
-      'rewards/accuracies': this.correct / n, 'logps/chosen': this.logpsChosen / n, 'logps/rejected': this.logpsRejected / n,
-    };
-    if (method === 'orpo') Object.assign(m, { nll_loss: nll, log_odds_ratio: this.logOddsRatio / n, log_odds_chosen: this.logOdds / n });
-    return m;
+  /** The sums as one vector (SUM_FIELDS' order), for a sum over ranks. */
+  toArray(): Float64Array {
+    return Float64Array.from(SUM_FIELDS, (k) => this[k]);
+  }
+
+  static fromArray(values: ArrayLike<number>): PreferenceSums {
+    if (values.length !== SUM_FIELDS.length) throw new RangeError(`PreferenceSums.fromArray: expected ${SUM_FIELDS.length} values but received ${values.length}`);
+    const s = new PreferenceSums();
+    SUM_FIELDS.forEach((k, i) => (s[k] = values[i]));
+    return s;
+  }
+
+  /** These sums added over the ranks of `ranks` (the same on every rank). */
+  overRanks(ranks: RankGroup): PreferenceSums {
+    const all = this.toArray();
+    ranks.sumInPlace(all);
+    return PreferenceSums.fromArray(all);
   }
 }
 
@@ -276,6 +332,20 @@ export interface PreferenceResult {
   /** Argmax accuracy over the chosen answers' tokens (the EOS appended after each example left out). */
   correct: number;
   counted: number;
+}
+
+/** The micro-batches of a step over all ranks: the loss is the mean over their pairs (ORPO's nll over their chosen tokens). */
+export interface StepScope {
+  pairs: number;
+  chosenTokens: number;
+}
+
+/** The StepScope of a step's micro-batches (every rank holds the whole step's batches). */
+export function stepScope(batches: readonly Batch[]): StepScope {
+  return {
+    pairs: batches.reduce((n, b) => n + pairsOf(b), 0),
+    chosenTokens: batches.reduce((n, b) => n + answerTokens(b, 0, pairsOf(b)), 0),
+  };
 }
 
 /**
@@ -305,9 +375,16 @@ export class PreferenceObjective {
    * forward options (dropout).
    */
   step(model: Decoder, batches: readonly Batch[], optionsOf: (i: number) => ForwardOptions, appendedEos: number | null): PreferenceResult {
-    const totalPairs = batches.reduce((n, b) => n + pairsOf(b), 0);
-    const chosenTokens = batches.reduce((n, b) => n + answerTokens(b, 0, pairsOf(b)), 0);
-    return this.run(model, batches, { totalPairs, chosenTokens, optionsOf }, appendedEos, (b) => this.reference!.logps(b));
+    return this.result(this.stepSums(model, batches, optionsOf, appendedEos, stepScope(batches)));
+  }
+
+  /**
+   * step() on one rank's part of a step: `batches` are this rank's micro-batches, `scope` counts the
+   * whole step's (stepScope of every rank's), so that the gradients summed over the ranks are those of
+   * the step's mean loss. Returns this rank's sums: add them over the ranks (overRanks), then result().
+   */
+  stepSums(model: Decoder, batches: readonly Batch[], optionsOf: (i: number) => ForwardOptions, appendedEos: number | null, scope: StepScope): PreferenceSums {
+    return this.run(model, batches, { scope, optionsOf }, appendedEos, (b) => this.reference!.logps(b));
   }
 
   /** Computes the validation batches' reference log-probabilities now, with `reference` (precompute_ref, before it is freed). */
@@ -317,6 +394,11 @@ export class PreferenceObjective {
 
   /** The loss and metrics over validation batches (no gradients), as one pass over all their pairs. */
   evaluate(model: Decoder, batches: readonly Batch[], appendedEos: number | null): PreferenceResult {
+    return this.result(this.evaluateSums(model, batches, appendedEos));
+  }
+
+  /** evaluate()'s sums over `batches` (one rank's share of the validation batches: add them over the ranks, then result()). */
+  evaluateSums(model: Decoder, batches: readonly Batch[], appendedEos: number | null): PreferenceSums {
     const cached = (b: Batch) => {
       let r = this.validationReference.get(b);
       if (!r) {
@@ -328,13 +410,26 @@ export class PreferenceObjective {
     return this.run(model, batches, null, appendedEos, cached);
   }
 
+  /** The loss and the metrics (means over the pairs) of sums over a step's or an evaluation's pairs. */
+  result(sums: PreferenceSums): PreferenceResult {
+    const s = this.settings, orpo = s.method === 'orpo', n = sums.pairs;
+    const nll = sums.chosenTokens > 0 ? sums.nll / sums.chosenTokens : NaN;
+    const metrics: PreferenceMetrics = {
+      'rewards/chosen': sums.rewardsChosen / n, 'rewards/rejected': sums.rewardsRejected / n, 'rewards/margins': (sums.rewardsChosen - sums.rewardsRejected) / n,
+      'rewards/accuracies': sums.pairsCorrect / n, 'logps/chosen': sums.logpsChosen / n, 'logps/rejected': sums.logpsRejected / n,
+    };
+    if (orpo) Object.assign(metrics, { nll_loss: nll, log_odds_ratio: sums.logOddsRatio / n, log_odds_chosen: sums.logOdds / n });
+    return {
+      loss: sums.loss / n + (orpo ? nll : 0), metrics, pairs: n, tokens: sums.tokens, correct: sums.tokensCorrect, counted: sums.tokensCounted,
+    };
+  }
+
   private run(
-    model: Decoder, batches: readonly Batch[], training: { totalPairs: number; chosenTokens: number; optionsOf: (i: number) => ForwardOptions } | null,
+    model: Decoder, batches: readonly Batch[], training: { scope: StepScope; optionsOf: (i: number) => ForwardOptions } | null,
     appendedEos: number | null, referenceOf: (b: Batch) => RowLogps,
-  ): PreferenceResult {
+  ): PreferenceSums {
     const s = this.settings, orpo = s.method === 'orpo';
-    const sums = new MetricSums();
-    let nllSum = 0, chosenTokens = 0, tokens = 0, correct = 0, counted = 0;
+    const sums = new PreferenceSums();
     for (const [i, b] of batches.entries()) {
       const P = pairsOf(b);
       // The reference first: with LoRA it is this model with the adapter off, and backward needs the policy's forward last.
@@ -348,35 +443,32 @@ export class PreferenceObjective {
         if (policy.counts[p] === 0 || policy.counts[P + p] === 0) throw new Error(`preference loss: pair ${b.pairs![p]} has an answer with no tokens left to score (seq_len too short for its prompt?)`);
         const pc = this.sequenceLogp(policy, p), pr = this.sequenceLogp(policy, P + p);
         const t = orpo ? orpoPairTerms(s, pc, pr) : dpoPairTerms(s, pc, pr, this.sequenceLogp(ref!, p), this.sequenceLogp(ref!, P + p));
-        sums.add(t, pc, pr);
+        sums.addPair(t, pc, pr);
         dRow[p] = t.dChosen;
         dRow[P + p] = t.dRejected;
       }
       for (let p = 0; p < P; p++) {
-        nllSum -= policy.sums[p];
-        chosenTokens += policy.counts[p];
+        sums.nll -= policy.sums[p];
+        sums.chosenTokens += policy.counts[p];
       }
-      tokens += r.count;
+      sums.tokens += r.count;
       const chosenRows = P * b.T;
       const accuracy = tokenAccuracy(r.predictions!.subarray(0, chosenRows), b.targets.subarray(0, chosenRows), IGNORE_INDEX, appendedEos);
-      correct += accuracy.correct;
-      counted += accuracy.counted;
+      sums.tokensCorrect += accuracy.correct;
+      sums.tokensCounted += accuracy.counted;
       if (!training) continue;
       // Position i of row b has l_i = -log p_i, so dL/dl_i = -dL/d(pi_b) (/ count_b for a mean);
       // ORPO's nll adds 1 / (the step's chosen tokens) on each chosen answer token.
       const weights = new Float32Array(b.B * b.T);
       for (let row = 0; row < b.B; row++) {
-        let w = -dRow[row] / training.totalPairs;
+        let w = -dRow[row] / training.scope.pairs;
         if (this.usesMean()) w /= policy.counts[row];
-        if (orpo && row < P) w += 1 / training.chosenTokens;
+        if (orpo && row < P) w += 1 / training.scope.chosenTokens;
         for (let t = row * b.T; t < (row + 1) * b.T; t++) if (b.targets[t] !== IGNORE_INDEX) weights[t] = w;
       }
       model.backward(1, weights);
     }
-    const nll = chosenTokens > 0 ? nllSum / chosenTokens : NaN;
-    const metrics = sums.metrics(s.method, nll);
-    const loss = sums.loss / sums.pairs + (orpo ? nll : 0);
-    return { loss, metrics, pairs: sums.pairs, tokens, correct, counted };
+    return sums;
   }
 
   free(): void {

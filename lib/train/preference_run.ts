@@ -7,7 +7,9 @@
  *   full fine-tuning  a copy of the weights before the first step (a second Decoder without gradients);
  *                     a resumed run loads the starting model again (config model), not the checkpoint
  *   precompute_ref    either of those run once over every training and validation pair before the first
- *                     step, then a table (a full copy is freed)
+ *                     step, then a table (a full copy is freed); under several ranks each computes its
+ *                     share of the training pairs (the table is summed over the ranks) and of the
+ *                     validation batches (the ones it evaluates)
  *
  * ORPO has no reference.
  */
@@ -17,7 +19,8 @@ import type { TrainConfig } from '../config';
 import { Decoder } from '../model/decoder';
 import type { Tokenizer } from '../tokenizer';
 import {
-  AdapterOffReference, FrozenReference, PrecomputedReference, PreferenceMetrics, PreferenceObjective, PreferenceSettings, ReferenceModel,
+  AdapterOffReference, FrozenReference, ONE_PROCESS, PrecomputedReference, PreferenceMetrics, PreferenceObjective, PreferenceSettings, RankGroup,
+  ReferenceModel,
 } from './preference';
 
 export function preferenceSettings(c: TrainConfig): PreferenceSettings | null {
@@ -49,10 +52,12 @@ export function preferenceData(c: TrainConfig, tokenizer: Tokenizer, T: number):
 /**
  * The objective of a dpo/orpo run on `model`. openStart loads the starting model again (a resumed full
  * fine-tuning run, whose `model` holds the checkpoint's weights). With precompute_ref, `data` gives the
- * training pairs to compute once (null when the batches came from the caller: refused).
+ * training pairs to compute once (null when the batches came from the caller: refused); `ranks` splits
+ * that work (every rank of a data-parallel job calls this).
  */
 export async function preferenceObjective(
   c: TrainConfig, model: Decoder, resumed: boolean, openStart: () => Promise<Decoder>, data: PreferenceData | null, validation: Batch[] | null,
+  ranks: RankGroup = ONE_PROCESS,
 ): Promise<PreferenceObjective> {
   const settings = preferenceSettings(c)!;
   if (settings.method === 'orpo') return new PreferenceObjective(settings, null);
@@ -63,8 +68,9 @@ export async function preferenceObjective(
   if (!c.precompute_ref) return new PreferenceObjective(settings, reference);
   try {
     if (data === null) throw new Error('precompute_ref: needs the training pairs built from config.data (not batches passed as options.train)');
-    const objective = new PreferenceObjective(settings, new PrecomputedReference(reference, data.allTrainingPairs(), data.trainingPairs));
-    if (validation) objective.cacheValidationReference(validation, reference);
+    const objective = new PreferenceObjective(settings, new PrecomputedReference(reference, data.allTrainingPairs(), data.trainingPairs, ranks));
+    // Each rank evaluates its share of the validation batches only (ranks.part, as the Trainer's evaluation).
+    if (validation) objective.cacheValidationReference(ranks.part(validation), reference);
     return objective;
   } finally {
     reference.free();

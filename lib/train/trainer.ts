@@ -48,9 +48,10 @@ import { auditTrainingData, CARD_FILES, folderFacts, hyperparameters, trainingDa
 import { DashboardServer, startDashboardServer } from '../dashboard/server';
 import { generate } from '../model/generate';
 import { AdamW, clipScale } from './adamw';
+import { stepScope } from './preference';
 import type { PreferenceObjective } from './preference';
 import { metricFields, PreferenceData, preferenceData, preferenceObjective } from './preference_run';
-import { evaluate } from './lm';
+import { evalResult, evaluateSums } from './lm';
 import {
   baseModelName, CONFIG_FILE, findResumableCheckpoint, pruneStepCheckpoints, readCheckpointConfig, readTrainerState, STATE_FILE, stepCheckpoints,
   TrainerState, writeCheckpoint,
@@ -451,12 +452,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const stepsPerEpoch = train.batchesPerEpoch / (gradAccum * dp.size);
       const totalSteps = c.max_steps ?? Math.max(1, Math.ceil(c.epochs * stepsPerEpoch));
       const warmup = c.warmup_steps > 0 ? c.warmup_steps : Math.ceil(c.warmup_ratio * totalSteps);
-      // Preference steps normalise their loss over the pairs one process holds; over several ranks that sum would need
-      // its own reduction (lib/train/preference.ts), which is not written yet.
-      if (c.method !== 'sft' && dp.size > 1) throw new ConfigError(`method ${c.method} runs in one process; under mpirun/srun (${dp.size} ranks) only method sft is data-parallel so far`);
       // The reference model (DPO) is the starting model: before any step or resumed checkpoint changes it.
       const preference = c.method === 'sft' ? null : await preferenceObjective(c, model, resumeDir !== null && !loraResume,
-        async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation);
+        async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation, dp);
       const optimizer = dp.optimizer(model, { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay });
       let state: TrainerState = {
         step: 0, epoch: 0, total_steps: totalSteps, data_state: train.getState(), best_val_loss: null, best_step: null,
@@ -698,15 +696,17 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const started = process.hrtime.bigint();
       let r: { loss: number; perplexity: number; tokenAccuracy: number; tokens: number };
       let preferenceFields: Record<string, number> = {};
+      // Each rank evaluates its share of the validation batches; the sums, added over the ranks in float64,
+      // are the same on every rank, so every rank takes the same decisions (improvement, early stopping, saves).
+      const mine = s.dp.part(s.validation!);
       if (s.preference) {
-        const p = s.preference.evaluate(model, s.validation!, s.appendedEos);
+        const p = s.preference.result(s.preference.evaluateSums(model, mine, s.appendedEos).overRanks(s.dp));
         r = { loss: p.loss, perplexity: NaN, tokenAccuracy: p.counted > 0 ? p.correct / p.counted : NaN, tokens: p.tokens };
         preferenceFields = metricFields(p.metrics, 'val_');
       } else {
-        // Every rank evaluates; rank 0's results decide for all (improvement, early stopping, saves).
-        const e = evaluate(model, s.validation!, s.appendedEos);
-        const [loss, perplexity, tokenAccuracy, tokens] = s.dp.agree([e.loss, e.perplexity, e.tokenAccuracy, e.tokens]);
-        r = { loss, perplexity, tokenAccuracy, tokens };
+        const e = evaluateSums(model, mine, s.appendedEos);
+        const [lossSum, tokens, correct, counted] = s.dp.sum([e.lossSum, e.tokens, e.correct, e.counted]);
+        r = evalResult({ lossSum, tokens, correct, counted });
       }
       if (r.tokens > 0 && !Number.isFinite(r.loss)) {
         divergence = `the validation loss after step ${state.step} is ${r.loss}`;
@@ -842,9 +842,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const positions = global.reduce((n, b) => n + b.B * b.T, 0);
     model.zeroGrad();
     let lossSum = 0, count = 0, correct = 0, counted = 0;
-    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below
-    // (one process only, checked at setup, so `batches` is the whole global batch).
-    const preference = s.preference ? this.preferenceStep(s, batches) : null;
+    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below;
+    // it returns the step's sums over every rank already.
+    const preference = s.preference ? this.preferenceStep(s, global, batches, first) : null;
     if (preference) ({ lossSum, count, correct, counted } = preference);
     else for (const [j, b] of batches.entries()) {
       const i = first + j;
@@ -858,7 +858,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       correct += accuracy.correct;
       counted += accuracy.counted;
     }
-    [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
+    if (!preference) [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
     s.dp.reduceGradients(model);
     const gradNorm = s.dp.gradNorm(model);
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
@@ -888,12 +888,18 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /**
-   * A dpo/orpo step's forward and backward over its micro-batches, as trainStep's sums (lossSum / count
-   * is the step's preference loss; the counts are the answer tokens, accuracy that of the chosen ones)
-   * and the step line's reward fields.
+   * A dpo/orpo step's forward and backward over this rank's micro-batches (`batches`, the first of them
+   * the global batch's micro-batch `first`), normalised over the step's whole global batch, and the
+   * step's sums added over the ranks: as trainStep's sums over every rank (lossSum / count is the step's
+   * preference loss; the counts are the answer tokens, accuracy that of the chosen ones) and the step
+   * line's reward fields.
    */
-  private preferenceStep(s: Setup, batches: readonly Batch[]) {
-    const r = s.preference!.step(s.opened.model, batches, (i) => ({ dropoutSeed: stepDropoutSeed(this.config.seed, s.state.step, i), dropout: s.dropout }), s.appendedEos);
+  private preferenceStep(s: Setup, global: readonly Batch[], batches: readonly Batch[], first: number) {
+    const objective = s.preference!;
+    // Dropout masks by the micro-batch's place in the global batch, as sft: N ranks draw one process's masks.
+    const optionsOf = (i: number) => ({ dropoutSeed: stepDropoutSeed(this.config.seed, s.state.step, first + i), dropout: s.dropout });
+    const sums = objective.stepSums(s.opened.model, batches, optionsOf, s.appendedEos, stepScope(global)).overRanks(s.dp);
+    const r = objective.result(sums);
     return {
       lossSum: r.loss * r.tokens, count: r.tokens, correct: r.correct, counted: r.counted, fields: metricFields(r.metrics, ''),
     };

@@ -2,8 +2,10 @@
  * Data-parallel training under Open MPI (`mpirun --oversubscribe -np N gptune train ...` on loopback): the
  * collectives against plain sums; N ranks give the per-step losses of one process with the same global
  * batch (GPT-2 and the Llama family), saved models that evaluate the same; ZeRO-1 = ZeRO-0; checkpoints
- * of sharded runs resume with another number of ranks; a rank killed or hung ends the job non-zero within
- * the collective timeout, naming the rank, the last complete checkpoint still loadable; bad input.
+ * of sharded runs resume with another number of ranks; DPO and ORPO (full and LoRA, precompute_ref, ZeRO-1)
+ * give one process's losses and reward metrics; the evaluation split over the ranks gives one process's
+ * validation results; a rank killed or hung ends the job non-zero within the collective timeout, naming
+ * the rank, the last complete checkpoint still loadable; bad input.
  *
  * Needs mpirun and an addon built with MPI (CMake found libopenmpi-dev); skipped with the reason otherwise
  * (.ci/run installs both).
@@ -44,8 +46,24 @@ function mpirun(np: number, program: string[], timeoutMs = 120_000): Run {
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - started) / 1000 };
 }
 
+function logLines(logFile: string): Array<Record<string, number>> {
+  return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+}
+
 function losses(logFile: string): number[] {
-  return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => 'loss' in l).map((l) => l.loss as number);
+  return logLines(logFile).filter((l) => 'loss' in l).map((l) => l.loss);
+}
+
+/** Each key of each line equal to the expected line's, to `tolerance` relative (absolute below 1). */
+function expectLinesClose(actual: Array<Record<string, number>>, expected: Array<Record<string, number>>, keys: string[], tolerance: number): void {
+  expect(actual.map((l) => l.step)).toEqual(expected.map((l) => l.step));
+  for (const [i, want] of expected.entries()) {
+    for (const key of keys) {
+      expect([key, typeof actual[i][key]]).toEqual([key, 'number']);
+      const error = Math.abs(actual[i][key] - want[key]) / Math.max(1, Math.abs(want[key]));
+      if (!(error <= tolerance)) throw new Error(`step ${want.step}: ${key} is ${actual[i][key]}, one process had ${want[key]} (error ${error} > ${tolerance})`);
+    }
+  }
 }
 
 function expectClose(actual: number[], expected: number[], tolerance: number): void {
@@ -66,7 +84,33 @@ function trainArgs(model: string, out: string, flags: Record<string, string> = {
     model, data: DATA, out, log: `${out}.jsonl`, steps: '5', 'batch-size': '2', 'seq-len': '16', 'global-batch-size': '8', lr: '2e-3',
     'weight-decay': '0.1', 'grad-clip': '0.5', threads: '1', ...flags,
   };
-  return [CLI, 'train', ...Object.entries(all).flatMap(([k, v]) => [`--${k}`, v]), '--quiet'];
+  // A flag given '' is a switch (--lora).
+  return [CLI, 'train', ...Object.entries(all).flatMap(([k, v]) => (v === '' ? [`--${k}`] : [`--${k}`, v])), '--quiet'];
+}
+
+/** 14 lines of text: 27 validation rows of 16 tokens (tiny GPT-2's tokenizer; the tiny Llama uses it too). */
+function writeValidationText(dir: string): string {
+  const file = path.join(dir, 'validation.txt');
+  fs.writeFileSync(file, Array.from({ length: 14 }, (_, i) => `Line ${i} of the held-out text: the ${['cat', 'dog', 'fox'][i % 3]} sat on mat ${i * 7}.`).join('\n') + '\n');
+  return file;
+}
+
+/**
+ * 18 preference pairs (OpenAI's format) with a learnable preference: the answer that repeats the
+ * prompt's animal is preferred (as test/train/preference_trainer.test.ts).
+ */
+function writePairs(dir: string): string {
+  const animals = ['whale', 'gull', 'shark', 'seal', 'crab', 'cod'];
+  const lines = Array.from({ length: 18 }, (_, i) => {
+    const a = animals[i % animals.length], b = animals[(i + 2) % animals.length];
+    return JSON.stringify({
+      input: { messages: [{ role: 'user', content: `Name the ${a}.` }] },
+      preferred_output: [{ role: 'assistant', content: `The ${a}.` }], non_preferred_output: [{ role: 'assistant', content: `The ${b} again.` }],
+    });
+  });
+  const file = path.join(dir, 'pairs.jsonl');
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+  return file;
 }
 
 describeMpi('data-parallel training under mpirun', () => {
@@ -178,6 +222,154 @@ describeMpi('data-parallel training under mpirun', () => {
     expect(other.code).toBe(2);
     expect(other.stderr).toMatch(/^gptune train: --resume .*step-3: its run took 8 sequences per step \(2 rank\(s\)\); this one would take 4 .*set --global-batch-size 8 to continue it\n$/);
   }, 180_000);
+
+  test('the evaluation split: the ranks\' shares of a list cover it once, in order; float64 sums are the same on every rank', () => {
+    const dir = tempDir('gptune-mpi-');
+    const script = path.join(dir, 'split.js');
+    fs.writeFileSync(script, `
+      const { DataParallel, finishJob } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/train/distributed.js'))});
+      const dp = DataParallel.start({ zero: 0, collectiveTimeout: 30, nameKey: (k) => k });
+      const parts = [0, 1, 2, 3, 4, 5, 7].map((n) => dp.part(Array.from({ length: n }, (_, i) => i)));
+      const x = Float64Array.from([0.1 * (dp.rank + 1), 1e17, dp.rank === 1 ? 1 : 0]);
+      dp.sumInPlace(x);
+      require('fs').writeFileSync(require('path').join(${JSON.stringify(dir)}, 'rank-' + dp.rank + '.json'), JSON.stringify({ parts, x: Array.from(x) }));
+      finishJob();
+    `);
+    const r = mpirun(3, [process.execPath, script]);
+    expect(r.code).toBe(0);
+    const ranks = [0, 1, 2].map((k) => JSON.parse(fs.readFileSync(path.join(dir, `rank-${k}.json`), 'utf8')));
+    [0, 1, 2, 3, 4, 5, 7].forEach((n, j) => {
+      // Concatenated in rank order, the shares are the list itself; no two shares differ by more than one item.
+      expect(ranks.flatMap((k) => k.parts[j])).toEqual(Array.from({ length: n }, (_, i) => i));
+      const sizes = ranks.map((k) => k.parts[j].length);
+      expect(Math.max(...sizes) - Math.min(...sizes)).toBeLessThanOrEqual(1);
+    });
+    for (const k of ranks) expect(k.x).toEqual(ranks[0].x);
+    expect(Math.abs(ranks[0].x[0] - 0.6)).toBeLessThan(1e-15);
+    expect(ranks[0].x.slice(1)).toEqual([3e17, 1]);
+  });
+
+  test.each([
+    ['GPT-2', () => TINY],
+    ['Llama', () => tinyLlamaFolder()],
+  ])('%s: sft evaluation split over 2 ranks gives the val_loss, val_tokens and token accuracy of one process; early stopping stops both at the same step', (_name, modelOf) => {
+    const model = modelOf();
+    const dir = tempDir('gptune-mpi-');
+    // 27 validation rows of 16 tokens in batches of 2: 14 batches, 7 per rank (27 rows: rank 1's last batch holds one).
+    const validation = writeValidationText(dir);
+    // Learning rate 0: the weights stay bitwise those of the starting model on every rank and in the single
+    // process, so the evaluations differ only by the grouping of their sums (float64), and 1e-6 holds.
+    // (A trained run's weights differ by float32 rounding of the gradient sums: the losses test above.)
+    const flags = { validation, 'eval-every': '2', steps: '6', lr: '0', 'early-stopping-patience': '2' };
+    const single = path.join(dir, 'single'), ranks = path.join(dir, 'ranks');
+    const one = gptune(trainArgs(model, single, flags).slice(1));
+    expect(one.stderr).toBe('');
+    expect(one.code).toBe(0);
+    const two = mpirun(2, [process.execPath, ...trainArgs(model, ranks, flags)]);
+    expect(two.stderr).toBe('');
+    expect(two.code).toBe(0);
+    // (Every rank evaluating every batch would pass this test too: the next one checks which batches each rank reads.)
+    const evals = (out: string) => logLines(path.join(out, 'metrics.jsonl')).filter((l) => 'val_loss' in l);
+    const expected = evals(single);
+    // Evaluations at steps 2, 4, 6: the first improves, the next two do not (the same loss): early stopping after step 6.
+    expect(expected.map((e) => [e.step, e.improved])).toEqual([[2, true], [4, false], [6, false]]);
+    expect(JSON.parse(one.stdout)).toMatchObject({ reason: 'early_stopping' });
+    expect(JSON.parse(two.stdout)).toMatchObject({ reason: 'early_stopping', steps: 6 });
+    expect(JSON.parse(one.stdout).data.validation_rows).toBe(27);
+    const got = evals(ranks);
+    expectLinesClose(got, expected, ['val_loss', 'val_perplexity', 'val_token_accuracy'], 1e-6);
+    // Each validation token counted once over the ranks (a rank evaluating everything would double them).
+    expect(got.map((e) => [e.val_tokens, e.improved, e.best_step])).toEqual(expected.map((e) => [e.val_tokens, e.improved, e.best_step]));
+  }, 120_000);
+
+  test('each rank evaluates its share of the validation batches only (the Trainer with batches of its own)', () => {
+    const dir = tempDir('gptune-mpi-');
+    const validation = writeValidationText(dir);
+    const script = path.join(dir, 'count.js');
+    // Every validation batch counts the forward passes that read its inputs, per rank.
+    fs.writeFileSync(script, `
+      const fs = require('fs'), path = require('path');
+      const lib = require(${JSON.stringify(path.join(ROOT, 'dist/lib/index.js'))});
+      const { buildDatasets } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/data/index.js'))});
+      const { launcherRank } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/train/distributed.js'))});
+      const rank = launcherRank() ?? 0;
+      const tokenizer = lib.loadTokenizer(${JSON.stringify(TINY)});
+      const data = buildDatasets({ train: ${JSON.stringify(DATA)}, validation: ${JSON.stringify(validation)}, tokenizer, seqLen: 16, batchSize: 2,
+        packing: false, trainOnPrompt: false, shuffle: false, seed: 1 });
+      const reads = data.validation.map(() => 0);
+      const batches = data.validation.map((b, i) => ({ ...b, get inputs() { reads[i]++; return b.inputs; } }));
+      const trainer = new lib.Trainer({ model: ${JSON.stringify(TINY)}, output_dir: null, max_steps: 2, eval_every: 1, batch_size: 2, seq_len: 16,
+        learning_rate: 0, threads: 1 }, { train: data.train, validation: batches });
+      const losses = [];
+      trainer.on('eval', (e) => losses.push(e.val_loss));
+      trainer.fit().then((r) => {
+        r.model.free();
+        fs.writeFileSync(path.join(${JSON.stringify(dir)}, process.argv[2] + '-' + rank + '.json'), JSON.stringify({ reads, losses }));
+        require(${JSON.stringify(path.join(ROOT, 'dist/lib/train/distributed.js'))}).finishJob();
+      });
+    `);
+    const single = spawnSync(process.execPath, [script, 'single'], { cwd: ROOT, encoding: 'utf8' });
+    expect(single.stderr).toBe('');
+    const two = mpirun(2, [process.execPath, script, 'ranks']);
+    expect(two.stderr).toBe('');
+    expect(two.code).toBe(0);
+    const read = (name: string) => JSON.parse(fs.readFileSync(path.join(dir, `${name}.json`), 'utf8'));
+    const one = read('single-0'), r0 = read('ranks-0'), r1 = read('ranks-1');
+    // 14 batches, 2 evaluations: one process reads each batch twice; rank 0 the first 7, rank 1 the last 7.
+    expect(one.reads).toEqual(Array(14).fill(2));
+    expect(r0.reads).toEqual([...Array(7).fill(2), ...Array(7).fill(0)]);
+    expect(r1.reads).toEqual([...Array(7).fill(0), ...Array(7).fill(2)]);
+    // Every rank got the same result, the single process's up to the grouping of the float64 sums.
+    expect(r1.losses).toEqual(r0.losses);
+    expect(r0.losses).toHaveLength(2);
+    r0.losses.forEach((l: number, i: number) => expect(Math.abs(l - one.losses[i]) / one.losses[i]).toBeLessThan(1e-6));
+  }, 60_000);
+
+  const STEP_KEYS = ['loss', 'token_accuracy', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'logps/chosen', 'logps/rejected'];
+  const ORPO_KEYS = ['nll_loss', 'log_odds_ratio', 'log_odds_chosen'];
+  test.each([
+    // model, method, what is trained, extra flags: each reference kind (frozen copy, adapter off, precomputed), ZeRO-1
+    // and dropout (masks drawn by the micro-batch's place in the global batch) appear with both models.
+    ['GPT-2', 'dpo', 'full', { dropout: '0.1' }],
+    ['GPT-2', 'dpo', 'LoRA', { 'precompute-ref': '' }],
+    ['GPT-2', 'orpo', 'full', { zero: '1' }],
+    ['GPT-2', 'orpo', 'LoRA', {}],
+    ['Llama', 'dpo', 'full', { 'precompute-ref': '', zero: '1' }],
+    ['Llama', 'dpo', 'LoRA', {}],
+    ['Llama', 'orpo', 'full', { dropout: '0.1' }],
+    ['Llama', 'orpo', 'LoRA', { zero: '1' }],
+  ] as Array<[string, 'dpo' | 'orpo', 'full' | 'LoRA', Record<string, string>]>)('%s %s %s %p: 2 ranks give the per-step losses, reward metrics and evaluations of 1 process with the same global batch', (name, method, trained, extra) => {
+    const model = name === 'GPT-2' ? TINY : tinyLlamaFolder();
+    const dir = tempDir('gptune-mpi-');
+    // 8 pairs a step (1 process: 4 micro-batches of 2 pairs; 2 ranks: 2 each); 5 validation pairs in 3 batches,
+    // split 1 / 2 over the ranks.
+    const flags: Record<string, string> = {
+      data: writePairs(dir), method, steps: '4', 'seq-len': '40', 'validation-fraction': '0.25', 'eval-every': '2', lr: '5e-3', seed: '5',
+      ...(trained === 'LoRA' ? { lora: '', 'lora-r': '4', 'lora-targets': 'all-linear', 'lora-dropout': '0.1', lr: '2e-2' } : {}), ...extra,
+    };
+    const single = path.join(dir, 'single'), ranks = path.join(dir, 'ranks');
+    const one = gptune(trainArgs(model, single, { ...flags, zero: '0' }).slice(1));
+    expect(one.stderr).toBe('');
+    expect(one.code).toBe(0);
+    const two = mpirun(2, [process.execPath, ...trainArgs(model, ranks, flags)]);
+    expect(two.stderr).toBe('');
+    expect(two.code).toBe(0);
+    expect(JSON.parse(two.stdout)).toMatchObject({ saved: ranks, steps: 4, reason: 'completed' });
+    const keys = method === 'orpo' ? [...STEP_KEYS, ...ORPO_KEYS] : STEP_KEYS;
+    const steps = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'loss' in l);
+    const evals = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'val_loss' in l);
+    const expected = steps(single);
+    expect(expected).toHaveLength(4);
+    // The run trains: the margins move off the reference's 0 (DPO) and the loss changes.
+    expect(expected[3]['rewards/margins']).not.toBe(expected[0]['rewards/margins']);
+    expect(expected[3].loss).not.toBe(expected[0].loss);
+    // Up to float32 rounding of the gradient sums (4 micro-batches summed in another order). The gradient norm
+    // too: AdamW hardly sees a gradient scaled by the ranks (normalised by one rank's pairs), the norm does.
+    expectLinesClose(steps(ranks), expected, [...keys, 'tokens', 'grad_norm'], 1e-5);
+    const expectedEvals = evals(single);
+    expect(expectedEvals.map((e) => e.step)).toEqual([2, 4]);
+    expectLinesClose(evals(ranks), expectedEvals, ['val_loss', 'val_tokens', 'val_token_accuracy', ...keys.filter((k) => k !== 'loss' && k !== 'token_accuracy').map((k) => `val_${k}`)], 1e-5);
+  }, 120_000);
 
   /** Rank `rank`'s process among mpirun's children (Open MPI sets OMPI_COMM_WORLD_RANK in each). */
   function rankPid(mpirunPid: number, rank: number): number | null {
