@@ -904,21 +904,22 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const scored = global.reduce((n, b) => n + b.scoredTokens, 0);
     const positions = global.reduce((n, b) => n + b.B * b.T, 0);
     let lossSum = 0, count = 0, correct = 0, counted = 0;
-    let preference: ReturnType<Trainer['preferenceStep']> | null = null;
     // Each local replica (one, except with devices) trains on its run of micro-batches on its own device.
-    // Its kernels queue on that device's stream, but forward reads each micro-batch's loss and predictions
-    // back, so the host waits for one replica's micro-batch before it issues the next: the GPUs take turns
-    // rather than overlap (a host sync point, docs/scaling.md).
-    for (const [replica, { model: m }] of s.replicas.entries()) {
+    const runs = s.replicas.map(({ model: m }, replica) => {
       s.dp.useReplica(replica);
-      const { items: batches, first } = s.dp.mine(global, replica);
       m.zeroGrad();
-      // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below
-      // (one model copy only, checked at setup, so `batches` is the whole global batch).
-      preference = s.preference ? this.preferenceStep(s, batches) : null;
-      if (preference) ({ lossSum, count, correct, counted } = preference);
-      else for (const [j, b] of batches.entries()) {
-        const i = first + j;
+      return s.dp.mine(global, replica);
+    });
+    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below
+    // (one model copy only, checked at setup, so runs[0] is the whole global batch).
+    const preference = s.preference ? this.preferenceStep(s, runs[0].items) : null;
+    if (preference) ({ lossSum, count, correct, counted } = preference);
+    // Micro-batch j of every replica in turn: forward reads its loss and predictions back (the host waits for
+    // that GPU), while the backward just queued on the previous replica's GPU runs on (docs/scaling.md).
+    else for (let j = 0; j < runs[0].items.length; j++) {
+      for (const [replica, { model: m }] of s.replicas.entries()) {
+        s.dp.useReplica(replica);
+        const b = runs[replica].items[j], i = runs[replica].first + j;
         // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
         const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
         const r = m.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
