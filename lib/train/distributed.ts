@@ -28,6 +28,7 @@
  * (GPTUNE_TEST_CPU_REPLICAS, test/train/replicas.test.ts): they check the replica logic where no GPU is.
  */
 import { addon, DeviceName, TensorRef } from '../native';
+import type { DeviceChoice } from '../device';
 import { DistributedError, UsageError } from '../errors';
 import { Decoder } from '../model/decoder';
 import { AdamW, AdamWOptions, ParameterRange } from './adamw';
@@ -52,7 +53,7 @@ export interface DataParallelOptions {
   /** CUDA devices this process trains on, one replica each (config devices, parsed); null: one device. */
   devices: number[] | null;
   /** The run's device setting (GPTUNE_TEST_CPU_REPLICAS needs cpu). */
-  device: 'cpu' | 'cuda' | 'auto';
+  device: DeviceChoice;
   /** How messages name the config keys. */
   nameKey: (key: 'zero' | 'collective_timeout' | 'devices') => string;
 }
@@ -71,8 +72,8 @@ export interface ReplicaReducer {
 }
 
 /**
- * CPU replicas: the sum is computed once, in float32 in replica order (as a ring would), into replica
- * 0's arena, then copied to the others.
+ * CPU replicas: the sum is computed once, in float32 in replica order, into replica 0's arena, then
+ * copied to the others (bitwise the same sum everywhere).
  */
 export class HostReducer implements ReplicaReducer {
   allReduceSum(views: readonly TensorRef[]): void {
