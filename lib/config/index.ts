@@ -513,14 +513,17 @@ export function resolveConfig(
     }
   }
   if (config.devices !== null) {
-    // Named as the layer that set it names keys: --devices on the command line, else the file's key.
-    const from = overrides.devices !== undefined ? names.overrides : fileConfig.devices !== undefined ? names.file : names.base;
-    const label = (key: 'devices' | 'device') => (from === FLAGS_SOURCE ? `--${CONFIG_SCHEMA[key].flag}` : `${from}: key '${key}'`);
+    // A key named as the layer that set it names keys: --devices on the command line, else the file's key.
+    const setBy = (key: 'devices' | 'device') => (overrides[key] !== undefined ? names.overrides : fileConfig[key] !== undefined ? names.file : names.base);
+    const label = (key: 'devices' | 'device') => (setBy(key) === FLAGS_SOURCE ? `--${CONFIG_SCHEMA[key].flag}` : `${setBy(key)}: key '${key}'`);
+    const from = setBy('devices');
     parseDevices(config.devices, label('devices'));
-    // devices implies cuda; a cpu the user wrote (not the default, not a resumed run's record) contradicts it.
+    // devices implies cuda; a cpu the user wrote (not the default, not a resumed run's record) contradicts
+    // devices the user wrote too, and overrules a resumed run's (a GPU run continued on the CPU).
     const saidCpu = [fileConfig, overrides].some((layer) => (layer as Partial<TrainConfig>).device === 'cpu');
-    if (saidCpu) throw new ConfigError(`${label('devices')} ${config.devices} lists CUDA devices, but ${label('device')} is cpu; leave it unset or give cuda`);
-    config.device = 'cuda';
+    if (saidCpu && from === names.base) config.devices = null;
+    else if (saidCpu) throw new ConfigError(`${label('devices')} ${config.devices} lists CUDA devices, but ${label('device')} is cpu; leave it unset or give cuda`);
+    else config.device = 'cuda';
   }
   if (config.min_lr > config.learning_rate) {
     throw new ConfigError(`${where}: min_lr (${config.min_lr}) must not exceed learning_rate (${config.learning_rate})`);

@@ -146,6 +146,26 @@ describe('replicas in one process (CPU replicas through the test seam)', () => {
     for (const name of 'abcdefghij') expect(fs.existsSync(out(name))).toBe(false);
   }, 120_000);
 
+  test('a checkpoint of a --devices run: --device cpu continues it on the CPU; without it the recorded devices are checked', () => {
+    const dir = tempDir('gptune-replicas-');
+    const first = path.join(dir, 'first');
+    const r = gptune(trainArgs(TINY, first, { steps: '2', 'save-every': '1' }));
+    expect(r.code).toBe(0);
+    // What a --devices 0,1 run records (written by hand: no GPU here).
+    const step1 = path.join(first, 'checkpoints', 'step-1');
+    const configFile = path.join(step1, 'train_config.json');
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), devices: '0,1', device: 'cuda' }));
+    const onCpu = gptune(['train', '--resume', step1, '--out', path.join(dir, 'cpu'), '--log', path.join(dir, 'cpu.jsonl'), '--device', 'cpu', '--quiet']);
+    expect(onCpu.stderr).toBe('');
+    expect(onCpu.code).toBe(0);
+    // The resumed run continues the recorded one: step 2 as the run that wrote the checkpoint took it.
+    expect(logLosses(path.join(dir, 'cpu.jsonl'))).toEqual(logLosses(`${first}.jsonl`).slice(1));
+    const asRecorded = gptune(['train', '--resume', step1, '--out', path.join(dir, 'gpu'), '--quiet']);
+    expect(asRecorded.code).toBe(2);
+    expect(asRecorded.stderr).toMatch(/^gptune train: --devices 0,1: .*\n$/);
+    expect(fs.existsSync(path.join(dir, 'gpu'))).toBe(false);
+  }, 60_000);
+
   test('dpo over replicas is refused as over ranks, in one line', () => {
     const dir = tempDir('gptune-replicas-');
     const data = path.join(dir, 'pairs.jsonl');
