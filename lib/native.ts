@@ -219,6 +219,13 @@ export interface NcclBindings {
   allreduceSum?(x: TensorRef, comm?: number): void;
   reduceScatterSum?(full: TensorRef, shard: TensorRef, comm?: number): void;
   allGather?(full: TensorRef, shardNumel: number, comm?: number): void;
+  /**
+   * One process driving several GPUs (after initAll): views[i] on communicator i's GPU, all of one length;
+   * each becomes the sum of all of them, the collectives issued in one NCCL group and awaited together.
+   */
+  allreduceSumAll?(views: TensorRef[]): void;
+  /** Communicators this process holds (1 after initRank, the device count after initAll). */
+  communicators?(): number;
   destroy?(): void;
 }
 

@@ -67,6 +67,18 @@ export function transpose(src: ArrayLike<number>, rows: number, cols: number): F
   return out;
 }
 
+/** The per-step losses of a training run's --log file (its evaluation lines left out). */
+export function logLosses(logFile: string): number[] {
+  return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => 'loss' in l).map((l) => l.loss as number);
+}
+
+/** Two runs' per-step losses: as many, and none further apart than `tolerance`. */
+export function expectLossesClose(actual: number[], expected: number[], tolerance: number): void {
+  expect(actual).toHaveLength(expected.length);
+  const worst = Math.max(...actual.map((a, i) => Math.abs(a - expected[i])));
+  expect(worst).toBeLessThan(tolerance);
+}
+
 export function tempDir(prefix = 'gptune-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

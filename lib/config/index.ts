@@ -182,9 +182,9 @@ export interface TrainConfig {
 
   // --- data-parallel training (mpirun / srun; lib/train/distributed.ts) ---
   /**
-   * Sequences per optimizer step over all ranks (ranks x batch_size x grad_accum_steps): grad_accum_steps
-   * follows from it and the number of ranks, so a run's losses do not depend on how many ranks run it.
-   * Default null: grad_accum_steps as given, on each rank.
+   * Sequences per optimizer step over all ranks (ranks x batch_size x grad_accum_steps; the GPUs of devices
+   * count as ranks): grad_accum_steps follows from it and the number of ranks, so a run's losses do not
+   * depend on how many ranks run it. Default null: grad_accum_steps as given, on each rank.
    */
   global_batch_size: number | null;
   /** 1: ZeRO-1, AdamW's moments sharded over the ranks (reduce-scatter, update the shard, all-gather); 0: all-reduce. Default 0. */
@@ -195,6 +195,12 @@ export interface TrainConfig {
   // --- machine and logging ---
   /** Backend: cpu, cuda, or auto (cuda when a GPU is usable). Default "cpu". */
   device: DeviceSetting;
+  /**
+   * CUDA devices one process trains on data-parallel, comma-separated ("0,1"): one copy of the model per
+   * GPU, gradients summed with NCCL (lib/train/distributed.ts). Implies device cuda; not under mpirun
+   * (there each rank drives one GPU). Default null: one device.
+   */
+  devices: string | null;
   /** GPU matmul/attention precision: bf16 operands with fp32 accumulation (weights, gradients and AdamW state stay fp32), or fp32. The CPU always computes in fp32. Default "bf16". */
   precision: PrecisionSetting;
   /** CPU threads for the kernels. Default null = all cores. */
@@ -311,10 +317,11 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   divergence_zscore: { type: 'number', min: 0, default: 50, flag: 'divergence-zscore', help: 'stop as diverged when a loss is more than Z standard deviations above the last 100 steps (0 = never)' },
   max_memory: { type: 'string', nullable: true, byteSize: true, default: null, flag: 'max-memory', help: 'refuse to start when the run needs more memory than this (e.g. 8GB, 512MiB; default: what is available)' },
   gradient_checkpointing: { type: 'bool', default: false, flag: 'gradient-checkpointing', help: 'keep only each block\'s input and recompute it in backward: less activation memory, about one more forward per step, the same gradients' },
-  global_batch_size: { type: 'int', min: 1, nullable: true, default: null, flag: 'global-batch-size', help: 'sequences per optimizer step over all MPI ranks (sets grad-accum = this / (ranks x batch-size))' },
+  global_batch_size: { type: 'int', min: 1, nullable: true, default: null, flag: 'global-batch-size', help: 'sequences per optimizer step over all MPI ranks or --devices (sets grad-accum = this / (ranks or devices x batch-size))' },
   zero: { type: 'int', min: 0, below: 2, default: 0, flag: 'zero', help: 'under mpirun: 1 shards AdamW\'s state over the ranks (ZeRO-1), 0 all-reduces the gradients' },
-  collective_timeout: { type: 'number', above: 0, default: 300, flag: 'collective-timeout', help: 'under mpirun: seconds a rank waits for the others in a collective before the job ends, naming the missing ranks' },
+  collective_timeout: { type: 'number', above: 0, default: 300, flag: 'collective-timeout', help: 'under mpirun (or with --devices): seconds a rank waits for the others in a collective before the job ends, naming the missing ranks' },
   device: { type: 'string', choices: DEVICE_SETTINGS, default: 'cpu', flag: 'device', help: 'backend: cpu, cuda, or auto' },
+  devices: { type: 'string', nullable: true, default: null, flag: 'devices', help: 'train data-parallel on these CUDA devices from one process, comma-separated (0,1; implies --device cuda; without mpirun)' },
   precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },
   threads: { type: 'int', min: 1, nullable: true, default: null, flag: 'threads', help: 'CPU threads for the kernels (default: all cores)' },
   log_file: { type: 'string', nullable: true, default: null, flag: 'log', help: 'append one JSON line per step and evaluation to this file' },
@@ -505,6 +512,19 @@ export function resolveConfig(
       throw new ConfigError(`${where}: global_batch_size ${config.global_batch_size} is not a multiple of batch_size ${config.batch_size}`);
     }
   }
+  if (config.devices !== null) {
+    // A key named as the layer that set it names keys: --devices on the command line, else the file's key.
+    const setBy = (key: 'devices' | 'device') => (overrides[key] !== undefined ? names.overrides : fileConfig[key] !== undefined ? names.file : names.base);
+    const label = (key: 'devices' | 'device') => (setBy(key) === FLAGS_SOURCE ? `--${CONFIG_SCHEMA[key].flag}` : `${setBy(key)}: key '${key}'`);
+    const from = setBy('devices');
+    parseDevices(config.devices, label('devices'));
+    // devices implies cuda; a cpu the user wrote (not the default, not a resumed run's record) contradicts
+    // devices the user wrote too, and overrules a resumed run's (a GPU run continued on the CPU).
+    const saidCpu = [fileConfig, overrides].some((layer) => (layer as Partial<TrainConfig>).device === 'cpu');
+    if (saidCpu && from === names.base) config.devices = null;
+    else if (saidCpu) throw new ConfigError(`${label('devices')} ${config.devices} lists CUDA devices, but ${label('device')} is cpu; leave it unset or give cuda`);
+    else config.device = 'cuda';
+  }
   if (config.min_lr > config.learning_rate) {
     throw new ConfigError(`${where}: min_lr (${config.min_lr}) must not exceed learning_rate (${config.learning_rate})`);
   }
@@ -517,6 +537,22 @@ export function resolveConfig(
     if (config.base_dtype !== 'f32') throw new ConfigError(`${where}: base_dtype ${config.base_dtype} needs lora (--lora): a ${config.base_dtype} base is frozen and only an adapter trains on it`);
   }
   return config;
+}
+
+/**
+ * The CUDA device indices of the devices key ("0,1" -> [0, 1]): whole numbers >= 0, each once.
+ * `label` starts the error line (e.g. "--devices").
+ */
+export function parseDevices(value: string, label = 'devices'): number[] {
+  const parts = value.split(',').map((p) => p.trim());
+  const devices: number[] = [];
+  for (const part of parts) {
+    if (!/^\d+$/.test(part) || Number(part) > 1023) throw new ConfigError(`${label} ${value}: expected CUDA device indices separated by commas (e.g. 0,1) but found ${JSON.stringify(part)}`);
+    const index = Number(part);
+    if (devices.includes(index)) throw new ConfigError(`${label} ${value}: device ${index} is listed twice (each GPU holds one copy of the model)`);
+    devices.push(index);
+  }
+  return devices;
 }
 
 /** The preference-tuning keys against method and format: a setting the method would ignore is an error. */

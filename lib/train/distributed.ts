@@ -21,8 +21,17 @@
  *
  * A single process (no launcher) gets a DataParallel of size 1 whose collectives do nothing, so the
  * Trainer has one code path.
+ *
+ * Local replicas (`devices: 0,1`, no launcher): one process holds one copy of the model per GPU and
+ * counts them like ranks (size = ranks x replicas; replica j of rank r is worker r x replicas + j). A
+ * step trains each replica on its run of micro-batches, then a ReplicaReducer sums the replicas'
+ * gradient arenas (NCCL's grouped all-reduce over the communicators of ncclCommInitAll) and every
+ * replica updates its own copy with its own AdamW on identical sums. The Trainer evaluates, samples
+ * and saves replica 0. CPU replicas, summed on the host, exist only as a test seam
+ * (GPTUNE_TEST_CPU_REPLICAS, test/train/replicas.test.ts): they check the replica logic where no GPU is.
  */
-import { addon, DeviceName } from '../native';
+import { addon, DeviceName, TensorRef } from '../native';
+import type { DeviceChoice } from '../device';
 import { DistributedError, UsageError } from '../errors';
 import { Decoder } from '../model/decoder';
 import { AdamW, AdamWOptions, ParameterRange } from './adamw';
@@ -45,18 +54,88 @@ export interface DataParallelOptions {
   zero: 0 | 1;
   /** Seconds any collective may take before the job is declared broken. */
   collectiveTimeout: number;
-  /** How messages name the config keys zero and collective_timeout. */
-  nameKey: (key: 'zero' | 'collective_timeout') => string;
+  /** CUDA devices this process trains on, one replica each (config devices, parsed); null: one device. */
+  devices: number[] | null;
+  /** The run's device setting (GPTUNE_TEST_CPU_REPLICAS needs cpu). */
+  device: DeviceChoice;
+  /** How messages name the config keys. */
+  nameKey: (key: 'zero' | 'collective_timeout' | 'devices') => string;
 }
 
 type Backend = 'none' | 'mpi' | 'nccl';
+
+/** The test seam's variable: N CPU replicas in one process (test/train/replicas.test.ts). */
+export const CPU_REPLICAS_VARIABLE = 'GPTUNE_TEST_CPU_REPLICAS';
+
+/**
+ * Sums the gradient arenas of a process's replicas in place: afterwards every view (one per replica,
+ * (n) floats each, replica order) holds bitwise the same sum, so the replicas' weights never drift apart.
+ */
+export interface ReplicaReducer {
+  allReduceSum(views: readonly TensorRef[]): void;
+}
+
+/**
+ * CPU replicas: the sum is computed once, in float32 in replica order, into replica 0's arena, then
+ * copied to the others (bitwise the same sum everywhere).
+ */
+export class HostReducer implements ReplicaReducer {
+  allReduceSum(views: readonly TensorRef[]): void {
+    const [first, ...rest] = views;
+    const sum = first.arena.data.subarray(first.offset, first.offset + first.numel);
+    for (const v of rest) {
+      if (v.numel !== first.numel) throw new RangeError(`HostReducer: a replica's gradients hold ${v.numel} floats, replica 0's ${first.numel}`);
+      const x = v.arena.data.subarray(v.offset, v.offset + v.numel);
+      for (let i = 0; i < sum.length; i++) sum[i] += x[i];
+    }
+    for (const v of rest) v.arena.copyFrom(v.offset, first.arena, first.offset, first.numel);
+  }
+}
+
+/** GPU replicas: NCCL's all-reduce on every communicator of ncclCommInitAll, in one group (native/cuda/nccl.cu). */
+export class NcclGroupReducer implements ReplicaReducer {
+  allReduceSum(views: readonly TensorRef[]): void {
+    addon.nccl.allreduceSumAll!([...views]);
+  }
+}
+
+/** GPTUNE_TEST_CPU_REPLICAS as a count (null when unset); anything but a whole number from 1 to 64 is refused. */
+function cpuTestReplicas(env: NodeJS.ProcessEnv): number | null {
+  const value = env[CPU_REPLICAS_VARIABLE];
+  if (value === undefined || value === '') return null;
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 64) {
+    throw new UsageError(`${CPU_REPLICAS_VARIABLE}=${value}: expected a number of CPU replicas from 1 to 64 (a test seam; unset it to train normally)`);
+  }
+  return Number(value);
+}
 
 export class DataParallel implements RankGroup {
   private backend: Backend = 'none';
   /** ZeRO-1 on a GPU: the equal shard NCCL's reduce-scatter and all-gather use. */
   private ncclShard = 0;
 
-  private constructor(readonly rank: number, readonly size: number, readonly zero: 0 | 1, private readonly launched: boolean) {}
+  /** Sums the replicas' gradients when this process holds more than one (null otherwise). */
+  private reducer: ReplicaReducer | null = null;
+
+  /**
+   * `ranks` MPI processes, each holding `replicas` copies of the model (on `devices`, one each, or on the
+   * CPU); one of the two is 1.
+   */
+  private constructor(
+    readonly rank: number, readonly ranks: number, readonly replicas: number, readonly zero: 0 | 1, private readonly launched: boolean,
+    readonly devices: number[] | null = null,
+  ) {}
+
+  /** Workers in the job: ranks x local replicas. A step's global batch splits over them. */
+  get size(): number {
+    return this.ranks * this.replicas;
+  }
+
+  /** How messages name the job's workers: "2 rank(s)", "2 GPUs (devices 0,1)", "2 CPU replicas". */
+  get workers(): string {
+    if (this.replicas === 1) return `${this.ranks} rank(s)`;
+    return this.devices ? `${this.replicas} GPUs (devices ${this.devices.join(',')})` : `${this.replicas} CPU replicas`;
+  }
 
   /** Whether the collectives do nothing: one process, or one CPU rank. */
   private get alone(): boolean {
@@ -70,20 +149,64 @@ export class DataParallel implements RankGroup {
   static start(options: DataParallelOptions): DataParallel {
     const launcher = launcherVariable();
     const mpi = addon.mpi;
+    const testReplicas = cpuTestReplicas(process.env);
+    if (testReplicas !== null && (launcher !== null || options.devices !== null || options.device !== 'cpu')) {
+      throw new UsageError(`${CPU_REPLICAS_VARIABLE} is a test seam for CPU runs of one process (device cpu, no ${options.nameKey('devices')}, no MPI launcher); unset it`);
+    }
+    if (options.devices !== null) return DataParallel.onDevices(options.devices, launcher, options);
+    if (testReplicas !== null && testReplicas > 1) {
+      if (options.zero === 1) throw new UsageError(`${options.nameKey('zero')} 1 shards the optimizer over MPI ranks; CPU replicas all-reduce: give ${options.nameKey('zero')} 0`);
+      const dp = new DataParallel(0, 1, testReplicas, 0, false);
+      dp.reducer = new HostReducer();
+      return dp;
+    }
     if (launcher === null) {
       if (options.zero === 1) {
         throw new UsageError(`${options.nameKey('zero')} 1 shards the optimizer over MPI ranks: launch the run with mpirun -np N (or srun), or give ${options.nameKey('zero')} 0${mpi.available() ? '' : `; besides, ${mpi.unavailableReason()}`}`);
       }
-      return new DataParallel(0, 1, 0, false);
+      return new DataParallel(0, 1, 1, 0, false);
     }
     if (!mpi.available()) {
       throw new UsageError(`this process was started by an MPI launcher (${launcher}) but ${mpi.unavailableReason()}; without it every rank would train alone`);
     }
     const { rank, size } = mpi.init();
     mpi.setTimeout(options.collectiveTimeout);
-    const dp = new DataParallel(rank, size, options.zero, true);
+    const dp = new DataParallel(rank, size, 1, options.zero, true);
     dp.backend = size > 1 ? 'mpi' : 'none';
     return dp;
+  }
+
+  /**
+   * `devices 0,1`: one process, one replica per listed GPU. Checked before anything loads: no MPI launcher
+   * (there each rank drives one GPU), a CUDA build, indices of existing GPUs, and NCCL when there are
+   * several. The communicators are made in attach().
+   */
+  private static onDevices(devices: number[], launcher: string | null, options: DataParallelOptions): DataParallel {
+    const flag = `${options.nameKey('devices')} ${devices.join(',')}`;
+    if (launcher !== null) {
+      throw new UsageError(`${flag} drives several GPUs from one process, but an MPI launcher started this one (${launcher}): under mpirun/srun give each rank one GPU instead (drop ${options.nameKey('devices')})`);
+    }
+    if (options.zero === 1) {
+      throw new UsageError(`${flag}: ${options.nameKey('zero')} 1 shards the optimizer over MPI ranks and is not supported over the GPUs of one process; give ${options.nameKey('zero')} 0 (or one rank per GPU under mpirun)`);
+    }
+    if (!addon.cuda.compiled) {
+      throw new UsageError(`${flag}: this gptune addon was built without CUDA (nvcc was not found when it was built), so it has no GPUs to train on; rebuild it with nvcc on PATH (GPTUNE_CUDA=ON)`);
+    }
+    const count = addon.cuda.deviceCount?.() ?? 0;
+    const missing = devices.find((d) => d >= count);
+    if (missing !== undefined) {
+      const have = count === 0 ? `no usable GPU (${addon.cuda.unavailableReason?.() || 'no CUDA device found'})` : `${count} GPU(s), 0 to ${count - 1}`;
+      throw new UsageError(`${flag}: there is no GPU ${missing}; this machine has ${have}`);
+    }
+    if (devices.length > 1 && !addon.nccl.available()) {
+      throw new UsageError(`${flag}: the GPUs sum their gradients with NCCL, but ${addon.nccl.unavailableReason()}`);
+    }
+    return new DataParallel(0, 1, devices.length, 0, false, devices);
+  }
+
+  /** Makes replica j's device current (the GPU of devices[j]; nothing on the CPU). Arenas live on the device current when made. */
+  useReplica(j: number): void {
+    if (this.devices !== null) addon.cuda.setDevice!(this.devices[j]);
   }
 
   /** Whether this rank writes files (outputs, checkpoints, logs, metrics): rank 0 only. */
@@ -96,7 +219,11 @@ export class DataParallel implements RankGroup {
    * node's GPUs (one rank per GPU, as llm.c). Returns the device index set, or null on the CPU.
    */
   selectDevice(device: DeviceName): number | null {
-    if (device !== 'cuda' || this.size === 1) return null;
+    if (this.devices !== null) {
+      this.useReplica(0);
+      return this.devices[0];
+    }
+    if (device !== 'cuda' || this.ranks === 1) return null;
     const name = LOCAL_RANK_VARIABLES.find((n) => process.env[n] !== undefined);
     const local = name === undefined ? this.rank : Number(process.env[name]);
     const count = addon.cuda.deviceCount?.() ?? 0;
@@ -111,20 +238,28 @@ export class DataParallel implements RankGroup {
    * Throws UsageError when a GPU rank has no NCCL.
    */
   attach(model: Decoder, collectiveTimeout: number): void {
+    if (this.devices !== null && this.replicas > 1) {
+      // One communicator per GPU (ncclCommInitAll); replica 0's device is current again afterwards.
+      addon.nccl.initAll!(this.devices);
+      addon.nccl.setTimeout!(collectiveTimeout);
+      this.reducer = new NcclGroupReducer();
+      this.useReplica(0);
+      return;
+    }
     if (!this.launched || model.device !== 'cuda') return;
     const nccl = addon.nccl;
     if (!nccl.available()) throw new UsageError(`rank ${this.rank}: GPU ranks reduce gradients with NCCL: ${nccl.unavailableReason()}`);
     const id = this.rank === 0 ? nccl.uniqueId!() : new Uint8Array(128);
     addon.mpi.broadcast(id, 0);
-    nccl.initRank!(id, this.size, this.rank);
+    nccl.initRank!(id, this.ranks, this.rank);
     nccl.setTimeout!(collectiveTimeout);
     this.backend = 'nccl';
     if (this.zero === 1) {
       const n = model.trainable.numel;
-      if (n % this.size !== 0) {
-        throw new UsageError(`zero 1 on GPUs needs the ${n} trained elements to split evenly over ${this.size} ranks (NCCL's reduce-scatter); use zero 0 or another number of GPUs`);
+      if (n % this.ranks !== 0) {
+        throw new UsageError(`zero 1 on GPUs needs the ${n} trained elements to split evenly over ${this.ranks} ranks (NCCL's reduce-scatter); use zero 0 or another number of GPUs`);
       }
-      this.ncclShard = n / this.size;
+      this.ncclShard = n / this.ranks;
     }
   }
 
@@ -142,21 +277,26 @@ export class DataParallel implements RankGroup {
     return range.numel === n ? new AdamW(model, options) : new AdamW(model, options, range);
   }
 
-  /** A step's micro-batches (N x grad_accum_steps, in global order): this rank's run of them and the global index of its first. */
-  mine<T>(all: readonly T[]): { items: T[]; first: number } {
+  /**
+   * A step's micro-batches (size x grad_accum_steps, in global order): the run of them of this rank's
+   * local replica j (worker rank x replicas + j) and the global index of its first.
+   */
+  mine<T>(all: readonly T[], replica = 0): { items: T[]; first: number } {
     const each = all.length / this.size;
-    if (!Number.isInteger(each)) throw new RangeError(`DataParallel.mine: ${all.length} micro-batches do not split over ${this.size} ranks`);
-    return { items: all.slice(this.rank * each, (this.rank + 1) * each), first: this.rank * each };
+    if (!Number.isInteger(each)) throw new RangeError(`DataParallel.mine: ${all.length} micro-batches do not split over ${this.workers}`);
+    const worker = this.rank * this.replicas + replica;
+    return { items: all.slice(worker * each, (worker + 1) * each), first: worker * each };
   }
 
   /**
    * This rank's share of a list every rank holds in the same order (the validation batches): the
-   * contiguous run [floor(n r / N), floor(n (r + 1) / N)), so the N shares cover the list once; a rank
-   * may get none when n < N.
+   * contiguous run [floor(n r / N), floor(n (r + 1) / N)) over the N ranks, so the shares cover the list
+   * once; a rank may get none when n < N. Split over ranks, not local replicas: replica 0 of a process
+   * takes its rank's whole share.
    */
   part<T>(all: readonly T[]): T[] {
     const n = all.length;
-    return all.slice(Math.floor((n * this.rank) / this.size), Math.floor((n * (this.rank + 1)) / this.size));
+    return all.slice(Math.floor((n * this.rank) / this.ranks), Math.floor((n * (this.rank + 1)) / this.ranks));
   }
 
   /**
@@ -177,12 +317,18 @@ export class DataParallel implements RankGroup {
   }
 
   /**
-   * After the backward passes: ZeRO-0 makes model.grads the sum over ranks; ZeRO-1 puts the sum of this
-   * rank's shard in place (the rest of model.grads then holds partial sums, used by nothing).
+   * After the backward passes (`models`: this process's replicas, replica order): ZeRO-0 makes every
+   * replica's grads the sum over all workers; ZeRO-1 (ranks only) puts the sum of this rank's shard in
+   * place (the rest of model.grads then holds partial sums, used by nothing).
    */
-  reduceGradients(model: Decoder): void {
+  reduceGradients(models: readonly Decoder[]): void {
+    if (this.reducer !== null) {
+      const reducer = this.reducer;
+      this.collective(() => reducer.allReduceSum(models.map((m) => m.grads!.all())));
+      return;
+    }
     if (this.alone) return;
-    const grads = model.grads!;
+    const grads = models[0].grads!;
     const all = grads.all();
     if (this.zero === 0) {
       this.collective(() => (this.backend === 'nccl' ? addon.nccl.allreduceSum!(all) : addon.mpi.allreduceSum(all)));

@@ -22,7 +22,7 @@ import { OutputError, UsageError } from '../errors';
 import { isHubModelSpec, localModelFolder, parseHubModelId, pinnedModelId } from '../hub';
 import type { HubOptions } from '../hub';
 import { OpenedModel, openModel } from '../model/open';
-import { ConfigError, ConfigKey, listSetting, resolveConfig, samplePrompts, TrainConfig } from '../config';
+import { ConfigError, ConfigKey, listSetting, parseDevices, resolveConfig, samplePrompts, TrainConfig } from '../config';
 import { adapterSpecs } from '../lora/adapter';
 import { loadAdapter } from '../lora/apply';
 import { ADAPTER_FILES, adapterFiles, isAdapterFolder } from '../lora/files';
@@ -162,6 +162,23 @@ export interface TrainerOptions {
   hub?: HubOptions;
 }
 
+/** One copy of the model this process trains with its own optimizer (several with devices 0,1: one per GPU). */
+interface Replica {
+  model: Decoder;
+  optimizer: AdamW;
+}
+
+/** Frees replicas 1.. (their models and optimizers, each while its device is current; replica 0's belong to the Setup). */
+function freeExtraReplicas(replicas: readonly Replica[], dp: DataParallel): void {
+  for (const [j, r] of replicas.entries()) {
+    if (j === 0) continue;
+    dp.useReplica(j);
+    r.optimizer.free();
+    r.model.free();
+  }
+  dp.useReplica(0);
+}
+
 interface Setup {
   opened: OpenedModel;
   ownsModel: boolean;
@@ -172,6 +189,12 @@ interface Setup {
   /** The EOS id lib/data appended after each example/document, left out of token accuracy (null: batches from options). */
   appendedEos: number | null;
   optimizer: AdamW;
+  /**
+   * The copies of the model this process trains, replica order (dp.replicas of them): [0] is opened.model
+   * with optimizer, which evaluation, samples and saves use; the others train on their GPUs and update
+   * with identical gradient sums.
+   */
+  replicas: Replica[];
   /** The job this run is part of (a single process: size 1); rank 0 alone writes files. */
   dp: DataParallel;
   /** Micro-batches per step on each rank (grad_accum_steps, or global_batch_size / (ranks x batch_size)). */
@@ -324,7 +347,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const history = new RunHistory();
     let dp: DataParallel | null = null;
     try {
-      dp = DataParallel.start({ zero: this.config.zero as 0 | 1, collectiveTimeout: this.config.collective_timeout, nameKey: (k) => this.nameKey(k) });
+      const c = this.config;
+      dp = DataParallel.start({
+        zero: c.zero as 0 | 1, collectiveTimeout: c.collective_timeout, devices: c.devices === null ? null : parseDevices(c.devices, this.nameKey('devices')),
+        device: c.device, nameKey: (k) => this.nameKey(k),
+      });
       // Before the model loads: a port in use fails in the first second.
       if (this.config.dashboard !== null && dp.writes) {
         dashboard = await startDashboardServer(this.config.dashboard, { title: this.runTitle(), current: () => history }, this.nameKey('dashboard'));
@@ -336,6 +363,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (setup?.ownsModel) setup.opened.model.free();
       throw e;
     } finally {
+      if (setup) freeExtraReplicas(setup.replicas, setup.dp);
       setup?.optimizer.free();
       setup?.preference?.free();
       await dashboard?.close();
@@ -406,24 +434,32 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const gradientCheckpointingHint = c.gradient_checkpointing ? '' : `, or turn on ${this.nameKey('gradient_checkpointing')}`;
     const lower = `batch_size (--batch-size), seq_len (--seq-len) or the model size (use --grad-accum to keep the effective batch)${gradientCheckpointingHint}`;
     let opened: OpenedModel;
+    // Where every replica opens its copy from (the folder, the checkpoint, or new:...).
+    let modelSpec: string | null = null;
+    if (this.opts.model && dp.replicas > 1) throw new ConfigError(`Trainer: ${this.nameKey('devices')} opens one copy of config.model per device; options.model is a single copy (give config.model instead)`);
     if (this.opts.model) {
       if (!this.opts.tokenizer && !this.opts.train) throw new ConfigError('Trainer: with options.model, give options.tokenizer (or options.train batches)');
       if (this.opts.model.device === 'cpu') checkMemoryBudget('training', plan(this.opts.model.config, true), maxBytes, lower);
       opened = { model: this.opts.model, tokenizer: this.opts.tokenizer!, tokenizerDir: this.opts.tokenizerDir ?? null };
     } else {
       const base = loraResume ? c.model ?? baseOfCheckpoint(resumeDir!) : resumeDir ?? c.model!;
-      opened = openModel(await this.localModel(base, base === c.model), c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower },
+      modelSpec = await this.localModel(base, base === c.model);
+      opened = openModel(modelSpec, c.device, c.seed, { what: 'training', plan: (config) => plan(config, false), maxBytes, lower },
         this.nameKey(resumeDir && !loraResume ? 'resume_from' : 'model'), { baseDtype: c.base_dtype });
     }
     const ownsModel = !this.opts.model;
     try {
       const { model } = opened;
       dp.attach(model, c.collective_timeout);
-      if (loraResume) loadAdapter(model, resumeDir!, { trainable: true, label: this.nameKey('resume_from') });
-      else if (c.adapter !== null) loadAdapter(model, c.adapter, { trainable: true, label: this.nameKey('adapter') });
-      else if (lora) model.addAdapter(lora, { trainable: true, seed: c.seed, labels: loraLabels });
-      // The run's setting, also on a model the caller passed (the memory plan above assumed it).
-      model.setGradientCheckpointing(c.gradient_checkpointing);
+      // Every replica is made by the same steps from the same files and seed, so the copies start identical.
+      const prepare = (m: Decoder) => {
+        if (loraResume) loadAdapter(m, resumeDir!, { trainable: true, label: this.nameKey('resume_from') });
+        else if (c.adapter !== null) loadAdapter(m, c.adapter, { trainable: true, label: this.nameKey('adapter') });
+        else if (lora) m.addAdapter(lora, { trainable: true, seed: c.seed, labels: loraLabels });
+        // The run's setting, also on a model the caller passed (the memory plan above assumed it).
+        m.setGradientCheckpointing(c.gradient_checkpointing);
+      };
+      prepare(model);
       // As transformers in train mode: the base model's dropout applies also under a LoRA adapter (PEFT
       // leaves the frozen base in train mode).
       const dropout = trainingDropout(model.config, c.dropout);
@@ -452,10 +488,35 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const stepsPerEpoch = train.batchesPerEpoch / (gradAccum * dp.size);
       const totalSteps = c.max_steps ?? Math.max(1, Math.ceil(c.epochs * stepsPerEpoch));
       const warmup = c.warmup_steps > 0 ? c.warmup_steps : Math.ceil(c.warmup_ratio * totalSteps);
+      // Preference steps are data-parallel over MPI ranks (their sums are reduced over ranks, lib/train/preference.ts),
+      // not over the model copies of one process.
+      if (c.method !== 'sft' && dp.replicas > 1) throw new ConfigError(`method ${c.method} runs on one model copy per process; over ${dp.workers} (${this.nameKey('devices')}) only method sft is data-parallel so far: use one rank per GPU under mpirun/srun`);
       // The reference model (DPO) is the starting model: before any step or resumed checkpoint changes it.
       const preference = c.method === 'sft' ? null : await preferenceObjective(c, model, resumeDir !== null && !loraResume,
         async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation, dp);
-      const optimizer = dp.optimizer(model, { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay });
+      const adamw = { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay };
+      const optimizer = dp.optimizer(model, adamw);
+      const replicas: Replica[] = [{ model, optimizer }];
+      try {
+        for (let j = 1; j < dp.replicas; j++) {
+          dp.useReplica(j);
+          const copy = openModel(modelSpec!, c.device, c.seed, undefined, this.nameKey(resumeDir && !loraResume ? 'resume_from' : 'model'), { baseDtype: c.base_dtype }).model;
+          try {
+            prepare(copy);
+            replicas.push({ model: copy, optimizer: dp.optimizer(copy, adamw) });
+          } catch (e) {
+            copy.free();
+            throw e;
+          }
+        }
+      } catch (e) {
+        freeExtraReplicas(replicas, dp);
+        optimizer.free();
+        preference?.free();
+        throw e;
+      } finally {
+        dp.useReplica(0);
+      }
       let state: TrainerState = {
         step: 0, epoch: 0, total_steps: totalSteps, data_state: train.getState(), best_val_loss: null, best_step: null,
         evals_without_improvement: 0, last_eval_step: null, elapsed_s: 0, tokens_seen: 0, world_size: dp.size, global_batch: gradAccum * dp.size * c.batch_size,
@@ -464,11 +525,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         if (resumeDir) {
           state = readTrainerState(resumeDir);
           this.checkResumedWorld(resumeDir, state, dp, gradAccum);
-          dp.loadOptimizer(resumeDir, model, optimizer);
+          for (const [j, r] of replicas.entries()) {
+            dp.useReplica(j);
+            dp.loadOptimizer(resumeDir, r.model, r.optimizer);
+          }
+          dp.useReplica(0);
           train.setState(state.data_state);
           state.total_steps = totalSteps;
         }
       } catch (e) {
+        freeExtraReplicas(replicas, dp);
         optimizer.free();
         preference?.free();
         throw e;
@@ -482,12 +548,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         const saved = model.trainingAdapter?.parameterCount ?? model.numParameters;
         folders = dp.writes ? this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir) : { out: null, checkpoints: null };
       } catch (e) {
+        freeExtraReplicas(replicas, dp);
         optimizer.free();
         preference?.free();
         throw e;
       }
       return {
-        opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, dp, gradAccum, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
+        opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, replicas, dp, gradAccum, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
         checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts, preference,
       };
     } catch (e) {
@@ -502,7 +569,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (c.global_batch_size === null) return c.grad_accum_steps;
     const perRound = dp.size * c.batch_size;
     if (c.global_batch_size % perRound !== 0) {
-      throw new ConfigError(`${this.nameKey('global_batch_size')} ${c.global_batch_size} does not split over ${dp.size} rank(s) x ${this.nameKey('batch_size')} ${c.batch_size}: give a multiple of ${perRound}`);
+      throw new ConfigError(`${this.nameKey('global_batch_size')} ${c.global_batch_size} does not split over ${dp.workers} x ${this.nameKey('batch_size')} ${c.batch_size}: give a multiple of ${perRound}`);
     }
     return c.global_batch_size / perRound;
   }
@@ -516,7 +583,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const global = gradAccum * dp.size * this.config.batch_size;
     const recorded = state.global_batch ?? null;
     if (recorded !== null && recorded !== global) {
-      throw new ConfigError(`${this.nameKey('resume_from')} ${dir}: its run took ${recorded} sequences per step (${state.world_size ?? 1} rank(s)); this one would take ${global} (${dp.size} rank(s) x ${this.nameKey('batch_size')} ${this.config.batch_size} x ${gradAccum} micro-batches): set ${this.nameKey('global_batch_size')} ${recorded} to continue it`);
+      throw new ConfigError(`${this.nameKey('resume_from')} ${dir}: its run took ${recorded} sequences per step (${state.world_size ?? 1} rank(s)); this one would take ${global} (${dp.workers} x ${this.nameKey('batch_size')} ${this.config.batch_size} x ${gradAccum} micro-batches): set ${this.nameKey('global_batch_size')} ${recorded} to continue it`);
     }
     state.world_size = dp.size;
     state.global_batch = global;
@@ -835,37 +902,53 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // Every rank draws the step's whole global batch (the same on every rank) and trains on its part.
     const global: Batch[] = [];
     for (let i = 0; i < s.gradAccum * s.dp.size; i++) global.push(s.train.next());
-    const { items: batches, first } = s.dp.mine(global);
     // The gradient of the mean loss over every scored token of the step, however they are spread
-    // over micro-batches and ranks (packed or padded examples score different numbers of tokens).
+    // over micro-batches, replicas and ranks (packed or padded examples score different numbers of tokens).
     const scored = global.reduce((n, b) => n + b.scoredTokens, 0);
     const positions = global.reduce((n, b) => n + b.B * b.T, 0);
-    model.zeroGrad();
     let lossSum = 0, count = 0, correct = 0, counted = 0;
-    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below;
-    // it returns the step's sums over every rank already.
-    const preference = s.preference ? this.preferenceStep(s, global, batches, first) : null;
+    // Each local replica (one, except with devices) trains on its run of micro-batches on its own device.
+    const runs = s.replicas.map(({ model: m }, replica) => {
+      s.dp.useReplica(replica);
+      m.zeroGrad();
+      return s.dp.mine(global, replica);
+    });
+    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below
+    // (one model copy per process, checked at setup); it returns the step's sums over every rank already.
+    const preference = s.preference ? this.preferenceStep(s, global, runs[0].items, runs[0].first) : null;
     if (preference) ({ lossSum, count, correct, counted } = preference);
-    else for (const [j, b] of batches.entries()) {
-      const i = first + j;
-      // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
-      const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
-      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
-      if (scored > 0) model.backward(scored);
-      lossSum += r.lossSum;
-      count += r.count;
-      const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
-      correct += accuracy.correct;
-      counted += accuracy.counted;
+    // Micro-batch j of every replica in turn: forward reads its loss and predictions back (the host waits for
+    // that GPU), while the backward just queued on the previous replica's GPU runs on (docs/scaling.md).
+    else for (let j = 0; j < runs[0].items.length; j++) {
+      for (const [replica, { model: m }] of s.replicas.entries()) {
+        s.dp.useReplica(replica);
+        const b = runs[replica].items[j], i = runs[replica].first + j;
+        // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
+        const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
+        const r = m.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
+        if (scored > 0) m.backward(scored);
+        lossSum += r.lossSum;
+        count += r.count;
+        const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
+        correct += accuracy.correct;
+        counted += accuracy.counted;
+      }
     }
+    s.dp.useReplica(0);
     if (!preference) [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
-    s.dp.reduceGradients(model);
+    s.dp.reduceGradients(s.replicas.map((r) => r.model));
+    // Replica 0's norm: every replica holds bitwise the same gradient sum.
     const gradNorm = s.dp.gradNorm(model);
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
     const verdict = monitor.check(s.state.step + 1, count > 0 ? lossSum / count : null, gradNorm);
     if (verdict.action === 'stop') return verdict.stopMessage;
     if (verdict.action === 'update') {
-      s.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
+      // Every replica updates its own copy (its own AdamW) from the same sums, so the copies stay equal.
+      for (const [replica, r] of s.replicas.entries()) {
+        s.dp.useReplica(replica);
+        r.optimizer.update(lr, clipScale(gradNorm, c.grad_clip));
+      }
+      s.dp.useReplica(0);
       s.dp.afterUpdate(model);
     }
     s.state.step++;

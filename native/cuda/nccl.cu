@@ -41,6 +41,8 @@ struct Api {
   ncclResult_t (*reduce_scatter)(const void*, void*, size_t, int, int, ncclComm_t, cudaStream_t);
   ncclResult_t (*all_gather)(const void*, void*, size_t, int, ncclComm_t, cudaStream_t);
   const char* (*get_error_string)(ncclResult_t);
+  ncclResult_t (*group_start)();
+  ncclResult_t (*group_end)();
 };
 
 struct Library {
@@ -76,6 +78,8 @@ Library& library() {
     resolve_symbol(so, "ncclReduceScatter", api.reduce_scatter, missing);
     resolve_symbol(so, "ncclAllGather", api.all_gather, missing);
     resolve_symbol(so, "ncclGetErrorString", api.get_error_string, missing);
+    resolve_symbol(so, "ncclGroupStart", api.group_start, missing);
+    resolve_symbol(so, "ncclGroupEnd", api.group_end, missing);
     if (!missing.empty()) {
       lib.reason = name + " lacks " + missing + " (NCCL 2.x expected; point GPTUNE_NCCL at libnccl.so.2)";
       dlclose(so);
@@ -160,6 +164,70 @@ void run(Communicator& c, const char* what, Issue issue) {
   CUDA_CHECK(cudaStreamWaitEvent(stream(), c.done, 0));
 }
 
+// The CUDA device the calling thread has current, restored when the scope ends (a grouped collective
+// visits every communicator's device; the caller's choice of device must survive it).
+struct CurrentDevice {
+  int device = 0;
+  CurrentDevice() { CUDA_CHECK(cudaGetDevice(&device)); }
+  ~CurrentDevice() { cudaSetDevice(device); }
+};
+
+// run() for every communicator of this process at once (init_all): each collective ordered after its
+// device's backend stream, all issued in one NCCL group (one process drives every rank of the
+// communicators, so a rank waited on alone would wait for peers not yet issued), then all awaited
+// against one deadline. A timeout or an asynchronous error aborts every communicator.
+template <class Issue>
+void run_group(const char* what, Issue issue) {
+  auto& list = comms();
+  for (Communicator& c : list) {
+    CUDA_CHECK(cudaSetDevice(c.device));
+    CUDA_CHECK(cudaEventRecord(c.ready, stream()));  // stream(): the backend's stream of c.device
+    CUDA_CHECK(cudaStreamWaitEvent(c.stream, c.ready, 0));
+  }
+  check(api().group_start(), "ncclGroupStart");
+  ncclResult_t issued = ncclSuccess;
+  for (size_t i = 0; i < list.size() && (issued == ncclSuccess || issued == ncclInProgress); ++i) issued = issue(i, list[i]);
+  // ncclGroupEnd even after a failed issue: an open group would swallow every later NCCL call.
+  const ncclResult_t ended = api().group_end();
+  check(issued, what);
+  check(ended, "ncclGroupEnd");
+  for (Communicator& c : list) {
+    CUDA_CHECK(cudaSetDevice(c.device));
+    CUDA_CHECK(cudaEventRecord(c.done, c.stream));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  for (int polls = 0;; ++polls) {
+    bool all_done = true;
+    ncclResult_t async = ncclSuccess;
+    for (Communicator& c : list) {
+      cudaError_t state = cudaEventQuery(c.done);
+      if (state == cudaErrorNotReady) all_done = false;
+      else if (state != cudaSuccess) CUDA_CHECK(state);
+      ncclResult_t e = ncclSuccess;
+      if (c.comm) api().comm_get_async_error(c.comm, &e);
+      if (e != ncclSuccess && e != ncclInProgress) async = e;
+    }
+    if (all_done) break;
+    const bool late = std::chrono::steady_clock::now() > deadline;
+    if (late || async != ncclSuccess) {
+      for (Communicator& c : list) {
+        if (c.comm) api().comm_abort(c.comm);
+        c.comm = nullptr;
+      }
+      char seconds[32];
+      snprintf(seconds, sizeof seconds, "%g", timeout_s);
+      throw Error(std::string("NCCL grouped ") + what + " over " + std::to_string(list.size()) + " GPUs" +
+                  (late ? std::string(" did not complete within ") + seconds + " s (collective timeout): a GPU hangs"
+                        : std::string(" failed: ") + api().get_error_string(async)));
+    }
+    if (polls > 64) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  for (Communicator& c : list) {
+    CUDA_CHECK(cudaSetDevice(c.device));
+    CUDA_CHECK(cudaStreamWaitEvent(stream(), c.done, 0));
+  }
+}
+
 }  // namespace
 
 std::string unavailable_reason() { return library().loaded ? "" : library().reason; }
@@ -214,6 +282,26 @@ void all_gather(int comm, float* full, size_t shard_n) {
   check(api().comm_user_rank(c.comm, &rank_in_comm), "ncclCommUserRank");
   // In place: NCCL reads this rank's shard from where it lands in the output.
   run(c, "all-gather", [&] { return api().all_gather(full + shard_n * rank_in_comm, full, shard_n, ncclFloat32, c.comm, c.stream); });
+}
+
+void all_reduce_sum_all(const std::vector<float*>& xs, size_t n) {
+  auto& list = comms();
+  if (xs.size() != list.size() || list.empty()) {
+    throw Error("NCCL grouped all-reduce: " + std::to_string(xs.size()) + " buffers for " + std::to_string(list.size()) + " communicators (one per GPU of initAll expected)");
+  }
+  CurrentDevice keep;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (!list[i].comm) throw Error("NCCL communicator " + std::to_string(i) + " was aborted after an earlier failure");
+    // NCCL reads a pointer of another device as garbage or faults: refuse it with the indices.
+    cudaPointerAttributes attributes{};
+    CUDA_CHECK(cudaPointerGetAttributes(&attributes, xs[i]));
+    if (attributes.type != cudaMemoryTypeDevice || attributes.device != list[i].device) {
+      throw Error("NCCL grouped all-reduce: buffer " + std::to_string(i) + " must be memory of GPU " + std::to_string(list[i].device) +
+                  " (communicator " + std::to_string(i) + "), but it is " +
+                  (attributes.type == cudaMemoryTypeDevice ? "on GPU " + std::to_string(attributes.device) : std::string("not device memory")));
+    }
+  }
+  run_group("all-reduce", [&](size_t i, Communicator& c) { return api().all_reduce(xs[i], xs[i], n, ncclFloat32, ncclSum, c.comm, c.stream); });
 }
 
 void destroy() {

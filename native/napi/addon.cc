@@ -127,18 +127,11 @@ Napi::Value CudaMatmulBackend(const Napi::CallbackInfo& info) {
 Napi::Value CudaAdamwUpdateMulti(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "cuda.adamwUpdateMulti", 7);
-  if (!info[0].IsArray()) a.fail_type(0, "tensors", "an Array of {params, m, v, grads, weightDecay}");
-  Napi::Array list = info[0].As<Napi::Array>();
-  const uint32_t count = list.Length();  // read once: a getter may grow the array
-  std::vector<Args> entries;
-  entries.reserve(count);
-  for (uint32_t i = 0; i < count; ++i) {
-    Napi::Value item = list.Get(i);
-    std::string name = "cuda.adamwUpdateMulti tensors[" + std::to_string(i) + "]";
+  std::vector<Args> entries = list_args(info, a, 0, "tensors", "an Array of {params, m, v, grads, weightDecay}", [&](Napi::Value item, const std::string& name) {
     if (!item.IsObject()) throw Napi::TypeError::New(env, name + ": expected an object but received " + describe(item));
     Napi::Object o = item.As<Napi::Object>();
-    entries.emplace_back(env, name, std::vector<Napi::Value>{o.Get("params"), o.Get("m"), o.Get("v"), o.Get("grads"), o.Get("weightDecay")});
-  }
+    return std::vector<Napi::Value>{o.Get("params"), o.Get("m"), o.Get("v"), o.Get("grads"), o.Get("weightDecay")};
+  });
   // Phase 2: no JavaScript runs from here to the launch.
   double lr = a.number(1, "lr"), beta1 = a.number(2, "beta1"), beta2 = a.number(3, "beta2"), eps = a.number(4, "eps");
   double grad_scale = a.number(5, "gradScale");

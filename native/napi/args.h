@@ -135,6 +135,24 @@ class Args {
   bool device_set_ = false;
 };
 
+// Phase 1 for a list argument: argument i of `a`'s call must be an Array; returns one Args per entry
+// ("<binding> <name>[k]" in messages) holding the values `fields(entry, entry_name)` reads from it (a
+// std::vector<Napi::Value>). Every entry is read here, before any pointer of the call is taken, so a
+// getter of entry 7 cannot free the arena of entry 2; the Array's length is read once (a getter may grow it).
+template <class Fields>
+std::vector<Args> list_args(const Napi::CallbackInfo& info, const Args& a, size_t i, const char* name, const std::string& expected, Fields fields) {
+  if (!info[i].IsArray()) a.fail_type(i, name, expected);
+  Napi::Array list = info[i].As<Napi::Array>();
+  const uint32_t count = list.Length();
+  std::vector<Args> entries;
+  entries.reserve(count);
+  for (uint32_t k = 0; k < count; ++k) {
+    const std::string entry_name = std::string(a.binding()) + " " + name + "[" + std::to_string(k) + "]";
+    entries.emplace_back(info.Env(), entry_name, fields(list.Get(k), entry_name));
+  }
+  return entries;
+}
+
 // Captures the engine's own ArrayBuffer.prototype.resizable / SharedArrayBuffer.prototype.growable
 // getters at load time (phase 1 calls them to refuse resizable buffers).
 void init_buffer_checks(Napi::Env env);

@@ -106,6 +106,37 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// allreduceSumAll(views): one process driving several GPUs (after initAll); views[i] lives on
+// communicator i's GPU, every view holds the same number of floats, and each becomes the sum of all of
+// them (one NCCL group). Phase 1 (list_args) reads every entry before any pointer is taken.
+Napi::Value AllreduceSumAll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a(info, "nccl.allreduceSumAll", 1);
+  std::vector<Args> entries = list_args(info, a, 0, "views", "an Array of CUDA arena views, one per communicator",
+                                        [](Napi::Value view, const std::string&) { return std::vector<Napi::Value>{view}; });
+  // Phase 2: no JavaScript runs from here to the collective.
+  const size_t count = entries.size();
+  const int communicators = nccl::communicators();
+  if (static_cast<int64_t>(count) != communicators) {
+    a.fail_range("nccl.allreduceSumAll: views holds " + std::to_string(count) + " views; expected one per communicator (" + std::to_string(communicators) + ", from nccl.initAll)");
+  }
+  std::vector<float*> xs;
+  int64_t numel = -1;
+  for (size_t i = 0; i < count; ++i) {
+    FloatArg x = entries[i].floats(0, "x", 0);
+    require_cuda(entries[i]);
+    if (numel >= 0 && x.numel != numel) {
+      entries[i].fail_range("nccl.allreduceSumAll: views[" + std::to_string(i) + "] holds " + std::to_string(x.numel) + " floats; views[0] holds " + std::to_string(numel) + " (every view must have the same length)");
+    }
+    numel = x.numel;
+    xs.push_back(x.ptr);
+  }
+  nccl::all_reduce_sum_all(xs, static_cast<size_t>(numel));
+  return env.Undefined();
+}
+
+Napi::Value Communicators(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), nccl::communicators()); }
+
 Napi::Value Destroy(const Napi::CallbackInfo& info) {
   nccl::destroy();
   return info.Env().Undefined();
@@ -132,6 +163,8 @@ Napi::Object NcclBindings(Napi::Env env) {
   o.Set("allreduceSum", function<AllreduceSum>(env, "nccl.allreduceSum"));
   o.Set("reduceScatterSum", function<ReduceScatterSum>(env, "nccl.reduceScatterSum"));
   o.Set("allGather", function<AllGather>(env, "nccl.allGather"));
+  o.Set("allreduceSumAll", function<AllreduceSumAll>(env, "nccl.allreduceSumAll"));
+  o.Set("communicators", function<Communicators>(env, "nccl.communicators"));
   o.Set("destroy", function<Destroy>(env, "nccl.destroy"));
 #endif
   return o;

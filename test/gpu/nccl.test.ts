@@ -2,7 +2,9 @@
  * NCCL on a GPU (native/cuda/nccl.cu, loaded at run time): one rank's collectives leave a CUDA buffer as it was
  * (the sum over one rank), and `mpirun -np 1 gptune train --device cuda`, whose gradients then go through
  * ncclAllReduce (ZeRO-0) or ncclReduceScatter + ncclAllGather (ZeRO-1), gives the losses of the same run
- * without a launcher, bitwise (one rank adds nothing).
+ * without a launcher, bitwise (one rank adds nothing). One process driving GPUs (ncclCommInitAll): the grouped
+ * all-reduce over one GPU keeps the buffer, over two gives the plain sum on both; with two GPUs,
+ * `gptune train --devices 0,1` gives the losses of the plain one-GPU run with the same global batch.
  *   node --test dist/test/gpu/        (on a GPU machine with libnccl.so.2 or GPTUNE_NCCL, and mpirun for the run)
  */
 import * as assert from 'node:assert';
@@ -22,6 +24,9 @@ const DATA = path.join(ROOT, 'test/fixtures/eval-text.txt');
 const ncclSkip = gpuSkip ?? (addon.nccl.available() ? undefined : addon.nccl.unavailableReason());
 const mpirun = spawnSync('sh', ['-c', 'command -v mpirun'], { encoding: 'utf8' }).stdout.trim();
 const runSkip = ncclSkip ?? (mpirun === '' ? 'mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)' : !addon.mpi.available() ? addon.mpi.unavailableReason() : undefined);
+
+const gpus = gpuSkip ? 0 : addon.cuda.deviceCount!();
+const twoSkip = ncclSkip ?? (gpus < 2 ? `--devices needs 2 GPUs; this machine has ${gpus}` : undefined);
 
 function losses(args: string[], launcher: boolean): number[] {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gptune-nccl-'));
@@ -65,6 +70,70 @@ if (underJest) {
         arena.free();
         nccl.destroy!();
       }
+    });
+
+    nodeTest.it('initAll over one GPU: the grouped all-reduce keeps the buffer and checks its arguments', { skip: ncclSkip }, () => {
+      const nccl = addon.nccl;
+      nccl.initAll!([0]);
+      const n = 999;
+      const values = Float32Array.from({ length: n }, (_, i) => Math.cos(i) * 2 - i / 9);
+      const arena = new addon.Arena('cuda', n + 1);
+      const host = new addon.Arena('cpu', n);
+      try {
+        assert.strictEqual(nccl.communicators!(), 1);
+        arena.write(0, values);
+        nccl.allreduceSumAll!([{ arena, offset: 0, numel: n }]);
+        assert.deepStrictEqual(arena.read(0, n), values);
+        assert.throws(() => nccl.allreduceSumAll!([]), /views holds 0 views; expected one per communicator \(1/);
+        assert.throws(() => nccl.allreduceSumAll!([{ arena: host, offset: 0, numel: n }]), /must be CUDA arena views/);
+      } finally {
+        arena.free();
+        host.free();
+        nccl.destroy!();
+      }
+    });
+
+    nodeTest.it('initAll over two GPUs: the grouped all-reduce gives the sum on both, bitwise the same', { skip: twoSkip }, () => {
+      const nccl = addon.nccl;
+      nccl.initAll!([0, 1]);
+      const n = 4097;
+      // Exact in float32: the sum is x0 + x1 with no rounding.
+      const x0 = Float32Array.from({ length: n }, (_, i) => i / 4), x1 = Float32Array.from({ length: n }, (_, i) => 3 * i + 1);
+      addon.cuda.setDevice!(0);
+      const a = new addon.Arena('cuda', n);
+      addon.cuda.setDevice!(1);
+      const b = new addon.Arena('cuda', n);
+      try {
+        addon.cuda.setDevice!(0);
+        a.write(0, x0);
+        addon.cuda.setDevice!(1);
+        b.write(0, x1);
+        addon.cuda.setDevice!(0);
+        nccl.allreduceSumAll!([{ arena: a, offset: 0, numel: n }, { arena: b, offset: 0, numel: n }]);
+        const sum = Float32Array.from(x0, (v, i) => v + x1[i]);
+        assert.deepStrictEqual(a.read(0, n), sum);
+        addon.cuda.setDevice!(1);
+        assert.deepStrictEqual(b.read(0, n), sum);
+        addon.cuda.setDevice!(0);
+        assert.throws(() => nccl.allreduceSumAll!([{ arena: b, offset: 0, numel: n }, { arena: a, offset: 0, numel: n }]), /buffer 0 must be memory of GPU 0 .*on GPU 1/);
+        assert.throws(() => nccl.allreduceSumAll!([{ arena: a, offset: 0, numel: n }, { arena: b, offset: 0, numel: n - 1 }]), /every view must have the same length/);
+      } finally {
+        // Each arena freed while its own GPU is current.
+        addon.cuda.setDevice!(0);
+        a.free();
+        addon.cuda.setDevice!(1);
+        b.free();
+        addon.cuda.setDevice!(0);
+        nccl.destroy!();
+      }
+    });
+
+    nodeTest.it('--devices 0,1 gives the losses of one GPU with the same global batch', { skip: twoSkip }, () => {
+      const plain = losses([], false);
+      const replicas = losses(['--devices', '0,1'], false);
+      assert.strictEqual(replicas.length, 5);
+      // Up to float32 rounding of the gradient sums (2 GPUs' sums of 2 micro-batches added instead of 4 in a row).
+      for (const [i, l] of replicas.entries()) assert.ok(Math.abs(l - plain[i]) < 1e-5, `step ${i + 1}: ${l} vs ${plain[i]}`);
     });
 
     nodeTest.it('mpirun -np 1 on the GPU (NCCL, ZeRO-0 and ZeRO-1) gives the losses of the plain run', { skip: runSkip }, () => {

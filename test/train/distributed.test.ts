@@ -15,7 +15,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { addon } from '../../lib/native';
 import { readSafetensors, toFloat32 } from '../../lib/io/safetensors';
-import { FIXTURES, tempDir, TINY } from '../helpers';
+import { expectLossesClose, FIXTURES, logLosses, tempDir, TINY } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -50,10 +50,6 @@ function logLines(logFile: string): Array<Record<string, number>> {
   return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 }
 
-function losses(logFile: string): number[] {
-  return logLines(logFile).filter((l) => 'loss' in l).map((l) => l.loss);
-}
-
 /** Each key of each line equal to the expected line's, to `tolerance` relative (absolute below 1). */
 function expectLinesClose(actual: Array<Record<string, number>>, expected: Array<Record<string, number>>, keys: string[], tolerance: number): void {
   expect(actual.map((l) => l.step)).toEqual(expected.map((l) => l.step));
@@ -64,12 +60,6 @@ function expectLinesClose(actual: Array<Record<string, number>>, expected: Array
       if (!(error <= tolerance)) throw new Error(`step ${want.step}: ${key} is ${actual[i][key]}, one process had ${want[key]} (error ${error} > ${tolerance})`);
     }
   }
-}
-
-function expectClose(actual: number[], expected: number[], tolerance: number): void {
-  expect(actual).toHaveLength(expected.length);
-  const worst = Math.max(...actual.map((a, i) => Math.abs(a - expected[i])));
-  expect(worst).toBeLessThan(tolerance);
 }
 
 function evalLoss(model: string): number {
@@ -181,10 +171,10 @@ describeMpi('data-parallel training under mpirun', () => {
     // Rank 0 alone reports and writes: one summary line, one log.
     expect(two.stdout.trim().split('\n')).toHaveLength(1);
     expect(JSON.parse(two.stdout)).toMatchObject({ saved: ranks, steps: 5, reason: 'completed' });
-    const expected = losses(`${single}.jsonl`);
+    const expected = logLosses(`${single}.jsonl`);
     expect(expected).toHaveLength(5);
     // Up to float32 rounding of the gradient sums (4 micro-batches summed in another order).
-    expectClose(losses(`${ranks}.jsonl`), expected, 1e-5);
+    expectLossesClose(logLosses(`${ranks}.jsonl`), expected, 1e-5);
     // The model learned: the last loss is below the first.
     expect(expected[4]).toBeLessThan(expected[0]);
     expect(Math.abs(evalLoss(ranks) - evalLoss(single))).toBeLessThan(1e-5);
@@ -197,8 +187,8 @@ describeMpi('data-parallel training under mpirun', () => {
     expect(a.code).toBe(0);
     const b = mpirun(2, [process.execPath, ...trainArgs(TINY, zero1, { zero: '1', 'save-every': '3' })]);
     expect(b.code).toBe(0);
-    const reference = losses(`${zero0}.jsonl`);
-    expectClose(losses(`${zero1}.jsonl`), reference, 1e-5);
+    const reference = logLosses(`${zero0}.jsonl`);
+    expectLossesClose(logLosses(`${zero1}.jsonl`), reference, 1e-5);
     // The checkpoint holds the whole optimizer state (the shards gathered) and the world it was written by.
     const step3 = path.join(zero1, 'checkpoints', 'step-3');
     const state = JSON.parse(fs.readFileSync(path.join(step3, 'trainer_state.json'), 'utf8'));
@@ -216,7 +206,7 @@ describeMpi('data-parallel training under mpirun', () => {
     const r = gptune(['train', '--resume', step3, '--zero', '0', '--out', resumed, '--log', `${resumed}.jsonl`, '--quiet']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expectClose(losses(`${resumed}.jsonl`), reference.slice(3), 1e-5);
+    expectLossesClose(logLosses(`${resumed}.jsonl`), reference.slice(3), 1e-5);
     // Another global batch would change what a step means: refused, naming the key to set.
     const other = gptune(['train', '--resume', step3, '--zero', '0', '--out', path.join(dir, 'other'), '--global-batch-size', '4', '--quiet']);
     expect(other.code).toBe(2);

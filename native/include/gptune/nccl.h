@@ -33,6 +33,12 @@ void all_reduce_sum(int comm, float* x, size_t n);
 void reduce_scatter_sum(int comm, const float* full, float* shard, size_t shard_n);
 // In place: this rank's shard of full (at rank*shard_n) is copied to every rank.
 void all_gather(int comm, float* full, size_t shard_n);
+// One process driving several GPUs (init_all): xs[i] (n floats on communicator i's device) becomes, in
+// place, the sum over all communicators. Every all-reduce is issued inside one ncclGroupStart/ncclGroupEnd
+// (issuing communicator 0's and waiting on it before communicator 1's would deadlock), each ordered after
+// its device's backend stream; then all are waited for against one deadline (every communicator aborted
+// on a timeout). xs.size() must equal communicators(); a pointer on another device is refused.
+void all_reduce_sum_all(const std::vector<float*>& xs, size_t n);
 // Releases every communicator (ncclCommDestroy).
 void destroy();
 
