@@ -490,7 +490,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const warmup = c.warmup_steps > 0 ? c.warmup_steps : Math.ceil(c.warmup_ratio * totalSteps);
       // Preference steps are data-parallel over MPI ranks (their sums are reduced over ranks, lib/train/preference.ts),
       // not over the model copies of one process.
-      if (c.method !== 'sft' && dp.replicas > 1) throw new ConfigError(`method ${c.method} runs on one model copy per process; over ${dp.workers} (${this.nameKey('devices')}) only method sft is data-parallel so far: use one rank per GPU under mpirun/srun`);
+      if (c.method !== 'sft' && dp.replicas > 1) throw new ConfigError(`method ${c.method} is data-parallel over MPI ranks, not over the ${dp.workers} of one process: run one rank per GPU under mpirun/srun instead of ${this.nameKey('devices')}`);
       // The reference model (DPO) is the starting model: before any step or resumed checkpoint changes it.
       const preference = c.method === 'sft' ? null : await preferenceObjective(c, model, resumeDir !== null && !loraResume,
         async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation, dp);

@@ -218,7 +218,7 @@ describeMpi('data-parallel training under mpirun', () => {
     const script = path.join(dir, 'split.js');
     fs.writeFileSync(script, `
       const { DataParallel, finishJob } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/train/distributed.js'))});
-      const dp = DataParallel.start({ zero: 0, collectiveTimeout: 30, nameKey: (k) => k });
+      const dp = DataParallel.start({ zero: 0, collectiveTimeout: 30, devices: null, device: 'cpu', nameKey: (k) => k });
       const parts = [0, 1, 2, 3, 4, 5, 7].map((n) => dp.part(Array.from({ length: n }, (_, i) => i)));
       const x = Float64Array.from([0.1 * (dp.rank + 1), 1e17, dp.rank === 1 ? 1 : 0]);
       dp.sumInPlace(x);

@@ -131,7 +131,7 @@ describe('replicas in one process (CPU replicas through the test seam)', () => {
       expect(line(devices)).toMatch(/^gptune train: --devices 0,1: the GPUs sum their gradients with NCCL, but NCCL is not available .*libnccl\.so\.2.*GPTUNE_NCCL.*\n$/);
     }
     if (addon.cuda.compiled) {
-      expect(line(gptune(trainArgs(TINY, out('g'), { devices: `0,${count}` })))).toMatch(new RegExp(`^gptune train: --devices 0,${count}: there is no GPU ${count}; this machine has `));
+      expect(line(gptune(trainArgs(TINY, out('g'), { devices: `${count},${count + 1}` })))).toMatch(new RegExp(`^gptune train: --devices ${count},${count + 1}: there is no GPU ${count}; this machine has `));
     }
     // The global batch splits over replicas as over ranks.
     expect(line(gptune(trainArgs(TINY, out('h'), { 'global-batch-size': '6' }), REPLICAS))).toBe(
@@ -172,7 +172,7 @@ describe('replicas in one process (CPU replicas through the test seam)', () => {
     fs.writeFileSync(data, Array.from({ length: 8 }, (_, i) => JSON.stringify({ prompt: `Q: ${i}\nA:`, chosen: ' yes', rejected: ' no' })).join('\n') + '\n');
     const r = gptune(['train', '--model', TINY, '--data', data, '--out', path.join(dir, 'out'), '--method', 'dpo', '--steps', '1', '--batch-size', '2', '--seq-len', '16', '--quiet'], REPLICAS);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe('gptune train: method dpo runs on one model copy; over 2 CPU replicas (mpirun/srun or --devices) only method sft is data-parallel so far\n');
+    expect(r.stderr).toBe('gptune train: method dpo is data-parallel over MPI ranks, not over the 2 CPU replicas of one process: run one rank per GPU under mpirun/srun instead of --devices\n');
     expect(fs.existsSync(path.join(dir, 'out'))).toBe(false);
   }, 60_000);
 });
