@@ -9,6 +9,12 @@
  *   gradients is the gradient of the step's mean loss; the sum is taken in place over the gradient
  *   arena (MPI on CPU ranks, NCCL on GPU ranks), bitwise the same on every rank, so the weights stay
  *   identical. Loss sums, token counts and accuracy are summed the same way.
+ * - Overlap (`overlapComm`): the last micro-batch's backward hands each region of the gradient arena to the
+ *   all-reduce as soon as it is final (Decoder.gradientRegions: the head and final norm, each block from the
+ *   last to the first, the embeddings), so the reduction of late layers runs while earlier layers' backward
+ *   computes: on CPU ranks a communication thread runs the same ring (mpi.reduceAsync), on GPU ranks
+ *   ncclAllReduce on NCCL's stream after an event on the backend's (nccl.reduceAsync); reduceGradients then
+ *   waits for them. ZeRO-1 is not overlapped (its reduce-scatter splits the whole arena into shards).
  * - ZeRO-1 (`zero: 1`): the gradients are reduce-scattered instead; each rank keeps AdamW's moments of
  *   its shard of the layout only, updates that shard, and the weights are all-gathered. A checkpoint
  *   gathers the moments (a full optimizer.safetensors, as a single process writes), so a run resumes
@@ -21,7 +27,7 @@
  */
 import { addon, DeviceName } from '../native';
 import { DistributedError, UsageError } from '../errors';
-import { Decoder } from '../model/decoder';
+import { Decoder, GradientRegionListener } from '../model/decoder';
 import { AdamW, AdamWOptions, ParameterRange } from './adamw';
 import { loadOptimizerState } from './checkpoint_state';
 
@@ -41,8 +47,17 @@ export interface DataParallelOptions {
   zero: 0 | 1;
   /** Seconds any collective may take before the job is declared broken. */
   collectiveTimeout: number;
+  /** Overlap the gradient all-reduce with the backward: on, off, or auto (on for GPU ranks, off for CPU ranks). Default auto. */
+  overlapComm?: 'auto' | 'on' | 'off';
   /** How messages name the config keys zero and collective_timeout. */
   nameKey: (key: 'zero' | 'collective_timeout') => string;
+}
+
+/** What the last reduceGradients cost: the regions overlapped (0: one reduction after the backward) and the ms it waited. */
+export interface ReductionTiming {
+  regions: number;
+  /** Milliseconds reduceGradients blocked: the all-reduce time the backward did not hide. */
+  exposedMs: number;
 }
 
 type Backend = 'none' | 'mpi' | 'nccl';
@@ -51,8 +66,17 @@ export class DataParallel {
   private backend: Backend = 'none';
   /** ZeRO-1 on a GPU: the equal shard NCCL's reduce-scatter and all-gather use. */
   private ncclShard = 0;
+  /** Whether MPI granted the thread level the communication thread needs (MPI_THREAD_SERIALIZED). */
+  private mpiThreads = false;
+  private mpiThreadLevel = 'single';
+  /** Elements of the gradient arena handed to the overlapped all-reduce since the last reduceGradients. */
+  private issued = 0;
+  /** Whether the gradient all-reduce overlaps the backward (decideOverlap). */
+  overlap = false;
+  /** The last reduceGradients' cost. */
+  lastReduction: ReductionTiming = { regions: 0, exposedMs: 0 };
 
-  private constructor(readonly rank: number, readonly size: number, readonly zero: 0 | 1, private readonly launched: boolean) {}
+  private constructor(readonly rank: number, readonly size: number, readonly zero: 0 | 1, private readonly launched: boolean, private readonly overlapComm: 'auto' | 'on' | 'off' = 'auto') {}
 
   /** Whether the collectives do nothing: one process, or one CPU rank. */
   private get alone(): boolean {
@@ -75,9 +99,11 @@ export class DataParallel {
     if (!mpi.available()) {
       throw new UsageError(`this process was started by an MPI launcher (${launcher}) but ${mpi.unavailableReason()}; without it every rank would train alone`);
     }
-    const { rank, size } = mpi.init();
+    const { rank, size, threadLevel, overlap } = mpi.init();
     mpi.setTimeout(options.collectiveTimeout);
-    const dp = new DataParallel(rank, size, options.zero, true);
+    const dp = new DataParallel(rank, size, options.zero, true, options.overlapComm ?? 'auto');
+    dp.mpiThreads = overlap;
+    dp.mpiThreadLevel = threadLevel;
     dp.backend = size > 1 ? 'mpi' : 'none';
     return dp;
   }
@@ -162,12 +188,78 @@ export class DataParallel {
   }
 
   /**
+   * Decides, once the model is attached, whether the gradient all-reduce overlaps the backward: ZeRO-0 on
+   * several ranks with overlap_comm on (auto: on for GPU ranks), and on CPU ranks only where MPI granted the
+   * communication thread's thread level. Returns why overlap asked for is not done (one line), else null.
+   */
+  decideOverlap(): string | null {
+    this.overlap = false;
+    if (this.alone || this.overlapComm === 'off') return null;
+    if (this.overlapComm === 'auto' && this.backend !== 'nccl') return null;
+    if (this.zero === 1) return this.overlapComm === 'on' ? 'overlap_comm on: ZeRO-1 reduce-scatters the whole gradient arena after the backward (not overlapped)' : null;
+    if (this.backend === 'mpi' && !this.mpiThreads) {
+      return `overlap_comm ${this.overlapComm}: MPI granted thread level ${this.mpiThreadLevel}, the communication thread needs serialized; the gradients are reduced after the backward`;
+    }
+    this.overlap = true;
+    return null;
+  }
+
+  /**
+   * The listener for the backward of a step's last micro-batch: each final region of model.grads starts its
+   * all-reduce at once (reduceGradients waits for them). Null when not overlapping: reduceGradients then
+   * reduces the whole arena after the backward. Every rank hands the same regions in the same order.
+   */
+  gradientListener(model: Decoder): GradientRegionListener | null {
+    if (!this.overlap) return null;
+    const arena = model.grads!.arena;
+    return (offset, numel) => {
+      const view = { arena, offset, numel };
+      this.collective(() => (this.backend === 'nccl' ? addon.nccl.reduceAsync!(view) : addon.mpi.reduceAsync(view)));
+      this.issued += numel;
+    };
+  }
+
+  /**
+   * After a failure between gradientListener's first region and reduceGradients: waits for the regions in
+   * flight (each bounded by the collective timeout) so that nothing reduces into memory about to be freed,
+   * ignoring their errors (the first failure is the one reported).
+   */
+  settle(): void {
+    if (this.issued === 0) return;
+    this.issued = 0;
+    try {
+      if (this.backend === 'nccl') addon.nccl.reduceWait!();
+      else addon.mpi.reduceWait();
+    } catch {
+      // the failure being reported already ends the run
+    }
+  }
+
+  /**
    * After the backward passes: ZeRO-0 makes model.grads the sum over ranks; ZeRO-1 puts the sum of this
-   * rank's shard in place (the rest of model.grads then holds partial sums, used by nothing).
+   * rank's shard in place (the rest of model.grads then holds partial sums, used by nothing). When the
+   * last backward handed its regions to gradientListener's listener, this waits for their all-reduces.
    */
   reduceGradients(model: Decoder): void {
+    this.lastReduction = { regions: 0, exposedMs: 0 };
     if (this.alone) return;
     const grads = model.grads!;
+    const started = process.hrtime.bigint();
+    if (this.issued > 0) {
+      const issued = this.issued;
+      this.issued = 0;
+      let regions = 0;
+      this.collective(() => ({ regions } = this.backend === 'nccl' ? addon.nccl.reduceWait!() : addon.mpi.reduceWait()));
+      // The regions cover the arena exactly once (Decoder.gradientRegions); anything else is a defect here.
+      if (issued !== grads.numel) throw new Error(`reduceGradients: the overlapped regions covered ${issued} of the ${grads.numel} gradient elements`);
+      this.lastReduction = { regions, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
+      return;
+    }
+    this.reduceWhole(grads);
+    this.lastReduction = { regions: 0, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
+  }
+
+  private reduceWhole(grads: NonNullable<Decoder['grads']>): void {
     const all = grads.all();
     if (this.zero === 0) {
       this.collective(() => (this.backend === 'nccl' ? addon.nccl.allreduceSum!(all) : addon.mpi.allreduceSum(all)));

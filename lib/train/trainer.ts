@@ -323,7 +323,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const history = new RunHistory();
     let dp: DataParallel | null = null;
     try {
-      dp = DataParallel.start({ zero: this.config.zero as 0 | 1, collectiveTimeout: this.config.collective_timeout, nameKey: (k) => this.nameKey(k) });
+      dp = DataParallel.start({ zero: this.config.zero as 0 | 1, collectiveTimeout: this.config.collective_timeout, overlapComm: this.config.overlap_comm, nameKey: (k) => this.nameKey(k) });
       // Before the model loads: a port in use fails in the first second.
       if (this.config.dashboard !== null && dp.writes) {
         dashboard = await startDashboardServer(this.config.dashboard, { title: this.runTitle(), current: () => history }, this.nameKey('dashboard'));
@@ -616,6 +616,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       progress?.message(`data: ${r.kind}, ${r.trainSplit.examples} example(s) in ${r.trainSplit.rows} rows of ${r.seqLen} tokens${validation}${truncated}${skipped}${warned}`);
       this.emit('data', r);
     }
+    const overlapNote = s.dp.decideOverlap();
+    if (overlapNote !== null) progress?.message(`note: ${overlapNote}`);
     const startedAt = Date.now();
     const elapsedBefore = state.elapsed_s;
     const elapsed = () => elapsedBefore + (Date.now() - startedAt) / 1000;
@@ -846,20 +848,27 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // (one process only, checked at setup, so `batches` is the whole global batch).
     const preference = s.preference ? this.preferenceStep(s, batches) : null;
     if (preference) ({ lossSum, count, correct, counted } = preference);
-    else for (const [j, b] of batches.entries()) {
-      const i = first + j;
-      // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
-      const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
-      const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
-      if (scored > 0) model.backward(scored);
-      lossSum += r.lossSum;
-      count += r.count;
-      const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
-      correct += accuracy.correct;
-      counted += accuracy.counted;
+    else try {
+      for (const [j, b] of batches.entries()) {
+        const i = first + j;
+        // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
+        const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
+        const r = model.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
+        // The last micro-batch's backward starts each region's all-reduce as it is final (overlap_comm).
+        if (scored > 0) model.backward(scored, null, j === batches.length - 1 ? s.dp.gradientListener(model) : null);
+        lossSum += r.lossSum;
+        count += r.count;
+        const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
+        correct += accuracy.correct;
+        counted += accuracy.counted;
+      }
+    } catch (e) {
+      s.dp.settle();
+      throw e;
     }
-    [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
+    // The gradients first: while overlapped regions are in flight no other collective may start.
     s.dp.reduceGradients(model);
+    [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
     const gradNorm = s.dp.gradNorm(model);
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
     const verdict = monitor.check(s.state.step + 1, count > 0 ? lossSum / count : null, gradNorm);
@@ -874,6 +883,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const entry: StepLog = {
       step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: counted > 0 ? correct / counted : NaN,
       lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(), ...preference?.fields,
+      ...(s.dp.size > 1 ? { allreduce_ms: s.dp.lastReduction.exposedMs } : {}),
       ...(verdict.action === 'skip' ? { skipped: true as const } : {}),
     };
     s.state.epoch = entry.epoch;
