@@ -399,9 +399,13 @@ int ring_reduce_scatter(float* p, const std::vector<int>& counts, const std::vec
   constexpr int kPiece = 1 << 22;
   static std::vector<float> scratch(kPiece);
   const int next = (w.rank + 1) % w.size, prev = (w.rank + w.size - 1) % w.size;
+  // Every rank makes the same number of exchanges per step (pieces of the largest chunk, empty ones included):
+  // a bound from this rank's two chunks alone left a neighbour waiting for a piece never sent when a chunk
+  // is empty (fewer elements than ranks: a small region of the overlapped all-reduce) or ends on a piece.
+  const int largest = *std::max_element(counts.begin(), counts.end());
   for (int k = 0; k < w.size - 1; ++k) {
     const int send = ((w.rank - k - 1) % w.size + w.size) % w.size, recv = ((w.rank - k - 2) % w.size + w.size) % w.size;
-    for (int at = 0; at < std::max(counts[send], counts[recv]); at += kPiece) {
+    for (int at = 0; at < largest; at += kPiece) {
       const int sending = std::max(0, std::min(kPiece, counts[send] - at)), receiving = std::max(0, std::min(kPiece, counts[recv] - at));
       int code = MPI_Sendrecv(p + displs[send] + at, sending, MPI_FLOAT, next, 0, scratch.data(), receiving, MPI_FLOAT, prev, 0,
                               MPI_COMM_WORLD, MPI_STATUS_IGNORE);
