@@ -49,8 +49,8 @@ export interface DataParallelOptions {
   collectiveTimeout: number;
   /** Overlap the gradient all-reduce with the backward: on, off, or auto (on for GPU ranks, off for CPU ranks). Default auto. */
   overlapComm?: 'auto' | 'on' | 'off';
-  /** How messages name the config keys zero and collective_timeout. */
-  nameKey: (key: 'zero' | 'collective_timeout') => string;
+  /** How messages name the config keys zero, collective_timeout and overlap_comm. */
+  nameKey: (key: 'zero' | 'collective_timeout' | 'overlap_comm') => string;
 }
 
 /** What the last reduceGradients cost: the regions overlapped (0: one reduction after the backward) and the ms it waited. */
@@ -71,6 +71,8 @@ export class DataParallel {
   private mpiThreadLevel = 'single';
   /** Elements of the gradient arena handed to the overlapped all-reduce since the last reduceGradients. */
   private issued = 0;
+  /** How messages name config keys (flags on the command line). */
+  private nameKey: DataParallelOptions['nameKey'] = (key) => key;
   /** Whether the gradient all-reduce overlaps the backward (decideOverlap). */
   overlap = false;
   /** The last reduceGradients' cost. */
@@ -104,6 +106,7 @@ export class DataParallel {
     const dp = new DataParallel(rank, size, options.zero, true, options.overlapComm ?? 'auto');
     dp.mpiThreads = overlap;
     dp.mpiThreadLevel = threadLevel;
+    dp.nameKey = options.nameKey;
     dp.backend = size > 1 ? 'mpi' : 'none';
     return dp;
   }
@@ -196,9 +199,10 @@ export class DataParallel {
     this.overlap = false;
     if (this.alone || this.overlapComm === 'off') return null;
     if (this.overlapComm === 'auto' && this.backend !== 'nccl') return null;
-    if (this.zero === 1) return this.overlapComm === 'on' ? 'overlap_comm on: ZeRO-1 reduce-scatters the whole gradient arena after the backward (not overlapped)' : null;
+    const asked = `${this.nameKey('overlap_comm')} ${this.overlapComm}`;
+    if (this.zero === 1) return this.overlapComm === 'on' ? `${asked}: ${this.nameKey('zero')} 1 reduce-scatters the whole gradient arena after the backward (not overlapped)` : null;
     if (this.backend === 'mpi' && !this.mpiThreads) {
-      return `overlap_comm ${this.overlapComm}: MPI granted thread level ${this.mpiThreadLevel}, the communication thread needs serialized; the gradients are reduced after the backward`;
+      return `${asked}: MPI granted thread level ${this.mpiThreadLevel}, the communication thread needs serialized; the gradients are reduced after the backward`;
     }
     this.overlap = true;
     return null;

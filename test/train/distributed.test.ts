@@ -452,6 +452,10 @@ describeMpi('data-parallel training under mpirun', () => {
     // Rank 0 reports it (every rank has the same command line).
     expect(split.stderr.split('\n').filter((l) => l.startsWith('gptune'))).toEqual(['gptune train: --global-batch-size 6 does not split over 2 rank(s) x --batch-size 2: give a multiple of 4']);
     expect(fs.existsSync(path.join(dir, 'b'))).toBe(false);
+    // Overlap asked for where it is not done: one note on rank 0, and the run goes on unoverlapped.
+    const zero1 = mpirun(2, [process.execPath, ...trainArgs(TINY, path.join(dir, 'd'), { zero: '1', 'overlap-comm': 'on', steps: '1' }).filter((a) => a !== '--quiet')]);
+    expect(zero1.code).toBe(0);
+    expect(zero1.stderr.split('\n').filter((l) => l.startsWith('note:'))).toEqual(['note: --overlap-comm on: --zero 1 reduce-scatters the whole gradient arena after the backward (not overlapped)']);
     const both = gptune(trainArgs(TINY, path.join(dir, 'c'), { 'grad-accum': '2' }).slice(1));
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/^gptune train: .*give grad_accum_steps \(2\) or global_batch_size \(8\), not both\n$/);
