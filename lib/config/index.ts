@@ -193,8 +193,8 @@ export interface TrainConfig {
   collective_timeout: number;
   /**
    * Overlap the gradient all-reduce with the backward of earlier layers (ZeRO-0 under mpirun): "on", "off",
-   * or "auto" (default): on for GPU ranks (NCCL), off for CPU ranks, where the communication thread takes a
-   * core from the backward (docs/scaling.md).
+   * or "auto": on for GPU ranks (NCCL), off for CPU ranks, where the communication thread takes a core from
+   * the backward (docs/scaling.md). Default "auto".
    */
   overlap_comm: 'auto' | 'on' | 'off';
 
