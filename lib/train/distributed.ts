@@ -74,7 +74,7 @@ export class DataParallel {
   /** How messages name config keys (flags on the command line). */
   private nameKey: DataParallelOptions['nameKey'] = (key) => key;
   /** Whether the gradient all-reduce overlaps the backward (decideOverlap). */
-  overlap = false;
+  private overlapOn = false;
   /** The last reduceGradients' cost. */
   lastReduction: ReductionTiming = { regions: 0, exposedMs: 0 };
 
@@ -196,7 +196,7 @@ export class DataParallel {
    * communication thread's thread level. Returns why overlap asked for is not done (one line), else null.
    */
   decideOverlap(): string | null {
-    this.overlap = false;
+    this.overlapOn = false;
     if (this.alone || this.overlapComm === 'off') return null;
     if (this.overlapComm === 'auto' && this.backend !== 'nccl') return null;
     const asked = `${this.nameKey('overlap_comm')} ${this.overlapComm}`;
@@ -204,8 +204,13 @@ export class DataParallel {
     if (this.backend === 'mpi' && !this.mpiThreads) {
       return `${asked}: MPI granted thread level ${this.mpiThreadLevel}, the communication thread needs serialized; the gradients are reduced after the backward`;
     }
-    this.overlap = true;
+    this.overlapOn = true;
     return null;
+  }
+
+  /** Whether the gradient all-reduce overlaps the backward (after decideOverlap). */
+  get overlapping(): boolean {
+    return this.overlapOn;
   }
 
   /**
@@ -214,7 +219,7 @@ export class DataParallel {
    * reduces the whole arena after the backward. Every rank hands the same regions in the same order.
    */
   gradientListener(model: Decoder): GradientRegionListener | null {
-    if (!this.overlap) return null;
+    if (!this.overlapOn) return null;
     const arena = model.grads!.arena;
     return (offset, numel) => {
       const view = { arena, offset, numel };
