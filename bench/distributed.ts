@@ -3,8 +3,11 @@
  * step) as 1 process with 2 threads (the baseline), and under `mpirun -np N` with 1 thread per rank for N = 1
  * and 2, all with the same global batch, so each step computes the same thing. Beside it, the time of the
  * gradient all-reduce (mpi.allreduceSum over a buffer of the model's trained elements, as one step makes it),
- * measured in its own mpirun run. Prints a table and one JSON line.
- *   node dist/bench/distributed.js [--steps 4] [--spec new:gpt2] [--batch 4] [--seq 128] [--global-batch 8] [--reps 5]
+ * measured in its own mpirun run. The 2-rank run goes once per --overlap-comm setting (default both: off, then
+ * on, in the same bench run), each with the all-reduce time its steps still waited for after the backward
+ * (the step log's allreduce_ms: all of it without overlap, what the backward did not hide with it). Prints a
+ * table and one JSON line.
+ *   node dist/bench/distributed.js [--steps 4] [--spec new:gpt2] [--batch 4] [--seq 128] [--global-batch 8] [--reps 5] [--overlap-comm both|on|off]
  * Tokens/s per run are the mean over its steps after the first (warm-up). Needs mpirun and an addon built with MPI.
  */
 import { spawnSync } from 'child_process';
@@ -55,20 +58,23 @@ function corpus(file: string, words: number): void {
   fs.writeFileSync(file, out.join(' '));
 }
 
-interface Run { name: string; ranks: number; threads: number; tokensPerS: number; stepMs: number }
+interface Run { name: string; ranks: number; threads: number; tokensPerS: number; stepMs: number; overlap: string | null; exposedAllreduceMs: number | null }
 
-function train(name: string, ranks: number, threads: number, common: string[], dir: string): Run {
+function train(name: string, ranks: number, threads: number, common: string[], dir: string, overlap: string | null = null): Run {
   const out = path.join(dir, name.replace(/\W+/g, '-'));
   const log = `${out}.jsonl`;
-  const args = [CLI, 'train', ...common, '--out', out, '--log', log, '--threads', String(threads), '--quiet'];
+  const args = [CLI, 'train', ...common, '--out', out, '--log', log, '--threads', String(threads), '--quiet', ...(overlap ? ['--overlap-comm', overlap] : [])];
   const r = ranks === 0
     ? spawnSync(process.execPath, args, { encoding: 'utf8' })
     : spawnSync('mpirun', [...MPIRUN, '-np', String(ranks), process.execPath, ...args], { encoding: 'utf8', env: MPI_ENV });
   if (r.status !== 0) throw new Error(`${name}: exit ${r.status}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   const steps = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => 'tokens_per_s' in l).slice(1);
   if (steps.length === 0) throw new Error(`${name}: give --steps 2 or more (the first step is warm-up)`);
-  const mean = (f: (s: { tokens_per_s: number; ms: number }) => number) => steps.reduce((a, s) => a + f(s), 0) / steps.length;
-  return { name, ranks: Math.max(ranks, 1), threads, tokensPerS: mean((s) => s.tokens_per_s), stepMs: mean((s) => s.ms) };
+  const mean = (f: (s: { tokens_per_s: number; ms: number; allreduce_ms?: number }) => number) => steps.reduce((a, s) => a + f(s), 0) / steps.length;
+  return {
+    name, ranks: Math.max(ranks, 1), threads, tokensPerS: mean((s) => s.tokens_per_s), stepMs: mean((s) => s.ms), overlap,
+    exposedAllreduceMs: ranks > 1 ? mean((s) => s.allreduce_ms ?? NaN) : null,
+  };
 }
 
 function main(): void {
@@ -83,10 +89,12 @@ function main(): void {
     const data = path.join(dir, 'corpus.txt');
     corpus(data, 400_000);
     const common = ['--model', spec, '--data', data, '--steps', steps, '--batch-size', batch, '--seq-len', seq, '--global-batch-size', global, '--lr', '1e-4'];
+    const overlapSetting = arg('overlap-comm', 'both');
+    if (!['both', 'on', 'off'].includes(overlapSetting)) throw new Error(`--overlap-comm: expected both, on or off but received ${overlapSetting}`);
     const runs = [
       train('1 process, 2 threads', 0, 2, common, dir),
       train('mpirun -np 1, 1 thread', 1, 1, common, dir),
-      train('mpirun -np 2, 1 thread each', 2, 1, common, dir),
+      ...(overlapSetting === 'both' ? ['off', 'on'] : [overlapSetting]).map((o) => train(`mpirun -np 2, 1 thread each, overlap ${o}`, 2, 1, common, dir, o)),
     ];
     // The gradient arena of this model: what each step all-reduces.
     const model = new Decoder(parseDecoderSpec(spec));
@@ -98,13 +106,19 @@ function main(): void {
     const allreduceMs = JSON.parse(ar.stdout.trim().split('\n').pop()!).allreduce_ms as number;
     const base = runs[0].tokensPerS;
     console.log(`${spec}, B=${batch} T=${seq}, ${global} sequences per step, ${steps} steps (first one not counted); load: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-    console.log('run                              tokens/s   ms/step   vs 1 process x 2 threads');
-    for (const r of runs) console.log(`${r.name.padEnd(32)} ${r.tokensPerS.toFixed(1).padStart(8)} ${r.stepMs.toFixed(0).padStart(9)}   ${(r.tokensPerS / base).toFixed(3)}x`);
+    console.log('run                                          tokens/s   ms/step   vs 1 process x 2 threads   all-reduce waited ms/step');
+    for (const r of runs) {
+      const waited = r.exposedAllreduceMs === null ? '' : r.exposedAllreduceMs.toFixed(1).padStart(10);
+      console.log(`${r.name.padEnd(44)} ${r.tokensPerS.toFixed(1).padStart(8)} ${r.stepMs.toFixed(0).padStart(9)}   ${(r.tokensPerS / base).toFixed(3).padStart(6)}x                 ${waited}`);
+    }
     const gradientMB = (numel * 4) / 2 ** 20;
-    console.log(`all-reduce of the gradients (2 ranks, ${gradientMB.toFixed(1)} MiB, ${((2 * (2 - 1)) / 2 * gradientMB).toFixed(1)} MiB sent per rank): ${allreduceMs.toFixed(1)} ms per step = ${((100 * allreduceMs) / runs[2].stepMs).toFixed(1)}% of a 2-rank step`);
+    console.log(`all-reduce of the gradients (2 ranks, ${gradientMB.toFixed(1)} MiB, ${((2 * (2 - 1)) / 2 * gradientMB).toFixed(1)} MiB sent per rank): ${allreduceMs.toFixed(1)} ms per step = ${((100 * allreduceMs) / runs[2].stepMs).toFixed(1)}% of a 2-rank step (${runs[2].name})`);
     console.log(JSON.stringify({
       bench: 'distributed', spec, batch: Number(batch), seq: Number(seq), global_batch: Number(global), steps: Number(steps), loadavg: os.loadavg(),
-      runs: runs.map((r) => ({ name: r.name, ranks: r.ranks, threads: r.threads, tokens_per_s: r.tokensPerS, ms_per_step: r.stepMs, vs_baseline: r.tokensPerS / base })),
+      runs: runs.map((r) => ({
+        name: r.name, ranks: r.ranks, threads: r.threads, overlap_comm: r.overlap, tokens_per_s: r.tokensPerS, ms_per_step: r.stepMs, vs_baseline: r.tokensPerS / base,
+        allreduce_waited_ms: r.exposedAllreduceMs,
+      })),
       gradient_elements: numel, allreduce_ms: allreduceMs, mpi: addon.mpi.library(),
     }));
   } finally {

@@ -185,13 +185,23 @@ export interface MpiBindings {
   available(): boolean;
   /** '' when built with MPI, else what to install and how to rebuild. */
   unavailableReason(): string;
-  /** MPI_Init_thread once per process (under mpirun / srun). */
-  init(): { rank: number; size: number };
+  /**
+   * MPI_Init_thread once per process (under mpirun / srun), asking for MPI_THREAD_SERIALIZED. threadLevel is
+   * what MPI granted; overlap says whether reduceAsync may run (serialized or multiple granted).
+   */
+  init(): { rank: number; size: number; threadLevel: 'single' | 'funneled' | 'serialized' | 'multiple' | 'unknown'; overlap: boolean };
   rank(): number;
   size(): number;
   setTimeout(seconds: number): void;
   /** In place: x becomes the element-wise sum over ranks (a Float64Array for scalars that need double precision). */
   allreduceSum(x: HostFloats | Float64Array): void;
+  /**
+   * Queues the in-place all-reduce of x (a CPU arena view) on the communication thread and returns at once (the
+   * sums are bitwise those of allreduceSum). Until reduceWait() returns, every other collective refuses.
+   */
+  reduceAsync(x: TensorRef): void;
+  /** Waits for every region reduceAsync queued; seconds waited here (the exposed time) and spent reducing. Throws the first failure. */
+  reduceWait(): { regions: number; waitedSeconds: number; busySeconds: number };
   /** This rank's part [offset, offset + numel) of a buffer of `numel` elements under reduceScatterSum / allGather. */
   shard(numel: number): { offset: number; numel: number };
   /** shard receives the sum over ranks of this rank's part of full (full is worked on in place: its other parts then hold partial sums). */
@@ -217,6 +227,10 @@ export interface NcclBindings {
   initAll?(devices: number[]): void;
   setTimeout?(seconds: number): void;
   allreduceSum?(x: TensorRef, comm?: number): void;
+  /** allreduceSum issued on NCCL's stream after the backend's work so far, not waited for. */
+  reduceAsync?(x: TensorRef, comm?: number): void;
+  /** Waits (against the timeout) for every reduceAsync since the last wait. */
+  reduceWait?(comm?: number): { regions: number; waitedSeconds: number };
   reduceScatterSum?(full: TensorRef, shard: TensorRef, comm?: number): void;
   allGather?(full: TensorRef, shardNumel: number, comm?: number): void;
   /**

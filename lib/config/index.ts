@@ -191,6 +191,12 @@ export interface TrainConfig {
   zero: number;
   /** Seconds a collective may wait for the other ranks before the job ends with an error naming the missing ones. Default 300. */
   collective_timeout: number;
+  /**
+   * Overlap the gradient all-reduce with the backward of earlier layers (ZeRO-0 under mpirun): "on", "off",
+   * or "auto": on for GPU ranks (NCCL), off for CPU ranks, where the communication thread takes a core from
+   * the backward (docs/scaling.md). Default "auto".
+   */
+  overlap_comm: 'auto' | 'on' | 'off';
 
   // --- machine and logging ---
   /** Backend: cpu, cuda, or auto (cuda when a GPU is usable). Default "cpu". */
@@ -320,6 +326,7 @@ export const CONFIG_SCHEMA: { [K in ConfigKey]: KeySpec<TrainConfig[K]> } = {
   global_batch_size: { type: 'int', min: 1, nullable: true, default: null, flag: 'global-batch-size', help: 'sequences per optimizer step over all MPI ranks or --devices (sets grad-accum = this / (ranks or devices x batch-size))' },
   zero: { type: 'int', min: 0, below: 2, default: 0, flag: 'zero', help: 'under mpirun: 1 shards AdamW\'s state over the ranks (ZeRO-1), 0 all-reduces the gradients' },
   collective_timeout: { type: 'number', above: 0, default: 300, flag: 'collective-timeout', help: 'under mpirun (or with --devices): seconds a rank waits for the others in a collective before the job ends, naming the missing ranks' },
+  overlap_comm: { type: 'string', choices: ['auto', 'on', 'off'] as const, default: 'auto', flag: 'overlap-comm', help: 'under mpirun: reduce each layer\'s gradients while the backward of earlier layers runs (on, off; auto: off until measured to pay, docs/scaling.md)' },
   device: { type: 'string', choices: DEVICE_SETTINGS, default: 'cpu', flag: 'device', help: 'backend: cpu, cuda, or auto' },
   devices: { type: 'string', nullable: true, default: null, flag: 'devices', help: 'train data-parallel on these CUDA devices from one process, comma-separated (0,1; implies --device cuda; without mpirun)' },
   precision: { type: 'string', choices: PRECISION_SETTINGS, default: 'bf16', flag: 'precision', help: 'GPU matmul/attention precision (the CPU always uses fp32)' },

@@ -456,12 +456,40 @@ function attentionDropout(dropout: TrainingDropout | null, l: number): { p: numb
   return p > 0 ? { p, seed: layerDropoutSeed(dropout!.seed, l, 'attention') } : { p: 0, seed: 0 };
 }
 
+/**
+ * Told by backward() that [offset, offset + numel) of model.grads holds its final value for the step (the
+ * overlapped gradient all-reduce, lib/train/distributed.ts, starts reducing it while the backward goes on).
+ */
+export type GradientRegionListener = (offset: number, numel: number) => void;
+
+/** A stretch [offset, offset + numel) of an arena. */
+export interface ArenaRange {
+  offset: number;
+  numel: number;
+}
+
+/**
+ * The gradient arena split by when backward() finishes each part: `top` (the untied LM head and the final
+ * norm: final right after their backward, before the blocks'), `layers[l]` (block l's tensors, LoRA's A and
+ * B of its modules included: final after block l's backward) and `bottom` (the embeddings, which take the
+ * tied head's gradient too, and anything not named above: final at the end). Each tensor's span runs to the
+ * next tensor's offset (its 16-float padding included), so the ranges cover the arena exactly once. A block's
+ * tensors are two runs in the arena (its matrices among the decayed tensors, its vectors among the rest).
+ */
+export interface GradientRegions {
+  top: ArenaRange[];
+  layers: ArenaRange[][];
+  bottom: ArenaRange[];
+}
+
 export class Decoder {
   readonly config: DecoderConfig;
   /** Float32 parameters: all of them, or, with a low-precision base, all but the blocks' linear weights. */
   readonly params: TensorArena;
   /** Gradients, laid out like trainableSpecs() (the parameters, or the trainable LoRA adapter). */
   grads: TensorArena | null = null;
+  /** gradientRegions() of `grads` (recomputed when the gradient arena changes). */
+  private regionPlan: { grads: TensorArena; regions: GradientRegions } | null = null;
   /** Parameters of the params arena that take weight decay (they come first). */
   readonly decayCount: number;
   /** How the blocks' linear weights are stored; 'gguf' when a GGUF file's own formats are (DecoderOptions.formats). */
@@ -991,8 +1019,11 @@ export class Decoder {
    * loss, or the token count of a whole accumulated batch so micro-batches sum to its mean.
    * positionWeights (B*T), when given, weigh each position's loss: the gradient is that of
    * sum(w[i] * loss[i]) / lossDenominator (a preference loss passes dL/d(loss[i]) per position).
+   * onFinal, given for the last backward before the gradients are used (the last micro-batch of a step),
+   * hears each region of model.grads as soon as it is final (gradientRegions(): the head and final norm,
+   * then block L-1 down to 0, then the embeddings); the regions cover the arena exactly once.
    */
-  backward(lossDenominator: number, positionWeights: Float32Array | null = null): void {
+  backward(lossDenominator: number, positionWeights: Float32Array | null = null, onFinal: GradientRegionListener | null = null): void {
     const batch = this.lastBatch;
     if (!batch) throw new Error('backward: call forward() with targets first');
     if (!this.grads) throw new Error('backward: gradients are not allocated; call zeroGrad() before forward()');
@@ -1007,6 +1038,10 @@ export class Decoder {
     const NH = cfg.heads, NKV = cfg.kvHeads, HS = cfg.headDim;
     const p = this.params, g = this.grads, k = kernels;
     const gp = (role: GlobalRole) => g.tensors.get(globalParamName(cfg, role)) ?? null;
+    const regions = onFinal ? this.gradientRegions() : null;
+    const publish = (ranges: readonly ArenaRange[]) => {
+      for (const r of ranges) onFinal!(r.offset, r.numel);
+    };
 
     // dlogits overwrite the logits in place: the (B*T, V) buffer is the largest in the model. The
     // weights go through the per-position losses' buffer, which forward() has copied out already.
@@ -1023,6 +1058,7 @@ export class Decoder {
     const dres = acts.dresidual;
     k.fill(dres, 0, BT * C);
     this.normBackward(dres, gp('normw'), gp('normb'), dlnf, lastResidual, p.get(globalParamName(cfg, 'normw')), acts.lnfMean, acts.lnfRstd, BT);
+    if (regions) publish(regions.top);
 
     const at = { positions, offset: 0 }, attend = this.causalAttention(segmentIds, B, T, dropout);
     // d(branch) of a residual add: dres itself, or (resid_pdrop) dres through the forward's mask, in dC
@@ -1074,6 +1110,7 @@ export class Decoder {
       linearBackward('qkvw', dln1, dqkvProjected, a.ln1);
       // dres becomes d(layer input).
       this.normBackward(dres, dw.norm1w, dw.norm1b, dln1, layerInput, w.norm1w!, a.ln1Mean, a.ln1Rstd, BT);
+      if (regions) publish(regions.layers[l]);
     }
     const learned = cfg.positions === 'learned';
     const dwte = this.moduleGrad('embed'), dwpe = learned && !this.trainableAdapter ? gp('positions') : null;
@@ -1085,6 +1122,7 @@ export class Decoder {
       k.dropout_backward(dEncoded, dres, BT * C, pEmbed, embeddingDropoutSeed(dropout!.seed));
     }
     if (dwte || dwpe) k.encoder_backward(dwte, dwpe, dEncoded, tokens, learned ? positions : null, B, T, C, 0);
+    if (regions) publish(regions.bottom);
     // The logits were overwritten: a second backward of the same forward would be wrong.
     this.lastBatch = null;
   }
@@ -1100,6 +1138,42 @@ export class Decoder {
       for (const [name, t] of arena.tensors) if (!Number.isFinite(kernels.sum_squares(t, t.numel))) return name;
     }
     return null;
+  }
+
+  /** The regions of model.grads in the order backward() finishes them (GradientRegions); cached per gradient arena. */
+  gradientRegions(): GradientRegions {
+    const g = this.grads;
+    if (!g) throw new Error('gradientRegions: gradients are not allocated; call zeroGrad() first');
+    if (this.regionPlan?.grads === g) return this.regionPlan.regions;
+    const cfg = this.config;
+    // Which part each gradient tensor belongs to, by the same accessors backward() writes through.
+    const owner = new Map<Tensor, number | 'top'>();
+    const head = this.moduleGrad('head');
+    if (head && head !== this.moduleGrad('embed')) owner.set(head, 'top');
+    for (const role of ['normw', 'normb'] as const) {
+      const t = g.tensors.get(globalParamName(cfg, role));
+      if (t) owner.set(t, 'top');
+    }
+    for (let l = 0; l < cfg.layers; l++) {
+      for (const t of Object.values(layerViews(g, cfg, l))) if (t) owner.set(t, l);
+    }
+    for (const m of this.trainableAdapter?.modules ?? []) {
+      owner.set(g.get(m.A.name), m.layer);
+      owner.set(g.get(m.B.name), m.layer);
+    }
+    const regions: GradientRegions = { top: [], layers: Array.from({ length: cfg.layers }, () => []), bottom: [] };
+    const tensors = [...g.tensors.values()].sort((a, b) => a.offset - b.offset);
+    tensors.forEach((t, i) => {
+      const end = i + 1 < tensors.length ? tensors[i + 1].offset : g.numel;
+      const o = owner.get(t);
+      const list = o === undefined ? regions.bottom : o === 'top' ? regions.top : regions.layers[o];
+      const last = list[list.length - 1];
+      if (last && last.offset + last.numel === t.offset) last.numel = end - last.offset;
+      else list.push({ offset: t.offset, numel: end - t.offset });
+    });
+    if (tensors.length > 0 && tensors[0].offset > 0) regions.bottom.unshift({ offset: 0, numel: tensors[0].offset });
+    this.regionPlan = { grads: g, regions };
+    return regions;
   }
 
   /** Global L2 norm of the gradients (padding between tensors is zero, so one reduction). */

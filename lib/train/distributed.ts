@@ -10,6 +10,12 @@
  *   step's mean loss; the sum is taken in place over the gradient arena (MPI on CPU ranks, NCCL on GPU
  *   ranks), bitwise the same on every rank, so the weights stay identical. Loss sums, token counts,
  *   accuracy and DPO/ORPO's reward sums are summed over the ranks in float64.
+ * - Overlap (`overlapComm`): the last micro-batch's backward hands each region of the gradient arena to the
+ *   all-reduce as soon as it is final (Decoder.gradientRegions: the head and final norm, each block from the
+ *   last to the first, the embeddings), so the reduction of late layers runs while earlier layers' backward
+ *   computes: on CPU ranks a communication thread runs the same ring (mpi.reduceAsync), on GPU ranks
+ *   ncclAllReduce on NCCL's stream after an event on the backend's (nccl.reduceAsync); reduceGradients then
+ *   waits for them. ZeRO-1 is not overlapped (its reduce-scatter splits the whole arena into shards).
  * - ZeRO-1 (`zero: 1`): the gradients are reduce-scattered instead; each rank keeps AdamW's moments of
  *   its shard of the layout only, updates that shard, and the weights are all-gathered. A checkpoint
  *   gathers the moments (a full optimizer.safetensors, as a single process writes), so a run resumes
@@ -33,7 +39,7 @@
 import { addon, DeviceName, TensorRef } from '../native';
 import type { DeviceChoice } from '../device';
 import { DistributedError, UsageError } from '../errors';
-import { Decoder } from '../model/decoder';
+import { Decoder, GradientRegionListener } from '../model/decoder';
 import { AdamW, AdamWOptions, ParameterRange } from './adamw';
 import { loadOptimizerState } from './checkpoint_state';
 import type { RankGroup } from './preference';
@@ -58,8 +64,17 @@ export interface DataParallelOptions {
   devices: number[] | null;
   /** The run's device setting (GPTUNE_TEST_CPU_REPLICAS needs cpu). */
   device: DeviceChoice;
+  /** Overlap the gradient all-reduce with the backward: on, off, or auto (off for now: docs/scaling.md). Default auto. */
+  overlapComm?: 'auto' | 'on' | 'off';
   /** How messages name the config keys. */
-  nameKey: (key: 'zero' | 'collective_timeout' | 'devices') => string;
+  nameKey: (key: 'zero' | 'collective_timeout' | 'devices' | 'overlap_comm') => string;
+}
+
+/** What the last reduceGradients cost: the regions overlapped (0: one reduction after the backward) and the ms it waited. */
+export interface ReductionTiming {
+  regions: number;
+  /** Milliseconds reduceGradients blocked: the all-reduce time the backward did not hide. */
+  exposedMs: number;
 }
 
 type Backend = 'none' | 'mpi' | 'nccl';
@@ -113,6 +128,17 @@ export class DataParallel implements RankGroup {
   private backend: Backend = 'none';
   /** ZeRO-1 on a GPU: the equal shard NCCL's reduce-scatter and all-gather use. */
   private ncclShard = 0;
+  /** Whether MPI granted the thread level the communication thread needs (MPI_THREAD_SERIALIZED). */
+  private mpiThreads = false;
+  private mpiThreadLevel = 'single';
+  /** Elements of the gradient arena handed to the overlapped all-reduce since the last reduceGradients. */
+  private issued = 0;
+  /** How messages name config keys (flags on the command line). */
+  private nameKey: DataParallelOptions['nameKey'] = (key) => key;
+  /** Whether the gradient all-reduce overlaps the backward (decideOverlap). */
+  private overlapOn = false;
+  /** The last reduceGradients' cost. */
+  lastReduction: ReductionTiming = { regions: 0, exposedMs: 0 };
 
   /** Sums the replicas' gradients when this process holds more than one (null otherwise). */
   private reducer: ReplicaReducer | null = null;
@@ -123,7 +149,7 @@ export class DataParallel implements RankGroup {
    */
   private constructor(
     readonly rank: number, readonly ranks: number, readonly replicas: number, readonly zero: 0 | 1, private readonly launched: boolean,
-    readonly devices: number[] | null = null,
+    readonly devices: number[] | null = null, private readonly overlapComm: 'auto' | 'on' | 'off' = 'auto',
   ) {}
 
   /** Workers in the job: ranks x local replicas. A step's global batch splits over them. */
@@ -169,9 +195,12 @@ export class DataParallel implements RankGroup {
     if (!mpi.available()) {
       throw new UsageError(`this process was started by an MPI launcher (${launcher}) but ${mpi.unavailableReason()}; without it every rank would train alone`);
     }
-    const { rank, size } = mpi.init();
+    const { rank, size, threadLevel, overlap } = mpi.init();
     mpi.setTimeout(options.collectiveTimeout);
-    const dp = new DataParallel(rank, size, 1, options.zero, true);
+    const dp = new DataParallel(rank, size, 1, options.zero, true, null, options.overlapComm ?? 'auto');
+    dp.mpiThreads = overlap;
+    dp.mpiThreadLevel = threadLevel;
+    dp.nameKey = options.nameKey;
     dp.backend = size > 1 ? 'mpi' : 'none';
     return dp;
   }
@@ -317,18 +346,94 @@ export class DataParallel implements RankGroup {
   }
 
   /**
+   * Decides, once the model is attached, whether the gradient all-reduce overlaps the backward: ZeRO-0 on
+   * several ranks with overlap_comm on (auto: on for GPU ranks), and on CPU ranks only where MPI granted the
+   * communication thread's thread level. Returns why overlap asked for is not done (one line), else null.
+   */
+  decideOverlap(): string | null {
+    this.overlapOn = false;
+    const asked = `${this.nameKey('overlap_comm')} ${this.overlapComm}`;
+    if (this.reducer !== null && this.overlapComm === 'on') return `${asked}: the GPUs of one process (${this.nameKey('devices')}) are reduced after the backward (not overlapped)`;
+    // auto is off for now: on CPU ranks the overlap did not pay where it was measured, and no GPU run has
+    // measured it yet (docs/scaling.md).
+    if (this.alone || this.overlapComm !== 'on') return null;
+    if (this.zero === 1) return `${asked}: ${this.nameKey('zero')} 1 reduce-scatters the whole gradient arena after the backward (not overlapped)`;
+    if (this.backend === 'mpi' && !this.mpiThreads) {
+      return `${asked}: MPI granted thread level ${this.mpiThreadLevel}, the communication thread needs serialized; the gradients are reduced after the backward`;
+    }
+    this.overlapOn = true;
+    return null;
+  }
+
+  /** Whether the gradient all-reduce overlaps the backward (after decideOverlap). */
+  get overlapping(): boolean {
+    return this.overlapOn;
+  }
+
+  /**
+   * The listener for the backward of a step's last micro-batch: each final region of model.grads starts its
+   * all-reduce at once (reduceGradients waits for them). Null when not overlapping: reduceGradients then
+   * reduces the whole arena after the backward. Every rank hands the same regions in the same order.
+   */
+  gradientListener(model: Decoder): GradientRegionListener | null {
+    if (!this.overlapOn) return null;
+    const arena = model.grads!.arena;
+    return (offset, numel) => {
+      const view = { arena, offset, numel };
+      this.collective(() => (this.backend === 'nccl' ? addon.nccl.reduceAsync!(view) : addon.mpi.reduceAsync(view)));
+      this.issued += numel;
+    };
+  }
+
+  /**
+   * After a failure between gradientListener's first region and reduceGradients: waits for the regions in
+   * flight (each bounded by the collective timeout) so that nothing reduces into memory about to be freed,
+   * ignoring their errors (the first failure is the one reported).
+   */
+  settle(): void {
+    if (this.issued === 0) return;
+    this.issued = 0;
+    try {
+      if (this.backend === 'nccl') addon.nccl.reduceWait!();
+      else addon.mpi.reduceWait();
+    } catch {
+      // the failure being reported already ends the run
+    }
+  }
+
+  /**
    * After the backward passes (`models`: this process's replicas, replica order): ZeRO-0 makes every
    * replica's grads the sum over all workers; ZeRO-1 (ranks only) puts the sum of this rank's shard in
-   * place (the rest of model.grads then holds partial sums, used by nothing).
+   * place (the rest of model.grads then holds partial sums, used by nothing). When the last backward
+   * handed its regions to gradientListener's listener (ranks only), this waits for their all-reduces.
    */
   reduceGradients(models: readonly Decoder[]): void {
+    this.lastReduction = { regions: 0, exposedMs: 0 };
     if (this.reducer !== null) {
       const reducer = this.reducer;
+      const started = process.hrtime.bigint();
       this.collective(() => reducer.allReduceSum(models.map((m) => m.grads!.all())));
+      this.lastReduction = { regions: 0, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
       return;
     }
     if (this.alone) return;
     const grads = models[0].grads!;
+    const started = process.hrtime.bigint();
+    if (this.issued > 0) {
+      const issued = this.issued;
+      this.issued = 0;
+      let regions = 0;
+      this.collective(() => ({ regions } = this.backend === 'nccl' ? addon.nccl.reduceWait!() : addon.mpi.reduceWait()));
+      // The regions cover the arena exactly once (Decoder.gradientRegions); anything else is a defect here.
+      if (issued !== grads.numel) throw new Error(`reduceGradients: the overlapped regions covered ${issued} of the ${grads.numel} gradient elements`);
+      this.lastReduction = { regions, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
+      return;
+    }
+    this.reduceWhole(grads);
+    this.lastReduction = { regions: 0, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
+  }
+
+  private reduceWhole(grads: NonNullable<Decoder['grads']>): void {
     const all = grads.all();
     if (this.zero === 0) {
       this.collective(() => (this.backend === 'nccl' ? addon.nccl.allreduceSum!(all) : addon.mpi.allreduceSum(all)));

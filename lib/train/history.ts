@@ -41,6 +41,11 @@ export interface StepLog {
   /** Present (true) when the step's loss or gradient norm was not finite and its update was skipped. */
   skipped?: true;
   /**
+   * Under mpirun: milliseconds the step waited for the gradient all-reduce after the backward (with
+   * overlap_comm, only what the backward did not hide).
+   */
+  allreduce_ms?: number;
+  /**
    * method dpo/orpo (lib/train/preference.ts), TRL's names, means over the step's pairs; loss is then
    * the preference loss and token_accuracy that of the chosen answers.
    */

@@ -350,7 +350,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const c = this.config;
       dp = DataParallel.start({
         zero: c.zero as 0 | 1, collectiveTimeout: c.collective_timeout, devices: c.devices === null ? null : parseDevices(c.devices, this.nameKey('devices')),
-        device: c.device, nameKey: (k) => this.nameKey(k),
+        device: c.device, overlapComm: c.overlap_comm, nameKey: (k) => this.nameKey(k),
       });
       // Before the model loads: a port in use fails in the first second.
       if (this.config.dashboard !== null && dp.writes) {
@@ -681,6 +681,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       progress?.message(`data: ${r.kind}, ${r.trainSplit.examples} example(s) in ${r.trainSplit.rows} rows of ${r.seqLen} tokens${validation}${truncated}${skipped}${warned}`);
       this.emit('data', r);
     }
+    const overlapNote = s.dp.decideOverlap();
+    if (overlapNote !== null) progress?.message(`note: ${overlapNote}`);
     const startedAt = Date.now();
     const elapsedBefore = state.elapsed_s;
     const elapsed = () => elapsedBefore + (Date.now() - startedAt) / 1000;
@@ -919,24 +921,31 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (preference) ({ lossSum, count, correct, counted } = preference);
     // Micro-batch j of every replica in turn: forward reads its loss and predictions back (the host waits for
     // that GPU), while the backward just queued on the previous replica's GPU runs on (docs/scaling.md).
-    else for (let j = 0; j < runs[0].items.length; j++) {
-      for (const [replica, { model: m }] of s.replicas.entries()) {
-        s.dp.useReplica(replica);
-        const b = runs[replica].items[j], i = runs[replica].first + j;
-        // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
-        const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
-        const r = m.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
-        if (scored > 0) m.backward(scored);
-        lossSum += r.lossSum;
-        count += r.count;
-        const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
-        correct += accuracy.correct;
-        counted += accuracy.counted;
+    else try {
+      for (let j = 0; j < runs[0].items.length; j++) {
+        for (const [replica, { model: m }] of s.replicas.entries()) {
+          s.dp.useReplica(replica);
+          const b = runs[replica].items[j], i = runs[replica].first + j;
+          // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
+          const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
+          const r = m.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
+          // The last micro-batch's backward starts each region's all-reduce as it is final (overlap_comm; ranks only).
+          if (scored > 0) m.backward(scored, null, j === runs[0].items.length - 1 ? s.dp.gradientListener(m) : null);
+          lossSum += r.lossSum;
+          count += r.count;
+          const accuracy = tokenAccuracy(r.predictions!, b.targets, IGNORE_INDEX, s.appendedEos);
+          correct += accuracy.correct;
+          counted += accuracy.counted;
+        }
       }
+    } catch (e) {
+      s.dp.settle();
+      throw e;
     }
     s.dp.useReplica(0);
-    if (!preference) [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
+    // The gradients first: while overlapped regions are in flight no other collective may start.
     s.dp.reduceGradients(s.replicas.map((r) => r.model));
+    if (!preference) [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
     // Replica 0's norm: every replica holds bitwise the same gradient sum.
     const gradNorm = s.dp.gradNorm(model);
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
@@ -957,6 +966,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const entry: StepLog = {
       step: s.state.step, epoch: epochOf(), loss: count > 0 ? lossSum / count : NaN, token_accuracy: counted > 0 ? correct / counted : NaN,
       lr, grad_norm: gradNorm, ms, tokens_per_s: positions / (ms / 1000), tokens: count, elapsed_s: elapsed(), ...preference?.fields,
+      ...(s.dp.size > 1 ? { allreduce_ms: s.dp.lastReduction.exposedMs } : {}),
       ...(verdict.action === 'skip' ? { skipped: true as const } : {}),
     };
     s.state.epoch = entry.epoch;

@@ -107,6 +107,7 @@ struct Communicator {
   cudaStream_t stream = nullptr;  // NCCL's own stream, so collectives can overlap the backend's work
   cudaEvent_t ready = nullptr;    // the backend's stream reached the collective
   cudaEvent_t done = nullptr;     // the collective finished
+  int pending = 0;                // all_reduce_sum_async calls not yet waited for
 };
 std::vector<Communicator>& comms() {
   static std::vector<Communicator> list;
@@ -119,6 +120,7 @@ Communicator& at(int comm) {
   if (comm < 0 || comm >= static_cast<int>(list.size())) {
     throw Error("NCCL communicator " + std::to_string(comm) + " does not exist (" + std::to_string(list.size()) + " initialized)");
   }
+  if (list[comm].comm == nullptr) throw Error("NCCL communicator " + std::to_string(comm) + " was aborted after a failed collective");
   CUDA_CHECK(cudaSetDevice(list[comm].device));
   return list[comm];
 }
@@ -134,14 +136,19 @@ void add(ncclComm_t comm, int device) {
   comms().push_back(c);
 }
 
-// Orders `issue` (one NCCL call on c.stream) after the backend's work so far, and the backend's later
-// work after it; then waits for it against the deadline. On a timeout or an asynchronous NCCL error the
-// communicator is aborted (a peer that died leaves NCCL spinning for ever otherwise).
+// Orders `issue` (one NCCL call on c.stream) after the backend's work so far, without waiting for it.
 template <class Issue>
-void run(Communicator& c, const char* what, Issue issue) {
+void issue_after_backend(Communicator& c, const char* what, Issue issue) {
+  // c.ready is re-recorded per call: cudaStreamWaitEvent takes the event's state at the time it is called.
   CUDA_CHECK(cudaEventRecord(c.ready, stream()));
   CUDA_CHECK(cudaStreamWaitEvent(c.stream, c.ready, 0));
   check(issue(), what);
+}
+
+// Waits for everything issued on c.stream so far against the deadline, and orders the backend's later work
+// after it. On a timeout or an asynchronous NCCL error the communicator is aborted (a peer that died leaves
+// NCCL spinning for ever otherwise).
+void wait_for_collectives(Communicator& c, const char* what) {
   CUDA_CHECK(cudaEventRecord(c.done, c.stream));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   for (int polls = 0;; ++polls) {
@@ -154,6 +161,7 @@ void run(Communicator& c, const char* what, Issue issue) {
     if (late || (async != ncclSuccess && async != ncclInProgress)) {
       api().comm_abort(c.comm);
       c.comm = nullptr;
+      c.pending = 0;
       char seconds[32];
       snprintf(seconds, sizeof seconds, "%g", timeout_s);
       throw Error(std::string("NCCL ") + what + (late ? std::string(" did not complete within ") + seconds + " s (collective timeout): a rank died or hangs"
@@ -162,6 +170,14 @@ void run(Communicator& c, const char* what, Issue issue) {
     if (polls > 64) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   CUDA_CHECK(cudaStreamWaitEvent(stream(), c.done, 0));
+  c.pending = 0;
+}
+
+// One NCCL call ordered after the backend's work, the backend's later work ordered after it, waited for.
+template <class Issue>
+void run(Communicator& c, const char* what, Issue issue) {
+  issue_after_backend(c, what, issue);
+  wait_for_collectives(c, what);
 }
 
 // The CUDA device the calling thread has current, restored when the scope ends (a grouped collective
@@ -269,6 +285,19 @@ void set_timeout(double seconds) { timeout_s = seconds; }
 void all_reduce_sum(int comm, float* x, size_t n) {
   Communicator& c = at(comm);
   run(c, "all-reduce", [&] { return api().all_reduce(x, x, n, ncclFloat32, ncclSum, c.comm, c.stream); });
+}
+
+void all_reduce_sum_async(int comm, float* x, size_t n) {
+  Communicator& c = at(comm);
+  issue_after_backend(c, "all-reduce", [&] { return api().all_reduce(x, x, n, ncclFloat32, ncclSum, c.comm, c.stream); });
+  ++c.pending;
+}
+
+int wait_async(int comm) {
+  Communicator& c = at(comm);
+  const int pending = c.pending;
+  if (pending > 0) wait_for_collectives(c, "all-reduce");
+  return pending;
 }
 
 void reduce_scatter_sum(int comm, const float* full, float* shard, size_t shard_n) {

@@ -93,6 +93,9 @@ class Args {
   ByteArg<uint8_t> uint8s(size_t i, const char* name, int64_t required);   // a Uint8Array or a view
   ByteArg<uint16_t> uint16s(size_t i, const char* name, int64_t required); // a Uint16Array or a view
 
+  // The arena blocks the views resolved so far point into, in resolution order: a binding that hands a
+  // pointer to another thread keeps the block alive with a copy of its pin.
+  const std::vector<std::shared_ptr<Block>>& pins() const { return pins_; }
   // The device shared by every tensor argument seen so far (CPU when none was a view).
   Device device() const { return device_; }
   Napi::Env env() const { return env_; }

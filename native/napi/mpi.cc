@@ -10,6 +10,10 @@
 // collective's sequence number to every other one, received while MPI progresses the collective; on a
 // timeout the heartbeats that did not arrive are the missing ranks. That is 2(N-1) messages of 4 bytes
 // per collective, nothing beside a gradient all-reduce.
+//
+// The gradient all-reduce can also overlap the backward (reduceAsync / reduceWait): a communication thread
+// reduces each region of the gradient arena as the backward finishes it, through the same ring and the same
+// watchdog (see "The overlapped all-reduce" below).
 #include <napi.h>
 
 #include <chrono>
@@ -21,6 +25,8 @@
 #include <mutex>
 #include <cstring>
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,6 +74,7 @@ struct World {
   int rank = 0;
   int size = 1;
   int64_t sequence = 0;  // collectives started on this rank; equal on every rank while they agree
+  int thread_level = 0;   // what MPI_Init_thread granted (MPI_THREAD_SINGLE .. MPI_THREAD_MULTIPLE)
 };
 World& world() {
   static World w;
@@ -170,9 +177,10 @@ void require_world(Napi::Env env, const char* what) {
 }
 
 // Runs one blocking collective (`run`), watched: the watchdog ends the job when it has not returned
-// within the timeout, naming the ranks whose heartbeat for it never came.
+// within the timeout, naming the ranks whose heartbeat for it never came. Returns MPI's status. Called by
+// one thread at a time: the JavaScript thread, or the communication thread while regions are in flight.
 template <class Run>
-void collective(Napi::Env env, const char* what, Run run) {
+int watched(const char* what, Run run) {
   World& w = world();
   const int64_t seq = ++w.sequence;
   const int beat = static_cast<int>(seq % INT_MAX);
@@ -183,20 +191,136 @@ void collective(Napi::Env env, const char* what, Run run) {
     for (int p = 0; p < w.size; ++p) {
       if (p == w.rank) continue;
       beats.emplace_back();
-      check(env, MPI_Irecv(&heard[p], 1, MPI_INT, p, kHeartbeatTag, MPI_COMM_WORLD, &beats.back()), what);
+      int code = MPI_Irecv(&heard[p], 1, MPI_INT, p, kHeartbeatTag, MPI_COMM_WORLD, &beats.back());
+      if (code != MPI_SUCCESS) return code;
       beats.emplace_back();
-      check(env, MPI_Isend(&beat, 1, MPI_INT, p, kHeartbeatTag, MPI_COMM_WORLD, &beats.back()), what);
+      code = MPI_Isend(&beat, 1, MPI_INT, p, kHeartbeatTag, MPI_COMM_WORLD, &beats.back());
+      if (code != MPI_SUCCESS) return code;
     }
   }
-  Watched watched(what, seq, w.size > 1 ? heard.data() : nullptr, beat);
-  check(env, run(), what);
+  Watched watching(what, seq, w.size > 1 ? heard.data() : nullptr, beat);
+  int code = run();
+  if (code != MPI_SUCCESS) return code;
   // Every rank sent its heartbeat before entering the collective that just completed; still, delivering it
   // may need the sender's progress (a full shared-memory queue), so this wait is watched too.
-  if (!beats.empty()) check(env, MPI_Waitall(static_cast<int>(beats.size()), beats.data(), MPI_STATUSES_IGNORE), what);
+  if (!beats.empty()) return MPI_Waitall(static_cast<int>(beats.size()), beats.data(), MPI_STATUSES_IGNORE);
+  return MPI_SUCCESS;
 }
 
-// init() -> {rank, size}. MPI_Init_thread asks for FUNNELED: only the JavaScript thread calls MPI (but for
-// the watchdog's MPI_Abort, which Open MPI and MPICH carry out through their runtime from any thread).
+void require_no_regions(Napi::Env env, const char* what);
+
+// watched() from the JavaScript thread: MPI's failure becomes a JavaScript error. Refused while regions of
+// an overlapped all-reduce are in flight (the communication thread alone calls MPI then).
+template <class Run>
+void collective(Napi::Env env, const char* what, Run run) {
+  require_no_regions(env, what);
+  check(env, watched(what, run), what);
+}
+
+// ---- The overlapped all-reduce: regions of the gradient arena reduced while the backward goes on ----
+//
+// reduceAsync(view) queues an in-place all-reduce of one region (an arena view; its block is pinned until the
+// region is done, so arena.free() meanwhile cannot pull memory from under it); one communication thread,
+// started with the first region, reduces the regions in the order they were queued, each with the same ring
+// and the same watchdog as allreduceSum, so the sums are bitwise the same on every rank and a dead or hung
+// peer still ends the job naming it. Every rank queues the same regions in the same order (the layers'
+// backward order), so the collectives and their sequence numbers match. reduceWait() blocks until every
+// queued region is reduced and reports the first failure. While regions are in flight the JavaScript thread
+// may not call MPI (every collective binding refuses): the communication thread alone does.
+
+int ring_allreduce(float* p, int64_t numel);
+
+struct Region {
+  std::shared_ptr<Block> pin;
+  float* ptr = nullptr;
+  int64_t numel = 0;
+};
+
+struct Overlap {
+  std::mutex mutex;
+  std::condition_variable work;  // a region was queued, or stop
+  std::condition_variable idle;  // in_flight reached 0
+  std::deque<Region> queue;
+  int64_t in_flight = 0;         // queued or being reduced
+  int64_t regions = 0;           // queued since the last reduceWait
+  double busy_s = 0;             // seconds the thread spent reducing since the last reduceWait
+  int failure = MPI_SUCCESS;     // the first failed region's status; later regions are skipped
+  bool stop = false;
+  std::thread thread;
+};
+// Never destroyed: the thread may still wait on it while the process exits (MPI_Abort, an uncaught error).
+Overlap& overlap() {
+  static Overlap* o = new Overlap();
+  return *o;
+}
+
+void communication_loop() {
+  Overlap& o = overlap();
+  std::unique_lock<std::mutex> lock(o.mutex);
+  for (;;) {
+    o.work.wait(lock, [&] { return o.stop || !o.queue.empty(); });
+    if (o.queue.empty()) return;  // stop, nothing left
+    Region r = std::move(o.queue.front());
+    o.queue.pop_front();
+    const bool skip = o.failure != MPI_SUCCESS;
+    lock.unlock();
+    const int64_t started = now_ns();
+    const int code = skip ? MPI_SUCCESS : ring_allreduce(r.ptr, r.numel);
+    r.pin.reset();
+    lock.lock();
+    o.busy_s += (now_ns() - started) / 1e9;
+    if (code != MPI_SUCCESS && o.failure == MPI_SUCCESS) o.failure = code;
+    if (--o.in_flight == 0) o.idle.notify_all();
+  }
+}
+
+void require_no_regions(Napi::Env env, const char* what) {
+  Overlap& o = overlap();
+  std::lock_guard<std::mutex> lock(o.mutex);
+  if (o.in_flight > 0) {
+    throw Napi::Error::New(env, std::string("mpi.") + what + ": " + std::to_string(o.in_flight) +
+                                    " region(s) of an overlapped all-reduce are in flight; call mpi.reduceWait() first (the communication thread alone calls MPI meanwhile)");
+  }
+}
+
+// Blocks until no region is in flight; returns the first failure's status (and clears it).
+int drain_regions() {
+  Overlap& o = overlap();
+  std::unique_lock<std::mutex> lock(o.mutex);
+  o.idle.wait(lock, [&] { return o.in_flight == 0; });
+  const int failure = o.failure;
+  o.failure = MPI_SUCCESS;
+  return failure;
+}
+
+// Ends the communication thread (at finalize), after the regions in flight.
+void stop_communication_thread() {
+  drain_regions();
+  Overlap& o = overlap();
+  {
+    std::lock_guard<std::mutex> lock(o.mutex);
+    o.stop = true;
+  }
+  o.work.notify_all();
+  if (o.thread.joinable()) o.thread.join();
+}
+
+const char* thread_level_name(int level) {
+  switch (level) {
+    case MPI_THREAD_SINGLE: return "single";
+    case MPI_THREAD_FUNNELED: return "funneled";
+    case MPI_THREAD_SERIALIZED: return "serialized";
+    case MPI_THREAD_MULTIPLE: return "multiple";
+    default: return "unknown";
+  }
+}
+
+// init() -> {rank, size, threadLevel, overlap}. MPI_Init_thread asks for SERIALIZED: the JavaScript thread
+// calls MPI, and so does the communication thread of the overlapped all-reduce (reduceAsync), never both at
+// once (every call from the JavaScript thread is refused while regions are in flight); the watchdog's
+// MPI_Abort goes through the runtime from any thread in Open MPI and MPICH. Where MPI grants less
+// (threadLevel 'single' or 'funneled'), overlap is false and reduceAsync refuses: the caller reduces after
+// the backward with allreduceSum, as without overlap.
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "mpi.init", 0);
@@ -212,9 +336,10 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     MPI_Initialized(&already);
     if (!already) {
       int provided = 0;
-      int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
       if (code != MPI_SUCCESS) throw Napi::Error::New(env, "mpi.init: MPI_Init_thread failed: " + mpi_error(code));
     }
+    MPI_Query_thread(&w.thread_level);
     // Errors come back as codes (and then JavaScript errors), not as MPI's default abort.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &w.rank);
@@ -225,6 +350,8 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("rank", w.rank);
   o.Set("size", w.size);
+  o.Set("threadLevel", thread_level_name(w.thread_level));
+  o.Set("overlap", w.thread_level >= MPI_THREAD_SERIALIZED);
   return o;
 }
 
@@ -272,9 +399,13 @@ int ring_reduce_scatter(float* p, const std::vector<int>& counts, const std::vec
   constexpr int kPiece = 1 << 22;
   static std::vector<float> scratch(kPiece);
   const int next = (w.rank + 1) % w.size, prev = (w.rank + w.size - 1) % w.size;
+  // Every rank makes the same number of exchanges per step (pieces of the largest chunk, empty ones included):
+  // a bound from this rank's two chunks alone left a neighbour waiting for a piece never sent when a chunk
+  // is empty (fewer elements than ranks: a small region of the overlapped all-reduce) or ends on a piece.
+  const int largest = *std::max_element(counts.begin(), counts.end());
   for (int k = 0; k < w.size - 1; ++k) {
     const int send = ((w.rank - k - 1) % w.size + w.size) % w.size, recv = ((w.rank - k - 2) % w.size + w.size) % w.size;
-    for (int at = 0; at < std::max(counts[send], counts[recv]); at += kPiece) {
+    for (int at = 0; at < largest; at += kPiece) {
       const int sending = std::max(0, std::min(kPiece, counts[send] - at)), receiving = std::max(0, std::min(kPiece, counts[recv] - at));
       int code = MPI_Sendrecv(p + displs[send] + at, sending, MPI_FLOAT, next, 0, scratch.data(), receiving, MPI_FLOAT, prev, 0,
                               MPI_COMM_WORLD, MPI_STATUS_IGNORE);
@@ -308,17 +439,89 @@ Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
   }
   FloatArg x = a.floats(0, "x", 0);
   if (x.device != Device::Cpu) a.fail_range("mpi.allreduceSum: x must be host memory (a CUDA view is reduced with NCCL)");
-  for (int64_t at = 0; at < x.numel; at += kMaxChunk) {
-    const int64_t n = std::min(kMaxChunk, x.numel - at);
-    float* p = x.ptr + at;
-    std::vector<int> counts, displs;
-    shard_layout(a, n, &counts, &displs);
-    collective(env, "all-reduce", [&] { return ring_reduce_scatter(p, counts, displs); });
-    collective(env, "all-reduce", [&] {
-      return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD);
-    });
-  }
+  require_no_regions(env, "allreduceSum");
+  check(env, ring_allreduce(x.ptr, x.numel), "all-reduce");
   return env.Undefined();
+}
+
+// The in-place all-reduce of numel floats at p (a ring reduce-scatter, then MPI_Allgatherv), in chunks of
+// kMaxChunk, each collective watched. From the JavaScript thread or the communication thread.
+int ring_allreduce(float* p, int64_t numel) {
+  const World& w = world();
+  for (int64_t at = 0; at < numel; at += kMaxChunk) {
+    const int n = static_cast<int>(std::min(kMaxChunk, numel - at));  // kMaxChunk < 2^31
+    std::vector<int> counts, displs;
+    for (int r = 0; r < w.size; ++r) {
+      const int64_t begin = shard_begin(n, r, w.size);
+      counts.push_back(static_cast<int>(shard_begin(n, r + 1, w.size) - begin));
+      displs.push_back(static_cast<int>(begin));
+    }
+    float* chunk = p + at;
+    int code = watched("all-reduce", [&] { return ring_reduce_scatter(chunk, counts, displs); });
+    if (code != MPI_SUCCESS) return code;
+    code = watched("all-reduce", [&] {
+      return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, chunk, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD);
+    });
+    if (code != MPI_SUCCESS) return code;
+  }
+  return MPI_SUCCESS;
+}
+
+// reduceAsync(x): queues the in-place all-reduce of x, a CPU arena view (a region of the gradient arena whose
+// backward is done), on the communication thread and returns at once; x holds the sum once reduceWait()
+// returned. Refused where MPI did not grant MPI_THREAD_SERIALIZED (init().overlap is false).
+Napi::Value ReduceAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a(info, "mpi.reduceAsync", 1);
+  require_world(env, "reduceAsync");
+  World& w = world();
+  if (w.thread_level < MPI_THREAD_SERIALIZED) {
+    a.fail_range(std::string("mpi.reduceAsync: MPI granted thread level ") + thread_level_name(w.thread_level) +
+                 "; the communication thread needs serialized (reduce with mpi.allreduceSum after the backward instead)");
+  }
+  if (!info[0].IsObject() || info[0].IsTypedArray()) a.fail_type(0, "x", "a CPU arena view {arena, offset, numel}");
+  FloatArg x = a.floats(0, "x", 0);
+  if (x.device != Device::Cpu) a.fail_range("mpi.reduceAsync: x must be a CPU arena view (a CUDA view is reduced with NCCL)");
+  if (a.pins().empty()) a.fail_type(0, "x", "a CPU arena view {arena, offset, numel}");
+  if (x.numel == 0) return env.Undefined();
+  Overlap& o = overlap();
+  {
+    std::lock_guard<std::mutex> lock(o.mutex);
+    if (o.stop) a.fail_range("mpi.reduceAsync: MPI is finalizing");
+    if (!o.thread.joinable()) o.thread = std::thread(communication_loop);
+    o.queue.push_back(Region{a.pins().back(), x.ptr, x.numel});
+    ++o.in_flight;
+    ++o.regions;
+  }
+  o.work.notify_one();
+  return env.Undefined();
+}
+
+// reduceWait() -> {regions, waitedSeconds, busySeconds}: blocks until every region queued by reduceAsync is
+// reduced (each collective bounded by the watchdog); the regions queued since the last reduceWait, the
+// seconds this call waited (the all-reduce time the backward did not hide) and the seconds the
+// communication thread spent reducing. Throws the first region's failure.
+Napi::Value ReduceWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a(info, "mpi.reduceWait", 0);
+  require_world(env, "reduceWait");
+  const int64_t started = now_ns();
+  const int failure = drain_regions();
+  const double waited = (now_ns() - started) / 1e9;
+  Overlap& o = overlap();
+  int64_t regions = 0;
+  double busy = 0;
+  {
+    std::lock_guard<std::mutex> lock(o.mutex);
+    std::swap(regions, o.regions);
+    std::swap(busy, o.busy_s);
+  }
+  check(env, failure, "all-reduce");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("regions", static_cast<double>(regions));
+  out.Set("waitedSeconds", waited);
+  out.Set("busySeconds", busy);
+  return out;
 }
 
 // shard(numel) -> {offset, numel}: this rank's part of a buffer under reduceScatterSum / allGather.
@@ -414,6 +617,7 @@ Napi::Value Finalize(const Napi::CallbackInfo& info) {
   Args a(info, "mpi.finalize", 0);
   World& w = world();
   if (w.initialized && !w.finalized) {
+    stop_communication_thread();
     w.finalized = true;
     {
       std::lock_guard<std::mutex> lock(watch().mutex);
@@ -452,6 +656,8 @@ Napi::Object MpiBindings(Napi::Env env) {
   o.Set("size", function<Size>(env, "mpi.size"));
   o.Set("setTimeout", function<SetTimeout>(env, "mpi.setTimeout"));
   o.Set("allreduceSum", function<AllreduceSum>(env, "mpi.allreduceSum"));
+  o.Set("reduceAsync", function<ReduceAsync>(env, "mpi.reduceAsync"));
+  o.Set("reduceWait", function<ReduceWait>(env, "mpi.reduceWait"));
   o.Set("shard", function<Shard>(env, "mpi.shard"));
   o.Set("reduceScatterSum", function<ReduceScatterSum>(env, "mpi.reduceScatterSum"));
   o.Set("allGather", function<AllGather>(env, "mpi.allGather"));
@@ -461,7 +667,7 @@ Napi::Object MpiBindings(Napi::Env env) {
   o.Set("finalize", function<Finalize>(env, "mpi.finalize"));
   o.Set("library", function<Library>(env, "mpi.library"));
 #else
-  for (const char* name : {"init", "rank", "size", "setTimeout", "allreduceSum", "shard", "reduceScatterSum", "allGather", "broadcast", "barrier", "abort", "finalize", "library"}) {
+  for (const char* name : {"init", "rank", "size", "setTimeout", "allreduceSum", "reduceAsync", "reduceWait", "shard", "reduceScatterSum", "allGather", "broadcast", "barrier", "abort", "finalize", "library"}) {
     o.Set(name, function<NotBuilt>(env, "mpi"));
   }
 #endif

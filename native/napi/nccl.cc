@@ -2,6 +2,8 @@
 // libnccl loads, unavailableReason() what to install. The unique id travels as a Uint8Array (mpi.broadcast).
 #include <napi.h>
 
+#include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -84,6 +86,46 @@ Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The arena blocks of the regions reduceAsync issued and reduceWait has not waited for: NCCL writes into them
+// until then, so arena.free() meanwhile must not release them.
+std::vector<std::shared_ptr<Block>>& pending_pins() {
+  static std::vector<std::shared_ptr<Block>> pins;
+  return pins;
+}
+
+// reduceAsync(x, comm = 0): the in-place all-reduce of x (a CUDA arena view: a region of the gradients whose
+// backward is enqueued) issued on NCCL's stream after the backend's work so far; returns at once.
+Napi::Value ReduceAsync(const Napi::CallbackInfo& info) {
+  Args a(info, "nccl.reduceAsync", 1, 2);
+  FloatArg x = a.floats(0, "x", 0);
+  require_cuda(a);
+  const int comm = comm_arg(a, 1);
+  if (x.numel == 0) return info.Env().Undefined();
+  nccl::all_reduce_sum_async(comm, x.ptr, static_cast<size_t>(x.numel));
+  for (const auto& pin : a.pins()) pending_pins().push_back(pin);
+  return info.Env().Undefined();
+}
+
+// reduceWait(comm = 0) -> {regions, waitedSeconds}: waits for every region reduceAsync issued (against the
+// collective timeout; the communicator is aborted on a timeout) and orders the backend's later work after them.
+Napi::Value ReduceWait(const Napi::CallbackInfo& info) {
+  Args a(info, "nccl.reduceWait", 0, 1);
+  const int comm = comm_arg(a, 0);
+  const auto started = std::chrono::steady_clock::now();
+  int regions = 0;
+  try {
+    regions = nccl::wait_async(comm);
+  } catch (...) {
+    pending_pins().clear();
+    throw;
+  }
+  pending_pins().clear();
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("regions", regions);
+  out.Set("waitedSeconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return out;
+}
+
 // reduceScatterSum(full, shard, comm = 0): full.numel = shard.numel x ranks.
 Napi::Value ReduceScatterSum(const Napi::CallbackInfo& info) {
   Args a(info, "nccl.reduceScatterSum", 2, 3);
@@ -161,6 +203,8 @@ Napi::Object NcclBindings(Napi::Env env) {
   o.Set("initAll", function<InitAll>(env, "nccl.initAll"));
   o.Set("setTimeout", function<SetTimeout>(env, "nccl.setTimeout"));
   o.Set("allreduceSum", function<AllreduceSum>(env, "nccl.allreduceSum"));
+  o.Set("reduceAsync", function<ReduceAsync>(env, "nccl.reduceAsync"));
+  o.Set("reduceWait", function<ReduceWait>(env, "nccl.reduceWait"));
   o.Set("reduceScatterSum", function<ReduceScatterSum>(env, "nccl.reduceScatterSum"));
   o.Set("allGather", function<AllGather>(env, "nccl.allGather"));
   o.Set("allreduceSumAll", function<AllreduceSumAll>(env, "nccl.allreduceSumAll"));

@@ -2,7 +2,8 @@
  * NCCL on a GPU (native/cuda/nccl.cu, loaded at run time): one rank's collectives leave a CUDA buffer as it was
  * (the sum over one rank), and `mpirun -np 1 gptune train --device cuda`, whose gradients then go through
  * ncclAllReduce (ZeRO-0) or ncclReduceScatter + ncclAllGather (ZeRO-1), gives the losses of the same run
- * without a launcher, bitwise (one rank adds nothing). One process driving GPUs (ncclCommInitAll): the grouped
+ * without a launcher, bitwise (one rank adds nothing), with the all-reduce overlapped with the backward
+ * (--overlap-comm on: nccl.reduceAsync per gradient region, nccl.reduceWait) and not. One process driving GPUs (ncclCommInitAll): the grouped
  * all-reduce over one GPU keeps the buffer, over two gives the plain sum on both; with two GPUs,
  * `gptune train --devices 0,1` gives the losses of the plain one-GPU run with the same global batch.
  *   node --test dist/test/gpu/        (on a GPU machine with libnccl.so.2 or GPTUNE_NCCL, and mpirun for the run)
@@ -66,6 +67,14 @@ if (underJest) {
         nccl.allGather!(view, n);
         assert.deepStrictEqual(arena.read(0, n), values);
         assert.throws(() => nccl.allGather!(view, 3), /must be a whole number of shards of 3/);
+        // The overlapped all-reduce: regions issued after the backend's work, waited for together.
+        arena.write(0, values);
+        nccl.reduceAsync!({ arena, offset: 500, numel: 500 });
+        nccl.reduceAsync!({ arena, offset: 1, numel: 499 });
+        nccl.reduceAsync!({ arena, offset: 0, numel: 1 });
+        assert.strictEqual(nccl.reduceWait!().regions, 3);
+        assert.deepStrictEqual(arena.read(0, n), values);
+        assert.strictEqual(nccl.reduceWait!().regions, 0);
       } finally {
         arena.free();
         nccl.destroy!();
@@ -136,10 +145,11 @@ if (underJest) {
       for (const [i, l] of replicas.entries()) assert.ok(Math.abs(l - plain[i]) < 1e-5, `step ${i + 1}: ${l} vs ${plain[i]}`);
     });
 
-    nodeTest.it('mpirun -np 1 on the GPU (NCCL, ZeRO-0 and ZeRO-1) gives the losses of the plain run', { skip: runSkip }, () => {
+    nodeTest.it('mpirun -np 1 on the GPU (NCCL, ZeRO-0 overlapped and not, ZeRO-1) gives the losses of the plain run', { skip: runSkip }, () => {
       const plain = losses([], false);
       assert.strictEqual(plain.length, 5);
-      assert.deepStrictEqual(losses(['--zero', '0'], true), plain);
+      assert.deepStrictEqual(losses(['--zero', '0', '--overlap-comm', 'off'], true), plain);
+      assert.deepStrictEqual(losses(['--zero', '0', '--overlap-comm', 'on'], true), plain);
       assert.deepStrictEqual(losses(['--zero', '1'], true), plain);
     });
   });

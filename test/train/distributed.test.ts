@@ -5,7 +5,10 @@
  * of sharded runs resume with another number of ranks; DPO and ORPO (full and LoRA, precompute_ref, ZeRO-1)
  * give one process's losses and reward metrics; the evaluation split over the ranks gives one process's
  * validation results; a rank killed or hung ends the job non-zero within the collective timeout, naming
- * the rank, the last complete checkpoint still loadable; bad input.
+ * the rank, the last complete checkpoint still loadable; bad input. The overlapped all-reduce
+ * (--overlap-comm on): reduceAsync's sums are allreduceSum's, bitwise; the losses equal one process's and the
+ * unoverlapped run's, the weights stay identical on every rank (GPT-2, Llama, LoRA, 2 micro-batches per rank);
+ * a rank killed, stopped or late during it ends the job within the timeout, naming it.
  *
  * Needs mpirun and an addon built with MPI (CMake found libopenmpi-dev); skipped with the reason otherwise
  * (.ci/run installs both).
@@ -37,6 +40,13 @@ interface Run { code: number; stdout: string; stderr: string; seconds: number }
 function gptune(args: string[]): Run {
   const started = Date.now();
   const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - started) / 1000 };
+}
+
+/** `node args...` as one process (no launcher). */
+function gptuneNode(args: string[]): Run {
+  const started = Date.now();
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8' });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - started) / 1000 };
 }
 
@@ -360,6 +370,126 @@ describeMpi('data-parallel training under mpirun', () => {
     expect(expectedEvals.map((e) => e.step)).toEqual([2, 4]);
     expectLinesClose(evals(ranks), expectedEvals, ['val_loss', 'val_tokens', 'val_token_accuracy', ...keys.filter((k) => k !== 'loss' && k !== 'token_accuracy').map((k) => `val_${k}`)], 1e-5);
   }, 120_000);
+  test('reduceAsync gives allreduceSum\'s sums of each region bitwise; every other collective refuses while regions are in flight', () => {
+    const dir = tempDir('gptune-mpi-');
+    const script = path.join(dir, 'overlap.js');
+    // Rank r holds x[i] = sin(i + r) (not exact in float32: the order of the sums shows in the bits); regions of
+    // awkward sizes (1: chunks of no element on two of the three ranks; odd) over one arena, queued out of
+    // order as a backward hands them; allreduceSum of the same regions one by one is the reference.
+    fs.writeFileSync(script, `
+      const { addon } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/native.js'))});
+      const mpi = addon.mpi;
+      const init = mpi.init();
+      const n = 10007;
+      const values = Float32Array.from({ length: n }, (_, i) => Math.sin(i + init.rank));
+      const a = new addon.Arena('cpu', n), b = new addon.Arena('cpu', n);
+      a.write(0, values);
+      b.write(0, values);
+      const cuts = [[9000, 1007], [5, 1], [6, 8994], [0, 5]];
+      for (const [offset, numel] of cuts) mpi.allreduceSum({ arena: a, offset, numel });
+      for (const [offset, numel] of cuts) mpi.reduceAsync({ arena: b, offset, numel });
+      let refused = '';
+      try { mpi.barrier(); } catch (e) { refused = e.message; }
+      let typed = '';
+      try { mpi.reduceAsync(new Float32Array(4)); } catch (e) { typed = e.message; }
+      const waited = mpi.reduceWait();
+      mpi.barrier();
+      const same = Buffer.from(a.read(0, n).buffer).equals(Buffer.from(b.read(0, n).buffer));
+      require('fs').writeFileSync(require('path').join(${JSON.stringify(dir)}, 'rank-' + init.rank + '.json'),
+        JSON.stringify({ init, same, refused, typed, waited, sums: Array.from(b.read(0, n)) }));
+      mpi.finalize();
+    `);
+    const N = 3;
+    const r = mpirun(N, [process.execPath, script]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const ranks = [0, 1, 2].map((k) => JSON.parse(fs.readFileSync(path.join(dir, `rank-${k}.json`), 'utf8')));
+    for (const got of ranks) {
+      // Open MPI 4.1 grants MPI_THREAD_SERIALIZED (asked for); a build that grants less falls back (overlap false).
+      expect(got.init).toMatchObject({ threadLevel: expect.stringMatching(/^(serialized|multiple)$/), overlap: true });
+      expect(got.same).toBe(true);
+      expect(got.refused).toBe('mpi.barrier: 4 region(s) of an overlapped all-reduce are in flight; call mpi.reduceWait() first (the communication thread alone calls MPI meanwhile)');
+      expect(got.typed).toBe('mpi.reduceAsync: expected a CPU arena view {arena, offset, numel} for x (argument 1) but received a Float32Array of length 4');
+      expect(got.waited.regions).toBe(4);
+      // The sums in float64 of the ranks' float32 values, to float32 rounding.
+      const worst = Math.max(...got.sums.map((v: number, i: number) => Math.abs(v - [0, 1, 2].reduce((s, k) => s + Math.fround(Math.sin(i + k)), 0))));
+      expect(worst).toBeLessThan(1e-6);
+      // Bitwise the same on every rank.
+      expect(got.sums).toEqual(ranks[0].sums);
+    }
+  });
+
+  /** Trains with the library's Trainer on every rank (or alone): the step losses, a checksum of the trained weights, the regions handed to reduceAsync. */
+  function trainerScript(dir: string): string {
+    const script = path.join(dir, 'trainer.js');
+    fs.writeFileSync(script, `
+      const crypto = require('crypto'), fs = require('fs'), path = require('path');
+      const dist = ${JSON.stringify(path.join(ROOT, 'dist/lib'))};
+      const { addon } = require(dist + '/native.js');
+      const { Trainer } = require(dist + '/train/trainer.js');
+      const { loadModel } = require(dist + '/model/checkpoint.js');
+      const { loadTokenizer } = require(dist + '/tokenizer/index.js');
+      const [modelDir, out, configJson] = process.argv.slice(2);
+      let regions = 0;
+      const reduceAsync = addon.mpi.reduceAsync;
+      addon.mpi.reduceAsync = (view) => { regions++; return reduceAsync(view); };
+      const model = loadModel(modelDir);
+      const trainer = new Trainer(JSON.parse(configJson), { model, tokenizer: loadTokenizer(modelDir) });
+      const losses = [];
+      trainer.on('step', (s) => losses.push(s.loss));
+      trainer.fit().then(() => {
+        const t = model.trainable;
+        const checksum = crypto.createHash('sha256').update(Buffer.from(t.arena.read(0, t.numel).buffer)).digest('hex');
+        const rank = process.env.OMPI_COMM_WORLD_RANK ?? 'single';
+        fs.writeFileSync(path.join(out, 'rank-' + rank + '.json'), JSON.stringify({ losses, checksum, regions }));
+        if (rank !== 'single') addon.mpi.finalize();
+      }, (e) => { console.error(e.message); process.exit(1); });
+    `);
+    return script;
+  }
+
+  test.each([
+    ['GPT-2', () => TINY, false],
+    ['Llama', () => tinyLlamaFolder(), false],
+    ['GPT-2 LoRA', () => TINY, true],
+    ['Llama LoRA', () => tinyLlamaFolder(), true],
+  ])('%s, --overlap-comm on: the losses of 1 process and of the unoverlapped run; the weights identical on both ranks', (_name, modelOf, lora) => {
+    const model = modelOf();
+    const dir = tempDir('gptune-mpi-');
+    const script = trainerScript(dir);
+    // 8 sequences per step of B 2: 2 micro-batches per rank (only the last one's backward overlaps), 4 in one process.
+    const config = (overlap: string) => JSON.stringify({
+      data: DATA, max_steps: 5, batch_size: 2, seq_len: 16, global_batch_size: 8, learning_rate: 2e-3, weight_decay: 0.1, grad_clip: 0.5, threads: 1,
+      overlap_comm: overlap, ...(lora ? { lora: true, lora_r: 4 } : {}),
+    });
+    const results: Record<string, { losses: number[]; checksum: string; regions: number }[]> = {};
+    for (const mode of ['single', 'on', 'off']) {
+      const out = path.join(dir, mode);
+      fs.mkdirSync(out);
+      const r = mode === 'single'
+        ? gptuneNode([script, model, out, config('off')])
+        : mpirun(2, [process.execPath, script, model, out, config(mode)]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      results[mode] = fs.readdirSync(out).sort().map((f) => JSON.parse(fs.readFileSync(path.join(out, f), 'utf8')));
+    }
+    const [single] = results.single;
+    expect(single.losses).toHaveLength(5);
+    expect(single.losses[4]).toBeLessThan(single.losses[0]);
+    const layers = JSON.parse(fs.readFileSync(path.join(model, 'config.json'), 'utf8')).n_layer ?? JSON.parse(fs.readFileSync(path.join(model, 'config.json'), 'utf8')).num_hidden_layers;
+    for (const mode of ['on', 'off']) {
+      const [rank0, rank1] = results[mode];
+      // Up to float32 rounding of the gradient sums (4 micro-batches summed in another order).
+      expectLossesClose(rank0.losses, single.losses, 1e-5);
+      expect(rank1.losses).toEqual(rank0.losses);
+      // The weights never drift apart: bitwise the same on both ranks.
+      expect(rank1.checksum).toBe(rank0.checksum);
+    }
+    expectLossesClose(results.on[0].losses, results.off[0].losses, 1e-5);
+    // Overlapped: at least one region per block each step; not overlapped: none.
+    expect(results.on[0].regions).toBeGreaterThanOrEqual(5 * layers);
+    expect(results.off[0].regions).toBe(0);
+  }, 180_000);
 
   /** Rank `rank`'s process among mpirun's children (Open MPI sets OMPI_COMM_WORLD_RANK in each). */
   function rankPid(mpirunPid: number, rank: number): number | null {
@@ -377,10 +507,10 @@ describeMpi('data-parallel training under mpirun', () => {
     return null;
   }
 
-  async function faultRun(signal: NodeJS.Signals, timeout: number): Promise<{ code: number | null; stderr: string; seconds: number; out: string; faultAt: number }> {
+  async function faultRun(signal: NodeJS.Signals, timeout: number, flags: Record<string, string> = {}): Promise<{ code: number | null; stderr: string; seconds: number; out: string; faultAt: number }> {
     const dir = tempDir('gptune-mpi-');
     const out = path.join(dir, 'out');
-    const child: ChildProcess = spawn(mpirunPath, [...MPIRUN, '-np', '2', process.execPath, ...trainArgs(TINY, out, { steps: '100000', 'save-every': '2', 'save-total-limit': '2', 'collective-timeout': String(timeout) })], { cwd: ROOT, env: MPI_ENV });
+    const child: ChildProcess = spawn(mpirunPath, [...MPIRUN, '-np', '2', process.execPath, ...trainArgs(TINY, out, { steps: '100000', 'save-every': '2', 'save-total-limit': '2', 'collective-timeout': String(timeout), ...flags })], { cwd: ROOT, env: MPI_ENV });
     let stderr = '';
     child.stderr!.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -412,8 +542,11 @@ describeMpi('data-parallel training under mpirun', () => {
     expect(Number.isFinite(evalLoss(path.join(out, 'checkpoints', newest)))).toBe(true);
   }
 
-  test('a rank killed mid-run ends the job non-zero at once; the last complete checkpoint loads', async () => {
-    const r = await faultRun('SIGKILL', 20);
+  // Without and with the overlapped all-reduce (the communication thread runs the collectives then).
+  const FAULT_MODES: [string, Record<string, string>][] = [['', {}], [', --overlap-comm on', { 'overlap-comm': 'on' }]];
+
+  test.each(FAULT_MODES)('a rank killed mid-run ends the job non-zero at once; the last complete checkpoint loads%s', async (_mode, flags) => {
+    const r = await faultRun('SIGKILL', 20, flags);
     expect(r.code).not.toBeNull();
     expect(r.code).not.toBe(0);
     expect(r.seconds).toBeLessThan(20);
@@ -422,8 +555,8 @@ describeMpi('data-parallel training under mpirun', () => {
     expectLoadableCheckpoint(r.out);
   }, 120_000);
 
-  test('a rank that hangs ends the job within --collective-timeout with a message', async () => {
-    const r = await faultRun('SIGSTOP', 3);
+  test.each(FAULT_MODES)('a rank that hangs ends the job within --collective-timeout with a message%s', async (_mode, flags) => {
+    const r = await faultRun('SIGSTOP', 3, flags);
     expect(`${r.code}: ${r.stderr}`).not.toMatch(/^null/);
     expect(r.code).not.toBe(0);
     expect(r.seconds).toBeLessThan(3 + 15);
@@ -452,6 +585,29 @@ describeMpi('data-parallel training under mpirun', () => {
     expect(r.stderr).toMatch(/gptune: rank [01]: barrier #2 did not complete within 2 s \(collective timeout\): rank\(s\) 2 never reached it \(dead or hung\); ending the job/);
   }, 60_000);
 
+  test('a rank that does not reach an overlapped region is named when the others time out', () => {
+    const dir = tempDir('gptune-mpi-');
+    const script = path.join(dir, 'late-region.js');
+    // Rank 1 computes for 20 s before it hands its regions over; rank 0's communication thread waits 2 s on the
+    // first one while rank 0 itself waits in reduceWait.
+    fs.writeFileSync(script, `
+      const { addon } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/native.js'))});
+      const { rank } = addon.mpi.init();
+      addon.mpi.setTimeout(2);
+      addon.mpi.barrier();
+      const arena = new addon.Arena('cpu', 1000);
+      if (rank === 1) { const t = Date.now(); while (Date.now() - t < 20000); }
+      addon.mpi.reduceAsync({ arena, offset: 500, numel: 500 });
+      addon.mpi.reduceAsync({ arena, offset: 0, numel: 500 });
+      addon.mpi.reduceWait();
+      addon.mpi.finalize();
+    `);
+    const r = mpirun(2, [process.execPath, script], 60_000);
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(15);
+    expect(r.stderr).toMatch(/gptune: rank 0: all-reduce #2 did not complete within 2 s \(collective timeout\): rank\(s\) 1 never reached it \(dead or hung\); ending the job/);
+  }, 60_000);
+
   test('bad input: one line each, non-zero exit', () => {
     const dir = tempDir('gptune-mpi-');
     const zero = gptune(trainArgs(TINY, path.join(dir, 'a'), { zero: '1' }).slice(1));
@@ -462,6 +618,10 @@ describeMpi('data-parallel training under mpirun', () => {
     // Rank 0 reports it (every rank has the same command line).
     expect(split.stderr.split('\n').filter((l) => l.startsWith('gptune'))).toEqual(['gptune train: --global-batch-size 6 does not split over 2 rank(s) x --batch-size 2: give a multiple of 4']);
     expect(fs.existsSync(path.join(dir, 'b'))).toBe(false);
+    // Overlap asked for where it is not done: one note on rank 0, and the run goes on unoverlapped.
+    const zero1 = mpirun(2, [process.execPath, ...trainArgs(TINY, path.join(dir, 'd'), { zero: '1', 'overlap-comm': 'on', steps: '1' }).filter((a) => a !== '--quiet')]);
+    expect(zero1.code).toBe(0);
+    expect(zero1.stderr.split('\n').filter((l) => l.startsWith('note:'))).toEqual(['note: --overlap-comm on: --zero 1 reduce-scatters the whole gradient arena after the backward (not overlapped)']);
     const both = gptune(trainArgs(TINY, path.join(dir, 'c'), { 'grad-accum': '2' }).slice(1));
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/^gptune train: .*give grad_accum_steps \(2\) or global_batch_size \(8\), not both\n$/);

@@ -29,6 +29,13 @@ void set_timeout(double seconds);
 
 // In place on device memory of communicator `comm` (0 under mpirun): x (n floats) becomes the sum over ranks.
 void all_reduce_sum(int comm, float* x, size_t n);
+// The overlapped all-reduce: all_reduce_sum's collective issued on NCCL's stream after the backend's work so
+// far (an event recorded now), without waiting: the backward goes on while NCCL reduces x (a region of the
+// gradients whose backward is enqueued). wait_async waits for every one issued since the last wait against
+// the timeout (aborting the communicator as all_reduce_sum does), orders the backend's later work after
+// them, and returns how many there were.
+void all_reduce_sum_async(int comm, float* x, size_t n);
+int wait_async(int comm);
 // shard (n/nranks floats) receives the sum over ranks of this rank's n/nranks part of full.
 void reduce_scatter_sum(int comm, const float* full, float* shard, size_t shard_n);
 // In place: this rank's shard of full (at rank*shard_n) is copied to every rank.
