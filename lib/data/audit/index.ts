@@ -18,7 +18,7 @@ import { lengthStats, quantileOfSorted } from '../inspect';
 import type { DataKind, DataRecord } from '../records';
 import { sortedLabels } from '../records';
 import { chatTemplateFor, compileTemplate } from '../templates';
-import { DEFAULT_MINHASH, MinHashSettings, nearDuplicatePairs, normalizeText } from './minhash';
+import { DEFAULT_MAX_PAIRS_PER_BUCKET, DEFAULT_MINHASH, MinHashSettings, nearDuplicatePairs, normalizeText } from './minhash';
 import { findPII, maskPII, PII_KINDS, PIIKind } from './pii';
 
 export interface AuditSplit {
@@ -38,6 +38,8 @@ export interface AuditOptions {
   template?: string;
   /** Most items listed per list in the report (counts are always complete). Default 1000. */
   maxListed?: number;
+  /** Candidate pairs compared per LSH bucket at most (minhash.ts DEFAULT_MAX_PAIRS_PER_BUCKET); over it, near counts are a lower bound. */
+  maxPairsPerBucket?: number;
 }
 
 export const DEFAULT_NEAR_THRESHOLD = 0.8;
@@ -137,6 +139,11 @@ export interface AuditReport {
     near_pairs: NearDuplicate[];
     /** Pairs of distinct texts LSH proposed and that were compared exactly. */
     candidates_compared: number;
+    /**
+     * LSH buckets that proposed more pairs than the cap (many near-identical texts), where only the cap
+     * was compared: buckets 0 means the near-duplicate counts are complete, else they are a lower bound.
+     */
+    candidate_cap: { max_pairs_per_bucket: number; buckets: number; largest_bucket: number; pairs_not_compared: number };
   };
   leakage: { found: boolean; exact: number; near: number };
   pii: {
@@ -255,7 +262,7 @@ function auditLengths(splits: readonly AuditSplit[], o: AuditOptions, maxListed:
   });
 }
 
-function auditDuplicates(splits: readonly AuditSplit[], threshold: number, settings: MinHashSettings, maxListed: number) {
+function auditDuplicates(splits: readonly AuditSplit[], threshold: number, settings: MinHashSettings, maxListed: number, maxPairsPerBucket: number) {
   const units = splits.flatMap(unitsOf);
   const splitIndex = new Map(splits.map((s, i) => [s.name, i]));
   // Exact: group by normalized text; each distinct text is one representative for MinHash.
@@ -291,23 +298,34 @@ function auditDuplicates(splits: readonly AuditSplit[], threshold: number, setti
       exactGroups.push({ locations: members.slice(0, maxListed).map(where), count: members.length, splits: [...perSplit.keys()] });
     }
   }
-  const near = nearDuplicatePairs(groups.map((g) => g[0].normalized), threshold, settings);
+  // MinHash sees each distinct text once: 5,000 copies of a text are one entry, not 12.5 million pairs.
+  const near = nearDuplicatePairs(groups.map((g) => g[0].normalized), threshold, settings, maxPairsPerBucket);
   const nearPairs: NearDuplicate[] = [];
   let nearTotal = 0;
+  // A near pair of texts is a near pair of every copy of one with every copy of the other: counted per
+  // split pair by multiplication (a text with thousands of copies would otherwise be thousands of loops).
+  const splitCounts = groups.map((g) => {
+    const counts = new Map<string, number>();
+    for (const u of g) counts.set(u.split, (counts.get(u.split) ?? 0) + 1);
+    return counts;
+  });
   for (const p of near.pairs) {
-    for (const x of groups[p.a]) {
-      for (const y of groups[p.b]) {
-        nearTotal++;
-        if (x.split === y.split) within[x.split].near++;
-        else acrossOf(x.split, y.split).near++;
-        if (nearPairs.length < maxListed) nearPairs.push({ a: where(x), b: where(y), jaccard: p.jaccard });
+    nearTotal += groups[p.a].length * groups[p.b].length;
+    for (const [x, nx] of splitCounts[p.a]) {
+      for (const [y, ny] of splitCounts[p.b]) {
+        if (x === y) within[x].near += nx * ny;
+        else acrossOf(x, y).near += nx * ny;
       }
+    }
+    for (let i = 0; i < groups[p.a].length && nearPairs.length < maxListed; i++) {
+      for (let j = 0; j < groups[p.b].length && nearPairs.length < maxListed; j++) nearPairs.push({ a: where(groups[p.a][i]), b: where(groups[p.b][j]), jaccard: p.jaccard });
     }
   }
   return {
     report: {
       within, across, exact_groups_total: exactGroupsTotal, exact_groups: exactGroups, near_pairs_total: nearTotal, near_pairs: nearPairs,
       candidates_compared: near.candidates,
+      candidate_cap: { max_pairs_per_bucket: near.capped.maxPairsPerBucket, buckets: near.capped.buckets, largest_bucket: near.capped.largestBucket, pairs_not_compared: near.capped.pairsNotCompared },
     },
     banding: { bands: near.bands, rows: near.rowsPerBand },
   };
@@ -353,7 +371,7 @@ export function auditSplits(splits: readonly AuditSplit[], options: AuditOptions
   if (options.seqLen !== undefined && !(Number.isInteger(options.seqLen) && options.seqLen > 0)) throw new RangeError(`seq_len: expected a positive integer but received ${options.seqLen}`);
   const maxListed = options.maxListed ?? 1000;
   const minhash = options.minhash ?? DEFAULT_MINHASH;
-  const duplicates = auditDuplicates(splits, threshold, minhash, maxListed);
+  const duplicates = auditDuplicates(splits, threshold, minhash, maxListed, options.maxPairsPerBucket ?? DEFAULT_MAX_PAIRS_PER_BUCKET);
   const pii = auditPII(splits, maxListed);
   const leakExact = duplicates.report.across.reduce((n, c) => n + c.exact, 0);
   const leakNear = duplicates.report.across.reduce((n, c) => n + c.near, 0);
@@ -378,7 +396,7 @@ export function auditSplits(splits: readonly AuditSplit[], options: AuditOptions
 export { auditSummaryLines, auditReportLines } from './format';
 export { findPII, redactPII, maskPII, luhnValid, ibanValid, ipv6Valid, cardIssuer, PII_KINDS, PII_PLACEHOLDERS } from './pii';
 export type { PIIKind, PIISpan } from './pii';
-export { nearDuplicatePairs, jaccard, shingles, normalizeText, chooseBanding, candidateProbability, minHashSignature, DEFAULT_MINHASH } from './minhash';
-export type { MinHashSettings, NearPair, NearDuplicateResult, ShingleSettings } from './minhash';
+export { nearDuplicatePairs, jaccard, shingles, normalizeText, chooseBanding, candidateProbability, minHashSignature, DEFAULT_MINHASH, DEFAULT_MAX_PAIRS_PER_BUCKET } from './minhash';
+export type { MinHashSettings, NearPair, NearDuplicateResult, ShingleSettings, BucketCap } from './minhash';
 export { redactFile } from './redact';
 export type { RedactionSummary } from './redact';
