@@ -9,23 +9,47 @@
  *   verified by exact Jaccard >= the threshold), within each split and across splits (leakage);
  * - PII and secrets by pattern and checksum (pii.ts), each with file:line and its kind.
  *
+ * Preference pairs (DPO/ORPO data, lib/data/preference.ts) are audited as records of kind
+ * 'preference': a pair is one unit (prompt + chosen + rejected) for duplicates and leakage, PII is
+ * looked for in each of the three, and its length is its longer side as training renders it.
+ *
  * The report is plain JSON (snake_case keys, as the CLI's --json prints it): counts are exact,
  * lists stop at `maxListed` items each (the *_total figures say how many there are).
  */
+import * as fs from 'fs';
 import type { Tokenizer } from '../../tokenizer';
 import { tokenizeRecord } from '../examples';
+import { isPreferenceFile, loadPreferencePairs, PreferencePair, tokenizePair } from '../preference';
 import { lengthStats, quantileOfSorted } from '../inspect';
 import type { DataKind, DataRecord } from '../records';
-import { sortedLabels } from '../records';
+import { loadRecords, sortedLabels } from '../records';
 import { chatTemplateFor, compileTemplate } from '../templates';
 import { DEFAULT_MAX_PAIRS_PER_BUCKET, DEFAULT_MINHASH, MinHashSettings, nearDuplicatePairs, normalizeText } from './minhash';
 import { findPII, maskPII, PII_KINDS, PIIKind } from './pii';
+
+/** A preference pair as the audit reads it (loadPreferencePairs' pairs, with their kind). */
+export type PreferenceRecord = PreferencePair & { kind: 'preference' };
+export type AuditRecord = DataRecord | PreferenceRecord;
 
 export interface AuditSplit {
   /** "train", "validation", "test", or any name; pairs across splits are leakage. */
   name: string;
   file: string;
-  records: DataRecord[];
+  /** One kind per split: data records, or preference pairs. */
+  records: AuditRecord[];
+}
+
+/**
+ * A data file as an audit split: its preference pairs when it holds them (detected as training
+ * detects them) and no format is given, else its data records. Invalid lines throw, or are skipped
+ * with skipInvalid.
+ */
+export function loadAuditSplit(name: string, file: string, o: { format?: DataKind; skipInvalid?: boolean } = {}): AuditSplit {
+  if (o.format === undefined && fs.statSync(file).isFile() && isPreferenceFile(file)) {
+    const pairs = loadPreferencePairs(file, { skipInvalid: o.skipInvalid }).pairs;
+    return { name, file, records: pairs.map((p): PreferenceRecord => ({ ...p, kind: 'preference' })) };
+  }
+  return { name, file, records: loadRecords(file, { format: o.format, skipInvalid: o.skipInvalid }).records };
 }
 
 export interface AuditOptions {
@@ -113,7 +137,7 @@ export interface PIIFinding extends AuditLocation {
 }
 
 export interface AuditReport {
-  splits: Array<{ name: string; file: string; kind: DataKind | null; examples: number; units: number; unit: 'example' | 'line' }>;
+  splits: Array<{ name: string; file: string; kind: DataKind | 'preference' | null; examples: number; units: number; unit: 'example' | 'line' | 'pair' }>;
   settings: {
     near_threshold: number;
     shingles: { unit: 'word'; k: number };
@@ -161,8 +185,13 @@ interface Unit extends AuditLocation {
 }
 
 /** The parts of a record a person wrote, with the name of each (PII is reported per part). */
-export function recordFields(record: DataRecord): Array<{ field: string; text: string }> {
+export function recordFields(record: AuditRecord): Array<{ field: string; text: string }> {
   switch (record.kind) {
+    case 'preference':
+      return [
+        ...(typeof record.prompt === 'string' ? [{ field: 'prompt', text: record.prompt }] : record.prompt.map((m, i) => ({ field: `prompt[${i}].content`, text: m.content }))),
+        { field: 'chosen', text: record.chosen }, { field: 'rejected', text: record.rejected },
+      ];
     case 'text':
     case 'classification':
       return [{ field: 'text', text: record.text }];
@@ -219,7 +248,7 @@ const where = (u: AuditLocation): AuditLocation => ({ split: u.split, file: u.fi
 
 function auditBalance(splits: readonly AuditSplit[]): AuditReport['balance'] {
   if (splits.length === 0 || !splits.every((s) => s.records.length > 0 && s.records.every((r) => r.kind === 'classification'))) return null;
-  const labels = sortedLabels(splits.flatMap((s) => s.records));
+  const labels = sortedLabels(splits.flatMap((s) => s.records as DataRecord[]));
   return {
     labels,
     splits: splits.map((s) => {
@@ -241,10 +270,18 @@ function auditLengths(splits: readonly AuditSplit[], o: AuditOptions, maxListed:
     const measured: LengthFinding[] = [];
     const kind = s.records[0]?.kind;
     // As training renders them: the template (or the model's chat template), the EOS included.
-    const template = kind === undefined || kind === 'text' ? null : compileTemplate(kind, o.template);
-    const chatTemplate = kind === undefined ? null : chatTemplateFor(kind, o.template, tokenizer);
+    const template = kind === undefined || kind === 'text' || kind === 'preference' ? null : compileTemplate(kind, o.template);
+    const chatTemplate = kind === undefined || kind === 'preference' ? null : chatTemplateFor(kind, o.template, tokenizer);
+    // A pair's length: its longer side (prompt + answer + EOS, as DPO/ORPO train it), uncut.
+    const pairRendering = { tokenizer, template: compileTemplate('prompt_completion', o.template), seqLen: Number.MAX_SAFE_INTEGER };
     for (const r of s.records) {
-      const tokens = r.kind === 'text' ? tokenizer.encode(r.text).length : tokenizeRecord(r, template ?? compileTemplate(r.kind, o.template), tokenizer, false, chatTemplate).tokens.length;
+      let tokens: number;
+      if (r.kind === 'preference') {
+        const { chosen, rejected } = tokenizePair(r, pairRendering);
+        tokens = Math.max(chosen.example.tokens.length, rejected.example.tokens.length);
+      } else {
+        tokens = r.kind === 'text' ? tokenizer.encode(r.text).length : tokenizeRecord(r, template ?? compileTemplate(r.kind, o.template), tokenizer, false, chatTemplate).tokens.length;
+      }
       measured.push({ split: s.name, file: r.file, line: r.line, tokens });
     }
     const sorted = Int32Array.from(measured.map((m) => m.tokens)).sort();
@@ -378,7 +415,10 @@ export function auditSplits(splits: readonly AuditSplit[], options: AuditOptions
   return {
     splits: splits.map((s) => {
       const kind = s.records[0]?.kind ?? null;
-      return { name: s.name, file: s.file, kind, examples: s.records.length, units: kind === 'text' ? unitsOf(s).length : s.records.length, unit: kind === 'text' ? 'line' : 'example' };
+      return {
+        name: s.name, file: s.file, kind, examples: s.records.length, units: kind === 'text' ? unitsOf(s).length : s.records.length,
+        unit: kind === 'text' ? 'line' : kind === 'preference' ? 'pair' : 'example',
+      };
     }),
     settings: {
       near_threshold: threshold, shingles: { ...minhash.shingles }, permutations: minhash.permutations, bands: duplicates.banding.bands,
