@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parse } from 'yaml';
 import type { TrainConfig } from '../config';
-import { auditSplits, auditSummaryLines, DataReport, loadRecords } from '../data';
+import { AuditSplit, auditSplits, auditSummaryLines, DataReport, loadAuditSplit } from '../data';
 import { FileFormatError, OutputError } from '../errors';
 import type { ProbeReport } from '../eval/probe';
 import { writeFileAtomic } from '../io/atomic';
@@ -67,12 +67,12 @@ export function trainingDataFacts(report: DataReport): TrainingDataFacts {
  * they are skipped here too.
  */
 export function auditTrainingData(report: DataReport): string[] {
-  // The audit reads the record kinds of lib/data/records.ts; preference pairs (lib/data/preference.ts) are not one of them.
-  if (report.kind === 'preference') return ['The data audit does not read preference pairs; audit the prompts and answers with `gptune data audit` as prompt/completion data.'];
-  const kind = report.kind;
-  const split = (name: string, file: string) => ({
-    name, file: path.basename(file), records: loadRecords(file, { format: kind, skipInvalid: true }).records.map((r) => ({ ...r, file: path.basename(file) })),
-  });
+  // Preference pairs (dpo/orpo) are read as pairs: duplicates of whole pairs, PII in prompt, chosen and rejected.
+  const format = report.kind === 'preference' ? undefined : report.kind;
+  const split = (name: string, file: string): AuditSplit => {
+    const loaded = loadAuditSplit(name, file, { format, skipInvalid: true });
+    return { name, file: path.basename(file), records: loaded.records.map((r) => ({ ...r, file: path.basename(file) })) };
+  };
   const splits = [split('train', report.train), ...(report.validation !== null ? [split('validation', report.validation)] : [])];
   return auditSummaryLines(auditSplits(splits, { maxListed: 20 }));
 }

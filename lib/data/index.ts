@@ -35,5 +35,5 @@ export { buildPreferenceDatasets, isPreferenceFile, loadPreferencePairs, parsePr
 export type { PreferencePair, PreferenceBuildOptions, PreferenceDatasets, LoadedPairs, PairRendering } from './preference';
 export type { InspectOptions, InspectReport, HistogramBin, LengthStats } from './inspect';
 export * from './augment';
-export { auditSplits, auditSummaryLines, auditReportLines, findPII, redactPII, redactFile, nearDuplicatePairs, DEFAULT_NEAR_THRESHOLD } from './audit';
-export type { AuditReport, AuditOptions, AuditSplit, AuditLocation, PIIKind, PIISpan, RedactionSummary } from './audit';
+export { auditSplits, loadAuditSplit, auditSummaryLines, auditReportLines, findPII, redactPII, redactFile, nearDuplicatePairs, DEFAULT_NEAR_THRESHOLD } from './audit';
+export type { AuditReport, AuditOptions, AuditSplit, AuditRecord, PreferenceRecord, AuditLocation, PIIKind, PIISpan, RedactionSummary } from './audit';

@@ -11,6 +11,8 @@
  *   scratch     the same task fine-tuning from random weights (what pretraining buys)
  *   *_few       task (from base) and scratch again with only the first few labelled emails,
  *               each trained until its validation loss stops improving (transfer with little data)
+ *   task_few_*  task_few again on its emails augmented by `gptune data augment` (eda, noise, balance),
+ *               for task_few's step count (augment.ts); scored, not saved
  *   subject     base fine-tuned to write an email's Subject line from its body (BLEU / ROUGE)
  *   baselines   zero-shot label scoring by base and domain, the majority class, naive Bayes
  *
@@ -27,7 +29,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { auditSummaryLines, compileTemplate, DataRecord, loadRecords, renderRecord } from '../data';
 import { setThreads } from '../device';
-import { classificationReport, ClassificationReport, evaluateClassification, evaluateGeneration, GenerationEvalResult } from '../eval';
+import { classificationReport, ClassificationEvalResult, ClassificationReport, evaluateClassification, evaluateGeneration, GenerationEvalResult } from '../eval';
 import { FileContents, writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { prepareOutputFolder } from '../io/output';
 import { copyModelFolder, loadModel, saveModel, TOKENIZER_FILES } from '../model/checkpoint';
@@ -46,7 +48,7 @@ import { DATASET_PACKAGES, datasetDir, Document, Email, EmailSplits, LABELS, rea
 import { truncateText } from './emails';
 import { auditDemoSplits } from './audit';
 import { NaiveBayes } from './naive_bayes';
-import { augmentationStudy, AugmentationStudy } from './augment';
+import { AugmentedSet, augmentationFinding, augmentationStudy, ArmTraining } from './augment';
 import { DemoPreset, LoraPlan, PRESETS, TrainingPlan } from './presets';
 import { comparePaired } from './stats';
 import { Classifier, CLASSIFIER_COMPARISONS, CLASSIFIER_NAMES, formatP, STATS } from './names';
@@ -397,8 +399,13 @@ class TestResults {
     this.genRecords = loadRecords(files.genTest, { format: 'prompt_completion' }).records;
   }
 
+  /** The test emails classified by `model` (label scoring, the demo's template). */
+  score(model: Decoder): ClassificationEvalResult {
+    return evaluateClassification(model, this.tokenizer, this.testRecords, LABELS, CLASSIFICATION_TEMPLATE);
+  }
+
   classify(key: Classifier, model: Decoder): void {
-    const [r, s] = timed(() => evaluateClassification(model, this.tokenizer, this.testRecords, LABELS, CLASSIFICATION_TEMPLATE));
+    const [r, s] = timed(() => this.score(model));
     this.rows[key] = reportRow(r, s);
     this.predictions[key] = r.predictions.map((p) => p.predicted);
   }
@@ -550,6 +557,33 @@ async function fineTuneAll(ft: FineTuning, fewLabelled: number): Promise<{ runs:
   return { runs, lora };
 }
 
+/**
+ * The augmentation study's GPT run on one augmented set (augment.ts): the task_few recipe from the
+ * base for exactly `steps` optimizer steps (early stopping off, so the count equals the plain run's;
+ * the best validation step kept as in every run), its set written to data/ first, the test emails
+ * scored. The model is not saved: the study reports its scores, not a model to use.
+ */
+async function fineTuneAugmented(
+  ft: Pick<FineTuning, 'opts' | 'preset' | 'log' | 'stages' | 'base' | 'tokenizer' | 'seqLen' | 'files' | 'results'> & { dataDir: string },
+  set: AugmentedSet, steps: number,
+): Promise<ArmTraining> {
+  const { opts, preset, log, stages, base, tokenizer, seqLen, files, results } = ft;
+  const name = `task_few_${set.name}`;
+  const trainFile = path.join(ft.dataDir, `classification-train-few-${set.name}.jsonl`);
+  writeFileAtomic(trainFile, jsonl(set.objects));
+  return withModel(loadModel(base.dir), async (m) => {
+    log.line(`${name}: the task_few run on its ${set.objects.length}-example augmented set (${set.how}), ${steps} steps`);
+    const { record } = await trainRun({
+      name, model: m, tokenizer, format: 'classification', trainFile, validation: { file: files.clsValidation }, template: CLASSIFICATION_TEMPLATE,
+      plan: { ...preset.fewLabelled, steps, patience: 0 }, seed: opts.seed, threads: opts.threads, progress: opts.progress, seqLen,
+    });
+    stages.addTraining(`${name} fine-tuning (augmentation study)`, record.wall_s, record, false);
+    const [scored, seconds] = timed(() => results.score(m));
+    stages.add(`evaluate ${name}`, seconds);
+    return { run: record, predictions: scored.predictions.map((p) => p.predicted), eval_s: seconds, train_file: path.relative(path.dirname(ft.dataDir), trainFile) };
+  });
+}
+
 /** The B - A differences the report states (see DemoReport.deltas). */
 function comparisons(truth: readonly string[], results: TestResults): Record<string, number> {
   const { rows, predictions, generation } = results;
@@ -680,11 +714,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       predictions.naive_bayes = test.map((e) => bayes.predict(texts.classification(e)));
       rows.naive_bayes = reportRow(classificationReport(truth, predictions.naive_bayes, LABELS), Number(process.hrtime.bigint() - t0) / 1e9);
     });
-    let augmentation: AugmentationStudy | undefined;
-    stages.time('augmentation study (naive Bayes, few labels)', () => {
-      const labelled = (list: Email[]) => list.map((e) => ({ text: texts.classification(e), label: e.label }));
-      augmentation = augmentationStudy(labelled(trainFew), labelled(test), LABELS, opts.seed);
+    const augmentStart = Date.now();
+    const augmentation = await augmentationStudy({
+      train: trainFew.map((e) => ({ text: texts.classification(e), label: e.label })),
+      test: test.map((e) => ({ text: texts.classification(e), label: e.label })),
+      labels: LABELS, seed: opts.seed,
+      plain: { run: 'task_few', predictions: predictions.task_few, steps: runs.task_few.steps, wall_s: runs.task_few.wall_s },
+      fineTune: (set, steps) => fineTuneAugmented({ opts, preset, log, stages, base, tokenizer, seqLen, dataDir, files, results }, set, steps),
     });
+    log.line(`augmentation study: ${augmentation.arms.length} augmented task_few runs of ${augmentation.plain.steps} steps each, ${((Date.now() - augmentStart) / 1000).toFixed(1)} s`);
     const majorityLabel = countSpam(train) * 2 > train.length ? 'spam' : 'ham';
     predictions.majority = truth.map(() => majorityLabel);
     rows.majority = reportRow(classificationReport(truth, predictions.majority, LABELS), 0);
@@ -813,6 +851,8 @@ export function findings(r: DemoReport): string[] {
   out.push(`**What pretraining buys, ${e.train_few.used} labelled emails.** The same from the base vs from random weights, each trained until its validation loss stopped improving: ${comparison(r, 'task_few', 'scratch_few')}`);
   out.push(`**More labels.** ${e.train.used} vs ${e.train_few.used} labelled emails, both from the base: ${comparison(r, 'task', 'task_few')}`);
   out.push(`**Bag of words.** Naive Bayes on word counts (${e.train.used} emails, trained in ${c.naive_bayes.eval_s.toFixed(2)} s with its test predictions) vs the combined GPT: ${comparison(r, 'naive_bayes', 'combined')}`);
+  const augmented = augmentationFinding(r.augmentation, STATS.alpha);
+  if (augmented !== null) out.push(augmented);
   out.push(`**Floor.** Always answering "${e.majority_label}" scores accuracy ${f4(c.majority.accuracy)} and macro-F1 ${f4(c.majority.f1)}.`);
   out.push(`**Subject lines.** Fine-tuning ${d['subject_vs_base.rougeL'] > 0 ? 'improved' : 'did NOT improve'} ROUGE-L over the base model (${f4(g.subject.rougeL)} vs ${f4(g.base.rougeL)}, ${signed(d['subject_vs_base.rougeL'])}) and ${d['subject_vs_base.bleu'] > 0 ? 'improved' : 'did NOT improve'} BLEU (${g.subject.bleu.toFixed(2)} vs ${g.base.bleu.toFixed(2)}) on ${g.subject.examples} test emails; read the samples below before trusting either number.`);
   for (const name of ['task', 'task_lora', 'combined', 'scratch', 'task_few', 'scratch_few', 'subject', 'domain'] as const) {

@@ -160,7 +160,7 @@ export interface DemoReport {
    * the test emails only B / only A gets right and McNemar's exact p; for subjects ROUGE-L and BLEU.
    */
   deltas: Record<string, number>;
-  /** `gptune data augment` on the few-label set, scored with naive Bayes (augment.ts); absent in reports of earlier versions. */
+  /** The task_few GPT run repeated on the few-label set augmented by `gptune data augment`, each arm McNemar-tested against task_few (augment.ts); absent in reports of earlier versions. */
   augmentation?: AugmentationStudy;
   samples: {
     generation: Array<{ body: string; reference: string; base: string; domain: string; finetuned: string }>;

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CSVParser, DataError, DataRecord, forEachLine, parseJSONLine } from '../data';
 import { writeFileAtomic } from '../io/atomic';
-import { formatCsv, UTF8_BOM } from '../io/csv';
+import { formatCsv, unguardFormula, UTF8_BOM } from '../io/csv';
 import { firstLineHasKeys } from '../io/output';
 import { Rng } from '../util/rng';
 
@@ -88,7 +88,9 @@ export function writeReview(file: string, entries: readonly ReviewEntry[], heade
 //    "stop", "predicted_label" (classification), "source"}
 //
 // and FILE.csv beside it with the columns id, prompt, output, reference, verdict, corrected,
-// predicted_label, line, source (RFC 4180, UTF-8 with a BOM so that spreadsheets read it as UTF-8).
+// predicted_label, line, source (RFC 4180, UTF-8 with a BOM so that spreadsheets read it as UTF-8;
+// a cell starting with = + - @, tab or CR gets a leading ' so a spreadsheet shows it as text instead of
+// running it as a formula, and from-review removes exactly that quote: lib/io/csv.ts guardFormula).
 // `source` is the example the item was made from, {"kind", ...its fields} as the data file had them:
 // from-review writes records in that format. A person fills in `verdict` (accept, reject or
 // corrected; empty = not reviewed yet) and, for corrected, `corrected` (the text the model should
@@ -160,7 +162,8 @@ export function formatReviewCsv(items: readonly ReviewItem[]): string {
     String(item.id), item.prompt, item.output, item.reference, item.verdict, item.corrected,
     item.predicted_label ?? '', item.line !== undefined ? String(item.line) : '', item.source ? JSON.stringify(item.source) : '',
   ]);
-  return formatCsv([[...REVIEW_CSV_COLUMNS], ...rows], { bom: true });
+  // People open this file in a spreadsheet: a model output such as "=HYPERLINK(...)" must stay text.
+  return formatCsv([[...REVIEW_CSV_COLUMNS], ...rows], { bom: true, guardFormulas: true });
 }
 
 /** Writes the items as `jsonlFile` and the CSV beside it (reviewCsvPath), each atomically; returns the CSV's path. */
@@ -262,7 +265,8 @@ export function readReviewFile(file: string): ReviewedItem[] {
         return;
       }
       if (fields.length !== width) throw new DataError(file, line, `expected ${width} columns as in the header but found ${fields.length}`);
-      const get = (c: string) => (columns!.has(c) ? fields[columns!.get(c)!] : '');
+      // Each cell without the quote formatReviewCsv put before formula-like text (and only that quote).
+      const get = (c: string) => (columns!.has(c) ? unguardFormula(fields[columns!.get(c)!]) : '');
       items.push(reviewedItem(file, line, { id: get('id'), prompt: get('prompt'), output: get('output'), verdict: get('verdict'), corrected: get('corrected'), source: get('source') }));
     });
     forEachLine(file, (text, line) => parser.pushLine(text, line));

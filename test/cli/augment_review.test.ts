@@ -272,3 +272,54 @@ describe('the human review loop: sample --review, a person marks it, data from-r
     expectCleanFailure(['sample', '--model', TINY, '--data', data], /expected one of --out FILE .* and --review FILE\.jsonl but received neither/);
   });
 });
+
+describe('the review CSV against spreadsheet formula injection (OWASP: a leading single quote)', () => {
+  const dir = tempDir();
+  // Prompts and completions that a spreadsheet would run as formulas, and one that only looks guarded.
+  const PAIRS = [
+    { prompt: '=HYPERLINK("http://example.com/x","click")', completion: '=1+1' },
+    { prompt: '+1+2 is', completion: '+3' },
+    { prompt: '-2+3 is', completion: '-1 or so' },
+    { prompt: '@SUM(A1:A2)', completion: '@me' },
+    { prompt: "'=already quoted", completion: "'plain quote" },
+  ];
+  const data = write(dir, 'pairs.jsonl', PAIRS.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  const review = path.join(dir, 'review.jsonl');
+  const csv = path.join(dir, 'review.csv');
+
+  beforeAll(() => {
+    const r = gptune('sample', '--model', TINY, '--data', data, '-n', '5', '--review', review, '--max-new-tokens', '2');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  test('cells starting with = + - @ get a quote in the CSV, not in the JSONL', () => {
+    const items = jsonl(review);
+    expect(items.map((item) => item.prompt)).toEqual(PAIRS.map((p) => p.prompt));
+    const rows = readCsv(csv).slice(1);
+    const expected = ['\'=HYPERLINK("http://example.com/x","click")', "'+1+2 is", "'-2+3 is", "'@SUM(A1:A2)", "''=already quoted"];
+    expect(rows.map((row) => row.fields[1])).toEqual(expected);
+    // The references are the completions as the data had them.
+    expect(rows.map((row) => row.fields[3])).toEqual(["'=1+1", "'+3", "'-1 or so", "'@me", "'plain quote"]);
+    // No cell of the file starts with a formula character (outside the quotes RFC 4180 adds).
+    for (const row of readCsv(csv)) for (const cell of row.fields) expect(cell).not.toMatch(/^[=+\-@\t\r]/);
+  });
+
+  test('from-review reads the CSV back without exactly the quotes it added', () => {
+    const rows = readCsv(csv);
+    const header = rows[0].fields;
+    const v = header.indexOf('verdict'), c = header.indexOf('corrected');
+    // A person accepts nothing and corrects every item with a formula-like text, guarded as the file guards it.
+    const body = rows.slice(1).map((row) => {
+      const fields = row.fields.slice();
+      [fields[v], fields[c]] = ['corrected', "'=fixed"];
+      return fields.map(quote).join(',');
+    });
+    const edited = path.join(dir, 'edited.csv');
+    fs.writeFileSync(edited, '\ufeff' + [header.join(','), ...body].join('\r\n') + '\r\n');
+    const next = path.join(dir, 'next.jsonl');
+    const r = gptune('data', 'from-review', edited, '--out', next);
+    expect(r.code).toBe(0);
+    expect(jsonl(next)).toEqual(PAIRS.map((p) => ({ prompt: p.prompt, completion: '=fixed' })));
+  });
+});

@@ -115,6 +115,39 @@ describe('auditSplits', () => {
     expect(r.splits[1]).toMatchObject({ unit: 'line', units: 3, examples: 1 });
   });
 
+  test('5,000 copies of one text plus near variants: exact counts, near counts per copy, fast; the cap reported when hit', () => {
+    // 40 distinct words (38 shingles). A variant changes word p (p = 3, 6, ..., 36): it loses the 3
+    // shingles covering p and gains 3, so Jaccard to the original is 35/41 = 0.854; two variants lose
+    // disjoint shingles, so Jaccard between them is 32/44 = 0.727, below 0.8.
+    const words = Array.from({ length: 40 }, (_, i) => `word${i}`);
+    const original = words.join(' ');
+    const variants = Array.from({ length: 12 }, (_, k) => words.map((w, i) => (i === 3 * (k + 1) ? `changed${i}` : w)).join(' '));
+    const trainFile = write('copies.jsonl', [...Array.from({ length: 5000 }, () => cls(original, 'ham')), ...variants.map((v) => cls(v, 'spam'))]);
+    const validationFile = write('copies-validation.jsonl', [cls(original, 'ham'), cls('something else entirely, nothing like it', 'ham')]);
+    const started = Date.now();
+    const r = auditSplits([split('train', trainFile), split('validation', validationFile)], { maxListed: 20 });
+    expect(Date.now() - started).toBeLessThan(20_000);
+    // 4,999 extra copies in train; each variant is near every one of the 5,000 copies (and the validation copy).
+    expect(r.duplicates.within).toEqual({ train: { exact: 4999, near: 12 * 5000 }, validation: { exact: 0, near: 0 } });
+    expect(r.duplicates.across).toEqual([{ a: 'train', b: 'validation', exact: 1, near: 12 }]);
+    expect(r.duplicates.exact_groups_total).toBe(1);
+    expect(r.duplicates.exact_groups[0].count).toBe(5001);
+    expect(r.duplicates.near_pairs_total).toBe(12 * 5001);
+    expect(r.duplicates.near_pairs).toHaveLength(20);
+    for (const p of r.duplicates.near_pairs) expect(p.jaccard).toBe(35 / 41);
+    expect(r.duplicates.candidate_cap).toEqual({ max_pairs_per_bucket: 50_000, buckets: 0, largest_bucket: 0, pairs_not_compared: 0 });
+    expect(auditSummaryLines(r).join('\n')).not.toContain('capped');
+    // With a cap of 10 pairs per bucket, a bucket of 6 or more of the 13 distinct texts overflows it: the report says so.
+    const capped = auditSplits([split('train', trainFile)], { maxPairsPerBucket: 10 });
+    const cap = capped.duplicates.candidate_cap;
+    expect(cap.buckets).toBeGreaterThan(0);
+    expect(cap.largest_bucket).toBeGreaterThanOrEqual(6);
+    expect(cap.largest_bucket).toBeLessThanOrEqual(13);
+    expect(capped.duplicates.within.train.near).toBeLessThanOrEqual(12 * 5000);
+    const line = auditSummaryLines(capped).find((l) => l.startsWith('near-duplicate search capped:'));
+    expect(line).toBe(`near-duplicate search capped: ${capped.duplicates.candidate_cap.buckets} LSH bucket(s) proposed more than 10 pairs (the largest held ${cap.largest_bucket} distinct texts, near-identical ones such as boilerplate); 10 were compared in each and ${capped.duplicates.candidate_cap.pairs_not_compared} were not, so the near-duplicate counts are a lower bound`);
+  });
+
   test('two splits with one name are refused', () => {
     expect(() => auditSplits([split('train', train), split('train', validation)])).toThrow("two splits are named 'train'");
   });

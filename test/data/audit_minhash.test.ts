@@ -49,8 +49,28 @@ describe('nearDuplicatePairs', () => {
     const found = new Map(result.pairs.map((p) => [`${p.a},${p.b}`, p.jaccard]));
     expect([...reference.keys()].filter((k) => !found.has(k))).toEqual([]); // recall 1
     for (const [key, j] of found) expect([key, j]).toEqual([key, reference.get(key)]); // verified: exact values, none below
-    // LSH compared far fewer pairs than all of them.
+    // LSH compared far fewer pairs than all of them, and no bucket of ordinary data reaches the cap.
     expect(result.candidates).toBeLessThan((texts.length * (texts.length - 1)) / 2 / 4);
+    expect(result.capped).toEqual({ maxPairsPerBucket: 50_000, buckets: 0, largestBucket: 0, pairsNotCompared: 0 });
+  });
+
+  test('thousands of near-identical texts: each bucket compares at most the cap, and says so', () => {
+    // 2,000 copies of a 40-word boilerplate differing only in the last word: every pair has Jaccard
+    // 37/39 (38 shingles each, 37 shared), so LSH puts nearly all of them in the same buckets.
+    const boilerplate = Array.from({ length: 39 }, (_, i) => `b${i}`).join(' ');
+    const texts = Array.from({ length: 2000 }, (_, i) => `${boilerplate} ref${i}`);
+    const started = Date.now();
+    const result = nearDuplicatePairs(texts, 0.8, undefined, 5_000);
+    expect(Date.now() - started).toBeLessThan(20_000); // all pairs would be 1,999,000 Jaccard comparisons per bucket
+    expect(result.capped.maxPairsPerBucket).toBe(5_000);
+    expect(result.capped.buckets).toBeGreaterThan(0);
+    expect(result.capped.largestBucket).toBeGreaterThan(1000);
+    expect(result.capped.pairsNotCompared).toBeGreaterThan(result.capped.buckets * (1000 * 999 / 2 - 5_000));
+    // At most the cap per bucket was compared; whatever was reported is right (a lower bound, never a wrong pair).
+    expect(result.candidates).toBeLessThanOrEqual(5_000 * result.bands);
+    expect(result.pairs.length).toBeGreaterThan(0);
+    for (const p of result.pairs) expect(p.jaccard).toBe(37 / 39);
+    expect(() => nearDuplicatePairs(texts.slice(0, 2), 0.8, undefined, 0)).toThrow('expected maxPairsPerBucket to be a whole number >= 1 but received 0');
   });
 
   test('pairs just below the threshold are not reported even when they are candidates', () => {

@@ -117,6 +117,8 @@ describe.each(FAMILIES)('gptune demo --base with a tiny $name from the Hub', (f)
     expect(report.settings.model.n_positions).toBe(f.seqLen);
     // The examples were cut to fit that context with the tokenizer's BOS and EOS: nothing was truncated.
     for (const name of ['task', 'task_few', 'subject', 'scratch']) expect([name, report.runs[name].truncated_examples]).toEqual([name, 0]);
+    // The augmentation study fine-tunes this base too (GPT-2 and Llama): three arms of task_few's step count.
+    expect(report.augmentation.arms.map((a: any) => [a.name, a.run.steps])).toEqual(['eda', 'noise', 'balance'].map((n) => [n, report.runs.task_few.steps]));
     // Documents of the domain text are separated by the base's own EOS text.
     const domain = fs.readFileSync(path.join(out, 'data', 'domain-train.txt'), 'utf8');
     expect(domain.split(f.eos)).toHaveLength(report.data.emails.train.used);

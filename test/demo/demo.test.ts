@@ -120,11 +120,35 @@ describe('gptune demo --tiny', () => {
     expect(report.findings.length).toBeGreaterThanOrEqual(7);
   });
 
+  test('the augmentation study: three augmented GPT runs of task_few\'s step count, each McNemar-tested against task_few', () => {
+    const a = report.augmentation;
+    expect(a.plain).toMatchObject({ run: 'task_few', accuracy: report.classification.task_few.accuracy, f1: report.classification.task_few.f1, steps: report.runs.task_few.steps });
+    expect(a.arms.map((x: any) => x.name)).toEqual(['eda', 'noise', 'balance']);
+    const testEmails = report.data.emails.test.used;
+    for (const arm of a.arms) {
+      expect([arm.name, arm.run.steps, arm.run.planned_steps]).toEqual([arm.name, report.runs.task_few.steps, report.runs.task_few.steps]);
+      expect(arm.training_examples).toBeGreaterThan(report.settings.fewLabelledEmails);
+      // The set it trained on is in data/: the labelled emails plus copies, none of them a test email.
+      const rows = fs.readFileSync(path.join(out, arm.train_file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      expect(rows.length).toBe(arm.training_examples);
+      expect(rows.filter((r) => r._augmented_from === undefined).length).toBe(report.settings.fewLabelledEmails);
+      // Paired counts agree with the two accuracies; McNemar's p is a probability.
+      expect(arm.only_augmented_right - arm.only_plain_right).toBeCloseTo((arm.accuracy - a.plain.accuracy) * testEmails, 9);
+      expect(arm.mcnemar_p).toBeGreaterThan(0);
+      expect(arm.mcnemar_p).toBeLessThanOrEqual(1);
+    }
+    const stages = report.compute.map((c: any) => c.stage);
+    for (const name of ['eda', 'noise', 'balance']) expect(stages).toEqual(expect.arrayContaining([`task_few_${name} fine-tuning (augmentation study)`, `evaluate task_few_${name}`]));
+    expect(markdown).toContain(`## Augmentation with ${report.settings.fewLabelledEmails} labels (gptune data augment)`);
+    for (const arm of a.arms) expect(markdown).toContain(`| + ${arm.how} | ${arm.training_examples} | ${arm.run.steps} |`);
+  });
+
   test('the test emails never reach training or model selection', () => {
     const lines = (file: string) => fs.readFileSync(path.join(out, 'data', file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
     const testTexts = new Set(lines('classification-test.jsonl').map((r) => r.text));
     expect(testTexts.size).toBe(report.data.emails.test.used);
-    for (const file of ['classification-train.jsonl', 'classification-train-few.jsonl', 'classification-validation.jsonl']) {
+    const augmented = report.augmentation.arms.map((a: any) => path.basename(a.train_file));
+    for (const file of ['classification-train.jsonl', 'classification-train-few.jsonl', 'classification-validation.jsonl', ...augmented]) {
       for (const r of lines(file)) expect(testTexts.has(r.text)).toBe(false);
     }
     const domain = fs.readFileSync(path.join(out, 'data', 'domain-train.txt'), 'utf8').split('<|endoftext|>');

@@ -41,6 +41,12 @@ test('a few DPO steps from the CLI: reward metrics per step and per evaluation, 
   expect(r.stderr).toMatch(/eval at step 2: val_loss \d\.\d{4} {2}reward accuracy \d+\.\d\d% {2}reward margin -?\d\.\d{4}/);
   expect(fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')).toContain('"val_rewards/accuracies"');
   expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
+  // The model card audits the pairs it trained on: pairs(12) repeats its 6 pairs once each (6 exact duplicates).
+  const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+  expect(card).not.toContain('does not read preference pairs');
+  expect(card).toContain('    splits: train 12 pairs (pairs.jsonl)');
+  expect(card).toContain('    exact duplicates within splits: train 6');
+  expect(card).toContain('    PII and secrets: 0 (none)');
 });
 
 test.each([

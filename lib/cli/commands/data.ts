@@ -2,8 +2,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  AUGMENT_METHODS, AugmentMethod, AugmentRates, augmentFile, AugmentReport, auditReportLines, auditSplits, checkTrainingSplit, DATA_KINDS,
-  DEFAULT_NEAR_THRESHOLD, DEFAULT_RATES, inspectData, loadRecords, NotTrainingDataError, Paraphraser, parseDataKind, redactFile, Split, SPLITS,
+  AUGMENT_METHODS, AugmentMethod, AugmentRates, augmentFile, AugmentReport, auditReportLines, auditSplits, loadAuditSplit, checkTrainingSplit, DATA_KINDS,
+  DEFAULT_NEAR_THRESHOLD, DEFAULT_RATES, inspectData, NotTrainingDataError, Paraphraser, parseDataKind, redactFile, Split, SPLITS,
 } from '../../data';
 import type { AuditReport, AuditSplit, DataKind, InspectReport } from '../../data';
 import { loadConfigFile } from '../../config';
@@ -186,9 +186,7 @@ interface AuditFileOptions {
 function auditFiles(files: { train: string; validation?: string; test?: string }, o: AuditFileOptions): AuditReport {
   const splits: AuditSplit[] = [];
   for (const [name, file] of Object.entries(files)) {
-    if (file === undefined) continue;
-    const loaded = loadRecords(file, { format: o.format, skipInvalid: o.skipInvalid });
-    splits.push({ name, file, records: loaded.records });
+    if (file !== undefined) splits.push(loadAuditSplit(name, file, { format: o.format, skipInvalid: o.skipInvalid }));
   }
   return auditSplits(splits, { nearThreshold: o.nearThreshold, tokenizer: o.tokenizer, seqLen: o.seqLen, template: o.template });
 }

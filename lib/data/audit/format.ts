@@ -28,6 +28,11 @@ export function auditSummaryLines(r: AuditReport): string[] {
   const d = r.duplicates;
   lines.push(`exact duplicates within splits: ${Object.entries(d.within).map(([s, c]) => `${s} ${c.exact}`).join(', ')}`);
   lines.push(`near-duplicate pairs within splits: ${Object.entries(d.within).map(([s, c]) => `${s} ${c.near}`).join(', ')} (${nearSetting(r)})`);
+  // Reports written before the cap existed have no candidate_cap.
+  const cap = d.candidate_cap;
+  if (cap !== undefined && cap.buckets > 0) {
+    lines.push(`near-duplicate search capped: ${cap.buckets} LSH bucket(s) proposed more than ${cap.max_pairs_per_bucket} pairs (the largest held ${cap.largest_bucket} distinct texts, near-identical ones such as boilerplate); ${cap.max_pairs_per_bucket} were compared in each and ${cap.pairs_not_compared} were not, so the near-duplicate counts are a lower bound`);
+  }
   if (d.across.length > 0) {
     lines.push(`leakage across splits: ${d.across.map((c) => `${c.a}/${c.b} ${c.exact} exact, ${c.near} near`).join('; ')}${r.leakage.found ? '' : ' (none found)'}`);
   }

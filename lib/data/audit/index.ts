@@ -9,23 +9,47 @@
  *   verified by exact Jaccard >= the threshold), within each split and across splits (leakage);
  * - PII and secrets by pattern and checksum (pii.ts), each with file:line and its kind.
  *
+ * Preference pairs (DPO/ORPO data, lib/data/preference.ts) are audited as records of kind
+ * 'preference': a pair is one unit (prompt + chosen + rejected) for duplicates and leakage, PII is
+ * looked for in each of the three, and its length is its longer side as training renders it.
+ *
  * The report is plain JSON (snake_case keys, as the CLI's --json prints it): counts are exact,
  * lists stop at `maxListed` items each (the *_total figures say how many there are).
  */
+import * as fs from 'fs';
 import type { Tokenizer } from '../../tokenizer';
 import { tokenizeRecord } from '../examples';
+import { isPreferenceFile, loadPreferencePairs, PreferencePair, tokenizePair } from '../preference';
 import { lengthStats, quantileOfSorted } from '../inspect';
 import type { DataKind, DataRecord } from '../records';
-import { sortedLabels } from '../records';
+import { loadRecords, sortedLabels } from '../records';
 import { chatTemplateFor, compileTemplate } from '../templates';
-import { DEFAULT_MINHASH, MinHashSettings, nearDuplicatePairs, normalizeText } from './minhash';
+import { DEFAULT_MAX_PAIRS_PER_BUCKET, DEFAULT_MINHASH, MinHashSettings, nearDuplicatePairs, normalizeText } from './minhash';
 import { findPII, maskPII, PII_KINDS, PIIKind } from './pii';
+
+/** A preference pair as the audit reads it (loadPreferencePairs' pairs, with their kind). */
+export type PreferenceRecord = PreferencePair & { kind: 'preference' };
+export type AuditRecord = DataRecord | PreferenceRecord;
 
 export interface AuditSplit {
   /** "train", "validation", "test", or any name; pairs across splits are leakage. */
   name: string;
   file: string;
-  records: DataRecord[];
+  /** One kind per split: data records, or preference pairs. */
+  records: AuditRecord[];
+}
+
+/**
+ * A data file as an audit split: its preference pairs when it holds them (detected as training
+ * detects them) and no format is given, else its data records. Invalid lines throw, or are skipped
+ * with skipInvalid.
+ */
+export function loadAuditSplit(name: string, file: string, o: { format?: DataKind; skipInvalid?: boolean } = {}): AuditSplit {
+  if (o.format === undefined && fs.statSync(file).isFile() && isPreferenceFile(file)) {
+    const pairs = loadPreferencePairs(file, { skipInvalid: o.skipInvalid }).pairs;
+    return { name, file, records: pairs.map((p): PreferenceRecord => ({ ...p, kind: 'preference' })) };
+  }
+  return { name, file, records: loadRecords(file, { format: o.format, skipInvalid: o.skipInvalid }).records };
 }
 
 export interface AuditOptions {
@@ -38,6 +62,8 @@ export interface AuditOptions {
   template?: string;
   /** Most items listed per list in the report (counts are always complete). Default 1000. */
   maxListed?: number;
+  /** Candidate pairs compared per LSH bucket at most (minhash.ts DEFAULT_MAX_PAIRS_PER_BUCKET); over it, near counts are a lower bound. */
+  maxPairsPerBucket?: number;
 }
 
 export const DEFAULT_NEAR_THRESHOLD = 0.8;
@@ -111,7 +137,7 @@ export interface PIIFinding extends AuditLocation {
 }
 
 export interface AuditReport {
-  splits: Array<{ name: string; file: string; kind: DataKind | null; examples: number; units: number; unit: 'example' | 'line' }>;
+  splits: Array<{ name: string; file: string; kind: DataKind | 'preference' | null; examples: number; units: number; unit: 'example' | 'line' | 'pair' }>;
   settings: {
     near_threshold: number;
     shingles: { unit: 'word'; k: number };
@@ -137,6 +163,11 @@ export interface AuditReport {
     near_pairs: NearDuplicate[];
     /** Pairs of distinct texts LSH proposed and that were compared exactly. */
     candidates_compared: number;
+    /**
+     * LSH buckets that proposed more pairs than the cap (many near-identical texts), where only the cap
+     * was compared: buckets 0 means the near-duplicate counts are complete, else they are a lower bound.
+     */
+    candidate_cap: { max_pairs_per_bucket: number; buckets: number; largest_bucket: number; pairs_not_compared: number };
   };
   leakage: { found: boolean; exact: number; near: number };
   pii: {
@@ -154,8 +185,13 @@ interface Unit extends AuditLocation {
 }
 
 /** The parts of a record a person wrote, with the name of each (PII is reported per part). */
-export function recordFields(record: DataRecord): Array<{ field: string; text: string }> {
+export function recordFields(record: AuditRecord): Array<{ field: string; text: string }> {
   switch (record.kind) {
+    case 'preference':
+      return [
+        ...(typeof record.prompt === 'string' ? [{ field: 'prompt', text: record.prompt }] : record.prompt.map((m, i) => ({ field: `prompt[${i}].content`, text: m.content }))),
+        { field: 'chosen', text: record.chosen }, { field: 'rejected', text: record.rejected },
+      ];
     case 'text':
     case 'classification':
       return [{ field: 'text', text: record.text }];
@@ -212,7 +248,7 @@ const where = (u: AuditLocation): AuditLocation => ({ split: u.split, file: u.fi
 
 function auditBalance(splits: readonly AuditSplit[]): AuditReport['balance'] {
   if (splits.length === 0 || !splits.every((s) => s.records.length > 0 && s.records.every((r) => r.kind === 'classification'))) return null;
-  const labels = sortedLabels(splits.flatMap((s) => s.records));
+  const labels = sortedLabels(splits.flatMap((s) => s.records as DataRecord[]));
   return {
     labels,
     splits: splits.map((s) => {
@@ -234,10 +270,18 @@ function auditLengths(splits: readonly AuditSplit[], o: AuditOptions, maxListed:
     const measured: LengthFinding[] = [];
     const kind = s.records[0]?.kind;
     // As training renders them: the template (or the model's chat template), the EOS included.
-    const template = kind === undefined || kind === 'text' ? null : compileTemplate(kind, o.template);
-    const chatTemplate = kind === undefined ? null : chatTemplateFor(kind, o.template, tokenizer);
+    const template = kind === undefined || kind === 'text' || kind === 'preference' ? null : compileTemplate(kind, o.template);
+    const chatTemplate = kind === undefined || kind === 'preference' ? null : chatTemplateFor(kind, o.template, tokenizer);
+    // A pair's length: its longer side (prompt + answer + EOS, as DPO/ORPO train it), uncut.
+    const pairRendering = { tokenizer, template: compileTemplate('prompt_completion', o.template), seqLen: Number.MAX_SAFE_INTEGER };
     for (const r of s.records) {
-      const tokens = r.kind === 'text' ? tokenizer.encode(r.text).length : tokenizeRecord(r, template ?? compileTemplate(r.kind, o.template), tokenizer, false, chatTemplate).tokens.length;
+      let tokens: number;
+      if (r.kind === 'preference') {
+        const { chosen, rejected } = tokenizePair(r, pairRendering);
+        tokens = Math.max(chosen.example.tokens.length, rejected.example.tokens.length);
+      } else {
+        tokens = r.kind === 'text' ? tokenizer.encode(r.text).length : tokenizeRecord(r, template ?? compileTemplate(r.kind, o.template), tokenizer, false, chatTemplate).tokens.length;
+      }
       measured.push({ split: s.name, file: r.file, line: r.line, tokens });
     }
     const sorted = Int32Array.from(measured.map((m) => m.tokens)).sort();
@@ -255,7 +299,7 @@ function auditLengths(splits: readonly AuditSplit[], o: AuditOptions, maxListed:
   });
 }
 
-function auditDuplicates(splits: readonly AuditSplit[], threshold: number, settings: MinHashSettings, maxListed: number) {
+function auditDuplicates(splits: readonly AuditSplit[], threshold: number, settings: MinHashSettings, maxListed: number, maxPairsPerBucket: number) {
   const units = splits.flatMap(unitsOf);
   const splitIndex = new Map(splits.map((s, i) => [s.name, i]));
   // Exact: group by normalized text; each distinct text is one representative for MinHash.
@@ -291,23 +335,34 @@ function auditDuplicates(splits: readonly AuditSplit[], threshold: number, setti
       exactGroups.push({ locations: members.slice(0, maxListed).map(where), count: members.length, splits: [...perSplit.keys()] });
     }
   }
-  const near = nearDuplicatePairs(groups.map((g) => g[0].normalized), threshold, settings);
+  // MinHash sees each distinct text once: 5,000 copies of a text are one entry, not 12.5 million pairs.
+  const near = nearDuplicatePairs(groups.map((g) => g[0].normalized), threshold, settings, maxPairsPerBucket);
   const nearPairs: NearDuplicate[] = [];
   let nearTotal = 0;
+  // A near pair of texts is a near pair of every copy of one with every copy of the other: counted per
+  // split pair by multiplication (a text with thousands of copies would otherwise be thousands of loops).
+  const splitCounts = groups.map((g) => {
+    const counts = new Map<string, number>();
+    for (const u of g) counts.set(u.split, (counts.get(u.split) ?? 0) + 1);
+    return counts;
+  });
   for (const p of near.pairs) {
-    for (const x of groups[p.a]) {
-      for (const y of groups[p.b]) {
-        nearTotal++;
-        if (x.split === y.split) within[x.split].near++;
-        else acrossOf(x.split, y.split).near++;
-        if (nearPairs.length < maxListed) nearPairs.push({ a: where(x), b: where(y), jaccard: p.jaccard });
+    nearTotal += groups[p.a].length * groups[p.b].length;
+    for (const [x, nx] of splitCounts[p.a]) {
+      for (const [y, ny] of splitCounts[p.b]) {
+        if (x === y) within[x].near += nx * ny;
+        else acrossOf(x, y).near += nx * ny;
       }
+    }
+    for (let i = 0; i < groups[p.a].length && nearPairs.length < maxListed; i++) {
+      for (let j = 0; j < groups[p.b].length && nearPairs.length < maxListed; j++) nearPairs.push({ a: where(groups[p.a][i]), b: where(groups[p.b][j]), jaccard: p.jaccard });
     }
   }
   return {
     report: {
       within, across, exact_groups_total: exactGroupsTotal, exact_groups: exactGroups, near_pairs_total: nearTotal, near_pairs: nearPairs,
       candidates_compared: near.candidates,
+      candidate_cap: { max_pairs_per_bucket: near.capped.maxPairsPerBucket, buckets: near.capped.buckets, largest_bucket: near.capped.largestBucket, pairs_not_compared: near.capped.pairsNotCompared },
     },
     banding: { bands: near.bands, rows: near.rowsPerBand },
   };
@@ -353,14 +408,17 @@ export function auditSplits(splits: readonly AuditSplit[], options: AuditOptions
   if (options.seqLen !== undefined && !(Number.isInteger(options.seqLen) && options.seqLen > 0)) throw new RangeError(`seq_len: expected a positive integer but received ${options.seqLen}`);
   const maxListed = options.maxListed ?? 1000;
   const minhash = options.minhash ?? DEFAULT_MINHASH;
-  const duplicates = auditDuplicates(splits, threshold, minhash, maxListed);
+  const duplicates = auditDuplicates(splits, threshold, minhash, maxListed, options.maxPairsPerBucket ?? DEFAULT_MAX_PAIRS_PER_BUCKET);
   const pii = auditPII(splits, maxListed);
   const leakExact = duplicates.report.across.reduce((n, c) => n + c.exact, 0);
   const leakNear = duplicates.report.across.reduce((n, c) => n + c.near, 0);
   return {
     splits: splits.map((s) => {
       const kind = s.records[0]?.kind ?? null;
-      return { name: s.name, file: s.file, kind, examples: s.records.length, units: kind === 'text' ? unitsOf(s).length : s.records.length, unit: kind === 'text' ? 'line' : 'example' };
+      return {
+        name: s.name, file: s.file, kind, examples: s.records.length, units: kind === 'text' ? unitsOf(s).length : s.records.length,
+        unit: kind === 'text' ? 'line' : kind === 'preference' ? 'pair' : 'example',
+      };
     }),
     settings: {
       near_threshold: threshold, shingles: { ...minhash.shingles }, permutations: minhash.permutations, bands: duplicates.banding.bands,
@@ -378,7 +436,7 @@ export function auditSplits(splits: readonly AuditSplit[], options: AuditOptions
 export { auditSummaryLines, auditReportLines } from './format';
 export { findPII, redactPII, maskPII, luhnValid, ibanValid, ipv6Valid, cardIssuer, PII_KINDS, PII_PLACEHOLDERS } from './pii';
 export type { PIIKind, PIISpan } from './pii';
-export { nearDuplicatePairs, jaccard, shingles, normalizeText, chooseBanding, candidateProbability, minHashSignature, DEFAULT_MINHASH } from './minhash';
-export type { MinHashSettings, NearPair, NearDuplicateResult, ShingleSettings } from './minhash';
+export { nearDuplicatePairs, jaccard, shingles, normalizeText, chooseBanding, candidateProbability, minHashSignature, DEFAULT_MINHASH, DEFAULT_MAX_PAIRS_PER_BUCKET } from './minhash';
+export type { MinHashSettings, NearPair, NearDuplicateResult, ShingleSettings, BucketCap } from './minhash';
 export { redactFile } from './redact';
 export type { RedactionSummary } from './redact';

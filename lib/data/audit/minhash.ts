@@ -123,14 +123,39 @@ export interface NearDuplicateResult {
   candidates: number;
   bands: number;
   rowsPerBand: number;
+  /** Buckets holding more candidate pairs than maxPairsPerBucket, where only that many were compared. */
+  capped: BucketCap;
+}
+
+export interface BucketCap {
+  maxPairsPerBucket: number;
+  /** Buckets over the cap; the most texts one bucket held; pairs of capped buckets not compared there. */
+  buckets: number;
+  largestBucket: number;
+  pairsNotCompared: number;
 }
 
 /**
- * Pairs of texts (already normalized) whose shingle sets have Jaccard >= threshold, found through
- * MinHash + LSH and verified exactly. Texts with no words take no part.
+ * Candidate pairs compared per LSH bucket at most. A bucket of m texts proposes m(m-1)/2 pairs, so
+ * thousands of near-identical texts (boilerplate with a number changed) would cost millions of
+ * Jaccard comparisons; 50,000 pairs is a bucket of 317 texts compared fully. Buckets of ordinary
+ * data stay far below it; when one does not, the result says so and its near pairs are a lower bound.
  */
-export function nearDuplicatePairs(normalized: readonly string[], threshold: number, settings: MinHashSettings = DEFAULT_MINHASH): NearDuplicateResult {
+export const DEFAULT_MAX_PAIRS_PER_BUCKET = 50_000;
+
+/**
+ * Pairs of texts (already normalized) whose shingle sets have Jaccard >= threshold, found through
+ * MinHash + LSH and verified exactly. Texts with no words take no part. Identical texts share every
+ * bucket: callers with many copies should pass each distinct text once (the audit does).
+ *
+ * In a bucket over maxPairsPerBucket, pairs are compared row by row (text 1 with every later text,
+ * then text 2, ...) until the cap: every text of the bucket is still compared with its first texts.
+ */
+export function nearDuplicatePairs(
+  normalized: readonly string[], threshold: number, settings: MinHashSettings = DEFAULT_MINHASH, maxPairsPerBucket = DEFAULT_MAX_PAIRS_PER_BUCKET,
+): NearDuplicateResult {
   if (!(threshold > 0 && threshold <= 1)) throw new RangeError(`near-duplicate threshold: expected a number in (0, 1] but received ${threshold}`);
+  if (!(Number.isSafeInteger(maxPairsPerBucket) && maxPairsPerBucket >= 1)) throw new RangeError(`near-duplicate search: expected maxPairsPerBucket to be a whole number >= 1 but received ${maxPairsPerBucket}`);
   const { bands, rows } = chooseBanding(settings.permutations, threshold);
   const seeds = permutationSeeds(settings.permutations, settings.seed);
   const sets = normalized.map((t) => shingles(t, settings.shingles.k));
@@ -147,10 +172,19 @@ export function nearDuplicatePairs(normalized: readonly string[], threshold: num
   });
   const compared = new Set<number>();
   const pairs: NearPair[] = [];
+  const capped: BucketCap = { maxPairsPerBucket, buckets: 0, largestBucket: 0, pairsNotCompared: 0 };
   const n = normalized.length;
   for (const bucket of buckets.values()) {
-    for (let i = 0; i < bucket.length; i++) {
-      for (let j = i + 1; j < bucket.length; j++) {
+    const m = bucket.length;
+    const proposed = (m * (m - 1)) / 2;
+    if (proposed > maxPairsPerBucket) {
+      capped.buckets++;
+      capped.largestBucket = Math.max(capped.largestBucket, m);
+      capped.pairsNotCompared += proposed - maxPairsPerBucket;
+    }
+    let budget = maxPairsPerBucket;
+    for (let i = 0; i < m && budget > 0; i++) {
+      for (let j = i + 1; j < m && budget > 0; j++, budget--) {
         const a = Math.min(bucket[i], bucket[j]), b = Math.max(bucket[i], bucket[j]);
         const id = a * n + b;
         if (compared.has(id)) continue;
@@ -161,5 +195,5 @@ export function nearDuplicatePairs(normalized: readonly string[], threshold: num
     }
   }
   pairs.sort((x, y) => x.a - y.a || x.b - y.b);
-  return { pairs, candidates: compared.size, bands, rowsPerBand: rows };
+  return { pairs, candidates: compared.size, bands, rowsPerBand: rows, capped };
 }

@@ -11,13 +11,15 @@ import * as path from 'path';
 import { UsageError } from '../../errors';
 import { writeDirAtomic, writeFileAtomic } from '../../io/atomic';
 import { CSVParser, forEachLine, forEachTextChunk } from '../read';
+import { isPreferenceFile } from '../preference';
 import { DataKind, detectKind, textFilesOf } from '../records';
 import { PII_KINDS, PIIKind, redactPII } from './pii';
 
 export interface RedactionSummary {
   input: string;
   output: string;
-  kind: DataKind;
+  /** The data's kind; 'preference' for DPO/ORPO pairs (JSONL, every string of a line redacted). */
+  kind: DataKind | 'preference';
   /** Finds replaced, per kind. */
   replaced: Record<PIIKind, number>;
   total: number;
@@ -66,7 +68,7 @@ export function redactFile(input: string, output: string, format?: DataKind): Re
   if (!fs.existsSync(input)) throw new UsageError(`${input}: file not found`);
   if (sameFile(input, output)) throw new UsageError(`--redact ${output}: is the input file; the redacted copy needs another name`);
   if (fs.existsSync(output)) throw new UsageError(`--redact ${output}: already exists; gptune does not overwrite it (choose a new name)`);
-  const kind = format ?? detectKind(input);
+  const kind = format ?? (fs.statSync(input).isFile() && isPreferenceFile(input) ? 'preference' : detectKind(input));
   const replaced = Object.fromEntries(PII_KINDS.map((k) => [k, 0])) as Record<PIIKind, number>;
   let total = 0, changed = 0;
   const count = (kind: PIIKind) => {
