@@ -193,8 +193,8 @@ export interface TrainConfig {
   collective_timeout: number;
   /**
    * Overlap the gradient all-reduce with the backward of earlier layers (ZeRO-0 under mpirun): "on", "off",
-   * or "auto": on for GPU ranks (NCCL), off for CPU ranks, where the communication thread takes a core from
-   * the backward (docs/scaling.md). Default "auto".
+   * or "auto", off for now: on CPU ranks the communication thread takes a core from the backward and the step
+   * got slower where measured; on GPU ranks it is not measured yet (docs/scaling.md). Default "auto".
    */
   overlap_comm: 'auto' | 'on' | 'off';
 

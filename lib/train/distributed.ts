@@ -347,7 +347,7 @@ export class DataParallel implements RankGroup {
 
   /**
    * Decides, once the model is attached, whether the gradient all-reduce overlaps the backward: ZeRO-0 on
-   * several ranks with overlap_comm on (auto: on for GPU ranks), and on CPU ranks only where MPI granted the
+   * several ranks with overlap_comm on (auto is off for now), and on CPU ranks only where MPI granted the
    * communication thread's thread level. Returns why overlap asked for is not done (one line), else null.
    */
   decideOverlap(): string | null {
