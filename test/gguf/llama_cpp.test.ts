@@ -15,7 +15,8 @@ import { loadModel, saveModel } from '../../lib/model/checkpoint';
 import { parseDecoderSpec } from '../../lib/model/config';
 import { Decoder } from '../../lib/model/decoder';
 import { encodeSequence, HFTokenizer, loadTokenizer, Tokenizer } from '../../lib/tokenizer';
-import { exportGGUF as exportToGGUF, gptuneGreedy as greedyContinuation, Job, JobResult, perplexity, runLlamaCpp } from './llama_cpp_helpers';
+import { spawnSync } from 'child_process';
+import { compileLlamaQuantize, exportGGUF as exportToGGUF, gptuneGreedy as greedyContinuation, Job, JobResult, perplexity, runLlamaCpp } from './llama_cpp_helpers';
 import { FIXTURES, seededRandom, tempDir, TINY } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
 import { ggmlGelu, gpt2LogProbs, GPT2Weights } from '../reference/gpt2';
@@ -87,6 +88,8 @@ interface Prepared {
   f16: JobResult;
   q8: JobResult;
   bf16: JobResult;
+  /** llama.cpp's own Q8_0 quantization of the F32 file (llama_model_quantize), run the same way. */
+  theirQ8: JobResult;
   q8Summary: Array<{ name: string; type: string; fallback?: string }>;
   /** The adapter applied by llama.cpp (--lora), and merged into the exported model (export --adapter). */
   adapter?: { dir: string; result: JobResult; merged: JobResult };
@@ -96,7 +99,8 @@ const prepared: Prepared[] = [];
 
 beforeAll(async () => {
   const jobs: Job[] = [];
-  const pending: Array<Omit<Prepared, 'f32' | 'f16' | 'q8' | 'bf16' | 'adapter'> & { jobIndex: number; adapterDir?: string }> = [];
+  const pending: Array<Omit<Prepared, 'f32' | 'f16' | 'q8' | 'bf16' | 'theirQ8' | 'adapter'> & { jobIndex: number; adapterDir?: string }> = [];
+  const quantizer = compileLlamaQuantize(tempDir('gptune-llama-quantize-'));
   for (const [m, { name, make }] of MODELS.entries()) {
     const dir = make();
     const out = path.dirname(dir);
@@ -105,8 +109,11 @@ beforeAll(async () => {
     const ids = TEXTS.map((t) => tokenizer.encode(t));
     for (const dtype of ['f32', 'f16', 'bf16']) await exportGGUF('--model', dir, '--dtype', dtype, '--out', path.join(out, `${dtype}.gguf`));
     const q8 = await exportGGUF('--model', dir, '--dtype', 'q8_0', '--out', path.join(out, 'q8_0.gguf'));
+    // llama_ftype 7 = MOSTLY_Q8_0 (include/llama.h).
+    const quantized = spawnSync(quantizer, [path.join(out, 'f32.gguf'), path.join(out, 'llama-q8_0.gguf'), '7'], { encoding: 'utf8' });
+    if (quantized.status !== 0) throw new Error(`llama_model_quantize failed: ${quantized.stderr}`);
     const jobIndex = jobs.length;
-    for (const dtype of ['f32', 'f16', 'q8_0', 'bf16']) jobs.push({ file: path.join(out, `${dtype}.gguf`), texts: TEXTS, prompt, n: N, score: heldOut(tokenizer) });
+    for (const dtype of ['f32', 'f16', 'q8_0', 'bf16', 'llama-q8_0']) jobs.push({ file: path.join(out, `${dtype}.gguf`), texts: TEXTS, prompt, n: N, score: heldOut(tokenizer) });
     let adapterDir: string | undefined;
     // One GPT-2 adapter and one for each llama.cpp graph family (llama's permuted q/k rows, qwen's NEOX rows), rsLoRA on one.
     if (ADAPTER_MODELS.includes(m)) {
@@ -123,8 +130,8 @@ beforeAll(async () => {
     const at = p.jobIndex;
     prepared.push({
       name: p.name, dir: p.dir, prompt: p.prompt, ids: p.ids, q8Summary: p.q8Summary,
-      f32: results[at], f16: results[at + 1], q8: results[at + 2], bf16: results[at + 3],
-      adapter: p.adapterDir ? { dir: p.adapterDir, result: results[at + 4], merged: results[at + 5] } : undefined,
+      f32: results[at], f16: results[at + 1], q8: results[at + 2], bf16: results[at + 3], theirQ8: results[at + 4],
+      adapter: p.adapterDir ? { dir: p.adapterDir, result: results[at + 5], merged: results[at + 6] } : undefined,
     });
   }
 }, 110000);
@@ -159,10 +166,23 @@ describe.each(MODELS.map((m, i) => [m.name, i] as const))('%s', (_name, i) => {
     for (let k = 0; k < N; k++) expect(Math.abs(llamaLogprobs[k] - ref.logprobs[k])).toBeLessThan(1e-3);
   });
 
-  test("Q8_0's perplexity on a held-out text is within 1% of F32's (llama.cpp on both files)", () => {
+  // The reference for what Q8_0 can reach is llama.cpp's own quantization of the same F32 file, run the same way.
+  // Where llama.cpp's CPU kernels compute Q8_0 wrongly, its own file misses the 1% too, and the check says nothing
+  // about gptune's file. Seen on an Intel Xeon with AMX (2026-12-08), where node-llama-cpp 3.21.1 loads its
+  // libggml-cpu-sapphirerapids build: perplexity about 36 against F32's 1317 on the 32-wide models, changing from
+  // run to run, with llama.cpp's own file as with gptune's (likely llama.cpp's AMX Q8_0 path, whose alignment
+  // checks upstream fixed in ggml-org/llama.cpp#19867 and #19925; the AMD EPYC of earlier sessions passed the
+  // check). gptune's Q8_0 bytes are checked against llama.cpp's quantizer on every machine
+  // (test/gguf/llama_quantize.test.ts).
+  test("Q8_0's perplexity on a held-out text is within 1% of F32's (llama.cpp on both files) wherever llama.cpp's own Q8_0 is", () => {
     const p = prepared[i];
-    const f32 = perplexity(p.f32.scored!), q8 = perplexity(p.q8.scored!);
+    const f32 = perplexity(p.f32.scored!), q8 = perplexity(p.q8.scored!), theirs = perplexity(p.theirQ8.scored!);
     expect(p.f32.scored).toHaveLength(63);
+    expect(p.theirQ8.scored).toHaveLength(63);
+    if (Math.abs(theirs / f32 - 1) >= 0.01) {
+      console.warn(`${p.name}: llama.cpp's own Q8_0 file scores perplexity ${theirs.toFixed(4)} against F32's ${f32.toFixed(4)} on this CPU (gptune's: ${q8.toFixed(4)}): llama.cpp's Q8_0 kernels are wrong here, so the 1% check cannot be made`);
+      return;
+    }
     expect(Math.abs(q8 / f32 - 1)).toBeLessThan(0.01);
   });
 
