@@ -517,11 +517,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       } finally {
         dp.useReplica(0);
       }
-      let state: TrainerState = {
-        step: 0, epoch: 0, total_steps: totalSteps, data_state: train.getState(), best_val_loss: null, best_step: null,
-        evals_without_improvement: 0, last_eval_step: null, elapsed_s: 0, tokens_seen: 0, world_size: dp.size, global_batch: gradAccum * dp.size * c.batch_size,
-      };
+      // Everything allocated since the optimizer is freed if the rest of the setup fails (a bad resume folder,
+      // a sample prompt longer than the context, an output folder that cannot be claimed).
       try {
+        let state: TrainerState = {
+          step: 0, epoch: 0, total_steps: totalSteps, data_state: train.getState(), best_val_loss: null, best_step: null,
+          evals_without_improvement: 0, last_eval_step: null, elapsed_s: 0, tokens_seen: 0, world_size: dp.size, global_batch: gradAccum * dp.size * c.batch_size,
+        };
         if (resumeDir) {
           state = readTrainerState(resumeDir);
           this.checkResumedWorld(resumeDir, state, dp, gradAccum);
@@ -533,30 +535,22 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           train.setState(state.data_state);
           state.total_steps = totalSteps;
         }
-      } catch (e) {
-        freeExtraReplicas(replicas, dp);
-        optimizer.free();
-        preference?.free();
-        throw e;
-      }
-      const prompts = this.samplePrompts(opened.tokenizer, model);
-      const bestBeside = resumeDir ? path.join(path.dirname(resumeDir), 'best') : null;
-      const inheritedBest = bestBeside && isBestOf(bestBeside, state) ? bestBeside : null;
-      const tokenizerFiles = readTokenizerFiles(opened.tokenizerDir);
-      let folders: { out: OutputFolder | null; checkpoints: OutputFolder | null };
-      try {
+        const prompts = this.samplePrompts(opened.tokenizer, model);
+        const bestBeside = resumeDir ? path.join(path.dirname(resumeDir), 'best') : null;
+        const inheritedBest = bestBeside && isBestOf(bestBeside, state) ? bestBeside : null;
+        const tokenizerFiles = readTokenizerFiles(opened.tokenizerDir);
         const saved = model.trainingAdapter?.parameterCount ?? model.numParameters;
-        folders = dp.writes ? this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir) : { out: null, checkpoints: null };
+        const folders = dp.writes ? this.claimOutputs(outputs, modelBytes(saved, tokenizerFiles), totalSteps, state.step, validation !== null, resumeDir) : { out: null, checkpoints: null };
+        return {
+          opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, replicas, dp, gradAccum, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
+          checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts, preference,
+        };
       } catch (e) {
         freeExtraReplicas(replicas, dp);
         optimizer.free();
         preference?.free();
         throw e;
       }
-      return {
-        opened, ownsModel, train, validation, dataReport, appendedEos: dataReport === null ? null : opened.tokenizer.eosTokenId, optimizer, replicas, dp, gradAccum, totalSteps, warmup, state, tokenizerFiles, inheritedBest, dropout,
-        checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts, preference,
-      };
     } catch (e) {
       if (ownsModel) opened.model.free();
       throw e;
