@@ -62,4 +62,5 @@ export { OpenAIServer } from './serve/server';
 export type { ServerOptions } from './serve/server';
 export { Scheduler } from './serve/scheduler';
 export type { SchedulerOptions, SequenceSpec, SequenceHandlers, SequenceHandle, GeneratedToken, FinishReason } from './serve/scheduler';
-export { BatchDecoder } from './model/batch_decode';
+export { BatchDecoder, planBatchDecodeMemory, APPLIED_ADAPTERS } from './model/batch_decode';
+export type { BatchDecoderOptions, DecodeAdapter } from './model/batch_decode';

@@ -1,14 +1,12 @@
 /**
- * Text generation with a KV cache: the prompt runs through the model once, filling per-layer key
- * and value caches; each new token then costs one position's forward instead of the whole
- * sequence's. Sampling follows Hugging Face's order: temperature, then top-k, then top-p.
+ * Text generation with a KV cache (a BatchDecoder of one slot): the prompt runs through the model
+ * once, filling per-layer key and value caches; each new token then costs one position's forward
+ * instead of the whole sequence's. Sampling follows Hugging Face's order: temperature, then top-k, then top-p.
  */
-import { kernels } from '../native';
-import { arenaBytes, Tensor, TensorArena, TensorSpec } from '../tensor';
 import { checkInstance, checkOptions, checkSeed, describeValue } from '../util/check';
 import { Rng } from '../util/rng';
-import type { AdapterShape } from '../lora/adapter';
-import { BlockBuffers, blockBuffers, blockBufferSpecs, Decoder, globalParamName, maxPositionsKey, planMemory } from './decoder';
+import { APPLIED_ADAPTERS, BatchDecoder, planBatchDecodeMemory } from './batch_decode';
+import { Decoder, maxPositionsKey } from './decoder';
 import { asDecoderConfig, GPT2Config } from './config';
 import { contextLength, DecoderConfig } from './decoder_config';
 
@@ -101,91 +99,11 @@ export function sampleToken(logits: Float32Array, o: { greedy: boolean; temperat
 }
 
 /**
- * The decode state's arena: per-layer K/V caches (B, maxT, NKV*HS; only the key/value heads are
- * cached, so grouped-query models cache NH/NKV times less) and one set of block buffers shared by
- * the layers, for up to `rows` positions at once (the prompt's prefill; each later step is one).
- */
-function decodeStateSpecs(cfg: DecoderConfig, B: number, maxT: number, rows: number, lora: readonly AdapterShape[] = []): TensorSpec[] {
-  return [...kvCacheSpecs(cfg, B, maxT), ...decodeBufferSpecs(cfg, B * rows, B, lora)];
-}
-
-/** Per-layer K/V caches `k${l}`, `v${l}` (slots, maxT, NKV*HS): one slot per sequence. */
-export function kvCacheSpecs(cfg: DecoderConfig, slots: number, maxT: number): TensorSpec[] {
-  const kv = cfg.kvHeads * cfg.headDim;
-  const specs: TensorSpec[] = [];
-  for (let l = 0; l < cfg.layers; l++) specs.push({ name: `k${l}`, shape: [slots, maxT, kv] }, { name: `v${l}`, shape: [slots, maxT, kv] });
-  return specs;
-}
-
-/**
- * The block buffers `block.` shared by the layers for `rows` positions per step, and the last
- * positions' norm `lnLast` (B, C) and logits (B, V) for up to B sequences.
- */
-export function decodeBufferSpecs(cfg: DecoderConfig, rows: number, B: number, lora: readonly AdapterShape[] = []): TensorSpec[] {
-  return [
-    ...blockBufferSpecs(cfg, 'block.', rows, 1, rows, false, lora), // no statistics: the (B, T) split does not matter
-    { name: 'lnLast', shape: [B, cfg.width] }, { name: 'logits', shape: [B, cfg.vocabSize] },
-  ];
-}
-
-/**
- * The memory plan of generation: the parameters and generate()'s decode state for up to maxT
- * positions, of which at most promptTokens are the prompt (default: maxT).
+ * The memory plan of generation: the parameters and generate()'s decoder (one BatchDecoder slot)
+ * for up to maxT positions, of which at most promptTokens are the prompt (default: maxT).
  */
 export function planGenerationMemory(config: DecoderConfig | GPT2Config, maxT = contextLength(asDecoderConfig(config)), promptTokens = maxT): Record<string, number> {
-  const cfg = asDecoderConfig(config);
-  return { ...planMemory(cfg, { batch: null, training: false }).parts, 'KV cache': arenaBytes(decodeStateSpecs(cfg, 1, maxT, Math.min(promptTokens, maxT))) };
-}
-
-/** Per-layer K/V caches and the decode-time block buffers, for batch B and up to maxT positions. */
-class DecodeState {
-  readonly arena: TensorArena;
-  readonly k: Tensor[] = [];
-  readonly v: Tensor[] = [];
-  readonly block: BlockBuffers;
-  readonly x: Tensor; lnLast: Tensor; logits: Tensor; // (B*maxT,C), (B,C), (B,V)
-  length = 0;
-
-  /** maxRows: the most positions one decodeStep runs (the prompt). */
-  constructor(model: Decoder, readonly B: number, readonly maxT: number, readonly maxRows: number) {
-    const cfg = model.config;
-    this.arena = new TensorArena(model.device, decodeStateSpecs(cfg, B, maxT, maxRows, model.adapterShapes()));
-    for (let l = 0; l < cfg.layers; l++) {
-      this.k.push(this.arena.get(`k${l}`));
-      this.v.push(this.arena.get(`v${l}`));
-    }
-    this.block = blockBuffers(this.arena, 'block.', model.adapterShapes());
-    // The block's output buffer doubles as the next block's input (the residual stream).
-    this.x = this.block.residual3;
-    this.lnLast = this.arena.get('lnLast');
-    this.logits = this.arena.get('logits');
-  }
-}
-
-/**
- * Runs tokens (B, Tq) at positions [past, past + Tq) through the model, appending to the caches,
- * and returns the logits of each row's last position, (B, V).
- */
-function decodeStep(model: Decoder, s: DecodeState, tokens: Int32Array, Tq: number): Float32Array {
-  const cfg = model.config, C = cfg.width, V = cfg.vocabSize;
-  const B = s.B, p = model.params, k = kernels;
-  if (s.length + Tq > s.maxT) throw new RangeError(`generate: ${s.length + Tq} positions exceed the cache's ${s.maxT}`);
-  if (Tq > s.maxRows) throw new RangeError(`generate: ${Tq} positions in one step exceed the decode buffers' ${s.maxRows}`);
-  const at = { positions: null, offset: s.length };
-  model.embed(s.x, tokens, B, Tq, at);
-  for (let l = 0; l < cfg.layers; l++) {
-    model.blockForward(l, s.block, s.x, B, Tq, at, (a) =>
-      k.attention_cached_forward(a.atty, s.k[l], s.v[l], a.qkv, B, Tq, s.length, s.maxT, cfg.heads, cfg.kvHeads, cfg.headDim));
-  }
-  // Only each row's last position feeds the LM head.
-  const normw = p.get(globalParamName(cfg, 'normw')), normb = p.tensors.get(globalParamName(cfg, 'normb')) ?? null;
-  for (let b = 0; b < B; b++) {
-    const last = s.x.slice((b * Tq + Tq - 1) * C, [1, C]);
-    model.normForward(s.lnLast.slice(b * C, [1, C]), null, null, last, normw, normb, 1);
-  }
-  model.headForward(s.logits, s.lnLast, B);
-  s.length += Tq;
-  return s.logits.slice(0, [B, V]).read();
+  return planBatchDecodeMemory(config, 1, maxT, Math.min(promptTokens, maxT));
 }
 
 /** A prompt must have 1 to maxPositions tokens, each a token id of the vocabulary. */
@@ -211,7 +129,8 @@ export function generate(model: Decoder, prompt: readonly number[], options: Gen
   const maxT = Math.min(cfg.maxPositions, prompt.length + o.maxNewTokens);
   // Every position the run may reach must be inside Mistral's sliding window (exact attention).
   model.checkSequenceLength(maxT, 'generate (prompt + max new tokens)');
-  const state = new DecodeState(model, 1, maxT, prompt.length);
+  // One slot; the prompt runs in one prefill call, so its kernels see the whole prompt at once.
+  const decoder = new BatchDecoder(model, 1, maxT, { prefillRows: prompt.length, stackedAdapters: true });
   const rng = new Rng(o.seed);
   const out: number[] = [];
   const stops = new Set(options.stopTokenIds ?? []);
@@ -219,17 +138,19 @@ export function generate(model: Decoder, prompt: readonly number[], options: Gen
   else if (o.eosTokenId !== null) stops.add(o.eosTokenId);
   try {
     if (o.maxNewTokens === 0) return { tokens: out, stop: 'max_new_tokens' };
-    let logits = decodeStep(model, state, Int32Array.from(prompt), prompt.length);
+    let logits = decoder.prefill(0, Array.from(prompt), APPLIED_ADAPTERS);
+    let length = prompt.length;
     for (;;) {
       const next = sampleToken(logits, o, rng);
       if (stops.has(next)) return { tokens: out, stop: 'eos' };
       out.push(next);
       options.onToken?.(next);
       if (out.length >= o.maxNewTokens) return { tokens: out, stop: 'max_new_tokens' };
-      if (state.length >= cfg.maxPositions) return { tokens: out, stop: 'context_full' };
-      logits = decodeStep(model, state, Int32Array.of(next), 1);
+      if (length >= cfg.maxPositions) return { tokens: out, stop: 'context_full' };
+      logits = decoder.step(Int32Array.of(0), Int32Array.of(next), Int32Array.of(length), APPLIED_ADAPTERS);
+      length++;
     }
   } finally {
-    state.arena.free();
+    decoder.free();
   }
 }

@@ -1,12 +1,9 @@
 /** gptune serve */
 import { loadAdapter } from '../../lora/apply';
 import type { LoraAdapter } from '../../lora/adapter';
-import { kvCacheSpecs, decodeBufferSpecs } from '../../model/generate';
-import { PREFILL_CHUNK } from '../../model/batch_decode';
-import { planMemory } from '../../model/decoder';
+import { planBatchDecodeMemory } from '../../model/batch_decode';
 import { contextLength } from '../../model/decoder_config';
 import { OpenAIServer } from '../../serve/server';
-import { arenaBytes } from '../../tensor';
 import { UsageError } from '../args';
 import { ADAPTER_FLAGS, COMMON, Command, hubOptions, HUB_FLAGS, MAX_MEMORY_FLAG, memoryCheck, openWithAdapters, out } from '../common';
 import { localModelFolder } from '../../hub';
@@ -54,13 +51,8 @@ export const serveCommand: Command = {
     const maxBatch = v['max-batch'] as number;
     const lengthCap = v['max-model-len'] as number | undefined;
     const dir = (await localModelFolder(spec, '--model', hubOptions(v))).dir;
-    const plan = memoryCheck(v, 'serving', (cfg) => {
-      const T = Math.min(contextLength(cfg), lengthCap ?? Infinity);
-      return {
-        ...planMemory(cfg, { batch: null, training: false }).parts,
-        'KV cache': arenaBytes([...kvCacheSpecs(cfg, maxBatch, T), ...decodeBufferSpecs(cfg, Math.max(maxBatch, Math.min(PREFILL_CHUNK, T)), maxBatch)]),
-      };
-    }, '--max-batch or --max-model-len');
+    const plan = memoryCheck(v, 'serving', (cfg) =>
+      planBatchDecodeMemory(cfg, maxBatch, Math.min(contextLength(cfg), lengthCap ?? Infinity)), '--max-batch or --max-model-len');
     const { model, tokenizer } = openWithAdapters({ ...v, adapter: [] }, dir, plan, '--model');
     let server: OpenAIServer;
     try {
