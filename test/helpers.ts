@@ -94,3 +94,45 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** The JSON lines of a log file (metrics.jsonl, --log). */
+export function logLines(logFile: string): Array<Record<string, number>> {
+  return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+}
+
+/** Each key of each line equal to the expected line's, to `tolerance` relative (absolute below 1). */
+export function expectLinesClose(actual: Array<Record<string, number>>, expected: Array<Record<string, number>>, keys: string[], tolerance: number): void {
+  expect(actual.map((l) => l.step)).toEqual(expected.map((l) => l.step));
+  for (const [i, want] of expected.entries()) {
+    for (const key of keys) {
+      expect([key, typeof actual[i][key]]).toEqual([key, 'number']);
+      const error = Math.abs(actual[i][key] - want[key]) / Math.max(1, Math.abs(want[key]));
+      if (!(error <= tolerance)) throw new Error(`step ${want.step}: ${key} is ${actual[i][key]}, the reference had ${want[key]} (error ${error} > ${tolerance})`);
+    }
+  }
+}
+
+/** 14 lines of text: 27 validation rows of 16 tokens (tiny GPT-2's tokenizer; the tiny Llama uses it too). */
+export function writeValidationText(dir: string): string {
+  const file = path.join(dir, 'validation.txt');
+  fs.writeFileSync(file, Array.from({ length: 14 }, (_, i) => `Line ${i} of the held-out text: the ${['cat', 'dog', 'fox'][i % 3]} sat on mat ${i * 7}.`).join('\n') + '\n');
+  return file;
+}
+
+/**
+ * 18 preference pairs (OpenAI's format) with a learnable preference: the answer that repeats the
+ * prompt's animal is preferred (as test/train/preference_trainer.test.ts).
+ */
+export function writePairs(dir: string): string {
+  const animals = ['whale', 'gull', 'shark', 'seal', 'crab', 'cod'];
+  const lines = Array.from({ length: 18 }, (_, i) => {
+    const a = animals[i % animals.length], b = animals[(i + 2) % animals.length];
+    return JSON.stringify({
+      input: { messages: [{ role: 'user', content: `Name the ${a}.` }] },
+      preferred_output: [{ role: 'assistant', content: `The ${a}.` }], non_preferred_output: [{ role: 'assistant', content: `The ${b} again.` }],
+    });
+  });
+  const file = path.join(dir, 'pairs.jsonl');
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+  return file;
+}

@@ -18,7 +18,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { addon } from '../../lib/native';
 import { readSafetensors, toFloat32 } from '../../lib/io/safetensors';
-import { expectLossesClose, FIXTURES, logLosses, tempDir, TINY } from '../helpers';
+import { expectLinesClose, expectLossesClose, FIXTURES, logLines, logLosses, tempDir, TINY, writePairs, writeValidationText } from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -56,22 +56,6 @@ function mpirun(np: number, program: string[], timeoutMs = 120_000): Run {
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - started) / 1000 };
 }
 
-function logLines(logFile: string): Array<Record<string, number>> {
-  return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-}
-
-/** Each key of each line equal to the expected line's, to `tolerance` relative (absolute below 1). */
-function expectLinesClose(actual: Array<Record<string, number>>, expected: Array<Record<string, number>>, keys: string[], tolerance: number): void {
-  expect(actual.map((l) => l.step)).toEqual(expected.map((l) => l.step));
-  for (const [i, want] of expected.entries()) {
-    for (const key of keys) {
-      expect([key, typeof actual[i][key]]).toEqual([key, 'number']);
-      const error = Math.abs(actual[i][key] - want[key]) / Math.max(1, Math.abs(want[key]));
-      if (!(error <= tolerance)) throw new Error(`step ${want.step}: ${key} is ${actual[i][key]}, one process had ${want[key]} (error ${error} > ${tolerance})`);
-    }
-  }
-}
-
 function evalLoss(model: string): number {
   const r = gptune(['eval', '--model', model, '--data', DATA, '--seq-len', '16', '--json']);
   expect(r.stderr).toBe('');
@@ -86,31 +70,6 @@ function trainArgs(model: string, out: string, flags: Record<string, string> = {
   };
   // A flag given '' is a switch (--lora).
   return [CLI, 'train', ...Object.entries(all).flatMap(([k, v]) => (v === '' ? [`--${k}`] : [`--${k}`, v])), '--quiet'];
-}
-
-/** 14 lines of text: 27 validation rows of 16 tokens (tiny GPT-2's tokenizer; the tiny Llama uses it too). */
-function writeValidationText(dir: string): string {
-  const file = path.join(dir, 'validation.txt');
-  fs.writeFileSync(file, Array.from({ length: 14 }, (_, i) => `Line ${i} of the held-out text: the ${['cat', 'dog', 'fox'][i % 3]} sat on mat ${i * 7}.`).join('\n') + '\n');
-  return file;
-}
-
-/**
- * 18 preference pairs (OpenAI's format) with a learnable preference: the answer that repeats the
- * prompt's animal is preferred (as test/train/preference_trainer.test.ts).
- */
-function writePairs(dir: string): string {
-  const animals = ['whale', 'gull', 'shark', 'seal', 'crab', 'cod'];
-  const lines = Array.from({ length: 18 }, (_, i) => {
-    const a = animals[i % animals.length], b = animals[(i + 2) % animals.length];
-    return JSON.stringify({
-      input: { messages: [{ role: 'user', content: `Name the ${a}.` }] },
-      preferred_output: [{ role: 'assistant', content: `The ${a}.` }], non_preferred_output: [{ role: 'assistant', content: `The ${b} again.` }],
-    });
-  });
-  const file = path.join(dir, 'pairs.jsonl');
-  fs.writeFileSync(file, lines.join('\n') + '\n');
-  return file;
 }
 
 describeMpi('data-parallel training under mpirun', () => {
