@@ -17,7 +17,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { addon } from '../../lib/native';
 import { readSafetensors, toFloat32 } from '../../lib/io/safetensors';
-import { expectLinesClose, expectLossesClose, FIXTURES, logLines, logLosses, tempDir, TINY, writePairs, writeValidationText } from '../helpers';
+import {
+  expectLinesClose, expectLossesClose, expectPreferenceRunClose, FIXTURES, logLines, logLosses, preferenceFlags, tempDir, TINY, writeValidationText,
+} from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -43,7 +45,20 @@ function trainArgs(model: string, out: string, flags: Record<string, string> = {
     model, data: DATA, out, log: `${out}.jsonl`, steps: '5', 'batch-size': '2', 'seq-len': '16', 'global-batch-size': '8', lr: '2e-3',
     'weight-decay': '0.1', 'grad-clip': '0.5', threads: '1', ...flags,
   };
-  return ['train', ...Object.entries(all).flatMap(([k, v]) => [`--${k}`, v]), ...switches, '--quiet'];
+  // A flag given '' is a switch (--lora), as in `switches`.
+  return ['train', ...Object.entries(all).flatMap(([k, v]) => (v === '' ? [`--${k}`] : [`--${k}`, v])), ...switches, '--quiet'];
+}
+
+/** The same run (`flags`) in one process (DIR/single) and over 2 CPU replicas (DIR/replicas), both succeeding. */
+function singleAndReplicas(model: string, dir: string, flags: Record<string, string>): { single: string; replicas: string; two: Run } {
+  const single = path.join(dir, 'single'), replicas = path.join(dir, 'replicas');
+  const one = gptune(trainArgs(model, single, flags));
+  expect(one.stderr).toBe('');
+  expect(one.code).toBe(0);
+  const two = gptune(trainArgs(model, replicas, flags), REPLICAS);
+  expect(two.stderr).toBe('');
+  expect(two.code).toBe(0);
+  return { single, replicas, two };
 }
 
 /** The validation loss of a saved model (`gptune eval`, a process of its own; an adapter folder with its base). */
@@ -177,13 +192,7 @@ describe('replicas in one process (CPU replicas through the test seam)', () => {
     // Learning rate 0: the weights stay those of the starting model in both runs, so the evaluations differ
     // only by the grouping of their float64 sums, and 1e-6 holds.
     const flags = { validation: writeValidationText(dir), 'eval-every': '2', steps: '4', lr: '0' };
-    const single = path.join(dir, 'single'), replicas = path.join(dir, 'replicas');
-    const one = gptune(trainArgs(model, single, flags));
-    expect(one.stderr).toBe('');
-    expect(one.code).toBe(0);
-    const two = gptune(trainArgs(model, replicas, flags), REPLICAS);
-    expect(two.stderr).toBe('');
-    expect(two.code).toBe(0);
+    const { single, replicas } = singleAndReplicas(model, dir, flags);
     const evals = (out: string) => logLines(path.join(out, 'metrics.jsonl')).filter((l) => 'val_loss' in l);
     const expected = evals(single);
     expect(expected.map((e) => e.step)).toEqual([2, 4]);
@@ -241,8 +250,6 @@ describe('replicas in one process (CPU replicas through the test seam)', () => {
     two.losses.forEach((l: number, i: number) => expect(Math.abs(l - one.losses[i]) / one.losses[i]).toBeLessThan(1e-6));
   }, 60_000);
 
-  const STEP_KEYS = ['loss', 'token_accuracy', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'logps/chosen', 'logps/rejected'];
-  const ORPO_KEYS = ['nll_loss', 'log_odds_ratio', 'log_odds_chosen'];
   test.each([
     // model, method, what is trained, extra flags: each reference kind (a frozen copy per replica, each replica
     // with its adapter off, the precomputed table shared) and dropout (masks drawn by the micro-batch's place in
@@ -258,34 +265,11 @@ describe('replicas in one process (CPU replicas through the test seam)', () => {
   ] as Array<[string, 'dpo' | 'orpo', 'full' | 'LoRA', Record<string, string>]>)('%s %s %s %p: 2 replicas give the per-step losses, reward metrics and evaluations of 1 process with the same global batch', (name, method, trained, extra) => {
     const model = name === 'GPT-2' ? TINY : tinyLlamaFolder();
     const dir = tempDir('gptune-replicas-');
-    // 8 pairs a step (1 process: 4 micro-batches of 2 pairs; 2 replicas: 2 each); 5 validation pairs in 3
-    // batches, split 1 / 2 over the replicas. DPO's loss is the default sigmoid.
-    const flags: Record<string, string> = {
-      data: writePairs(dir), method, steps: '4', 'seq-len': '40', 'validation-fraction': '0.25', 'eval-every': '2', lr: '5e-3', seed: '5',
-      ...(trained === 'LoRA' ? { 'lora-r': '4', 'lora-targets': 'all-linear', 'lora-dropout': '0.1', lr: '2e-2' } : {}), ...extra,
-    };
-    const switches = [...(trained === 'LoRA' ? ['--lora'] : []), ...Object.keys(flags).filter((k) => flags[k] === '').map((k) => `--${k}`)];
-    for (const k of Object.keys(flags)) if (flags[k] === '') delete flags[k];
-    const single = path.join(dir, 'single'), replicas = path.join(dir, 'replicas');
-    const one = gptune(trainArgs(model, single, flags, switches));
-    expect(one.stderr).toBe('');
-    expect(one.code).toBe(0);
-    const two = gptune(trainArgs(model, replicas, flags, switches), REPLICAS);
-    expect(two.stderr).toBe('');
-    expect(two.code).toBe(0);
+    // 1 process: 4 micro-batches of 2 pairs a step; 2 replicas: 2 each; the 3 validation batches split 1 / 2
+    // over the replicas. DPO's loss is the default sigmoid.
+    const flags = preferenceFlags(dir, method, trained, extra);
+    const { single, replicas, two } = singleAndReplicas(model, dir, flags);
     expect(JSON.parse(two.stdout.trim().split('\n').pop()!)).toMatchObject({ saved: replicas, steps: 4, reason: 'completed' });
-    const keys = method === 'orpo' ? [...STEP_KEYS, ...ORPO_KEYS] : STEP_KEYS;
-    const steps = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'loss' in l);
-    const evals = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'val_loss' in l);
-    const expected = steps(single);
-    expect(expected).toHaveLength(4);
-    // The run trains: the margins move off the reference's 0 (DPO) and the loss changes.
-    expect(expected[3]['rewards/margins']).not.toBe(expected[0]['rewards/margins']);
-    expect(expected[3].loss).not.toBe(expected[0].loss);
-    // Up to float32 rounding of the gradient sums (two replicas' sums of 2 micro-batches added, instead of 4 in a row).
-    expectLinesClose(steps(replicas), expected, [...keys, 'tokens', 'grad_norm'], 1e-5);
-    const expectedEvals = evals(single);
-    expect(expectedEvals.map((e) => e.step)).toEqual([2, 4]);
-    expectLinesClose(evals(replicas), expectedEvals, ['val_loss', 'val_tokens', 'val_token_accuracy', ...keys.filter((k) => k !== 'loss' && k !== 'token_accuracy').map((k) => `val_${k}`)], 1e-5);
+    expectPreferenceRunClose(single, replicas, method);
   }, 120_000);
 });
