@@ -272,4 +272,21 @@ describe('replicas in one process (CPU replicas through the test seam)', () => {
     expect(JSON.parse(two.stdout.trim().split('\n').pop()!)).toMatchObject({ saved: replicas, steps: 4, reason: 'completed' });
     expectPreferenceRunClose(single, replicas, method);
   }, 120_000);
+  test('GPT-2 dpo full over 2 replicas: a checkpoint resumes both, each replica\'s reference the starting model again, bit for bit', () => {
+    const dir = tempDir('gptune-replicas-');
+    const flags = { ...preferenceFlags(dir, 'dpo', 'full', {}), 'save-every': '2' };
+    const full = path.join(dir, 'full'), resumed = path.join(dir, 'resumed');
+    const r = gptune(trainArgs(TINY, full, flags), REPLICAS);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // The resumed run's references are the starting model (config model), not the step-2 weights: a reference
+    // taken from the checkpoint would start its margins at 0 again and change steps 3 and 4.
+    const again = gptune(['train', '--resume', path.join(full, 'checkpoints', 'step-2'), '--out', resumed, '--log', `${resumed}.jsonl`, '--quiet'], REPLICAS);
+    expect(again.stderr).toBe('');
+    expect(again.code).toBe(0);
+    const steps = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'loss' in l).map((l) => [l.step, l.loss, l['rewards/margins'], l.grad_norm]);
+    expect(steps(full)).toHaveLength(4);
+    expect(steps(resumed)).toEqual(steps(full).slice(2));
+    expectSameTensors(path.join(full, 'model.safetensors'), path.join(resumed, 'model.safetensors'));
+  }, 120_000);
 });
