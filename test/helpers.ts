@@ -94,3 +94,81 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** The JSON lines of a log file (metrics.jsonl, --log). */
+export function logLines(logFile: string): Array<Record<string, number>> {
+  return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+}
+
+/** Each key of each line equal to the expected line's, to `tolerance` relative (absolute below 1). */
+export function expectLinesClose(actual: Array<Record<string, number>>, expected: Array<Record<string, number>>, keys: string[], tolerance: number): void {
+  expect(actual.map((l) => l.step)).toEqual(expected.map((l) => l.step));
+  for (const [i, want] of expected.entries()) {
+    for (const key of keys) {
+      expect([key, typeof actual[i][key]]).toEqual([key, 'number']);
+      const error = Math.abs(actual[i][key] - want[key]) / Math.max(1, Math.abs(want[key]));
+      if (!(error <= tolerance)) throw new Error(`step ${want.step}: ${key} is ${actual[i][key]}, the reference had ${want[key]} (error ${error} > ${tolerance})`);
+    }
+  }
+}
+
+/** 14 lines of text: 27 validation rows of 16 tokens (tiny GPT-2's tokenizer; the tiny Llama uses it too). */
+export function writeValidationText(dir: string): string {
+  const file = path.join(dir, 'validation.txt');
+  fs.writeFileSync(file, Array.from({ length: 14 }, (_, i) => `Line ${i} of the held-out text: the ${['cat', 'dog', 'fox'][i % 3]} sat on mat ${i * 7}.`).join('\n') + '\n');
+  return file;
+}
+
+/**
+ * 18 preference pairs (OpenAI's format) with a learnable preference: the answer that repeats the
+ * prompt's animal is preferred (as test/train/preference_trainer.test.ts).
+ */
+export function writePairs(dir: string): string {
+  const animals = ['whale', 'gull', 'shark', 'seal', 'crab', 'cod'];
+  const lines = Array.from({ length: 18 }, (_, i) => {
+    const a = animals[i % animals.length], b = animals[(i + 2) % animals.length];
+    return JSON.stringify({
+      input: { messages: [{ role: 'user', content: `Name the ${a}.` }] },
+      preferred_output: [{ role: 'assistant', content: `The ${a}.` }], non_preferred_output: [{ role: 'assistant', content: `The ${b} again.` }],
+    });
+  });
+  const file = path.join(dir, 'pairs.jsonl');
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+  return file;
+}
+
+/**
+ * The flags of a 4-step dpo/orpo run on writePairs' 18 pairs (8 a step with batch size 2 and global batch 8; 5
+ * validation pairs in 3 batches, evaluated at steps 2 and 4), full or LoRA; '' marks a switch (--lora).
+ */
+export function preferenceFlags(dir: string, method: 'dpo' | 'orpo', trained: 'full' | 'LoRA', extra: Record<string, string>): Record<string, string> {
+  return {
+    data: writePairs(dir), method, steps: '4', 'seq-len': '40', 'validation-fraction': '0.25', 'eval-every': '2', lr: '5e-3', seed: '5',
+    ...(trained === 'LoRA' ? { lora: '', 'lora-r': '4', 'lora-targets': 'all-linear', 'lora-dropout': '0.1', lr: '2e-2' } : {}), ...extra,
+  };
+}
+
+const PREFERENCE_STEP_KEYS = ['loss', 'token_accuracy', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'logps/chosen', 'logps/rejected'];
+const ORPO_KEYS = ['nll_loss', 'log_odds_ratio', 'log_odds_chosen'];
+
+/**
+ * A data-parallel preference run (its --log `${out}.jsonl`) against one process's with the same global batch
+ * (preferenceFlags): per-step loss, reward metrics, tokens and grad_norm, and every val_ metric, to 1e-5.
+ */
+export function expectPreferenceRunClose(single: string, parallel: string, method: 'dpo' | 'orpo'): void {
+  const keys = method === 'orpo' ? [...PREFERENCE_STEP_KEYS, ...ORPO_KEYS] : PREFERENCE_STEP_KEYS;
+  const steps = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'loss' in l);
+  const evals = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'val_loss' in l);
+  const expected = steps(single);
+  expect(expected).toHaveLength(4);
+  // The run trains: the margins move off the reference's 0 (DPO) and the loss changes.
+  expect(expected[3]['rewards/margins']).not.toBe(expected[0]['rewards/margins']);
+  expect(expected[3].loss).not.toBe(expected[0].loss);
+  // Up to float32 rounding of the gradient sums (4 micro-batches summed in another order). The gradient norm
+  // too: AdamW hardly sees a gradient scaled by the workers (normalised by one worker's pairs), the norm does.
+  expectLinesClose(steps(parallel), expected, [...keys, 'tokens', 'grad_norm'], 1e-5);
+  const expectedEvals = evals(single);
+  expect(expectedEvals.map((e) => e.step)).toEqual([2, 4]);
+  const valKeys = keys.filter((k) => k !== 'loss' && k !== 'token_accuracy').map((k) => `val_${k}`);
+  expectLinesClose(evals(parallel), expectedEvals, ['val_loss', 'val_tokens', 'val_token_accuracy', ...valKeys], 1e-5);
+}

@@ -20,8 +20,9 @@
  *   its shard of the layout only, updates that shard, and the weights are all-gathered. A checkpoint
  *   gathers the moments (a full optimizer.safetensors, as a single process writes), so a run resumes
  *   on any number of ranks.
- * - Evaluation is split: rank r evaluates its share of the validation batches (`part`) and the sums
- *   (loss, tokens, accuracy, preference sums) are added over the ranks in float64 (`sumInPlace`).
+ * - Evaluation is split: rank r evaluates its share of the validation batches (`part`; each local replica
+ *   its share of that, `replicaPart`) and the sums (loss, tokens, accuracy, preference sums) are added over
+ *   the replicas, then over the ranks, in float64 (`sumInPlace`).
  * - Rank 0 alone writes (the Trainer asks `writes`); every rank takes the same decisions (evaluations,
  *   early stopping, checkpoints, stopping on a signal), from values agreed on through collectives.
  *
@@ -32,8 +33,10 @@
  * counts them like ranks (size = ranks x replicas; replica j of rank r is worker r x replicas + j). A
  * step trains each replica on its run of micro-batches, then a ReplicaReducer sums the replicas'
  * gradient arenas (NCCL's grouped all-reduce over the communicators of ncclCommInitAll) and every
- * replica updates its own copy with its own AdamW on identical sums. The Trainer evaluates, samples
- * and saves replica 0. CPU replicas, summed on the host, exist only as a test seam
+ * replica updates its own copy with its own AdamW on identical sums. DPO/ORPO steps split the same way
+ * (each replica with its own reference), and evaluation too: each replica evaluates its share of the
+ * validation batches (replicaPart), the sums added over the replicas, then over the ranks. The Trainer
+ * samples and saves replica 0. CPU replicas, summed on the host, exist only as a test seam
  * (GPTUNE_TEST_CPU_REPLICAS, test/train/replicas.test.ts): they check the replica logic where no GPU is.
  */
 import { addon, DeviceName, TensorRef } from '../native';
@@ -320,12 +323,22 @@ export class DataParallel implements RankGroup {
   /**
    * This rank's share of a list every rank holds in the same order (the validation batches): the
    * contiguous run [floor(n r / N), floor(n (r + 1) / N)) over the N ranks, so the shares cover the list
-   * once; a rank may get none when n < N. Split over ranks, not local replicas: replica 0 of a process
-   * takes its rank's whole share.
+   * once; a rank may get none when n < N. It is the union of its replicas' shares (replicaPart), in order.
    */
   part<T>(all: readonly T[]): T[] {
     const n = all.length;
     return all.slice(Math.floor((n * this.rank) / this.ranks), Math.floor((n * (this.rank + 1)) / this.ranks));
+  }
+
+  /**
+   * Local replica j's share of such a list: worker w = rank x replicas + j of the size workers takes
+   * [floor(n w / size), floor(n (w + 1) / size)), so the replicas' shares split their rank's share (part)
+   * exactly and the workers' shares cover the list once; a replica may get none when n < size.
+   */
+  replicaPart<T>(all: readonly T[], replica: number): T[] {
+    if (!Number.isInteger(replica) || replica < 0 || replica >= this.replicas) throw new RangeError(`DataParallel.replicaPart: replica ${replica} of ${this.replicas}`);
+    const n = all.length, w = this.rank * this.replicas + replica;
+    return all.slice(Math.floor((n * w) / this.size), Math.floor((n * (w + 1)) / this.size));
   }
 
   /**

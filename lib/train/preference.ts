@@ -17,9 +17,10 @@
  *          loss = nll(chosen tokens) - lambda logsigmoid(log_odds); rewards = lambda a
  *
  * The step's loss is the mean over its pairs (ORPO's nll: the mean over all chosen answer tokens of
- * the step), however they are spread over micro-batches and MPI ranks: each rank weights its backward
- * by the step's global counts, and the sums behind the loss and the metrics (PreferenceSums) are added
- * over the ranks before the means are taken (the Trainer does that with DataParallel). The gradient goes back through the decoder
+ * the step), however they are spread over micro-batches and workers (MPI ranks x the model copies of
+ * one process): each worker weights its backward by the step's global counts, and the sums behind the
+ * loss and the metrics (PreferenceSums) are added over the replicas of a process, then over the ranks,
+ * before the means are taken (the Trainer does that with DataParallel). The gradient goes back through the decoder
  * unchanged: dL/d(pi) of each sequence becomes a weight on its positions' cross-entropy
  * (Decoder.backward's positionWeights, the crossentropy_backward kernel's row_weights), so a pair is
  * one forward and one backward of its 2 rows, computed exactly.
@@ -61,18 +62,23 @@ export interface PreferenceMetrics {
 }
 
 /**
- * The ranks of a data-parallel job as preference tuning needs them (lib/train/distributed.ts's
- * DataParallel is one; ONE_PROCESS when there is no job).
+ * The workers of a data-parallel job as preference tuning needs them: MPI ranks, each holding `replicas`
+ * copies of the model (worker rank x replicas + j is replica j of a rank). lib/train/distributed.ts's
+ * DataParallel is one; ONE_PROCESS when there is no job.
  */
 export interface RankGroup {
-  /** This rank's contiguous share of a list every rank holds in the same order (the others' shares are theirs). */
+  /** Copies of the model in this process (1 except with devices 0,1). */
+  readonly replicas: number;
+  /** This process's contiguous share of a list every rank holds in the same order: its replicas' shares, in replica order. */
   part<T>(all: readonly T[]): T[];
+  /** Local replica j's contiguous share of such a list (its worker's; the process's share split over its replicas). */
+  replicaPart<T>(all: readonly T[], replica: number): T[];
   /** Element-wise sums over the ranks, in place, in float64: bitwise the same on every rank. */
   sumInPlace(values: Float64Array): void;
 }
 
-/** A single process: its share is everything, sums over the ranks are its own values. */
-export const ONE_PROCESS: RankGroup = { part: (all) => all.slice(), sumInPlace() {} };
+/** A single process with one model copy: its share is everything, sums over the ranks are its own values. */
+export const ONE_PROCESS: RankGroup = { replicas: 1, part: (all) => all.slice(), replicaPart: (all) => all.slice(), sumInPlace() {} };
 
 /** log(sigmoid(x)) without overflow: min(x, 0) - log1p(exp(-|x|)). */
 export function logSigmoid(x: number): number {
@@ -313,6 +319,12 @@ export class PreferenceSums {
     return s;
   }
 
+  /** Adds `other` (another replica's or micro-batch's sums) into these, in float64. */
+  add(other: PreferenceSums): this {
+    for (const k of SUM_FIELDS) this[k] += other[k];
+    return this;
+  }
+
   /** These sums added over the ranks of `ranks` (the same on every rank). */
   overRanks(ranks: RankGroup): PreferenceSums {
     const all = this.toArray();
@@ -353,11 +365,29 @@ export function stepScope(batches: readonly Batch[]): StepScope {
  * log-probabilities from `reference` (null for ORPO, which has none).
  */
 export class PreferenceObjective {
-  /** Reference log-probs of the validation batches: the reference never changes, so once per batch. */
+  /**
+   * Reference log-probs of the validation batches: the reference never changes, so once per batch. Host
+   * data shared by the replicas (each evaluates its own share of the batches; any replica's reference gives
+   * the same values, up to the rounding of its device).
+   */
   private readonly validationReference = new WeakMap<Batch, RowLogps>();
+  /** The reference of each local replica, replica order; one entry (e.g. a precomputed table) serves them all. */
+  private readonly references: ReferenceModel[];
 
-  constructor(readonly settings: PreferenceSettings, private readonly reference: ReferenceModel | null) {
-    if (settings.method === 'dpo' && reference === null) throw new Error('PreferenceObjective: DPO needs a reference model');
+  /**
+   * `reference`: the reference of a single model copy, or one per local replica (replica j's model on its
+   * device: its frozen copy, or itself with the adapter off); null for ORPO.
+   */
+  constructor(readonly settings: PreferenceSettings, reference: ReferenceModel | readonly ReferenceModel[] | null) {
+    this.references = reference === null ? [] : Array.isArray(reference) ? [...reference] : [reference as ReferenceModel];
+    if (settings.method === 'dpo' && this.references.length === 0) throw new Error('PreferenceObjective: DPO needs a reference model');
+  }
+
+  /** Replica j's reference (the only one when they share it). */
+  private referenceOf(replica: number): ReferenceModel {
+    const r = this.references.length === 1 ? this.references[0] : this.references[replica];
+    if (r === undefined) throw new RangeError(`PreferenceObjective: no reference for replica ${replica} (${this.references.length} given)`);
+    return r;
   }
 
   /** The log-probability a method uses of a row: the sum, or the mean over its answer tokens (IPO, ORPO). */
@@ -379,12 +409,15 @@ export class PreferenceObjective {
   }
 
   /**
-   * step() on one rank's part of a step: `batches` are this rank's micro-batches, `scope` counts the
-   * whole step's (stepScope of every rank's), so that the gradients summed over the ranks are those of
-   * the step's mean loss. Returns this rank's sums: add them over the ranks (overRanks), then result().
+   * step() on one worker's part of a step: `batches` are micro-batches of local replica `replica` (its
+   * `model`), `scope` counts the whole step's (stepScope of every worker's), so that the gradients summed
+   * over the replicas and ranks are those of the step's mean loss. Returns these batches' sums: add them
+   * over the replicas (add) and the ranks (overRanks), then result().
    */
-  stepSums(model: Decoder, batches: readonly Batch[], optionsOf: (i: number) => ForwardOptions, appendedEos: number | null, scope: StepScope): PreferenceSums {
-    return this.run(model, batches, { scope, optionsOf }, appendedEos, (b) => this.reference!.logps(b));
+  stepSums(
+    model: Decoder, batches: readonly Batch[], optionsOf: (i: number) => ForwardOptions, appendedEos: number | null, scope: StepScope, replica = 0,
+  ): PreferenceSums {
+    return this.run(model, batches, { scope, optionsOf }, appendedEos, (b) => this.referenceOf(replica).logps(b));
   }
 
   /** Computes the validation batches' reference log-probabilities now, with `reference` (precompute_ref, before it is freed). */
@@ -397,12 +430,15 @@ export class PreferenceObjective {
     return this.result(this.evaluateSums(model, batches, appendedEos));
   }
 
-  /** evaluate()'s sums over `batches` (one rank's share of the validation batches: add them over the ranks, then result()). */
-  evaluateSums(model: Decoder, batches: readonly Batch[], appendedEos: number | null): PreferenceSums {
+  /**
+   * evaluate()'s sums over `batches` (local replica `replica`'s share of the validation batches, on its
+   * `model`: add them over the replicas and the ranks, then result()).
+   */
+  evaluateSums(model: Decoder, batches: readonly Batch[], appendedEos: number | null, replica = 0): PreferenceSums {
     const cached = (b: Batch) => {
       let r = this.validationReference.get(b);
       if (!r) {
-        r = this.reference!.logps(b);
+        r = this.referenceOf(replica).logps(b);
         this.validationReference.set(b, r);
       }
       return r;
@@ -471,8 +507,13 @@ export class PreferenceObjective {
     return sums;
   }
 
-  free(): void {
-    this.reference?.free();
+  /** Frees the references; `useReplica(j)` makes replica j's device current before its reference is freed (GPU replicas). */
+  free(useReplica: (j: number) => void = () => {}): void {
+    for (const [j, r] of this.references.entries()) {
+      useReplica(j);
+      r.free();
+    }
+    if (this.references.length > 1) useReplica(0);
   }
 }
 

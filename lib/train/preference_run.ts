@@ -9,7 +9,11 @@
  *   precompute_ref    either of those run once over every training and validation pair before the first
  *                     step, then a table (a full copy is freed); under several ranks each computes its
  *                     share of the training pairs (the table is summed over the ranks) and of the
- *                     validation batches (the ones it evaluates)
+ *                     validation batches (the ones its replicas evaluate); the table is host data, so
+ *                     the replicas of one process share it (replica 0's reference computes it)
+ *
+ * With several replicas in one process (devices 0,1) each has its own reference: its frozen copy on its
+ * device, or itself with the adapter off.
  *
  * ORPO has no reference.
  */
@@ -50,30 +54,52 @@ export function preferenceData(c: TrainConfig, tokenizer: Tokenizer, T: number):
 }
 
 /**
- * The objective of a dpo/orpo run on `model`. openStart loads the starting model again (a resumed full
- * fine-tuning run, whose `model` holds the checkpoint's weights). With precompute_ref, `data` gives the
- * training pairs to compute once (null when the batches came from the caller: refused); `ranks` splits
- * that work (every rank of a data-parallel job calls this).
+ * The objective of a dpo/orpo run on `models`, the local replicas (one model copy except with devices 0,1;
+ * before any step). openStart loads the starting model again (a resumed full fine-tuning run, whose models
+ * hold the checkpoint's weights) on the current device. With precompute_ref, `data` gives the training pairs
+ * to compute once (null when the batches came from the caller: refused); `ranks` splits that work (every
+ * rank of a data-parallel job calls this) and `useReplica(j)` makes replica j's device current.
  */
 export async function preferenceObjective(
-  c: TrainConfig, model: Decoder, resumed: boolean, openStart: () => Promise<Decoder>, data: PreferenceData | null, validation: Batch[] | null,
-  ranks: RankGroup = ONE_PROCESS,
+  c: TrainConfig, models: readonly Decoder[], resumed: boolean, openStart: () => Promise<Decoder>, data: PreferenceData | null, validation: Batch[] | null,
+  ranks: RankGroup = ONE_PROCESS, useReplica: (j: number) => void = () => {},
 ): Promise<PreferenceObjective> {
   const settings = preferenceSettings(c)!;
   if (settings.method === 'orpo') return new PreferenceObjective(settings, null);
-  let reference: ReferenceModel;
-  if (model.trainingAdapter) reference = new AdapterOffReference(model);
-  else if (resumed) reference = new FrozenReference(await openStart());
-  else reference = FrozenReference.copyOf(model, (config, device) => new Decoder(config, device));
-  if (!c.precompute_ref) return new PreferenceObjective(settings, reference);
+  // Replica j's reference, on its device: the model itself with the adapter off, or a frozen copy.
+  const referenceOf = async (j: number): Promise<ReferenceModel> => {
+    const model = models[j];
+    useReplica(j);
+    if (model.trainingAdapter) return new AdapterOffReference(model);
+    if (resumed) return new FrozenReference(await openStart());
+    return FrozenReference.copyOf(model, (config, device) => new Decoder(config, device));
+  };
+  const references: ReferenceModel[] = [];
+  const freeAll = () => {
+    for (const [j, r] of references.entries()) {
+      useReplica(j);
+      r.free();
+    }
+    useReplica(0);
+  };
+  try {
+    // precompute_ref: one table for the process (host data), computed by replica 0's reference alone.
+    for (let j = 0; j < (c.precompute_ref ? 1 : models.length); j++) references.push(await referenceOf(j));
+  } catch (e) {
+    freeAll();
+    throw e;
+  }
+  useReplica(0);
+  if (!c.precompute_ref) return new PreferenceObjective(settings, references);
+  const [reference] = references;
   try {
     if (data === null) throw new Error('precompute_ref: needs the training pairs built from config.data (not batches passed as options.train)');
     const objective = new PreferenceObjective(settings, new PrecomputedReference(reference, data.allTrainingPairs(), data.trainingPairs, ranks));
-    // Each rank evaluates its share of the validation batches only (ranks.part, as the Trainer's evaluation).
+    // This process evaluates its share of the validation batches only (ranks.part: every replica's share, as the Trainer's evaluation).
     if (validation) objective.cacheValidationReference(ranks.part(validation), reference);
     return objective;
   } finally {
-    reference.free();
+    freeAll();
   }
 }
 

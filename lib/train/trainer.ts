@@ -48,7 +48,7 @@ import { auditTrainingData, CARD_FILES, folderFacts, hyperparameters, trainingDa
 import { DashboardServer, startDashboardServer } from '../dashboard/server';
 import { generate } from '../model/generate';
 import { AdamW, clipScale } from './adamw';
-import { stepScope } from './preference';
+import { PreferenceSums, stepScope } from './preference';
 import type { PreferenceObjective } from './preference';
 import { metricFields, PreferenceData, preferenceData, preferenceObjective } from './preference_run';
 import { evalResult, evaluateSums } from './lm';
@@ -191,7 +191,7 @@ interface Setup {
   optimizer: AdamW;
   /**
    * The copies of the model this process trains, replica order (dp.replicas of them): [0] is opened.model
-   * with optimizer, which evaluation, samples and saves use; the others train on their GPUs and update
+   * with optimizer, which samples and saves use; every replica trains and evaluates its share on its GPU and updates
    * with identical gradient sums.
    */
   replicas: Replica[];
@@ -363,9 +363,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (setup?.ownsModel) setup.opened.model.free();
       throw e;
     } finally {
-      if (setup) freeExtraReplicas(setup.replicas, setup.dp);
+      if (setup) {
+        const { dp: group } = setup;
+        setup.preference?.free((j) => group.useReplica(j));
+        freeExtraReplicas(setup.replicas, group);
+      }
       setup?.optimizer.free();
-      setup?.preference?.free();
       await dashboard?.close();
       this.running = false;
     }
@@ -488,35 +491,44 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const stepsPerEpoch = train.batchesPerEpoch / (gradAccum * dp.size);
       const totalSteps = c.max_steps ?? Math.max(1, Math.ceil(c.epochs * stepsPerEpoch));
       const warmup = c.warmup_steps > 0 ? c.warmup_steps : Math.ceil(c.warmup_ratio * totalSteps);
-      // Preference steps are data-parallel over MPI ranks (their sums are reduced over ranks, lib/train/preference.ts),
-      // not over the model copies of one process.
-      if (c.method !== 'sft' && dp.replicas > 1) throw new ConfigError(`method ${c.method} is data-parallel over MPI ranks, not over the ${dp.workers} of one process: run one rank per GPU under mpirun/srun instead of ${this.nameKey('devices')}`);
-      // The reference model (DPO) is the starting model: before any step or resumed checkpoint changes it.
-      const preference = c.method === 'sft' ? null : await preferenceObjective(c, model, resumeDir !== null && !loraResume,
-        async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation, dp);
       const adamw = { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay };
-      const optimizer = dp.optimizer(model, adamw);
-      const replicas: Replica[] = [{ model, optimizer }];
+      // The copies first, then the reference (DPO: the starting model, one per replica; precompute_ref frees its
+      // full copy before the optimizers' moments exist), then every replica's AdamW.
+      const models: Decoder[] = [model];
+      const optimizers: AdamW[] = [];
+      let preference: PreferenceObjective | null = null;
       try {
         for (let j = 1; j < dp.replicas; j++) {
           dp.useReplica(j);
           const copy = openModel(modelSpec!, c.device, c.seed, undefined, this.nameKey(resumeDir && !loraResume ? 'resume_from' : 'model'), { baseDtype: c.base_dtype }).model;
           try {
             prepare(copy);
-            replicas.push({ model: copy, optimizer: dp.optimizer(copy, adamw) });
           } catch (e) {
             copy.free();
             throw e;
           }
+          models.push(copy);
+        }
+        preference = c.method === 'sft' ? null : await preferenceObjective(c, models, resumeDir !== null && !loraResume,
+          async () => openModel(await this.localModel(c.model!, false), c.device, c.seed, undefined, this.nameKey('model')).model, pairs, validation, dp,
+          (j) => dp.useReplica(j));
+        for (const [j, m] of models.entries()) {
+          dp.useReplica(j);
+          optimizers.push(dp.optimizer(m, adamw));
         }
       } catch (e) {
-        freeExtraReplicas(replicas, dp);
-        optimizer.free();
-        preference?.free();
+        preference?.free((j) => dp.useReplica(j));
+        for (const [j, m] of models.entries()) {
+          dp.useReplica(j);
+          optimizers[j]?.free();
+          if (j > 0) m.free();
+        }
         throw e;
       } finally {
         dp.useReplica(0);
       }
+      const replicas: Replica[] = models.map((m, j) => ({ model: m, optimizer: optimizers[j] }));
+      const optimizer = optimizers[0];
       // Everything allocated since the optimizer is freed if the rest of the setup fails (a bad resume folder,
       // a sample prompt longer than the context, an output folder that cannot be claimed).
       try {
@@ -546,9 +558,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts, preference,
         };
       } catch (e) {
+        preference?.free((j) => dp.useReplica(j));
         freeExtraReplicas(replicas, dp);
         optimizer.free();
-        preference?.free();
         throw e;
       }
     } catch (e) {
@@ -759,16 +771,30 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const started = process.hrtime.bigint();
       let r: { loss: number; perplexity: number; tokenAccuracy: number; tokens: number };
       let preferenceFields: Record<string, number> = {};
-      // Each rank evaluates its share of the validation batches; the sums, added over the ranks in float64,
-      // are the same on every rank, so every rank takes the same decisions (improvement, early stopping, saves).
-      const mine = s.dp.part(s.validation!);
+      // Each worker (replica j of rank r) evaluates its share of the validation batches; the sums, added in
+      // float64 over the replicas (in replica order), then over the ranks, are the same on every rank, so every
+      // rank takes the same decisions (improvement, early stopping, saves). The replicas run one after another:
+      // each forward reads its losses back, so GPU replicas do not overlap here.
+      const shares = s.replicas.map((_, j) => s.dp.replicaPart(s.validation!, j));
       if (s.preference) {
-        const p = s.preference.result(s.preference.evaluateSums(model, mine, s.appendedEos).overRanks(s.dp));
+        const sums = new PreferenceSums();
+        for (const [j, { model: m }] of s.replicas.entries()) {
+          s.dp.useReplica(j);
+          sums.add(s.preference.evaluateSums(m, shares[j], s.appendedEos, j));
+        }
+        s.dp.useReplica(0);
+        const p = s.preference.result(sums.overRanks(s.dp));
         r = { loss: p.loss, perplexity: NaN, tokenAccuracy: p.counted > 0 ? p.correct / p.counted : NaN, tokens: p.tokens };
         preferenceFields = metricFields(p.metrics, 'val_');
       } else {
-        const e = evaluateSums(model, mine, s.appendedEos);
-        const [lossSum, tokens, correct, counted] = s.dp.sum([e.lossSum, e.tokens, e.correct, e.counted]);
+        const local = [0, 0, 0, 0];
+        for (const [j, { model: m }] of s.replicas.entries()) {
+          s.dp.useReplica(j);
+          const e = evaluateSums(m, shares[j], s.appendedEos);
+          [e.lossSum, e.tokens, e.correct, e.counted].forEach((x, k) => (local[k] += x));
+        }
+        s.dp.useReplica(0);
+        const [lossSum, tokens, correct, counted] = s.dp.sum(local);
         r = evalResult({ lossSum, tokens, correct, counted });
       }
       if (r.tokens > 0 && !Number.isFinite(r.loss)) {
@@ -909,19 +935,24 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       m.zeroGrad();
       return s.dp.mine(global, replica);
     });
-    // method dpo/orpo: the preference loss's forward/backward (lib/train/preference.ts) instead of the loop below
-    // (one model copy per process, checked at setup); it returns the step's sums over every rank already.
-    const preference = s.preference ? this.preferenceStep(s, global, runs[0].items, runs[0].first) : null;
-    if (preference) ({ lossSum, count, correct, counted } = preference);
+    // method dpo/orpo: each micro-batch's forward/backward is the preference loss's (lib/train/preference.ts),
+    // normalised by the step's global pair and chosen-token counts; its sums are added over the replicas here
+    // and over the ranks after the loop.
+    const scope = s.preference ? stepScope(global) : null;
+    const preferenceSums = new PreferenceSums();
     // Micro-batch j of every replica in turn: forward reads its loss and predictions back (the host waits for
     // that GPU), while the backward just queued on the previous replica's GPU runs on (docs/scaling.md).
-    else try {
+    try {
       for (let j = 0; j < runs[0].items.length; j++) {
         for (const [replica, { model: m }] of s.replicas.entries()) {
           s.dp.useReplica(replica);
           const b = runs[replica].items[j], i = runs[replica].first + j;
           // Dropout masks (the model's and LoRA's): a function of the run's seed, the step and the micro-batch, so a resumed run draws the same ones.
           const dropoutSeed = stepDropoutSeed(c.seed, s.state.step, i);
+          if (s.preference) {
+            preferenceSums.add(s.preference.stepSums(m, [b], () => ({ dropoutSeed, dropout: s.dropout }), s.appendedEos, scope!, replica));
+            continue;
+          }
           const r = m.forward(b.inputs, b.B, b.T, b.targets, { positions: b.positions, segmentIds: b.segmentIds, predictions: true, dropoutSeed, dropout: s.dropout });
           // The last micro-batch's backward starts each region's all-reduce as it is final (overlap_comm; ranks only).
           if (scored > 0) m.backward(scored, null, j === runs[0].items.length - 1 ? s.dp.gradientListener(m) : null);
@@ -939,7 +970,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     s.dp.useReplica(0);
     // The gradients first: while overlapped regions are in flight no other collective may start.
     s.dp.reduceGradients(s.replicas.map((r) => r.model));
-    if (!preference) [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
+    const preference = s.preference ? this.preferenceStepResult(s.preference, preferenceSums.overRanks(s.dp)) : null;
+    if (preference) ({ lossSum, count, correct, counted } = preference);
+    else [lossSum, count, correct, counted] = s.dp.sum([lossSum, count, correct, counted]);
     // Replica 0's norm: every replica holds bitwise the same gradient sum.
     const gradNorm = s.dp.gradNorm(model);
     const lr = learningRate(s.state.step, { lr: c.learning_rate, schedule: c.schedule, warmup: s.warmup, totalSteps: s.totalSteps, minLr: c.min_lr });
@@ -975,17 +1008,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /**
-   * A dpo/orpo step's forward and backward over this rank's micro-batches (`batches`, the first of them
-   * the global batch's micro-batch `first`), normalised over the step's whole global batch, and the
-   * step's sums added over the ranks: as trainStep's sums over every rank (lossSum / count is the step's
-   * preference loss; the counts are the answer tokens, accuracy that of the chosen ones) and the step
-   * line's reward fields.
+   * A dpo/orpo step's sums over every worker (replicas, then ranks) as trainStep's sums (lossSum / count is
+   * the step's preference loss; the counts are the answer tokens, accuracy that of the chosen ones) and the
+   * step line's reward fields.
    */
-  private preferenceStep(s: Setup, global: readonly Batch[], batches: readonly Batch[], first: number) {
-    const objective = s.preference!;
-    // Dropout masks by the micro-batch's place in the global batch, as sft: N ranks draw one process's masks.
-    const optionsOf = (i: number) => ({ dropoutSeed: stepDropoutSeed(this.config.seed, s.state.step, first + i), dropout: s.dropout });
-    const sums = objective.stepSums(s.opened.model, batches, optionsOf, s.appendedEos, stepScope(global)).overRanks(s.dp);
+  private preferenceStepResult(objective: PreferenceObjective, sums: PreferenceSums) {
     const r = objective.result(sums);
     return {
       lossSum: r.loss * r.tokens, count: r.tokens, correct: r.correct, counted: r.counted, fields: metricFields(r.metrics, ''),

@@ -5,7 +5,7 @@
  * without a launcher, bitwise (one rank adds nothing), with the all-reduce overlapped with the backward
  * (--overlap-comm on: nccl.reduceAsync per gradient region, nccl.reduceWait) and not. One process driving GPUs (ncclCommInitAll): the grouped
  * all-reduce over one GPU keeps the buffer, over two gives the plain sum on both; with two GPUs,
- * `gptune train --devices 0,1` gives the losses of the plain one-GPU run with the same global batch.
+ * `gptune train --devices 0,1` gives the losses of the plain one-GPU run with the same global batch (sft, DPO, ORPO + LoRA).
  *   node --test dist/test/gpu/        (on a GPU machine with libnccl.so.2 or GPTUNE_NCCL, and mpirun for the run)
  */
 import * as assert from 'node:assert';
@@ -29,10 +29,10 @@ const runSkip = ncclSkip ?? (mpirun === '' ? 'mpirun is not installed (apt-get i
 const gpus = gpuSkip ? 0 : addon.cuda.deviceCount!();
 const twoSkip = ncclSkip ?? (gpus < 2 ? `--devices needs 2 GPUs; this machine has ${gpus}` : undefined);
 
-function losses(args: string[], launcher: boolean): number[] {
+function losses(args: string[], launcher: boolean, data = DATA): number[] {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gptune-nccl-'));
   const log = path.join(dir, 'log.jsonl');
-  const train = [CLI, 'train', '--model', TINY, '--data', DATA, '--out', path.join(dir, 'out'), '--log', log, '--device', 'cuda', '--precision', 'fp32',
+  const train = [CLI, 'train', '--model', TINY, '--data', data, '--out', path.join(dir, 'out'), '--log', log, '--device', 'cuda', '--precision', 'fp32',
     '--steps', '5', '--batch-size', '2', '--seq-len', '16', '--global-batch-size', '8', '--lr', '2e-3', '--weight-decay', '0.1', '--quiet', ...args];
   const env = { ...process.env, OMPI_MCA_btl: 'self,vader', OMPI_MCA_plm: 'isolated' };
   const r = launcher
@@ -143,6 +143,18 @@ if (underJest) {
       assert.strictEqual(replicas.length, 5);
       // Up to float32 rounding of the gradient sums (2 GPUs' sums of 2 micro-batches added instead of 4 in a row).
       for (const [i, l] of replicas.entries()) assert.ok(Math.abs(l - plain[i]) < 1e-5, `step ${i + 1}: ${l} vs ${plain[i]}`);
+    });
+
+    nodeTest.it('--devices 0,1 with DPO (a frozen reference per GPU) and ORPO + LoRA gives the losses of one GPU with the same global batch', { skip: twoSkip }, () => {
+      // 16 pairs, 8 a step: each GPU takes 2 micro-batches of 2 pairs with its own reference.
+      const pairs = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gptune-nccl-')), 'pairs.jsonl');
+      fs.writeFileSync(pairs, Array.from({ length: 16 }, (_, i) => JSON.stringify({ prompt: `Q: ${i}\nA:`, chosen: i % 2 ? ' yes' : ' no', rejected: i % 2 ? ' no' : ' yes' })).join('\n') + '\n');
+      for (const method of [['--method', 'dpo'], ['--method', 'orpo', '--lora']]) {
+        const plain = losses(method, false, pairs);
+        const replicas = losses([...method, '--devices', '0,1'], false, pairs);
+        assert.strictEqual(replicas.length, 5);
+        for (const [i, l] of replicas.entries()) assert.ok(Math.abs(l - plain[i]) < 1e-5, `${method.join(' ')} step ${i + 1}: ${l} vs ${plain[i]}`);
+      }
     });
 
     nodeTest.it('mpirun -np 1 on the GPU (NCCL, ZeRO-0 overlapped and not, ZeRO-1) gives the losses of the plain run', { skip: runSkip }, () => {

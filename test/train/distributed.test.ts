@@ -18,7 +18,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { addon } from '../../lib/native';
 import { readSafetensors, toFloat32 } from '../../lib/io/safetensors';
-import { expectLossesClose, FIXTURES, logLosses, tempDir, TINY } from '../helpers';
+import {
+  expectLinesClose, expectLossesClose, expectPreferenceRunClose, FIXTURES, logLines, logLosses, preferenceFlags, tempDir, TINY, writeValidationText,
+} from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -56,22 +58,6 @@ function mpirun(np: number, program: string[], timeoutMs = 120_000): Run {
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - started) / 1000 };
 }
 
-function logLines(logFile: string): Array<Record<string, number>> {
-  return fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-}
-
-/** Each key of each line equal to the expected line's, to `tolerance` relative (absolute below 1). */
-function expectLinesClose(actual: Array<Record<string, number>>, expected: Array<Record<string, number>>, keys: string[], tolerance: number): void {
-  expect(actual.map((l) => l.step)).toEqual(expected.map((l) => l.step));
-  for (const [i, want] of expected.entries()) {
-    for (const key of keys) {
-      expect([key, typeof actual[i][key]]).toEqual([key, 'number']);
-      const error = Math.abs(actual[i][key] - want[key]) / Math.max(1, Math.abs(want[key]));
-      if (!(error <= tolerance)) throw new Error(`step ${want.step}: ${key} is ${actual[i][key]}, one process had ${want[key]} (error ${error} > ${tolerance})`);
-    }
-  }
-}
-
 function evalLoss(model: string): number {
   const r = gptune(['eval', '--model', model, '--data', DATA, '--seq-len', '16', '--json']);
   expect(r.stderr).toBe('');
@@ -86,31 +72,6 @@ function trainArgs(model: string, out: string, flags: Record<string, string> = {
   };
   // A flag given '' is a switch (--lora).
   return [CLI, 'train', ...Object.entries(all).flatMap(([k, v]) => (v === '' ? [`--${k}`] : [`--${k}`, v])), '--quiet'];
-}
-
-/** 14 lines of text: 27 validation rows of 16 tokens (tiny GPT-2's tokenizer; the tiny Llama uses it too). */
-function writeValidationText(dir: string): string {
-  const file = path.join(dir, 'validation.txt');
-  fs.writeFileSync(file, Array.from({ length: 14 }, (_, i) => `Line ${i} of the held-out text: the ${['cat', 'dog', 'fox'][i % 3]} sat on mat ${i * 7}.`).join('\n') + '\n');
-  return file;
-}
-
-/**
- * 18 preference pairs (OpenAI's format) with a learnable preference: the answer that repeats the
- * prompt's animal is preferred (as test/train/preference_trainer.test.ts).
- */
-function writePairs(dir: string): string {
-  const animals = ['whale', 'gull', 'shark', 'seal', 'crab', 'cod'];
-  const lines = Array.from({ length: 18 }, (_, i) => {
-    const a = animals[i % animals.length], b = animals[(i + 2) % animals.length];
-    return JSON.stringify({
-      input: { messages: [{ role: 'user', content: `Name the ${a}.` }] },
-      preferred_output: [{ role: 'assistant', content: `The ${a}.` }], non_preferred_output: [{ role: 'assistant', content: `The ${b} again.` }],
-    });
-  });
-  const file = path.join(dir, 'pairs.jsonl');
-  fs.writeFileSync(file, lines.join('\n') + '\n');
-  return file;
 }
 
 describeMpi('data-parallel training under mpirun', () => {
@@ -325,8 +286,6 @@ describeMpi('data-parallel training under mpirun', () => {
     r0.losses.forEach((l: number, i: number) => expect(Math.abs(l - one.losses[i]) / one.losses[i]).toBeLessThan(1e-6));
   }, 60_000);
 
-  const STEP_KEYS = ['loss', 'token_accuracy', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'logps/chosen', 'logps/rejected'];
-  const ORPO_KEYS = ['nll_loss', 'log_odds_ratio', 'log_odds_chosen'];
   test.each([
     // model, method, what is trained, extra flags: each reference kind (frozen copy, adapter off, precomputed), ZeRO-1
     // and dropout (masks drawn by the micro-batch's place in the global batch) appear with both models.
@@ -341,12 +300,8 @@ describeMpi('data-parallel training under mpirun', () => {
   ] as Array<[string, 'dpo' | 'orpo', 'full' | 'LoRA', Record<string, string>]>)('%s %s %s %p: 2 ranks give the per-step losses, reward metrics and evaluations of 1 process with the same global batch', (name, method, trained, extra) => {
     const model = name === 'GPT-2' ? TINY : tinyLlamaFolder();
     const dir = tempDir('gptune-mpi-');
-    // 8 pairs a step (1 process: 4 micro-batches of 2 pairs; 2 ranks: 2 each); 5 validation pairs in 3 batches,
-    // split 1 / 2 over the ranks.
-    const flags: Record<string, string> = {
-      data: writePairs(dir), method, steps: '4', 'seq-len': '40', 'validation-fraction': '0.25', 'eval-every': '2', lr: '5e-3', seed: '5',
-      ...(trained === 'LoRA' ? { lora: '', 'lora-r': '4', 'lora-targets': 'all-linear', 'lora-dropout': '0.1', lr: '2e-2' } : {}), ...extra,
-    };
+    // 1 process: 4 micro-batches of 2 pairs a step; 2 ranks: 2 each; the 3 validation batches split 1 / 2 over the ranks.
+    const flags = preferenceFlags(dir, method, trained, extra);
     const single = path.join(dir, 'single'), ranks = path.join(dir, 'ranks');
     const one = gptune(trainArgs(model, single, { ...flags, zero: '0' }).slice(1));
     expect(one.stderr).toBe('');
@@ -355,20 +310,7 @@ describeMpi('data-parallel training under mpirun', () => {
     expect(two.stderr).toBe('');
     expect(two.code).toBe(0);
     expect(JSON.parse(two.stdout)).toMatchObject({ saved: ranks, steps: 4, reason: 'completed' });
-    const keys = method === 'orpo' ? [...STEP_KEYS, ...ORPO_KEYS] : STEP_KEYS;
-    const steps = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'loss' in l);
-    const evals = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'val_loss' in l);
-    const expected = steps(single);
-    expect(expected).toHaveLength(4);
-    // The run trains: the margins move off the reference's 0 (DPO) and the loss changes.
-    expect(expected[3]['rewards/margins']).not.toBe(expected[0]['rewards/margins']);
-    expect(expected[3].loss).not.toBe(expected[0].loss);
-    // Up to float32 rounding of the gradient sums (4 micro-batches summed in another order). The gradient norm
-    // too: AdamW hardly sees a gradient scaled by the ranks (normalised by one rank's pairs), the norm does.
-    expectLinesClose(steps(ranks), expected, [...keys, 'tokens', 'grad_norm'], 1e-5);
-    const expectedEvals = evals(single);
-    expect(expectedEvals.map((e) => e.step)).toEqual([2, 4]);
-    expectLinesClose(evals(ranks), expectedEvals, ['val_loss', 'val_tokens', 'val_token_accuracy', ...keys.filter((k) => k !== 'loss' && k !== 'token_accuracy').map((k) => `val_${k}`)], 1e-5);
+    expectPreferenceRunClose(single, ranks, method);
   }, 120_000);
   test('reduceAsync gives allreduceSum\'s sums of each region bitwise; every other collective refuses while regions are in flight', () => {
     const dir = tempDir('gptune-mpi-');

@@ -5,7 +5,8 @@
  * feature: it is refused with --devices, --device cuda or under an MPI launcher. What it covers is the
  * replica logic the GPU path shares: the global batch split over replicas like ranks, each replica's
  * backward scaled by the step's global token count, identical sums on every replica, every replica's own
- * AdamW update, replica 0 for evaluation and saving, every replica restored on resume. The NCCL path
+ * AdamW update, replica 0 for saving, every replica restored on resume, DPO/ORPO steps with a reference per
+ * replica (or the precomputed table shared), and the evaluation split over the replicas. The NCCL path
  * (native/cuda/nccl.cu all_reduce_sum_all) is not run here.
  *
  * References: a single process with the same global batch (GPT-2, the Llama family, and LoRA), and the
@@ -16,7 +17,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { addon } from '../../lib/native';
 import { readSafetensors, toFloat32 } from '../../lib/io/safetensors';
-import { expectLossesClose, FIXTURES, logLosses, tempDir, TINY } from '../helpers';
+import {
+  expectLinesClose, expectLossesClose, expectPreferenceRunClose, FIXTURES, logLines, logLosses, preferenceFlags, tempDir, TINY, writeValidationText,
+} from '../helpers';
 import { tinyLlamaFolder } from '../llama_helpers';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -42,7 +45,20 @@ function trainArgs(model: string, out: string, flags: Record<string, string> = {
     model, data: DATA, out, log: `${out}.jsonl`, steps: '5', 'batch-size': '2', 'seq-len': '16', 'global-batch-size': '8', lr: '2e-3',
     'weight-decay': '0.1', 'grad-clip': '0.5', threads: '1', ...flags,
   };
-  return ['train', ...Object.entries(all).flatMap(([k, v]) => [`--${k}`, v]), ...switches, '--quiet'];
+  // A flag given '' is a switch (--lora), as in `switches`.
+  return ['train', ...Object.entries(all).flatMap(([k, v]) => (v === '' ? [`--${k}`] : [`--${k}`, v])), ...switches, '--quiet'];
+}
+
+/** The same run (`flags`) in one process (DIR/single) and over 2 CPU replicas (DIR/replicas), both succeeding. */
+function singleAndReplicas(model: string, dir: string, flags: Record<string, string>): { single: string; replicas: string; two: Run } {
+  const single = path.join(dir, 'single'), replicas = path.join(dir, 'replicas');
+  const one = gptune(trainArgs(model, single, flags));
+  expect(one.stderr).toBe('');
+  expect(one.code).toBe(0);
+  const two = gptune(trainArgs(model, replicas, flags), REPLICAS);
+  expect(two.stderr).toBe('');
+  expect(two.code).toBe(0);
+  return { single, replicas, two };
 }
 
 /** The validation loss of a saved model (`gptune eval`, a process of its own; an adapter folder with its base). */
@@ -166,13 +182,111 @@ describe('replicas in one process (CPU replicas through the test seam)', () => {
     expect(fs.existsSync(path.join(dir, 'gpu'))).toBe(false);
   }, 60_000);
 
-  test('dpo over replicas is refused as over ranks, in one line', () => {
+  test.each([
+    ['GPT-2', () => TINY],
+    ['Llama', () => tinyLlamaFolder()],
+  ])('%s: sft evaluation split over 2 replicas gives the val_loss, val_tokens and token accuracy of one process', (_name, modelOf) => {
+    const model = modelOf();
     const dir = tempDir('gptune-replicas-');
-    const data = path.join(dir, 'pairs.jsonl');
-    fs.writeFileSync(data, Array.from({ length: 8 }, (_, i) => JSON.stringify({ prompt: `Q: ${i}\nA:`, chosen: ' yes', rejected: ' no' })).join('\n') + '\n');
-    const r = gptune(['train', '--model', TINY, '--data', data, '--out', path.join(dir, 'out'), '--method', 'dpo', '--steps', '1', '--batch-size', '2', '--seq-len', '16', '--quiet'], REPLICAS);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toBe('gptune train: method dpo is data-parallel over MPI ranks, not over the 2 CPU replicas of one process: run one rank per GPU under mpirun/srun instead of --devices\n');
-    expect(fs.existsSync(path.join(dir, 'out'))).toBe(false);
+    // 27 validation rows of 16 tokens in batches of 2: 14 batches, 7 per replica.
+    // Learning rate 0: the weights stay those of the starting model in both runs, so the evaluations differ
+    // only by the grouping of their float64 sums, and 1e-6 holds.
+    const flags = { validation: writeValidationText(dir), 'eval-every': '2', steps: '4', lr: '0' };
+    const { single, replicas } = singleAndReplicas(model, dir, flags);
+    const evals = (out: string) => logLines(path.join(out, 'metrics.jsonl')).filter((l) => 'val_loss' in l);
+    const expected = evals(single);
+    expect(expected.map((e) => e.step)).toEqual([2, 4]);
+    const got = evals(replicas);
+    expectLinesClose(got, expected, ['val_loss', 'val_perplexity', 'val_token_accuracy'], 1e-6);
+    // Each validation token counted once over the replicas (a replica evaluating everything would double them).
+    expect(got.map((e) => [e.val_tokens, e.improved, e.best_step])).toEqual(expected.map((e) => [e.val_tokens, e.improved, e.best_step]));
+  }, 120_000);
+
+  test('each replica evaluates its share of the validation batches only (the Trainer with batches of its own)', () => {
+    const dir = tempDir('gptune-replicas-');
+    const script = path.join(dir, 'count.js');
+    // Every forward pass of a validation batch is recorded with the model copy that ran it (copies numbered in
+    // the order they first run a forward: replica 0 takes the step's first micro-batch).
+    fs.writeFileSync(script, `
+      const fs = require('fs');
+      const lib = require(${JSON.stringify(path.join(ROOT, 'dist/lib/index.js'))});
+      const { buildDatasets } = require(${JSON.stringify(path.join(ROOT, 'dist/lib/data/index.js'))});
+      const tokenizer = lib.loadTokenizer(${JSON.stringify(TINY)});
+      const data = buildDatasets({ train: ${JSON.stringify(DATA)}, validation: ${JSON.stringify(writeValidationText(dir))}, tokenizer, seqLen: 16,
+        batchSize: 2, packing: false, trainOnPrompt: false, shuffle: false, seed: 1 });
+      const batchOf = new Map(data.validation.map((b, i) => [b.inputs, i]));
+      const reads = data.validation.map(() => []);
+      const copies = new Map();
+      const forward = lib.Decoder.prototype.forward;
+      lib.Decoder.prototype.forward = function (inputs, ...rest) {
+        if (!copies.has(this)) copies.set(this, copies.size);
+        if (batchOf.has(inputs)) reads[batchOf.get(inputs)].push(copies.get(this));
+        return forward.call(this, inputs, ...rest);
+      };
+      const trainer = new lib.Trainer({ model: ${JSON.stringify(TINY)}, output_dir: null, max_steps: 2, eval_every: 1, batch_size: 2, seq_len: 16,
+        global_batch_size: 4, learning_rate: 0, threads: 1 }, { train: data.train, validation: data.validation });
+      const losses = [];
+      trainer.on('eval', (e) => losses.push(e.val_loss));
+      trainer.fit().then((r) => {
+        r.model.free();
+        fs.writeFileSync(process.argv[2], JSON.stringify({ reads, losses, copies: copies.size }));
+      });
+    `);
+    const run = (out: string, env: Record<string, string>) => {
+      const base = { ...process.env };
+      delete base.GPTUNE_TEST_CPU_REPLICAS;
+      const r = spawnSync(process.execPath, [script, path.join(dir, out)], { cwd: ROOT, encoding: 'utf8', env: { ...base, ...env } });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      return JSON.parse(fs.readFileSync(path.join(dir, out), 'utf8'));
+    };
+    const one = run('single.json', {}), two = run('replicas.json', REPLICAS);
+    // 14 batches, 2 evaluations: one process reads each batch twice with its one copy; with 2 replicas
+    // replica 0 reads the first 7 and replica 1 the last 7, twice each, and no batch is read by both.
+    expect([one.copies, two.copies]).toEqual([1, 2]);
+    expect(one.reads).toEqual(Array(14).fill([0, 0]));
+    expect(two.reads).toEqual([...Array(7).fill([0, 0]), ...Array(7).fill([1, 1])]);
+    expect(two.losses).toHaveLength(2);
+    two.losses.forEach((l: number, i: number) => expect(Math.abs(l - one.losses[i]) / one.losses[i]).toBeLessThan(1e-6));
   }, 60_000);
+
+  test.each([
+    // model, method, what is trained, extra flags: each reference kind (a frozen copy per replica, each replica
+    // with its adapter off, the precomputed table shared) and dropout (masks drawn by the micro-batch's place in
+    // the global batch) appear.
+    ['GPT-2', 'dpo', 'full', { dropout: '0.1' }],
+    ['GPT-2', 'dpo', 'LoRA', { 'precompute-ref': '' }],
+    ['GPT-2', 'orpo', 'full', {}],
+    ['GPT-2', 'orpo', 'LoRA', {}],
+    ['Llama', 'dpo', 'full', { 'precompute-ref': '' }],
+    ['Llama', 'dpo', 'LoRA', {}],
+    ['Llama', 'orpo', 'full', { dropout: '0.1' }],
+    ['Llama', 'orpo', 'LoRA', {}],
+  ] as Array<[string, 'dpo' | 'orpo', 'full' | 'LoRA', Record<string, string>]>)('%s %s %s %p: 2 replicas give the per-step losses, reward metrics and evaluations of 1 process with the same global batch', (name, method, trained, extra) => {
+    const model = name === 'GPT-2' ? TINY : tinyLlamaFolder();
+    const dir = tempDir('gptune-replicas-');
+    // 1 process: 4 micro-batches of 2 pairs a step; 2 replicas: 2 each; the 3 validation batches split 1 / 2
+    // over the replicas. DPO's loss is the default sigmoid.
+    const flags = preferenceFlags(dir, method, trained, extra);
+    const { single, replicas, two } = singleAndReplicas(model, dir, flags);
+    expect(JSON.parse(two.stdout.trim().split('\n').pop()!)).toMatchObject({ saved: replicas, steps: 4, reason: 'completed' });
+    expectPreferenceRunClose(single, replicas, method);
+  }, 120_000);
+  test('GPT-2 dpo full over 2 replicas: a checkpoint resumes both, each replica\'s reference the starting model again, bit for bit', () => {
+    const dir = tempDir('gptune-replicas-');
+    const flags = { ...preferenceFlags(dir, 'dpo', 'full', {}), 'save-every': '2' };
+    const full = path.join(dir, 'full'), resumed = path.join(dir, 'resumed');
+    const r = gptune(trainArgs(TINY, full, flags), REPLICAS);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // The resumed run's references are the starting model (config model), not the step-2 weights: a reference
+    // taken from the checkpoint would start its margins at 0 again and change steps 3 and 4.
+    const again = gptune(['train', '--resume', path.join(full, 'checkpoints', 'step-2'), '--out', resumed, '--log', `${resumed}.jsonl`, '--quiet'], REPLICAS);
+    expect(again.stderr).toBe('');
+    expect(again.code).toBe(0);
+    const steps = (out: string) => logLines(`${out}.jsonl`).filter((l) => 'loss' in l).map((l) => [l.step, l.loss, l['rewards/margins'], l.grad_norm]);
+    expect(steps(full)).toHaveLength(4);
+    expect(steps(resumed)).toEqual(steps(full).slice(2));
+    expectSameTensors(path.join(full, 'model.safetensors'), path.join(resumed, 'model.safetensors'));
+  }, 120_000);
 });
