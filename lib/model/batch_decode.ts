@@ -118,6 +118,8 @@ export class BatchDecoder {
    * logits (V) after its last token, prefillRows positions per call. `adapter` is applied (null: the base).
    */
   prefill(slot: number, prompt: readonly number[], adapter: DecodeAdapter): Float32Array {
+    // Checked here: Int32Array.of would turn 1.5 into slot 1 (and NaN into slot 0) before the kernel's range check.
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.slots) throw new RangeError(`BatchDecoder.prefill: slot ${slot} is outside [0, ${this.slots})`);
     if (prompt.length < 1 || prompt.length > this.maxT) throw new RangeError(`BatchDecoder.prefill: ${prompt.length} prompt tokens, expected 1 to ${this.maxT}`);
     let logits: Float32Array | null = null;
     for (let past = 0; past < prompt.length; past += this.prefillRows) {

@@ -589,7 +589,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const global = gradAccum * dp.size * this.config.batch_size;
     const recorded = state.global_batch ?? null;
     if (recorded !== null && recorded !== global) {
-      throw new ConfigError(`${this.nameKey('resume_from')} ${dir}: its run took ${recorded} sequences per step (${state.world_size ?? 1} rank(s)); this one would take ${global} (${dp.workers} x ${this.nameKey('batch_size')} ${this.config.batch_size} x ${gradAccum} micro-batches): set ${this.nameKey('global_batch_size')} ${recorded} to continue it`);
+      throw new ConfigError(`${this.nameKey('resume_from')} ${dir}: its run took ${recorded} sequences per step (${state.world_size ?? 1} rank(s) or device(s)); this one would take ${global} (${dp.workers} x ${this.nameKey('batch_size')} ${this.config.batch_size} x ${gradAccum} micro-batches): set ${this.nameKey('global_batch_size')} ${recorded} to continue it`);
     }
     state.world_size = dp.size;
     state.global_batch = global;

@@ -33,7 +33,7 @@ describe.each([
     }
   });
 
-  test('prefillRows outside 1..maxT, or the applied adapters without stackedAdapters, are refused by name', () => {
+  test('prefillRows outside 1..maxT, the applied adapters without stackedAdapters, or a slot that is not one of the decoder\'s, are refused by name', () => {
     for (const bad of [0, 11, 2.5, NaN]) {
       expect(() => new BatchDecoder(model, 1, 10, { prefillRows: bad })).toThrow(
         new RangeError(`BatchDecoder: expected options.prefillRows to be a whole number from 1 to maxT (10) but received ${bad}`),
@@ -42,6 +42,7 @@ describe.each([
     const decoder = new BatchDecoder(model, 1, 10);
     try {
       expect(() => decoder.prefill(0, [1, 2], APPLIED_ADAPTERS)).toThrow('BatchDecoder: the applied adapters need a decoder built with stackedAdapters');
+      for (const slot of [-1, 1, 0.5, NaN]) expect(() => decoder.prefill(slot, [1, 2], null)).toThrow(new RangeError(`BatchDecoder.prefill: slot ${slot} is outside [0, 1)`));
     } finally {
       decoder.free();
     }

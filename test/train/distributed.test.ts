@@ -181,7 +181,7 @@ describeMpi('data-parallel training under mpirun', () => {
     // Another global batch would change what a step means: refused, naming the key to set.
     const other = gptune(['train', '--resume', step3, '--zero', '0', '--out', path.join(dir, 'other'), '--global-batch-size', '4', '--quiet']);
     expect(other.code).toBe(2);
-    expect(other.stderr).toMatch(/^gptune train: --resume .*step-3: its run took 8 sequences per step \(2 rank\(s\)\); this one would take 4 .*set --global-batch-size 8 to continue it\n$/);
+    expect(other.stderr).toMatch(/^gptune train: --resume .*step-3: its run took 8 sequences per step \(2 rank\(s\) or device\(s\)\); this one would take 4 .*set --global-batch-size 8 to continue it\n$/);
   }, 180_000);
 
   test('the evaluation split: the ranks\' shares of a list cover it once, in order; float64 sums are the same on every rank', () => {
