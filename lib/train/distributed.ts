@@ -422,28 +422,31 @@ export class DataParallel implements RankGroup {
    */
   reduceGradients(models: readonly Decoder[]): void {
     this.lastReduction = { regions: 0, exposedMs: 0 };
+    if (this.reducer === null && this.alone) return;
+    const started = process.hrtime.bigint();
+    const regions = this.reduce(models);
+    this.lastReduction = { regions, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
+  }
+
+  /** reduceGradients' work; returns the overlapped regions it waited for (0: one reduction now). */
+  private reduce(models: readonly Decoder[]): number {
     if (this.reducer !== null) {
       const reducer = this.reducer;
-      const started = process.hrtime.bigint();
       this.collective(() => reducer.allReduceSum(models.map((m) => m.grads!.all())));
-      this.lastReduction = { regions: 0, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
-      return;
+      return 0;
     }
-    if (this.alone) return;
     const grads = models[0].grads!;
-    const started = process.hrtime.bigint();
-    if (this.issued > 0) {
-      const issued = this.issued;
-      this.issued = 0;
-      let regions = 0;
-      this.collective(() => ({ regions } = this.backend === 'nccl' ? addon.nccl.reduceWait!() : addon.mpi.reduceWait()));
-      // The regions cover the arena exactly once (Decoder.gradientRegions); anything else is a defect here.
-      if (issued !== grads.numel) throw new Error(`reduceGradients: the overlapped regions covered ${issued} of the ${grads.numel} gradient elements`);
-      this.lastReduction = { regions, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
-      return;
+    if (this.issued === 0) {
+      this.reduceWhole(grads);
+      return 0;
     }
-    this.reduceWhole(grads);
-    this.lastReduction = { regions: 0, exposedMs: Number(process.hrtime.bigint() - started) / 1e6 };
+    const issued = this.issued;
+    this.issued = 0;
+    let regions = 0;
+    this.collective(() => ({ regions } = this.backend === 'nccl' ? addon.nccl.reduceWait!() : addon.mpi.reduceWait()));
+    // The regions cover the arena exactly once (Decoder.gradientRegions); anything else is a defect here.
+    if (issued !== grads.numel) throw new Error(`reduceGradients: the overlapped regions covered ${issued} of the ${grads.numel} gradient elements`);
+    return regions;
   }
 
   private reduceWhole(grads: NonNullable<Decoder['grads']>): void {

@@ -169,12 +169,16 @@ interface Replica {
 }
 
 /** Frees replicas 1.. (their models and optimizers, each while its device is current; replica 0's belong to the Setup). */
-function freeExtraReplicas(replicas: readonly Replica[], dp: DataParallel): void {
-  for (const [j, r] of replicas.entries()) {
-    if (j === 0) continue;
+/**
+ * Frees what the setup allocated beside replica 0's model: the preference objective's references, each
+ * replica's AdamW (as many as were made) and the copies of replicas 1.., each with its device current.
+ */
+function freeTrainingState(models: readonly Decoder[], optimizers: readonly AdamW[], preference: PreferenceObjective | null, dp: DataParallel): void {
+  preference?.free((j) => dp.useReplica(j));
+  for (const [j, m] of models.entries()) {
     dp.useReplica(j);
-    r.optimizer.free();
-    r.model.free();
+    optimizers[j]?.free();
+    if (j > 0) m.free();
   }
   dp.useReplica(0);
 }
@@ -363,12 +367,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       if (setup?.ownsModel) setup.opened.model.free();
       throw e;
     } finally {
-      if (setup) {
-        const { dp: group } = setup;
-        setup.preference?.free((j) => group.useReplica(j));
-        freeExtraReplicas(setup.replicas, group);
-      }
-      setup?.optimizer.free();
+      if (setup) freeTrainingState(setup.replicas.map((r) => r.model), setup.replicas.map((r) => r.optimizer), setup.preference, setup.dp);
       await dashboard?.close();
       this.running = false;
     }
@@ -517,12 +516,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           optimizers.push(dp.optimizer(m, adamw));
         }
       } catch (e) {
-        preference?.free((j) => dp.useReplica(j));
-        for (const [j, m] of models.entries()) {
-          dp.useReplica(j);
-          optimizers[j]?.free();
-          if (j > 0) m.free();
-        }
+        freeTrainingState(models, optimizers, preference, dp);
         throw e;
       } finally {
         dp.useReplica(0);
@@ -558,9 +552,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           checkpointFolder: folders.checkpoints, outFolder: folders.out, samplePrompts: prompts, preference,
         };
       } catch (e) {
-        preference?.free((j) => dp.useReplica(j));
-        freeExtraReplicas(replicas, dp);
-        optimizer.free();
+        freeTrainingState(models, optimizers, preference, dp);
         throw e;
       }
     } catch (e) {
